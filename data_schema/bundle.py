@@ -1,0 +1,415 @@
+"""The study bundle: one directory that every stage reads and writes.
+
+Files are written only inside a :meth:`Bundle.stage`, atomically, and recorded in ``manifest.json``
+with their schema, sha256, producing stage, config hash, seed, package versions and git commit.
+Reading a file checks its hash against the manifest first. A stage whose config, seed and input
+hashes are unchanged since it last completed is skipped (:meth:`Bundle.run_stage`).
+
+The manifest has one writer at a time (under ``torchrun`` only rank 0 writes).
+
+Examples
+--------
+>>> import tempfile, pandas as pd
+>>> bundle = Bundle(tempfile.mkdtemp())
+>>> patients = pd.DataFrame({"patient_id": ["p1"], "sex": ["F"], "age_years": [71.0]})
+>>> with bundle.stage("cohort", config={"n": 1}, seed=0) as stage:
+...     path = stage.write_table("patients", patients)
+>>> bundle.read_table("patients").equals(patients)
+True
+>>> bundle.is_current("cohort", config={"n": 1}, seed=0)
+True
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from data_schema.io import atomic_write_bytes, atomic_write_text, npy_bytes, npz_bytes, sha256_bytes, sha256_file
+from data_schema.provenance import config_hash, git_commit, package_versions
+from data_schema.registry import SCHEMAS, TableSpec, get_spec
+from data_schema.validate import Problem, TableValidationError, check_frame, load_table
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "gvr-chf-bundle/1"
+
+
+class BundleError(Exception):
+    """Base class of the bundle's errors."""
+
+
+class BundlePathError(BundleError, ValueError):
+    """A path that is absolute or leaves the bundle."""
+
+
+class ManifestMismatchError(BundleError):
+    """A file whose content no longer matches the hash recorded in the manifest."""
+
+
+class NotInManifestError(BundleError, FileNotFoundError):
+    """A file the manifest does not record (or that the manifest records but is gone)."""
+
+
+def safe_relpath(relpath: str | Path) -> str:
+    """Normalise a path inside a bundle, refusing absolute paths and ``..``.
+
+    Raises
+    ------
+    BundlePathError
+        For an absolute path, a drive letter, a backslash or a ``..`` segment.
+    """
+    text = str(relpath)
+    if not text or text.startswith(("/", "\\")) or "\\" in text or (len(text) > 1 and text[1] == ":"):
+        raise BundlePathError(f"path {text!r} must be relative to the bundle, with '/' separators")
+    parts = PurePosixPath(text).parts
+    if ".." in parts:
+        raise BundlePathError(f"path {text!r} leaves the bundle ('..' is not allowed)")
+    return PurePosixPath(*[p for p in parts if p != "."]).as_posix()
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of the manifest."""
+
+    sha256: str
+    bytes: int
+    stage: str
+    config_hash: str
+    seed: int | None
+    schema: str | None
+    versions: dict[str, str]
+    git_commit: str
+    written_at: str
+
+
+class Bundle:
+    """A study bundle rooted at `root` (created when missing).
+
+    Parameters
+    ----------
+    root : path-like
+        The bundle directory.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._manifest = self._load_manifest()
+
+    # ---- manifest ------------------------------------------------------------------------------
+
+    def _load_manifest(self) -> dict:
+        path = self.root / MANIFEST
+        if not path.exists():
+            return {"format": FORMAT, "files": {}, "stages": {}}
+        try:
+            manifest = json.loads(path.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{path}: not a readable manifest ({exc})") from exc
+        if manifest.get("format") != FORMAT:
+            raise BundleError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        return manifest
+
+    def _save_manifest(self) -> None:
+        atomic_write_text(self.root / MANIFEST, json.dumps(self._manifest, indent=1, sort_keys=True) + "\n")
+
+    @property
+    def files(self) -> dict[str, FileRecord]:
+        """Every recorded file, by its path inside the bundle."""
+        return {k: FileRecord(**v) for k, v in self._manifest["files"].items()}
+
+    @property
+    def stages(self) -> dict[str, dict]:
+        return dict(self._manifest["stages"])
+
+    def path(self, relpath: str | Path) -> Path:
+        """The absolute path of `relpath`, refusing anything that leaves the bundle."""
+        rel = safe_relpath(relpath)
+        full = (self.root / rel).resolve()
+        if not full.is_relative_to(self.root.resolve()):
+            raise BundlePathError(f"path {str(relpath)!r} resolves outside the bundle (a symbolic link?)")
+        return full
+
+    def record(self, relpath: str) -> FileRecord:
+        rel = safe_relpath(relpath)
+        try:
+            return FileRecord(**self._manifest["files"][rel])
+        except KeyError:
+            raise NotInManifestError(f"{self.root / rel}: not recorded in {self.root / MANIFEST}") from None
+
+    def verify_file(self, relpath: str) -> Path:
+        """Check a file against its manifest hash and return its path.
+
+        Raises
+        ------
+        NotInManifestError
+            When the manifest does not record the file or the file is gone.
+        ManifestMismatchError
+            When the content's sha256 differs from the manifest's.
+        """
+        rec = self.record(relpath)
+        full = self.path(relpath)
+        if not full.is_file():
+            raise NotInManifestError(f"{full}: recorded in the manifest but missing on disk")
+        actual = sha256_file(full)
+        if actual != rec.sha256:
+            raise ManifestMismatchError(
+                f"{full}: content changed since stage {rec.stage!r} wrote it "
+                f"(sha256 {actual[:12]}..., manifest says {rec.sha256[:12]}...); rerun that stage"
+            )
+        return full
+
+    # ---- stages --------------------------------------------------------------------------------
+
+    def is_current(self, name: str, *, config: Any, seed: int | None = None, inputs: Iterable[str] = ()) -> bool:
+        """Whether stage `name` completed with this config, seed and the inputs as they are now."""
+        done = self._manifest["stages"].get(name)
+        if not done or done["config_hash"] != config_hash(config) or done["seed"] != seed:
+            return False
+        if done["inputs"] != self._input_hashes(inputs):
+            return False
+        for rel in done["outputs"]:
+            rec = self._manifest["files"].get(rel)
+            full = self.root / rel
+            if rec is None or not full.is_file() or full.stat().st_size != rec["bytes"]:
+                return False
+        return True
+
+    def _input_hashes(self, inputs: Iterable[str]) -> dict[str, str]:
+        hashes = {}
+        for rel in sorted(safe_relpath(r) for r in inputs):
+            hashes[rel] = self.record(rel).sha256
+        return hashes
+
+    @contextmanager
+    def stage(self, name: str, *, config: Any, seed: int | None = None, inputs: Iterable[str] = ()) -> Iterator["Stage"]:
+        """Open stage `name` for writing; it is recorded as complete only if the block succeeds.
+
+        Inputs must be files already in the manifest; their hashes become part of the stage's key.
+        """
+        inputs = list(inputs)
+        input_hashes = self._input_hashes(inputs)
+        if self._manifest["stages"].pop(name, None) is not None:
+            self._save_manifest()  # a stage killed half-way must not look complete on the next run
+        stage = Stage(self, name, config_hash(config), seed)
+        try:
+            yield stage
+        finally:
+            self._save_manifest()  # files already written stay recorded, so the manifest matches disk
+        self._manifest["stages"][name] = {
+            "config_hash": stage.config_hash,
+            "seed": seed,
+            "inputs": input_hashes,
+            "outputs": sorted(stage.outputs),
+            "completed_at": _now(),
+            "git_commit": git_commit(),
+        }
+        self._save_manifest()
+
+    def run_stage(
+        self,
+        name: str,
+        body: Callable[["Stage"], Any],
+        *,
+        config: Any,
+        seed: int | None = None,
+        inputs: Iterable[str] = (),
+        force: bool = False,
+    ) -> bool:
+        """Run `body(stage)` unless the stage is current; return whether it ran."""
+        inputs = list(inputs)
+        if not force and self.is_current(name, config=config, seed=seed, inputs=inputs):
+            log.info("stage %s is up to date in %s; skipped", name, self.root)
+            return False
+        with self.stage(name, config=config, seed=seed, inputs=inputs) as stage:
+            body(stage)
+        return True
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def read_table(self, name_or_path: str, *, schema: str | None = None) -> pd.DataFrame:
+        """Read a table by schema name (its default path) or by path, checking hash and schema."""
+        if name_or_path in SCHEMAS and schema is None:
+            spec = get_spec(name_or_path)
+            rel = spec.path
+        else:
+            rel = safe_relpath(name_or_path)
+            rec = self.record(rel)
+            spec = get_spec(schema or rec.schema) if (schema or rec.schema) else None
+            if spec is None:
+                raise BundleError(f"{self.root / rel}: the manifest names no schema for it; pass schema=")
+        full = self.verify_file(rel)
+        return load_table(full, spec, display=str(self.root / rel))
+
+    def read_array(self, relpath: str) -> np.ndarray | dict[str, np.ndarray]:
+        full = self.verify_file(relpath)
+        if full.suffix == ".npz":
+            with np.load(full, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        return np.load(full, allow_pickle=False)
+
+    def read_image(self, relpath: str) -> np.ndarray:
+        import imageio.v3 as iio
+
+        return iio.imread(self.verify_file(relpath))
+
+    def read_checkpoint(self, relpath: str, *, map_location: str = "cpu") -> dict:
+        """Load a checkpoint with ``weights_only=True`` (no arbitrary code from the file)."""
+        import torch
+
+        return torch.load(self.verify_file(relpath), map_location=map_location, weights_only=True)
+
+
+class Stage:
+    """Writer for one stage of a bundle; obtain it from :meth:`Bundle.stage`."""
+
+    def __init__(self, bundle: Bundle, name: str, config_hash: str, seed: int | None):
+        self.bundle = bundle
+        self.name = name
+        self.config_hash = config_hash
+        self.seed = seed
+        self.outputs: set[str] = set()
+
+    def write_bytes(self, relpath: str, data: bytes, *, schema: str | None = None) -> Path:
+        """Write raw bytes atomically and record them; all other writers end here."""
+        rel = safe_relpath(relpath)
+        if rel == MANIFEST:
+            raise BundlePathError(f"{MANIFEST} is written by the bundle itself")
+        full = self.bundle.path(rel)
+        atomic_write_bytes(full, data)
+        self.bundle._manifest["files"][rel] = {
+            "sha256": sha256_bytes(data),
+            "bytes": len(data),
+            "stage": self.name,
+            "config_hash": self.config_hash,
+            "seed": self.seed,
+            "schema": schema,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "written_at": _now(),
+        }
+        self.outputs.add(rel)
+        return full
+
+    def write_table(self, schema: str | TableSpec, df: pd.DataFrame, relpath: str | None = None) -> Path:
+        """Validate `df` against `schema`, then write it as Parquet (or CSV by suffix).
+
+        Raises
+        ------
+        TableValidationError
+            With every problem; nothing is written.
+        """
+        spec = schema if isinstance(schema, TableSpec) else get_spec(schema)
+        rel = safe_relpath(relpath or spec.path)
+        problems = check_frame(df, spec, file=str(self.bundle.root / rel))
+        if problems:
+            raise TableValidationError(problems)
+        frame = df.reset_index(drop=True)
+        if rel.endswith(".csv"):
+            data = frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%f", lineterminator="\n").encode()
+        elif rel.endswith(".parquet"):
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False, engine="pyarrow")
+            data = buffer.getvalue()
+        else:
+            raise BundlePathError(f"table path {rel!r} must end in .parquet or .csv")
+        return self.write_bytes(rel, data, schema=spec.name)
+
+    def write_array(self, relpath: str, array: np.ndarray | dict[str, np.ndarray]) -> Path:
+        """An ``.npy`` array, or an ``.npz`` of several named arrays."""
+        if relpath.endswith(".npz"):
+            if not isinstance(array, dict):
+                raise TypeError(f"{relpath}: an .npz needs a dict of named arrays")
+            return self.write_bytes(relpath, npz_bytes(array))
+        if not relpath.endswith(".npy"):
+            raise BundlePathError(f"array path {relpath!r} must end in .npy or .npz")
+        return self.write_bytes(relpath, npy_bytes(array))
+
+    def write_image(self, relpath: str, image: np.ndarray) -> Path:
+        """A PNG of a 2-D (grayscale) or H x W x 3/4 uint8 or uint16 array."""
+        import imageio.v3 as iio
+
+        if not relpath.endswith(".png"):
+            raise BundlePathError(f"image path {relpath!r} must end in .png")
+        image = np.asarray(image)
+        if image.dtype not in (np.uint8, np.uint16):
+            raise TypeError(f"{relpath}: images are uint8 or uint16, got {image.dtype}")
+        return self.write_bytes(relpath, iio.imwrite("<bytes>", image, extension=".png"))
+
+    def write_checkpoint(self, relpath: str, state: dict) -> Path:
+        """A ``torch.save`` state dict; it must load with ``weights_only=True``."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        try:  # refuse to record what a reader could not load safely
+            torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as exc:
+            raise TypeError(f"{relpath}: checkpoint holds objects that weights_only=True refuses: {exc}") from exc
+        return self.write_bytes(relpath, data)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- validating a whole bundle ---------------------------------------------------------------------
+
+
+def validate_bundle(root: str | Path) -> list[Problem]:
+    """Every problem of a bundle: hashes, missing files, table schemas and dangling paths."""
+    from data_schema.registry import guess_schema
+    from data_schema.validate import validate_file
+
+    root = Path(root)
+    problems: list[Problem] = []
+    try:
+        bundle = Bundle(root)
+    except BundleError as exc:
+        return [Problem(str(root / MANIFEST), None, None, None, str(exc))]
+    if not (root / MANIFEST).exists():
+        problems.append(Problem(str(root), None, None, None, f"no {MANIFEST}: not a study bundle"))
+    recorded = bundle.files
+    for rel, rec in sorted(recorded.items()):
+        try:
+            full = bundle.verify_file(rel)
+        except BundleError as exc:
+            problems.append(Problem(str(root / rel), None, None, None, str(exc).split(": ", 1)[-1]))
+            continue
+        if rec.schema:
+            found = validate_file(full, rec.schema, display=str(root / rel))
+            problems.extend(found)
+            if not found:
+                problems.extend(_dangling_paths(bundle, rel, rec.schema))
+    for full in sorted(root.rglob("*")):
+        rel = full.relative_to(root).as_posix()
+        if full.is_file() and rel not in recorded and rel != MANIFEST and guess_schema(full.name):
+            problems.append(Problem(str(full), None, None, None, f"table not recorded in {MANIFEST}"))
+            problems.extend(validate_file(full, display=str(full)))
+    return problems
+
+
+def _dangling_paths(bundle: Bundle, rel: str, schema: str) -> list[Problem]:
+    df = load_table(bundle.root / rel, schema)
+    problems = []
+    for column in [c for c in df.columns if c.endswith("_path")]:
+        for idx, value in df[column].items():
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            if not (bundle.root / value).is_file():
+                problems.append(Problem(str(bundle.root / rel), int(idx) + 1, column, value,
+                                        "file does not exist in the bundle"))
+    return problems

@@ -1,0 +1,91 @@
+"""The registry of bundle tables: schema name -> model, primary key and default location."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.pandas as pa
+
+from data_schema import tables
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table of the study bundle.
+
+    Attributes
+    ----------
+    name : str
+        Schema name, used in ``manifest.json`` and on the command line.
+    model : type
+        The pandera ``DataFrameModel`` class.
+    primary_key : tuple of str
+        Columns that identify a row.
+    path : str
+        Default location inside a bundle.
+    """
+
+    name: str
+    model: type[pa.DataFrameModel]
+    primary_key: tuple[str, ...]
+    path: str
+
+    @property
+    def description(self) -> str:
+        return " ".join((self.model.__doc__ or "").split("\n\n")[0].split())
+
+    def schema(self) -> pa.DataFrameSchema:
+        return self.model.to_schema()
+
+
+_SPECS = [
+    TableSpec("patients", tables.Patients, ("patient_id",), "tables/patients.parquet"),
+    TableSpec("radiographs", tables.Radiographs, ("image_id",), "tables/radiographs.parquet"),
+    TableSpec("bnp_results", tables.BnpResults, ("result_id",), "tables/bnp_results.parquet"),
+    TableSpec("pairing", tables.Pairing, ("image_id",), "tables/pairing.parquet"),
+    TableSpec("splits", tables.Splits, ("image_id",), "tables/splits.parquet"),
+    TableSpec("phantom_truth", tables.PhantomTruth, ("image_id",), "tables/phantom_truth.parquet"),
+    TableSpec(
+        "latents_index", tables.LatentsIndex, ("image_id", "encoder_id"), "tables/latents_index.parquet"
+    ),
+    TableSpec("predictions", tables.Predictions, ("image_id", "model_id"), "tables/predictions.parquet"),
+    TableSpec("gvr_index", tables.GvrIndex, ("gvr_id",), "tables/gvr_index.parquet"),
+    TableSpec(
+        "reader_assessments",
+        tables.ReaderAssessments,
+        ("reader", "round", "gvr_id", "feature"),
+        "tables/reader_assessments.parquet",
+    ),
+    TableSpec("reading_key", tables.ReadingKey, ("blinded_id",), "reading_key.csv"),
+]
+
+SCHEMAS: dict[str, TableSpec] = {spec.name: spec for spec in _SPECS}
+
+
+class UnknownSchemaError(KeyError):
+    """A schema name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; this one reads as a sentence
+        return self.args[0]
+
+
+def get_spec(name: str) -> TableSpec:
+    """Return the table spec called `name`.
+
+    Raises
+    ------
+    UnknownSchemaError
+        When `name` is not a registered schema; the message lists the known ones.
+    """
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise UnknownSchemaError(
+            f"unknown schema {name!r}; known schemas: {', '.join(sorted(SCHEMAS))}"
+        ) from None
+
+
+def guess_schema(filename: str) -> TableSpec | None:
+    """The spec whose name is the file's stem (``patients.csv`` -> ``patients``), if any."""
+    stem = filename.rsplit("/", 1)[-1].split(".", 1)[0]
+    return SCHEMAS.get(stem)

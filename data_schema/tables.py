@@ -1,0 +1,272 @@
+"""The tables of a study bundle, one pandera model each.
+
+Every column documents its meaning and, where it has one, its unit (``metadata={"unit": ...}``);
+allowed values are checks, so they are enforced on write and on read and exported to the
+Frictionless Table Schemas in ``data_schema/json/`` for R users.
+
+Conventions shared by all tables:
+
+- identifiers are text matching :data:`ID_PATTERN` (safe in file names, no spaces);
+- timestamps are naive local times of the acquiring hospital, ISO 8601 in CSV files;
+- BNP is B-type natriuretic peptide in ng/L (equal to pg/mL), strictly positive;
+- paths inside a bundle are relative, with ``/`` separators, and never leave the bundle
+  (:data:`BUNDLE_PATH_PATTERN` rejects absolute paths, drive letters and ``..`` segments);
+- in CSV files only the empty string means "missing": text such as ``"None"`` or ``"NA"`` is data.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+BUNDLE_PATH_PATTERN = r"^(?![/\\])(?![A-Za-z]:)(?!.*(?:^|[/\\])\.\.(?:[/\\]|$))[^\x00]+$"
+FEATURE_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+SEXES = ["F", "M"]
+PROJECTIONS = ["AP", "PA"]
+SETS = ["unlabelled", "train", "test"]
+REGIMES = ["correct", "overfitted"]
+ROLES = ["train", "test", "validation"]
+PREDICTOR_KINDS = ["linear", "mlp"]
+GVR_KINDS = ["gvr", "inverse"]
+MASK_FEATURES = ["heart", "effusion", "opacity", "soft_tissue", "device"]
+#: The features the paper's readers scored (Table 2), then reduced body mass (Figure 4).
+READER_FEATURES = [
+    "cardiomegaly",
+    "pleural_effusion",
+    "airspace_opacity",
+    "no_chf_features",
+    "reduced_body_mass",
+]
+
+MAX_BNP_NG_L = 100_000.0  # above every assay's reportable range; larger values are typos
+
+
+def _id(description: str, **kwargs) -> pa.Field:
+    return pa.Field(str_matches=ID_PATTERN, description=description, **kwargs)
+
+
+def _path(description: str, **kwargs) -> pa.Field:
+    return pa.Field(str_matches=BUNDLE_PATH_PATTERN, description=description, **kwargs)
+
+
+def _bnp(description: str, **kwargs) -> pa.Field:
+    return pa.Field(
+        gt=0, le=MAX_BNP_NG_L, description=description, metadata={"unit": "ng/L"}, **kwargs
+    )
+
+
+class _Strict(pa.DataFrameModel):
+    class Config:
+        strict = True  # an unknown column is a problem, not silently carried along
+        coerce = False
+
+
+class Patients(_Strict):
+    """One row per patient."""
+
+    patient_id: Series[str] = _id("Patient identifier (a salted hash for real data).", unique=True)
+    sex: Series[str] = pa.Field(isin=SEXES, description="Sex recorded in the hospital system.")
+    age_years: Series[float] = pa.Field(
+        ge=0,
+        le=120,
+        description="Age at the patient's first radiograph in the study.",
+        metadata={"unit": "years"},
+    )
+
+
+class Radiographs(_Strict):
+    """One row per frontal chest radiograph."""
+
+    image_id: Series[str] = _id("Radiograph identifier.", unique=True)
+    patient_id: Series[str] = _id("Patient identifier (patients.patient_id).")
+    acquired_at: Series[pd.Timestamp] = pa.Field(description="Acquisition time.")
+    age_years: Series[float] = pa.Field(
+        ge=0, le=120, description="Age at acquisition.", metadata={"unit": "years"}
+    )
+    projection: Series[str] = pa.Field(
+        isin=PROJECTIONS, description="AP (supine or mobile) or PA (erect)."
+    )
+    image_path: Series[str] = _path("PNG of the radiograph, relative to the bundle root.")
+    height_px: Series[int] = pa.Field(ge=1, description="Image height.", metadata={"unit": "px"})
+    width_px: Series[int] = pa.Field(ge=1, description="Image width.", metadata={"unit": "px"})
+
+
+class BnpResults(_Strict):
+    """One row per BNP laboratory result."""
+
+    result_id: Series[str] = _id("Laboratory result identifier.", unique=True)
+    patient_id: Series[str] = _id("Patient identifier (patients.patient_id).")
+    collected_at: Series[pd.Timestamp] = pa.Field(description="Time the sample was collected.")
+    bnp_ng_l: Series[float] = _bnp("Serum BNP.")
+
+
+class Pairing(_Strict):
+    """Each labelled radiograph and the BNP result paired with it (nearest within the window)."""
+
+    image_id: Series[str] = _id("Radiograph (radiographs.image_id).", unique=True)
+    result_id: Series[str] = _id("Paired BNP result (bnp_results.result_id).")
+    hours_apart: Series[float] = pa.Field(
+        ge=0,
+        description="Absolute time between radiograph and sample (at most the pairing window, 36 h by default).",
+        metadata={"unit": "h"},
+    )
+    bnp_ng_l: Series[float] = _bnp("BNP of the paired result.")
+
+
+class Splits(_Strict):
+    """The set of every radiograph; train and test are split by patient, never by image."""
+
+    image_id: Series[str] = _id("Radiograph (radiographs.image_id).", unique=True)
+    patient_id: Series[str] = _id("Patient identifier (patients.patient_id).")
+    set: Series[str] = pa.Field(
+        isin=SETS, description="unlabelled (no BNP within the window), train or test."
+    )
+
+    @pa.dataframe_check(
+        description="No patient has radiographs in both the train and the test set."
+    )
+    @classmethod
+    def patient_on_one_side(cls, df: pd.DataFrame) -> Series[bool]:
+        labelled = df[df["set"].isin(["train", "test"])]
+        sides = labelled.groupby("patient_id")["set"].nunique()
+        leaking = set(sides[sides > 1].index)
+        return ~(df["patient_id"].isin(leaking) & df["set"].isin(["train", "test"]))
+
+
+class PhantomTruth(_Strict):
+    """Ground truth of each phantom radiograph: feature parameters, masks and the BNP model's terms.
+
+    The BNP model is ``log_bnp = intercept + sum(term_*) + patient_effect + visit_effect``;
+    ``log_bnp_noiseless`` leaves out both noise effects and is what the oracle AUC uses.
+    """
+
+    image_id: Series[str] = _id("Radiograph (radiographs.image_id).", unique=True)
+    cardiothoracic_ratio: Series[float] = pa.Field(
+        gt=0, lt=1, description="Heart width over thoracic width, as projected PA."
+    )
+    cardiomegaly: Series[bool] = pa.Field(description="Cardiothoracic ratio above 0.5.")
+    effusion_left: Series[float] = pa.Field(
+        ge=0, le=1, description="Left pleural effusion, share of the hemithorax height."
+    )
+    effusion_right: Series[float] = pa.Field(
+        ge=0, le=1, description="Right pleural effusion, share of the hemithorax height."
+    )
+    opacity: Series[float] = pa.Field(
+        ge=0, le=1, description="Perihilar airspace opacity, 0 none to 1 dense."
+    )
+    pacemaker: Series[bool] = pa.Field(description="Pacemaker generator and lead present.")
+    body_mass_index: Series[float] = pa.Field(
+        ge=10, le=80, description="Body mass index.", metadata={"unit": "kg/m^2"}
+    )
+    term_cardiomegaly: Series[float] = pa.Field(description="Term of log BNP.", metadata={"unit": "log(ng/L)"})
+    term_effusion: Series[float] = pa.Field(description="Term of log BNP.", metadata={"unit": "log(ng/L)"})
+    term_opacity: Series[float] = pa.Field(description="Term of log BNP.", metadata={"unit": "log(ng/L)"})
+    term_age: Series[float] = pa.Field(description="Term of log BNP.", metadata={"unit": "log(ng/L)"})
+    term_pacemaker: Series[float] = pa.Field(description="Term of log BNP.", metadata={"unit": "log(ng/L)"})
+    term_body_mass: Series[float] = pa.Field(description="Term of log BNP.", metadata={"unit": "log(ng/L)"})
+    patient_effect: Series[float] = pa.Field(
+        description="Patient-level noise of log BNP.", metadata={"unit": "log(ng/L)"}
+    )
+    visit_effect: Series[float] = pa.Field(
+        description="Visit-level noise of log BNP.", metadata={"unit": "log(ng/L)"}
+    )
+    log_bnp_noiseless: Series[float] = pa.Field(
+        description="Natural log of BNP without patient or visit noise.", metadata={"unit": "log(ng/L)"}
+    )
+    mask_path: Series[str] = _path(
+        "NPZ of boolean masks, one array per feature: " + ", ".join(MASK_FEATURES) + "."
+    )
+
+
+class LatentsIndex(_Strict):
+    """Where each radiograph's latent code lies in the latents array of one encoder."""
+
+    image_id: Series[str] = _id("Radiograph (radiographs.image_id).")
+    encoder_id: Series[str] = _id("Encoder checkpoint that produced the code.")
+    latents_path: Series[str] = _path("NPY array of shape (n, latent_dim), relative to the bundle.")
+    row: Series[int] = pa.Field(ge=0, description="Row of the code in the array.")
+
+    class Config:
+        unique = ["image_id", "encoder_id"]
+
+
+class Predictions(_Strict):
+    """One predicted BNP per radiograph and model."""
+
+    image_id: Series[str] = _id("Radiograph (radiographs.image_id).")
+    model_id: Series[str] = _id("Predictor identifier.")
+    predictor: Series[str] = pa.Field(isin=PREDICTOR_KINDS, description="Linear regression or MLP.")
+    regime: Series[str] = pa.Field(
+        isin=REGIMES,
+        description="correct (train split, early stopping on test) or overfitted (train+test, a quarter withheld).",
+    )
+    role: Series[str] = pa.Field(
+        isin=ROLES, description="Whether the model saw the radiograph: train, test or validation."
+    )
+    checkpoint_sha256: Series[str] = pa.Field(
+        str_matches=r"^[0-9a-f]{64}$", description="sha256 of the predictor's checkpoint."
+    )
+    bnp_true_ng_l: Series[float] = _bnp("Measured BNP of the paired result.")
+    bnp_pred_ng_l: Series[float] = _bnp("Predicted BNP.")
+
+    class Config:
+        unique = ["image_id", "model_id"]
+
+
+class GvrIndex(_Strict):
+    """One row per Generative Visual Rationale (or inverse GVR frame)."""
+
+    gvr_id: Series[str] = _id("GVR identifier.", unique=True)
+    image_id: Series[str] = _id("Radiograph explained (radiographs.image_id).")
+    model_id: Series[str] = _id("Predictor explained (predictions.model_id).")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of the predictor.")
+    kind: Series[str] = pa.Field(
+        isin=GVR_KINDS, description="gvr: towards healthy; inverse: towards a target BNP."
+    )
+    target_bnp_ng_l: Series[float] = _bnp("BNP the latent code was moved towards.")
+    start_pred_ng_l: Series[float] = _bnp("Prediction for the encoded radiograph.")
+    end_pred_ng_l: Series[float] = _bnp("Prediction for the moved code.")
+    steps: Series[int] = pa.Field(ge=0, description="Gradient steps taken.")
+    reached: Series[bool] = pa.Field(description="Whether the target was reached within the step budget.")
+    latent_distance: Series[float] = pa.Field(ge=0, description="Euclidean distance moved in latent space.")
+    image_distance: Series[float] = pa.Field(
+        ge=0, description="Root mean square difference of the decoded images (intensity 0-1)."
+    )
+    original_path: Series[str] = _path("PNG of the original radiograph.")
+    diseased_path: Series[str] = _path("PNG of the decoded original code.")
+    healthy_path: Series[str] = _path("PNG of the decoded moved code.")
+    overlay_path: Series[str] = _path("PNG of the signed difference over the original.")
+    movie_path: Series[str] = _path("GIF of the path, if written.", nullable=True)
+
+
+class ReaderAssessments(_Strict):
+    """Each reader's answer for each feature of each GVR, per reading round (unblinded)."""
+
+    reader: Series[str] = _id("Reader identifier (A, B, ...).")
+    round: Series[int] = pa.Field(ge=1, description="Reading round (1 or 2 in the paper).")
+    gvr_id: Series[str] = _id("GVR read (gvr_index.gvr_id).")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of the model that made the GVR.")
+    patient_id: Series[str] = _id("Patient of the radiograph (for the mixed model's random effect).")
+    feature: Series[str] = pa.Field(
+        str_matches=FEATURE_PATTERN,
+        description="Feature scored; the paper's are " + ", ".join(READER_FEATURES) + ".",
+    )
+    present: Series[bool] = pa.Field(description="Whether the reader marked the feature as highlighted.")
+    simulated: Series[bool] = pa.Field(description="True for simulated readers on the phantom cohort.")
+
+    class Config:
+        unique = ["reader", "round", "gvr_id", "feature"]
+
+
+class ReadingKey(_Strict):
+    """The key that unblinds a reading packet: kept outside the packet."""
+
+    blinded_id: Series[str] = _id("Identifier shown to readers.", unique=True)
+    gvr_id: Series[str] = _id("GVR behind it (gvr_index.gvr_id).", unique=True)
+    model_id: Series[str] = _id("Predictor that made the GVR.")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
+    image_id: Series[str] = _id("Radiograph explained.")
+    patient_id: Series[str] = _id("Patient of the radiograph.")

@@ -1,0 +1,339 @@
+"""Validation of bundle tables with every problem reported by file, row and column.
+
+Rows are numbered from 1 over the data rows (in a CSV file, row 1 is the line after the header).
+A problem that concerns a whole column (a missing column, a wrong type in a Parquet file) has no row.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from data_schema.registry import TableSpec, get_spec, guess_schema
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_ZONE_RE = re.compile(r"\d[T ]?\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem.
+
+    Attributes
+    ----------
+    file : str
+        The file (or ``"<frame>"`` for an in-memory table).
+    row : int or None
+        1-based data row; None when the problem concerns a whole column or the file.
+    column : str or None
+        Column name; None when the problem concerns the whole file.
+    value : object
+        The offending value, if there is one.
+    message : str
+        What is wrong, in words.
+    """
+
+    file: str
+    row: int | None
+    column: str | None
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.row is not None:
+            line = f" (line {self.row + 1})" if self.file.lower().endswith(".csv") else ""
+            where.append(f"row {self.row}{line}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        text = f"{', '.join(where)}: {self.message}"
+        if self.value is not None and not _is_missing(self.value):
+            text += f" (value: {self.value!r})"
+        return text
+
+
+class TableValidationError(ValueError):
+    """A table broke its schema; ``.problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        shown = "\n".join(f"  - {p}" for p in self.problems[:50])
+        more = len(self.problems) - 50
+        if more > 0:
+            shown += f"\n  ... and {more} more"
+        super().__init__(f"{len(self.problems)} problem(s):\n{shown}")
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
+    except TypeError:
+        return False
+
+
+# ---- reading files ------------------------------------------------------------------------------
+
+
+def read_raw(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (every cell as text, only "" missing) or a Parquet file.
+
+    Raises
+    ------
+    TableValidationError
+        When the file does not exist, has an unknown suffix, or cannot be parsed
+        (a truncated Parquet file, a CSV with ragged rows).
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise TableValidationError([Problem(name, None, None, None, "file does not exist")])
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pandas()
+    except Exception as exc:  # the parser's message says what is broken; keep it, name the file
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        raise TableValidationError(
+            [Problem(name, None, None, None, f"not a readable {kind} file: {exc}")]
+        ) from exc
+    raise TableValidationError(
+        [Problem(name, None, None, None, f"unknown table format {suffix!r}; use .csv or .parquet")]
+    )
+
+
+def _parse_column(values: pd.Series, dtype: str, nullable: bool, file: str, column: str):
+    """Parse CSV text into `dtype`, reporting each cell that does not parse."""
+    problems: list[Problem] = []
+    missing = values.isna()
+    for idx in values.index[missing & (not nullable)]:
+        problems.append(Problem(file, int(idx) + 1, column, None, "missing value"))
+    text = values.where(~missing, None)
+    if dtype == "str":
+        return values.astype(object).where(~missing, None), problems
+
+    def bad(idx, v, what):
+        problems.append(Problem(file, int(idx) + 1, column, v, f"not {what}"))
+
+    if dtype.startswith("datetime64"):
+        # A zone would mix naive and aware times; bundle timestamps are naive local times.
+        zoned = text.str.strip().str.contains(_ZONE_RE).fillna(False).astype(bool)
+        for idx in text.index[zoned]:
+            bad(idx, text[idx], "a timestamp without a time zone (ISO 8601 local time, e.g. 2012-03-04 05:06:07)")
+        out = pd.to_datetime(text.where(~zoned), format="ISO8601", errors="coerce")
+        for idx in out.index[out.isna() & ~missing & ~zoned]:
+            bad(idx, text[idx], "an ISO 8601 timestamp (e.g. 2012-03-04 05:06:07)")
+        return out, problems
+    if dtype == "bool":
+        lowered = text.str.strip().str.lower()
+        out = pd.Series([True if v in _TRUE else False if v in _FALSE else None for v in lowered],
+                        index=values.index, dtype=object)
+        for idx in out.index[out.isna() & ~missing]:
+            bad(idx, text[idx], "a boolean (true/false)")
+        return (out.astype(bool) if out.notna().all() else out), problems
+    if dtype == "int64":
+        ok = text.str.strip().str.match(_INT_RE).fillna(False).astype(bool)
+        for idx in text.index[~ok & ~missing]:
+            bad(idx, text[idx], "an integer")
+        out = pd.to_numeric(text.where(ok), errors="coerce")
+        return (out.astype("int64") if ok.all() else out), problems
+    if dtype == "float64":
+        out = pd.to_numeric(text, errors="coerce").astype("float64")
+        finite = np.isfinite(out.to_numpy(dtype=float, na_value=np.nan))
+        for idx in out.index[~finite & ~missing.to_numpy()]:
+            bad(idx, text[idx], "a finite number")
+        return out.where(finite), problems
+    raise NotImplementedError(f"no CSV parser for dtype {dtype}")
+
+
+def _parse_csv_frame(raw: pd.DataFrame, schema: pa.DataFrameSchema, file: str):
+    problems: list[Problem] = []
+    typed = raw.copy()
+    for name, column in schema.columns.items():
+        if name not in raw.columns:
+            continue  # reported by the schema check as a missing column
+        typed[name], found = _parse_column(raw[name], str(column.dtype), column.nullable, file, name)
+        problems.extend(found)
+    return typed, problems
+
+
+# ---- checking frames ----------------------------------------------------------------------------
+
+
+def _check_text(check: str) -> str:
+    rules = [
+        (r"^greater_than_or_equal_to\((.*)\)$", r"must be >= \1"),
+        (r"^greater_than\((.*)\)$", r"must be > \1"),
+        (r"^less_than_or_equal_to\((.*)\)$", r"must be <= \1"),
+        (r"^less_than\((.*)\)$", r"must be < \1"),
+        (r"^in_range\((.*)\)$", r"must be in range \1"),
+        (r"^isin\((.*)\)$", r"must be one of \1"),
+        (r"^str_matches\((.*)\)$", r"must match the pattern \1"),
+    ]
+    for pattern, repl in rules:
+        if re.match(pattern, check):
+            return re.sub(pattern, repl, check)
+    return f"fails the check {check}"
+
+
+def _duplicate_keys(df: pd.DataFrame, spec: TableSpec, file: str) -> list[Problem]:
+    key = list(spec.primary_key)
+    if not set(key) <= set(df.columns) or df[key].isna().any(axis=None):
+        return []
+    dup = df.duplicated(key, keep=False)
+    if not dup.any():
+        return []
+    first = {}
+    problems = []
+    for pos, (idx, values) in enumerate(df.loc[dup, key].iterrows()):
+        k = tuple(values)
+        shown = ", ".join(f"{c}={v!r}" for c, v in zip(key, k))
+        if k in first:
+            problems.append(
+                Problem(file, int(idx) + 1, key[0] if len(key) == 1 else "+".join(key), None,
+                        f"duplicate primary key ({shown}); first in row {first[k]}")
+            )
+        else:
+            first[k] = int(idx) + 1
+    return problems
+
+
+def check_frame(df: pd.DataFrame, spec: TableSpec, *, file: str = "<frame>") -> list[Problem]:
+    """Every problem of an already-typed frame against `spec` (no exception)."""
+    df = df.reset_index(drop=True)
+    problems = _duplicate_keys(df, spec, file)
+    key_columns = set(spec.primary_key)
+    try:
+        with warnings.catch_warnings():
+            # pandera's own error formatting trips a pandas FutureWarning; it is not ours to show
+            warnings.simplefilter("ignore", FutureWarning)
+            spec.model.validate(df, lazy=True)
+        return problems
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    frame_level_seen = set()
+    for case in cases.itertuples(index=False):
+        check = str(case.check)
+        column = None if _is_missing(case.column) else str(case.column)
+        value = case.failure_case
+        row = None if _is_missing(case.index) else int(case.index) + 1
+        if check == "column_in_dataframe":
+            problems.append(Problem(file, None, str(value), None, f"missing column (schema {spec.name})"))
+        elif check == "column_in_schema":
+            problems.append(Problem(file, None, str(value), None,
+                                    f"unexpected column; schema {spec.name} has: "
+                                    + ", ".join(spec.schema().columns)))
+        elif check.startswith("dtype("):
+            expected = check[len("dtype("):-1].strip("'")
+            problems.append(Problem(file, row, column, None, f"wrong type: expected {expected}, found {value}"))
+        elif check == "not_nullable":
+            problems.append(Problem(file, row, column, None, "missing value"))
+        elif check in ("field_uniqueness", "multiple_fields_uniqueness"):
+            if column in key_columns:
+                continue  # reported once per row, with the first occurrence, by _duplicate_keys
+            problems.append(Problem(file, row, column, value, "duplicate value in a column that must be unique"))
+        elif case.schema_context == "DataFrameSchema":
+            if (check, row) in frame_level_seen:
+                continue
+            frame_level_seen.add((check, row))
+            method = getattr(spec.model, check, None)
+            what = (getattr(method, "__doc__", None) or check)
+            for c in spec.model.to_schema().checks:
+                if c.name == check and c.description:
+                    what = c.description
+            problems.append(Problem(file, row, None, None, f"violates: {what}"))
+        elif isinstance(value, str) and value.startswith(("TypeError(", "ValueError(")):
+            continue  # a consequence of a wrong dtype, already reported
+        else:
+            problems.append(Problem(file, row, column, value, _check_text(check)))
+    return sorted(problems, key=lambda p: (p.row is not None, p.row or 0, p.column or ""))
+
+
+def validate_frame(df: pd.DataFrame, schema: str | TableSpec, *, file: str = "<frame>") -> list[Problem]:
+    """Problems of an in-memory table; an empty list means it is valid."""
+    spec = schema if isinstance(schema, TableSpec) else get_spec(schema)
+    return check_frame(df, spec, file=file)
+
+
+def load_table(path: str | Path, schema: str | TableSpec | None = None, *, display: str | None = None):
+    """Read a CSV or Parquet table, type it by its schema and validate it.
+
+    Parameters
+    ----------
+    path : path-like
+        The table file.
+    schema : str or TableSpec, optional
+        Schema name; by default the file's stem (``patients.csv`` -> ``patients``).
+    display : str, optional
+        Name to use for the file in messages (e.g. its path inside a bundle).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The typed, valid table.
+
+    Raises
+    ------
+    TableValidationError
+        With every problem found, each naming file, row and column.
+    """
+    df, problems = _load(path, schema, display)
+    if problems:
+        raise TableValidationError(problems)
+    return df
+
+
+def validate_file(path: str | Path, schema: str | TableSpec | None = None, *, display: str | None = None):
+    """Every problem of one table file (empty list: valid)."""
+    try:
+        return _load(path, schema, display)[1]
+    except TableValidationError as exc:
+        return exc.problems
+
+
+def _load(path, schema, display):
+    path = Path(path)
+    file = display or str(path)
+    if schema is None:
+        spec = guess_schema(path.name)
+        if spec is None:
+            raise TableValidationError([Problem(file, None, None, None,
+                                                "cannot tell the schema from the file name; name one")])
+    else:
+        spec = schema if isinstance(schema, TableSpec) else get_spec(schema)
+    try:
+        raw = read_raw(path)
+    except TableValidationError as exc:
+        raise TableValidationError([Problem(file, p.row, p.column, p.value, p.message) for p in exc.problems])
+    problems: list[Problem] = []
+    if path.suffix.lower() == ".csv":
+        raw, problems = _parse_csv_frame(raw, spec.schema(), file)
+        if problems:  # cells that failed to parse would only repeat themselves as later problems
+            bad_cells = {(p.row, p.column) for p in problems}
+            bad_columns = {p.column for p in problems}
+            for p in check_frame(raw, spec, file=file):
+                if (p.row, p.column) in bad_cells:
+                    continue
+                if p.column in bad_columns and p.message.startswith("wrong type"):
+                    continue
+                problems.append(p)
+            return raw, sorted(problems, key=lambda p: (p.row is not None, p.row or 0, p.column or ""))
+    return raw, check_frame(raw, spec, file=file)
+
+
+def is_table_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in TABLE_SUFFIXES

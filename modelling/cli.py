@@ -1,0 +1,143 @@
+"""The ``gvr`` command line: thin commands over the libraries.
+
+Imports of heavy libraries (torch, R) happen inside the commands that need them, so that
+``gvr validate`` and ``gvr --help`` start quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    help="GVR-CHF: Generative Visual Rationales for heart failure on chest radiographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schema_app = typer.Typer(help="The bundle's table schemas.", no_args_is_help=True)
+config_app = typer.Typer(help="Study configs (configs/*.yaml).", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+app.add_typer(config_app, name="config")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    path: Path = typer.Argument(..., help="A table (.csv or .parquet) or a bundle directory."),
+    schema: Optional[str] = typer.Option(None, "--schema", "-s", help="Schema of a single table (default: from the file name)."),
+) -> None:
+    """Validate a table or a whole bundle; print every problem with file, row and column.
+
+    Exit code 0 when valid, 1 when any problem is found, 2 for a usage error.
+    """
+    from data_schema import SCHEMAS, UnknownSchemaError, get_spec, validate_bundle, validate_file
+
+    if not path.exists():
+        _fail(f"{path}: no such file or directory")
+    if path.is_dir():
+        if schema is not None:
+            _fail("--schema applies to a single table, not to a bundle directory")
+        problems = validate_bundle(path)
+        what = f"bundle {path}"
+    else:
+        try:
+            spec = get_spec(schema) if schema else None
+        except UnknownSchemaError as exc:
+            _fail(str(exc))
+        problems = validate_file(path, spec)
+        what = f"table {path}"
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {what}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {what} is valid")
+
+
+@schema_app.command("list")
+def schema_list() -> None:
+    """List the bundle's tables: name, default path, primary key and description."""
+    from data_schema import SCHEMAS
+
+    for spec in SCHEMAS.values():
+        typer.echo(f"{spec.name:<20} {spec.path:<38} key: {', '.join(spec.primary_key)}")
+        typer.echo(f"{'':<20} {spec.description}")
+
+
+@schema_app.command("export")
+def schema_export(
+    check: bool = typer.Option(False, "--check", help="Only compare; exit 1 when the committed JSON differs."),
+    out: Optional[Path] = typer.Option(None, help="Directory (default: data_schema/json)."),
+) -> None:
+    """Write the Frictionless Table Schemas (JSON) of every table, or check they are current."""
+    from data_schema import SCHEMAS
+    from data_schema.frictionless import JSON_DIR, render, write_all
+
+    directory = out or JSON_DIR
+    if check:
+        stale = [spec.name for spec in SCHEMAS.values()
+                 if not (directory / f"{spec.name}.schema.json").is_file()
+                 or (directory / f"{spec.name}.schema.json").read_text("utf-8") != render(spec)]
+        if stale:
+            typer.echo(f"out of date in {directory}: {', '.join(stale)}; run `gvr schema export`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"ok: {len(SCHEMAS)} schemas in {directory} are current")
+        return
+    for path in write_all(directory):
+        typer.echo(str(path))
+
+
+@config_app.command("show")
+def config_show(config: str = typer.Argument("default", help="Profile name or YAML path.")) -> None:
+    """Load, validate and print a config with every default filled in."""
+    import yaml
+
+    from modelling.config import ConfigError, config_to_dict, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
+
+
+@app.command()
+def reproduce(
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    out: Path = typer.Option(Path("study"), help="The study bundle directory."),
+) -> None:
+    """Build the study bundle end to end (the main job of `make reproduce`)."""
+    from modelling.config import ConfigError, load_config
+    from modelling.pipeline import PendingStagesError, reproduce as run
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        run(cfg, out)
+    except PendingStagesError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(3)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m modelling.cli`
+    app(prog_name="gvr")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

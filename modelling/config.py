@@ -1,0 +1,339 @@
+"""Study configuration: frozen dataclasses loaded from ``configs/*.yaml`` and validated on load.
+
+Every section is a frozen dataclass whose ``__post_init__`` checks its values; :func:`load_config`
+refuses unknown or mistyped keys, naming the key and the allowed ones. Profiles:
+
+- ``tiny``: seconds, for tests;
+- ``default``: the embedded default study on a 2-core CPU in minutes;
+- ``paper``: the paper's sizes (128 px, 64 feature maps, paper-scale cohort), for GPUs.
+
+Examples
+--------
+>>> cfg = load_config("configs/tiny.yaml")
+>>> cfg.decoder.latent_dim
+100
+>>> replace_config(cfg, seed=7).seed
+7
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PROFILES = ("tiny", "default", "paper")
+
+
+class ConfigError(ValueError):
+    """A config file or value that is not valid; the message names the file and key."""
+
+
+def _check(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{where}: {message}")
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], where: str) -> None:
+    _check(value in allowed, where, f"must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class CohortConfig:
+    """Sizes and rules of the cohort.
+
+    Attributes
+    ----------
+    unlabelled_patients, labelled_patients : int
+        Patients without and with a BNP result paired to a radiograph (paper: 41,480 and 5,232).
+    unlabelled_radiographs, labelled_radiographs : int
+        Radiographs of each set (paper: 96,099 and 7,390).
+    test_fraction : float
+        Share of labelled patients in the test split (paper: 0.2, split by patient).
+    pairing_window_hours : float
+        A radiograph is labelled when a BNP result of the same patient lies within this window.
+    bnp_threshold_ng_l : float
+        BNP above which heart failure is "predicted" (paper: 100 ng/L).
+    first_year, last_year : int
+        Study period (paper: 2007-2016).
+    """
+
+    unlabelled_patients: int = 400
+    unlabelled_radiographs: int = 927
+    labelled_patients: int = 300
+    labelled_radiographs: int = 424
+    test_fraction: float = 0.2
+    pairing_window_hours: float = 36.0
+    bnp_threshold_ng_l: float = 100.0
+    first_year: int = 2007
+    last_year: int = 2016
+
+    def __post_init__(self):
+        for name in ("unlabelled_patients", "labelled_patients"):
+            _check(getattr(self, name) >= 2, f"cohort.{name}", "must be at least 2")
+        _check(self.unlabelled_radiographs >= self.unlabelled_patients, "cohort.unlabelled_radiographs",
+               "must be at least unlabelled_patients (each patient has one or more radiographs)")
+        _check(self.labelled_radiographs >= self.labelled_patients, "cohort.labelled_radiographs",
+               "must be at least labelled_patients (each patient has one or more radiographs)")
+        _check(0 < self.test_fraction < 1, "cohort.test_fraction", "must be strictly between 0 and 1")
+        _check(self.pairing_window_hours > 0, "cohort.pairing_window_hours", "must be positive")
+        _check(self.bnp_threshold_ng_l > 0, "cohort.bnp_threshold_ng_l", "must be positive")
+        _check(self.first_year <= self.last_year, "cohort.last_year", "must not be before first_year")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The WGAN-GP generator (decoder) and its critic, DCGAN layout (Gulrajani et al. 2017)."""
+
+    latent_dim: int = 100
+    feature_maps: int = 32
+    critic_steps: int = 2
+    batch_size: int = 64
+    learning_rate: float = 5e-5
+    betas: tuple[float, float] = (0.5, 0.9)
+    gradient_penalty: float = 10.0
+    iterations: int = 300
+
+    def __post_init__(self):
+        for name in ("latent_dim", "feature_maps", "critic_steps", "batch_size", "iterations"):
+            _check(getattr(self, name) >= 1, f"decoder.{name}", "must be at least 1")
+        _check(self.learning_rate > 0, "decoder.learning_rate", "must be positive")
+        _check(all(0 <= b < 1 for b in self.betas), "decoder.betas", "both must lie in [0, 1)")
+        _check(self.gradient_penalty >= 0, "decoder.gradient_penalty", "must not be negative")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The encoder, trained so that encoder(decoder(z)) ~ z and decoder(encoder(x)) ~ x."""
+
+    feature_maps: int = 32
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    iterations: int = 300
+    latent_weight: float = 1.0
+    image_weight: float = 1.0
+
+    def __post_init__(self):
+        for name in ("feature_maps", "batch_size", "iterations"):
+            _check(getattr(self, name) >= 1, f"encoder.{name}", "must be at least 1")
+        _check(self.learning_rate > 0, "encoder.learning_rate", "must be positive")
+        _check(self.latent_weight >= 0 and self.image_weight >= 0, "encoder.latent_weight",
+               "loss weights must not be negative")
+        _check(self.latent_weight + self.image_weight > 0, "encoder.image_weight",
+               "at least one loss weight must be positive")
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Predictors of log BNP on latent codes: linear regression and an MLP, in two regimes."""
+
+    mlp_hidden: tuple[int, ...] = (64, 32)
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    max_epochs: int = 200
+    patience: int = 10
+    overfit_epochs: int = 2000
+    validation_fraction: float = 0.25
+
+    def __post_init__(self):
+        _check(all(h >= 1 for h in self.mlp_hidden), "predictors.mlp_hidden", "layer widths must be at least 1")
+        _check(self.learning_rate > 0, "predictors.learning_rate", "must be positive")
+        _check(self.weight_decay >= 0, "predictors.weight_decay", "must not be negative")
+        for name in ("batch_size", "max_epochs", "patience", "overfit_epochs"):
+            _check(getattr(self, name) >= 1, f"predictors.{name}", "must be at least 1")
+        _check(0 < self.validation_fraction < 1, "predictors.validation_fraction",
+               "must be strictly between 0 and 1 (paper: 0.25)")
+
+
+@dataclass(frozen=True)
+class GvrConfig:
+    """Generative Visual Rationales: latent moves to below the threshold, inverse GVR targets."""
+
+    step_size: float = 0.05
+    max_steps: int = 200
+    similarity_weight: float = 1.0
+    inverse_targets_ng_l: tuple[float, ...] = (250.0, 1000.0, 4000.0)
+    difference_threshold: float = 0.02
+    movie_frames: int = 12
+
+    def __post_init__(self):
+        _check(self.step_size > 0, "gvr.step_size", "must be positive")
+        _check(self.max_steps >= 1, "gvr.max_steps", "must be at least 1")
+        _check(self.similarity_weight >= 0, "gvr.similarity_weight", "must not be negative")
+        _check(all(t > 0 for t in self.inverse_targets_ng_l), "gvr.inverse_targets_ng_l", "must be positive")
+        _check(0 <= self.difference_threshold < 1, "gvr.difference_threshold", "must lie in [0, 1)")
+        _check(self.movie_frames >= 2, "gvr.movie_frames", "must be at least 2")
+
+
+@dataclass(frozen=True)
+class ReadersConfig:
+    """The reader study: packets per model, rounds, readers and features scored."""
+
+    per_model: int = 50
+    rounds: int = 2
+    readers: tuple[str, ...] = ("A", "B")
+    features: tuple[str, ...] = ("cardiomegaly", "pleural_effusion", "airspace_opacity", "no_chf_features")
+
+    def __post_init__(self):
+        _check(self.per_model >= 1, "readers.per_model", "must be at least 1")
+        _check(self.rounds >= 1, "readers.rounds", "must be at least 1")
+        _check(len(self.readers) >= 1 and len(set(self.readers)) == len(self.readers), "readers.readers",
+               "must name at least one reader, each once")
+        _check(len(self.features) >= 1 and len(set(self.features)) == len(self.features), "readers.features",
+               "must name at least one feature, each once")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how networks run."""
+
+    device: str = "auto"
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    num_threads: int = 0
+    checkpoint_every: int = 50
+
+    def __post_init__(self):
+        _check_choice(self.device, ("auto", "cpu", "cuda"), "runtime.device")
+        _check(self.num_threads >= 0, "runtime.num_threads", "must not be negative (0: all cores)")
+        _check(self.checkpoint_every >= 1, "runtime.checkpoint_every", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study: one profile of ``configs/``."""
+
+    profile: str
+    seed: int
+    image_size: int
+    cohort: CohortConfig = field(default_factory=CohortConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    predictors: PredictorConfig = field(default_factory=PredictorConfig)
+    gvr: GvrConfig = field(default_factory=GvrConfig)
+    readers: ReadersConfig = field(default_factory=ReadersConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        _check(self.profile.strip() != "", "profile", "must not be empty")
+        _check(self.seed >= 0, "seed", "must not be negative")
+        # The DCGAN layout halves the image in each layer down to 4 x 4: powers of two only.
+        _check(32 <= self.image_size <= 256 and self.image_size & (self.image_size - 1) == 0, "image_size",
+               f"must be a power of two from 32 to 256; got {self.image_size}")
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against annotation `tp`; YAML lists become tuples, ints are accepted as floats."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        _check(isinstance(value, dict), where, f"must be a mapping of {tp.__name__} keys; got {value!r}")
+        return _build(tp, value, where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        _check(isinstance(value, (list, tuple)), where, f"must be a list; got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        _check(len(value) == len(args), where, f"must have {len(args)} items; got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: must be {_type_name(tp)}; got {value!r}")
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), where,
+               f"must be a number; got {value!r}")
+        return float(value)
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), where, f"must be an integer; got {value!r}")
+        return value
+    if tp is bool:
+        _check(isinstance(value, bool), where, f"must be true or false; got {value!r}")
+        return value
+    if tp is str:
+        _check(isinstance(value, str), where, f"must be text; got {value!r}")
+        return value
+    raise TypeError(f"{where}: no loader for annotation {tp!r}")
+
+
+def _build(cls: type, data: dict, where: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            path = f"{where}.{key}" if where else str(key)
+            raise ConfigError(f"{path}: unknown key{hint}; allowed keys: {', '.join(names)}")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where or 'config'}: missing required key(s): {', '.join(missing)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> StudyConfig:
+    """Build and validate a :class:`StudyConfig` from a plain mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of keys; got {type(data).__name__}")
+    return _build(StudyConfig, data)
+
+
+def load_config(path_or_profile: str | Path) -> StudyConfig:
+    """Load a YAML config file, or a profile name (``tiny``, ``default``, ``paper``).
+
+    Raises
+    ------
+    ConfigError
+        For a missing file, invalid YAML, an unknown or mistyped key, or a value out of range;
+        the message starts with the file's path.
+    """
+    text = str(path_or_profile)
+    path = CONFIG_DIR / f"{text}.yaml" if text in PROFILES else Path(text)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; profiles: {', '.join(PROFILES)}")
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def replace_config(config: StudyConfig, **changes: Any) -> StudyConfig:
+    """A copy with top-level fields replaced (validated again)."""
+    return dataclasses.replace(config, **changes)
+
+
+def config_to_dict(config: StudyConfig) -> dict:
+    """Plain mapping (tuples as lists) that :func:`config_from_dict` turns back into `config`."""
+
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))

@@ -1,0 +1,231 @@
+"""The study bundle: atomic writes, manifest provenance, hash checks and stage caching."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_schema import (
+    Bundle,
+    BundlePathError,
+    ManifestMismatchError,
+    NotInManifestError,
+    TableValidationError,
+    validate_bundle,
+)
+from data_schema.provenance import config_hash
+from tests.examples import examples
+
+CFG = {"profile": "tiny", "n": 3}
+
+
+class Opaque:
+    """An arbitrary class: weights_only loading must refuse it."""
+
+
+def build(root, seed=1, config=CFG):
+    bundle = Bundle(root)
+    ex = examples()
+    with bundle.stage("cohort", config=config, seed=seed) as st:
+        st.write_table("patients", ex["patients"])
+        st.write_table("radiographs", ex["radiographs"])
+        for i in range(1, 4):
+            st.write_image(f"images/i{i}.png", np.full((8, 8), 40 * i, np.uint8))
+        st.write_array("arrays/latents.npy", np.arange(6, dtype=np.float32).reshape(2, 3))
+        st.write_array("masks/i1.npz", {"heart": np.eye(4, dtype=bool), "effusion": np.zeros((4, 4), bool)})
+    return bundle
+
+
+def manifest(root):
+    return json.loads((root / "manifest.json").read_text())
+
+
+def test_round_trip_of_every_kind(tmp_path):
+    bundle = build(tmp_path)
+    pd.testing.assert_frame_equal(bundle.read_table("patients"), examples()["patients"])
+    pd.testing.assert_frame_equal(bundle.read_table("radiographs"), examples()["radiographs"])
+    assert bundle.read_image("images/i2.png").tolist() == np.full((8, 8), 80, np.uint8).tolist()
+    np.testing.assert_array_equal(bundle.read_array("arrays/latents.npy"), np.arange(6).reshape(2, 3))
+    masks = bundle.read_array("masks/i1.npz")
+    assert set(masks) == {"heart", "effusion"} and masks["heart"].dtype == bool
+
+
+def test_manifest_records_provenance(tmp_path):
+    build(tmp_path, seed=42)
+    rec = manifest(tmp_path)["files"]["tables/patients.parquet"]
+    assert rec["schema"] == "patients"
+    assert rec["stage"] == "cohort"
+    assert rec["seed"] == 42
+    assert rec["config_hash"] == config_hash(CFG)
+    assert len(rec["sha256"]) == 64
+    assert {"python", "numpy", "pandas", "pandera"} <= set(rec["versions"])
+    assert rec["git_commit"]
+    assert manifest(tmp_path)["stages"]["cohort"]["outputs"][0] == "arrays/latents.npy"
+
+
+def test_same_seed_gives_the_same_bytes(tmp_path):
+    a, b = build(tmp_path / "a"), build(tmp_path / "b")
+    hashes_a = {k: r.sha256 for k, r in a.files.items()}
+    hashes_b = {k: r.sha256 for k, r in b.files.items()}
+    assert hashes_a == hashes_b
+
+
+def test_invalid_table_writes_nothing_and_keeps_the_old_file(tmp_path):
+    bundle = build(tmp_path)
+    before = (tmp_path / "tables/patients.parquet").read_bytes()
+    bad = examples()["patients"].assign(age_years=[74.0, 130.0, -2.0])
+    with pytest.raises(TableValidationError) as info:
+        with bundle.stage("cohort", config=CFG, seed=1) as st:
+            st.write_table("patients", bad)
+    assert [p.row for p in info.value.problems] == [2, 3]
+    assert "tables/patients.parquet" in str(info.value)
+    assert (tmp_path / "tables/patients.parquet").read_bytes() == before
+    assert not list(tmp_path.rglob("*.tmp"))
+    pd.testing.assert_frame_equal(Bundle(tmp_path).read_table("patients"), examples()["patients"])
+
+
+def test_hash_mismatch_names_the_file(tmp_path):
+    build(tmp_path)
+    target = tmp_path / "arrays/latents.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(ManifestMismatchError, match=r"arrays/latents\.npy.*content changed since stage 'cohort'"):
+        Bundle(tmp_path).read_array("arrays/latents.npy")
+    problems = validate_bundle(tmp_path)
+    assert [p.file for p in problems] == [str(target)]
+
+
+def test_unrecorded_or_missing_files(tmp_path):
+    bundle = build(tmp_path)
+    with pytest.raises(NotInManifestError, match="not recorded"):
+        bundle.read_array("arrays/other.npy")
+    (tmp_path / "images/i3.png").unlink()
+    with pytest.raises(NotInManifestError, match="missing on disk"):
+        bundle.read_image("images/i3.png")
+
+
+@pytest.mark.parametrize("bad", ["../x.png", "/tmp/x.png", "images/../../x.png", "C:\\x.png"])
+def test_paths_leaving_the_bundle_are_refused(tmp_path, bad):
+    bundle = Bundle(tmp_path / "b")
+    with pytest.raises(BundlePathError):
+        with bundle.stage("s", config={}) as st:
+            st.write_image(bad, np.zeros((2, 2), np.uint8))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_symlink_out_of_the_bundle_is_refused(tmp_path):
+    bundle = Bundle(tmp_path / "b")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "b" / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(BundlePathError, match="outside the bundle"):
+        bundle.path("link/x.png")
+
+
+def test_stage_is_skipped_only_when_nothing_changed(tmp_path):
+    bundle = Bundle(tmp_path)
+    calls = []
+
+    def cohort(st):
+        calls.append("cohort")
+        st.write_table("patients", examples()["patients"])
+
+    def split(st):
+        calls.append("split")
+        st.write_table("splits", examples()["splits"])
+
+    inputs = ["tables/patients.parquet"]
+    assert bundle.run_stage("cohort", cohort, config=CFG, seed=1)
+    assert bundle.run_stage("split", split, config=CFG, seed=1, inputs=inputs)
+    assert not bundle.run_stage("cohort", cohort, config=CFG, seed=1)
+    assert not Bundle(tmp_path).run_stage("split", split, config=CFG, seed=1, inputs=inputs)
+    assert calls == ["cohort", "split"]
+    # a new seed or config reruns the stage; a changed input reruns its consumers
+    assert bundle.run_stage("cohort", cohort, config=CFG, seed=2)
+    assert not bundle.run_stage("split", split, config=CFG, seed=1, inputs=inputs)  # same bytes, same hash
+    assert bundle.run_stage("cohort", cohort, config={**CFG, "n": 4}, seed=2)
+
+    def other_cohort(st):
+        st.write_table("patients", examples()["patients"].assign(age_years=[1.0, 2.0, 3.0]))
+
+    bundle.run_stage("cohort", other_cohort, config=CFG, seed=3)
+    assert bundle.run_stage("split", split, config=CFG, seed=1, inputs=inputs)
+    assert calls.count("split") == 2
+
+
+def test_a_stage_that_dies_is_not_current(tmp_path):
+    bundle = Bundle(tmp_path)
+
+    def good(st):
+        st.write_table("patients", examples()["patients"])
+
+    bundle.run_stage("cohort", good, config=CFG)
+
+    def dies(st):
+        st.write_table("patients", examples()["patients"])
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        bundle.run_stage("cohort", dies, config=CFG, force=True)
+    reopened = Bundle(tmp_path)
+    assert not reopened.is_current("cohort", config=CFG)
+    assert "cohort" not in reopened.stages
+    assert validate_bundle(tmp_path) == []  # what was written is complete and recorded
+    assert reopened.run_stage("cohort", good, config=CFG)
+
+
+def test_deleted_output_makes_a_stage_stale(tmp_path):
+    bundle = build(tmp_path)
+    assert bundle.is_current("cohort", config=CFG, seed=1)
+    (tmp_path / "images/i1.png").unlink()
+    assert not bundle.is_current("cohort", config=CFG, seed=1)
+
+
+def test_validate_bundle_reports_dangling_paths_and_unrecorded_tables(tmp_path):
+    bundle = build(tmp_path)
+    (tmp_path / "images/i3.png").unlink()
+    examples()["patients"].assign(sex=["F", "X", "M"]).to_csv(tmp_path / "tables/patients.csv", index=False)
+    problems = validate_bundle(bundle.root)
+    text = "\n".join(map(str, problems))
+    assert "images/i3.png" in text and "missing on disk" in text
+    assert "radiographs.parquet, row 3, column 'image_path': file does not exist in the bundle" in text
+    assert "patients.csv: table not recorded in manifest.json" in text
+    assert "patients.csv, row 2 (line 3), column 'sex'" in text
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    import torch
+    bundle = Bundle(tmp_path)
+    state = {"model": {"w": torch.arange(4.0)}, "config": {"latent_dim": 100}, "seed": 3, "step": 10,
+             "git_commit": "abc"}
+    with bundle.stage("train", config=CFG, seed=3) as st:
+        st.write_checkpoint("checkpoints/decoder.pt", state)
+    loaded = bundle.read_checkpoint("checkpoints/decoder.pt")
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["step"] == 10
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
+
+
+    bundle = Bundle(tmp_path)
+    with pytest.raises(TypeError, match="weights_only"):
+        with bundle.stage("train", config=CFG) as st:
+            st.write_checkpoint("checkpoints/x.pt", {"thing": Opaque()})
+    assert not (tmp_path / "checkpoints/x.pt").exists()
+
+
+def test_table_read_by_path_uses_the_recorded_schema(tmp_path):
+    bundle = Bundle(tmp_path)
+    with bundle.stage("readers", config=CFG) as st:
+        st.write_table("reading_key", examples()["reading_key"])
+    key = bundle.read_table("reading_key.csv")
+    pd.testing.assert_frame_equal(key, examples()["reading_key"])
+
+
+def test_corrupt_manifest_is_reported(tmp_path):
+    (tmp_path / "manifest.json").write_text("{ not json")
+    problems = validate_bundle(tmp_path)
+    assert len(problems) == 1 and "not a readable manifest" in problems[0].message

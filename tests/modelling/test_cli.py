@@ -1,0 +1,115 @@
+"""The `gvr` command line, through its installed console script and typer's runner."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from data_schema import Bundle
+from modelling.cli import app
+from modelling.config import load_config
+from tests.examples import examples
+
+runner = CliRunner()
+
+BROKEN = (
+    "result_id,patient_id,collected_at,bnp_ng_l\n"
+    "r1,p1,2012-01-01 10:00,350\n"
+    "r1,p2,2012-13-01 10:00,-5\n"
+    "r3,,yesterday,abc\n"
+)
+
+
+def gvr_executable() -> str:
+    exe = Path(sys.executable).with_name("gvr")
+    return str(exe) if exe.exists() else shutil.which("gvr")
+
+
+def test_console_script_is_installed_and_reports_every_problem(tmp_path):
+    path = tmp_path / "bnp_results.csv"
+    path.write_text(BROKEN)
+    exe = gvr_executable()
+    assert exe, "the `gvr` console script is not installed (pip install -e .)"
+    result = subprocess.run([exe, "validate", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines == [
+        f"{path}, row 2 (line 3), column 'bnp_ng_l': must be > 0 (value: -5.0)",
+        f"{path}, row 2 (line 3), column 'collected_at': not an ISO 8601 timestamp (e.g. 2012-03-04 05:06:07) (value: '2012-13-01 10:00')",
+        f"{path}, row 2 (line 3), column 'result_id': duplicate primary key (result_id='r1'); first in row 1",
+        f"{path}, row 3 (line 4), column 'bnp_ng_l': not a finite number (value: 'abc')",
+        f"{path}, row 3 (line 4), column 'collected_at': not an ISO 8601 timestamp (e.g. 2012-03-04 05:06:07) (value: 'yesterday')",
+        f"{path}, row 3 (line 4), column 'patient_id': missing value",
+    ]
+    assert "6 problem(s)" in result.stderr
+
+
+def test_valid_table_exits_zero(tmp_path):
+    path = tmp_path / "patients.csv"
+    examples()["patients"].to_csv(path, index=False)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "is valid" in result.stdout
+
+
+def test_schema_option_and_unknown_schema(tmp_path):
+    path = tmp_path / "people.csv"
+    examples()["patients"].to_csv(path, index=False)
+    assert runner.invoke(app, ["validate", str(path), "--schema", "patients"]).exit_code == 0
+    result = runner.invoke(app, ["validate", str(path), "--schema", "patient"])
+    assert result.exit_code == 2 and "unknown schema 'patient'; known schemas: bnp_results" in result.output
+
+
+def test_validate_a_bundle(tmp_path):
+    bundle = Bundle(tmp_path / "b")
+    with bundle.stage("cohort", config={}) as st:
+        st.write_table("patients", examples()["patients"])
+        st.write_table("splits", examples()["splits"])
+    assert runner.invoke(app, ["validate", str(bundle.root)]).exit_code == 0
+    (bundle.root / "tables/splits.parquet").write_bytes(b"PAR1 truncated")
+    result = runner.invoke(app, ["validate", str(bundle.root)])
+    assert result.exit_code == 1
+    assert f"{bundle.root / 'tables/splits.parquet'}: content changed since stage 'cohort'" in result.stdout
+
+
+def test_missing_path_is_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["validate", str(tmp_path / "nothing.csv")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_schema_export_check_passes_on_the_committed_json():
+    result = runner.invoke(app, ["schema", "export", "--check"])
+    assert result.exit_code == 0, result.output
+
+
+def test_schema_export_check_fails_on_drift(tmp_path):
+    assert runner.invoke(app, ["schema", "export", "--out", str(tmp_path)]).exit_code == 0
+    target = tmp_path / "patients.schema.json"
+    target.write_text(target.read_text().replace("Sex recorded", "Sex"))
+    result = runner.invoke(app, ["schema", "export", "--check", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "patients" in result.output
+
+
+def test_config_show_prints_the_validated_config():
+    result = runner.invoke(app, ["config", "show", "tiny"])
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.stdout)["decoder"]["latent_dim"] == load_config("tiny").decoder.latent_dim
+
+
+def test_config_show_names_a_bad_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("profile: x\nseed: 1\nimage_size: 64\nencoder: {iteration: 3}\n")
+    result = runner.invoke(app, ["config", "show", str(path)])
+    assert result.exit_code == 2 and "encoder.iteration: unknown key (did you mean 'iterations'?)" in result.output
+
+
+def test_reproduce_refuses_to_report_success_while_stages_are_pending(tmp_path):
+    result = runner.invoke(app, ["reproduce", "--config", "tiny", "--out", str(tmp_path / "study")])
+    assert result.exit_code == 3
+    assert "not built yet" in result.output and "cohort" in result.output
+    assert yaml.safe_load((tmp_path / "study/config.yaml").read_text())["profile"] == "tiny"

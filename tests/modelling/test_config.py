@@ -1,0 +1,124 @@
+"""Configs: profiles load and validate; unknown, mistyped and out-of-range keys are named."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from modelling.config import (
+    CONFIG_DIR,
+    PROFILES,
+    ConfigError,
+    StudyConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_load_and_round_trip(profile):
+    cfg = load_config(profile)
+    assert cfg == load_config(CONFIG_DIR / f"{profile}.yaml")
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert cfg.profile == profile
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_spell_out_every_key(profile):
+    # Defaults in code must not silently decide a profile: each YAML names every key.
+    data = yaml.safe_load((CONFIG_DIR / f"{profile}.yaml").read_text())
+    assert data == config_to_dict(load_config(profile))
+    assert set(data) == {f.name for f in dataclasses.fields(StudyConfig)}
+
+
+def test_paper_profile_uses_the_papers_sizes():
+    cfg = load_config("paper")
+    # "Radiographs were scaled to 128 3 128 pixels" and "64 feature maps in the layer prior to the
+    # generated image" (Materials and Methods); 96 099 unlabelled and 7390 labelled radiographs.
+    assert cfg.image_size == 128 and cfg.decoder.feature_maps == 64 and cfg.decoder.latent_dim == 100
+    assert (cfg.cohort.unlabelled_radiographs, cfg.cohort.labelled_radiographs) == (96_099, 7_390)
+    assert (cfg.cohort.unlabelled_patients, cfg.cohort.labelled_patients) == (41_480, 5_232)
+    assert cfg.cohort.pairing_window_hours == 36 and cfg.cohort.bnp_threshold_ng_l == 100
+
+
+def test_configs_are_frozen():
+    cfg = load_config("tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 3
+
+
+def write(tmp_path, data):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def base():
+    return config_to_dict(load_config("tiny"))
+
+
+def test_unknown_key_names_the_key_and_the_allowed_ones(tmp_path):
+    data = base()
+    data["decoder"]["feature_map"] = 16
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, data))
+    text = str(info.value)
+    assert str(tmp_path / "c.yaml") in text
+    assert "decoder.feature_map: unknown key (did you mean 'feature_maps'?)" in text
+    assert "allowed keys: latent_dim, feature_maps, critic_steps" in text
+
+
+def test_unknown_top_level_key(tmp_path):
+    data = base() | {"sead": 3}
+    with pytest.raises(ConfigError, match=r"sead: unknown key \(did you mean 'seed'\?\)"):
+        load_config(write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("decoder", "iterations", "many", "decoder.iterations: must be an integer; got 'many'"),
+        ("decoder", "iterations", 2.5, "decoder.iterations: must be an integer"),
+        ("runtime", "bf16", "yes", "runtime.bf16: must be true or false"),
+        ("decoder", "betas", [0.5], "decoder.betas: must have 2 items"),
+        ("predictors", "mlp_hidden", 64, "predictors.mlp_hidden: must be a list"),
+        ("cohort", "test_fraction", 1.5, "cohort.test_fraction: must be strictly between 0 and 1"),
+        ("runtime", "device", "tpu", "runtime.device: must be one of 'auto', 'cpu', 'cuda'; got 'tpu'"),
+        ("readers", "readers", ["A", "A"], "readers.readers: must name at least one reader, each once"),
+    ],
+)
+def test_mistyped_or_out_of_range_values(tmp_path, section, key, value, message):
+    data = base()
+    data[section][key] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        load_config(write(tmp_path, data))
+
+
+def test_image_size_must_suit_the_dcgan_layout(tmp_path):
+    with pytest.raises(ConfigError, match="image_size: must be a power of two from 32 to 256; got 100"):
+        load_config(write(tmp_path, base() | {"image_size": 100}))
+
+
+def test_integers_are_accepted_where_numbers_are_expected(tmp_path):
+    data = base()
+    data["decoder"]["gradient_penalty"] = 10
+    assert load_config(write(tmp_path, data)).decoder.gradient_penalty == 10.0
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found; profiles: tiny, default, paper"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_missing_required_key(tmp_path):
+    data = base()
+    del data["seed"]
+    with pytest.raises(ConfigError, match="missing required key\\(s\\): seed"):
+        load_config(write(tmp_path, data))
