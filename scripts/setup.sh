@@ -56,7 +56,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV" || die "could not create a virtual environment: install python3-venv (apt-get install python3-venv)."
 fi
 say "installing the pinned Python stack into $VENV (about 1 minute on a fresh machine)"
-"$VENV/bin/python" -m pip install -qq --disable-pip-version-check --upgrade pip
 # torch==2.13.0 resolves to the CPU wheel kept on this workplace's machines (pip's find-links);
 # an unpinned torch would download several GB of CUDA wheels instead.
 "$VENV/bin/python" -m pip install -qq --disable-pip-version-check -r requirements.lock
