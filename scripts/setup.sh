@@ -10,7 +10,8 @@ cd "$here"
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-R_PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans)
+# lme4, lmerTest, emmeans: pymer4 0.8.2. pROC, psych: the R oracles that produced the tests' reference values.
+R_PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans r-cran-proc r-cran-psych)
 stamp="$VENV/.setup-stamp"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
