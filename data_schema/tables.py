@@ -89,7 +89,11 @@ class Radiographs(_Strict):
     projection: Series[str] = pa.Field(
         isin=PROJECTIONS, description="AP (supine or mobile) or PA (erect)."
     )
-    image_path: Series[str] = _path("PNG of the radiograph, relative to the bundle root.")
+    image_path: Series[str] = _path(
+        "NPY stack of shape (n, height, width), uint8, bright = dense, holding the radiograph; "
+        "relative to the bundle root."
+    )
+    image_index: Series[int] = pa.Field(ge=0, description="Index of the radiograph in that stack.")
     height_px: Series[int] = pa.Field(ge=1, description="Image height.", metadata={"unit": "px"})
     width_px: Series[int] = pa.Field(ge=1, description="Image width.", metadata={"unit": "px"})
 
@@ -177,8 +181,10 @@ class PhantomTruth(_Strict):
         description="Natural log of BNP without patient or visit noise.", metadata={"unit": "log(ng/L)"}
     )
     mask_path: Series[str] = _path(
-        "NPZ of boolean masks, one array per feature: " + ", ".join(MASK_FEATURES) + "."
+        "NPZ whose array 'bits' of shape (n, height, width), uint8, holds the masks as bits: bit i "
+        "set where feature i lies, in the order " + ", ".join(MASK_FEATURES) + "."
     )
+    mask_index: Series[int] = pa.Field(ge=0, description="Index of the radiograph's masks in that array.")
 
 
 class LatentsIndex(_Strict):

@@ -35,6 +35,7 @@ def build(root, seed=1, config=CFG):
         for i in range(1, 4):
             st.write_image(f"images/i{i}.png", np.full((8, 8), 40 * i, np.uint8))
         st.write_array("arrays/latents.npy", np.arange(6, dtype=np.float32).reshape(2, 3))
+        st.write_array("images/radiographs-00000.npy", np.zeros((3, 8, 8), np.uint8))
         st.write_array("masks/i1.npz", {"heart": np.eye(4, dtype=bool), "effusion": np.zeros((4, 4), bool)})
     return bundle
 
@@ -186,12 +187,13 @@ def test_deleted_output_makes_a_stage_stale(tmp_path):
 
 def test_validate_bundle_reports_dangling_paths_and_unrecorded_tables(tmp_path):
     bundle = build(tmp_path)
-    (tmp_path / "images/i3.png").unlink()
+    (tmp_path / "images/radiographs-00000.npy").unlink()
     examples()["patients"].assign(sex=["F", "X", "M"]).to_csv(tmp_path / "tables/patients.csv", index=False)
     problems = validate_bundle(bundle.root)
     text = "\n".join(map(str, problems))
-    assert "images/i3.png" in text and "missing on disk" in text
-    assert "radiographs.parquet, row 3, column 'image_path': file does not exist in the bundle" in text
+    assert "images/radiographs-00000.npy: recorded in the manifest but missing on disk" in text
+    for row in (1, 2, 3):
+        assert f"radiographs.parquet, row {row}, column 'image_path': file does not exist in the bundle" in text
     assert "patients.csv: table not recorded in manifest.json" in text
     assert "patients.csv, row 2 (line 3), column 'sex'" in text
 
