@@ -303,6 +303,23 @@ class Stage:
         self.outputs.add(rel)
         return full
 
+    def flush(self) -> None:
+        """Save the manifest now, so that a run killed later keeps what this stage wrote so far."""
+        self.bundle._save_manifest()
+
+    def adopt(self, relpath: str) -> None:
+        """Count a file that an earlier, interrupted run of this stage wrote as an output.
+
+        Raises
+        ------
+        BundleError
+            When the file's record is not from this stage with the same config hash and seed.
+        """
+        rec = self.bundle.record(relpath)
+        if (rec.stage, rec.config_hash, rec.seed) != (self.name, self.config_hash, self.seed):
+            raise BundleError(f"{self.bundle.root / relpath}: written by stage {rec.stage!r} with another config or seed")
+        self.outputs.add(safe_relpath(relpath))
+
     def write_table(self, schema: str | TableSpec, df: pd.DataFrame, relpath: str | None = None) -> Path:
         """Validate `df` against `schema`, then write it as Parquet (or CSV by suffix).
 

@@ -22,7 +22,9 @@ app = typer.Typer(
 schema_app = typer.Typer(help="The bundle's table schemas.", no_args_is_help=True)
 config_app = typer.Typer(help="Study configs (configs/*.yaml).", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+cohort_app = typer.Typer(help="The cohort: the synthetic phantom (default) or real data.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(cohort_app, name="cohort")
 
 
 @app.callback()
@@ -115,10 +117,45 @@ def config_show(config: str = typer.Argument("default", help="Profile name or YA
     typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
 
 
+def _print_summary(info: dict) -> None:
+    typer.echo(f"{'set':<11} {'radiographs':>11} {'patients':>9} {'female %':>9} {'age mean (SD)':>14} "
+               f"{'BNP median (IQR)':>22} {'< ' + format(info['threshold_ng_l'], 'g') + ' ng/L':>12}")
+    for name, s in info["sets"].items():
+        bnp = (f"{s['bnp_median']:.0f} ({s['bnp_q1']:.0f}-{s['bnp_q3']:.0f})" if "bnp_median" in s else "-")
+        below = f"{100 * s['below_threshold'] / s['radiographs']:.1f} %" if "below_threshold" in s else "-"
+        typer.echo(f"{name:<11} {s['radiographs']:>11,} {s['patients']:>9,} {100 * s['female'] / s['patients']:>8.1f}% "
+                   f"{s['age_mean']:>7.1f} ({s['age_sd']:.1f}) {bnp:>22} {below:>12}")
+    if info.get("oracle_auc") is not None:
+        typer.echo(f"oracle AUC at {info['threshold_ng_l']:g} ng/L (noiseless BNP model, test split): {info['oracle_auc']:.3f}")
+
+
+@cohort_app.command("synth")
+def cohort_synth(
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    out: Path = typer.Option(Path("study"), help="The study bundle directory."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
+    force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
+) -> None:
+    """Synthesize the phantom cohort into a bundle and print its Table 1 summary."""
+    import json
+
+    from modelling.cohort_bundle import build_cohort
+    from modelling.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    bundle = build_cohort(cfg, out, workers=workers, force=force)
+    _print_summary(json.loads(bundle.verify_file("cohort/summary.json").read_text()))
+    typer.echo(f"bundle: {bundle.root}  (contact sheet: {bundle.root / 'cohort/contact_sheet.png'})")
+
+
 @app.command()
 def reproduce(
     config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
     out: Path = typer.Option(Path("study"), help="The study bundle directory."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
 ) -> None:
     """Build the study bundle end to end (the main job of `make reproduce`)."""
     from modelling.config import ConfigError, load_config
@@ -129,7 +166,7 @@ def reproduce(
     except ConfigError as exc:
         _fail(str(exc))
     try:
-        run(cfg, out)
+        run(cfg, out, workers=workers)
     except PendingStagesError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3)

@@ -14,13 +14,13 @@ from pathlib import Path
 import yaml
 
 from data_schema import Bundle
+from modelling.cohort_bundle import build_cohort
 from modelling.config import StudyConfig, config_to_dict
 
 log = logging.getLogger(__name__)
 
 #: Stages of DESIGN.md's data flow that do not exist yet, with the issue that builds each.
 PENDING = {
-    "cohort": "issue 3 (phantom cohort and real-data ingestion)",
     "train": "issue 5 (decoder, encoder and BNP predictors)",
     "explain": "issue 6 (GVRs, inverse GVRs, movies, baselines)",
     "readers": "issue 7 (reading packets and simulated readers)",
@@ -38,7 +38,7 @@ def write_config(stage, config: StudyConfig) -> None:
     stage.write_bytes("config.yaml", text.encode("utf-8"))
 
 
-def reproduce(config: StudyConfig, out: str | Path) -> Bundle:
+def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = None) -> Bundle:
     """Build the study bundle at `out` from `config`.
 
     Raises
@@ -48,9 +48,10 @@ def reproduce(config: StudyConfig, out: str | Path) -> Bundle:
     """
     bundle = Bundle(out)
     bundle.run_stage("config", lambda st: write_config(st, config), config=config, seed=config.seed)
+    build_cohort(config, bundle.root, workers=workers)
     if PENDING:
         lines = "\n".join(f"  - {name}: {where}" for name, where in PENDING.items())
         raise PendingStagesError(
-            f"wrote {bundle.root / 'config.yaml'}; the study's other stages are not built yet:\n{lines}"
+            f"built the stages that exist into {bundle.root}; these are not built yet:\n{lines}"
         )
     return bundle
