@@ -1,0 +1,480 @@
+"""Real data into the bundle's tables: DICOM or PNG/JPEG radiographs, BNP results and patients.
+
+Inputs
+------
+- radiographs: a folder of DICOM files (searched recursively), or a manifest CSV listing PNG/JPEG
+  files with columns ``file`` (relative to the manifest), ``patient_id``, ``acquired_at`` and
+  ``view`` (PA, AP, LATERAL, ...);
+- ``bnp.csv``: ``patient_id``, ``collected_at``, ``bnp_ng_l`` (ng/L, equal to pg/mL);
+- ``patients.csv``: ``patient_id``, ``sex`` (F/M), and ``birth_date`` or ``age_years`` (the age at
+  the first radiograph).
+
+What happens
+------------
+DICOM pixel data go through the Modality LUT and the VOI LUT (or window) of the file, MONOCHROME1 is
+inverted so that bright is dense, and pixel spacing is kept in the exclusion-free summary. Images
+are resized to the configured size preserving the aspect ratio (padded with black), and only
+frontal views (PA, AP) are kept: every excluded or unreadable file is listed, with its reason, in
+``cohort/exclusions.csv``. Radiographs are paired with BNP results as for the phantom
+(:mod:`modelling.pairing`) and labelled patients split 80/20 by patient.
+
+De-identification: patient identifiers are replaced by a salted HMAC-SHA256 (the salt stays with
+you: ``--salt-file`` or ``GVR_SALT``), image identifiers by a salted hash of the SOP Instance UID
+or file path, and dates of birth are reduced to ages. Nothing else from a DICOM header (names,
+addresses, accession numbers, institution, physicians, other IDs) reaches a table or a file name.
+
+Errors
+------
+A table with problems (a missing column, a BNP of zero or text, an unknown patient, duplicate
+images, an unparseable timestamp) raises :class:`IngestError` listing every problem with file, row
+and column, and nothing is written. Unreadable images are skipped and reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_schema import Bundle, Stage
+from data_schema.io import sha256_file
+from data_schema.validate import Problem, TableValidationError
+from modelling.config import StudyConfig
+from modelling.pairing import pair, split_by_patient
+from modelling.progress import progress
+
+log = logging.getLogger(__name__)
+
+FRONTAL_VIEWS = {"PA", "AP"}
+SHARD_SIZE = 1024
+STAGE = "cohort"
+
+
+class IngestError(TableValidationError):
+    """Input tables with problems; ``.problems`` lists every one with file, row and column."""
+
+
+# ---- timestamps ----------------------------------------------------------------------------------
+
+_FORMATS = [
+    (re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"), None),  # ISO 8601
+    (re.compile(r"^\d{14}(\.\d+)?$"), "%Y%m%d%H%M%S"),  # DICOM DT without zone
+    (re.compile(r"^\d{8} \d{6}(\.\d+)?$"), "%Y%m%d %H%M%S"),  # DICOM DA + TM
+    (re.compile(r"^\d{8}$"), "%Y%m%d"),  # DICOM DA
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}(:\d{2})?$"), "slash"),
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"), "slash"),
+]
+
+
+def parse_timestamp(text: str, *, dayfirst: bool = True) -> pd.Timestamp | None:
+    """Parse one timestamp in any accepted format; None when it is not one.
+
+    Accepted: ISO 8601 (``2012-03-04 05:06[:07]``), DICOM (``20120304050607``, ``20120304 050607``,
+    ``20120304``) and slashed dates (``04/03/2012 05:06``), day first unless `dayfirst` is False.
+    Time zones are refused: timestamps are local times of the hospital.
+    """
+    text = str(text).strip()
+    for pattern, fmt in _FORMATS:
+        if not pattern.match(text):
+            continue
+        try:
+            if fmt is None:
+                return pd.Timestamp(datetime.fromisoformat(text))
+            if fmt == "slash":
+                date, _, time = text.partition(" ")
+                a, b, year = date.split("/")
+                day, month = (a, b) if dayfirst else (b, a)
+                time = time or "00:00"
+                return pd.Timestamp(datetime.strptime(f"{year}-{int(month):02d}-{int(day):02d} {time}",
+                                                      "%Y-%m-%d %H:%M" if time.count(":") == 1 else "%Y-%m-%d %H:%M:%S"))
+            return pd.Timestamp(datetime.strptime(text.split(".")[0], fmt.split(".")[0]))
+        except ValueError:
+            return None
+    return None
+
+
+# ---- de-identification -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pseudonymiser:
+    """Salted HMAC-SHA256 pseudonyms: the same input and salt give the same identifier."""
+
+    salt: bytes
+
+    def __post_init__(self):
+        if len(self.salt) < 16:
+            raise ValueError("the de-identification salt must be at least 16 bytes; keep it secret and outside the bundle")
+
+    def __call__(self, kind: str, value: str) -> str:
+        digest = hmac.new(self.salt, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return f"{kind[0]}{digest[:20]}"
+
+
+# ---- images ----------------------------------------------------------------------------------------
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to `size` x `size` preserving the aspect ratio (area averaging), padding with black."""
+    from PIL import Image
+
+    h, w = image.shape
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize((nw, nh), Image.BOX))
+    out = np.zeros((size, size), np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = resized
+    return out
+
+
+def _to_unit(pixels: np.ndarray) -> np.ndarray:
+    pixels = pixels.astype(np.float32)
+    low, high = float(pixels.min()), float(pixels.max())
+    if high <= low:
+        raise ValueError("the image is blank (all pixels equal)")
+    return (pixels - low) / (high - low)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One radiograph read from disk (before resizing)."""
+
+    source: str
+    patient_key: str
+    image_key: str
+    acquired: pd.Timestamp | None
+    view: str
+    pixels: np.ndarray | None  # 0..1, bright = dense
+    spacing_mm: tuple[float, float] | None
+
+
+def read_dicom(path: Path) -> Loaded:
+    """Read one DICOM radiograph; raise ValueError with the reason when it cannot be used."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    if "PixelData" not in ds:
+        raise ValueError("DICOM file without pixel data")
+    view = str(ds.get("ViewPosition", "") or "").upper().strip()
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # truncated or undecodable pixel data: pydicom raises many kinds
+        raise ValueError(f"pixel data cannot be decoded ({type(exc).__name__}: {exc})") from exc
+    if pixels.ndim != 2:
+        raise ValueError(f"expected one grayscale frame, got pixel array of shape {pixels.shape}")
+    pixels = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
+    unit = _to_unit(pixels)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        unit = 1.0 - unit  # MONOCHROME1 shows low values bright: invert so bright = dense
+    stamp = None
+    for date_tag, time_tag in (("AcquisitionDate", "AcquisitionTime"), ("ContentDate", "ContentTime"),
+                               ("StudyDate", "StudyTime")):
+        if ds.get(date_tag):
+            stamp = parse_timestamp(f"{ds.get(date_tag)} {str(ds.get(time_tag) or '000000')[:6].ljust(6, '0')}")
+            if stamp is not None:
+                break
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    return Loaded(
+        source=str(path),
+        patient_key=str(ds.get("PatientID", "") or ""),
+        image_key=str(ds.get("SOPInstanceUID", "") or path),
+        acquired=stamp,
+        view=view,
+        pixels=unit,
+        spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing else None,
+    )
+
+
+def read_picture(path: Path) -> np.ndarray:
+    """A PNG or JPEG as grayscale 0..1 (bright = dense, as radiographs are exported)."""
+    import imageio.v3 as iio
+
+    try:
+        image = iio.imread(path)
+    except Exception as exc:  # imageio raises format-specific errors for corrupt files
+        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=-1)
+    return _to_unit(image)
+
+
+# ---- tables ----------------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Problem]]:
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # the parser says what is broken; name the file
+        return pd.DataFrame(), [Problem(str(path), None, None, None, f"not a readable CSV file: {exc}")]
+    missing = [c for c in required if c not in df.columns]
+    return df, [Problem(str(path), None, c, None, "missing column") for c in missing]
+
+
+def _timestamps(df, column, path, problems, *, dayfirst):
+    out = []
+    for i, text in enumerate(df[column]):
+        stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
+        if stamp is None:
+            problems.append(Problem(str(path), i + 1, column, text,
+                                    "not a timestamp (ISO 8601, DICOM or DD/MM/YYYY HH:MM; no time zone)"))
+        out.append(stamp)
+    return out
+
+
+def read_patients(path: Path, pseudo: Pseudonymiser) -> tuple[pd.DataFrame, list[Problem]]:
+    df, problems = _read_csv(path, ["patient_id", "sex"])
+    if problems:
+        return df, problems
+    if "birth_date" not in df.columns and "age_years" not in df.columns:
+        return df, [Problem(str(path), None, "birth_date", None, "missing column (or give age_years)")]
+    dup = df["patient_id"].duplicated(keep="first")
+    for i in np.flatnonzero(dup):
+        problems.append(Problem(str(path), i + 1, "patient_id", df["patient_id"].iloc[i], "duplicate patient"))
+    for i, sex in enumerate(df["sex"]):
+        if sex.strip().upper() not in ("F", "M"):
+            problems.append(Problem(str(path), i + 1, "sex", sex, "must be F or M"))
+    births = None
+    if "birth_date" in df.columns:
+        births = _timestamps(df, "birth_date", path, problems, dayfirst=True)
+    ages = None
+    if "age_years" in df.columns:
+        ages = pd.to_numeric(df["age_years"], errors="coerce")
+        for i in np.flatnonzero(~ages.between(0, 120)):
+            problems.append(Problem(str(path), i + 1, "age_years", df["age_years"].iloc[i], "must be a number from 0 to 120"))
+    out = pd.DataFrame({
+        "key": df["patient_id"].str.strip(),
+        "patient_id": [pseudo("patient", k.strip()) for k in df["patient_id"]],
+        "sex": df["sex"].str.strip().str.upper(),
+        "birth": births if births is not None else [None] * len(df),
+        "age_given": ages if ages is not None else np.nan,
+    })
+    return out, problems
+
+
+def read_bnp(path: Path, known: set[str], pseudo: Pseudonymiser, *, dayfirst: bool) -> tuple[pd.DataFrame, list[Problem]]:
+    df, problems = _read_csv(path, ["patient_id", "collected_at", "bnp_ng_l"])
+    if problems:
+        return df, problems
+    for i, key in enumerate(df["patient_id"]):
+        if key.strip() not in known:
+            problems.append(Problem(str(path), i + 1, "patient_id", key, "BNP result for a patient not in the patients file"))
+    values = pd.to_numeric(df["bnp_ng_l"].str.strip().str.lstrip("<>"), errors="coerce")
+    for i in np.flatnonzero(~(values > 0)):
+        problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
+                                "BNP must be a positive number of ng/L (a zero, text or blank is refused)"))
+    stamps = _timestamps(df, "collected_at", path, problems, dayfirst=dayfirst)
+    out = pd.DataFrame({
+        "patient_id": [pseudo("patient", k.strip()) for k in df["patient_id"]],
+        "collected_at": stamps,
+        "bnp_ng_l": values,
+        "row": np.arange(len(df)),
+    })
+    return out, problems
+
+
+@dataclass(frozen=True)
+class IngestSources:
+    """Where the real data lie."""
+
+    patients_csv: Path
+    bnp_csv: Path
+    dicom_dir: Path | None = None
+    manifest_csv: Path | None = None
+    dayfirst: bool = True
+
+    def __post_init__(self):
+        if (self.dicom_dir is None) == (self.manifest_csv is None):
+            raise ValueError("give exactly one of dicom_dir (a DICOM folder) or manifest_csv (PNG/JPEG files)")
+
+    def files(self) -> list[Path]:
+        out = [self.patients_csv, self.bnp_csv]
+        if self.dicom_dir is not None:
+            out += sorted(p for p in Path(self.dicom_dir).rglob("*") if p.is_file())
+        else:
+            out.append(self.manifest_csv)
+        return out
+
+
+def _load_images(src: IngestSources, problems: list[Problem]):
+    """Yield Loaded radiographs and exclusion records; table problems of the manifest go to `problems`."""
+    loaded, excluded = [], []
+    if src.dicom_dir is not None:
+        files = sorted(p for p in Path(src.dicom_dir).rglob("*") if p.is_file())
+        bar = progress(total=len(files), desc="reading DICOM", unit="file")
+        with bar:
+            for path in files:
+                bar.update(1)
+                try:
+                    item = read_dicom(path)
+                except ValueError as exc:
+                    excluded.append((str(path), str(exc)))
+                    continue
+                loaded.append(item)
+        return loaded, excluded
+    manifest = Path(src.manifest_csv)
+    df, found = _read_csv(manifest, ["file", "patient_id", "acquired_at", "view"])
+    problems.extend(found)
+    if found:
+        return loaded, excluded
+    stamps = _timestamps(df, "acquired_at", manifest, problems, dayfirst=src.dayfirst)
+    for i, row in enumerate(df.itertuples(index=False)):
+        path = (manifest.parent / row.file)
+        try:
+            pixels = read_picture(path)
+        except (ValueError, FileNotFoundError) as exc:
+            excluded.append((str(path), str(exc)))
+            continue
+        loaded.append(Loaded(str(path), row.patient_id.strip(), str(row.file), stamps[i], row.view.strip().upper(), pixels, None))
+    return loaded, excluded
+
+
+def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> dict:
+    """Read, check, de-identify, resize, pair, split and write real data through `stage`.
+
+    Raises
+    ------
+    IngestError
+        With every table problem; nothing is written.
+    """
+    problems: list[Problem] = []
+    patients, found = read_patients(src.patients_csv, pseudo)
+    problems += found
+    known = set(patients["key"]) if "key" in patients else set()
+    bnp, found = read_bnp(src.bnp_csv, known, pseudo, dayfirst=src.dayfirst)
+    problems += found
+    loaded, excluded = _load_images(src, problems)
+
+    keep = []
+    seen: dict[str, str] = {}
+    for item in loaded:
+        if item.view not in FRONTAL_VIEWS:
+            excluded.append((item.source, f"not a frontal view (ViewPosition {item.view or 'missing'!r}); PA and AP are kept"))
+            continue
+        if item.patient_key not in known:
+            excluded.append((item.source, "patient not in the patients file"))
+            continue
+        if item.acquired is None:
+            excluded.append((item.source, "no acquisition date and time"))
+            continue
+        if item.image_key in seen:
+            problems.append(Problem(item.source, None, "image", None,
+                                    f"duplicate image (same SOP Instance UID or file as {seen[item.image_key]})"))
+            continue
+        seen[item.image_key] = item.source
+        keep.append(item)
+    if problems:
+        raise IngestError(problems)
+    if not keep:
+        raise IngestError([Problem(str(src.dicom_dir or src.manifest_csv), None, None, None,
+                                   f"no usable frontal radiograph ({len(excluded)} file(s) excluded)")])
+
+    # ---- tables ----
+    keep.sort(key=lambda it: (it.acquired, pseudo("image", it.image_key)))
+    pid = {k: p for k, p in zip(patients["key"], patients["patient_id"])}
+    radiographs = pd.DataFrame({
+        "image_id": [pseudo("image", it.image_key) for it in keep],
+        "patient_id": [pid[it.patient_key] for it in keep],
+        "acquired_at": pd.to_datetime([it.acquired for it in keep]),
+    })
+    birth = dict(zip(patients["patient_id"], patients["birth"]))
+    given = dict(zip(patients["patient_id"], patients["age_given"]))
+    first = radiographs.groupby("patient_id")["acquired_at"].transform("min")
+
+    def age_at(patient, at, first_at):
+        if birth.get(patient) is not None:
+            return (at - birth[patient]).days / 365.25
+        return float(given[patient]) + (at - first_at).days / 365.25
+
+    radiographs["age_years"] = [round(age_at(p, a, f), 2) for p, a, f in
+                                zip(radiographs["patient_id"], radiographs["acquired_at"], first)]
+    radiographs["projection"] = [it.view for it in keep]
+    index = np.arange(len(keep))
+    radiographs["image_path"] = [f"images/radiographs-{s:05d}.npy" for s in index // SHARD_SIZE]
+    radiographs["image_index"] = index % SHARD_SIZE
+    radiographs["height_px"] = config.image_size
+    radiographs["width_px"] = config.image_size
+
+    used = set(radiographs["patient_id"])
+    first_age = radiographs.groupby("patient_id")["age_years"].min()
+    patients_out = pd.DataFrame({
+        "patient_id": sorted(used),
+        "sex": [dict(zip(patients["patient_id"], patients["sex"]))[p] for p in sorted(used)],
+        "age_years": [float(first_age[p]) for p in sorted(used)],
+    })
+    bnp_out = bnp[bnp["patient_id"].isin(used)].sort_values(["collected_at", "patient_id", "row"], kind="stable")
+    bnp_out = pd.DataFrame({
+        "result_id": [pseudo("result", f"{r}") for r in bnp_out["row"]],
+        "patient_id": bnp_out["patient_id"].to_numpy(),
+        "collected_at": pd.to_datetime(bnp_out["collected_at"].to_numpy()),
+        "bnp_ng_l": bnp_out["bnp_ng_l"].astype(float).to_numpy(),
+    })
+    pairing = pair(radiographs, bnp_out, window_hours=config.cohort.pairing_window_hours)
+    splits = split_by_patient(radiographs, pairing, test_fraction=config.cohort.test_fraction,
+                              rng=np.random.default_rng([config.seed, 6]))
+    for name, df in (("patients", patients_out), ("radiographs", radiographs), ("bnp_results", bnp_out),
+                     ("pairing", pairing), ("splits", splits)):
+        stage.write_table(name, df)
+
+    # ---- images ----
+    for s in range(-(-len(keep) // SHARD_SIZE)):
+        chunk = keep[s * SHARD_SIZE:(s + 1) * SHARD_SIZE]
+        stack = np.stack([np.rint(np.clip(fit_square(it.pixels, config.image_size), 0, 1) * 255).astype(np.uint8)
+                          for it in chunk])
+        stage.write_array(f"images/radiographs-{s:05d}.npy", stack)
+        stage.flush()
+
+    # File names and folders may carry identifiers: the bundle names excluded files by content hash
+    # (find one with sha256sum); the caller gets the paths, to show the user outside the bundle.
+    exclusions = pd.DataFrame({
+        "file_sha256": [sha256_file(f) if Path(f).is_file() else "" for f, _ in excluded],
+        "reason": [reason for _, reason in excluded],
+    })
+    stage.write_bytes("cohort/exclusions.csv", exclusions.to_csv(index=False, lineterminator="\n").encode())
+    info = {
+        "radiographs": len(keep),
+        "excluded": len(excluded),
+        "excluded_by_reason": exclusions["reason"].str.split(" \\(").str[0].value_counts().to_dict(),
+        "sets": {k: int(v) for k, v in splits["set"].value_counts().items()},
+        "patients": int(len(patients_out)),
+        "bnp_results": int(len(bnp_out)),
+        "paired": int(len(pairing)),
+    }
+    stage.write_bytes("cohort/summary.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
+    info["excluded_files"] = [{"file": f, "reason": r} for f, r in excluded]  # not written to the bundle
+    return info
+
+
+def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSources, pseudo: Pseudonymiser,
+                         *, force: bool = False) -> tuple[Bundle, dict | None]:
+    """Run the ingestion as the bundle's cohort stage (skipped when inputs and config are unchanged).
+
+    Returns the bundle and the ingestion summary (None when the stage was already current); the
+    summary's ``excluded_files`` lists the original paths of excluded files, for the user only.
+    """
+    key = {
+        "cohort": dataclasses.asdict(config.cohort),
+        "image_size": config.image_size,
+        "sources": {str(p): sha256_file(p) for p in src.files()},
+        "salt": hashlib.sha256(pseudo.salt).hexdigest(),  # a new salt gives new identifiers
+        "dayfirst": src.dayfirst,
+    }
+    bundle = Bundle(out)
+    result: dict = {}
+    bundle.run_stage(STAGE, lambda st: result.update(ingest(st, config, src, pseudo)), config=key,
+                     seed=config.seed, force=force)
+    return bundle, result or None
