@@ -96,6 +96,12 @@ class Radiographs(_Strict):
     image_index: Series[int] = pa.Field(ge=0, description="Index of the radiograph in that stack.")
     height_px: Series[int] = pa.Field(ge=1, description="Image height.", metadata={"unit": "px"})
     width_px: Series[int] = pa.Field(ge=1, description="Image width.", metadata={"unit": "px"})
+    pixel_spacing_mm: Series[float] = pa.Field(
+        gt=0,
+        nullable=True,
+        description="Size of one stored pixel (the source's pixel spacing scaled by the resize); empty when unknown, as for the phantom.",
+        metadata={"unit": "mm"},
+    )
 
 
 class BnpResults(_Strict):

@@ -121,6 +121,9 @@ def _print_summary(info: dict) -> None:
     typer.echo(f"{'set':<11} {'radiographs':>11} {'patients':>9} {'female %':>9} {'age mean (SD)':>14} "
                f"{'BNP median (IQR)':>22} {'< ' + format(info['threshold_ng_l'], 'g') + ' ng/L':>12}")
     for name, s in info["sets"].items():
+        if not s["patients"]:
+            typer.echo(f"{name:<11} {0:>11} {0:>9}")
+            continue
         bnp = (f"{s['bnp_median']:.0f} ({s['bnp_q1']:.0f}-{s['bnp_q3']:.0f})" if "bnp_median" in s else "-")
         below = f"{100 * s['below_threshold'] / s['radiographs']:.1f} %" if "below_threshold" in s else "-"
         typer.echo(f"{name:<11} {s['radiographs']:>11,} {s['patients']:>9,} {100 * s['female'] / s['patients']:>8.1f}% "
@@ -194,10 +197,9 @@ def cohort_ingest(
         info = json.loads(bundle.verify_file("cohort/summary.json").read_text())
     for item in info.get("excluded_files", []):
         typer.echo(f"excluded: {item['file']}: {item['reason']}")
+    _print_summary(info)
     typer.echo(f"ingested {info['radiographs']:,} radiographs of {info['patients']:,} patients "
-               f"({info['excluded']:,} file(s) excluded); sets: "
-               + ", ".join(f"{k} {v:,}" for k, v in sorted(info["sets"].items()))
-               + f"; {info['paired']:,} paired with BNP")
+               f"({info['excluded']:,} file(s) excluded); {info['paired']:,} paired with a BNP result")
     typer.echo(f"bundle: {bundle.root}")
 
 

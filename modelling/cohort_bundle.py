@@ -80,6 +80,7 @@ def tables(cohort: Cohort, config: StudyConfig) -> dict[str, pd.DataFrame]:
         image_index=index % SHARD_SIZE,
         height_px=config.image_size,
         width_px=config.image_size,
+        pixel_spacing_mm=np.nan,
     )
     truth = cohort.truth.assign(mask_path=[mask_path(s) for s in shards], mask_index=index % SHARD_SIZE)
     return {
@@ -103,6 +104,9 @@ def summary(t: dict[str, pd.DataFrame], *, threshold: float) -> dict:
     for name in ("test", "train", "unlabelled"):
         images = splits[splits["set"] == name]
         pts = patients[patients["set"] == name]
+        if pts.empty:
+            out["sets"][name] = {"radiographs": 0, "patients": 0}
+            continue
         entry = {
             "radiographs": int(len(images)),
             "patients": int(len(pts)),
@@ -118,17 +122,19 @@ def summary(t: dict[str, pd.DataFrame], *, threshold: float) -> dict:
             entry |= {"bnp_median": float(med), "bnp_q1": float(q1), "bnp_q3": float(q3),
                       "below_threshold": int((bnp < threshold).sum())}
         out["sets"][name] = entry
-    test = splits[splits["set"] == "test"].merge(pairing, on="image_id").merge(t["phantom_truth"], on="image_id")
-    positive = test["bnp_ng_l"] > threshold
-    out["oracle_auc"] = (float(roc_auc_score(positive, test["log_bnp_noiseless"]))
-                         if 0 < positive.sum() < len(positive) else None)
+    out["oracle_auc"] = None
+    if "phantom_truth" in t:
+        test = splits[splits["set"] == "test"].merge(pairing, on="image_id").merge(t["phantom_truth"], on="image_id")
+        positive = test["bnp_ng_l"] > threshold
+        if 0 < positive.sum() < len(positive):
+            out["oracle_auc"] = float(roc_auc_score(positive, test["log_bnp_noiseless"]))
     out["threshold_ng_l"] = threshold
     return out
 
 
-def contact_sheet(images: np.ndarray, bits: np.ndarray, *, columns: int = 8, cell: int = 128) -> np.ndarray:
+def contact_sheet(images: np.ndarray, bits: np.ndarray | None, *, columns: int = 8, cell: int = 128) -> np.ndarray:
     """RGB grid of radiographs with each feature mask outlined (heart red, effusion blue,
-    opacity green, soft tissue yellow, device magenta)."""
+    opacity green, soft tissue yellow, device magenta); plain radiographs when `bits` is None."""
     from scipy import ndimage
 
     colours = {"heart": (255, 60, 60), "effusion": (60, 120, 255), "opacity": (60, 220, 60),
@@ -138,11 +144,11 @@ def contact_sheet(images: np.ndarray, bits: np.ndarray, *, columns: int = 8, cel
     scale = max(1, cell // images.shape[1])
     size = images.shape[1] * scale
     sheet = np.zeros((rows * size, columns * size, 3), np.uint8)
-    masks = phantom.unpack_masks(bits)
+    masks = phantom.unpack_masks(bits) if bits is not None else {}
     for i in range(n):
         tile = np.repeat(np.repeat(images[i], scale, 0), scale, 1)
         rgb = np.stack([tile] * 3, axis=-1)
-        for name in MASK_FEATURES:
+        for name in masks:
             m = np.repeat(np.repeat(masks[name][i], scale, 0), scale, 1)
             outline = m & ~ndimage.binary_erosion(m, iterations=max(1, scale // 2))
             rgb[outline] = colours[name]

@@ -48,6 +48,7 @@ import pandas as pd
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_file
 from data_schema.validate import Problem, TableValidationError
+from modelling.cohort_bundle import contact_sheet, summary
 from modelling.config import StudyConfig
 from modelling.pairing import pair, split_by_patient
 from modelling.progress import progress
@@ -408,6 +409,9 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
     radiographs["image_index"] = index % SHARD_SIZE
     radiographs["height_px"] = config.image_size
     radiographs["width_px"] = config.image_size
+    radiographs["pixel_spacing_mm"] = [
+        it.spacing_mm[0] * max(it.pixels.shape) / config.image_size if it.spacing_mm else np.nan for it in keep
+    ]
 
     used = set(radiographs["patient_id"])
     first_age = radiographs.groupby("patient_id")["age_years"].min()
@@ -445,16 +449,19 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
         "reason": [reason for _, reason in excluded],
     })
     stage.write_bytes("cohort/exclusions.csv", exclusions.to_csv(index=False, lineterminator="\n").encode())
-    info = {
+    tables_written = {"patients": patients_out, "radiographs": radiographs, "splits": splits, "pairing": pairing}
+    info = summary(tables_written, threshold=config.cohort.bnp_threshold_ng_l)
+    info |= {
         "radiographs": len(keep),
         "excluded": len(excluded),
         "excluded_by_reason": exclusions["reason"].str.split(" \\(").str[0].value_counts().to_dict(),
-        "sets": {k: int(v) for k, v in splits["set"].value_counts().items()},
         "patients": int(len(patients_out)),
         "bnp_results": int(len(bnp_out)),
         "paired": int(len(pairing)),
     }
     stage.write_bytes("cohort/summary.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
+    first = stage.bundle.path("images/radiographs-00000.npy")
+    stage.write_image("cohort/contact_sheet.png", contact_sheet(np.load(first)[:16], None))
     info["excluded_files"] = [{"file": f, "reason": r} for f, r in excluded]  # not written to the bundle
     return info
 

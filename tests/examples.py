@@ -25,6 +25,7 @@ def examples() -> dict[str, pd.DataFrame]:
             "image_index": [0, 1, 2],
             "height_px": [64, 64, 64],
             "width_px": [64, 64, 64],
+            "pixel_spacing_mm": [None, 2.8, 3.1],
         }),
         "bnp_results": pd.DataFrame({
             "result_id": ["r1", "r2"],

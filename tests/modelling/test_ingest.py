@@ -116,9 +116,12 @@ def test_dicom_folder_is_ingested_paired_and_valid(cohort_files):
     assert ages[0] == pytest.approx((pd.Timestamp("2012-03-04 10:15") - pd.Timestamp("1940-01-01")).days / 365.25, abs=0.01)
     images = bundle.read_array("images/radiographs-00000.npy")
     assert images.shape == (4, 32, 32) and images.dtype == np.uint8
-    splits = bundle.read_table("splits")
-    assert set(splits.loc[splits["set"] == "unlabelled", "patient_id"]) >= {radiographs["patient_id"].iloc[2]} or True
-    assert (splits["set"] != "unlabelled").sum() == 2
+    splits = bundle.read_table("splits").merge(radiographs[["image_id", "acquired_at"]], on="image_id")
+    labelled = splits.sort_values("acquired_at")["set"].ne("unlabelled").tolist()
+    assert labelled == [True, False, False, True]  # a1 and c1 paired; a2 and b1 (37 h) not
+    np.testing.assert_allclose(radiographs["pixel_spacing_mm"], 0.2 * 40 / 32)  # 40 px of 0.2 mm into 32
+    assert bundle.read_image("cohort/contact_sheet.png").shape[2] == 3
+    assert info["sets"]["train"]["patients"] + info["sets"]["test"]["patients"] == 2
 
 
 def test_identifying_attributes_never_reach_the_bundle(cohort_files):
@@ -272,6 +275,7 @@ def test_cli_ingest_needs_a_salt_and_reports(cohort_files, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "ingested 4 radiographs of 3 patients (4 file(s) excluded)" in result.output
     assert "excluded: " in result.output and "c-lateral.dcm" in result.output
+    assert "BNP median (IQR)" in result.output
     again = CliRunner().invoke(app, args)
     assert "is current" in again.output
     with (src.bnp_csv).open("a") as handle:
