@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["analysis.errors", "analysis.roc", "analysis.agreement", "analysis.rank_tests",
-           "analysis.contingency", "analysis.descriptive"]
+           "analysis.contingency", "analysis.descriptive", "analysis.mixed_models"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,310 @@
+"""Table 2 of the paper: features identified by blinded readers on GVRs of the two models.
+
+Counts per model (regime), reader, reading and feature; pooled counts per model and feature;
+intra- and interobserver kappas (:mod:`analysis.agreement`); and the mixed-effects logistic
+regression of each feature on the model (:func:`analysis.mixed_models.feature_tests`).
+
+Examples
+--------
+>>> import pandas as pd
+>>> rows = [{"reader": r, "round": k, "gvr_id": f"g{g}", "regime": "correct" if g < 2 else "overfitted",
+...          "patient_id": f"p{g}", "feature": "cardiomegaly", "present": g in (0, 1, 2) and not (r == "B" and g == 2),
+...          "simulated": True} for r in "AB" for k in (1, 2) for g in range(4)]
+>>> t = table2(pd.DataFrame(rows), mixed_models=False)
+>>> t.display.loc[("Correctly trained model", "Pooled result"), ("Cardiomegaly", "First reading")]
+'8/8 (100)'
+>>> t.pooled[["regime", "feature", "n_present", "n_total"]].to_dict("records")[1]
+{'regime': 'overfitted', 'feature': 'cardiomegaly', 'n_present': 2, 'n_total': 8}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis._checks import check_option
+from analysis.agreement import inter_observer, intra_observer
+from analysis.table1 import format_count_percent, format_p, render_csv, render_html
+
+__all__ = ["Table2Result", "table2", "feature_order", "FEATURE_LABELS", "REGIME_LABELS"]
+
+REGIME_LABELS = {"correct": "Correctly trained model", "overfitted": "Overfitted model"}
+FEATURE_LABELS = {
+    "cardiomegaly": "Cardiomegaly",
+    "pleural_effusion": "Pleural Effusion",
+    "airspace_opacity": "Airspace Opacity",
+    "no_chf_features": "No CHF features",
+    "reduced_body_mass": "Reduced body mass",
+}
+_READINGS = {1: "First reading", 2: "Second reading"}
+_COLUMNS = ("reader", "round", "gvr_id", "regime", "patient_id", "feature", "present")
+UNDEFINED = ("raise", "drop")
+
+
+def feature_order(features: Any) -> list[str]:
+    """The paper's order of features (Table 2, then reduced body mass), then any others sorted.
+
+    Examples
+    --------
+    >>> feature_order(["zebra", "no_chf_features", "cardiomegaly"])
+    ['cardiomegaly', 'no_chf_features', 'zebra']
+    """
+    present = set(features)
+    known = [f for f in FEATURE_LABELS if f in present]
+    return known + sorted(present - set(known))
+
+
+def _feature_label(feature: str) -> str:
+    return FEATURE_LABELS.get(feature, feature.replace("_", " ").capitalize())
+
+
+def _reading_label(k: int) -> str:
+    return _READINGS.get(int(k), f"Reading {int(k)}")
+
+
+@dataclass(frozen=True)
+class Table2Result:
+    """Table 2: reader counts, pooled counts, agreement and mixed-model tests.
+
+    Attributes
+    ----------
+    counts : pandas.DataFrame
+        One row per regime, reader, round and feature: ``regime, reader, round, feature,
+        n_present`` (GVRs marked) and ``n_total`` (GVRs read).
+    pooled : pandas.DataFrame
+        One row per regime and feature, pooled over readers and rounds as the paper: ``regime,
+        feature, n_present, n_total, proportion``.
+    intra : pandas.DataFrame
+        Intraobserver kappa per reader and feature (:func:`analysis.agreement.intra_observer`).
+    inter : pandas.DataFrame
+        Interobserver kappa per feature and pair of readers
+        (:func:`analysis.agreement.inter_observer`).
+    mixed : pandas.DataFrame
+        One row per feature from :func:`analysis.mixed_models.feature_tests` (regime effect, Wald
+        and likelihood-ratio p-values, lme4 warnings) plus ``error`` (why a feature could not be
+        fitted, else empty). Empty (with a ``feature`` column only) when ``mixed_models=False``.
+    display : pandas.DataFrame
+        Strings in the paper's layout: rows (model, reader or "Pooled result"), columns (feature,
+        reading); a pooled cell sits under the first reading and spans the feature in HTML.
+    caption : str
+        The table's caption.
+    notes : tuple of str
+        Notes under the table: the kappas and p-values, as the paper's note.
+    """
+
+    counts: pd.DataFrame = field(repr=False)
+    pooled: pd.DataFrame = field(repr=False)
+    intra: pd.DataFrame = field(repr=False)
+    inter: pd.DataFrame = field(repr=False)
+    mixed: pd.DataFrame = field(repr=False)
+    display: pd.DataFrame = field(repr=False)
+    caption: str
+    notes: tuple[str, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the tidy counts (one row per regime, reader, round and feature)."""
+        return self.counts.copy()
+
+    def to_html(self) -> str:
+        """The display table as HTML with its caption and notes."""
+        return render_html(self.display, caption=self.caption, notes=self.notes, table_id="tbl-table2")
+
+    def to_csv(self) -> str:
+        """The display table as CSV text."""
+        return render_csv(self.display)
+
+
+def _check(assessments: Any) -> pd.DataFrame:
+    if not isinstance(assessments, pd.DataFrame):
+        raise TypeError(f"assessments must be a pandas DataFrame; got {type(assessments).__name__}")
+    missing = [c for c in _COLUMNS if c not in assessments.columns]
+    if missing:
+        raise ValueError(f"assessments lacks column(s) {missing}; expected the reader_assessments table")
+    if assessments.empty:
+        raise ValueError("assessments has no rows")
+    regimes = set(assessments["regime"].unique())
+    if not regimes <= set(REGIME_LABELS):
+        raise ValueError(f"assessments.regime must be one of {list(REGIME_LABELS)}; got {sorted(regimes - set(REGIME_LABELS))}")
+    if not pd.api.types.is_bool_dtype(assessments["present"].dtype):
+        raise ValueError(f"assessments.present must be boolean; got dtype {assessments['present'].dtype}")
+    dup = assessments.duplicated(["reader", "round", "gvr_id", "feature"])
+    if dup.any():
+        raise ValueError(f"assessments has {int(dup.sum())} duplicated (reader, round, gvr_id, feature) rows")
+    return assessments
+
+
+def _mixed(assessments: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    from analysis.errors import UndefinedStatisticError
+    from analysis.mixed_models import FeatureTermError, feature_tests
+
+    records: list[dict[str, Any]] = []
+    columns: list[str] = ["feature"]
+    for feature in features:
+        sub = assessments[assessments["feature"] == feature]
+        try:
+            fitted = feature_tests(sub)
+        except (UndefinedStatisticError, FeatureTermError) as exc:
+            records.append({"feature": feature, "error": str(exc)})
+            continue
+        columns = list(fitted.columns)
+        records += [dict(r, error="") for r in fitted.to_dict("records")]
+    return pd.DataFrame(records, columns=[*columns, "error"] if "error" not in columns else columns)
+
+
+def table2(
+    assessments: pd.DataFrame,
+    *,
+    mixed_models: bool = True,
+    undefined: str = "drop",
+) -> Table2Result:
+    """Tabulate the blinded readers' assessments of GVRs as the paper's Table 2.
+
+    Parameters
+    ----------
+    assessments : pandas.DataFrame
+        The bundle's ``reader_assessments`` table (``reader, round, gvr_id, regime, patient_id,
+        feature, present``; ``present`` boolean).
+    mixed_models : bool, default True
+        Fit the mixed-effects logistic regression per feature
+        (:func:`analysis.mixed_models.feature_tests`, which needs R with lme4). With False,
+        ``mixed`` is an empty frame and the notes give no p-values.
+    undefined : {"drop", "raise"}, default "drop"
+        What to do with a kappa that is undefined (a reader gave one answer throughout): leave it
+        out (it reads "undefined" in the notes) or raise
+        :class:`~analysis.errors.ConstantRaterError`.
+
+    Returns
+    -------
+    Table2Result
+        ``counts, pooled, intra, inter, mixed, display, caption, notes``.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``regime`` has another value, ``present`` is not boolean, rows are
+        duplicated, or the table is empty.
+    analysis.errors.ConstantRaterError
+        If a kappa is undefined and ``undefined="raise"``.
+
+    Notes
+    -----
+    A feature's count for a reader, reading and model is the number of that model's GVRs the
+    reader marked it on, over the number read (the paper: 50 per model). The pooled result adds
+    them over readers and readings (the paper: "153/200 (76.5)"). Kappas pool both models' GVRs.
+    The mixed model is ``present ~ regime + reader + (1 | patient_id)`` fitted by ``glmer`` per
+    feature; a feature that was marked always or never, or seen under one regime only, gets its
+    reason in ``mixed.error`` instead of numbers. The display's p-value is the Wald p of the regime
+    effect (lme4's ``summary``); the likelihood-ratio p is in ``mixed``.
+
+    References
+    ----------
+    .. [1] Cohen J. Educ Psychol Meas 1960;20:37-46. doi:10.1177/001316446002000104
+    .. [2] Bates D, Maechler M, Bolker B, Walker S. J Stat Softw 2015;67(1):1-48.
+       doi:10.18637/jss.v067.i01
+    .. [3] Seah JCY, et al. Radiology 2019;290:514-522. doi:10.1148/radiol.2018180887
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    check_option("undefined", undefined, UNDEFINED)
+    t = _check(assessments)
+    features = feature_order(t["feature"].unique())
+    regimes = [r for r in REGIME_LABELS if r in set(t["regime"])]
+    readers = sorted(t["reader"].unique())
+    rounds = sorted(int(k) for k in t["round"].unique())
+
+    counts = (t.groupby(["regime", "reader", "round", "feature"], sort=False)["present"]
+              .agg(n_present="sum", n_total="size").reset_index())
+    counts["n_present"] = counts["n_present"].astype(int)
+    counts["n_total"] = counts["n_total"].astype(int)
+    counts["round"] = counts["round"].astype(int)
+    counts["_r"] = counts["regime"].map({r: i for i, r in enumerate(REGIME_LABELS)})
+    counts["_f"] = counts["feature"].map({f: i for i, f in enumerate(features)})
+    counts = (counts.sort_values(["_r", "reader", "round", "_f"]).drop(columns=["_r", "_f"])
+              .reset_index(drop=True))[["regime", "reader", "round", "feature", "n_present", "n_total"]]
+
+    pooled = (counts.groupby(["regime", "feature"], sort=False)[["n_present", "n_total"]].sum().reset_index())
+    pooled["proportion"] = pooled["n_present"] / pooled["n_total"]
+
+    intra = intra_observer(t, undefined=undefined) if len(rounds) >= 2 else _empty_intra()
+    inter = inter_observer(t, undefined=undefined) if len(readers) >= 2 else _empty_inter()
+    mixed = _mixed(t, features) if mixed_models else pd.DataFrame({"feature": pd.Series([], dtype=str)})
+
+    c = counts.set_index(["regime", "reader", "round", "feature"])
+    p = pooled.set_index(["regime", "feature"])
+    columns = pd.MultiIndex.from_tuples([(_feature_label(f), _reading_label(k)) for f in features for k in rounds],
+                                        names=["Feature", "Reading"])
+    index, data = [], []
+    for regime in regimes:
+        for reader in readers:
+            index.append((REGIME_LABELS[regime], f"Reader {reader}"))
+            data.append([
+                f"{c.loc[(regime, reader, k, f), 'n_present']}/{c.loc[(regime, reader, k, f), 'n_total']}"
+                if (regime, reader, k, f) in c.index else ""
+                for f in features for k in rounds
+            ])
+        index.append((REGIME_LABELS[regime], "Pooled result"))
+        row = []
+        for f in features:
+            cell = (format_count_percent(int(p.loc[(regime, f), "n_present"]), int(p.loc[(regime, f), "n_total"]),
+                                         digits=1) if (regime, f) in p.index else "")
+            row += [cell] + [""] * (len(rounds) - 1)
+        data.append(row)
+    display = pd.DataFrame(data, columns=columns,
+                           index=pd.MultiIndex.from_tuples(index, names=["Model", "Reader"]))
+    notes = _notes(intra, inter, mixed, features, readers)
+    return Table2Result(counts=counts, pooled=pooled, intra=intra, inter=inter, mixed=mixed, display=display,
+                        caption="Table 2: Number of Features Identified by Blinded Readers on GVRs", notes=notes)
+
+
+def _empty_intra() -> pd.DataFrame:
+    return pd.DataFrame(columns=["reader", "feature", "round_a", "round_b", "kappa", "se", "ci_low", "ci_high",
+                                 "n", "level"])
+
+
+def _empty_inter() -> pd.DataFrame:
+    return pd.DataFrame(columns=["feature", "reader_a", "reader_b", "rounds", "kappa", "se", "ci_low", "ci_high",
+                                 "n", "level"])
+
+
+def _kappa_list(values: dict[str, float], features: list[str]) -> str:
+    parts = [f"{values[f]:.2f} for {_feature_label(f).lower()}" if f in values
+             else f"undefined for {_feature_label(f).lower()}" for f in features]
+    return ", ".join(parts[:-1]) + (", and " if len(parts) > 2 else " and ") + parts[-1] if len(parts) > 1 else parts[0]
+
+
+def _notes(intra: pd.DataFrame, inter: pd.DataFrame, mixed: pd.DataFrame, features: list[str],
+           readers: list[str]) -> tuple[str, ...]:
+    notes = ["Note.—Counts are GVRs with the feature over GVRs read; the pooled result adds both readers "
+             "and both readings, with percentages in parentheses. CHF = congestive heart failure, "
+             "GVR = Generative Visual Rationale."]
+    sentences = []
+    for reader in readers:
+        got = intra[intra["reader"] == reader]
+        if len(got):
+            sentences.append(f"The intraobserver κ for reader {reader} was "
+                             f"{_kappa_list(dict(zip(got['feature'], got['kappa'])), features)}.")
+    if len(inter) and inter[["reader_a", "reader_b"]].drop_duplicates().shape[0] == 1:
+        sentences.append(f"The interobserver κ was {_kappa_list(dict(zip(inter['feature'], inter['kappa'])), features)}.")
+    elif len(inter):
+        for (ra, rb), g in inter.groupby(["reader_a", "reader_b"]):
+            sentences.append(f"The interobserver κ of readers {ra} and {rb} was "
+                             f"{_kappa_list(dict(zip(g['feature'], g['kappa'])), features)}.")
+    if "p_value" in mixed.columns:
+        parts = []
+        for f in features:
+            row = mixed[mixed["feature"] == f]
+            if len(row) and np.isfinite(row["p_value"].iloc[0]):
+                parts.append(f"{format_p(float(row['p_value'].iloc[0]))} for {_feature_label(f).lower()}")
+            elif len(row):
+                parts.append(f"not estimable for {_feature_label(f).lower()}")
+        if parts:
+            sentences.append("The P value (mixed-effects logistic regression, Wald) for the correct versus "
+                             "overfitted difference was " + ", ".join(parts) + ".")
+    if sentences:
+        notes.append(" ".join(sentences))
+    return tuple(notes)

@@ -1,0 +1,104 @@
+"""analyse_bundle on a tiny cohort bundle with synthetic predictions and reader assessments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.analyse import STAGE, analyse_bundle
+from analysis.table1 import table1
+from analysis.table2 import table2
+from data_schema.bundle import Bundle
+from tests.analysis.test_table2 import synthetic_assessments
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from modelling.cohort_bundle import build_cohort
+    from modelling.config import load_config
+
+    root = tmp_path_factory.mktemp("bundle")
+    build_cohort(load_config("tiny"), root, workers=1)
+    return root
+
+
+def _add_predictions_and_assessments(root):
+    bundle = Bundle(root)
+    splits, pairing = bundle.read_table("splits"), bundle.read_table("pairing")
+    rng = np.random.default_rng(5)
+    lab = (splits[splits["set"] != "unlabelled"].merge(pairing[["image_id", "bnp_ng_l"]], on="image_id")
+           .sort_values("bnp_ng_l", kind="stable").reset_index(drop=True))
+    roles = np.where(np.arange(len(lab)) % 2 == 0, "test", "train")  # both classes among the test rows
+    pred = np.exp(np.log(lab["bnp_ng_l"].to_numpy()) * 0.5 + rng.normal(2.9, 0.4, len(lab)))
+    predictions = pd.DataFrame({"image_id": lab["image_id"], "model_id": "mlp-correct", "predictor": "mlp",
+                                "regime": "correct", "role": roles, "checkpoint_sha256": "b" * 64,
+                                "bnp_true_ng_l": lab["bnp_ng_l"].to_numpy(), "bnp_pred_ng_l": pred})
+    assert predictions.loc[predictions["role"] == "test", "bnp_true_ng_l"].lt(100).any()
+    with bundle.stage("synthetic_readers", config={"seed": 7}, seed=7) as st:
+        st.write_table("predictions", predictions)
+        st.write_table("reader_assessments", synthetic_assessments())
+    return predictions
+
+
+def test_cohort_only_skips_figure2_and_table2(cohort):
+    outputs = analyse_bundle(cohort, mixed_models=False)
+    assert dict(outputs.skipped) == {"figure2": "no predictions table yet",
+                                     "table2": "no reader_assessments table yet"}
+    assert outputs.written == ("analysis/table1.csv", "analysis/table1.html", "analysis/table1_values.csv",
+                               "analysis/table1_tests.csv")
+    bundle = Bundle(cohort)
+    for rel in outputs.written:
+        bundle.verify_file(rel)  # recorded in the manifest with its hash
+        assert bundle.record(rel).stage == STAGE
+    expected = table1(*(bundle.read_table(n) for n in ("patients", "radiographs", "splits", "pairing")))
+    assert bundle.path("analysis/table1.csv").read_text() == expected.to_csv()
+    assert bundle.path("analysis/table1.html").read_text() == expected.to_html()
+    assert STAGE in bundle.stages
+
+
+def test_everything_with_predictions_and_assessments(cohort):
+    predictions = _add_predictions_and_assessments(cohort)
+    outputs = analyse_bundle(cohort, out="results", mixed_models=False)
+    names = {p.split("/", 1)[1] for p in outputs.written}
+    assert {"table1.csv", "table1.html", "figure2.png", "figure2.svg", "figure2_auc.csv", "figure2_alt.txt",
+            "table2.csv", "table2.html", "table2_counts.csv", "table2_pooled.csv", "table2_intra_kappa.csv",
+            "table2_inter_kappa.csv"} <= names
+    assert all(p.startswith("results/") for p in outputs.written)
+    bundle = Bundle(cohort)
+    assert bundle.path("results/figure2.png").read_bytes()[:4] == b"\x89PNG"
+    auc = pd.read_csv(bundle.path("results/figure2_auc.csv"))
+    assert auc.loc[0, "n"] == (predictions["role"] == "test").sum()
+    counts = pd.read_csv(bundle.path("results/table2_counts.csv"))
+    pd.testing.assert_frame_equal(counts, table2(synthetic_assessments(), mixed_models=False).counts)
+    assert ("table2_mixed", "mixed_models=False") in outputs.skipped
+    frame = outputs.to_frame()
+    assert set(frame["status"]) == {"written", "skipped"}
+
+
+mixed_models = pytest.importorskip("analysis.mixed_models")
+
+
+@pytest.mark.r
+@pytest.mark.filterwarnings("ignore::UserWarning")  # lme4 convergence notes; kept in table2_mixed.csv
+@pytest.mark.skipif(not hasattr(mixed_models, "write_r_script"), reason="analysis.mixed_models has no write_r_script yet")
+def test_mixed_models_and_r_script(cohort):
+    if not Bundle(cohort).files.get("tables/reader_assessments.parquet"):
+        _add_predictions_and_assessments(cohort)
+    outputs = analyse_bundle(cohort)
+    assert {"analysis/table2_mixed.csv", "analysis/r/table2_models.R", "analysis/r/table2_models.csv"} <= set(
+        outputs.written)
+    bundle = Bundle(cohort)
+    mixed = pd.read_csv(bundle.path("analysis/table2_mixed.csv"), keep_default_na=False)
+    assert list(mixed["feature"]) == ["cardiomegaly", "pleural_effusion", "airspace_opacity", "no_chf_features"]
+    assert "lme4" in bundle.path("analysis/r/table2_models.R").read_text()
+    assert not any(item == "table2_mixed" for item, _ in outputs.skipped)
+
+
+def test_examples_run():
+    import doctest
+
+    import analysis.analyse as mod
+
+    res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 0 and res.failed == 0

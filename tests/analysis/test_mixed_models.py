@@ -1,0 +1,372 @@
+"""Tests of analysis.mixed_models against lme4 run directly in R (tests/analysis/r_mixed/).
+
+The expected values in r_mixed/expected.json come from r_mixed/reference.R (lme4 1.1.31 on R 4.2.2,
+versions recorded in the file) on the seeded CSVs written by r_mixed/make_data.R. Fixed effects, SEs,
+variances and log-likelihoods must agree to 1e-4 (absolute), p-values to 1e-4 relative.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import mixed_models as mm
+
+HERE = Path(__file__).parent
+R_DIR = HERE / "r_mixed"
+TOL = 1e-4
+
+needs_rscript = pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript not installed")
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return json.loads((R_DIR / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reader_study() -> pd.DataFrame:
+    return pd.read_csv(R_DIR / "reader_study.csv")
+
+
+@pytest.fixture(scope="module")
+def table(reader_study) -> pd.DataFrame:
+    return mm.feature_tests(reader_study)
+
+
+def _with_regime_levels(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(regime=pd.Categorical(df["regime"], categories=list(mm.REGIME_LEVELS)))
+
+
+def _data(case: str) -> pd.DataFrame:
+    if case == "cbpp":
+        return pd.read_csv(R_DIR / "cbpp.csv", dtype={"period": str})
+    if case == "cbpp_bernoulli":
+        return pd.read_csv(R_DIR / "cbpp_bernoulli.csv", dtype={"period": str})
+    if case == "singular":
+        return pd.read_csv(R_DIR / "singular.csv")
+    rs = pd.read_csv(R_DIR / "reader_study.csv")
+    feature = "cardiomegaly" if case == "crossed" else case.removeprefix("reader_")
+    return _with_regime_levels(rs[rs["feature"] == feature])
+
+
+def assert_matches_r(result: mm.GlmerResult, case: dict) -> None:
+    fixed = pd.DataFrame(case["fixed"])
+    ours = result.fixed_effects
+    assert list(ours["term"]) == list(fixed["term"])
+    for column in ("estimate", "se", "z"):
+        np.testing.assert_allclose(ours[column], fixed[column], rtol=0, atol=TOL, err_msg=column)
+    np.testing.assert_allclose(ours["p_value"], fixed["p_value"], rtol=TOL, atol=1e-12)
+    random = pd.DataFrame(case["random"])
+    assert list(result.random_effects["group"]) == list(random["group"])
+    assert list(result.random_effects["name"]) == list(random["name"])
+    for column in ("variance", "sd"):
+        np.testing.assert_allclose(result.random_effects[column], random[column], rtol=0, atol=TOL)
+    correlations = pd.DataFrame(case["correlations"])
+    assert len(result.random_correlations) == len(correlations)
+    if len(correlations):
+        assert list(result.random_correlations["name2"]) == list(correlations["name2"])
+        np.testing.assert_allclose(result.random_correlations["correlation"], correlations["correlation"],
+                                   rtol=0, atol=TOL)
+    assert result.loglik == pytest.approx(case["loglik"], abs=TOL)
+    assert result.aic == pytest.approx(case["aic"], abs=TOL)
+    assert result.df == case["df"]
+    assert result.n_obs == case["nobs"]
+    assert result.singular is case["singular"]
+    for message in case["messages"]:
+        assert message in result.warnings
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference values from lme4
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", [
+    "cbpp", "cbpp_bernoulli", "reader_airspace_opacity", "reader_cardiomegaly", "reader_no_chf_features",
+    "reader_pleural_effusion", "crossed"])
+def test_glmer_matches_lme4(case, expected):
+    reference = expected["cases"][case]
+    assert_matches_r(mm.glmer(reference["formula"], _data(case)), reference)
+
+
+def test_singular_fit_reports_lme4_message(expected):
+    reference = expected["cases"]["singular"]
+    with pytest.warns(mm.GlmerFitWarning, match="singular"):
+        result = mm.glmer(reference["formula"], _data("singular"))
+    assert_matches_r(result, reference)
+    assert result.singular and result.converged
+    assert result.random_effects["variance"].iloc[0] == 0
+    assert "boundary (singular) fit: see help('isSingular')" in result.warnings
+    assert "boundary (singular)" in result.to_frame()["warnings"].iloc[0]
+
+
+def test_random_slope_with_correlation_matches_lme4(expected):
+    reference = expected["cases"]["random_slope"]
+    with pytest.warns(mm.GlmerFitWarning, match="singular"):
+        result = mm.glmer(reference["formula"], _data("crossed"))
+    assert_matches_r(result, reference)
+    assert result.singular and list(result.random_effects["name"]) == ["(Intercept)", "readerB"]
+
+
+@pytest.mark.parametrize("case", ["cbpp", "crossed"])
+def test_likelihood_ratio_test_matches_anova(case, expected):
+    reference = expected["cases"][case]
+    lrt_ref = reference["lrt"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mm.GlmerFitWarning)  # the crossed reduced model's, checked below
+        lrt = mm.likelihood_ratio_test(reference["formula"], _data(case), lrt_ref["term"])
+    assert lrt.reduced_formula == lrt_ref["reduced_formula"]
+    assert lrt.df == lrt_ref["df"]
+    assert lrt.chi2 == pytest.approx(lrt_ref["chi2"], abs=TOL)
+    assert lrt.p_value == pytest.approx(lrt_ref["p_value"], rel=TOL)
+    assert lrt.loglik_full == pytest.approx(lrt_ref["loglik_full"], abs=TOL)
+    assert lrt.loglik_reduced == pytest.approx(lrt_ref["loglik_reduced"], abs=TOL)
+    for message in lrt_ref["reduced_messages"]:
+        assert f"reduced: {message}" in lrt.warnings
+    assert lrt.to_frame().shape == (1, 10)
+
+
+def test_convergence_failure_surfaces(expected):
+    """The crossed model without regime fails lme4's gradient check: the result must say so."""
+    reference = expected["cases"]["crossed"]["lrt"]
+    assert any("failed to converge" in m for m in reference["reduced_messages"])
+    with pytest.warns(mm.GlmerFitWarning, match="failed to converge"):
+        result = mm.glmer(reference["reduced_formula"], _data("crossed"))
+    assert not result.converged
+    for message in reference["reduced_messages"]:
+        assert message in result.warnings
+
+
+def test_feature_tests_match_lme4(table, expected):
+    assert list(table.columns) == mm._RESULT_COLUMNS
+    assert list(table["feature"]) == [
+        "airspace_opacity", "cardiomegaly", "no_chf_features", "pleural_effusion"]
+    assert set(table["coefficient"]) == {"regimecorrect"}
+    for row in table.itertuples():
+        reference = expected["cases"][f"reader_{row.feature}"]
+        coef = next(f for f in reference["fixed"] if f["term"] == "regimecorrect")
+        assert row.n_obs == reference["nobs"] == 400
+        assert row.estimate == pytest.approx(coef["estimate"], abs=TOL)
+        assert row.se == pytest.approx(coef["se"], abs=TOL)
+        assert row.z == pytest.approx(coef["z"], abs=TOL)
+        assert row.p_value == pytest.approx(coef["p_value"], rel=TOL)
+        # Wald interval, computed from R's own estimate and SE
+        half_width = 1.959963984540054 * coef["se"]  # qnorm(0.975) * se
+        assert row.or_ci_low == pytest.approx(math.exp(coef["estimate"] - half_width), rel=TOL)
+        assert row.or_ci_high == pytest.approx(math.exp(coef["estimate"] + half_width), rel=TOL)
+        assert row.odds_ratio == pytest.approx(math.exp(coef["estimate"]), rel=TOL)
+        assert row.lrt_chi2 == pytest.approx(reference["lrt"]["chi2"], abs=TOL)
+        assert row.lrt_p_value == pytest.approx(reference["lrt"]["p_value"], rel=TOL)
+        assert row.lrt_df == 1 and not row.singular and row.converged and row.warnings == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Invariances and conventions
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cbind_and_bernoulli_rows_give_the_same_fixed_effects():
+    counts = mm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", _data("cbpp"))
+    rows = mm.glmer("y ~ period + (1 | herd)", _data("cbpp_bernoulli"))
+    np.testing.assert_allclose(counts.fixed_effects["estimate"], rows.fixed_effects["estimate"], atol=TOL)
+    np.testing.assert_allclose(counts.fixed_effects["se"], rows.fixed_effects["se"], atol=TOL)
+    assert counts.n_obs == 56 and rows.n_obs == 842
+
+
+def test_reference_level_is_overfitted_whatever_the_input_order(reader_study, table):
+    sub = reader_study[reader_study["feature"] == "cardiomegaly"]
+    reordered = sub.iloc[::-1].assign(
+        regime=pd.Categorical(sub["regime"].iloc[::-1], categories=["correct", "overfitted"]))
+    again = mm.feature_tests(reordered)
+    assert again["coefficient"].iloc[0] == "regimecorrect"
+    ref = table.set_index("feature").loc["cardiomegaly"]
+    assert again["estimate"].iloc[0] == pytest.approx(ref["estimate"], abs=TOL)
+    assert again["se"].iloc[0] == pytest.approx(ref["se"], abs=TOL)
+
+
+def test_swapping_the_reference_level_flips_the_sign(reader_study, table):
+    sub = reader_study[reader_study["feature"] == "pleural_effusion"]
+    flipped = mm.glmer(mm.DEFAULT_FORMULA, sub.assign(
+        regime=pd.Categorical(sub["regime"], categories=["correct", "overfitted"]),
+        reader=sub["reader"].map({"A": "B", "B": "A"})))
+    ref = table.set_index("feature").loc["pleural_effusion"]
+    row = flipped.coefficient("regimeoverfitted")
+    assert row["estimate"] == pytest.approx(-ref["estimate"], abs=TOL)
+    assert row["se"] == pytest.approx(ref["se"], abs=TOL)
+    assert row["odds_ratio"] == pytest.approx(1 / ref["odds_ratio"], rel=TOL)
+    assert row["or_ci_low"] == pytest.approx(1 / ref["or_ci_high"], rel=TOL)
+
+
+def test_booleans_and_integers_give_the_same_fit(reader_study):
+    sub = _with_regime_levels(reader_study[reader_study["feature"] == "airspace_opacity"])
+    as_bool = mm.glmer(mm.DEFAULT_FORMULA, sub)
+    as_int = mm.glmer(mm.DEFAULT_FORMULA, sub.assign(present=sub["present"].astype(int)))
+    pd.testing.assert_frame_equal(as_bool.fixed_effects, as_int.fixed_effects)
+    assert sub["present"].dtype == bool  # the caller's frame is not modified
+
+
+def test_result_shapes(reader_study):
+    result = mm.glmer(mm.DEFAULT_FORMULA, _data("reader_cardiomegaly"))
+    assert list(result.fixed_effects.columns) == [
+        "term", "estimate", "se", "z", "p_value", "odds_ratio", "or_ci_low", "or_ci_high"]
+    frame = result.to_frame()
+    assert frame.shape[0] == 1 and frame["n_fixed"].iloc[0] == 3 and frame["converged"].iloc[0]
+    assert dict(result.n_groups) == {"patient_id": 50}
+    assert result.random_correlations.empty
+    with pytest.raises(AttributeError):
+        result.loglik = 0.0  # frozen
+    with pytest.raises(KeyError, match="regimecorrect"):
+        result.coefficient("regimeoverfitted")
+
+
+def test_r_console_and_pymer4_are_left_as_they_were():
+    """pymer4 0.8.2 replaces R's console writer for good and re-imports lme4 each fit; we must not."""
+    from rpy2.rinterface_lib import callbacks
+
+    before_writer = callbacks.consolewrite_warnerror
+    module = sys.modules["pymer4.models.Lmer"]
+    before_importr = module.importr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mm.GlmerFitWarning)
+        mm.glmer("y ~ x + (1 | g)", _data("singular"))
+    assert callbacks.consolewrite_warnerror is before_writer
+    assert module.importr is before_importr
+
+
+def test_r_warnings_written_to_the_console_are_kept():
+    data = _data("singular").assign(w=lambda d: d["x"] - 0.5)
+    with pytest.warns(mm.GlmerFitWarning, match="NaNs produced"):
+        result = mm.glmer("y ~ log(w) + (1 | g)", data)  # log of negatives: R warns, rows dropped
+    assert any("NaNs produced" in m for m in result.warnings)
+    assert result.n_obs == 60
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+
+def test_constant_feature_raises_a_named_error(reader_study):
+    data = reader_study.copy()
+    data.loc[data["feature"] == "pleural_effusion", "present"] = False
+    with pytest.raises(mm.ConstantResponseError, match="'pleural_effusion'.*False.*every one of 400"):
+        mm.feature_tests(data)
+    with pytest.raises(mm.ConstantResponseError, match="'present'"):
+        mm.glmer(mm.DEFAULT_FORMULA, data[data["feature"] == "pleural_effusion"])
+
+
+def test_write_r_script_refuses_a_constant_feature(reader_study, tmp_path):
+    data = reader_study.copy()
+    data.loc[data["feature"] == "airspace_opacity", "present"] = True
+    with pytest.raises(mm.ConstantResponseError, match="airspace_opacity"):
+        mm.write_r_script(data, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_feature_with_one_regime_raises(reader_study):
+    sub = reader_study[(reader_study["feature"] == "cardiomegaly") & (reader_study["regime"] == "correct")]
+    with pytest.raises(mm.FeatureTermError, match="cardiomegaly.*'regime' takes the single value 'correct'"):
+        mm.feature_tests(sub)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda d: mm.glmer(mm.DEFAULT_FORMULA, d, family="gaussian"), ValueError,
+         "family must be one of 'binomial'; got 'gaussian'"),
+        (lambda d: mm.glmer("present ~ regime + reader", d), ValueError, "at least one random effect"),
+        (lambda d: mm.glmer("present", d), ValueError, "formula must be an lme4 formula"),
+        (lambda d: mm.glmer(mm.DEFAULT_FORMULA, d.to_numpy()), TypeError, "pandas DataFrame"),
+        (lambda d: mm.glmer("present ~ nosuch + (1 | patient_id)", d), mm.GlmerError, "nosuch"),
+        (lambda d: mm.likelihood_ratio_test(mm.DEFAULT_FORMULA, d, "patient_id"), ValueError,
+         r"fixed terms \['regime', 'reader'\]"),
+        (lambda d: mm.feature_tests(d.drop(columns="gvr_id")), ValueError, "lacks column.*gvr_id"),
+        (lambda d: mm.feature_tests(d.assign(regime="other")), ValueError, "regime must be one of"),
+        (lambda d: mm.feature_tests(d.assign(present="yes")), ValueError, "present must be boolean"),
+    ],
+)
+def test_errors_name_the_problem(call, error, match, reader_study):
+    with pytest.raises(error, match=match):
+        call(reader_study[reader_study["feature"] == "cardiomegaly"])
+
+
+def test_import_does_not_start_r():
+    code = "import sys, analysis.mixed_models; print('rpy2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=HERE.parent.parent)
+    assert out.stdout.strip() == "False"
+
+
+def test_docstring_examples_run():
+    failures, tried = doctest.testmod(mm, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# R without Python
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.r
+@needs_rscript
+def test_written_r_script_reproduces_feature_tests(reader_study, table, tmp_path):
+    files = mm.write_r_script(reader_study, tmp_path)
+    assert files.script.read_text().count("library(") == 1  # lme4 only
+    run = subprocess.run(["Rscript", str(files.script)], capture_output=True, text=True, timeout=120,
+                         cwd="/")
+    assert run.returncode == 0, run.stderr
+    r = pd.read_csv(files.results, keep_default_na=False)
+    assert list(r["feature"]) == list(table["feature"])
+    assert list(r["coefficient"]) == list(table["coefficient"])
+    for column in ("estimate", "se", "z", "lrt_chi2", "odds_ratio", "or_ci_low", "or_ci_high"):
+        np.testing.assert_allclose(r[column], table[column], rtol=0, atol=TOL, err_msg=column)
+    for column in ("p_value", "lrt_p_value"):
+        np.testing.assert_allclose(r[column], table[column], rtol=TOL, atol=1e-12, err_msg=column)
+    assert list(r["n_obs"]) == list(table["n_obs"]) and list(r["n_present"]) == list(table["n_present"])
+    assert list(r["lrt_df"]) == list(table["lrt_df"])
+    assert r["singular"].tolist() == table["singular"].tolist() == [False] * 4
+    assert list(r["warnings"]) == list(table["warnings"])
+    assert r["lme4_version"].iloc[0] and r["r_version"].iloc[0].startswith("R version")
+
+
+@pytest.mark.r
+@needs_rscript
+def test_reference_script_reproduces_committed_expected_values(expected, tmp_path):
+    out = tmp_path / "expected.json"
+    run = subprocess.run(["Rscript", str(R_DIR / "reference.R"), str(out)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    fresh = json.loads(out.read_text())
+    if (fresh["r_version"], fresh["lme4_version"]) != (expected["r_version"], expected["lme4_version"]):
+        pytest.skip(f"expected values come from {expected['r_version']}, lme4 {expected['lme4_version']}")
+    assert fresh["cases"].keys() == expected["cases"].keys()
+    for name, case in expected["cases"].items():
+        new = fresh["cases"][name]
+        assert new["formula"] == case["formula"] and new["messages"] == case["messages"]
+        for part in ("fixed", "random"):
+            old_frame, new_frame = pd.DataFrame(case[part]), pd.DataFrame(new[part])
+            pd.testing.assert_frame_equal(new_frame, old_frame, check_exact=False, rtol=1e-8, atol=1e-10)
+        assert new["loglik"] == pytest.approx(case["loglik"], abs=1e-8)
+        if "lrt" in case:
+            assert new["lrt"]["chi2"] == pytest.approx(case["lrt"]["chi2"], abs=1e-8)
+
+
+@pytest.mark.r
+@needs_rscript
+def test_data_script_reproduces_committed_data(tmp_path):
+    run = subprocess.run(["Rscript", str(R_DIR / "make_data.R"), str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    for name in ("cbpp", "cbpp_bernoulli", "reader_study", "singular"):
+        assert (tmp_path / f"{name}.csv").read_bytes() == (R_DIR / f"{name}.csv").read_bytes(), name

@@ -1,0 +1,157 @@
+"""Table 2: counts against direct pandas computation, kappas against analysis.agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.agreement import cohen_kappa, inter_observer, intra_observer
+from analysis.table2 import feature_order, table2
+
+FEATURES = ["cardiomegaly", "pleural_effusion", "airspace_opacity", "no_chf_features"]
+P_CORRECT = {"cardiomegaly": 0.75, "pleural_effusion": 0.25, "airspace_opacity": 0.18, "no_chf_features": 0.2}
+P_OVER = {"cardiomegaly": 0.3, "pleural_effusion": 0.08, "airspace_opacity": 0.06, "no_chf_features": 0.6}
+
+
+def synthetic_assessments(seed: int = 7) -> pd.DataFrame:
+    """2 readers x 2 rounds x 100 GVRs (50 per regime) x 4 features, round 2 repeating round 1 mostly."""
+    rng = np.random.default_rng(seed)
+    gvrs = pd.DataFrame({"gvr_id": [f"g{i:03d}" for i in range(100)],
+                         "regime": ["correct"] * 50 + ["overfitted"] * 50,
+                         "patient_id": [f"p{i:02d}" for i in rng.integers(0, 70, 100)]})
+    rows = []
+    for reader, keep in (("A", 0.8), ("B", 0.9)):
+        for feature in FEATURES:
+            p = np.where(gvrs["regime"] == "correct", P_CORRECT[feature], P_OVER[feature])
+            first = rng.random(100) < p
+            second = np.where(rng.random(100) < keep, first, rng.random(100) < p)
+            for k, answers in ((1, first), (2, second)):
+                rows.append(gvrs.assign(reader=reader, round=k, feature=feature, present=answers.astype(bool)))
+    df = pd.concat(rows, ignore_index=True)
+    df["simulated"] = True
+    return df[["reader", "round", "gvr_id", "regime", "patient_id", "feature", "present", "simulated"]]
+
+
+@pytest.fixture(scope="module")
+def assessments():
+    return synthetic_assessments()
+
+
+@pytest.fixture(scope="module")
+def result(assessments):
+    return table2(assessments, mixed_models=False)
+
+
+def test_counts_match_pandas(assessments, result):
+    for (regime, reader, k, feature), g in assessments.groupby(["regime", "reader", "round", "feature"]):
+        row = result.counts[(result.counts["regime"] == regime) & (result.counts["reader"] == reader)
+                            & (result.counts["round"] == k) & (result.counts["feature"] == feature)]
+        assert len(row) == 1
+        assert row["n_present"].iloc[0] == g["present"].sum()
+        assert row["n_total"].iloc[0] == len(g) == 50
+    assert len(result.counts) == 2 * 2 * 2 * 4
+
+
+def test_pooled_match_pandas(assessments, result):
+    for (regime, feature), g in assessments.groupby(["regime", "feature"]):
+        row = result.pooled[(result.pooled["regime"] == regime) & (result.pooled["feature"] == feature)].iloc[0]
+        assert (row["n_present"], row["n_total"]) == (g["present"].sum(), 200)
+        assert row["proportion"] == g["present"].sum() / 200
+
+
+def test_kappas_are_analysis_agreement(assessments, result):
+    pd.testing.assert_frame_equal(result.intra, intra_observer(assessments))
+    pd.testing.assert_frame_equal(result.inter, inter_observer(assessments))
+    a = assessments[(assessments["reader"] == "A") & (assessments["feature"] == "cardiomegaly")]
+    k = cohen_kappa(a[a["round"] == 1].sort_values("gvr_id")["present"].to_numpy(),
+                    a[a["round"] == 2].sort_values("gvr_id")["present"].to_numpy()).kappa
+    got = result.intra[(result.intra["reader"] == "A") & (result.intra["feature"] == "cardiomegaly")]["kappa"]
+    assert got.iloc[0] == pytest.approx(k, abs=1e-15)
+
+
+def test_display_layout(assessments, result):
+    d = result.display
+    assert d.index.tolist() == [("Correctly trained model", "Reader A"), ("Correctly trained model", "Reader B"),
+                                ("Correctly trained model", "Pooled result"), ("Overfitted model", "Reader A"),
+                                ("Overfitted model", "Reader B"), ("Overfitted model", "Pooled result")]
+    assert d.columns.get_level_values(0).unique().tolist() == ["Cardiomegaly", "Pleural Effusion",
+                                                               "Airspace Opacity", "No CHF features"]
+    g = assessments[(assessments["regime"] == "overfitted") & (assessments["reader"] == "B")
+                    & (assessments["round"] == 2) & (assessments["feature"] == "pleural_effusion")]
+    assert d.loc[("Overfitted model", "Reader B"), ("Pleural Effusion", "Second reading")] == f"{g['present'].sum()}/50"
+    n = assessments[(assessments["regime"] == "correct") & (assessments["feature"] == "cardiomegaly")]["present"].sum()
+    pct = f"{100 * n / 200:.1f}".rstrip("0").rstrip(".")
+    assert d.loc[("Correctly trained model", "Pooled result"), ("Cardiomegaly", "First reading")] == f"{n}/200 ({pct})"
+    assert d.loc[("Correctly trained model", "Pooled result"), ("Cardiomegaly", "Second reading")] == ""
+    text = result.to_html()
+    assert 'id="tbl-table2"' in text and f'<td colspan="2">{n}/200 ({pct})</td>' in text
+    kA = result.intra.set_index(["reader", "feature"]).loc[("A", "cardiomegaly"), "kappa"]
+    assert f"The intraobserver κ for reader A was {kA:.2f} for cardiomegaly" in result.notes[1]
+    assert result.to_csv().splitlines()[0].startswith("Model,Reader,Cardiomegaly - First reading")
+    assert list(result.mixed.columns) == ["feature"] and result.mixed.empty
+
+
+def test_undefined_kappa_dropped_or_raised(assessments):
+    const = assessments.copy()
+    mask = (const["reader"] == "A") & (const["feature"] == "airspace_opacity")
+    const.loc[mask, "present"] = False
+    t = table2(const, mixed_models=False)
+    assert not ((t.intra["reader"] == "A") & (t.intra["feature"] == "airspace_opacity")).any()
+    assert "undefined for airspace opacity" in t.notes[1]
+    from analysis.errors import ConstantRaterError
+
+    with pytest.raises(ConstantRaterError):
+        table2(const, mixed_models=False, undefined="raise")
+
+
+def test_errors(assessments):
+    with pytest.raises(ValueError, match="lacks column"):
+        table2(assessments.drop(columns="present"), mixed_models=False)
+    with pytest.raises(ValueError, match="must be boolean"):
+        table2(assessments.assign(present=assessments["present"].astype(int)), mixed_models=False)
+    with pytest.raises(ValueError, match="duplicated"):
+        table2(pd.concat([assessments, assessments.iloc[:1]]), mixed_models=False)
+    with pytest.raises(ValueError, match="undefined must be one of"):
+        table2(assessments, mixed_models=False, undefined="ignore")
+
+
+def test_feature_order():
+    assert feature_order(["no_chf_features", "x_new", "airspace_opacity", "cardiomegaly"]) == [
+        "cardiomegaly", "airspace_opacity", "no_chf_features", "x_new"]
+
+
+mixed_models = pytest.importorskip("analysis.mixed_models")
+
+
+@pytest.mark.r
+@pytest.mark.filterwarnings("ignore::UserWarning")  # lme4 convergence notes; they are kept in mixed.warnings
+@pytest.mark.skipif(not hasattr(mixed_models, "feature_tests"), reason="analysis.mixed_models has no feature_tests yet")
+def test_mixed_models_are_feature_tests(assessments):
+    t = table2(assessments, mixed_models=True)
+    direct = mixed_models.feature_tests(assessments)
+    got = t.mixed.set_index("feature").loc[direct["feature"]].reset_index()
+    pd.testing.assert_frame_equal(got.drop(columns="error"), direct, check_exact=False, rtol=1e-10)
+    assert (got["error"] == "").all()
+    p = float(direct.loc[direct["feature"] == "cardiomegaly", "p_value"].iloc[0])
+    from analysis.table1 import format_p
+
+    assert f"{format_p(p)} for cardiomegaly" in t.notes[1]
+
+
+@pytest.mark.r
+@pytest.mark.skipif(not hasattr(mixed_models, "feature_tests"), reason="analysis.mixed_models has no feature_tests yet")
+def test_mixed_model_of_a_constant_feature_gives_its_reason(assessments):
+    one = assessments[assessments["feature"] == "cardiomegaly"].assign(feature="reduced_body_mass", present=False)
+    t = table2(one, mixed_models=True)
+    assert t.mixed["feature"].tolist() == ["reduced_body_mass"]
+    assert "reduced_body_mass" in t.mixed.loc[0, "error"]
+
+
+def test_examples_run():
+    import doctest
+
+    import analysis.table2 as mod
+
+    res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 0 and res.failed == 0
