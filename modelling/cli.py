@@ -203,6 +203,82 @@ def cohort_ingest(
     typer.echo(f"bundle: {bundle.root}")
 
 
+def _set_threads(cfg) -> None:
+    import torch
+
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
+
+
+@app.command()
+def train(
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    bundle: Path = typer.Option(Path("study"), "--bundle", "--out", help="The study bundle (its cohort is built first if missing)."),
+    force: bool = typer.Option(False, help="Retrain even when the bundle's models are current."),
+) -> None:
+    """Train the decoder, encoder and BNP predictors; print the AUCs and the targets.
+
+    Progress (iterations/s, losses, ETA) goes to stderr; checkpoints are written every
+    runtime.checkpoint_every iterations, and a killed run resumes from the last one.
+    """
+    import json
+
+    from modelling.cohort_bundle import build_cohort
+    from modelling.config import ConfigError, load_config
+    from modelling.train_bundle import build_training
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _set_threads(cfg)
+    if "cohort" not in _stages(bundle):
+        build_cohort(cfg, bundle)
+    try:
+        built = build_training(cfg, bundle, force=force)
+    except ValueError as exc:
+        _fail(str(exc))
+    _print_training(json.loads(built.verify_file("train/summary.json").read_text()))
+
+
+def _stages(root: Path) -> dict:
+    from data_schema import Bundle
+
+    return Bundle(root).stages if (root / "manifest.json").exists() else {}
+
+
+def _print_training(summary: dict) -> None:
+    typer.echo(f"{'model / role':<28} {'AUC':>6} {'95% CI (DeLong)':>18}")
+    for key, value in summary["auc"].items():
+        if value["auc"] is None:
+            typer.echo(f"{key:<28} {'-':>6}  {value['reason']}")
+        else:
+            typer.echo(f"{key:<28} {value['auc']:>6.3f} {value['ci_low']:>8.3f}-{value['ci_high']:.3f}")
+    if summary.get("oracle_auc") is not None:
+        typer.echo(f"oracle AUC (noiseless BNP model, test split): {summary['oracle_auc']:.3f}")
+    rec = summary["reconstruction"]
+    typer.echo(f"held-out reconstruction: MSE {rec['mse']:.4f}, PSNR {rec['psnr_db']:.1f} dB "
+               f"({rec['held_out_radiographs']} radiographs)")
+    for name, target in summary["targets"].items():
+        shown = "-" if target["value"] is None else f"{target['value']:.3f}"
+        typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
+
+
+@app.command()
+def analyse(
+    bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle."),
+    no_mixed_models: bool = typer.Option(False, help="Skip Table 2's mixed-effects models (no R needed)."),
+) -> None:
+    """Write Table 1, Figure 2 and Table 2 (CSV, HTML, PNG, SVG, and an R script) into BUNDLE/analysis."""
+    from analysis.analyse import analyse_bundle
+
+    outputs = analyse_bundle(bundle, mixed_models=not no_mixed_models)
+    for path in outputs.written:
+        typer.echo(f"wrote {bundle / path}")
+    for item, reason in outputs.skipped:
+        typer.echo(f"skipped {item}: {reason}")
+
+
 @app.command()
 def reproduce(
     config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
@@ -217,6 +293,7 @@ def reproduce(
         cfg = load_config(config)
     except ConfigError as exc:
         _fail(str(exc))
+    _set_threads(cfg)
     try:
         run(cfg, out, workers=workers)
     except PendingStagesError as exc:

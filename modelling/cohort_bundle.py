@@ -125,7 +125,7 @@ def summary(t: dict[str, pd.DataFrame], *, threshold: float) -> dict:
     out["oracle_auc"] = None
     if "phantom_truth" in t:
         test = splits[splits["set"] == "test"].merge(pairing, on="image_id").merge(t["phantom_truth"], on="image_id")
-        positive = test["bnp_ng_l"] > threshold
+        positive = test["bnp_ng_l"] >= threshold  # Table 1 counts "BNP < 100" as negative
         if 0 < positive.sum() < len(positive):
             out["oracle_auc"] = float(roc_auc_score(positive, test["log_bnp_noiseless"]))
     out["threshold_ng_l"] = threshold

@@ -14,17 +14,17 @@ from pathlib import Path
 import yaml
 
 from data_schema import Bundle
+from analysis.analyse import analyse_bundle
 from modelling.cohort_bundle import build_cohort
 from modelling.config import StudyConfig, config_to_dict
+from modelling.train_bundle import build_training
 
 log = logging.getLogger(__name__)
 
 #: Stages of DESIGN.md's data flow that do not exist yet, with the issue that builds each.
 PENDING = {
-    "train": "issue 5 (decoder, encoder and BNP predictors)",
     "explain": "issue 6 (GVRs, inverse GVRs, movies, baselines)",
     "readers": "issue 7 (reading packets and simulated readers)",
-    "analyse": "issue 4 (statistics, Table 1, Table 2, Figure 2)",
     "report": "issue 8 (Quarto manuscript)",
 }
 
@@ -49,6 +49,8 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     bundle = Bundle(out)
     bundle.run_stage("config", lambda st: write_config(st, config), config=config, seed=config.seed)
     build_cohort(config, bundle.root, workers=workers)
+    build_training(config, bundle.root)
+    analyse_bundle(bundle.root)
     if PENDING:
         lines = "\n".join(f"  - {name}: {where}" for name, where in PENDING.items())
         raise PendingStagesError(

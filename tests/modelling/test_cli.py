@@ -111,7 +111,22 @@ def test_config_show_names_a_bad_key(tmp_path):
 def test_reproduce_builds_what_exists_and_refuses_to_report_success_while_stages_are_pending(tmp_path):
     result = runner.invoke(app, ["reproduce", "--config", "tiny", "--out", str(tmp_path / "study")])
     assert result.exit_code == 3
-    assert "not built yet" in result.output and "train" in result.output
+    assert "not built yet" in result.output and "explain" in result.output
     assert yaml.safe_load((tmp_path / "study/config.yaml").read_text())["profile"] == "tiny"
-    assert Bundle(tmp_path / "study").is_current  # opened without error
-    assert "cohort" in Bundle(tmp_path / "study").stages
+    stages = Bundle(tmp_path / "study").stages
+    assert {"config", "cohort", "train", "analyse"} <= set(stages)
+    assert (tmp_path / "study/analysis/table1.html").is_file()
+
+
+def test_train_command_prints_aucs_and_targets(tmp_path):
+    result = runner.invoke(app, ["train", "--config", "tiny", "--bundle", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "mlp-correct/test" in result.output and "mlp overfitted: own training data AUC >= 0.97" in result.output
+    assert "held-out reconstruction: MSE" in result.output
+
+
+def test_analyse_command_lists_what_it_wrote_and_skipped(tmp_path):
+    assert runner.invoke(app, ["cohort", "synth", "--config", "tiny", "--out", str(tmp_path / "b"), "--workers", "1"]).exit_code == 0
+    result = runner.invoke(app, ["analyse", str(tmp_path / "b"), "--no-mixed-models"])
+    assert result.exit_code == 0, result.output
+    assert "table1.html" in result.output and "skipped" in result.output

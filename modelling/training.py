@@ -1,0 +1,236 @@
+"""Training the decoder (WGAN-GP) and the encoder, resumable and deterministic for a seed.
+
+Every iteration draws its batch and noise from generators seeded by (seed, iteration), so a run
+resumed from a checkpoint at step k makes exactly the draws an uninterrupted run makes after step k,
+and ends with the same weights. Working checkpoints (models and optimisers) are written atomically
+every ``runtime.checkpoint_every`` iterations into a work folder.
+
+References: Arjovsky, Chintala & Bottou 2017 (Wasserstein GAN, arXiv:1701.07875); Gulrajani et al.
+2017 (gradient penalty, arXiv:1704.00028).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelling import checkpoints
+from modelling.config import StudyConfig
+from modelling.networks import Critic, Encoder, Generator, to_unit
+from modelling.progress import progress
+
+log = logging.getLogger(__name__)
+
+_STREAM_DECODER, _STREAM_ENCODER = 10, 20
+
+
+def _generator(seed: int, stream: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream, step]).generate_state(1)[0]))
+
+
+def _init(module_factory: Callable[[], nn.Module], seed: int, stream: int) -> nn.Module:
+    """Build a module with weights drawn from the seed, leaving torch's global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
+        return module_factory()
+
+
+def _autocast(config: StudyConfig):
+    if config.runtime.bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if config.runtime.channels_last else x
+
+
+def decoder_config(config: StudyConfig) -> dict:
+    return {"image_size": config.image_size, "decoder": dataclasses.asdict(config.decoder),
+            "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
+
+
+def encoder_config(config: StudyConfig) -> dict:
+    return decoder_config(config) | {"encoder": dataclasses.asdict(config.encoder)}
+
+
+def build_generator(config: StudyConfig) -> Generator:
+    d = config.decoder
+    return _init(lambda: Generator(d.latent_dim, d.feature_maps, config.image_size), config.seed, 1)
+
+
+def build_critic(config: StudyConfig) -> Critic:
+    return _init(lambda: Critic(config.decoder.feature_maps, config.image_size), config.seed, 2)
+
+
+def build_encoder(config: StudyConfig) -> Encoder:
+    d = config.decoder
+    return _init(lambda: Encoder(d.latent_dim, config.encoder.feature_maps, config.image_size), config.seed, 3)
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Gulrajani et al.'s penalty: (||grad critic(x_hat)|| - 1)^2 on random interpolates."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, generator=gen)
+    mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    score = critic(mixed)
+    (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+class Interrupted(RuntimeError):
+    """Raised by a `stop` hook to simulate a kill in tests."""
+
+
+def _resume(work: Path, kind: str, config_key: dict, seed: int, models: dict, optims: dict) -> int:
+    path = work / f"{kind}.pt"
+    if not path.exists():
+        return 0
+    state = checkpoints.load(path, kind=kind, config=config_key)
+    if state["seed"] != seed:
+        raise checkpoints.CheckpointError(f"{path}: made with seed {state['seed']}, this run uses {seed}")
+    for name, module in models.items():
+        module.load_state_dict(state["models"][name])
+    for name, opt in optims.items():
+        opt.load_state_dict(state["optimizers"][name])
+    log.info("resuming %s from step %d (%s)", kind, state["step"], path)
+    return int(state["step"])
+
+
+def _sample(images: np.ndarray, rng: np.random.Generator, batch: int) -> torch.Tensor:
+    idx = np.sort(rng.integers(0, len(images), batch))  # sorted: sequential reads from a memmap
+    return to_unit(torch.from_numpy(np.ascontiguousarray(images[idx])))
+
+
+def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
+                  stop: Callable[[int], None] | None = None) -> tuple[Generator, dict]:
+    """Train the WGAN-GP generator on `images` (n, size, size) uint8; return it (eval mode) and stats.
+
+    Raises
+    ------
+    ValueError
+        When there are no images or their size differs from the config's.
+    """
+    if len(images) == 0:
+        raise ValueError("the unlabelled set is empty: the decoder has nothing to learn from")
+    if images.shape[1:] != (config.image_size, config.image_size):
+        raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
+    d, seed = config.decoder, config.seed
+    G, D = build_generator(config), build_critic(config)
+    if config.runtime.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(G.parameters(), lr=d.learning_rate, betas=d.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=d.learning_rate, betas=d.betas)
+    key = decoder_config(config)
+    models, optims = {"generator": G, "critic": D}, {"generator": opt_g, "critic": opt_d}
+    start = _resume(work, "decoder", key, seed, models, optims)
+    G.train()
+    D.train()
+    losses = {"critic": float("nan"), "generator": float("nan"), "wasserstein": float("nan")}
+    t0 = time.perf_counter()
+    with progress(total=d.iterations, desc="decoder (WGAN-GP)", unit="it", initial=start) as bar:
+        for step in range(start, d.iterations):
+            if stop is not None:
+                stop(step)
+            gen = _generator(seed, _STREAM_DECODER, step)
+            rng = np.random.default_rng([seed, _STREAM_DECODER, step])
+            for _ in range(d.critic_steps):
+                real = _layout(_sample(images, rng, d.batch_size), config)
+                z = torch.randn(d.batch_size, d.latent_dim, generator=gen)
+                with _autocast(config):
+                    with torch.no_grad():
+                        fake = G(z).float()
+                    w = D(real).float().mean() - D(fake).float().mean()
+                penalty = gradient_penalty(D, real, fake, gen)  # double backward: kept in float32
+                loss_d = -w + d.gradient_penalty * penalty
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+            z = torch.randn(d.batch_size, d.latent_dim, generator=gen)
+            with _autocast(config):
+                loss_g = -D(G(z)).float().mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            losses = {"critic": loss_d.item(), "generator": loss_g.item(), "wasserstein": w.item()}
+            bar.set_postfix(w=f"{losses['wasserstein']:.3f}", g=f"{losses['generator']:.3f}")
+            bar.update(1)
+            if (step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == d.iterations:
+                checkpoints.save(work / "decoder.pt", checkpoints.payload(
+                    "decoder", models=models, optimizers=optims, config=key, seed=seed, step=step + 1))
+    G.eval()
+    seconds = time.perf_counter() - t0
+    done = d.iterations - start
+    stats = losses | {"iterations": d.iterations, "seconds": seconds,
+                      "images_per_second": done * d.batch_size * (d.critic_steps + 1) / seconds if done else None}
+    return G, stats
+
+
+def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig, work: Path, *,
+                  stop: Callable[[int], None] | None = None) -> tuple[Encoder, dict]:
+    """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z."""
+    e, d, seed = config.encoder, config.decoder, config.seed
+    E = build_encoder(config)
+    if config.runtime.channels_last:
+        E = E.to(memory_format=torch.channels_last)
+    generator.eval()
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(E.parameters(), lr=e.learning_rate, betas=(0.5, 0.9))
+    key = encoder_config(config)
+    start = _resume(work, "encoder", key, seed, {"encoder": E}, {"encoder": opt})
+    E.train()
+    mse = nn.MSELoss()
+    loss = torch.tensor(float("nan"))
+    t0 = time.perf_counter()
+    with progress(total=e.iterations, desc="encoder", unit="it", initial=start) as bar:
+        for step in range(start, e.iterations):
+            if stop is not None:
+                stop(step)
+            gen = _generator(seed, _STREAM_ENCODER, step)
+            rng = np.random.default_rng([seed, _STREAM_ENCODER, step])
+            x = _layout(_sample(images, rng, e.batch_size), config)
+            z = torch.randn(e.batch_size, d.latent_dim, generator=gen)
+            with _autocast(config):
+                image_loss = mse(generator(E(x)).float(), x)
+                latent_loss = mse(E(generator(z)).float(), z)
+            loss = e.image_weight * image_loss + e.latent_weight * latent_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.set_postfix(image=f"{image_loss.item():.4f}", latent=f"{latent_loss.item():.4f}")
+            bar.update(1)
+            if (step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == e.iterations:
+                checkpoints.save(work / "encoder.pt", checkpoints.payload(
+                    "encoder", models={"encoder": E}, optimizers={"encoder": opt}, config=key, seed=seed, step=step + 1))
+    E.eval()
+    seconds = time.perf_counter() - t0
+    done = e.iterations - start
+    return E, {"loss": loss.item(), "iterations": e.iterations, "seconds": seconds,
+               "images_per_second": done * e.batch_size * 2 / seconds if done else None}
+
+
+@torch.no_grad()
+def encode(encoder: Encoder, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Latent codes (n, latent_dim) float32 of uint8 images (n, size, size)."""
+    encoder.eval()
+    out = [encoder(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))).float().numpy()
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.head.out_channels), np.float32)
+
+
+@torch.no_grad()
+def decode(generator: Generator, latents: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """uint8 images (n, size, size) decoded from latent codes."""
+    from modelling.networks import to_uint8
+
+    generator.eval()
+    out = [to_uint8(generator(torch.from_numpy(latents[i:i + batch]))).numpy() for i in range(0, len(latents), batch)]
+    return np.concatenate(out)
