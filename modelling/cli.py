@@ -232,13 +232,40 @@ def train(
     except ConfigError as exc:
         _fail(str(exc))
     _set_threads(cfg)
-    if "cohort" not in _stages(bundle):
+    rank = _init_distributed()
+    if rank == 0 and "cohort" not in _stages(bundle):
         build_cohort(cfg, bundle)
+    _barrier()
     try:
         built = build_training(cfg, bundle, force=force)
     except ValueError as exc:
         _fail(str(exc))
-    _print_training(json.loads(built.verify_file("train/summary.json").read_text()))
+    if rank == 0:
+        _print_training(json.loads(built.verify_file("train/summary.json").read_text()))
+
+
+def _init_distributed() -> int:
+    """Join the process group that torchrun describes (NCCL with GPUs, else gloo); return the rank."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return dist.get_rank()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _stages(root: Path) -> dict:

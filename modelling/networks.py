@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 SUPPORTED_SIZES = (32, 64, 128, 256)
@@ -31,6 +32,41 @@ def _levels(image_size: int) -> int:
     return int(math.log2(image_size // 4))
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """Batch normalisation over the global batch when training under torchrun.
+
+    Each process holds a slice of the batch; statistics are summed across processes with a
+    differentiable all-reduce, so the result equals one process training on the whole batch.
+    (``nn.SyncBatchNorm`` does the same on GPUs only.) Outside a process group, or in eval mode,
+    it is exactly ``nn.BatchNorm2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and _distributed()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        xf = x.float()
+        local = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)),
+                           xf.new_tensor([x.shape[0] * x.shape[2] * x.shape[3]])])
+        total = all_reduce(local)
+        n = total[2 * c]
+        mean = total[:c] / n
+        var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean.detach())
+            self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+        y = (xf - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        return (y * self.weight[None, :, None, None] + self.bias[None, :, None, None]).to(x.dtype)
+
+
 class Generator(nn.Module):
     """Latent code (n, latent_dim) -> image (n, 1, size, size) in [-1, 1]."""
 
@@ -40,11 +76,11 @@ class Generator(nn.Module):
         widths = [feature_maps * 2 ** (k - 1 - i) for i in range(k)]  # ..., 4F, 2F, F
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
+            GlobalBatchNorm2d(widths[0]),
             nn.ReLU(True),
         ]
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), GlobalBatchNorm2d(b), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], 1, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.latent_dim = latent_dim

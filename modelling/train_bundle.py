@@ -191,10 +191,41 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
 
 
 def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) -> Bundle:
-    """Run the training stage in the bundle at `out` (its cohort must exist)."""
+    """Run the training stage in the bundle at `out` (its cohort must exist).
+
+    Under ``torchrun`` every process trains the decoder and encoder on its slice of each batch;
+    rank 0 alone decides whether the stage is current, and writes the bundle.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from modelling.training import distributed
+
     bundle = Bundle(out)
     if "cohort" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
-    bundle.run_stage(STAGE, lambda st: write_training(st, config, stop=stop), config=stage_config(config),
-                     seed=config.seed, inputs=stage_inputs(bundle), force=force)
+    rank, world = distributed()
+    run = lambda st: write_training(st, config, stop=stop)  # noqa: E731
+    if world == 1:
+        bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed,
+                         inputs=stage_inputs(bundle), force=force)
+        return bundle
+    todo = torch.tensor([0])
+    if rank == 0:
+        todo[0] = int(force or not bundle.is_current(STAGE, config=stage_config(config), seed=config.seed,
+                                                      inputs=stage_inputs(bundle)))
+    dist.broadcast(todo, 0)
+    if not todo.item():
+        return bundle
+    if rank == 0:
+        bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed, inputs=stage_inputs(bundle),
+                         force=True)
+    else:  # the same collective calls as rank 0's write_training, without writing anything
+        radiographs = bundle.read_table("radiographs")
+        splits = bundle.read_table("splits").set_index("image_id").loc[radiographs["image_id"]]
+        images = load_images(bundle, radiographs)[splits["set"].to_numpy() == "unlabelled"]
+        work = bundle.root / "work"
+        generator, _ = train_decoder(images, config, work, stop=stop)
+        train_encoder(images, generator, config, work, stop=stop)
+    dist.barrier()
     return bundle

@@ -5,6 +5,12 @@ resumed from a checkpoint at step k makes exactly the draws an uninterrupted run
 and ends with the same weights. Working checkpoints (models and optimisers) are written atomically
 every ``runtime.checkpoint_every`` iterations into a work folder.
 
+Under ``torchrun`` (a process group is initialised) each process takes an equal slice of every
+global batch and its noise, the critic, generator and encoder are wrapped in
+``DistributedDataParallel`` (gloo on CPUs, NCCL on GPUs), the generator's batch norm uses global
+statistics, and only rank 0 writes checkpoints: the result matches one process training on the
+whole batch, up to floating-point summation order.
+
 References: Arjovsky, Chintala & Bottou 2017 (Wasserstein GAN, arXiv:1701.07875); Gulrajani et al.
 2017 (gradient penalty, arXiv:1704.00028).
 """
@@ -20,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from modelling import checkpoints
 from modelling.config import StudyConfig
@@ -43,14 +51,47 @@ def _init(module_factory: Callable[[], nn.Module], seed: int, stream: int) -> nn
         return module_factory()
 
 
-def _autocast(config: StudyConfig):
+def distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def device_for(config: StudyConfig) -> torch.device:
+    """The device of runtime.device ("auto": the local CUDA device when there is one)."""
+    want = config.runtime.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("runtime.device is 'cuda' but no CUDA device is available")
+        rank, world = distributed()
+        return torch.device("cuda", rank % torch.cuda.device_count() if world > 1 else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _autocast(config: StudyConfig, device: torch.device):
     if config.runtime.bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if config.runtime.channels_last else x
+
+
+def _local_slice(batch: int) -> slice:
+    rank, world = distributed()
+    if batch % world:
+        raise ValueError(f"batch size {batch} must be divisible by the number of processes ({world})")
+    size = batch // world
+    return slice(rank * size, (rank + 1) * size)
+
+
+def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    if distributed()[1] == 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
 def decoder_config(config: StudyConfig) -> dict:
@@ -76,9 +117,12 @@ def build_encoder(config: StudyConfig) -> Encoder:
     return _init(lambda: Encoder(d.latent_dim, config.encoder.feature_maps, config.image_size), config.seed, 3)
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Gulrajani et al.'s penalty: (||grad critic(x_hat)|| - 1)^2 on random interpolates."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, generator=gen)
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al.'s penalty: (||grad critic(x_hat)|| - 1)^2 on interpolates with weights `eps`.
+
+    Under DDP pass the unwrapped critic: the penalty's double backward runs outside DDP's hooks,
+    and its parameter gradients are reduced with the rest of the critic loss.
+    """
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
     score = critic(mixed)
     (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
@@ -104,9 +148,10 @@ def _resume(work: Path, kind: str, config_key: dict, seed: int, models: dict, op
     return int(state["step"])
 
 
-def _sample(images: np.ndarray, rng: np.random.Generator, batch: int) -> torch.Tensor:
-    idx = np.sort(rng.integers(0, len(images), batch))  # sorted: sequential reads from a memmap
-    return to_unit(torch.from_numpy(np.ascontiguousarray(images[idx])))
+def _sample(images: np.ndarray, rng: np.random.Generator, batch: int, part: slice, device) -> torch.Tensor:
+    """This process's slice of a global batch drawn with `rng` (every process draws the same)."""
+    idx = np.sort(rng.integers(0, len(images), batch))[part]  # sorted: sequential reads from a memmap
+    return to_unit(torch.from_numpy(np.ascontiguousarray(images[idx]))).to(device, non_blocking=True)
 
 
 def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
@@ -123,7 +168,10 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
     if images.shape[1:] != (config.image_size, config.image_size):
         raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
     d, seed = config.decoder, config.seed
-    G, D = build_generator(config), build_critic(config)
+    device = device_for(config)
+    part = _local_slice(d.batch_size)
+    rank, _ = distributed()
+    G, D = build_generator(config).to(device), build_critic(config).to(device)
     if config.runtime.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(G.parameters(), lr=d.learning_rate, betas=d.betas)
@@ -133,6 +181,10 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
     start = _resume(work, "decoder", key, seed, models, optims)
     G.train()
     D.train()
+    G_step, D_step = _wrap(G, device), _wrap(D, device)
+    critic_score = D_step
+    if config.runtime.compile:
+        critic_score = torch.compile(D_step)  # not for the penalty: compile has no double backward
     losses = {"critic": float("nan"), "generator": float("nan"), "wasserstein": float("nan")}
     t0 = time.perf_counter()
     with progress(total=d.iterations, desc="decoder (WGAN-GP)", unit="it", initial=start) as bar:
@@ -142,30 +194,32 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
             gen = _generator(seed, _STREAM_DECODER, step)
             rng = np.random.default_rng([seed, _STREAM_DECODER, step])
             for _ in range(d.critic_steps):
-                real = _layout(_sample(images, rng, d.batch_size), config)
-                z = torch.randn(d.batch_size, d.latent_dim, generator=gen)
-                with _autocast(config):
+                real = _layout(_sample(images, rng, d.batch_size, part, device), config)
+                z = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+                eps = torch.rand(d.batch_size, 1, 1, 1, generator=gen)[part].to(device)
+                with _autocast(config, device):
                     with torch.no_grad():
                         fake = G(z).float()
-                    w = D(real).float().mean() - D(fake).float().mean()
-                penalty = gradient_penalty(D, real, fake, gen)  # double backward: kept in float32
+                    w = critic_score(real).float().mean() - critic_score(fake).float().mean()
+                penalty = gradient_penalty(D, real, fake, eps)  # double backward: kept in float32
                 loss_d = -w + d.gradient_penalty * penalty
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
-            z = torch.randn(d.batch_size, d.latent_dim, generator=gen)
-            with _autocast(config):
-                loss_g = -D(G(z)).float().mean()
+            z = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+            with _autocast(config, device):
+                loss_g = -critic_score(G_step(z)).float().mean()
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             losses = {"critic": loss_d.item(), "generator": loss_g.item(), "wasserstein": w.item()}
             bar.set_postfix(w=f"{losses['wasserstein']:.3f}", g=f"{losses['generator']:.3f}")
             bar.update(1)
-            if (step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == d.iterations:
+            if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == d.iterations):
                 checkpoints.save(work / "decoder.pt", checkpoints.payload(
                     "decoder", models=models, optimizers=optims, config=key, seed=seed, step=step + 1))
     G.eval()
+    G.cpu()
     seconds = time.perf_counter() - t0
     done = d.iterations - start
     stats = losses | {"iterations": d.iterations, "seconds": seconds,
@@ -177,16 +231,20 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
                   stop: Callable[[int], None] | None = None) -> tuple[Encoder, dict]:
     """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z."""
     e, d, seed = config.encoder, config.decoder, config.seed
-    E = build_encoder(config)
+    device = device_for(config)
+    part = _local_slice(e.batch_size)
+    rank, _ = distributed()
+    E = build_encoder(config).to(device)
     if config.runtime.channels_last:
         E = E.to(memory_format=torch.channels_last)
-    generator.eval()
+    generator = generator.to(device).eval()
     for p in generator.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(E.parameters(), lr=e.learning_rate, betas=(0.5, 0.9))
     key = encoder_config(config)
     start = _resume(work, "encoder", key, seed, {"encoder": E}, {"encoder": opt})
     E.train()
+    E_step = _wrap(E, device)
     mse = nn.MSELoss()
     loss = torch.tensor(float("nan"))
     t0 = time.perf_counter()
@@ -196,21 +254,23 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
                 stop(step)
             gen = _generator(seed, _STREAM_ENCODER, step)
             rng = np.random.default_rng([seed, _STREAM_ENCODER, step])
-            x = _layout(_sample(images, rng, e.batch_size), config)
-            z = torch.randn(e.batch_size, d.latent_dim, generator=gen)
-            with _autocast(config):
-                image_loss = mse(generator(E(x)).float(), x)
-                latent_loss = mse(E(generator(z)).float(), z)
+            x = _layout(_sample(images, rng, e.batch_size, part, device), config)
+            z = torch.randn(e.batch_size, d.latent_dim, generator=gen)[part].to(device)
+            with _autocast(config, device):
+                image_loss = mse(generator(E_step(x)).float(), x)
+                latent_loss = mse(E_step(generator(z)).float(), z)
             loss = e.image_weight * image_loss + e.latent_weight * latent_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             bar.set_postfix(image=f"{image_loss.item():.4f}", latent=f"{latent_loss.item():.4f}")
             bar.update(1)
-            if (step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == e.iterations:
+            if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == e.iterations):
                 checkpoints.save(work / "encoder.pt", checkpoints.payload(
                     "encoder", models={"encoder": E}, optimizers={"encoder": opt}, config=key, seed=seed, step=step + 1))
     E.eval()
+    E.cpu()
+    generator.cpu()
     seconds = time.perf_counter() - t0
     done = e.iterations - start
     return E, {"loss": loss.item(), "iterations": e.iterations, "seconds": seconds,
