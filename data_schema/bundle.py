@@ -106,12 +106,26 @@ class Bundle:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._seen = None
         self._manifest = self._load_manifest()
 
     # ---- manifest ------------------------------------------------------------------------------
 
+    def _stat(self):
+        try:
+            st = (self.root / MANIFEST).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _refresh(self) -> None:
+        """Reload the manifest if another Bundle object (or process) has rewritten it."""
+        if self._stat() != self._seen:
+            self._manifest = self._load_manifest()
+
     def _load_manifest(self) -> dict:
         path = self.root / MANIFEST
+        self._seen = self._stat()
         if not path.exists():
             return {"format": FORMAT, "files": {}, "stages": {}}
         try:
@@ -124,14 +138,17 @@ class Bundle:
 
     def _save_manifest(self) -> None:
         atomic_write_text(self.root / MANIFEST, json.dumps(self._manifest, indent=1, sort_keys=True) + "\n")
+        self._seen = self._stat()
 
     @property
     def files(self) -> dict[str, FileRecord]:
         """Every recorded file, by its path inside the bundle."""
+        self._refresh()
         return {k: FileRecord(**v) for k, v in self._manifest["files"].items()}
 
     @property
     def stages(self) -> dict[str, dict]:
+        self._refresh()
         return dict(self._manifest["stages"])
 
     def path(self, relpath: str | Path) -> Path:
@@ -144,6 +161,7 @@ class Bundle:
 
     def record(self, relpath: str) -> FileRecord:
         rel = safe_relpath(relpath)
+        self._refresh()
         try:
             return FileRecord(**self._manifest["files"][rel])
         except KeyError:
@@ -175,6 +193,7 @@ class Bundle:
 
     def is_current(self, name: str, *, config: Any, seed: int | None = None, inputs: Iterable[str] = ()) -> bool:
         """Whether stage `name` completed with this config, seed and the inputs as they are now."""
+        self._refresh()
         done = self._manifest["stages"].get(name)
         if not done or done["config_hash"] != config_hash(config) or done["seed"] != seed:
             return False
@@ -200,6 +219,7 @@ class Bundle:
         Inputs must be files already in the manifest; their hashes become part of the stage's key.
         """
         inputs = list(inputs)
+        self._refresh()
         input_hashes = self._input_hashes(inputs)
         if self._manifest["stages"].pop(name, None) is not None:
             self._save_manifest()  # a stage killed half-way must not look complete on the next run

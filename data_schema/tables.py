@@ -48,6 +48,11 @@ def _id(description: str, **kwargs) -> pa.Field:
     return pa.Field(str_matches=ID_PATTERN, description=description, **kwargs)
 
 
+def _predicted(description: str, **kwargs) -> pa.Field:
+    """A model's BNP: positive, with no assay ceiling (an extreme prediction is a finding, not a typo)."""
+    return pa.Field(gt=0, description=description, metadata={"unit": "ng/L"}, **kwargs)
+
+
 def _path(description: str, **kwargs) -> pa.Field:
     return pa.Field(str_matches=BUNDLE_PATH_PATTERN, description=description, **kwargs)
 
@@ -222,7 +227,7 @@ class Predictions(_Strict):
         str_matches=r"^[0-9a-f]{64}$", description="sha256 of the predictor's checkpoint."
     )
     bnp_true_ng_l: Series[float] = _bnp("Measured BNP of the paired result.")
-    bnp_pred_ng_l: Series[float] = _bnp("Predicted BNP.")
+    bnp_pred_ng_l: Series[float] = _predicted("Predicted BNP.")
 
     class Config:
         unique = ["image_id", "model_id"]
@@ -238,9 +243,9 @@ class GvrIndex(_Strict):
     kind: Series[str] = pa.Field(
         isin=GVR_KINDS, description="gvr: towards healthy; inverse: towards a target BNP."
     )
-    target_bnp_ng_l: Series[float] = _bnp("BNP the latent code was moved towards.")
-    start_pred_ng_l: Series[float] = _bnp("Prediction for the encoded radiograph.")
-    end_pred_ng_l: Series[float] = _bnp("Prediction for the moved code.")
+    target_bnp_ng_l: Series[float] = _predicted("BNP the latent code was moved towards.")
+    start_pred_ng_l: Series[float] = _predicted("Prediction for the encoded radiograph.")
+    end_pred_ng_l: Series[float] = _predicted("Prediction for the moved code.")
     steps: Series[int] = pa.Field(ge=0, description="Gradient steps taken.")
     reached: Series[bool] = pa.Field(description="Whether the target was reached within the step budget.")
     latent_distance: Series[float] = pa.Field(ge=0, description="Euclidean distance moved in latent space.")

@@ -292,6 +292,33 @@ def _print_training(summary: dict) -> None:
 
 
 @app.command()
+def explain(
+    bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (trained)."),
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Model id(s) (default: every MLP)."),
+    images: Optional[list[str]] = typer.Option(None, "--images", help="Radiograph id(s) to explain (default: drawn)."),
+    force: bool = typer.Option(False, help="Redo even when the explanations are current."),
+) -> None:
+    """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index."""
+    from modelling.config import ConfigError, load_config
+    from modelling.explain_bundle import UnknownModelError, build_explanations
+
+    try:
+        cfg = load_config(config)
+        built, info = build_explanations(cfg, bundle, model_ids=model or None, images=images or None, force=force)
+    except (ConfigError, ValueError, UnknownModelError) as exc:
+        _fail(str(exc))
+    index = built.read_table("gvr_index")
+    gvr = index[index["kind"] == "gvr"]
+    for model_id, rows in gvr.groupby("model_id"):
+        typer.echo(f"{model_id}: {len(rows)} GVRs, {rows['reached'].mean():.0%} reached {cfg.cohort.bnp_threshold_ng_l:g} ng/L, "
+                   f"median {rows['steps'].median():.0f} steps, median latent distance {rows['latent_distance'].median():.2f}")
+    typer.echo(f"{(index['kind'] == 'inverse').sum()} inverse GVR frames; index: {built.root / 'tables/gvr_index.parquet'}")
+    if info and info["skipped"]:
+        typer.echo(f"{info['skipped']} radiograph(s) skipped: see {built.root / 'gvr/skipped.csv'}")
+
+
+@app.command()
 def analyse(
     bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle."),
     no_mixed_models: bool = typer.Option(False, help="Skip Table 2's mixed-effects models (no R needed)."),

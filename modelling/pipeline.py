@@ -17,13 +17,14 @@ from data_schema import Bundle
 from analysis.analyse import analyse_bundle
 from modelling.cohort_bundle import build_cohort
 from modelling.config import StudyConfig, config_to_dict
+from modelling.explain_bundle import build_explanations
 from modelling.train_bundle import build_training
 
 log = logging.getLogger(__name__)
 
 #: Stages of DESIGN.md's data flow that do not exist yet, with the issue that builds each.
 PENDING = {
-    "explain": "issue 6 (GVRs, inverse GVRs, movies, baselines)",
+    "baselines": "issue 6 (occlusion, integrated gradients, LIME, Grad-CAM; faithfulness; audit)",
     "readers": "issue 7 (reading packets and simulated readers)",
     "report": "issue 8 (Quarto manuscript)",
 }
@@ -50,6 +51,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     bundle.run_stage("config", lambda st: write_config(st, config), config=config, seed=config.seed)
     build_cohort(config, bundle.root, workers=workers)
     build_training(config, bundle.root)
+    build_explanations(config, bundle.root)
     analyse_bundle(bundle.root)
     if PENDING:
         lines = "\n".join(f"  - {name}: {where}" for name, where in PENDING.items())

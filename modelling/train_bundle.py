@@ -159,7 +159,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
             rows.append(pd.DataFrame({
                 "image_id": labelled_ids[idx], "model_id": model_id, "predictor": f.predictor, "regime": f.regime,
                 "role": role, "checkpoint_sha256": sha, "bnp_true_ng_l": bnp[idx],
-                "bnp_pred_ng_l": np.clip(pred[idx], 1e-3, 100_000.0),
+                "bnp_pred_ng_l": np.maximum(pred[idx], np.finfo(float).tiny),
             }))
             aucs[f"{model_id}/{role}"] = _auc(bnp[idx] >= threshold, np.log(pred[idx])) | {"epochs": f.epochs}
     predictions = pd.concat(rows, ignore_index=True).sort_values(["model_id", "image_id"], kind="stable")

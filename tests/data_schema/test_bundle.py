@@ -231,3 +231,12 @@ def test_corrupt_manifest_is_reported(tmp_path):
     (tmp_path / "manifest.json").write_text("{ not json")
     problems = validate_bundle(tmp_path)
     assert len(problems) == 1 and "not a readable manifest" in problems[0].message
+
+
+def test_a_bundle_object_sees_what_another_one_wrote(tmp_path):
+    first = build(tmp_path)
+    other = Bundle(tmp_path)
+    with other.stage("cohort", config=CFG, seed=9) as st:
+        st.write_table("patients", examples()["patients"].assign(age_years=[1.0, 2.0, 3.0]))
+    assert first.read_table("patients")["age_years"].tolist() == [1.0, 2.0, 3.0]
+    assert first.stages["cohort"]["seed"] == 9

@@ -1,0 +1,207 @@
+"""The explain stage: GVRs and inverse GVRs of a bundle's models, with images, movies and an index.
+
+For each predictor, the radiographs it predicts above the threshold on the split it did not train on
+(the test split for the correct regime, the withheld quarter for the overfitted one) are explained,
+``readers.per_model`` of them drawn with the seed; radiographs named explicitly are explained
+whatever their prediction, and one already below the threshold is skipped and recorded. Inverse GVRs
+start from radiographs predicted below the threshold and move up to each of
+``gvr.inverse_targets_ng_l``. Written per GVR under ``gvr/<gvr_id>/``: ``original.png``,
+``diseased.png``, ``healthy.png``, ``overlay.png`` and ``movie.gif``; then ``tables/gvr_index.parquet``
+and ``gvr/skipped.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_schema import Bundle, Stage
+from modelling import checkpoints
+from modelling.config import StudyConfig
+from modelling.gvr import move, overlay
+from modelling.networks import MLP, Generator, Linear
+from modelling.predictors import Standardised
+from modelling.train_bundle import load_images
+from modelling.training import decode
+
+log = logging.getLogger(__name__)
+
+STAGE = "explain"
+
+
+class UnknownModelError(KeyError):
+    """A model id that the bundle's predictions do not hold."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _check_models(model_ids, known, bundle) -> None:
+    for m in model_ids:
+        if m not in known:
+            raise UnknownModelError(f"model {m!r} is not in {bundle.root}/tables/predictions.parquet; "
+                                    f"models present: {', '.join(known)}")
+
+
+def load_decoder(bundle: Bundle, config: StudyConfig) -> Generator:
+    state = checkpoints.load(bundle.verify_file("checkpoints/decoder.pt"), kind="decoder")
+    d = config.decoder
+    g = Generator(d.latent_dim, d.feature_maps, config.image_size)
+    g.load_state_dict(state["models"]["generator"])
+    return g.eval()
+
+
+def load_predictor(bundle: Bundle, model_id: str) -> torch.nn.Module:
+    state = checkpoints.load(bundle.verify_file(f"checkpoints/{model_id}.pt"), kind="predictor")
+    latent_dim = state["extra"]["latent_dim"]
+    inner = MLP(latent_dim, tuple(state["extra"]["hidden"])) if state["config"]["predictor"] == "mlp" else Linear(latent_dim)
+    model = Standardised(inner, np.zeros(latent_dim), np.ones(latent_dim))
+    model.load_state_dict(state["models"]["predictor"])
+    return model.eval()
+
+
+def _frame_text(image: np.ndarray, text: str) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    scale = max(1, 128 // image.shape[0])
+    pil = Image.fromarray(np.kron(image, np.ones((scale, scale, 1), np.uint8)) if image.ndim == 3
+                          else np.kron(image, np.ones((scale, scale), np.uint8)))
+    ImageDraw.Draw(pil).text((3, pil.height - 13), text, fill=(255, 255, 0) if pil.mode == "RGB" else 255)
+    return np.asarray(pil)
+
+
+def movie(frames: np.ndarray, log_bnp: np.ndarray, reference: np.ndarray, *, threshold: float) -> bytes:
+    """GIF of the path: each frame the overlay of (reference - frame) with its predicted BNP."""
+    import imageio.v3 as iio
+
+    shown = [_frame_text(overlay(reference, reference, f, threshold=threshold, legend=False),
+                         f"BNP {np.exp(b):.0f} ng/L") for f, b in zip(frames, log_bnp)]
+    shown = shown + shown[::-1]  # there and back, for a loop
+    return iio.imwrite("<bytes>", np.stack(shown), extension=".gif", duration=150, loop=0)
+
+
+def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold: float, n: int, seed: int) -> list[str]:
+    rows = predictions[predictions["model_id"] == model_id]
+    role = "test" if rows["regime"].iloc[0] == "correct" else "validation"
+    rows = rows[rows["role"] == role]
+    rows = rows[(rows["bnp_pred_ng_l"] > threshold) if above else (rows["bnp_pred_ng_l"] < threshold)]
+    ids = np.sort(rows["image_id"].to_numpy())
+    rng = np.random.default_rng([seed, 50, sum(map(ord, model_id))])
+    return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
+
+
+def write_explanations(stage: Stage, config: StudyConfig, *, model_ids: list[str] | None = None,
+                       images: list[str] | None = None, inverse_per_model: int = 4) -> dict:
+    bundle = stage.bundle
+    predictions = bundle.read_table("predictions")
+    known = sorted(predictions["model_id"].unique())
+    model_ids = model_ids or [m for m in known if m.startswith("mlp-")]
+    _check_models(model_ids, known, bundle)
+    radiographs = bundle.read_table("radiographs")
+    position = {image_id: i for i, image_id in enumerate(radiographs["image_id"])}
+    if images:
+        unknown = [i for i in images if i not in position]
+        if unknown:
+            raise KeyError(f"radiograph(s) not in the bundle: {', '.join(unknown[:10])}")
+    index = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(index["latents_path"].iloc[0])
+    pixels = load_images(bundle, radiographs)
+    decoder = load_decoder(bundle, config)
+    g, threshold = config.gvr, config.cohort.bnp_threshold_ng_l
+    rows, skipped = [], []
+
+    def run(model_id, predictor, image_ids, kind, target):
+        if not image_ids:
+            return
+        original = pixels[[position[i] for i in image_ids]]
+        if not np.isfinite(original.astype(np.float64)).all():
+            raise ValueError("radiographs with NaN pixels")
+        z0 = latents[index.loc[image_ids, "row"].to_numpy()]
+        bad = [i for i, z in zip(image_ids, z0) if not np.all(np.isfinite(z))]
+        if bad:
+            raise ValueError(f"latent codes with NaN or infinite values for radiograph(s) {', '.join(bad)}")
+        path = move(z0, decoder, predictor, target_log_bnp=np.log(target), direction="down" if kind == "gvr" else "up",
+                    step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight,
+                    frames=g.movie_frames)
+        diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
+        with torch.no_grad():
+            frame_bnp = np.stack([predictor(torch.from_numpy(f)).numpy() for f in path.frames])
+        frame_images = np.stack([decode(decoder, f) for f in path.frames])
+        for k, image_id in enumerate(image_ids):
+            suffix = "" if kind == "gvr" else f"-to-{target:g}"
+            gvr_id = f"{model_id}-{image_id}{suffix}"
+            base = f"gvr/{gvr_id}"
+            stage.write_image(f"{base}/original.png", original[k])
+            stage.write_image(f"{base}/diseased.png", diseased[k])
+            stage.write_image(f"{base}/healthy.png", healthy[k])
+            stage.write_image(f"{base}/overlay.png", overlay(original[k], diseased[k], healthy[k], threshold=g.difference_threshold))
+            stage.write_bytes(f"{base}/movie.gif", movie(frame_images[:, k], frame_bnp[:, k], diseased[k],
+                                                          threshold=g.difference_threshold))
+            rows.append({
+                "gvr_id": gvr_id, "image_id": image_id, "model_id": model_id,
+                "regime": model_id.split("-", 1)[1], "kind": kind, "target_bnp_ng_l": float(target),
+                "start_pred_ng_l": float(np.exp(path.start_log_bnp[k])),
+                "end_pred_ng_l": float(np.exp(path.end_log_bnp[k])),
+                "steps": int(path.steps[k]), "reached": bool(path.reached[k]),
+                "latent_distance": float(np.linalg.norm(path.end[k] - path.start[k])),
+                "image_distance": float(np.sqrt(np.mean(((healthy[k].astype(np.float64) - diseased[k]) / 255) ** 2))),
+                "original_path": f"{base}/original.png", "diseased_path": f"{base}/diseased.png",
+                "healthy_path": f"{base}/healthy.png", "overlay_path": f"{base}/overlay.png",
+                "movie_path": f"{base}/movie.gif",
+            })
+
+    for model_id in model_ids:
+        predictor = load_predictor(bundle, model_id)
+        if images:
+            chosen = list(images)
+        else:
+            chosen = _select(predictions, model_id, above=True, threshold=threshold, n=config.readers.per_model, seed=config.seed)
+        z = latents[index.loc[chosen, "row"].to_numpy()] if chosen else np.zeros((0, latents.shape[1]), np.float32)
+        with torch.no_grad():
+            start = np.exp(predictor(torch.from_numpy(z)).numpy()) if len(z) else np.zeros(0)
+        below = [i for i, b in zip(chosen, start) if b < threshold]
+        for i, b in zip(chosen, start):
+            if b < threshold:
+                skipped.append({"model_id": model_id, "image_id": i, "predicted_bnp_ng_l": float(b),
+                                "reason": f"already predicted below {threshold:g} ng/L"})
+        run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold)
+        if inverse_per_model and not images:
+            low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model, seed=config.seed)
+            for target in g.inverse_targets_ng_l:
+                run(model_id, predictor, low, "inverse", target)
+    index_table = pd.DataFrame(rows, columns=["gvr_id", "image_id", "model_id", "regime", "kind", "target_bnp_ng_l",
+                                              "start_pred_ng_l", "end_pred_ng_l", "steps", "reached",
+                                              "latent_distance", "image_distance", "original_path", "diseased_path",
+                                              "healthy_path", "overlay_path", "movie_path"])
+    stage.write_table("gvr_index", index_table.astype({"steps": "int64", "reached": bool}))
+    stage.write_bytes("gvr/skipped.csv", pd.DataFrame(
+        skipped, columns=["model_id", "image_id", "predicted_bnp_ng_l", "reason"]).to_csv(index=False, lineterminator="\n").encode())
+    gvr = index_table[index_table["kind"] == "gvr"]
+    return {"gvrs": int(len(gvr)), "inverse": int((index_table["kind"] == "inverse").sum()),
+            "reached": float(gvr["reached"].mean()) if len(gvr) else None, "skipped": len(skipped)}
+
+
+def stage_config(config: StudyConfig, model_ids, images) -> dict:
+    return {"gvr": dataclasses.asdict(config.gvr), "per_model": config.readers.per_model,
+            "threshold": config.cohort.bnp_threshold_ng_l, "models": model_ids, "images": images}
+
+
+def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None = None,
+                       images: list[str] | None = None, force: bool = False) -> tuple[Bundle, dict | None]:
+    """Run the explain stage (skipped when the models, config and selection are unchanged)."""
+    bundle = Bundle(out)
+    if "train" not in bundle.stages:
+        raise ValueError(f"{bundle.root}: no trained models yet; run `gvr train` first")
+    known = sorted(bundle.read_table("predictions")["model_id"].unique())
+    model_ids = model_ids or [m for m in known if m.startswith("mlp-")]
+    _check_models(model_ids, known, bundle)
+    inputs = ["tables/predictions.parquet", "tables/latents_index.parquet", "arrays/latents.npy",
+              "checkpoints/decoder.pt", *sorted(f"checkpoints/{m}.pt" for m in model_ids)]
+    result: dict = {}
+    bundle.run_stage(STAGE, lambda st: result.update(write_explanations(st, config, model_ids=model_ids, images=images)),
+                     config=stage_config(config, model_ids, images), seed=config.seed, inputs=inputs, force=force)
+    return bundle, result or None

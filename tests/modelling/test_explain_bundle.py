@@ -1,0 +1,74 @@
+"""The explain stage on the tiny profile: GVR images, movies and a valid index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_schema import validate_bundle
+from modelling.cohort_bundle import build_cohort
+from modelling.config import load_config
+from modelling.explain_bundle import UnknownModelError, build_explanations
+from modelling.train_bundle import build_training
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    cfg = load_config("tiny")
+    root = tmp_path_factory.mktemp("explained")
+    build_cohort(cfg, root, workers=1)
+    build_training(cfg, root)
+    bundle, info = build_explanations(cfg, root)
+    return cfg, bundle, info
+
+
+def test_gvrs_are_written_and_the_bundle_is_valid(explained):
+    cfg, bundle, info = explained
+    assert validate_bundle(bundle.root) == []
+    index = bundle.read_table("gvr_index")
+    gvr = index[index["kind"] == "gvr"]
+    assert info["gvrs"] == len(gvr) > 0
+    assert (gvr["start_pred_ng_l"] > 100).all()
+    assert (gvr.loc[gvr["reached"], "end_pred_ng_l"] < 100).all()
+    for row in gvr.itertuples():
+        overlay = bundle.read_image(row.overlay_path)
+        assert overlay.shape == (cfg.image_size, cfg.image_size, 3)
+        assert bundle.read_image(row.original_path).shape == (cfg.image_size, cfg.image_size)
+        assert bundle.verify_file(row.movie_path).read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+
+
+def test_selection_follows_the_regime(explained):
+    _, bundle, _ = explained
+    index = bundle.read_table("gvr_index")
+    pred = bundle.read_table("predictions").set_index(["model_id", "image_id"])
+    for row in index[index["kind"] == "gvr"].itertuples():
+        role = pred.loc[(row.model_id, row.image_id), "role"]
+        assert role == ("test" if row.regime == "correct" else "validation")
+
+
+def test_inverse_gvrs_reach_each_target(explained):
+    cfg, bundle, _ = explained
+    index = bundle.read_table("gvr_index")
+    inverse = index[index["kind"] == "inverse"]
+    assert set(inverse["target_bnp_ng_l"]) == set(cfg.gvr.inverse_targets_ng_l)
+    assert (inverse["start_pred_ng_l"] < 100).all()
+    reached = inverse[inverse["reached"]]
+    assert (reached["end_pred_ng_l"] >= reached["target_bnp_ng_l"]).all()
+
+
+def test_a_radiograph_already_below_the_threshold_is_skipped_and_recorded(explained, tmp_path):
+    cfg, bundle, _ = explained
+    pred = bundle.read_table("predictions")
+    rows = pred[pred["model_id"] == "mlp-correct"]
+    low = rows.loc[rows["bnp_pred_ng_l"] < 100, "image_id"].iloc[0]
+    high = rows.loc[rows["bnp_pred_ng_l"] > 100, "image_id"].iloc[0]
+    _, info = build_explanations(cfg, bundle.root, model_ids=["mlp-correct"], images=[low, high], force=True)
+    assert info["skipped"] == 1 and info["gvrs"] == 1
+    skipped = bundle.verify_file("gvr/skipped.csv").read_text()
+    assert low in skipped and "already predicted below 100 ng/L" in skipped
+
+
+def test_an_unknown_model_is_refused_listing_the_present_ones(explained):
+    cfg, bundle, _ = explained
+    with pytest.raises(UnknownModelError, match="models present: linear-correct, linear-overfitted, mlp-correct"):
+        build_explanations(cfg, bundle.root, model_ids=["cnn-correct"], force=True)
