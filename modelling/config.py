@@ -157,7 +157,7 @@ class PredictorConfig:
 class GvrConfig:
     """Generative Visual Rationales: latent moves to below the threshold, inverse GVR targets."""
 
-    step_size: float = 0.05
+    step_size: float = 0.01
     max_steps: int = 200
     similarity_weight: float = 1.0
     inverse_targets_ng_l: tuple[float, ...] = (250.0, 1000.0, 4000.0)
