@@ -31,12 +31,12 @@ def gvr_executable() -> str:
     return str(exe) if exe.exists() else shutil.which("gvr")
 
 
-def test_console_script_is_installed_and_reports_every_problem(tmp_path):
+def test_console_script_is_installed_and_reports_every_problem(tmp_path, clean_env):
     path = tmp_path / "bnp_results.csv"
     path.write_text(BROKEN)
     exe = gvr_executable()
     assert exe, "the `gvr` console script is not installed (pip install -e .)"
-    result = subprocess.run([exe, "validate", str(path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([exe, "validate", str(path)], capture_output=True, text=True, timeout=120, env=clean_env)
     assert result.returncode == 1, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines == [

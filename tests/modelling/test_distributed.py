@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,19 +20,18 @@ def weights(bundle: Path, name: str, key: str) -> dict:
     return torch.load(bundle / f"checkpoints/{name}.pt", weights_only=True)["models"][key]
 
 
-def test_two_gloo_processes_match_one(tmp_path):
+def test_two_gloo_processes_match_one(tmp_path, clean_env):
     cfg = load_config("tiny")
     one, two = tmp_path / "one", tmp_path / "two"
     build_cohort(cfg, one, workers=1)
     shutil.copytree(one, two)
     build_training(cfg, one)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     result = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "gvr"), "train",
          "--config", "tiny", "--bundle", str(two)],
-        capture_output=True, text=True, timeout=600, env=env | {"OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=600, env=clean_env | {"OMP_NUM_THREADS": "1"},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "mlp-correct/test" in result.stdout  # rank 0 printed the summary, once
     assert result.stdout.count("mlp-correct/test") == 1
     for name, key in (("decoder", "generator"), ("encoder", "encoder")):
