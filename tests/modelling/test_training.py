@@ -83,3 +83,15 @@ def test_bad_inputs(setup, tmp_path):
         train_decoder(images[:0], cfg, tmp_path)
     with pytest.raises(ValueError, match="the config says 32 px"):
         train_decoder(np.zeros((4, 64, 64), np.uint8), cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_compile_switch_trains_to_about_the_same_weights(setup, tmp_path):
+    cfg, images = setup
+    compiled = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, compile=True))
+    a, _ = train_decoder(images, cfg, tmp_path / "eager")
+    b, stats = train_decoder(images, compiled, tmp_path / "compiled")
+    assert np.isfinite(stats["critic"])
+    for k, v in a.state_dict().items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-3, atol=1e-4, msg=k)
