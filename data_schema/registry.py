@@ -50,6 +50,7 @@ _SPECS = [
     ),
     TableSpec("predictions", tables.Predictions, ("image_id", "model_id"), "tables/predictions.parquet"),
     TableSpec("gvr_index", tables.GvrIndex, ("gvr_id",), "tables/gvr_index.parquet"),
+    TableSpec("faithfulness", tables.Faithfulness, ("gvr_id", "method"), "tables/faithfulness.parquet"),
     TableSpec(
         "reader_assessments",
         tables.ReaderAssessments,

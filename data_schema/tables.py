@@ -31,6 +31,7 @@ REGIMES = ["correct", "overfitted"]
 ROLES = ["train", "test", "validation"]
 PREDICTOR_KINDS = ["linear", "mlp"]
 GVR_KINDS = ["gvr", "inverse"]
+EXPLANATION_METHODS = ["gvr", "occlusion", "integrated_gradients", "lime", "gradcam"]
 MASK_FEATURES = ["heart", "effusion", "opacity", "soft_tissue", "device"]
 #: The features the paper's readers scored (Table 2), then reduced body mass (Figure 4).
 READER_FEATURES = [
@@ -257,6 +258,46 @@ class GvrIndex(_Strict):
     healthy_path: Series[str] = _path("PNG of the decoded moved code.")
     overlay_path: Series[str] = _path("PNG of the signed difference over the original.")
     movie_path: Series[str] = _path("GIF of the path, if written.", nullable=True)
+
+
+def _share(mask: str) -> pa.Field:
+    return pa.Field(ge=0, le=1, nullable=True,
+                    description=f"Share of the explanation's absolute weight inside the {mask} mask.")
+
+
+class Faithfulness(_Strict):
+    """How each explanation of a phantom radiograph sits on the ground-truth masks."""
+
+    gvr_id: Series[str] = _id("GVR whose radiograph is explained (gvr_index.gvr_id).")
+    model_id: Series[str] = _id("Predictor explained.")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
+    method: Series[str] = pa.Field(
+        isin=EXPLANATION_METHODS,
+        description="gvr (|diseased - healthy|) or a baseline attribution (absolute value).",
+    )
+    share_heart: Series[float] = _share("heart")
+    share_effusion: Series[float] = _share("effusion")
+    share_opacity: Series[float] = _share("opacity")
+    share_soft_tissue: Series[float] = _share("soft tissue")
+    share_device: Series[float] = _share("device")
+    share_outside: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Share of the absolute weight outside every mask."
+    )
+    drivers: Series[str] = pa.Field(
+        nullable=True,
+        description="Masks of the features that raise this radiograph's BNP, comma-separated; empty when none.",
+    )
+    pointing_hit: Series[float] = pa.Field(
+        isin=[0.0, 1.0], nullable=True,
+        description="1 when the largest absolute weight lies in a driving mask, 0 when not; empty without drivers.",
+    )
+    iou_top: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True,
+        description="IoU of the top-weighted pixels (as many as the driving masks cover) with the driving masks.",
+    )
+
+    class Config:
+        unique = ["gvr_id", "method"]
 
 
 class ReaderAssessments(_Strict):

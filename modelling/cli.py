@@ -319,6 +319,54 @@ def explain(
 
 
 @app.command()
+def baselines(
+    bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (with GVRs)."),
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    force: bool = typer.Option(False, help="Redo even when the maps are current."),
+) -> None:
+    """Occlusion, integrated gradients, LIME and Grad-CAM beside each GVR; faithfulness and audit."""
+    from modelling.baselines_bundle import build_baselines
+    from modelling.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+        built, _ = build_baselines(cfg, bundle, force=force)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"panels: {built.root / 'baselines'}")
+    if (built.root / "baselines/audit.json").exists():
+        _print_audit(built)
+
+
+def _print_audit(bundle) -> None:
+    import json
+
+    result = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    for model_id, a in result.items():
+        flag = "FLAGGED" if a["flagged"] else "ok"
+        typer.echo(f"{model_id}: {flag}: {a['gvr_share_outside_disease_masks']:.0%} of its GVR change lies outside "
+                   f"the heart, effusion and opacity masks ({a['flag_rule']}); reached {a['reached_rate']:.0%}, "
+                   f"median latent distance {a['median_latent_distance']:.2f}")
+        shares = ", ".join(f"{k.removeprefix('share_')} {v:.0%}" for k, v in a["gvr_mean_shares"].items())
+        typer.echo(f"  GVR change by mask: {shares}")
+        for method, m in sorted(a["by_method"].items()):
+            pointing = "-" if m["pointing_rate"] is None else f"{m['pointing_rate']:.0%}"
+            iou = "-" if m["iou_top"] is None else f"{m['iou_top']:.2f}"
+            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}")
+
+
+@app.command()
+def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle.")) -> None:
+    """Summarise per model what its GVRs change, and flag a model whose changes miss the disease masks."""
+    from data_schema import Bundle
+
+    b = Bundle(bundle)
+    if "baselines/audit.json" not in b.files:
+        _fail(f"{bundle}: no audit yet; run `gvr baselines --bundle {bundle}` (it needs a phantom cohort's masks)")
+    _print_audit(b)
+
+
+@app.command()
 def analyse(
     bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle."),
     no_mixed_models: bool = typer.Option(False, help="Skip Table 2's mixed-effects models (no R needed)."),

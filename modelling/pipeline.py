@@ -15,6 +15,7 @@ import yaml
 
 from data_schema import Bundle
 from analysis.analyse import analyse_bundle
+from modelling.baselines_bundle import build_baselines
 from modelling.cohort_bundle import build_cohort
 from modelling.config import StudyConfig, config_to_dict
 from modelling.explain_bundle import build_explanations
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Stages of DESIGN.md's data flow that do not exist yet, with the issue that builds each.
 PENDING = {
-    "baselines": "issue 6 (occlusion, integrated gradients, LIME, Grad-CAM; faithfulness; audit)",
     "readers": "issue 7 (reading packets and simulated readers)",
     "report": "issue 8 (Quarto manuscript)",
 }
@@ -52,6 +52,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     build_cohort(config, bundle.root, workers=workers)
     build_training(config, bundle.root)
     build_explanations(config, bundle.root)
+    build_baselines(config, bundle.root)
     analyse_bundle(bundle.root)
     if PENDING:
         lines = "\n".join(f"  - {name}: {where}" for name, where in PENDING.items())

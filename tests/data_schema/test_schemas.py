@@ -12,7 +12,7 @@ from tests.examples import examples
 
 EXPECTED_TABLES = {
     "patients", "radiographs", "bnp_results", "pairing", "splits", "phantom_truth",
-    "latents_index", "predictions", "gvr_index", "reader_assessments", "reading_key",
+    "latents_index", "predictions", "gvr_index", "faithfulness", "reader_assessments", "reading_key",
 }
 
 

@@ -111,10 +111,10 @@ def test_config_show_names_a_bad_key(tmp_path):
 def test_reproduce_builds_what_exists_and_refuses_to_report_success_while_stages_are_pending(tmp_path):
     result = runner.invoke(app, ["reproduce", "--config", "tiny", "--out", str(tmp_path / "study")])
     assert result.exit_code == 3
-    assert "not built yet" in result.output and "baselines" in result.output
+    assert "not built yet" in result.output and "readers" in result.output
     assert yaml.safe_load((tmp_path / "study/config.yaml").read_text())["profile"] == "tiny"
     stages = Bundle(tmp_path / "study").stages
-    assert {"config", "cohort", "train", "explain", "analyse"} <= set(stages)
+    assert {"config", "cohort", "train", "explain", "baselines", "analyse"} <= set(stages)
     assert (tmp_path / "study/analysis/table1.html").is_file()
 
 
@@ -139,3 +139,14 @@ def test_explain_command_summarises_per_model(tmp_path):
     assert "mlp-correct:" in result.output and "inverse GVR frames" in result.output
     bad = runner.invoke(app, ["explain", "--config", "tiny", "--bundle", str(tmp_path / "b"), "--model", "nope"])
     assert bad.exit_code == 2 and "models present" in bad.output
+
+
+def test_baselines_and_audit_commands(tmp_path):
+    root = str(tmp_path / "b")
+    assert runner.invoke(app, ["audit", str(tmp_path)]).exit_code == 2
+    assert runner.invoke(app, ["train", "--config", "tiny", "--bundle", root]).exit_code == 0
+    assert runner.invoke(app, ["explain", "--config", "tiny", "--bundle", root]).exit_code == 0
+    result = runner.invoke(app, ["baselines", "--config", "tiny", "--bundle", root])
+    assert result.exit_code == 0, result.output
+    audit = runner.invoke(app, ["audit", root])
+    assert audit.exit_code == 0 and "mlp-correct:" in audit.output and "pointing game" in audit.output

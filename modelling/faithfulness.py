@@ -1,0 +1,60 @@
+"""Faithfulness of explanations against the phantom's ground-truth masks (beyond the paper).
+
+For an explanation map m (a GVR's |diseased - healthy|, or a baseline's |attribution|):
+
+- share in each mask: ``sum(|m| * mask) / sum(|m|)`` for heart, effusion, opacity, soft tissue and
+  device, and outside all of them;
+- the masks that drive that radiograph's BNP: the features whose term of the BNP model raises it
+  (cardiomegaly: heart; effusion; opacity; pacemaker: device; body mass below 27: soft tissue);
+- pointing game: whether the map's largest pixel lies in those masks (Zhang et al. 2018);
+- IoU at the top k %: the intersection over union of the map's top ``k`` % pixels and those masks,
+  with k = the masks' share of the image (as Latent Shift's evaluation does with pathology masks,
+  Cohen et al. 2021).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from data_schema.tables import MASK_FEATURES
+
+#: Which BNP-model term makes which mask a driver of the radiograph's BNP.
+DRIVERS = {
+    "term_cardiomegaly": "heart",
+    "term_effusion": "effusion",
+    "term_opacity": "opacity",
+    "term_pacemaker": "device",
+    "term_body_mass": "soft_tissue",
+}
+DISEASE_MASKS = ("heart", "effusion", "opacity")
+
+
+def driving_masks(truth_row: pd.Series, *, minimum: float = 0.05) -> list[str]:
+    """Masks whose feature raises this radiograph's log BNP by more than `minimum`."""
+    return [mask for term, mask in DRIVERS.items() if float(truth_row[term]) > minimum]
+
+
+def scores(explanation: np.ndarray, masks: dict[str, np.ndarray], drivers: list[str]) -> dict:
+    """Shares per mask, pointing game and top-k IoU of one (H, W) map."""
+    weight = np.abs(explanation.astype(np.float64))
+    total = weight.sum()
+    out: dict = {}
+    anywhere = np.zeros(weight.shape, bool)
+    for name in MASK_FEATURES:
+        out[f"share_{name}"] = float((weight * masks[name]).sum() / total) if total > 0 else np.nan
+        anywhere |= masks[name]
+    out["share_outside"] = float((weight * ~anywhere).sum() / total) if total > 0 else np.nan
+    target = np.zeros(weight.shape, bool)
+    for name in drivers:
+        target |= masks[name]
+    if not drivers or not target.any() or total == 0:
+        out["pointing_hit"], out["iou_top"] = None, np.nan
+        return out
+    out["pointing_hit"] = bool(target.flat[int(np.argmax(weight))])
+    k = int(target.sum())
+    top = np.zeros(weight.size, bool)
+    top[np.argsort(weight, axis=None)[::-1][:k]] = True
+    top = top.reshape(weight.shape)
+    out["iou_top"] = float((top & target).sum() / (top | target).sum())
+    return out
