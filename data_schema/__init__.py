@@ -2,7 +2,7 @@
 
 >>> from data_schema import SCHEMAS, validate_frame
 >>> sorted(SCHEMAS)[:3]
-['bnp_results', 'gvr_index', 'latents_index']
+['bnp_results', 'faithfulness', 'gvr_index']
 """
 
 from data_schema.bundle import (
