@@ -25,6 +25,8 @@ app.add_typer(schema_app, name="schema")
 cohort_app = typer.Typer(help="The cohort: the synthetic phantom (default) or real data.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(cohort_app, name="cohort")
+readers_app = typer.Typer(help="The reader study (simulated readers on the phantom).", no_args_is_help=True)
+app.add_typer(readers_app, name="readers")
 
 
 @app.callback()
@@ -364,6 +366,31 @@ def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help=
     if "baselines/audit.json" not in b.files:
         _fail(f"{bundle}: no audit yet; run `gvr baselines --bundle {bundle}` (it needs a phantom cohort's masks)")
     _print_audit(b)
+
+
+@readers_app.command("simulate")
+def readers_simulate(
+    bundle: Path = typer.Option(Path("study"), "--bundle", help="A phantom study bundle with baselines."),
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path (readers, rounds, features)."),
+    force: bool = typer.Option(False, help="Redo even when the assessments are current."),
+) -> None:
+    """Simulated readers score every GVR twice; the reader assessments table then feeds Table 2."""
+    from analysis.agreement import intra_observer
+    from modelling.config import ConfigError, load_config
+    from modelling.readers_bundle import build_simulated_readers
+
+    try:
+        cfg = load_config(config)
+        built = build_simulated_readers(cfg, bundle, force=force)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    table = built.read_table("reader_assessments")
+    counts = table[table["round"] == 1].groupby(["regime", "feature"])["present"].agg(["sum", "count"])
+    for (regime, feature), row in counts.iterrows():
+        typer.echo(f"{regime:<11} {feature:<18} {int(row['sum']):>4}/{int(row['count'])} (round 1, both readers)")
+    kappas = intra_observer(table)
+    typer.echo("intra-observer kappa: " + ", ".join(
+        f"{r.reader} {r.feature} {r.kappa:.2f}" for r in kappas.itertuples()))
 
 
 @app.command()

@@ -19,13 +19,13 @@ from modelling.baselines_bundle import build_baselines
 from modelling.cohort_bundle import build_cohort
 from modelling.config import StudyConfig, config_to_dict
 from modelling.explain_bundle import build_explanations
+from modelling.readers_bundle import build_simulated_readers
 from modelling.train_bundle import build_training
 
 log = logging.getLogger(__name__)
 
 #: Stages of DESIGN.md's data flow that do not exist yet, with the issue that builds each.
 PENDING = {
-    "readers": "issue 7 (reading packets and simulated readers)",
     "report": "issue 8 (Quarto manuscript)",
 }
 
@@ -53,6 +53,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     build_training(config, bundle.root)
     build_explanations(config, bundle.root)
     build_baselines(config, bundle.root)
+    build_simulated_readers(config, bundle.root)
     analyse_bundle(bundle.root)
     if PENDING:
         lines = "\n".join(f"  - {name}: {where}" for name, where in PENDING.items())
