@@ -228,6 +228,12 @@ class Bundle:
             yield stage
         finally:
             self._save_manifest()  # files already written stay recorded, so the manifest matches disk
+        # What an earlier run of this stage wrote and this run did not is stale: forget and remove it,
+        # so that "is there a faithfulness table?" never finds a previous cohort's.
+        for rel, rec in list(self._manifest["files"].items()):
+            if rec["stage"] == name and rel not in stage.outputs:
+                del self._manifest["files"][rel]
+                (self.root / rel).unlink(missing_ok=True)
         self._manifest["stages"][name] = {
             "config_hash": stage.config_hash,
             "seed": seed,
@@ -338,7 +344,13 @@ class Stage:
         rec = self.bundle.record(relpath)
         if (rec.stage, rec.config_hash, rec.seed) != (self.name, self.config_hash, self.seed):
             raise BundleError(f"{self.bundle.root / relpath}: written by stage {rec.stage!r} with another config or seed")
+        self.bundle.verify_file(relpath)  # a damaged file must be rewritten, not adopted
         self.outputs.add(safe_relpath(relpath))
+
+    def write_json(self, relpath: str, value: Any) -> Path:
+        """Strict JSON (NaN and infinities become null), sorted keys, indented."""
+        return self.write_bytes(relpath, (json.dumps(_finite(value), indent=1, sort_keys=True, allow_nan=False)
+                                          + "\n").encode("utf-8"))
 
     def write_table(self, schema: str | TableSpec, df: pd.DataFrame, relpath: str | None = None) -> Path:
         """Validate `df` against `schema`, then write it as Parquet (or CSV by suffix).
@@ -399,6 +411,20 @@ class Stage:
         return self.write_bytes(relpath, data)
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -413,6 +439,8 @@ def validate_bundle(root: str | Path) -> list[Problem]:
 
     root = Path(root)
     problems: list[Problem] = []
+    if not root.is_dir():
+        return [Problem(str(root), None, None, None, "not a directory")]
     try:
         bundle = Bundle(root)
     except BundleError as exc:

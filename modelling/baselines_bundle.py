@@ -10,7 +10,6 @@ sit mostly outside the disease masks (heart, effusion, opacity).
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -133,7 +132,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
         table["pointing_hit"] = table["pointing_hit"].astype(float)
         stage.write_table("faithfulness", table)
         result = audit(table, index)
-        stage.write_bytes("baselines/audit.json", (json.dumps(result, indent=1, sort_keys=True) + "\n").encode())
+        stage.write_json("baselines/audit.json", result)
         info["audit"] = result
     return info
 

@@ -48,7 +48,7 @@ def validate(
 
     Exit code 0 when valid, 1 when any problem is found, 2 for a usage error.
     """
-    from data_schema import SCHEMAS, UnknownSchemaError, get_spec, validate_bundle, validate_file
+    from data_schema import UnknownSchemaError, get_spec, validate_bundle, validate_file
 
     if not path.exists():
         _fail(f"{path}: no such file or directory")

@@ -11,7 +11,6 @@ AUC) and ``cohort/contact_sheet.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -20,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_schema import Bundle, Stage
-from data_schema.tables import MASK_FEATURES
+from data_schema import Bundle, BundleError, Stage
 from modelling import phantom
 from modelling.cohort import BnpModel, Cohort, synthesize
 from modelling.config import StudyConfig
@@ -99,13 +97,14 @@ def summary(t: dict[str, pd.DataFrame], *, threshold: float) -> dict:
 
     splits, pairing = t["splits"], t["pairing"]
     out = {"sets": {}}
-    patient_set = splits.drop_duplicates("patient_id").set_index("patient_id")["set"]
-    patients = t["patients"].set_index("patient_id").join(patient_set)
+    patients = t["patients"].set_index("patient_id")
     for name in ("test", "train", "unlabelled"):
         images = splits[splits["set"] == name]
-        pts = patients[patients["set"] == name]
+        # a patient counts in every set holding one of their radiographs (real data: a patient's
+        # unpaired radiographs are unlabelled while the paired ones are in train or test)
+        pts = patients.loc[images["patient_id"].unique()]
         if pts.empty:
-            out["sets"][name] = {"radiographs": 0, "patients": 0}
+            out["sets"][name] = {"radiographs": int(len(images)), "patients": 0}
             continue
         entry = {
             "radiographs": int(len(images)),
@@ -157,8 +156,13 @@ def contact_sheet(images: np.ndarray, bits: np.ndarray | None, *, columns: int =
     return sheet
 
 
-def write_cohort(stage: Stage, config: StudyConfig, *, workers: int | None = None, bnp: BnpModel = BnpModel()) -> dict:
-    """Synthesize, render and write the phantom cohort through `stage`; return the summary."""
+def write_cohort(stage: Stage, config: StudyConfig, *, workers: int | None = None, bnp: BnpModel = BnpModel(),
+                 reuse: bool = True) -> dict:
+    """Synthesize, render and write the phantom cohort through `stage`; return the summary.
+
+    With `reuse`, image and mask shards that an interrupted run of the same config and seed wrote
+    (and whose content still matches the manifest) are kept instead of rendered again.
+    """
     cohort = synthesize(config.cohort, seed=config.seed, bnp=bnp)
     t = tables(cohort, config)
     for name, df in t.items():
@@ -168,8 +172,8 @@ def write_cohort(stage: Stage, config: StudyConfig, *, workers: int | None = Non
     n_shards = -(-n // SHARD_SIZE)
     params = {k: cohort.render[k].to_numpy() for k in phantom.PARAMETERS}
     done = {rel for rel, rec in stage.bundle.files.items()
-            if rec.config_hash == stage.config_hash and rec.seed == stage.seed and (stage.bundle.root / rel).is_file()
-            and (stage.bundle.root / rel).stat().st_size == rec.bytes}
+            if reuse and rec.stage == stage.name and rec.config_hash == stage.config_hash and rec.seed == stage.seed
+            and _intact(stage.bundle, rel)}
     todo = [s for s in range(n_shards) if not {image_path(s), mask_path(s)} <= done]
     for s in set(range(n_shards)) - set(todo):  # already rendered by a run that was stopped
         stage.adopt(image_path(s))
@@ -188,7 +192,7 @@ def write_cohort(stage: Stage, config: StudyConfig, *, workers: int | None = Non
             sample_images, sample_bits = _store(stage, todo, map(_render_shard, jobs), bar)
 
     info = summary(t, threshold=config.cohort.bnp_threshold_ng_l)
-    stage.write_bytes("cohort/summary.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
+    stage.write_json("cohort/summary.json", info)
     if sample_images is None:  # every shard was cached: read the first back for the sheet
         sample_images = np.load(stage.bundle.path(image_path(0)))[:64]
         with np.load(stage.bundle.path(mask_path(0))) as z:
@@ -197,6 +201,14 @@ def write_cohort(stage: Stage, config: StudyConfig, *, workers: int | None = Non
     pick = np.r_[np.flatnonzero(labelled), np.flatnonzero(~labelled)][:16]
     stage.write_image("cohort/contact_sheet.png", contact_sheet(sample_images[pick], sample_bits[pick]))
     return info
+
+
+def _intact(bundle: Bundle, rel: str) -> bool:
+    try:
+        bundle.verify_file(rel)
+    except BundleError:
+        return False
+    return True
 
 
 def _store(stage: Stage, todo, results, bar):
@@ -214,6 +226,6 @@ def _store(stage: Stage, todo, results, bar):
 def build_cohort(config: StudyConfig, out: str | Path, *, workers: int | None = None, force: bool = False) -> Bundle:
     """Run the cohort stage into the bundle at `out` (skipped when already current)."""
     bundle = Bundle(out)
-    bundle.run_stage(STAGE, lambda st: write_cohort(st, config, workers=workers), config=stage_config(config),
-                     seed=config.seed, force=force)
+    bundle.run_stage(STAGE, lambda st: write_cohort(st, config, workers=workers, reuse=not force),
+                     config=stage_config(config), seed=config.seed, force=force)
     return bundle

@@ -40,6 +40,20 @@ class UnknownModelError(KeyError):
         return self.args[0]
 
 
+class UnknownImageError(ValueError):
+    """A radiograph id that the bundle does not hold."""
+
+
+def _check_images(images, bundle) -> None:
+    if not images:
+        return
+    present = set(bundle.read_table("radiographs")["image_id"])
+    unknown = [i for i in images if i not in present]
+    if unknown:
+        raise UnknownImageError(f"radiograph(s) not in {bundle.root}/tables/radiographs.parquet: "
+                                f"{', '.join(unknown[:10])}" + (" ..." if len(unknown) > 10 else ""))
+
+
 def _check_models(model_ids, known, bundle) -> None:
     for m in model_ids:
         if m not in known:
@@ -103,10 +117,7 @@ def write_explanations(stage: Stage, config: StudyConfig, *, model_ids: list[str
     _check_models(model_ids, known, bundle)
     radiographs = bundle.read_table("radiographs")
     position = {image_id: i for i, image_id in enumerate(radiographs["image_id"])}
-    if images:
-        unknown = [i for i in images if i not in position]
-        if unknown:
-            raise KeyError(f"radiograph(s) not in the bundle: {', '.join(unknown[:10])}")
+    _check_images(images, bundle)
     index = bundle.read_table("latents_index").set_index("image_id")
     latents = bundle.read_array(index["latents_path"].iloc[0])
     pixels = load_images(bundle, radiographs)
@@ -199,6 +210,7 @@ def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None 
     known = sorted(bundle.read_table("predictions")["model_id"].unique())
     model_ids = model_ids or [m for m in known if m.startswith("mlp-")]
     _check_models(model_ids, known, bundle)
+    _check_images(images, bundle)  # before the stage opens, so a typo leaves the last run current
     inputs = ["tables/predictions.parquet", "tables/latents_index.parquet", "arrays/latents.npy",
               "checkpoints/decoder.pt", *sorted(f"checkpoints/{m}.pt" for m in model_ids)]
     result: dict = {}

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ import pandas as pd
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_file
 from data_schema.validate import Problem, TableValidationError
-from modelling.cohort_bundle import contact_sheet, summary
+from modelling.cohort_bundle import SHARD_SIZE, STAGE, contact_sheet, image_path, summary
 from modelling.config import StudyConfig
 from modelling.pairing import pair, split_by_patient
 from modelling.progress import progress
@@ -56,8 +55,6 @@ from modelling.progress import progress
 log = logging.getLogger(__name__)
 
 FRONTAL_VIEWS = {"PA", "AP"}
-SHARD_SIZE = 1024
-STAGE = "cohort"
 
 
 class IngestError(TableValidationError):
@@ -206,7 +203,7 @@ def read_picture(path: Path) -> np.ndarray:
     import imageio.v3 as iio
 
     try:
-        image = iio.imread(path)
+        image = iio.imread(path, plugin="pillow")  # PNG and JPEG only; no guessing among plugins
     except Exception as exc:  # imageio raises format-specific errors for corrupt files
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
     if image.ndim == 3:
@@ -215,6 +212,21 @@ def read_picture(path: Path) -> np.ndarray:
 
 
 # ---- tables ----------------------------------------------------------------------------------------
+
+
+def public_reason(reason: str) -> str:
+    """An exclusion reason without the reader's own message, which may quote the file's path.
+
+    ``"not a readable image (FileNotFoundError: [Errno 2] ... '/x/Smith_John/a.png')"`` becomes
+    ``"not a readable image (FileNotFoundError)"``; reasons of our own wording are kept whole.
+    """
+    head, sep, tail = reason.partition(" (")
+    if not sep:
+        return reason
+    kind = tail.split(":", 1)[0].rstrip(")")
+    if kind.isidentifier() and (kind.endswith(("Error", "Exception", "Warning"))):
+        return f"{head} ({kind})"
+    return reason if "/" not in tail and "\\" not in tail else head
 
 
 def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Problem]]:
@@ -274,7 +286,12 @@ def read_bnp(path: Path, known: set[str], pseudo: Pseudonymiser, *, dayfirst: bo
     for i, key in enumerate(df["patient_id"]):
         if key.strip() not in known:
             problems.append(Problem(str(path), i + 1, "patient_id", key, "BNP result for a patient not in the patients file"))
-    values = pd.to_numeric(df["bnp_ng_l"].str.strip().str.lstrip("<>"), errors="coerce")
+    text = df["bnp_ng_l"].str.strip()
+    censored = text.str.match(r"^[<>]")
+    if censored.any():  # "<5" or ">5000": kept at the limit, as labs report them; said aloud
+        log.warning("%s: %d BNP value(s) reported beyond the assay's limit (e.g. %r) are used at the limit",
+                    path, int(censored.sum()), text[censored].iloc[0])
+    values = pd.to_numeric(text.str.lstrip("<>"), errors="coerce")
     for i in np.flatnonzero(~(values > 0)):
         problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
                                 "BNP must be a positive number of ng/L (a zero, text or blank is refused)"))
@@ -285,6 +302,7 @@ def read_bnp(path: Path, known: set[str], pseudo: Pseudonymiser, *, dayfirst: bo
         "bnp_ng_l": values,
         "row": np.arange(len(df)),
     })
+    out.attrs["censored"] = int(censored.sum())
     return out, problems
 
 
@@ -405,7 +423,7 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
                                 zip(radiographs["patient_id"], radiographs["acquired_at"], first)]
     radiographs["projection"] = [it.view for it in keep]
     index = np.arange(len(keep))
-    radiographs["image_path"] = [f"images/radiographs-{s:05d}.npy" for s in index // SHARD_SIZE]
+    radiographs["image_path"] = [image_path(s) for s in index // SHARD_SIZE]
     radiographs["image_index"] = index % SHARD_SIZE
     radiographs["height_px"] = config.image_size
     radiographs["width_px"] = config.image_size
@@ -413,12 +431,13 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
         it.spacing_mm[0] * max(it.pixels.shape) / config.image_size if it.spacing_mm else np.nan for it in keep
     ]
 
-    used = set(radiographs["patient_id"])
+    used = sorted(set(radiographs["patient_id"]))
     first_age = radiographs.groupby("patient_id")["age_years"].min()
+    sex = dict(zip(patients["patient_id"], patients["sex"]))
     patients_out = pd.DataFrame({
-        "patient_id": sorted(used),
-        "sex": [dict(zip(patients["patient_id"], patients["sex"]))[p] for p in sorted(used)],
-        "age_years": [float(first_age[p]) for p in sorted(used)],
+        "patient_id": used,
+        "sex": [sex[p] for p in used],
+        "age_years": [float(first_age[p]) for p in used],
     })
     bnp_out = bnp[bnp["patient_id"].isin(used)].sort_values(["collected_at", "patient_id", "row"], kind="stable")
     bnp_out = pd.DataFrame({
@@ -439,14 +458,14 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
         chunk = keep[s * SHARD_SIZE:(s + 1) * SHARD_SIZE]
         stack = np.stack([np.rint(np.clip(fit_square(it.pixels, config.image_size), 0, 1) * 255).astype(np.uint8)
                           for it in chunk])
-        stage.write_array(f"images/radiographs-{s:05d}.npy", stack)
+        stage.write_array(image_path(s), stack)
         stage.flush()
 
     # File names and folders may carry identifiers: the bundle names excluded files by content hash
     # (find one with sha256sum); the caller gets the paths, to show the user outside the bundle.
     exclusions = pd.DataFrame({
         "file_sha256": [sha256_file(f) if Path(f).is_file() else "" for f, _ in excluded],
-        "reason": [reason for _, reason in excluded],
+        "reason": [public_reason(reason) for _, reason in excluded],
     })
     stage.write_bytes("cohort/exclusions.csv", exclusions.to_csv(index=False, lineterminator="\n").encode())
     tables_written = {"patients": patients_out, "radiographs": radiographs, "splits": splits, "pairing": pairing}
@@ -458,9 +477,10 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
         "patients": int(len(patients_out)),
         "bnp_results": int(len(bnp_out)),
         "paired": int(len(pairing)),
+        "censored_bnp_values": int(bnp.attrs.get("censored", 0)),
     }
-    stage.write_bytes("cohort/summary.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
-    first = stage.bundle.path("images/radiographs-00000.npy")
+    stage.write_json("cohort/summary.json", info)
+    first = stage.bundle.path(image_path(0))
     stage.write_image("cohort/contact_sheet.png", contact_sheet(np.load(first)[:16], None))
     info["excluded_files"] = [{"file": f, "reason": r} for f, r in excluded]  # not written to the bundle
     return info

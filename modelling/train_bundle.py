@@ -90,8 +90,9 @@ def _target(value, met) -> dict:
     return {"value": value, "met": bool(value is not None and met)}
 
 
-def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], None] | None = None) -> dict:
-    bundle = stage.bundle
+def training_images(bundle: Bundle) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """Radiographs, their splits (aligned), all images and the unlabelled mask, after the checks
+    every process runs before training."""
     radiographs = bundle.read_table("radiographs")
     splits = bundle.read_table("splits").set_index("image_id")
     if not (splits["set"] == "unlabelled").any():
@@ -101,12 +102,23 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
         raise ValueError(f"{bundle.root}: {len(missing)} radiograph(s) have no row in the splits table, "
                          f"e.g. {missing.iloc[0]!r}")
     splits = splits.loc[radiographs["image_id"]]
-    pairing = bundle.read_table("pairing").set_index("image_id")
     images = load_images(bundle, radiographs)
-    unlabelled = splits["set"].to_numpy() == "unlabelled"
+    return radiographs, splits, images, splits["set"].to_numpy() == "unlabelled"
+
+
+def data_key(bundle: Bundle) -> dict:
+    """The hashes of the cohort files training reads: work checkpoints are only resumed on the same data."""
+    return {rel: bundle.record(rel).sha256 for rel in stage_inputs(bundle)}
+
+
+def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], None] | None = None) -> dict:
+    bundle = stage.bundle
+    radiographs, splits, images, unlabelled = training_images(bundle)
+    pairing = bundle.read_table("pairing").set_index("image_id")
     work = bundle.root / "work"
-    generator, decoder_stats = train_decoder(images[unlabelled], config, work, stop=stop)
-    encoder, encoder_stats = train_encoder(images[unlabelled], generator, config, work, stop=stop)
+    key = data_key(bundle)
+    generator, decoder_stats = train_decoder(images[unlabelled], config, work, stop=stop, data_key=key)
+    encoder, encoder_stats = train_encoder(images[unlabelled], generator, config, work, stop=stop, data_key=key)
 
     dec_state = checkpoints.payload("decoder", models={"generator": generator}, config=decoder_config(config),
                                     seed=config.seed, step=config.decoder.iterations)
@@ -186,7 +198,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
         "samples": sample_statistics(real, more),
         "auc": aucs, "oracle_auc": oracle, "targets": targets,
     }
-    stage.write_bytes("train/summary.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
+    stage.write_json("train/summary.json", summary)
     return summary
 
 
@@ -205,6 +217,11 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
     if "cohort" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
     rank, world = distributed()
+    if force and rank == 0:  # --force retrains from scratch, not from the last work checkpoint
+        for path in (bundle.root / "work").glob("*.pt"):
+            path.unlink()
+    if world > 1:
+        dist.barrier()
     run = lambda st: write_training(st, config, stop=stop)  # noqa: E731
     if world == 1:
         bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed,
@@ -221,11 +238,9 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
         bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed, inputs=stage_inputs(bundle),
                          force=True)
     else:  # the same collective calls as rank 0's write_training, without writing anything
-        radiographs = bundle.read_table("radiographs")
-        splits = bundle.read_table("splits").set_index("image_id").loc[radiographs["image_id"]]
-        images = load_images(bundle, radiographs)[splits["set"].to_numpy() == "unlabelled"]
-        work = bundle.root / "work"
-        generator, _ = train_decoder(images, config, work, stop=stop)
-        train_encoder(images, generator, config, work, stop=stop)
+        _, _, images, unlabelled = training_images(bundle)
+        work, key = bundle.root / "work", data_key(bundle)
+        generator, _ = train_decoder(images[unlabelled], config, work, stop=stop, data_key=key)
+        train_encoder(images[unlabelled], generator, config, work, stop=stop, data_key=key)
     dist.barrier()
     return bundle

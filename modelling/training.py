@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,19 +134,33 @@ class Interrupted(RuntimeError):
     """Raised by a `stop` hook to simulate a kill in tests."""
 
 
-def _resume(work: Path, kind: str, config_key: dict, seed: int, models: dict, optims: dict) -> int:
+def _resume(work: Path, kind: str, config_key: dict, seed: int, models: dict, optims: dict) -> tuple[int, dict]:
+    """Load the work checkpoint of `kind` when it belongs to this run; return (step, last losses).
+
+    A work checkpoint made with another config, seed or training data is stale: it is ignored (with
+    a warning naming what differs) and training starts from step 0, overwriting it.
+    """
     path = work / f"{kind}.pt"
     if not path.exists():
-        return 0
-    state = checkpoints.load(path, kind=kind, config=config_key)
-    if state["seed"] != seed:
-        raise checkpoints.CheckpointError(f"{path}: made with seed {state['seed']}, this run uses {seed}")
+        return 0, {}
+    try:
+        state = checkpoints.load(path, kind=kind, config=config_key)
+        if state["seed"] != seed:
+            raise checkpoints.CheckpointError(f"{path}: made with seed {state['seed']}, this run uses {seed}")
+    except checkpoints.CheckpointError as exc:
+        warnings.warn(f"ignoring a stale work checkpoint, training {kind} from step 0: {exc}", StaleCheckpointWarning,
+                      stacklevel=3)
+        return 0, {}
     for name, module in models.items():
         module.load_state_dict(state["models"][name])
     for name, opt in optims.items():
         opt.load_state_dict(state["optimizers"][name])
     log.info("resuming %s from step %d (%s)", kind, state["step"], path)
-    return int(state["step"])
+    return int(state["step"]), dict(state["extra"].get("losses", {}))
+
+
+class StaleCheckpointWarning(UserWarning):
+    """A work checkpoint from another config, seed or data set was set aside."""
 
 
 def _sample(images: np.ndarray, rng: np.random.Generator, batch: int, part: slice, device) -> torch.Tensor:
@@ -155,7 +170,7 @@ def _sample(images: np.ndarray, rng: np.random.Generator, batch: int, part: slic
 
 
 def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
-                  stop: Callable[[int], None] | None = None) -> tuple[Generator, dict]:
+                  stop: Callable[[int], None] | None = None, data_key: dict | None = None) -> tuple[Generator, dict]:
     """Train the WGAN-GP generator on `images` (n, size, size) uint8; return it (eval mode) and stats.
 
     Raises
@@ -176,16 +191,16 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(G.parameters(), lr=d.learning_rate, betas=d.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=d.learning_rate, betas=d.betas)
-    key = decoder_config(config)
+    key = decoder_config(config) | {"data": data_key or {}}  # the work checkpoint belongs to this data
     models, optims = {"generator": G, "critic": D}, {"generator": opt_g, "critic": opt_d}
-    start = _resume(work, "decoder", key, seed, models, optims)
+    start, last = _resume(work, "decoder", key, seed, models, optims)
     G.train()
     D.train()
     G_step, D_step = _wrap(G, device), _wrap(D, device)
     critic_score = D_step
     if config.runtime.compile:
         critic_score = torch.compile(D_step)  # not for the penalty: compile has no double backward
-    losses = {"critic": float("nan"), "generator": float("nan"), "wasserstein": float("nan")}
+    losses = last or {"critic": None, "generator": None, "wasserstein": None}
     t0 = time.perf_counter()
     with progress(total=d.iterations, desc="decoder (WGAN-GP)", unit="it", initial=start) as bar:
         for step in range(start, d.iterations):
@@ -217,7 +232,8 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
             bar.update(1)
             if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == d.iterations):
                 checkpoints.save(work / "decoder.pt", checkpoints.payload(
-                    "decoder", models=models, optimizers=optims, config=key, seed=seed, step=step + 1))
+                    "decoder", models=models, optimizers=optims, config=key, seed=seed, step=step + 1,
+                    extra={"losses": losses}))
     G.eval()
     G.cpu()
     seconds = time.perf_counter() - t0
@@ -228,7 +244,7 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
 
 
 def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig, work: Path, *,
-                  stop: Callable[[int], None] | None = None) -> tuple[Encoder, dict]:
+                  stop: Callable[[int], None] | None = None, data_key: dict | None = None) -> tuple[Encoder, dict]:
     """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z."""
     e, d, seed = config.encoder, config.decoder, config.seed
     device = device_for(config)
@@ -241,12 +257,12 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
     for p in generator.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(E.parameters(), lr=e.learning_rate, betas=(0.5, 0.9))
-    key = encoder_config(config)
-    start = _resume(work, "encoder", key, seed, {"encoder": E}, {"encoder": opt})
+    key = encoder_config(config) | {"data": data_key or {}}
+    start, last = _resume(work, "encoder", key, seed, {"encoder": E}, {"encoder": opt})
     E.train()
     E_step = _wrap(E, device)
     mse = nn.MSELoss()
-    loss = torch.tensor(float("nan"))
+    final = last.get("loss")
     t0 = time.perf_counter()
     with progress(total=e.iterations, desc="encoder", unit="it", initial=start) as bar:
         for step in range(start, e.iterations):
@@ -260,6 +276,7 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
                 image_loss = mse(generator(E_step(x)).float(), x)
                 latent_loss = mse(E_step(generator(z)).float(), z)
             loss = e.image_weight * image_loss + e.latent_weight * latent_loss
+            final = loss.item()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -267,13 +284,14 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
             bar.update(1)
             if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == e.iterations):
                 checkpoints.save(work / "encoder.pt", checkpoints.payload(
-                    "encoder", models={"encoder": E}, optimizers={"encoder": opt}, config=key, seed=seed, step=step + 1))
+                    "encoder", models={"encoder": E}, optimizers={"encoder": opt}, config=key, seed=seed, step=step + 1,
+                    extra={"losses": {"loss": final}}))
     E.eval()
     E.cpu()
     generator.cpu()
     seconds = time.perf_counter() - t0
     done = e.iterations - start
-    return E, {"loss": loss.item(), "iterations": e.iterations, "seconds": seconds,
+    return E, {"loss": final, "iterations": e.iterations, "seconds": seconds,
                "images_per_second": done * e.batch_size * 2 / seconds if done else None}
 
 

@@ -240,3 +240,25 @@ def test_a_bundle_object_sees_what_another_one_wrote(tmp_path):
         st.write_table("patients", examples()["patients"].assign(age_years=[1.0, 2.0, 3.0]))
     assert first.read_table("patients")["age_years"].tolist() == [1.0, 2.0, 3.0]
     assert first.stages["cohort"]["seed"] == 9
+
+
+def test_a_rerun_forgets_and_removes_what_the_stage_no_longer_writes(tmp_path):
+    bundle = build(tmp_path)
+    with bundle.stage("cohort", config=CFG, seed=2) as st:
+        st.write_table("patients", examples()["patients"])
+    assert "arrays/latents.npy" not in bundle.files and not (tmp_path / "arrays/latents.npy").exists()
+    assert set(bundle.files) == {"tables/patients.parquet"}
+    assert validate_bundle(tmp_path) == []
+
+
+def test_json_is_strict(tmp_path):
+    bundle = Bundle(tmp_path)
+    with bundle.stage("s", config={}) as st:
+        st.write_json("x.json", {"a": float("nan"), "b": [np.float32(1.5), np.int64(2), np.inf], "c": np.bool_(True)})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.5, 2, None], "c": True}
+
+
+def test_validating_a_missing_directory_does_not_create_it(tmp_path):
+    problems = validate_bundle(tmp_path / "nope")
+    assert len(problems) == 1 and problems[0].message == "not a directory"
+    assert not (tmp_path / "nope").exists()

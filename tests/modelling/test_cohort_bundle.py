@@ -87,3 +87,33 @@ def test_cli_prints_the_table_1_summary(tmp_path):
     assert result.exit_code == 0, result.output
     assert "unlabelled" in result.output and "oracle AUC at 100 ng/L" in result.output
     assert "BNP median (IQR)" in result.output
+
+
+def test_summary_counts_a_patient_in_every_set_they_have_radiographs_in():
+    import pandas as pd
+
+    from modelling.cohort_bundle import summary
+
+    t = {
+        "patients": pd.DataFrame({"patient_id": ["p1", "p2"], "sex": ["F", "M"], "age_years": [70.0, 60.0]}),
+        "splits": pd.DataFrame({"image_id": ["i1", "i2", "i3"], "patient_id": ["p1", "p1", "p2"],
+                                "set": ["unlabelled", "train", "test"]}),
+        "pairing": pd.DataFrame({"image_id": ["i2", "i3"], "result_id": ["r1", "r2"], "hours_apart": [1.0, 2.0],
+                                 "bnp_ng_l": [300.0, 50.0]}),
+    }
+    sets = summary(t, threshold=100.0)["sets"]
+    assert (sets["train"]["radiographs"], sets["train"]["patients"]) == (1, 1)
+    assert (sets["unlabelled"]["radiographs"], sets["unlabelled"]["patients"]) == (1, 1)
+    assert sets["train"]["bnp_median"] == 300.0 and sets["test"]["below_threshold"] == 1
+
+
+def test_a_damaged_shard_is_rendered_again(tmp_path):
+    cfg = load_config("tiny")
+    bundle = build_cohort(cfg, tmp_path, workers=1)
+    shard = tmp_path / "images/radiographs-00000.npy"
+    good = shard.read_bytes()
+    shard.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    # the size is unchanged, so only the hash tells; --force renders it again instead of adopting it
+    build_cohort(cfg, tmp_path, workers=1, force=True)
+    assert shard.read_bytes() == good
+    assert validate_bundle(tmp_path) == []

@@ -29,6 +29,7 @@ def test_gvrs_are_written_and_the_bundle_is_valid(explained):
     gvr = index[index["kind"] == "gvr"]
     assert info["gvrs"] == len(gvr) > 0
     assert (gvr["start_pred_ng_l"] > 100).all()
+    assert gvr["reached"].mean() >= 0.5
     assert (gvr.loc[gvr["reached"], "end_pred_ng_l"] < 100).all()
     for row in gvr.itertuples():
         overlay = bundle.read_image(row.overlay_path)
@@ -52,6 +53,7 @@ def test_inverse_gvrs_reach_each_target(explained):
     inverse = index[index["kind"] == "inverse"]
     assert set(inverse["target_bnp_ng_l"]) == set(cfg.gvr.inverse_targets_ng_l)
     assert (inverse["start_pred_ng_l"] < 100).all()
+    assert inverse.groupby("target_bnp_ng_l")["reached"].mean().ge(0.5).all()
     reached = inverse[inverse["reached"]]
     assert (reached["end_pred_ng_l"] >= reached["target_bnp_ng_l"]).all()
 
@@ -72,3 +74,13 @@ def test_an_unknown_model_is_refused_listing_the_present_ones(explained):
     cfg, bundle, _ = explained
     with pytest.raises(UnknownModelError, match="models present: linear-correct, linear-overfitted, mlp-correct"):
         build_explanations(cfg, bundle.root, model_ids=["cnn-correct"], force=True)
+
+
+def test_a_mistyped_radiograph_is_refused_and_the_last_run_stays_current(explained):
+    from modelling.explain_bundle import UnknownImageError
+
+    cfg, bundle, _ = explained
+    before = bundle.stages["explain"]
+    with pytest.raises(UnknownImageError, match="img9999999"):
+        build_explanations(cfg, bundle.root, images=["img9999999"], force=True)
+    assert bundle.stages["explain"] == before

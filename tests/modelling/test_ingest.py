@@ -282,3 +282,31 @@ def test_cli_ingest_needs_a_salt_and_reports(cohort_files, monkeypatch):
         handle.write("MRN0001,2012-03-05 09:00,0\n")
     bad = CliRunner().invoke(app, args + ["--force"])
     assert bad.exit_code == 1 and "row 4 (line 5), column 'bnp_ng_l'" in bad.output
+
+
+def test_exclusion_reasons_in_the_bundle_never_quote_a_path(tmp_path):
+    import imageio.v3 as iio
+
+    folder = tmp_path / "Smith_John_MRN998877"
+    folder.mkdir()
+    iio.imwrite(folder / "ok.png", (gradient(40, 40) // 16).astype(np.uint8))
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    (tmp_path / "manifest.csv").write_text(
+        "file,patient_id,acquired_at,view\n"
+        "Smith_John_MRN998877/ok.png,P1,2012-03-04 10:00,PA\n"
+        "Smith_John_MRN998877/missing.png,P1,2013-03-04 10:00,PA\n"
+        "Smith_John_MRN998877/broken.png,P1,2014-03-04 10:00,PA\n"
+    )
+    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,<5\n")
+    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
+                        manifest_csv=tmp_path / "manifest.csv")
+    bundle, info = build(tmp_path, src)
+    assert info["excluded"] == 2 and info["censored_bnp_values"] == 1
+    assert any("Smith_John" in item["reason"] or "Smith_John" in item["file"] for item in info["excluded_files"])
+    for path in bundle.root.rglob("*"):
+        assert "Smith" not in str(path) and "998877" not in str(path)
+        if path.is_file() and path.suffix in (".csv", ".json", ".yaml"):
+            assert "Smith" not in path.read_text() and "998877" not in path.read_text(), path
+    reasons = pd.read_csv(bundle.verify_file("cohort/exclusions.csv"))["reason"].tolist()
+    assert "not a readable image (FileNotFoundError)" in reasons

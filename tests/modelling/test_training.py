@@ -69,12 +69,20 @@ def test_other_seed_other_weights_and_global_rng_untouched(setup, tmp_path):
     assert not states_equal(a, b)
 
 
-def test_a_work_checkpoint_from_another_config_is_refused(setup, tmp_path):
+def test_a_stale_work_checkpoint_is_set_aside_not_resumed(setup, tmp_path):
+    from modelling.training import StaleCheckpointWarning
+
     cfg, images = setup
-    train_decoder(images, cfg, tmp_path)
+    fresh_other_config, _ = train_decoder(images, dataclasses.replace(
+        cfg, decoder=dataclasses.replace(cfg.decoder, learning_rate=1e-3)), tmp_path / "fresh")
+    train_decoder(images, cfg, tmp_path / "work")
     other = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, learning_rate=1e-3))
-    with pytest.raises(checkpoints.CheckpointError, match="keys that differ: decoder.learning_rate"):
-        train_decoder(images, other, tmp_path)
+    with pytest.warns(StaleCheckpointWarning, match="keys that differ: decoder.learning_rate"):
+        g, stats = train_decoder(images, other, tmp_path / "work")
+    assert states_equal(g, fresh_other_config) and stats["critic"] is not None
+    # the same config on other images is stale too: a work checkpoint belongs to its data
+    with pytest.warns(StaleCheckpointWarning, match="data"):
+        train_decoder(images[::-1].copy(), other, tmp_path / "work", data_key={"images": "other"})
 
 
 def test_bad_inputs(setup, tmp_path):
