@@ -257,7 +257,8 @@ class GvrIndex(_Strict):
     diseased_path: Series[str] = _path("PNG of the decoded original code.")
     healthy_path: Series[str] = _path("PNG of the decoded moved code.")
     overlay_path: Series[str] = _path("PNG of the signed difference over the original.")
-    movie_path: Series[str] = _path("GIF of the path, if written.", nullable=True)
+    movie_path: Series[str] = _path("GIF of the path, if written (an MP4 of the same frames lies beside it).",
+                                    nullable=True)
 
 
 def _share(mask: str) -> pa.Field:

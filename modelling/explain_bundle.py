@@ -6,7 +6,7 @@ For each predictor, the radiographs it predicts above the threshold on the split
 whatever their prediction, and one already below the threshold is skipped and recorded. Inverse GVRs
 start from radiographs predicted below the threshold and move up to each of
 ``gvr.inverse_targets_ng_l``. Written per GVR under ``gvr/<gvr_id>/``: ``original.png``,
-``diseased.png``, ``healthy.png``, ``overlay.png`` and ``movie.gif``; then ``tables/gvr_index.parquet``
+``diseased.png``, ``healthy.png``, ``overlay.png``, ``movie.gif`` and ``movie.mp4``; then ``tables/gvr_index.parquet``
 and ``gvr/skipped.csv``.
 """
 
@@ -88,14 +88,22 @@ def _frame_text(image: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(pil)
 
 
-def movie(frames: np.ndarray, log_bnp: np.ndarray, reference: np.ndarray, *, threshold: float) -> bytes:
-    """GIF of the path: each frame the overlay of (reference - frame) with its predicted BNP."""
-    import imageio.v3 as iio
-
+def movie_frames(frames: np.ndarray, log_bnp: np.ndarray, reference: np.ndarray, *, threshold: float) -> np.ndarray:
+    """The movie's frames: the overlay of (reference - frame) with its predicted BNP, there and back."""
     shown = [_frame_text(overlay(reference, reference, f, threshold=threshold, legend=False),
                          f"BNP {np.exp(b):.0f} ng/L") for f, b in zip(frames, log_bnp)]
-    shown = shown + shown[::-1]  # there and back, for a loop
-    return iio.imwrite("<bytes>", np.stack(shown), extension=".gif", duration=150, loop=0)
+    return np.stack(shown + shown[::-1])
+
+
+def movie(frames: np.ndarray, *, kind: str) -> bytes:
+    """Encode RGB frames as an animated GIF (``kind="gif"``) or an H.264 MP4 (``kind="mp4"``)."""
+    import imageio.v3 as iio
+
+    if kind == "gif":
+        return iio.imwrite("<bytes>", frames, extension=".gif", duration=150, loop=0)
+    if kind == "mp4":  # imageio-ffmpeg's wheel carries the ffmpeg binary
+        return iio.imwrite("<bytes>", frames, extension=".mp4", fps=6, codec="libx264", macro_block_size=16)
+    raise ValueError(f"kind must be 'gif' or 'mp4'; got {kind!r}")
 
 
 def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold: float, n: int, seed: int) -> list[str]:
@@ -150,8 +158,9 @@ def write_explanations(stage: Stage, config: StudyConfig, *, model_ids: list[str
             stage.write_image(f"{base}/diseased.png", diseased[k])
             stage.write_image(f"{base}/healthy.png", healthy[k])
             stage.write_image(f"{base}/overlay.png", overlay(original[k], diseased[k], healthy[k], threshold=g.difference_threshold))
-            stage.write_bytes(f"{base}/movie.gif", movie(frame_images[:, k], frame_bnp[:, k], diseased[k],
-                                                          threshold=g.difference_threshold))
+            frames = movie_frames(frame_images[:, k], frame_bnp[:, k], diseased[k], threshold=g.difference_threshold)
+            stage.write_bytes(f"{base}/movie.gif", movie(frames, kind="gif"))
+            stage.write_bytes(f"{base}/movie.mp4", movie(frames, kind="mp4"))
             rows.append({
                 "gvr_id": gvr_id, "image_id": image_id, "model_id": model_id,
                 "regime": model_id.split("-", 1)[1], "kind": kind, "target_bnp_ng_l": float(target),

@@ -36,6 +36,8 @@ def test_gvrs_are_written_and_the_bundle_is_valid(explained):
         assert overlay.shape == (cfg.image_size, cfg.image_size, 3)
         assert bundle.read_image(row.original_path).shape == (cfg.image_size, cfg.image_size)
         assert bundle.verify_file(row.movie_path).read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+        mp4 = bundle.verify_file(row.movie_path.replace(".gif", ".mp4")).read_bytes()
+        assert mp4[4:8] == b"ftyp"
 
 
 def test_selection_follows_the_regime(explained):
