@@ -305,11 +305,14 @@ def explain(
     from modelling.config import ConfigError, load_config
     from modelling.explain_bundle import UnknownModelError, build_explanations
 
+    rank = _init_distributed()  # under torchrun the radiographs are shared out between processes
     try:
         cfg = load_config(config)
         built, info = build_explanations(cfg, bundle, model_ids=model or None, images=images or None, force=force)
     except (ConfigError, ValueError, UnknownModelError) as exc:
         _fail(str(exc))
+    if rank != 0:
+        return
     index = built.read_table("gvr_index")
     gvr = index[index["kind"] == "gvr"]
     for model_id, rows in gvr.groupby("model_id"):

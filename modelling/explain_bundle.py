@@ -116,9 +116,59 @@ def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold:
     return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
 
 
-def write_explanations(stage: Stage, config: StudyConfig, *, model_ids: list[str] | None = None,
-                       images: list[str] | None = None, inverse_per_model: int = 4) -> dict:
-    bundle = stage.bundle
+def move_sharded(start: np.ndarray, *args, **kwargs):
+    """:func:`modelling.gvr.move` with the codes split across torchrun's processes and gathered.
+
+    Each code's path depends only on itself (the batch's codes do not interact), so the result equals
+    one process moving them all.
+    """
+    import torch.distributed as dist
+
+    from modelling.gvr import Path
+    from modelling.training import distributed
+
+    rank, world = distributed()
+    if world == 1:
+        return move(start, *args, **kwargs)
+    target = kwargs.get("target_log_bnp")
+    mine = np.arange(len(start))[rank::world]
+    if np.ndim(target):
+        kwargs["target_log_bnp"] = np.asarray(target)[mine]
+    local = move(start[mine], *args, **kwargs) if len(mine) else None
+    parts = [None] * world
+    dist.all_gather_object(parts, (mine, local))
+    n = len(start)
+    out = {name: None for name in ("start", "end", "start_log_bnp", "end_log_bnp", "steps", "reached")}
+    frames = None
+    for idx, path in parts:
+        if path is None:
+            continue
+        for name in out:
+            value = getattr(path, name)
+            if out[name] is None:
+                out[name] = np.zeros((n, *value.shape[1:]), value.dtype)
+            out[name][idx] = value
+        # each process keeps its own evenly spaced frames; pad shorter paths with their last frame
+        frames = _merge_frames(frames, path.frames, idx, n)
+    return Path(frames=frames, **out)
+
+
+def _merge_frames(frames, part, idx, n):
+    if frames is None:
+        frames = np.zeros((part.shape[0], n, part.shape[2]), part.dtype)
+    if part.shape[0] > frames.shape[0]:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], part.shape[0] - frames.shape[0], axis=0)])
+    if part.shape[0] < frames.shape[0]:
+        part = np.concatenate([part, np.repeat(part[-1:], frames.shape[0] - part.shape[0], axis=0)])
+    frames[:, idx] = part
+    return frames
+
+
+def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bundle | None = None,
+                       model_ids: list[str] | None = None, images: list[str] | None = None,
+                       inverse_per_model: int = 4) -> dict:
+    """Explain and write through `stage`; with ``stage=None`` (another torchrun rank) only move codes."""
+    bundle = stage.bundle if stage is not None else bundle
     predictions = bundle.read_table("predictions")
     known = sorted(predictions["model_id"].unique())
     model_ids = model_ids or [m for m in known if m.startswith("mlp-")]
@@ -143,9 +193,11 @@ def write_explanations(stage: Stage, config: StudyConfig, *, model_ids: list[str
         bad = [i for i, z in zip(image_ids, z0) if not np.all(np.isfinite(z))]
         if bad:
             raise ValueError(f"latent codes with NaN or infinite values for radiograph(s) {', '.join(bad)}")
-        path = move(z0, decoder, predictor, target_log_bnp=np.log(target), direction="down" if kind == "gvr" else "up",
-                    step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                    frames=g.movie_frames)
+        path = move_sharded(z0, decoder, predictor, target_log_bnp=np.log(target),
+                            direction="down" if kind == "gvr" else "up", step_size=g.step_size,
+                            max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=g.movie_frames)
+        if stage is None:  # another rank under torchrun: it moved its share; rank 0 writes
+            return
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         with torch.no_grad():
             frame_bnp = np.stack([predictor(torch.from_numpy(f)).numpy() for f in path.frames])
@@ -193,6 +245,8 @@ def write_explanations(stage: Stage, config: StudyConfig, *, model_ids: list[str
             low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model, seed=config.seed)
             for target in g.inverse_targets_ng_l:
                 run(model_id, predictor, low, "inverse", target)
+    if stage is None:
+        return {}
     index_table = pd.DataFrame(rows, columns=["gvr_id", "image_id", "model_id", "regime", "kind", "target_bnp_ng_l",
                                               "start_pred_ng_l", "end_pred_ng_l", "steps", "reached",
                                               "latent_distance", "image_distance", "original_path", "diseased_path",
@@ -223,6 +277,23 @@ def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None 
     inputs = ["tables/predictions.parquet", "tables/latents_index.parquet", "arrays/latents.npy",
               "checkpoints/decoder.pt", *sorted(f"checkpoints/{m}.pt" for m in model_ids)]
     result: dict = {}
-    bundle.run_stage(STAGE, lambda st: result.update(write_explanations(st, config, model_ids=model_ids, images=images)),
-                     config=stage_config(config, model_ids, images), seed=config.seed, inputs=inputs, force=force)
+    run = lambda st: result.update(write_explanations(st, config, model_ids=model_ids, images=images))  # noqa: E731
+    key = stage_config(config, model_ids, images)
+    from modelling.training import distributed
+
+    rank, world = distributed()
+    if world == 1:
+        bundle.run_stage(STAGE, run, config=key, seed=config.seed, inputs=inputs, force=force)
+        return bundle, result or None
+    import torch.distributed as dist
+
+    todo = torch.tensor([int(rank == 0 and (force or not bundle.is_current(STAGE, config=key, seed=config.seed,
+                                                                          inputs=inputs)))])
+    dist.broadcast(todo, 0)
+    if todo.item():
+        if rank == 0:
+            bundle.run_stage(STAGE, run, config=key, seed=config.seed, inputs=inputs, force=True)
+        else:
+            write_explanations(None, config, bundle=bundle, model_ids=model_ids, images=images)
+    dist.barrier()
     return bundle, result or None

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from modelling.cohort_bundle import build_cohort
@@ -47,3 +48,28 @@ def test_two_gloo_processes_match_one(tmp_path, clean_env):
     moved = max((weights(two, "decoder", "generator")[k] - init[k]).abs().max().item()
                 for k in init if init[k].dtype.is_floating_point)
     assert moved > 1e-3
+
+
+def test_gvrs_shared_out_between_two_processes_match_one(tmp_path, clean_env):
+    from data_schema import Bundle
+    from modelling.explain_bundle import build_explanations
+
+    cfg = load_config("tiny")
+    one, two = tmp_path / "one", tmp_path / "two"
+    build_cohort(cfg, one, workers=1)
+    build_training(cfg, one)
+    shutil.copytree(one, two)
+    build_explanations(cfg, one)
+    result = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "gvr"), "explain",
+         "--config", "tiny", "--bundle", str(two)],
+        capture_output=True, text=True, timeout=600, env=clean_env | {"OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    a = Bundle(one).read_table("gvr_index").set_index("gvr_id")
+    b = Bundle(two).read_table("gvr_index").set_index("gvr_id")
+    assert a.index.tolist() == b.index.tolist() and len(a) > 3
+    for column in ("steps", "reached"):
+        assert (a[column] == b[column]).all(), column
+    for column in ("start_pred_ng_l", "end_pred_ng_l", "latent_distance"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-5, err_msg=column)
