@@ -187,8 +187,9 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         if not image_ids:
             return
         original = pixels[[position[i] for i in image_ids]]
-        if not np.isfinite(original.astype(np.float64)).all():
-            raise ValueError("radiographs with NaN pixels")
+        bad_pixels = [i for i, im in zip(image_ids, original) if not np.isfinite(im.astype(np.float64)).all()]
+        if bad_pixels:
+            raise ValueError(f"radiograph(s) with NaN or infinite pixels: {', '.join(bad_pixels)}")
         z0 = latents[index.loc[image_ids, "row"].to_numpy()]
         bad = [i for i, z in zip(image_ids, z0) if not np.all(np.isfinite(z))]
         if bad:

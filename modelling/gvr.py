@@ -94,17 +94,18 @@ def move(
     predictor.eval()
     for p in list(decoder.parameters()) + list(predictor.parameters()):
         p.requires_grad_(False)
-    z0 = torch.as_tensor(start, dtype=torch.float32)
+    device = next(iter(decoder.parameters()), torch.empty(0)).device  # moves run where the decoder lives
+    z0 = torch.as_tensor(start, dtype=torch.float32, device=device)
     n = z0.shape[0]
-    target = torch.as_tensor(np.broadcast_to(np.asarray(target_log_bnp, dtype=np.float32), (n,)).copy())
+    target = torch.as_tensor(np.broadcast_to(np.asarray(target_log_bnp, dtype=np.float32), (n,)).copy(), device=device)
     sign = 1.0 if direction == "down" else -1.0
     with torch.no_grad():
         reference = decoder(z0)
         first = predictor(z0)
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=step_size)
-    steps = torch.zeros(n, dtype=torch.long)
-    history = [z0.numpy().copy()]
+    steps = torch.zeros(n, dtype=torch.long, device=device)
+    history = [z0.cpu().numpy().copy()]
 
     def done(pred):
         return _done(pred, target, direction)
@@ -128,17 +129,17 @@ def move(
             if crossed.any():  # land just past the target instead of a whole step beyond it
                 z[crossed] = _bisect(before[crossed], z[crossed], predictor, target[crossed], direction)
             active &= ~crossed
-        history.append(z.detach().numpy().copy())
+        history.append(z.detach().cpu().numpy().copy())
     with torch.no_grad():
         end_pred = predictor(z)
     keep = np.unique(np.linspace(0, len(history) - 1, max(2, frames)).round().astype(int))
     return Path(
         start=start.astype(np.float32),
-        end=z.detach().numpy().copy(),
-        start_log_bnp=first.numpy().astype(np.float64),
-        end_log_bnp=end_pred.numpy().astype(np.float64),
-        steps=steps.numpy(),
-        reached=done(end_pred).numpy(),
+        end=z.detach().cpu().numpy().copy(),
+        start_log_bnp=first.cpu().numpy().astype(np.float64),
+        end_log_bnp=end_pred.cpu().numpy().astype(np.float64),
+        steps=steps.cpu().numpy(),
+        reached=done(end_pred).cpu().numpy(),
         frames=np.stack([history[i] for i in keep]),
     )
 
@@ -150,8 +151,8 @@ def _done(pred: torch.Tensor, target: torch.Tensor, direction: str) -> torch.Ten
 def _bisect(inside: torch.Tensor, outside: torch.Tensor, predictor, target, direction: str, iterations: int = 12):
     """The point of each segment inside -> outside nearest `inside` that reaches the target
     (to 2**-12 of the step)."""
-    lo = torch.zeros(inside.shape[0], 1)
-    hi = torch.ones(inside.shape[0], 1)
+    lo = torch.zeros(inside.shape[0], 1, device=inside.device)
+    hi = torch.ones(inside.shape[0], 1, device=inside.device)
     for _ in range(iterations):
         mid = (lo + hi) / 2
         ok = _done(predictor(inside + mid * (outside - inside)), target, direction)
