@@ -202,8 +202,8 @@ class Bundle:
         for rel in done["outputs"]:
             rec = self._manifest["files"].get(rel)
             full = self.root / rel
-            if rec is None or not full.is_file() or full.stat().st_size != rec["bytes"]:
-                return False
+            if rec is None or rec["stage"] != name or not full.is_file() or full.stat().st_size != rec["bytes"]:
+                return False  # gone, damaged in size, or since overwritten by another stage
         return True
 
     def _input_hashes(self, inputs: Iterable[str]) -> dict[str, str]:

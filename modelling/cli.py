@@ -25,7 +25,8 @@ app.add_typer(schema_app, name="schema")
 cohort_app = typer.Typer(help="The cohort: the synthetic phantom (default) or real data.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(cohort_app, name="cohort")
-readers_app = typer.Typer(help="The reader study (simulated readers on the phantom).", no_args_is_help=True)
+readers_app = typer.Typer(help="The reader study: blinded packets, the reading page, unblinding, simulated readers.",
+                          no_args_is_help=True)
 app.add_typer(readers_app, name="readers")
 
 
@@ -427,10 +428,40 @@ def reproduce(
         _fail(str(exc))
     _set_threads(cfg)
     try:
-        run(cfg, out, workers=workers)
+        bundle = run(cfg, out, workers=workers)
     except PendingStagesError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3)
+    typer.echo(f"study bundle: {bundle.root}")
+    for page in sorted((bundle.root / "report").glob("*.html")):
+        typer.echo(f"manuscript: {page}")
+
+
+@app.command()
+def report(
+    bundle: Path = typer.Argument(..., help="The study bundle."),
+    out: Optional[Path] = typer.Option(None, help="Write the HTML here instead of into the bundle's report/ stage."),
+    force: bool = typer.Option(False, help="Render even when the bundle is unchanged since the last render."),
+) -> None:
+    """Render the manuscript (reports/*.py) to self-contained HTML.
+
+    With Quarto on PATH, run `quarto render reports/` with GVR_BUNDLE set instead for Quarto's output.
+    """
+    from modelling.pipeline import build_report
+    from modelling.report import BundleMissingError, ReportRenderError, render_reports
+
+    if not (bundle / "manifest.json").exists():
+        _fail(f"{bundle}: not a study bundle (no manifest.json); run `make reproduce` first")
+    try:
+        if out is not None:
+            pages = render_reports(bundle, out)
+        else:
+            built = build_report(bundle, force=force)
+            pages = sorted((built.root / "report").glob("*.html"))
+    except (BundleMissingError, ReportRenderError) as exc:
+        _fail(str(exc), code=1)
+    for page in pages:
+        typer.echo(f"manuscript: {page}")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m modelling.cli`
@@ -439,3 +470,12 @@ def main() -> None:  # pragma: no cover - console entry for `python -m modelling
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _register_subcommands() -> None:
+    from modelling.cli_readers import register
+
+    register(readers_app)
+
+
+_register_subcommands()

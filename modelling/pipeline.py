@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from data_schema import Bundle
+from data_schema.io import sha256_file
 from analysis.analyse import analyse_bundle
 from modelling.baselines_bundle import build_baselines
 from modelling.cohort_bundle import build_cohort
@@ -25,13 +26,25 @@ from modelling.train_bundle import build_training
 log = logging.getLogger(__name__)
 
 #: Stages of DESIGN.md's data flow that do not exist yet, with the issue that builds each.
-PENDING = {
-    "report": "issue 8 (Quarto manuscript)",
-}
-
+PENDING: dict[str, str] = {}
 
 class PendingStagesError(RuntimeError):
     """The main job ran every stage that exists, but some stages are not built yet."""
+
+
+def build_report(root: str | Path, *, force: bool = False) -> Bundle:
+    """Render the manuscript (reports/*.py) into ``<bundle>/report/*.html`` as the stage "report".
+
+    Its inputs are every file the other stages recorded, so any change to the bundle re-renders it.
+    """
+    from modelling.report import report_scripts, write_report
+
+    bundle = Bundle(root)
+    inputs = sorted(rel for rel, rec in bundle.files.items() if rec.stage != "report")
+    scripts = report_scripts()
+    key = {"scripts": {p.name: sha256_file(p) for p in scripts}}  # editing a chapter re-renders
+    bundle.run_stage("report", lambda st: write_report(st, scripts=scripts), config=key, inputs=inputs, force=force)
+    return bundle
 
 
 def write_config(stage, config: StudyConfig) -> None:
@@ -55,6 +68,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     build_baselines(config, bundle.root)
     build_simulated_readers(config, bundle.root)
     analyse_bundle(bundle.root)
+    build_report(bundle.root)
     if PENDING:
         lines = "\n".join(f"  - {name}: {where}" for name, where in PENDING.items())
         raise PendingStagesError(

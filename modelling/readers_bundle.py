@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from data_schema import Bundle
 from modelling.config import StudyConfig
 from modelling.simulated_readers import DEFAULT_READERS, simulate
 
 STAGE = "readers"
+log = logging.getLogger(__name__)
 
 
 def build_simulated_readers(config: StudyConfig, out, *, force: bool = False) -> Bundle:
@@ -20,6 +22,11 @@ def build_simulated_readers(config: StudyConfig, out, *, force: bool = False) ->
         When the bundle has no faithfulness table (real data have no masks: use human readers).
     """
     bundle = Bundle(out)
+    human = bundle.files.get("tables/reader_assessments.parquet")
+    if human is not None and human.stage != STAGE and not force:
+        log.warning("%s: reader assessments from stage %r are kept; simulated readers are not run over them "
+                    "(force=True replaces them)", bundle.root, human.stage)
+        return bundle
     if "tables/faithfulness.parquet" not in bundle.files:
         raise ValueError(f"{bundle.root}: no faithfulness table; simulated readers need the phantom's masks "
                          "(run `gvr baselines` on a phantom bundle)")

@@ -11,7 +11,8 @@ cd "$here"
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 # lme4, lmerTest, emmeans: pymer4 0.8.2. pROC, psych: the R oracles that produced the tests' reference values.
-R_PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans r-cran-proc r-cran-psych)
+# chromium, chromium-driver: the reading page's test in a real browser (Selenium drives Debian's build).
+DEB_PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans r-cran-proc r-cran-psych chromium chromium-driver)
 stamp="$VENV/.setup-stamp"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -19,27 +20,27 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---- 1. R from Debian ---------------------------------------------------------------------
 missing=()
-for pkg in "${R_PACKAGES[@]}"; do
+for pkg in "${DEB_PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$pkg")
   fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
-    die "apt-get is not available. Install R 4.x with the R packages lme4, lmerTest and emmeans
-       (Debian/Ubuntu: apt-get install ${R_PACKAGES[*]}), then rerun."
+    die "apt-get is not available. Install R 4.x with the R packages lme4, lmerTest, emmeans, pROC and psych, and Chromium with its driver
+       (Debian/Ubuntu: apt-get install ${DEB_PACKAGES[*]}), then rerun."
   fi
   if [ "$(id -u)" -ne 0 ]; then
     die "missing Debian packages: ${missing[*]}. Not running as root, so they cannot be installed here.
        Ask an administrator to run:  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}
        then rerun this command."
   fi
-  say "installing ${missing[*]} from Debian (about 15 s)"
+  say "installing ${missing[*]} from Debian (about 1 minute)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-command -v Rscript >/dev/null 2>&1 || die "Rscript is not on PATH after installing ${R_PACKAGES[*]}."
+command -v Rscript >/dev/null 2>&1 || die "Rscript is not on PATH after installing ${DEB_PACKAGES[*]}."
 
 # ---- 2. Python virtual environment -------------------------------------------------------
 "$PYTHON" - <<'PY' || die "Python 3.11 or newer is required (found $("$PYTHON" --version 2>&1)). Set PYTHON=/path/to/python3.11."

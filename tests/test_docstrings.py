@@ -9,7 +9,7 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ["data_schema", "data_schema.bundle", "modelling.config"]
+MODULES = ["data_schema", "data_schema.bundle", "modelling.config", "modelling.packets"]
 
 
 @pytest.mark.parametrize("name", MODULES)

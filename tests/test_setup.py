@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "scripts" / "setup.sh"
-R_PACKAGES = "r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans r-cran-proc r-cran-psych"
+R_PACKAGES = "r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans r-cran-proc r-cran-psych chromium chromium-driver"
 
 
 def fake_path(tmp_path, *, apt: bool, uid: int) -> str:

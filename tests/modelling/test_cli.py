@@ -108,15 +108,16 @@ def test_config_show_names_a_bad_key(tmp_path):
     assert result.exit_code == 2 and "encoder.iteration: unknown key (did you mean 'iterations'?)" in result.output
 
 
-def test_reproduce_builds_what_exists_and_refuses_to_report_success_while_stages_are_pending(tmp_path):
+def test_reproduce_builds_the_whole_study_and_says_where_the_manuscript_is(tmp_path):
     result = runner.invoke(app, ["reproduce", "--config", "tiny", "--out", str(tmp_path / "study")])
-    assert result.exit_code == 3
-    assert "not built yet" in result.output and "report" in result.output
+    assert result.exit_code == 0, result.output
     assert yaml.safe_load((tmp_path / "study/config.yaml").read_text())["profile"] == "tiny"
     stages = Bundle(tmp_path / "study").stages
-    assert {"config", "cohort", "train", "explain", "baselines", "readers", "analyse"} <= set(stages)
+    assert {"config", "cohort", "train", "explain", "baselines", "readers", "analyse", "report"} <= set(stages)
     assert (tmp_path / "study/analysis/table2.html").is_file()
-    assert (tmp_path / "study/analysis/table1.html").is_file()
+    assert f"manuscript: {tmp_path / 'study/report/index.html'}" in result.output
+    again = runner.invoke(app, ["report", str(tmp_path / "study")])
+    assert again.exit_code == 0 and "index.html" in again.output
 
 
 def test_train_command_prints_aucs_and_targets(tmp_path):

@@ -1,0 +1,142 @@
+# %% [markdown]
+# ---
+# title: "Chest radiographs in congestive heart failure: visualizing neural network learning (reproduction)"
+# ---
+
+# %% [markdown]
+# This is a reproduction of Seah et al., *Radiology* 2019;290:514-522 (doi:10.1148/radiol.2018180887),
+# on a synthetic phantom cohort. Every number below is computed from the study bundle when this page
+# renders; where the paper's own values are shown, they are quoted as the paper prints them.
+#
+# The bundle is `$GVR_BUNDLE`, else `study/` at the repository root (`make reproduce` builds it;
+# a report never builds it itself, because the default study takes 12 minutes or more).
+# The tables and figures are in *Tables and figures*; checks the paper could not make are in
+# *Beyond the paper*.
+
+# %%
+#| echo: false
+import numpy as np
+import pandas as pd
+from IPython.display import HTML, Markdown, display
+
+from analysis.errors import UndefinedStatisticError
+from analysis.roc import auc
+from analysis.table2 import FEATURE_LABELS
+from modelling.report import fmt_ci, fmt_p, open_bundle, read_json
+
+bundle = open_bundle()
+cohort = read_json(bundle, "cohort/summary.json")
+predictions = bundle.read_table("predictions")
+assessments = bundle.read_table("reader_assessments")
+THRESHOLD = float(cohort["threshold_ng_l"])
+display(Markdown(f"Bundle: `{bundle.root}`; BNP cutoff for congestive heart failure (CHF): "
+                 f"{THRESHOLD:g} ng/L."))
+
+# %% [markdown]
+# ## Study sample
+#
+# The paper: "data in 4185 (80%) of 5232 patients used for training and data in 1047 (20%) of 5232
+# [patients] used for testing"; the unlabelled radiographs trained the generative model.
+
+# %%
+#| echo: false
+sets = cohort["sets"]
+labelled = sets["train"]["patients"] + sets["test"]["patients"]
+display(Markdown(
+    f"Here the labelled data set holds {labelled:,} patients: {sets['train']['patients']:,} "
+    f"({100 * sets['train']['patients'] / labelled:.0f}%) for training, with "
+    f"{sets['train']['radiographs']:,} radiographs, and {sets['test']['patients']:,} "
+    f"({100 * sets['test']['patients'] / labelled:.0f}%) for testing, with {sets['test']['radiographs']:,} "
+    f"radiographs. The unlabelled data set holds {sets['unlabelled']['radiographs']:,} radiographs of "
+    f"{sets['unlabelled']['patients']:,} patients."))
+
+# %% [markdown]
+# ## Prediction of BNP
+#
+# The paper: "the correctly trained model obtained a good AUC of 0.82 (Fig 2). The linear regression
+# model applied to the latent space achieved the same AUC of 0.82. The overfitted model achieved an
+# AUC of 0.99 because it memorized each radiograph during training. When tested on the previously
+# unseen validation set, the overfitted model subsequently achieved an AUC of 0.75".
+
+# %%
+#| echo: false
+ROLE_LABELS = {"test": "test set", "train": "own training data", "validation": "withheld validation set"}
+rows, aucs = [], {}
+for (model_id, role), group in predictions.groupby(["model_id", "role"], sort=True):
+    y = group["bnp_true_ng_l"].to_numpy(float) >= THRESHOLD
+    row = {"Model": model_id, "Predictor": group["predictor"].iloc[0], "Regime": group["regime"].iloc[0],
+           "Radiographs": ROLE_LABELS.get(role, role), "Cases": int(y.sum()), "Controls": int((~y).sum())}
+    try:
+        result = auc(y, group["bnp_pred_ng_l"].to_numpy(float), ci="delong")
+    except UndefinedStatisticError as exc:
+        row["AUC (95% DeLong CI)"] = f"not defined: {exc}"
+        aucs[(model_id, role)] = None
+    else:
+        row["AUC (95% DeLong CI)"] = fmt_ci(result)
+        aucs[(model_id, role)] = result
+    rows.append(row)
+auc_table = pd.DataFrame(rows)
+
+
+def said(model_id: str, role: str) -> str:
+    result = aucs.get((model_id, role))
+    if result is None:
+        return "not defined" if (model_id, role) in aucs else "not available"
+    return fmt_ci(result)
+
+
+display(Markdown(
+    f"At a cutoff BNP of {THRESHOLD:g} ng/L, the correctly trained multilayer perceptron achieved an AUC of "
+    f"{said('mlp-correct', 'test')} on the test set; the linear regression model on the latent space "
+    f"achieved {said('linear-correct', 'test')}. The overfitted model achieved "
+    f"{said('mlp-overfitted', 'train')} on its own training data and {said('mlp-overfitted', 'validation')} "
+    f"on the withheld validation set (@tbl-auc)."))
+
+# %%
+#| label: tbl-auc
+#| tbl-cap: "Area under the ROC curve of every predictor, by the radiographs it was evaluated on."
+display(HTML(auc_table.to_html(index=False, escape=True)))
+
+# %% [markdown]
+# ## Blinded assessment of the GVRs
+#
+# The paper: "There was a higher frequency of cardiomegaly (153 [76.5%] of 200 vs 64 [32%] of 200;
+# P < .001) and pleural effusion (47 [23.5%] of 200 vs 16 [8%] of 200; P = .003), highlighted by the
+# correctly trained model compared with the overfitted model. [...] airspace opacity [...] (35 [17.5%]
+# of 200 vs 12 [6%] of 200; P = .38). Overall, 127 (63.5%) of 200 GVRs from the overfitted model failed
+# to highlight any features of CHF, compared with 40 (20%) of 200 for the correctly trained model
+# (P < .001)." The P values are from mixed-effects logistic regression.
+
+# %%
+#| echo: false
+from analysis.table2 import table2
+
+t2 = table2(assessments, mixed_models=False)
+pooled = t2.pooled.set_index(["regime", "feature"])
+mixed_path = "analysis/table2_mixed.csv"
+analyse = bundle.stages.get("analyse", {})
+assessed = bundle.record("tables/reader_assessments.parquet").sha256
+if analyse.get("inputs", {}).get("tables/reader_assessments.parquet") != assessed:
+    raise RuntimeError(f"{bundle.root / mixed_path} is missing or older than the reader assessments; "
+                       "rerun the analysis stage (`gvr reproduce` or `gvr analyse`)")
+mixed = pd.read_csv(bundle.verify_file(mixed_path)).set_index("feature")
+readers = sorted(assessments["reader"].unique())
+
+
+def count(regime: str, feature: str) -> str:
+    r = pooled.loc[(regime, feature)]
+    return f"{int(r['n_present'])} [{100 * r['proportion']:.1f}%] of {int(r['n_total'])}"
+
+
+sentences = []
+for feature in pooled.index.get_level_values("feature").unique():
+    p = mixed["p_value"].get(feature, np.nan)
+    ptext = f"P {fmt_p(p)}" if np.isfinite(p) else "P not estimable"
+    sentences.append(f"{FEATURE_LABELS.get(feature, feature).lower()}: {count('correct', feature)} vs "
+                     f"{count('overfitted', feature)} ({ptext})")
+display(Markdown(
+    f"{assessments['gvr_id'].nunique()} GVRs were read by {len(readers)} readers "
+    f"({', '.join(readers)}) in {assessments['round'].nunique()} readings. Features highlighted by GVRs "
+    f"of the correctly trained versus the overfitted model, pooled over readers and readings: "
+    + "; ".join(sentences) + ". The P values are the Wald tests of the model term in mixed-effects "
+    "logistic regression (Table 2)."))
