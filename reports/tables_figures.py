@@ -95,7 +95,7 @@ except ValueError as exc:  # one class among the test rows, or no correct-regime
     display(Markdown(f"Figure 2 cannot be drawn from this bundle: {exc}"))
 else:
     fig2 = f2.figure
-    display(Markdown(f"{f2.caption}\n\nAlt text: {f2.alt_text}"))
+    display(Markdown(f2.caption))  # the computed caption, with this bundle's AUC; the alt text is the figure's own
 
 # %%
 #| label: fig-figure2
