@@ -3,8 +3,9 @@
 The paper tested "the null hypothesis that the frequency of highlighted features was independent of
 the model (correctly trained or overfitted) from which the GVR originated, taking into account fixed
 effects from different readers and patients" with R's lme4. This module fits the same models with
-lme4's ``glmer`` (Laplace approximation, maximum likelihood) through pymer4, and writes a plain R
-script that refits them without Python.
+lme4's ``glmer`` (Laplace approximation, maximum likelihood) in the R session rpy2 embeds, or through
+pymer4 (``engine="pymer4"``, same numbers, slower), and writes a plain R script that refits them
+without Python.
 
 - :func:`glmer` fits any lme4 formula and returns a :class:`GlmerResult`.
 - :func:`likelihood_ratio_test` compares a model with the model that drops one fixed term, as R's
@@ -70,6 +71,7 @@ from analysis.errors import UndefinedStatisticError
 __all__ = [
     "ASSESSMENT_COLUMNS",
     "DEFAULT_FORMULA",
+    "ENGINES",
     "REGIME_LEVELS",
     "ConstantResponseError",
     "FeatureTermError",
@@ -93,6 +95,9 @@ ASSESSMENT_COLUMNS = ("reader", "round", "gvr_id", "regime", "patient_id", "feat
 #: Wald interval multiplier, qnorm(0.975).
 _Z975 = float(stats.norm.ppf(0.975))
 _FAMILIES = ("binomial",)
+#: Ways to reach lme4: one R call through rpy2 (the default), or pymer4's ``Lmer`` (slower: its
+#: ``fit`` also computes intervals, random effects, fitted values and residuals on every call).
+ENGINES: tuple[str, str] = ("rpy2", "pymer4")
 _SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
 _FIXED_COLUMNS = ["term", "estimate", "se", "z", "p_value", "odds_ratio", "or_ci_low", "or_ci_high"]
 _RESULT_COLUMNS = [
@@ -299,6 +304,30 @@ class RScriptFiles:
 
 _R_HELPERS = r"""
 list(
+  fit = function(formula, data) {
+    m <- lme4::glmer(stats::as.formula(formula), data = data, family = stats::binomial)
+    beta <- lme4::fixef(m)
+    se <- sqrt(diag(as.matrix(stats::vcov(m))))
+    z <- unname(beta / se)
+    ll <- stats::logLik(m)
+    vc <- as.data.frame(lme4::VarCorr(m), order = "cov.last")
+    groups <- lme4::ngrps(m)
+    list(model = m, term = names(beta), estimate = unname(beta), se = unname(se), z = z,
+         p_value = 2 * stats::pnorm(abs(z), lower.tail = FALSE),
+         vc_group = as.character(vc$grp), vc_var1 = as.character(vc$var1),
+         vc_var2 = as.character(vc$var2), vc_vcov = vc$vcov, vc_sdcor = vc$sdcor,
+         loglik = as.numeric(ll), aic = stats::AIC(m), bic = stats::BIC(m),
+         group_names = names(groups), group_sizes = as.integer(groups),
+         singular = lme4::isSingular(m),
+         opt_code = as.integer(m@optinfo$conv$opt),
+         lme4_messages = as.character(unlist(m@optinfo$conv$lme4$messages)),
+         optimizer_warnings = as.character(unlist(m@optinfo$warnings)),
+         df = as.integer(attr(ll, "df")),
+         nobs = as.integer(stats::nobs(m)))
+  },
+  data_frame = function(columns, n) {
+    structure(columns, class = "data.frame", row.names = c(NA_integer_, -as.integer(n)))
+  },
   info = function(m) {
     list(singular = lme4::isSingular(m),
          opt_code = as.integer(m@optinfo$conv$opt),
@@ -325,9 +354,8 @@ list(
 
 @functools.cache
 def _session() -> types.SimpleNamespace:
-    """Start R through pymer4 once per process and return handles to what the fits use."""
-    from pymer4.models import Lmer  # starts R; R's package-load notes go to the console as usual
-    from rpy2 import robjects
+    """Start R through rpy2 once per process, load lme4 and return handles to what the fits use."""
+    from rpy2 import rinterface, robjects
     from rpy2.rinterface_lib import callbacks
     from rpy2.rinterface_lib.embedded import RRuntimeError
     from rpy2.robjects.packages import importr
@@ -335,19 +363,30 @@ def _session() -> types.SimpleNamespace:
     packages = {name: importr(name) for name in ("lme4",)}
     helpers = robjects.r(_R_HELPERS)
     return types.SimpleNamespace(
-        Lmer=Lmer,
         robjects=robjects,
+        rinterface=rinterface,
         callbacks=callbacks,
         RRuntimeError=RRuntimeError,
         importr=importr,
         packages=packages,
-        pymer4_module=sys.modules[Lmer.__module__],
+        fit=helpers.rx2("fit"),
+        data_frame=helpers.rx2("data_frame"),
         info=helpers.rx2("info"),
         fixed_terms=helpers.rx2("fixed_terms"),
         drop_term=helpers.rx2("drop_term"),
         term_coefficients=helpers.rx2("term_coefficients"),
         formula_variables=helpers.rx2("formula_variables"),
     )
+
+
+@functools.cache
+def _pymer4() -> types.SimpleNamespace:
+    """Import pymer4 (for ``engine="pymer4"``) once R is up; return its Lmer class and module."""
+    sess = _session()
+    from pymer4.models import Lmer
+
+    sess.robjects.r("invisible(NULL)")  # R prints the import's deferred warnings here, not in a fit
+    return types.SimpleNamespace(Lmer=Lmer, module=sys.modules[Lmer.__module__])
 
 
 @functools.lru_cache(maxsize=256)
@@ -376,14 +415,13 @@ def _captured_r_console(sess: types.SimpleNamespace) -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def _cached_importr(sess: types.SimpleNamespace) -> Iterator[None]:
+def _cached_importr(sess: types.SimpleNamespace, module: types.ModuleType) -> Iterator[None]:
     """Let pymer4 0.8.2 reuse loaded R packages inside the block.
 
     ``Lmer.fit`` calls ``importr("lme4")`` on every fit, which rebuilds Python wrappers for every
     lme4 function and takes longer than the glmer fit itself; within the block pymer4's module
     name ``importr`` returns the package handles loaded once. Restored on exit.
     """
-    module = sess.pymer4_module
     original = module.importr
 
     def importr(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -460,16 +498,147 @@ def _console_lines(buffer: Sequence[str], known: Sequence[str]) -> list[str]:
     return kept
 
 
-def _fit(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult, Any]:
-    """Fit through pymer4 and return the result and the R model object."""
+def _r_column(sess: types.SimpleNamespace, name: str, column: pd.Series) -> Any:
+    """Convert one prepared column to an R vector as R's ``read.csv`` would have typed it.
+
+    Strings stay character vectors (glmer makes factors with R's level order), a pandas
+    Categorical becomes a factor with its category order, missing values become NA.
+    """
+    ro, ri = sess.robjects, sess.rinterface
+    missing = column.isna().to_numpy()
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy().astype(np.int32) + 1
+        vector = ro.IntVector(codes)
+        if missing.any():
+            for i in np.flatnonzero(missing):
+                vector[int(i)] = ri.NA_Integer
+        vector.do_slot_assign("levels", ro.StrVector([str(c) for c in column.cat.categories]))
+        vector.rclass = ro.StrVector(["factor"])
+        return vector
+    if pd.api.types.is_integer_dtype(column.dtype) and not missing.any():
+        values = column.to_numpy()
+        if values.size == 0 or np.abs(values).max() < 2**31 - 1:
+            return ro.IntVector(values.astype(np.int32))
+        return ro.FloatVector(values.astype(float))
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        return ro.FloatVector(column.to_numpy(dtype=float, na_value=np.nan))
+    values = column.to_numpy(dtype=object)
+    bad = [i for i, v in enumerate(values) if not missing[i] and not isinstance(v, str)]
+    if bad:
+        row = bad[0]
+        raise TypeError(
+            f"column {name!r} mixes text with {type(values[row]).__name__} values (first at row "
+            f"{column.index[row]!r}: {values[row]!r}); give it one type (text, numbers or booleans)"
+        )
+    return ro.StrVector([ri.NA_Character if m else v for v, m in zip(values, missing, strict=True)])
+
+
+def _r_data_frame(sess: types.SimpleNamespace, df: pd.DataFrame) -> Any:
+    columns = sess.robjects.vectors.ListVector(
+        [(str(name), _r_column(sess, str(name), df[name])) for name in df.columns])
+    return sess.data_frame(columns, len(df))
+
+
+def _messages(console: Sequence[str], singular: bool, opt_code: int, lme4_messages: list[str],
+              optimizer_warnings: list[str], other: Sequence[str] = ()) -> tuple[list[str], bool]:
+    """Gather lme4's messages, the singular-fit note and console output; decide convergence."""
+    messages = list(dict.fromkeys([*optimizer_warnings, *lme4_messages, *other]))
+    if singular and _SINGULAR_MESSAGE not in messages:
+        messages.append(_SINGULAR_MESSAGE)
+    messages += [m for m in _console_lines(console, messages) if m not in messages]
+    converged = opt_code == 0 and all(m == _SINGULAR_MESSAGE for m in lme4_messages)
+    return messages, converged
+
+
+def _fixed_frame(term: Sequence[str], estimate: np.ndarray, se: np.ndarray, z: np.ndarray,
+                 p_value: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({
+        "term": [str(t) for t in term],
+        "estimate": estimate,
+        "se": se,
+        "z": z,
+        "p_value": p_value,
+        "odds_ratio": np.exp(estimate),
+        "or_ci_low": np.exp(estimate - _Z975 * se),
+        "or_ci_high": np.exp(estimate + _Z975 * se),
+    })[_FIXED_COLUMNS]
+
+
+def _fit(formula: str, df: pd.DataFrame, family: str, engine: str) -> tuple[GlmerResult, Any]:
+    """Fit with lme4 and return the result and the R model object."""
+    if engine == "pymer4":
+        return _fit_pymer4(formula, df, family)
     sess = _session()
-    model = sess.Lmer(formula, data=df, family=family)
+    data = _r_data_frame(sess, df)
+    failure = None
+    with _captured_r_console(sess) as console:
+        try:
+            out = sess.fit(formula, data)
+        except sess.RRuntimeError as exc:
+            failure = exc
+    if failure is not None:
+        error = " ".join(str(failure).split())
+        said = " ".join("".join(console).split())
+        extra = f" (R console: {said})" if said and said not in error else ""
+        raise GlmerError(f"lme4 could not fit {formula!r}: {error}{extra}") from failure
+
+    get = lambda key: list(out.rx2(key))  # noqa: E731
+    singular = bool(get("singular")[0])
+    lme4_messages = [str(m) for m in get("lme4_messages")]
+    messages, converged = _messages(console, singular, int(get("opt_code")[0]), lme4_messages,
+                                    [str(m) for m in get("optimizer_warnings")])
+    array = lambda key: np.asarray(out.rx2(key), dtype=float)  # noqa: E731
+    fixed = _fixed_frame(get("term"), array("estimate"), array("se"), array("z"), array("p_value"))
+
+    group, var1, var2 = (["" if v is sess.rinterface.NA_Character else str(v) for v in get(key)]
+                         for key in ("vc_group", "vc_var1", "vc_var2"))
+    vcov, sdcor = array("vc_vcov"), array("vc_sdcor")
+    is_var = np.array([v == "" for v in var2], dtype=bool)  # a variance, not a correlation
+    random = pd.DataFrame({
+        "group": [g for g, k in zip(group, is_var, strict=True) if k],
+        "name": [v for v, k in zip(var1, is_var, strict=True) if k],
+        "variance": vcov[is_var],
+        "sd": sdcor[is_var],
+    })
+    correlations = pd.DataFrame({
+        "group": [g for g, k in zip(group, is_var, strict=True) if not k],
+        "name1": [v for v, k in zip(var1, is_var, strict=True) if not k],
+        "name2": [v for v, k in zip(var2, is_var, strict=True) if not k],
+        "correlation": sdcor[~is_var],
+    })
+    result = GlmerResult(
+        formula=formula,
+        family=family,
+        n_obs=int(get("nobs")[0]),
+        n_groups=types.MappingProxyType(
+            {str(k): int(v) for k, v in zip(get("group_names"), get("group_sizes"), strict=True)}),
+        fixed_effects=fixed,
+        random_effects=random,
+        random_correlations=correlations,
+        loglik=float(get("loglik")[0]),
+        aic=float(get("aic")[0]),
+        bic=float(get("bic")[0]),
+        df=int(get("df")[0]),
+        singular=singular,
+        converged=converged,
+        warnings=tuple(messages),
+    )
+    if messages:
+        warnings.warn(f"glmer {formula!r}: " + "; ".join(messages), GlmerFitWarning, stacklevel=3)
+    return result, out.rx2("model")
+
+
+def _fit_pymer4(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult, Any]:
+    """Fit through pymer4's ``Lmer`` and return the result and the R model object."""
+    sess = _session()
+    pymer4 = _pymer4()
+    model = pymer4.Lmer(formula, data=df, family=family)
     # pymer4 0.8.2 would otherwise replace R's console writer with a discarding one for good.
     model._set_R_stdout = lambda verbose: None
     with contextlib.ExitStack() as stack:
         console = stack.enter_context(_captured_r_console(sess))
         caught = stack.enter_context(warnings.catch_warnings(record=True))
-        stack.enter_context(_cached_importr(sess))
+        stack.enter_context(_cached_importr(sess, pymer4.module))
         warnings.simplefilter("always")
         try:
             model.fit(summarize=False, no_warnings=True, verbose=False)
@@ -488,27 +657,13 @@ def _fit(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult, Any]
     get = lambda key: list(info.rx2(key))  # noqa: E731
     singular = bool(get("singular")[0])
     lme4_messages = [str(m) for m in get("lme4_messages")]
-    optimizer_warnings = [str(m) for m in get("optimizer_warnings")]
     pymer4_warnings = [str(w) for item in model.warnings for w in np.atleast_1d(item)]
-    messages = list(dict.fromkeys(optimizer_warnings + lme4_messages + pymer4_warnings))
-    if singular and _SINGULAR_MESSAGE not in messages:
-        messages.append(_SINGULAR_MESSAGE)
-    messages += [m for m in _console_lines(console, messages) if m not in messages]
-    converged = int(get("opt_code")[0]) == 0 and all(m == _SINGULAR_MESSAGE for m in lme4_messages)
-
+    messages, converged = _messages(console, singular, int(get("opt_code")[0]), lme4_messages,
+                                    [str(m) for m in get("optimizer_warnings")], pymer4_warnings)
     coefs = model.coefs
-    estimate = coefs["Estimate"].to_numpy(float)
-    se = coefs["SE"].to_numpy(float)
-    fixed = pd.DataFrame({
-        "term": [str(t) for t in coefs.index],
-        "estimate": estimate,
-        "se": se,
-        "z": coefs["Z-stat"].to_numpy(float),
-        "p_value": coefs["P-val"].to_numpy(float),
-        "odds_ratio": np.exp(estimate),
-        "or_ci_low": np.exp(estimate - _Z975 * se),
-        "or_ci_high": np.exp(estimate + _Z975 * se),
-    })[_FIXED_COLUMNS]
+    fixed = _fixed_frame(list(coefs.index), coefs["Estimate"].to_numpy(float),
+                         coefs["SE"].to_numpy(float), coefs["Z-stat"].to_numpy(float),
+                         coefs["P-val"].to_numpy(float))
     rv = model.ranef_var
     random = pd.DataFrame({
         "group": [str(g) for g in rv.index],
@@ -544,12 +699,12 @@ def _fit(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult, Any]
         warnings=tuple(messages),
     )
     if messages:
-        warnings.warn(f"glmer {formula!r}: " + "; ".join(messages), GlmerFitWarning, stacklevel=3)
+        warnings.warn(f"glmer {formula!r}: " + "; ".join(messages), GlmerFitWarning, stacklevel=4)
     return result, model.model_obj
 
 
-def glmer(formula: str, data: pd.DataFrame, *, family: str = "binomial") -> GlmerResult:
-    """Fit a generalized linear mixed model with lme4's ``glmer`` (through pymer4).
+def glmer(formula: str, data: pd.DataFrame, *, family: str = "binomial", engine: str = "rpy2") -> GlmerResult:
+    """Fit a generalized linear mixed model with lme4's ``glmer``.
 
     Parameters
     ----------
@@ -563,6 +718,12 @@ def glmer(formula: str, data: pd.DataFrame, *, family: str = "binomial") -> Glme
         first category is the reference level).
     family : {"binomial"}
         Response family (logit link).
+    engine : {"rpy2", "pymer4"}
+        How lme4 is reached. ``"rpy2"`` (default) sends the formula's columns to R and runs
+        ``glmer`` and the extraction of its results in one R call; ``"pymer4"`` goes through
+        pymer4's ``Lmer.fit``, which also computes intervals, random effects, fitted values and
+        residuals, and takes about 1.7 times as long (benchmarks/bench_glmer.py). Both give lme4's
+        numbers for the same data.
 
     Returns
     -------
@@ -607,19 +768,20 @@ def glmer(formula: str, data: pd.DataFrame, *, family: str = "binomial") -> Glme
     (240, ['(Intercept)', 'x'], (1, 12))
     """
     check_option("family", family, _FAMILIES)
+    check_option("engine", engine, ENGINES)
     formula = _check_formula(formula)
-    return _fit(formula, _prepare(data, formula), family)[0]
+    return _fit(formula, _prepare(data, formula), family, engine)[0]
 
 
-def _lrt(formula: str, df: pd.DataFrame, term: str, family: str,
+def _lrt(formula: str, df: pd.DataFrame, term: str, family: str, engine: str,
          full: tuple[GlmerResult, Any] | None = None) -> LikelihoodRatioResult:
     sess = _session()
     fixed_terms = [str(t) for t in sess.fixed_terms(formula)]
     if term not in fixed_terms:
         raise ValueError(f"term must be one of the formula's fixed terms {fixed_terms}; got {term!r}")
     reduced_formula = str(sess.drop_term(formula, term)[0])
-    full_result = (full or _fit(formula, df, family))[0]
-    reduced_result = _fit(reduced_formula, df, family)[0]
+    full_result = (full or _fit(formula, df, family, engine))[0]
+    reduced_result = _fit(reduced_formula, df, family, engine)[0]
     if full_result.n_obs != reduced_result.n_obs:
         raise ValueError(
             f"the full and reduced models used {full_result.n_obs} and {reduced_result.n_obs} "
@@ -645,7 +807,7 @@ def _lrt(formula: str, df: pd.DataFrame, term: str, family: str,
 
 
 def likelihood_ratio_test(formula: str, data: pd.DataFrame, term: str, *,
-                          family: str = "binomial") -> LikelihoodRatioResult:
+                          family: str = "binomial", engine: str = "rpy2") -> LikelihoodRatioResult:
     """Test one fixed term by the likelihood ratio of the model with and without it.
 
     Parameters
@@ -658,6 +820,8 @@ def likelihood_ratio_test(formula: str, data: pd.DataFrame, term: str, *,
         A fixed term of ``formula`` as R labels it (e.g. ``"regime"``, ``"reader"``, ``"a:b"``).
     family : {"binomial"}
         Response family.
+    engine : {"rpy2", "pymer4"}
+        How lme4 is reached (see :func:`glmer`).
 
     Returns
     -------
@@ -695,10 +859,11 @@ def likelihood_ratio_test(formula: str, data: pd.DataFrame, term: str, *,
     ('y ~ (1 | g)', 1, True)
     """
     check_option("family", family, _FAMILIES)
+    check_option("engine", engine, ENGINES)
     formula = _check_formula(formula)
     if not isinstance(term, str):
         raise TypeError(f"term must be a string naming a fixed term; got {type(term).__name__}")
-    return _lrt(formula, _prepare(data, formula), term, family)
+    return _lrt(formula, _prepare(data, formula), term, family, engine)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -736,7 +901,8 @@ def _check_features_vary(df: pd.DataFrame) -> None:
             )
 
 
-def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str) -> dict[str, Any]:
+def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
+                 engine: str) -> dict[str, Any]:
     sess = _session()
     try:
         df = _prepare(sub, formula)
@@ -748,14 +914,14 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str) -> di
             f"{len(df)} rows, so its effect cannot be estimated; leave this feature out or add the "
             "other level"
         )
-    full, model_obj = _fit(formula, df, "binomial")
+    full, model_obj = _fit(formula, df, "binomial", engine)
     coefficients = [str(c) for c in sess.term_coefficients(model_obj, term)]
     if len(coefficients) != 1:
         raise FeatureTermError(
             f"feature {feature!r}: term {term!r} has coefficients {coefficients} in the fitted model; "
             "feature_tests needs a term with exactly one (a two-level factor or a numeric variable)"
         )
-    lrt = _lrt(formula, df, term, "binomial", full=(full, model_obj))
+    lrt = _lrt(formula, df, term, "binomial", engine, full=(full, model_obj))
     coef = full.coefficient(coefficients[0])
     return {
         "feature": feature,
@@ -774,7 +940,7 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str) -> di
 
 
 def feature_tests(assessments: pd.DataFrame, *, formula: str = DEFAULT_FORMULA,
-                  term: str = "regime") -> pd.DataFrame:
+                  term: str = "regime", engine: str = "rpy2") -> pd.DataFrame:
     """Test, feature by feature, whether highlighting depends on the model that made the GVR.
 
     Parameters
@@ -788,6 +954,8 @@ def feature_tests(assessments: pd.DataFrame, *, formula: str = DEFAULT_FORMULA,
         ``present ~ regime + reader + (1 | patient_id)``.
     term : str
         The fixed term to report and test; it must have exactly one coefficient.
+    engine : {"rpy2", "pymer4"}
+        How lme4 is reached (see :func:`glmer`).
 
     Returns
     -------
@@ -842,11 +1010,12 @@ def feature_tests(assessments: pd.DataFrame, *, formula: str = DEFAULT_FORMULA,
     """
     df = _check_assessments(assessments)
     _check_formula(formula)
+    check_option("engine", engine, ENGINES)
     if not isinstance(term, str):
         raise TypeError(f"term must be a string naming a fixed term; got {type(term).__name__}")
     _check_features_vary(df)
     rows = [
-        _feature_row(str(feature), df[df["feature"] == feature], formula, term)
+        _feature_row(str(feature), df[df["feature"] == feature], formula, term, engine)
         for feature in pd.unique(df["feature"])
     ]
     return pd.DataFrame(rows, columns=_RESULT_COLUMNS)

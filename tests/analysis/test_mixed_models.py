@@ -95,15 +95,17 @@ def assert_matches_r(result: mm.GlmerResult, case: dict) -> None:
 @pytest.mark.parametrize("case", [
     "cbpp", "cbpp_bernoulli", "reader_airspace_opacity", "reader_cardiomegaly", "reader_no_chf_features",
     "reader_pleural_effusion", "crossed"])
-def test_glmer_matches_lme4(case, expected):
+@pytest.mark.parametrize("engine", mm.ENGINES)
+def test_glmer_matches_lme4(case, engine, expected):
     reference = expected["cases"][case]
-    assert_matches_r(mm.glmer(reference["formula"], _data(case)), reference)
+    assert_matches_r(mm.glmer(reference["formula"], _data(case), engine=engine), reference)
 
 
-def test_singular_fit_reports_lme4_message(expected):
+@pytest.mark.parametrize("engine", mm.ENGINES)
+def test_singular_fit_reports_lme4_message(engine, expected):
     reference = expected["cases"]["singular"]
     with pytest.warns(mm.GlmerFitWarning, match="singular"):
-        result = mm.glmer(reference["formula"], _data("singular"))
+        result = mm.glmer(reference["formula"], _data("singular"), engine=engine)
     assert_matches_r(result, reference)
     assert result.singular and result.converged
     assert result.random_effects["variance"].iloc[0] == 0
@@ -111,21 +113,23 @@ def test_singular_fit_reports_lme4_message(expected):
     assert "boundary (singular)" in result.to_frame()["warnings"].iloc[0]
 
 
-def test_random_slope_with_correlation_matches_lme4(expected):
+@pytest.mark.parametrize("engine", mm.ENGINES)
+def test_random_slope_with_correlation_matches_lme4(engine, expected):
     reference = expected["cases"]["random_slope"]
     with pytest.warns(mm.GlmerFitWarning, match="singular"):
-        result = mm.glmer(reference["formula"], _data("crossed"))
+        result = mm.glmer(reference["formula"], _data("crossed"), engine=engine)
     assert_matches_r(result, reference)
     assert result.singular and list(result.random_effects["name"]) == ["(Intercept)", "readerB"]
 
 
 @pytest.mark.parametrize("case", ["cbpp", "crossed"])
-def test_likelihood_ratio_test_matches_anova(case, expected):
+@pytest.mark.parametrize("engine", mm.ENGINES)
+def test_likelihood_ratio_test_matches_anova(case, engine, expected):
     reference = expected["cases"][case]
     lrt_ref = reference["lrt"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mm.GlmerFitWarning)  # the crossed reduced model's, checked below
-        lrt = mm.likelihood_ratio_test(reference["formula"], _data(case), lrt_ref["term"])
+        lrt = mm.likelihood_ratio_test(reference["formula"], _data(case), lrt_ref["term"], engine=engine)
     assert lrt.reduced_formula == lrt_ref["reduced_formula"]
     assert lrt.df == lrt_ref["df"]
     assert lrt.chi2 == pytest.approx(lrt_ref["chi2"], abs=TOL)
@@ -137,12 +141,13 @@ def test_likelihood_ratio_test_matches_anova(case, expected):
     assert lrt.to_frame().shape == (1, 10)
 
 
-def test_convergence_failure_surfaces(expected):
+@pytest.mark.parametrize("engine", mm.ENGINES)
+def test_convergence_failure_surfaces(engine, expected):
     """The crossed model without regime fails lme4's gradient check: the result must say so."""
     reference = expected["cases"]["crossed"]["lrt"]
     assert any("failed to converge" in m for m in reference["reduced_messages"])
     with pytest.warns(mm.GlmerFitWarning, match="failed to converge"):
-        result = mm.glmer(reference["reduced_formula"], _data("crossed"))
+        result = mm.glmer(reference["reduced_formula"], _data("crossed"), engine=engine)
     assert not result.converged
     for message in reference["reduced_messages"]:
         assert message in result.warnings
@@ -235,26 +240,91 @@ def test_r_console_and_pymer4_are_left_as_they_were():
     from rpy2.rinterface_lib import callbacks
 
     before_writer = callbacks.consolewrite_warnerror
-    module = sys.modules["pymer4.models.Lmer"]
+    module = mm._pymer4().module
     before_importr = module.importr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mm.GlmerFitWarning)
-        mm.glmer("y ~ x + (1 | g)", _data("singular"))
+        for engine in mm.ENGINES:
+            mm.glmer("y ~ x + (1 | g)", _data("singular"), engine=engine)
     assert callbacks.consolewrite_warnerror is before_writer
     assert module.importr is before_importr
 
 
-def test_r_warnings_written_to_the_console_are_kept():
+@pytest.mark.parametrize("engine", mm.ENGINES)
+def test_r_warnings_written_to_the_console_are_kept(engine):
     data = _data("singular").assign(w=lambda d: d["x"] - 0.5)
     with pytest.warns(mm.GlmerFitWarning, match="NaNs produced"):
-        result = mm.glmer("y ~ log(w) + (1 | g)", data)  # log of negatives: R warns, rows dropped
+        result = mm.glmer("y ~ log(w) + (1 | g)", data, engine=engine)  # log of negatives: R warns
     assert any("NaNs produced" in m for m in result.warnings)
     assert result.n_obs == 60
+
+
+def test_engines_agree(reader_study):
+    """rpy2 and pymer4 reach the same lme4: identical numbers, not merely close ones."""
+    sub = _with_regime_levels(reader_study[reader_study["feature"] == "cardiomegaly"])
+    formula = "present ~ regime + reader + (1 | patient_id) + (1 | gvr_id)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mm.GlmerFitWarning)
+        fast, slow = (mm.glmer(formula, sub, engine=e) for e in ("rpy2", "pymer4"))
+    pd.testing.assert_frame_equal(fast.fixed_effects, slow.fixed_effects, rtol=1e-10, atol=1e-12)
+    pd.testing.assert_frame_equal(fast.random_effects, slow.random_effects, rtol=1e-10, atol=1e-12)
+    assert (fast.loglik, fast.aic, fast.bic, fast.df) == pytest.approx((slow.loglik, slow.aic, slow.bic, slow.df),
+                                                                      rel=1e-12)
+    assert dict(fast.n_groups) == dict(slow.n_groups) == {
+        "gvr_id": sub["gvr_id"].nunique(), "patient_id": sub["patient_id"].nunique()}
+    assert fast.warnings == slow.warnings and fast.singular == slow.singular
+
+
+@pytest.mark.parametrize("column", ["reader", "regime", "x"])
+def test_missing_values_drop_their_rows_as_r_does(column, reader_study):
+    """A missing string, category or number drops the row (lme4's na.omit), nothing else changes."""
+    sub = _with_regime_levels(reader_study[reader_study["feature"] == "cardiomegaly"]).reset_index(drop=True)
+    sub["x"] = np.linspace(-1, 1, len(sub))
+    formula = "present ~ regime + reader + x + (1 | patient_id)"
+    holes = sub.copy()
+    rows = [3, 50, 222]
+    if column == "reader":
+        holes[column] = holes[column].astype(object)
+        holes.loc[rows, column] = [None, np.nan, pd.NA]
+    else:
+        holes.loc[rows, column] = np.nan
+    with_holes = mm.glmer(formula, holes)
+    dropped = mm.glmer(formula, sub.drop(index=rows))
+    assert with_holes.n_obs == dropped.n_obs == len(sub) - len(rows)
+    pd.testing.assert_frame_equal(with_holes.fixed_effects, dropped.fixed_effects, rtol=1e-9, atol=1e-12)
+
+
+def test_columns_reach_r_with_their_types_and_values():
+    sess = mm._session()
+    df = pd.DataFrame({
+        "small": np.array([1, -2, 3], dtype=np.int64),
+        "big": np.array([2**40, 0, -(2**40) - 1], dtype=np.int64),
+        "real": [0.5, np.nan, 1e300],
+        "text": ["10", None, "p2"],
+        "level": pd.Categorical(["b", None, "a"], categories=["b", "a"]),
+    })
+    describe = sess.robjects.r("""function(d) vapply(d, function(x) paste(
+        class(x), paste(if (is.factor(x)) levels(x) else "", collapse = "|"),
+        paste(trimws(format(x, digits = 17)), collapse = "|"), sum(is.na(x)), sep = ";"), "")""")
+    described = dict(zip(df.columns, describe(mm._r_data_frame(sess, df)), strict=True))
+    assert described["small"] == "integer;;1|-2|3;0"
+    assert described["big"] == "numeric;;1099511627776|0|-1099511627777;0"
+    assert described["real"].startswith("numeric;;") and described["real"].endswith(";1")
+    assert described["text"] == 'character;;10|NA|p2;1'
+    assert described["level"] == "factor;b|a;b|NA|a;1"
 
 
 # --------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------
+
+
+def test_mixed_type_column_is_refused_naming_it(reader_study):
+    sub = reader_study[reader_study["feature"] == "cardiomegaly"].reset_index(drop=True)
+    sub["reader"] = sub["reader"].astype(object)
+    sub.loc[7, "reader"] = 3
+    with pytest.raises(TypeError, match=r"column 'reader' mixes text with int values \(first at row 7: 3\)"):
+        mm.glmer(mm.DEFAULT_FORMULA, sub)
 
 
 def test_constant_feature_raises_a_named_error(reader_study):
@@ -287,6 +357,8 @@ def test_feature_with_one_regime_raises(reader_study):
          "family must be one of 'binomial'; got 'gaussian'"),
         (lambda d: mm.glmer("present ~ regime + reader", d), ValueError, "at least one random effect"),
         (lambda d: mm.glmer("present", d), ValueError, "formula must be an lme4 formula"),
+        (lambda d: mm.glmer(mm.DEFAULT_FORMULA, d, engine="statsmodels"), ValueError,
+         "engine must be one of 'rpy2', 'pymer4'; got 'statsmodels'"),
         (lambda d: mm.glmer(mm.DEFAULT_FORMULA, d.to_numpy()), TypeError, "pandas DataFrame"),
         (lambda d: mm.glmer("present ~ nosuch + (1 | patient_id)", d), mm.GlmerError, "nosuch"),
         (lambda d: mm.likelihood_ratio_test(mm.DEFAULT_FORMULA, d, "patient_id"), ValueError,
