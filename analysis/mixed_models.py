@@ -483,18 +483,31 @@ def _prepare(data: Any, formula: str) -> pd.DataFrame:
 
 
 def _console_lines(buffer: Sequence[str], known: Sequence[str]) -> list[str]:
-    """Turn R console text into messages, dropping R's framing and what lme4 already recorded."""
-    kept = []
-    for line in "".join(buffer).splitlines():
-        line = line.strip()
+    """Turn R console text into messages, dropping R's framing and what lme4 already recorded.
+
+    R prints a warning as ``In call :`` followed by its text, which may wrap over several lines
+    (or as ``In call : text`` on one line); the wrapped lines are joined into one message.
+    """
+    messages: list[list[str]] = []
+    inside = False  # the previous line belongs to a warning whose text may continue
+    for raw in "".join(buffer).splitlines():
+        line = raw.strip()
         if not line or re.fullmatch(r"(Warning messages?:|In addition:.*)", line):
+            inside = False
             continue
-        if re.fullmatch(r"(\d+: )?In .*:", line):  # the call a warning came from
-            continue
-        line = re.sub(r"^\d+: ", "", line)
-        if any(line in message for message in known):
-            continue
-        kept.append(line)
+        header = re.fullmatch(r"(?:\d+: )?In .*? :(?: (.*))?", line)
+        if header:
+            messages.append([header.group(1)] if header.group(1) else [])
+            inside = True
+        elif inside and messages:
+            messages[-1].append(re.sub(r"^\d+: ", "", line))
+        else:
+            messages.append([re.sub(r"^\d+: ", "", line)])
+    kept = []
+    for parts in messages:
+        text = " ".join(parts)
+        if text and not any(text in message for message in known) and text not in kept:
+            kept.append(text)
     return kept
 
 

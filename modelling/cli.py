@@ -289,6 +289,13 @@ def _print_training(summary: dict) -> None:
     rec = summary["reconstruction"]
     typer.echo(f"held-out reconstruction: MSE {rec['mse']:.4f}, PSNR {rec['psnr_db']:.1f} dB "
                f"({rec['held_out_radiographs']} radiographs)")
+    ratio = summary.get("samples", {}).get("cardiothoracic_ratio")
+    if ratio and ratio["real"].get("measured") and ratio["generated"].get("measured"):
+        real, gen = ratio["real"], ratio["generated"]
+        typer.echo(f"cardiothoracic ratio (thresholding), real vs decoder samples: median "
+                   f"{real['median']:.2f} ({real['q1']:.2f}-{real['q3']:.2f}) vs {gen['median']:.2f} "
+                   f"({gen['q1']:.2f}-{gen['q3']:.2f}); measured {real['measured']}/{real['n']} vs "
+                   f"{gen['measured']}/{gen['n']}; Kolmogorov-Smirnov p = {ratio['ks_p_value']:.3g}")
     for name, target in summary["targets"].items():
         shown = "-" if target["value"] is None else f"{target['value']:.3f}"
         typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")

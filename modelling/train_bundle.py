@@ -8,8 +8,9 @@ radiograph, fits the linear and MLP predictors in the correct and overfitted reg
 - ``arrays/latents.npy`` with ``tables/latents_index.parquet``;
 - ``tables/predictions.parquet``;
 - ``train/samples.png`` (decoder samples), ``train/reconstructions.png`` (held-out originals above
-  their reconstructions) and ``train/summary.json`` (losses, throughput, reconstruction error,
-  sample statistics, AUCs and the issue's targets, each with whether it is met).
+  their reconstructions), ``train/ctr_real_vs_generated.csv`` (the cardiothoracic ratio measured on
+  real radiographs and on as many decoder samples) and ``train/summary.json`` (losses, throughput,
+  reconstruction error, sample statistics, AUCs and the issue's targets, each with whether it is met).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
-from modelling import checkpoints
+from modelling import checkpoints, ctr
 from modelling.config import StudyConfig
 from modelling.predictors import fit_all, model_config, predict_ng_l
 from modelling.training import decode, decoder_config, encode, encoder_config, train_decoder, train_encoder
@@ -62,7 +63,11 @@ def grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
 
 
 def sample_statistics(real: np.ndarray, fake: np.ndarray) -> dict:
-    """How close decoder samples are to real radiographs on simple measurable properties."""
+    """How close decoder samples are to real radiographs on simple measurable properties.
+
+    Intensity statistics, and the cardiothoracic ratio measured by thresholding on both
+    (:func:`modelling.ctr.compare`): what a reader would look at first.
+    """
     from scipy.stats import wasserstein_distance
 
     r, f = real.astype(np.float64) / 255, fake.astype(np.float64) / 255
@@ -70,7 +75,15 @@ def sample_statistics(real: np.ndarray, fake: np.ndarray) -> dict:
         "pixel_intensity_wasserstein": float(wasserstein_distance(r.ravel(), f.ravel())),
         "image_mean_wasserstein": float(wasserstein_distance(r.mean(axis=(1, 2)), f.mean(axis=(1, 2)))),
         "mean_image_correlation": float(np.corrcoef(r.mean(axis=0).ravel(), f.mean(axis=0).ravel())[0, 1]),
+        "cardiothoracic_ratio": ctr.compare(real, fake),
     }
+
+
+def ctr_table(real: np.ndarray, fake: np.ndarray) -> pd.DataFrame:
+    """Per image, the measured cardiothoracic ratio of the real and generated radiographs compared."""
+    return pd.concat([ctr.measure(images).assign(side=side)
+                      for side, images in (("real", real), ("generated", fake))], ignore_index=True)[
+        ["side", "ctr", "cardiac_px", "thoracic_px", "reason"]]
 
 
 def _auc(y_true: np.ndarray, score: np.ndarray) -> dict:
@@ -198,6 +211,8 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
         "samples": sample_statistics(real, more),
         "auc": aucs, "oracle_auc": oracle, "targets": targets,
     }
+    stage.write_bytes("train/ctr_real_vs_generated.csv",
+                      ctr_table(real, more).to_csv(index=False, lineterminator="\n").encode())
     stage.write_json("train/summary.json", summary)
     return summary
 

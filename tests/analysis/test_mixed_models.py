@@ -442,3 +442,12 @@ def test_data_script_reproduces_committed_data(tmp_path):
     assert run.returncode == 0, run.stderr
     for name in ("cbpp", "cbpp_bernoulli", "reader_study", "singular"):
         assert (tmp_path / f"{name}.csv").read_bytes() == (R_DIR / f"{name}.csv").read_bytes(), name
+
+
+def test_wrapped_r_warnings_become_one_message():
+    console = ["Warning messages:\n1: In log(w) : NaNs produced\n2: In vcov.merMod(object) :\n"
+               "  variance-covariance matrix computed from finite-difference Hessian is\n"
+               "not positive definite or contains NA values: falling back to var-cov estimated from RX\n"]
+    assert mm._console_lines(console, known=["NaNs produced"]) == [
+        "variance-covariance matrix computed from finite-difference Hessian is not positive definite "
+        "or contains NA values: falling back to var-cov estimated from RX"]

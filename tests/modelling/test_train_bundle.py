@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -83,6 +84,21 @@ def test_summary_records_the_targets(trained):
     assert set(summary["targets"]) >= {"mlp correct: test AUC >= 0.80", "mlp overfitted: own training data AUC >= 0.97"}
     assert summary["decoder"]["iterations"] == load_config("tiny").decoder.iterations
     assert summary["reconstruction"]["held_out_radiographs"] > 0
+
+
+def test_samples_are_compared_with_real_radiographs_on_the_cardiothoracic_ratio(trained):
+    _, bundle = trained
+    summary = json.loads(bundle.verify_file("train/summary.json").read_text())
+    ratio = summary["samples"]["cardiothoracic_ratio"]
+    table = pd.read_csv(bundle.verify_file("train/ctr_real_vs_generated.csv"), keep_default_na=False,
+                        na_values={"ctr": [""]})
+    for side in ("real", "generated"):
+        rows = table[table["side"] == side]
+        assert ratio[side]["n"] == len(rows) > 0
+        assert ratio[side]["measured"] == rows["ctr"].notna().sum()
+        assert (rows["reason"][rows["ctr"].isna()] != "").all()
+    real = table.loc[(table["side"] == "real") & table["ctr"].notna(), "ctr"]
+    assert ratio["real"]["median"] == pytest.approx(real.median())
 
 
 def test_a_current_training_is_not_redone(trained, monkeypatch):
