@@ -486,3 +486,7 @@ def _register_subcommands() -> None:
 
 
 _register_subcommands()
+
+
+if __name__ == "__main__":  # python -m modelling.cli, where the gvr script is not installed
+    app()

@@ -26,7 +26,7 @@ from modelling.gvr import move, overlay
 from modelling.networks import MLP, Generator, Linear
 from modelling.predictors import Standardised
 from modelling.train_bundle import load_images
-from modelling.training import decode
+from modelling.training import decode, device_for
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,13 @@ def _check_models(model_ids, known, bundle) -> None:
         if m not in known:
             raise UnknownModelError(f"model {m!r} is not in {bundle.root}/tables/predictions.parquet; "
                                     f"models present: {', '.join(known)}")
+
+
+def predict_log_bnp(predictor: torch.nn.Module, latents: np.ndarray) -> np.ndarray:
+    """The predictor's log BNP for latent codes, computed on the predictor's device, as numpy."""
+    device = next(iter(predictor.parameters()), torch.empty(0)).device
+    with torch.no_grad():
+        return predictor(torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).to(device)).float().cpu().numpy()
 
 
 def load_decoder(bundle: Bundle, config: StudyConfig) -> Generator:
@@ -179,7 +186,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
     index = bundle.read_table("latents_index").set_index("image_id")
     latents = bundle.read_array(index["latents_path"].iloc[0])
     pixels = load_images(bundle, radiographs)
-    decoder = load_decoder(bundle, config)
+    device = device_for(config)  # the GVR moves and decoding run there (a GPU when there is one)
+    decoder = load_decoder(bundle, config).to(device)
     g, threshold = config.gvr, config.cohort.bnp_threshold_ng_l
     rows, skipped = [], []
 
@@ -201,7 +209,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
             return
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         with torch.no_grad():
-            frame_bnp = np.stack([predictor(torch.from_numpy(f)).numpy() for f in path.frames])
+            frame_bnp = np.stack([predict_log_bnp(predictor, f) for f in path.frames])
         frame_images = np.stack([decode(decoder, f) for f in path.frames])
         for k, image_id in enumerate(image_ids):
             suffix = "" if kind == "gvr" else f"-to-{target:g}"
@@ -228,14 +236,14 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
             })
 
     for model_id in model_ids:
-        predictor = load_predictor(bundle, model_id)
+        predictor = load_predictor(bundle, model_id).to(device)
         if images:
             chosen = list(images)
         else:
             chosen = _select(predictions, model_id, above=True, threshold=threshold, n=config.readers.per_model, seed=config.seed)
         z = latents[index.loc[chosen, "row"].to_numpy()] if chosen else np.zeros((0, latents.shape[1]), np.float32)
         with torch.no_grad():
-            start = np.exp(predictor(torch.from_numpy(z)).numpy()) if len(z) else np.zeros(0)
+            start = np.exp(predict_log_bnp(predictor, z)) if len(z) else np.zeros(0)
         below = [i for i, b in zip(chosen, start) if b < threshold]
         for i, b in zip(chosen, start):
             if b < threshold:
@@ -288,10 +296,9 @@ def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None 
         return bundle, result or None
     import torch.distributed as dist
 
-    todo = torch.tensor([int(rank == 0 and (force or not bundle.is_current(STAGE, config=key, seed=config.seed,
-                                                                          inputs=inputs)))])
-    dist.broadcast(todo, 0)
-    if todo.item():
+    from modelling.training import broadcast_decision
+
+    if broadcast_decision(lambda: force or not bundle.is_current(STAGE, config=key, seed=config.seed, inputs=inputs)):
         if rank == 0:
             bundle.run_stage(STAGE, run, config=key, seed=config.seed, inputs=inputs, force=True)
         else:

@@ -28,7 +28,8 @@ from data_schema.io import sha256_bytes
 from modelling import checkpoints, ctr
 from modelling.config import StudyConfig
 from modelling.predictors import fit_all, model_config, predict_ng_l
-from modelling.training import decode, decoder_config, encode, encoder_config, train_decoder, train_encoder
+from modelling.training import (decode, decoder_config, device_for, encode, encoder_config, train_decoder,
+                                train_encoder)
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     stage.write_checkpoint("checkpoints/encoder.pt", enc_state)
     encoder_id = "encoder-" + sha256_bytes(checkpoints.to_bytes(enc_state))[:12]
 
+    device = device_for(config)  # encoding every radiograph and decoding samples: on the GPU when there is one
+    generator, encoder = generator.to(device), encoder.to(device)
     latents = encode(encoder, images)
     stage.write_array("arrays/latents.npy", latents)
     stage.write_table("latents_index", pd.DataFrame({
@@ -223,10 +226,9 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
     Under ``torchrun`` every process trains the decoder and encoder on its slice of each batch;
     rank 0 alone decides whether the stage is current, and writes the bundle.
     """
-    import torch
     import torch.distributed as dist
 
-    from modelling.training import distributed
+    from modelling.training import broadcast_decision, distributed
 
     bundle = Bundle(out)
     if "cohort" not in bundle.stages:
@@ -242,12 +244,8 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
         bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed,
                          inputs=stage_inputs(bundle), force=force)
         return bundle
-    todo = torch.tensor([0])
-    if rank == 0:
-        todo[0] = int(force or not bundle.is_current(STAGE, config=stage_config(config), seed=config.seed,
-                                                      inputs=stage_inputs(bundle)))
-    dist.broadcast(todo, 0)
-    if not todo.item():
+    if not broadcast_decision(lambda: force or not bundle.is_current(
+            STAGE, config=stage_config(config), seed=config.seed, inputs=stage_inputs(bundle))):
         return bundle
     if rank == 0:
         bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed, inputs=stage_inputs(bundle),

@@ -59,6 +59,23 @@ def distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def broadcast_decision(decide: Callable[[], bool]) -> bool:
+    """Rank 0's ``decide()``, shared with every process (``decide`` runs on rank 0 only).
+
+    NCCL moves only CUDA tensors, so the flag travels on this process's GPU there, on the CPU with gloo.
+    """
+    rank, world = distributed()
+    if world == 1:
+        return bool(decide())
+    on_gpu = dist.get_backend() == "nccl"
+    flag = torch.zeros(1, dtype=torch.int64,
+                       device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+    if rank == 0:
+        flag.fill_(int(bool(decide())))
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
 def device_for(config: StudyConfig) -> torch.device:
     """The device of runtime.device ("auto": the local CUDA device when there is one)."""
     want = config.runtime.device
@@ -295,11 +312,17 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
                "images_per_second": done * e.batch_size * 2 / seconds if done else None}
 
 
+def _module_device(module: nn.Module) -> torch.device:
+    """Where a module's weights live: encode and decode run there and return numpy on the CPU."""
+    return next(iter(module.parameters()), torch.empty(0)).device
+
+
 @torch.no_grad()
 def encode(encoder: Encoder, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
     """Latent codes (n, latent_dim) float32 of uint8 images (n, size, size)."""
     encoder.eval()
-    out = [encoder(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))).float().numpy()
+    device = _module_device(encoder)
+    out = [encoder(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).to(device)).float().cpu().numpy()
            for i in range(0, len(images), batch)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.head.out_channels), np.float32)
 
@@ -310,5 +333,7 @@ def decode(generator: Generator, latents: np.ndarray, *, batch: int = 256) -> np
     from modelling.networks import to_uint8
 
     generator.eval()
-    out = [to_uint8(generator(torch.from_numpy(latents[i:i + batch]))).numpy() for i in range(0, len(latents), batch)]
+    device = _module_device(generator)
+    out = [to_uint8(generator(torch.from_numpy(np.ascontiguousarray(latents[i:i + batch])).to(device)).float().cpu()).numpy()
+           for i in range(0, len(latents), batch)]
     return np.concatenate(out)
