@@ -138,7 +138,7 @@ def _print_summary(info: dict) -> None:
 @cohort_app.command("synth")
 def cohort_synth(
     config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
-    out: Path = typer.Option(Path("study"), help="The study bundle directory."),
+    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
 ) -> None:
@@ -165,7 +165,7 @@ def cohort_ingest(
     manifest: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="CSV of PNG/JPEG files: file, patient_id, acquired_at, view."),
     salt_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Secret salt for pseudonyms (or set GVR_SALT)."),
     config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path (image size, pairing window, split)."),
-    out: Path = typer.Option(Path("study"), help="The study bundle directory."),
+    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     month_first: bool = typer.Option(False, help="Read slashed dates as MM/DD/YYYY instead of DD/MM/YYYY."),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
 ) -> None:
@@ -422,7 +422,7 @@ def analyse(
 @app.command()
 def reproduce(
     config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
-    out: Path = typer.Option(Path("study"), help="The study bundle directory."),
+    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
 ) -> None:
     """Build the study bundle end to end (the main job of `make reproduce`)."""

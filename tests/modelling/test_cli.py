@@ -152,3 +152,14 @@ def test_baselines_and_audit_commands(tmp_path):
     assert result.exit_code == 0, result.output
     audit = runner.invoke(app, ["audit", root])
     assert audit.exit_code == 0 and "mlp-correct:" in audit.output and "pointing game" in audit.output
+
+
+@pytest.mark.parametrize("option", ["--out", "--bundle"])
+def test_bundle_commands_take_both_option_names(option, tmp_path):
+    """`--bundle` and `--out` name the study bundle in every command that builds one."""
+    result = runner.invoke(app, ["cohort", "synth", "--config", "tiny", option, str(tmp_path / "b"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "cohort" in Bundle(tmp_path / "b").stages
+    for command in (["reproduce"], ["train"], ["cohort", "ingest"]):
+        help_text = runner.invoke(app, [*command, "--help"]).output
+        assert "--bundle" in help_text and "--out" in help_text, command
