@@ -8,6 +8,8 @@ listed with the reason instead.
 
 from __future__ import annotations
 
+import json
+
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -37,10 +39,14 @@ class AnalysisOutputs:
         Paths written, relative to the bundle root, in the order written.
     skipped : tuple of (str, str)
         ``(item, reason)`` for each output not made, e.g. ``("figure2", "no predictions table yet")``.
+    ran : bool
+        False when the stage was already current (same tables, same options) and nothing was
+        rewritten; ``written`` and ``skipped`` then describe the run that made the files.
     """
 
     written: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...]
+    ran: bool = True
 
     def to_frame(self) -> pd.DataFrame:
         """One row per output: ``item`` (path or name), ``status`` (written/skipped), ``reason``."""
@@ -74,6 +80,7 @@ def analyse_bundle(
     threshold: float = 100.0,
     mixed_models: bool = True,
     model_id: str | None = None,
+    force: bool = False,
 ) -> AnalysisOutputs:
     """Write Table 1, Figure 2 and Table 2 of whatever the bundle holds into ``<root>/<out>/``.
 
@@ -90,6 +97,8 @@ def analyse_bundle(
         :mod:`analysis.mixed_models` is unavailable, Table 2 has no P values (listed as skipped).
     model_id : str, optional
         Predictor of Figure 2; default as :func:`analysis.figure2.figure2`.
+    force : bool, default False
+        Rewrite everything even when the stage is current.
 
     Returns
     -------
@@ -111,7 +120,8 @@ def analyse_bundle(
     ``table2_intra_kappa.csv``, ``table2_inter_kappa.csv``, ``table2_mixed.csv`` and the plain R
     refit ``r/table2_models.R`` with its data ``r/table2_models.csv``. The stage ``"analyse"``
     records the config (``out``, ``threshold``, ``mixed_models``, ``model_id``) and the hashes of the
-    tables read; it reruns every time it is called.
+    tables read; called again with the same tables and options it rewrites nothing (``ran`` is False)
+    unless ``force``. ``analysis_outputs.json`` in ``out`` lists what was written and skipped.
 
     Examples
     --------
@@ -132,6 +142,13 @@ def analyse_bundle(
     inputs = [get_spec(name).path for name, ok in present.items() if ok]
     config: dict[str, Any] = {"out": out, "threshold": float(threshold), "mixed_models": bool(mixed_models),
                               "model_id": model_id}
+
+    record = f"{out}/analysis_outputs.json"
+    if not force and bundle.is_current(STAGE, config=config, inputs=inputs):
+        done = json.loads(bundle.verify_file(record).read_text())
+        log.info("analyse: %s is up to date; nothing rewritten", bundle.root / out)
+        return AnalysisOutputs(written=tuple(done["written"]),
+                               skipped=tuple((item, reason) for item, reason in done["skipped"]), ran=False)
 
     with bundle.stage(STAGE, config=config, inputs=inputs) as stage:
         def put(name: str, data: bytes | str) -> None:
@@ -170,6 +187,7 @@ def analyse_bundle(
             skipped.append(("table2", "no reader_assessments table yet"))
         else:
             _table2(bundle.read_table("reader_assessments"), table2, mixed_models, put, skipped)
+        stage.write_json(record, {"written": written, "skipped": [list(item) for item in skipped]})
     log.info("analyse: wrote %d file(s) into %s; skipped %s", len(written), bundle.root / out,
              [item for item, _ in skipped])
     return AnalysisOutputs(written=tuple(written), skipped=tuple(skipped))

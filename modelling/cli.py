@@ -408,11 +408,14 @@ def readers_simulate(
 def analyse(
     bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle."),
     no_mixed_models: bool = typer.Option(False, help="Skip Table 2's mixed-effects models (no R needed)."),
+    force: bool = typer.Option(False, help="Rewrite everything even when the tables have not changed."),
 ) -> None:
     """Write Table 1, Figure 2 and Table 2 (CSV, HTML, PNG, SVG, and an R script) into BUNDLE/analysis."""
     from analysis.analyse import analyse_bundle
 
-    outputs = analyse_bundle(bundle, mixed_models=not no_mixed_models)
+    outputs = analyse_bundle(bundle, mixed_models=not no_mixed_models, force=force)
+    if not outputs.ran:
+        typer.echo(f"{bundle / 'analysis'} is up to date with the bundle's tables (--force rewrites it)")
     for path in outputs.written:
         typer.echo(f"wrote {bundle / path}")
     for item, reason in outputs.skipped:

@@ -57,6 +57,19 @@ def test_cohort_only_skips_figure2_and_table2(cohort):
     assert STAGE in bundle.stages
 
 
+def test_a_current_analysis_is_not_rewritten(cohort):
+    first = analyse_bundle(cohort, mixed_models=False)
+    bundle = Bundle(cohort)
+    stamps = {rel: bundle.path(rel).stat().st_mtime_ns for rel in first.written}
+    again = analyse_bundle(cohort, mixed_models=False)
+    assert not again.ran
+    assert (again.written, again.skipped) == (first.written, first.skipped)
+    assert {rel: bundle.path(rel).stat().st_mtime_ns for rel in first.written} == stamps
+    assert analyse_bundle(cohort, mixed_models=False, force=True).ran
+    assert analyse_bundle(cohort, mixed_models=False, threshold=200.0).ran  # another option: rerun
+    assert analyse_bundle(cohort, mixed_models=False).ran  # and back
+
+
 def test_everything_with_predictions_and_assessments(cohort):
     predictions = _add_predictions_and_assessments(cohort)
     outputs = analyse_bundle(cohort, out="results", mixed_models=False)
@@ -81,7 +94,6 @@ mixed_models = pytest.importorskip("analysis.mixed_models")
 
 @pytest.mark.r
 @pytest.mark.filterwarnings("ignore::UserWarning")  # lme4 convergence notes; kept in table2_mixed.csv
-@pytest.mark.skipif(not hasattr(mixed_models, "write_r_script"), reason="analysis.mixed_models has no write_r_script yet")
 def test_mixed_models_and_r_script(cohort):
     if not Bundle(cohort).files.get("tables/reader_assessments.parquet"):
         _add_predictions_and_assessments(cohort)
