@@ -360,7 +360,10 @@ def _session() -> types.SimpleNamespace:
     from rpy2.rinterface_lib.embedded import RRuntimeError
     from rpy2.robjects.packages import importr
 
-    packages = {name: importr(name) for name in ("lme4",)}
+    # Naming the library that holds each package keeps R from warning about every empty library
+    # directory on .libPaths() ("library '/usr/local/lib/R/site-library' contains no packages").
+    where = robjects.r("function(name) dirname(find.package(name))")
+    packages = {name: importr(name, lib_loc=str(where(name)[0])) for name in ("lme4",)}
     helpers = robjects.r(_R_HELPERS)
     return types.SimpleNamespace(
         robjects=robjects,

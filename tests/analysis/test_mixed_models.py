@@ -451,3 +451,10 @@ def test_wrapped_r_warnings_become_one_message():
     assert mm._console_lines(console, known=["NaNs produced"]) == [
         "variance-covariance matrix computed from finite-difference Hessian is not positive definite "
         "or contains NA values: falling back to var-cov estimated from RX"]
+
+
+def test_starting_r_prints_no_warnings(clean_env):
+    code = "from analysis import mixed_models as mm; mm._session()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=HERE.parent.parent, env=clean_env)
+    assert "Warning" not in out.stderr and "contains no packages" not in out.stderr, out.stderr
