@@ -163,9 +163,14 @@ class GvrConfig:
     inverse_targets_ng_l: tuple[float, ...] = (250.0, 1000.0, 4000.0)
     difference_threshold: float = 0.02
     movie_frames: int = 12
+    #: Which radiographs get GVRs: "highest", the ones the model predicts highest (lowest for inverse
+    #: GVRs), as the paper's readers saw "GVRs with predicted high BNPs"; or "random", a seeded draw
+    #: among all predicted above (below) the threshold, many of them barely so, whose GVRs are faint.
+    selection: str = "highest"
 
     def __post_init__(self):
         _check(self.step_size > 0, "gvr.step_size", "must be positive")
+        _check_choice(self.selection, ("highest", "random"), "gvr.selection")
         _check(self.max_steps >= 1, "gvr.max_steps", "must be at least 1")
         _check(self.similarity_weight >= 0, "gvr.similarity_weight", "must not be negative")
         _check(all(t > 0 for t in self.inverse_targets_ng_l), "gvr.inverse_targets_ng_l", "must be positive")

@@ -1,8 +1,9 @@
 """The explain stage: GVRs and inverse GVRs of a bundle's models, with images, movies and an index.
 
 For each predictor, the radiographs it predicts above the threshold on the split it did not train on
-(the test split for the correct regime, the withheld quarter for the overfitted one) are explained,
-``readers.per_model`` of them drawn with the seed; radiographs named explicitly are explained
+(the test split for the correct regime, the withheld quarter for the overfitted one) are explained:
+the ``readers.per_model`` predicted highest (the paper's readers saw "GVRs with predicted high BNPs";
+``gvr.selection: random`` draws them with the seed instead); radiographs named explicitly are explained
 whatever their prediction, and one already below the threshold is skipped and recorded. Inverse GVRs
 start from radiographs predicted below the threshold and move up to each of
 ``gvr.inverse_targets_ng_l``. Written per GVR under ``gvr/<gvr_id>/``: ``original.png``,
@@ -113,11 +114,17 @@ def movie(frames: np.ndarray, *, kind: str) -> bytes:
     raise ValueError(f"kind must be 'gif' or 'mp4'; got {kind!r}")
 
 
-def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold: float, n: int, seed: int) -> list[str]:
+def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold: float, n: int, seed: int,
+            selection: str = "highest") -> list[str]:
+    """Radiographs of the data `model_id` did not train on, predicted above (below) `threshold`:
+    the `n` predicted highest (lowest), or a seeded draw of `n` (see ``GvrConfig.selection``)."""
     rows = predictions[predictions["model_id"] == model_id]
     role = "test" if rows["regime"].iloc[0] == "correct" else "validation"
     rows = rows[rows["role"] == role]
     rows = rows[(rows["bnp_pred_ng_l"] > threshold) if above else (rows["bnp_pred_ng_l"] < threshold)]
+    if selection == "highest":
+        order = rows.sort_values(["bnp_pred_ng_l", "image_id"], ascending=[not above, True], kind="stable")
+        return sorted(order["image_id"].head(n).tolist())
     ids = np.sort(rows["image_id"].to_numpy())
     rng = np.random.default_rng([seed, 50, sum(map(ord, model_id))])
     return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
@@ -240,7 +247,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         if images:
             chosen = list(images)
         else:
-            chosen = _select(predictions, model_id, above=True, threshold=threshold, n=config.readers.per_model, seed=config.seed)
+            chosen = _select(predictions, model_id, above=True, threshold=threshold, n=config.readers.per_model,
+                             seed=config.seed, selection=g.selection)
         z = latents[index.loc[chosen, "row"].to_numpy()] if chosen else np.zeros((0, latents.shape[1]), np.float32)
         with torch.no_grad():
             start = np.exp(predict_log_bnp(predictor, z)) if len(z) else np.zeros(0)
@@ -251,7 +259,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
                                 "reason": f"already predicted below {threshold:g} ng/L"})
         run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold)
         if inverse_per_model and not images:
-            low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model, seed=config.seed)
+            low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model,
+                          seed=config.seed, selection=g.selection)
             for target in g.inverse_targets_ng_l:
                 run(model_id, predictor, low, "inverse", target)
     if stage is None:

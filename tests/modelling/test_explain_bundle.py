@@ -49,6 +49,38 @@ def test_selection_follows_the_regime(explained):
         assert role == ("test" if row.regime == "correct" else "validation")
 
 
+def test_highest_selection_takes_the_highest_and_lowest_predictions():
+    import pandas as pd
+
+    from modelling.explain_bundle import _select
+
+    pred = pd.DataFrame({
+        "model_id": "mlp-correct", "regime": "correct",
+        "role": ["test"] * 7 + ["train"],
+        "image_id": [f"i{k}" for k in range(8)],
+        "bnp_pred_ng_l": [50.0, 2000.0, 150.0, 900.0, 20.0, 99.0, 900.0, 5000.0],  # i7 trained on
+    })
+    high = _select(pred, "mlp-correct", above=True, threshold=100, n=2, seed=1, selection="highest")
+    assert high == ["i1", "i3"]  # 2000, then the first of the tied 900s by image id; not i7 (train)
+    low = _select(pred, "mlp-correct", above=False, threshold=100, n=2, seed=1, selection="highest")
+    assert low == ["i0", "i4"]
+    drawn = _select(pred, "mlp-correct", above=True, threshold=100, n=3, seed=1, selection="random")
+    assert len(drawn) == 3 and set(drawn) <= {"i1", "i2", "i3", "i6"}
+    assert drawn == _select(pred, "mlp-correct", above=True, threshold=100, n=3, seed=1, selection="random")
+
+
+def test_default_selection_is_the_highest_predictions(explained):
+    cfg, bundle, _ = explained
+    assert cfg.gvr.selection == "highest"
+    index = bundle.read_table("gvr_index")
+    pred = bundle.read_table("predictions")
+    for model_id, rows in index[index["kind"] == "gvr"].groupby("model_id"):
+        own = pred[(pred["model_id"] == model_id) & (pred["role"] == ("test" if "correct" in model_id else "validation"))]
+        above = own[own["bnp_pred_ng_l"] > 100]
+        assert len(rows) == min(cfg.readers.per_model, len(above))
+        assert rows["start_pred_ng_l"].min() >= above["bnp_pred_ng_l"].nlargest(len(rows)).min() * (1 - 1e-5)
+
+
 def test_inverse_gvrs_reach_each_target(explained):
     cfg, bundle, _ = explained
     index = bundle.read_table("gvr_index")
