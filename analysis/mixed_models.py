@@ -303,7 +303,17 @@ class RScriptFiles:
 # --------------------------------------------------------------------------------------------------
 
 _R_HELPERS = r"""
+local({
+info <- function(m) {
+  list(singular = lme4::isSingular(m),
+       opt_code = as.integer(m@optinfo$conv$opt),
+       lme4_messages = as.character(unlist(m@optinfo$conv$lme4$messages)),
+       optimizer_warnings = as.character(unlist(m@optinfo$warnings)),
+       df = as.integer(attr(stats::logLik(m), "df")),
+       nobs = as.integer(stats::nobs(m)))
+}
 list(
+  info = info,
   fit = function(formula, data) {
     m <- lme4::glmer(stats::as.formula(formula), data = data, family = stats::binomial)
     beta <- lme4::fixef(m)
@@ -312,29 +322,16 @@ list(
     ll <- stats::logLik(m)
     vc <- as.data.frame(lme4::VarCorr(m), order = "cov.last")
     groups <- lme4::ngrps(m)
-    list(model = m, term = names(beta), estimate = unname(beta), se = unname(se), z = z,
-         p_value = 2 * stats::pnorm(abs(z), lower.tail = FALSE),
-         vc_group = as.character(vc$grp), vc_var1 = as.character(vc$var1),
-         vc_var2 = as.character(vc$var2), vc_vcov = vc$vcov, vc_sdcor = vc$sdcor,
-         loglik = as.numeric(ll), aic = stats::AIC(m), bic = stats::BIC(m),
-         group_names = names(groups), group_sizes = as.integer(groups),
-         singular = lme4::isSingular(m),
-         opt_code = as.integer(m@optinfo$conv$opt),
-         lme4_messages = as.character(unlist(m@optinfo$conv$lme4$messages)),
-         optimizer_warnings = as.character(unlist(m@optinfo$warnings)),
-         df = as.integer(attr(ll, "df")),
-         nobs = as.integer(stats::nobs(m)))
+    c(list(model = m, term = names(beta), estimate = unname(beta), se = unname(se), z = z,
+           p_value = 2 * stats::pnorm(abs(z), lower.tail = FALSE),
+           vc_group = as.character(vc$grp), vc_var1 = as.character(vc$var1),
+           vc_var2 = as.character(vc$var2), vc_vcov = vc$vcov, vc_sdcor = vc$sdcor,
+           loglik = as.numeric(ll), aic = stats::AIC(m), bic = stats::BIC(m),
+           group_names = names(groups), group_sizes = as.integer(groups)),
+      info(m))
   },
   data_frame = function(columns, n) {
     structure(columns, class = "data.frame", row.names = c(NA_integer_, -as.integer(n)))
-  },
-  info = function(m) {
-    list(singular = lme4::isSingular(m),
-         opt_code = as.integer(m@optinfo$conv$opt),
-         lme4_messages = as.character(unlist(m@optinfo$conv$lme4$messages)),
-         optimizer_warnings = as.character(unlist(m@optinfo$warnings)),
-         df = as.integer(attr(stats::logLik(m), "df")),
-         nobs = as.integer(stats::nobs(m)))
   },
   fixed_terms = function(formula) {
     attr(stats::terms(lme4::nobars(stats::as.formula(formula))), "term.labels")
@@ -349,6 +346,7 @@ list(
     colnames(mm)[attr(mm, "assign") == match(term, labels)]
   }
 )
+})
 """
 
 
@@ -581,9 +579,23 @@ def _fixed_frame(term: Sequence[str], estimate: np.ndarray, se: np.ndarray, z: n
 
 
 def _fit(formula: str, df: pd.DataFrame, family: str, engine: str) -> tuple[GlmerResult, Any]:
-    """Fit with lme4 and return the result and the R model object."""
-    if engine == "pymer4":
-        return _fit_pymer4(formula, df, family)
+    """Fit with lme4 through `engine`; warn with lme4's messages; return the result and the R model."""
+    result, model = (_fit_pymer4 if engine == "pymer4" else _fit_rpy2)(formula, df, family)
+    if result.warnings:
+        warnings.warn(f"glmer {formula!r}: " + "; ".join(result.warnings), GlmerFitWarning, stacklevel=3)
+    return result, model
+
+
+def _glmer_error(formula: str, exc: Exception, console: Sequence[str]) -> GlmerError:
+    """lme4's error, with what R wrote to its console when that adds to it."""
+    error = " ".join(str(exc).split())
+    said = " ".join("".join(console).split())
+    extra = f" (R console: {said})" if said and said not in error else ""
+    return GlmerError(f"lme4 could not fit {formula!r}: {error}{extra}")
+
+
+def _fit_rpy2(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult, Any]:
+    """One R call: the formula's columns to R, glmer, and the extraction of its results."""
     sess = _session()
     data = _r_data_frame(sess, df)
     failure = None
@@ -593,10 +605,7 @@ def _fit(formula: str, df: pd.DataFrame, family: str, engine: str) -> tuple[Glme
         except sess.RRuntimeError as exc:
             failure = exc
     if failure is not None:
-        error = " ".join(str(failure).split())
-        said = " ".join("".join(console).split())
-        extra = f" (R console: {said})" if said and said not in error else ""
-        raise GlmerError(f"lme4 could not fit {formula!r}: {error}{extra}") from failure
+        raise _glmer_error(formula, failure, console) from failure
 
     get = lambda key: list(out.rx2(key))  # noqa: E731
     singular = bool(get("singular")[0])
@@ -639,8 +648,6 @@ def _fit(formula: str, df: pd.DataFrame, family: str, engine: str) -> tuple[Glme
         converged=converged,
         warnings=tuple(messages),
     )
-    if messages:
-        warnings.warn(f"glmer {formula!r}: " + "; ".join(messages), GlmerFitWarning, stacklevel=3)
     return result, out.rx2("model")
 
 
@@ -661,10 +668,7 @@ def _fit_pymer4(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResul
             info = sess.info(model.model_obj)
         except sess.RRuntimeError as exc:
             stack.close()
-            error = " ".join(str(exc).split())
-            said = " ".join("".join(console).split())
-            extra = f" (R console: {said})" if said and said not in error else ""
-            raise GlmerError(f"lme4 could not fit {formula!r}: {error}{extra}") from exc
+            raise _glmer_error(formula, exc, console) from exc
     for w in caught:  # pymer4's own pandas deprecations are about pymer4, not the model
         if issubclass(w.category, (FutureWarning, DeprecationWarning)) and "pymer4" in str(w.filename):
             continue
@@ -714,8 +718,6 @@ def _fit_pymer4(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResul
         converged=converged,
         warnings=tuple(messages),
     )
-    if messages:
-        warnings.warn(f"glmer {formula!r}: " + "; ".join(messages), GlmerFitWarning, stacklevel=4)
     return result, model.model_obj
 
 
