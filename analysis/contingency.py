@@ -48,18 +48,19 @@ def _as_table(table: Any, *, integer: bool) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ChiSquareResult:
-    """Pearson's chi-squared test of independence.
+    """Pearson's chi-squared test of independence, or of goodness of fit for a one-way table.
 
     Attributes
     ----------
     statistic : float
         The X-squared statistic (with Yates' correction when applied).
     df : int
-        Degrees of freedom, (rows - 1)(columns - 1).
+        Degrees of freedom: (rows - 1)(columns - 1), or categories - 1 for a one-way table.
     p_value : float
         Upper-tail chi-squared probability.
     expected : numpy.ndarray
-        Expected counts under independence, row sum x column sum / total.
+        Expected counts: under independence, row sum x column sum / total; for a one-way table,
+        total x p.
     method : str
         R's method string, e.g. "Pearson's Chi-squared test with Yates' continuity correction".
     correct : bool
@@ -117,15 +118,62 @@ class FisherResult:
         return pd.DataFrame([asdict(self)])
 
 
-def chi_square(table: Any, *, correct: bool = True) -> ChiSquareResult:
-    """Pearson's chi-squared test of independence, as R's ``chisq.test(table, correct = correct)``.
+def _as_counts(x: np.ndarray) -> np.ndarray:
+    """A one-way table for the goodness-of-fit test, checked as R's ``chisq.test`` checks a vector."""
+    x = x.ravel()
+    if x.size < 2:
+        raise ValueError(f"a one-way table must have at least 2 categories; got {x.size}")
+    if np.isnan(x).any() or np.isinf(x).any() or (x < 0).any():
+        raise ValueError("all counts must be non-negative and finite")
+    if x.sum() == 0:
+        raise ValueError("at least one count must be positive")
+    return x
+
+
+def _probabilities(p: Any, k: int, *, rescale_p: bool) -> np.ndarray:
+    if p is None:
+        return np.full(k, 1.0 / k)
+    probs = np.asarray(p, dtype=np.float64).ravel()
+    if probs.size != k:
+        raise ValueError(f"p must have one probability per category ({k}); got {probs.size}")
+    if np.isnan(probs).any() or np.isinf(probs).any() or (probs < 0).any():
+        raise ValueError(f"p must hold non-negative finite probabilities; got {probs.tolist()}")
+    if rescale_p:
+        if probs.sum() == 0:
+            raise ValueError("p sums to 0 and cannot be rescaled")
+        return probs / probs.sum()
+    # R: abs(sum(p) - 1) > sqrt(.Machine$double.eps) is an error unless rescale.p = TRUE
+    if abs(probs.sum() - 1.0) > np.sqrt(np.finfo(float).eps):
+        raise ValueError(f"p must sum to 1 (sums to {probs.sum():.12g}); pass rescale_p=True to rescale it")
+    return probs
+
+
+def _warn_small(expected: np.ndarray) -> None:
+    if (expected < 5).any():
+        warnings.warn(
+            f"Chi-squared approximation may be incorrect: smallest expected count is {expected.min():.3g} "
+            "(< 5); consider fisher_exact",
+            ApproximationWarning,
+            stacklevel=3,
+        )
+
+
+def chi_square(table: Any, *, correct: bool = True, p: Any = None, rescale_p: bool = False) -> ChiSquareResult:
+    """Pearson's chi-squared test, as R's ``chisq.test``: independence for a two-way table,
+    goodness of fit for a one-way table.
 
     Parameters
     ----------
-    table : array-like, shape (r, c)
-        Counts, r >= 2 and c >= 2.
+    table : array-like, shape (k,) or (r, c)
+        Counts. A one-way table (a vector, or a matrix with one row or one column, as R) is tested
+        for goodness of fit against ``p``; a two-way table with r >= 2 and c >= 2 for independence.
     correct : bool, default True
-        Apply Yates' continuity correction (2 x 2 tables only, as R).
+        Apply Yates' continuity correction (2 x 2 tables only, as R; ignored for one-way tables).
+    p : array-like, shape (k,), optional
+        Expected proportions of a one-way table's categories; default uniform (R's ``p``). Refused
+        for a two-way table, whose expected counts come from its margins.
+    rescale_p : bool, default False
+        Divide ``p`` by its sum (R's ``rescale.p``); otherwise ``p`` must sum to 1.
 
     Returns
     -------
@@ -135,9 +183,11 @@ def chi_square(table: Any, *, correct: bool = True) -> ChiSquareResult:
     Raises
     ------
     EmptyMarginError
-        If a row or column sums to 0 (an expected count would be 0; R returns NaN).
+        If a row or column of a two-way table sums to 0 (an expected count would be 0; R returns NaN).
     ValueError
-        If the table is not 2-D with at least 2 rows and columns, or holds negative or missing counts.
+        If the table holds negative or missing counts, a one-way table has fewer than 2 categories or
+        no positive count, ``p`` does not match it or does not sum to 1, or ``p`` comes with a two-way
+        table.
 
     Warns
     -----
@@ -146,9 +196,12 @@ def chi_square(table: Any, *, correct: bool = True) -> ChiSquareResult:
 
     Notes
     -----
-    :math:`E_{ij} = R_i C_j / N`, :math:`X^2 = \\sum_{ij} (|O_{ij} - E_{ij}| - Y)^2 / E_{ij}` with
+    Two-way: :math:`E_{ij} = R_i C_j / N`, :math:`X^2 = \\sum_{ij} (|O_{ij} - E_{ij}| - Y)^2 / E_{ij}` with
     :math:`Y = \\min(0.5, \\min_{ij}|O_{ij} - E_{ij}|)` for a corrected 2 x 2 table (R caps the correction
     so it never overshoots) and :math:`Y = 0` otherwise; :math:`p = P(\\chi^2_{(r-1)(c-1)} > X^2)`.
+
+    One-way: :math:`E_i = N p_i`, :math:`X^2 = \\sum_i (O_i - E_i)^2 / E_i`,
+    :math:`p = P(\\chi^2_{k-1} > X^2)`, with no continuity correction (as R).
 
     References
     ----------
@@ -162,9 +215,19 @@ def chi_square(table: Any, *, correct: bool = True) -> ChiSquareResult:
     >>> r = chi_square([[12, 5], [7, 14]])
     >>> round(r.statistic, 6), r.df, round(r.p_value, 6)
     (3.831933, 1, 0.050285)
+    >>> g = chi_square([71, 42])
+    >>> g.method, round(g.statistic, 6), g.df, round(g.p_value, 6)
+    ('Chi-squared test for given probabilities', 7.442478, 1, 0.006371)
     """
     if correct not in (True, False):
         raise ValueError(f"correct must be one of True, False; got {correct!r}")
+    if rescale_p not in (True, False):
+        raise ValueError(f"rescale_p must be one of True, False; got {rescale_p!r}")
+    raw = np.asarray(table, dtype=np.float64)
+    if raw.ndim == 1 or (raw.ndim == 2 and 1 in raw.shape):
+        return _goodness_of_fit(_as_counts(raw), p, rescale_p=rescale_p)
+    if p is not None:
+        raise ValueError("p applies to a one-way table only; a two-way table's expected counts come from its margins")
     x = _as_table(table, integer=False)
     n = x.sum()
     expected = np.outer(x.sum(axis=1), x.sum(axis=0)) / n
@@ -177,13 +240,7 @@ def chi_square(table: Any, *, correct: bool = True) -> ChiSquareResult:
         y = 0.0
         method = "Pearson's Chi-squared test"
     statistic = float(np.sum((np.abs(x - expected) - y) ** 2 / expected))
-    if (expected < 5).any():
-        warnings.warn(
-            f"Chi-squared approximation may be incorrect: smallest expected count is {expected.min():.3g} "
-            "(< 5); consider fisher_exact",
-            ApproximationWarning,
-            stacklevel=2,
-        )
+    _warn_small(expected)
     return ChiSquareResult(
         statistic=statistic,
         df=int(df),
@@ -192,6 +249,17 @@ def chi_square(table: Any, *, correct: bool = True) -> ChiSquareResult:
         method=method,
         correct=yates,
     )
+
+
+def _goodness_of_fit(x: np.ndarray, p: Any, *, rescale_p: bool) -> ChiSquareResult:
+    expected = x.sum() * _probabilities(p, x.size, rescale_p=rescale_p)
+    if (expected == 0).any():
+        raise ValueError("p gives a category probability 0: its expected count would be 0 (R returns NaN)")
+    statistic = float(np.sum((x - expected) ** 2 / expected))
+    _warn_small(expected)
+    df = x.size - 1
+    return ChiSquareResult(statistic=statistic, df=int(df), p_value=float(stats.chi2.sf(statistic, df)),
+                           expected=expected, method="Chi-squared test for given probabilities", correct=False)
 
 
 def _log_table_probs(tables: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

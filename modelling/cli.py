@@ -474,22 +474,20 @@ def report(
         typer.echo(f"manuscript: {page}")
 
 
-def main() -> None:  # pragma: no cover - console entry for `python -m modelling.cli`
-    app(prog_name="gvr")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 def _register_subcommands() -> None:
     from modelling.cli_readers import register
 
     register(readers_app)
 
 
+# Before any entry point runs: `gvr` (the script imports `app`) and `python -m modelling.cli` alike.
 _register_subcommands()
 
 
-if __name__ == "__main__":  # python -m modelling.cli, where the gvr script is not installed
-    app()
+def main() -> None:
+    """``python -m modelling.cli``, where the ``gvr`` script is not installed."""
+    app(prog_name="gvr")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -48,6 +48,56 @@ def test_chi_square_matches_chisq_test(case, correct):
     assert res.to_frame().shape[0] == 1
 
 
+def _one_way(case: str) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    g = data("goodness_of_fit")
+    g = g[g["case"] == case]
+    p = None if (g["p"] == "NA").all() else g["p"].astype(float).to_numpy()
+    return g["count"].astype(float).to_numpy(), p, str(g["rescale_p"].iloc[0]).upper() == "TRUE"
+
+
+@pytest.mark.parametrize("case", sorted(EXP["goodness_of_fit"]))
+@pytest.mark.parametrize("shape", ["vector", "row", "column"])
+def test_one_way_table_is_a_goodness_of_fit_test_as_chisq_test(case, shape):
+    """R's chisq.test(x, p = ...) on a vector, or on a matrix with one row or one column."""
+    ref = EXP["goodness_of_fit"][case]
+    counts, p, rescale = _one_way(case)
+    table = {"vector": counts, "row": counts[None, :], "column": counts[:, None]}[shape]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = chi_square(table, p=p, rescale_p=rescale)
+    assert res.statistic == pytest.approx(ref["statistic"], rel=1e-12, abs=1e-12)
+    assert res.p_value == pytest.approx(ref["p_value"], rel=1e-12)
+    assert res.df == ref["df"] and res.method == ref["method"] and not res.correct
+    np.testing.assert_allclose(res.expected, ref["expected"], rtol=1e-12)
+    assert any(issubclass(w.category, ApproximationWarning) for w in caught) == ref["warned"]
+
+
+def test_goodness_of_fit_ignores_yates_and_is_invariant_to_order():
+    counts = np.array([18.0, 25, 31, 26])
+    base = chi_square(counts)
+    assert chi_square(counts, correct=False).statistic == base.statistic
+    assert chi_square(counts[::-1]).statistic == pytest.approx(base.statistic, rel=1e-15)
+    given = chi_square(counts, p=[0.1, 0.2, 0.3, 0.4])
+    assert chi_square(counts[::-1], p=[0.4, 0.3, 0.2, 0.1]).statistic == pytest.approx(given.statistic, rel=1e-15)
+
+
+@pytest.mark.parametrize(("table", "kwargs", "message"), [
+    ([5], {}, "at least 2 categories"),
+    ([0, 0], {}, "at least one count must be positive"),
+    ([3, -1], {}, "non-negative and finite"),
+    ([3, np.nan], {}, "non-negative and finite"),
+    ([3, 4], {"p": [0.5, 0.6]}, "must sum to 1"),
+    ([3, 4], {"p": [0.2, 0.3, 0.5]}, "one probability per category"),
+    ([3, 4], {"p": [-0.5, 1.5]}, "non-negative"),
+    ([3, 4], {"p": [0, 1]}, "probability 0"),
+    ([[3, 4], [5, 6]], {"p": [0.5, 0.5]}, "one-way table only"),
+    ([3, 4], {"rescale_p": "yes"}, "rescale_p must be one of"),
+])
+def test_goodness_of_fit_refuses_what_r_refuses(table, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        chi_square(table, **kwargs)
+
+
 @pytest.mark.parametrize("case", sorted(EXP["tables"]))
 def test_fisher_matches_fisher_test(case):
     ref = EXP["tables"][case]["fisher"]
@@ -81,8 +131,10 @@ def test_fisher_2x2_enumeration_agrees_with_closed_form():
 def test_errors():
     with pytest.raises(EmptyMarginError):
         chi_square([[0, 0], [1, 2]])
+    with pytest.raises(ValueError, match="2-D array"):
+        chi_square(np.ones((2, 2, 2)))
     with pytest.raises(ValueError, match="2 rows"):
-        chi_square([1, 2, 3])
+        fisher_exact([[1, 2, 3]])  # Fisher's test has no one-way form
     with pytest.raises(ValueError, match="non-negative"):
         fisher_exact([[1, -1], [2, 3]])
     with pytest.raises(ValueError, match="whole-number"):

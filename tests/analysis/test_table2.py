@@ -121,12 +121,11 @@ def test_feature_order():
         "cardiomegaly", "airspace_opacity", "no_chf_features", "x_new"]
 
 
-mixed_models = pytest.importorskip("analysis.mixed_models")
+from analysis import mixed_models  # noqa: E402
 
 
 @pytest.mark.r
 @pytest.mark.filterwarnings("ignore::UserWarning")  # lme4 convergence notes; they are kept in mixed.warnings
-@pytest.mark.skipif(not hasattr(mixed_models, "feature_tests"), reason="analysis.mixed_models has no feature_tests yet")
 def test_mixed_models_are_feature_tests(assessments):
     t = table2(assessments, mixed_models=True)
     direct = mixed_models.feature_tests(assessments)
@@ -140,7 +139,6 @@ def test_mixed_models_are_feature_tests(assessments):
 
 
 @pytest.mark.r
-@pytest.mark.skipif(not hasattr(mixed_models, "feature_tests"), reason="analysis.mixed_models has no feature_tests yet")
 def test_mixed_model_of_a_constant_feature_gives_its_reason(assessments):
     one = assessments[assessments["feature"] == "cardiomegaly"].assign(feature="reduced_body_mass", present=False)
     t = table2(one, mixed_models=True)

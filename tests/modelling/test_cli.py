@@ -50,6 +50,29 @@ def test_console_script_is_installed_and_reports_every_problem(tmp_path, clean_e
     assert "6 problem(s)" in result.stderr
 
 
+def _commands(app_or_group) -> dict[str, set[str]]:
+    """Every command and group the typer app defines, as ``{group: {command, ...}}`` ('' is the top)."""
+    import typer.main
+
+    click_app = typer.main.get_command(app_or_group)
+    return {"": set(click_app.commands), **{
+        name: set(group.commands) for name, group in click_app.commands.items() if hasattr(group, "commands")}}
+
+
+@pytest.mark.parametrize("entry", ["gvr", "python -m modelling.cli"])
+def test_every_entry_point_lists_every_command(entry, clean_env):
+    """The real entry points, run as a user runs them, list what the app defines (readers packet included)."""
+    prefix = [gvr_executable()] if entry == "gvr" else [sys.executable, "-m", "modelling.cli"]
+    defined = _commands(app)
+    assert {"packet", "serve", "unblind", "simulate"} <= defined["readers"]
+    for group, commands in defined.items():
+        out = subprocess.run([*prefix, *([group] if group else []), "--help"], capture_output=True, text=True,
+                             timeout=120, env={**clean_env, "COLUMNS": "200"})
+        assert out.returncode == 0, out.stderr
+        listed = {line.split()[1] for line in out.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 1}
+        assert commands <= listed, f"{entry} {group} --help lacks {sorted(commands - listed)}"
+
+
 def test_valid_table_exits_zero(tmp_path):
     path = tmp_path / "patients.csv"
     examples()["patients"].to_csv(path, index=False)

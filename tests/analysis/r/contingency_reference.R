@@ -23,4 +23,17 @@ for (k in unique(d$case)) {
   }
   res[[k]] <- entry
 }
-write_expected(list(meta = meta("jsonlite"), tables = res), "contingency_expected.json")
+# One-way tables: chisq.test(x, p = p, rescale.p = ...), the goodness-of-fit test.
+g <- read.csv(file.path(data_dir, "goodness_of_fit.csv"))
+gof <- list()
+for (k in unique(g$case)) {
+  s <- g[g$case == k, ]
+  warned <- FALSE
+  args <- list(s$count)
+  if (!all(is.na(s$p))) args <- c(args, list(p = s$p, rescale.p = s$rescale_p[1]))
+  t <- withCallingHandlers(do.call(chisq.test, args),
+                           warning = function(w) { warned <<- TRUE; invokeRestart("muffleWarning") })
+  gof[[k]] <- list(statistic = as.numeric(t$statistic), df = as.numeric(t$parameter), p_value = t$p.value,
+                   method = t$method, warned = warned, expected = as.vector(t$expected))
+}
+write_expected(list(meta = meta("jsonlite"), tables = res, goodness_of_fit = gof), "contingency_expected.json")

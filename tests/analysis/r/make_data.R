@@ -75,6 +75,16 @@ ct <- list(
 )
 w(do.call(rbind, ct), "tables.csv")
 
+# ---- one-way tables for the goodness-of-fit test: case, count, p (NA: uniform), rescale_p
+gof <- function(case, count, p = NA, rescale_p = FALSE)
+  data.frame(case = case, count = count, p = p, rescale_p = rescale_p)
+w(rbind(gof("two_uniform", c(71, 42)),
+        gof("three_given_p", c(20, 30, 50), c(0.25, 0.25, 0.5)),
+        gof("four_uniform", c(18, 25, 31, 26)),
+        gof("small_expected", c(3, 1, 2)),
+        gof("zero_count", c(0, 7, 5)),
+        gof("rescaled", c(10, 20, 30), c(1, 2, 2), rescale_p = TRUE)), "goodness_of_fit.csv")
+
 # ---- descriptive: case, value
 set.seed(19960101)
 w(rbind(data.frame(case = "bnp_like", value = signif(exp(rnorm(37, 5, 1.2)), 8)),
