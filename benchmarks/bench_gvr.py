@@ -1,56 +1,88 @@
-"""GVR throughput: latent moves alone and the whole explain stage, on a trained bundle.
+"""GVR throughput: latent moves alone and the whole explain stage, on a copy of a trained bundle.
 
 Target (issue 6): 100 GVRs (the paper's reading set) at the default profile in at most 3 minutes
 on 2 CPU cores.
 
     .venv/bin/python benchmarks/bench_gvr.py --bundle study --config configs/default.yaml
+    .venv/bin/python benchmarks/bench_gvr.py --config tiny        # builds its own tiny bundle
+
+The benchmark never writes into ``--bundle``: it copies the bundle into a temporary folder and
+reruns the explain stage there, and it checks that the source's manifest is byte-identical
+afterwards. Without ``--bundle`` it builds a bundle of its own (cohort and training) first.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
+import shutil
+import sys
+import tempfile
 import time
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from data_schema import Bundle
+from modelling.cohort_bundle import build_cohort
 from modelling.config import load_config
 from modelling.explain_bundle import build_explanations, load_decoder, load_predictor
 from modelling.gvr import move
+from modelling.train_bundle import build_training
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", default="study")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="A trained bundle to copy (left untouched); default: build one from --config.")
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--n", type=int, default=100)
     args = parser.parse_args()
     cfg = load_config(args.config)
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
-    bundle = Bundle(args.bundle)
-    decoder, predictor = load_decoder(bundle, cfg), load_predictor(bundle, "mlp-correct")
-    latents = bundle.read_array("arrays/latents.npy")
-    with torch.no_grad():
-        pred = predictor(torch.from_numpy(latents)).numpy()
-    start = latents[np.argsort(pred)[::-1][: args.n]]  # the n highest predictions: all need a move
-    g = cfg.gvr
-    t0 = time.perf_counter()
-    path = move(start, decoder, predictor, target_log_bnp=np.log(cfg.cohort.bnp_threshold_ng_l), direction="down",
-                step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                frames=g.movie_frames)
-    moves = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _, info = build_explanations(cfg, bundle.root, force=True)
-    stage = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="bench-gvr-") as tmp:
+        work = Path(tmp) / "bundle"
+        before = None
+        if args.bundle is not None:
+            if not (args.bundle / "manifest.json").is_file():
+                sys.exit(f"error: no study bundle at {args.bundle}: run `make reproduce` first, or omit --bundle")
+            before = _digest(args.bundle)
+            shutil.copytree(args.bundle, work, ignore=shutil.ignore_patterns("work"))  # training scratch
+        else:
+            build_cohort(cfg, work)
+            build_training(cfg, work)
+        bundle = Bundle(work)
+        decoder, predictor = load_decoder(bundle, cfg), load_predictor(bundle, "mlp-correct")
+        latents = bundle.read_array("arrays/latents.npy")
+        with torch.no_grad():
+            pred = predictor(torch.from_numpy(latents)).numpy()
+        start = latents[np.argsort(pred)[::-1][: args.n]]  # the n highest predictions: all need a move
+        g = cfg.gvr
+        t0 = time.perf_counter()
+        path = move(start, decoder, predictor, target_log_bnp=np.log(cfg.cohort.bnp_threshold_ng_l),
+                    direction="down", step_size=g.step_size, max_steps=g.max_steps,
+                    similarity_weight=g.similarity_weight, frames=g.movie_frames)
+        moves = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _, info = build_explanations(cfg, work, force=True)
+        stage = time.perf_counter() - t0
+    if before is not None and _digest(args.bundle) != before:
+        sys.exit(f"error: {args.bundle}/manifest.json changed during the benchmark")
+    n = len(start)
     print(f"{date.today()} {platform.node()} ({os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads), profile {cfg.profile}: {args.n} latent moves in {moves:.2f} s "
-          f"({args.n / moves:.0f} GVRs/s; median {int(np.median(path.steps))} steps, {path.reached.mean():.0%} reached); "
-          f"explain stage ({info['gvrs']} GVRs + {info['inverse']} inverse frames, PNGs, GIF and MP4): {stage:.1f} s")
+          f"{torch.get_num_threads()} threads), profile {cfg.profile}: {n} latent moves in {moves:.2f} s "
+          f"({n / moves:.0f} GVRs/s; median {int(np.median(path.steps))} steps, {path.reached.mean():.0%} reached); "
+          f"explain stage ({info['gvrs']} GVRs + {info['inverse']} inverse frames, PNGs, GIF and MP4): {stage:.1f} s"
+          + ("" if before is None else f"; {args.bundle} left untouched"))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ from data_schema.registry import SCHEMAS, TableSpec, get_spec
 from data_schema.validate import Problem, TableValidationError, check_frame, load_table
 
 log = logging.getLogger(__name__)
+# Stage start and end lines, on the channel the command line shows (modelling.progress writes there too).
+progress_log = logging.getLogger("gvr.progress")
+
+
+def _took(started: float) -> str:
+    seconds = time.monotonic() - started
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 MANIFEST = "manifest.json"
 FORMAT = "gvr-chf-bundle/1"
@@ -224,8 +232,13 @@ class Bundle:
         if self._manifest["stages"].pop(name, None) is not None:
             self._save_manifest()  # a stage killed half-way must not look complete on the next run
         stage = Stage(self, name, config_hash(config), seed)
+        progress_log.info("stage %s: start", name)
+        started = time.monotonic()
         try:
             yield stage
+        except BaseException:
+            progress_log.info("stage %s: failed after %s", name, _took(started))
+            raise
         finally:
             self._save_manifest()  # files already written stay recorded, so the manifest matches disk
         # What an earlier run of this stage wrote and this run did not is stale: forget and remove it,
@@ -243,6 +256,7 @@ class Bundle:
             "git_commit": git_commit(),
         }
         self._save_manifest()
+        progress_log.info("stage %s: done in %s", name, _took(started))
 
     def run_stage(
         self,
@@ -257,7 +271,7 @@ class Bundle:
         """Run `body(stage)` unless the stage is current; return whether it ran."""
         inputs = list(inputs)
         if not force and self.is_current(name, config=config, seed=seed, inputs=inputs):
-            log.info("stage %s is up to date in %s; skipped", name, self.root)
+            progress_log.info("stage %s: up to date, skipped", name)
             return False
         with self.stage(name, config=config, seed=seed, inputs=inputs) as stage:
             body(stage)

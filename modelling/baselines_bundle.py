@@ -24,6 +24,7 @@ from modelling.explain_bundle import load_predictor
 from modelling.faithfulness import DISEASE_MASKS, driving_masks, scores
 from modelling.networks import Encoder, to_unit
 from modelling.phantom import unpack_masks
+from modelling.progress import progress
 from modelling.train_bundle import load_images
 
 STAGE = "baselines"
@@ -105,11 +106,17 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     truth = bundle.read_table("phantom_truth") if has_truth else None
     masks = _masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
     rows = []
-    for model_id, group in gvrs.groupby("model_id", sort=True):
+    groups = list(gvrs.groupby("model_id", sort=True))
+    bar = progress(total=len(groups) * len(METHODS), desc="baseline maps", unit="method")
+    for model_id, group in groups:
         model = EndToEnd(encoder, load_predictor(bundle, model_id))
         images = pixels[[position[i] for i in group["image_id"]]]
         x = to_unit(torch.from_numpy(images))
-        maps = {m: attribute(model, x, m, seed=config.seed) for m in METHODS}
+        maps = {}
+        for m in METHODS:
+            maps[m] = attribute(model, x, m, seed=config.seed)
+            bar.set_postfix(model=model_id, method=m)
+            bar.update(1)
         for k, row in enumerate(group.itertuples()):
             shown = bundle.read_image(row.overlay_path)
             stage.write_image(f"baselines/{row.gvr_id}.png", panel(images[k], shown, {m: maps[m][k] for m in METHODS}))
@@ -126,6 +133,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
                              "drivers": ",".join(drivers) or None,
                              "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
                              "iou_top": s["iou_top"]})
+    bar.close()
     info = {"gvrs": int(len(gvrs)), "methods": list(METHODS), "faithfulness": has_truth}
     if has_truth and rows:
         table = pd.DataFrame(rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -30,9 +31,32 @@ readers_app = typer.Typer(help="The reader study: blinded packets, the reading p
 app.add_typer(readers_app, name="readers")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line of the log: its kind and its text, without the source line."""
+    text = " ".join(str(message).split())
+    print(f"warning: {category.__name__}: {text}", file=file or sys.stderr, flush=True)
+
+
+def configure_logging(*, verbose: bool = False, quiet: bool = False) -> None:
+    """Progress and stage lines on stderr with the time; other libraries' logs at WARNING (INFO with -v)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    progress_log = logging.getLogger("gvr.progress")
+    progress_log.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+    progress_log.addHandler(handler)
+    progress_log.setLevel(logging.WARNING if quiet else logging.INFO)
+    progress_log.propagate = False
+    warnings.showwarning = _one_line_warning
+
+
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details from every library."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or stage lines."),
+) -> None:
+    configure_logging(verbose=verbose, quiet=quiet)
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -26,6 +26,7 @@ from modelling.config import StudyConfig
 from modelling.gvr import move, overlay
 from modelling.networks import MLP, Generator, Linear
 from modelling.predictors import Standardised
+from modelling.progress import progress
 from modelling.train_bundle import load_images
 from modelling.training import decode, device_for
 
@@ -218,6 +219,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         with torch.no_grad():
             frame_bnp = np.stack([predict_log_bnp(predictor, f) for f in path.frames])
         frame_images = np.stack([decode(decoder, f) for f in path.frames])
+        label = f"{model_id}: GVRs" if kind == "gvr" else f"{model_id}: inverse GVRs to {target:g} ng/L"
+        bar = progress(total=len(image_ids), desc=label, unit="GVR")
         for k, image_id in enumerate(image_ids):
             suffix = "" if kind == "gvr" else f"-to-{target:g}"
             gvr_id = f"{model_id}-{image_id}{suffix}"
@@ -241,6 +244,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
                 "healthy_path": f"{base}/healthy.png", "overlay_path": f"{base}/overlay.png",
                 "movie_path": f"{base}/movie.gif",
             })
+            bar.update(1)
+        bar.close()
 
     for model_id in model_ids:
         predictor = load_predictor(bundle, model_id).to(device)

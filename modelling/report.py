@@ -28,15 +28,17 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from data_schema import Bundle
+from modelling.progress import progress
 from data_schema.io import atomic_write_bytes
 
 __all__ = [
     "BUNDLE_ENV", "DEFAULT_BUNDLE", "REPORTS_DIR", "OUT_DIR", "BundleMissingError", "ReportRenderError",
-    "bundle_path", "open_bundle", "read_json", "image_html", "figure_from_images", "fmt_p", "fmt_ci",
+    "bundle_path", "shown_path", "open_bundle", "read_json", "image_html", "figure_from_images", "fmt_p", "fmt_ci",
     "kernel_env", "report_scripts", "render_report", "render_reports", "write_report", "QuartoOptionsPreprocessor",
 ]
 
@@ -107,6 +109,21 @@ def bundle_path() -> Path:
             f"no study bundle at {path} ({source}): run `make reproduce` to build {DEFAULT_BUNDLE}, or set "
             f"{BUNDLE_ENV} to a bundle built by `gvr reproduce --config ... --out DIR`")
     return path.resolve()
+
+
+def shown_path(path: str | Path) -> str:
+    """How a page names a bundle: relative to the project (``study``), else its folder's name.
+
+    A rendered page is shared; the machine's absolute paths (a home directory, a user name) do not
+    belong in it.
+    """
+    path = Path(path).resolve()
+    for base in (REPO_ROOT, Path.cwd().resolve()):
+        try:
+            return path.relative_to(base).as_posix() or "."
+        except ValueError:
+            continue
+    return path.name
 
 
 def open_bundle() -> Bundle:
@@ -309,6 +326,7 @@ def render_report(script: str | Path, bundle: str | Path, *, timeout: int = 600)
     import jupytext
     import nbformat
     from nbclient import NotebookClient
+    from traitlets.config import Config
     from nbclient.exceptions import CellExecutionError
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import RegexRemovePreprocessor
@@ -317,13 +335,19 @@ def render_report(script: str | Path, bundle: str | Path, *, timeout: int = 600)
     nb = jupytext.read(script, fmt="py:percent")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     title = _title(nb) or script.stem
-    client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=False,
-                            resources={"metadata": {"path": str(script.parent)}})
-    try:
-        client.execute(env=kernel_env(bundle))
-    except CellExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else str(exc).strip().splitlines()[-1]
-        raise ReportRenderError(f"{script.name} failed against bundle {bundle}: {error}") from None
+    # The kernel is local: Unix sockets in a private directory, not TCP on localhost, so no port is
+    # open to other users and ipykernel has no unencrypted-TCP warning to print.
+    with tempfile.TemporaryDirectory(prefix="gvr-kernel-") as sockets:
+        ipc = Config()
+        ipc.KernelManager.transport = "ipc"
+        ipc.KernelManager.ip = str(Path(sockets) / "kernel")
+        client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=False, config=ipc,
+                                resources={"metadata": {"path": str(script.parent)}})
+        try:
+            client.execute(env=kernel_env(bundle))
+        except CellExecutionError as exc:
+            error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else str(exc).strip().splitlines()[-1]
+            raise ReportRenderError(f"{script.name} failed against bundle {bundle}: {error}") from None
     nb, _ = QuartoOptionsPreprocessor().preprocess(nb, {})
     nb, _ = RegexRemovePreprocessor(patterns=[r"^---"]).preprocess(nb, {})
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
@@ -338,9 +362,12 @@ def _render_all(bundle: str | Path, scripts: list[Path] | None) -> dict[str, byt
     if not (root / "manifest.json").is_file():
         raise BundleMissingError(f"no study bundle at {root}: run `make reproduce` (or `gvr reproduce --out {root}`)")
     pages = {}
-    for script in scripts if scripts is not None else report_scripts():
-        log.info("rendering %s against %s", script.name, root)
-        pages[f"{Path(script).stem}.html"] = render_report(script, root)
+    scripts = scripts if scripts is not None else report_scripts()
+    with progress(total=len(scripts), desc="rendering the manuscript", unit="chapter") as bar:
+        for script in scripts:
+            log.info("rendering %s against %s", script.name, root)
+            pages[f"{Path(script).stem}.html"] = render_report(script, root)
+            bar.update(1)
     return pages
 
 

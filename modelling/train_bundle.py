@@ -28,6 +28,7 @@ from data_schema.io import sha256_bytes
 from modelling import checkpoints, ctr
 from modelling.config import StudyConfig
 from modelling.predictors import fit_all, model_config, predict_ng_l
+from modelling.progress import note
 from modelling.training import (decode, decoder_config, device_for, encode, encoder_config, train_decoder,
                                 train_encoder)
 
@@ -147,6 +148,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
 
     device = device_for(config)  # encoding every radiograph and decoding samples: on the GPU when there is one
     generator, encoder = generator.to(device), encoder.to(device)
+    note("training: encoding %s radiographs", f"{len(images):,}")
     latents = encode(encoder, images)
     stage.write_array("arrays/latents.npy", latents)
     stage.write_table("latents_index", pd.DataFrame({
@@ -167,6 +169,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     stage.write_image("train/samples.png", grid(samples))
     real = images[unlabelled][rng.choice(unlabelled.sum(), min(512, unlabelled.sum()), replace=False)]
     more = decode(generator, rng.standard_normal((len(real), config.decoder.latent_dim)).astype(np.float32))
+    note("training: cardiothoracic ratio of %d real radiographs and %d decoder samples", len(real), len(more))
     ratios = ctr_table(real, more)
 
     # predictors on the labelled radiographs
@@ -174,6 +177,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     bnp = pairing.loc[labelled_ids, "bnp_ng_l"].to_numpy()
     split = splits["set"].to_numpy()[~unlabelled]
     threshold = config.cohort.bnp_threshold_ng_l
+    note("training: fitting the predictors on %s labelled radiographs", f"{int((~unlabelled).sum()):,}")
     fitted = fit_all(latents[~unlabelled], bnp, split, config.predictors, seed=config.seed, threshold=threshold)
     rows, aucs = [], {}
     for f in fitted:

@@ -22,14 +22,14 @@ from IPython.display import HTML, Markdown, display
 from analysis.errors import UndefinedStatisticError
 from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
-from modelling.report import fmt_ci, fmt_p, open_bundle, read_json
+from modelling.report import fmt_ci, fmt_p, open_bundle, read_json, shown_path
 
 bundle = open_bundle()
 cohort = read_json(bundle, "cohort/summary.json")
 predictions = bundle.read_table("predictions")
 assessments = bundle.read_table("reader_assessments")
 THRESHOLD = float(cohort["threshold_ng_l"])
-display(Markdown(f"Bundle: `{bundle.root}`; BNP cutoff for congestive heart failure (CHF): "
+display(Markdown(f"Bundle: `{shown_path(bundle.root)}`; BNP cutoff for congestive heart failure (CHF): "
                  f"{THRESHOLD:g} ng/L."))
 
 # %% [markdown]

@@ -137,6 +137,12 @@ p_note = ("The P value (mixed-effects logistic regression, Wald test of the mode
           f"{mixed_path}) for the correct versus overfitted difference was "
           + ", ".join(f"{fmt_p(r.p_value)} for {r.feature.replace('_', ' ')}" if np.isfinite(r.p_value)
                       else f"not estimable for {r.feature.replace('_', ' ')}" for r in mixed.itertuples()) + ".")
+if "caution" in mixed.columns:  # lme4's messages and what they mean for each P value
+    cautions = mixed[mixed["caution"].fillna("").astype(str) != ""]
+    if len(cautions):
+        p_note += " lme4 reported, " + "; ".join(
+            f"for {r.feature.replace('_', ' ')}: {' '.join(str(r.warnings).split())} ({r.caution})"
+            for r in cautions.itertuples()) + "."
 simulated = bool(assessments["simulated"].all())
 
 # %%

@@ -478,3 +478,35 @@ def test_starting_r_prints_no_warnings(clean_env):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=HERE.parent.parent, env=clean_env)
     assert "Warning" not in out.stderr and "contains no packages" not in out.stderr, out.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# lme4's messages, one line per feature with what they mean for its p-values
+# --------------------------------------------------------------------------------------------------
+
+
+def test_p_value_caution_says_which_p_value_a_message_touches():
+    assert mm.p_value_caution([], [], p_value=0.01, lrt_p_value=0.02) == ""
+    reduced_only = mm.p_value_caution([], ["Model failed to converge with max|grad| = 0.05 (tol = 0.002)"],
+                                      p_value=0.01, lrt_p_value=0.02)
+    assert "reduced model" in reduced_only and "likelihood-ratio P = 0.02 may be off" in reduced_only
+    assert "Wald P = 0.01 does not use" in reduced_only
+    full = mm.p_value_caution(["Model failed to converge with max|grad| = 0.05"], [], p_value=0.01)
+    assert full.startswith("the model did not converge: the Wald P = 0.01 may be off")
+    singular = mm.p_value_caution(["boundary (singular) fit: see help('isSingular')"],
+                                  ["boundary (singular) fit: see help('isSingular')"], p_value=0.3)
+    assert "singular fit" in singular and "reduced" not in singular  # a singular reduced fit is still a fit
+    assert "imprecise" in mm.p_value_caution(["Model is nearly unidentifiable: very large eigenvalue"], [], p_value=0.5)
+
+
+def test_feature_tests_warn_once_per_feature_with_the_meaning(reader_study):
+    """The crossed model's reduced fit does not converge: one warning, naming the feature, on one line."""
+    sub = _with_regime_levels(reader_study[reader_study["feature"] == "cardiomegaly"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = mm.feature_tests(sub, formula="present ~ regime + reader + (1 | patient_id) + (1 | gvr_id)")
+    fit_warnings = [str(w.message) for w in caught if issubclass(w.category, mm.GlmerFitWarning)]
+    assert len(fit_warnings) == 1, fit_warnings
+    assert fit_warnings[0].startswith("feature 'cardiomegaly': lme4 said: reduced: Model failed to converge")
+    assert "\n" not in fit_warnings[0] and "Meaning: the reduced model (without the term) did not converge" in fit_warnings[0]
+    assert table.loc[0, "caution"] in fit_warnings[0]

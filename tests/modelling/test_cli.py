@@ -131,16 +131,39 @@ def test_config_show_names_a_bad_key(tmp_path):
     assert result.exit_code == 2 and "encoder.iteration: unknown key (did you mean 'iterations'?)" in result.output
 
 
-def test_reproduce_builds_the_whole_study_and_says_where_the_manuscript_is(tmp_path):
-    result = runner.invoke(app, ["reproduce", "--config", "tiny", "--out", str(tmp_path / "study")])
-    assert result.exit_code == 0, result.output
-    assert yaml.safe_load((tmp_path / "study/config.yaml").read_text())["profile"] == "tiny"
-    stages = Bundle(tmp_path / "study").stages
-    assert {"config", "cohort", "train", "explain", "baselines", "readers", "analyse", "report"} <= set(stages)
-    assert (tmp_path / "study/analysis/table2.html").is_file()
-    assert f"manuscript: {tmp_path / 'study/report/index.html'}" in result.output
-    again = runner.invoke(app, ["report", str(tmp_path / "study")])
-    assert again.exit_code == 0 and "index.html" in again.output
+STAGES = ("config", "cohort", "train", "explain", "baselines", "readers", "analyse", "report")
+
+
+def test_reproduce_builds_the_whole_study_and_logs_its_progress(tmp_path, clean_env):
+    """`gvr reproduce > log`, as `make reproduce > log` runs it: stderr is not a terminal, so every
+    stage logs its start and end, long work logs its progress, and nothing else reaches the log."""
+    study = tmp_path / "study"
+    env = {**clean_env, "GVR_PROGRESS_EVERY": "0", "COLUMNS": "200"}
+    env.pop("GVR_PROGRESS", None)
+    run = subprocess.run([gvr_executable(), "reproduce", "--config", "tiny", "--out", str(study)],
+                         capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr
+    assert yaml.safe_load((study / "config.yaml").read_text())["profile"] == "tiny"
+    assert set(STAGES) <= set(Bundle(study).stages)
+    assert (study / "analysis/table2.html").is_file()
+    assert f"manuscript: {study / 'report/index.html'}" in run.stdout
+    log = run.stderr
+    for stage in STAGES:
+        assert f"stage {stage}: start" in log and f"stage {stage}: done in" in log, stage
+    for work in ("rendering radiographs", "decoder (WGAN-GP)", "encoder", "baseline maps", "rendering the manuscript"):
+        assert f"{work}: start" in log and f"{work}: done" in log, work
+    assert any(line.startswith("[") and "decoder (WGAN-GP): " in line and "ETA" in line for line in log.splitlines())
+    assert "without encryption" not in log and "IPKernelApp" not in log
+    strays = [line for line in log.splitlines() if not (line[:1] == "[" and line[9:11] == "] ") and not line.startswith("warning: ")]
+    assert not strays, strays  # timestamped progress lines or one-line warnings, nothing else
+    page = (study / "report/index.html").read_text()
+    assert str(tmp_path) not in page and "Bundle: <code>study</code>" in page
+    again = subprocess.run([gvr_executable(), "reproduce", "--config", "tiny", "--out", str(study)],
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr
+    assert all(f"stage {stage}: up to date, skipped" in again.stderr for stage in STAGES), again.stderr
+    report = runner.invoke(app, ["report", str(study)])
+    assert report.exit_code == 0 and "index.html" in report.output
 
 
 def test_train_command_prints_aucs_and_targets(tmp_path):

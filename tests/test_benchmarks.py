@@ -1,0 +1,43 @@
+"""Benchmarks measure a copy, never the user's study (benchmarks/bench_gvr.py on a tiny bundle)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from modelling.cohort_bundle import build_cohort
+from modelling.config import load_config
+from modelling.train_bundle import build_training
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_bench_gvr_leaves_the_study_untouched(tmp_path, clean_env):
+    study = tmp_path / "study"
+    cfg = load_config("tiny")
+    build_cohort(cfg, study)
+    build_training(cfg, study)
+    manifest = (study / "manifest.json").read_bytes()
+    before = _snapshot(study)
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_gvr.py"), "--bundle", str(study),
+                          "--config", "tiny", "--n", "8"], capture_output=True, text=True, timeout=600,
+                         cwd=ROOT, env={**clean_env, "GVR_PROGRESS": "0"})
+    assert run.returncode == 0, run.stderr
+    assert "latent moves" in run.stdout and "left untouched" in run.stdout
+    assert (study / "manifest.json").read_bytes() == manifest
+    assert _snapshot(study) == before  # no file written, replaced or touched
+    assert "explain" not in json.loads(manifest)["stages"]
+
+
+def test_bench_gvr_refuses_a_folder_without_a_bundle(tmp_path, clean_env):
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_gvr.py"), "--bundle", str(tmp_path),
+                          "--config", "tiny"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=clean_env)
+    assert run.returncode != 0 and f"no study bundle at {tmp_path}" in run.stderr
+    assert list(tmp_path.iterdir()) == []
