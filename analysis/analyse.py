@@ -135,7 +135,7 @@ def analyse_bundle(
     from analysis.table2 import table2
 
     out = safe_relpath(out)
-    bundle = Bundle(root)
+    bundle = Bundle(root, create=False)
     written: list[str] = []
     skipped: list[tuple[str, str]] = []
     present = {name: _has(bundle, name) for name in (*_TABLE1_INPUTS, "predictions", "reader_assessments")}

@@ -7,10 +7,13 @@
 
 from data_schema.bundle import (
     Bundle,
+    BundleBusyError,
     BundleError,
+    BundleNotFoundError,
     BundlePathError,
     ManifestMismatchError,
     NotInManifestError,
+    RealDataBundleError,
     Stage,
     validate_bundle,
 )
@@ -20,11 +23,14 @@ from data_schema.validate import Problem, TableValidationError, load_table, vali
 __all__ = [
     "SCHEMAS",
     "Bundle",
+    "BundleBusyError",
     "BundleError",
+    "BundleNotFoundError",
     "BundlePathError",
     "ManifestMismatchError",
     "NotInManifestError",
     "Problem",
+    "RealDataBundleError",
     "Stage",
     "TableSpec",
     "TableValidationError",

@@ -5,7 +5,13 @@ with their schema, sha256, producing stage, config hash, seed, package versions 
 Reading a file checks its hash against the manifest first. A stage whose config, seed and input
 hashes are unchanged since it last completed is skipped (:meth:`Bundle.run_stage`).
 
-The manifest has one writer at a time (under ``torchrun`` only rank 0 writes).
+One process writes a bundle at a time: a stage holds an exclusive lock on ``.gvr-lock`` while it
+runs, and a second writer waits for it (saying so) or, with ``GVR_BUNDLE_WAIT=0``, is refused. The
+manifest is rewritten atomically (temporary file, then rename), so a reader never sees half of one.
+Under ``torchrun`` only rank 0 writes.
+
+The manifest records where the cohort came from (:attr:`Bundle.origin`): once a bundle has held
+real data, no stage writes the phantom into it.
 
 Examples
 --------
@@ -22,9 +28,11 @@ True
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -70,6 +78,26 @@ class NotInManifestError(BundleError, FileNotFoundError):
     """A file the manifest does not record (or that the manifest records but is gone)."""
 
 
+class BundleNotFoundError(BundleError, FileNotFoundError):
+    """No bundle where one was expected (the command only reads or extends an existing bundle)."""
+
+
+class RealDataBundleError(BundleError):
+    """A bundle that holds, or once held, real data: the phantom is never written into it."""
+
+
+class BundleBusyError(BundleError):
+    """Another process is writing the bundle, and this one was told not to wait."""
+
+
+#: Where a bundle's cohort came from: the synthetic phantom, or a user's own radiographs.
+ORIGINS = ("phantom", "real")
+LOCK = ".gvr-lock"
+#: Write locks this process holds, by bundle root: [open lock file, depth]. flock belongs to an open
+#: file, so two Bundle objects of one process share the one lock instead of waiting on each other.
+_HELD: dict[Path, list] = {}
+
+
 def safe_relpath(relpath: str | Path) -> str:
     """Normalise a path inside a bundle, refusing absolute paths and ``..``.
 
@@ -109,13 +137,22 @@ class Bundle:
     ----------
     root : path-like
         The bundle directory.
+    create : bool, default True
+        Create the directory when missing. With False, a folder without a manifest raises
+        :class:`BundleNotFoundError` (for commands that extend a bundle an earlier stage built).
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, create: bool = True):
         self.root = Path(root)
+        if not create and not (self.root / MANIFEST).is_file():
+            raise BundleNotFoundError(
+                f"no study bundle at {self.root}: build one with `gvr reproduce --out {self.root}` "
+                f"(or `gvr cohort synth` / `gvr cohort ingest` into it)")
         self.root.mkdir(parents=True, exist_ok=True)
         self._seen = None
         self._manifest = self._load_manifest()
+        self._hashes: dict[str, tuple[tuple, str]] = {}
+        self._lock_depth = 0
 
     # ---- manifest ------------------------------------------------------------------------------
 
@@ -147,6 +184,128 @@ class Bundle:
     def _save_manifest(self) -> None:
         atomic_write_text(self.root / MANIFEST, json.dumps(self._manifest, indent=1, sort_keys=True) + "\n")
         self._seen = self._stat()
+
+    # ---- one writer at a time -------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Hold the bundle's write lock for `what` (re-entrant within this process).
+
+        A second process waits, logging who holds the lock every 30 s; with ``GVR_BUNDLE_WAIT=0`` it
+        raises :class:`BundleBusyError` instead. The manifest is reloaded once the lock is held, so
+        what the previous writer recorded is never overwritten with an older copy.
+        """
+        key = self.root.resolve()
+        held = _HELD.get(key)
+        if held is None:
+            handle = open(self.root / LOCK, "a+")
+            try:
+                self._acquire(handle, what)
+            except BaseException:
+                handle.close()
+                raise
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} ({what}, since {_now()})\n")
+            handle.flush()
+            held = _HELD[key] = [handle, 0]
+        held[1] += 1
+        outermost_here = self._lock_depth == 0
+        self._lock_depth += 1
+        if outermost_here:
+            self._manifest, self._seen = self._load_manifest(), self._stat()
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[key]
+                handle = held[0]
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+
+    def _acquire(self, handle, what: str) -> None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        if os.environ.get("GVR_BUNDLE_WAIT", "1") == "0":
+            raise BundleBusyError(f"{self.root} is being written by {holder}; {what} was not started "
+                                  "(unset GVR_BUNDLE_WAIT to wait for it)")
+        progress_log.info("%s is being written by %s; %s waits for it", self.root, holder, what)
+        waited = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.2)
+            if time.monotonic() - waited >= 30:
+                progress_log.info("%s: still waiting for %s", self.root, holder)
+                waited = time.monotonic()
+
+    # ---- where the cohort came from -------------------------------------------------------------
+
+    @property
+    def origin(self) -> str | None:
+        """``"real"`` once real data were ingested (even if that ingest failed), ``"phantom"`` for a
+        synthetic cohort, None for an empty bundle. Bundles written before the origin was recorded
+        are judged by their tables: phantom truth means the phantom, a patients table without it
+        means real data."""
+        self._refresh()
+        recorded = self._manifest.get("origin", {}).get("kind")
+        if recorded:
+            return recorded
+        files = self._manifest["files"]
+        if "tables/phantom_truth.parquet" in files:
+            return "phantom"
+        if "tables/patients.parquet" in files:
+            return "real"
+        return None
+
+    def claim_origin(self, kind: str, *, by: str) -> None:
+        """Record that `by` writes a cohort of `kind` into this bundle; refuse the phantom over real data.
+
+        Raises
+        ------
+        RealDataBundleError
+            When `kind` is ``"phantom"`` and the bundle holds or held real data.
+        """
+        if kind not in ORIGINS:
+            raise ValueError(f"kind must be one of {list(ORIGINS)}; got {kind!r}")
+        with self.writing(by):
+            if kind == "phantom" and self.origin == "real":
+                raise RealDataBundleError(
+                    f"{self.root} holds real data (from `gvr cohort ingest`): the phantom is never written into "
+                    f"it ({by} was refused). To train on it: `gvr train --bundle {self.root}`; to rebuild its "
+                    f"cohort: `gvr cohort ingest ... --bundle {self.root}`; for a phantom study, use another "
+                    "folder: `gvr reproduce --out study-phantom`")
+            if self._manifest.get("origin", {}).get("kind") != kind or kind == "real":
+                self._manifest["origin"] = {"kind": kind, "by": by, "at": _now()}
+                self._save_manifest()
+
+    def _content_matches(self, rel: str) -> bool:
+        """Whether the file's sha256 is the manifest's (hashes cached per size, mtime and inode)."""
+        rec = self._manifest["files"].get(rel)
+        full = self.root / rel
+        try:
+            st = full.stat()
+        except FileNotFoundError:
+            return False
+        if rec is None:
+            return False
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = self._hashes.get(rel)
+        if cached is None or cached[0] != key:
+            cached = (key, sha256_file(full))
+            self._hashes[rel] = cached
+        return cached[1] == rec["sha256"]
 
     @property
     def files(self) -> dict[str, FileRecord]:
@@ -205,13 +364,17 @@ class Bundle:
         done = self._manifest["stages"].get(name)
         if not done or done["config_hash"] != config_hash(config) or done["seed"] != seed:
             return False
-        if done["inputs"] != self._input_hashes(inputs):
+        try:
+            if done["inputs"] != self._input_hashes(inputs):
+                return False
+        except NotInManifestError:
             return False
+        if not all(self._content_matches(rel) for rel in done["inputs"]):
+            return False  # an input changed on disk since its stage wrote it
         for rel in done["outputs"]:
             rec = self._manifest["files"].get(rel)
-            full = self.root / rel
-            if rec is None or rec["stage"] != name or not full.is_file() or full.stat().st_size != rec["bytes"]:
-                return False  # gone, damaged in size, or since overwritten by another stage
+            if rec is None or rec["stage"] != name or not self._content_matches(rel):
+                return False  # gone, changed, or since overwritten by another stage
         return True
 
     def _input_hashes(self, inputs: Iterable[str]) -> dict[str, str]:
@@ -226,8 +389,12 @@ class Bundle:
 
         Inputs must be files already in the manifest; their hashes become part of the stage's key.
         """
-        inputs = list(inputs)
-        self._refresh()
+        with self.writing(f"stage {name}"):
+            with self._stage(name, config=config, seed=seed, inputs=list(inputs)) as stage:
+                yield stage
+
+    @contextmanager
+    def _stage(self, name: str, *, config: Any, seed: int | None, inputs: list[str]) -> Iterator["Stage"]:
         input_hashes = self._input_hashes(inputs)
         if self._manifest["stages"].pop(name, None) is not None:
             self._save_manifest()  # a stage killed half-way must not look complete on the next run
@@ -270,11 +437,12 @@ class Bundle:
     ) -> bool:
         """Run `body(stage)` unless the stage is current; return whether it ran."""
         inputs = list(inputs)
-        if not force and self.is_current(name, config=config, seed=seed, inputs=inputs):
-            progress_log.info("stage %s: up to date, skipped", name)
-            return False
-        with self.stage(name, config=config, seed=seed, inputs=inputs) as stage:
-            body(stage)
+        with self.writing(f"stage {name}"):
+            if not force and self.is_current(name, config=config, seed=seed, inputs=inputs):
+                progress_log.info("stage %s: up to date, skipped", name)
+                return False
+            with self.stage(name, config=config, seed=seed, inputs=inputs) as stage:
+                body(stage)
         return True
 
     # ---- reading -------------------------------------------------------------------------------
@@ -462,6 +630,13 @@ def validate_bundle(root: str | Path) -> list[Problem]:
     if not (root / MANIFEST).exists():
         problems.append(Problem(str(root), None, None, None, f"no {MANIFEST}: not a study bundle"))
     recorded = bundle.files
+    stages = bundle.stages
+    unfinished = sorted({rec.stage for rec in recorded.values()} - set(stages))
+    for name in unfinished:
+        n = sum(rec.stage == name for rec in recorded.values())
+        problems.append(Problem(str(root / MANIFEST), None, None, None,
+                                f"stage {name!r} did not complete (it wrote {n} file(s), then failed or was "
+                                "stopped): rerun it"))
     for rel, rec in sorted(recorded.items()):
         try:
             full = bundle.verify_file(rel)

@@ -32,9 +32,11 @@ STAGE = "baselines"
 FLAG_OUTSIDE_DISEASE = 0.5
 
 
-def load_encoder(bundle: Bundle, config: StudyConfig) -> Encoder:
+def load_encoder(bundle: Bundle, config: StudyConfig | None = None) -> Encoder:
+    """The trained encoder, rebuilt from the config stored in its checkpoint."""
     state = checkpoints.load(bundle.verify_file("checkpoints/encoder.pt"), kind="encoder")
-    e = Encoder(config.decoder.latent_dim, config.encoder.feature_maps, config.image_size)
+    stored = state["config"]
+    e = Encoder(stored["decoder"]["latent_dim"], stored["encoder"]["feature_maps"], stored["image_size"])
     e.load_state_dict(state["models"]["encoder"])
     return e.eval()
 
@@ -147,7 +149,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
 
 def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[Bundle, dict | None]:
     """Run the baselines stage (after `gvr explain`); skipped when its inputs are unchanged."""
-    bundle = Bundle(out)
+    bundle = Bundle(out, create=False)
     if "explain" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
     inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt"]

@@ -7,6 +7,7 @@ Imports of heavy libraries (torch, R) happen inside the commands that need them,
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -55,8 +56,19 @@ def configure_logging(*, verbose: bool = False, quiet: bool = False) -> None:
 def _main(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details from every library."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or stage lines."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
 ) -> None:
     configure_logging(verbose=verbose, quiet=quiet)
+
+
+def _study_config(config: Optional[str], bundle: Path):
+    """--config when given; else the config the bundle was built with (its config.yaml); else the default."""
+    from modelling.config import load_config
+
+    if config is not None:
+        return load_config(config)
+    stored = Path(bundle) / "config.yaml"
+    return load_config(str(stored) if stored.is_file() else "default")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -328,18 +340,18 @@ def _print_training(summary: dict) -> None:
 @app.command()
 def explain(
     bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (trained)."),
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
     model: Optional[list[str]] = typer.Option(None, "--model", help="Model id(s) (default: every MLP)."),
     images: Optional[list[str]] = typer.Option(None, "--images", help="Radiograph id(s) to explain (default: drawn)."),
     force: bool = typer.Option(False, help="Redo even when the explanations are current."),
 ) -> None:
     """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index."""
-    from modelling.config import ConfigError, load_config
+    from modelling.config import ConfigError
     from modelling.explain_bundle import UnknownModelError, build_explanations
 
     rank = _init_distributed()  # under torchrun the radiographs are shared out between processes
     try:
-        cfg = load_config(config)
+        cfg = _study_config(config, bundle)
         built, info = build_explanations(cfg, bundle, model_ids=model or None, images=images or None, force=force)
     except (ConfigError, ValueError, UnknownModelError) as exc:
         _fail(str(exc))
@@ -358,15 +370,15 @@ def explain(
 @app.command()
 def baselines(
     bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (with GVRs)."),
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
     force: bool = typer.Option(False, help="Redo even when the maps are current."),
 ) -> None:
     """Occlusion, integrated gradients, LIME and Grad-CAM beside each GVR; faithfulness and audit."""
     from modelling.baselines_bundle import build_baselines
-    from modelling.config import ConfigError, load_config
+    from modelling.config import ConfigError
 
     try:
-        cfg = load_config(config)
+        cfg = _study_config(config, bundle)
         built, _ = build_baselines(cfg, bundle, force=force)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
@@ -508,9 +520,43 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
-def main() -> None:
-    """``python -m modelling.cli``, where the ``gvr`` script is not installed."""
-    app(prog_name="gvr")
+def _error_text(exc: BaseException) -> str:
+    """One message for the user: the error's own text, its problems listed when it has them."""
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return "\n".join(str(p) for p in problems) + f"\n{len(problems)} problem(s); nothing was written"
+    text = str(exc).strip() or type(exc).__name__
+    return text if _is_ours(exc) else f"{type(exc).__name__}: {text}"
+
+
+def _is_ours(exc: BaseException) -> bool:
+    """Errors this package raises say what to do; others get their type named."""
+    module = type(exc).__module__.split(".")[0]
+    return module in ("modelling", "analysis", "data_schema") or isinstance(exc, (FileNotFoundError, PermissionError))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """The ``gvr`` command (and ``python -m modelling.cli``): an error is one message and exit code 1.
+
+    The traceback is shown only with ``--debug`` (or ``GVR_DEBUG=1``).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("GVR_DEBUG") == "1"
+    try:
+        app(args=argv, prog_name="gvr", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        print("interrupted; a rerun resumes where this one stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place where every error becomes a message
+        if debug:
+            raise
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        if not _is_ours(exc):
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -226,6 +226,7 @@ def _store(stage: Stage, todo, results, bar):
 def build_cohort(config: StudyConfig, out: str | Path, *, workers: int | None = None, force: bool = False) -> Bundle:
     """Run the cohort stage into the bundle at `out` (skipped when already current)."""
     bundle = Bundle(out)
+    bundle.claim_origin("phantom", by="the phantom cohort (gvr cohort synth)")  # refused on real data
     bundle.run_stage(STAGE, lambda st: write_cohort(st, config, workers=workers, reuse=not force),
                      config=stage_config(config), seed=config.seed, force=force)
     return bundle

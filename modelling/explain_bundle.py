@@ -70,10 +70,13 @@ def predict_log_bnp(predictor: torch.nn.Module, latents: np.ndarray) -> np.ndarr
         return predictor(torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).to(device)).float().cpu().numpy()
 
 
-def load_decoder(bundle: Bundle, config: StudyConfig) -> Generator:
+def load_decoder(bundle: Bundle, config: StudyConfig | None = None) -> Generator:
+    """The trained decoder, rebuilt from the config stored in its checkpoint (`config` is not used
+    for the architecture: a bundle trained with one profile loads under any other)."""
     state = checkpoints.load(bundle.verify_file("checkpoints/decoder.pt"), kind="decoder")
-    d = config.decoder
-    g = Generator(d.latent_dim, d.feature_maps, config.image_size)
+    stored = state["config"]
+    d = stored["decoder"]
+    g = Generator(d["latent_dim"], d["feature_maps"], stored["image_size"])
     g.load_state_dict(state["models"]["generator"])
     return g.eval()
 
@@ -290,7 +293,7 @@ def stage_config(config: StudyConfig, model_ids, images) -> dict:
 def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None = None,
                        images: list[str] | None = None, force: bool = False) -> tuple[Bundle, dict | None]:
     """Run the explain stage (skipped when the models, config and selection are unchanged)."""
-    bundle = Bundle(out)
+    bundle = Bundle(out, create=False)
     if "train" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no trained models yet; run `gvr train` first")
     known = sorted(bundle.read_table("predictions")["model_id"].unique())

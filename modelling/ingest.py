@@ -46,6 +46,7 @@ import pandas as pd
 
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_file
+from data_schema.tables import MAX_BNP_NG_L
 from data_schema.validate import Problem, TableValidationError
 from modelling.cohort_bundle import SHARD_SIZE, STAGE, contact_sheet, image_path, summary
 from modelling.config import StudyConfig
@@ -55,6 +56,11 @@ from modelling.progress import progress
 log = logging.getLogger(__name__)
 
 FRONTAL_VIEWS = {"PA", "AP"}
+#: Computed and digital radiography; everything else (CT, MR, NM, US, SEG, ...) is not a radiograph.
+RADIOGRAPH_MODALITIES = {"CR", "DX"}
+#: Secondary captures (digitised films), kept only when the user says so.
+SECONDARY_CAPTURE = {"SC", "OT"}
+GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
 
 
 class IngestError(TableValidationError):
@@ -154,25 +160,74 @@ class Loaded:
     view: str
     pixels: np.ndarray | None  # 0..1, bright = dense
     spacing_mm: tuple[float, float] | None
+    row: int | None = None  # the manifest row it came from (PNG/JPEG)
 
 
-def read_dicom(path: Path) -> Loaded:
-    """Read one DICOM radiograph; raise ValueError with the reason when it cannot be used."""
+class _Captured(logging.Handler):
+    """pydicom's own log lines while one file is read, kept for that file's exclusion reason."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage().strip()
+        if text and not text.startswith("Traceback"):
+            self.lines.append(" ".join(text.split()))
+
+
+def read_dicom(path: Path, *, modalities: set[str] | frozenset[str] = frozenset(RADIOGRAPH_MODALITIES)) -> Loaded:
+    """Read one DICOM radiograph; raise ValueError with the reason when it cannot be used.
+
+    Only `modalities` (CR and DX by default) in grayscale (MONOCHROME1 or MONOCHROME2) are kept;
+    compressed pixel data (JPEG, JPEG-LS, JPEG 2000, RLE) decode through pylibjpeg. pydicom's own
+    log lines while the file is read go into the reason instead of onto the terminal.
+    """
+    logger = logging.getLogger("pydicom")
+    captured = _Captured()
+    logger.addHandler(captured)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        return _read_dicom(path, modalities)
+    except ValueError as exc:
+        if captured.lines:
+            raise ValueError(f"{exc}; pydicom: {captured.lines[-1]}") from exc
+        raise
+    finally:
+        logger.removeHandler(captured)
+        logger.propagate = propagate
+
+
+def _read_dicom(path: Path, modalities) -> Loaded:
+    import warnings
+
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pydicom's notes on odd encodings; it reads them
+            ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
     if "PixelData" not in ds:
         raise ValueError("DICOM file without pixel data")
+    modality = str(ds.get("Modality", "") or "").upper().strip()
+    if modality not in modalities:
+        kept = " and ".join(sorted(modalities))
+        raise ValueError(f"modality {modality or 'missing'} is not a radiograph ({kept} are kept"
+                         + ("" if "SC" in modalities else "; --secondary-capture keeps SC and OT") + ")")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").upper().strip()
+    if photometric not in GRAYSCALE:
+        raise ValueError(f"photometric interpretation {photometric or 'missing'} is not grayscale "
+                         "(MONOCHROME1 or MONOCHROME2 are kept)")
     view = str(ds.get("ViewPosition", "") or "").upper().strip()
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # truncated or undecodable pixel data: pydicom raises many kinds
-        raise ValueError(f"pixel data cannot be decoded ({type(exc).__name__}: {exc})") from exc
+        message = " ".join(str(exc).split())
+        raise ValueError(f"pixel data cannot be decoded ({type(exc).__name__}: {message})") from exc
     if pixels.ndim != 2:
         raise ValueError(f"expected one grayscale frame, got pixel array of shape {pixels.shape}")
     pixels = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
@@ -229,41 +284,73 @@ def public_reason(reason: str) -> str:
     return reason if "/" not in tail and "\\" not in tail else head
 
 
-def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Problem]]:
+def _decode_problem(path: Path, exc: UnicodeDecodeError) -> Problem:
+    """Where a file stops being UTF-8: the line (and row) holding the offending byte."""
+    raw = Path(path).read_bytes()
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        raw.decode("utf-8")
+    except UnicodeDecodeError as whole:  # the parser's offset is within its own buffer; this one is the file's
+        exc = whole
+    line = raw[: exc.start].count(b"\n") + 1
+    byte = raw[exc.start: exc.start + 1].hex()
+    return Problem(str(path), line - 1 if line > 1 else None, None, None,
+                   f"not UTF-8 text: byte 0x{byte} on line {line} (an accented letter saved as Latin-1 or "
+                   "Windows-1252?); save the file as UTF-8")
+
+
+def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Problem]]:
+    """A CSV as text columns, or the one problem that makes it unusable (unreadable, no rows, a column missing)."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return pd.DataFrame(), [_decode_problem(path, exc)]
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(), [Problem(str(path), None, None, None, "empty file (no header, no rows)")]
     except Exception as exc:  # the parser says what is broken; name the file
         return pd.DataFrame(), [Problem(str(path), None, None, None, f"not a readable CSV file: {exc}")]
     missing = [c for c in required if c not in df.columns]
-    return df, [Problem(str(path), None, c, None, "missing column") for c in missing]
+    if missing:
+        return df, [Problem(str(path), None, c, None, "missing column") for c in missing]
+    if df.empty:
+        return df, [Problem(str(path), None, None, None, "no rows (only a header)")]
+    return df, []
 
 
 def _timestamps(df, column, path, problems, *, dayfirst):
     out = []
+    order = "DD/MM/YYYY" if dayfirst else "MM/DD/YYYY"
     for i, text in enumerate(df[column]):
         stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
         if stamp is None:
             problems.append(Problem(str(path), i + 1, column, text,
-                                    "not a timestamp (ISO 8601, DICOM or DD/MM/YYYY HH:MM; no time zone)"))
+                                    f"not a timestamp (ISO 8601, DICOM or {order} HH:MM; no time zone)"))
         out.append(stamp)
     return out
 
 
-def read_patients(path: Path, pseudo: Pseudonymiser) -> tuple[pd.DataFrame, list[Problem]]:
+def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """patients.csv checked row by row; ``.attrs["usable"]`` is False when the file as a whole is not."""
     df, problems = _read_csv(path, ["patient_id", "sex"])
+    if not problems and "birth_date" not in df.columns and "age_years" not in df.columns:
+        problems = [Problem(str(path), None, "birth_date", None, "missing column (or give age_years)")]
     if problems:
-        return df, problems
-    if "birth_date" not in df.columns and "age_years" not in df.columns:
-        return df, [Problem(str(path), None, "birth_date", None, "missing column (or give age_years)")]
-    dup = df["patient_id"].duplicated(keep="first")
+        out = pd.DataFrame(columns=["key", "patient_id", "sex", "birth", "age_given", "row"])
+        out.attrs["usable"] = False
+        return out, problems
+    for i, key in enumerate(df["patient_id"]):
+        if not key.strip():
+            problems.append(Problem(str(path), i + 1, "patient_id", key, "missing value"))
+    dup = df["patient_id"].str.strip().duplicated(keep="first")
+    first_row = {k: i + 1 for i, k in reversed(list(enumerate(df["patient_id"].str.strip())))}
     for i in np.flatnonzero(dup):
-        problems.append(Problem(str(path), i + 1, "patient_id", df["patient_id"].iloc[i], "duplicate patient"))
+        key = df["patient_id"].iloc[i].strip()
+        problems.append(Problem(str(path), i + 1, "patient_id", key, f"duplicate patient (first in row {first_row[key]})"))
     for i, sex in enumerate(df["sex"]):
         if sex.strip().upper() not in ("F", "M"):
             problems.append(Problem(str(path), i + 1, "sex", sex, "must be F or M"))
     births = None
     if "birth_date" in df.columns:
-        births = _timestamps(df, "birth_date", path, problems, dayfirst=True)
+        births = _timestamps(df, "birth_date", path, problems, dayfirst=dayfirst)
     ages = None
     if "age_years" in df.columns:
         ages = pd.to_numeric(df["age_years"], errors="coerce")
@@ -275,16 +362,20 @@ def read_patients(path: Path, pseudo: Pseudonymiser) -> tuple[pd.DataFrame, list
         "sex": df["sex"].str.strip().str.upper(),
         "birth": births if births is not None else [None] * len(df),
         "age_given": ages if ages is not None else np.nan,
+        "row": np.arange(1, len(df) + 1),
     })
+    out.attrs["usable"] = True
     return out, problems
 
 
-def read_bnp(path: Path, known: set[str], pseudo: Pseudonymiser, *, dayfirst: bool) -> tuple[pd.DataFrame, list[Problem]]:
+def read_bnp(path: Path, known: set[str] | None, pseudo: Pseudonymiser, *,
+             dayfirst: bool) -> tuple[pd.DataFrame, list[Problem]]:
+    """bnp.csv checked row by row; ``known=None`` skips the patient check (the patients file is unusable)."""
     df, problems = _read_csv(path, ["patient_id", "collected_at", "bnp_ng_l"])
     if problems:
-        return df, problems
+        return pd.DataFrame(columns=["patient_id", "collected_at", "bnp_ng_l", "row"]), problems
     for i, key in enumerate(df["patient_id"]):
-        if key.strip() not in known:
+        if known is not None and key.strip() not in known:
             problems.append(Problem(str(path), i + 1, "patient_id", key, "BNP result for a patient not in the patients file"))
     text = df["bnp_ng_l"].str.strip()
     censored = text.str.match(r"^[<>]")
@@ -295,6 +386,9 @@ def read_bnp(path: Path, known: set[str], pseudo: Pseudonymiser, *, dayfirst: bo
     for i in np.flatnonzero(~(values > 0)):
         problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
                                 "BNP must be a positive number of ng/L (a zero, text or blank is refused)"))
+    for i in np.flatnonzero(values > MAX_BNP_NG_L):
+        problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
+                                f"above {MAX_BNP_NG_L:,.0f} ng/L, beyond every assay's range (a typo, or pmol/L?)"))
     stamps = _timestamps(df, "collected_at", path, problems, dayfirst=dayfirst)
     out = pd.DataFrame({
         "patient_id": [pseudo("patient", k.strip()) for k in df["patient_id"]],
@@ -308,13 +402,19 @@ def read_bnp(path: Path, known: set[str], pseudo: Pseudonymiser, *, dayfirst: bo
 
 @dataclass(frozen=True)
 class IngestSources:
-    """Where the real data lie."""
+    """Where the real data lie.
+
+    ``secondary_capture`` keeps DICOM secondary captures (Modality SC or OT) that are grayscale
+    frontal chest images, for archives that store digitised films that way; by default only CR and
+    DX are radiographs.
+    """
 
     patients_csv: Path
     bnp_csv: Path
     dicom_dir: Path | None = None
     manifest_csv: Path | None = None
     dayfirst: bool = True
+    secondary_capture: bool = False
 
     def __post_init__(self):
         if (self.dicom_dir is None) == (self.manifest_csv is None):
@@ -330,16 +430,16 @@ class IngestSources:
 
 
 def _load_images(src: IngestSources, problems: list[Problem]):
-    """Yield Loaded radiographs and exclusion records; table problems of the manifest go to `problems`."""
+    """Loaded radiographs and exclusion records; problems of the manifest table go to `problems`."""
     loaded, excluded = [], []
     if src.dicom_dir is not None:
         files = sorted(p for p in Path(src.dicom_dir).rglob("*") if p.is_file())
-        bar = progress(total=len(files), desc="reading DICOM", unit="file")
-        with bar:
+        modalities = RADIOGRAPH_MODALITIES | (SECONDARY_CAPTURE if src.secondary_capture else set())
+        with progress(total=len(files), desc="reading DICOM", unit="file") as bar:
             for path in files:
                 bar.update(1)
                 try:
-                    item = read_dicom(path)
+                    item = read_dicom(path, modalities=modalities)
                 except ValueError as exc:
                     excluded.append((str(path), str(exc)))
                     continue
@@ -350,59 +450,92 @@ def _load_images(src: IngestSources, problems: list[Problem]):
     problems.extend(found)
     if found:
         return loaded, excluded
+    first_row: dict[str, int] = {}
+    for i, name in enumerate(df["file"]):
+        name = name.strip()
+        if not name:
+            problems.append(Problem(str(manifest), i + 1, "file", name, "missing value"))
+        elif name in first_row:
+            problems.append(Problem(str(manifest), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
+        else:
+            first_row[name] = i + 1
     stamps = _timestamps(df, "acquired_at", manifest, problems, dayfirst=src.dayfirst)
     for i, row in enumerate(df.itertuples(index=False)):
-        path = (manifest.parent / row.file)
+        if first_row.get(row.file.strip()) != i + 1:
+            continue  # reported above
+        path = (manifest.parent / row.file.strip())
         try:
             pixels = read_picture(path)
         except (ValueError, FileNotFoundError) as exc:
             excluded.append((str(path), str(exc)))
             continue
-        loaded.append(Loaded(str(path), row.patient_id.strip(), str(row.file), stamps[i], row.view.strip().upper(), pixels, None))
+        loaded.append(Loaded(str(path), row.patient_id.strip(), str(row.file).strip(), stamps[i],
+                             row.view.strip().upper(), pixels, None, row=i + 1))
     return loaded, excluded
 
 
-def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> dict:
-    """Read, check, de-identify, resize, pair, split and write real data through `stage`.
+def exclusion_summary(excluded: list[tuple[str, str]]) -> dict[str, int]:
+    """Excluded files counted by reason (the reason's wording before any detail in brackets)."""
+    counts: dict[str, int] = {}
+    for _, reason in excluded:
+        head = public_reason(reason).split(" (")[0]
+        counts[head] = counts.get(head, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
-    Raises
-    ------
-    IngestError
-        With every table problem; nothing is written.
+
+@dataclass(frozen=True)
+class Prepared:
+    """Real data read, checked and de-identified, ready to be written (nothing is written yet)."""
+
+    patients: pd.DataFrame
+    radiographs: pd.DataFrame
+    bnp_results: pd.DataFrame
+    images: list[Loaded]
+    excluded: list[tuple[str, str]]
+    censored: int
+
+
+def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> Prepared:
+    """Read and check every input; raise :class:`IngestError` naming each problem's input file, row and column.
+
+    Nothing is written: a bundle is only touched once its inputs are known to be good.
     """
     problems: list[Problem] = []
-    patients, found = read_patients(src.patients_csv, pseudo)
+    patients, found = read_patients(src.patients_csv, pseudo, dayfirst=src.dayfirst)
     problems += found
-    known = set(patients["key"]) if "key" in patients else set()
+    known = set(patients["key"]) if patients.attrs.get("usable") else None
     bnp, found = read_bnp(src.bnp_csv, known, pseudo, dayfirst=src.dayfirst)
     problems += found
     loaded, excluded = _load_images(src, problems)
 
     keep = []
-    seen: dict[str, str] = {}
+    seen: dict[str, Loaded] = {}
     for item in loaded:
         if item.view not in FRONTAL_VIEWS:
             excluded.append((item.source, f"not a frontal view (ViewPosition {item.view or 'missing'!r}); PA and AP are kept"))
             continue
-        if item.patient_key not in known:
+        if known is not None and item.patient_key not in known:
             excluded.append((item.source, "patient not in the patients file"))
             continue
         if item.acquired is None:
             excluded.append((item.source, "no acquisition date and time"))
             continue
         if item.image_key in seen:
-            problems.append(Problem(item.source, None, "image", None,
-                                    f"duplicate image (same SOP Instance UID or file as {seen[item.image_key]})"))
+            problems.append(Problem(item.source, item.row, "image", None,
+                                    f"duplicate image (same SOP Instance UID or file as {seen[item.image_key].source})"))
             continue
-        seen[item.image_key] = item.source
+        seen[item.image_key] = item
         keep.append(item)
+    if known is not None:
+        problems += _age_problems(src.patients_csv, patients, keep)
     if problems:
         raise IngestError(problems)
     if not keep:
+        reasons = "; ".join(f"{n} {reason}" for reason, n in exclusion_summary(excluded).items())
         raise IngestError([Problem(str(src.dicom_dir or src.manifest_csv), None, None, None,
-                                   f"no usable frontal radiograph ({len(excluded)} file(s) excluded)")])
+                                   f"no usable frontal radiograph: {len(excluded)} file(s) excluded"
+                                   + (f" ({reasons})" if reasons else ""))])
 
-    # ---- tables ----
     keep.sort(key=lambda it: (it.acquired, pseudo("image", it.image_key)))
     pid = {k: p for k, p in zip(patients["key"], patients["patient_id"])}
     radiographs = pd.DataFrame({
@@ -410,17 +543,7 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
         "patient_id": [pid[it.patient_key] for it in keep],
         "acquired_at": pd.to_datetime([it.acquired for it in keep]),
     })
-    birth = dict(zip(patients["patient_id"], patients["birth"]))
-    given = dict(zip(patients["patient_id"], patients["age_given"]))
-    first = radiographs.groupby("patient_id")["acquired_at"].transform("min")
-
-    def age_at(patient, at, first_at):
-        if birth.get(patient) is not None:
-            return (at - birth[patient]).days / 365.25
-        return float(given[patient]) + (at - first_at).days / 365.25
-
-    radiographs["age_years"] = [round(age_at(p, a, f), 2) for p, a, f in
-                                zip(radiographs["patient_id"], radiographs["acquired_at"], first)]
+    radiographs["age_years"] = [round(a, 2) for a in _ages(patients, keep)]
     radiographs["projection"] = [it.view for it in keep]
     index = np.arange(len(keep))
     radiographs["image_path"] = [image_path(s) for s in index // SHARD_SIZE]
@@ -430,7 +553,6 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
     radiographs["pixel_spacing_mm"] = [
         it.spacing_mm[0] * max(it.pixels.shape) / config.image_size if it.spacing_mm else np.nan for it in keep
     ]
-
     used = sorted(set(radiographs["patient_id"]))
     first_age = radiographs.groupby("patient_id")["age_years"].min()
     sex = dict(zip(patients["patient_id"], patients["sex"]))
@@ -446,14 +568,57 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
         "collected_at": pd.to_datetime(bnp_out["collected_at"].to_numpy()),
         "bnp_ng_l": bnp_out["bnp_ng_l"].astype(float).to_numpy(),
     })
+    return Prepared(patients_out, radiographs, bnp_out, keep, excluded, int(bnp.attrs.get("censored", 0)))
+
+
+def _ages(patients: pd.DataFrame, items: list[Loaded]) -> list[float]:
+    """Each radiograph's age: from the birth date, else the given age at the patient's first radiograph."""
+    by_key = patients.set_index("key")
+    first: dict[str, pd.Timestamp] = {}
+    for it in items:
+        if it.acquired is not None and (it.patient_key not in first or it.acquired < first[it.patient_key]):
+            first[it.patient_key] = it.acquired
+    ages = []
+    for it in items:
+        row = by_key.loc[it.patient_key]
+        if row["birth"] is not None and not pd.isna(row["birth"]):
+            ages.append((it.acquired - row["birth"]).days / 365.25)
+        else:
+            ages.append(float(row["age_given"]) + (it.acquired - first[it.patient_key]).days / 365.25)
+    return ages
+
+
+def _age_problems(path: Path, patients: pd.DataFrame, items: list[Loaded]) -> list[Problem]:
+    """A birth date after a radiograph, or an age beyond 120, reported at the patient's row."""
+    problems = []
+    by_key = patients.set_index("key")
+    reported = set()
+    for it, age in zip(items, _ages(patients, items)):
+        if it.patient_key in reported or 0 <= age <= 120:
+            continue
+        reported.add(it.patient_key)
+        row = by_key.loc[it.patient_key]
+        has_birth = row["birth"] is not None and not pd.isna(row["birth"])
+        column = "birth_date" if has_birth else "age_years"
+        value = str(row["birth"].date()) if has_birth else row["age_given"]
+        when = f"{it.acquired:%Y-%m-%d %H:%M}"
+        why = (f"after the patient's radiograph of {when}" if age < 0 else
+               f"gives an age of {age:.0f} years at the radiograph of {when}")
+        problems.append(Problem(str(path), int(row["row"]), column, value, why))
+    return problems
+
+
+def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared) -> dict:
+    """Pair, split and write prepared real data through `stage` (tables, image shards, summary)."""
+    radiographs, bnp_out, keep, excluded = (prepared.radiographs, prepared.bnp_results, prepared.images,
+                                            prepared.excluded)
     pairing = pair(radiographs, bnp_out, window_hours=config.cohort.pairing_window_hours)
     splits = split_by_patient(radiographs, pairing, test_fraction=config.cohort.test_fraction,
                               rng=np.random.default_rng([config.seed, 6]))
-    for name, df in (("patients", patients_out), ("radiographs", radiographs), ("bnp_results", bnp_out),
+    for name, df in (("patients", prepared.patients), ("radiographs", radiographs), ("bnp_results", bnp_out),
                      ("pairing", pairing), ("splits", splits)):
         stage.write_table(name, df)
 
-    # ---- images ----
     for s in range(-(-len(keep) // SHARD_SIZE)):
         chunk = keep[s * SHARD_SIZE:(s + 1) * SHARD_SIZE]
         stack = np.stack([np.rint(np.clip(fit_square(it.pixels, config.image_size), 0, 1) * 255).astype(np.uint8)
@@ -466,18 +631,19 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
     exclusions = pd.DataFrame({
         "file_sha256": [sha256_file(f) if Path(f).is_file() else "" for f, _ in excluded],
         "reason": [public_reason(reason) for _, reason in excluded],
-    })
+    }, columns=["file_sha256", "reason"])
     stage.write_bytes("cohort/exclusions.csv", exclusions.to_csv(index=False, lineterminator="\n").encode())
-    tables_written = {"patients": patients_out, "radiographs": radiographs, "splits": splits, "pairing": pairing}
+    tables_written = {"patients": prepared.patients, "radiographs": radiographs, "splits": splits, "pairing": pairing}
     info = summary(tables_written, threshold=config.cohort.bnp_threshold_ng_l)
     info |= {
+        "origin": "real",
         "radiographs": len(keep),
         "excluded": len(excluded),
-        "excluded_by_reason": exclusions["reason"].str.split(" \\(").str[0].value_counts().to_dict(),
-        "patients": int(len(patients_out)),
+        "excluded_by_reason": exclusion_summary(excluded),
+        "patients": int(len(prepared.patients)),
         "bnp_results": int(len(bnp_out)),
         "paired": int(len(pairing)),
-        "censored_bnp_values": int(bnp.attrs.get("censored", 0)),
+        "censored_bnp_values": prepared.censored,
     }
     stage.write_json("cohort/summary.json", info)
     first = stage.bundle.path(image_path(0))
@@ -486,9 +652,24 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
     return info
 
 
+def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> dict:
+    """Read, check, de-identify, resize, pair, split and write real data through `stage`.
+
+    Raises
+    ------
+    IngestError
+        With every input problem (input file, row and column); nothing is written.
+    """
+    return write_cohort_tables(stage, config, prepare(config, src, pseudo))
+
+
 def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSources, pseudo: Pseudonymiser,
                          *, force: bool = False) -> tuple[Bundle, dict | None]:
     """Run the ingestion as the bundle's cohort stage (skipped when inputs and config are unchanged).
+
+    Every input is read and checked before the bundle is touched: an :class:`IngestError` leaves the
+    bundle as it was (its earlier cohort included). The bundle is marked as holding real data, so
+    that no later command writes the phantom into it.
 
     Returns the bundle and the ingestion summary (None when the stage was already current); the
     summary's ``excluded_files`` lists the original paths of excluded files, for the user only.
@@ -499,9 +680,15 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
         "sources": {str(p): sha256_file(p) for p in src.files()},
         "salt": hashlib.sha256(pseudo.salt).hexdigest(),  # a new salt gives new identifiers
         "dayfirst": src.dayfirst,
+        "secondary_capture": src.secondary_capture,
     }
     bundle = Bundle(out)
     result: dict = {}
-    bundle.run_stage(STAGE, lambda st: result.update(ingest(st, config, src, pseudo)), config=key,
-                     seed=config.seed, force=force)
+    with bundle.writing("gvr cohort ingest"):
+        if not force and bundle.is_current(STAGE, config=key, seed=config.seed):
+            return bundle, None
+        prepared = prepare(config, src, pseudo)
+        bundle.claim_origin("real", by="gvr cohort ingest")
+        bundle.run_stage(STAGE, lambda st: result.update(write_cohort_tables(st, config, prepared)), config=key,
+                         seed=config.seed, force=True)
     return bundle, result or None

@@ -76,6 +76,18 @@ def split_by_patient(
     return splits
 
 
+def generative_training_mask(splits: pd.DataFrame) -> np.ndarray:
+    """The radiographs the decoder and encoder train on: unlabelled ones of patients with no test radiograph.
+
+    The paper trained its generative model on radiographs without a BNP within 36 hours. On real
+    data a patient often has both, so a test patient's unpaired radiographs would teach the decoder
+    and encoder what that patient looks like before the test. They are left out (the phantom keeps
+    the sets apart, so its studies are unchanged).
+    """
+    test_patients = set(splits.loc[splits["set"] == "test", "patient_id"])
+    return (splits["set"].to_numpy() == "unlabelled") & ~splits["patient_id"].isin(test_patients).to_numpy()
+
+
 def check_split(splits: pd.DataFrame) -> None:
     """Refuse a split in which a patient appears in both train and test."""
     labelled = splits[splits["set"].isin(["train", "test"])]

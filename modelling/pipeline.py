@@ -39,7 +39,7 @@ def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     """
     from modelling.report import report_scripts, write_report
 
-    bundle = Bundle(root)
+    bundle = Bundle(root, create=False)
     inputs = sorted(rel for rel, rec in bundle.files.items() if rec.stage != "report")
     scripts = report_scripts()
     key = {"scripts": {p.name: sha256_file(p) for p in scripts}}  # editing a chapter re-renders
@@ -61,12 +61,26 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
         After the existing stages ran, when some stages of the study are not built yet.
     """
     bundle = Bundle(out)
+    real = bundle.origin == "real"
+    if real and "cohort" not in bundle.stages:
+        raise PendingStagesError(f"{bundle.root} holds real data but no complete cohort: run `gvr cohort ingest "
+                                 f"... --bundle {bundle.root}` first (the phantom is never written into it)")
     bundle.run_stage("config", lambda st: write_config(st, config), config=config, seed=config.seed)
-    build_cohort(config, bundle.root, workers=workers)
+    if real:
+        log.info("%s: real data from `gvr cohort ingest`; its cohort is kept", bundle.root)
+    else:
+        build_cohort(config, bundle.root, workers=workers)
     build_training(config, bundle.root)
     build_explanations(config, bundle.root)
     build_baselines(config, bundle.root)
-    build_simulated_readers(config, bundle.root)
+    if real and "tables/reader_assessments.parquet" not in bundle.files:
+        raise PendingStagesError(
+            f"built the models, GVRs and baselines of the real data in {bundle.root}; the reader study needs "
+            f"human readers (simulated readers need the phantom's masks):\n  gvr readers packet {bundle.root} "
+            "--out packet/ --key key.csv, then `gvr readers serve` and `gvr readers unblind`, then "
+            "`gvr reproduce` again for the analysis and the manuscript")
+    if not real:
+        build_simulated_readers(config, bundle.root)
     analyse_bundle(bundle.root)
     build_report(bundle.root)
     if PENDING:

@@ -21,7 +21,7 @@ def build_simulated_readers(config: StudyConfig, out, *, force: bool = False) ->
     ValueError
         When the bundle has no faithfulness table (real data have no masks: use human readers).
     """
-    bundle = Bundle(out)
+    bundle = Bundle(out, create=False)
     human = bundle.files.get("tables/reader_assessments.parquet")
     if human is not None and human.stage != STAGE and not force:
         log.warning("%s: reader assessments from stage %r are kept; simulated readers are not run over them "

@@ -28,6 +28,7 @@ from data_schema.io import sha256_bytes
 from modelling import checkpoints, ctr
 from modelling.config import StudyConfig
 from modelling.predictors import fit_all, model_config, predict_ng_l
+from modelling.pairing import generative_training_mask
 from modelling.progress import note
 from modelling.training import (decode, decoder_config, device_for, encode, encoder_config, train_decoder,
                                 train_encoder)
@@ -109,8 +110,8 @@ def _target(value, met) -> dict:
 
 
 def training_images(bundle: Bundle) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    """Radiographs, their splits (aligned), all images and the unlabelled mask, after the checks
-    every process runs before training."""
+    """Radiographs, their splits (aligned), all images and the mask of those the generative model
+    trains on (unlabelled, and of no test patient), after the checks every process runs before training."""
     radiographs = bundle.read_table("radiographs")
     splits = bundle.read_table("splits").set_index("image_id")
     if not (splits["set"] == "unlabelled").any():
@@ -120,8 +121,12 @@ def training_images(bundle: Bundle) -> tuple[pd.DataFrame, pd.DataFrame, np.ndar
         raise ValueError(f"{bundle.root}: {len(missing)} radiograph(s) have no row in the splits table, "
                          f"e.g. {missing.iloc[0]!r}")
     splits = splits.loc[radiographs["image_id"]]
+    generative = generative_training_mask(splits.reset_index())
+    if not generative.any():
+        raise ValueError(f"{bundle.root}: every unlabelled radiograph belongs to a test patient; the decoder "
+                         "has nothing to train on without leaking the test set")
     images = load_images(bundle, radiographs)
-    return radiographs, splits, images, splits["set"].to_numpy() == "unlabelled"
+    return radiographs, splits, images, generative
 
 
 def data_key(bundle: Bundle) -> dict:
@@ -131,12 +136,13 @@ def data_key(bundle: Bundle) -> dict:
 
 def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], None] | None = None) -> dict:
     bundle = stage.bundle
-    radiographs, splits, images, unlabelled = training_images(bundle)
+    radiographs, splits, images, generative = training_images(bundle)
+    unlabelled = splits["set"].to_numpy() == "unlabelled"  # labelled = ~unlabelled: the predictors' data
     pairing = bundle.read_table("pairing").set_index("image_id")
     work = bundle.root / "work"
     key = data_key(bundle)
-    generator, decoder_stats = train_decoder(images[unlabelled], config, work, stop=stop, data_key=key)
-    encoder, encoder_stats = train_encoder(images[unlabelled], generator, config, work, stop=stop, data_key=key)
+    generator, decoder_stats = train_decoder(images[generative], config, work, stop=stop, data_key=key)
+    encoder, encoder_stats = train_encoder(images[generative], generator, config, work, stop=stop, data_key=key)
 
     dec_state = checkpoints.payload("decoder", models={"generator": generator}, config=decoder_config(config),
                                     seed=config.seed, step=config.decoder.iterations)
@@ -167,7 +173,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     z = rng.standard_normal((64, config.decoder.latent_dim)).astype(np.float32)
     samples = decode(generator, z)
     stage.write_image("train/samples.png", grid(samples))
-    real = images[unlabelled][rng.choice(unlabelled.sum(), min(512, unlabelled.sum()), replace=False)]
+    real = images[generative][rng.choice(generative.sum(), min(512, generative.sum()), replace=False)]
     more = decode(generator, rng.standard_normal((len(real), config.decoder.latent_dim)).astype(np.float32))
     note("training: cardiothoracic ratio of %d real radiographs and %d decoder samples", len(real), len(more))
     ratios = ctr_table(real, more)
@@ -217,6 +223,8 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
         over_val, None not in (over_val, correct_mlp) and over_val < correct_mlp)
     summary = {
         "decoder": decoder_stats, "encoder": encoder_stats, "encoder_id": encoder_id,
+        "generative_training": {"radiographs": int(generative.sum()),
+                                "unlabelled_of_test_patients_left_out": int((unlabelled & ~generative).sum())},
         "reconstruction": {"held_out_radiographs": int(len(held_out)), "mse": mse,
                            "psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else None},
         "samples": sample_statistics(real, more, ratios),
@@ -237,7 +245,7 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
 
     from modelling.training import broadcast_decision, distributed
 
-    bundle = Bundle(out)
+    bundle = Bundle(out, create=False)
     if "cohort" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
     rank, world = distributed()
@@ -258,9 +266,9 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
         bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed, inputs=stage_inputs(bundle),
                          force=True)
     else:  # the same collective calls as rank 0's write_training, without writing anything
-        _, _, images, unlabelled = training_images(bundle)
+        _, _, images, generative = training_images(bundle)
         work, key = bundle.root / "work", data_key(bundle)
-        generator, _ = train_decoder(images[unlabelled], config, work, stop=stop, data_key=key)
-        train_encoder(images[unlabelled], generator, config, work, stop=stop, data_key=key)
+        generator, _ = train_decoder(images[generative], config, work, stop=stop, data_key=key)
+        train_encoder(images[generative], generator, config, work, stop=stop, data_key=key)
     dist.barrier()
     return bundle

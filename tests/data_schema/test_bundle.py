@@ -174,8 +174,11 @@ def test_a_stage_that_dies_is_not_current(tmp_path):
     reopened = Bundle(tmp_path)
     assert not reopened.is_current("cohort", config=CFG)
     assert "cohort" not in reopened.stages
-    assert validate_bundle(tmp_path) == []  # what was written is complete and recorded
+    # what was written is recorded with its hash, but the stage itself is incomplete: validate says so
+    assert [p.message for p in validate_bundle(tmp_path)] == [
+        "stage 'cohort' did not complete (it wrote 1 file(s), then failed or was stopped): rerun it"]
     assert reopened.run_stage("cohort", good, config=CFG)
+    assert validate_bundle(tmp_path) == []
 
 
 def test_deleted_output_makes_a_stage_stale(tmp_path):
@@ -262,3 +265,82 @@ def test_validating_a_missing_directory_does_not_create_it(tmp_path):
     problems = validate_bundle(tmp_path / "nope")
     assert len(problems) == 1 and problems[0].message == "not a directory"
     assert not (tmp_path / "nope").exists()
+
+
+# ---- currency by content, one writer at a time ------------------------------------------------------
+
+
+def _two_stages(root):
+    import pandas as pd
+
+    bundle = Bundle(root)
+    patients = pd.DataFrame({"patient_id": ["p1", "p2"], "sex": ["F", "M"], "age_years": [71.0, 64.0]})
+    with bundle.stage("first", config={"n": 1}, seed=0) as stage:
+        stage.write_table("patients", patients)
+    with bundle.stage("second", config={}, inputs=["tables/patients.parquet"]) as stage:
+        stage.write_bytes("out/summary.txt", b"two patients\n")
+    return bundle
+
+
+def test_a_stage_is_not_current_when_an_input_changed_with_the_same_size(tmp_path):
+    bundle = _two_stages(tmp_path / "b")
+    assert bundle.is_current("second", config={}, inputs=["tables/patients.parquet"])
+    path = tmp_path / "b/tables/patients.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other content
+    path.write_bytes(bytes(data))
+    assert not Bundle(tmp_path / "b").is_current("second", config={}, inputs=["tables/patients.parquet"])
+    assert not Bundle(tmp_path / "b").is_current("first", config={"n": 1}, seed=0)
+
+
+def test_a_stage_is_not_current_when_an_output_changed_with_the_same_size(tmp_path):
+    bundle = _two_stages(tmp_path / "b")
+    (tmp_path / "b/out/summary.txt").write_bytes(b"six patients\n")
+    assert not bundle.is_current("second", config={}, inputs=["tables/patients.parquet"])
+
+
+_WRITER = """
+import sys, time
+from data_schema import Bundle
+bundle = Bundle(sys.argv[1])
+with bundle.stage(sys.argv[2], config={"who": sys.argv[2]}) as stage:
+    stage.write_bytes(f"{sys.argv[2]}/started.txt", b"x")
+    time.sleep(float(sys.argv[3]))
+    stage.write_bytes(f"{sys.argv[2]}/done.txt", b"y")
+"""
+
+
+def test_two_processes_writing_one_bundle_keep_both_stage_records(tmp_path, clean_env):
+    import subprocess
+    import sys
+
+    root = tmp_path / "b"
+    Bundle(root)
+    env = {**clean_env, "GVR_PROGRESS": "0"}
+    slow = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), "analyse", "1.5"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.monotonic() + 60
+    while not (root / "analyse/started.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    busy = subprocess.run([sys.executable, "-c", _WRITER, str(root), "explain", "0"], capture_output=True,
+                          text=True, env={**env, "GVR_BUNDLE_WAIT": "0"}, timeout=60)
+    assert busy.returncode != 0 and "is being written by pid" in busy.stderr and "stage analyse" in busy.stderr
+    fast = subprocess.run([sys.executable, "-c", _WRITER, str(root), "explain", "0"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert slow.wait(timeout=60) == 0 and fast.returncode == 0, fast.stderr
+    bundle = Bundle(root)
+    assert {"analyse", "explain"} <= set(bundle.stages)
+    assert set(bundle.files) == {"analyse/started.txt", "analyse/done.txt", "explain/started.txt", "explain/done.txt"}
+    assert validate_bundle(root) == []
+
+
+def test_validate_reports_a_stage_that_did_not_complete(tmp_path):
+    bundle = _two_stages(tmp_path / "b")
+    with pytest.raises(RuntimeError):
+        with bundle.stage("second", config={"other": 1}, inputs=["tables/patients.parquet"]) as stage:
+            stage.write_bytes("out/partial.txt", b"half")
+            raise RuntimeError("killed")
+    problems = [p.message for p in validate_bundle(tmp_path / "b")]
+    assert problems == ["stage 'second' did not complete (it wrote 2 file(s), then failed or was stopped): rerun it"]
