@@ -79,7 +79,10 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command()
 def validate(
     path: Path = typer.Argument(..., help="A table (.csv or .parquet) or a bundle directory."),
-    schema: Optional[str] = typer.Option(None, "--schema", "-s", help="Schema of a single table (default: from the file name)."),
+    schema: Optional[str] = typer.Option(None, "--schema", "-s", help=(
+        "Schema of a single table, or an input format of `gvr cohort ingest` (patients_input, bnp_input, "
+        "images_manifest); default: from the file's name and header.")),
+    month_first: bool = typer.Option(False, help="Read slashed dates of an input file as MM/DD/YYYY."),
 ) -> None:
     """Validate a table or a whole bundle; print every problem with file, row and column.
 
@@ -95,12 +98,19 @@ def validate(
         problems = validate_bundle(path)
         what = f"bundle {path}"
     else:
-        try:
-            spec = get_spec(schema) if schema else None
-        except UnknownSchemaError as exc:
-            _fail(str(exc))
-        problems = validate_file(path, spec)
-        what = f"table {path}"
+        from modelling.ingest import INPUT_FORMATS, guess_input_format, validate_input
+
+        fmt = schema if schema in INPUT_FORMATS else (guess_input_format(path) if schema is None else None)
+        if fmt is not None:  # a file for `gvr cohort ingest`, checked as the ingest checks it
+            problems = validate_input(path, fmt, dayfirst=not month_first)
+            what = f"{fmt.replace('_', ' ')} {path}"
+        else:
+            try:
+                spec = get_spec(schema) if schema else None
+            except UnknownSchemaError as exc:
+                _fail(f"{exc}; input formats of `gvr cohort ingest`: {', '.join(sorted(INPUT_FORMATS))}")
+            problems = validate_file(path, spec)
+            what = f"table {path}"
     for problem in problems:
         typer.echo(str(problem))
     if problems:
@@ -114,9 +124,14 @@ def schema_list() -> None:
     """List the bundle's tables: name, default path, primary key and description."""
     from data_schema import SCHEMAS
 
+    from modelling.ingest import INPUT_FORMATS
+
     for spec in SCHEMAS.values():
         typer.echo(f"{spec.name:<20} {spec.path:<38} key: {', '.join(spec.primary_key)}")
         typer.echo(f"{'':<20} {spec.description}")
+    typer.echo("\ninput formats of `gvr cohort ingest` (gvr validate FILE --schema NAME):")
+    for name, text in INPUT_FORMATS.items():
+        typer.echo(f"{name:<20} {text}")
 
 
 @schema_app.command("export")

@@ -20,9 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-#: Overlay colours (RGB): density removed on the way to "healthy", and density added.
-ORANGE = (255, 140, 0)
-PURPLE = (160, 32, 240)
+from modelling.colours import ORANGE, PURPLE
 
 
 @dataclass(frozen=True)

@@ -692,3 +692,68 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
         bundle.run_stage(STAGE, lambda st: result.update(write_cohort_tables(st, config, prepared)), config=key,
                          seed=config.seed, force=True)
     return bundle, result or None
+
+
+# ---- the input formats, checked on their own (gvr validate FILE --schema ...) ----------------------
+
+#: The files a user hands to ``gvr cohort ingest``, by the name ``gvr validate --schema`` knows them by.
+INPUT_FORMATS = {
+    "patients_input": "patients.csv: patient_id, sex (F/M), and birth_date or age_years",
+    "bnp_input": "bnp.csv: patient_id, collected_at, bnp_ng_l (ng/L)",
+    "images_manifest": "images.csv: file (relative to the CSV), patient_id, acquired_at, view",
+}
+_CHECKING_SALT = b"only-checking-no-pseudonyms-kept"
+
+
+def guess_input_format(path: str | Path) -> str | None:
+    """The input format of a CSV from its name and header, or None (then it is a bundle table)."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        return None
+    try:
+        header = set(pd.read_csv(path, nrows=0, dtype=str, encoding="utf-8").columns)
+    except Exception:  # unreadable: let the bundle's schemas say so
+        return None
+    stem = path.stem.lower()
+    if stem in ("bnp", "bnp_results") and "result_id" not in header:
+        return "bnp_input"
+    if stem == "patients" and "birth_date" in header:
+        return "patients_input"
+    if stem in ("images", "manifest") and "file" in header:
+        return "images_manifest"
+    return None
+
+
+def validate_input(path: str | Path, fmt: str, *, dayfirst: bool = True) -> list[Problem]:
+    """Every problem of one input file, as ``gvr cohort ingest`` would find it (file, row, column).
+
+    Checks what the file alone can tell: columns, values, timestamps, duplicates and, for a manifest,
+    that each listed image exists. Links between files (a BNP of an unknown patient, a birth date
+    after a radiograph) are checked by the ingest itself.
+    """
+    if fmt not in INPUT_FORMATS:
+        raise ValueError(f"fmt must be one of {sorted(INPUT_FORMATS)}; got {fmt!r}")
+    path = Path(path)
+    pseudo = Pseudonymiser(_CHECKING_SALT)
+    if fmt == "patients_input":
+        return read_patients(path, pseudo, dayfirst=dayfirst)[1]
+    if fmt == "bnp_input":
+        return read_bnp(path, None, pseudo, dayfirst=dayfirst)[1]
+    df, problems = _read_csv(path, ["file", "patient_id", "acquired_at", "view"])
+    if problems:
+        return problems
+    first_row: dict[str, int] = {}
+    for i, row in enumerate(df.itertuples(index=False)):
+        name = row.file.strip()
+        if not name:
+            problems.append(Problem(str(path), i + 1, "file", name, "missing value"))
+        elif name in first_row:
+            problems.append(Problem(str(path), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
+        else:
+            first_row[name] = i + 1
+            if not (path.parent / name).is_file():
+                problems.append(Problem(str(path), i + 1, "file", name, "no such file (paths are relative to the CSV)"))
+        if not row.patient_id.strip():
+            problems.append(Problem(str(path), i + 1, "patient_id", row.patient_id, "missing value"))
+    _timestamps(df, "acquired_at", path, problems, dayfirst=dayfirst)
+    return sorted(problems, key=lambda p: (p.row or 0, p.column or ""))

@@ -48,6 +48,7 @@ from urllib.parse import unquote
 
 from data_schema import Problem
 from data_schema.io import atomic_write_text
+from modelling.colours import ORANGE, PURPLE
 from modelling.packets import IMAGE_ROLES, Packet, load_packet
 from modelling.unblind import RESPONSE_COLUMNS, ResponsesError, read_responses
 
@@ -67,6 +68,25 @@ def feature_label(feature: str) -> str:
     words = ["CHF" if w == "chf" else w for w in feature.split("_")]
     text = " ".join(words)
     return text[:1].upper() + text[1:]
+
+
+#: Features of congestive heart failure: "No CHF features" cannot be marked together with any of them.
+CHF_FEATURES = ("cardiomegaly", "pleural_effusion", "airspace_opacity")
+NO_CHF = "no_chf_features"
+
+
+def contradictory(present: dict) -> str:
+    """Why an answer contradicts itself ("No CHF features" with a CHF feature), or "" when it does not.
+
+    The page makes the two exclusive as the reader clicks; the server refuses what slips through.
+    """
+    if not present.get(NO_CHF):
+        return ""
+    marked = [f for f in CHF_FEATURES if present.get(f)]
+    if not marked:
+        return ""
+    return (f"contradictory answer: {feature_label(NO_CHF)} together with "
+            f"{', '.join(feature_label(f).lower() for f in marked)}; mark one or the other")
 
 
 class ReadingSession:
@@ -138,6 +158,8 @@ class ReadingSession:
                 "order": list(self.order),
                 "answers": answers,
                 "position": self.position(),
+                "chf_features": [f for f in CHF_FEATURES if f in self.packet.features],
+                "no_chf_feature": NO_CHF,
             }
 
     def answer(self, blinded_id: str, present: dict) -> None:
@@ -154,6 +176,9 @@ class ReadingSession:
             raise ValueError(f"present must give every feature of the packet: {list(self.packet.features)}")
         if not all(isinstance(v, bool) for v in present.values()):
             raise ValueError("present values must be true or false")
+        contradiction = contradictory(present)
+        if contradiction:
+            raise ValueError(contradiction)
         with self._lock:
             now = datetime.now().isoformat(timespec="microseconds")
             for feature in self.packet.features:
@@ -285,6 +310,9 @@ class ReadingServer(ThreadingHTTPServer):
     """The reading page's HTTP server; :meth:`start` runs it in a background thread."""
 
     daemon_threads = True
+    # listen() backlog: a burst of answers (a slow network delivering several clicks at once) queues
+    # instead of being reset, as it was with socketserver's default of 5.
+    request_queue_size = 128
 
     def __init__(self, session: ReadingSession, host: str, port: int):
         self.session = session
@@ -392,12 +420,17 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>GVR reading</title>
 <style>
- body { font-family: system-ui, sans-serif; margin: 1em 2em; background: #111; color: #eee; }
+ body { font-family: system-ui, sans-serif; margin: 0.5em 1.5em; background: #111; color: #eee; }
  header { display: flex; gap: 2em; align-items: baseline; }
- #images { display: flex; gap: 1em; margin: 1em 0; }
+ header h1 { margin: 0.2em 0; font-size: 1.5em; }
+ #reading { display: flex; gap: 1.5em; align-items: flex-start; flex-wrap: wrap; }
+ #images { display: flex; gap: 1em; margin: 0.5em 0; }
+ #answers { min-width: 16em; margin-top: 0.5em; }
  figure { margin: 0; }
- figure img { width: min(44vw, 560px); height: auto; image-rendering: pixelated; background: #000; }
+ figure img { width: min(34vw, calc(100vh - 10em), 560px); height: auto; image-rendering: pixelated; background: #000; }
  figcaption { text-align: center; color: #aaa; }
+ .legend { display: flex; gap: 1.2em; justify-content: center; color: #ccc; margin-top: 0.3em; }
+ .swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: -0.1em; margin-right: 0.35em; }
  fieldset { border: 1px solid #555; max-width: 40em; }
  label { display: block; margin: 0.3em 0; font-size: 1.1em; cursor: pointer; }
  button { font-size: 1.1em; padding: 0.3em 1.2em; margin-right: 1em; }
@@ -415,12 +448,18 @@ PAGE = """<!doctype html>
 </header>
 <main id="reading" hidden>
  <div id="images">
-  <figure><img id="overlay" alt="GVR overlay"><figcaption>GVR</figcaption></figure>
+  <figure><img id="overlay" alt="GVR overlay"><figcaption>GVR
+   <div class="legend" id="legend">
+    <span><span class="swatch" style="background: rgb(@ORANGE@)"></span>orange: density removed</span>
+    <span><span class="swatch" style="background: rgb(@PURPLE@)"></span>purple: density added</span>
+   </div></figcaption></figure>
   <figure><img id="original" alt="Original radiograph"><figcaption>Original</figcaption></figure>
  </div>
- <fieldset><legend>Features highlighted by the GVR</legend><div id="features"></div></fieldset>
- <p><button id="prev" type="button">Previous</button><button id="next" type="button">Next</button>
- <span id="status"></span></p>
+ <div id="answers">
+  <fieldset><legend>Features highlighted by the GVR</legend><div id="features"></div></fieldset>
+  <p><button id="prev" type="button">Previous</button><button id="next" type="button">Next</button></p>
+  <p id="status" role="status"></p>
+ </div>
 </main>
 <section id="done" hidden>
  <p id="done-text"></p>
@@ -439,17 +478,49 @@ function collect() {
   return present;
 }
 
+const RETRIES = [500, 1000, 2000, 4000];  // ms before each new try of a save that did not reach the server
+
+async function post(body) {
+  for (let attempt = 0; ; attempt++) {
+    let r = null;
+    try {
+      r = await fetch("/api/answer", {method: "POST", headers: {"Content-Type": "application/json"}, body});
+    } catch (e) {
+      r = null;  // the connection failed (reset, offline): worth another try
+    }
+    if (r && r.ok) { return; }
+    if (r && r.status < 500) { throw new Error(await r.text()); }  // refused: retrying cannot help
+    if (attempt >= RETRIES.length) {
+      throw new Error(r ? await r.text() : "the server could not be reached");
+    }
+    $("status").className = "error";
+    $("status").textContent = "saving failed; trying again (" + (attempt + 1) + " of " + RETRIES.length + ")";
+    await new Promise((done) => setTimeout(done, RETRIES[attempt]));
+  }
+}
+
 function save() {
   const body = JSON.stringify({blinded_id: current(), present: collect()});
+  $("status").className = ""; $("status").textContent = "saving";
   saving = saving.then(async () => {
-    const r = await fetch("/api/answer", {method: "POST", headers: {"Content-Type": "application/json"}, body});
-    if (!r.ok) { throw new Error(await r.text()); }
+    await post(body);
     const answers = JSON.parse(body);
     state.answers[answers.blinded_id] = answers.present;
     $("status").className = ""; $("status").textContent = "saved";
   }).catch((e) => { $("status").className = "error"; $("status").textContent = "NOT saved: " + e.message; throw e; });
   const mine = saving; saving = saving.catch(() => {});
   return mine;
+}
+
+function exclusive(changed) {
+  // "No CHF features" and the CHF features exclude each other: ticking one unticks the other side.
+  const chf = state.chf_features, none = state.no_chf_feature;
+  if (!$(changed).checked) { return; }
+  if (changed === "f-" + none) {
+    for (const f of chf) { if ($("f-" + f)) { $("f-" + f).checked = false; } }
+  } else if (chf.includes(changed.slice(2)) && $("f-" + none)) {
+    $("f-" + none).checked = false;
+  }
 }
 
 function show() {
@@ -489,7 +560,7 @@ async function init() {
     const label = document.createElement("label");
     const input = document.createElement("input");
     input.type = "checkbox"; input.id = "f-" + f.name; input.name = "feature"; input.value = f.name;
-    input.addEventListener("change", () => { save(); });
+    input.addEventListener("change", () => { exclusive(input.id); save(); });
     label.appendChild(input); label.appendChild(document.createTextNode(" " + f.label));
     box.appendChild(label);
   }
@@ -504,3 +575,5 @@ init();
 </body>
 </html>
 """
+# The legend's colours are the overlay's own (modelling.gvr draws them).
+PAGE = PAGE.replace("@ORANGE@", ", ".join(map(str, ORANGE))).replace("@PURPLE@", ", ".join(map(str, PURPLE)))

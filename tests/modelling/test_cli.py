@@ -209,3 +209,49 @@ def test_bundle_commands_take_both_option_names(option, tmp_path):
     for command in (["reproduce"], ["train"], ["cohort", "ingest"]):
         help_text = runner.invoke(app, [*command, "--help"]).output
         assert "--bundle" in help_text and "--out" in help_text, command
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(tmp_path_factory):
+    """A bundle trained with the tiny profile through the real entry point (no config.yaml in it)."""
+    root = tmp_path_factory.mktemp("cli") / "tiny"
+    for args in (["cohort", "synth", "--config", "tiny", "--out", str(root)],
+                 ["train", "--config", "tiny", "--bundle", str(root)]):
+        run = subprocess.run([gvr_executable(), *args], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+    return root
+
+
+def test_explain_without_config_rebuilds_networks_from_their_checkpoints(trained_tiny, clean_env):
+    """The README's `gvr explain --bundle DIR` on a bundle trained with another profile than the default."""
+    assert not (trained_tiny / "config.yaml").exists()
+    run = subprocess.run([gvr_executable(), "explain", "--bundle", str(trained_tiny)], capture_output=True, text=True,
+                         timeout=600, env=clean_env)
+    assert run.returncode == 0, run.stderr
+    assert "GVRs" in run.stdout and "size mismatch" not in run.stderr
+
+
+@pytest.mark.parametrize(("command", "tampered", "writer"), [
+    (["explain", "--force", "--bundle"], "tables/predictions.parquet", "train"),
+    (["baselines", "--force", "--bundle"], "tables/gvr_index.parquet", "explain"),
+    (["analyse", "--force"], "tables/predictions.parquet", "train")])
+def test_a_tampered_bundle_is_one_message_without_traceback(command, tampered, writer, trained_tiny, tmp_path,
+                                                            clean_env):
+    root = tmp_path / "tampered"
+    shutil.copytree(trained_tiny, root)
+    if "explain" not in Bundle(root).stages and command[0] != "explain":
+        subprocess.run([gvr_executable(), "explain", "--bundle", str(root)], check=True, capture_output=True,
+                       timeout=600, env=clean_env)
+    path = root / tampered
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    run = subprocess.run([gvr_executable(), *command, str(root)], capture_output=True, text=True, timeout=600,
+                         env=clean_env)
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"{tampered}: content changed since stage '{writer}' wrote it" in errors[0]
+    debug = subprocess.run([gvr_executable(), "--debug", *command, str(root)], capture_output=True, text=True,
+                           timeout=600, env=clean_env)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ManifestMismatchError" in debug.stderr

@@ -272,3 +272,35 @@ def test_no_test_patient_image_trains_the_generative_model(tmp_path):
     summary = json.loads(bundle.verify_file("train/summary.json").read_text())["generative_training"]
     assert summary == {"radiographs": int((splits["set"] == "unlabelled").sum()) - left_out,
                        "unlabelled_of_test_patients_left_out": left_out}
+
+
+# ---- the input formats, validated by the same command -------------------------------------------------
+
+
+def test_validate_knows_the_input_formats_and_agrees_with_the_ingest(tmp_path):
+    from typer.testing import CliRunner
+
+    from modelling.cli import app
+
+    src = clean_pngs(tmp_path)
+    src.patients_csv.write_text("patient_id,sex,birth_date\nP0,M,1940-01-01\nP1,F,12/25/1950\n")
+    runner = CliRunner()
+    for path in (src.patients_csv, src.bnp_csv, src.manifest_csv):
+        out = runner.invoke(app, ["validate", str(path)])
+        if path == src.patients_csv:
+            assert out.exit_code == 1 and "row 2 (line 3), column 'birth_date'" in out.output
+            assert runner.invoke(app, ["validate", str(path), "--month-first"]).exit_code == 0
+        else:
+            assert out.exit_code == 0 and "is valid" in out.output, out.output
+    bnp = runner.invoke(app, ["validate", str(src.bnp_csv), "--schema", "bnp_input"])
+    assert bnp.exit_code == 0 and "bnp input" in bnp.output
+    bundle_schema = runner.invoke(app, ["validate", str(src.bnp_csv), "--schema", "bnp_results"])
+    assert bundle_schema.exit_code == 1 and "result_id" in bundle_schema.output  # the bundle's table, on request
+    with src.manifest_csv.open("a") as handle:
+        handle.write("img/gone.png,P1,2015-03-04 10:00,PA\nimg/x0.png,P0,2016-03-04 10:00,PA\n")
+    bad = runner.invoke(app, ["validate", str(src.manifest_csv)])
+    assert bad.exit_code == 1
+    assert "row 5 (line 6), column 'file': no such file" in bad.output
+    assert "row 6 (line 7), column 'file': duplicate of row 1" in bad.output
+    listed = runner.invoke(app, ["schema", "list"]).output
+    assert "patients_input" in listed and "images_manifest" in listed

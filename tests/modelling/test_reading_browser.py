@@ -12,6 +12,7 @@ from modelling.packets import make_packet
 from modelling.reading_server import start_server
 from modelling.unblind import read_responses, unblind
 from tests.modelling.test_packets import build_tiny_study
+from tests.modelling.test_reading_server import consistent
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -70,7 +71,7 @@ def test_score_stop_resume_finish(made, driver, tmp_path):
 
     def score(position: int) -> dict[str, bool]:
         """Tick a different set of features on each GVR (none on the third), then press Next."""
-        ticked = {f: (position + j) % 3 == 0 for j, f in enumerate(features)}
+        ticked = consistent({f: (position + j) % 3 == 0 for j, f in enumerate(features)})
         for feature, on in ticked.items():
             box = driver.find_element(By.ID, f"f-{feature}")
             assert not box.is_selected()
@@ -126,3 +127,32 @@ def test_score_stop_resume_finish(made, driver, tmp_path):
     assert saved["answered_at"].notna().all()
     table = unblind(packet.root, [responses], made.key_path)
     assert len(table) == n * len(features) and not table["simulated"].any()
+
+
+def test_next_is_above_the_fold_the_legend_has_words_and_no_chf_excludes_the_rest(made, driver, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.set_window_size(1280, 900)
+    server = start_server(made.packet.root, reader="A", round=1, responses_path=tmp_path / "A.csv")
+    try:
+        driver.get(server.url)
+        wait = WebDriverWait(driver, 15)
+        wait.until(lambda d: d.find_element(By.ID, "progress").text.startswith("1 of"))
+        images = driver.find_elements(By.CSS_SELECTOR, "#images img")
+        wait.until(lambda d: all(d.execute_script("return arguments[0].naturalWidth", img) > 0 for img in images))
+        inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+        bottom = driver.execute_script("return document.getElementById('next').getBoundingClientRect().bottom")
+        assert bottom <= inner[1], f"Next ends at {bottom}px of a {inner} viewport"
+        legend = driver.find_element(By.ID, "legend").text
+        assert "orange: density removed" in legend and "purple: density added" in legend
+        driver.save_screenshot(str(tmp_path / "page-1280x900.png"))
+        cardio, none = driver.find_element(By.ID, "f-cardiomegaly"), driver.find_element(By.ID, "f-no_chf_features")
+        cardio.click()
+        none.click()
+        assert none.is_selected() and not cardio.is_selected()
+        cardio.click()
+        assert cardio.is_selected() and not none.is_selected()
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "saved")
+    finally:
+        server.stop()

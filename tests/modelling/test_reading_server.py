@@ -53,6 +53,13 @@ def get(server: ReadingServer, path: str, *, method: str = "GET", body: bytes | 
         connection.close()
 
 
+def consistent(present: dict) -> dict:
+    """An answer a reader can give: "No CHF features" only without a CHF feature."""
+    if any(present.get(f) for f in reading_server.CHF_FEATURES):
+        return {**present, reading_server.NO_CHF: False}
+    return present
+
+
 def post_answer(server: ReadingServer, blinded_id: str, present: dict, **headers) -> tuple[int, bytes]:
     body = json.dumps({"blinded_id": blinded_id, "present": present}).encode()
     return get(server, "/api/answer", method="POST", body=body,
@@ -98,22 +105,24 @@ def test_every_answer_is_saved_at_once_and_resumed(made, tmp_path):
     order = packet.order("A", 1)
     with start_server(packet.root, reader="A", round=1, responses_path=path) as server:
         for i, blinded_id in enumerate(order[:2]):
-            present = {f: (j + i) % 2 == 0 for j, f in enumerate(packet.features)}
+            present = consistent({f: (j + i) % 2 == 0 for j, f in enumerate(packet.features)})
             status, body = post_answer(server, blinded_id, present)
             assert status == 200 and json.loads(body) == {"saved": True, "position": i + 1}
             saved = read_responses(path, packet)
             assert len(saved) == (i + 1) * len(packet.features)
         # changing one's mind rewrites the GVR's rows, it does not add any
-        post_answer(server, order[0], {f: True for f in packet.features})
+        every_chf = consistent({f: True for f in packet.features})
+        post_answer(server, order[0], every_chf)
         saved = read_responses(path, packet)
         assert len(saved) == 2 * len(packet.features)
-        assert saved[saved["blinded_id"] == order[0]]["present"].all()
+        first = saved[saved["blinded_id"] == order[0]].set_index("feature")["present"].to_dict()
+        assert first == every_chf
         assert list(path.parent.glob(".*.tmp")) == []
         assert state(server)["position"] == 2
     with start_server(packet.root, reader="A", round=1, responses_path=path) as server:
         s = state(server)
         assert s["position"] == 2
-        assert s["answers"][order[0]] == {f: True for f in packet.features}
+        assert s["answers"][order[0]] == every_chf
     assert path.read_text().splitlines()[0] == "reader,round,blinded_id,feature,present,answered_at"
 
 
@@ -169,7 +178,7 @@ def test_refuses_wrong_reader_round_and_someone_elses_file(made, tmp_path):
         make_server(made.packet.root, reader="A", round=3)
     path = tmp_path / "B.csv"
     with start_server(made.packet.root, reader="B", round=1, responses_path=path) as server:
-        post_answer(server, made.packet.ids[0], {f: True for f in made.packet.features})
+        post_answer(server, made.packet.ids[0], consistent({f: True for f in made.packet.features}))
     with pytest.raises(ResponsesError, match="answers of reader B, round 1 in the file of reader A, round 1"):
         make_server(made.packet.root, reader="A", round=1, responses_path=path)
 
@@ -214,3 +223,45 @@ def test_serve_blocks_until_ctrl_c(made, tmp_path, monkeypatch):
     monkeypatch.setattr(reading_server.ReadingServer, "serve_forever", interrupted)
     reading_server.serve(made.packet.root, reader="A", round=2, responses_path=tmp_path / "x.csv")
     assert not Path(tmp_path / "x.csv").exists()
+
+
+def test_no_chf_features_with_a_chf_feature_is_refused(server, made):
+    packet = made.packet
+    every = {f: False for f in packet.features}
+    status, body = post_answer(server, packet.ids[1], {**every, "no_chf_features": True, "cardiomegaly": True})
+    assert status == 400 and b"contradictory answer: No CHF features together with cardiomegaly" in body
+    assert post_answer(server, packet.ids[1], {**every, "no_chf_features": True})[0] == 200
+
+
+def test_fifty_concurrent_answers_are_all_saved(made, tmp_path):
+    """A burst of answers (a slow network delivering many clicks at once): none is reset or lost."""
+    packet = made.packet
+    order = packet.order("B", 2)
+    path = tmp_path / "B-2.csv"
+    every = {f: False for f in packet.features}
+    results: list[int] = []
+    with start_server(packet.root, reader="B", round=2, responses_path=path) as server:
+        def send(k: int) -> None:
+            try:
+                status, _ = post_answer(server, order[k % len(order)], {**every, packet.features[k % 3]: True})
+            except OSError as exc:  # a reset connection: what the backlog of 5 gave
+                status = repr(exc)
+            results.append(status)
+
+        barrier = threading.Barrier(50)
+        threads = [threading.Thread(target=lambda k=k: (barrier.wait(), send(k))) for k in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert results == [200] * 50
+        assert state(server)["position"] == len(order) or len(state(server)["answers"]) == min(50, len(order))
+    assert len(read_responses(path, packet)) == min(50, len(order)) * len(packet.features)
+
+
+def test_the_page_explains_the_colours_and_retries_a_failed_save():
+    page = reading_server.PAGE
+    assert "orange: density removed" in page and "purple: density added" in page
+    assert "rgb(255, 140, 0)" in page and "@ORANGE@" not in page
+    assert "trying again" in page and "NOT saved" in page
+    assert ReadingServer.request_queue_size >= 50
