@@ -218,9 +218,15 @@ def cohort_ingest(
     config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path (image size, pairing window, split)."),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     month_first: bool = typer.Option(False, help="Read slashed dates as MM/DD/YYYY instead of DD/MM/YYYY."),
+    secondary_capture: bool = typer.Option(False, help=(
+        "Also keep grayscale DICOM secondary captures (Modality SC or OT), e.g. digitised films; by default "
+        "only CR and DX are radiographs.")),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
 ) -> None:
-    """Ingest real radiographs, BNP results and patients into a de-identified bundle."""
+    """Ingest real radiographs, BNP results and patients into a de-identified bundle.
+
+    Every input is checked before the bundle is touched; a refused ingest leaves it as it was.
+    """
     import json
     import os
 
@@ -237,7 +243,7 @@ def cohort_ingest(
     try:
         cfg = load_config(config)
         src = IngestSources(patients_csv=patients, bnp_csv=bnp, dicom_dir=dicom, manifest_csv=manifest,
-                            dayfirst=not month_first)
+                            dayfirst=not month_first, secondary_capture=secondary_capture)
         bundle, info = build_from_real_data(cfg, out, src, Pseudonymiser(salt), force=force)
     except (ConfigError, ValueError) as exc:
         if isinstance(exc, IngestError):

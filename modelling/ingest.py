@@ -183,15 +183,26 @@ def read_dicom(path: Path, *, modalities: set[str] | frozenset[str] = frozenset(
     compressed pixel data (JPEG, JPEG-LS, JPEG 2000, RLE) decode through pylibjpeg. pydicom's own
     log lines while the file is read go into the reason instead of onto the terminal.
     """
+    import warnings
+
     logger = logging.getLogger("pydicom")
     captured = _Captured()
     logger.addHandler(captured)
     propagate, logger.propagate = logger.propagate, False
     try:
-        return _read_dicom(path, modalities)
+        with warnings.catch_warnings(record=True) as caught:  # pydicom warns and logs the same notes
+            warnings.simplefilter("always")
+            try:
+                return _read_dicom(path, modalities)
+            except ValueError:
+                raise
+            except Exception as exc:  # a damaged header: pydicom raises its own kinds while parsing
+                message = " ".join(str(exc).split())
+                raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {message})") from exc
     except ValueError as exc:
-        if captured.lines:
-            raise ValueError(f"{exc}; pydicom: {captured.lines[-1]}") from exc
+        notes = captured.lines or [" ".join(str(w.message).split()) for w in caught]
+        if notes:
+            raise ValueError(f"{exc}; pydicom: {notes[-1]}") from exc
         raise
     finally:
         logger.removeHandler(captured)
@@ -199,16 +210,12 @@ def read_dicom(path: Path, *, modalities: set[str] | frozenset[str] = frozenset(
 
 
 def _read_dicom(path: Path, modalities) -> Loaded:
-    import warnings
-
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # pydicom's notes on odd encodings; it reads them
-            ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
     if "PixelData" not in ds:

@@ -304,3 +304,40 @@ def test_validate_knows_the_input_formats_and_agrees_with_the_ingest(tmp_path):
     assert "row 6 (line 7), column 'file': duplicate of row 1" in bad.output
     listed = runner.invoke(app, ["schema", "list"]).output
     assert "patients_input" in listed and "images_manifest" in listed
+
+
+def test_pydicoms_own_log_goes_into_the_reason_not_onto_the_terminal(tmp_path, caplog):
+    """A file cut inside its header makes pydicom log (and warn); the reason says it, nothing else does."""
+    import logging
+    import warnings
+
+    make_dicom(tmp_path / "a.dcm")
+    good = (tmp_path / "a.dcm").read_bytes()
+    for cut in range(100, len(good), 3):
+        (tmp_path / "t.dcm").write_bytes(good[:cut])
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                read_dicom(tmp_path / "t.dcm")
+            except ValueError as exc:
+                if "pydicom: " in str(exc):
+                    assert not caplog.records and not caught, (caplog.records, caught)
+                    return
+    pytest.fail("no cut of the file made pydicom log anything")
+
+
+def test_every_truncation_of_a_dicom_file_reads_or_is_excluded_with_a_reason(tmp_path):
+    """A damaged file is an exclusion with its reason, never a crash of the ingest."""
+    make_dicom(tmp_path / "a.dcm")
+    good = (tmp_path / "a.dcm").read_bytes()
+    outcomes = set()
+    for cut in range(0, len(good), 5):
+        (tmp_path / "t.dcm").write_bytes(good[:cut])
+        try:
+            read_dicom(tmp_path / "t.dcm")
+            outcomes.add("read")
+        except ValueError as exc:
+            assert str(exc), cut
+            outcomes.add(str(exc).split(" (")[0].split(";")[0])
+    assert "not a readable DICOM file" in outcomes and "pixel data cannot be decoded" in outcomes
