@@ -126,7 +126,11 @@ def analyse_bundle(
     Examples
     --------
     >>> import tempfile
-    >>> outputs = analyse_bundle(tempfile.mkdtemp())
+    >>> from data_schema import Bundle
+    >>> root = tempfile.mkdtemp()
+    >>> with Bundle(root).stage("config", config={}) as stage:  # a bundle with nothing analysable yet
+    ...     pass
+    >>> outputs = analyse_bundle(root)
     >>> outputs.written, outputs.skipped[0]
     ((), ('table1', 'no patients, radiographs, splits, pairing table(s) yet'))
     """

@@ -351,6 +351,8 @@ def render_report(script: str | Path, bundle: str | Path, *, timeout: int = 600)
     nb, _ = QuartoOptionsPreprocessor().preprocess(nb, {})
     nb, _ = RegexRemovePreprocessor(patterns=[r"^---"]).preprocess(nb, {})
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
+    for i, cell in enumerate(nb.cells):  # nbformat draws random cell ids; the same bundle gives the same page
+        cell.id = f"{script.stem}-{i}"
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})

@@ -11,7 +11,12 @@ import pytest
 _START_ENVIRONMENT = dict(os.environ)
 
 
+def clean_environment() -> dict[str, str]:
+    """The environment as the test session found it, for subprocesses (module fixtures call this)."""
+    return {k: v for k, v in _START_ENVIRONMENT.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+
+
 @pytest.fixture
 def clean_env() -> dict[str, str]:
     """The environment as the test session found it, for subprocesses."""
-    return {k: v for k, v in _START_ENVIRONMENT.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return clean_environment()

@@ -301,35 +301,47 @@ def test_a_stage_is_not_current_when_an_output_changed_with_the_same_size(tmp_pa
 
 _WRITER = """
 import sys, time
+from pathlib import Path
 from data_schema import Bundle
-bundle = Bundle(sys.argv[1])
-with bundle.stage(sys.argv[2], config={"who": sys.argv[2]}) as stage:
-    stage.write_bytes(f"{sys.argv[2]}/started.txt", b"x")
-    time.sleep(float(sys.argv[3]))
-    stage.write_bytes(f"{sys.argv[2]}/done.txt", b"y")
+root, name, release = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+bundle = Bundle(root)
+with bundle.stage(name, config={"who": name}) as stage:
+    stage.write_bytes(f"{name}/started.txt", b"x")
+    while not release.exists():  # hold the bundle until the test says
+        time.sleep(0.05)
+    stage.write_bytes(f"{name}/done.txt", b"y")
 """
 
 
 def test_two_processes_writing_one_bundle_keep_both_stage_records(tmp_path, clean_env):
     import subprocess
     import sys
-
-    root = tmp_path / "b"
-    Bundle(root)
-    env = {**clean_env, "GVR_PROGRESS": "0"}
-    slow = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), "analyse", "1.5"], env=env,
-                            stderr=subprocess.PIPE, text=True)
     import time
 
-    deadline = time.monotonic() + 60
-    while not (root / "analyse/started.txt").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    busy = subprocess.run([sys.executable, "-c", _WRITER, str(root), "explain", "0"], capture_output=True,
-                          text=True, env={**env, "GVR_BUNDLE_WAIT": "0"}, timeout=60)
-    assert busy.returncode != 0 and "is being written by pid" in busy.stderr and "stage analyse" in busy.stderr
-    fast = subprocess.run([sys.executable, "-c", _WRITER, str(root), "explain", "0"], capture_output=True,
-                          text=True, env=env, timeout=60)
-    assert slow.wait(timeout=60) == 0 and fast.returncode == 0, fast.stderr
+    root, release = tmp_path / "b", tmp_path / "release"
+    Bundle(root)
+    env = {**clean_env, "GVR_PROGRESS": "0"}
+
+    def writer(name: str, **extra):
+        return subprocess.Popen([sys.executable, "-c", _WRITER, str(root), name, str(release)],
+                                env={**env, **extra}, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(path) -> None:
+        deadline = time.monotonic() + 120
+        while not path.exists():
+            assert time.monotonic() < deadline, f"{path} never appeared"
+            time.sleep(0.05)
+
+    first = writer("analyse")
+    wait_for(root / "analyse/started.txt")  # the first writer holds the bundle from here until released
+    refused = writer("explain", GVR_BUNDLE_WAIT="0")
+    _, refused_err = refused.communicate(timeout=120)
+    assert refused.returncode != 0 and "is being written by pid" in refused_err and "stage analyse" in refused_err
+    second = writer("explain")
+    time.sleep(1.0)
+    assert not (root / "explain/started.txt").exists() and second.poll() is None  # waiting for the lock
+    release.touch()
+    assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0, second.stderr.read()
     bundle = Bundle(root)
     assert {"analyse", "explain"} <= set(bundle.stages)
     assert set(bundle.files) == {"analyse/started.txt", "analyse/done.txt", "explain/started.txt", "explain/done.txt"}

@@ -105,5 +105,11 @@ def test_stage_writes_panels_faithfulness_and_audit(explained):
 
 
 def test_stage_needs_gvrs(tmp_path):
+    from data_schema import Bundle, BundleNotFoundError
+
+    with pytest.raises(BundleNotFoundError, match=f"no study bundle at {tmp_path}"):
+        build_baselines(load_config("tiny"), tmp_path)
+    with Bundle(tmp_path).stage("config", config={}):
+        pass
     with pytest.raises(ValueError, match="run `gvr explain` first"):
         build_baselines(load_config("tiny"), tmp_path)

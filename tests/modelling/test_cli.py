@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from data_schema import Bundle
 from modelling.cli import app
 from modelling.config import load_config
+from tests.conftest import clean_environment
 from tests.examples import examples
 
 runner = CliRunner()
@@ -217,7 +218,8 @@ def trained_tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli") / "tiny"
     for args in (["cohort", "synth", "--config", "tiny", "--out", str(root)],
                  ["train", "--config", "tiny", "--bundle", str(root)]):
-        run = subprocess.run([gvr_executable(), *args], capture_output=True, text=True, timeout=600)
+        run = subprocess.run([gvr_executable(), *args], capture_output=True, text=True, timeout=600,
+                             env=clean_environment())
         assert run.returncode == 0, run.stderr
     return root
 

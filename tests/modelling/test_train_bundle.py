@@ -124,5 +124,11 @@ def test_a_bundle_without_an_unlabelled_set_is_refused(trained, tmp_path):
 
 
 def test_training_needs_a_cohort(tmp_path):
+    from data_schema import Bundle, BundleNotFoundError
+
+    with pytest.raises(BundleNotFoundError, match=f"no study bundle at {tmp_path}"):
+        build_training(load_config("tiny"), tmp_path)
+    with Bundle(tmp_path).stage("config", config={}):
+        pass
     with pytest.raises(ValueError, match="no cohort yet"):
         build_training(load_config("tiny"), tmp_path)
