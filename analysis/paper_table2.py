@@ -29,7 +29,7 @@ import pandas as pd
 
 from analysis.agreement import cohen_kappa
 from analysis.contingency import chi_square, fisher_exact
-from analysis.table1 import format_count_percent
+from analysis.formatting import format_count_percent
 from analysis.table2 import feature_order
 
 __all__ = [

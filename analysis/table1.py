@@ -1,7 +1,6 @@
 """Table 1 of the paper: demographics of the test, training and unlabelled sets, with their tests.
 
-Also the small renderers shared by the study's tables: :func:`render_html` (a plain HTML table with a
-caption and notes) and :func:`render_csv`.
+Its display goes through :mod:`analysis.formatting`, as every table's does.
 
 Examples
 --------
@@ -23,7 +22,6 @@ Examples
 
 from __future__ import annotations
 
-import html
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,57 +30,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.contingency import chi_square
+from analysis.formatting import MISSING, format_count_percent, format_p, render_csv, render_html
 from analysis.descriptive import mean_sd, median_iqr
 from analysis.rank_tests import mann_whitney
 
-__all__ = ["Table1Result", "table1", "render_html", "render_csv", "format_p", "format_count_percent"]
+__all__ = ["Table1Result", "table1"]
 
 #: Sets in the paper's column order, with their column labels.
 SET_LABELS = {"test": "Test Set", "train": "Training Set", "unlabelled": "Unlabeled Set"}
-MISSING = "…"  # what the paper prints where a statistic does not apply (no BNP in the unlabelled set)
 DASH = "–"  # en dash of ranges
 
 _TEST_COLUMNS = ["characteristic", "test", "group_a", "group_b", "n_a", "n_b", "statistic", "df",
                  "p_value", "method", "warnings"]
-
-
-# --------------------------------------------------------------------------------------------------
-# formatting (display only)
-# --------------------------------------------------------------------------------------------------
-
-
-def format_count_percent(count: int, total: int, *, digits: int = 0) -> str:
-    """``"count/total (percent)"`` with ``digits`` decimals, trailing zeros dropped (``"64/200 (32)"``).
-
-    Examples
-    --------
-    >>> format_count_percent(153, 200, digits=1), format_count_percent(64, 200, digits=1)
-    ('153/200 (76.5)', '64/200 (32)')
-    """
-    if total == 0:
-        return f"{count}/{total} ({MISSING})"
-    pct = f"{100.0 * count / total:.{digits}f}"
-    if "." in pct:
-        pct = pct.rstrip("0").rstrip(".")
-    return f"{count}/{total} ({pct})"
-
-
-def format_p(p: float) -> str:
-    """A p-value as Radiology prints it: ``"<.001"``, ``".003"`` (below .01) or ``".38"``.
-
-    Examples
-    --------
-    >>> format_p(0.0004), format_p(0.0031), format_p(0.381), format_p(1.0)
-    ('<.001', '.003', '.38', '>.99')
-    """
-    if not np.isfinite(p):
-        return "NA"
-    if p < 0.001:
-        return "<.001"
-    if p > 0.99:
-        return ">.99"
-    text = f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
-    return text.lstrip("0")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,98 +369,3 @@ def _notes(tests: pd.DataFrame, threshold: float) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------------
 # renderers shared by the tables
 # --------------------------------------------------------------------------------------------------
-
-
-def _labels(index: pd.Index) -> list[tuple[str, ...]]:
-    if isinstance(index, pd.MultiIndex):
-        return [tuple(str(x) for x in t) for t in index]
-    return [(str(x),) for x in index]
-
-
-def render_html(display: pd.DataFrame, *, caption: str, notes: tuple[str, ...] | list[str] = (),
-                table_id: str | None = None) -> str:
-    """A display table as a plain HTML ``<table>`` with a ``<caption>`` and notes in its footer.
-
-    Parameters
-    ----------
-    display : pandas.DataFrame
-        Strings; columns may be a two-level MultiIndex (a header row of groups with ``colspan``),
-        the index one or more levels (one ``<th>`` column per level).
-    caption : str
-        Caption text.
-    notes : sequence of str
-        Notes, one ``<p>`` each, in a ``<tfoot>`` cell spanning the table.
-    table_id : str, optional
-        ``id`` of the table (a Quarto label such as ``"tbl-table1"``).
-
-    Returns
-    -------
-    str
-        HTML text; every value is escaped.
-
-    Notes
-    -----
-    Under a two-level column header, a non-empty cell followed by empty cells of the same column
-    group spans them (the paper's pooled rows).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> print(render_html(pd.DataFrame({"A": ["1"]}, index=["x"]), caption="T").splitlines()[0])
-    <table class="gvr-table"><caption>T</caption>
-    """
-    e = html.escape
-    cols = _labels(display.columns)
-    two = len(cols[0]) > 1 if cols else False
-    idx_names = [e(str(n)) if n is not None else "" for n in display.index.names]
-    attrs = f' id="{e(table_id)}"' if table_id else ""
-    out = [f'<table class="gvr-table"{attrs}><caption>{e(caption)}</caption>', "<thead>"]
-    if two:
-        out.append("<tr>" + "".join(f'<th rowspan="2">{n}</th>' for n in idx_names))
-        groups: list[list[Any]] = []
-        for c in cols:
-            if groups and groups[-1][0] == c[0]:
-                groups[-1][1] += 1
-            else:
-                groups.append([c[0], 1])
-        out[-1] += "".join(f'<th colspan="{k}">{e(g)}</th>' for g, k in groups) + "</tr>"
-        out.append("<tr>" + "".join(f"<th>{e(c[1])}</th>" for c in cols) + "</tr>")
-    else:
-        out.append("<tr>" + "".join(f"<th>{n}</th>" for n in idx_names)
-                   + "".join(f"<th>{e(c[0])}</th>" for c in cols) + "</tr>")
-    out.append("</thead>")
-    out.append("<tbody>")
-    for label, values in zip(_labels(display.index), display.itertuples(index=False)):
-        cells = [str(x) for x in values]
-        row = "<tr>" + "".join(f"<th>{e(x)}</th>" for x in label)
-        j = 0
-        while j < len(cells):
-            span = 1
-            if two and cells[j] != "":
-                while j + span < len(cells) and cells[j + span] == "" and cols[j + span][0] == cols[j][0]:
-                    span += 1
-            row += (f'<td colspan="{span}">' if span > 1 else "<td>") + e(cells[j]) + "</td>"
-            j += span
-        out.append(row + "</tr>")
-    out.append("</tbody>")
-    if notes:
-        width = len(idx_names) + len(cols)
-        out.append(f'<tfoot><tr><td colspan="{width}">' + "".join(f"<p>{e(n)}</p>" for n in notes)
-                   + "</td></tr></tfoot>")
-    out.append("</table>")
-    return "\n".join(out) + "\n"
-
-
-def render_csv(display: pd.DataFrame) -> str:
-    """A display table as CSV text; two-level column labels are joined with ``" - "``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> render_csv(pd.DataFrame({"A": ["1"]}, index=pd.Index(["x"], name="k"))).splitlines()
-    ['k,A', 'x,1']
-    """
-    frame = display.copy()
-    if isinstance(frame.columns, pd.MultiIndex):
-        frame.columns = [" - ".join(str(x) for x in c) for c in frame.columns]
-    return frame.to_csv(lineterminator="\n")

@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis._checks import check_option
 from analysis.agreement import inter_observer, intra_observer
-from analysis.table1 import format_count_percent, format_p, render_csv, render_html
+from analysis.formatting import format_count_percent, format_p, render_csv, render_html
 
 __all__ = ["Table2Result", "table2", "feature_order", "FEATURE_LABELS", "REGIME_LABELS"]
 

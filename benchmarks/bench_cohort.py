@@ -19,7 +19,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from modelling.cohort_bundle import build_cohort
+from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
 
 

@@ -28,11 +28,12 @@ import numpy as np
 import torch
 
 from data_schema import Bundle
-from modelling.cohort_bundle import build_cohort
+from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
-from modelling.explain_bundle import build_explanations, load_decoder, load_predictor
-from modelling.gvr import move
-from modelling.train_bundle import build_training
+from modelling.stages.artifacts import load_decoder, load_predictor
+from modelling.stages.explain import build_explanations
+from modelling.explain.gvr import move
+from modelling.stages.train import build_training
 
 
 def _digest(path: Path) -> str:

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modelling import phantom
-from modelling.cohort import synthesize
+from modelling.cohort import phantom
+from modelling.cohort.synthetic import synthesize
 from modelling.config import StudyConfig, load_config
-from modelling.training import train_decoder, train_encoder
+from modelling.nets.training import train_decoder, train_encoder
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's datasheets (SXM parts, without sparsity), to
 #: estimate utilisation; --peak-tflops overrides. Matched against torch.cuda.get_device_name().
@@ -150,7 +150,7 @@ def main() -> None:
         cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, device=args.device))
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
-    from modelling.training import device_for
+    from modelling.nets.training import device_for
 
     device = device_for(cfg)
     cohort = synthesize(dataclasses.replace(cfg.cohort, unlabelled_patients=200, unlabelled_radiographs=256,

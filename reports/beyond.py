@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from analysis.paper_table2 import (STATED_INTER_KAPPA, STATED_INTRA_KAPPA, inter_kappa_compatibility,
                                    kappa_compatibility, load_paper_table2, reanalyse)
 from analysis.table2 import FEATURE_LABELS, table2
-from modelling.report import fmt_p, open_bundle, read_json
+from analysis.formatting import fmt_p
+from analysis.manuscript import open_bundle, read_json
 
 bundle = open_bundle()
 faith = bundle.read_table("faithfulness")

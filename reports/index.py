@@ -22,7 +22,8 @@ from IPython.display import HTML, Markdown, display
 from analysis.errors import UndefinedStatisticError
 from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
-from modelling.report import fmt_ci, fmt_p, open_bundle, read_json, shown_path
+from analysis.formatting import fmt_ci, fmt_p
+from analysis.manuscript import open_bundle, read_json, shown_path
 
 bundle = open_bundle()
 cohort = read_json(bundle, "cohort/summary.json")

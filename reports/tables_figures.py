@@ -17,9 +17,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.figure2 import figure2
-from analysis.table1 import render_html as table_html, table1
+from analysis.formatting import render_html as table_html
+from analysis.table1 import table1
 from analysis.table2 import REGIME_LABELS, table2
-from modelling.report import figure_from_images, fmt_p, image_html, open_bundle, read_json
+from analysis.formatting import fmt_p
+from analysis.manuscript import figure_from_images, image_html, open_bundle, read_json
 
 bundle = open_bundle()
 cohort = read_json(bundle, "cohort/summary.json")

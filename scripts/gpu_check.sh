@@ -33,7 +33,7 @@ step device 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version 
   $PY -c 'import torch, pandas, numpy; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \
   torch.cuda.get_device_name(0), \"pandas\", pandas.__version__, \"numpy\", numpy.__version__)'"
 
-step test_cuda 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/modelling/test_cuda.py
+step test_cuda 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/modelling/nets/test_cuda.py
 
 # NCCL: torchrun with one process per GPU trains the tiny study through the CLI (DDP wraps the
 # networks only when there are two or more processes; with one GPU this checks NCCL's start-up,

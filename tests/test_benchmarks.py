@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelling.cohort_bundle import build_cohort
+from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
-from modelling.train_bundle import build_training
+from modelling.stages.train import build_training
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,20 +1,19 @@
-"""The Examples in the docstrings of data_schema and modelling run and give what they show."""
+"""Every module with Examples in its docstrings has them run: pytest collects the packages with
+--doctest-modules (pyproject.toml), so a new example runs without being listed anywhere."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
-import os
+import tomllib
+from pathlib import Path
 
-import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ["data_schema", "data_schema.bundle", "modelling.config", "modelling.packets"]
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("analysis", "data_schema", "modelling")
 
 
-@pytest.mark.parametrize("name", MODULES)
-def test_examples_run(name, monkeypatch):
-    monkeypatch.chdir(ROOT)  # examples name configs/ relative to the repository
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0
+def test_doctests_are_collected_from_every_package_with_examples():
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--doctest-modules" in options["addopts"]
+    with_examples = sorted(p.relative_to(ROOT).parts[0] for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
+                           if ">>> " in p.read_text("utf-8"))
+    assert set(with_examples) == set(PACKAGES)  # each package has examples ...
+    assert set(PACKAGES) <= set(options["testpaths"])  # ... and pytest looks for them there

@@ -12,9 +12,10 @@ import pytest
 from analysis.roc import auc
 from data_schema import Bundle
 from modelling.config import load_config
-from modelling.pipeline import PendingStagesError, reproduce
-from modelling.report import (BundleMissingError, ReportRenderError, bundle_path, fmt_ci, render_reports,
-                              report_scripts, write_report)
+from modelling.stages.pipeline import PendingStagesError, reproduce
+from analysis.formatting import fmt_ci
+from analysis.manuscript import BundleMissingError, bundle_path
+from modelling.stages.report import ReportRenderError, render_reports, report_scripts, write_report
 
 pytest.importorskip("nbclient")
 pytest.importorskip("jupytext")

@@ -15,7 +15,7 @@ from tests.analysis.test_table2 import synthetic_assessments
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from modelling.cohort_bundle import build_cohort
+    from modelling.stages.cohort import build_cohort
     from modelling.config import load_config
 
     root = tmp_path_factory.mktemp("bundle")
@@ -105,12 +105,3 @@ def test_mixed_models_and_r_script(cohort):
     assert list(mixed["feature"]) == ["cardiomegaly", "pleural_effusion", "airspace_opacity", "no_chf_features"]
     assert "lme4" in bundle.path("analysis/r/table2_models.R").read_text()
     assert not any(item == "table2_mixed" for item, _ in outputs.skipped)
-
-
-def test_examples_run():
-    import doctest
-
-    import analysis.analyse as mod
-
-    res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted > 0 and res.failed == 0

@@ -102,12 +102,3 @@ def test_files_written(fig2, tmp_path):
     assert b"<dc:date>" not in figure_bytes(fig2.figure, "svg")  # no timestamp
     with pytest.raises(ValueError, match="fmt must be one of"):
         figure_bytes(fig2.figure, "pdf")
-
-
-def test_examples_run():
-    import doctest
-
-    import analysis.figure2 as mod
-
-    res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted > 0 and res.failed == 0

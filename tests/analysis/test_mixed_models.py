@@ -9,7 +9,6 @@ tolerance allows. The same fits on two CPUs differ in their last digits; these t
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import shutil
@@ -387,11 +386,6 @@ def test_import_does_not_start_r():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=HERE.parent.parent)
     assert out.stdout.strip() == "False"
-
-
-def test_docstring_examples_run():
-    failures, tried = doctest.testmod(mm, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0 and failures == 0
 
 
 # --------------------------------------------------------------------------------------------------

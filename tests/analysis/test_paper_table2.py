@@ -164,12 +164,3 @@ def test_stated_override_and_errors(counts):
         reanalyse(counts.assign(count=counts["count"] + 60))
     frame = kappa_compatibility(counts, "B", "cardiomegaly").to_frame()
     assert list(frame.columns[:3]) == ["kind", "reader", "feature"] and len(frame) == 1
-
-
-def test_examples_run():
-    import doctest
-
-    import analysis.paper_table2 as mod
-
-    res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted > 0 and res.failed == 0

@@ -133,7 +133,7 @@ def test_mixed_models_are_feature_tests(assessments):
     pd.testing.assert_frame_equal(got.drop(columns="error"), direct, check_exact=False, rtol=1e-10)
     assert (got["error"] == "").all()
     p = float(direct.loc[direct["feature"] == "cardiomegaly", "p_value"].iloc[0])
-    from analysis.table1 import format_p
+    from analysis.formatting import format_p
 
     assert f"{format_p(p)} for cardiomegaly" in t.notes[1]
 
@@ -144,12 +144,3 @@ def test_mixed_model_of_a_constant_feature_gives_its_reason(assessments):
     t = table2(one, mixed_models=True)
     assert t.mixed["feature"].tolist() == ["reduced_body_mass"]
     assert "reduced_body_mass" in t.mixed.loc[0, "error"]
-
-
-def test_examples_run():
-    import doctest
-
-    import analysis.table2 as mod
-
-    res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted > 0 and res.failed == 0

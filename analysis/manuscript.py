@@ -1,0 +1,121 @@
+"""What the manuscript's scripts (``reports/*.py``) read: the study bundle they render, its JSON and
+images, and figures made from them. The scripts import :mod:`analysis` and :mod:`data_schema` only.
+
+Which bundle: the environment variable ``GVR_BUNDLE``, else ``study/`` at the repository root
+(``make reproduce``'s default output). A report never builds the bundle itself: the default study
+takes 20 minutes or more, too long to hide inside a render; without a bundle it fails at once with
+:class:`BundleMissingError`, which says to run ``make reproduce``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+from data_schema import Bundle
+
+__all__ = ["BUNDLE_ENV", "DEFAULT_BUNDLE", "REPO_ROOT", "BundleMissingError", "bundle_path", "figure_from_images",
+           "image_html", "open_bundle", "read_json", "shown_path"]
+
+#: The repository: the reports' folder and the default bundle lie there.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Environment variable naming the bundle the reports read.
+BUNDLE_ENV = "GVR_BUNDLE"
+#: The bundle read when ``GVR_BUNDLE`` is unset: ``make reproduce``'s default output.
+DEFAULT_BUNDLE = REPO_ROOT / "study"
+
+
+class BundleMissingError(FileNotFoundError):
+    """No study bundle where the reports look for one."""
+
+
+def bundle_path() -> Path:
+    """The bundle the reports read: ``$GVR_BUNDLE``, else ``study/`` at the repository root.
+
+    Raises
+    ------
+    BundleMissingError
+        When that folder holds no ``manifest.json``; the message says how to build the bundle.
+    """
+    env = os.environ.get(BUNDLE_ENV)
+    path = Path(env).expanduser() if env else DEFAULT_BUNDLE
+    if not (path / "manifest.json").is_file():
+        source = f"${BUNDLE_ENV}={env}" if env else f"the default {DEFAULT_BUNDLE} ({BUNDLE_ENV} is unset)"
+        raise BundleMissingError(
+            f"no study bundle at {path} ({source}): run `make reproduce` to build {DEFAULT_BUNDLE}, or set "
+            f"{BUNDLE_ENV} to a bundle built by `gvr reproduce --config ... --out DIR`")
+    return path.resolve()
+
+
+def shown_path(path: str | Path) -> str:
+    """How a page names a bundle: relative to the project (``study``), else its folder's name.
+
+    A rendered page is shared; the machine's absolute paths (a home directory, a user name) do not
+    belong in it.
+    """
+    path = Path(path).resolve()
+    for base in (REPO_ROOT, Path.cwd().resolve()):
+        try:
+            return path.relative_to(base).as_posix() or "."
+        except ValueError:
+            continue
+    return path.name
+
+
+def open_bundle() -> Bundle:
+    """The :class:`data_schema.Bundle` at :func:`bundle_path`; in a notebook kernel, figures display as PNG.
+
+    A matplotlib ``Figure`` left as a cell's value is shown as an image only once the kernel's
+    inline formatter is registered (which importing pyplot would do as a side effect).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        shell = None
+    else:
+        shell = get_ipython()
+    if shell is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+    return Bundle(bundle_path())
+
+
+def read_json(bundle: Bundle, relpath: str) -> Any:
+    """A JSON file of the bundle, checked against its manifest hash first."""
+    import json
+
+    return json.loads(bundle.verify_file(relpath).read_text("utf-8"))
+
+
+def image_html(bundle: Bundle, relpath: str, *, alt: str, width: int | None = None) -> str:
+    """An ``<img>`` with the bundle's PNG or GIF embedded as base64 (hash checked first)."""
+    data = bundle.verify_file(relpath).read_bytes()
+    kind = "gif" if relpath.endswith(".gif") else "png"
+    size = f' width="{width}"' if width else ""
+    return (f'<img src="data:image/{kind};base64,{base64.b64encode(data).decode()}" '
+            f'alt="{html.escape(alt)}"{size}>')
+
+
+def figure_from_images(bundle: Bundle, rows: list[list[tuple[str, str]]], *, size: float = 2.4):
+    """A matplotlib figure of bundle images in a grid: ``rows`` of ``(relpath, title)`` panels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ncol = max(len(r) for r in rows)
+    fig = Figure(figsize=(size * ncol, size * len(rows) + 0.3), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), ncol, squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(ncol):
+            ax = axes[i][j]
+            ax.set_axis_off()
+            if j < len(row):
+                rel, title = row[j]
+                image = bundle.read_image(rel)
+                ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+                ax.set_title(title, fontsize=9)
+    return fig

@@ -1,0 +1,582 @@
+"""The ``gvr`` command line: thin commands over the libraries.
+
+Imports of heavy libraries (torch, R) happen inside the commands that need them, so that
+``gvr validate`` and ``gvr --help`` start quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    help="GVR-CHF: Generative Visual Rationales for heart failure on chest radiographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schema_app = typer.Typer(help="The bundle's table schemas.", no_args_is_help=True)
+config_app = typer.Typer(help="Study configs (configs/*.yaml).", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+cohort_app = typer.Typer(help="The cohort: the synthetic phantom (default) or real data.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(cohort_app, name="cohort")
+readers_app = typer.Typer(help="The reader study: blinded packets, the reading page, unblinding, simulated readers.",
+                          no_args_is_help=True)
+app.add_typer(readers_app, name="readers")
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line of the log: its kind and its text, without the source line."""
+    text = " ".join(str(message).split())
+    print(f"warning: {category.__name__}: {text}", file=file or sys.stderr, flush=True)
+
+
+def configure_logging(*, verbose: bool = False, quiet: bool = False) -> None:
+    """Progress and stage lines on stderr with the time; other libraries' logs at WARNING (INFO with -v)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    progress_log = logging.getLogger("gvr.progress")
+    progress_log.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+    progress_log.addHandler(handler)
+    progress_log.setLevel(logging.WARNING if quiet else logging.INFO)
+    progress_log.propagate = False
+    warnings.showwarning = _one_line_warning
+
+
+@app.callback()
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details from every library."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or stage lines."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
+) -> None:
+    configure_logging(verbose=verbose, quiet=quiet)
+
+
+def _study_config(config: Optional[str], bundle: Path):
+    """--config when given; else the config the bundle was built with (its config.yaml); else the default."""
+    from modelling.config import load_config
+
+    if config is not None:
+        return load_config(config)
+    stored = Path(bundle) / "config.yaml"
+    return load_config(str(stored) if stored.is_file() else "default")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    path: Path = typer.Argument(..., help="A table (.csv or .parquet) or a bundle directory."),
+    schema: Optional[str] = typer.Option(None, "--schema", "-s", help=(
+        "Schema of a single table, or an input format of `gvr cohort ingest` (patients_input, bnp_input, "
+        "images_manifest); default: from the file's name and header.")),
+    month_first: bool = typer.Option(False, help="Read slashed dates of an input file as MM/DD/YYYY."),
+) -> None:
+    """Validate a table or a whole bundle; print every problem with file, row and column.
+
+    Exit code 0 when valid, 1 when any problem is found, 2 for a usage error.
+    """
+    from data_schema import UnknownSchemaError, get_spec, validate_bundle, validate_file
+
+    if not path.exists():
+        _fail(f"{path}: no such file or directory")
+    if path.is_dir():
+        if schema is not None:
+            _fail("--schema applies to a single table, not to a bundle directory")
+        problems = validate_bundle(path)
+        what = f"bundle {path}"
+    else:
+        from modelling.cohort.ingest import INPUT_FORMATS, guess_input_format, validate_input
+
+        fmt = schema if schema in INPUT_FORMATS else (guess_input_format(path) if schema is None else None)
+        if fmt is not None:  # a file for `gvr cohort ingest`, checked as the ingest checks it
+            problems = validate_input(path, fmt, dayfirst=not month_first)
+            what = f"{fmt.replace('_', ' ')} {path}"
+        else:
+            try:
+                spec = get_spec(schema) if schema else None
+            except UnknownSchemaError as exc:
+                _fail(f"{exc}; input formats of `gvr cohort ingest`: {', '.join(sorted(INPUT_FORMATS))}")
+            problems = validate_file(path, spec)
+            what = f"table {path}"
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {what}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {what} is valid")
+
+
+@schema_app.command("list")
+def schema_list() -> None:
+    """List the bundle's tables: name, default path, primary key and description."""
+    from data_schema import SCHEMAS
+
+    from modelling.cohort.ingest import INPUT_FORMATS
+
+    for spec in SCHEMAS.values():
+        typer.echo(f"{spec.name:<20} {spec.path:<38} key: {', '.join(spec.primary_key)}")
+        typer.echo(f"{'':<20} {spec.description}")
+    typer.echo("\ninput formats of `gvr cohort ingest` (gvr validate FILE --schema NAME):")
+    for name, text in INPUT_FORMATS.items():
+        typer.echo(f"{name:<20} {text}")
+
+
+@schema_app.command("export")
+def schema_export(
+    check: bool = typer.Option(False, "--check", help="Only compare; exit 1 when the committed JSON differs."),
+    out: Optional[Path] = typer.Option(None, help="Directory (default: data_schema/json)."),
+) -> None:
+    """Write the Frictionless Table Schemas (JSON) of every table, or check they are current."""
+    from data_schema import SCHEMAS
+    from data_schema.frictionless import JSON_DIR, render, write_all
+
+    directory = out or JSON_DIR
+    if check:
+        stale = [spec.name for spec in SCHEMAS.values()
+                 if not (directory / f"{spec.name}.schema.json").is_file()
+                 or (directory / f"{spec.name}.schema.json").read_text("utf-8") != render(spec)]
+        if stale:
+            typer.echo(f"out of date in {directory}: {', '.join(stale)}; run `gvr schema export`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"ok: {len(SCHEMAS)} schemas in {directory} are current")
+        return
+    for path in write_all(directory):
+        typer.echo(str(path))
+
+
+@config_app.command("show")
+def config_show(config: str = typer.Argument("default", help="Profile name or YAML path.")) -> None:
+    """Load, validate and print a config with every default filled in."""
+    import yaml
+
+    from modelling.config import ConfigError, config_to_dict, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
+
+
+def _print_summary(info: dict) -> None:
+    typer.echo(f"{'set':<11} {'radiographs':>11} {'patients':>9} {'female %':>9} {'age mean (SD)':>14} "
+               f"{'BNP median (IQR)':>22} {'< ' + format(info['threshold_ng_l'], 'g') + ' ng/L':>12}")
+    for name, s in info["sets"].items():
+        if not s["patients"]:
+            typer.echo(f"{name:<11} {0:>11} {0:>9}")
+            continue
+        bnp = (f"{s['bnp_median']:.0f} ({s['bnp_q1']:.0f}-{s['bnp_q3']:.0f})" if "bnp_median" in s else "-")
+        below = f"{100 * s['below_threshold'] / s['radiographs']:.1f} %" if "below_threshold" in s else "-"
+        typer.echo(f"{name:<11} {s['radiographs']:>11,} {s['patients']:>9,} {100 * s['female'] / s['patients']:>8.1f}% "
+                   f"{s['age_mean']:>7.1f} ({s['age_sd']:.1f}) {bnp:>22} {below:>12}")
+    if info.get("oracle_auc") is not None:
+        typer.echo(f"oracle AUC at {info['threshold_ng_l']:g} ng/L (noiseless BNP model, test split): {info['oracle_auc']:.3f}")
+
+
+@cohort_app.command("synth")
+def cohort_synth(
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
+    force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
+) -> None:
+    """Synthesize the phantom cohort into a bundle and print its Table 1 summary."""
+    import json
+
+    from modelling.stages.cohort import build_cohort
+    from modelling.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    bundle = build_cohort(cfg, out, workers=workers, force=force)
+    _print_summary(json.loads(bundle.verify_file("cohort/summary.json").read_text()))
+    typer.echo(f"bundle: {bundle.root}  (contact sheet: {bundle.root / 'cohort/contact_sheet.png'})")
+
+
+@cohort_app.command("ingest")
+def cohort_ingest(
+    patients: Path = typer.Option(..., exists=True, dir_okay=False, help="patients.csv: patient_id, sex, birth_date or age_years."),
+    bnp: Path = typer.Option(..., exists=True, dir_okay=False, help="bnp.csv: patient_id, collected_at, bnp_ng_l."),
+    dicom: Optional[Path] = typer.Option(None, exists=True, file_okay=False, help="Folder of DICOM radiographs."),
+    manifest: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="CSV of PNG/JPEG files: file, patient_id, acquired_at, view."),
+    salt_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Secret salt for pseudonyms (or set GVR_SALT)."),
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path (image size, pairing window, split)."),
+    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
+    month_first: bool = typer.Option(False, help="Read slashed dates as MM/DD/YYYY instead of DD/MM/YYYY."),
+    secondary_capture: bool = typer.Option(False, help=(
+        "Also keep grayscale DICOM secondary captures (Modality SC or OT), e.g. digitised films; by default "
+        "only CR and DX are radiographs.")),
+    force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
+) -> None:
+    """Ingest real radiographs, BNP results and patients into a de-identified bundle.
+
+    Every input is checked before the bundle is touched; a refused ingest leaves it as it was.
+    """
+    import json
+    import os
+
+    from modelling.config import ConfigError, load_config
+    from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser
+    from modelling.stages.ingest import build_from_real_data
+
+    if salt_file is not None:
+        salt = salt_file.read_bytes().strip()
+    elif os.environ.get("GVR_SALT"):
+        salt = os.environ["GVR_SALT"].encode()
+    else:
+        _fail("a secret salt is needed to pseudonymise identifiers: --salt-file PATH or GVR_SALT "
+              "(at least 16 bytes, kept outside the bundle; e.g. `head -c 32 /dev/urandom | base64 > salt`)")
+    try:
+        cfg = load_config(config)
+        src = IngestSources(patients_csv=patients, bnp_csv=bnp, dicom_dir=dicom, manifest_csv=manifest,
+                            dayfirst=not month_first, secondary_capture=secondary_capture)
+        bundle, info = build_from_real_data(cfg, out, src, Pseudonymiser(salt), force=force)
+    except (ConfigError, ValueError) as exc:
+        if isinstance(exc, IngestError):
+            for problem in exc.problems:
+                typer.echo(str(problem))
+            typer.echo(f"{len(exc.problems)} problem(s); nothing was written", err=True)
+            raise typer.Exit(1)
+        _fail(str(exc))
+    if info is None:
+        typer.echo(f"the cohort in {bundle.root} is current (same inputs, salt and config); use --force to rebuild")
+        info = json.loads(bundle.verify_file("cohort/summary.json").read_text())
+    for item in info.get("excluded_files", []):
+        typer.echo(f"excluded: {item['file']}: {item['reason']}")
+    _print_summary(info)
+    typer.echo(f"ingested {info['radiographs']:,} radiographs of {info['patients']:,} patients "
+               f"({info['excluded']:,} file(s) excluded); {info['paired']:,} paired with a BNP result")
+    typer.echo(f"bundle: {bundle.root}")
+
+
+def _set_threads(cfg) -> None:
+    import torch
+
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
+
+
+@app.command()
+def train(
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    bundle: Path = typer.Option(Path("study"), "--bundle", "--out", help="The study bundle (its cohort is built first if missing)."),
+    force: bool = typer.Option(False, help="Retrain even when the bundle's models are current."),
+) -> None:
+    """Train the decoder, encoder and BNP predictors; print the AUCs and the targets.
+
+    Progress (iterations/s, losses, ETA) goes to stderr; checkpoints are written every
+    runtime.checkpoint_every iterations, and a killed run resumes from the last one.
+    """
+    import json
+
+    from modelling.stages.cohort import build_cohort
+    from modelling.config import ConfigError, load_config
+    from modelling.stages.train import build_training
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _set_threads(cfg)
+    rank = _init_distributed()
+    if rank == 0 and "cohort" not in _stages(bundle):
+        build_cohort(cfg, bundle)
+    _barrier()
+    try:
+        built = build_training(cfg, bundle, force=force)
+    except ValueError as exc:
+        _fail(str(exc))
+    if rank == 0:
+        _print_training(json.loads(built.verify_file("train/summary.json").read_text()))
+
+
+def _init_distributed() -> int:
+    """Join the process group that torchrun describes (NCCL with GPUs, else gloo); return the rank."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return dist.get_rank()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _stages(root: Path) -> dict:
+    from data_schema import Bundle
+
+    return Bundle(root).stages if (root / "manifest.json").exists() else {}
+
+
+def _print_training(summary: dict) -> None:
+    typer.echo(f"{'model / role':<28} {'AUC':>6} {'95% CI (DeLong)':>18}")
+    for key, value in summary["auc"].items():
+        if value["auc"] is None:
+            typer.echo(f"{key:<28} {'-':>6}  {value['reason']}")
+        else:
+            typer.echo(f"{key:<28} {value['auc']:>6.3f} {value['ci_low']:>8.3f}-{value['ci_high']:.3f}")
+    if summary.get("oracle_auc") is not None:
+        typer.echo(f"oracle AUC (noiseless BNP model, test split): {summary['oracle_auc']:.3f}")
+    rec = summary["reconstruction"]
+    typer.echo(f"held-out reconstruction: MSE {rec['mse']:.4f}, PSNR {rec['psnr_db']:.1f} dB "
+               f"({rec['held_out_radiographs']} radiographs)")
+    ratio = summary.get("samples", {}).get("cardiothoracic_ratio")
+    if ratio and ratio["real"].get("measured") and ratio["generated"].get("measured"):
+        real, gen = ratio["real"], ratio["generated"]
+        typer.echo(f"cardiothoracic ratio (thresholding), real vs decoder samples: median "
+                   f"{real['median']:.2f} ({real['q1']:.2f}-{real['q3']:.2f}) vs {gen['median']:.2f} "
+                   f"({gen['q1']:.2f}-{gen['q3']:.2f}); measured {real['measured']}/{real['n']} vs "
+                   f"{gen['measured']}/{gen['n']}; Kolmogorov-Smirnov p = {ratio['ks_p_value']:.3g}")
+    for name, target in summary["targets"].items():
+        shown = "-" if target["value"] is None else f"{target['value']:.3f}"
+        typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
+
+
+@app.command()
+def explain(
+    bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (trained)."),
+    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Model id(s) (default: every MLP)."),
+    images: Optional[list[str]] = typer.Option(None, "--images", help="Radiograph id(s) to explain (default: drawn)."),
+    force: bool = typer.Option(False, help="Redo even when the explanations are current."),
+) -> None:
+    """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index."""
+    from modelling.config import ConfigError
+    from modelling.stages.explain import UnknownModelError, build_explanations
+
+    rank = _init_distributed()  # under torchrun the radiographs are shared out between processes
+    try:
+        cfg = _study_config(config, bundle)
+        built, info = build_explanations(cfg, bundle, model_ids=model or None, images=images or None, force=force)
+    except (ConfigError, ValueError, UnknownModelError) as exc:
+        _fail(str(exc))
+    if rank != 0:
+        return
+    index = built.read_table("gvr_index")
+    gvr = index[index["kind"] == "gvr"]
+    for model_id, rows in gvr.groupby("model_id"):
+        typer.echo(f"{model_id}: {len(rows)} GVRs, {rows['reached'].mean():.0%} reached {cfg.cohort.bnp_threshold_ng_l:g} ng/L, "
+                   f"median {rows['steps'].median():.0f} steps, median latent distance {rows['latent_distance'].median():.2f}")
+    typer.echo(f"{(index['kind'] == 'inverse').sum()} inverse GVR frames; index: {built.root / 'tables/gvr_index.parquet'}")
+    if info and info["skipped"]:
+        typer.echo(f"{info['skipped']} radiograph(s) skipped: see {built.root / 'gvr/skipped.csv'}")
+
+
+@app.command()
+def baselines(
+    bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (with GVRs)."),
+    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
+    force: bool = typer.Option(False, help="Redo even when the maps are current."),
+) -> None:
+    """Occlusion, integrated gradients, LIME and Grad-CAM beside each GVR; faithfulness and audit."""
+    from modelling.stages.baselines import build_baselines
+    from modelling.config import ConfigError
+
+    try:
+        cfg = _study_config(config, bundle)
+        built, _ = build_baselines(cfg, bundle, force=force)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"panels: {built.root / 'baselines'}")
+    if (built.root / "baselines/audit.json").exists():
+        _print_audit(built)
+
+
+def _print_audit(bundle) -> None:
+    import json
+
+    result = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    for model_id, a in result.items():
+        flag = "FLAGGED" if a["flagged"] else "ok"
+        typer.echo(f"{model_id}: {flag}: {a['gvr_share_outside_disease_masks']:.0%} of its GVR change lies outside "
+                   f"the heart, effusion and opacity masks ({a['flag_rule']}); reached {a['reached_rate']:.0%}, "
+                   f"median latent distance {a['median_latent_distance']:.2f}")
+        shares = ", ".join(f"{k.removeprefix('share_')} {v:.0%}" for k, v in a["gvr_mean_shares"].items())
+        typer.echo(f"  GVR change by mask: {shares}")
+        for method, m in sorted(a["by_method"].items()):
+            pointing = "-" if m["pointing_rate"] is None else f"{m['pointing_rate']:.0%}"
+            iou = "-" if m["iou_top"] is None else f"{m['iou_top']:.2f}"
+            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}")
+
+
+@app.command()
+def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle.")) -> None:
+    """Summarise per model what its GVRs change, and flag a model whose changes miss the disease masks."""
+    from data_schema import Bundle
+
+    b = Bundle(bundle)
+    if "baselines/audit.json" not in b.files:
+        _fail(f"{bundle}: no audit yet; run `gvr baselines --bundle {bundle}` (it needs a phantom cohort's masks)")
+    _print_audit(b)
+
+
+@readers_app.command("simulate")
+def readers_simulate(
+    bundle: Path = typer.Option(Path("study"), "--bundle", help="A phantom study bundle with baselines."),
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path (readers, rounds, features)."),
+    force: bool = typer.Option(False, help="Redo even when the assessments are current."),
+) -> None:
+    """Simulated readers score every GVR twice; the reader assessments table then feeds Table 2."""
+    from analysis.agreement import intra_observer
+    from modelling.config import ConfigError, load_config
+    from modelling.stages.readers import build_simulated_readers
+
+    try:
+        cfg = load_config(config)
+        built = build_simulated_readers(cfg, bundle, force=force)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    table = built.read_table("reader_assessments")
+    counts = table[table["round"] == 1].groupby(["regime", "feature"])["present"].agg(["sum", "count"])
+    for (regime, feature), row in counts.iterrows():
+        typer.echo(f"{regime:<11} {feature:<18} {int(row['sum']):>4}/{int(row['count'])} (round 1, both readers)")
+    kappas = intra_observer(table)
+    typer.echo("intra-observer kappa: " + ", ".join(
+        f"{r.reader} {r.feature} {r.kappa:.2f}" for r in kappas.itertuples()))
+
+
+@app.command()
+def analyse(
+    bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle."),
+    no_mixed_models: bool = typer.Option(False, help="Skip Table 2's mixed-effects models (no R needed)."),
+    force: bool = typer.Option(False, help="Rewrite everything even when the tables have not changed."),
+) -> None:
+    """Write Table 1, Figure 2 and Table 2 (CSV, HTML, PNG, SVG, and an R script) into BUNDLE/analysis."""
+    from analysis.analyse import analyse_bundle
+
+    outputs = analyse_bundle(bundle, mixed_models=not no_mixed_models, force=force)
+    if not outputs.ran:
+        typer.echo(f"{bundle / 'analysis'} is up to date with the bundle's tables (--force rewrites it)")
+    for path in outputs.written:
+        typer.echo(f"wrote {bundle / path}")
+    for item, reason in outputs.skipped:
+        typer.echo(f"skipped {item}: {reason}")
+
+
+@app.command()
+def reproduce(
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
+) -> None:
+    """Build the study bundle end to end (the main job of `make reproduce`)."""
+    from modelling.config import ConfigError, load_config
+    from modelling.stages.pipeline import PendingStagesError, reproduce as run
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _set_threads(cfg)
+    try:
+        bundle = run(cfg, out, workers=workers)
+    except PendingStagesError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(3)
+    typer.echo(f"study bundle: {bundle.root}")
+    for page in sorted((bundle.root / "report").glob("*.html")):
+        typer.echo(f"manuscript: {page}")
+
+
+@app.command()
+def report(
+    bundle: Path = typer.Argument(..., help="The study bundle."),
+    out: Optional[Path] = typer.Option(None, help="Write the HTML here instead of into the bundle's report/ stage."),
+    force: bool = typer.Option(False, help="Render even when the bundle is unchanged since the last render."),
+) -> None:
+    """Render the manuscript (reports/*.py) to self-contained HTML.
+
+    With Quarto on PATH, run `quarto render reports/` with GVR_BUNDLE set instead for Quarto's output.
+    """
+    from modelling.stages.pipeline import build_report
+    from analysis.manuscript import BundleMissingError
+    from modelling.stages.report import ReportRenderError, render_reports
+
+    if not (bundle / "manifest.json").exists():
+        _fail(f"{bundle}: not a study bundle (no manifest.json); run `make reproduce` first")
+    try:
+        if out is not None:
+            pages = render_reports(bundle, out)
+        else:
+            built = build_report(bundle, force=force)
+            pages = sorted((built.root / "report").glob("*.html"))
+    except (BundleMissingError, ReportRenderError) as exc:
+        _fail(str(exc), code=1)
+    for page in pages:
+        typer.echo(f"manuscript: {page}")
+
+
+def _register_subcommands() -> None:
+    from modelling.cli.readers import register
+
+    register(readers_app)
+
+
+# Before any entry point runs: `gvr` (the script imports `app`) and `python -m modelling.cli` alike.
+_register_subcommands()
+
+
+def _error_text(exc: BaseException) -> str:
+    """One message for the user: the error's own text, its problems listed when it has them."""
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return "\n".join(str(p) for p in problems) + f"\n{len(problems)} problem(s); nothing was written"
+    text = str(exc).strip() or type(exc).__name__
+    return text if _is_ours(exc) else f"{type(exc).__name__}: {text}"
+
+
+def _is_ours(exc: BaseException) -> bool:
+    """Errors this package raises say what to do; others get their type named."""
+    module = type(exc).__module__.split(".")[0]
+    return module in ("modelling", "analysis", "data_schema") or isinstance(exc, (FileNotFoundError, PermissionError))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """The ``gvr`` command (and ``python -m modelling.cli``): an error is one message and exit code 1.
+
+    The traceback is shown only with ``--debug`` (or ``GVR_DEBUG=1``).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("GVR_DEBUG") == "1"
+    try:
+        app(args=argv, prog_name="gvr", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        print("interrupted; a rerun resumes where this one stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place where every error becomes a message
+        if debug:
+            raise
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        if not _is_ours(exc):
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,141 @@
+"""``gvr readers packet | serve | unblind``: the human reader study, from packet to assessments table.
+
+Thin entry points over :mod:`modelling.readers.packets`, :mod:`modelling.readers.server` and
+:mod:`modelling.readers.unblind`; :func:`register` adds them to the ``readers`` sub-app of ``gvr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from modelling.readers.packets import DEFAULT_FEATURES, DEFAULT_READERS
+
+STAGE = "readers-human"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _names(values: List[str]) -> list[str]:
+    """``--readers A --readers B`` or ``--readers A,B``."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def packet(
+    bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle with GVRs."),
+    out: Path = typer.Option(..., "--out", help="The packet directory to create (handed to the readers)."),
+    key: Path = typer.Option(..., "--key", help="The key CSV to write, outside the packet (kept from the readers)."),
+    per_model: int = typer.Option(50, "--per-model", min=1, help="GVRs drawn from each model."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Reading rounds."),
+    readers: List[str] = typer.Option(list(DEFAULT_READERS), "--readers",
+                                      help="Reader ids: repeat the option or separate by commas (A,B)."),
+    features: List[str] = typer.Option(list(DEFAULT_FEATURES), "--features",
+                                       help="Features scored: repeat the option or separate by commas."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draw, the blinded ids and the reading orders."),
+) -> None:
+    """Draw GVRs predicted above 100 ng/L from each model into a blinded reading packet; write its key apart."""
+    from data_schema import BundleError, TableValidationError
+    from modelling.readers.packets import PacketError, make_packet
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            summary = make_packet(bundle, out, key_path=key, per_model=per_model, rounds=rounds,
+                                  readers=_names(readers), features=_names(features), rng=seed)
+    except (PacketError, TableValidationError, BundleError) as exc:
+        _fail(str(exc))
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    for row in summary.to_frame().itertuples(index=False):
+        note = " (all it has)" if row.short else ""
+        typer.echo(f"{row.model_id:<24} {row.drawn:>4} of {row.available} eligible GVRs{note}")
+    p = summary.packet
+    typer.echo(f"packet: {p.root}  ({len(p.ids)} GVRs, readers {', '.join(p.readers)}, {p.rounds} round(s))")
+    typer.echo(f"key:    {summary.key_path}  (keep it from the readers)")
+
+
+def serve(
+    packet_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The reading packet."),
+    reader: str = typer.Option(..., "--reader", help="Reader id."),
+    round: int = typer.Option(..., "--round", min=1, help="Reading round."),  # noqa: A002 - the study's word
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
+    responses: Optional[Path] = typer.Option(None, "--responses",
+                                             help="Responses CSV (default: PACKET/responses/READER-roundK.csv)."),
+) -> None:
+    """Serve the reading page for one reader and round; answers are saved at once. Ctrl-C stops it."""
+    from modelling.readers.packets import PacketError
+    from modelling.readers.server import make_server
+    from modelling.readers.unblind import ResponsesError
+
+    try:
+        server = make_server(packet_dir, reader=reader, round=round, responses_path=responses, host=host, port=port)
+    except (PacketError, ResponsesError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(f"reader {reader}, round {round}: open {server.url}")
+    typer.echo(f"answers are saved to {server.session.path}; press Ctrl-C to stop")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        server.server_close()
+
+
+def unblind(
+    packet_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The reading packet."),
+    responses: List[Path] = typer.Argument(..., help="Responses CSVs (every reader and round)."),
+    key: Path = typer.Option(..., "--key", exists=True, dir_okay=False, help="The packet's key CSV."),
+    latest: bool = typer.Option(False, "--latest", help="For duplicate answers keep the newest (by answered_at)."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", file_okay=False,
+                                          help="Write tables/reader_assessments.parquet into this bundle."),
+    out: Optional[Path] = typer.Option(None, "--out", dir_okay=False, help="Or write the table to this CSV."),
+) -> None:
+    """Join the readers' responses to the key: the reader assessments table (Table 2's input)."""
+    from data_schema import Bundle, TableValidationError, validate_frame
+    from data_schema.io import atomic_write_text
+    from modelling.readers.packets import PacketError
+    from modelling.readers.unblind import unblind as unblind_responses
+
+    if (bundle is None) == (out is None):
+        _fail("give exactly one of --bundle BUNDLE or --out FILE.csv")
+    if out is not None and out.suffix.lower() != ".csv":
+        _fail(f"--out must end in .csv, got {out}")
+    try:
+        table = unblind_responses(packet_dir, responses, key, latest=latest)
+    except (PacketError, TableValidationError) as exc:
+        _fail(str(exc))
+    if out is not None:
+        problems = validate_frame(table, "reader_assessments", file=str(out))
+        if problems:
+            _fail("\n".join(str(p) for p in problems))
+        atomic_write_text(out, table.to_csv(index=False))
+        written = out
+    else:
+        target = Bundle(bundle)
+        config = {"packet": _sha256(packet_dir / "packet.json"), "key": _sha256(key), "latest": latest,
+                  "responses": sorted(_sha256(p) for p in responses)}
+        with target.stage(STAGE, config=config, seed=None) as stage:
+            written = stage.write_table("reader_assessments", table)
+    counts = table.groupby(["regime", "feature"])["present"].agg(["sum", "count"])
+    for (regime, feature), row in counts.iterrows():
+        typer.echo(f"{regime:<11} {feature:<18} {int(row['sum']):>4}/{int(row['count'])} (all readers and rounds)")
+    typer.echo(f"wrote {written} ({len(table)} answers)")
+
+
+def register(readers_app: typer.Typer) -> None:
+    """Add ``packet``, ``serve`` and ``unblind`` to the ``readers`` sub-app."""
+    readers_app.command("packet")(packet)
+    readers_app.command("serve")(serve)
+    readers_app.command("unblind")(unblind)

@@ -1,0 +1,676 @@
+"""Real data into the bundle's tables: DICOM or PNG/JPEG radiographs, BNP results and patients.
+
+Inputs
+------
+- radiographs: a folder of DICOM files (searched recursively), or a manifest CSV listing PNG/JPEG
+  files with columns ``file`` (relative to the manifest), ``patient_id``, ``acquired_at`` and
+  ``view`` (PA, AP, LATERAL, ...);
+- ``bnp.csv``: ``patient_id``, ``collected_at``, ``bnp_ng_l`` (ng/L, equal to pg/mL);
+- ``patients.csv``: ``patient_id``, ``sex`` (F/M), and ``birth_date`` or ``age_years`` (the age at
+  the first radiograph).
+
+What happens
+------------
+DICOM pixel data go through the Modality LUT and the VOI LUT (or window) of the file, MONOCHROME1 is
+inverted so that bright is dense, and pixel spacing is kept in the exclusion-free summary. Images
+are resized to the configured size preserving the aspect ratio (padded with black), and only
+frontal views (PA, AP) are kept: every excluded or unreadable file is listed, with its reason, in
+``cohort/exclusions.csv``. Radiographs are paired with BNP results as for the phantom
+(:mod:`modelling.cohort.pairing`) and labelled patients split 80/20 by patient.
+
+De-identification: patient identifiers are replaced by a salted HMAC-SHA256 (the salt stays with
+you: ``--salt-file`` or ``GVR_SALT``), image identifiers by a salted hash of the SOP Instance UID
+or file path, and dates of birth are reduced to ages. Nothing else from a DICOM header (names,
+addresses, accession numbers, institution, physicians, other IDs) reaches a table or a file name.
+
+Errors
+------
+A table with problems (a missing column, a BNP of zero or text, an unknown patient, duplicate
+images, an unparseable timestamp) raises :class:`IngestError` listing every problem with file, row
+and column, and nothing is written. Unreadable images are skipped and reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_schema.tables import MAX_BNP_NG_L
+from data_schema.validate import Problem, TableValidationError
+from data_schema.layout import SHARD_SIZE, image_path
+from modelling.config import StudyConfig
+from modelling.progress import progress
+
+log = logging.getLogger(__name__)
+
+FRONTAL_VIEWS = {"PA", "AP"}
+#: Computed and digital radiography; everything else (CT, MR, NM, US, SEG, ...) is not a radiograph.
+RADIOGRAPH_MODALITIES = {"CR", "DX"}
+#: Secondary captures (digitised films), kept only when the user says so.
+SECONDARY_CAPTURE = {"SC", "OT"}
+GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
+
+
+class IngestError(TableValidationError):
+    """Input tables with problems; ``.problems`` lists every one with file, row and column."""
+
+
+# ---- timestamps ----------------------------------------------------------------------------------
+
+_FORMATS = [
+    (re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"), None),  # ISO 8601
+    (re.compile(r"^\d{14}(\.\d+)?$"), "%Y%m%d%H%M%S"),  # DICOM DT without zone
+    (re.compile(r"^\d{8} \d{6}(\.\d+)?$"), "%Y%m%d %H%M%S"),  # DICOM DA + TM
+    (re.compile(r"^\d{8}$"), "%Y%m%d"),  # DICOM DA
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}(:\d{2})?$"), "slash"),
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"), "slash"),
+]
+
+
+def parse_timestamp(text: str, *, dayfirst: bool = True) -> pd.Timestamp | None:
+    """Parse one timestamp in any accepted format; None when it is not one.
+
+    Accepted: ISO 8601 (``2012-03-04 05:06[:07]``), DICOM (``20120304050607``, ``20120304 050607``,
+    ``20120304``) and slashed dates (``04/03/2012 05:06``), day first unless `dayfirst` is False.
+    Time zones are refused: timestamps are local times of the hospital.
+    """
+    text = str(text).strip()
+    for pattern, fmt in _FORMATS:
+        if not pattern.match(text):
+            continue
+        try:
+            if fmt is None:
+                return pd.Timestamp(datetime.fromisoformat(text))
+            if fmt == "slash":
+                date, _, time = text.partition(" ")
+                a, b, year = date.split("/")
+                day, month = (a, b) if dayfirst else (b, a)
+                time = time or "00:00"
+                return pd.Timestamp(datetime.strptime(f"{year}-{int(month):02d}-{int(day):02d} {time}",
+                                                      "%Y-%m-%d %H:%M" if time.count(":") == 1 else "%Y-%m-%d %H:%M:%S"))
+            return pd.Timestamp(datetime.strptime(text.split(".")[0], fmt.split(".")[0]))
+        except ValueError:
+            return None
+    return None
+
+
+# ---- de-identification -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pseudonymiser:
+    """Salted HMAC-SHA256 pseudonyms: the same input and salt give the same identifier."""
+
+    salt: bytes
+
+    def __post_init__(self):
+        if len(self.salt) < 16:
+            raise ValueError("the de-identification salt must be at least 16 bytes; keep it secret and outside the bundle")
+
+    def __call__(self, kind: str, value: str) -> str:
+        digest = hmac.new(self.salt, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return f"{kind[0]}{digest[:20]}"
+
+
+# ---- images ----------------------------------------------------------------------------------------
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to `size` x `size` preserving the aspect ratio (area averaging), padding with black."""
+    from PIL import Image
+
+    h, w = image.shape
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize((nw, nh), Image.BOX))
+    out = np.zeros((size, size), np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = resized
+    return out
+
+
+def _to_unit(pixels: np.ndarray) -> np.ndarray:
+    pixels = pixels.astype(np.float32)
+    low, high = float(pixels.min()), float(pixels.max())
+    if high <= low:
+        raise ValueError("the image is blank (all pixels equal)")
+    return (pixels - low) / (high - low)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One radiograph read from disk (before resizing)."""
+
+    source: str
+    patient_key: str
+    image_key: str
+    acquired: pd.Timestamp | None
+    view: str
+    pixels: np.ndarray | None  # 0..1, bright = dense
+    spacing_mm: tuple[float, float] | None
+    row: int | None = None  # the manifest row it came from (PNG/JPEG)
+
+
+class _Captured(logging.Handler):
+    """pydicom's own log lines while one file is read, kept for that file's exclusion reason."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage().strip()
+        if text and not text.startswith("Traceback"):
+            self.lines.append(" ".join(text.split()))
+
+
+def read_dicom(path: Path, *, modalities: set[str] | frozenset[str] = frozenset(RADIOGRAPH_MODALITIES)) -> Loaded:
+    """Read one DICOM radiograph; raise ValueError with the reason when it cannot be used.
+
+    Only `modalities` (CR and DX by default) in grayscale (MONOCHROME1 or MONOCHROME2) are kept;
+    compressed pixel data (JPEG, JPEG-LS, JPEG 2000, RLE) decode through pylibjpeg. pydicom's own
+    log lines while the file is read go into the reason instead of onto the terminal.
+    """
+    import warnings
+
+    logger = logging.getLogger("pydicom")
+    captured = _Captured()
+    logger.addHandler(captured)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # pydicom warns and logs the same notes
+            warnings.simplefilter("always")
+            try:
+                return _read_dicom(path, modalities)
+            except ValueError:
+                raise
+            except Exception as exc:  # a damaged header: pydicom raises its own kinds while parsing
+                message = " ".join(str(exc).split())
+                raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {message})") from exc
+    except ValueError as exc:
+        notes = captured.lines or [" ".join(str(w.message).split()) for w in caught]
+        if notes:
+            raise ValueError(f"{exc}; pydicom: {notes[-1]}") from exc
+        raise
+    finally:
+        logger.removeHandler(captured)
+        logger.propagate = propagate
+
+
+def _read_dicom(path: Path, modalities) -> Loaded:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    if "PixelData" not in ds:
+        raise ValueError("DICOM file without pixel data")
+    modality = str(ds.get("Modality", "") or "").upper().strip()
+    if modality not in modalities:
+        kept = " and ".join(sorted(modalities))
+        raise ValueError(f"modality {modality or 'missing'} is not a radiograph ({kept} are kept"
+                         + ("" if "SC" in modalities else "; --secondary-capture keeps SC and OT") + ")")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").upper().strip()
+    if photometric not in GRAYSCALE:
+        raise ValueError(f"photometric interpretation {photometric or 'missing'} is not grayscale "
+                         "(MONOCHROME1 or MONOCHROME2 are kept)")
+    view = str(ds.get("ViewPosition", "") or "").upper().strip()
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # truncated or undecodable pixel data: pydicom raises many kinds
+        message = " ".join(str(exc).split())
+        raise ValueError(f"pixel data cannot be decoded ({type(exc).__name__}: {message})") from exc
+    if pixels.ndim != 2:
+        raise ValueError(f"expected one grayscale frame, got pixel array of shape {pixels.shape}")
+    pixels = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
+    unit = _to_unit(pixels)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        unit = 1.0 - unit  # MONOCHROME1 shows low values bright: invert so bright = dense
+    stamp = None
+    for date_tag, time_tag in (("AcquisitionDate", "AcquisitionTime"), ("ContentDate", "ContentTime"),
+                               ("StudyDate", "StudyTime")):
+        if ds.get(date_tag):
+            stamp = parse_timestamp(f"{ds.get(date_tag)} {str(ds.get(time_tag) or '000000')[:6].ljust(6, '0')}")
+            if stamp is not None:
+                break
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    return Loaded(
+        source=str(path),
+        patient_key=str(ds.get("PatientID", "") or ""),
+        image_key=str(ds.get("SOPInstanceUID", "") or path),
+        acquired=stamp,
+        view=view,
+        pixels=unit,
+        spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing else None,
+    )
+
+
+def read_picture(path: Path) -> np.ndarray:
+    """A PNG or JPEG as grayscale 0..1 (bright = dense, as radiographs are exported)."""
+    import imageio.v3 as iio
+
+    try:
+        image = iio.imread(path, plugin="pillow")  # PNG and JPEG only; no guessing among plugins
+    except Exception as exc:  # imageio raises format-specific errors for corrupt files
+        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=-1)
+    return _to_unit(image)
+
+
+# ---- tables ----------------------------------------------------------------------------------------
+
+
+def public_reason(reason: str) -> str:
+    """An exclusion reason without the reader's own message, which may quote the file's path.
+
+    ``"not a readable image (FileNotFoundError: [Errno 2] ... '/x/Smith_John/a.png')"`` becomes
+    ``"not a readable image (FileNotFoundError)"``; reasons of our own wording are kept whole.
+    """
+    head, sep, tail = reason.partition(" (")
+    if not sep:
+        return reason
+    kind = tail.split(":", 1)[0].rstrip(")")
+    if kind.isidentifier() and (kind.endswith(("Error", "Exception", "Warning"))):
+        return f"{head} ({kind})"
+    return reason if "/" not in tail and "\\" not in tail else head
+
+
+def _decode_problem(path: Path, exc: UnicodeDecodeError) -> Problem:
+    """Where a file stops being UTF-8: the line (and row) holding the offending byte."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as whole:  # the parser's offset is within its own buffer; this one is the file's
+        exc = whole
+    line = raw[: exc.start].count(b"\n") + 1
+    byte = raw[exc.start: exc.start + 1].hex()
+    return Problem(str(path), line - 1 if line > 1 else None, None, None,
+                   f"not UTF-8 text: byte 0x{byte} on line {line} (an accented letter saved as Latin-1 or "
+                   "Windows-1252?); save the file as UTF-8")
+
+
+def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Problem]]:
+    """A CSV as text columns, or the one problem that makes it unusable (unreadable, no rows, a column missing)."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return pd.DataFrame(), [_decode_problem(path, exc)]
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(), [Problem(str(path), None, None, None, "empty file (no header, no rows)")]
+    except Exception as exc:  # the parser says what is broken; name the file
+        return pd.DataFrame(), [Problem(str(path), None, None, None, f"not a readable CSV file: {exc}")]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        return df, [Problem(str(path), None, c, None, "missing column") for c in missing]
+    if df.empty:
+        return df, [Problem(str(path), None, None, None, "no rows (only a header)")]
+    return df, []
+
+
+def _timestamps(df, column, path, problems, *, dayfirst):
+    out = []
+    order = "DD/MM/YYYY" if dayfirst else "MM/DD/YYYY"
+    for i, text in enumerate(df[column]):
+        stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
+        if stamp is None:
+            problems.append(Problem(str(path), i + 1, column, text,
+                                    f"not a timestamp (ISO 8601, DICOM or {order} HH:MM; no time zone)"))
+        out.append(stamp)
+    return out
+
+
+def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """patients.csv checked row by row; ``.attrs["usable"]`` is False when the file as a whole is not."""
+    df, problems = _read_csv(path, ["patient_id", "sex"])
+    if not problems and "birth_date" not in df.columns and "age_years" not in df.columns:
+        problems = [Problem(str(path), None, "birth_date", None, "missing column (or give age_years)")]
+    if problems:
+        out = pd.DataFrame(columns=["key", "patient_id", "sex", "birth", "age_given", "row"])
+        out.attrs["usable"] = False
+        return out, problems
+    for i, key in enumerate(df["patient_id"]):
+        if not key.strip():
+            problems.append(Problem(str(path), i + 1, "patient_id", key, "missing value"))
+    dup = df["patient_id"].str.strip().duplicated(keep="first")
+    first_row = {k: i + 1 for i, k in reversed(list(enumerate(df["patient_id"].str.strip())))}
+    for i in np.flatnonzero(dup):
+        key = df["patient_id"].iloc[i].strip()
+        problems.append(Problem(str(path), i + 1, "patient_id", key, f"duplicate patient (first in row {first_row[key]})"))
+    for i, sex in enumerate(df["sex"]):
+        if sex.strip().upper() not in ("F", "M"):
+            problems.append(Problem(str(path), i + 1, "sex", sex, "must be F or M"))
+    births = None
+    if "birth_date" in df.columns:
+        births = _timestamps(df, "birth_date", path, problems, dayfirst=dayfirst)
+    ages = None
+    if "age_years" in df.columns:
+        ages = pd.to_numeric(df["age_years"], errors="coerce")
+        for i in np.flatnonzero(~ages.between(0, 120)):
+            problems.append(Problem(str(path), i + 1, "age_years", df["age_years"].iloc[i], "must be a number from 0 to 120"))
+    out = pd.DataFrame({
+        "key": df["patient_id"].str.strip(),
+        "patient_id": [pseudo("patient", k.strip()) for k in df["patient_id"]],
+        "sex": df["sex"].str.strip().str.upper(),
+        "birth": births if births is not None else [None] * len(df),
+        "age_given": ages if ages is not None else np.nan,
+        "row": np.arange(1, len(df) + 1),
+    })
+    out.attrs["usable"] = True
+    return out, problems
+
+
+def read_bnp(path: Path, known: set[str] | None, pseudo: Pseudonymiser, *,
+             dayfirst: bool) -> tuple[pd.DataFrame, list[Problem]]:
+    """bnp.csv checked row by row; ``known=None`` skips the patient check (the patients file is unusable)."""
+    df, problems = _read_csv(path, ["patient_id", "collected_at", "bnp_ng_l"])
+    if problems:
+        return pd.DataFrame(columns=["patient_id", "collected_at", "bnp_ng_l", "row"]), problems
+    for i, key in enumerate(df["patient_id"]):
+        if known is not None and key.strip() not in known:
+            problems.append(Problem(str(path), i + 1, "patient_id", key, "BNP result for a patient not in the patients file"))
+    text = df["bnp_ng_l"].str.strip()
+    censored = text.str.match(r"^[<>]")
+    if censored.any():  # "<5" or ">5000": kept at the limit, as labs report them; said aloud
+        log.warning("%s: %d BNP value(s) reported beyond the assay's limit (e.g. %r) are used at the limit",
+                    path, int(censored.sum()), text[censored].iloc[0])
+    values = pd.to_numeric(text.str.lstrip("<>"), errors="coerce")
+    for i in np.flatnonzero(~(values > 0)):
+        problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
+                                "BNP must be a positive number of ng/L (a zero, text or blank is refused)"))
+    for i in np.flatnonzero(values > MAX_BNP_NG_L):
+        problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
+                                f"above {MAX_BNP_NG_L:,.0f} ng/L, beyond every assay's range (a typo, or pmol/L?)"))
+    stamps = _timestamps(df, "collected_at", path, problems, dayfirst=dayfirst)
+    out = pd.DataFrame({
+        "patient_id": [pseudo("patient", k.strip()) for k in df["patient_id"]],
+        "collected_at": stamps,
+        "bnp_ng_l": values,
+        "row": np.arange(len(df)),
+    })
+    out.attrs["censored"] = int(censored.sum())
+    return out, problems
+
+
+@dataclass(frozen=True)
+class IngestSources:
+    """Where the real data lie.
+
+    ``secondary_capture`` keeps DICOM secondary captures (Modality SC or OT) that are grayscale
+    frontal chest images, for archives that store digitised films that way; by default only CR and
+    DX are radiographs.
+    """
+
+    patients_csv: Path
+    bnp_csv: Path
+    dicom_dir: Path | None = None
+    manifest_csv: Path | None = None
+    dayfirst: bool = True
+    secondary_capture: bool = False
+
+    def __post_init__(self):
+        if (self.dicom_dir is None) == (self.manifest_csv is None):
+            raise ValueError("give exactly one of dicom_dir (a DICOM folder) or manifest_csv (PNG/JPEG files)")
+
+    def files(self) -> list[Path]:
+        out = [self.patients_csv, self.bnp_csv]
+        if self.dicom_dir is not None:
+            out += sorted(p for p in Path(self.dicom_dir).rglob("*") if p.is_file())
+        else:
+            out.append(self.manifest_csv)
+        return out
+
+
+def _load_images(src: IngestSources, problems: list[Problem]):
+    """Loaded radiographs and exclusion records; problems of the manifest table go to `problems`."""
+    loaded, excluded = [], []
+    if src.dicom_dir is not None:
+        files = sorted(p for p in Path(src.dicom_dir).rglob("*") if p.is_file())
+        modalities = RADIOGRAPH_MODALITIES | (SECONDARY_CAPTURE if src.secondary_capture else set())
+        with progress(total=len(files), desc="reading DICOM", unit="file") as bar:
+            for path in files:
+                bar.update(1)
+                try:
+                    item = read_dicom(path, modalities=modalities)
+                except ValueError as exc:
+                    excluded.append((str(path), str(exc)))
+                    continue
+                loaded.append(item)
+        return loaded, excluded
+    manifest = Path(src.manifest_csv)
+    df, found = _read_csv(manifest, ["file", "patient_id", "acquired_at", "view"])
+    problems.extend(found)
+    if found:
+        return loaded, excluded
+    first_row: dict[str, int] = {}
+    for i, name in enumerate(df["file"]):
+        name = name.strip()
+        if not name:
+            problems.append(Problem(str(manifest), i + 1, "file", name, "missing value"))
+        elif name in first_row:
+            problems.append(Problem(str(manifest), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
+        else:
+            first_row[name] = i + 1
+    stamps = _timestamps(df, "acquired_at", manifest, problems, dayfirst=src.dayfirst)
+    for i, row in enumerate(df.itertuples(index=False)):
+        if first_row.get(row.file.strip()) != i + 1:
+            continue  # reported above
+        path = (manifest.parent / row.file.strip())
+        try:
+            pixels = read_picture(path)
+        except (ValueError, FileNotFoundError) as exc:
+            excluded.append((str(path), str(exc)))
+            continue
+        loaded.append(Loaded(str(path), row.patient_id.strip(), str(row.file).strip(), stamps[i],
+                             row.view.strip().upper(), pixels, None, row=i + 1))
+    return loaded, excluded
+
+
+def exclusion_summary(excluded: list[tuple[str, str]]) -> dict[str, int]:
+    """Excluded files counted by reason (the reason's wording before any detail in brackets)."""
+    counts: dict[str, int] = {}
+    for _, reason in excluded:
+        head = public_reason(reason).split(" (")[0]
+        counts[head] = counts.get(head, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Real data read, checked and de-identified, ready to be written (nothing is written yet)."""
+
+    patients: pd.DataFrame
+    radiographs: pd.DataFrame
+    bnp_results: pd.DataFrame
+    images: list[Loaded]
+    excluded: list[tuple[str, str]]
+    censored: int
+
+
+def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> Prepared:
+    """Read and check every input; raise :class:`IngestError` naming each problem's input file, row and column.
+
+    Nothing is written: a bundle is only touched once its inputs are known to be good.
+    """
+    problems: list[Problem] = []
+    patients, found = read_patients(src.patients_csv, pseudo, dayfirst=src.dayfirst)
+    problems += found
+    known = set(patients["key"]) if patients.attrs.get("usable") else None
+    bnp, found = read_bnp(src.bnp_csv, known, pseudo, dayfirst=src.dayfirst)
+    problems += found
+    loaded, excluded = _load_images(src, problems)
+
+    keep = []
+    seen: dict[str, Loaded] = {}
+    for item in loaded:
+        if item.view not in FRONTAL_VIEWS:
+            excluded.append((item.source, f"not a frontal view (ViewPosition {item.view or 'missing'!r}); PA and AP are kept"))
+            continue
+        if known is not None and item.patient_key not in known:
+            excluded.append((item.source, "patient not in the patients file"))
+            continue
+        if item.acquired is None:
+            excluded.append((item.source, "no acquisition date and time"))
+            continue
+        if item.image_key in seen:
+            problems.append(Problem(item.source, item.row, "image", None,
+                                    f"duplicate image (same SOP Instance UID or file as {seen[item.image_key].source})"))
+            continue
+        seen[item.image_key] = item
+        keep.append(item)
+    if known is not None:
+        problems += _age_problems(src.patients_csv, patients, keep)
+    if problems:
+        raise IngestError(problems)
+    if not keep:
+        reasons = "; ".join(f"{n} {reason}" for reason, n in exclusion_summary(excluded).items())
+        raise IngestError([Problem(str(src.dicom_dir or src.manifest_csv), None, None, None,
+                                   f"no usable frontal radiograph: {len(excluded)} file(s) excluded"
+                                   + (f" ({reasons})" if reasons else ""))])
+
+    keep.sort(key=lambda it: (it.acquired, pseudo("image", it.image_key)))
+    pid = {k: p for k, p in zip(patients["key"], patients["patient_id"])}
+    radiographs = pd.DataFrame({
+        "image_id": [pseudo("image", it.image_key) for it in keep],
+        "patient_id": [pid[it.patient_key] for it in keep],
+        "acquired_at": pd.to_datetime([it.acquired for it in keep]),
+    })
+    radiographs["age_years"] = [round(a, 2) for a in _ages(patients, keep)]
+    radiographs["projection"] = [it.view for it in keep]
+    index = np.arange(len(keep))
+    radiographs["image_path"] = [image_path(s) for s in index // SHARD_SIZE]
+    radiographs["image_index"] = index % SHARD_SIZE
+    radiographs["height_px"] = config.image_size
+    radiographs["width_px"] = config.image_size
+    radiographs["pixel_spacing_mm"] = [
+        it.spacing_mm[0] * max(it.pixels.shape) / config.image_size if it.spacing_mm else np.nan for it in keep
+    ]
+    used = sorted(set(radiographs["patient_id"]))
+    first_age = radiographs.groupby("patient_id")["age_years"].min()
+    sex = dict(zip(patients["patient_id"], patients["sex"]))
+    patients_out = pd.DataFrame({
+        "patient_id": used,
+        "sex": [sex[p] for p in used],
+        "age_years": [float(first_age[p]) for p in used],
+    })
+    bnp_out = bnp[bnp["patient_id"].isin(used)].sort_values(["collected_at", "patient_id", "row"], kind="stable")
+    bnp_out = pd.DataFrame({
+        "result_id": [pseudo("result", f"{r}") for r in bnp_out["row"]],
+        "patient_id": bnp_out["patient_id"].to_numpy(),
+        "collected_at": pd.to_datetime(bnp_out["collected_at"].to_numpy()),
+        "bnp_ng_l": bnp_out["bnp_ng_l"].astype(float).to_numpy(),
+    })
+    return Prepared(patients_out, radiographs, bnp_out, keep, excluded, int(bnp.attrs.get("censored", 0)))
+
+
+def _ages(patients: pd.DataFrame, items: list[Loaded]) -> list[float]:
+    """Each radiograph's age: from the birth date, else the given age at the patient's first radiograph."""
+    by_key = patients.set_index("key")
+    first: dict[str, pd.Timestamp] = {}
+    for it in items:
+        if it.acquired is not None and (it.patient_key not in first or it.acquired < first[it.patient_key]):
+            first[it.patient_key] = it.acquired
+    ages = []
+    for it in items:
+        row = by_key.loc[it.patient_key]
+        if row["birth"] is not None and not pd.isna(row["birth"]):
+            ages.append((it.acquired - row["birth"]).days / 365.25)
+        else:
+            ages.append(float(row["age_given"]) + (it.acquired - first[it.patient_key]).days / 365.25)
+    return ages
+
+
+def _age_problems(path: Path, patients: pd.DataFrame, items: list[Loaded]) -> list[Problem]:
+    """A birth date after a radiograph, or an age beyond 120, reported at the patient's row."""
+    problems = []
+    by_key = patients.set_index("key")
+    reported = set()
+    for it, age in zip(items, _ages(patients, items)):
+        if it.patient_key in reported or 0 <= age <= 120:
+            continue
+        reported.add(it.patient_key)
+        row = by_key.loc[it.patient_key]
+        has_birth = row["birth"] is not None and not pd.isna(row["birth"])
+        column = "birth_date" if has_birth else "age_years"
+        value = str(row["birth"].date()) if has_birth else row["age_given"]
+        when = f"{it.acquired:%Y-%m-%d %H:%M}"
+        why = (f"after the patient's radiograph of {when}" if age < 0 else
+               f"gives an age of {age:.0f} years at the radiograph of {when}")
+        problems.append(Problem(str(path), int(row["row"]), column, value, why))
+    return problems
+
+
+# ---- the input formats, checked on their own (gvr validate FILE --schema ...) ----------------------
+
+#: The files a user hands to ``gvr cohort ingest``, by the name ``gvr validate --schema`` knows them by.
+INPUT_FORMATS = {
+    "patients_input": "patients.csv: patient_id, sex (F/M), and birth_date or age_years",
+    "bnp_input": "bnp.csv: patient_id, collected_at, bnp_ng_l (ng/L)",
+    "images_manifest": "images.csv: file (relative to the CSV), patient_id, acquired_at, view",
+}
+_CHECKING_SALT = b"only-checking-no-pseudonyms-kept"
+
+
+def guess_input_format(path: str | Path) -> str | None:
+    """The input format of a CSV from its name and header, or None (then it is a bundle table)."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        return None
+    try:
+        header = set(pd.read_csv(path, nrows=0, dtype=str, encoding="utf-8").columns)
+    except Exception:  # unreadable: let the bundle's schemas say so
+        return None
+    stem = path.stem.lower()
+    if stem in ("bnp", "bnp_results") and "result_id" not in header:
+        return "bnp_input"
+    if stem == "patients" and "birth_date" in header:
+        return "patients_input"
+    if stem in ("images", "manifest") and "file" in header:
+        return "images_manifest"
+    return None
+
+
+def validate_input(path: str | Path, fmt: str, *, dayfirst: bool = True) -> list[Problem]:
+    """Every problem of one input file, as ``gvr cohort ingest`` would find it (file, row, column).
+
+    Checks what the file alone can tell: columns, values, timestamps, duplicates and, for a manifest,
+    that each listed image exists. Links between files (a BNP of an unknown patient, a birth date
+    after a radiograph) are checked by the ingest itself.
+    """
+    if fmt not in INPUT_FORMATS:
+        raise ValueError(f"fmt must be one of {sorted(INPUT_FORMATS)}; got {fmt!r}")
+    path = Path(path)
+    pseudo = Pseudonymiser(_CHECKING_SALT)
+    if fmt == "patients_input":
+        return read_patients(path, pseudo, dayfirst=dayfirst)[1]
+    if fmt == "bnp_input":
+        return read_bnp(path, None, pseudo, dayfirst=dayfirst)[1]
+    df, problems = _read_csv(path, ["file", "patient_id", "acquired_at", "view"])
+    if problems:
+        return problems
+    first_row: dict[str, int] = {}
+    for i, row in enumerate(df.itertuples(index=False)):
+        name = row.file.strip()
+        if not name:
+            problems.append(Problem(str(path), i + 1, "file", name, "missing value"))
+        elif name in first_row:
+            problems.append(Problem(str(path), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
+        else:
+            first_row[name] = i + 1
+            if not (path.parent / name).is_file():
+                problems.append(Problem(str(path), i + 1, "file", name, "no such file (paths are relative to the CSV)"))
+        if not row.patient_id.strip():
+            problems.append(Problem(str(path), i + 1, "patient_id", row.patient_id, "missing value"))
+    _timestamps(df, "acquired_at", path, problems, dayfirst=dayfirst)
+    return sorted(problems, key=lambda p: (p.row or 0, p.column or ""))

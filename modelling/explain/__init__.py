@@ -1,0 +1,1 @@
+"""Explanations: GVRs (latent moves, overlays), baseline attribution maps, faithfulness against masks."""

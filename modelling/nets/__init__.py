@@ -1,0 +1,1 @@
+"""The networks (decoder, critic, encoder, predictors), their training, and checkpoints."""

@@ -1,0 +1,339 @@
+"""Training the decoder (WGAN-GP) and the encoder, resumable and deterministic for a seed.
+
+Every iteration draws its batch and noise from generators seeded by (seed, iteration), so a run
+resumed from a checkpoint at step k makes exactly the draws an uninterrupted run makes after step k,
+and ends with the same weights. Working checkpoints (models and optimisers) are written atomically
+every ``runtime.checkpoint_every`` iterations into a work folder.
+
+Under ``torchrun`` (a process group is initialised) each process takes an equal slice of every
+global batch and its noise, the critic, generator and encoder are wrapped in
+``DistributedDataParallel`` (gloo on CPUs, NCCL on GPUs), the generator's batch norm uses global
+statistics, and only rank 0 writes checkpoints: the result matches one process training on the
+whole batch, up to floating-point summation order.
+
+References: Arjovsky, Chintala & Bottou 2017 (Wasserstein GAN, arXiv:1701.07875); Gulrajani et al.
+2017 (gradient penalty, arXiv:1704.00028).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from modelling.nets import checkpoints
+from modelling.config import StudyConfig
+from modelling.nets.networks import Critic, Encoder, Generator, to_unit
+from modelling.progress import progress
+
+log = logging.getLogger(__name__)
+
+_STREAM_DECODER, _STREAM_ENCODER = 10, 20
+
+
+def _generator(seed: int, stream: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream, step]).generate_state(1)[0]))
+
+
+def _init(module_factory: Callable[[], nn.Module], seed: int, stream: int) -> nn.Module:
+    """Build a module with weights drawn from the seed, leaving torch's global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
+        return module_factory()
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def broadcast_decision(decide: Callable[[], bool]) -> bool:
+    """Rank 0's ``decide()``, shared with every process (``decide`` runs on rank 0 only).
+
+    NCCL moves only CUDA tensors, so the flag travels on this process's GPU there, on the CPU with gloo.
+    """
+    rank, world = distributed()
+    if world == 1:
+        return bool(decide())
+    on_gpu = dist.get_backend() == "nccl"
+    flag = torch.zeros(1, dtype=torch.int64,
+                       device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+    if rank == 0:
+        flag.fill_(int(bool(decide())))
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
+def device_for(config: StudyConfig) -> torch.device:
+    """The device of runtime.device ("auto": the local CUDA device when there is one)."""
+    want = config.runtime.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("runtime.device is 'cuda' but no CUDA device is available")
+        rank, world = distributed()
+        return torch.device("cuda", rank % torch.cuda.device_count() if world > 1 else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _autocast(config: StudyConfig, device: torch.device):
+    if config.runtime.bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if config.runtime.channels_last else x
+
+
+def _local_slice(batch: int) -> slice:
+    rank, world = distributed()
+    if batch % world:
+        raise ValueError(f"batch size {batch} must be divisible by the number of processes ({world})")
+    size = batch // world
+    return slice(rank * size, (rank + 1) * size)
+
+
+def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    if distributed()[1] == 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+
+def decoder_config(config: StudyConfig) -> dict:
+    return {"image_size": config.image_size, "decoder": dataclasses.asdict(config.decoder),
+            "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
+
+
+def encoder_config(config: StudyConfig) -> dict:
+    return decoder_config(config) | {"encoder": dataclasses.asdict(config.encoder)}
+
+
+def build_generator(config: StudyConfig) -> Generator:
+    d = config.decoder
+    return _init(lambda: Generator(d.latent_dim, d.feature_maps, config.image_size), config.seed, 1)
+
+
+def build_critic(config: StudyConfig) -> Critic:
+    return _init(lambda: Critic(config.decoder.feature_maps, config.image_size), config.seed, 2)
+
+
+def build_encoder(config: StudyConfig) -> Encoder:
+    d = config.decoder
+    return _init(lambda: Encoder(d.latent_dim, config.encoder.feature_maps, config.image_size), config.seed, 3)
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al.'s penalty: (||grad critic(x_hat)|| - 1)^2 on interpolates with weights `eps`.
+
+    Under DDP pass the unwrapped critic: the penalty's double backward runs outside DDP's hooks,
+    and its parameter gradients are reduced with the rest of the critic loss.
+    """
+    mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    score = critic(mixed)
+    (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+class Interrupted(RuntimeError):
+    """Raised by a `stop` hook to simulate a kill in tests."""
+
+
+def _resume(work: Path, kind: str, config_key: dict, seed: int, models: dict, optims: dict) -> tuple[int, dict]:
+    """Load the work checkpoint of `kind` when it belongs to this run; return (step, last losses).
+
+    A work checkpoint made with another config, seed or training data is stale: it is ignored (with
+    a warning naming what differs) and training starts from step 0, overwriting it.
+    """
+    path = work / f"{kind}.pt"
+    if not path.exists():
+        return 0, {}
+    try:
+        state = checkpoints.load(path, kind=kind, config=config_key)
+        if state["seed"] != seed:
+            raise checkpoints.CheckpointError(f"{path}: made with seed {state['seed']}, this run uses {seed}")
+    except checkpoints.CheckpointError as exc:
+        warnings.warn(f"ignoring a stale work checkpoint, training {kind} from step 0: {exc}", StaleCheckpointWarning,
+                      stacklevel=3)
+        return 0, {}
+    for name, module in models.items():
+        module.load_state_dict(state["models"][name])
+    for name, opt in optims.items():
+        opt.load_state_dict(state["optimizers"][name])
+    log.info("resuming %s from step %d (%s)", kind, state["step"], path)
+    return int(state["step"]), dict(state["extra"].get("losses", {}))
+
+
+class StaleCheckpointWarning(UserWarning):
+    """A work checkpoint from another config, seed or data set was set aside."""
+
+
+def _sample(images: np.ndarray, rng: np.random.Generator, batch: int, part: slice, device) -> torch.Tensor:
+    """This process's slice of a global batch drawn with `rng` (every process draws the same)."""
+    idx = np.sort(rng.integers(0, len(images), batch))[part]  # sorted: sequential reads from a memmap
+    return to_unit(torch.from_numpy(np.ascontiguousarray(images[idx]))).to(device, non_blocking=True)
+
+
+def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
+                  stop: Callable[[int], None] | None = None, data_key: dict | None = None) -> tuple[Generator, dict]:
+    """Train the WGAN-GP generator on `images` (n, size, size) uint8; return it (eval mode) and stats.
+
+    Raises
+    ------
+    ValueError
+        When there are no images or their size differs from the config's.
+    """
+    if len(images) == 0:
+        raise ValueError("the unlabelled set is empty: the decoder has nothing to learn from")
+    if images.shape[1:] != (config.image_size, config.image_size):
+        raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
+    d, seed = config.decoder, config.seed
+    device = device_for(config)
+    part = _local_slice(d.batch_size)
+    rank, _ = distributed()
+    G, D = build_generator(config).to(device), build_critic(config).to(device)
+    if config.runtime.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(G.parameters(), lr=d.learning_rate, betas=d.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=d.learning_rate, betas=d.betas)
+    key = decoder_config(config) | {"data": data_key or {}}  # the work checkpoint belongs to this data
+    models, optims = {"generator": G, "critic": D}, {"generator": opt_g, "critic": opt_d}
+    start, last = _resume(work, "decoder", key, seed, models, optims)
+    G.train()
+    D.train()
+    G_step, D_step = _wrap(G, device), _wrap(D, device)
+    critic_score = D_step
+    if config.runtime.compile:
+        critic_score = torch.compile(D_step)  # not for the penalty: compile has no double backward
+    losses = last or {"critic": None, "generator": None, "wasserstein": None}
+    t0 = time.perf_counter()
+    with progress(total=d.iterations, desc="decoder (WGAN-GP)", unit="it", initial=start) as bar:
+        for step in range(start, d.iterations):
+            if stop is not None:
+                stop(step)
+            gen = _generator(seed, _STREAM_DECODER, step)
+            rng = np.random.default_rng([seed, _STREAM_DECODER, step])
+            for _ in range(d.critic_steps):
+                real = _layout(_sample(images, rng, d.batch_size, part, device), config)
+                z = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+                eps = torch.rand(d.batch_size, 1, 1, 1, generator=gen)[part].to(device)
+                with _autocast(config, device):
+                    with torch.no_grad():
+                        fake = G(z).float()
+                    w = critic_score(real).float().mean() - critic_score(fake).float().mean()
+                penalty = gradient_penalty(D, real, fake, eps)  # double backward: kept in float32
+                loss_d = -w + d.gradient_penalty * penalty
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+            z = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+            with _autocast(config, device):
+                loss_g = -critic_score(G_step(z)).float().mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            losses = {"critic": loss_d.item(), "generator": loss_g.item(), "wasserstein": w.item()}
+            bar.set_postfix(w=f"{losses['wasserstein']:.3f}", g=f"{losses['generator']:.3f}")
+            bar.update(1)
+            if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == d.iterations):
+                checkpoints.save(work / "decoder.pt", checkpoints.payload(
+                    "decoder", models=models, optimizers=optims, config=key, seed=seed, step=step + 1,
+                    extra={"losses": losses}))
+    G.eval()
+    G.cpu()
+    seconds = time.perf_counter() - t0
+    done = d.iterations - start
+    stats = losses | {"iterations": d.iterations, "seconds": seconds,
+                      "images_per_second": done * d.batch_size * (d.critic_steps + 1) / seconds if done else None}
+    return G, stats
+
+
+def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig, work: Path, *,
+                  stop: Callable[[int], None] | None = None, data_key: dict | None = None) -> tuple[Encoder, dict]:
+    """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z."""
+    e, d, seed = config.encoder, config.decoder, config.seed
+    device = device_for(config)
+    part = _local_slice(e.batch_size)
+    rank, _ = distributed()
+    E = build_encoder(config).to(device)
+    if config.runtime.channels_last:
+        E = E.to(memory_format=torch.channels_last)
+    generator = generator.to(device).eval()
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(E.parameters(), lr=e.learning_rate, betas=(0.5, 0.9))
+    key = encoder_config(config) | {"data": data_key or {}}
+    start, last = _resume(work, "encoder", key, seed, {"encoder": E}, {"encoder": opt})
+    E.train()
+    E_step = _wrap(E, device)
+    mse = nn.MSELoss()
+    final = last.get("loss")
+    t0 = time.perf_counter()
+    with progress(total=e.iterations, desc="encoder", unit="it", initial=start) as bar:
+        for step in range(start, e.iterations):
+            if stop is not None:
+                stop(step)
+            gen = _generator(seed, _STREAM_ENCODER, step)
+            rng = np.random.default_rng([seed, _STREAM_ENCODER, step])
+            x = _layout(_sample(images, rng, e.batch_size, part, device), config)
+            z = torch.randn(e.batch_size, d.latent_dim, generator=gen)[part].to(device)
+            with _autocast(config, device):
+                image_loss = mse(generator(E_step(x)).float(), x)
+                latent_loss = mse(E_step(generator(z)).float(), z)
+            loss = e.image_weight * image_loss + e.latent_weight * latent_loss
+            final = loss.item()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.set_postfix(image=f"{image_loss.item():.4f}", latent=f"{latent_loss.item():.4f}")
+            bar.update(1)
+            if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == e.iterations):
+                checkpoints.save(work / "encoder.pt", checkpoints.payload(
+                    "encoder", models={"encoder": E}, optimizers={"encoder": opt}, config=key, seed=seed, step=step + 1,
+                    extra={"losses": {"loss": final}}))
+    E.eval()
+    E.cpu()
+    generator.cpu()
+    seconds = time.perf_counter() - t0
+    done = e.iterations - start
+    return E, {"loss": final, "iterations": e.iterations, "seconds": seconds,
+               "images_per_second": done * e.batch_size * 2 / seconds if done else None}
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    """Where a module's weights live: encode and decode run there and return numpy on the CPU."""
+    return next(iter(module.parameters()), torch.empty(0)).device
+
+
+@torch.no_grad()
+def encode(encoder: Encoder, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Latent codes (n, latent_dim) float32 of uint8 images (n, size, size)."""
+    encoder.eval()
+    device = _module_device(encoder)
+    out = [encoder(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).to(device)).float().cpu().numpy()
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.head.out_channels), np.float32)
+
+
+@torch.no_grad()
+def decode(generator: Generator, latents: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """uint8 images (n, size, size) decoded from latent codes."""
+    from modelling.nets.networks import to_uint8
+
+    generator.eval()
+    device = _module_device(generator)
+    out = [to_uint8(generator(torch.from_numpy(np.ascontiguousarray(latents[i:i + batch])).to(device)).float().cpu()).numpy()
+           for i in range(0, len(latents), batch)]
+    return np.concatenate(out)

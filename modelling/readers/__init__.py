@@ -1,0 +1,1 @@
+"""The reader study: blinded packets, the reading page, unblinding, and simulated readers."""

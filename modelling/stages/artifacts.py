@@ -1,0 +1,53 @@
+"""Loaders of what the stages wrote: radiographs, and networks rebuilt from their checkpoints.
+
+Every later stage reads earlier artifacts through here, so no stage imports another. A network is
+rebuilt from the config stored in its checkpoint, never from the current one: a bundle trained
+with one profile loads under any other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_schema import Bundle
+from modelling.config import StudyConfig
+from modelling.nets import checkpoints
+from modelling.nets.networks import MLP, Encoder, Generator, Linear
+from modelling.nets.predictors import Standardised
+
+
+def load_images(bundle: Bundle, radiographs: pd.DataFrame) -> np.ndarray:
+    """All radiographs (n, size, size) uint8 in the table's order."""
+    stacks = {path: np.load(bundle.verify_file(path), mmap_mode="r") for path in radiographs["image_path"].unique()}
+    return np.stack([stacks[p][i] for p, i in zip(radiographs["image_path"], radiographs["image_index"])])
+
+
+def load_decoder(bundle: Bundle, config: StudyConfig | None = None) -> Generator:
+    """The trained decoder, rebuilt from the config stored in its checkpoint (`config` is not used
+    for the architecture: a bundle trained with one profile loads under any other)."""
+    state = checkpoints.load(bundle.verify_file("checkpoints/decoder.pt"), kind="decoder")
+    stored = state["config"]
+    d = stored["decoder"]
+    g = Generator(d["latent_dim"], d["feature_maps"], stored["image_size"])
+    g.load_state_dict(state["models"]["generator"])
+    return g.eval()
+
+
+def load_predictor(bundle: Bundle, model_id: str) -> torch.nn.Module:
+    state = checkpoints.load(bundle.verify_file(f"checkpoints/{model_id}.pt"), kind="predictor")
+    latent_dim = state["extra"]["latent_dim"]
+    inner = MLP(latent_dim, tuple(state["extra"]["hidden"])) if state["config"]["predictor"] == "mlp" else Linear(latent_dim)
+    model = Standardised(inner, np.zeros(latent_dim), np.ones(latent_dim))
+    model.load_state_dict(state["models"]["predictor"])
+    return model.eval()
+
+
+def load_encoder(bundle: Bundle, config: StudyConfig | None = None) -> Encoder:
+    """The trained encoder, rebuilt from the config stored in its checkpoint."""
+    state = checkpoints.load(bundle.verify_file("checkpoints/encoder.pt"), kind="encoder")
+    stored = state["config"]
+    e = Encoder(stored["decoder"]["latent_dim"], stored["encoder"]["feature_maps"], stored["image_size"])
+    e.load_state_dict(state["models"]["encoder"])
+    return e.eval()

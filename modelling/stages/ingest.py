@@ -1,0 +1,107 @@
+"""The cohort stage for real data: checked inputs (:mod:`modelling.cohort.ingest`) paired, split and
+written into the bundle, which is marked as holding real data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_schema import Bundle, Stage
+from data_schema.io import sha256_file
+from data_schema.layout import SHARD_SIZE, image_path
+from modelling.cohort.ingest import IngestSources, Prepared, Pseudonymiser, exclusion_summary, fit_square, prepare, public_reason
+from modelling.cohort.pairing import pair, split_by_patient
+from modelling.cohort.summary import contact_sheet, summary
+from modelling.config import StudyConfig
+from modelling.stages.cohort import STAGE
+
+
+def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared) -> dict:
+    """Pair, split and write prepared real data through `stage` (tables, image shards, summary)."""
+    radiographs, bnp_out, keep, excluded = (prepared.radiographs, prepared.bnp_results, prepared.images,
+                                            prepared.excluded)
+    pairing = pair(radiographs, bnp_out, window_hours=config.cohort.pairing_window_hours)
+    splits = split_by_patient(radiographs, pairing, test_fraction=config.cohort.test_fraction,
+                              rng=np.random.default_rng([config.seed, 6]))
+    for name, df in (("patients", prepared.patients), ("radiographs", radiographs), ("bnp_results", bnp_out),
+                     ("pairing", pairing), ("splits", splits)):
+        stage.write_table(name, df)
+
+    for s in range(-(-len(keep) // SHARD_SIZE)):
+        chunk = keep[s * SHARD_SIZE:(s + 1) * SHARD_SIZE]
+        stack = np.stack([np.rint(np.clip(fit_square(it.pixels, config.image_size), 0, 1) * 255).astype(np.uint8)
+                          for it in chunk])
+        stage.write_array(image_path(s), stack)
+        stage.flush()
+
+    # File names and folders may carry identifiers: the bundle names excluded files by content hash
+    # (find one with sha256sum); the caller gets the paths, to show the user outside the bundle.
+    exclusions = pd.DataFrame({
+        "file_sha256": [sha256_file(f) if Path(f).is_file() else "" for f, _ in excluded],
+        "reason": [public_reason(reason) for _, reason in excluded],
+    }, columns=["file_sha256", "reason"])
+    stage.write_bytes("cohort/exclusions.csv", exclusions.to_csv(index=False, lineterminator="\n").encode())
+    tables_written = {"patients": prepared.patients, "radiographs": radiographs, "splits": splits, "pairing": pairing}
+    info = summary(tables_written, threshold=config.cohort.bnp_threshold_ng_l)
+    info |= {
+        "origin": "real",
+        "radiographs": len(keep),
+        "excluded": len(excluded),
+        "excluded_by_reason": exclusion_summary(excluded),
+        "patients": int(len(prepared.patients)),
+        "bnp_results": int(len(bnp_out)),
+        "paired": int(len(pairing)),
+        "censored_bnp_values": prepared.censored,
+    }
+    stage.write_json("cohort/summary.json", info)
+    first = stage.bundle.path(image_path(0))
+    stage.write_image("cohort/contact_sheet.png", contact_sheet(np.load(first)[:16], None))
+    info["excluded_files"] = [{"file": f, "reason": r} for f, r in excluded]  # not written to the bundle
+    return info
+
+
+def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> dict:
+    """Read, check, de-identify, resize, pair, split and write real data through `stage`.
+
+    Raises
+    ------
+    IngestError
+        With every input problem (input file, row and column); nothing is written.
+    """
+    return write_cohort_tables(stage, config, prepare(config, src, pseudo))
+
+
+def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSources, pseudo: Pseudonymiser,
+                         *, force: bool = False) -> tuple[Bundle, dict | None]:
+    """Run the ingestion as the bundle's cohort stage (skipped when inputs and config are unchanged).
+
+    Every input is read and checked before the bundle is touched: an :class:`IngestError` leaves the
+    bundle as it was (its earlier cohort included). The bundle is marked as holding real data, so
+    that no later command writes the phantom into it.
+
+    Returns the bundle and the ingestion summary (None when the stage was already current); the
+    summary's ``excluded_files`` lists the original paths of excluded files, for the user only.
+    """
+    key = {
+        "cohort": dataclasses.asdict(config.cohort),
+        "image_size": config.image_size,
+        "sources": {str(p): sha256_file(p) for p in src.files()},
+        "salt": hashlib.sha256(pseudo.salt).hexdigest(),  # a new salt gives new identifiers
+        "dayfirst": src.dayfirst,
+        "secondary_capture": src.secondary_capture,
+    }
+    bundle = Bundle(out)
+    result: dict = {}
+    with bundle.writing("gvr cohort ingest"):
+        if not force and bundle.is_current(STAGE, config=key, seed=config.seed):
+            return bundle, None
+        prepared = prepare(config, src, pseudo)
+        bundle.claim_origin("real", by="gvr cohort ingest")
+        bundle.run_stage(STAGE, lambda st: result.update(write_cohort_tables(st, config, prepared)), config=key,
+                         seed=config.seed, force=True)
+    return bundle, result or None

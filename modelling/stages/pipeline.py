@@ -1,0 +1,91 @@
+"""The main job: every stage of the study, in order, into one bundle.
+
+Each stage goes through :meth:`data_schema.Bundle.run_stage`, so a rerun with the same config skips
+what is already built and a killed run resumes at the first incomplete stage. Stages that have not
+been built yet are listed in :data:`PENDING`; :func:`reproduce` runs the rest and then refuses to
+report success while any is pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from data_schema import Bundle
+from data_schema.io import sha256_file
+from analysis.analyse import analyse_bundle
+from modelling.stages.baselines import build_baselines
+from modelling.stages.cohort import build_cohort
+from modelling.config import StudyConfig, config_to_dict
+from modelling.stages.explain import build_explanations
+from modelling.stages.readers import build_simulated_readers
+from modelling.stages.train import build_training
+
+log = logging.getLogger(__name__)
+
+#: Stages of DESIGN.md's data flow that do not exist yet, with the issue that builds each.
+PENDING: dict[str, str] = {}
+
+class PendingStagesError(RuntimeError):
+    """The main job ran every stage that exists, but some stages are not built yet."""
+
+
+def build_report(root: str | Path, *, force: bool = False) -> Bundle:
+    """Render the manuscript (reports/*.py) into ``<bundle>/report/*.html`` as the stage "report".
+
+    Its inputs are every file the other stages recorded, so any change to the bundle re-renders it.
+    """
+    from modelling.stages.report import report_scripts, write_report
+
+    bundle = Bundle(root, create=False)
+    inputs = sorted(rel for rel, rec in bundle.files.items() if rec.stage != "report")
+    scripts = report_scripts()
+    key = {"scripts": {p.name: sha256_file(p) for p in scripts}}  # editing a chapter re-renders
+    bundle.run_stage("report", lambda st: write_report(st, scripts=scripts), config=key, inputs=inputs, force=force)
+    return bundle
+
+
+def write_config(stage, config: StudyConfig) -> None:
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    stage.write_bytes("config.yaml", text.encode("utf-8"))
+
+
+def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = None) -> Bundle:
+    """Build the study bundle at `out` from `config`.
+
+    Raises
+    ------
+    PendingStagesError
+        After the existing stages ran, when some stages of the study are not built yet.
+    """
+    bundle = Bundle(out)
+    real = bundle.origin == "real"
+    if real and "cohort" not in bundle.stages:
+        raise PendingStagesError(f"{bundle.root} holds real data but no complete cohort: run `gvr cohort ingest "
+                                 f"... --bundle {bundle.root}` first (the phantom is never written into it)")
+    bundle.run_stage("config", lambda st: write_config(st, config), config=config, seed=config.seed)
+    if real:
+        log.info("%s: real data from `gvr cohort ingest`; its cohort is kept", bundle.root)
+    else:
+        build_cohort(config, bundle.root, workers=workers)
+    build_training(config, bundle.root)
+    build_explanations(config, bundle.root)
+    build_baselines(config, bundle.root)
+    if real and "tables/reader_assessments.parquet" not in bundle.files:
+        raise PendingStagesError(
+            f"built the models, GVRs and baselines of the real data in {bundle.root}; the reader study needs "
+            f"human readers (simulated readers need the phantom's masks):\n  gvr readers packet {bundle.root} "
+            "--out packet/ --key key.csv, then `gvr readers serve` and `gvr readers unblind`, then "
+            "`gvr reproduce` again for the analysis and the manuscript")
+    if not real:
+        build_simulated_readers(config, bundle.root)
+    analyse_bundle(bundle.root)
+    build_report(bundle.root)
+    if PENDING:
+        lines = "\n".join(f"  - {name}: {where}" for name, where in PENDING.items())
+        raise PendingStagesError(
+            f"built the stages that exist into {bundle.root}; these are not built yet:\n{lines}"
+        )
+    return bundle

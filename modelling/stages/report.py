@@ -1,0 +1,310 @@
+"""The manuscript: render the report scripts in ``reports/`` to self-contained HTML, with or without Quarto.
+
+The reports are Jupyter percent-format Python scripts (``# %%`` cells, Quarto options as ``#|``
+lines) that read only the study bundle and the :mod:`analysis` package. Quarto renders them with
+``quarto render reports/`` (see ``_quarto.yml``); where Quarto is not installed,
+:func:`render_reports` does the same job with jupytext (script to notebook), nbclient (execution, in a
+``python3`` kernel whose working directory is ``reports/``) and nbconvert (HTML with every image
+embedded as base64). Its :class:`QuartoOptionsPreprocessor` turns the ``#|`` options into what Quarto
+would make of them: numbered figures and tables with their captions, alt text on the images, and
+``@fig-...``/``@tbl-...`` cross-references as links.
+
+Which bundle a report reads, and the helpers the scripts use, are in :mod:`analysis.manuscript`.
+
+Examples
+--------
+>>> [p.name for p in report_scripts()]
+['beyond.py', 'index.py', 'tables_figures.py']
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from analysis.manuscript import BUNDLE_ENV, REPO_ROOT, BundleMissingError
+from data_schema.io import atomic_write_bytes
+from modelling.progress import progress
+
+__all__ = [
+    "REPORTS_DIR", "OUT_DIR", "ReportRenderError", "kernel_env", "report_scripts", "render_report", "render_reports",
+    "write_report", "QuartoOptionsPreprocessor",
+]
+
+log = logging.getLogger(__name__)
+
+#: The folder of the report scripts.
+REPORTS_DIR = REPO_ROOT / "reports"
+#: Folder inside the bundle that receives the rendered HTML.
+OUT_DIR = "report"
+
+
+#: The environment before R started in this process, when it had not yet (see :func:`kernel_env`).
+_ENV_BEFORE_R = None if "rpy2.rinterface" in sys.modules else dict(os.environ)
+#: Variables that starting R through rpy2 sets in this process (R's own library path first).
+_R_VARIABLES = ("LD_LIBRARY_PATH", "R_HOME")
+
+
+def kernel_env(bundle: str | Path) -> dict[str, str]:
+    """The environment of the report kernel: this process's, with ``GVR_BUNDLE`` set to `bundle`.
+
+    Once R has started in this process (the analysis stage's mixed models, through rpy2), it has
+    prepended ``/usr/lib/R/lib:/usr/lib/x86_64-linux-gnu`` to ``LD_LIBRARY_PATH``; a kernel started
+    with that loads the system's libpython and fails on its first compiled import. So R's variables
+    are restored to their values before R started (or dropped, when R was running before this
+    module was imported).
+    """
+    env = dict(os.environ)
+    if "rpy2.rinterface" in sys.modules:
+        for name in _R_VARIABLES:
+            before = _ENV_BEFORE_R.get(name) if _ENV_BEFORE_R is not None else None
+            if before is None:
+                env.pop(name, None)
+            else:
+                env[name] = before
+    env[BUNDLE_ENV] = str(Path(bundle).resolve())
+    return env
+
+
+class ReportRenderError(RuntimeError):
+    """A report script failed while it ran; the message names the script and the error."""
+
+
+# ---- rendering ------------------------------------------------------------------------------------
+
+
+def report_scripts(reports_dir: str | Path = REPORTS_DIR) -> list[Path]:
+    """The report scripts: ``reports/*.py`` except helpers whose name starts with ``_`` (as Quarto)."""
+    return sorted(p for p in Path(reports_dir).glob("*.py") if not p.name.startswith(("_", ".")))
+
+
+_OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*)$")
+_XREF = re.compile(r"@((?:fig|tbl)-[\w-]+)")
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+try:
+    from nbconvert.preprocessors import Preprocessor as _Preprocessor
+except ImportError:  # nbconvert missing: render_reports raises when called
+    _Preprocessor = object
+
+
+class QuartoOptionsPreprocessor(_Preprocessor):
+    """Apply a cell's Quarto ``#|`` options after execution, as Quarto would render them.
+
+    Figures (``label: fig-...``) become ``<figure id=...>`` with the image's alt text (``fig-alt``)
+    and the numbered caption (``fig-cap``); tables (``label: tbl-...``) get an anchor and the numbered
+    caption (``tbl-cap``) above their output; ``@fig-...``/``@tbl-...`` in markdown become links;
+    ``#|`` lines leave the displayed code, and cells with ``echo: false`` lose their code.
+    """
+
+    def preprocess(self, nb, resources):
+        numbers: dict[str, str] = {}
+        counts = {"fig": 0, "tbl": 0}
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            options, code = {}, []
+            for line in cell.source.splitlines():
+                m = _OPTION.match(line)
+                if m:
+                    options[m.group(1)] = _unquote(m.group(2))
+                else:
+                    code.append(line)
+            cell.source = "\n".join(code).strip("\n")
+            cell.metadata["quarto"] = options
+            label = options.get("label", "")
+            kind = label.split("-", 1)[0]
+            if kind in counts:
+                counts[kind] += 1
+                numbers[label] = f"{'Figure' if kind == 'fig' else 'Table'} {counts[kind]}"
+                self._float(cell, kind, label, numbers[label], options)
+            if str(options.get("echo", "")).lower() == "false":
+                cell.source = ""
+                cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+        def link(text: str) -> str:
+            return _XREF.sub(lambda m: f"[{numbers[m.group(1)]}](#{m.group(1)})" if m.group(1) in numbers
+                             else m.group(0), text)
+
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = link(cell.source)
+            for out in cell.get("outputs", []):
+                if "text/markdown" in out.get("data", {}):
+                    out["data"]["text/markdown"] = link(out["data"]["text/markdown"])
+        return nb, resources
+
+    @staticmethod
+    def _float(cell, kind: str, label: str, number: str, options: dict[str, str]) -> None:
+        from nbformat.v4 import new_output
+
+        e = html.escape
+        cap = f'<figcaption><strong>{e(number)}:</strong> {e(options.get(f"{kind}-cap", ""))}</figcaption>'
+        outputs = []
+        for out in cell.outputs:
+            data = out.get("data", {}) if out.get("output_type") in ("display_data", "execute_result") else {}
+            if kind == "fig" and "image/png" in data:
+                alt = e(options.get("fig-alt", options.get("fig-cap", "")))
+                png = data["image/png"].replace("\n", "")
+                outputs.append(new_output("display_data", data={"text/html": (
+                    f'<figure id="{e(label)}" class="quarto-float"><img src="data:image/png;base64,{png}" '
+                    f'alt="{alt}" style="max-width:100%">{cap}</figure>')}))
+            else:
+                outputs.append(out)
+        if kind == "tbl" or not any(f'id="{label}"' in str(o.get("data", {}).get("text/html", "")) for o in outputs):
+            anchor = f'<div id="{e(label)}" class="quarto-float-caption">{cap.replace("figcaption", "p")}</div>'
+            outputs.insert(0, new_output("display_data", data={"text/html": anchor}))
+        cell.outputs = outputs
+
+
+def _title(nb) -> str | None:
+    import yaml
+
+    for cell in nb.cells[:1]:
+        text = cell.source.strip()
+        if text.startswith("---"):
+            header = yaml.safe_load(text.strip("-\n").split("\n---")[0]) or {}
+            return str(header.get("title")) if header.get("title") else None
+    return None
+
+
+def render_report(script: str | Path, bundle: str | Path, *, timeout: int = 600) -> bytes:
+    """Execute one report script against `bundle` and return it as self-contained HTML.
+
+    Parameters
+    ----------
+    script : path-like
+        A percent-format report script.
+    bundle : path-like
+        The study bundle (``GVR_BUNDLE`` is set to it while the kernel runs).
+    timeout : int, default 600
+        Seconds allowed per cell.
+
+    Returns
+    -------
+    bytes
+        UTF-8 HTML with every image embedded as base64.
+
+    Raises
+    ------
+    ReportRenderError
+        When a cell fails; the message names the script and ends with the error raised in the
+        cell (for a missing or changed bundle file, the bundle's error naming that file).
+    """
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from traitlets.config import Config
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import RegexRemovePreprocessor
+
+    script = Path(script).resolve()
+    nb = jupytext.read(script, fmt="py:percent")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    title = _title(nb) or script.stem
+    # The kernel is local: Unix sockets in a private directory, not TCP on localhost, so no port is
+    # open to other users and ipykernel has no unencrypted-TCP warning to print.
+    with tempfile.TemporaryDirectory(prefix="gvr-kernel-") as sockets:
+        ipc = Config()
+        ipc.KernelManager.transport = "ipc"
+        ipc.KernelManager.ip = str(Path(sockets) / "kernel")
+        client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=False, config=ipc,
+                                resources={"metadata": {"path": str(script.parent)}})
+        try:
+            client.execute(env=kernel_env(bundle))
+        except CellExecutionError as exc:
+            error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else str(exc).strip().splitlines()[-1]
+            raise ReportRenderError(f"{script.name} failed against bundle {bundle}: {error}") from None
+    nb, _ = QuartoOptionsPreprocessor().preprocess(nb, {})
+    nb, _ = RegexRemovePreprocessor(patterns=[r"^---"]).preprocess(nb, {})
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
+    for i, cell in enumerate(nb.cells):  # nbformat draws random cell ids; the same bundle gives the same page
+        cell.id = f"{script.stem}-{i}"
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    return body.encode("utf-8")
+
+
+def _render_all(bundle: str | Path, scripts: list[Path] | None) -> dict[str, bytes]:
+    root = Path(bundle)
+    if not (root / "manifest.json").is_file():
+        raise BundleMissingError(f"no study bundle at {root}: run `make reproduce` (or `gvr reproduce --out {root}`)")
+    pages = {}
+    scripts = scripts if scripts is not None else report_scripts()
+    with progress(total=len(scripts), desc="rendering the manuscript", unit="chapter") as bar:
+        for script in scripts:
+            log.info("rendering %s against %s", script.name, root)
+            pages[f"{Path(script).stem}.html"] = render_report(script, root)
+            bar.update(1)
+    return pages
+
+
+def render_reports(bundle: str | Path, out_dir: str | Path | None = None, *,
+                   scripts: list[Path] | None = None) -> list[Path]:
+    """Render every report script against `bundle` into ``<out_dir>/<name>.html``.
+
+    Parameters
+    ----------
+    bundle : path-like
+        The study bundle.
+    out_dir : path-like, optional
+        Where the HTML goes; default ``<bundle>/report``. Files are written atomically but are not
+        recorded in the bundle's manifest (use :func:`write_report` inside a stage for that).
+    scripts : list of path, optional
+        Scripts to render; default :func:`report_scripts`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The HTML files written, one per script.
+
+    Raises
+    ------
+    BundleMissingError
+        When `bundle` holds no manifest.
+    ReportRenderError
+        When a script fails (its message names the script and the error, e.g. the missing file).
+    """
+    pages = _render_all(bundle, scripts)
+    out = Path(out_dir) if out_dir is not None else Path(bundle) / OUT_DIR
+    written = []
+    for name, data in pages.items():
+        atomic_write_bytes(out / name, data)
+        written.append(out / name)
+    return written
+
+
+def write_report(stage, *, scripts: list[Path] | None = None, out: str = OUT_DIR) -> list[str]:
+    """Render every report script against the stage's bundle and write ``<out>/<name>.html`` through `stage`.
+
+    Parameters
+    ----------
+    stage : data_schema.Stage
+        An open stage of the bundle (e.g. ``bundle.stage("report", config=..., inputs=...)``); each
+        page goes through ``stage.write_bytes``, so the manifest records it.
+    scripts : list of path, optional
+        Scripts to render; default :func:`report_scripts`.
+    out : str, default "report"
+        Folder inside the bundle.
+
+    Returns
+    -------
+    list of str
+        Bundle-relative paths written.
+    """
+    pages = _render_all(stage.bundle.root, scripts)
+    return [stage.write_bytes(f"{out}/{name}", data).relative_to(stage.bundle.root.resolve()).as_posix()
+            for name, data in pages.items()]

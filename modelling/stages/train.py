@@ -1,0 +1,270 @@
+"""The training stage: decoder, encoder, latent codes and BNP predictors written into the bundle.
+
+Reads the cohort (radiographs, splits, pairing and the image shards), trains the WGAN-GP decoder on
+the unlabelled set and the encoder against it (both resumable from ``work/``), encodes every
+radiograph, fits the linear and MLP predictors in the correct and overfitted regimes, and writes:
+
+- ``checkpoints/decoder.pt``, ``checkpoints/encoder.pt``, ``checkpoints/<model_id>.pt``;
+- ``arrays/latents.npy`` with ``tables/latents_index.parquet``;
+- ``tables/predictions.parquet``;
+- ``train/samples.png`` (decoder samples), ``train/reconstructions.png`` (held-out originals above
+  their reconstructions), ``train/ctr_real_vs_generated.csv`` (the cardiothoracic ratio measured on
+  real radiographs and on as many decoder samples) and ``train/summary.json`` (losses, throughput,
+  reconstruction error, sample statistics, AUCs and the issue's targets, each with whether it is met).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from data_schema import Bundle, Stage
+from data_schema.io import sha256_bytes
+from modelling.nets import checkpoints
+from modelling.cohort import ctr
+from modelling.config import StudyConfig
+from modelling.nets.predictors import fit_all, model_config, predict_ng_l
+from modelling.cohort.pairing import generative_training_mask
+from modelling.progress import note
+from modelling.stages.artifacts import load_images
+from modelling.nets.training import (decode, decoder_config, device_for, encode, encoder_config, train_decoder,
+                                train_encoder)
+
+log = logging.getLogger(__name__)
+
+STAGE = "train"
+
+
+def stage_config(config: StudyConfig) -> dict:
+    return encoder_config(config) | {"predictors": dataclasses.asdict(config.predictors),
+                                     "threshold": config.cohort.bnp_threshold_ng_l}
+
+
+def stage_inputs(bundle: Bundle) -> list[str]:
+    radiographs = bundle.read_table("radiographs")
+    return ["tables/radiographs.parquet", "tables/splits.parquet", "tables/pairing.parquet",
+            *sorted(radiographs["image_path"].unique())]
+
+
+def grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    out = np.zeros((rows * h, columns * w), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = images[i]
+    return out
+
+
+def sample_statistics(real: np.ndarray, fake: np.ndarray, ratios: pd.DataFrame | None = None) -> dict:
+    """How close decoder samples are to real radiographs on simple measurable properties.
+
+    Intensity statistics, and the cardiothoracic ratio measured by thresholding on both
+    (:func:`modelling.cohort.ctr.compare`): what a reader would look at first. ``ratios``, the
+    :func:`ctr_table` of the same images, spares measuring them again.
+    """
+    ratios = ctr_table(real, fake) if ratios is None else ratios
+    from scipy.stats import wasserstein_distance
+
+    r, f = real.astype(np.float64) / 255, fake.astype(np.float64) / 255
+    return {
+        "pixel_intensity_wasserstein": float(wasserstein_distance(r.ravel(), f.ravel())),
+        "image_mean_wasserstein": float(wasserstein_distance(r.mean(axis=(1, 2)), f.mean(axis=(1, 2)))),
+        "mean_image_correlation": float(np.corrcoef(r.mean(axis=0).ravel(), f.mean(axis=0).ravel())[0, 1]),
+        "cardiothoracic_ratio": ctr.compare_measured(*(ratios[ratios["side"] == side]
+                                                         for side in ("real", "generated"))),
+    }
+
+
+def ctr_table(real: np.ndarray, fake: np.ndarray) -> pd.DataFrame:
+    """Per image, the measured cardiothoracic ratio of the real and generated radiographs compared."""
+    return pd.concat([ctr.measure(images).assign(side=side)
+                      for side, images in (("real", real), ("generated", fake))], ignore_index=True)[
+        ["side", "ctr", "cardiac_px", "thoracic_px", "reason"]]
+
+
+def _auc(y_true: np.ndarray, score: np.ndarray) -> dict:
+    """AUC with its DeLong CI; on a set too small for one (tiny profiles), the reason instead."""
+    from analysis.errors import UndefinedStatisticError
+    from analysis.roc import auc
+
+    try:
+        result = auc(y_true.astype(int), score, ci="delong")
+    except UndefinedStatisticError as exc:
+        return {"auc": None, "reason": str(exc), "n_pos": int(y_true.sum()), "n_neg": int((~y_true).sum())}
+    return {"auc": result.auc, "ci_low": result.ci_low, "ci_high": result.ci_high,
+            "n_pos": result.n_pos, "n_neg": result.n_neg}
+
+
+def _target(value, met) -> dict:
+    return {"value": value, "met": bool(value is not None and met)}
+
+
+def training_images(bundle: Bundle) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """Radiographs, their splits (aligned), all images and the mask of those the generative model
+    trains on (unlabelled, and of no test patient), after the checks every process runs before training."""
+    radiographs = bundle.read_table("radiographs")
+    splits = bundle.read_table("splits").set_index("image_id")
+    if not (splits["set"] == "unlabelled").any():
+        raise ValueError(f"{bundle.root}: the cohort has no unlabelled radiographs to train the decoder on")
+    missing = radiographs.loc[~radiographs["image_id"].isin(splits.index), "image_id"]
+    if len(missing):
+        raise ValueError(f"{bundle.root}: {len(missing)} radiograph(s) have no row in the splits table, "
+                         f"e.g. {missing.iloc[0]!r}")
+    splits = splits.loc[radiographs["image_id"]]
+    generative = generative_training_mask(splits.reset_index())
+    if not generative.any():
+        raise ValueError(f"{bundle.root}: every unlabelled radiograph belongs to a test patient; the decoder "
+                         "has nothing to train on without leaking the test set")
+    images = load_images(bundle, radiographs)
+    return radiographs, splits, images, generative
+
+
+def data_key(bundle: Bundle) -> dict:
+    """The hashes of the cohort files training reads: work checkpoints are only resumed on the same data."""
+    return {rel: bundle.record(rel).sha256 for rel in stage_inputs(bundle)}
+
+
+def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], None] | None = None) -> dict:
+    bundle = stage.bundle
+    radiographs, splits, images, generative = training_images(bundle)
+    unlabelled = splits["set"].to_numpy() == "unlabelled"  # labelled = ~unlabelled: the predictors' data
+    pairing = bundle.read_table("pairing").set_index("image_id")
+    work = bundle.root / "work"
+    key = data_key(bundle)
+    generator, decoder_stats = train_decoder(images[generative], config, work, stop=stop, data_key=key)
+    encoder, encoder_stats = train_encoder(images[generative], generator, config, work, stop=stop, data_key=key)
+
+    dec_state = checkpoints.payload("decoder", models={"generator": generator}, config=decoder_config(config),
+                                    seed=config.seed, step=config.decoder.iterations)
+    enc_state = checkpoints.payload("encoder", models={"encoder": encoder}, config=encoder_config(config),
+                                    seed=config.seed, step=config.encoder.iterations)
+    stage.write_checkpoint("checkpoints/decoder.pt", dec_state)
+    stage.write_checkpoint("checkpoints/encoder.pt", enc_state)
+    encoder_id = "encoder-" + sha256_bytes(checkpoints.to_bytes(enc_state))[:12]
+
+    device = device_for(config)  # encoding every radiograph and decoding samples: on the GPU when there is one
+    generator, encoder = generator.to(device), encoder.to(device)
+    note("training: encoding %s radiographs", f"{len(images):,}")
+    latents = encode(encoder, images)
+    stage.write_array("arrays/latents.npy", latents)
+    stage.write_table("latents_index", pd.DataFrame({
+        "image_id": radiographs["image_id"], "encoder_id": encoder_id,
+        "latents_path": "arrays/latents.npy", "row": np.arange(len(radiographs)),
+    }))
+
+    # held-out reconstructions: labelled radiographs were never seen by the decoder or encoder
+    held_out = np.flatnonzero(~unlabelled)
+    recon = decode(generator, latents[held_out])
+    err = (recon.astype(np.float64) - images[held_out].astype(np.float64)) / 255
+    mse = float(np.mean(err**2))
+    show = held_out[:8]
+    stage.write_image("train/reconstructions.png", grid(np.concatenate([images[show], recon[:8]]), columns=8))
+    rng = np.random.default_rng([config.seed, 30])
+    z = rng.standard_normal((64, config.decoder.latent_dim)).astype(np.float32)
+    samples = decode(generator, z)
+    stage.write_image("train/samples.png", grid(samples))
+    real = images[generative][rng.choice(generative.sum(), min(512, generative.sum()), replace=False)]
+    more = decode(generator, rng.standard_normal((len(real), config.decoder.latent_dim)).astype(np.float32))
+    note("training: cardiothoracic ratio of %d real radiographs and %d decoder samples", len(real), len(more))
+    ratios = ctr_table(real, more)
+
+    # predictors on the labelled radiographs
+    labelled_ids = radiographs["image_id"].to_numpy()[~unlabelled]
+    bnp = pairing.loc[labelled_ids, "bnp_ng_l"].to_numpy()
+    split = splits["set"].to_numpy()[~unlabelled]
+    threshold = config.cohort.bnp_threshold_ng_l
+    note("training: fitting the predictors on %s labelled radiographs", f"{int((~unlabelled).sum()):,}")
+    fitted = fit_all(latents[~unlabelled], bnp, split, config.predictors, seed=config.seed, threshold=threshold)
+    rows, aucs = [], {}
+    for f in fitted:
+        model_id = f"{f.predictor}-{f.regime}"
+        state = checkpoints.payload("predictor", models={"predictor": f.model},
+                                    config=model_config(config.predictors, f.predictor, f.regime),
+                                    seed=config.seed, step=f.epochs,
+                                    extra={"encoder_id": encoder_id, "latent_dim": config.decoder.latent_dim,
+                                           "hidden": list(config.predictors.mlp_hidden) if f.predictor == "mlp" else []})
+        data = checkpoints.to_bytes(state)
+        stage.write_bytes(f"checkpoints/{model_id}.pt", data)
+        sha = sha256_bytes(data)
+        pred = predict_ng_l(f.model, latents[~unlabelled])
+        for role, idx in f.roles.items():
+            rows.append(pd.DataFrame({
+                "image_id": labelled_ids[idx], "model_id": model_id, "predictor": f.predictor, "regime": f.regime,
+                "role": role, "checkpoint_sha256": sha, "bnp_true_ng_l": bnp[idx],
+                "bnp_pred_ng_l": np.maximum(pred[idx], np.finfo(float).tiny),
+            }))
+            aucs[f"{model_id}/{role}"] = _auc(bnp[idx] >= threshold, np.log(pred[idx])) | {"epochs": f.epochs}
+    predictions = pd.concat(rows, ignore_index=True).sort_values(["model_id", "image_id"], kind="stable")
+    stage.write_table("predictions", predictions)
+
+    oracle = json.loads(bundle.verify_file("cohort/summary.json").read_text()).get("oracle_auc")
+    targets = {}
+    correct_mlp = aucs["mlp-correct/test"]["auc"]
+    for predictor in ("mlp", "linear"):
+        value = aucs[f"{predictor}-correct/test"]["auc"]
+        targets[f"{predictor} correct: test AUC >= 0.80"] = _target(value, value is not None and value >= 0.80)
+        if oracle:
+            targets[f"{predictor} correct: test AUC >= 90% of oracle {oracle:.3f}"] = _target(
+                None if value is None else value / oracle, value is not None and value >= 0.9 * oracle)
+    over_train = aucs["mlp-overfitted/train"]["auc"]
+    over_val = aucs["mlp-overfitted/validation"]["auc"]
+    targets["mlp overfitted: own training data AUC >= 0.97"] = _target(over_train, over_train is not None and over_train >= 0.97)
+    targets["mlp overfitted: withheld quarter AUC < correct test AUC"] = _target(
+        over_val, None not in (over_val, correct_mlp) and over_val < correct_mlp)
+    summary = {
+        "decoder": decoder_stats, "encoder": encoder_stats, "encoder_id": encoder_id,
+        "generative_training": {"radiographs": int(generative.sum()),
+                                "unlabelled_of_test_patients_left_out": int((unlabelled & ~generative).sum())},
+        "reconstruction": {"held_out_radiographs": int(len(held_out)), "mse": mse,
+                           "psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else None},
+        "samples": sample_statistics(real, more, ratios),
+        "auc": aucs, "oracle_auc": oracle, "targets": targets,
+    }
+    stage.write_bytes("train/ctr_real_vs_generated.csv", ratios.to_csv(index=False, lineterminator="\n").encode())
+    stage.write_json("train/summary.json", summary)
+    return summary
+
+
+def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) -> Bundle:
+    """Run the training stage in the bundle at `out` (its cohort must exist).
+
+    Under ``torchrun`` every process trains the decoder and encoder on its slice of each batch;
+    rank 0 alone decides whether the stage is current, and writes the bundle.
+    """
+    import torch.distributed as dist
+
+    from modelling.nets.training import broadcast_decision, distributed
+
+    bundle = Bundle(out, create=False)
+    if "cohort" not in bundle.stages:
+        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
+    rank, world = distributed()
+    if force and rank == 0:  # --force retrains from scratch, not from the last work checkpoint
+        for path in (bundle.root / "work").glob("*.pt"):
+            path.unlink()
+    if world > 1:
+        dist.barrier()
+    run = lambda st: write_training(st, config, stop=stop)  # noqa: E731
+    if world == 1:
+        bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed,
+                         inputs=stage_inputs(bundle), force=force)
+        return bundle
+    if not broadcast_decision(lambda: force or not bundle.is_current(
+            STAGE, config=stage_config(config), seed=config.seed, inputs=stage_inputs(bundle))):
+        return bundle
+    if rank == 0:
+        bundle.run_stage(STAGE, run, config=stage_config(config), seed=config.seed, inputs=stage_inputs(bundle),
+                         force=True)
+    else:  # the same collective calls as rank 0's write_training, without writing anything
+        _, _, images, generative = training_images(bundle)
+        work, key = bundle.root / "work", data_key(bundle)
+        generator, _ = train_decoder(images[generative], config, work, stop=stop, data_key=key)
+        train_encoder(images[generative], generator, config, work, stop=stop, data_key=key)
+    dist.barrier()
+    return bundle

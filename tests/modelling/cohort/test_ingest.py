@@ -1,0 +1,312 @@
+"""Real data in: DICOM and PNG radiographs, BNP results and patients, de-identified and paired."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+from typer.testing import CliRunner
+
+from data_schema import Bundle, validate_bundle
+from modelling.cli import app
+from modelling.config import load_config
+from modelling.stages.ingest import build_from_real_data
+from modelling.cohort.ingest import (
+    IngestError,
+    IngestSources,
+    Pseudonymiser,
+    fit_square,
+    parse_timestamp,
+    read_dicom,
+)
+
+SALT = b"0123456789abcdef-test-salt"
+IDENTIFYING = {
+    "PatientName": "Doe^Jane",
+    "PatientBirthDate": "19400101",
+    "PatientAddress": "1 Secret Street",
+    "AccessionNumber": "ACC7654321",
+    "InstitutionName": "Saint Example Hospital",
+    "ReferringPhysicianName": "Who^Doctor",
+    "OtherPatientIDs": "OTHER999",
+    "StudyID": "STUDY4242",
+}
+
+
+def gradient(rows=40, cols=40):
+    return (np.add.outer(np.arange(rows), np.arange(cols)) * 40).astype(np.uint16)
+
+
+def make_dicom(path, *, patient="MRN0001", uid="1.2.3.4.1", view="PA", when=("20120304", "101500"),
+               pixels=None, photometric="MONOCHROME2", window=None, pixel_data=True):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.SOPInstanceUID = uid
+    ds.PatientID = patient
+    for key, value in IDENTIFYING.items():
+        setattr(ds, key, value)
+    ds.Modality = "DX"
+    ds.ViewPosition = view
+    ds.AcquisitionDate, ds.AcquisitionTime = when
+    ds.PixelSpacing = [0.2, 0.2]
+    if pixel_data:
+        pixels = gradient() if pixels is None else pixels
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = pixels.astype(np.uint16).tobytes()
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def cohort_files(tmp_path):
+    d = tmp_path / "dicom"
+    d.mkdir()
+    make_dicom(d / "a1.dcm", patient="MRN0001", uid="1.2.3.4.1", when=("20120304", "101500"))
+    make_dicom(d / "a2.dcm", patient="MRN0001", uid="1.2.3.4.2", when=("20130101", "080000"), view="AP")
+    make_dicom(d / "b1.dcm", patient="MRN0002", uid="1.2.3.4.3", when=("20140505", "120000"))
+    make_dicom(d / "c1.dcm", patient="MRN0003", uid="1.2.3.4.4", when=("20150606", "120000"))
+    make_dicom(d / "c-lateral.dcm", patient="MRN0003", uid="1.2.3.4.5", view="LL")
+    make_dicom(d / "no-pixels.dcm", patient="MRN0003", uid="1.2.3.4.6", pixel_data=False)
+    good = (d / "b1.dcm").read_bytes()
+    (d / "truncated.dcm").write_bytes(good[: len(good) // 3])
+    (d / "notes.txt").write_text("not a dicom file")
+    (tmp_path / "patients.csv").write_text(
+        "patient_id,sex,birth_date\nMRN0001,F,1940-01-01\nMRN0002,M,1950-06-15\nMRN0003,F,1930-02-02\n")
+    (tmp_path / "bnp.csv").write_text(
+        "patient_id,collected_at,bnp_ng_l\n"
+        "MRN0001,2012-03-05 09:00,450\n"          # 22.75 h after a1: paired
+        "MRN0002,20140507 010000,80\n"            # DICOM format, 37 h after b1: not paired
+        "MRN0003,06/06/2015 20:00,1200\n"         # day-first slashes, 8 h after c1: paired
+    )
+    return tmp_path, IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv", dicom_dir=d)
+
+
+def build(tmp_path, src, salt=SALT, name="bundle"):
+    return build_from_real_data(load_config("tiny"), tmp_path / name, src, Pseudonymiser(salt))
+
+
+def test_dicom_folder_is_ingested_paired_and_valid(cohort_files):
+    tmp_path, src = cohort_files
+    bundle, info = build(tmp_path, src)
+    assert validate_bundle(bundle.root) == []
+    assert info["radiographs"] == 4 and info["excluded"] == 4
+    reasons = {item["file"].rsplit("/", 1)[-1]: item["reason"] for item in info["excluded_files"]}
+    assert "not a frontal view" in reasons["c-lateral.dcm"]
+    assert reasons["no-pixels.dcm"] == "DICOM file without pixel data"
+    assert "truncated.dcm" in reasons and "notes.txt" in reasons
+    exclusions = pd.read_csv(bundle.verify_file("cohort/exclusions.csv"))
+    assert len(exclusions) == 4 and list(exclusions.columns) == ["file_sha256", "reason"]
+    pairing = bundle.read_table("pairing")
+    assert sorted(pairing["bnp_ng_l"]) == [450.0, 1200.0]
+    assert sorted(pairing["hours_apart"]) == [8.0, 22.75]
+    radiographs = bundle.read_table("radiographs")
+    assert sorted(radiographs["projection"]) == ["AP", "PA", "PA", "PA"]
+    ages = radiographs.sort_values("acquired_at")["age_years"].tolist()
+    assert ages[0] == pytest.approx((pd.Timestamp("2012-03-04 10:15") - pd.Timestamp("1940-01-01")).days / 365.25, abs=0.01)
+    images = bundle.read_array("images/radiographs-00000.npy")
+    assert images.shape == (4, 32, 32) and images.dtype == np.uint8
+    splits = bundle.read_table("splits").merge(radiographs[["image_id", "acquired_at"]], on="image_id")
+    labelled = splits.sort_values("acquired_at")["set"].ne("unlabelled").tolist()
+    assert labelled == [True, False, False, True]  # a1 and c1 paired; a2 and b1 (37 h) not
+    np.testing.assert_allclose(radiographs["pixel_spacing_mm"], 0.2 * 40 / 32)  # 40 px of 0.2 mm into 32
+    assert bundle.read_image("cohort/contact_sheet.png").shape[2] == 3
+    assert info["sets"]["train"]["patients"] + info["sets"]["test"]["patients"] == 2
+
+
+def test_identifying_attributes_never_reach_the_bundle(cohort_files):
+    tmp_path, src = cohort_files
+    bundle, _ = build(tmp_path, src)
+    secrets = list(IDENTIFYING.values()) + ["MRN0001", "MRN0002", "MRN0003", "1.2.3.4.1", "1940-01-01", "1940"]
+    for path in bundle.root.rglob("*"):
+        for secret in secrets:
+            assert secret not in str(path.relative_to(bundle.root))
+        if path.is_file() and path.suffix in (".json", ".csv", ".yaml"):
+            text = path.read_text()
+            for secret in secrets[:-1]:
+                assert secret not in text, (secret, path)
+    for name in ("patients", "radiographs", "bnp_results", "pairing", "splits"):
+        table = bundle.read_table(name)
+        cells = set(table.astype(str).to_numpy().ravel())
+        for secret in secrets[:-1]:
+            assert not any(secret in c for c in cells), (secret, name)
+    patients = bundle.read_table("patients")
+    assert set(patients.columns) == {"patient_id", "sex", "age_years"}
+
+
+def test_pseudonyms_are_stable_for_a_salt_and_change_with_it(cohort_files):
+    tmp_path, src = cohort_files
+    a, _ = build(tmp_path, src, name="a")
+    b, _ = build(tmp_path, src, name="b")
+    c, _ = build(tmp_path, src, salt=b"another-secret-salt-0000", name="c")
+    ids = lambda bundle: sorted(bundle.read_table("patients")["patient_id"])  # noqa: E731
+    assert ids(a) == ids(b) and set(ids(a)).isdisjoint(ids(c))
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        Pseudonymiser(b"short")
+
+
+def test_monochrome1_is_inverted_so_bright_is_dense(tmp_path):
+    m2 = read_dicom(make_dicom(tmp_path / "m2.dcm"))
+    m1 = read_dicom(make_dicom(tmp_path / "m1.dcm", photometric="MONOCHROME1"))
+    np.testing.assert_allclose(m1.pixels, 1.0 - m2.pixels, atol=1e-6)
+    assert m2.pixels[0, 0] < m2.pixels[-1, -1]
+    assert m2.spacing_mm == (0.2, 0.2)
+
+
+def test_voi_window_is_applied(tmp_path):
+    plain = read_dicom(make_dicom(tmp_path / "plain.dcm"))
+    windowed = read_dicom(make_dicom(tmp_path / "win.dcm", window=(1600, 400)))
+    # outside the window the pixels saturate: many more pixels at 0 or 1
+    saturated = lambda p: np.mean((p <= 1e-6) | (p >= 1 - 1e-6))  # noqa: E731
+    assert saturated(windowed.pixels) > 0.5 > saturated(plain.pixels)
+
+
+def test_resizing_keeps_the_aspect_ratio_and_pads_with_black():
+    image = np.ones((100, 50), np.float32)
+    out = fit_square(image, 32)
+    assert out.shape == (32, 32)
+    assert out[:, :8].max() == 0 and out[:, -8:].max() == 0
+    np.testing.assert_allclose(out[:, 8:24], 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2012-03-04 05:06", "2012-03-04 05:06:00"),
+    ("2012-03-04T05:06:07", "2012-03-04 05:06:07"),
+    ("20120304050607", "2012-03-04 05:06:07"),
+    ("20120304 050607", "2012-03-04 05:06:07"),
+    ("04/03/2012 05:06", "2012-03-04 05:06:00"),
+    ("04/03/2012", "2012-03-04 00:00:00"),
+])
+def test_mixed_timestamp_formats(text, expected):
+    assert parse_timestamp(text) == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2012-13-04", "31/02/2012", "2012-03-04T05:06:07+02:00", ""])
+def test_unparseable_timestamps(text):
+    assert parse_timestamp(text) is None
+
+
+def test_month_first_slashes():
+    assert parse_timestamp("04/03/2012", dayfirst=False) == pd.Timestamp("2012-04-03")
+
+
+def assert_nothing_written(root):
+    assert not (root / "tables").exists() and not (root / "images").exists()
+
+
+@pytest.mark.parametrize("row, message", [
+    ("MRN0999,2012-03-05 09:00,450", "BNP result for a patient not in the patients file"),
+    ("MRN0001,2012-03-05 09:00,0", "BNP must be a positive number"),
+    ("MRN0001,2012-03-05 09:00,high", "BNP must be a positive number"),
+    ("MRN0001,next week,450", "not a timestamp"),
+])
+def test_bad_bnp_rows_are_refused_with_file_row_and_column(cohort_files, row, message):
+    tmp_path, src = cohort_files
+    with (tmp_path / "bnp.csv").open("a") as handle:
+        handle.write(row + "\n")
+    with pytest.raises(IngestError) as info:
+        build(tmp_path, src)
+    problem = info.value.problems[0]
+    assert len(info.value.problems) == 1
+    assert problem.file == str(tmp_path / "bnp.csv") and problem.row == 4 and message in problem.message
+    assert problem.column in ("patient_id", "bnp_ng_l", "collected_at")
+    assert_nothing_written(tmp_path / "bundle")
+
+
+def test_missing_column_is_refused(cohort_files):
+    tmp_path, src = cohort_files
+    (tmp_path / "bnp.csv").write_text("patient_id,bnp_ng_l\nMRN0001,300\n")
+    with pytest.raises(IngestError, match="bnp.csv, column 'collected_at': missing column"):
+        build(tmp_path, src)
+
+
+def test_duplicate_images_are_refused(cohort_files):
+    tmp_path, src = cohort_files
+    make_dicom(src.dicom_dir / "copy.dcm", patient="MRN0002", uid="1.2.3.4.3", when=("20140505", "120000"))
+    with pytest.raises(IngestError, match="duplicate image"):
+        build(tmp_path, src)
+    assert_nothing_written(tmp_path / "bundle")
+
+
+def test_png_manifest_with_a_corrupt_file(tmp_path):
+    import imageio.v3 as iio
+
+    (tmp_path / "img").mkdir()
+    iio.imwrite(tmp_path / "img/x1.png", (gradient(60, 40) // 16).astype(np.uint8))
+    iio.imwrite(tmp_path / "img/x2.png", (gradient(40, 40) // 16).astype(np.uint8))
+    (tmp_path / "img/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (tmp_path / "manifest.csv").write_text(
+        "file,patient_id,acquired_at,view\n"
+        "img/x1.png,P1,2012-03-04 10:00,PA\n"
+        "img/x2.png,P1,2013-03-04 10:00,AP\n"
+        "img/broken.png,P1,2014-03-04 10:00,PA\n"
+    )
+    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,230\n")
+    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
+                        manifest_csv=tmp_path / "manifest.csv")
+    bundle, info = build(tmp_path, src)
+    assert info["radiographs"] == 2 and info["excluded"] == 1
+    assert "not a readable image" in info["excluded_files"][0]["reason"]
+    ages = sorted(bundle.read_table("radiographs")["age_years"])
+    assert ages[0] == 70.0 and ages[1] == pytest.approx(71.0, abs=0.01)
+    assert validate_bundle(bundle.root) == []
+
+
+def test_cli_ingest_needs_a_salt_and_reports(cohort_files, monkeypatch):
+    tmp_path, src = cohort_files
+    args = ["cohort", "ingest", "--config", "tiny", "--out", str(tmp_path / "cli"), "--patients", str(src.patients_csv),
+            "--bnp", str(src.bnp_csv), "--dicom", str(src.dicom_dir)]
+    monkeypatch.delenv("GVR_SALT", raising=False)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "salt" in result.output
+    monkeypatch.setenv("GVR_SALT", SALT.decode())
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "ingested 4 radiographs of 3 patients (4 file(s) excluded)" in result.output
+    assert "excluded: " in result.output and "c-lateral.dcm" in result.output
+    assert "BNP median (IQR)" in result.output
+    again = CliRunner().invoke(app, args)
+    assert "is current" in again.output
+    with (src.bnp_csv).open("a") as handle:
+        handle.write("MRN0001,2012-03-05 09:00,0\n")
+    bad = CliRunner().invoke(app, args + ["--force"])
+    assert bad.exit_code == 1 and "row 4 (line 5), column 'bnp_ng_l'" in bad.output
+
+
+def test_exclusion_reasons_in_the_bundle_never_quote_a_path(tmp_path):
+    import imageio.v3 as iio
+
+    folder = tmp_path / "Smith_John_MRN998877"
+    folder.mkdir()
+    iio.imwrite(folder / "ok.png", (gradient(40, 40) // 16).astype(np.uint8))
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    (tmp_path / "manifest.csv").write_text(
+        "file,patient_id,acquired_at,view\n"
+        "Smith_John_MRN998877/ok.png,P1,2012-03-04 10:00,PA\n"
+        "Smith_John_MRN998877/missing.png,P1,2013-03-04 10:00,PA\n"
+        "Smith_John_MRN998877/broken.png,P1,2014-03-04 10:00,PA\n"
+    )
+    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,<5\n")
+    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
+                        manifest_csv=tmp_path / "manifest.csv")
+    bundle, info = build(tmp_path, src)
+    assert info["excluded"] == 2 and info["censored_bnp_values"] == 1
+    assert any("Smith_John" in item["reason"] or "Smith_John" in item["file"] for item in info["excluded_files"])
+    for path in bundle.root.rglob("*"):
+        assert "Smith" not in str(path) and "998877" not in str(path)
+        if path.is_file() and path.suffix in (".csv", ".json", ".yaml"):
+            assert "Smith" not in path.read_text() and "998877" not in path.read_text(), path
+    reasons = pd.read_csv(bundle.verify_file("cohort/exclusions.csv"))["reason"].tolist()
+    assert "not a readable image (FileNotFoundError)" in reasons

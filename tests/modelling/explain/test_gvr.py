@@ -1,0 +1,117 @@
+"""GVRs by their properties on toy models with a known answer (STYLE.md 8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelling.explain.gvr import ORANGE, PURPLE, move, overlay
+
+SIZE = 32
+
+
+class LinearPredictor(nn.Module):
+    def __init__(self, w: torch.Tensor, b: float):
+        super().__init__()
+        self.w, self.b = nn.Parameter(w), nn.Parameter(torch.tensor(b))
+
+    def forward(self, z):
+        return z @ self.w + self.b
+
+
+class ToyDecoder(nn.Module):
+    """z[0] sets the radius of a dense disc (the 'heart'); z[1] the brightness of a corner blob."""
+
+    def __init__(self):
+        super().__init__()
+        g = (torch.arange(SIZE) + 0.5) / SIZE * 2 - 1
+        self.yy, self.xx = torch.meshgrid(g, g, indexing="ij")
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, z):
+        radius = 0.35 + 0.08 * z[:, 0, None, None]
+        disc = torch.sigmoid((radius - torch.sqrt(self.xx**2 + (self.yy - 0.2) ** 2)) * 40)
+        blob = (0.5 + 0.2 * z[:, 1, None, None]) * torch.exp(-((self.xx + 0.7) ** 2 + (self.yy + 0.7) ** 2) / 0.02)
+        return (disc + blob).clamp(0, 1)[:, None] * 2 - 1 + 0 * self.dummy
+
+
+def heart_only(z_dim=4):
+    w = torch.zeros(z_dim)
+    w[0] = 2.0  # log BNP grows with heart size only
+    return ToyDecoder(), LinearPredictor(w, 5.0)
+
+
+def test_a_zero_move_reproduces_the_reconstruction():
+    decoder, predictor = heart_only()
+    start = np.full((3, 4), -1.0, np.float32)  # log BNP 3 < log 100: already healthy
+    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down")
+    np.testing.assert_array_equal(path.end, start)
+    assert path.steps.tolist() == [0, 0, 0] and path.reached.all()
+    with torch.no_grad():
+        image = ((decoder(torch.from_numpy(start))[0, 0] + 1) * 127.5).round().byte().numpy()
+    shown = overlay(image, image, image, legend=False)
+    np.testing.assert_array_equal(shown, np.repeat(image[..., None], 3, axis=-1))
+
+
+def test_the_prediction_moves_the_requested_way_and_reaches_the_target():
+    decoder, predictor = heart_only()
+    start = np.array([[1.0, 0.0, 0.3, -0.2], [1.5, 0.5, 0.0, 0.0]], np.float32)  # log BNP 7, 8
+    down = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500)
+    assert down.reached.all() and (down.end_log_bnp < np.log(100)).all()
+    assert (down.end_log_bnp > np.log(100) - 0.05).all()  # lands just past the target, not far beyond
+    assert (down.steps > 0).all()
+    assert (down.end[:, 0] < start[:, 0]).all()  # the heart shrinks
+    np.testing.assert_allclose(down.end[:, 2:], start[:, 2:], atol=1e-6)  # what the predictor ignores stays
+    up = move(down.end, decoder, predictor, target_log_bnp=np.log([1000.0, 4000.0]), direction="up", max_steps=500)
+    assert up.reached.all() and (up.end_log_bnp >= np.log([1000.0, 4000.0])).all()
+    assert len(down.frames) >= 2 and np.allclose(down.frames[0], start) and np.allclose(down.frames[-1], down.end)
+
+
+def test_the_change_lies_in_the_heart_when_bnp_depends_only_on_heart_size():
+    decoder, predictor = heart_only()
+    start = np.array([[1.2, 0.4, 0.0, 0.0]], np.float32)
+    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                similarity_weight=1.0)
+    with torch.no_grad():
+        diseased = decoder(torch.from_numpy(path.start))[0, 0].numpy()
+        healthy = decoder(torch.from_numpy(path.end))[0, 0].numpy()
+    change = np.abs(diseased - healthy)
+    g = (np.arange(SIZE) + 0.5) / SIZE * 2 - 1
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    heart = np.sqrt(xx**2 + (yy - 0.2) ** 2) < 0.35 + 0.08 * 1.2 + 0.1  # the diseased disc, dilated
+    assert change[heart].sum() / change.sum() > 0.95
+
+
+def test_a_target_not_reached_is_recorded_with_the_closest_value():
+    decoder, predictor = heart_only()
+    start = np.array([[3.0, 0, 0, 0]], np.float32)  # log BNP 11
+    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=3, step_size=0.01)
+    assert not path.reached[0] and path.steps[0] == 3
+    assert np.log(100) < path.end_log_bnp[0] < path.start_log_bnp[0]
+
+
+def test_bad_input_is_refused():
+    decoder, predictor = heart_only()
+    with pytest.raises(ValueError, match="NaN"):
+        move(np.array([[np.nan, 0, 0, 0]], np.float32), decoder, predictor, target_log_bnp=1.0, direction="down")
+    with pytest.raises(ValueError, match="direction must be 'down' or 'up'"):
+        move(np.zeros((1, 4), np.float32), decoder, predictor, target_log_bnp=1.0, direction="sideways")
+
+
+def test_overlay_colours_have_the_documented_signs():
+    original = np.full((16, 16), 100, np.uint8)
+    diseased = original.copy()
+    healthy = original.copy()
+    diseased[2:6, 2:6] = 200  # density removed on the way to healthy: orange
+    healthy[10:14, 10:14] = 200  # density added: purple
+    healthy[0, 15] = 102  # below the threshold: left as it was
+    out = overlay(original, diseased, healthy, threshold=0.02, legend=False).astype(int)
+    removed, added = out[3, 3], out[12, 12]
+    assert np.linalg.norm(removed - np.array(ORANGE)) < np.linalg.norm(removed - np.array(PURPLE))
+    assert np.linalg.norm(added - np.array(PURPLE)) < np.linalg.norm(added - np.array(ORANGE))
+    assert out[0, 15].tolist() == [100, 100, 100] and out[8, 8].tolist() == [100, 100, 100]
+    with_legend = overlay(original, diseased, healthy)
+    assert with_legend[0:2, 0:2].tolist() == out[0:2, 0:2].tolist()  # legend sits below the first pixels
+    assert (with_legend == np.array(ORANGE, np.uint8)).all(axis=-1).any()

@@ -1,0 +1,70 @@
+"""BNP predictors on latent codes in the paper's two regimes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from modelling.config import PredictorConfig
+from modelling.nets.predictors import OneClassError, fit_all, predict_ng_l
+
+
+def data(n=400, d=20, seed=0, signal=1.0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, d)).astype(np.float32)
+    log_bnp = 5.8 + signal * z[:, 0] + 0.5 * rng.normal(size=n)
+    split = np.where(rng.random(n) < 0.8, "train", "test")
+    return z, np.exp(log_bnp), split
+
+
+CFG = PredictorConfig(mlp_hidden=(64, 64), learning_rate=3e-3, batch_size=32, max_epochs=100, patience=5,
+                      overfit_epochs=300, validation_fraction=0.25)
+
+
+def test_roles_follow_the_paper():
+    z, bnp, split = data()
+    fitted = {(f.predictor, f.regime): f for f in fit_all(z, bnp, split, CFG, seed=1, threshold=100)}
+    correct = fitted[("mlp", "correct")]
+    np.testing.assert_array_equal(correct.roles["train"], np.flatnonzero(split == "train"))
+    np.testing.assert_array_equal(correct.roles["test"], np.flatnonzero(split == "test"))
+    over = fitted[("mlp", "overfitted")]
+    assert set(over.roles) == {"train", "validation"}
+    assert len(np.intersect1d(over.roles["train"], over.roles["validation"])) == 0
+    assert len(over.roles["train"]) + len(over.roles["validation"]) == len(z)  # train and test combined
+    assert len(over.roles["validation"]) == round(0.25 * len(z))
+    assert correct.epochs < CFG.max_epochs  # stopped early on the test split
+    assert over.epochs == CFG.overfit_epochs  # trained to the end
+
+
+def test_correct_models_find_the_signal_and_the_overfitted_mlp_memorises_noise():
+    z, bnp, split = data()
+    fitted = {(f.predictor, f.regime): f for f in fit_all(z, bnp, split, CFG, seed=1, threshold=100)}
+    for predictor in ("linear", "mlp"):
+        f = fitted[(predictor, "correct")]
+        test = f.roles["test"]
+        assert roc_auc_score(bnp[test] > 100, predict_ng_l(f.model, z[test])) > 0.85
+    # pure noise: the overfitted MLP memorises its training rows and generalises to nothing
+    rng = np.random.default_rng(5)
+    noise_bnp = np.exp(5.8 + rng.normal(size=len(z)))
+    f = [f for f in fit_all(z, noise_bnp, split, CFG, seed=1, threshold=100) if f.regime == "overfitted" and f.predictor == "mlp"][0]
+    train, val = f.roles["train"], f.roles["validation"]
+    assert roc_auc_score(noise_bnp[train] > 100, predict_ng_l(f.model, z[train])) > 0.97
+    assert roc_auc_score(noise_bnp[val] > 100, predict_ng_l(f.model, z[val])) < 0.65
+
+
+def test_linear_regression_is_ordinary_least_squares():
+    z, bnp, split = data(signal=2.0)
+    f = [f for f in fit_all(z, bnp, split, CFG, seed=1, threshold=100) if f.predictor == "linear" and f.regime == "correct"][0]
+    train = f.roles["train"]
+    x = np.column_stack([np.ones(len(train)), z[train]])
+    coef, *_ = np.linalg.lstsq(x, np.log(bnp[train]), rcond=None)
+    np.testing.assert_allclose(np.log(predict_ng_l(f.model, z[:10])), coef[0] + z[:10] @ coef[1:], rtol=1e-4)
+
+
+def test_one_class_is_refused():
+    z, bnp, split = data()
+    with pytest.raises(OneClassError, match="every labelled BNP is at or above 100 ng/L"):
+        fit_all(z, np.full(len(z), 500.0), split, CFG, seed=1, threshold=100)
+    with pytest.raises(ValueError, match="needs train and test rows"):
+        fit_all(z, bnp, np.full(len(z), "train"), CFG, seed=1, threshold=100)

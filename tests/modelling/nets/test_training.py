@@ -1,0 +1,105 @@
+"""Decoder and encoder training: runs on the tiny profile and resumes to the same weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from modelling.nets import checkpoints
+from modelling.config import load_config
+from modelling.nets.training import Interrupted, encode, train_decoder, train_encoder
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = load_config("tiny")
+    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, iterations=6),
+                              encoder=dataclasses.replace(cfg.encoder, iterations=6))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, cfg.image_size, cfg.image_size), dtype=np.uint8)
+    return cfg, images
+
+
+def states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def stop_at(k):
+    def stop(step):
+        if step == k:
+            raise Interrupted(f"killed at step {k}")
+    return stop
+
+
+def test_killed_decoder_training_resumes_to_the_same_weights(setup, tmp_path):
+    cfg, images = setup
+    full, stats = train_decoder(images, cfg, tmp_path / "a")
+    assert stats["iterations"] == 6 and np.isfinite(stats["critic"])
+    with pytest.raises(Interrupted):
+        train_decoder(images, cfg, tmp_path / "b", stop=stop_at(3))  # checkpoint_every = 2: saved at 2
+    assert checkpoints.load(tmp_path / "b/decoder.pt")["step"] == 2
+    resumed, _ = train_decoder(images, cfg, tmp_path / "b")
+    assert states_equal(full, resumed)
+
+
+def test_killed_encoder_training_resumes_to_the_same_weights(setup, tmp_path):
+    cfg, images = setup
+    generator, _ = train_decoder(images, cfg, tmp_path / "dec")
+    full, _ = train_encoder(images, generator, cfg, tmp_path / "a")
+    with pytest.raises(Interrupted):
+        train_encoder(images, generator, cfg, tmp_path / "b", stop=stop_at(5))
+    resumed, _ = train_encoder(images, generator, cfg, tmp_path / "b")
+    assert states_equal(full, resumed)
+    z = encode(resumed, images[:3])
+    assert z.shape == (3, cfg.decoder.latent_dim) and z.dtype == np.float32
+
+
+def test_other_seed_other_weights_and_global_rng_untouched(setup, tmp_path):
+    cfg, images = setup
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, _ = train_decoder(images, cfg, tmp_path / "a")
+    assert torch.equal(torch.rand(1), before)  # library code never reseeds torch's global generator
+    b, _ = train_decoder(images, dataclasses.replace(cfg, seed=cfg.seed + 1), tmp_path / "b")
+    assert not states_equal(a, b)
+
+
+def test_a_stale_work_checkpoint_is_set_aside_not_resumed(setup, tmp_path):
+    from modelling.nets.training import StaleCheckpointWarning
+
+    cfg, images = setup
+    fresh_other_config, _ = train_decoder(images, dataclasses.replace(
+        cfg, decoder=dataclasses.replace(cfg.decoder, learning_rate=1e-3)), tmp_path / "fresh")
+    train_decoder(images, cfg, tmp_path / "work")
+    other = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, learning_rate=1e-3))
+    with pytest.warns(StaleCheckpointWarning, match="keys that differ: decoder.learning_rate"):
+        g, stats = train_decoder(images, other, tmp_path / "work")
+    assert states_equal(g, fresh_other_config) and stats["critic"] is not None
+    # the same config on other images is stale too: a work checkpoint belongs to its data
+    with pytest.warns(StaleCheckpointWarning, match="data"):
+        train_decoder(images[::-1].copy(), other, tmp_path / "work", data_key={"images": "other"})
+
+
+def test_bad_inputs(setup, tmp_path):
+    cfg, images = setup
+    with pytest.raises(ValueError, match="unlabelled set is empty"):
+        train_decoder(images[:0], cfg, tmp_path)
+    with pytest.raises(ValueError, match="the config says 32 px"):
+        train_decoder(np.zeros((4, 64, 64), np.uint8), cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_compile_switch_trains_to_about_the_same_weights(setup, tmp_path):
+    cfg, images = setup
+    compiled = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, compile=True))
+    a, _ = train_decoder(images, cfg, tmp_path / "eager")
+    b, stats = train_decoder(images, compiled, tmp_path / "compiled")
+    assert np.isfinite(stats["critic"])
+    for k, v in a.state_dict().items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-3, atol=1e-4, msg=k)

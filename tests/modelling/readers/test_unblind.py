@@ -1,0 +1,238 @@
+"""Unblinding: responses + key give a valid reader_assessments table; every bad input is refused by name."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from data_schema import Bundle, TableValidationError, load_table, validate_frame
+from modelling.cli.readers import STAGE, register
+from modelling.readers.packets import PacketError, load_packet, make_packet
+from modelling.readers.unblind import RESPONSE_COLUMNS, ResponsesError, read_responses, unblind
+from tests.modelling.readers.test_packets import build_tiny_study
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unblind")
+    study = build_tiny_study(root / "bundle")
+    summary = make_packet(study, root / "packet", key_path=root / "key.csv", per_model=3, rng=11)
+    return study, summary.packet, summary.key_path
+
+
+def write_responses(path: Path, rows: list[list], columns=RESPONSE_COLUMNS) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return path
+
+
+def answer(blinded_id: str, feature: str, reader: str, k: int) -> bool:
+    return zlib.crc32(f"{blinded_id}/{feature}/{reader}/{k}".encode()) % 3 == 0
+
+
+def full_responses(packet, directory: Path) -> list[Path]:
+    """One complete file per reader and round, as the reading page writes them."""
+    paths = []
+    for reader in packet.readers:
+        for k in range(1, packet.rounds + 1):
+            rows = [[reader, k, b, f, str(answer(b, f, reader, k)).lower(), f"2024-05-0{k}T10:{i // 60:02d}:{i % 60:02d}"]
+                    for i, (b, f) in enumerate((b, f) for b in packet.order(reader, k) for f in packet.features)]
+            paths.append(write_responses(directory / f"{reader}-round{k}.csv", rows))
+    return paths
+
+
+def problems_of(excinfo) -> list:
+    return excinfo.value.problems
+
+
+def test_unblind_gives_a_valid_table_with_key_columns(setup, tmp_path):
+    _, packet, key_path = setup
+    table = unblind(packet.root, full_responses(packet, tmp_path), key_path)
+    assert validate_frame(table, "reader_assessments") == []
+    n = len(packet.readers) * packet.rounds * len(packet.ids) * len(packet.features)
+    assert len(table) == n
+    assert not table["simulated"].any()
+    key = load_table(key_path, "reading_key").set_index("gvr_id")
+    assert (table["patient_id"].to_numpy() == key.loc[table["gvr_id"], "patient_id"].to_numpy()).all()
+    assert (table["regime"].to_numpy() == key.loc[table["gvr_id"], "regime"].to_numpy()).all()
+    blinded = key["blinded_id"]
+    for rec in table.sample(10, random_state=0).itertuples():
+        assert rec.present == answer(blinded[rec.gvr_id], rec.feature, rec.reader, rec.round)
+
+
+def test_one_combined_file_is_the_same(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    combined = pd.concat([pd.read_csv(p, dtype=str) for p in paths])
+    combined.to_csv(tmp_path / "all.csv", index=False)
+    pd.testing.assert_frame_equal(unblind(packet.root, [tmp_path / "all.csv"], key_path),
+                                  unblind(packet.root, paths, key_path))
+
+
+def test_feature_not_in_the_packet(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    frame = pd.read_csv(paths[0], dtype=str)
+    frame.loc[2, "feature"] = "septal_lines"
+    frame.to_csv(paths[0], index=False)
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    (p,) = problems_of(excinfo)
+    assert (p.file, p.row, p.column, p.value) == (str(paths[0]), 3, "feature", "septal_lines")
+    assert "not a feature of this packet" in str(excinfo.value)
+    assert "row 3 (line 4)" in str(excinfo.value)
+
+
+def test_missing_column(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    pd.read_csv(paths[1], dtype=str).drop(columns="present").to_csv(paths[1], index=False)
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    (p,) = problems_of(excinfo)
+    assert (p.file, p.row, p.column) == (str(paths[1]), None, "present")
+    assert "missing column" in p.message
+
+
+def test_mistyped_blinded_id(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    frame = pd.read_csv(paths[2], dtype=str)
+    typo = frame.loc[5, "blinded_id"].lower()
+    frame.loc[5, "blinded_id"] = typo
+    frame.to_csv(paths[2], index=False)
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    first = problems_of(excinfo)[0]
+    assert (first.file, first.row, first.column, first.value) == (str(paths[2]), 6, "blinded_id", typo)
+    assert "unknown blinded id" in first.message
+
+
+def test_duplicate_rows_refused_unless_latest(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    frame = pd.read_csv(paths[0], dtype=str)
+    again = frame.iloc[[0]].copy()
+    again["present"] = "true" if again["present"].iloc[0] == "false" else "false"
+    again["answered_at"] = "2024-05-01T11:00:00"  # later than every other answer
+    pd.concat([frame, again]).to_csv(paths[0], index=False)
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    (p,) = problems_of(excinfo)
+    assert (p.file, p.row, p.column) == (str(paths[0]), len(frame) + 1, "blinded_id")
+    assert "duplicate answer" in p.message and "--latest" in p.message
+
+    table = unblind(packet.root, paths, key_path, latest=True)
+    key = load_table(key_path, "reading_key").set_index("blinded_id")
+    row = frame.iloc[0]
+    chosen = table[(table["reader"] == row["reader"]) & (table["round"] == int(row["round"]))
+                   & (table["gvr_id"] == key.loc[row["blinded_id"], "gvr_id"]) & (table["feature"] == row["feature"])]
+    assert len(chosen) == 1 and chosen["present"].item() == (again["present"].item() == "true")
+
+
+def test_duplicates_with_the_same_time_and_different_answers_are_refused_even_with_latest(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    frame = pd.read_csv(paths[0], dtype=str)
+    again = frame.iloc[[0]].copy()
+    again["present"] = "true" if again["present"].iloc[0] == "false" else "false"
+    pd.concat([frame, again]).to_csv(paths[0], index=False)
+    with pytest.raises(ResponsesError, match="the newest cannot be told"):
+        unblind(packet.root, paths, key_path, latest=True)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty file"), ((",".join(RESPONSE_COLUMNS) + "\n").encode(),
+                                                                      "no answers (a header only)")])
+def test_empty_file(setup, tmp_path, content, message):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    paths[3].write_bytes(content)
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    (p,) = problems_of(excinfo)
+    assert (p.file, p.row, p.column) == (str(paths[3]), None, None)
+    assert message in p.message
+
+
+def test_reader_missing_a_round_is_reported_not_guessed(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    with pytest.raises(ResponsesError, match="reader B has no answers for round 2"):
+        unblind(packet.root, [p for p in paths if p.name != "B-round2.csv"], key_path)
+    frame = pd.read_csv(paths[0], dtype=str)
+    frame.iloc[:-3].to_csv(paths[0], index=False)
+    with pytest.raises(ResponsesError, match=r"reader A, round 1 is incomplete: 3 of 24 answers missing"):
+        unblind(packet.root, paths, key_path)
+
+
+def test_bad_cells_each_named(setup, tmp_path):
+    _, packet, key_path = setup
+    rows = [["A", "1", packet.ids[0], "cardiomegaly", "maybe", "2024-01-01T00:00:00"],
+            ["Z", "3", packet.ids[0], "cardiomegaly", "true", "yesterday"],
+            ["A", "x", "", "cardiomegaly", "true", "2024-01-01T00:00:00"]]
+    path = write_responses(tmp_path / "bad.csv", rows)
+    with pytest.raises(ResponsesError) as excinfo:
+        read_responses(path, packet)
+    found = {(p.row, p.column) for p in problems_of(excinfo)}
+    assert found == {(1, "present"), (2, "reader"), (2, "round"), (2, "answered_at"), (3, "round"),
+                     (3, "blinded_id")}
+    extra = write_responses(tmp_path / "extra.csv", [], columns=(*RESPONSE_COLUMNS, "gvr_id"))
+    with pytest.raises(ResponsesError, match="unexpected column"):
+        read_responses(extra, packet)
+
+
+def test_key_of_another_packet_and_no_files(setup, tmp_path):
+    study, packet, key_path = setup
+    other = make_packet(study, tmp_path / "other", key_path=tmp_path / "other.csv", per_model=3, rng=12)
+    paths = full_responses(packet, tmp_path)
+    with pytest.raises(PacketError, match="not those of the packet"):
+        unblind(packet.root, paths, other.key_path)
+    with pytest.raises(ResponsesError, match="no responses file given"):
+        unblind(packet.root, [], key_path)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("blinded_id,gvr_id\nX,Y\n")
+    with pytest.raises(TableValidationError):
+        unblind(packet.root, paths, broken)
+
+
+def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
+    study, packet, key_path = setup
+    bundle_copy = tmp_path / "bundle"
+    shutil.copytree(study, bundle_copy)
+    paths = [str(p) for p in full_responses(packet, tmp_path)]
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path),
+                                 "--out", str(tmp_path / "assessments.csv")])
+    assert result.exit_code == 0, result.output
+    table = load_table(tmp_path / "assessments.csv", "reader_assessments")
+    assert len(table) == 2 * 2 * 6 * 4
+
+    result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path),
+                                 "--bundle", str(bundle_copy)])
+    assert result.exit_code == 0, result.output
+    bundle = Bundle(bundle_copy)
+    assert bundle.files["tables/reader_assessments.parquet"].stage == STAGE == "readers-human"
+    pd.testing.assert_frame_equal(bundle.read_table("reader_assessments"), table)
+
+    result = runner.invoke(app, ["unblind", str(packet.root), *paths[:-1], "--key", str(key_path),
+                                 "--out", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2 and "reader B has no answers for round 2" in result.output
+    assert not (tmp_path / "x.csv").exists()
+    result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path)])
+    assert result.exit_code == 2 and "exactly one of --bundle" in result.output
+
+
+def test_packet_fixture_has_expected_shape(setup):
+    _, packet, _ = setup
+    assert load_packet(packet.root).rounds == 2 and len(packet.ids) == 6

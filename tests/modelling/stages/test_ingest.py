@@ -1,0 +1,344 @@
+"""A real user's data: clean inputs of every kind ingest, errors point at the input row, compressed
+DICOM decodes, only radiographs are kept, and no command writes the phantom into a real bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from data_schema import Bundle, RealDataBundleError, validate_bundle
+from modelling.stages.cohort import build_cohort
+from modelling.config import load_config
+from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser, read_dicom
+from modelling.stages.ingest import build_from_real_data
+from modelling.stages.pipeline import PendingStagesError, reproduce
+from tests.modelling.cohort.test_ingest import SALT, gradient, make_dicom
+
+TINY = load_config("tiny")
+
+
+def build(root: Path, src: IngestSources, name: str = "bundle"):
+    return build_from_real_data(TINY, root / name, src, Pseudonymiser(SALT))
+
+
+def clean_dicom(tmp_path: Path, n_patients: int = 6) -> IngestSources:
+    d = tmp_path / "dicom"
+    d.mkdir()
+    patients, bnp = ["patient_id,sex,birth_date"], ["patient_id,collected_at,bnp_ng_l"]
+    for i in range(n_patients):
+        for k in range(2):
+            make_dicom(d / f"p{i}-{k}.dcm", patient=f"MRN{i:04d}", uid=f"1.2.3.{i}.{k}",
+                       when=(f"201{k}0{1 + i % 9}1{k}", "101500"), view="PA" if k == 0 else "AP")
+        patients.append(f"MRN{i:04d},{'FM'[i % 2]},19{40 + i}-01-01")
+        bnp.append(f"MRN{i:04d},2010-0{1 + i % 9}-10 12:00,{40 + 10 * i if i % 3 == 0 else 100 + 90 * i}")
+    (tmp_path / "patients.csv").write_text("\n".join(patients) + "\n")
+    (tmp_path / "bnp.csv").write_text("\n".join(bnp) + "\n")
+    return IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv", dicom_dir=d)
+
+
+def clean_pngs(tmp_path: Path) -> IngestSources:
+    (tmp_path / "img").mkdir()
+    rows = ["file,patient_id,acquired_at,view"]
+    for i in range(4):
+        iio.imwrite(tmp_path / f"img/x{i}.png", (gradient(50, 40) // 16 + i).astype(np.uint8))
+        rows.append(f"img/x{i}.png,P{i % 2},201{i}-03-04 10:00,PA")
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP0,M,70\nP1,F,64\n")
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP0,2010-03-04 12:00,230\nP1,2011-03-04 09:00,80\n")
+    return IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
+                         manifest_csv=tmp_path / "manifest.csv")
+
+
+# ---- clean inputs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["dicom", "png"])
+def test_clean_inputs_with_nothing_excluded_are_ingested(kind, tmp_path):
+    src = clean_dicom(tmp_path) if kind == "dicom" else clean_pngs(tmp_path)
+    bundle, info = build(tmp_path, src)
+    assert info["excluded"] == 0 and info["excluded_by_reason"] == {} and info["radiographs"] in (12, 4)
+    assert "cohort" in bundle.stages and bundle.origin == "real"
+    assert validate_bundle(bundle.root) == []
+
+
+def test_compressed_dicom_decodes(tmp_path):
+    """pydicom's own compressed test files, turned into DX chest radiographs: JPEG, JPEG-LS, JPEG 2000, RLE."""
+    for name in ("JPEG2000.dcm", "JPGExtended.dcm", "JPEGLSNearLossless_08.dcm", "MR_small_RLE.dcm",
+                 "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm"):
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.Modality, ds.ViewPosition, ds.PatientID = "DX", "PA", "MRN1"
+        ds.AcquisitionDate, ds.AcquisitionTime = "20120304", "101500"
+        ds.save_as(tmp_path / name)
+        item = read_dicom(tmp_path / name)
+        assert item.pixels.ndim == 2 and np.isfinite(item.pixels).all() and item.pixels.max() == 1.0, name
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("CT_small.dcm", "modality CT is not a radiograph"),
+    ("MR_small.dcm", "modality MR is not a radiograph"),
+    ("examples_palette.dcm", "modality US is not a radiograph"),
+    ("SC_rgb_jpeg.dcm", "modality OT is not a radiograph"),
+])
+def test_only_radiographs_are_kept(name, reason):
+    with pytest.raises(ValueError, match=reason):
+        read_dicom(Path(get_testdata_file(name)))
+
+
+def test_secondary_captures_only_when_asked_and_only_grayscale(tmp_path):
+    with pytest.raises(ValueError, match="photometric interpretation RGB is not grayscale"):
+        read_dicom(Path(get_testdata_file("SC_rgb_jpeg.dcm")), modalities={"CR", "DX", "SC", "OT"})
+    gray = tmp_path / "gray.dcm"
+    make_dicom(gray)
+    ds = pydicom.dcmread(gray)
+    ds.Modality = "OT"
+    ds.save_as(gray)
+    with pytest.raises(ValueError, match="--secondary-capture keeps SC and OT"):
+        read_dicom(gray)
+    assert read_dicom(gray, modalities={"CR", "DX", "SC", "OT"}).view == "PA"
+
+
+def test_every_file_excluded_gives_every_reason_counted(tmp_path):
+    src = clean_dicom(tmp_path, n_patients=2)
+    for path in src.dicom_dir.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.Modality = "CT" if path.name.endswith("0.dcm") else "DX"
+        ds.ViewPosition = "PA" if ds.Modality == "CT" else "LL"
+        ds.save_as(path)
+    (src.dicom_dir / "notes.txt").write_text("not dicom")
+    with pytest.raises(IngestError) as info:
+        build(tmp_path, src)
+    message = info.value.problems[0].message
+    assert "no usable frontal radiograph: 5 file(s) excluded" in message
+    assert "2 modality CT is not a radiograph" in message and "2 not a frontal view" in message
+    assert "1 not a readable DICOM file" in message
+    assert not (tmp_path / "bundle/tables").exists()
+
+
+# ---- errors at the input row --------------------------------------------------------------------
+
+
+def _problems(tmp_path, src) -> list:
+    with pytest.raises(IngestError) as info:
+        build(tmp_path, src)
+    assert not (tmp_path / "bundle/tables").exists() and not (tmp_path / "bundle/images").exists()
+    return info.value.problems
+
+
+def test_an_impossible_bnp_is_refused_at_its_input_row(tmp_path):
+    src = clean_dicom(tmp_path)
+    with src.bnp_csv.open("a") as handle:
+        handle.write("MRN0001,2010-02-10 12:00,1000000000\n")
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.file, problem.row, problem.column) == (str(src.bnp_csv), 7, "bnp_ng_l")
+    assert "above 100,000 ng/L" in problem.message
+
+
+def test_a_birth_date_after_the_radiograph_is_refused_at_the_patients_row(tmp_path):
+    src = clean_dicom(tmp_path)
+    text = src.patients_csv.read_text().replace("MRN0002,F,1942-01-01", "MRN0002,F,2019-01-01")
+    src.patients_csv.write_text(text)
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.file, problem.row, problem.column) == (str(src.patients_csv), 3, "birth_date")
+    assert "after the patient's radiograph of 2010-03-10 10:15" in problem.message
+
+
+@pytest.mark.parametrize("which", ["bnp", "patients"])
+def test_a_header_only_file_is_one_problem(which, tmp_path):
+    src = clean_dicom(tmp_path)
+    path = src.bnp_csv if which == "bnp" else src.patients_csv
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    problems = _problems(tmp_path, src)
+    assert [(p.file, p.message) for p in problems] == [(str(path), "no rows (only a header)")]
+
+
+def test_a_latin1_file_is_one_problem_at_its_line(tmp_path):
+    src = clean_dicom(tmp_path)
+    text = src.patients_csv.read_text().replace("MRN0003,M,1943-01-01", "MRN0003,M,1943-01-01,Zoë")
+    src.patients_csv.write_bytes(text.replace("patient_id,sex,birth_date", "patient_id,sex,birth_date,name")
+                                 .encode("latin-1"))
+    (problem,) = _problems(tmp_path, src)
+    assert problem.file == str(src.patients_csv) and problem.row == 4
+    assert "not UTF-8 text: byte 0xeb on line 5" in problem.message
+
+
+def test_month_first_applies_to_birth_dates(tmp_path):
+    src = clean_dicom(tmp_path)
+    src.patients_csv.write_text(src.patients_csv.read_text().replace("1940-01-01", "12/25/1940"))
+    assert "birth_date" in {p.column for p in _problems(tmp_path, src)}
+    month_first = IngestSources(patients_csv=src.patients_csv, bnp_csv=src.bnp_csv, dicom_dir=src.dicom_dir,
+                                dayfirst=False)
+    bundle, info = build(tmp_path, month_first, name="mdy")
+    assert info["radiographs"] == 12
+
+
+def test_a_duplicate_manifest_row_is_reported_at_its_row(tmp_path):
+    src = clean_pngs(tmp_path)
+    with src.manifest_csv.open("a") as handle:
+        handle.write("img/x1.png,P1,2011-03-04 10:00,PA\n")
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.file, problem.row, problem.column, problem.value) == (str(src.manifest_csv), 5, "file", "img/x1.png")
+    assert problem.message == "duplicate of row 2"
+
+
+# ---- a failed ingest leaves the bundle as it was; the phantom never enters a real bundle ----------
+
+
+def test_a_failed_ingest_leaves_the_earlier_cohort_current(tmp_path):
+    src = clean_dicom(tmp_path)
+    bundle, _ = build(tmp_path, src)
+    before = (bundle.root / "manifest.json").read_bytes()
+    with src.bnp_csv.open("a") as handle:
+        handle.write("MRN0001,2010-02-10 12:00,0\n")
+    with pytest.raises(IngestError):
+        build(tmp_path, src)
+    assert (bundle.root / "manifest.json").read_bytes() == before
+    assert "cohort" in Bundle(bundle.root).stages and validate_bundle(bundle.root) == []
+
+
+def test_no_stage_writes_the_phantom_into_a_real_bundle(tmp_path):
+    bundle, _ = build(tmp_path, clean_dicom(tmp_path))
+    patients = (bundle.root / "tables/patients.parquet").read_bytes()
+    with pytest.raises(RealDataBundleError, match="holds real data"):
+        build_cohort(TINY, bundle.root)
+    with pytest.raises(RealDataBundleError, match="gvr train --bundle"):
+        build_cohort(TINY, bundle.root, force=True)
+    assert (bundle.root / "tables/patients.parquet").read_bytes() == patients
+    assert "tables/phantom_truth.parquet" not in Bundle(bundle.root).files
+
+
+def test_a_bundle_written_before_origins_were_recorded_is_judged_by_its_tables(tmp_path):
+    bundle, _ = build(tmp_path, clean_dicom(tmp_path))
+    manifest = json.loads((bundle.root / "manifest.json").read_text())
+    del manifest["origin"]
+    (bundle.root / "manifest.json").write_text(json.dumps(manifest))
+    assert Bundle(bundle.root).origin == "real"
+    with pytest.raises(RealDataBundleError):
+        build_cohort(TINY, bundle.root)
+
+
+def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers(tmp_path):
+    bundle, _ = build(tmp_path, clean_dicom(tmp_path, n_patients=10))
+    patients = (bundle.root / "tables/patients.parquet").read_bytes()
+    with pytest.raises(PendingStagesError, match="human readers"):
+        reproduce(TINY, bundle.root)
+    after = Bundle(bundle.root)
+    assert (bundle.root / "tables/patients.parquet").read_bytes() == patients
+    assert {"train", "explain", "baselines"} <= set(after.stages) and after.origin == "real"
+    assert "tables/phantom_truth.parquet" not in after.files
+
+
+def test_train_command_refuses_to_synthesise_into_a_failed_real_bundle(tmp_path, clean_env):
+    """The issue's path: ingest, then a failed re-ingest, then `gvr train`: refused, naming the bundle."""
+    bundle, _ = build(tmp_path, clean_dicom(tmp_path))
+    manifest = json.loads((bundle.root / "manifest.json").read_text())
+    del manifest["stages"]["cohort"]  # as an older version's failed ingest left it
+    (bundle.root / "manifest.json").write_text(json.dumps(manifest))
+    exe = str(Path(sys.executable).with_name("gvr"))
+    run = subprocess.run([exe, "train", "--config", "tiny", "--bundle", str(bundle.root)], capture_output=True,
+                         text=True, timeout=300, env=clean_env)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"error: {bundle.root} holds real data" in run.stderr
+    assert "tables/phantom_truth.parquet" not in Bundle(bundle.root).files
+
+
+def test_no_test_patient_image_trains_the_generative_model(tmp_path):
+    """Real data mix labelled and unlabelled radiographs per patient; a test patient's unlabelled ones stay out."""
+    import pandas as pd
+
+    from modelling.cohort.pairing import generative_training_mask
+
+    splits = pd.DataFrame({"image_id": [f"i{k}" for k in range(6)],
+                           "patient_id": ["a", "a", "b", "b", "c", "c"],
+                           "set": ["train", "unlabelled", "test", "unlabelled", "unlabelled", "unlabelled"]})
+    assert generative_training_mask(splits).tolist() == [False, True, False, False, True, True]
+    src = clean_dicom(tmp_path, n_patients=10)
+    for i in range(10):  # a third radiograph per patient, two years after its BNP: unlabelled
+        make_dicom(src.dicom_dir / f"late{i}.dcm", patient=f"MRN{i:04d}", uid=f"1.2.9.{i}", when=("20150101", "090000"))
+    bundle, _ = build(tmp_path, src)
+    from modelling.stages.train import build_training
+
+    build_training(TINY, bundle.root)
+    splits = bundle.read_table("splits")
+    test_patients = set(splits.loc[splits["set"] == "test", "patient_id"])
+    left_out = int(((splits["set"] == "unlabelled") & splits["patient_id"].isin(test_patients)).sum())
+    assert left_out > 0
+    summary = json.loads(bundle.verify_file("train/summary.json").read_text())["generative_training"]
+    assert summary == {"radiographs": int((splits["set"] == "unlabelled").sum()) - left_out,
+                       "unlabelled_of_test_patients_left_out": left_out}
+
+
+# ---- the input formats, validated by the same command -------------------------------------------------
+
+
+def test_validate_knows_the_input_formats_and_agrees_with_the_ingest(tmp_path):
+    from typer.testing import CliRunner
+
+    from modelling.cli import app
+
+    src = clean_pngs(tmp_path)
+    src.patients_csv.write_text("patient_id,sex,birth_date\nP0,M,1940-01-01\nP1,F,12/25/1950\n")
+    runner = CliRunner()
+    for path in (src.patients_csv, src.bnp_csv, src.manifest_csv):
+        out = runner.invoke(app, ["validate", str(path)])
+        if path == src.patients_csv:
+            assert out.exit_code == 1 and "row 2 (line 3), column 'birth_date'" in out.output
+            assert runner.invoke(app, ["validate", str(path), "--month-first"]).exit_code == 0
+        else:
+            assert out.exit_code == 0 and "is valid" in out.output, out.output
+    bnp = runner.invoke(app, ["validate", str(src.bnp_csv), "--schema", "bnp_input"])
+    assert bnp.exit_code == 0 and "bnp input" in bnp.output
+    bundle_schema = runner.invoke(app, ["validate", str(src.bnp_csv), "--schema", "bnp_results"])
+    assert bundle_schema.exit_code == 1 and "result_id" in bundle_schema.output  # the bundle's table, on request
+    with src.manifest_csv.open("a") as handle:
+        handle.write("img/gone.png,P1,2015-03-04 10:00,PA\nimg/x0.png,P0,2016-03-04 10:00,PA\n")
+    bad = runner.invoke(app, ["validate", str(src.manifest_csv)])
+    assert bad.exit_code == 1
+    assert "row 5 (line 6), column 'file': no such file" in bad.output
+    assert "row 6 (line 7), column 'file': duplicate of row 1" in bad.output
+    listed = runner.invoke(app, ["schema", "list"]).output
+    assert "patients_input" in listed and "images_manifest" in listed
+
+
+def test_pydicoms_own_log_goes_into_the_reason_not_onto_the_terminal(tmp_path, caplog):
+    """A file cut inside its header makes pydicom log (and warn); the reason says it, nothing else does."""
+    import logging
+    import warnings
+
+    make_dicom(tmp_path / "a.dcm")
+    good = (tmp_path / "a.dcm").read_bytes()
+    for cut in range(100, len(good), 3):
+        (tmp_path / "t.dcm").write_bytes(good[:cut])
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                read_dicom(tmp_path / "t.dcm")
+            except ValueError as exc:
+                if "pydicom: " in str(exc):
+                    assert not caplog.records and not caught, (caplog.records, caught)
+                    return
+    pytest.fail("no cut of the file made pydicom log anything")
+
+
+def test_every_truncation_of_a_dicom_file_reads_or_is_excluded_with_a_reason(tmp_path):
+    """A damaged file is an exclusion with its reason, never a crash of the ingest."""
+    make_dicom(tmp_path / "a.dcm")
+    good = (tmp_path / "a.dcm").read_bytes()
+    outcomes = set()
+    for cut in range(0, len(good), 5):
+        (tmp_path / "t.dcm").write_bytes(good[:cut])
+        try:
+            read_dicom(tmp_path / "t.dcm")
+            outcomes.add("read")
+        except ValueError as exc:
+            assert str(exc), cut
+            outcomes.add(str(exc).split(" (")[0].split(";")[0])
+    assert "not a readable DICOM file" in outcomes and "pixel data cannot be decoded" in outcomes

@@ -1,0 +1,135 @@
+"""The training stage on the tiny profile: checkpoints, latents and predictions in a valid bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from data_schema import Bundle, validate_bundle
+from modelling.nets import checkpoints
+from modelling.stages import train as train_bundle
+from modelling.stages.cohort import build_cohort
+from modelling.config import load_config
+from modelling.nets.networks import Generator
+from modelling.stages.train import build_training
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    cfg = load_config("tiny")
+    root = tmp_path_factory.mktemp("trained")
+    build_cohort(cfg, root, workers=1)
+    return cfg, build_training(cfg, root)
+
+
+def test_bundle_is_valid_with_every_output(trained):
+    cfg, bundle = trained
+    assert validate_bundle(bundle.root) == []
+    for path in ("checkpoints/decoder.pt", "checkpoints/encoder.pt", "arrays/latents.npy",
+                 "train/samples.png", "train/reconstructions.png", "train/summary.json",
+                 *(f"checkpoints/{p}-{r}.pt" for p in ("linear", "mlp") for r in ("correct", "overfitted"))):
+        bundle.verify_file(path)
+
+
+def test_latents_cover_every_radiograph(trained):
+    cfg, bundle = trained
+    radiographs = bundle.read_table("radiographs")
+    index = bundle.read_table("latents_index")
+    latents = bundle.read_array("arrays/latents.npy")
+    assert latents.shape == (len(radiographs), cfg.decoder.latent_dim)
+    assert index["image_id"].tolist() == radiographs["image_id"].tolist()
+    assert index["row"].tolist() == list(range(len(radiographs)))
+
+
+def test_predictions_follow_the_regimes(trained):
+    _, bundle = trained
+    pred = bundle.read_table("predictions")
+    splits = bundle.read_table("splits").set_index("image_id")["set"]
+    correct = pred[pred["regime"] == "correct"]
+    # correct: train rows are the train split, test rows the test split
+    assert (correct["role"].to_numpy() == splits.loc[correct["image_id"]].to_numpy()).all()
+    over = pred[pred["regime"] == "overfitted"]
+    assert set(over["role"]) == {"train", "validation"}
+    labelled = set(splits[splits != "unlabelled"].index)
+    for model_id, rows in pred.groupby("model_id"):
+        assert set(rows["image_id"]) == labelled, model_id
+    pairing = bundle.read_table("pairing").set_index("image_id")["bnp_ng_l"]
+    np.testing.assert_allclose(pred["bnp_true_ng_l"], pairing.loc[pred["image_id"]].to_numpy())
+
+
+def test_checkpoint_hashes_in_predictions_match_the_files(trained):
+    from data_schema.io import sha256_file
+
+    _, bundle = trained
+    pred = bundle.read_table("predictions")
+    for model_id, sha in pred.groupby("model_id")["checkpoint_sha256"].first().items():
+        assert sha256_file(bundle.path(f"checkpoints/{model_id}.pt")) == sha
+
+
+def test_checkpoints_load_safely_and_rebuild_the_decoder(trained):
+    cfg, bundle = trained
+    state = checkpoints.load(bundle.path("checkpoints/decoder.pt"), kind="decoder")
+    assert state["seed"] == cfg.seed and state["step"] == cfg.decoder.iterations and state["git_commit"]
+    g = Generator(cfg.decoder.latent_dim, cfg.decoder.feature_maps, cfg.image_size)
+    g.load_state_dict(state["models"]["generator"])
+    assert g(torch.zeros(1, cfg.decoder.latent_dim)).shape == (1, 1, cfg.image_size, cfg.image_size)
+
+
+def test_summary_records_the_targets(trained):
+    _, bundle = trained
+    summary = json.loads(bundle.verify_file("train/summary.json").read_text())
+    assert set(summary["targets"]) >= {"mlp correct: test AUC >= 0.80", "mlp overfitted: own training data AUC >= 0.97"}
+    assert summary["decoder"]["iterations"] == load_config("tiny").decoder.iterations
+    assert summary["reconstruction"]["held_out_radiographs"] > 0
+
+
+def test_samples_are_compared_with_real_radiographs_on_the_cardiothoracic_ratio(trained):
+    _, bundle = trained
+    summary = json.loads(bundle.verify_file("train/summary.json").read_text())
+    ratio = summary["samples"]["cardiothoracic_ratio"]
+    table = pd.read_csv(bundle.verify_file("train/ctr_real_vs_generated.csv"), keep_default_na=False,
+                        na_values={"ctr": [""]})
+    for side in ("real", "generated"):
+        rows = table[table["side"] == side]
+        assert ratio[side]["n"] == len(rows) > 0
+        assert ratio[side]["measured"] == rows["ctr"].notna().sum()
+        assert (rows["reason"][rows["ctr"].isna()] != "").all()
+    real = table.loc[(table["side"] == "real") & table["ctr"].notna(), "ctr"]
+    assert ratio["real"]["median"] == pytest.approx(real.median())
+
+
+def test_a_current_training_is_not_redone(trained, monkeypatch):
+    cfg, bundle = trained
+    monkeypatch.setattr(train_bundle, "write_training", lambda *a, **k: pytest.fail("retrained"))
+    build_training(cfg, bundle.root)
+
+
+def test_a_bundle_without_an_unlabelled_set_is_refused(trained, tmp_path):
+    cfg, source = trained
+    bundle = Bundle(tmp_path)
+    with bundle.stage("cohort", config={}) as st:
+        for name in ("radiographs", "pairing"):
+            st.write_table(name, source.read_table(name))
+        splits = source.read_table("splits")
+        st.write_table("splits", splits[splits["set"] != "unlabelled"])
+        radiographs = source.read_table("radiographs")
+        for path in radiographs["image_path"].unique():
+            st.write_array(path, source.read_array(path))
+        st.write_bytes("cohort/summary.json", b"{}")
+    with pytest.raises(ValueError, match="no unlabelled radiographs"):
+        build_training(cfg, tmp_path)
+
+
+def test_training_needs_a_cohort(tmp_path):
+    from data_schema import Bundle, BundleNotFoundError
+
+    with pytest.raises(BundleNotFoundError, match=f"no study bundle at {tmp_path}"):
+        build_training(load_config("tiny"), tmp_path)
+    with Bundle(tmp_path).stage("config", config={}):
+        pass
+    with pytest.raises(ValueError, match="no cohort yet"):
+        build_training(load_config("tiny"), tmp_path)
