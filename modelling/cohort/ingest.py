@@ -432,6 +432,20 @@ class IngestSources:
         return out
 
 
+def _listed_files(df: pd.DataFrame, manifest: Path, problems: list[Problem]) -> dict[str, int]:
+    """Each file the manifest lists, with the row that first lists it; blanks and repeats are problems."""
+    first_row: dict[str, int] = {}
+    for i, name in enumerate(df["file"]):
+        name = name.strip()
+        if not name:
+            problems.append(Problem(str(manifest), i + 1, "file", name, "missing value"))
+        elif name in first_row:
+            problems.append(Problem(str(manifest), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
+        else:
+            first_row[name] = i + 1
+    return first_row
+
+
 def _load_images(src: IngestSources, problems: list[Problem]):
     """Loaded radiographs and exclusion records; problems of the manifest table go to `problems`."""
     loaded, excluded = [], []
@@ -453,15 +467,7 @@ def _load_images(src: IngestSources, problems: list[Problem]):
     problems.extend(found)
     if found:
         return loaded, excluded
-    first_row: dict[str, int] = {}
-    for i, name in enumerate(df["file"]):
-        name = name.strip()
-        if not name:
-            problems.append(Problem(str(manifest), i + 1, "file", name, "missing value"))
-        elif name in first_row:
-            problems.append(Problem(str(manifest), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
-        else:
-            first_row[name] = i + 1
+    first_row = _listed_files(df, manifest, problems)
     stamps = _timestamps(df, "acquired_at", manifest, problems, dayfirst=src.dayfirst)
     for i, row in enumerate(df.itertuples(index=False)):
         if first_row.get(row.file.strip()) != i + 1:
@@ -659,17 +665,11 @@ def validate_input(path: str | Path, fmt: str, *, dayfirst: bool = True) -> list
     df, problems = _read_csv(path, ["file", "patient_id", "acquired_at", "view"])
     if problems:
         return problems
-    first_row: dict[str, int] = {}
+    first_row = _listed_files(df, path, problems)
+    for name, i in first_row.items():
+        if not (path.parent / name).is_file():
+            problems.append(Problem(str(path), i, "file", name, "no such file (paths are relative to the CSV)"))
     for i, row in enumerate(df.itertuples(index=False)):
-        name = row.file.strip()
-        if not name:
-            problems.append(Problem(str(path), i + 1, "file", name, "missing value"))
-        elif name in first_row:
-            problems.append(Problem(str(path), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
-        else:
-            first_row[name] = i + 1
-            if not (path.parent / name).is_file():
-                problems.append(Problem(str(path), i + 1, "file", name, "no such file (paths are relative to the CSV)"))
         if not row.patient_id.strip():
             problems.append(Problem(str(path), i + 1, "patient_id", row.patient_id, "missing value"))
     _timestamps(df, "acquired_at", path, problems, dayfirst=dayfirst)
