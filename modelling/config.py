@@ -116,6 +116,7 @@ class EncoderConfig:
     feature_maps: int = 32
     batch_size: int = 64
     learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
     iterations: int = 300
     latent_weight: float = 1.0
     image_weight: float = 1.0
@@ -124,6 +125,7 @@ class EncoderConfig:
         for name in ("feature_maps", "batch_size", "iterations"):
             _check(getattr(self, name) >= 1, f"encoder.{name}", "must be at least 1")
         _check(self.learning_rate > 0, "encoder.learning_rate", "must be positive")
+        _check(all(0 <= b < 1 for b in self.betas), "encoder.betas", "both must lie in [0, 1)")
         _check(self.latent_weight >= 0 and self.image_weight >= 0, "encoder.latent_weight",
                "loss weights must not be negative")
         _check(self.latent_weight + self.image_weight > 0, "encoder.image_weight",

@@ -186,6 +186,43 @@ def _sample(images: np.ndarray, rng: np.random.Generator, batch: int, part: slic
     return to_unit(torch.from_numpy(np.ascontiguousarray(images[idx]))).to(device, non_blocking=True)
 
 
+def _loop(kind: str, *, desc: str, iterations: int, stream: int, config: StudyConfig, work: Path, key: dict,
+          models: dict[str, nn.Module], optims: dict[str, torch.optim.Optimizer],
+          step: Callable[[torch.Generator, np.random.Generator], dict], postfix: Callable[[dict], dict],
+          stop: Callable[[int], None] | None) -> tuple[dict, float, int]:
+    """The training loop both networks share: resume, per-step random streams, progress, checkpoints.
+
+    ``step(gen, rng)`` runs one iteration with that iteration's torch generator and numpy generator
+    (both derived from the seed, the stream and the step, so a resumed run draws what an unbroken one
+    would) and returns its losses. Returns the last losses, the seconds spent and the steps run.
+    """
+    seed = config.seed
+    rank, _ = distributed()
+    start, losses = _resume(work, kind, key, seed, models, optims)
+    for module in models.values():
+        module.train()
+    t0 = time.perf_counter()
+    with progress(total=iterations, desc=desc, unit="it", initial=start) as bar:
+        for i in range(start, iterations):
+            if stop is not None:
+                stop(i)
+            losses = step(_generator(seed, stream, i), np.random.default_rng([seed, stream, i]))
+            bar.set_postfix(**postfix(losses))
+            bar.update(1)
+            if rank == 0 and ((i + 1) % config.runtime.checkpoint_every == 0 or i + 1 == iterations):
+                checkpoints.save(work / f"{kind}.pt", checkpoints.payload(
+                    kind, models=models, optimizers=optims, config=key, seed=seed, step=i + 1,
+                    extra={"losses": losses}))
+    for module in models.values():
+        module.eval()
+        module.cpu()
+    return losses, time.perf_counter() - t0, iterations - start
+
+
+def _adam(module: nn.Module, learning_rate: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    return torch.optim.Adam(module.parameters(), lr=learning_rate, betas=betas)
+
+
 def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
                   stop: Callable[[int], None] | None = None, data_key: dict | None = None) -> tuple[Generator, dict]:
     """Train the WGAN-GP generator on `images` (n, size, size) uint8; return it (eval mode) and stats.
@@ -199,116 +236,85 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         raise ValueError("the unlabelled set is empty: the decoder has nothing to learn from")
     if images.shape[1:] != (config.image_size, config.image_size):
         raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
-    d, seed = config.decoder, config.seed
+    d = config.decoder
     device = device_for(config)
     part = _local_slice(d.batch_size)
-    rank, _ = distributed()
     G, D = build_generator(config).to(device), build_critic(config).to(device)
     if config.runtime.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(G.parameters(), lr=d.learning_rate, betas=d.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=d.learning_rate, betas=d.betas)
-    key = decoder_config(config) | {"data": data_key or {}}  # the work checkpoint belongs to this data
-    models, optims = {"generator": G, "critic": D}, {"generator": opt_g, "critic": opt_d}
-    start, last = _resume(work, "decoder", key, seed, models, optims)
-    G.train()
-    D.train()
+    opt_g, opt_d = _adam(G, d.learning_rate, d.betas), _adam(D, d.learning_rate, d.betas)
     G_step, D_step = _wrap(G, device), _wrap(D, device)
     critic_score = D_step
     if config.runtime.compile:
         critic_score = torch.compile(D_step)  # not for the penalty: compile has no double backward
-    losses = last or {"critic": None, "generator": None, "wasserstein": None}
-    t0 = time.perf_counter()
-    with progress(total=d.iterations, desc="decoder (WGAN-GP)", unit="it", initial=start) as bar:
-        for step in range(start, d.iterations):
-            if stop is not None:
-                stop(step)
-            gen = _generator(seed, _STREAM_DECODER, step)
-            rng = np.random.default_rng([seed, _STREAM_DECODER, step])
-            for _ in range(d.critic_steps):
-                real = _layout(_sample(images, rng, d.batch_size, part, device), config)
-                z = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
-                eps = torch.rand(d.batch_size, 1, 1, 1, generator=gen)[part].to(device)
-                with _autocast(config, device):
-                    with torch.no_grad():
-                        fake = G(z).float()
-                    w = critic_score(real).float().mean() - critic_score(fake).float().mean()
-                penalty = gradient_penalty(D, real, fake, eps)  # double backward: kept in float32
-                loss_d = -w + d.gradient_penalty * penalty
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
+
+    def step(gen: torch.Generator, rng: np.random.Generator) -> dict:
+        for _ in range(d.critic_steps):
+            real = _layout(_sample(images, rng, d.batch_size, part, device), config)
             z = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+            eps = torch.rand(d.batch_size, 1, 1, 1, generator=gen)[part].to(device)
             with _autocast(config, device):
-                loss_g = -critic_score(G_step(z)).float().mean()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            losses = {"critic": loss_d.item(), "generator": loss_g.item(), "wasserstein": w.item()}
-            bar.set_postfix(w=f"{losses['wasserstein']:.3f}", g=f"{losses['generator']:.3f}")
-            bar.update(1)
-            if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == d.iterations):
-                checkpoints.save(work / "decoder.pt", checkpoints.payload(
-                    "decoder", models=models, optimizers=optims, config=key, seed=seed, step=step + 1,
-                    extra={"losses": losses}))
-    G.eval()
-    G.cpu()
-    seconds = time.perf_counter() - t0
-    done = d.iterations - start
-    stats = losses | {"iterations": d.iterations, "seconds": seconds,
-                      "images_per_second": done * d.batch_size * (d.critic_steps + 1) / seconds if done else None}
+                with torch.no_grad():
+                    fake = G(z).float()
+                w = critic_score(real).float().mean() - critic_score(fake).float().mean()
+            penalty = gradient_penalty(D, real, fake, eps)  # double backward: kept in float32
+            loss_d = -w + d.gradient_penalty * penalty
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        z = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+        with _autocast(config, device):
+            loss_g = -critic_score(G_step(z)).float().mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        return {"critic": loss_d.item(), "generator": loss_g.item(), "wasserstein": w.item()}
+
+    losses, seconds, done = _loop(
+        "decoder", desc="decoder (WGAN-GP)", iterations=d.iterations, stream=_STREAM_DECODER, config=config,
+        work=work, key=decoder_config(config) | {"data": data_key or {}},  # the work checkpoint belongs to this data
+        models={"generator": G, "critic": D}, optims={"generator": opt_g, "critic": opt_d}, step=step,
+        postfix=lambda lo: {"w": f"{lo['wasserstein']:.3f}", "g": f"{lo['generator']:.3f}"}, stop=stop)
+    stats = {"critic": None, "generator": None, "wasserstein": None} | losses | {
+        "iterations": d.iterations, "seconds": seconds,
+        "images_per_second": done * d.batch_size * (d.critic_steps + 1) / seconds if done else None}
     return G, stats
 
 
 def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig, work: Path, *,
                   stop: Callable[[int], None] | None = None, data_key: dict | None = None) -> tuple[Encoder, dict]:
     """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z."""
-    e, d, seed = config.encoder, config.decoder, config.seed
+    e, d = config.encoder, config.decoder
     device = device_for(config)
     part = _local_slice(e.batch_size)
-    rank, _ = distributed()
     E = build_encoder(config).to(device)
     if config.runtime.channels_last:
         E = E.to(memory_format=torch.channels_last)
     generator = generator.to(device).eval()
     for p in generator.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(E.parameters(), lr=e.learning_rate, betas=(0.5, 0.9))
-    key = encoder_config(config) | {"data": data_key or {}}
-    start, last = _resume(work, "encoder", key, seed, {"encoder": E}, {"encoder": opt})
-    E.train()
+    opt = _adam(E, e.learning_rate, e.betas)
     E_step = _wrap(E, device)
     mse = nn.MSELoss()
-    final = last.get("loss")
-    t0 = time.perf_counter()
-    with progress(total=e.iterations, desc="encoder", unit="it", initial=start) as bar:
-        for step in range(start, e.iterations):
-            if stop is not None:
-                stop(step)
-            gen = _generator(seed, _STREAM_ENCODER, step)
-            rng = np.random.default_rng([seed, _STREAM_ENCODER, step])
-            x = _layout(_sample(images, rng, e.batch_size, part, device), config)
-            z = torch.randn(e.batch_size, d.latent_dim, generator=gen)[part].to(device)
-            with _autocast(config, device):
-                image_loss = mse(generator(E_step(x)).float(), x)
-                latent_loss = mse(E_step(generator(z)).float(), z)
-            loss = e.image_weight * image_loss + e.latent_weight * latent_loss
-            final = loss.item()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.set_postfix(image=f"{image_loss.item():.4f}", latent=f"{latent_loss.item():.4f}")
-            bar.update(1)
-            if rank == 0 and ((step + 1) % config.runtime.checkpoint_every == 0 or step + 1 == e.iterations):
-                checkpoints.save(work / "encoder.pt", checkpoints.payload(
-                    "encoder", models={"encoder": E}, optimizers={"encoder": opt}, config=key, seed=seed, step=step + 1,
-                    extra={"losses": {"loss": final}}))
-    E.eval()
-    E.cpu()
+
+    def step(gen: torch.Generator, rng: np.random.Generator) -> dict:
+        x = _layout(_sample(images, rng, e.batch_size, part, device), config)
+        z = torch.randn(e.batch_size, d.latent_dim, generator=gen)[part].to(device)
+        with _autocast(config, device):
+            image_loss = mse(generator(E_step(x)).float(), x)
+            latent_loss = mse(E_step(generator(z)).float(), z)
+        loss = e.image_weight * image_loss + e.latent_weight * latent_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), "image": image_loss.item(), "latent": latent_loss.item()}
+
+    losses, seconds, done = _loop(
+        "encoder", desc="encoder", iterations=e.iterations, stream=_STREAM_ENCODER, config=config, work=work,
+        key=encoder_config(config) | {"data": data_key or {}}, models={"encoder": E}, optims={"encoder": opt},
+        step=step, postfix=lambda lo: {"image": f"{lo['image']:.4f}", "latent": f"{lo['latent']:.4f}"}, stop=stop)
     generator.cpu()
-    seconds = time.perf_counter() - t0
-    done = e.iterations - start
-    return E, {"loss": final, "iterations": e.iterations, "seconds": seconds,
+    return E, {"loss": losses.get("loss"), "iterations": e.iterations, "seconds": seconds,
                "images_per_second": done * e.batch_size * 2 / seconds if done else None}
 
 
