@@ -354,7 +354,9 @@ def _print_training(summary: dict) -> None:
                    f"{real['median']:.2f} ({real['q1']:.2f}-{real['q3']:.2f}) vs {gen['median']:.2f} "
                    f"({gen['q1']:.2f}-{gen['q3']:.2f}); measured {real['measured']}/{real['n']} vs "
                    f"{gen['measured']}/{gen['n']}; Kolmogorov-Smirnov p = {ratio['ks_p_value']:.3g}")
-    for name, target in summary["targets"].items():
+    from modelling.stages.train import development_checks
+
+    for name, target in development_checks(summary).items():
         shown = "-" if target["value"] is None else f"{target['value']:.3f}"
         typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
 

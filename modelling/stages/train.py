@@ -10,7 +10,8 @@ radiograph, fits the linear and MLP predictors in the correct and overfitted reg
 - ``train/samples.png`` (decoder samples), ``train/reconstructions.png`` (held-out originals above
   their reconstructions), ``train/ctr_real_vs_generated.csv`` (the cardiothoracic ratio measured on
   real radiographs and on as many decoder samples) and ``train/summary.json`` (losses, throughput,
-  reconstruction error, sample statistics, AUCs and the issue's targets, each with whether it is met).
+  reconstruction error, sample statistics and AUCs). :func:`development_checks` judges a summary
+  against the project's targets; ``gvr train`` prints them.
 """
 
 from __future__ import annotations
@@ -130,16 +131,11 @@ def data_key(bundle: Bundle) -> dict:
     return {rel: bundle.record(rel).sha256 for rel in stage_inputs(bundle)}
 
 
-def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], None] | None = None) -> dict:
-    bundle = stage.bundle
-    radiographs, splits, images, generative = training_images(bundle)
-    unlabelled = splits["set"].to_numpy() == "unlabelled"  # labelled = ~unlabelled: the predictors' data
-    pairing = bundle.read_table("pairing").set_index("image_id")
-    work = bundle.root / "work"
-    key = data_key(bundle)
-    generator, decoder_stats = train_decoder(images[generative], config, work, stop=stop, data_key=key)
-    encoder, encoder_stats = train_encoder(images[generative], generator, config, work, stop=stop, data_key=key)
-
+def _networks(stage: Stage, config: StudyConfig, images: np.ndarray, *, stop, data: dict):
+    """Train (or resume) the decoder and encoder on `images`; write their checkpoints."""
+    work = stage.bundle.root / "work"
+    generator, decoder_stats = train_decoder(images, config, work, stop=stop, data_key=data)
+    encoder, encoder_stats = train_encoder(images, generator, config, work, stop=stop, data_key=data)
     dec_state = checkpoints.payload("decoder", models={"generator": generator}, config=decoder_config(config),
                                     seed=config.seed, step=config.decoder.iterations)
     enc_state = checkpoints.payload("encoder", models={"encoder": encoder}, config=encoder_config(config),
@@ -147,9 +143,12 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     stage.write_checkpoint("checkpoints/decoder.pt", dec_state)
     stage.write_checkpoint("checkpoints/encoder.pt", enc_state)
     encoder_id = "encoder-" + sha256_bytes(checkpoints.to_bytes(enc_state))[:12]
-
     device = device_for(config)  # encoding every radiograph and decoding samples: on the GPU when there is one
-    generator, encoder = generator.to(device), encoder.to(device)
+    return generator.to(device), encoder.to(device), encoder_id, {"decoder": decoder_stats, "encoder": encoder_stats}
+
+
+def _latents(stage: Stage, encoder, radiographs: pd.DataFrame, images: np.ndarray, encoder_id: str) -> np.ndarray:
+    """Every radiograph's latent code, written with its index."""
     note("training: encoding %s radiographs", f"{len(images):,}")
     latents = encode(encoder, images)
     stage.write_array("arrays/latents.npy", latents)
@@ -157,9 +156,13 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
         "image_id": radiographs["image_id"], "encoder_id": encoder_id,
         "latents_path": "arrays/latents.npy", "row": np.arange(len(radiographs)),
     }))
+    return latents
 
-    # held-out reconstructions: labelled radiographs were never seen by the decoder or encoder
-    held_out = np.flatnonzero(~unlabelled)
+
+def _generative_quality(stage: Stage, config: StudyConfig, generator, images: np.ndarray, latents: np.ndarray,
+                        held_out: np.ndarray, generative: np.ndarray) -> dict:
+    """Held-out reconstructions (PSNR), decoder samples, and the cardiothoracic ratio of samples
+    against real radiographs (``train/ctr_real_vs_generated.csv``)."""
     recon = decode(generator, latents[held_out])
     err = (recon.astype(np.float64) - images[held_out].astype(np.float64)) / 255
     mse = float(np.mean(err**2))
@@ -167,20 +170,24 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     stage.write_image("train/reconstructions.png", grid(np.concatenate([images[show], recon[:8]]), columns=8))
     rng = np.random.default_rng([config.seed, 30])
     z = rng.standard_normal((64, config.decoder.latent_dim)).astype(np.float32)
-    samples = decode(generator, z)
-    stage.write_image("train/samples.png", grid(samples))
+    stage.write_image("train/samples.png", grid(decode(generator, z)))
     real = images[generative][rng.choice(generative.sum(), min(512, generative.sum()), replace=False)]
     more = decode(generator, rng.standard_normal((len(real), config.decoder.latent_dim)).astype(np.float32))
     note("training: cardiothoracic ratio of %d real radiographs and %d decoder samples", len(real), len(more))
     ratios = ctr_table(real, more)
+    stage.write_bytes("train/ctr_real_vs_generated.csv", ratios.to_csv(index=False, lineterminator="\n").encode())
+    return {"reconstruction": {"held_out_radiographs": int(len(held_out)), "mse": mse,
+                               "psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else None},
+            "samples": sample_statistics(real, more, ratios)}
 
-    # predictors on the labelled radiographs
-    labelled_ids = radiographs["image_id"].to_numpy()[~unlabelled]
-    bnp = pairing.loc[labelled_ids, "bnp_ng_l"].to_numpy()
-    split = splits["set"].to_numpy()[~unlabelled]
+
+def _predictors(stage: Stage, config: StudyConfig, latents: np.ndarray, labelled_ids: np.ndarray, bnp: np.ndarray,
+                split: np.ndarray, encoder_id: str) -> dict:
+    """Fit the linear and MLP predictors in both regimes on the labelled codes; write their checkpoints
+    and the predictions table; return the AUC of every model on every role."""
     threshold = config.cohort.bnp_threshold_ng_l
-    note("training: fitting the predictors on %s labelled radiographs", f"{int((~unlabelled).sum()):,}")
-    fitted = fit_all(latents[~unlabelled], bnp, split, config.predictors, seed=config.seed, threshold=threshold)
+    note("training: fitting the predictors on %s labelled radiographs", f"{len(labelled_ids):,}")
+    fitted = fit_all(latents, bnp, split, config.predictors, seed=config.seed, threshold=threshold)
     rows, aucs = [], {}
     for f in fitted:
         model_id = f"{f.predictor}-{f.regime}"
@@ -192,7 +199,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
         data = checkpoints.to_bytes(state)
         stage.write_bytes(f"checkpoints/{model_id}.pt", data)
         sha = sha256_bytes(data)
-        pred = predict_ng_l(f.model, latents[~unlabelled])
+        pred = predict_ng_l(f.model, latents)
         for role, idx in f.roles.items():
             rows.append(pd.DataFrame({
                 "image_id": labelled_ids[idx], "model_id": model_id, "predictor": f.predictor, "regime": f.regime,
@@ -202,33 +209,56 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
             aucs[f"{model_id}/{role}"] = _auc(bnp[idx] >= threshold, np.log(pred[idx])) | {"epochs": f.epochs}
     predictions = pd.concat(rows, ignore_index=True).sort_values(["model_id", "image_id"], kind="stable")
     stage.write_table("predictions", predictions)
+    return aucs
 
-    oracle = json.loads(bundle.verify_file("cohort/summary.json").read_text()).get("oracle_auc")
-    targets = {}
+
+def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], None] | None = None) -> dict:
+    """Train the networks, encode every radiograph, measure the decoder, fit the predictors; write
+    ``train/summary.json`` and return it."""
+    bundle = stage.bundle
+    radiographs, splits, images, generative = training_images(bundle)
+    unlabelled = splits["set"].to_numpy() == "unlabelled"  # labelled = ~unlabelled: the predictors' data
+    generator, encoder, encoder_id, stats = _networks(stage, config, images[generative], stop=stop,
+                                                      data=data_key(bundle))
+    latents = _latents(stage, encoder, radiographs, images, encoder_id)
+    # held-out reconstructions: labelled radiographs were never seen by the decoder or encoder
+    quality = _generative_quality(stage, config, generator, images, latents, np.flatnonzero(~unlabelled), generative)
+    labelled_ids = radiographs["image_id"].to_numpy()[~unlabelled]
+    bnp = bundle.read_table("pairing").set_index("image_id").loc[labelled_ids, "bnp_ng_l"].to_numpy()
+    aucs = _predictors(stage, config, latents[~unlabelled], labelled_ids, bnp, splits["set"].to_numpy()[~unlabelled],
+                       encoder_id)
+    summary = {
+        **stats, "encoder_id": encoder_id,
+        "generative_training": {"radiographs": int(generative.sum()),
+                                "unlabelled_of_test_patients_left_out": int((unlabelled & ~generative).sum())},
+        **quality,
+        "auc": aucs, "oracle_auc": json.loads(bundle.verify_file("cohort/summary.json").read_text()).get("oracle_auc"),
+    }
+    stage.write_json("train/summary.json", summary)
+    return summary
+
+
+def development_checks(summary: dict) -> dict[str, dict]:
+    """The project's development targets, judged on a training summary (printed by ``gvr train``;
+    not written to the bundle): the paper's AUCs (0.82 correct; 0.99 and 0.75 overfitted) as floors.
+
+    Returns ``{name: {"value": float | None, "met": bool}}``.
+    """
+    aucs, oracle = summary["auc"], summary.get("oracle_auc")
+    checks = {}
     correct_mlp = aucs["mlp-correct/test"]["auc"]
     for predictor in ("mlp", "linear"):
         value = aucs[f"{predictor}-correct/test"]["auc"]
-        targets[f"{predictor} correct: test AUC >= 0.80"] = _target(value, value is not None and value >= 0.80)
+        checks[f"{predictor} correct: test AUC >= 0.80"] = _target(value, value is not None and value >= 0.80)
         if oracle:
-            targets[f"{predictor} correct: test AUC >= 90% of oracle {oracle:.3f}"] = _target(
+            checks[f"{predictor} correct: test AUC >= 90% of oracle {oracle:.3f}"] = _target(
                 None if value is None else value / oracle, value is not None and value >= 0.9 * oracle)
     over_train = aucs["mlp-overfitted/train"]["auc"]
     over_val = aucs["mlp-overfitted/validation"]["auc"]
-    targets["mlp overfitted: own training data AUC >= 0.97"] = _target(over_train, over_train is not None and over_train >= 0.97)
-    targets["mlp overfitted: withheld quarter AUC < correct test AUC"] = _target(
+    checks["mlp overfitted: own training data AUC >= 0.97"] = _target(over_train, over_train is not None and over_train >= 0.97)
+    checks["mlp overfitted: withheld quarter AUC < correct test AUC"] = _target(
         over_val, None not in (over_val, correct_mlp) and over_val < correct_mlp)
-    summary = {
-        "decoder": decoder_stats, "encoder": encoder_stats, "encoder_id": encoder_id,
-        "generative_training": {"radiographs": int(generative.sum()),
-                                "unlabelled_of_test_patients_left_out": int((unlabelled & ~generative).sum())},
-        "reconstruction": {"held_out_radiographs": int(len(held_out)), "mse": mse,
-                           "psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else None},
-        "samples": sample_statistics(real, more, ratios),
-        "auc": aucs, "oracle_auc": oracle, "targets": targets,
-    }
-    stage.write_bytes("train/ctr_real_vs_generated.csv", ratios.to_csv(index=False, lineterminator="\n").encode())
-    stage.write_json("train/summary.json", summary)
-    return summary
+    return checks
 
 
 def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) -> Bundle:
