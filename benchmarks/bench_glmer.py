@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import mixed_models as mm
+from analysis.mixed_models import lme4
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +74,7 @@ def main() -> None:
         regime=lambda d: pd.Categorical(d["regime"], categories=list(mm.REGIME_LEVELS)))
 
     t0 = time.perf_counter()
-    mm._session()  # start R, load lme4
+    lme4._session()  # start R, load lme4
     startup = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("error", mm.GlmerFitWarning)  # the benchmark model must fit cleanly

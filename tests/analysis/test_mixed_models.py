@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from analysis import mixed_models as mm
+from analysis.mixed_models import lme4, results
 from tests.analysis.tolerances import (
     LOGLIK_ATOL,
     assert_messages_match,
@@ -160,7 +161,7 @@ def test_convergence_failure_surfaces(engine, expected):
 
 
 def test_feature_tests_match_lme4(table, expected):
-    assert list(table.columns) == mm._RESULT_COLUMNS
+    assert list(table.columns) == results._RESULT_COLUMNS
     assert list(table["feature"]) == [
         "airspace_opacity", "cardiomegaly", "no_chf_features", "pleural_effusion"]
     assert set(table["coefficient"]) == {"regimecorrect"}
@@ -248,7 +249,7 @@ def test_r_console_and_pymer4_are_left_as_they_were():
     from rpy2.rinterface_lib import callbacks
 
     before_writer = callbacks.consolewrite_warnerror
-    module = mm._pymer4().module
+    module = lme4._pymer4().module
     before_importr = module.importr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mm.GlmerFitWarning)
@@ -303,7 +304,7 @@ def test_missing_values_drop_their_rows_as_r_does(column, reader_study):
 
 
 def test_columns_reach_r_with_their_types_and_values():
-    sess = mm._session()
+    sess = lme4._session()
     df = pd.DataFrame({
         "small": np.array([1, -2, 3], dtype=np.int64),
         "big": np.array([2**40, 0, -(2**40) - 1], dtype=np.int64),
@@ -314,7 +315,7 @@ def test_columns_reach_r_with_their_types_and_values():
     describe = sess.robjects.r("""function(d) vapply(d, function(x) paste(
         class(x), paste(if (is.factor(x)) levels(x) else "", collapse = "|"),
         paste(trimws(format(x, digits = 17)), collapse = "|"), sum(is.na(x)), sep = ";"), "")""")
-    described = dict(zip(df.columns, describe(mm._r_data_frame(sess, df)), strict=True))
+    described = dict(zip(df.columns, describe(lme4._r_data_frame(sess, df)), strict=True))
     assert described["small"] == "integer;;1|-2|3;0"
     assert described["big"] == "numeric;;1099511627776|0|-1099511627777;0"
     assert described["real"].startswith("numeric;;") and described["real"].endswith(";1")
@@ -462,13 +463,13 @@ def test_wrapped_r_warnings_become_one_message():
     console = ["Warning messages:\n1: In log(w) : NaNs produced\n2: In vcov.merMod(object) :\n"
                "  variance-covariance matrix computed from finite-difference Hessian is\n"
                "not positive definite or contains NA values: falling back to var-cov estimated from RX\n"]
-    assert mm._console_lines(console, known=["NaNs produced"]) == [
+    assert lme4._console_lines(console, known=["NaNs produced"]) == [
         "variance-covariance matrix computed from finite-difference Hessian is not positive definite "
         "or contains NA values: falling back to var-cov estimated from RX"]
 
 
 def test_starting_r_prints_no_warnings(clean_env):
-    code = "from analysis import mixed_models as mm; mm._session()"
+    code = "from analysis.mixed_models import lme4; lme4._session()"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=HERE.parent.parent, env=clean_env)
     assert "Warning" not in out.stderr and "contains no packages" not in out.stderr, out.stderr

@@ -1,0 +1,256 @@
+"""Table 2's tests: one mixed model per feature of a reader-assessments table, with what lme4's
+messages mean for each feature's P values."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from analysis._checks import check_option
+from analysis.mixed_models.lme4 import _check_formula, _fit, _lrt, _prepare, _session
+from analysis.mixed_models.results import (
+    _FIXED_COLUMNS,
+    _RESULT_COLUMNS,
+    ASSESSMENT_COLUMNS,
+    DEFAULT_FORMULA,
+    ENGINES,
+    REGIME_LEVELS,
+    ConstantResponseError,
+    FeatureTermError,
+    GlmerFitWarning,
+)
+
+# --------------------------------------------------------------------------------------------------
+# Table 2
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_assessments(assessments: Any) -> pd.DataFrame:
+    if not isinstance(assessments, pd.DataFrame):
+        raise TypeError(f"assessments must be a pandas DataFrame; got {type(assessments).__name__}")
+    missing = [c for c in ASSESSMENT_COLUMNS if c not in assessments.columns]
+    if missing:
+        raise ValueError(f"assessments lacks column(s) {missing}; it needs {list(ASSESSMENT_COLUMNS)}")
+    if assessments.empty:
+        raise ValueError("assessments has no rows")
+    regimes = set(assessments["regime"].astype(str).unique())
+    if not regimes <= set(REGIME_LEVELS):
+        other = sorted(regimes - set(REGIME_LEVELS))
+        raise ValueError(f"regime must be one of {list(REGIME_LEVELS)}; got {other}")
+    present = assessments["present"]
+    if not (pd.api.types.is_bool_dtype(present.dtype) or set(pd.unique(present)) <= {0, 1}):
+        shown = sorted(map(str, pd.unique(present)))[:5]
+        raise ValueError(f"present must be boolean (or 0/1); got values {shown}")
+    df = assessments.reset_index(drop=True).copy()
+    df["regime"] = pd.Categorical(df["regime"].astype(str), categories=list(REGIME_LEVELS))
+    return df
+
+
+def _check_features_vary(df: pd.DataFrame) -> None:
+    for feature, present in df.groupby("feature", sort=False)["present"]:
+        if present.nunique() < 2:
+            raise ConstantResponseError(
+                f"feature {feature!r}: present is {present.iloc[0]!r} in every one of {len(present)} "
+                "assessments, so its log-odds cannot be estimated; leave this feature out of the models"
+            )
+
+
+def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
+                 engine: str) -> dict[str, Any]:
+    sess = _session()
+    try:
+        df = _prepare(sub, formula)
+    except ConstantResponseError as exc:
+        raise ConstantResponseError(f"feature {feature!r}: {exc}") from exc
+    if term in df.columns and df[term].nunique() < 2:
+        raise FeatureTermError(
+            f"feature {feature!r}: term {term!r} takes the single value {df[term].iloc[0]!r} in its "
+            f"{len(df)} rows, so its effect cannot be estimated; leave this feature out or add the "
+            "other level"
+        )
+    with warnings.catch_warnings():
+        # Each fit would warn with lme4's raw text; the feature gets one line with its meaning below.
+        warnings.simplefilter("ignore", GlmerFitWarning)
+        full, model_obj = _fit(formula, df, "binomial", engine)
+        coefficients = [str(c) for c in sess.term_coefficients(model_obj, term)]
+        if len(coefficients) != 1:
+            raise FeatureTermError(
+                f"feature {feature!r}: term {term!r} has coefficients {coefficients} in the fitted model; "
+                "feature_tests needs a term with exactly one (a two-level factor or a numeric variable)"
+            )
+        lrt = _lrt(formula, df, term, "binomial", engine, full=(full, model_obj))
+    coef = full.coefficient(coefficients[0])
+    caution = p_value_caution(full.warnings, lrt.reduced.warnings, p_value=float(coef["p_value"]),
+                              lrt_p_value=lrt.p_value)
+    if caution:
+        said = " | ".join(" ".join(m.split()) for m in lrt.warnings)
+        warnings.warn(f"feature {feature!r}: lme4 said: {said}. Meaning: {caution}", GlmerFitWarning,
+                      stacklevel=3)
+    return {
+        "feature": feature,
+        "term": term,
+        "coefficient": coefficients[0],
+        "n_obs": full.n_obs,
+        "n_present": int(sub["present"].astype(int).sum()),
+        **{k: float(coef[k]) for k in _FIXED_COLUMNS[1:]},
+        "lrt_chi2": lrt.chi2,
+        "lrt_df": lrt.df,
+        "lrt_p_value": lrt.p_value,
+        "singular": full.singular,
+        "converged": full.converged,
+        "warnings": "; ".join(lrt.warnings),
+        "caution": caution,
+    }
+
+
+def feature_tests(assessments: pd.DataFrame, *, formula: str = DEFAULT_FORMULA,
+                  term: str = "regime", engine: str = "rpy2") -> pd.DataFrame:
+    """Test, feature by feature, whether highlighting depends on the model that made the GVR.
+
+    Parameters
+    ----------
+    assessments : pandas.DataFrame
+        A reader-assessments table (``data_schema``'s reader_assessments): columns ``reader``,
+        ``round``, ``gvr_id``, ``regime`` ("correct" or "overfitted"), ``patient_id``, ``feature``,
+        ``present`` (bool) and ``simulated`` (bool); other columns are passed on to the formula.
+    formula : str
+        The lme4 formula fitted to each feature's rows; by default the paper's
+        ``present ~ regime + reader + (1 | patient_id)``.
+    term : str
+        The fixed term to report and test; it must have exactly one coefficient.
+    engine : {"rpy2", "pymer4"}
+        How lme4 is reached (see :func:`glmer`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per feature, in order of first appearance: ``feature``, ``term``, ``coefficient``
+        (e.g. ``regimecorrect``), ``n_obs``, ``n_present``, ``estimate`` (log odds ratio), ``se``,
+        ``z``, ``p_value`` (Wald), ``odds_ratio``, ``or_ci_low``, ``or_ci_high`` (95 % Wald),
+        ``lrt_chi2``, ``lrt_df``, ``lrt_p_value`` (likelihood-ratio test of ``term``),
+        ``singular``, ``converged`` (of the full model) and ``warnings`` (both fits' lme4
+        messages, prefixed ``full:``/``reduced:``, joined by "; "; empty when clean).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``regime`` has another value, or ``present`` is not boolean.
+    ConstantResponseError
+        If a feature was marked present in every assessment or in none (the message names it).
+    FeatureTermError
+        If ``term`` does not give exactly one coefficient for a feature (e.g. one regime only).
+    GlmerError
+        If lme4 stops with an error.
+
+    Notes
+    -----
+    ``regime`` is a factor with reference level ``"overfitted"``, so ``estimate`` is the log odds
+    ratio of a feature being highlighted on a GVR of the correctly trained model versus the
+    overfitted one, with readers as fixed effects and a random intercept per patient:
+    logit P(present) = b0 + b1 [correct] + b2 [reader B] + u_patient, u ~ N(0, s^2).
+    The Wald p-value tests b1 = 0 from the curvature at the estimate; the likelihood-ratio
+    p-value compares the fit with ``update(formula, . ~ . - regime)`` (see
+    :func:`likelihood_ratio_test`).
+
+    References
+    ----------
+    Bates D, Maechler M, Bolker B, Walker S. Fitting linear mixed-effects models using lme4.
+    J Stat Softw 2015;67(1):1-48. doi:10.18637/jss.v067.i01
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(3)
+    >>> n = 240
+    >>> df = pd.DataFrame({"reader": np.tile(["A", "B"], n // 2), "round": 1,
+    ...     "gvr_id": [f"g{i}" for i in range(n)], "regime": np.repeat(["correct", "overfitted"], n // 2),
+    ...     "patient_id": [f"p{i % 40}" for i in range(n)], "feature": "cardiomegaly", "simulated": True})
+    >>> u = rng.normal(0, 1.5, 40)[np.arange(n) % 40]
+    >>> eta = np.where(df["regime"] == "correct", 1.0, -1.0) + u
+    >>> df["present"] = rng.random(n) < 1 / (1 + np.exp(-eta))
+    >>> table = feature_tests(df)
+    >>> list(table["coefficient"]), bool(table.loc[0, "odds_ratio"] > 1), table.loc[0, "warnings"]
+    (['regimecorrect'], True, '')
+    """
+    df = _check_assessments(assessments)
+    _check_formula(formula)
+    check_option("engine", engine, ENGINES)
+    if not isinstance(term, str):
+        raise TypeError(f"term must be a string naming a fixed term; got {type(term).__name__}")
+    _check_features_vary(df)
+    rows = [
+        _feature_row(str(feature), df[df["feature"] == feature], formula, term, engine)
+        for feature in pd.unique(df["feature"])
+    ]
+    return pd.DataFrame(rows, columns=_RESULT_COLUMNS)
+
+
+
+_NOT_CONVERGED = ("failed to converge", "convergence code", "did not converge", "iteration limit")
+_SINGULAR = ("singular",)
+_CURVATURE = ("nearly unidentifiable", "Hessian", "not positive definite", "eigenvalue")
+
+
+def _kinds(messages: Sequence[str]) -> set[str]:
+    kinds = set()
+    for m in messages:
+        if any(k in m for k in _NOT_CONVERGED):
+            kinds.add("not_converged")
+        elif any(k in m for k in _SINGULAR):
+            kinds.add("singular")
+        elif any(k in m for k in _CURVATURE):
+            kinds.add("curvature")
+        else:
+            kinds.add("other")
+    return kinds
+
+
+def p_value_caution(full_warnings: Sequence[str], reduced_warnings: Sequence[str] = (), *,
+                    p_value: float, lrt_p_value: float | None = None) -> str:
+    """What lme4's messages mean for a term's Wald and likelihood-ratio p-values, in one sentence.
+
+    Parameters
+    ----------
+    full_warnings, reduced_warnings : sequence of str
+        lme4's messages for the model with the term (the Wald test's) and without it (used only by
+        the likelihood-ratio test).
+    p_value : float
+        The term's Wald p-value, from the full model.
+    lrt_p_value : float, optional
+        The likelihood-ratio p-value.
+
+    Returns
+    -------
+    str
+        Empty when there is nothing to say; otherwise what each message means for which p-value.
+
+    Examples
+    --------
+    >>> p_value_caution([], ["Model failed to converge with max|grad| = 0.05 (tol = 0.002, component 1)"],
+    ...                 p_value=0.0012, lrt_p_value=0.0009)
+    'the reduced model (without the term) did not converge: the likelihood-ratio P = 0.0009 may be off; the Wald P = 0.0012 does not use that fit'
+    """
+    wald = f"the Wald P = {p_value:.2g}"
+    lrt = f"the likelihood-ratio P = {lrt_p_value:.2g}" if lrt_p_value is not None else "the likelihood-ratio P"
+    parts = []
+    full = _kinds(full_warnings)
+    if "not_converged" in full:
+        parts.append(f"the model did not converge: {wald} may be off; refit with another optimizer "
+                     "(lme4's glmerControl) before relying on it")
+    if "singular" in full:
+        parts.append(f"a random-effect variance is estimated at 0 (singular fit): {wald} is that of the "
+                     "model without that random effect")
+    if "curvature" in full:
+        parts.append(f"the curvature at the estimate is poorly determined: the Wald SE, and so {wald}, "
+                     f"may be imprecise; {lrt} does not use it")
+    if "other" in full:
+        parts.append(f"check the fit before relying on {wald}")
+    reduced = _kinds(reduced_warnings)
+    if reduced & {"not_converged", "curvature", "other"}:
+        what = "did not converge" if "not_converged" in reduced else "is not well determined"
+        parts.append(f"the reduced model (without the term) {what}: {lrt} may be off; {wald} does not use "
+                     "that fit")
+    return "; ".join(parts)
