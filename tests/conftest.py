@@ -20,3 +20,41 @@ def clean_environment() -> dict[str, str]:
 def clean_env() -> dict[str, str]:
     """The environment as the test session found it, for subprocesses."""
     return clean_environment()
+
+
+# ---- the tiny study, built once per test session --------------------------------------------------
+# Building the tiny profile's cohort, training and GVRs takes 5-20 s; nine modules need one. They get
+# a copy of the one built here, so a test that writes into its bundle never changes another's.
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """The tiny profile's bundle through the train stage (read it; copy it to write)."""
+    from modelling.config import load_config
+    from modelling.stages.cohort import build_cohort
+    from modelling.stages.train import build_training
+
+    cfg = load_config("tiny")
+    root = tmp_path_factory.mktemp("tiny-session") / "trained"
+    build_cohort(cfg, root, workers=1)
+    build_training(cfg, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_explained(tiny_trained, tmp_path_factory):
+    """The tiny profile's bundle with GVRs (3 of kind ``gvr`` per model; read it; copy it to write)."""
+    from modelling.config import load_config
+    from modelling.stages.explain import build_explanations
+
+    root = copy_bundle(tiny_trained, tmp_path_factory.mktemp("tiny-session") / "explained")
+    build_explanations(load_config("tiny"), root)
+    return root
+
+
+def copy_bundle(source, destination):
+    """A bundle copied whole (manifest, tables, images, work checkpoints), for a test that writes."""
+    import shutil
+
+    shutil.copytree(source, destination)
+    return destination

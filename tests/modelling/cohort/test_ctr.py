@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from modelling.cohort import ctr
-
-from modelling.cohort import phantom
+from modelling.cohort import ctr, phantom
 from modelling.cohort.synthetic import synthesize
 from modelling.config import load_config
 

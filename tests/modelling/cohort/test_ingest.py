@@ -9,10 +9,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 from typer.testing import CliRunner
 
-from data_schema import Bundle, validate_bundle
+from data_schema import validate_bundle
 from modelling.cli import app
-from modelling.config import load_config
-from modelling.stages.ingest import build_from_real_data
 from modelling.cohort.ingest import (
     IngestError,
     IngestSources,
@@ -21,6 +19,8 @@ from modelling.cohort.ingest import (
     parse_timestamp,
     read_dicom,
 )
+from modelling.config import load_config
+from modelling.stages.ingest import build_from_real_data
 
 SALT = b"0123456789abcdef-test-salt"
 IDENTIFYING = {

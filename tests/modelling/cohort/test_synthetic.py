@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from modelling.cohort.synthetic import BnpModel, synthesize
-from modelling.stages.cohort import summary, tables
 from modelling.config import load_config
+from modelling.stages.cohort import summary, tables
 
 # A cohort of more than 5,000 radiographs, labelled and unlabelled sets in the paper's proportions
 # of radiographs per patient (7,390 / 5,232 and 96,099 / 41,480).

@@ -10,13 +10,11 @@ import torch
 from torch import nn
 
 from data_schema import validate_bundle
-from modelling.explain.baselines import METHODS, EndToEnd, attribute, superpixels
-from modelling.stages.baselines import build_baselines
-from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
-from modelling.stages.explain import build_explanations
+from modelling.explain.baselines import METHODS, EndToEnd, attribute, superpixels
 from modelling.nets.networks import Encoder
-from modelling.stages.train import build_training
+from modelling.stages.baselines import build_baselines
+from tests.conftest import copy_bundle
 
 
 class LeftHalf(nn.Module):
@@ -72,13 +70,8 @@ def test_gradcam_uses_the_encoders_last_convolution():
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory):
-    cfg = load_config("tiny")
-    root = tmp_path_factory.mktemp("baselines")
-    build_cohort(cfg, root, workers=1)
-    build_training(cfg, root)
-    build_explanations(cfg, root)
-    return cfg, root
+def explained(tiny_explained, tmp_path_factory):
+    return load_config("tiny"), copy_bundle(tiny_explained, tmp_path_factory.mktemp("baselines") / "b")
 
 
 def test_stage_writes_panels_faithfulness_and_audit(explained):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
+from modelling.stages.cohort import build_cohort
 from modelling.stages.train import build_training
 
 BIN = Path(sys.executable).parent

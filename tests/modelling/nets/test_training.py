@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from modelling.nets import checkpoints
 from modelling.config import load_config
+from modelling.nets import checkpoints
 from modelling.nets.training import Interrupted, encode, train_decoder, train_encoder
 
 

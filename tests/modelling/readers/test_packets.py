@@ -12,26 +12,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import modelling.readers.packets as packets_module
 from data_schema import Bundle, load_table
 from modelling.cli.readers import register
 from modelling.readers.packets import PacketError, load_packet, make_packet
+from tests.conftest import copy_bundle
 
 SAFE_CHUNKS = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
-
-
-def build_tiny_study(root: Path) -> Path:
-    """The tiny profile's bundle with GVRs (3 of kind ``gvr`` per model); about 20 s."""
-    from modelling.stages.cohort import build_cohort
-    from modelling.config import load_config
-    from modelling.stages.explain import build_explanations
-    from modelling.stages.train import build_training
-
-    cfg = load_config("tiny")
-    build_cohort(cfg, root, workers=1)
-    build_training(cfg, root)
-    build_explanations(cfg, root)
-    return root
 
 
 def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -46,8 +32,8 @@ def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    return build_tiny_study(tmp_path_factory.mktemp("study") / "bundle")
+def study(tiny_explained, tmp_path_factory) -> Path:
+    return copy_bundle(tiny_explained, tmp_path_factory.mktemp("study") / "bundle")
 
 
 @pytest.fixture(scope="module")

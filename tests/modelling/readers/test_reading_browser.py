@@ -11,7 +11,7 @@ import pytest
 from modelling.readers.packets import make_packet
 from modelling.readers.server import start_server
 from modelling.readers.unblind import read_responses, unblind
-from tests.modelling.readers.test_packets import build_tiny_study
+from tests.conftest import copy_bundle
 from tests.modelling.readers.test_server import consistent
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -22,9 +22,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
+def made(tiny_explained, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
-    study = build_tiny_study(root / "bundle")
+    study = copy_bundle(tiny_explained, root / "bundle")
     return make_packet(study, root / "packet", key_path=root / "key.csv", per_model=3, rounds=1,
                        readers=["A"], rng=21)
 

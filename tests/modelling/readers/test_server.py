@@ -24,13 +24,13 @@ from modelling.readers.server import (
     start_server,
 )
 from modelling.readers.unblind import ResponsesError, read_responses
-from tests.modelling.readers.test_packets import build_tiny_study
+from tests.conftest import copy_bundle
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
+def made(tiny_explained, tmp_path_factory):
     root = tmp_path_factory.mktemp("reading")
-    study = build_tiny_study(root / "bundle")
+    study = copy_bundle(tiny_explained, root / "bundle")
     # The key sits beside the packet, as a careless user might put it: it must still never be served.
     return make_packet(study, root / "packet", key_path=root / "reading_key.csv", per_model=3, rng=5)
 

@@ -68,9 +68,9 @@ def test_unknown_feature_is_refused():
 
 def test_stage_writes_assessments_that_table_2_reads(tmp_path):
     from analysis.table2 import table2
+    from modelling.config import load_config
     from modelling.stages.baselines import build_baselines
     from modelling.stages.cohort import build_cohort
-    from modelling.config import load_config
     from modelling.stages.explain import build_explanations
     from modelling.stages.readers import build_simulated_readers
     from modelling.stages.train import build_training

@@ -16,13 +16,13 @@ from data_schema import Bundle, TableValidationError, load_table, validate_frame
 from modelling.cli.readers import STAGE, register
 from modelling.readers.packets import PacketError, load_packet, make_packet
 from modelling.readers.unblind import RESPONSE_COLUMNS, ResponsesError, read_responses, unblind
-from tests.modelling.readers.test_packets import build_tiny_study
+from tests.conftest import copy_bundle
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tiny_explained, tmp_path_factory):
     root = tmp_path_factory.mktemp("unblind")
-    study = build_tiny_study(root / "bundle")
+    study = copy_bundle(tiny_explained, root / "bundle")
     summary = make_packet(study, root / "packet", key_path=root / "key.csv", per_model=3, rng=11)
     return study, summary.packet, summary.key_path
 

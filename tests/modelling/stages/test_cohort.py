@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from data_schema import Bundle, validate_bundle
-from modelling.stages import cohort as cohort_bundle
 from modelling.cli import app
-from modelling.stages.cohort import build_cohort
-from modelling.config import load_config
 from modelling.cohort.phantom import unpack_masks
+from modelling.config import load_config
+from modelling.stages import cohort as cohort_bundle
+from modelling.stages.cohort import build_cohort
 
 
 @pytest.fixture(scope="module")

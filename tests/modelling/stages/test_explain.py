@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from data_schema import validate_bundle
-from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
 from modelling.stages.explain import UnknownModelError, build_explanations
-from modelling.stages.train import build_training
+from tests.conftest import copy_bundle
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory):
+def explained(tiny_trained, tmp_path_factory):
     cfg = load_config("tiny")
-    root = tmp_path_factory.mktemp("explained")
-    build_cohort(cfg, root, workers=1)
-    build_training(cfg, root)
+    root = copy_bundle(tiny_trained, tmp_path_factory.mktemp("explained") / "b")
     bundle, info = build_explanations(cfg, root)
     return cfg, bundle, info
 

@@ -15,9 +15,9 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from data_schema import Bundle, RealDataBundleError, validate_bundle
-from modelling.stages.cohort import build_cohort
-from modelling.config import load_config
 from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser, read_dicom
+from modelling.config import load_config
+from modelling.stages.cohort import build_cohort
 from modelling.stages.ingest import build_from_real_data
 from modelling.stages.pipeline import PendingStagesError, reproduce
 from tests.modelling.cohort.test_ingest import SALT, gradient, make_dicom

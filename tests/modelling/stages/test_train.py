@@ -10,20 +10,19 @@ import pytest
 import torch
 
 from data_schema import Bundle, validate_bundle
-from modelling.nets import checkpoints
-from modelling.stages import train as train_bundle
-from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
+from modelling.nets import checkpoints
 from modelling.nets.networks import Generator
+from modelling.stages import train as train_bundle
 from modelling.stages.train import build_training
+from tests.conftest import copy_bundle
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    cfg = load_config("tiny")
-    root = tmp_path_factory.mktemp("trained")
-    build_cohort(cfg, root, workers=1)
-    return cfg, build_training(cfg, root)
+def trained(tiny_trained, tmp_path_factory):
+    from data_schema import Bundle
+
+    return load_config("tiny"), Bundle(copy_bundle(tiny_trained, tmp_path_factory.mktemp("trained") / "b"))
 
 
 def test_bundle_is_valid_with_every_output(trained):
