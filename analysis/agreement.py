@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis._checks import check_level, check_option
+from analysis._checks import check_assessments, check_level, check_option
 from analysis.errors import ConstantRaterError, UndefinedStatisticError
 
 __all__ = ["KappaResult", "cohen_kappa", "intra_observer", "inter_observer"]
@@ -219,17 +219,7 @@ def cohen_kappa(
 
 
 def _check_assessments(assessments: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(assessments, pd.DataFrame):
-        raise TypeError(f"assessments must be a pandas DataFrame; got {type(assessments).__name__}")
-    missing = [c for c in ASSESSMENT_COLUMNS if c not in assessments.columns]
-    if missing:
-        raise ValueError(f"assessments lacks column(s) {missing}; expected the reader_assessments table")
-    dup = assessments.duplicated(["reader", "round", "gvr_id", "feature"])
-    if dup.any():
-        raise ValueError(f"assessments has {int(dup.sum())} duplicated (reader, round, gvr_id, feature) rows")
-    if assessments["present"].isna().any():
-        raise ValueError("assessments.present has missing values")
-    return assessments
+    return check_assessments(assessments, needs=ASSESSMENT_COLUMNS)
 
 
 def _kappa_row(keys: dict[str, Any], a: pd.Series, b: pd.Series, undefined: str, level: float) -> dict | None:

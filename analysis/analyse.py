@@ -9,7 +9,6 @@ listed with the reason instead.
 from __future__ import annotations
 
 import json
-
 import logging
 import tempfile
 from dataclasses import dataclass

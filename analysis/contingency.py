@@ -12,9 +12,9 @@ True
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
-import warnings
 
 import numpy as np
 import pandas as pd

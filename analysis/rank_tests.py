@@ -10,12 +10,12 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import lru_cache
 from math import comb
 from typing import Any
-import warnings
 
 import numpy as np
 import pandas as pd

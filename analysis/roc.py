@@ -14,16 +14,16 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from analysis._checks import as_finite_1d, as_rng, check_level, check_option
-from analysis.errors import OneClassError, UndefinedStatisticError
+from analysis.errors import OneClassError
 
 __all__ = [
     "AucResult",

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.contingency import chi_square
-from analysis.formatting import MISSING, format_count_percent, format_p, render_csv, render_html
 from analysis.descriptive import mean_sd, median_iqr
+from analysis.formatting import MISSING, format_count_percent, format_p, render_csv, render_html
 from analysis.rank_tests import mann_whitney
 
 __all__ = ["Table1Result", "table1"]

@@ -2,7 +2,7 @@
 
 Counts per model (regime), reader, reading and feature; pooled counts per model and feature;
 intra- and interobserver kappas (:mod:`analysis.agreement`); and the mixed-effects logistic
-regression of each feature on the model (:func:`analysis.mixed_models.feature_tests`).
+regression of each feature on the model (:func:`analysis.mixed_models.table2_tests`).
 
 Examples
 --------
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis._checks import check_option
+from analysis._checks import check_assessments, check_option
 from analysis.agreement import inter_observer, intra_observer
 from analysis.formatting import format_count_percent, format_p, render_csv, render_html
 
@@ -83,7 +83,7 @@ class Table2Result:
         Interobserver kappa per feature and pair of readers
         (:func:`analysis.agreement.inter_observer`).
     mixed : pandas.DataFrame
-        One row per feature from :func:`analysis.mixed_models.feature_tests` (regime effect, Wald
+        One row per feature from :func:`analysis.mixed_models.table2_tests` (regime effect, Wald
         and likelihood-ratio p-values, lme4 warnings) plus ``error`` (why a feature could not be
         fitted, else empty). Empty (with a ``feature`` column only) when ``mixed_models=False``.
     display : pandas.DataFrame
@@ -118,22 +118,7 @@ class Table2Result:
 
 
 def _check(assessments: Any) -> pd.DataFrame:
-    if not isinstance(assessments, pd.DataFrame):
-        raise TypeError(f"assessments must be a pandas DataFrame; got {type(assessments).__name__}")
-    missing = [c for c in _COLUMNS if c not in assessments.columns]
-    if missing:
-        raise ValueError(f"assessments lacks column(s) {missing}; expected the reader_assessments table")
-    if assessments.empty:
-        raise ValueError("assessments has no rows")
-    regimes = set(assessments["regime"].unique())
-    if not regimes <= set(REGIME_LABELS):
-        raise ValueError(f"assessments.regime must be one of {list(REGIME_LABELS)}; got {sorted(regimes - set(REGIME_LABELS))}")
-    if not pd.api.types.is_bool_dtype(assessments["present"].dtype):
-        raise ValueError(f"assessments.present must be boolean; got dtype {assessments['present'].dtype}")
-    dup = assessments.duplicated(["reader", "round", "gvr_id", "feature"])
-    if dup.any():
-        raise ValueError(f"assessments has {int(dup.sum())} duplicated (reader, round, gvr_id, feature) rows")
-    return assessments
+    return check_assessments(assessments, needs=_COLUMNS)
 
 
 def _mixed(assessments: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -169,7 +154,7 @@ def table2(
         feature, present``; ``present`` boolean).
     mixed_models : bool, default True
         Fit the mixed-effects logistic regression per feature
-        (:func:`analysis.mixed_models.feature_tests`, which needs R with lme4). With False,
+        (:func:`analysis.mixed_models.table2_tests`, which needs R with lme4). With False,
         ``mixed`` is an empty frame and the notes give no p-values.
     undefined : {"drop", "raise"}, default "drop"
         What to do with a kappa that is undefined (a reader gave one answer throughout): leave it

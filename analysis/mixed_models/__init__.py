@@ -15,7 +15,7 @@ without Python.
 
 The package holds one concept a module: :mod:`~analysis.mixed_models.results` (the result classes and
 conventions), :mod:`~analysis.mixed_models.lme4` (the bridge to lme4 and the fits),
-:mod:`~analysis.mixed_models.feature_tests` (Table 2's loop) and :mod:`~analysis.mixed_models.r_script`
+:mod:`~analysis.mixed_models.table2_tests` (Table 2's loop) and :mod:`~analysis.mixed_models.r_script`
 (the plain R script, whose text is ``table2_models.R``).
 
 Conventions
@@ -53,7 +53,7 @@ Examples
 (True, False)
 """
 
-from analysis.mixed_models.feature_tests import feature_tests, p_value_caution
+from analysis.mixed_models.table2_tests import feature_tests, p_value_caution
 from analysis.mixed_models.lme4 import glmer, likelihood_ratio_test
 from analysis.mixed_models.r_script import RScriptFiles, write_r_script
 from analysis.mixed_models.results import (

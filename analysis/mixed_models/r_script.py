@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.mixed_models.feature_tests import _check_assessments, _check_features_vary
+from analysis.mixed_models.table2_tests import _check_assessments, _check_features_vary
 from analysis.mixed_models.lme4 import _check_formula
 from analysis.mixed_models.results import DEFAULT_FORMULA, REGIME_LEVELS
 

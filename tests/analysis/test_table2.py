@@ -144,3 +144,28 @@ def test_mixed_model_of_a_constant_feature_gives_its_reason(assessments):
     t = table2(one, mixed_models=True)
     assert t.mixed["feature"].tolist() == ["reduced_body_mass"]
     assert "reduced_body_mass" in t.mixed.loc[0, "error"]
+
+
+def test_the_statistics_share_one_check_of_the_assessments_table(assessments):
+    """agreement, table2 and the mixed models read the reader-assessments table through one check,
+    whose columns and key are data_schema's: the same bad table gets the same message from each."""
+    from analysis import agreement
+    from analysis._checks import check_assessments
+    from analysis.mixed_models import table2_tests as ft
+
+    bad = assessments.assign(regime="underfitted")
+    messages = set()
+    for check in (lambda d: check_assessments(d, needs=("regime",)), agreement._check_assessments, _check_table2,
+                  ft._check_assessments):
+        with pytest.raises(ValueError, match="must be one of") as info:
+            check(bad)
+        messages.add(str(info.value))
+    assert messages == {"assessments.regime must be one of ['correct', 'overfitted']; got ['underfitted']"}
+    with pytest.raises(ValueError, match="does not have"):
+        check_assessments(assessments, needs=("colour",))
+
+
+def _check_table2(df):
+    from analysis.table2 import _check
+
+    return _check(df)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis._checks import check_option
+from analysis._checks import check_assessments, check_option
 from analysis.mixed_models.lme4 import _check_formula, _fit, _lrt, _prepare, _session
 from analysis.mixed_models.results import (
     _FIXED_COLUMNS,
@@ -29,21 +29,7 @@ from analysis.mixed_models.results import (
 
 
 def _check_assessments(assessments: Any) -> pd.DataFrame:
-    if not isinstance(assessments, pd.DataFrame):
-        raise TypeError(f"assessments must be a pandas DataFrame; got {type(assessments).__name__}")
-    missing = [c for c in ASSESSMENT_COLUMNS if c not in assessments.columns]
-    if missing:
-        raise ValueError(f"assessments lacks column(s) {missing}; it needs {list(ASSESSMENT_COLUMNS)}")
-    if assessments.empty:
-        raise ValueError("assessments has no rows")
-    regimes = set(assessments["regime"].astype(str).unique())
-    if not regimes <= set(REGIME_LEVELS):
-        other = sorted(regimes - set(REGIME_LEVELS))
-        raise ValueError(f"regime must be one of {list(REGIME_LEVELS)}; got {other}")
-    present = assessments["present"]
-    if not (pd.api.types.is_bool_dtype(present.dtype) or set(pd.unique(present)) <= {0, 1}):
-        shown = sorted(map(str, pd.unique(present)))[:5]
-        raise ValueError(f"present must be boolean (or 0/1); got values {shown}")
+    check_assessments(assessments, needs=ASSESSMENT_COLUMNS, integer_present=True)
     df = assessments.reset_index(drop=True).copy()
     df["regime"] = pd.Categorical(df["regime"].astype(str), categories=list(REGIME_LEVELS))
     return df
