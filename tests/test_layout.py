@@ -96,3 +96,16 @@ def test_the_rules_catch_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from modelling.stages.train import build_training\n")
     assert "modelling.stages.train" in _imports(bad)
+
+
+def test_only_the_stages_open_a_bundle():
+    """Domain code works on tables, arrays and images handed to it; the stages read and write the bundle."""
+    broken = []
+    for path in _sources("modelling"):
+        if not _within(_module(path), DOMAIN + SHARED):
+            continue
+        opened = sorted(name for name in _imports(path)
+                        if name in ("data_schema.Bundle", "data_schema.Stage") or _within(name, ("data_schema.bundle",)))
+        if opened:
+            broken.append(f"{path.relative_to(ROOT)} imports {', '.join(opened)}")
+    assert not broken, "\n".join(broken)

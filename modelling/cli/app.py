@@ -123,7 +123,6 @@ def validate(
 def schema_list() -> None:
     """List the bundle's tables: name, default path, primary key and description."""
     from data_schema import SCHEMAS
-
     from modelling.cohort.ingest import INPUT_FORMATS
 
     for spec in SCHEMAS.values():
@@ -196,8 +195,8 @@ def cohort_synth(
     """Synthesize the phantom cohort into a bundle and print its Table 1 summary."""
     import json
 
-    from modelling.stages.cohort import build_cohort
     from modelling.config import ConfigError, load_config
+    from modelling.stages.cohort import build_cohort
 
     try:
         cfg = load_config(config)
@@ -230,8 +229,8 @@ def cohort_ingest(
     import json
     import os
 
-    from modelling.config import ConfigError, load_config
     from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser
+    from modelling.config import ConfigError, load_config
     from modelling.stages.ingest import build_from_real_data
 
     if salt_file is not None:
@@ -284,8 +283,8 @@ def train(
     """
     import json
 
-    from modelling.stages.cohort import build_cohort
     from modelling.config import ConfigError, load_config
+    from modelling.stages.cohort import build_cohort
     from modelling.stages.train import build_training
 
     try:
@@ -398,8 +397,8 @@ def baselines(
     force: bool = typer.Option(False, help="Redo even when the maps are current."),
 ) -> None:
     """Occlusion, integrated gradients, LIME and Grad-CAM beside each GVR; faithfulness and audit."""
-    from modelling.stages.baselines import build_baselines
     from modelling.config import ConfigError
+    from modelling.stages.baselines import build_baselines
 
     try:
         cfg = _study_config(config, bundle)
@@ -490,7 +489,8 @@ def reproduce(
 ) -> None:
     """Build the study bundle end to end (the main job of `make reproduce`)."""
     from modelling.config import ConfigError, load_config
-    from modelling.stages.pipeline import PendingStagesError, reproduce as run
+    from modelling.stages.pipeline import PendingStagesError
+    from modelling.stages.pipeline import reproduce as run
 
     try:
         cfg = load_config(config)
@@ -517,8 +517,8 @@ def report(
 
     With Quarto on PATH, run `quarto render reports/` with GVR_BUNDLE set instead for Quarto's output.
     """
-    from modelling.stages.pipeline import build_report
     from analysis.manuscript import BundleMissingError
+    from modelling.stages.pipeline import build_report
     from modelling.stages.report import ReportRenderError, render_reports
 
     if not (bundle / "manifest.json").exists():

@@ -46,7 +46,8 @@ def packet(
 ) -> None:
     """Draw GVRs predicted above 100 ng/L from each model into a blinded reading packet; write its key apart."""
     from data_schema import BundleError, TableValidationError
-    from modelling.readers.packets import PacketError, make_packet
+    from modelling.readers.packets import PacketError
+    from modelling.stages.packet import make_packet
 
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data_schema.layout import SHARD_SIZE, image_path
 from data_schema.tables import MAX_BNP_NG_L
 from data_schema.validate import Problem, TableValidationError
-from data_schema.layout import SHARD_SIZE, image_path
 from modelling.config import StudyConfig
 from modelling.progress import progress
 

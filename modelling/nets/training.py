@@ -31,8 +31,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from modelling.nets import checkpoints
 from modelling.config import StudyConfig
+from modelling.nets import checkpoints
 from modelling.nets.networks import Critic, Encoder, Generator, to_unit
 from modelling.progress import progress
 

@@ -41,14 +41,14 @@ import json
 import logging
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from data_schema import Bundle, TableValidationError, validate_frame
+from data_schema import TableValidationError, validate_frame
 from data_schema.io import atomic_write_bytes, atomic_write_text
 from data_schema.tables import FEATURE_PATTERN, ID_PATTERN
 
@@ -138,7 +138,7 @@ class Packet:
 
 @dataclass(frozen=True)
 class PacketSummary:
-    """What :func:`make_packet` wrote.
+    """What :func:`draw_packet` wrote.
 
     Attributes
     ----------
@@ -261,10 +261,13 @@ def _inside(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
-def make_packet(
-    bundle_root: str | Path,
+def draw_packet(
+    gvr_index: pd.DataFrame,
+    radiographs: pd.DataFrame,
+    read_image: Callable[[str], np.ndarray],
     out_dir: str | Path,
     *,
+    source: str = "the study",
     key_path: str | Path,
     per_model: int = 50,
     rounds: int = 2,
@@ -273,12 +276,16 @@ def make_packet(
     threshold_ng_l: float = THRESHOLD_NG_L,
     rng,
 ) -> PacketSummary:
-    """Draw GVRs from each model of a bundle into a blinded reading packet and write its key apart.
+    """Draw GVRs from each model into a blinded reading packet and write its key apart.
+
+    :func:`modelling.stages.packet.make_packet` calls this with a bundle's tables and images.
 
     Parameters
     ----------
-    bundle_root : path-like
-        A study bundle with ``gvr_index`` and ``radiographs`` tables.
+    gvr_index, radiographs : pandas.DataFrame
+        The study's ``gvr_index`` and ``radiographs`` tables.
+    read_image : callable
+        Reads one of the index's image paths (``original_path``, ...) as pixels.
     out_dir : path-like
         The packet directory to create; it must not exist or be empty.
     key_path : path-like
@@ -296,6 +303,9 @@ def make_packet(
         Only GVRs whose radiograph was predicted above this BNP are eligible ("predicted high").
     rng : numpy.random.Generator or int or sequence of int
         Randomness of the draw, the blinded ids and the reading orders.
+
+    source : str
+        What the tables came from, for messages (a bundle's path).
 
     Returns
     -------
@@ -327,13 +337,12 @@ def make_packet(
         raise PacketError(f"out_dir {out_dir} exists and is not an empty directory; give a new one")
     rng = np.random.default_rng(rng)
 
-    bundle = Bundle(bundle_root)
-    index = bundle.read_table("gvr_index")
-    patients = bundle.read_table("radiographs").set_index("image_id")["patient_id"]
+    index = gvr_index
+    patients = radiographs.set_index("image_id")["patient_id"]
     eligible = index[(index["kind"] == "gvr") & (index["start_pred_ng_l"] > threshold_ng_l)]
     eligible = eligible.sort_values(["model_id", "gvr_id"], kind="stable")
     if eligible.empty:
-        raise PacketError(f"{bundle.root}: no GVR of kind 'gvr' predicted above {threshold_ng_l:g} ng/L; "
+        raise PacketError(f"{source}: no GVR of kind 'gvr' predicted above {threshold_ng_l:g} ng/L; "
                           "run `gvr explain` first")
 
     available, drawn, short, chosen = {}, {}, [], []
@@ -364,7 +373,7 @@ def make_packet(
     })
     missing = key.loc[key["patient_id"].isna(), "image_id"].tolist()
     if missing:
-        raise PacketError(f"{bundle.root}: radiographs {missing[:5]} of the GVR index are not in the "
+        raise PacketError(f"{source}: radiographs {missing[:5]} of the GVR index are not in the "
                           "radiographs table")
     problems = validate_frame(key, "reading_key", file=str(key_path))
     if problems:
@@ -373,7 +382,7 @@ def make_packet(
     out_dir.mkdir(parents=True, exist_ok=True)
     for row, blinded_id in zip(chosen.itertuples(index=False), ids):
         for role in IMAGE_ROLES:
-            pixels = bundle.read_image(getattr(row, f"{role}_path"))
+            pixels = read_image(getattr(row, f"{role}_path"))
             atomic_write_bytes(out_dir / IMAGE_DIR / f"{blinded_id}-{role}.png", png_pixels_only(pixels))
     for reader in readers:
         for k in range(1, rounds + 1):

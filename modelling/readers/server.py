@@ -17,7 +17,7 @@ Only these paths are served; everything else is 403 (a path that tries to leave:
     GET  /img/<blinded_id>/original.png
     POST /api/answer                    {"blinded_id": ..., "present": {feature: bool, ...}}
 
-The key is never inside the packet (:func:`modelling.readers.packets.make_packet` refuses that) and no
+The key is never inside the packet (:func:`modelling.stages.packet.make_packet` refuses that) and no
 route reads an arbitrary file, so it cannot be served.
 
 Examples
@@ -383,7 +383,7 @@ def serve(packet_dir: str | Path, *, reader: str, round: int, responses_path: st
     Parameters
     ----------
     packet_dir : path-like
-        The reading packet (:func:`modelling.readers.packets.make_packet`).
+        The reading packet (:func:`modelling.stages.packet.make_packet`).
     reader : str
         Reader id (one of the packet's).
     round : int

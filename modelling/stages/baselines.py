@@ -10,20 +10,19 @@ sit mostly outside the disease masks (heart, effusion, opacity).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
 
 from data_schema import Bundle, Stage
 from data_schema.tables import MASK_FEATURES
-from modelling.explain.baselines import METHODS, EndToEnd, attribute
+from modelling.cohort.phantom import unpack_masks
 from modelling.config import StudyConfig
-from modelling.stages.artifacts import load_encoder, load_images, load_predictor
+from modelling.explain.baselines import METHODS, EndToEnd, attribute
 from modelling.explain.faithfulness import DISEASE_MASKS, driving_masks, scores
 from modelling.nets.networks import to_unit
-from modelling.cohort.phantom import unpack_masks
 from modelling.progress import progress
+from modelling.stages.artifacts import load_encoder, load_images, load_predictor
 
 STAGE = "baselines"
 #: Share of a model's GVR change outside heart, effusion and opacity above which the audit flags it.

@@ -23,9 +23,9 @@ import torch
 from data_schema import Bundle, Stage
 from modelling.config import StudyConfig
 from modelling.explain.gvr import move, overlay
+from modelling.nets.training import decode, device_for
 from modelling.progress import progress
 from modelling.stages.artifacts import load_decoder, load_images, load_predictor
-from modelling.nets.training import decode, device_for
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,15 @@ import pandas as pd
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_file
 from data_schema.layout import SHARD_SIZE, image_path
-from modelling.cohort.ingest import IngestSources, Prepared, Pseudonymiser, exclusion_summary, fit_square, prepare, public_reason
+from modelling.cohort.ingest import (
+    IngestSources,
+    Prepared,
+    Pseudonymiser,
+    exclusion_summary,
+    fit_square,
+    prepare,
+    public_reason,
+)
 from modelling.cohort.pairing import pair, split_by_patient
 from modelling.cohort.summary import contact_sheet, summary
 from modelling.config import StudyConfig

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import yaml
 
+from analysis.analyse import analyse_bundle
 from data_schema import Bundle
 from data_schema.io import sha256_file
-from analysis.analyse import analyse_bundle
+from modelling.config import StudyConfig, config_to_dict
 from modelling.stages.baselines import build_baselines
 from modelling.stages.cohort import build_cohort
-from modelling.config import StudyConfig, config_to_dict
 from modelling.stages.explain import build_explanations
 from modelling.stages.readers import build_simulated_readers
 from modelling.stages.train import build_training

@@ -205,10 +205,10 @@ def render_report(script: str | Path, bundle: str | Path, *, timeout: int = 600)
     import jupytext
     import nbformat
     from nbclient import NotebookClient
-    from traitlets.config import Config
     from nbclient.exceptions import CellExecutionError
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import RegexRemovePreprocessor
+    from traitlets.config import Config
 
     script = Path(script).resolve()
     nb = jupytext.read(script, fmt="py:percent")

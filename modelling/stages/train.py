@@ -26,15 +26,22 @@ import pandas as pd
 
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
-from modelling.nets import checkpoints
 from modelling.cohort import ctr
-from modelling.config import StudyConfig
-from modelling.nets.predictors import fit_all, model_config, predict_ng_l
 from modelling.cohort.pairing import generative_training_mask
+from modelling.config import StudyConfig
+from modelling.nets import checkpoints
+from modelling.nets.predictors import fit_all, model_config, predict_ng_l
+from modelling.nets.training import (
+    decode,
+    decoder_config,
+    device_for,
+    encode,
+    encoder_config,
+    train_decoder,
+    train_encoder,
+)
 from modelling.progress import note
 from modelling.stages.artifacts import load_images
-from modelling.nets.training import (decode, decoder_config, device_for, encode, encoder_config, train_decoder,
-                                train_encoder)
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from data_schema import Bundle, load_table
 from modelling.cli.readers import register
-from modelling.readers.packets import PacketError, load_packet, make_packet
+from modelling.readers.packets import PacketError, load_packet
+from modelling.stages.packet import make_packet
 from tests.conftest import copy_bundle
 
 SAFE_CHUNKS = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}

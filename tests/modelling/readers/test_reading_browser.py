@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from modelling.readers.packets import make_packet
 from modelling.readers.server import start_server
 from modelling.readers.unblind import read_responses, unblind
+from modelling.stages.packet import make_packet
 from tests.conftest import copy_bundle
 from tests.modelling.readers.test_server import consistent
 

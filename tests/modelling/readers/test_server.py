@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import modelling.readers.server as reading_server
 from modelling.cli.readers import register
-from modelling.readers.packets import PacketError, make_packet
+from modelling.readers.packets import PacketError
 from modelling.readers.server import (
     ReadingServer,
     default_responses_path,
@@ -24,6 +24,7 @@ from modelling.readers.server import (
     start_server,
 )
 from modelling.readers.unblind import ResponsesError, read_responses
+from modelling.stages.packet import make_packet
 from tests.conftest import copy_bundle
 
 

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from data_schema import Bundle, TableValidationError, load_table, validate_frame
 from modelling.cli.readers import STAGE, register
-from modelling.readers.packets import PacketError, load_packet, make_packet
+from modelling.readers.packets import PacketError, load_packet
 from modelling.readers.unblind import RESPONSE_COLUMNS, ResponsesError, read_responses, unblind
+from modelling.stages.packet import make_packet
 from tests.conftest import copy_bundle
 
 

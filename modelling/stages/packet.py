@@ -1,0 +1,25 @@
+"""A reading packet drawn from a study bundle (the bundle is read, never written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data_schema import Bundle
+from modelling.readers.packets import PacketSummary, draw_packet
+
+
+def make_packet(bundle_root: str | Path, out_dir: str | Path, **options) -> PacketSummary:
+    """Draw GVRs from each model of the bundle at `bundle_root` into a blinded reading packet.
+
+    `options` are those of :func:`modelling.readers.packets.draw_packet` (``key_path``, ``per_model``,
+    ``rounds``, ``readers``, ``features``, ``threshold_ng_l``, ``rng``); images are read with their
+    manifest hashes checked.
+
+    Raises
+    ------
+    data_schema.BundleNotFoundError
+        When `bundle_root` holds no bundle.
+    """
+    bundle = Bundle(bundle_root, create=False)
+    return draw_packet(bundle.read_table("gvr_index"), bundle.read_table("radiographs"), bundle.read_image, out_dir,
+                       source=str(bundle.root), **options)
