@@ -305,27 +305,16 @@ def train(
 
 
 def _init_distributed() -> int:
-    """Join the process group that torchrun describes (NCCL with GPUs, else gloo); return the rank."""
-    import os
+    """Join torchrun's process group when there is one; return this process's rank."""
+    from modelling.nets.distributed import init_from_environment
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
-    return dist.get_rank()
+    return init_from_environment()
 
 
 def _barrier() -> None:
-    import torch.distributed as dist
+    from modelling.nets.distributed import barrier
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    barrier()
 
 
 def _stages(root: Path) -> dict:

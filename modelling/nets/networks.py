@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from modelling.nets.distributed import several_processes
 
 SUPPORTED_SIZES = (32, 64, 128, 256)
 
@@ -32,10 +33,6 @@ def _levels(image_size: int) -> int:
     return int(math.log2(image_size // 4))
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """Batch normalisation over the global batch when training under torchrun.
 
@@ -46,7 +43,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and _distributed()):
+        if not (self.training and several_processes()):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 

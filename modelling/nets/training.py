@@ -27,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from modelling.config import StudyConfig
 from modelling.nets import checkpoints
+from modelling.nets.distributed import distributed, local_slice, wrap
 from modelling.nets.networks import Critic, Encoder, Generator, to_unit
 from modelling.progress import progress
 
@@ -50,30 +49,6 @@ def _init(module_factory: Callable[[], nn.Module], seed: int, stream: int) -> nn
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
         return module_factory()
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size); (0, 1) outside a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def broadcast_decision(decide: Callable[[], bool]) -> bool:
-    """Rank 0's ``decide()``, shared with every process (``decide`` runs on rank 0 only).
-
-    NCCL moves only CUDA tensors, so the flag travels on this process's GPU there, on the CPU with gloo.
-    """
-    rank, world = distributed()
-    if world == 1:
-        return bool(decide())
-    on_gpu = dist.get_backend() == "nccl"
-    flag = torch.zeros(1, dtype=torch.int64,
-                       device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
-    if rank == 0:
-        flag.fill_(int(bool(decide())))
-    dist.broadcast(flag, 0)
-    return bool(flag.item())
 
 
 def device_for(config: StudyConfig) -> torch.device:
@@ -95,21 +70,6 @@ def _autocast(config: StudyConfig, device: torch.device):
 
 def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if config.runtime.channels_last else x
-
-
-def _local_slice(batch: int) -> slice:
-    rank, world = distributed()
-    if batch % world:
-        raise ValueError(f"batch size {batch} must be divisible by the number of processes ({world})")
-    size = batch // world
-    return slice(rank * size, (rank + 1) * size)
-
-
-def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    if distributed()[1] == 1:
-        return module
-    ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
 def decoder_config(config: StudyConfig) -> dict:
@@ -238,12 +198,12 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
     d = config.decoder
     device = device_for(config)
-    part = _local_slice(d.batch_size)
+    part = local_slice(d.batch_size)
     G, D = build_generator(config).to(device), build_critic(config).to(device)
     if config.runtime.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_g, opt_d = _adam(G, d.learning_rate, d.betas), _adam(D, d.learning_rate, d.betas)
-    G_step, D_step = _wrap(G, device), _wrap(D, device)
+    G_step, D_step = wrap(G, device), wrap(D, device)
     critic_score = D_step
     if config.runtime.compile:
         critic_score = torch.compile(D_step)  # not for the penalty: compile has no double backward
@@ -286,7 +246,7 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
     """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z."""
     e, d = config.encoder, config.decoder
     device = device_for(config)
-    part = _local_slice(e.batch_size)
+    part = local_slice(e.batch_size)
     E = build_encoder(config).to(device)
     if config.runtime.channels_last:
         E = E.to(memory_format=torch.channels_last)
@@ -294,7 +254,7 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
     for p in generator.parameters():
         p.requires_grad_(False)
     opt = _adam(E, e.learning_rate, e.betas)
-    E_step = _wrap(E, device)
+    E_step = wrap(E, device)
     mse = nn.MSELoss()
 
     def step(gen: torch.Generator, rng: np.random.Generator) -> dict:

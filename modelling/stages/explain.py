@@ -120,7 +120,7 @@ def move_sharded(start: np.ndarray, *args, **kwargs):
     import torch.distributed as dist
 
     from modelling.explain.gvr import Path
-    from modelling.nets.training import distributed
+    from modelling.nets.distributed import distributed
 
     rank, world = distributed()
     if world == 1:
@@ -282,7 +282,7 @@ def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None 
     result: dict = {}
     run = lambda st: result.update(write_explanations(st, config, model_ids=model_ids, images=images))  # noqa: E731
     key = stage_config(config, model_ids, images)
-    from modelling.nets.training import distributed
+    from modelling.nets.distributed import distributed
 
     rank, world = distributed()
     if world == 1:
@@ -290,7 +290,7 @@ def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None 
         return bundle, result or None
     import torch.distributed as dist
 
-    from modelling.nets.training import broadcast_decision
+    from modelling.nets.distributed import broadcast_decision
 
     if broadcast_decision(lambda: force or not bundle.is_current(STAGE, config=key, seed=config.seed, inputs=inputs)):
         if rank == 0:

@@ -276,7 +276,7 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
     """
     import torch.distributed as dist
 
-    from modelling.nets.training import broadcast_decision, distributed
+    from modelling.nets.distributed import broadcast_decision, distributed
 
     bundle = Bundle(out, create=False)
     if "cohort" not in bundle.stages:

@@ -1,0 +1,82 @@
+"""Training and GVRs under ``torchrun``: the process group, this process's share of a batch, and
+agreeing on decisions. Outside a process group every helper is the single-process identity.
+
+NCCL on GPUs, gloo on CPUs; each process takes a slice of every global batch and rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+def init_from_environment() -> int:
+    """Join the process group that torchrun describes (NCCL with GPUs, else gloo); return the rank.
+
+    Without torchrun (``WORLD_SIZE`` unset or 1) nothing is started and the rank is 0.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return dist.get_rank()
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def several_processes() -> bool:
+    """Whether this process is one of several (a process group of more than one)."""
+    return distributed()[1] > 1
+
+
+def barrier() -> None:
+    """Wait for every process; nothing outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_decision(decide: Callable[[], bool]) -> bool:
+    """Rank 0's ``decide()``, shared with every process (``decide`` runs on rank 0 only).
+
+    NCCL moves only CUDA tensors, so the flag travels on this process's GPU there, on the CPU with gloo.
+    """
+    rank, world = distributed()
+    if world == 1:
+        return bool(decide())
+    on_gpu = dist.get_backend() == "nccl"
+    flag = torch.zeros(1, dtype=torch.int64,
+                       device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+    if rank == 0:
+        flag.fill_(int(bool(decide())))
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
+def local_slice(batch: int) -> slice:
+    """This process's rows of a global batch of `batch` rows."""
+    rank, world = distributed()
+    if batch % world:
+        raise ValueError(f"batch size {batch} must be divisible by the number of processes ({world})")
+    size = batch // world
+    return slice(rank * size, (rank + 1) * size)
+
+
+def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    """The module as DistributedDataParallel under torchrun, else itself."""
+    if not several_processes():
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
