@@ -58,3 +58,42 @@ def scores(explanation: np.ndarray, masks: dict[str, np.ndarray], drivers: list[
     top = top.reshape(weight.shape)
     out["iou_top"] = float((top & target).sum() / (top | target).sum())
     return out
+
+
+def pixel_correlation(explained: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per image, the Pearson correlation of an explanation's signed change with the true change.
+
+    Parameters
+    ----------
+    explained, truth : array, shape (n, h, w) or (h, w)
+        Signed maps of the same sign convention (a GVR's ``diseased - healthy`` against the phantom's
+        ``original - counterfactual``, :func:`modelling.cohort.counterfactual.true_change`).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        r in [-1, 1] per image; NaN where either map is constant (r is undefined there), which a
+        caller reports as such.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
+
+    Examples
+    --------
+    >>> t = np.arange(8.0).reshape(1, 2, 4)
+    >>> pixel_correlation(2 * t + 1, t).round(6).tolist(), pixel_correlation(-t, t).round(6).tolist()
+    ([1.0], [-1.0])
+    """
+    a, b = np.asarray(explained, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"explained has shape {a.shape}, truth {b.shape}: they must match")
+    if a.ndim == 2:
+        a, b = a[None], b[None]
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(axis=1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(axis=1, keepdims=True)
+    norm = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(axis=1) / norm
+    return np.where(norm > 0, np.clip(r, -1.0, 1.0), np.nan)
