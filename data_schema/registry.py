@@ -45,6 +45,7 @@ _SPECS = [
     TableSpec("pairing", tables.Pairing, ("image_id",), "tables/pairing.parquet"),
     TableSpec("splits", tables.Splits, ("image_id",), "tables/splits.parquet"),
     TableSpec("phantom_truth", tables.PhantomTruth, ("image_id",), "tables/phantom_truth.parquet"),
+    TableSpec("phantom_render", tables.PhantomRender, ("image_id",), "tables/phantom_render.parquet"),
     TableSpec(
         "latents_index", tables.LatentsIndex, ("image_id", "encoder_id"), "tables/latents_index.parquet"
     ),

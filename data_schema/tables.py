@@ -152,6 +152,30 @@ class Splits(_Strict):
         return ~(df["patient_id"].isin(leaking) & df["set"].isin(["train", "test"]))
 
 
+class PhantomRender(_Strict):
+    """Everything the phantom drew each radiograph from: with these and its noise seed, the same
+    radiograph can be drawn again, or drawn without its disease (ground-truth counterfactuals)."""
+
+    image_id: Series[str] = _id("Radiograph (radiographs.image_id).", unique=True)
+    cardiothoracic_ratio: Series[float] = pa.Field(gt=0, lt=1, description="Heart width over thoracic width, as projected PA.")
+    effusion_left: Series[float] = pa.Field(ge=0, le=1, description="Left effusion, share of the hemithorax height.")
+    effusion_right: Series[float] = pa.Field(ge=0, le=1, description="Right effusion, share of the hemithorax height.")
+    opacity: Series[float] = pa.Field(ge=0, le=1, description="Perihilar airspace opacity, 0 none to 1 dense.")
+    pacemaker: Series[float] = pa.Field(isin=[0.0, 1.0], description="1 with a pacemaker and its lead.")
+    body_mass_index: Series[float] = pa.Field(ge=10, le=80, description="Body mass index.", metadata={"unit": "kg/m^2"})
+    ap: Series[float] = pa.Field(isin=[0.0, 1.0], description="1 for an AP (supine) film, 0 for PA.")
+    rotation_deg: Series[float] = pa.Field(ge=-45, le=45, description="Patient rotation.", metadata={"unit": "degrees"})
+    shift_x: Series[float] = pa.Field(ge=-1, le=1, description="Horizontal shift, in half image widths.")
+    shift_y: Series[float] = pa.Field(ge=-1, le=1, description="Vertical shift, in half image heights.")
+    scale: Series[float] = pa.Field(gt=0, description="Patient size on the film, 1 typical.")
+    markers_seed: Series[int] = pa.Field(ge=0, description="Seed of the patient's skin markers, electrodes' places and laterality marker.")
+    electrodes: Series[int] = pa.Field(ge=0, le=4, description="ECG electrodes on the chest.")
+    exposure: Series[float] = pa.Field(gt=0, description="Exposure, 1 typical.")
+    noise: Series[float] = pa.Field(ge=0, description="Quantum noise level (share of the intensity range).")
+    blur: Series[float] = pa.Field(ge=0, description="Blur, in pixels at 64 px.")
+    noise_seed: Series[int] = pa.Field(ge=0, description="Seed of this radiograph's noise.")
+
+
 class PhantomTruth(_Strict):
     """Ground truth of each phantom radiograph: feature parameters, masks and the BNP model's terms.
 

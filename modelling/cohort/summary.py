@@ -32,6 +32,7 @@ def tables(cohort: Cohort, config: StudyConfig) -> dict[str, pd.DataFrame]:
         pixel_spacing_mm=np.nan,
     )
     truth = cohort.truth.assign(mask_path=[mask_path(s) for s in shards], mask_index=index % SHARD_SIZE)
+    render = cohort.render[list(phantom.PARAMETERS)].assign(image_id=cohort.radiographs["image_id"].to_numpy())
     return {
         "patients": cohort.patients,
         "radiographs": radiographs,
@@ -39,6 +40,7 @@ def tables(cohort: Cohort, config: StudyConfig) -> dict[str, pd.DataFrame]:
         "pairing": pairing,
         "splits": splits,
         "phantom_truth": truth,
+        "phantom_render": render[["image_id", *phantom.PARAMETERS]],
     }
 
 

@@ -51,3 +51,15 @@ def load_encoder(bundle: Bundle, config: StudyConfig | None = None) -> Encoder:
     e = Encoder(stored["decoder"]["latent_dim"], stored["encoder"]["feature_maps"], stored["image_size"])
     e.load_state_dict(state["models"]["encoder"])
     return e.eval()
+
+
+def load_render_params(bundle: Bundle, image_ids) -> dict[str, np.ndarray]:
+    """The phantom's render parameters of `image_ids`, in that order, as :func:`modelling.cohort.phantom.render`
+    takes them (a phantom bundle only)."""
+    table = bundle.read_table("phantom_render").set_index("image_id")
+    missing = [i for i in image_ids if i not in table.index]
+    if missing:
+        raise KeyError(f"{bundle.root}: no render parameters for radiograph(s) {missing[:5]} (a real-data bundle "
+                       "has none; the phantom's are in tables/phantom_render.parquet)")
+    rows = table.loc[list(image_ids)]
+    return {name: rows[name].to_numpy() for name in rows.columns}

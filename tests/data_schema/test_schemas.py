@@ -11,7 +11,7 @@ from data_schema.frictionless import JSON_DIR, render, table_schema
 from tests.examples import examples
 
 EXPECTED_TABLES = {
-    "patients", "radiographs", "bnp_results", "pairing", "splits", "phantom_truth",
+    "patients", "radiographs", "bnp_results", "pairing", "splits", "phantom_truth", "phantom_render",
     "latents_index", "predictions", "gvr_index", "faithfulness", "reader_assessments", "reading_key",
 }
 

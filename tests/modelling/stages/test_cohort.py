@@ -117,3 +117,27 @@ def test_a_damaged_shard_is_rendered_again(tmp_path):
     build_cohort(cfg, tmp_path, workers=1, force=True)
     assert shard.read_bytes() == good
     assert validate_bundle(tmp_path) == []
+
+
+def test_the_bundle_can_draw_each_radiograph_again_and_without_its_disease(tiny):
+    """tables/phantom_render.parquet holds what the phantom drew each radiograph from: drawing again
+    gives the stored radiograph byte for byte, and the disease-free counterfactual differs from it."""
+    import numpy as np
+
+    from modelling.cohort import phantom
+    from modelling.cohort.counterfactual import true_change
+    from modelling.stages.artifacts import load_images, load_render_params
+
+    cfg, bundle = tiny
+    radiographs = bundle.read_table("radiographs").iloc[:40]
+    params = load_render_params(bundle, radiographs["image_id"])
+    assert set(params) == set(phantom.PARAMETERS)
+    stored = load_images(bundle, radiographs)
+    t = true_change(params, cfg.image_size)
+    np.testing.assert_array_equal(t.original, stored)
+    truth = bundle.read_table("phantom_truth").set_index("image_id").loc[radiographs["image_id"]]
+    diseased = (truth["cardiothoracic_ratio"] > 0.45) | (truth["effusion_left"] > 0) | (truth["opacity"] > 0)
+    changed = np.abs(t.change).sum(axis=(1, 2)) > 0
+    assert changed[diseased.to_numpy()].all() and diseased.any()
+    with pytest.raises(KeyError, match="no render parameters"):
+        load_render_params(bundle, ["not-an-image"])
