@@ -335,6 +335,10 @@ def _print_training(summary: dict) -> None:
     rec = summary["reconstruction"]
     typer.echo(f"held-out reconstruction: MSE {rec['mse']:.4f}, PSNR {rec['psnr_db']:.1f} dB "
                f"({rec['held_out_radiographs']} radiographs)")
+    kept = summary.get("disease_kept")
+    if kept and kept.get("median_r") is not None:
+        typer.echo(f"disease kept by the decoder (phantom): decoded vs true change of {kept['radiographs']} held-out "
+                   f"radiographs, median r {kept['median_r']:.2f} ({kept['q1_r']:.2f}-{kept['q3_r']:.2f})")
     ratio = summary.get("samples", {}).get("cardiothoracic_ratio")
     if ratio and ratio["real"].get("measured") and ratio["generated"].get("measured"):
         real, gen = ratio["real"], ratio["generated"]

@@ -27,8 +27,10 @@ import pandas as pd
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
 from modelling.cohort import ctr
+from modelling.cohort.counterfactual import HEALTHY_CARDIOTHORACIC_RATIO, true_change
 from modelling.cohort.pairing import generative_training_mask
 from modelling.config import StudyConfig
+from modelling.explain.faithfulness import pixel_correlation
 from modelling.nets import checkpoints
 from modelling.nets.predictors import fit_all, model_config, predict_ng_l
 from modelling.nets.training import (
@@ -41,7 +43,7 @@ from modelling.nets.training import (
     train_encoder,
 )
 from modelling.progress import note
-from modelling.stages.artifacts import load_images
+from modelling.stages.artifacts import load_images, load_render_params
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,8 @@ def stage_config(config: StudyConfig) -> dict:
 
 def stage_inputs(bundle: Bundle) -> list[str]:
     radiographs = bundle.read_table("radiographs")
-    return ["tables/radiographs.parquet", "tables/splits.parquet", "tables/pairing.parquet",
+    render = ["tables/phantom_render.parquet"] if "tables/phantom_render.parquet" in bundle.files else []
+    return ["tables/radiographs.parquet", "tables/splits.parquet", "tables/pairing.parquet", *render,
             *sorted(radiographs["image_path"].unique())]
 
 
@@ -188,6 +191,36 @@ def _generative_quality(stage: Stage, config: StudyConfig, generator, images: np
             "samples": sample_statistics(real, more, ratios)}
 
 
+DISEASE_KEPT_RADIOGRAPHS = 200
+
+
+def _disease_kept(bundle: Bundle, config: StudyConfig, generator, encoder, held_out_ids) -> dict | None:
+    """Does the generative model keep the disease? On the phantom, held-out radiographs with disease and
+    their true disease-free counterfactuals (:mod:`modelling.cohort.counterfactual`) are both encoded
+    and decoded; the decoded difference is correlated with the true one, pixel by pixel. None on real
+    data, which has no counterfactuals."""
+    if "tables/phantom_render.parquet" not in bundle.files:
+        return None
+    table = bundle.read_table("phantom_render").set_index("image_id").loc[list(held_out_ids)]
+    diseased = table[(table["cardiothoracic_ratio"] > HEALTHY_CARDIOTHORACIC_RATIO) | (table["effusion_left"] > 0)
+                     | (table["effusion_right"] > 0) | (table["opacity"] > 0)]
+    ids = list(diseased.index[:DISEASE_KEPT_RADIOGRAPHS])
+    if not ids:
+        return {"radiographs": 0, "median_r": None, "q1_r": None, "q3_r": None, "undefined": 0}
+    note("training: does the decoder keep the disease? %d held-out radiographs and their counterfactuals", len(ids))
+    truth = true_change(load_render_params(bundle, ids), config.image_size)
+    kept = (decode(generator, encode(encoder, truth.original)).astype(np.float32)
+            - decode(generator, encode(encoder, truth.counterfactual)).astype(np.float32)) / 255.0
+    r = pixel_correlation(kept, truth.change)
+    ok = r[np.isfinite(r)]
+    q1, median, q3 = (np.percentile(ok, [25, 50, 75]) if len(ok) else (np.nan,) * 3)
+    return {"radiographs": len(ids), "median_r": float(median) if len(ok) else None,
+            "q1_r": float(q1) if len(ok) else None, "q3_r": float(q3) if len(ok) else None,
+            "undefined": int((~np.isfinite(r)).sum()),
+            "method": "Pearson r of decoder(encoder(x)) - decoder(encoder(x without disease)) with x - x without "
+                      "disease, per held-out radiograph with disease (same noise; phantom only)"}
+
+
 def _predictors(stage: Stage, config: StudyConfig, latents: np.ndarray, labelled_ids: np.ndarray, bnp: np.ndarray,
                 split: np.ndarray, encoder_id: str) -> dict:
     """Fit the linear and MLP predictors in both regimes on the labelled codes; write their checkpoints
@@ -231,6 +264,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     # held-out reconstructions: labelled radiographs were never seen by the decoder or encoder
     quality = _generative_quality(stage, config, generator, images, latents, np.flatnonzero(~unlabelled), generative)
     labelled_ids = radiographs["image_id"].to_numpy()[~unlabelled]
+    quality["disease_kept"] = _disease_kept(bundle, config, generator, encoder, labelled_ids)
     bnp = bundle.read_table("pairing").set_index("image_id").loc[labelled_ids, "bnp_ng_l"].to_numpy()
     aucs = _predictors(stage, config, latents[~unlabelled], labelled_ids, bnp, splits["set"].to_numpy()[~unlabelled],
                        encoder_id)

@@ -232,6 +232,7 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     after = Bundle(bundle.root)
     assert (bundle.root / "tables/patients.parquet").read_bytes() == patients
     assert {"train", "explain", "baselines"} <= set(after.stages) and after.origin == "real"
+    assert json.loads(after.verify_file("train/summary.json").read_text())["disease_kept"] is None  # no truth
     assert "tables/phantom_truth.parquet" not in after.files
 
 

@@ -138,3 +138,23 @@ def test_training_needs_a_cohort(tmp_path):
         pass
     with pytest.raises(ValueError, match="no cohort yet"):
         build_training(load_config("tiny"), tmp_path)
+
+
+def test_the_summary_says_whether_the_decoder_keeps_the_disease(trained):
+    _, bundle = trained
+    kept = json.loads(bundle.verify_file("train/summary.json").read_text())["disease_kept"]
+    assert kept["radiographs"] > 0 and kept["undefined"] < kept["radiographs"]
+    assert -1 <= kept["q1_r"] <= kept["median_r"] <= kept["q3_r"] <= 1
+
+
+def test_a_perfect_autoencoder_keeps_all_of_the_disease(trained, monkeypatch):
+    """With encode and decode the identity, the decoded change is the true change: r = 1 for every radiograph."""
+    from modelling.stages import train as stage
+
+    cfg, bundle = trained
+    monkeypatch.setattr(stage, "encode", lambda encoder, images: images)
+    monkeypatch.setattr(stage, "decode", lambda generator, latents: latents)
+    ids = bundle.read_table("splits").query("set != 'unlabelled'")["image_id"]
+    kept = stage._disease_kept(bundle, cfg, None, None, ids)
+    assert kept["radiographs"] > 0 and kept["undefined"] == 0
+    assert kept["median_r"] == pytest.approx(1.0) and kept["q1_r"] == pytest.approx(1.0)
