@@ -62,6 +62,14 @@ def disease_removed(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def has_disease(params: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per radiograph, whether :func:`disease_removed` changes anything: a heart above
+    :data:`HEALTHY_CARDIOTHORACIC_RATIO`, an effusion or an opacity."""
+    return ((np.asarray(params["cardiothoracic_ratio"]) > HEALTHY_CARDIOTHORACIC_RATIO)
+            | (np.asarray(params["effusion_left"]) > 0) | (np.asarray(params["effusion_right"]) > 0)
+            | (np.asarray(params["opacity"]) > 0))
+
+
 @dataclass(frozen=True)
 class TrueChange:
     """Radiographs and their disease-free counterfactuals.

@@ -535,8 +535,9 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
             continue
         seen[item.image_key] = item
         keep.append(item)
+    ages = _ages(patients, keep) if known is not None else []
     if known is not None:
-        problems += _age_problems(src.patients_csv, patients, keep)
+        problems += _age_problems(src.patients_csv, patients, keep, ages)
     if problems:
         raise IngestError(problems)
     if not keep:
@@ -545,14 +546,15 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
                                    f"no usable frontal radiograph: {len(excluded)} file(s) excluded"
                                    + (f" ({reasons})" if reasons else ""))])
 
-    keep.sort(key=lambda it: (it.acquired, pseudo("image", it.image_key)))
+    order = sorted(range(len(keep)), key=lambda i: (keep[i].acquired, pseudo("image", keep[i].image_key)))
+    keep, ages = [keep[i] for i in order], [ages[i] for i in order]
     pid = {k: p for k, p in zip(patients["key"], patients["patient_id"])}
     radiographs = pd.DataFrame({
         "image_id": [pseudo("image", it.image_key) for it in keep],
         "patient_id": [pid[it.patient_key] for it in keep],
         "acquired_at": pd.to_datetime([it.acquired for it in keep]),
     })
-    radiographs["age_years"] = [round(a, 2) for a in _ages(patients, keep)]
+    radiographs["age_years"] = [round(a, 2) for a in ages]
     radiographs["projection"] = [it.view for it in keep]
     index = np.arange(len(keep))
     radiographs["image_path"] = [image_path(s) for s in index // SHARD_SIZE]
@@ -597,12 +599,13 @@ def _ages(patients: pd.DataFrame, items: list[Loaded]) -> list[float]:
     return ages
 
 
-def _age_problems(path: Path, patients: pd.DataFrame, items: list[Loaded]) -> list[Problem]:
-    """A birth date after a radiograph, or an age beyond 120, reported at the patient's row."""
+def _age_problems(path: Path, patients: pd.DataFrame, items: list[Loaded], ages: list[float]) -> list[Problem]:
+    """A birth date after a radiograph, or an age beyond 120 (`ages`, from :func:`_ages`), reported at
+    the patient's row."""
     problems = []
     by_key = patients.set_index("key")
     reported = set()
-    for it, age in zip(items, _ages(patients, items)):
+    for it, age in zip(items, ages):
         if it.patient_key in reported or 0 <= age <= 120:
             continue
         reported.add(it.patient_key)

@@ -27,7 +27,7 @@ import pandas as pd
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
 from modelling.cohort import ctr
-from modelling.cohort.counterfactual import HEALTHY_CARDIOTHORACIC_RATIO, true_change
+from modelling.cohort.counterfactual import has_disease, true_change
 from modelling.cohort.pairing import generative_training_mask
 from modelling.config import StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
@@ -201,20 +201,19 @@ def _disease_kept(bundle: Bundle, config: StudyConfig, generator, encoder, held_
     data, which has no counterfactuals."""
     if "tables/phantom_render.parquet" not in bundle.files:
         return None
-    table = bundle.read_table("phantom_render").set_index("image_id").loc[list(held_out_ids)]
-    diseased = table[(table["cardiothoracic_ratio"] > HEALTHY_CARDIOTHORACIC_RATIO) | (table["effusion_left"] > 0)
-                     | (table["effusion_right"] > 0) | (table["opacity"] > 0)]
-    ids = list(diseased.index[:DISEASE_KEPT_RADIOGRAPHS])
-    if not ids:
+    params = load_render_params(bundle, held_out_ids)
+    chosen = np.flatnonzero(has_disease(params))[:DISEASE_KEPT_RADIOGRAPHS]
+    if not len(chosen):
         return {"radiographs": 0, "median_r": None, "q1_r": None, "q3_r": None, "undefined": 0}
-    note("training: does the decoder keep the disease? %d held-out radiographs and their counterfactuals", len(ids))
-    truth = true_change(load_render_params(bundle, ids), config.image_size)
+    note("training: does the decoder keep the disease? %d held-out radiographs and their counterfactuals",
+         len(chosen))
+    truth = true_change({name: values[chosen] for name, values in params.items()}, config.image_size)
     kept = (decode(generator, encode(encoder, truth.original)).astype(np.float32)
             - decode(generator, encode(encoder, truth.counterfactual)).astype(np.float32)) / 255.0
     r = pixel_correlation(kept, truth.change)
     ok = r[np.isfinite(r)]
     q1, median, q3 = (np.percentile(ok, [25, 50, 75]) if len(ok) else (np.nan,) * 3)
-    return {"radiographs": len(ids), "median_r": float(median) if len(ok) else None,
+    return {"radiographs": len(chosen), "median_r": float(median) if len(ok) else None,
             "q1_r": float(q1) if len(ok) else None, "q3_r": float(q3) if len(ok) else None,
             "undefined": int((~np.isfinite(r)).sum()),
             "method": "Pearson r of decoder(encoder(x)) - decoder(encoder(x without disease)) with x - x without "
