@@ -52,6 +52,8 @@ _SPECS = [
     TableSpec("predictions", tables.Predictions, ("image_id", "model_id"), "tables/predictions.parquet"),
     TableSpec("gvr_index", tables.GvrIndex, ("gvr_id",), "tables/gvr_index.parquet"),
     TableSpec("faithfulness", tables.Faithfulness, ("gvr_id", "method"), "tables/faithfulness.parquet"),
+    TableSpec("gvr_truth", tables.GvrTruth, ("gvr_id",), "tables/gvr_truth.parquet"),
+    TableSpec("model_reliance", tables.ModelReliance, ("model_id", "feature"), "tables/model_reliance.parquet"),
     TableSpec(
         "reader_assessments",
         tables.ReaderAssessments,

@@ -33,6 +33,8 @@ PREDICTOR_KINDS = ["linear", "mlp"]
 GVR_KINDS = ["gvr", "inverse"]
 EXPLANATION_METHODS = ["gvr", "occlusion", "integrated_gradients", "lime", "gradcam"]
 MASK_FEATURES = ["heart", "effusion", "opacity", "soft_tissue", "device"]
+#: The phantom features intervened on one at a time (modelling.cohort.counterfactual.INTERVENTIONS).
+INTERVENTION_FEATURES = ["heart", "effusion", "opacity", "pacemaker", "body_mass", "projection", "markers"]
 #: The features the paper's readers scored (Table 2), then reduced body mass (Figure 4).
 READER_FEATURES = [
     "cardiomegaly",
@@ -323,6 +325,77 @@ class Faithfulness(_Strict):
 
     class Config:
         unique = ["gvr_id", "method"]
+
+
+def _coefficient(feature: str) -> pa.Field:
+    return pa.Field(nullable=True, description=(
+        f"Least-squares coefficient of the true change map of the {feature} intervention in the GVR's "
+        "diseased - healthy change (1: the GVR removes that feature fully; 0 when the intervention "
+        "changes nothing on this radiograph)."))
+
+
+def _drop(feature: str) -> pa.Field:
+    return pa.Field(description=(
+        f"Predicted log BNP of the radiograph minus that of the same radiograph after the {feature} "
+        "intervention (encoded and predicted again); positive when the feature raises the prediction."),
+        metadata={"unit": "natural log of ng/L"})
+
+
+class GvrTruth(_Strict):
+    """Each GVR of a phantom radiograph against its ground truth: the true disease-free counterfactual
+    and one intervention per feature (``modelling.cohort.counterfactual``)."""
+
+    gvr_id: Series[str] = _id("GVR (gvr_index.gvr_id).", unique=True)
+    image_id: Series[str] = _id("Radiograph explained.")
+    model_id: Series[str] = _id("Predictor explained.")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
+    counterfactual_path: Series[str] = _path("PNG of the radiograph rendered without its disease, same noise.")
+    change_row: Series[int] = pa.Field(ge=0, description=(
+        "Row of arrays/true_change.npy holding (original - counterfactual) / 255, float32 (size x size)."))
+    pixel_r: Series[float] = pa.Field(ge=-1, le=1, nullable=True, description=(
+        "Pearson r of the GVR's diseased - healthy with the true change, over pixels; empty when either is "
+        "constant."))
+    cardiomegaly: Series[bool] = pa.Field(description="The radiograph's cardiothoracic ratio is above 0.5 (truth).")
+    effusion: Series[bool] = pa.Field(description="The radiograph has a pleural effusion (truth).")
+    ctr_diseased: Series[float] = pa.Field(gt=0, nullable=True, description=(
+        "Cardiothoracic ratio measured on the diseased reconstruction (modelling.cohort.ctr); empty when "
+        "two lungs cannot be found."))
+    ctr_healthy: Series[float] = pa.Field(gt=0, nullable=True, description="The same on the healthy reconstruction.")
+    coef_heart: Series[float] = _coefficient("heart")
+    coef_effusion: Series[float] = _coefficient("effusion")
+    coef_opacity: Series[float] = _coefficient("opacity")
+    coef_pacemaker: Series[float] = _coefficient("pacemaker")
+    coef_body_mass: Series[float] = _coefficient("body mass")
+    coef_projection: Series[float] = _coefficient("projection")
+    coef_markers: Series[float] = _coefficient("markers")
+    drop_heart: Series[float] = _drop("heart")
+    drop_effusion: Series[float] = _drop("effusion")
+    drop_opacity: Series[float] = _drop("opacity")
+    drop_pacemaker: Series[float] = _drop("pacemaker")
+    drop_body_mass: Series[float] = _drop("body mass")
+    drop_projection: Series[float] = _drop("projection")
+    drop_markers: Series[float] = _drop("markers")
+
+
+class ModelReliance(_Strict):
+    """What each model relies on, by intervention on its GVR radiographs, beside what its GVRs show."""
+
+    model_id: Series[str] = _id("Predictor.")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
+    feature: Series[str] = pa.Field(isin=INTERVENTION_FEATURES, description="Feature intervened on.")
+    intervention: Series[str] = pa.Field(description="What the intervention does.")
+    radiographs: Series[int] = pa.Field(ge=0, description="The model's GVR radiographs.")
+    changed: Series[int] = pa.Field(ge=0, description="Of those, how many the intervention changes.")
+    mean_drop: Series[float] = pa.Field(description=(
+        "Mean fall in predicted log BNP over the radiographs (0 where the intervention changes nothing)."),
+        metadata={"unit": "natural log of ng/L"})
+    sd_drop: Series[float] = pa.Field(ge=0, nullable=True, description="Its standard deviation.")
+    gvr_mean_coefficient: Series[float] = pa.Field(nullable=True, description=(
+        "Mean over the same radiographs of the GVRs' coefficient on this feature's true change map "
+        "(0 where it changes nothing)."))
+
+    class Config:
+        unique = ["model_id", "feature"]
 
 
 class ReaderAssessments(_Strict):

@@ -30,6 +30,10 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PROFILES = ("tiny", "default", "paper")
+#: How the decoder is trained (:class:`DecoderConfig`).
+OBJECTIVES = ("wgan-gp", "autoencoder")
+#: Which way a GVR moves a latent code (:class:`GvrConfig`).
+MOVES = ("gradient", "pattern")
 
 
 class ConfigError(ValueError):
@@ -90,8 +94,18 @@ class CohortConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """The WGAN-GP generator (decoder) and its critic, DCGAN layout (Gulrajani et al. 2017)."""
+    """The decoder (DCGAN-layout generator) and how it is trained.
 
+    ``objective`` ``"wgan-gp"`` is the paper's: a Wasserstein GAN with gradient penalty (Gulrajani et
+    al. 2017) whose critic uses ``critic_steps`` and ``gradient_penalty``; the encoder is trained
+    afterwards against the frozen decoder. ``"autoencoder"`` trains the decoder and the encoder
+    together as a Wasserstein autoencoder (Tolstikhin et al. 2018, WAE-MMD): pixel reconstruction
+    error plus ``mmd_weight`` times the maximum mean discrepancy between the batch's codes and draws
+    from the N(0, I) prior, so that decoded prior draws are radiographs too; the critic settings are
+    then unused.
+    """
+
+    objective: str = "wgan-gp"
     latent_dim: int = 100
     feature_maps: int = 32
     critic_steps: int = 2
@@ -99,9 +113,12 @@ class DecoderConfig:
     learning_rate: float = 5e-5
     betas: tuple[float, float] = (0.5, 0.9)
     gradient_penalty: float = 10.0
+    mmd_weight: float = 1.0
     iterations: int = 300
 
     def __post_init__(self):
+        _check_choice(self.objective, OBJECTIVES, "decoder.objective")
+        _check(self.mmd_weight >= 0, "decoder.mmd_weight", "must not be negative")
         for name in ("latent_dim", "feature_maps", "critic_steps", "batch_size", "iterations"):
             _check(getattr(self, name) >= 1, f"decoder.{name}", "must be at least 1")
         _check(self.learning_rate > 0, "decoder.learning_rate", "must be positive")
@@ -111,7 +128,11 @@ class DecoderConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """The encoder, trained so that encoder(decoder(z)) ~ z and decoder(encoder(x)) ~ x."""
+    """The encoder, trained so that encoder(decoder(z)) ~ z and decoder(encoder(x)) ~ x.
+
+    After a WGAN-GP decoder it is trained for ``iterations`` against the frozen decoder. After an
+    autoencoder (trained with the decoder) ``iterations`` fine-tune it the same way, and may be 0.
+    """
 
     feature_maps: int = 32
     batch_size: int = 64
@@ -122,8 +143,9 @@ class EncoderConfig:
     image_weight: float = 1.0
 
     def __post_init__(self):
-        for name in ("feature_maps", "batch_size", "iterations"):
+        for name in ("feature_maps", "batch_size"):
             _check(getattr(self, name) >= 1, f"encoder.{name}", "must be at least 1")
+        _check(self.iterations >= 0, "encoder.iterations", "must not be negative")
         _check(self.learning_rate > 0, "encoder.learning_rate", "must be positive")
         _check(all(0 <= b < 1 for b in self.betas), "encoder.betas", "both must lie in [0, 1)")
         _check(self.latent_weight >= 0 and self.image_weight >= 0, "encoder.latent_weight",
@@ -169,9 +191,15 @@ class GvrConfig:
     #: GVRs), as the paper's readers saw "GVRs with predicted high BNPs"; or "random", a seeded draw
     #: among all predicted above (below) the threshold, many of them barely so, whose GVRs are faint.
     selection: str = "highest"
+    #: The direction of each step: "gradient", the paper's (Adam on the loss's gradient, the
+    #: predictor's filter); or "pattern", the gradient times the covariance of the codes the predictor
+    #: trained on (the activation pattern of Haufe et al. 2014), in steps of ``step_size`` times the
+    #: square root of the latent size in whitened units.
+    move: str = "gradient"
 
     def __post_init__(self):
         _check(self.step_size > 0, "gvr.step_size", "must be positive")
+        _check_choice(self.move, MOVES, "gvr.move")
         _check_choice(self.selection, ("highest", "random"), "gvr.selection")
         _check(self.max_steps >= 1, "gvr.max_steps", "must be at least 1")
         _check(self.similarity_weight >= 0, "gvr.similarity_weight", "must not be negative")
@@ -236,6 +264,8 @@ class StudyConfig:
         # The DCGAN layout halves the image in each layer down to 4 x 4: powers of two only.
         _check(32 <= self.image_size <= 256 and self.image_size & (self.image_size - 1) == 0, "image_size",
                f"must be a power of two from 32 to 256; got {self.image_size}")
+        _check(self.decoder.objective != "wgan-gp" or self.encoder.iterations >= 1, "encoder.iterations",
+               "must be at least 1 after a WGAN-GP decoder (only an autoencoder trains the encoder with it)")
 
 
 # ---- loading ---------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from data_schema.tables import INTERVENTION_FEATURES
+
 SHA = "ab" * 32
 
 
@@ -120,6 +122,19 @@ def examples() -> dict[str, pd.DataFrame]:
             "drivers": ["heart,effusion", "heart,effusion"],
             "pointing_hit": [1.0, 0.0],
             "iou_top": [0.45, 0.1],
+        }),
+        "gvr_truth": pd.DataFrame({
+            "gvr_id": ["g1"], "image_id": ["i1"], "model_id": ["mlp-correct"], "regime": ["correct"],
+            "counterfactual_path": ["gvr/g1/counterfactual.png"], "change_row": [0], "pixel_r": [0.42],
+            "cardiomegaly": [True], "effusion": [False], "ctr_diseased": [0.56], "ctr_healthy": [0.51],
+            **{f"coef_{f}": [0.1] for f in INTERVENTION_FEATURES},
+            **{f"drop_{f}": [0.2] for f in INTERVENTION_FEATURES},
+        }),
+        "model_reliance": pd.DataFrame({
+            "model_id": ["mlp-correct", "mlp-correct"], "regime": ["correct", "correct"],
+            "feature": ["heart", "markers"], "intervention": ["cardiothoracic ratio to at most 0.45", "no markers"],
+            "radiographs": [50, 50], "changed": [43, 50], "mean_drop": [0.74, 0.14], "sd_drop": [0.3, 0.1],
+            "gvr_mean_coefficient": [0.3, 0.02],
         }),
         "reader_assessments": pd.DataFrame({
             "reader": ["A", "A", "B"],

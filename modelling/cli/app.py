@@ -403,6 +403,44 @@ def baselines(
         _print_audit(built)
 
 
+@app.command()
+def fidelity(
+    bundle: Path = typer.Option(Path("study"), "--bundle", help="A phantom study bundle (with GVRs)."),
+    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
+    force: bool = typer.Option(False, help="Redo even when the measures are current."),
+) -> None:
+    """GVRs against the phantom's truth: true counterfactuals, each model's reliance by intervention."""
+    from modelling.config import ConfigError
+    from modelling.stages.fidelity import build_fidelity
+
+    try:
+        cfg = _study_config(config, bundle)
+        built, _ = build_fidelity(cfg, bundle, force=force)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    _print_fidelity(built)
+
+
+def _print_fidelity(bundle) -> None:
+    import json
+
+    summary = json.loads(bundle.verify_file("fidelity/summary.json").read_text())
+    if not summary["models"]:
+        typer.echo(f"no ground truth to judge the GVRs against ({summary.get('reason', 'no GVRs')})")
+        return
+    reliance = bundle.read_table("model_reliance")
+    for model_id, m in summary["models"].items():
+        lower = "-" if m["ctr_lower"] is None else f"{m['ctr_lower']:.0%}"
+        rho = "-" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
+        typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:.2f} "
+                   f"({m['q1_pixel_r']:.2f}-{m['q3_pixel_r']:.2f}); measured cardiothoracic ratio lower in {lower} "
+                   f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly; rank agreement with reliance {rho}")
+        rows = reliance[reliance["model_id"] == model_id]
+        typer.echo("  " + ", ".join(f"{r.feature} {r.mean_drop:+.2f} (GVR {r.gvr_mean_coefficient:.2f})"
+                                    for r in rows.itertuples()))
+    typer.echo("  (fall in predicted log BNP by intervention; GVR: mean coefficient of that feature's true change)")
+
+
 def _print_audit(bundle) -> None:
     import json
 

@@ -70,6 +70,47 @@ def has_disease(params: Mapping[str, np.ndarray]) -> np.ndarray:
             | (np.asarray(params["opacity"]) > 0))
 
 
+#: One feature at a time, what an intervention does to a radiograph's parameters: the ground truth of
+#: what a model relies on (its prediction's change) and the per-feature true change maps a GVR is
+#: decomposed onto. "markers" removes the skin markers, ECG electrodes and laterality marker.
+INTERVENTIONS = {
+    "heart": "cardiothoracic ratio to at most 0.45",
+    "effusion": "no pleural effusion",
+    "opacity": "no airspace opacity",
+    "pacemaker": "no pacemaker",
+    "body_mass": "body mass index 5 kg/m2 higher",
+    "projection": "PA instead of AP",
+    "markers": "no skin markers, ECG electrodes or laterality marker",
+}
+#: The interventions on heart-failure signs (the rest are not disease).
+DISEASE_INTERVENTIONS = ("heart", "effusion", "opacity")
+
+
+def intervened(params: Mapping[str, np.ndarray], feature: str) -> dict[str, np.ndarray]:
+    """The parameters after :data:`INTERVENTIONS`'s `feature` (for "markers" they are unchanged:
+    render with ``idiosyncrasies=False``; :func:`render_intervened` does)."""
+    if feature not in INTERVENTIONS:
+        raise KeyError(f"unknown intervention {feature!r}; known: {', '.join(INTERVENTIONS)}")
+    out = {k: np.array(v, copy=True) for k, v in params.items()}
+    if feature == "heart":
+        out["cardiothoracic_ratio"] = np.minimum(out["cardiothoracic_ratio"], HEALTHY_CARDIOTHORACIC_RATIO)
+    elif feature == "effusion":
+        out["effusion_left"], out["effusion_right"] = np.zeros_like(out["effusion_left"]), np.zeros_like(out["effusion_right"])
+    elif feature in ("opacity", "pacemaker"):
+        out[feature] = np.zeros_like(out[feature])
+    elif feature == "body_mass":
+        out["body_mass_index"] = out["body_mass_index"] + 5.0
+    elif feature == "projection":
+        out["ap"] = np.zeros_like(out["ap"])
+    return out
+
+
+def render_intervened(params: Mapping[str, np.ndarray], feature: str, size: int) -> np.ndarray:
+    """The radiographs (n, size, size) uint8 with one feature intervened on, same noise."""
+    images, _ = phantom.render(intervened(params, feature), size, idiosyncrasies=feature != "markers")
+    return images
+
+
 @dataclass(frozen=True)
 class TrueChange:
     """Radiographs and their disease-free counterfactuals.

@@ -62,7 +62,7 @@ def _col(values, n):
     return np.asarray(values, dtype=np.float32).reshape(n, 1, 1)
 
 
-def render(params: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+def render(params: dict[str, np.ndarray], size: int, *, idiosyncrasies: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Render a batch of phantom radiographs and their feature masks.
 
     Parameters
@@ -71,6 +71,9 @@ def render(params: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.nda
         One 1-D array of length n per name in :data:`PARAMETERS`.
     size : int
         Image height and width in pixels.
+    idiosyncrasies : bool
+        False draws the radiographs without their skin markers, ECG electrodes and laterality
+        marker (for interventions; nothing else, the noise included, changes).
 
     Returns
     -------
@@ -172,7 +175,8 @@ def render(params: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.nda
     img = img + 0.32 * haze * (1 - heart) * (1 - effusions)
     img = np.maximum(img, 0.58 * abdomen)
     img = np.maximum(img, 0.98 * device)
-    img = _idiosyncrasies(img, params, x, y, gx, gy, edge)
+    if idiosyncrasies:
+        img = _idiosyncrasies(img, params, x, y, gx, gy, edge)
 
     # acquisition: exposure, blur, quantum noise
     img = img * p["exposure"]

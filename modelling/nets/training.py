@@ -1,4 +1,5 @@
-"""Training the decoder (WGAN-GP) and the encoder, resumable and deterministic for a seed.
+"""Training the decoder (WGAN-GP, or with the encoder as an autoencoder) and the encoder, resumable
+and deterministic for a seed.
 
 Every iteration draws its batch and noise from generators seeded by (seed, iteration), so a run
 resumed from a checkpoint at step k makes exactly the draws an uninterrupted run makes after step k,
@@ -12,7 +13,8 @@ statistics, and only rank 0 writes checkpoints: the result matches one process t
 whole batch, up to floating-point summation order.
 
 References: Arjovsky, Chintala & Bottou 2017 (Wasserstein GAN, arXiv:1701.07875); Gulrajani et al.
-2017 (gradient penalty, arXiv:1704.00028).
+2017 (gradient penalty, arXiv:1704.00028); Tolstikhin et al. 2018 (Wasserstein auto-encoders,
+arXiv:1711.01558).
 """
 
 from __future__ import annotations
@@ -105,6 +107,28 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     score = critic(mixed)
     (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+def mmd_imq(codes: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """The unbiased squared maximum mean discrepancy between two samples with the inverse multiquadratic
+    kernel ``C / (C + ||x - y||^2)``, summed over the scales ``C = 2 d s`` of WAE-MMD (Tolstikhin et
+    al. 2018, section 4; s from 0.1 to 10), for a N(0, I) prior in d dimensions.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> same = mmd_imq(torch.randn(256, 8, generator=g), torch.randn(256, 8, generator=g))
+    >>> shifted = mmd_imq(torch.randn(256, 8, generator=g) + 1.0, torch.randn(256, 8, generator=g))
+    >>> bool(abs(same) < 0.05 < shifted)
+    True
+    """
+    n, d = codes.shape
+    off = 1.0 - torch.eye(n, device=codes.device, dtype=codes.dtype)
+    dzz, dpp, dzp = (torch.cdist(a, b) ** 2 for a, b in ((codes, codes), (prior, prior), (codes, prior)))
+    total = codes.new_zeros(())
+    for scale in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        c = 2.0 * d * scale
+        total = total + ((c / (c + dzz)) * off).sum() / (n * (n - 1)) + ((c / (c + dpp)) * off).sum() / (n * (n - 1)) \
+            - 2.0 * (c / (c + dzp)).mean()
+    return total
 
 
 class Interrupted(RuntimeError):
@@ -236,18 +260,91 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         models={"generator": G, "critic": D}, optims={"generator": opt_g, "critic": opt_d}, step=step,
         postfix=lambda lo: {"w": f"{lo['wasserstein']:.3f}", "g": f"{lo['generator']:.3f}"}, stop=stop)
     stats = {"critic": None, "generator": None, "wasserstein": None} | losses | {
-        "iterations": d.iterations, "seconds": seconds,
+        "objective": "wgan-gp", "iterations": d.iterations, "seconds": seconds,
         "images_per_second": done * d.batch_size * (d.critic_steps + 1) / seconds if done else None}
     return G, stats
 
 
+def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
+                      stop: Callable[[int], None] | None = None,
+                      data_key: dict | None = None) -> tuple[Generator, Encoder, dict]:
+    """Train the generator and the encoder together as a Wasserstein autoencoder (WAE-MMD): the mean
+    squared pixel error of decoder(encoder(x)) plus ``decoder.mmd_weight`` times :func:`mmd_imq` of the
+    batch's codes against as many N(0, I) draws. Uses the decoder's batch size, learning rate, betas
+    and iterations. Returns both networks (eval mode) and stats.
+
+    Raises
+    ------
+    ValueError
+        When there are no images or their size differs from the config's.
+    """
+    if len(images) == 0:
+        raise ValueError("the unlabelled set is empty: the decoder has nothing to learn from")
+    if images.shape[1:] != (config.image_size, config.image_size):
+        raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
+    d = config.decoder
+    device = device_for(config)
+    part = local_slice(d.batch_size)
+    G, E = build_generator(config).to(device), build_encoder(config).to(device)
+    if config.runtime.channels_last:
+        G, E = G.to(memory_format=torch.channels_last), E.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam([*G.parameters(), *E.parameters()], lr=d.learning_rate, betas=d.betas)
+    G_step, E_step = wrap(G, device), wrap(E, device)
+
+    def step(gen: torch.Generator, rng: np.random.Generator) -> dict:
+        x = _layout(_sample(images, rng, d.batch_size, part, device), config)
+        prior = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+        with _autocast(config, device):
+            codes = E_step(x).float()
+            image_loss = ((G_step(codes).float() - x) ** 2).mean()
+        mmd = mmd_imq(codes, prior)  # pairwise distances: in float32
+        loss = image_loss + d.mmd_weight * mmd
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), "image": image_loss.item(), "mmd": mmd.item()}
+
+    losses, seconds, done = _loop(
+        "decoder", desc="decoder and encoder (autoencoder)", iterations=d.iterations, stream=_STREAM_DECODER,
+        config=config, work=work, key=decoder_config(config) | {"data": data_key or {}},
+        models={"generator": G, "encoder": E}, optims={"autoencoder": opt}, step=step,
+        postfix=lambda lo: {"image": f"{lo['image']:.4f}", "mmd": f"{lo['mmd']:.4f}"}, stop=stop)
+    stats = {"loss": None, "image": None, "mmd": None} | losses | {
+        "objective": "autoencoder", "iterations": d.iterations, "seconds": seconds,
+        "images_per_second": done * d.batch_size / seconds if done else None}
+    return G, E, stats
+
+
+def train_networks(images: np.ndarray, config: StudyConfig, work: Path, *,
+                   stop: Callable[[int], None] | None = None,
+                   data_key: dict | None = None) -> tuple[Generator, Encoder, dict]:
+    """The decoder and the encoder as ``decoder.objective`` says: a WGAN-GP decoder, then the encoder
+    against it; or both as an autoencoder, then ``encoder.iterations`` of the encoder's own training
+    against the frozen decoder (none when 0). Returns them and ``{"decoder": ..., "encoder": ...}`` stats."""
+    if config.decoder.objective == "autoencoder":
+        generator, encoder, decoder_stats = train_autoencoder(images, config, work, stop=stop, data_key=data_key)
+        if config.encoder.iterations:
+            encoder, encoder_stats = train_encoder(images, generator, config, work, stop=stop, data_key=data_key,
+                                                   start=encoder)
+        else:
+            encoder_stats = {"loss": None, "iterations": 0, "seconds": 0.0, "images_per_second": None,
+                             "trained_with": "the decoder"}
+        return generator, encoder, {"decoder": decoder_stats, "encoder": encoder_stats}
+    generator, decoder_stats = train_decoder(images, config, work, stop=stop, data_key=data_key)
+    encoder, encoder_stats = train_encoder(images, generator, config, work, stop=stop, data_key=data_key)
+    return generator, encoder, {"decoder": decoder_stats, "encoder": encoder_stats}
+
+
 def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig, work: Path, *,
-                  stop: Callable[[int], None] | None = None, data_key: dict | None = None) -> tuple[Encoder, dict]:
-    """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z."""
+                  stop: Callable[[int], None] | None = None, data_key: dict | None = None,
+                  start: Encoder | None = None) -> tuple[Encoder, dict]:
+    """Train the encoder against the frozen generator: decoder(encoder(x)) ~ x and encoder(decoder(z)) ~ z.
+
+    ``start`` continues from an encoder (an autoencoder's) instead of fresh weights."""
     e, d = config.encoder, config.decoder
     device = device_for(config)
     part = local_slice(e.batch_size)
-    E = build_encoder(config).to(device)
+    E = (build_encoder(config) if start is None else start).to(device)
     if config.runtime.channels_last:
         E = E.to(memory_format=torch.channels_last)
     generator = generator.to(device).eval()

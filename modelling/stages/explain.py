@@ -84,6 +84,16 @@ def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold:
     return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
 
 
+def training_covariance(predictions: pd.DataFrame, model_id: str, latents: np.ndarray,
+                        index: pd.DataFrame) -> np.ndarray:
+    """The covariance of the latent codes `model_id` trained on (for ``gvr.move: pattern``)."""
+    ids = predictions.loc[(predictions["model_id"] == model_id) & (predictions["role"] == "train"), "image_id"]
+    if len(ids) < 2:
+        raise ValueError(f"model {model_id!r} has {len(ids)} training radiograph(s) in the predictions table; "
+                         "pattern moves need the covariance of at least 2")
+    return np.cov(latents[index.loc[ids, "row"].to_numpy()].astype(np.float64), rowvar=False)
+
+
 def move_sharded(start: np.ndarray, *args, **kwargs):
     """:func:`modelling.explain.gvr.move` with the codes split across torchrun's processes and gathered.
 
@@ -152,7 +162,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
     g, threshold = config.gvr, config.cohort.bnp_threshold_ng_l
     rows, skipped = [], []
 
-    def run(model_id, predictor, image_ids, kind, target):
+    def run(model_id, predictor, image_ids, kind, target, covariance):
         if not image_ids:
             return
         original = pixels[[position[i] for i in image_ids]]
@@ -165,7 +175,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
             raise ValueError(f"latent codes with NaN or infinite values for radiograph(s) {', '.join(bad)}")
         path = move_sharded(z0, decoder, predictor, target_log_bnp=np.log(target),
                             direction="down" if kind == "gvr" else "up", step_size=g.step_size,
-                            max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=g.movie_frames)
+                            max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=g.movie_frames,
+                            covariance=covariance)
         if stage is None:  # another rank under torchrun: it moved its share; rank 0 writes
             return
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
@@ -202,6 +213,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
 
     for model_id in model_ids:
         predictor = load_predictor(bundle, model_id).to(device)
+        covariance = training_covariance(predictions, model_id, latents, index) if g.move == "pattern" else None
         if images:
             chosen = list(images)
         else:
@@ -215,12 +227,12 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
             if b < threshold:
                 skipped.append({"model_id": model_id, "image_id": i, "predicted_bnp_ng_l": float(b),
                                 "reason": f"already predicted below {threshold:g} ng/L"})
-        run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold)
+        run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold, covariance)
         if inverse_per_model and not images:
             low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model,
                           seed=config.seed, selection=g.selection)
             for target in g.inverse_targets_ng_l:
-                run(model_id, predictor, low, "inverse", target)
+                run(model_id, predictor, low, "inverse", target, covariance)
     if stage is None:
         return {}
     index_table = pd.DataFrame(rows, columns=["gvr_id", "image_id", "model_id", "regime", "kind", "target_bnp_ng_l",

@@ -20,6 +20,7 @@ from modelling.config import StudyConfig, config_to_dict
 from modelling.stages.baselines import build_baselines
 from modelling.stages.cohort import build_cohort
 from modelling.stages.explain import build_explanations
+from modelling.stages.fidelity import build_fidelity
 from modelling.stages.readers import build_simulated_readers
 from modelling.stages.train import build_training
 
@@ -72,6 +73,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
         build_cohort(config, bundle.root, workers=workers)
     build_training(config, bundle.root)
     build_explanations(config, bundle.root)
+    build_fidelity(config, bundle.root)
     build_baselines(config, bundle.root)
     if real and "tables/reader_assessments.parquet" not in bundle.files:
         raise PendingStagesError(

@@ -1,7 +1,8 @@
 """The training stage: decoder, encoder, latent codes and BNP predictors written into the bundle.
 
-Reads the cohort (radiographs, splits, pairing and the image shards), trains the WGAN-GP decoder on
-the unlabelled set and the encoder against it (both resumable from ``work/``), encodes every
+Reads the cohort (radiographs, splits, pairing and the image shards), trains the decoder on the
+unlabelled set and the encoder (a WGAN-GP decoder and then the encoder against it, or both together
+as an autoencoder: ``decoder.objective``; resumable from ``work/``), encodes every
 radiograph, fits the linear and MLP predictors in the correct and overfitted regimes, and writes:
 
 - ``checkpoints/decoder.pt``, ``checkpoints/encoder.pt``, ``checkpoints/<model_id>.pt``;
@@ -39,8 +40,7 @@ from modelling.nets.training import (
     device_for,
     encode,
     encoder_config,
-    train_decoder,
-    train_encoder,
+    train_networks,
 )
 from modelling.progress import note
 from modelling.stages.artifacts import load_images, load_render_params
@@ -144,8 +144,7 @@ def data_key(bundle: Bundle) -> dict:
 def _networks(stage: Stage, config: StudyConfig, images: np.ndarray, *, stop, data: dict):
     """Train (or resume) the decoder and encoder on `images`; write their checkpoints."""
     work = stage.bundle.root / "work"
-    generator, decoder_stats = train_decoder(images, config, work, stop=stop, data_key=data)
-    encoder, encoder_stats = train_encoder(images, generator, config, work, stop=stop, data_key=data)
+    generator, encoder, stats = train_networks(images, config, work, stop=stop, data_key=data)
     dec_state = checkpoints.payload("decoder", models={"generator": generator}, config=decoder_config(config),
                                     seed=config.seed, step=config.decoder.iterations)
     enc_state = checkpoints.payload("encoder", models={"encoder": encoder}, config=encoder_config(config),
@@ -154,7 +153,7 @@ def _networks(stage: Stage, config: StudyConfig, images: np.ndarray, *, stop, da
     stage.write_checkpoint("checkpoints/encoder.pt", enc_state)
     encoder_id = "encoder-" + sha256_bytes(checkpoints.to_bytes(enc_state))[:12]
     device = device_for(config)  # encoding every radiograph and decoding samples: on the GPU when there is one
-    return generator.to(device), encoder.to(device), encoder_id, {"decoder": decoder_stats, "encoder": encoder_stats}
+    return generator.to(device), encoder.to(device), encoder_id, stats
 
 
 def _latents(stage: Stage, encoder, radiographs: pd.DataFrame, images: np.ndarray, encoder_id: str) -> np.ndarray:
@@ -334,7 +333,6 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
     else:  # the same collective calls as rank 0's write_training, without writing anything
         _, _, images, generative = training_images(bundle)
         work, key = bundle.root / "work", data_key(bundle)
-        generator, _ = train_decoder(images[generative], config, work, stop=stop, data_key=key)
-        train_encoder(images[generative], generator, config, work, stop=stop, data_key=key)
+        train_networks(images[generative], config, work, stop=stop, data_key=key)
     dist.barrier()
     return bundle

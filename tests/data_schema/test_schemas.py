@@ -12,7 +12,8 @@ from tests.examples import examples
 
 EXPECTED_TABLES = {
     "patients", "radiographs", "bnp_results", "pairing", "splits", "phantom_truth", "phantom_render",
-    "latents_index", "predictions", "gvr_index", "faithfulness", "reader_assessments", "reading_key",
+    "latents_index", "predictions", "gvr_index", "faithfulness", "gvr_truth", "model_reliance", "reader_assessments",
+    "reading_key",
 }
 
 

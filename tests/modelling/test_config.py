@@ -68,7 +68,7 @@ def test_unknown_key_names_the_key_and_the_allowed_ones(tmp_path):
     text = str(info.value)
     assert str(tmp_path / "c.yaml") in text
     assert "decoder.feature_map: unknown key (did you mean 'feature_maps'?)" in text
-    assert "allowed keys: latent_dim, feature_maps, critic_steps" in text
+    assert "allowed keys: objective, latent_dim, feature_maps, critic_steps" in text
 
 
 def test_unknown_top_level_key(tmp_path):
@@ -122,3 +122,27 @@ def test_missing_required_key(tmp_path):
     del data["seed"]
     with pytest.raises(ConfigError, match="missing required key\\(s\\): seed"):
         load_config(write(tmp_path, data))
+
+
+def test_the_decoder_objective_and_the_gvr_move_are_choices():
+    from modelling.config import ConfigError, config_to_dict
+
+    data = config_to_dict(load_config("tiny"))
+    data["decoder"]["objective"] = "vae"
+    with pytest.raises(ConfigError, match="decoder.objective: must be one of 'wgan-gp', 'autoencoder'; got 'vae'"):
+        config_from_dict(data)
+    data = config_to_dict(load_config("tiny"))
+    data["gvr"]["move"] = "filter"
+    with pytest.raises(ConfigError, match="gvr.move: must be one of 'gradient', 'pattern'"):
+        config_from_dict(data)
+
+
+def test_an_untrained_encoder_is_refused_after_a_gan_but_allowed_after_an_autoencoder():
+    from modelling.config import ConfigError, config_to_dict
+
+    data = config_to_dict(load_config("tiny"))
+    data["decoder"]["objective"], data["encoder"]["iterations"] = "wgan-gp", 0
+    with pytest.raises(ConfigError, match="encoder.iterations: must be at least 1 after a WGAN-GP decoder"):
+        config_from_dict(data)
+    data["decoder"]["objective"] = "autoencoder"
+    assert config_from_dict(data).encoder.iterations == 0

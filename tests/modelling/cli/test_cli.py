@@ -132,7 +132,7 @@ def test_config_show_names_a_bad_key(tmp_path):
     assert result.exit_code == 2 and "encoder.iteration: unknown key (did you mean 'iterations'?)" in result.output
 
 
-STAGES = ("config", "cohort", "train", "explain", "baselines", "readers", "analyse", "report")
+STAGES = ("config", "cohort", "train", "explain", "fidelity", "baselines", "readers", "analyse", "report")
 
 
 def test_reproduce_builds_the_whole_study_and_logs_its_progress(tmp_path, clean_env):

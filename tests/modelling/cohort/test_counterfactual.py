@@ -91,3 +91,29 @@ def test_pixel_correlation_scores_a_map_against_the_truth(params):
     assert np.isnan(flat).all()
     with pytest.raises(ValueError, match="must match"):
         pixel_correlation(np.zeros((2, 4, 4)), np.zeros((2, 4, 5)))
+
+
+def test_each_intervention_changes_its_own_feature_and_nothing_else(params):
+    from modelling.cohort.counterfactual import INTERVENTIONS, intervened, render_intervened
+
+    original, bits = phantom.render(dict(params), 64)
+    masks = phantom.unpack_masks(bits)
+    for feature in INTERVENTIONS:
+        new = intervened(params, feature)
+        changed_params = [k for k in phantom.PARAMETERS if not np.array_equal(new[k], params[k])]
+        expected = {"heart": ["cardiothoracic_ratio"], "effusion": ["effusion_left", "effusion_right"],
+                    "opacity": ["opacity"], "pacemaker": ["pacemaker"], "body_mass": ["body_mass_index"],
+                    "projection": ["ap"], "markers": []}[feature]
+        assert changed_params == expected, feature
+    no_device = render_intervened(params, "pacemaker", 64)
+    with_device = params["pacemaker"] > 0.5
+    assert with_device.any() and (~with_device).any()
+    np.testing.assert_array_equal(no_device[~with_device], original[~with_device])  # no pacemaker: same image
+    diff = np.abs(original.astype(int) - no_device)
+    near = np.stack([ndimage.binary_dilation(m, iterations=2) for m in masks["device"]])
+    assert diff[with_device].any() and diff[near].sum() / diff.sum() > 0.9  # as the true change's test
+    unmarked = render_intervened(params, "markers", 64)
+    gone = original.astype(int) - unmarked
+    assert (gone >= 0).all() and (gone > 0).any(axis=(1, 2)).all()  # every radiograph has its laterality marker
+    with pytest.raises(KeyError, match="unknown intervention 'shoes'"):
+        intervened(params, "shoes")

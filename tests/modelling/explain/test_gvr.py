@@ -115,3 +115,31 @@ def test_overlay_colours_have_the_documented_signs():
     with_legend = overlay(original, diseased, healthy)
     assert with_legend[0:2, 0:2].tolist() == out[0:2, 0:2].tolist()  # legend sits below the first pixels
     assert (with_legend == np.array(ORANGE, np.uint8)).all(axis=-1).any()
+
+
+def test_pattern_moves_follow_the_covariance_times_the_gradient():
+    """For a linear predictor w and codes of covariance S, a pattern move goes along S w (Haufe et al.
+    2014), a gradient move along w; with correlated codes the two differ, as they should."""
+    decoder, _ = heart_only()
+    w = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    predictor = LinearPredictor(w, 5.0)
+    cov = np.array([[1.0, 0.8, 0, 0], [0.8, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 0.5]])
+    start = np.array([[2.0, 0.0, 0.0, 0.0]], np.float32)  # log BNP 7
+    pattern = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                   similarity_weight=0.0, covariance=cov)
+    gradient = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                    similarity_weight=0.0)
+    assert pattern.reached.all() and gradient.reached.all()
+    step = pattern.end[0] - start[0]
+    expected = -(cov @ w.numpy())
+    cosine = step @ expected / np.linalg.norm(step) / np.linalg.norm(expected)
+    assert cosine > 0.999
+    assert abs(gradient.end[0, 1] - start[0, 1]) < 1e-6  # the gradient leaves z[1] alone; the pattern moves it
+    assert pattern.end[0, 1] < start[0, 1] - 0.5
+
+
+def test_a_covariance_of_the_wrong_shape_is_refused():
+    decoder, predictor = heart_only()
+    with pytest.raises(ValueError, match="covariance must be a finite 4 x 4 matrix; got shape \\(3, 3\\)"):
+        move(np.ones((1, 4), np.float32), decoder, predictor, target_log_bnp=1.0, direction="down",
+             covariance=np.eye(3))

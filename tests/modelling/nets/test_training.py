@@ -103,3 +103,55 @@ def test_the_compile_switch_trains_to_about_the_same_weights(setup, tmp_path):
     for k, v in a.state_dict().items():
         if v.dtype.is_floating_point:
             torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_a_killed_autoencoder_resumes_to_the_same_weights_and_learns(setup, tmp_path):
+    from modelling.nets.training import train_networks
+
+    cfg, images = setup
+    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, objective="autoencoder", iterations=6,
+                                                               learning_rate=1e-3),
+                              encoder=dataclasses.replace(cfg.encoder, iterations=0))
+    g_full, e_full, stats = train_networks(images, cfg, tmp_path / "a")
+    assert stats["decoder"]["objective"] == "autoencoder" and stats["encoder"]["iterations"] == 0
+    assert np.isfinite(stats["decoder"]["image"]) and np.isfinite(stats["decoder"]["mmd"])
+    with pytest.raises(Interrupted):
+        train_networks(images, cfg, tmp_path / "b", stop=stop_at(3))
+    g_res, e_res, _ = train_networks(images, cfg, tmp_path / "b")
+    assert states_equal(g_full, g_res) and states_equal(e_full, e_res)
+    # the encoder is trained with the decoder: it is not the fresh encoder of that seed
+    from modelling.nets.training import build_encoder
+
+    assert not states_equal(e_full, build_encoder(cfg))
+
+
+def test_the_autoencoder_reconstructs_better_than_it_started(tmp_path):
+    """Forty iterations on a few images of two kinds: the reconstruction error falls."""
+    from modelling.nets.training import decode, train_networks
+
+    cfg = load_config("tiny")
+    yy, xx = np.mgrid[:cfg.image_size, :cfg.image_size]
+    disc = ((yy - 16) ** 2 + (xx - 16) ** 2 < 64).astype(np.uint8) * 200 + 20
+    images = np.stack([disc, disc.T[::-1]] * 16)
+    errors = []
+    for iterations in (1, 40):
+        c = dataclasses.replace(cfg, decoder=dataclasses.replace(
+            cfg.decoder, objective="autoencoder", iterations=iterations, learning_rate=2e-3, batch_size=16),
+            encoder=dataclasses.replace(cfg.encoder, iterations=0))
+        g, e, _ = train_networks(images, c, tmp_path / str(iterations))
+        recon = decode(g, encode(e, images[:2]))
+        errors.append(float(np.mean((recon.astype(float) - images[:2]) ** 2)))
+    assert errors[1] < 0.5 * errors[0]
+
+
+def test_an_autoencoder_then_encoder_fine_tuning_continues_from_the_joint_encoder(setup, tmp_path):
+    from modelling.nets.training import train_networks
+
+    cfg, images = setup
+    joint = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, objective="autoencoder", iterations=4),
+                                encoder=dataclasses.replace(cfg.encoder, iterations=0))
+    tuned = dataclasses.replace(joint, encoder=dataclasses.replace(cfg.encoder, iterations=2))
+    g0, e0, _ = train_networks(images, joint, tmp_path / "a")
+    g1, e1, stats = train_networks(images, tuned, tmp_path / "b")
+    assert states_equal(g0, g1)  # the same joint training
+    assert stats["encoder"]["iterations"] == 2 and not states_equal(e0, e1)

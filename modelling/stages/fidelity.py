@@ -1,0 +1,194 @@
+"""The fidelity stage (phantom only): every GVR against its ground truth, and each model's reliance.
+
+For every GVR (kind "gvr") of a phantom bundle this renders the radiograph again with the same noise
+(:mod:`modelling.cohort.counterfactual`):
+
+- without its disease, the true counterfactual: ``gvr/<gvr_id>/counterfactual.png`` and the true
+  change ``(original - counterfactual) / 255`` in ``arrays/true_change.npy``;
+- with one feature intervened on at a time (:data:`~modelling.cohort.counterfactual.INTERVENTIONS`):
+  each rendering is encoded and predicted again (the model's reliance on that feature), and its
+  change map is one regressor of the GVR's decomposition (:mod:`modelling.explain.fidelity`).
+
+It writes ``tables/gvr_truth.parquet`` (per GVR), ``tables/model_reliance.parquet`` (per model and
+feature) and ``fidelity/summary.json`` (per model: the GVRs' median pixel correlation with the true
+change, how often the measured cardiothoracic ratio falls, the rank agreement of what GVRs show with
+what the model relies on, and how the two models' GVRs differ on the features that are not disease).
+A real-data bundle has no ground truth: the stage records that and writes nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_schema import Bundle, Stage
+from data_schema.tables import INTERVENTION_FEATURES
+from modelling.cohort import ctr
+from modelling.cohort.counterfactual import (
+    DISEASE_INTERVENTIONS,
+    INTERVENTIONS,
+    render_intervened,
+    true_change,
+)
+from modelling.config import StudyConfig
+from modelling.explain.faithfulness import pixel_correlation
+from modelling.explain.fidelity import decompose, lower_share, rank_agreement
+from modelling.nets.training import encode
+from modelling.progress import progress
+from modelling.stages.artifacts import load_encoder, load_predictor, load_render_params
+
+STAGE = "fidelity"
+#: Features that are not heart-failure signs: where two models' reliance differs, their GVRs should too.
+NON_DISEASE = tuple(f for f in INTERVENTION_FEATURES if f not in DISEASE_INTERVENTIONS)
+
+
+def _predict(predictor, codes: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return predictor(torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))).float().numpy()
+
+
+def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
+                truth_table: pd.DataFrame, first_row: int, changes: list) -> list[dict]:
+    params = load_render_params(bundle, gvrs["image_id"].tolist())
+    truth = true_change(params, size)
+    predictor = load_predictor(bundle, model_id)
+    before = _predict(predictor, encode(encoder, truth.original))
+    maps, drops = [], {}
+    for feature in INTERVENTION_FEATURES:
+        changed = render_intervened(params, feature, size)
+        maps.append((truth.original.astype(np.float32) - changed.astype(np.float32)) / 255.0)
+        same = (changed == truth.original).all(axis=(1, 2))
+        drop = before - _predict(predictor, encode(encoder, changed))
+        drops[feature] = np.where(same, 0.0, drop)  # an unchanged image: no effect, not encoder jitter
+    feature_maps = np.stack(maps, axis=1)
+    diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
+    healthy = np.stack([bundle.read_image(p) for p in gvrs["healthy_path"]]).astype(np.float32)
+    change = (diseased - healthy) / 255.0
+    coef = decompose(change, feature_maps)
+    r = pixel_correlation(change, truth.change)
+    ctr_d = ctr.measure(diseased.astype(np.uint8))["ctr"].to_numpy()
+    ctr_h = ctr.measure(healthy.astype(np.uint8))["ctr"].to_numpy()
+    facts = truth_table.loc[gvrs["image_id"]]
+    rows = []
+    for k, g in enumerate(gvrs.itertuples()):
+        path = f"gvr/{g.gvr_id}/counterfactual.png"
+        stage.write_image(path, truth.counterfactual[k])
+        changes.append(truth.change[k])
+        rows.append({
+            "gvr_id": g.gvr_id, "image_id": g.image_id, "model_id": model_id, "regime": g.regime,
+            "counterfactual_path": path, "change_row": first_row + k,
+            "pixel_r": None if not np.isfinite(r[k]) else float(r[k]),
+            "cardiomegaly": bool(facts["cardiothoracic_ratio"].iloc[k] > 0.5),
+            "effusion": bool(facts["effusion_left"].iloc[k] + facts["effusion_right"].iloc[k] > 0),
+            "ctr_diseased": None if not np.isfinite(ctr_d[k]) else float(ctr_d[k]),
+            "ctr_healthy": None if not np.isfinite(ctr_h[k]) else float(ctr_h[k]),
+            **{f"coef_{f}": float(coef[k, j]) for j, f in enumerate(INTERVENTION_FEATURES)},
+            **{f"drop_{f}": float(drops[f][k]) for f in INTERVENTION_FEATURES},
+        })
+    return rows
+
+
+def reliance_table(per_gvr: pd.DataFrame) -> pd.DataFrame:
+    """Per model and feature: the intervention's mean fall in prediction beside the GVRs' mean coefficient."""
+    rows = []
+    for model_id, g in per_gvr.groupby("model_id", sort=True):
+        for f in INTERVENTION_FEATURES:
+            drop = g[f"drop_{f}"].to_numpy(float)
+            rows.append({"model_id": model_id, "regime": g["regime"].iloc[0], "feature": f,
+                         "intervention": INTERVENTIONS[f], "radiographs": len(g),
+                         "changed": int((g[f"coef_{f}"].notna() & (drop != 0)).sum()),
+                         "mean_drop": float(drop.mean()),
+                         "sd_drop": float(drop.std(ddof=1)) if len(drop) > 1 else None,
+                         "gvr_mean_coefficient": float(g[f"coef_{f}"].mean())})
+    return pd.DataFrame(rows)
+
+
+def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
+    """Per model, the fidelity targets' measures; between the two regimes, the non-disease differences."""
+    from scipy.stats import mannwhitneyu
+
+    out: dict = {"models": {}, "method": {
+        "pixel_r": "Pearson r of diseased - healthy with original - disease-free counterfactual (same noise)",
+        "ctr_lower": "share of GVRs of radiographs with cardiothoracic ratio > 0.5 whose ratio measured on the "
+                     "healthy reconstruction is lower than on the diseased one, among those measured on both",
+        "rank_agreement": "Spearman rho over the seven interventions between the GVRs' mean coefficient and the "
+                          "model's mean fall in predicted log BNP",
+        "non_disease_difference": "Mann-Whitney U (two-sided) of the two regimes' per-GVR coefficients on each "
+                                  "feature that is not disease, beside the difference in mean reliance",
+    }}
+    for model_id, g in per_gvr.groupby("model_id", sort=True):
+        rel = reliance[reliance["model_id"] == model_id].set_index("feature").loc[INTERVENTION_FEATURES]
+        r = g["pixel_r"].dropna().to_numpy(float)
+        lower, measured = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
+                                      g["cardiomegaly"].to_numpy())
+        out["models"][model_id] = {
+            "gvrs": int(len(g)), "median_pixel_r": float(np.median(r)) if len(r) else None,
+            "q1_pixel_r": float(np.percentile(r, 25)) if len(r) else None,
+            "q3_pixel_r": float(np.percentile(r, 75)) if len(r) else None,
+            "ctr_lower": lower, "ctr_measured_with_cardiomegaly": measured,
+            "rank_agreement": rank_agreement(rel["gvr_mean_coefficient"].to_numpy(float),
+                                             rel["mean_drop"].to_numpy(float)),
+        }
+    regimes = {reg: g for reg, g in per_gvr.groupby("regime")}
+    if set(regimes) == {"correct", "overfitted"}:
+        diff = {}
+        for f in NON_DISEASE:
+            a, b = (regimes[reg][f"coef_{f}"].to_numpy(float) for reg in ("correct", "overfitted"))
+            test = mannwhitneyu(a, b, alternative="two-sided") if np.ptp(np.r_[a, b]) > 0 else None
+            ra, rb = (reliance.loc[(reliance["regime"] == reg) & (reliance["feature"] == f), "mean_drop"].mean()
+                      for reg in ("correct", "overfitted"))
+            diff[f] = {"reliance_correct": float(ra), "reliance_overfitted": float(rb),
+                       "gvr_coefficient_correct": float(a.mean()), "gvr_coefficient_overfitted": float(b.mean()),
+                       "p": None if test is None else float(test.pvalue)}
+        out["non_disease_difference"] = diff
+    return out
+
+
+def write_fidelity(stage: Stage) -> dict:
+    bundle = stage.bundle
+    if "tables/phantom_render.parquet" not in bundle.files:
+        stage.write_json("fidelity/summary.json", {"models": {}, "reason": "real data: no ground truth"})
+        return {"gvrs": 0}
+    index = bundle.read_table("gvr_index")
+    gvrs = index[index["kind"] == "gvr"].sort_values("gvr_id", kind="stable")
+    truth_table = bundle.read_table("phantom_truth").set_index("image_id")
+    encoder = load_encoder(bundle)
+    size = int(bundle.read_table("radiographs").pipe(lambda r: np.load(bundle.verify_file(r["image_path"].iloc[0]),
+                                                                       mmap_mode="r").shape[-1]))
+    rows: list[dict] = []
+    changes: list[np.ndarray] = []
+    groups = list(gvrs.groupby("model_id", sort=True))
+    bar = progress(total=len(groups), desc="fidelity: interventions per model", unit="model")
+    for model_id, g in groups:
+        rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes)
+        bar.update(1)
+    bar.close()
+    stage.write_array("arrays/true_change.npy",
+                      np.stack(changes).astype(np.float32) if changes else np.zeros((0, size, size), np.float32))
+    per_gvr = pd.DataFrame(rows)
+    reliance = reliance_table(per_gvr) if len(per_gvr) else pd.DataFrame(
+        columns=["model_id", "regime", "feature", "intervention", "radiographs", "changed", "mean_drop", "sd_drop",
+                 "gvr_mean_coefficient"])
+    if len(per_gvr):
+        stage.write_table("gvr_truth", per_gvr)
+        stage.write_table("model_reliance", reliance)
+    summary = summarise(per_gvr, reliance) if len(per_gvr) else {"models": {}}
+    stage.write_json("fidelity/summary.json", summary)
+    return summary
+
+
+def build_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bundle, dict | None]:
+    """Run the fidelity stage (after `gvr explain`); skipped when its inputs are unchanged."""
+    bundle = Bundle(out, create=False)
+    if "explain" not in bundle.stages:
+        raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
+    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt",
+              *(["tables/phantom_render.parquet"] if "tables/phantom_render.parquet" in bundle.files else [])]
+    index = bundle.read_table("gvr_index")
+    inputs += sorted({f"checkpoints/{m}.pt" for m in index["model_id"].unique()})
+    result: dict = {}
+    bundle.run_stage(STAGE, lambda st: result.update(write_fidelity(st)),
+                     config={"interventions": INTERVENTIONS}, seed=config.seed,
+                     inputs=inputs, force=force)
+    return bundle, result or None

@@ -1,0 +1,104 @@
+"""The fidelity stage on the tiny profile: true counterfactuals, reliance by intervention, summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_schema import validate_bundle
+from data_schema.tables import INTERVENTION_FEATURES
+from modelling.cohort import phantom
+from modelling.cohort.counterfactual import disease_removed
+from modelling.config import load_config
+from modelling.stages.artifacts import load_render_params
+from modelling.stages.fidelity import build_fidelity, reliance_table, summarise
+from tests.conftest import copy_bundle
+
+
+@pytest.fixture(scope="module")
+def measured(tiny_explained, tmp_path_factory):
+    root = copy_bundle(tiny_explained, tmp_path_factory.mktemp("fidelity") / "b")
+    bundle, info = build_fidelity(load_config("tiny"), root)
+    return bundle, info
+
+
+def test_every_gvr_gets_its_counterfactual_and_the_bundle_is_valid(measured):
+    bundle, info = measured
+    assert validate_bundle(bundle.root) == []
+    index = bundle.read_table("gvr_index")
+    gvrs = index[index["kind"] == "gvr"]
+    truth = bundle.read_table("gvr_truth")
+    assert sorted(truth["gvr_id"]) == sorted(gvrs["gvr_id"])
+    changes = bundle.read_array("arrays/true_change.npy")
+    assert changes.shape[0] == len(truth) and sorted(truth["change_row"]) == list(range(len(truth)))
+    for row in truth.itertuples():
+        params = load_render_params(bundle, [row.image_id])
+        expected, _ = phantom.render(disease_removed(params), changes.shape[-1])
+        np.testing.assert_array_equal(bundle.read_image(row.counterfactual_path), expected[0])
+        original = bundle.read_image(f"gvr/{row.gvr_id}/original.png").astype(np.float32)
+        np.testing.assert_allclose(changes[row.change_row], (original - expected[0]) / 255.0, atol=1e-6)
+
+
+def test_reliance_is_the_fall_in_prediction_and_zero_where_nothing_changes(measured):
+    bundle, _ = measured
+    truth = bundle.read_table("gvr_truth")
+    reliance = bundle.read_table("model_reliance")
+    assert set(reliance["feature"]) == set(INTERVENTION_FEATURES)
+    assert len(reliance) == len(INTERVENTION_FEATURES) * truth["model_id"].nunique()
+    params = load_render_params(bundle, truth["image_id"].tolist())
+    no_pacemaker = params["pacemaker"] < 0.5
+    assert (truth.loc[no_pacemaker, "drop_pacemaker"] == 0).all()
+    assert (truth.loc[no_pacemaker, "coef_pacemaker"] == 0).all()
+    for row in reliance.itertuples():
+        drops = truth.loc[truth["model_id"] == row.model_id, f"drop_{row.feature}"]
+        assert row.mean_drop == pytest.approx(drops.mean(), rel=1e-12, abs=1e-12)
+
+
+def test_the_summary_states_each_model_and_the_regime_difference(measured):
+    bundle, info = measured
+    summary = json.loads(bundle.verify_file("fidelity/summary.json").read_text())
+    assert summary == info
+    assert set(summary["models"]) == set(bundle.read_table("gvr_truth")["model_id"])
+    assert set(summary["non_disease_difference"]) == {"pacemaker", "body_mass", "projection", "markers"}
+
+
+def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitted):
+    rows = []
+    for regime, coefs, drops in (("correct", coefs_correct, drops_correct),
+                                 ("overfitted", coefs_overfitted, drops_overfitted)):
+        for k in range(len(coefs)):
+            rows.append({"gvr_id": f"g{regime}{k}", "image_id": f"i{k}", "model_id": f"mlp-{regime}",
+                         "regime": regime, "pixel_r": 0.5, "cardiomegaly": True, "effusion": False,
+                         "ctr_diseased": 0.6, "ctr_healthy": 0.5 if k % 2 == 0 else 0.7,
+                         **{f"coef_{f}": coefs[k][j] for j, f in enumerate(INTERVENTION_FEATURES)},
+                         **{f"drop_{f}": drops[k][j] for j, f in enumerate(INTERVENTION_FEATURES)}})
+    return pd.DataFrame(rows)
+
+
+def test_rank_agreement_and_the_regime_test_on_constructed_gvrs():
+    rng = np.random.default_rng(0)
+    relied = np.array([0.7, 0.6, 0.2, 0.3, 0.1, 0.15, 0.05])
+    # correct GVRs show what the model relies on; the overfitted ones show markers it does not rely on
+    correct = relied + rng.normal(0, 0.01, (20, 7))
+    overfitted = np.tile([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9], (20, 1)) + rng.normal(0, 0.01, (20, 7))
+    per_gvr = _constructed(correct, overfitted, np.tile(relied, (20, 1)), np.tile(relied, (20, 1)))
+    summary = summarise(per_gvr, reliance_table(per_gvr))
+    assert summary["models"]["mlp-correct"]["rank_agreement"] == pytest.approx(1.0)
+    assert summary["models"]["mlp-overfitted"]["rank_agreement"] < 0.5
+    assert summary["models"]["mlp-correct"]["ctr_lower"] == 0.5
+    assert summary["non_disease_difference"]["markers"]["p"] < 1e-6
+    assert summary["non_disease_difference"]["markers"]["gvr_coefficient_overfitted"] > 0.8
+
+
+def test_a_real_data_bundle_has_no_ground_truth_and_says_so(tiny_explained, tmp_path):
+    root = copy_bundle(tiny_explained, tmp_path / "b")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k != "tables/phantom_render.parquet"}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    bundle, info = build_fidelity(load_config("tiny"), root)
+    assert info == {"gvrs": 0}
+    assert json.loads(bundle.verify_file("fidelity/summary.json").read_text())["reason"] == "real data: no ground truth"
+    assert "tables/gvr_truth.parquet" not in bundle.files
