@@ -322,6 +322,22 @@ class Faithfulness(_Strict):
         ge=0, le=1, nullable=True,
         description="IoU of the top-weighted pixels (as many as the driving masks cover) with the driving masks.",
     )
+    relevance_mass: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True,
+        description="Relevance mass accuracy (Quantus): share of the absolute weight inside the driving masks.",
+    )
+    relevance_rank: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True,
+        description="Relevance rank accuracy (Quantus): share of the top-K pixels inside the driving masks, K their size.",
+    )
+    sparseness: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Gini index of the absolute weights (Quantus's Sparseness).",
+    )
+    true_change_r: Series[float] = pa.Field(
+        ge=-1, le=1, nullable=True,
+        description=("Pearson r of the signed map with the true change (radiograph minus its disease-free "
+                     "counterfactual; tables/gvr_truth.parquet); empty without it or where a map is constant."),
+    )
 
     class Config:
         unique = ["gvr_id", "method"]

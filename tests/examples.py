@@ -122,6 +122,10 @@ def examples() -> dict[str, pd.DataFrame]:
             "drivers": ["heart,effusion", "heart,effusion"],
             "pointing_hit": [1.0, 0.0],
             "iou_top": [0.45, 0.1],
+            "relevance_mass": [0.7, 0.2],
+            "relevance_rank": [0.5, 0.15],
+            "sparseness": [0.8, 0.4],
+            "true_change_r": [0.6, None],
         }),
         "gvr_truth": pd.DataFrame({
             "gvr_id": ["g1"], "image_id": ["i1"], "model_id": ["mlp-correct"], "regime": ["correct"],

@@ -9,7 +9,12 @@ For an explanation map m (a GVR's |diseased - healthy|, or a baseline's |attribu
 - pointing game: whether the map's largest pixel lies in those masks (Zhang et al. 2018);
 - IoU at the top k %: the intersection over union of the map's top ``k`` % pixels and those masks,
   with k = the masks' share of the image (as Latent Shift's evaluation does with pathology masks,
-  Cohen et al. 2021).
+  Cohen et al. 2021);
+- relevance mass accuracy: the share of the map's absolute weight inside those masks; relevance rank
+  accuracy: the share of the map's top-K pixels inside them, K the masks' pixel count (Arras, Osman &
+  Samek 2022, "CLEVR-XAI"; Quantus's RelevanceMassAccuracy and RelevanceRankAccuracy);
+- sparseness: the Gini index of the map's absolute values (Chalasani et al. 2020; Quantus's
+  Sparseness): 0 when every pixel carries the same weight, near 1 when one pixel carries all.
 """
 
 from __future__ import annotations
@@ -48,16 +53,34 @@ def scores(explanation: np.ndarray, masks: dict[str, np.ndarray], drivers: list[
     target = np.zeros(weight.shape, bool)
     for name in drivers:
         target |= masks[name]
+    out["sparseness"] = gini(weight)
     if not drivers or not target.any() or total == 0:
         out["pointing_hit"], out["iou_top"] = None, np.nan
+        out["relevance_mass"], out["relevance_rank"] = np.nan, np.nan
         return out
     out["pointing_hit"] = bool(target.flat[int(np.argmax(weight))])
     k = int(target.sum())
     top = np.zeros(weight.size, bool)
-    top[np.argsort(weight, axis=None)[::-1][:k]] = True
+    top[np.argsort(weight, axis=None, kind="stable")[::-1][:k]] = True
     top = top.reshape(weight.shape)
     out["iou_top"] = float((top & target).sum() / (top | target).sum())
+    out["relevance_mass"] = float((weight * target).sum() / total)
+    out["relevance_rank"] = float((top & target).sum() / k)
     return out
+
+
+def gini(weight: np.ndarray) -> float:
+    """The Gini index of non-negative weights (NaN when all are 0).
+
+    >>> gini(np.ones(10)), round(gini(np.r_[np.zeros(99), 1.0]), 2)
+    (0.0, 0.99)
+    """
+    w = np.sort(np.asarray(weight, dtype=np.float64).ravel())
+    n, total = w.size, w.sum()
+    if total <= 0:
+        return float("nan")
+    ranks = np.arange(1, n + 1)
+    return float(np.sum((2 * ranks - n - 1) * w) / (n * total))
 
 
 def pixel_correlation(explained: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from data_schema.tables import MASK_FEATURES
 from modelling.cohort.phantom import unpack_masks
 from modelling.config import StudyConfig
 from modelling.explain.baselines import METHODS, EndToEnd, attribute
-from modelling.explain.faithfulness import DISEASE_MASKS, driving_masks, scores
+from modelling.explain.faithfulness import DISEASE_MASKS, driving_masks, pixel_correlation, scores
 from modelling.nets.networks import to_unit
 from modelling.progress import progress
 from modelling.stages.artifacts import load_encoder, load_images, load_predictor
@@ -58,6 +58,22 @@ def _masks(bundle: Bundle, truth: pd.DataFrame, image_ids) -> dict[str, dict[str
     return out
 
 
+def _true_changes(bundle: Bundle) -> dict[str, np.ndarray]:
+    """The fidelity stage's true change per GVR id (none before it ran, or on real data)."""
+    if "tables/gvr_truth.parquet" not in bundle.files:
+        return {}
+    rows = bundle.read_table("gvr_truth")
+    changes = bundle.read_array("arrays/true_change.npy")
+    return {g: changes[r] for g, r in zip(rows["gvr_id"], rows["change_row"])}
+
+
+def _truth_r(value: np.ndarray, truth: np.ndarray | None) -> float | None:
+    if truth is None:
+        return None
+    r = float(pixel_correlation(value.astype(np.float32), truth)[0])
+    return r if np.isfinite(r) else None
+
+
 def audit(faithfulness: pd.DataFrame, gvr_index: pd.DataFrame) -> dict:
     """Per model: what its GVRs change, how the baselines compare, and a flag with its numbers."""
     out = {}
@@ -67,7 +83,8 @@ def audit(faithfulness: pd.DataFrame, gvr_index: pd.DataFrame) -> dict:
         shares = {f"share_{m}": float(own[f"share_{m}"].mean()) for m in (*MASK_FEATURES, "outside")}
         outside_disease = 1.0 - sum(shares[f"share_{m}"] for m in DISEASE_MASKS)
         g = gvr[gvr["model_id"] == model_id]
-        by_method = (rows.groupby("method")[["pointing_hit", "iou_top", "share_outside"]].mean()
+        by_method = (rows.groupby("method")[["pointing_hit", "iou_top", "relevance_mass", "relevance_rank",
+                                             "true_change_r", "share_outside"]].mean()
                      .rename(columns={"pointing_hit": "pointing_rate"}))
         out[model_id] = {
             "gvrs": int(len(own)),
@@ -95,6 +112,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     has_truth = "tables/phantom_truth.parquet" in bundle.files
     truth = bundle.read_table("phantom_truth") if has_truth else None
     masks = _masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
+    true_changes = _true_changes(bundle)
     rows = []
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups) * len(METHODS), desc="baseline maps", unit="method")
@@ -122,12 +140,14 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
                              **{key: s[key] for key in (*(f"share_{m}" for m in MASK_FEATURES), "share_outside")},
                              "drivers": ",".join(drivers) or None,
                              "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
-                             "iou_top": s["iou_top"]})
+                             "iou_top": s["iou_top"], "relevance_mass": s["relevance_mass"],
+                             "relevance_rank": s["relevance_rank"], "sparseness": s["sparseness"],
+                             "true_change_r": _truth_r(value, true_changes.get(row.gvr_id))})
     bar.close()
     info = {"gvrs": int(len(gvrs)), "methods": list(METHODS), "faithfulness": has_truth}
     if has_truth and rows:
         table = pd.DataFrame(rows)
-        table["pointing_hit"] = table["pointing_hit"].astype(float)
+        table = table.astype({"pointing_hit": float, "true_change_r": float})
         stage.write_table("faithfulness", table)
         result = audit(table, index)
         stage.write_json("baselines/audit.json", result)
@@ -140,7 +160,8 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
     bundle = Bundle(out, create=False)
     if "explain" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
-    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt"]
+    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt",
+              *(p for p in ("tables/gvr_truth.parquet", "arrays/true_change.npy") if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_baselines(st, config)),
                      config={"methods": list(METHODS), "flag": FLAG_OUTSIDE_DISEASE}, seed=config.seed,
