@@ -42,8 +42,13 @@ from modelling.config import config_from_dict, config_to_dict, load_config  # no
 from modelling.explain.faithfulness import pixel_correlation  # noqa: E402
 from modelling.explain.gvr import move  # noqa: E402
 from modelling.nets.training import decode  # noqa: E402
-from modelling.stages.artifacts import load_decoder, load_predictor, load_render_params  # noqa: E402
-from modelling.stages.explain import _select, training_covariance  # noqa: E402
+from modelling.stages.artifacts import (  # noqa: E402
+    load_decoder,
+    load_predictor,
+    load_render_params,
+    training_covariance,
+)
+from modelling.stages.explain import _select  # noqa: E402
 from modelling.stages.train import build_training  # noqa: E402
 
 
@@ -73,7 +78,7 @@ def gvr_fidelity(bundle: Bundle, config, model_id: str = "mlp-correct") -> dict:
     g = config.gvr
     enlarged = params["cardiothoracic_ratio"] > 0.5
     out = {"gvrs": len(ids), "with_cardiomegaly": int(enlarged.sum())}
-    for how, cov in (("gradient", None), ("pattern", training_covariance(predictions, model_id, latents, index))):
+    for how, cov in (("gradient", None), ("pattern", training_covariance(bundle, model_id))):
         path = move(z0, decoder, predictor, target_log_bnp=np.log(config.cohort.bnp_threshold_ng_l), direction="down",
                     step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight,
                     covariance=cov)

@@ -63,3 +63,15 @@ def load_render_params(bundle: Bundle, image_ids) -> dict[str, np.ndarray]:
                        "has none; the phantom's are in tables/phantom_render.parquet)")
     rows = table.loc[list(image_ids)]
     return {name: rows[name].to_numpy() for name in rows.columns}
+
+
+def training_covariance(bundle: Bundle, model_id: str) -> np.ndarray:
+    """The covariance of the latent codes `model_id` trained on (for ``gvr.move: pattern``)."""
+    predictions = bundle.read_table("predictions")
+    index = bundle.read_table("latents_index").set_index("image_id")
+    ids = predictions.loc[(predictions["model_id"] == model_id) & (predictions["role"] == "train"), "image_id"]
+    if len(ids) < 2:
+        raise ValueError(f"model {model_id!r} has {len(ids)} training radiograph(s) in {bundle.root}/tables/"
+                         "predictions.parquet; pattern moves need the covariance of at least 2")
+    latents = bundle.read_array(index["latents_path"].iloc[0])
+    return np.cov(latents[index.loc[ids, "row"].to_numpy()].astype(np.float64), rowvar=False)

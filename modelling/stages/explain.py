@@ -26,7 +26,7 @@ from modelling.explain.gvr import move, overlay
 from modelling.explain.movies import movie, movie_frames
 from modelling.nets.training import decode, device_for
 from modelling.progress import progress
-from modelling.stages.artifacts import load_decoder, load_images, load_predictor
+from modelling.stages.artifacts import load_decoder, load_images, load_predictor, training_covariance
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,6 @@ def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold:
     ids = np.sort(rows["image_id"].to_numpy())
     rng = np.random.default_rng([seed, 50, sum(map(ord, model_id))])
     return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
-
-
-def training_covariance(predictions: pd.DataFrame, model_id: str, latents: np.ndarray,
-                        index: pd.DataFrame) -> np.ndarray:
-    """The covariance of the latent codes `model_id` trained on (for ``gvr.move: pattern``)."""
-    ids = predictions.loc[(predictions["model_id"] == model_id) & (predictions["role"] == "train"), "image_id"]
-    if len(ids) < 2:
-        raise ValueError(f"model {model_id!r} has {len(ids)} training radiograph(s) in the predictions table; "
-                         "pattern moves need the covariance of at least 2")
-    return np.cov(latents[index.loc[ids, "row"].to_numpy()].astype(np.float64), rowvar=False)
 
 
 def move_sharded(start: np.ndarray, *args, **kwargs):
@@ -213,7 +203,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
 
     for model_id in model_ids:
         predictor = load_predictor(bundle, model_id).to(device)
-        covariance = training_covariance(predictions, model_id, latents, index) if g.move == "pattern" else None
+        covariance = training_covariance(bundle, model_id) if g.move == "pattern" else None
         if images:
             chosen = list(images)
         else:

@@ -12,11 +12,15 @@ For every GVR (kind "gvr") of a phantom bundle this renders the radiograph again
 It writes ``tables/gvr_truth.parquet`` (per GVR), ``tables/model_reliance.parquet`` (per model and
 feature) and ``fidelity/summary.json`` (per model: the GVRs' median pixel correlation with the true
 change, how often the measured cardiothoracic ratio falls, the rank agreement of what GVRs show with
-what the model relies on, and how the two models' GVRs differ on the features that are not disease).
+what the model relies on, and how the two models' GVRs differ on the features that are not disease;
+and the same measures for GVRs of the same radiographs moved both ways, gradient and pattern, so that
+every bundle shows the two side by side).
 A real-data bundle has no ground truth: the stage records that and writes nothing else.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -31,12 +35,18 @@ from modelling.cohort.counterfactual import (
     render_intervened,
     true_change,
 )
-from modelling.config import StudyConfig
+from modelling.config import MOVES, StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
 from modelling.explain.fidelity import decompose, lower_share, rank_agreement
-from modelling.nets.training import encode
+from modelling.nets.training import decode, encode
 from modelling.progress import progress
-from modelling.stages.artifacts import load_encoder, load_predictor, load_render_params
+from modelling.stages.artifacts import (
+    load_decoder,
+    load_encoder,
+    load_predictor,
+    load_render_params,
+    training_covariance,
+)
 
 STAGE = "fidelity"
 #: Features that are not heart-failure signs: where two models' reliance differs, their GVRs should too.
@@ -48,8 +58,39 @@ def _predict(predictor, codes: np.ndarray) -> np.ndarray:
         return predictor(torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))).float().numpy()
 
 
+def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
+                    truth, feature_maps: np.ndarray, drops: dict, cardiomegaly: np.ndarray) -> dict:
+    """Both GVR moves (:data:`modelling.config.MOVES`) of the same radiographs, judged as the bundle's own."""
+    from modelling.explain.gvr import move
+
+    index = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(index["latents_path"].iloc[0])
+    decoder = load_decoder(bundle)
+    z0 = latents[index.loc[gvrs["image_id"], "row"].to_numpy()]
+    g = config.gvr
+    target = np.log(gvrs["target_bnp_ng_l"].to_numpy(float))
+    relied = np.array([drops[f].mean() for f in INTERVENTION_FEATURES])
+    out = {}
+    for how in MOVES:
+        cov = training_covariance(bundle, model_id) if how == "pattern" else None
+        path = move(z0, decoder, predictor, target_log_bnp=target, direction="down", step_size=g.step_size,
+                    max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
+        diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
+        change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
+        r = pixel_correlation(change, truth.change)
+        lower, measured = lower_share(ctr.measure(diseased)["ctr"].to_numpy(), ctr.measure(healthy)["ctr"].to_numpy(),
+                                      cardiomegaly)
+        coef = decompose(change, feature_maps)
+        out[how] = {"median_pixel_r": float(np.nanmedian(r)) if np.isfinite(r).any() else None,
+                    "reached": float(path.reached.mean()), "ctr_lower": lower,
+                    "ctr_measured_with_cardiomegaly": measured,
+                    "rank_agreement": rank_agreement(coef.mean(axis=0), relied)}
+    return out
+
+
 def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
-                truth_table: pd.DataFrame, first_row: int, changes: list) -> list[dict]:
+                truth_table: pd.DataFrame, first_row: int, changes: list, config: StudyConfig,
+                compared: dict) -> list[dict]:
     params = load_render_params(bundle, gvrs["image_id"].tolist())
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
@@ -70,6 +111,8 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     ctr_d = ctr.measure(diseased.astype(np.uint8))["ctr"].to_numpy()
     ctr_h = ctr.measure(healthy.astype(np.uint8))["ctr"].to_numpy()
     facts = truth_table.loc[gvrs["image_id"]]
+    compared[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth, feature_maps, drops,
+                                         facts["cardiothoracic_ratio"].to_numpy() > 0.5)
     rows = []
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
@@ -145,7 +188,7 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
     return out
 
 
-def write_fidelity(stage: Stage) -> dict:
+def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     bundle = stage.bundle
     if "tables/phantom_render.parquet" not in bundle.files:
         stage.write_json("fidelity/summary.json", {"models": {}, "reason": "real data: no ground truth"})
@@ -158,10 +201,12 @@ def write_fidelity(stage: Stage) -> dict:
                                                                        mmap_mode="r").shape[-1]))
     rows: list[dict] = []
     changes: list[np.ndarray] = []
+    compared: dict = {}
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups), desc="fidelity: interventions per model", unit="model")
     for model_id, g in groups:
-        rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes)
+        rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes, config,
+                            compared)
         bar.update(1)
     bar.close()
     stage.write_array("arrays/true_change.npy",
@@ -174,6 +219,8 @@ def write_fidelity(stage: Stage) -> dict:
         stage.write_table("gvr_truth", per_gvr)
         stage.write_table("model_reliance", reliance)
     summary = summarise(per_gvr, reliance) if len(per_gvr) else {"models": {}}
+    summary["moves_compared"] = compared
+    summary["move"] = config.gvr.move
     stage.write_json("fidelity/summary.json", summary)
     return summary
 
@@ -183,12 +230,13 @@ def build_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bu
     bundle = Bundle(out, create=False)
     if "explain" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
-    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt",
+    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt", "checkpoints/decoder.pt",
+              "tables/predictions.parquet", "arrays/latents.npy",
               *(["tables/phantom_render.parquet"] if "tables/phantom_render.parquet" in bundle.files else [])]
     index = bundle.read_table("gvr_index")
     inputs += sorted({f"checkpoints/{m}.pt" for m in index["model_id"].unique()})
     result: dict = {}
-    bundle.run_stage(STAGE, lambda st: result.update(write_fidelity(st)),
-                     config={"interventions": INTERVENTIONS}, seed=config.seed,
+    bundle.run_stage(STAGE, lambda st: result.update(write_fidelity(st, config)),
+                     config={"interventions": INTERVENTIONS, "gvr": dataclasses.asdict(config.gvr)}, seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None

@@ -63,6 +63,11 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     assert summary == info
     assert set(summary["models"]) == set(bundle.read_table("gvr_truth")["model_id"])
     assert set(summary["non_disease_difference"]) == {"pacemaker", "body_mass", "projection", "markers"}
+    for model_id, by_move in summary["moves_compared"].items():
+        assert set(by_move) == {"gradient", "pattern"}
+        # the bundle's own move, recomputed, is judged as its GVRs are
+        own = by_move[summary["move"]]
+        assert own["median_pixel_r"] == pytest.approx(summary["models"][model_id]["median_pixel_r"], abs=1e-6)
 
 
 def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitted):
