@@ -371,6 +371,9 @@ class GvrTruth(_Strict):
     pixel_r: Series[float] = pa.Field(ge=-1, le=1, nullable=True, description=(
         "Pearson r of the GVR's diseased - healthy with the true change, over pixels; empty when either is "
         "constant."))
+    model_change_r: Series[float] = pa.Field(ge=-1, le=1, nullable=True, description=(
+        "Pearson r of the GVR's diseased - healthy with the change the model's own reliance implies: the sum of "
+        "each intervention's true change map weighted by that intervention's drop on this radiograph."))
     cardiomegaly: Series[bool] = pa.Field(description="The radiograph's cardiothoracic ratio is above 0.5 (truth).")
     effusion: Series[bool] = pa.Field(description="The radiograph has a pleural effusion (truth).")
     ctr_diseased: Series[float] = pa.Field(gt=0, nullable=True, description=(

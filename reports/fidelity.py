@@ -63,7 +63,8 @@ if has_truth:
         lines.append(
             f"- `{model_id}`: {m['gvrs']} GVRs; pixel correlation with the true change median "
             f"{m['median_pixel_r']:.2f} (IQR {m['q1_pixel_r']:.2f} to {m['q3_pixel_r']:.2f}; target for the "
-            f"correct model: at least 0.5); measured cardiothoracic ratio lower on the healthy reconstruction "
+            f"correct model: at least 0.5), with the change the model's own reliance implies (each feature's "
+            f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:.2f}; measured cardiothoracic ratio lower on the healthy reconstruction "
             f"in {lower} of the {m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both "
             f"(target: at least 90 %); Spearman's rho between what its GVRs remove and what it relies on "
             f"{rho} (target: at least 0.7).")
@@ -80,10 +81,11 @@ if has_truth:
 
 # %%
 #| label: tbl-moves
-#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern: median pixel correlation with the true change, share reaching the threshold, share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
+#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
 if has_truth and fidelity.get("moves_compared"):
     moves = pd.DataFrame([{"Model": model, "Move": how + (" (this bundle's)" if how == fidelity.get("move") else ""),
-                           "Median pixel r": v["median_pixel_r"], "Reached": v["reached"],
+                           "Median pixel r": v["median_pixel_r"],
+                           "Median r, model's change": v["median_model_change_r"], "Reached": v["reached"],
                            "CTR lower": v["ctr_lower"], "Measured": v["ctr_measured_with_cardiomegaly"],
                            "Rank agreement": v["rank_agreement"]}
                           for model, by_move in fidelity["moves_compared"].items() for how, v in by_move.items()])

@@ -58,6 +58,13 @@ def _predict(predictor, codes: np.ndarray) -> np.ndarray:
         return predictor(torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))).float().numpy()
 
 
+def model_change(feature_maps: np.ndarray, drops: dict) -> np.ndarray:
+    """Per radiograph, the change its model's own reliance implies: each feature's true change map
+    weighted by how far removing that feature lowers this radiograph's prediction."""
+    weights = np.stack([np.asarray(drops[f], float) for f in INTERVENTION_FEATURES], axis=1)
+    return np.einsum("nk,nkhw->nhw", weights, feature_maps).astype(np.float32)
+
+
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
                     truth, feature_maps: np.ndarray, drops: dict, cardiomegaly: np.ndarray) -> dict:
     """Both GVR moves (:data:`modelling.config.MOVES`) of the same radiographs, judged as the bundle's own."""
@@ -78,10 +85,12 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
         r = pixel_correlation(change, truth.change)
+        r_model = pixel_correlation(change, model_change(feature_maps, drops))
         lower, measured = lower_share(ctr.measure(diseased)["ctr"].to_numpy(), ctr.measure(healthy)["ctr"].to_numpy(),
                                       cardiomegaly)
         coef = decompose(change, feature_maps)
         out[how] = {"median_pixel_r": float(np.nanmedian(r)) if np.isfinite(r).any() else None,
+                    "median_model_change_r": float(np.nanmedian(r_model)) if np.isfinite(r_model).any() else None,
                     "reached": float(path.reached.mean()), "ctr_lower": lower,
                     "ctr_measured_with_cardiomegaly": measured,
                     "rank_agreement": rank_agreement(coef.mean(axis=0), relied)}
@@ -108,6 +117,7 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     change = (diseased - healthy) / 255.0
     coef = decompose(change, feature_maps)
     r = pixel_correlation(change, truth.change)
+    r_model = pixel_correlation(change, model_change(feature_maps, drops))
     ctr_d = ctr.measure(diseased.astype(np.uint8))["ctr"].to_numpy()
     ctr_h = ctr.measure(healthy.astype(np.uint8))["ctr"].to_numpy()
     facts = truth_table.loc[gvrs["image_id"]]
@@ -122,6 +132,7 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
             "gvr_id": g.gvr_id, "image_id": g.image_id, "model_id": model_id, "regime": g.regime,
             "counterfactual_path": path, "change_row": first_row + k,
             "pixel_r": None if not np.isfinite(r[k]) else float(r[k]),
+            "model_change_r": None if not np.isfinite(r_model[k]) else float(r_model[k]),
             "cardiomegaly": bool(facts["cardiothoracic_ratio"].iloc[k] > 0.5),
             "effusion": bool(facts["effusion_left"].iloc[k] + facts["effusion_right"].iloc[k] > 0),
             "ctr_diseased": None if not np.isfinite(ctr_d[k]) else float(ctr_d[k]),
@@ -153,6 +164,8 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
 
     out: dict = {"models": {}, "method": {
         "pixel_r": "Pearson r of diseased - healthy with original - disease-free counterfactual (same noise)",
+        "model_change_r": "Pearson r of diseased - healthy with the sum over interventions of each feature's true "
+                          "change map times the fall in this radiograph's prediction when it is removed",
         "ctr_lower": "share of GVRs of radiographs with cardiothoracic ratio > 0.5 whose ratio measured on the "
                      "healthy reconstruction is lower than on the diseased one, among those measured on both",
         "rank_agreement": "Spearman rho over the seven interventions between the GVRs' mean coefficient and the "
@@ -163,12 +176,14 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
     for model_id, g in per_gvr.groupby("model_id", sort=True):
         rel = reliance[reliance["model_id"] == model_id].set_index("feature").loc[INTERVENTION_FEATURES]
         r = g["pixel_r"].dropna().to_numpy(float)
+        r_model = g["model_change_r"].dropna().to_numpy(float)
         lower, measured = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
                                       g["cardiomegaly"].to_numpy())
         out["models"][model_id] = {
             "gvrs": int(len(g)), "median_pixel_r": float(np.median(r)) if len(r) else None,
             "q1_pixel_r": float(np.percentile(r, 25)) if len(r) else None,
             "q3_pixel_r": float(np.percentile(r, 75)) if len(r) else None,
+            "median_model_change_r": float(np.median(r_model)) if len(r_model) else None,
             "ctr_lower": lower, "ctr_measured_with_cardiomegaly": measured,
             "rank_agreement": rank_agreement(rel["gvr_mean_coefficient"].to_numpy(float),
                                              rel["mean_drop"].to_numpy(float)),

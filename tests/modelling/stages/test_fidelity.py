@@ -68,6 +68,17 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
         # the bundle's own move, recomputed, is judged as its GVRs are
         own = by_move[summary["move"]]
         assert own["median_pixel_r"] == pytest.approx(summary["models"][model_id]["median_pixel_r"], abs=1e-6)
+        assert own["median_model_change_r"] == pytest.approx(summary["models"][model_id]["median_model_change_r"],
+                                                             abs=1e-6)
+
+
+def test_the_model_change_weights_each_feature_map_by_its_drop():
+    from modelling.stages.fidelity import model_change
+
+    maps = np.zeros((1, len(INTERVENTION_FEATURES), 2, 2), np.float32)
+    maps[0, 0, 0, 0], maps[0, 6, 1, 1] = 1.0, 1.0  # heart at (0, 0), markers at (1, 1)
+    drops = {f: np.zeros(1) for f in INTERVENTION_FEATURES} | {"heart": np.array([0.8]), "markers": np.array([-0.2])}
+    np.testing.assert_allclose(model_change(maps, drops)[0], [[0.8, 0.0], [0.0, -0.2]])
 
 
 def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitted):
@@ -76,7 +87,7 @@ def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitte
                                  ("overfitted", coefs_overfitted, drops_overfitted)):
         for k in range(len(coefs)):
             rows.append({"gvr_id": f"g{regime}{k}", "image_id": f"i{k}", "model_id": f"mlp-{regime}",
-                         "regime": regime, "pixel_r": 0.5, "cardiomegaly": True, "effusion": False,
+                         "regime": regime, "pixel_r": 0.5, "model_change_r": 0.5, "cardiomegaly": True, "effusion": False,
                          "ctr_diseased": 0.6, "ctr_healthy": 0.5 if k % 2 == 0 else 0.7,
                          **{f"coef_{f}": coefs[k][j] for j, f in enumerate(INTERVENTION_FEATURES)},
                          **{f"drop_{f}": drops[k][j] for j, f in enumerate(INTERVENTION_FEATURES)}})
