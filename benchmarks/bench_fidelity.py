@@ -95,7 +95,7 @@ def gvr_fidelity(bundle: Bundle, config, model_id: str = "mlp-correct") -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", required=True, type=Path)
-    ap.add_argument("--config", default="configs/default.yaml")
+    ap.add_argument("--config", default="configs/default.yaml", help="profile name or YAML path")
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--keep", type=Path, help="keep the trained bundles under this folder")

@@ -98,7 +98,8 @@ def _flops_per_iteration(images: np.ndarray, cfg: StudyConfig, work: Path) -> tu
 
 
 def measure(images: np.ndarray, cfg: StudyConfig, iterations: int, device: torch.device) -> dict:
-    short = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, iterations=iterations),
+    # the paper's WGAN-GP decoder and then the encoder, whatever the profile's decoder.objective
+    short = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, objective="wgan-gp", iterations=iterations),
                                 encoder=dataclasses.replace(cfg.encoder, iterations=iterations),
                                 runtime=dataclasses.replace(cfg.runtime, checkpoint_every=10**9))
     d, e = cfg.decoder, cfg.encoder

@@ -41,3 +41,22 @@ def test_bench_gvr_refuses_a_folder_without_a_bundle(tmp_path, clean_env):
                           "--config", "tiny"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=clean_env)
     assert run.returncode != 0 and f"no study bundle at {tmp_path}" in run.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_fidelity_trains_each_variant_on_a_copy_and_measures_it(tmp_path, clean_env):
+    cohort = tmp_path / "cohort"
+    build_cohort(load_config("tiny"), cohort)
+    before = _snapshot(cohort)
+    out = tmp_path / "fidelity.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_fidelity.py"), "--cohort", str(cohort),
+                          "--config", "tiny", "--variant", "gan:decoder.objective=wgan-gp,encoder.iterations=2",
+                          "--variant", "wae:decoder.mmd_weight=1.0", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, env={**clean_env, "GVR_PROGRESS": "0"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results) == {"gan", "wae"}
+    assert results["gan"]["spec"].startswith("gan:decoder.objective=wgan-gp")
+    for r in results.values():
+        assert set(r["gvr"]) >= {"gradient", "pattern"} and r["gvr"]["gvrs"] > 0
+        assert r["disease_kept_median_r"] is None or -1 <= r["disease_kept_median_r"] <= 1
+    assert _snapshot(cohort) == before

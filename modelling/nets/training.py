@@ -297,8 +297,11 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         with _autocast(config, device):
             codes = E_step(x).float()
             image_loss = ((G_step(codes).float() - x) ** 2).mean()
-        mmd = mmd_imq(codes, prior)  # pairwise distances: in float32
-        loss = image_loss + d.mmd_weight * mmd
+        every_code, every_prior, world = _whole_batch(codes, prior)
+        mmd = mmd_imq(every_code, every_prior)  # pairwise distances: in float32
+        # under DDP gradients are averaged over processes, and each process differentiates the whole
+        # batch's MMD through its own codes only: times the world size, the average is the MMD's gradient
+        loss = image_loss + world * d.mmd_weight * mmd
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -313,6 +316,22 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         "objective": "autoencoder", "iterations": d.iterations, "seconds": seconds,
         "images_per_second": done * d.batch_size / seconds if done else None}
     return G, E, stats
+
+
+def _whole_batch(codes: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Under torchrun, every process's codes and prior draws (this process's codes keep their gradient);
+    alone, the arguments as they are."""
+    rank, world = distributed()
+    if world == 1:
+        return codes, prior, 1
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(codes) for _ in range(world)]
+    dist.all_gather(parts, codes.detach().contiguous())
+    parts[rank] = codes
+    draws = [torch.empty_like(prior) for _ in range(world)]
+    dist.all_gather(draws, prior.contiguous())
+    return torch.cat(parts), torch.cat(draws), world
 
 
 def train_networks(images: np.ndarray, config: StudyConfig, work: Path, *,

@@ -227,6 +227,8 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     stage.write_array("arrays/true_change.npy",
                       np.stack(changes).astype(np.float32) if changes else np.zeros((0, size, size), np.float32))
     per_gvr = pd.DataFrame(rows)
+    if len(per_gvr):  # a column of undefined values only is still a float column
+        per_gvr = per_gvr.astype({c: float for c in ("pixel_r", "model_change_r", "ctr_diseased", "ctr_healthy")})
     reliance = reliance_table(per_gvr) if len(per_gvr) else pd.DataFrame(
         columns=["model_id", "regime", "feature", "intervention", "radiographs", "changed", "mean_drop", "sd_drop",
                  "gvr_mean_coefficient"])

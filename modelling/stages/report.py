@@ -14,7 +14,7 @@ Which bundle a report reads, and the helpers the scripts use, are in :mod:`analy
 Examples
 --------
 >>> [p.name for p in report_scripts()]
-['beyond.py', 'index.py', 'tables_figures.py']
+['beyond.py', 'fidelity.py', 'index.py', 'tables_figures.py']
 """
 
 from __future__ import annotations

@@ -151,9 +151,11 @@ def test_reproduce_builds_the_whole_study_and_logs_its_progress(tmp_path, clean_
     log = run.stderr
     for stage in STAGES:
         assert f"stage {stage}: start" in log and f"stage {stage}: done in" in log, stage
-    for work in ("rendering radiographs", "decoder (WGAN-GP)", "encoder", "baseline maps", "rendering the manuscript"):
+    for work in ("rendering radiographs", "decoder and encoder (autoencoder)", "fidelity: interventions per model",
+                 "baseline maps", "rendering the manuscript"):
         assert f"{work}: start" in log and f"{work}: done" in log, work
-    assert any(line.startswith("[") and "decoder (WGAN-GP): " in line and "ETA" in line for line in log.splitlines())
+    assert any(line.startswith("[") and "decoder and encoder (autoencoder): " in line and "ETA" in line
+               for line in log.splitlines())
     assert "without encryption" not in log and "IPKernelApp" not in log
     strays = [line for line in log.splitlines() if not (line[:1] == "[" and line[9:11] == "] ") and not line.startswith("warning: ")]
     assert not strays, strays  # timestamped progress lines or one-line warnings, nothing else
