@@ -91,6 +91,19 @@ if has_truth and fidelity.get("moves_compared"):
                           for model, by_move in fidelity["moves_compared"].items() for how, v in by_move.items()])
     display(HTML(moves.round(3).to_html(index=False)))
 
+# %%
+#| echo: false
+if has_truth and fidelity.get("randomisation"):
+    parts = []
+    for model, m in fidelity["randomisation"].items():
+        rho = "undefined" if m["median_spearman"] is None else f"{m['median_spearman']:.2f}"
+        parts.append(f"`{model}`: {m['moved']} of {m['radiographs']} radiographs moved, median Spearman {rho}")
+    display(Markdown(
+        "Model-parameter randomisation (Adebayo et al. 2018): the same moves through a copy of each predictor "
+        "with fresh random weights, rescaled to the real predictions' mean and SD. How alike are its GVRs to "
+        "the real ones (Spearman rank correlation of the absolute changes; 1 would mean the GVR does not depend "
+        "on what the model learned)? " + "; ".join(parts) + "."))
+
 # %% [markdown]
 # ## What each model relies on, and what its GVRs show
 #

@@ -19,6 +19,7 @@ al. 2018 (pointing game).
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy import stats
 
 
@@ -84,3 +85,51 @@ def lower_share(before: np.ndarray, after: np.ndarray, where: np.ndarray) -> tup
     both = np.asarray(where, bool) & np.isfinite(before) & np.isfinite(after)
     n = int(both.sum())
     return (float(np.mean(after[both] < before[both])) if n else None), n
+
+
+def randomised(predictor: torch.nn.Module, codes: np.ndarray, *, seed: int) -> torch.nn.Module:
+    """The model-parameter randomisation test's model (Adebayo et al. 2018, "Sanity checks for saliency
+    maps"): a copy of `predictor` with every weight drawn afresh (its layers' own initialisation, seeded),
+    its output rescaled to the real model's mean and SD over `codes`, so that its predictions cross the
+    same thresholds about as often. An explanation method that gives similar maps for this model and the
+    real one does not depend on what the model learned."""
+    import copy
+
+    real = copy.deepcopy(predictor).eval()
+    model = copy.deepcopy(predictor).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    z = torch.as_tensor(np.asarray(codes, dtype=np.float32))
+    with torch.no_grad():
+        want, got = real(z), model(z)
+    scale = float(want.std() / got.std().clamp_min(1e-12))
+    shift = float(want.mean() - scale * got.mean())
+    return _Affine(model, scale, shift)
+
+
+class _Affine(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module, scale: float, shift: float):
+        super().__init__()
+        self.inner, self.scale, self.shift = inner, scale, shift
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.inner(z) * self.scale + self.shift
+
+
+def map_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per image, Spearman's rank correlation of the absolute values of two maps (Adebayo et al. 2018);
+    NaN where either is constant.
+
+    >>> x = np.arange(16.0).reshape(1, 4, 4)
+    >>> map_similarity(x, 2 * x).round(6).tolist(), map_similarity(x, -x).round(6).tolist()
+    ([1.0], [1.0])
+    """
+    a, b = np.abs(np.asarray(a, np.float64)), np.abs(np.asarray(b, np.float64))
+    out = np.full(len(a), np.nan)
+    for i in range(len(a)):
+        if np.ptp(a[i]) > 0 and np.ptp(b[i]) > 0:
+            out[i] = stats.spearmanr(a[i].ravel(), b[i].ravel()).statistic
+    return out

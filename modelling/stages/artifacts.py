@@ -67,6 +67,11 @@ def load_render_params(bundle: Bundle, image_ids) -> dict[str, np.ndarray]:
 
 def training_covariance(bundle: Bundle, model_id: str) -> np.ndarray:
     """The covariance of the latent codes `model_id` trained on (for ``gvr.move: pattern``)."""
+    return np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
+
+
+def training_codes(bundle: Bundle, model_id: str) -> np.ndarray:
+    """The latent codes `model_id` trained on (n, latent_dim); at least 2."""
     predictions = bundle.read_table("predictions")
     index = bundle.read_table("latents_index").set_index("image_id")
     ids = predictions.loc[(predictions["model_id"] == model_id) & (predictions["role"] == "train"), "image_id"]
@@ -74,4 +79,4 @@ def training_covariance(bundle: Bundle, model_id: str) -> np.ndarray:
         raise ValueError(f"model {model_id!r} has {len(ids)} training radiograph(s) in {bundle.root}/tables/"
                          "predictions.parquet; pattern moves need the covariance of at least 2")
     latents = bundle.read_array(index["latents_path"].iloc[0])
-    return np.cov(latents[index.loc[ids, "row"].to_numpy()].astype(np.float64), rowvar=False)
+    return latents[index.loc[ids, "row"].to_numpy()]

@@ -37,7 +37,7 @@ from modelling.cohort.counterfactual import (
 )
 from modelling.config import MOVES, StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
-from modelling.explain.fidelity import decompose, lower_share, rank_agreement
+from modelling.explain.fidelity import decompose, lower_share, map_similarity, randomised, rank_agreement
 from modelling.nets.training import decode, encode
 from modelling.progress import progress
 from modelling.stages.artifacts import (
@@ -45,6 +45,7 @@ from modelling.stages.artifacts import (
     load_encoder,
     load_predictor,
     load_render_params,
+    training_codes,
     training_covariance,
 )
 
@@ -66,7 +67,8 @@ def model_change(feature_maps: np.ndarray, drops: dict) -> np.ndarray:
 
 
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
-                    truth, feature_maps: np.ndarray, drops: dict, cardiomegaly: np.ndarray) -> dict:
+                    truth, feature_maps: np.ndarray, drops: dict, cardiomegaly: np.ndarray,
+                    own_change: np.ndarray) -> tuple[dict, dict]:
     """Both GVR moves (:data:`modelling.config.MOVES`) of the same radiographs, judged as the bundle's own."""
     from modelling.explain.gvr import move
 
@@ -94,12 +96,25 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                     "reached": float(path.reached.mean()), "ctr_lower": lower,
                     "ctr_measured_with_cardiomegaly": measured,
                     "rank_agreement": rank_agreement(coef.mean(axis=0), relied)}
-    return out
+    # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
+    fake = randomised(predictor, training_codes(bundle, model_id), seed=config.seed)
+    cov = training_covariance(bundle, model_id) if g.move == "pattern" else None
+    path = move(z0, decoder, fake, target_log_bnp=target, direction="down", step_size=g.step_size,
+                max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
+    moved = path.steps > 0
+    change = (decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)) / 255.0
+    similarity = map_similarity(change[moved], own_change[moved])
+    mprt = {"radiographs": int(len(z0)), "moved": int(moved.sum()), "reached": float(path.reached[moved].mean())
+            if moved.any() else None,
+            "median_spearman": float(np.nanmedian(similarity)) if np.isfinite(similarity).any() else None,
+            "median_pixel_r_random": float(np.nanmedian(pixel_correlation(change[moved], truth.change[moved])))
+            if moved.any() and np.isfinite(pixel_correlation(change[moved], truth.change[moved])).any() else None}
+    return out, mprt
 
 
 def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
                 truth_table: pd.DataFrame, first_row: int, changes: list, config: StudyConfig,
-                compared: dict) -> list[dict]:
+                compared: dict, mprt: dict) -> list[dict]:
     params = load_render_params(bundle, gvrs["image_id"].tolist())
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
@@ -121,8 +136,9 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     ctr_d = ctr.measure(diseased.astype(np.uint8))["ctr"].to_numpy()
     ctr_h = ctr.measure(healthy.astype(np.uint8))["ctr"].to_numpy()
     facts = truth_table.loc[gvrs["image_id"]]
-    compared[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth, feature_maps, drops,
-                                         facts["cardiothoracic_ratio"].to_numpy() > 0.5)
+    compared[model_id], mprt[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth,
+                                                         feature_maps, drops,
+                                                         facts["cardiothoracic_ratio"].to_numpy() > 0.5, change)
     rows = []
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
@@ -217,11 +233,12 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     rows: list[dict] = []
     changes: list[np.ndarray] = []
     compared: dict = {}
+    mprt: dict = {}
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups), desc="fidelity: interventions per model", unit="model")
     for model_id, g in groups:
         rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes, config,
-                            compared)
+                            compared, mprt)
         bar.update(1)
     bar.close()
     stage.write_array("arrays/true_change.npy",
@@ -237,6 +254,12 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
         stage.write_table("model_reliance", reliance)
     summary = summarise(per_gvr, reliance) if len(per_gvr) else {"models": {}}
     summary["moves_compared"] = compared
+    summary["randomisation"] = mprt
+    summary.setdefault("method", {})["randomisation"] = (
+        "model-parameter randomisation test (Adebayo et al. 2018): the bundle's GVR move through a copy of "
+        "each predictor with fresh random weights (rescaled to the real predictions' mean and SD); "
+        "median Spearman rank correlation of its |change| with the real GVR's |change|, over radiographs "
+        "whose random prediction started above the target (low: the GVR depends on what the model learned)")
     summary["move"] = config.gvr.move
     stage.write_json("fidelity/summary.json", summary)
     return summary

@@ -63,6 +63,8 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     assert summary == info
     assert set(summary["models"]) == set(bundle.read_table("gvr_truth")["model_id"])
     assert set(summary["non_disease_difference"]) == {"pacemaker", "body_mass", "projection", "markers"}
+    for model_id, check in summary["randomisation"].items():
+        assert check["radiographs"] == summary["models"][model_id]["gvrs"] and 0 <= check["moved"] <= check["radiographs"]
     for model_id, by_move in summary["moves_compared"].items():
         assert set(by_move) == {"gradient", "pattern"}
         # the bundle's own move, recomputed, is judged as its GVRs are

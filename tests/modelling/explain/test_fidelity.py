@@ -1,0 +1,40 @@
+"""Fidelity measures on constructed inputs: decomposition, randomised models, map similarity."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from modelling.explain.fidelity import decompose, map_similarity, randomised, rank_agreement
+from modelling.nets.networks import MLP
+
+
+def test_decomposition_recovers_known_coefficients_of_overlapping_maps():
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(5, 3, 8, 8))
+    maps[:, 1] += 0.5 * maps[:, 0]  # correlated features, as heart and projection are
+    coef = rng.uniform(-1, 1, size=(5, 3))
+    change = np.einsum("nk,nkhw->nhw", coef, maps)
+    np.testing.assert_allclose(decompose(change, maps), coef, atol=1e-10)
+
+
+def test_a_randomised_model_keeps_the_scale_but_not_the_function():
+    torch.manual_seed(0)
+    real = MLP(10, (16,))
+    before = {k: v.clone() for k, v in real.state_dict().items()}
+    codes = np.random.default_rng(1).normal(size=(500, 10)).astype(np.float32)
+    fake = randomised(real, codes, seed=3)
+    with torch.no_grad():
+        a, b = real(torch.from_numpy(codes)).numpy(), fake(torch.from_numpy(codes)).numpy()
+    assert abs(a.mean() - b.mean()) < 1e-4 and abs(a.std() - b.std()) < 1e-3
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.5
+    again = randomised(real, codes, seed=3)
+    with torch.no_grad():
+        np.testing.assert_array_equal(again(torch.from_numpy(codes)).numpy(), b)  # seeded
+    assert all(torch.equal(before[k], v) for k, v in real.state_dict().items())  # the real model is untouched
+
+
+def test_map_similarity_is_undefined_for_a_blank_map_and_rank_agreement_for_constant_values():
+    blank = np.zeros((1, 4, 4))
+    assert np.isnan(map_similarity(blank, np.ones((1, 4, 4)) * np.arange(4.0))[0])
+    assert rank_agreement(np.ones(3), np.arange(3.0)) is None
