@@ -32,7 +32,9 @@ ROLES = ["train", "test", "validation"]
 PREDICTOR_KINDS = ["linear", "mlp"]
 GVR_KINDS = ["gvr", "inverse"]
 EXPLANATION_METHODS = ["gvr", "occlusion", "integrated_gradients", "lime", "gradcam"]
-MASK_FEATURES = ["heart", "effusion", "opacity", "soft_tissue", "device"]
+#: "markers": the patient's idiosyncrasies (skin markers, ECG electrodes, laterality marker), which
+#: cause nothing: an explanation that points at them points at the patient, not the disease.
+MASK_FEATURES = ["heart", "effusion", "opacity", "soft_tissue", "device", "markers"]
 #: The phantom features intervened on one at a time (modelling.cohort.counterfactual.INTERVENTIONS).
 INTERVENTION_FEATURES = ["heart", "effusion", "opacity", "pacemaker", "body_mass", "projection", "markers"]
 #: The features the paper's readers scored (Table 2), then reduced body mass (Figure 4).
@@ -307,6 +309,7 @@ class Faithfulness(_Strict):
     share_opacity: Series[float] = _share("opacity")
     share_soft_tissue: Series[float] = _share("soft tissue")
     share_device: Series[float] = _share("device")
+    share_markers: Series[float] = _share("markers (skin markers, ECG electrodes, laterality marker)")
     share_outside: Series[float] = pa.Field(
         ge=0, le=1, nullable=True, description="Share of the absolute weight outside every mask."
     )

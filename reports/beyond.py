@@ -97,7 +97,7 @@ fig
 # ## Faithfulness against the masks
 #
 # For every GVR and every baseline on the same radiograph: the share of the explanation's absolute
-# change (or attribution) inside each mask (heart, effusion, opacity, soft tissue, device) and outside
+# change (or attribution) inside each mask (heart, effusion, opacity, soft tissue, device, markers) and outside
 # all of them; whether its maximum lies in a mask of a true BNP driver (pointing game); and the
 # overlap (IoU) of its top pixels with the drivers' masks. Means per model and method in @tbl-faithfulness
 # and @fig-faithfulness.

@@ -118,6 +118,7 @@ def examples() -> dict[str, pd.DataFrame]:
             "share_opacity": [0.0, 0.0],
             "share_soft_tissue": [0.1, 0.3],
             "share_device": [0.0, 0.0],
+            "share_markers": [0.0, 0.1],
             "share_outside": [0.2, 0.5],
             "drivers": ["heart,effusion", "heart,effusion"],
             "pointing_hit": [1.0, 0.0],

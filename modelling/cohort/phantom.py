@@ -175,8 +175,9 @@ def render(params: dict[str, np.ndarray], size: int, *, idiosyncrasies: bool = T
     img = img + 0.32 * haze * (1 - heart) * (1 - effusions)
     img = np.maximum(img, 0.58 * abdomen)
     img = np.maximum(img, 0.98 * device)
+    marks = np.zeros_like(img)
     if idiosyncrasies:
-        img = _idiosyncrasies(img, params, x, y, gx, gy, edge)
+        img, marks = _idiosyncrasies(img, params, x, y, gx, gy, edge)
 
     # acquisition: exposure, blur, quantum noise
     img = img * p["exposure"]
@@ -194,6 +195,7 @@ def render(params: dict[str, np.ndarray], size: int, *, idiosyncrasies: bool = T
         "opacity": haze > 0.1,
         "soft_tissue": soft_tissue > 0.5,
         "device": device > 0.5,
+        "markers": marks > 0.5,
     }
     bits = np.zeros((n, size, size), np.uint8)
     for name, mask in masks.items():
@@ -202,18 +204,24 @@ def render(params: dict[str, np.ndarray], size: int, *, idiosyncrasies: bool = T
 
 
 def _idiosyncrasies(img, params, x, y, gx, gy, edge):
-    """Skin markers, ECG electrodes and a laterality marker, fixed for each patient."""
+    """Skin markers, ECG electrodes and a laterality marker, fixed for each patient; returns the image and
+    where they lie (their density before blur, 0-1)."""
     n = img.shape[0]
+    marks = np.zeros_like(img)
     for i in range(n):
         rng = np.random.default_rng(int(params["markers_seed"][i]))
         xi, yi = x[i], y[i]
         for _ in range(rng.integers(0, 4)):  # skin markers: small dense dots
             cx, cy = rng.uniform(-0.6, 0.6), rng.uniform(-0.7, 0.5)
-            img[i] = np.maximum(img[i], 0.95 * _soft(np.hypot(xi - cx, yi - cy) - 0.018, edge))
+            dot = _soft(np.hypot(xi - cx, yi - cy) - 0.018, edge)
+            img[i] = np.maximum(img[i], 0.95 * dot)
+            marks[i] = np.maximum(marks[i], dot)
         spots = rng.uniform([-0.7, -0.8], [0.7, -0.4], size=(4, 2))
         for cx, cy in spots[: int(params["electrodes"][i])]:  # ECG electrodes: dense rings
             r = np.hypot(xi - cx, yi - cy)
-            img[i] = np.maximum(img[i], 0.9 * _soft(np.abs(r - 0.035) - 0.008, edge))
+            ring = _soft(np.abs(r - 0.035) - 0.008, edge)
+            img[i] = np.maximum(img[i], 0.9 * ring)
+            marks[i] = np.maximum(marks[i], ring)
         # laterality marker in an image corner: an "L" of two bars (image, not patient, coordinates)
         corner = rng.integers(0, 4)
         sx = -0.85 if corner in (0, 2) else 0.72
@@ -222,7 +230,8 @@ def _idiosyncrasies(img, params, x, y, gx, gy, edge):
         bar_v = _soft(np.maximum(np.abs(gx - sx) - 0.012 * scale, np.abs(gy - (sy + 0.05 * scale)) - 0.05 * scale), edge)
         bar_h = _soft(np.maximum(np.abs(gx - (sx + 0.035 * scale)) - 0.035 * scale, np.abs(gy - (sy + 0.09 * scale)) - 0.012 * scale), edge)
         img[i] = np.maximum(img[i], np.maximum(bar_v, bar_h))
-    return img
+        marks[i] = np.maximum(marks[i], np.maximum(bar_v, bar_h))
+    return img, marks
 
 
 def unpack_masks(bits: np.ndarray) -> dict[str, np.ndarray]:

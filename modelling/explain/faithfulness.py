@@ -2,8 +2,9 @@
 
 For an explanation map m (a GVR's |diseased - healthy|, or a baseline's |attribution|):
 
-- share in each mask: ``sum(|m| * mask) / sum(|m|)`` for heart, effusion, opacity, soft tissue and
-  device, and outside all of them;
+- share in each mask: ``sum(|m| * mask) / sum(|m|)`` for heart, effusion, opacity, soft tissue,
+  device and markers (skin markers, ECG electrodes, laterality marker: the patient, not the disease),
+  and outside all of them;
 - the masks that drive that radiograph's BNP: the features whose term of the BNP model raises it
   (cardiomegaly: heart; effusion; opacity; pacemaker: device; body mass below 27: soft tissue);
 - pointing game: whether the map's largest pixel lies in those masks (Zhang et al. 2018);

@@ -105,3 +105,20 @@ def test_rotation_moves_image_and_masks_together():
     for im, m in ((img, masks), (straight, straight_masks)):
         ring = ndimage.binary_dilation(m["heart"], iterations=3) & ~m["heart"]
         assert im[m["heart"]].mean() > im[ring].mean()
+
+
+def test_the_markers_mask_covers_what_removing_the_idiosyncrasies_removes():
+    from modelling.cohort.synthetic import synthesize
+    from modelling.config import load_config
+
+    cfg = load_config("tiny")
+    cohort = synthesize(cfg.cohort, seed=cfg.seed)
+    params = {k: cohort.render[k].to_numpy()[:24] for k in PARAMETERS}
+    images, bits = render(params, 64)
+    plain, plain_bits = render(params, 64, idiosyncrasies=False)
+    markers = unpack_masks(bits)["markers"]
+    assert markers.any(axis=(1, 2)).all()  # everyone has a laterality marker
+    assert not unpack_masks(plain_bits)["markers"].any()
+    gone = np.abs(images.astype(int) - plain)
+    near = np.stack([ndimage.binary_dilation(m, iterations=2) for m in markers])
+    assert gone[near].mean() > 10 and (gone[~near] == 0).mean() > 0.99  # away from the mask: the same image
