@@ -439,6 +439,11 @@ def _print_fidelity(bundle) -> None:
         typer.echo("  " + ", ".join(f"{r.feature} {r.mean_drop:+.2f} (GVR {r.gvr_mean_coefficient:.2f})"
                                     for r in rows.itertuples()))
     typer.echo("  (fall in predicted log BNP by intervention; GVR: mean coefficient of that feature's true change)")
+    from modelling.stages.fidelity import fidelity_checks
+
+    for name, target in fidelity_checks(summary).items():
+        shown = "-" if target["value"] is None else f"{target['value']:.3f}"
+        typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
 
 
 def _print_audit(bundle) -> None:

@@ -280,3 +280,25 @@ def build_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bu
                      config={"interventions": INTERVENTIONS, "gvr": dataclasses.asdict(config.gvr)}, seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None
+
+
+def fidelity_checks(summary: dict) -> dict[str, dict]:
+    """The fidelity targets of issue 15, judged on ``fidelity/summary.json`` (printed by ``gvr fidelity``):
+    every model's GVRs rank the features as its reliance does (Spearman >= 0.7); the correct model's GVRs
+    correlate with the true change at median r >= 0.5 and lower the measured cardiothoracic ratio in at
+    least 90 % of those with cardiomegaly.
+
+    Returns ``{name: {"value": float | None, "met": bool}}``; empty without ground truth.
+    """
+    checks = {}
+    for model_id, m in summary.get("models", {}).items():
+        rho = m["rank_agreement"]
+        checks[f"{model_id}: GVRs rank features as reliance does, Spearman >= 0.7"] = {
+            "value": rho, "met": rho is not None and rho >= 0.7}
+        if model_id.endswith("-correct"):
+            r, lower = m["median_pixel_r"], m["ctr_lower"]
+            checks[f"{model_id}: median pixel r with the true change >= 0.5"] = {
+                "value": r, "met": r is not None and r >= 0.5}
+            checks[f"{model_id}: measured CTR lower in >= 90% with cardiomegaly"] = {
+                "value": lower, "met": lower is not None and lower >= 0.9}
+    return checks

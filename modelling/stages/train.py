@@ -297,6 +297,9 @@ def development_checks(summary: dict) -> dict[str, dict]:
     checks["mlp overfitted: own training data AUC >= 0.97"] = _target(over_train, over_train is not None and over_train >= 0.97)
     checks["mlp overfitted: withheld quarter AUC < correct test AUC"] = _target(
         over_val, None not in (over_val, correct_mlp) and over_val < correct_mlp)
+    kept = (summary.get("disease_kept") or {}).get("median_r")
+    if kept is not None:  # phantom only (issue 15)
+        checks["decoder keeps the disease: median r of decoded vs true change >= 0.80"] = _target(kept, kept >= 0.8)
     return checks
 
 

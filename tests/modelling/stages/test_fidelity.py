@@ -120,3 +120,18 @@ def test_a_real_data_bundle_has_no_ground_truth_and_says_so(tiny_explained, tmp_
     assert info == {"gvrs": 0}
     assert json.loads(bundle.verify_file("fidelity/summary.json").read_text())["reason"] == "real data: no ground truth"
     assert "tables/gvr_truth.parquet" not in bundle.files
+
+
+def test_the_targets_are_judged_from_the_summary():
+    from modelling.stages.fidelity import fidelity_checks
+
+    summary = {"models": {
+        "mlp-correct": {"rank_agreement": 0.86, "median_pixel_r": 0.29, "ctr_lower": 0.95},
+        "mlp-overfitted": {"rank_agreement": None, "median_pixel_r": -0.02, "ctr_lower": 0.38}}}
+    checks = fidelity_checks(summary)
+    assert checks["mlp-correct: GVRs rank features as reliance does, Spearman >= 0.7"] == {"value": 0.86, "met": True}
+    assert checks["mlp-correct: median pixel r with the true change >= 0.5"]["met"] is False
+    assert checks["mlp-correct: measured CTR lower in >= 90% with cardiomegaly"]["met"] is True
+    assert checks["mlp-overfitted: GVRs rank features as reliance does, Spearman >= 0.7"]["met"] is False
+    assert len(checks) == 4  # the pixel r and CTR targets are the correct model's only
+    assert fidelity_checks({"models": {}, "reason": "real data: no ground truth"}) == {}

@@ -90,6 +90,10 @@ def test_development_checks_are_judged_on_the_summary_not_written_with_it(traine
     assert checks["mlp correct: test AUC >= 0.80"] == {"value": value, "met": value is not None and value >= 0.80}
     assert summary["decoder"]["iterations"] == load_config("tiny").decoder.iterations
     assert summary["reconstruction"]["held_out_radiographs"] > 0
+    kept = summary["disease_kept"]["median_r"]
+    name = "decoder keeps the disease: median r of decoded vs true change >= 0.80"
+    assert checks[name] == {"value": kept, "met": kept >= 0.8}
+    assert name not in development_checks({**summary, "disease_kept": None})  # real data: not judged
 
 
 def test_samples_are_compared_with_real_radiographs_on_the_cardiothoracic_ratio(trained):
