@@ -11,7 +11,7 @@
 # The bundle is `$GVR_BUNDLE`, else `study/` at the repository root (`make reproduce` builds it;
 # a report never builds it itself, because the default study takes 12 minutes or more).
 # The tables and figures are in *Tables and figures*; checks the paper could not make are in
-# *Beyond the paper*.
+# *Beyond the paper*, and every GVR held against the phantom's ground truth in *GVRs against the truth*.
 
 # %%
 #| echo: false
@@ -32,6 +32,20 @@ assessments = bundle.read_table("reader_assessments")
 THRESHOLD = float(cohort["threshold_ng_l"])
 display(Markdown(f"Bundle: `{shown_path(bundle.root)}`; BNP cutoff for congestive heart failure (CHF): "
                  f"{THRESHOLD:g} ng/L."))
+if "config.yaml" in bundle.files:
+    import yaml
+
+    study = yaml.safe_load(bundle.verify_file("config.yaml").read_text())
+    objective, move = study["decoder"]["objective"], study["gvr"]["move"]
+    differs = [text for differs, text in (
+        (objective != "wgan-gp", "its decoder and encoder are trained together as a Wasserstein autoencoder "
+                                 "(WAE-MMD) instead of a WGAN-GP decoder followed by the encoder"),
+        (move != "gradient", "its GVRs move along the activation pattern (gradient times the codes' "
+                             "covariance) instead of the gradient")) if differs]
+    display(Markdown(
+        f"Profile `{study['profile']}`: " + ("the paper's method." if not differs else
+                                              "as the paper, except that " + "; and ".join(differs)
+                                              + " (why: *GVRs against the truth*).")))
 
 # %% [markdown]
 # ## Study sample
