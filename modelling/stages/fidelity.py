@@ -13,8 +13,11 @@ It writes ``tables/gvr_truth.parquet`` (per GVR), ``tables/model_reliance.parque
 feature) and ``fidelity/summary.json`` (per model: the GVRs' median pixel correlation with the true
 change, how often the measured cardiothoracic ratio falls, the rank agreement of what GVRs show with
 what the model relies on, and how the two models' GVRs differ on the features that are not disease;
-and the same measures for GVRs of the same radiographs moved both ways, gradient and pattern, so that
-every bundle shows the two side by side).
+the same measures for GVRs of the same radiographs moved both ways, gradient and pattern, so that
+every bundle shows the two side by side; and a model-parameter randomisation test). Each GVR is
+also correlated with the change its model's own reliance implies (each feature's true change map
+weighted by that feature's drop on the radiograph): a faithful GVR shows what the model uses, which
+need not be only the disease. :func:`fidelity_checks` judges the summary against issue 15's targets.
 A real-data bundle has no ground truth: the stage records that and writes nothing else.
 """
 
@@ -91,8 +94,7 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
         lower, measured = lower_share(ctr.measure(diseased)["ctr"].to_numpy(), ctr.measure(healthy)["ctr"].to_numpy(),
                                       cardiomegaly)
         coef = decompose(change, feature_maps)
-        out[how] = {"median_pixel_r": float(np.nanmedian(r)) if np.isfinite(r).any() else None,
-                    "median_model_change_r": float(np.nanmedian(r_model)) if np.isfinite(r_model).any() else None,
+        out[how] = {"median_pixel_r": _median(r), "median_model_change_r": _median(r_model),
                     "reached": float(path.reached.mean()), "ctr_lower": lower,
                     "ctr_measured_with_cardiomegaly": measured,
                     "rank_agreement": rank_agreement(coef.mean(axis=0), relied)}
@@ -103,13 +105,18 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                 max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
     moved = path.steps > 0
     change = (decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)) / 255.0
-    similarity = map_similarity(change[moved], own_change[moved])
-    mprt = {"radiographs": int(len(z0)), "moved": int(moved.sum()), "reached": float(path.reached[moved].mean())
-            if moved.any() else None,
-            "median_spearman": float(np.nanmedian(similarity)) if np.isfinite(similarity).any() else None,
-            "median_pixel_r_random": float(np.nanmedian(pixel_correlation(change[moved], truth.change[moved])))
-            if moved.any() and np.isfinite(pixel_correlation(change[moved], truth.change[moved])).any() else None}
+    mprt = {"radiographs": int(len(z0)), "moved": int(moved.sum()),
+            "reached": float(path.reached[moved].mean()) if moved.any() else None,
+            "median_spearman": _median(map_similarity(change[moved], own_change[moved])) if moved.any() else None,
+            "median_pixel_r_random": _median(pixel_correlation(change[moved], truth.change[moved]))
+            if moved.any() else None}
     return out, mprt
+
+
+def _median(values: np.ndarray) -> float | None:
+    """The median of the defined values; None when there are none."""
+    values = np.asarray(values, float)
+    return float(np.median(values[np.isfinite(values)])) if np.isfinite(values).any() else None
 
 
 def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
