@@ -339,6 +339,13 @@ def _print_training(summary: dict) -> None:
     if kept and kept.get("median_r") is not None:
         typer.echo(f"disease kept by the decoder (phantom): decoded vs true change of {kept['radiographs']} held-out "
                    f"radiographs, median r {kept['median_r']:.2f} ({kept['q1_r']:.2f}-{kept['q3_r']:.2f})")
+        ratio = kept.get("cardiothoracic_ratio") or {}
+        shrinks = ratio.get("lower_without_disease", {})
+        if ratio.get("measured_on_both") and shrinks.get("reconstructions", {}).get("share") is not None:
+            typer.echo(f"  cardiothoracic ratio, reconstruction vs radiograph: median difference "
+                       f"{ratio['median_difference']:+.3f} over {ratio['measured_on_both']}; a heart the truth shrinks "
+                       f"is measured smaller in {shrinks['reconstructions']['share']:.0%} of reconstructions "
+                       f"against {shrinks['radiographs']['share']:.0%} of radiographs")
     ratio = summary.get("samples", {}).get("cardiothoracic_ratio")
     if ratio and ratio["real"].get("measured") and ratio["generated"].get("measured"):
         real, gen = ratio["real"], ratio["generated"]

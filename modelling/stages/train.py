@@ -207,8 +207,9 @@ def _disease_kept(bundle: Bundle, config: StudyConfig, generator, encoder, held_
     note("training: does the decoder keep the disease? %d held-out radiographs and their counterfactuals",
          len(chosen))
     truth = true_change({name: values[chosen] for name, values in params.items()}, config.image_size)
-    kept = (decode(generator, encode(encoder, truth.original)).astype(np.float32)
-            - decode(generator, encode(encoder, truth.counterfactual)).astype(np.float32)) / 255.0
+    decoded = decode(generator, encode(encoder, truth.original))
+    decoded_cf = decode(generator, encode(encoder, truth.counterfactual))
+    kept = (decoded.astype(np.float32) - decoded_cf.astype(np.float32)) / 255.0
     r = pixel_correlation(kept, truth.change)
     ok = r[np.isfinite(r)]
     q1, median, q3 = (np.percentile(ok, [25, 50, 75]) if len(ok) else (np.nan,) * 3)
@@ -216,7 +217,38 @@ def _disease_kept(bundle: Bundle, config: StudyConfig, generator, encoder, held_
             "q1_r": float(q1) if len(ok) else None, "q3_r": float(q3) if len(ok) else None,
             "undefined": int((~np.isfinite(r)).sum()),
             "method": "Pearson r of decoder(encoder(x)) - decoder(encoder(x without disease)) with x - x without "
-                      "disease, per held-out radiograph with disease (same noise; phantom only)"}
+                      "disease, per held-out radiograph with disease (same noise; phantom only)",
+            "cardiothoracic_ratio": _ctr_kept(truth.original, truth.counterfactual, decoded, decoded_cf,
+                                              params["cardiothoracic_ratio"][chosen])}
+
+
+def _ctr_kept(original, counterfactual, decoded, decoded_cf, true_ratio) -> dict:
+    """The cardiothoracic ratio measured (:mod:`modelling.cohort.ctr`) on radiographs and on their
+    reconstructions: how closely the reconstruction keeps it, and whether a heart that the truth
+    shrinks (ratio above 0.5 -> 0.45) is measured smaller as often on the reconstructions as on the
+    radiographs themselves."""
+    measured = {name: ctr.measure(images)["ctr"].to_numpy()
+                for name, images in (("original", original), ("counterfactual", counterfactual),
+                                     ("decoded", decoded), ("decoded_counterfactual", decoded_cf))}
+    both = np.isfinite(measured["original"]) & np.isfinite(measured["decoded"])
+    diff = measured["decoded"][both] - measured["original"][both]
+    enlarged = np.asarray(true_ratio) > 0.5
+
+    def lower(before, after) -> dict:
+        ok = enlarged & np.isfinite(measured[before]) & np.isfinite(measured[after])
+        return {"share": float(np.mean(measured[after][ok] < measured[before][ok])) if ok.any() else None,
+                "measured": int(ok.sum())}
+
+    return {"measured_on_both": int(both.sum()),
+            "median_difference": float(np.median(diff)) if both.any() else None,
+            "median_absolute_difference": float(np.median(np.abs(diff))) if both.any() else None,
+            "correlation": float(np.corrcoef(measured["original"][both], measured["decoded"][both])[0, 1])
+            if both.sum() > 2 else None,
+            "lower_without_disease": {"radiographs": lower("original", "counterfactual"),
+                                      "reconstructions": lower("decoded", "decoded_counterfactual")},
+            "method": "modelling.cohort.ctr.measure on each held-out radiograph with disease, its reconstruction, "
+                      "its disease-free counterfactual and that one's reconstruction; 'lower_without_disease' "
+                      "among those whose true ratio is above 0.5"}
 
 
 def _predictors(stage: Stage, config: StudyConfig, latents: np.ndarray, labelled_ids: np.ndarray, bnp: np.ndarray,

@@ -94,6 +94,11 @@ def test_development_checks_are_judged_on_the_summary_not_written_with_it(traine
     name = "decoder keeps the disease: median r of decoded vs true change >= 0.80"
     assert checks[name] == {"value": kept, "met": kept >= 0.8}
     assert name not in development_checks({**summary, "disease_kept": None})  # real data: not judged
+    ratio = summary["disease_kept"]["cardiothoracic_ratio"]
+    assert 0 <= ratio["measured_on_both"] <= summary["disease_kept"]["radiographs"]
+    for side in ("radiographs", "reconstructions"):
+        share = ratio["lower_without_disease"][side]["share"]
+        assert share is None or 0 <= share <= 1
 
 
 def test_samples_are_compared_with_real_radiographs_on_the_cardiothoracic_ratio(trained):
@@ -162,3 +167,23 @@ def test_a_perfect_autoencoder_keeps_all_of_the_disease(trained, monkeypatch):
     kept = stage._disease_kept(bundle, cfg, None, None, ids)
     assert kept["radiographs"] > 0 and kept["undefined"] == 0
     assert kept["median_r"] == pytest.approx(1.0) and kept["q1_r"] == pytest.approx(1.0)
+
+
+def test_a_perfect_reconstruction_keeps_the_measured_ratio_and_its_fall():
+    from modelling.cohort import phantom
+    from modelling.cohort.counterfactual import true_change
+    from modelling.cohort.synthetic import synthesize
+    from modelling.stages.train import _ctr_kept
+
+    cfg = load_config("tiny")
+    cohort = synthesize(cfg.cohort, seed=cfg.seed)
+    params = {k: cohort.render[k].to_numpy()[:40] for k in phantom.PARAMETERS}
+    truth = true_change(params, 64)
+    same = _ctr_kept(truth.original, truth.counterfactual, truth.original, truth.counterfactual,
+                     params["cardiothoracic_ratio"])
+    assert same["median_difference"] == 0 and same["correlation"] == pytest.approx(1.0)
+    shares = same["lower_without_disease"]
+    assert shares["radiographs"] == shares["reconstructions"] and shares["radiographs"]["measured"] > 5
+    blind = _ctr_kept(truth.original, truth.counterfactual, truth.original, truth.original,
+                      params["cardiothoracic_ratio"])  # a "decoder" that loses the disease
+    assert blind["lower_without_disease"]["reconstructions"]["share"] == 0.0
