@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-__all__ = ["measure", "otsu_threshold", "compare", "compare_measured"]
+__all__ = ["measure", "otsu_threshold", "compare", "compare_measured", "segment_lungs", "thoracic_width"]
 
 _COLUMNS = ["ctr", "cardiac_px", "thoracic_px", "reason"]
 
@@ -51,31 +51,47 @@ def otsu_threshold(values: np.ndarray) -> int:
     return int(np.argmax(between)) + 1
 
 
-def _measure_one(image: np.ndarray) -> tuple[float, int, int, str]:
+def segment_lungs(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
+    """Steps 1-3 of the method: the patient's right and left lungs as boolean masks (image left is
+    the patient's right), or the reason they cannot be found."""
     size_y, size_x = image.shape
     smooth = ndimage.uniform_filter(image.astype(np.float32), 3, mode="nearest")
     smooth8 = np.clip(np.rint(smooth), 0, 255).astype(np.uint8)
     centre = smooth8[size_y // 10: size_y - size_y // 10, size_x // 20: size_x - size_x // 20]
     if centre.min() == centre.max():
-        return np.nan, 0, 0, "the image is uniform"
+        return "the image is uniform"
     dark = smooth8 < otsu_threshold(centre)
     labels, n = ndimage.label(dark)
     border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
     sizes = ndimage.sum_labels(dark, labels, np.arange(1, n + 1))
     inside = sorted(((sizes[k - 1], k) for k in range(1, n + 1) if k not in border), reverse=True)
     if len(inside) < 2:
-        return np.nan, 0, 0, f"{len(inside)} dark region(s) inside the body; two lungs are needed"
+        return f"{len(inside)} dark region(s) inside the body; two lungs are needed"
     cols = np.arange(size_x)
     first, second = (labels == inside[0][1]), (labels == inside[1][1])
     if cols @ first.sum(axis=0) / first.sum() < cols @ second.sum(axis=0) / second.sum():
-        right, left = first, second  # image left = patient's right
-    else:
-        right, left = second, first
+        return first, second  # image left = patient's right
+    return second, first
+
+
+def thoracic_width(right: np.ndarray, left: np.ndarray) -> int:
+    """The widest row from the outer edge of one lung to the outer edge of the other, in pixels."""
     lungs = right | left
+    cols = np.arange(lungs.shape[1])
     rows = lungs.any(axis=1)
-    outer_right = np.where(lungs, cols, size_x).min(axis=1)
+    outer_right = np.where(lungs, cols, lungs.shape[1]).min(axis=1)
     outer_left = np.where(lungs, cols, -1).max(axis=1)
-    thoracic = int((outer_left - outer_right + 1)[rows].max())
+    return int((outer_left - outer_right + 1)[rows].max())
+
+
+def _measure_one(image: np.ndarray) -> tuple[float, int, int, str]:
+    size_x = image.shape[1]
+    found = segment_lungs(image)
+    if isinstance(found, str):
+        return np.nan, 0, 0, found
+    right, left = found
+    cols = np.arange(size_x)
+    thoracic = thoracic_width(right, left)
     both = right.any(axis=1) & left.any(axis=1)
     if not both.any():
         return np.nan, 0, thoracic, "no row crosses both lungs"
