@@ -383,6 +383,11 @@ class GvrTruth(_Strict):
         "Cardiothoracic ratio measured on the diseased reconstruction (modelling.cohort.ctr); empty when "
         "two lungs cannot be found."))
     ctr_healthy: Series[float] = pa.Field(gt=0, nullable=True, description="The same on the healthy reconstruction.")
+    effusion_height_diseased: Series[float] = pa.Field(gt=0, nullable=True, description=(
+        "Aerated lung height over thoracic width on the side with the larger true effusion, measured on the "
+        "diseased reconstruction (modelling.cohort.effusion); empty when the lungs cannot be found."))
+    effusion_height_healthy: Series[float] = pa.Field(gt=0, nullable=True, description=(
+        "The same on the healthy reconstruction."))
     coef_heart: Series[float] = _coefficient("heart")
     coef_effusion: Series[float] = _coefficient("effusion")
     coef_opacity: Series[float] = _coefficient("opacity")

@@ -79,6 +79,13 @@ if kept and kept.get("median_r") is not None:
             f"{shrinks['radiographs']['measured']} radiographs and on {shrinks['reconstructions']['share']:.0%} of "
             f"{shrinks['reconstructions']['measured']} reconstructions: the measure's own sensitivity bounds "
             "what any GVR can be seen to do to the heart."))
+    fluid = (kept.get("effusion") or {}).get("larger_without_effusion", {})
+    if fluid.get("reconstructions", {}).get("share") is not None:
+        display(Markdown(
+            "Effusion, measured as aerated lung height over thoracic width on the effused side: removing the "
+            f"effusion is measured as more aerated lung on {fluid['radiographs']['share']:.0%} of "
+            f"{fluid['radiographs']['measured']} radiographs and on {fluid['reconstructions']['share']:.0%} of "
+            f"{fluid['reconstructions']['measured']} reconstructions."))
 
 # %%
 #| label: fig-decoder

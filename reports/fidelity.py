@@ -66,7 +66,10 @@ if has_truth:
             f"correct model: at least 0.5), with the change the model's own reliance implies (each feature's "
             f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:.2f}; measured cardiothoracic ratio lower on the healthy reconstruction "
             f"in {lower} of the {m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both "
-            f"(target: at least 90 %); Spearman's rho between what its GVRs remove and what it relies on "
+            f"(target: at least 90 %); aerated lung on the effused side larger on the healthy reconstruction in "
+            f"{'not measurable' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], '.0%')} of "
+            f"the {m.get('effusion_measured', 0)} GVRs with an effusion measured on both (target: at least 90 %); "
+            f"Spearman's rho between what its GVRs remove and what it relies on "
             f"{rho} (target: at least 0.7).")
     display(Markdown("\n".join(lines)))
 
@@ -81,12 +84,13 @@ if has_truth:
 
 # %%
 #| label: tbl-moves
-#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
+#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
 if has_truth and fidelity.get("moves_compared"):
     moves = pd.DataFrame([{"Model": model, "Move": how + (" (this bundle's)" if how == fidelity.get("move") else ""),
                            "Median pixel r": v["median_pixel_r"],
                            "Median r, model's change": v["median_model_change_r"], "Reached": v["reached"],
-                           "CTR lower": v["ctr_lower"], "Measured": v["ctr_measured_with_cardiomegaly"],
+                           "CTR lower": v["ctr_lower"], "CTR measured": v["ctr_measured_with_cardiomegaly"],
+                           "Effusion smaller": v.get("effusion_cleared"), "Effusion measured": v.get("effusion_measured"),
                            "Rank agreement": v["rank_agreement"]}
                           for model, by_move in fidelity["moves_compared"].items() for how, v in by_move.items()])
     display(HTML(moves.round(3).to_html(index=False)))

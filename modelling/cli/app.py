@@ -346,6 +346,11 @@ def _print_training(summary: dict) -> None:
                        f"{ratio['median_difference']:+.3f} over {ratio['measured_on_both']}; a heart the truth shrinks "
                        f"is measured smaller in {shrinks['reconstructions']['share']:.0%} of reconstructions "
                        f"against {shrinks['radiographs']['share']:.0%} of radiographs")
+        fluid = (kept.get("effusion") or {}).get("larger_without_effusion", {})
+        if fluid.get("reconstructions", {}).get("share") is not None:
+            typer.echo(f"  effusion: removing it is measured as more aerated lung in {fluid['reconstructions']['share']:.0%} "
+                       f"of {fluid['reconstructions']['measured']} reconstructions against "
+                       f"{fluid['radiographs']['share']:.0%} of radiographs")
     ratio = summary.get("samples", {}).get("cardiothoracic_ratio")
     if ratio and ratio["real"].get("measured") and ratio["generated"].get("measured"):
         real, gen = ratio["real"], ratio["generated"]
@@ -441,7 +446,9 @@ def _print_fidelity(bundle) -> None:
         rho = "-" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
         typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:.2f} "
                    f"({m['q1_pixel_r']:.2f}-{m['q3_pixel_r']:.2f}); measured cardiothoracic ratio lower in {lower} "
-                   f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly; rank agreement with reliance {rho}")
+                   f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly; measured effusion smaller in "
+                   f"{'-' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], '.0%')} of "
+                   f"{m.get('effusion_measured', 0)} with an effusion; rank agreement with reliance {rho}")
         rows = reliance[reliance["model_id"] == model_id]
         typer.echo("  " + ", ".join(f"{r.feature} {r.mean_drop:+.2f} (GVR {r.gvr_mean_coefficient:.2f})"
                                     for r in rows.itertuples()))

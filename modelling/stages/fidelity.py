@@ -31,13 +31,14 @@ import torch
 
 from data_schema import Bundle, Stage
 from data_schema.tables import INTERVENTION_FEATURES
-from modelling.cohort import ctr
+from modelling.cohort import ctr, effusion
 from modelling.cohort.counterfactual import (
     DISEASE_INTERVENTIONS,
     INTERVENTIONS,
     render_intervened,
     true_change,
 )
+from modelling.cohort.effusion import effused_side_height
 from modelling.config import MOVES, StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
 from modelling.explain.fidelity import decompose, lower_share, map_similarity, randomised, rank_agreement
@@ -70,7 +71,7 @@ def model_change(feature_maps: np.ndarray, drops: dict) -> np.ndarray:
 
 
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
-                    truth, feature_maps: np.ndarray, drops: dict, cardiomegaly: np.ndarray,
+                    truth, feature_maps: np.ndarray, drops: dict, facts: pd.DataFrame,
                     own_change: np.ndarray) -> tuple[dict, dict]:
     """Both GVR moves (:data:`modelling.config.MOVES`) of the same radiographs, judged as the bundle's own."""
     from modelling.explain.gvr import move
@@ -82,6 +83,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     g = config.gvr
     target = np.log(gvrs["target_bnp_ng_l"].to_numpy(float))
     relied = np.array([drops[f].mean() for f in INTERVENTION_FEATURES])
+    cardiomegaly = facts["cardiothoracic_ratio"].to_numpy() > 0.5
+    effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
     out = {}
     for how in MOVES:
         cov = training_covariance(bundle, model_id) if how == "pattern" else None
@@ -93,10 +96,14 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
         r_model = pixel_correlation(change, model_change(feature_maps, drops))
         lower, measured = lower_share(ctr.measure(diseased)["ctr"].to_numpy(), ctr.measure(healthy)["ctr"].to_numpy(),
                                       cardiomegaly)
+        heights = [effused_side_height(effusion.measure(images), facts["effusion_right"], facts["effusion_left"])
+                   for images in (diseased, healthy)]
+        cleared, cleared_n = lower_share(-heights[0], -heights[1], effused)  # more aerated lung when healthy
         coef = decompose(change, feature_maps)
         out[how] = {"median_pixel_r": _median(r), "median_model_change_r": _median(r_model),
                     "reached": float(path.reached.mean()), "ctr_lower": lower,
-                    "ctr_measured_with_cardiomegaly": measured,
+                    "ctr_measured_with_cardiomegaly": measured, "effusion_cleared": cleared,
+                    "effusion_measured": cleared_n,
                     "rank_agreement": rank_agreement(coef.mean(axis=0), relied)}
     # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
     fake = randomised(predictor, training_codes(bundle, model_id), seed=config.seed)
@@ -143,9 +150,10 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     ctr_d = ctr.measure(diseased.astype(np.uint8))["ctr"].to_numpy()
     ctr_h = ctr.measure(healthy.astype(np.uint8))["ctr"].to_numpy()
     facts = truth_table.loc[gvrs["image_id"]]
+    eff_d, eff_h = (effused_side_height(effusion.measure(images.astype(np.uint8)), facts["effusion_right"],
+                                        facts["effusion_left"]) for images in (diseased, healthy))
     compared[model_id], mprt[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth,
-                                                         feature_maps, drops,
-                                                         facts["cardiothoracic_ratio"].to_numpy() > 0.5, change)
+                                                         feature_maps, drops, facts, change)
     rows = []
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
@@ -160,6 +168,8 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
             "effusion": bool(facts["effusion_left"].iloc[k] + facts["effusion_right"].iloc[k] > 0),
             "ctr_diseased": None if not np.isfinite(ctr_d[k]) else float(ctr_d[k]),
             "ctr_healthy": None if not np.isfinite(ctr_h[k]) else float(ctr_h[k]),
+            "effusion_height_diseased": None if not np.isfinite(eff_d[k]) else float(eff_d[k]),
+            "effusion_height_healthy": None if not np.isfinite(eff_h[k]) else float(eff_h[k]),
             **{f"coef_{f}": float(coef[k, j]) for j, f in enumerate(INTERVENTION_FEATURES)},
             **{f"drop_{f}": float(drops[f][k]) for f in INTERVENTION_FEATURES},
         })
@@ -191,6 +201,9 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
                           "change map times the fall in this radiograph's prediction when it is removed",
         "ctr_lower": "share of GVRs of radiographs with cardiothoracic ratio > 0.5 whose ratio measured on the "
                      "healthy reconstruction is lower than on the diseased one, among those measured on both",
+        "effusion_cleared": "share of GVRs of radiographs with an effusion whose aerated lung height on the "
+                            "effused side (modelling.cohort.effusion) is greater on the healthy reconstruction "
+                            "than on the diseased one, among those measured on both",
         "rank_agreement": "Spearman rho over the seven interventions between the GVRs' mean coefficient and the "
                           "model's mean fall in predicted log BNP",
         "non_disease_difference": "Mann-Whitney U (two-sided) of the two regimes' per-GVR coefficients on each "
@@ -202,12 +215,15 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
         r_model = g["model_change_r"].dropna().to_numpy(float)
         lower, measured = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
                                       g["cardiomegaly"].to_numpy())
+        cleared, cleared_n = lower_share(-g["effusion_height_diseased"].to_numpy(float),
+                                         -g["effusion_height_healthy"].to_numpy(float), g["effusion"].to_numpy())
         out["models"][model_id] = {
             "gvrs": int(len(g)), "median_pixel_r": float(np.median(r)) if len(r) else None,
             "q1_pixel_r": float(np.percentile(r, 25)) if len(r) else None,
             "q3_pixel_r": float(np.percentile(r, 75)) if len(r) else None,
             "median_model_change_r": float(np.median(r_model)) if len(r_model) else None,
             "ctr_lower": lower, "ctr_measured_with_cardiomegaly": measured,
+            "effusion_cleared": cleared, "effusion_measured": cleared_n,
             "rank_agreement": rank_agreement(rel["gvr_mean_coefficient"].to_numpy(float),
                                              rel["mean_drop"].to_numpy(float)),
         }
@@ -252,7 +268,8 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
                       np.stack(changes).astype(np.float32) if changes else np.zeros((0, size, size), np.float32))
     per_gvr = pd.DataFrame(rows)
     if len(per_gvr):  # a column of undefined values only is still a float column
-        per_gvr = per_gvr.astype({c: float for c in ("pixel_r", "model_change_r", "ctr_diseased", "ctr_healthy")})
+        per_gvr = per_gvr.astype({c: float for c in ("pixel_r", "model_change_r", "ctr_diseased", "ctr_healthy",
+                                                     "effusion_height_diseased", "effusion_height_healthy")})
     reliance = reliance_table(per_gvr) if len(per_gvr) else pd.DataFrame(
         columns=["model_id", "regime", "feature", "intervention", "radiographs", "changed", "mean_drop", "sd_drop",
                  "gvr_mean_coefficient"])
@@ -308,4 +325,7 @@ def fidelity_checks(summary: dict) -> dict[str, dict]:
                 "value": r, "met": r is not None and r >= 0.5}
             checks[f"{model_id}: measured CTR lower in >= 90% with cardiomegaly"] = {
                 "value": lower, "met": lower is not None and lower >= 0.9}
+            cleared = m.get("effusion_cleared")
+            checks[f"{model_id}: measured effusion smaller in >= 90% with an effusion"] = {
+                "value": cleared, "met": cleared is not None and cleared >= 0.9}
     return checks

@@ -27,8 +27,9 @@ import pandas as pd
 
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
-from modelling.cohort import ctr
+from modelling.cohort import ctr, effusion
 from modelling.cohort.counterfactual import has_disease, true_change
+from modelling.cohort.effusion import effused_side_height
 from modelling.cohort.pairing import generative_training_mask
 from modelling.config import StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
@@ -219,7 +220,33 @@ def _disease_kept(bundle: Bundle, config: StudyConfig, generator, encoder, held_
             "method": "Pearson r of decoder(encoder(x)) - decoder(encoder(x without disease)) with x - x without "
                       "disease, per held-out radiograph with disease (same noise; phantom only)",
             "cardiothoracic_ratio": _ctr_kept(truth.original, truth.counterfactual, decoded, decoded_cf,
-                                              params["cardiothoracic_ratio"][chosen])}
+                                              params["cardiothoracic_ratio"][chosen]),
+            "effusion": _effusion_kept(truth.original, truth.counterfactual, decoded, decoded_cf,
+                                       params["effusion_right"][chosen], params["effusion_left"][chosen])}
+
+
+def _effusion_kept(original, counterfactual, decoded, decoded_cf, right, left) -> dict:
+    """The effusion measure (:mod:`modelling.cohort.effusion`, the side with the larger true effusion)
+    on radiographs and reconstructions: how often removing a true effusion is measured as more aerated
+    lung, on the radiographs and on their reconstructions."""
+    height = {name: effused_side_height(effusion.measure(images), right, left)
+              for name, images in (("original", original), ("counterfactual", counterfactual),
+                                   ("decoded", decoded), ("decoded_counterfactual", decoded_cf))}
+    effused = (np.asarray(right) + np.asarray(left)) > 0
+
+    def cleared(before, after) -> dict:
+        ok = effused & np.isfinite(height[before]) & np.isfinite(height[after])
+        return {"share": float(np.mean(height[after][ok] > height[before][ok])) if ok.any() else None,
+                "measured": int(ok.sum())}
+
+    both = np.isfinite(height["original"]) & np.isfinite(height["decoded"])
+    return {"measured_on_both": int(both.sum()),
+            "median_difference": float(np.median(height["decoded"][both] - height["original"][both]))
+            if both.any() else None,
+            "larger_without_effusion": {"radiographs": cleared("original", "counterfactual"),
+                                        "reconstructions": cleared("decoded", "decoded_counterfactual")},
+            "method": "modelling.cohort.effusion.measure (aerated lung height over thoracic width) on the side with "
+                      "the larger true effusion, among held-out radiographs with an effusion"}
 
 
 def _ctr_kept(original, counterfactual, decoded, decoded_cf, true_ratio) -> dict:

@@ -91,6 +91,7 @@ def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitte
             rows.append({"gvr_id": f"g{regime}{k}", "image_id": f"i{k}", "model_id": f"mlp-{regime}",
                          "regime": regime, "pixel_r": 0.5, "model_change_r": 0.5, "cardiomegaly": True, "effusion": False,
                          "ctr_diseased": 0.6, "ctr_healthy": 0.5 if k % 2 == 0 else 0.7,
+                         "effusion_height_diseased": 0.8, "effusion_height_healthy": 0.9,
                          **{f"coef_{f}": coefs[k][j] for j, f in enumerate(INTERVENTION_FEATURES)},
                          **{f"drop_{f}": drops[k][j] for j, f in enumerate(INTERVENTION_FEATURES)}})
     return pd.DataFrame(rows)
@@ -126,12 +127,13 @@ def test_the_targets_are_judged_from_the_summary():
     from modelling.stages.fidelity import fidelity_checks
 
     summary = {"models": {
-        "mlp-correct": {"rank_agreement": 0.86, "median_pixel_r": 0.29, "ctr_lower": 0.95},
+        "mlp-correct": {"rank_agreement": 0.86, "median_pixel_r": 0.29, "ctr_lower": 0.95, "effusion_cleared": 0.5},
         "mlp-overfitted": {"rank_agreement": None, "median_pixel_r": -0.02, "ctr_lower": 0.38}}}
     checks = fidelity_checks(summary)
     assert checks["mlp-correct: GVRs rank features as reliance does, Spearman >= 0.7"] == {"value": 0.86, "met": True}
     assert checks["mlp-correct: median pixel r with the true change >= 0.5"]["met"] is False
     assert checks["mlp-correct: measured CTR lower in >= 90% with cardiomegaly"]["met"] is True
     assert checks["mlp-overfitted: GVRs rank features as reliance does, Spearman >= 0.7"]["met"] is False
-    assert len(checks) == 4  # the pixel r and CTR targets are the correct model's only
+    assert checks["mlp-correct: measured effusion smaller in >= 90% with an effusion"] == {"value": 0.5, "met": False}
+    assert len(checks) == 5  # the pixel r, CTR and effusion targets are the correct model's only
     assert fidelity_checks({"models": {}, "reason": "real data: no ground truth"}) == {}

@@ -99,6 +99,8 @@ def test_development_checks_are_judged_on_the_summary_not_written_with_it(traine
     for side in ("radiographs", "reconstructions"):
         share = ratio["lower_without_disease"][side]["share"]
         assert share is None or 0 <= share <= 1
+        fluid = summary["disease_kept"]["effusion"]["larger_without_effusion"][side]
+        assert fluid["share"] is None or 0 <= fluid["share"] <= 1
 
 
 def test_samples_are_compared_with_real_radiographs_on_the_cardiothoracic_ratio(trained):
@@ -187,3 +189,20 @@ def test_a_perfect_reconstruction_keeps_the_measured_ratio_and_its_fall():
     blind = _ctr_kept(truth.original, truth.counterfactual, truth.original, truth.original,
                       params["cardiothoracic_ratio"])  # a "decoder" that loses the disease
     assert blind["lower_without_disease"]["reconstructions"]["share"] == 0.0
+
+
+def test_a_perfect_reconstruction_keeps_the_measured_effusion_and_its_removal():
+    from modelling.cohort import phantom
+    from modelling.cohort.counterfactual import true_change
+    from modelling.cohort.synthetic import synthesize
+    from modelling.stages.train import _effusion_kept
+
+    cfg = load_config("default")
+    cohort = synthesize(cfg.cohort, seed=cfg.seed)
+    params = {k: cohort.render[k].to_numpy()[:120] for k in phantom.PARAMETERS}
+    truth = true_change(params, 64)
+    same = _effusion_kept(truth.original, truth.counterfactual, truth.original, truth.counterfactual,
+                          params["effusion_right"], params["effusion_left"])
+    shares = same["larger_without_effusion"]
+    assert same["median_difference"] == 0 and shares["radiographs"] == shares["reconstructions"]
+    assert shares["radiographs"]["measured"] > 10 and shares["radiographs"]["share"] > 0.8
