@@ -370,13 +370,22 @@ class GvrTruth(_Strict):
     regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
     counterfactual_path: Series[str] = _path("PNG of the radiograph rendered without its disease, same noise.")
     change_row: Series[int] = pa.Field(ge=0, description=(
-        "Row of arrays/true_change.npy holding (original - counterfactual) / 255, float32 (size x size)."))
+        "Row of arrays/true_change.npy holding (original - counterfactual) / 255, float32 (size x size), and of "
+        "arrays/target_change.npy holding (original - target counterfactual) / 255."))
     pixel_r: Series[float] = pa.Field(ge=-1, le=1, nullable=True, description=(
         "Pearson r of the GVR's diseased - healthy with the true change, over pixels; empty when either is "
         "constant."))
     model_change_r: Series[float] = pa.Field(ge=-1, le=1, nullable=True, description=(
         "Pearson r of the GVR's diseased - healthy with the change the model's own reliance implies: the sum of "
         "each intervention's true change map weighted by that intervention's drop on this radiograph."))
+    target_fraction: Series[float] = pa.Field(ge=0, le=1, description=(
+        "How far (0-1) the visible terms of the phantom's BNP model were moved towards healthy for the noiseless "
+        "model to cross the GVR's target (modelling.cohort.counterfactual.target_fraction)."))
+    target_reached: Series[bool] = pa.Field(description="Whether moving them all the way crosses the target.")
+    target_counterfactual_path: Series[str] = _path("PNG of the target counterfactual (same noise).")
+    pixel_r_target: Series[float] = pa.Field(ge=-1, le=1, nullable=True, description=(
+        "Pearson r of the GVR's diseased - healthy with original - target counterfactual (arrays/target_change.npy, "
+        "row change_row); empty where either is constant."))
     cardiomegaly: Series[bool] = pa.Field(description="The radiograph's cardiothoracic ratio is above 0.5 (truth).")
     effusion: Series[bool] = pa.Field(description="The radiograph has a pleural effusion (truth).")
     ctr_diseased: Series[float] = pa.Field(gt=0, nullable=True, description=(

@@ -10,6 +10,9 @@
 # - **the true counterfactual**: the radiograph without its disease (cardiothoracic ratio at most
 #   0.45, no effusion, no opacity; same positioning, markers, exposure and noise). Its difference from
 #   the radiograph is the true change a GVR should resemble;
+# - **the target counterfactual**: the visible terms of the phantom's BNP model (heart, effusions,
+#   opacity, pacemaker, body mass) moved together just far enough that the model, without the
+#   patient's and the visit's random effects, crosses the same target the GVR crossed;
 # - **what each model relies on**: the fall in the model's predicted log BNP when one feature at a time
 #   is removed (rendered again, encoded and predicted again). Each such rendering also gives that
 #   feature's true change map, and every GVR's change (diseased - healthy) is decomposed onto those
@@ -64,7 +67,10 @@ if has_truth:
             f"- `{model_id}`: {m['gvrs']} GVRs; pixel correlation with the true change median "
             f"{m['median_pixel_r']:.2f} (IQR {m['q1_pixel_r']:.2f} to {m['q3_pixel_r']:.2f}; target for the "
             f"correct model: at least 0.5), with the change the model's own reliance implies (each feature's "
-            f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:.2f}; measured cardiothoracic ratio lower on the healthy reconstruction "
+            f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:.2f}, with the "
+            f"target counterfactual (the visible terms of the phantom's BNP model moved just far enough to cross the "
+            f"GVR's target) median "
+            f"{'undefined' if m.get('median_pixel_r_target') is None else format(m['median_pixel_r_target'], '.2f')}; measured cardiothoracic ratio lower on the healthy reconstruction "
             f"in {lower} of the {m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both "
             f"(target: at least 90 %); aerated lung on the effused side larger on the healthy reconstruction in "
             f"{'not measurable' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], '.0%')} of "

@@ -444,8 +444,10 @@ def _print_fidelity(bundle) -> None:
     for model_id, m in summary["models"].items():
         lower = "-" if m["ctr_lower"] is None else f"{m['ctr_lower']:.0%}"
         rho = "-" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
+        target = "-" if m.get("median_pixel_r_target") is None else f"{m['median_pixel_r_target']:.2f}"
         typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:.2f} "
-                   f"({m['q1_pixel_r']:.2f}-{m['q3_pixel_r']:.2f}); measured cardiothoracic ratio lower in {lower} "
+                   f"({m['q1_pixel_r']:.2f}-{m['q3_pixel_r']:.2f}), with the target counterfactual {target}, with "
+                   f"the model's own change {m['median_model_change_r']:.2f}; measured cardiothoracic ratio lower in {lower} "
                    f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly; measured effusion smaller in "
                    f"{'-' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], '.0%')} of "
                    f"{m.get('effusion_measured', 0)} with an effusion; rank agreement with reliance {rho}")

@@ -111,6 +111,65 @@ def render_intervened(params: Mapping[str, np.ndarray], feature: str, size: int)
     return images
 
 
+#: The cardiothoracic ratio, effusions, opacity, pacemaker and body mass are visible and in the BNP
+#: model; age is in the model but not visible; the patient and visit effects are neither.
+VISIBLE_TERMS = ("cardiomegaly", "effusion", "opacity", "pacemaker", "body_mass")
+
+
+def toward_healthy(params: Mapping[str, np.ndarray], t) -> dict[str, np.ndarray]:
+    """The parameters moved a fraction `t` (0-1, per radiograph) of the way that lowers every visible term
+    of the phantom's BNP model: the heart towards a ratio of 0.45, effusions and opacity towards none,
+    body mass up by 5 kg/m2 at t = 1, and the pacemaker gone from t = 0.5 (it cannot be half there)."""
+    t = np.broadcast_to(np.asarray(t, dtype=np.float64), np.shape(params["cardiothoracic_ratio"]))
+    out = {k: np.array(v, copy=True) for k, v in params.items()}
+    ratio = np.asarray(params["cardiothoracic_ratio"], np.float64)
+    out["cardiothoracic_ratio"] = ratio - t * np.maximum(ratio - HEALTHY_CARDIOTHORACIC_RATIO, 0.0)
+    for name in ("effusion_left", "effusion_right", "opacity"):
+        out[name] = (1.0 - t) * np.asarray(params[name], np.float64)
+    out["body_mass_index"] = np.asarray(params["body_mass_index"], np.float64) + 5.0 * t
+    out["pacemaker"] = np.where(t >= 0.5, 0.0, np.asarray(params["pacemaker"], np.float64))
+    return out
+
+
+def visible_log_bnp(params: Mapping[str, np.ndarray], term_age, model=None) -> np.ndarray:
+    """The phantom's BNP model without the patient and visit effects: intercept, age term and the
+    visible terms computed from render parameters."""
+    from modelling.cohort.synthetic import BnpModel
+
+    m = model or BnpModel()
+    return (m.intercept + np.asarray(term_age, np.float64)
+            + m.cardiomegaly * (np.asarray(params["cardiothoracic_ratio"], np.float64) - 0.5)
+            + m.effusion * (np.asarray(params["effusion_left"], np.float64) + np.asarray(params["effusion_right"]))
+            + m.opacity * np.asarray(params["opacity"], np.float64)
+            + m.pacemaker * (np.asarray(params["pacemaker"], np.float64) > 0.5)
+            + m.body_mass * (np.asarray(params["body_mass_index"], np.float64) - 27.0))
+
+
+def target_fraction(params: Mapping[str, np.ndarray], term_age, target_log_bnp, model=None,
+                    iterations: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Per radiograph, the smallest fraction t of :func:`toward_healthy` at which :func:`visible_log_bnp`
+    falls below `target_log_bnp` (0 when it already is), and whether any t <= 1 gets there (1 when none does).
+
+    >>> p = {"cardiothoracic_ratio": np.array([0.62]), "effusion_left": np.zeros(1), "effusion_right": np.zeros(1),
+    ...      "opacity": np.zeros(1), "pacemaker": np.zeros(1), "body_mass_index": np.array([27.0])}
+    >>> t, ok = target_fraction(p, np.zeros(1), visible_log_bnp(toward_healthy(p, 0.5), np.zeros(1)))
+    >>> round(float(t[0]), 3), bool(ok[0])
+    (0.5, True)
+    """
+    target = np.broadcast_to(np.asarray(target_log_bnp, np.float64), np.shape(params["cardiothoracic_ratio"]))
+    below = lambda t: visible_log_bnp(toward_healthy(params, t), term_age, model) < target  # noqa: E731
+    lo = np.zeros(target.shape)
+    hi = np.ones(target.shape)
+    reached = below(hi)
+    done = below(lo)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ok = below(mid)
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid)
+    return np.where(done, 0.0, hi), reached | done
+
+
 @dataclass(frozen=True)
 class TrueChange:
     """Radiographs and their disease-free counterfactuals.

@@ -5,6 +5,9 @@ For every GVR (kind "gvr") of a phantom bundle this renders the radiograph again
 
 - without its disease, the true counterfactual: ``gvr/<gvr_id>/counterfactual.png`` and the true
   change ``(original - counterfactual) / 255`` in ``arrays/true_change.npy``;
+- with the visible terms of the BNP model moved just far enough that the noiseless model crosses the
+  GVR's target, the target counterfactual: ``gvr/<gvr_id>/target_counterfactual.png`` and its change
+  in ``arrays/target_change.npy`` (the same rows);
 - with one feature intervened on at a time (:data:`~modelling.cohort.counterfactual.INTERVENTIONS`):
   each rendering is encoded and predicted again (the model's reliance on that feature), and its
   change map is one regressor of the GVR's decomposition (:mod:`modelling.explain.fidelity`).
@@ -31,11 +34,13 @@ import torch
 
 from data_schema import Bundle, Stage
 from data_schema.tables import INTERVENTION_FEATURES
-from modelling.cohort import ctr, effusion
+from modelling.cohort import ctr, effusion, phantom
 from modelling.cohort.counterfactual import (
     DISEASE_INTERVENTIONS,
     INTERVENTIONS,
     render_intervened,
+    target_fraction,
+    toward_healthy,
     true_change,
 )
 from modelling.cohort.effusion import effused_side_height
@@ -127,8 +132,8 @@ def _median(values: np.ndarray) -> float | None:
 
 
 def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
-                truth_table: pd.DataFrame, first_row: int, changes: list, config: StudyConfig,
-                compared: dict, mprt: dict) -> list[dict]:
+                truth_table: pd.DataFrame, first_row: int, changes: list, target_changes: list,
+                config: StudyConfig, compared: dict, mprt: dict) -> list[dict]:
     params = load_render_params(bundle, gvrs["image_id"].tolist())
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
@@ -150,6 +155,12 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     ctr_d = ctr.measure(diseased.astype(np.uint8))["ctr"].to_numpy()
     ctr_h = ctr.measure(healthy.astype(np.uint8))["ctr"].to_numpy()
     facts = truth_table.loc[gvrs["image_id"]]
+    # (b): the visible BNP terms moved just far enough for the noiseless BNP model to cross the GVR's target
+    fraction, fraction_ok = target_fraction(params, facts["term_age"].to_numpy(),
+                                            np.log(gvrs["target_bnp_ng_l"].to_numpy(float)))
+    target_images, _ = phantom.render(toward_healthy(params, fraction), size)
+    target_change = (truth.original.astype(np.float32) - target_images.astype(np.float32)) / 255.0
+    r_target = pixel_correlation(change, target_change)
     eff_d, eff_h = (effused_side_height(effusion.measure(images.astype(np.uint8)), facts["effusion_right"],
                                         facts["effusion_left"]) for images in (diseased, healthy))
     compared[model_id], mprt[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth,
@@ -158,12 +169,17 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
         stage.write_image(path, truth.counterfactual[k])
+        stage.write_image(f"gvr/{g.gvr_id}/target_counterfactual.png", target_images[k])
         changes.append(truth.change[k])
+        target_changes.append(target_change[k])
         rows.append({
             "gvr_id": g.gvr_id, "image_id": g.image_id, "model_id": model_id, "regime": g.regime,
             "counterfactual_path": path, "change_row": first_row + k,
             "pixel_r": None if not np.isfinite(r[k]) else float(r[k]),
             "model_change_r": None if not np.isfinite(r_model[k]) else float(r_model[k]),
+            "target_fraction": float(fraction[k]), "target_reached": bool(fraction_ok[k]),
+            "target_counterfactual_path": f"gvr/{g.gvr_id}/target_counterfactual.png",
+            "pixel_r_target": None if not np.isfinite(r_target[k]) else float(r_target[k]),
             "cardiomegaly": bool(facts["cardiothoracic_ratio"].iloc[k] > 0.5),
             "effusion": bool(facts["effusion_left"].iloc[k] + facts["effusion_right"].iloc[k] > 0),
             "ctr_diseased": None if not np.isfinite(ctr_d[k]) else float(ctr_d[k]),
@@ -201,6 +217,10 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
                           "change map times the fall in this radiograph's prediction when it is removed",
         "ctr_lower": "share of GVRs of radiographs with cardiothoracic ratio > 0.5 whose ratio measured on the "
                      "healthy reconstruction is lower than on the diseased one, among those measured on both",
+        "pixel_r_target": "Pearson r of diseased - healthy with original - the target counterfactual: the visible "
+                          "terms of the phantom's BNP model (heart, effusion, opacity, pacemaker, body mass) moved "
+                          "just far enough that the model without patient and visit effects crosses the GVR's "
+                          "target (undefined where it already did)",
         "effusion_cleared": "share of GVRs of radiographs with an effusion whose aerated lung height on the "
                             "effused side (modelling.cohort.effusion) is greater on the healthy reconstruction "
                             "than on the diseased one, among those measured on both",
@@ -213,6 +233,7 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
         rel = reliance[reliance["model_id"] == model_id].set_index("feature").loc[INTERVENTION_FEATURES]
         r = g["pixel_r"].dropna().to_numpy(float)
         r_model = g["model_change_r"].dropna().to_numpy(float)
+        r_target = g["pixel_r_target"].dropna().to_numpy(float)
         lower, measured = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
                                       g["cardiomegaly"].to_numpy())
         cleared, cleared_n = lower_share(-g["effusion_height_diseased"].to_numpy(float),
@@ -222,6 +243,8 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
             "q1_pixel_r": float(np.percentile(r, 25)) if len(r) else None,
             "q3_pixel_r": float(np.percentile(r, 75)) if len(r) else None,
             "median_model_change_r": float(np.median(r_model)) if len(r_model) else None,
+            "median_pixel_r_target": float(np.median(r_target)) if len(r_target) else None,
+            "target_reached": float(g["target_reached"].mean()),
             "ctr_lower": lower, "ctr_measured_with_cardiomegaly": measured,
             "effusion_cleared": cleared, "effusion_measured": cleared_n,
             "rank_agreement": rank_agreement(rel["gvr_mean_coefficient"].to_numpy(float),
@@ -255,20 +278,23 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
                                                                        mmap_mode="r").shape[-1]))
     rows: list[dict] = []
     changes: list[np.ndarray] = []
+    target_changes: list[np.ndarray] = []
     compared: dict = {}
     mprt: dict = {}
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups), desc="fidelity: interventions per model", unit="model")
     for model_id, g in groups:
-        rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes, config,
-                            compared, mprt)
+        rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes,
+                            target_changes, config, compared, mprt)
         bar.update(1)
     bar.close()
-    stage.write_array("arrays/true_change.npy",
-                      np.stack(changes).astype(np.float32) if changes else np.zeros((0, size, size), np.float32))
+    for name, maps in (("true_change", changes), ("target_change", target_changes)):
+        stage.write_array(f"arrays/{name}.npy",
+                          np.stack(maps).astype(np.float32) if maps else np.zeros((0, size, size), np.float32))
     per_gvr = pd.DataFrame(rows)
     if len(per_gvr):  # a column of undefined values only is still a float column
-        per_gvr = per_gvr.astype({c: float for c in ("pixel_r", "model_change_r", "ctr_diseased", "ctr_healthy",
+        per_gvr = per_gvr.astype({c: float for c in ("pixel_r", "model_change_r", "pixel_r_target",
+                                                     "ctr_diseased", "ctr_healthy",
                                                      "effusion_height_diseased", "effusion_height_healthy")})
     reliance = reliance_table(per_gvr) if len(per_gvr) else pd.DataFrame(
         columns=["model_id", "regime", "feature", "intervention", "radiographs", "changed", "mean_drop", "sd_drop",

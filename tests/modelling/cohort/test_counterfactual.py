@@ -117,3 +117,15 @@ def test_each_intervention_changes_its_own_feature_and_nothing_else(params):
     assert (gone >= 0).all() and (gone > 0).any(axis=(1, 2)).all()  # every radiograph has its laterality marker
     with pytest.raises(KeyError, match="unknown intervention 'shoes'"):
         intervened(params, "shoes")
+
+
+def test_the_visible_bnp_model_is_the_cohorts_noiseless_one_and_moves_down_with_t():
+    from modelling.cohort.counterfactual import toward_healthy, visible_log_bnp
+
+    cfg = load_config("tiny")
+    cohort = synthesize(cfg.cohort, seed=cfg.seed)
+    params = {k: cohort.render[k].to_numpy() for k in phantom.PARAMETERS}
+    age = cohort.truth["term_age"].to_numpy()
+    np.testing.assert_allclose(visible_log_bnp(params, age), cohort.truth["log_bnp_noiseless"], rtol=1e-9, atol=1e-9)
+    steps = np.stack([visible_log_bnp(toward_healthy(params, t), age) for t in np.linspace(0, 1, 11)])
+    assert (np.diff(steps, axis=0) <= 1e-12).all()  # every visible term only falls

@@ -40,6 +40,24 @@ def test_every_gvr_gets_its_counterfactual_and_the_bundle_is_valid(measured):
         np.testing.assert_array_equal(bundle.read_image(row.counterfactual_path), expected[0])
         original = bundle.read_image(f"gvr/{row.gvr_id}/original.png").astype(np.float32)
         np.testing.assert_allclose(changes[row.change_row], (original - expected[0]) / 255.0, atol=1e-6)
+    # the target counterfactual: the noiseless BNP model, visible terms moved, lies at the GVR's target
+    from modelling.cohort.counterfactual import toward_healthy, visible_log_bnp
+
+    phantom_truth = bundle.read_table("phantom_truth").set_index("image_id")
+    index = bundle.read_table("gvr_index").set_index("gvr_id")
+    targets = bundle.read_array("arrays/target_change.npy")
+    assert targets.shape == changes.shape
+    for row in truth.itertuples():
+        params = load_render_params(bundle, [row.image_id])
+        age = phantom_truth.loc[[row.image_id], "term_age"].to_numpy()
+        moved = visible_log_bnp(toward_healthy(params, row.target_fraction), age)[0]
+        target = np.log(index.loc[row.gvr_id, "target_bnp_ng_l"])
+        if row.target_fraction == 0:
+            assert visible_log_bnp(params, age)[0] < target  # already below: nothing to move
+        elif row.target_reached:
+            assert moved < target < moved + 0.05
+        rendered, _ = phantom.render(toward_healthy(params, row.target_fraction), targets.shape[-1])
+        np.testing.assert_array_equal(bundle.read_image(row.target_counterfactual_path), rendered[0])
 
 
 def test_reliance_is_the_fall_in_prediction_and_zero_where_nothing_changes(measured):
@@ -89,7 +107,8 @@ def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitte
                                  ("overfitted", coefs_overfitted, drops_overfitted)):
         for k in range(len(coefs)):
             rows.append({"gvr_id": f"g{regime}{k}", "image_id": f"i{k}", "model_id": f"mlp-{regime}",
-                         "regime": regime, "pixel_r": 0.5, "model_change_r": 0.5, "cardiomegaly": True, "effusion": False,
+                         "regime": regime, "pixel_r": 0.5, "model_change_r": 0.5, "pixel_r_target": 0.5,
+                         "target_fraction": 0.5, "target_reached": True, "cardiomegaly": True, "effusion": False,
                          "ctr_diseased": 0.6, "ctr_healthy": 0.5 if k % 2 == 0 else 0.7,
                          "effusion_height_diseased": 0.8, "effusion_height_healthy": 0.9,
                          **{f"coef_{f}": coefs[k][j] for j, f in enumerate(INTERVENTION_FEATURES)},
