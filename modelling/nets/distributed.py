@@ -6,6 +6,7 @@ NCCL on GPUs, gloo on CPUs; each process takes a slice of every global batch and
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 
@@ -27,7 +28,15 @@ def init_from_environment() -> int:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
+        # leave the group before the interpreter exits: gloo's threads torn down by exit itself can
+        # abort the process ("terminate called without an active exception") after the work is done
+        atexit.register(_leave)
     return dist.get_rank()
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def distributed() -> tuple[int, int]:
