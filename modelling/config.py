@@ -67,6 +67,9 @@ class CohortConfig:
         BNP above which heart failure is "predicted" (paper: 100 ng/L).
     first_year, last_year : int
         Study period (paper: 2007-2016).
+    unlabelled_severity : float
+        Phantom only: the mean latent heart-failure severity of the patients without BNP tests (those
+        with tests: 0.9). -0.6 gives the unlabelled set 13 % cardiomegaly against 54 % in the labelled.
     """
 
     unlabelled_patients: int = 400
@@ -78,6 +81,7 @@ class CohortConfig:
     bnp_threshold_ng_l: float = 100.0
     first_year: int = 2007
     last_year: int = 2016
+    unlabelled_severity: float = -0.6
 
     def __post_init__(self):
         for name in ("unlabelled_patients", "labelled_patients"):

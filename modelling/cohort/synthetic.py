@@ -113,7 +113,7 @@ def synthesize(cohort: CohortConfig, *, seed: int, bnp: BnpModel = BnpModel()) -
         np.clip(rng.normal(74.0, 16.0, n), 14.0, 104.0),
         np.clip(rng.normal(57.0, 22.0, n), 0.0, 107.0),
     )
-    severity_p = np.where(labelled, 0.9, -0.6) + 0.02 * (age0 - np.where(labelled, 74.0, 57.0)) + rng.normal(0, 1.0, n)
+    severity_p = np.where(labelled, 0.9, cohort.unlabelled_severity) + 0.02 * (age0 - np.where(labelled, 74.0, 57.0)) + rng.normal(0, 1.0, n)
     bmi_p = np.clip(rng.normal(27.0, 4.5, n) - 0.8 * np.maximum(severity_p, 0), 15.0, 50.0)
     pacemaker_p = rng.random(n) < _sigmoid(-3.2 + 0.05 * (age0 - 70.0) + 0.6 * severity_p)
     ap_propensity = np.where(labelled, 0.6, 0.3)

@@ -143,3 +143,19 @@ def test_tables_validate_against_their_schemas(cohort):
     _, _, t, _ = cohort
     for name, df in t.items():
         assert validate_frame(df, name) == [], name
+
+
+def test_unlabelled_severity_moves_the_unlabelled_disease_mix_and_nothing_else():
+    import dataclasses
+
+    from modelling.config import load_config
+
+    cfg = load_config("default")
+    small = dataclasses.replace(cfg.cohort, unlabelled_patients=600, unlabelled_radiographs=1390,
+                                labelled_patients=300, labelled_radiographs=424)
+    base = synthesize(small, seed=cfg.seed)
+    sicker = synthesize(dataclasses.replace(small, unlabelled_severity=0.5), seed=cfg.seed)
+    unlabelled = ~base.radiographs["patient_id"].isin(base.labelled_patients).to_numpy()
+    assert sicker.truth["cardiomegaly"][unlabelled].mean() > base.truth["cardiomegaly"][unlabelled].mean() + 0.1
+    for name in ("cardiothoracic_ratio", "effusion_left", "log_bnp_noiseless"):
+        np.testing.assert_array_equal(sicker.truth[name][~unlabelled], base.truth[name][~unlabelled])
