@@ -34,9 +34,11 @@ GVR_KINDS = ["gvr", "inverse"]
 EXPLANATION_METHODS = ["gvr", "occlusion", "integrated_gradients", "lime", "gradcam"]
 #: "markers": the patient's idiosyncrasies (skin markers, ECG electrodes, laterality marker), which
 #: cause nothing: an explanation that points at them points at the patient, not the disease.
-MASK_FEATURES = ["heart", "effusion", "opacity", "soft_tissue", "device", "markers"]
+#: "shortcut": a lead marker given to a chosen share of positive radiographs (shortcut benchmarks).
+MASK_FEATURES = ["heart", "effusion", "opacity", "soft_tissue", "device", "markers", "shortcut"]
 #: The phantom features intervened on one at a time (modelling.cohort.counterfactual.INTERVENTIONS).
-INTERVENTION_FEATURES = ["heart", "effusion", "opacity", "pacemaker", "body_mass", "projection", "markers"]
+INTERVENTION_FEATURES = ["heart", "effusion", "opacity", "pacemaker", "body_mass", "projection", "markers",
+                         "shortcut"]
 #: The features the paper's readers scored (Table 2), then reduced body mass (Figure 4).
 READER_FEATURES = [
     "cardiomegaly",
@@ -178,6 +180,8 @@ class PhantomRender(_Strict):
     noise: Series[float] = pa.Field(ge=0, description="Quantum noise level (share of the intensity range).")
     blur: Series[float] = pa.Field(ge=0, description="Blur, in pixels at 64 px.")
     noise_seed: Series[int] = pa.Field(ge=0, description="Seed of this radiograph's noise.")
+    shortcut: Series[float] = pa.Field(isin=[0.0, 1.0], description=(
+        "1 with the shortcut marker (a lead T at the top of the film), which BNP does not cause."))
 
 
 class PhantomTruth(_Strict):
@@ -310,6 +314,7 @@ class Faithfulness(_Strict):
     share_soft_tissue: Series[float] = _share("soft tissue")
     share_device: Series[float] = _share("device")
     share_markers: Series[float] = _share("markers (skin markers, ECG electrodes, laterality marker)")
+    share_shortcut: Series[float] = _share("shortcut marker")
     share_outside: Series[float] = pa.Field(
         ge=0, le=1, nullable=True, description="Share of the absolute weight outside every mask."
     )
@@ -404,6 +409,7 @@ class GvrTruth(_Strict):
     coef_body_mass: Series[float] = _coefficient("body mass")
     coef_projection: Series[float] = _coefficient("projection")
     coef_markers: Series[float] = _coefficient("markers")
+    coef_shortcut: Series[float] = _coefficient("shortcut")
     drop_heart: Series[float] = _drop("heart")
     drop_effusion: Series[float] = _drop("effusion")
     drop_opacity: Series[float] = _drop("opacity")
@@ -411,6 +417,7 @@ class GvrTruth(_Strict):
     drop_body_mass: Series[float] = _drop("body mass")
     drop_projection: Series[float] = _drop("projection")
     drop_markers: Series[float] = _drop("markers")
+    drop_shortcut: Series[float] = _drop("shortcut")
 
 
 class ModelReliance(_Strict):

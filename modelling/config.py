@@ -67,6 +67,10 @@ class CohortConfig:
         BNP above which heart failure is "predicted" (paper: 100 ng/L).
     first_year, last_year : int
         Study period (paper: 2007-2016).
+    shortcut_positive_share, shortcut_negative_share : float
+        Phantom only: the share of radiographs with BNP at or above ``bnp_threshold_ng_l`` (and below
+        it) drawn with the shortcut marker, which BNP does not cause (shortcut benchmarks; 0 and 0 by
+        default: no shortcut).
     unlabelled_severity : float
         Phantom only: the mean latent heart-failure severity of the patients without BNP tests (those
         with tests: 0.9). -0.6 gives the unlabelled set 13 % cardiomegaly against 54 % in the labelled.
@@ -82,6 +86,8 @@ class CohortConfig:
     first_year: int = 2007
     last_year: int = 2016
     unlabelled_severity: float = -0.6
+    shortcut_positive_share: float = 0.0
+    shortcut_negative_share: float = 0.0
 
     def __post_init__(self):
         for name in ("unlabelled_patients", "labelled_patients"):
@@ -94,6 +100,8 @@ class CohortConfig:
         _check(self.pairing_window_hours > 0, "cohort.pairing_window_hours", "must be positive")
         _check(self.bnp_threshold_ng_l > 0, "cohort.bnp_threshold_ng_l", "must be positive")
         _check(self.first_year <= self.last_year, "cohort.last_year", "must not be before first_year")
+        for name in ("shortcut_positive_share", "shortcut_negative_share"):
+            _check(0 <= getattr(self, name) <= 1, f"cohort.{name}", "must lie in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def examples() -> dict[str, pd.DataFrame]:
             "image_id": ["i1"], "cardiothoracic_ratio": [0.58], "effusion_left": [0.1], "effusion_right": [0.0],
             "opacity": [0.3], "pacemaker": [0.0], "body_mass_index": [24.0], "ap": [1.0], "rotation_deg": [2.5],
             "shift_x": [0.01], "shift_y": [-0.02], "scale": [1.0], "markers_seed": [12345], "electrodes": [3],
-            "exposure": [1.05], "noise": [0.02], "blur": [0.8], "noise_seed": [67890],
+            "exposure": [1.05], "noise": [0.02], "blur": [0.8], "noise_seed": [67890], "shortcut": [0.0],
         }),
         "latents_index": pd.DataFrame({
             "image_id": ["i1", "i2"],
@@ -119,6 +119,7 @@ def examples() -> dict[str, pd.DataFrame]:
             "share_soft_tissue": [0.1, 0.3],
             "share_device": [0.0, 0.0],
             "share_markers": [0.0, 0.1],
+            "share_shortcut": [0.0, 0.0],
             "share_outside": [0.2, 0.5],
             "drivers": ["heart,effusion", "heart,effusion"],
             "pointing_hit": [1.0, 0.0],

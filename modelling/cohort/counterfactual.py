@@ -81,6 +81,7 @@ INTERVENTIONS = {
     "body_mass": "body mass index 5 kg/m2 higher",
     "projection": "PA instead of AP",
     "markers": "no skin markers, ECG electrodes or laterality marker",
+    "shortcut": "no shortcut marker",
 }
 #: The interventions on heart-failure signs (the rest are not disease).
 DISEASE_INTERVENTIONS = ("heart", "effusion", "opacity")
@@ -102,6 +103,8 @@ def intervened(params: Mapping[str, np.ndarray], feature: str) -> dict[str, np.n
         out["body_mass_index"] = out["body_mass_index"] + 5.0
     elif feature == "projection":
         out["ap"] = np.zeros_like(out["ap"])
+    elif feature == "shortcut":
+        out["shortcut"] = np.zeros_like(out["shortcut"])
     return out
 
 

@@ -34,6 +34,7 @@ PARAMETERS = (
     "electrodes",  # number of ECG electrodes (0-4)
     "exposure", "noise", "blur",  # acquisition
     "noise_seed",  # per image
+    "shortcut",  # 0/1: a lead marker BNP does not cause (shortcut benchmarks; cohort.shortcut_*_share)
 )
 
 AP_MAGNIFICATION = 1.12  # the heart is farther from the detector on AP films
@@ -82,6 +83,8 @@ def render(params: dict[str, np.ndarray], size: int, *, idiosyncrasies: bool = T
     mask_bits : ndarray of uint8, shape (n, size, size)
         Bit i set where feature ``MASK_FEATURES[i]`` lies.
     """
+    if "shortcut" not in params:  # optional: render tables of phantom versions before 4 lack it
+        params = {**params, "shortcut": np.zeros(len(params["cardiothoracic_ratio"]))}
     missing = [k for k in PARAMETERS if k not in params]
     if missing:
         raise KeyError(f"render: missing parameters {missing}")
@@ -175,6 +178,12 @@ def render(params: dict[str, np.ndarray], size: int, *, idiosyncrasies: bool = T
     img = img + 0.32 * haze * (1 - heart) * (1 - effusions)
     img = np.maximum(img, 0.58 * abdomen)
     img = np.maximum(img, 0.98 * device)
+    # the shortcut: a lead "T" at the top centre of the film, where no anatomy or other marker lies
+    shortcut = np.maximum(
+        _soft(np.maximum(np.abs(gx - 0.0) - 0.09, np.abs(gy + 0.89) - 0.03), edge),
+        _soft(np.maximum(np.abs(gx - 0.0) - 0.03, np.abs(gy + 0.81) - 0.07), edge),
+    ) * (p["shortcut"] > 0.5)
+    img = np.maximum(img, shortcut)
     marks = np.zeros_like(img)
     if idiosyncrasies:
         img, marks = _idiosyncrasies(img, params, x, y, gx, gy, edge)
@@ -196,6 +205,7 @@ def render(params: dict[str, np.ndarray], size: int, *, idiosyncrasies: bool = T
         "soft_tissue": soft_tissue > 0.5,
         "device": device > 0.5,
         "markers": marks > 0.5,
+        "shortcut": shortcut > 0.5,
     }
     bits = np.zeros((n, size, size), np.uint8)
     for name, mask in masks.items():

@@ -86,11 +86,11 @@ def summary(t: dict[str, pd.DataFrame], *, threshold: float) -> dict:
 
 def contact_sheet(images: np.ndarray, bits: np.ndarray | None, *, columns: int = 8, cell: int = 128) -> np.ndarray:
     """RGB grid of radiographs with each feature mask outlined (heart red, effusion blue,
-    opacity green, soft tissue yellow, device magenta, markers orange); plain radiographs when `bits` is None."""
+    opacity green, soft tissue yellow, device magenta, markers orange, shortcut cyan); plain radiographs when `bits` is None."""
     from scipy import ndimage
 
     colours = {"heart": (255, 60, 60), "effusion": (60, 120, 255), "opacity": (60, 220, 60),
-               "soft_tissue": (240, 220, 40), "device": (255, 0, 255), "markers": (255, 150, 0)}
+               "soft_tissue": (240, 220, 40), "device": (255, 0, 255), "markers": (255, 150, 0), "shortcut": (0, 255, 255)}
     n = len(images)
     rows = -(-n // columns)
     scale = max(1, cell // images.shape[1])

@@ -21,7 +21,7 @@ import pandas as pd
 from modelling.config import CohortConfig
 
 #: Offsets of streams drawn from the seed, so that adding draws to one part leaves the others alone.
-_STREAMS = {"patients": 1, "visits": 2, "disease": 3, "bnp": 4, "render": 5, "split": 6}
+_STREAMS = {"patients": 1, "visits": 2, "disease": 3, "bnp": 4, "render": 5, "split": 6, "shortcut": 7}
 
 
 @dataclass(frozen=True)
@@ -263,6 +263,11 @@ def synthesize(cohort: CohortConfig, *, seed: int, bnp: BnpModel = BnpModel()) -
         "blur": rng.uniform(0.5, 1.1, m),
         "noise_seed": rng.integers(0, 2**31 - 1, m),
     })
+    # the shortcut: its own stream, so that a cohort without it draws everything else as before
+    positive = np.clip(np.round(np.exp(log_bnp)), 5.0, 35_000.0) >= cohort.bnp_threshold_ng_l  # as results are reported
+    draw = _rng(seed, "shortcut").random(m)
+    render["shortcut"] = np.where(positive, draw < cohort.shortcut_positive_share,
+                                  draw < cohort.shortcut_negative_share).astype(float)
     return Cohort(
         patients=patients,
         radiographs=radiographs,

@@ -29,7 +29,7 @@ from modelling.progress import progress
 log = logging.getLogger(__name__)
 
 RENDER_CHUNK = 64  # images rendered together: bounds each worker's memory to ~150 MB at 128 px
-PHANTOM_VERSION = 3  # bump when the renderer or the cohort's tables change, so cached cohorts are rebuilt
+PHANTOM_VERSION = 4  # bump when the renderer or the cohort's tables change, so cached cohorts are rebuilt
 STAGE = "cohort"
 
 

@@ -16,7 +16,7 @@ def params(n=1, **changes):
         "cardiothoracic_ratio": 0.45, "effusion_left": 0.0, "effusion_right": 0.0, "opacity": 0.0,
         "pacemaker": 0.0, "body_mass_index": 26.0, "ap": 0.0, "rotation_deg": 0.0, "shift_x": 0.0,
         "shift_y": 0.0, "scale": 1.0, "markers_seed": 7, "electrodes": 2, "exposure": 1.0,
-        "noise": 0.0, "blur": 0.7, "noise_seed": 11,
+        "noise": 0.0, "blur": 0.7, "noise_seed": 11, "shortcut": 0.0,
     }
     base |= changes
     return {k: np.full(n, base[k], dtype=float) for k in PARAMETERS}
@@ -122,3 +122,20 @@ def test_the_markers_mask_covers_what_removing_the_idiosyncrasies_removes():
     gone = np.abs(images.astype(int) - plain)
     near = np.stack([ndimage.binary_dilation(m, iterations=2) for m in markers])
     assert gone[near].mean() > 10 and (gone[~near] == 0).mean() > 0.99  # away from the mask: the same image
+
+
+def test_the_shortcut_marker_lies_in_its_mask_and_only_where_asked():
+    from modelling.cohort.synthetic import synthesize
+    from modelling.config import load_config
+
+    cfg = load_config("tiny")
+    cohort = synthesize(cfg.cohort, seed=cfg.seed)
+    params = {k: cohort.render[k].to_numpy()[:6] for k in PARAMETERS}
+    params["shortcut"] = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    images, bits = render(params, 64)
+    plain, _ = render(params | {"shortcut": np.zeros(6)}, 64)
+    mask = unpack_masks(bits)["shortcut"]
+    assert mask[::2].any(axis=(1, 2)).all() and not mask[1::2].any()
+    gone = np.abs(images.astype(int) - plain)
+    near = np.stack([ndimage.binary_dilation(m, iterations=2) for m in mask])
+    assert not gone[1::2].any() and gone[near].mean() > 10 and (gone[~near] == 0).mean() > 0.99

@@ -159,3 +159,25 @@ def test_unlabelled_severity_moves_the_unlabelled_disease_mix_and_nothing_else()
     assert sicker.truth["cardiomegaly"][unlabelled].mean() > base.truth["cardiomegaly"][unlabelled].mean() + 0.1
     for name in ("cardiothoracic_ratio", "effusion_left", "log_bnp_noiseless"):
         np.testing.assert_array_equal(sicker.truth[name][~unlabelled], base.truth[name][~unlabelled])
+
+
+def test_the_shortcut_goes_to_the_chosen_share_of_positives_and_nothing_else_changes():
+    import dataclasses
+
+    from modelling.config import load_config
+
+    cfg = load_config("tiny")
+    plain = synthesize(cfg.cohort, seed=cfg.seed)
+    assert not plain.render["shortcut"].any()
+    marked = synthesize(dataclasses.replace(cfg.cohort, shortcut_positive_share=1.0, shortcut_negative_share=0.0),
+                        seed=cfg.seed)
+    bnp = np.clip(np.round(np.exp(marked.truth["log_bnp_noiseless"] + marked.truth["patient_effect"]
+                                  + marked.truth["visit_effect"])), 5, 35_000)
+    np.testing.assert_array_equal(marked.render["shortcut"].to_numpy() == 1, (bnp >= 100).to_numpy())
+    for name in plain.render.columns.drop("shortcut"):
+        np.testing.assert_array_equal(marked.render[name], plain.render[name])  # its own random stream
+    half = synthesize(dataclasses.replace(cfg.cohort, shortcut_positive_share=0.5, shortcut_negative_share=0.1),
+                      seed=cfg.seed)
+    positive = (bnp >= 100).to_numpy()
+    assert 0.25 < half.render["shortcut"][positive].mean() < 0.75
+    assert half.render["shortcut"][~positive].mean() < 0.3

@@ -10,7 +10,7 @@ from modelling.explain.faithfulness import driving_masks, scores
 
 
 def masks():
-    m = {k: np.zeros((10, 10), bool) for k in ("heart", "effusion", "opacity", "soft_tissue", "device", "markers")}
+    m = {k: np.zeros((10, 10), bool) for k in ("heart", "effusion", "opacity", "soft_tissue", "device", "markers", "shortcut")}
     m["heart"][4:8, 4:8] = True  # 16 pixels
     m["soft_tissue"][:, 0] = True  # 10 pixels
     return m

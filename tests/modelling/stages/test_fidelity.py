@@ -80,7 +80,7 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     summary = json.loads(bundle.verify_file("fidelity/summary.json").read_text())
     assert summary == info
     assert set(summary["models"]) == set(bundle.read_table("gvr_truth")["model_id"])
-    assert set(summary["non_disease_difference"]) == {"pacemaker", "body_mass", "projection", "markers"}
+    assert set(summary["non_disease_difference"]) == {"pacemaker", "body_mass", "projection", "markers", "shortcut"}
     for model_id, check in summary["randomisation"].items():
         assert check["radiographs"] == summary["models"][model_id]["gvrs"] and 0 <= check["moved"] <= check["radiographs"]
     for model_id, by_move in summary["moves_compared"].items():
@@ -118,10 +118,10 @@ def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitte
 
 def test_rank_agreement_and_the_regime_test_on_constructed_gvrs():
     rng = np.random.default_rng(0)
-    relied = np.array([0.7, 0.6, 0.2, 0.3, 0.1, 0.15, 0.05])
+    relied = np.array([0.7, 0.6, 0.2, 0.3, 0.1, 0.15, 0.05, 0.02])
     # correct GVRs show what the model relies on; the overfitted ones show markers it does not rely on
-    correct = relied + rng.normal(0, 0.01, (20, 7))
-    overfitted = np.tile([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9], (20, 1)) + rng.normal(0, 0.01, (20, 7))
+    correct = relied + rng.normal(0, 0.01, (20, 8))
+    overfitted = np.tile([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1], (20, 1)) + rng.normal(0, 0.01, (20, 8))
     per_gvr = _constructed(correct, overfitted, np.tile(relied, (20, 1)), np.tile(relied, (20, 1)))
     summary = summarise(per_gvr, reliance_table(per_gvr))
     assert summary["models"]["mlp-correct"]["rank_agreement"] == pytest.approx(1.0)
