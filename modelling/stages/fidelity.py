@@ -88,6 +88,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     g = config.gvr
     target = np.log(gvrs["target_bnp_ng_l"].to_numpy(float))
     relied = np.array([drops[f].mean() for f in INTERVENTION_FEATURES])
+    n, k = feature_maps.shape[:2]
+    present = (np.abs(feature_maps).reshape(n, k, -1).sum(axis=2) > 0).any(axis=0)  # a feature some radiograph has
     cardiomegaly = facts["cardiothoracic_ratio"].to_numpy() > 0.5
     effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
     out = {}
@@ -109,7 +111,7 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                     "reached": float(path.reached.mean()), "ctr_lower": lower,
                     "ctr_measured_with_cardiomegaly": measured, "effusion_cleared": cleared,
                     "effusion_measured": cleared_n,
-                    "rank_agreement": rank_agreement(coef.mean(axis=0), relied)}
+                    "rank_agreement": rank_agreement(coef.mean(axis=0)[present], relied[present])}
     # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
     fake = randomised(predictor, training_codes(bundle, model_id), seed=config.seed)
     cov = training_covariance(bundle, model_id) if g.move == "pattern" else None
@@ -224,13 +226,15 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
         "effusion_cleared": "share of GVRs of radiographs with an effusion whose aerated lung height on the "
                             "effused side (modelling.cohort.effusion) is greater on the healthy reconstruction "
                             "than on the diseased one, among those measured on both",
-        "rank_agreement": "Spearman rho over the seven interventions between the GVRs' mean coefficient and the "
+        "rank_agreement": "Spearman rho, over the interventions that change at least one of the model's GVR "
+                          "radiographs, between the GVRs' mean coefficient and the "
                           "model's mean fall in predicted log BNP",
         "non_disease_difference": "Mann-Whitney U (two-sided) of the two regimes' per-GVR coefficients on each "
                                   "feature that is not disease, beside the difference in mean reliance",
     }}
     for model_id, g in per_gvr.groupby("model_id", sort=True):
         rel = reliance[reliance["model_id"] == model_id].set_index("feature").loc[INTERVENTION_FEATURES]
+        rel = rel[rel["changed"] > 0]  # a feature none of its radiographs has cannot be ranked
         r = g["pixel_r"].dropna().to_numpy(float)
         r_model = g["model_change_r"].dropna().to_numpy(float)
         r_target = g["pixel_r_target"].dropna().to_numpy(float)
