@@ -143,3 +143,33 @@ def test_a_covariance_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="covariance must be a finite 4 x 4 matrix; got shape \\(3, 3\\)"):
         move(np.ones((1, 4), np.float32), decoder, predictor, target_log_bnp=1.0, direction="down",
              covariance=np.eye(3))
+
+
+def test_the_change_lies_on_the_marker_when_bnp_depends_only_on_the_marker():
+    """A model that learned a shortcut: log BNP follows only the brightness of a corner marker (z[1]);
+    its GVR must change the marker, not the heart (issue 16's toy check).
+
+    Pattern moves change the marker alone. The paper's Adam steps leak: Adam divides each coordinate's
+    step by its own gradient scale, so float noise in the gradient of z[0] (which the model ignores)
+    still moves it a step's length at a time, and the large heart disc then carries about an eighth of
+    the change."""
+    decoder = ToyDecoder()
+    w = torch.zeros(4)
+    w[1] = 2.0
+    predictor = LinearPredictor(w, 5.0)
+    start = np.array([[1.2, 1.0, 0.0, 0.0]], np.float32)  # log BNP 7: a big heart and a bright marker
+    g = (np.arange(SIZE) + 0.5) / SIZE * 2 - 1
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    marker = (xx + 0.7) ** 2 + (yy + 0.7) ** 2 < 0.02 * 9  # the Gaussian blob, out to three of its widths
+    shares = {}
+    for name, covariance in (("gradient", None), ("pattern", np.eye(4))):
+        path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                    covariance=covariance)
+        assert path.reached.all()
+        with torch.no_grad():
+            diseased = decoder(torch.from_numpy(path.start))[0, 0].numpy()
+            healthy = decoder(torch.from_numpy(path.end))[0, 0].numpy()
+        change = np.abs(diseased - healthy)
+        shares[name] = change[marker].sum() / change.sum()
+    assert shares["pattern"] > 0.99
+    assert shares["gradient"] > 0.8
