@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-__all__ = ["measure", "otsu_threshold", "compare", "compare_measured", "segment_lungs", "thoracic_width"]
+__all__ = ["measure", "otsu_threshold", "compare", "compare_measured", "segment_lungs", "thoracic_width", "check_images"]
 
 _COLUMNS = ["ctr", "cardiac_px", "thoracic_px", "reason"]
 
@@ -49,6 +49,16 @@ def otsu_threshold(values: np.ndarray) -> int:
         between = (mean[-1] * weight - mean) ** 2 / (weight * (1.0 - weight))
     between[~np.isfinite(between)] = -1.0
     return int(np.argmax(between)) + 1
+
+
+def check_images(images) -> np.ndarray:
+    """`images` as an array, refused unless it is uint8 (n, height, width), bright = dense."""
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (n, height, width); got {images.shape}")
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 (0-255, bright = dense); got {images.dtype}")
+    return images
 
 
 def segment_lungs(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
@@ -128,11 +138,7 @@ def measure(images: np.ndarray) -> pd.DataFrame:
     >>> bool(table["ctr"].iloc[1] > table["ctr"].iloc[0]), list(table["reason"])
     (True, ['', ''])
     """
-    images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"images must have shape (n, height, width); got {images.shape}")
-    if images.dtype != np.uint8:
-        raise TypeError(f"images must be uint8 (0-255, bright = dense); got {images.dtype}")
+    images = check_images(images)
     rows = [_measure_one(image) for image in images]
     return pd.DataFrame(rows, columns=_COLUMNS).astype(
         {"ctr": float, "cardiac_px": int, "thoracic_px": int, "reason": str})

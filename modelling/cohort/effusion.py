@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modelling.cohort.ctr import segment_lungs, thoracic_width
+from modelling.cohort.ctr import check_images, segment_lungs, thoracic_width
 
 __all__ = ["measure"]
 
@@ -57,11 +57,7 @@ def measure(images: np.ndarray) -> pd.DataFrame:
     >>> bool(table["height_right"].iloc[1] < table["height_right"].iloc[0]), list(table["reason"])
     (True, ['', ''])
     """
-    images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"images must have shape (n, height, width); got {images.shape}")
-    if images.dtype != np.uint8:
-        raise TypeError(f"images must be uint8 (0-255, bright = dense); got {images.dtype}")
+    images = check_images(images)
     rows = []
     for image in images:
         found = segment_lungs(image)

@@ -131,6 +131,13 @@ def mmd_imq(codes: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def _check_training_images(images: np.ndarray, config: StudyConfig) -> None:
+    if len(images) == 0:
+        raise ValueError("the unlabelled set is empty: the decoder has nothing to learn from")
+    if images.shape[1:] != (config.image_size, config.image_size):
+        raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
+
+
 class Interrupted(RuntimeError):
     """Raised by a `stop` hook to simulate a kill in tests."""
 
@@ -216,10 +223,7 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
     ValueError
         When there are no images or their size differs from the config's.
     """
-    if len(images) == 0:
-        raise ValueError("the unlabelled set is empty: the decoder has nothing to learn from")
-    if images.shape[1:] != (config.image_size, config.image_size):
-        raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
+    _check_training_images(images, config)
     d = config.decoder
     device = device_for(config)
     part = local_slice(d.batch_size)
@@ -278,10 +282,7 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
     ValueError
         When there are no images or their size differs from the config's.
     """
-    if len(images) == 0:
-        raise ValueError("the unlabelled set is empty: the decoder has nothing to learn from")
-    if images.shape[1:] != (config.image_size, config.image_size):
-        raise ValueError(f"images are {images.shape[1:]}, the config says {config.image_size} px")
+    _check_training_images(images, config)
     d = config.decoder
     device = device_for(config)
     part = local_slice(d.batch_size)

@@ -55,7 +55,6 @@ from modelling.stages.artifacts import (
     load_predictor,
     load_render_params,
     training_codes,
-    training_covariance,
 )
 
 STAGE = "fidelity"
@@ -88,13 +87,15 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     g = config.gvr
     target = np.log(gvrs["target_bnp_ng_l"].to_numpy(float))
     relied = np.array([drops[f].mean() for f in INTERVENTION_FEATURES])
+    codes = training_codes(bundle, model_id)
+    covariance = np.cov(codes.astype(np.float64), rowvar=False)  # for pattern moves, computed once
     n, k = feature_maps.shape[:2]
     present = (np.abs(feature_maps).reshape(n, k, -1).sum(axis=2) > 0).any(axis=0)  # a feature some radiograph has
     cardiomegaly = facts["cardiothoracic_ratio"].to_numpy() > 0.5
     effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
     out = {}
     for how in MOVES:
-        cov = training_covariance(bundle, model_id) if how == "pattern" else None
+        cov = covariance if how == "pattern" else None
         path = move(z0, decoder, predictor, target_log_bnp=target, direction="down", step_size=g.step_size,
                     max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
@@ -113,8 +114,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                     "effusion_measured": cleared_n,
                     "rank_agreement": rank_agreement(coef.mean(axis=0)[present], relied[present])}
     # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
-    fake = randomised(predictor, training_codes(bundle, model_id), seed=config.seed)
-    cov = training_covariance(bundle, model_id) if g.move == "pattern" else None
+    fake = randomised(predictor, codes, seed=config.seed)
+    cov = covariance if g.move == "pattern" else None
     path = move(z0, decoder, fake, target_log_bnp=target, direction="down", step_size=g.step_size,
                 max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
     moved = path.steps > 0
