@@ -30,6 +30,9 @@ app.add_typer(cohort_app, name="cohort")
 readers_app = typer.Typer(help="The reader study: blinded packets, the reading page, unblinding, simulated readers.",
                           no_args_is_help=True)
 app.add_typer(readers_app, name="readers")
+benchmark_app = typer.Typer(help="Benchmarks of the explanations against the phantom's ground truth.",
+                            no_args_is_help=True)
+app.add_typer(benchmark_app, name="benchmark")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -467,27 +470,90 @@ def _print_audit(bundle) -> None:
 
     result = json.loads(bundle.verify_file("baselines/audit.json").read_text())
     for model_id, a in result.items():
-        flag = "FLAGGED" if a["flagged"] else "ok"
-        typer.echo(f"{model_id}: {flag}: {a['gvr_share_outside_disease_masks']:.0%} of its GVR change lies outside "
-                   f"the heart, effusion and opacity masks ({a['flag_rule']}); reached {a['reached_rate']:.0%}, "
-                   f"median latent distance {a['median_latent_distance']:.2f}")
-        shares = ", ".join(f"{k.removeprefix('share_')} {v:.0%}" for k, v in a["gvr_mean_shares"].items())
-        typer.echo(f"  GVR change by mask: {shares}")
-        for method, m in sorted(a["by_method"].items()):
+        typer.echo(f"{model_id}: {a['decision'].upper()} on {a['basis']} ({a['rule']}); {a['gvrs']} GVRs, reached "
+                   f"{a['reached_rate']:.0%}, median latent distance {a['median_latent_distance']:.2f}")
+        for line in a["used"]:
+            typer.echo(f"  used: {line}")
+        for line in a["not_checked"]:
+            typer.echo(f"  not checked: {line}")
+        for line in a["caveats"]:
+            typer.echo(f"  caveat: {line}")
+        if a.get("reliance"):
+            truth = a["reliance"]
+            share = "-" if truth["share"] is None else f"{truth['share']:.2f}"
+            verdict = "relies mostly on non-disease features" if truth["flagged"] else "relies mostly on disease"
+            agree = {True: "agrees", False: "DISAGREES", None: "-"}[a["agrees_with_reliance"]]
+            typer.echo(f"  truth by intervention: non-disease reliance share {share}: {verdict}; the audit {agree}")
+        if a.get("gvr_mean_shares"):
+            shares = ", ".join(f"{k.removeprefix('share_')} {v:.0%}" for k, v in a["gvr_mean_shares"].items())
+            typer.echo(f"  GVR change by mask: {shares}")
+        for method, m in sorted((a.get("by_method") or {}).items()):
             pointing = "-" if m["pointing_rate"] is None else f"{m['pointing_rate']:.0%}"
             iou = "-" if m["iou_top"] is None else f"{m['iou_top']:.2f}"
-            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}")
+            nd = "-" if m["non_disease_share"] is None else f"{m['non_disease_share']:.2f}"
+            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}  non-disease share {nd}")
 
 
 @app.command()
 def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle.")) -> None:
-    """Summarise per model what its GVRs change, and flag a model whose changes miss the disease masks."""
+    """Does each model rely mostly on what is not disease? The decision from its GVRs, with the evidence used.
+
+    The rule is in modelling/explain/audit.py: with masks, the GVR change's non-disease share among
+    the masks > 0.5; without, the cardiothoracic ratio and effusion measured on the reconstructions.
+    On the phantom it is checked against the model's reliance measured by intervention.
+    """
     from data_schema import Bundle
 
     b = Bundle(bundle)
     if "baselines/audit.json" not in b.files:
-        _fail(f"{bundle}: no audit yet; run `gvr baselines --bundle {bundle}` (it needs a phantom cohort's masks)")
+        _fail(f"{bundle}: no audit yet; run `gvr baselines --bundle {bundle}` after `gvr explain`")
     _print_audit(b)
+
+
+@benchmark_app.command("shortcuts")
+def benchmark_shortcuts(
+    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    out: Path = typer.Option(Path("shortcuts"), "--out", help="Output directory (resumed when it exists)."),
+    strengths: str = typer.Option("0,0.5,0.75,1", help="Shares of the positives that carry the marker."),
+    seeds: int = typer.Option(3, min=1, help="Seeds: the config's seed, then the next ones."),
+    negative_share: float = typer.Option(0.05, help="Share of the negatives that carry the marker."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
+) -> None:
+    """Does an explanation catch a model that learned a shortcut, and does the audit tell it apart?
+
+    Trains the predictors on phantom cohorts whose positives carry a lead marker at each strength
+    (one decoder and encoder per seed), explains them with GVRs and every baseline, measures each
+    model's reliance on the marker by intervention, and scores the explanations and the audit
+    against it (modelling/stages/shortcuts.py).
+    """
+    from modelling.config import ConfigError, load_config
+    from modelling.stages.shortcuts import run_benchmark
+
+    try:
+        values = [float(v) for v in strengths.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--strengths: expected numbers separated by commas, got {strengths!r}")
+    try:
+        cfg = load_config(config)
+        summary = run_benchmark(cfg, out, strengths=values, seeds=seeds, negative_share=negative_share,
+                                workers=workers)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    _print_shortcuts(summary, out)
+
+
+def _print_shortcuts(summary: dict, out: Path) -> None:
+    a = summary["audit"]
+    typer.echo(f"audit against the reliance measured by intervention, over {a['n']} models: {a['tp']} true and "
+               f"{a['fp']} false positives, {a['tn']} true and {a['fn']} false negatives")
+    for name, r in summary["requirements"].items():
+        typer.echo(f"[{'met' if r['met'] else 'NOT met'}] {name} ({r['flagged']} of {r['models']} flagged)")
+    for method, m in summary["methods"].items():
+        rho = "-" if m["spearman_shortcut_mass_vs_reliance"] is None else f"{m['spearman_shortcut_mass_vs_reliance']:.2f}"
+        c = m["mask_rule"]
+        typer.echo(f"  {method:<22} rank correlation of its mass on the marker with reliance {rho:>5}; mask rule "
+                   f"TP {c['tp']} FP {c['fp']} TN {c['tn']} FN {c['fn']}")
+    typer.echo(f"tables, figure and summary: {out}")
 
 
 @readers_app.command("simulate")

@@ -4,8 +4,9 @@ For every GVR of the bundle (kind "gvr"), the same radiograph's occlusion, integ
 LIME and Grad-CAM maps on the same end-to-end predictor are computed and rendered beside the GVR in
 ``baselines/<gvr_id>.png``. On a phantom cohort (which has masks), every map and every GVR is scored
 against the ground truth (:mod:`modelling.explain.faithfulness`) into ``tables/faithfulness.parquet``, and
-``baselines/audit.json`` summarises per model what its GVRs change, flagging a model whose changes
-sit mostly outside the disease masks (heart, effusion, opacity).
+``baselines/audit.json`` holds per model the audit's decision (:mod:`modelling.explain.audit`: does the
+model rely mostly on what is not disease?) with the evidence it used and what it could not check, and
+on the phantom whether it agrees with the model's reliance measured by intervention.
 """
 
 from __future__ import annotations
@@ -16,17 +17,27 @@ import torch
 
 from data_schema import Bundle, Stage
 from data_schema.tables import MASK_FEATURES
+from modelling.cohort import ctr, effusion
 from modelling.cohort.phantom import unpack_masks
 from modelling.config import StudyConfig
+from modelling.explain.audit import (
+    FLAGGED,
+    THRESHOLD,
+    UNDECIDED,
+    Evidence,
+    decide,
+    mask_share,
+    measured_effusion_smaller,
+    reliance_verdict,
+)
 from modelling.explain.baselines import METHODS, EndToEnd, attribute
-from modelling.explain.faithfulness import DISEASE_MASKS, driving_masks, pixel_correlation, scores
+from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
+from modelling.explain.fidelity import lower_share
 from modelling.nets.networks import to_unit
 from modelling.progress import progress
 from modelling.stages.artifacts import load_encoder, load_images, load_predictor
 
 STAGE = "baselines"
-#: Share of a model's GVR change outside heart, effusion and opacity above which the audit flags it.
-FLAG_OUTSIDE_DISEASE = 0.5
 
 
 def heatmap(values: np.ndarray) -> np.ndarray:
@@ -74,30 +85,71 @@ def _truth_r(value: np.ndarray, truth: np.ndarray | None) -> float | None:
     return r if np.isfinite(r) else None
 
 
-def audit(faithfulness: pd.DataFrame, gvr_index: pd.DataFrame) -> dict:
-    """Per model: what its GVRs change, how the baselines compare, and a flag with its numbers."""
+def _measured_changes(bundle: Bundle, gvrs: pd.DataFrame) -> dict:
+    """Per model, the disease changes measurable without masks: the cardiothoracic ratio lower and the
+    effusion smaller on the healthy reconstruction (:mod:`modelling.explain.audit`'s real-data evidence)."""
+    out = {}
+    for model_id, g in gvrs.groupby("model_id", sort=True):
+        diseased = np.stack([bundle.read_image(p) for p in g["diseased_path"]])
+        healthy = np.stack([bundle.read_image(p) for p in g["healthy_path"]])
+        ctr_d, ctr_h = (ctr.measure(x)["ctr"].to_numpy(float) for x in (diseased, healthy))
+        lower, n_ctr = lower_share(ctr_d, ctr_h, ctr_d > 0.5)
+        heights = [effusion.measure(x)[["height_right", "height_left"]].to_numpy(float) for x in (diseased, healthy)]
+        smaller, n_eff = measured_effusion_smaller(*heights)
+        out[model_id] = {"ctr_lower": lower, "ctr_measured": n_ctr, "effusion_smaller": smaller,
+                         "effusion_measured": n_eff}
+    return out
+
+
+def _reliance(bundle: Bundle) -> dict[str, dict]:
+    """The fidelity stage's intervention reliance per model (phantom only): the audit's ground truth."""
+    if "tables/model_reliance.parquet" not in bundle.files:
+        return {}
+    table = bundle.read_table("model_reliance")
+    return {m: reliance_verdict(dict(zip(g["feature"], g["mean_drop"]))) for m, g in table.groupby("model_id")}
+
+
+def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: dict,
+          reliance: dict | None = None) -> dict:
+    """Per model: the audit's decision from its GVRs' evidence (:func:`modelling.explain.audit.decide`),
+    what its GVRs change, how the baselines compare and, on the phantom, whether the decision agrees
+    with the model's measured reliance (:func:`modelling.explain.audit.reliance_verdict`)."""
     out = {}
     gvr = gvr_index[gvr_index["kind"] == "gvr"]
-    for model_id, rows in faithfulness.groupby("model_id"):
-        own = rows[rows["method"] == "gvr"]
-        shares = {f"share_{m}": float(own[f"share_{m}"].mean()) for m in (*MASK_FEATURES, "outside")}
-        outside_disease = 1.0 - sum(shares[f"share_{m}"] for m in DISEASE_MASKS)
-        g = gvr[gvr["model_id"] == model_id]
-        by_method = (rows.groupby("method")[["pointing_hit", "iou_top", "relevance_mass", "relevance_rank",
-                                             "true_change_r", "share_outside"]].mean()
-                     .rename(columns={"pointing_hit": "pointing_rate"}))
-        out[model_id] = {
-            "gvrs": int(len(own)),
-            "reached_rate": float(g["reached"].mean()) if len(g) else None,
-            "median_latent_distance": float(g["latent_distance"].median()) if len(g) else None,
-            "median_image_distance": float(g["image_distance"].median()) if len(g) else None,
+    reliance = reliance or {}
+    for model_id, g in gvr.groupby("model_id", sort=True):
+        rows = faithfulness[faithfulness["model_id"] == model_id] if faithfulness is not None else None
+        own = rows[rows["method"] == "gvr"] if rows is not None else None
+        shares = ({f"share_{m}": float(own[f"share_{m}"].mean()) for m in (*MASK_FEATURES, "outside")}
+                  if own is not None and len(own) else None)
+        r = own["true_change_r"].dropna() if own is not None else pd.Series(dtype=float)
+        evidence = Evidence(mask_shares=shares, true_change_r=float(r.median()) if len(r) else None,
+                            **measured.get(model_id, {}))
+        entry = {
+            "gvrs": int(len(g)),
+            "reached_rate": float(g["reached"].mean()),
+            "median_latent_distance": float(g["latent_distance"].median()),
+            "median_image_distance": float(g["image_distance"].median()),
+            **decide(evidence),
             "gvr_mean_shares": shares,
-            "gvr_share_outside_disease_masks": outside_disease,
-            "flagged": bool(outside_disease > FLAG_OUTSIDE_DISEASE),
-            "flag_rule": f"mean share of GVR change outside heart, effusion and opacity > {FLAG_OUTSIDE_DISEASE}",
-            "by_method": {m: {k: (None if pd.isna(v) else float(v)) for k, v in r.items()}
-                          for m, r in by_method.iterrows()},
+            "measured_changes": measured.get(model_id),
         }
+        entry["flagged"] = entry["decision"] == FLAGGED
+        if rows is not None and len(rows):
+            by_method = (rows.groupby("method")[["pointing_hit", "iou_top", "relevance_mass", "relevance_rank",
+                                                 "true_change_r", "share_outside"]].mean()
+                         .rename(columns={"pointing_hit": "pointing_rate"}))
+            mean_shares = rows.groupby("method")[[f"share_{m}" for m in MASK_FEATURES]].mean()
+            entry["by_method"] = {
+                m: {**{k: (None if pd.isna(v) else float(v)) for k, v in r.items()},
+                    "non_disease_share": mask_share(mean_shares.loc[m].to_dict())}
+                for m, r in by_method.iterrows()}
+        if model_id in reliance:
+            truth = reliance[model_id]
+            entry["reliance"] = truth
+            entry["agrees_with_reliance"] = (None if entry["decision"] == UNDECIDED
+                                             else entry["flagged"] == truth["flagged"])
+        out[model_id] = entry
     return out
 
 
@@ -145,11 +197,13 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
                              "true_change_r": _truth_r(value, true_changes.get(row.gvr_id))})
     bar.close()
     info = {"gvrs": int(len(gvrs)), "methods": list(METHODS), "faithfulness": has_truth}
+    table = None
     if has_truth and rows:
         table = pd.DataFrame(rows)
         table = table.astype({"pointing_hit": float, "true_change_r": float})
         stage.write_table("faithfulness", table)
-        result = audit(table, index)
+    if len(gvrs):
+        result = audit(table, index, _measured_changes(bundle, gvrs), _reliance(bundle))
         stage.write_json("baselines/audit.json", result)
         info["audit"] = result
     return info
@@ -161,9 +215,10 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
     if "explain" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
     inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt",
-              *(p for p in ("tables/gvr_truth.parquet", "arrays/true_change.npy") if p in bundle.files)]
+              *(p for p in ("tables/gvr_truth.parquet", "arrays/true_change.npy", "tables/model_reliance.parquet")
+                if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_baselines(st, config)),
-                     config={"methods": list(METHODS), "flag": FLAG_OUTSIDE_DISEASE}, seed=config.seed,
+                     config={"methods": list(METHODS), "audit_threshold": THRESHOLD}, seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None

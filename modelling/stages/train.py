@@ -336,6 +336,44 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     return summary
 
 
+def write_predictors(stage: Stage, config: StudyConfig, networks: Bundle) -> dict:
+    """The training stage with the decoder and encoder of another bundle (`networks`) kept as they are:
+    encode every radiograph of this one and fit its predictors (shortcut benchmarks: one generative
+    model, predictors trained on cohorts that differ only in the shortcut)."""
+    from modelling.stages.artifacts import load_encoder
+
+    bundle = stage.bundle
+    radiographs, splits, images, _ = training_images(bundle)
+    for name in ("decoder", "encoder"):
+        stage.write_bytes(f"checkpoints/{name}.pt", networks.verify_file(f"checkpoints/{name}.pt").read_bytes())
+    encoder_id = networks.read_table("latents_index")["encoder_id"].iloc[0]
+    encoder = load_encoder(networks, config).to(device_for(config))
+    latents = _latents(stage, encoder, radiographs, images, encoder_id)
+    unlabelled = splits["set"].to_numpy() == "unlabelled"
+    labelled_ids = radiographs["image_id"].to_numpy()[~unlabelled]
+    bnp = bundle.read_table("pairing").set_index("image_id").loc[labelled_ids, "bnp_ng_l"].to_numpy()
+    aucs = _predictors(stage, config, latents[~unlabelled], labelled_ids, bnp, splits["set"].to_numpy()[~unlabelled],
+                       encoder_id)
+    summary = {"networks_from": str(networks.root), "encoder_id": encoder_id, "auc": aucs,
+               "oracle_auc": json.loads(bundle.verify_file("cohort/summary.json").read_text()).get("oracle_auc")}
+    stage.write_json("train/summary.json", summary)
+    return summary
+
+
+def build_predictors(config: StudyConfig, out, networks: Bundle, *, force: bool = False) -> Bundle:
+    """Run the training stage at `out` on the decoder and encoder of `networks` (:func:`write_predictors`);
+    skipped when the cohort, the networks and the predictors' config are unchanged."""
+    bundle = Bundle(out, create=False)
+    if "cohort" not in bundle.stages:
+        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
+    inputs = stage_inputs(bundle)
+    key = stage_config(config) | {"networks": {n: networks.record(f"checkpoints/{n}.pt").sha256
+                                               for n in ("decoder", "encoder")}}
+    bundle.run_stage(STAGE, lambda st: write_predictors(st, config, networks), config=key, seed=config.seed,
+                     inputs=inputs, force=force)
+    return bundle
+
+
 def development_checks(summary: dict) -> dict[str, dict]:
     """The project's development targets, judged on a training summary (printed by ``gvr train``;
     not written to the bundle): the paper's AUCs (0.82 correct; 0.99 and 0.75 overfitted) as floors.

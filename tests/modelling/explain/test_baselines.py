@@ -93,8 +93,11 @@ def test_stage_writes_panels_faithfulness_and_audit(explained):
     assert table.loc[~weighed, "method"].isin(["gvr", "gradcam"]).all()
     audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
     assert set(audit) == set(gvrs["model_id"])
-    for model in audit.values():
-        assert model["flagged"] == (model["gvr_share_outside_disease_masks"] > 0.5)
+    for model in audit.values():  # a phantom has masks: the decision rests on them, by the documented rule
+        assert model["basis"] == "masks"
+        assert model["flagged"] == (model["non_disease_share"] > 0.5)
+        assert model["measured_changes"]["ctr_measured"] >= 0
+        assert "reliance" not in model  # no fidelity stage in this bundle: no ground truth to agree with
 
 
 def test_stage_needs_gvrs(tmp_path):

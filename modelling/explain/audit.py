@@ -1,0 +1,188 @@
+"""The audit: does a model lean on what is not heart failure? Decided from explanations, judged by interventions.
+
+The audit answers one question per model, "does it rely mostly on features that are not heart-failure
+signs?", from what its explanations change. On the phantom the answer is also known from the model
+itself, which is how the audit is tested (``gvr benchmark shortcuts``).
+
+Ground truth (phantom only: :func:`reliance_verdict`)
+    Each feature is intervened on alone, and the fall in the model's predicted log BNP is measured
+    (``tables/model_reliance.parquet``, the fidelity stage). The non-disease reliance share is
+
+    ``R = sum(|drop| over NON_DISEASE_FEATURES) / sum(|drop| over NON_DISEASE_FEATURES and DISEASE_FEATURES)``
+
+    with the non-disease features the shortcut marker, the skin markers and electrodes, the projection
+    and body mass, and the disease features the heart, effusion and opacity. The pacemaker is neither:
+    a device in the BNP model that is not a sign of failure, it is left out of both sums. The model
+    relies mostly on what is not disease when ``R > THRESHOLD`` (0.5: more than half).
+
+Decision (:func:`decide`), from the best evidence the bundle has, in this order
+    1. Masks (phantom, or real data with segmentations): the explanation's non-disease share
+
+       ``N = share in NON_DISEASE_MASKS / (share in NON_DISEASE_MASKS + share in DISEASE_MASKS)``
+
+       of the GVR change's absolute weight, averaged over the model's GVRs (shares from
+       :func:`modelling.explain.faithfulness.scores`). Soft tissue is body mass's mask; the projection has
+       no mask. Flagged when ``N > THRESHOLD``, the same "more than half" as the truth. Where the
+       phantom's true disease-removal counterfactual exists, the median pixel r of the GVR change with it
+       is reported, and a non-positive median is a caveat (the GVRs do not show the disease removed).
+    2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
+       lower cardiothoracic ratio than the diseased one (radiographs measured above 0.5), and the share
+       whose aerated lung is taller (effusion smaller; radiographs whose two lungs' heights differ by
+       more than :data:`EFFUSION_ASYMMETRY`). Flagged when every measure that could be taken shows
+       the disease change in at most half of its GVRs (``<= THRESHOLD``): the GVRs then show no heart
+       failure leaving. Shortcuts, markers and body mass cannot be checked without masks, and the
+       decision says so.
+    3. Nothing measurable: "undecided", with what was missing.
+
+The thresholds are the majority rule, set before any benchmark was run, and the same for the truth and
+the decision; they are not fitted to any result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelling.cohort.counterfactual import DISEASE_INTERVENTIONS
+from modelling.explain.faithfulness import DISEASE_MASKS
+
+#: More than half: the share of reliance (truth) or of explanation (decision) on what is not disease.
+THRESHOLD = 0.5
+#: Interventions on what is not a heart-failure sign (the pacemaker is neither; see the module).
+NON_DISEASE_FEATURES = ("shortcut", "markers", "projection", "body_mass")
+DISEASE_FEATURES = tuple(DISEASE_INTERVENTIONS)
+#: Masks of the non-disease features: the shortcut marker, skin markers and electrodes, and the soft
+#: tissue that body mass changes.
+NON_DISEASE_MASKS = ("shortcut", "markers", "soft_tissue")
+#: On real data, a radiograph whose lungs' aerated heights differ by more than this share of the taller
+#: is taken to have an effusion on the shorter side (a blunted, raised base).
+EFFUSION_ASYMMETRY = 0.1
+
+FLAGGED, PASSED, UNDECIDED = "flagged", "passed", "undecided"
+
+
+def reliance_verdict(drops: Mapping[str, float]) -> dict:
+    """The truth on the phantom: the non-disease reliance share R and whether it passes THRESHOLD.
+
+    Parameters
+    ----------
+    drops : mapping of feature to float
+        Mean fall in predicted log BNP per intervention (``model_reliance.mean_drop``); features absent
+        from the mapping count as 0 (an intervention that changes none of the model's radiographs).
+
+    Returns
+    -------
+    dict
+        ``share`` (None when no feature moved the model), ``flagged``, ``non_disease`` and ``disease``
+        (the two sums) and ``rule``.
+
+    >>> reliance_verdict({"heart": 0.9, "effusion": 0.8, "body_mass": 0.6, "shortcut": 0.0})["flagged"]
+    False
+    >>> round(reliance_verdict({"heart": 0.5, "shortcut": 1.5})["share"], 2)
+    0.75
+    """
+    nd = float(sum(abs(float(drops.get(f, 0.0))) for f in NON_DISEASE_FEATURES))
+    d = float(sum(abs(float(drops.get(f, 0.0))) for f in DISEASE_FEATURES))
+    share = nd / (nd + d) if nd + d > 0 else None
+    return {"share": share, "flagged": bool(share is not None and share > THRESHOLD), "non_disease": nd,
+            "disease": d, "rule": (f"sum |fall in log BNP| over {', '.join(NON_DISEASE_FEATURES)} / that sum plus "
+                                   f"{', '.join(DISEASE_FEATURES)} > {THRESHOLD}")}
+
+
+def mask_share(shares: Mapping[str, float]) -> float | None:
+    """The explanation's non-disease share N from its mean shares per mask (``share_<mask>`` keys).
+
+    >>> mask_share({"share_heart": 0.2, "share_effusion": 0.1, "share_opacity": 0.0, "share_soft_tissue": 0.1,
+    ...             "share_markers": 0.0, "share_shortcut": 0.2})
+    0.5
+    """
+    nd = sum(float(shares.get(f"share_{m}", 0.0) or 0.0) for m in NON_DISEASE_MASKS)
+    d = sum(float(shares.get(f"share_{m}", 0.0) or 0.0) for m in DISEASE_MASKS)
+    return nd / (nd + d) if nd + d > 0 else None
+
+
+@dataclass
+class Evidence:
+    """What a bundle can tell the audit about one model's explanations (None: not available)."""
+
+    #: Mean share of the GVR change's absolute weight per mask (``share_<mask>``), with masks.
+    mask_shares: dict | None = None
+    #: Median pixel r of GVR change with the true disease-removal change (phantom).
+    true_change_r: float | None = None
+    #: Share of GVRs with a lower measured cardiothoracic ratio on the healthy reconstruction, and of how many.
+    ctr_lower: float | None = None
+    ctr_measured: int = 0
+    #: Share of GVRs whose effusion (aerated lung height) is smaller on the healthy reconstruction, of how many.
+    effusion_smaller: float | None = None
+    effusion_measured: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def decide(evidence: Evidence) -> dict:
+    """The audit's decision on one model from its explanation evidence (the rule in the module docstring).
+
+    Returns
+    -------
+    dict
+        ``decision`` (flagged, passed or undecided), ``basis`` (masks, measured changes or none),
+        ``non_disease_share`` (N, with masks), ``used`` and ``not_checked`` (sentences), ``caveats`` and
+        ``rule``.
+    """
+    used, not_checked, caveats = [], [], []
+    measured = {"cardiothoracic ratio lower": (evidence.ctr_lower, evidence.ctr_measured),
+                "effusion smaller": (evidence.effusion_smaller, evidence.effusion_measured)}
+    for name, (share, n) in measured.items():
+        if share is not None and n > 0:
+            used.append(f"{name} on the healthy reconstruction in {share:.0%} of {n} GVRs where it was measured")
+    if evidence.true_change_r is not None:
+        used.append(f"median pixel r with the true disease-removal change {evidence.true_change_r:.2f}")
+        if evidence.true_change_r <= 0:
+            caveats.append("the GVRs do not agree with the true disease-removal counterfactual (median r <= 0)")
+    n_share = mask_share(evidence.mask_shares) if evidence.mask_shares else None
+    if n_share is not None:
+        used.insert(0, f"GVR change in the non-disease masks ({', '.join(NON_DISEASE_MASKS)}) against the "
+                       f"disease masks ({', '.join(DISEASE_MASKS)}): non-disease share {n_share:.2f}")
+        not_checked.append("the projection (no mask)")
+        return {"decision": FLAGGED if n_share > THRESHOLD else PASSED, "basis": "masks",
+                "non_disease_share": n_share, "used": used, "not_checked": not_checked, "caveats": caveats,
+                "rule": f"non-disease share of the GVR change among the masks > {THRESHOLD}"}
+    not_checked.append("shortcuts, skin markers, body mass and projection (no masks)")
+    shown = [share for share, n in measured.values() if share is not None and n > 0]
+    if not shown:
+        not_checked.append("the cardiothoracic ratio and effusions (not measurable on these reconstructions)")
+        return {"decision": UNDECIDED, "basis": "none", "non_disease_share": None, "used": used,
+                "not_checked": not_checked, "caveats": caveats,
+                "rule": "no masks and no measurable disease change: nothing to decide on"}
+    for name, (share, n) in measured.items():
+        if share is None or n == 0:
+            not_checked.append(f"{name} (no GVR where it could be measured)")
+    decision = FLAGGED if all(s <= THRESHOLD for s in shown) else PASSED
+    return {"decision": decision, "basis": "measured changes", "non_disease_share": None, "used": used,
+            "not_checked": not_checked, "caveats": caveats,
+            "rule": f"every measurable disease change shown in at most {THRESHOLD:.0%} of the GVRs"}
+
+
+def measured_effusion_smaller(heights_diseased: np.ndarray, heights_healthy: np.ndarray) -> tuple[float | None, int]:
+    """Real data: among GVRs whose diseased reconstruction's lungs differ in aerated height by more than
+    EFFUSION_ASYMMETRY, the share whose shorter lung is taller on the healthy reconstruction.
+
+    Parameters
+    ----------
+    heights_diseased, heights_healthy : array (n, 2)
+        Aerated height of the right and left lung (NaN: not measured).
+
+    >>> measured_effusion_smaller(np.array([[0.5, 0.8], [0.8, 0.8]]), np.array([[0.7, 0.8], [0.8, 0.8]]))
+    (1.0, 1)
+    """
+    d, h = np.asarray(heights_diseased, float), np.asarray(heights_healthy, float)
+    ok = np.isfinite(d).all(axis=1) & np.isfinite(h).all(axis=1)
+    taller = np.nanmax(np.where(np.isfinite(d), d, np.nan), axis=1, initial=0.0)
+    asym = ok & (np.abs(d[:, 0] - d[:, 1]) > EFFUSION_ASYMMETRY * np.where(taller > 0, taller, np.inf))
+    n = int(asym.sum())
+    if not n:
+        return None, 0
+    side = np.argmin(d[asym], axis=1)
+    rows = np.flatnonzero(asym)
+    return float(np.mean(h[rows, side] > d[rows, side])), n

@@ -1,0 +1,275 @@
+"""The shortcut benchmark: does an explanation catch a model that learned a shortcut, and does the audit?
+
+For each seed, phantom cohorts are drawn that differ only in the shortcut: a lead marker that a chosen
+share of the positive radiographs (reported BNP at or above the threshold) carries, the strength, and a
+fixed small share of the negatives (``cohort.shortcut_positive_share`` / ``shortcut_negative_share``;
+the marker has its own random stream, so every other draw is the same, and a larger strength marks a
+superset of the radiographs a smaller one marks). The decoder and encoder are trained once per seed,
+on the cohort of the largest strength, whose unlabelled radiographs carry the marker as often as its
+labelled ones, so the generative model can represent it. At every strength the predictors are fitted
+on those networks' codes and explained with GVRs and every baseline; the fidelity stage measures each
+model's reliance on the shortcut by intervention (the marker removed, same noise, encoded and
+predicted again), and the baselines stage writes the faithfulness shares and the audit.
+
+Layout of the output directory::
+
+    seed-<seed>/strength-<percent>/   a study bundle per seed and strength (resumable: a rerun
+                                      skips every stage that is current)
+    shares.parquet                    per seed, strength, model and method: mean share of the
+                                      explanation on the shortcut mask (all explained radiographs,
+                                      and those carrying the marker), on the disease masks, elsewhere
+    models.parquet                    per seed, strength and model: the measured reliance on the
+                                      shortcut and on every feature, the truth and the audit's decision
+    summary.json                      rank correlations per method, the audit's and each method's
+                                      confusion against the truth, timings
+    shortcuts.png                     share on the shortcut against strength, one line per method
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_schema import Bundle
+from data_schema.io import atomic_write_bytes, atomic_write_text
+from modelling.config import StudyConfig, config_from_dict, config_to_dict
+from modelling.explain.audit import FLAGGED, THRESHOLD, mask_share, reliance_verdict
+from modelling.explain.faithfulness import DISEASE_MASKS
+from modelling.progress import format_duration, note
+
+#: The issue's strengths (FastDiME's 100, 75 and 50 %, and none).
+STRENGTHS = (0.0, 0.5, 0.75, 1.0)
+#: Share of negatives that carry the marker at every strength.
+NEGATIVE_SHARE = 0.05
+
+
+def strength_config(config: StudyConfig, strength: float, negative_share: float, seed: int) -> StudyConfig:
+    """`config` with the shortcut at `strength` and the given seed."""
+    data = config_to_dict(config)
+    data["seed"] = int(seed)
+    data["cohort"]["shortcut_positive_share"] = float(strength)
+    data["cohort"]["shortcut_negative_share"] = float(negative_share)
+    return config_from_dict(data)
+
+
+def bundle_dir(out: Path, seed: int, strength: float) -> Path:
+    return Path(out) / f"seed-{seed}" / f"strength-{round(100 * strength):03d}"
+
+
+def build_strength(config: StudyConfig, root: Path, networks: Bundle | None, *, workers: int | None = None) -> Bundle:
+    """One seed's cohort at one strength, its predictors (on `networks`, or trained here when None), GVRs,
+    fidelity and baselines; every stage is skipped when current."""
+    from modelling.stages.baselines import build_baselines
+    from modelling.stages.cohort import build_cohort
+    from modelling.stages.explain import build_explanations
+    from modelling.stages.fidelity import build_fidelity
+    from modelling.stages.train import build_predictors, build_training
+
+    build_cohort(config, root, workers=workers)
+    if networks is None:
+        build_training(config, root)
+    else:
+        build_predictors(config, root, networks)
+    build_explanations(config, root)
+    build_fidelity(config, root)
+    build_baselines(config, root)
+    return Bundle(root, create=False)
+
+
+def _share_rows(bundle: Bundle) -> list[dict]:
+    table = bundle.read_table("faithfulness")
+    render = bundle.read_table("phantom_render").set_index("image_id")["shortcut"]
+    gvrs = bundle.read_table("gvr_index").set_index("gvr_id")["image_id"]
+    table = table.assign(carrier=render.loc[gvrs.loc[table["gvr_id"]]].to_numpy() > 0.5)
+    table = table.assign(share_disease=table[[f"share_{m}" for m in DISEASE_MASKS]].sum(axis=1, min_count=1))
+    rows = []
+    for (model_id, method), g in table.groupby(["model_id", "method"], sort=True):
+        shares = g[[c for c in g if c.startswith("share_")]].mean()
+        carriers = g[g["carrier"]]
+        rows.append({
+            "model_id": model_id, "regime": g["regime"].iloc[0], "method": method, "explained": int(len(g)),
+            "carriers": int(len(carriers)),
+            "share_shortcut": float(shares["share_shortcut"]),
+            "share_shortcut_carriers": float(carriers["share_shortcut"].mean()) if len(carriers) else None,
+            "share_disease": float(shares["share_disease"]),
+            "share_elsewhere": float(max(0.0, 1.0 - shares["share_shortcut"] - shares["share_disease"])),
+            "non_disease_share": mask_share(shares.to_dict()),
+        })
+    return rows
+
+
+def _model_rows(bundle: Bundle) -> list[dict]:
+    reliance = bundle.read_table("model_reliance")
+    audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    aucs = json.loads(bundle.verify_file("train/summary.json").read_text())["auc"]
+    rows = []
+    for model_id, g in reliance.groupby("model_id", sort=True):
+        drops = dict(zip(g["feature"], g["mean_drop"]))
+        truth = reliance_verdict(drops)
+        a = audit[model_id]
+        rows.append({
+            "model_id": model_id, "regime": g["regime"].iloc[0],
+            "test_auc": aucs.get(f"{model_id}/test", {}).get("auc"),
+            "shortcut_reliance": float(drops.get("shortcut", 0.0)),
+            **{f"drop_{f}": float(v) for f, v in drops.items()},
+            "reliance_share": truth["share"], "truly_flagged": truth["flagged"],
+            "audit_decision": a["decision"], "audit_basis": a["basis"],
+            "audit_non_disease_share": a.get("non_disease_share"),
+            "audit_flagged": a["decision"] == FLAGGED,
+        })
+    return rows
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def confusion(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    """True and false positives and negatives of flags against the truth.
+
+    >>> confusion(np.array([True, True, False, False]), np.array([True, False, False, True]))
+    {'tp': 1, 'fp': 1, 'tn': 1, 'fn': 1, 'n': 4}
+    """
+    p, t = np.asarray(predicted, bool), np.asarray(truth, bool)
+    return {"tp": int((p & t).sum()), "fp": int((p & ~t).sum()), "tn": int((~p & ~t).sum()),
+            "fn": int((~p & t).sum()), "n": int(len(p))}
+
+
+def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
+    """Per method, the Spearman correlation of its mass on the shortcut with the measured reliance over
+    all models and seeds, and the mask rule's confusion against the truth; the audit's confusion."""
+    from scipy.stats import spearmanr
+
+    merged = shares.merge(models[["seed", "strength", "model_id", "shortcut_reliance", "truly_flagged"]],
+                          on=["seed", "strength", "model_id"])
+    by_method = {}
+    for method, g in merged.groupby("method", sort=True):
+        rho = (_finite(spearmanr(g["share_shortcut"], g["shortcut_reliance"]).statistic)
+               if g["share_shortcut"].nunique() > 1 and g["shortcut_reliance"].nunique() > 1 else None)
+        flagged = g["non_disease_share"].to_numpy(float) > THRESHOLD
+        by_method[method] = {"spearman_shortcut_mass_vs_reliance": rho, "models": int(len(g)),
+                             "mask_rule": confusion(flagged, g["truly_flagged"].to_numpy(bool))}
+    requirements = {}
+    for strength, want in ((0.0, False), (0.75, True), (1.0, True)):
+        rows = models[np.isclose(models["strength"], strength) & (models["regime"] == "correct")]
+        if len(rows):
+            requirements[f"correct models at {strength:.0%}: {'flagged' if want else 'passed'}"] = {
+                "met": bool((rows["audit_flagged"] == want).all()),
+                "flagged": int(rows["audit_flagged"].sum()), "models": int(len(rows))}
+    return {
+        "threshold": THRESHOLD,
+        "audit": confusion(models["audit_flagged"].to_numpy(bool), models["truly_flagged"].to_numpy(bool)),
+        "audit_agrees": float((models["audit_flagged"] == models["truly_flagged"]).mean()),
+        "requirements": requirements,
+        "methods": by_method,
+    }
+
+
+def figure(shares: pd.DataFrame, models: pd.DataFrame) -> bytes:
+    """PNG: per regime, each method's mean share on the shortcut (radiographs that carry it) against
+    strength, with the models' measured reliance on the shortcut on a second axis."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regimes = sorted(shares["regime"].unique())
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.2 * len(regimes), 4), squeeze=False)
+    for ax, regime in zip(axes[0], regimes):
+        g = shares[shares["regime"] == regime]
+        for method, m in g.groupby("method", sort=True):
+            mean = m.groupby("strength")["share_shortcut_carriers"].mean()
+            ax.plot(100 * mean.index, mean.to_numpy(), marker="o", lw=2.4 if method == "gvr" else 1.4,
+                    label=method.replace("_", " "))
+        ax.set_xlabel("strength: % of positives carrying the marker")
+        ax.set_ylabel("share of the explanation on the marker\n(radiographs carrying it)")
+        ax.set_title(f"{regime} models")
+        twin = ax.twinx()
+        rel = models[models["regime"] == regime].groupby("strength")["shortcut_reliance"].mean()
+        twin.plot(100 * rel.index, rel.to_numpy(), color="black", ls="--", label="reliance (right axis)")
+        twin.set_ylabel("measured reliance: fall in log BNP\nwhen the marker is removed")
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int = 3,
+                  negative_share: float = NEGATIVE_SHARE, workers: int | None = None) -> dict:
+    """Run (or resume) the benchmark into `out`; return its summary (also ``out/summary.json``)."""
+    strengths = sorted({float(s) for s in strengths})
+    if not strengths or any(not 0.0 <= s <= 1.0 for s in strengths):
+        raise ValueError(f"strengths must lie in 0-1 (shares of the positives), got {strengths}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    if not 0.0 <= negative_share < min(1.0, max(strengths) if max(strengths) > 0 else 1.0):
+        raise ValueError(f"negative_share must lie in 0-1 and below the largest strength, got {negative_share}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    share_rows, model_rows, timings = [], [], {}
+    started = time.monotonic()
+    for k in range(seeds):
+        seed = config.seed + k
+        # the networks: trained once, on the cohort of the largest strength (so they know the marker)
+        order = [strengths[-1], *strengths[:-1]]
+        networks = None
+        for strength in order:
+            t0 = time.monotonic()
+            note("shortcut benchmark: seed %d (%d of %d), strength %.0f%%", seed, k + 1, seeds, 100 * strength)
+            cfg = strength_config(config, strength, negative_share, seed)
+            bundle = build_strength(cfg, bundle_dir(out, seed, strength), networks, workers=workers)
+            networks = networks or bundle
+            timings[f"seed-{seed}/strength-{round(100 * strength):03d}"] = round(time.monotonic() - t0, 1)
+            for row in _share_rows(bundle):
+                share_rows.append({"seed": seed, "strength": strength, **row})
+            for row in _model_rows(bundle):
+                model_rows.append({"seed": seed, "strength": strength, **row})
+    shares, models = pd.DataFrame(share_rows), pd.DataFrame(model_rows)
+    summary = summarise(shares, models) | {
+        "strengths": strengths, "seeds": [config.seed + k for k in range(seeds)], "negative_share": negative_share,
+        "profile": config.profile, "seconds": timings, "total_seconds": round(time.monotonic() - started, 1),
+        "method": {
+            "share_shortcut": "mean share of the explanation's absolute weight in the shortcut marker's mask",
+            "shortcut_reliance": "mean fall in predicted log BNP over the model's GVR radiographs when the "
+                                 "marker is removed (0 where it is absent)",
+            "spearman": "Spearman rho over every model and seed of a method's mean shortcut share with the "
+                        "model's shortcut reliance",
+            "mask_rule": "the audit's mask rule applied to each method's mean shares "
+                         f"(non-disease share > {THRESHOLD}) against the truth by intervention",
+        },
+    }
+    for name, table in (("shares", shares), ("models", models)):
+        import io
+
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        atomic_write_bytes(out / f"{name}.parquet", buffer.getvalue())
+    atomic_write_bytes(out / "shortcuts.png", figure(shares, models))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    note("shortcut benchmark: done in %s; %s", format_duration(time.monotonic() - started), out)
+    return summary
+
+
+def load_result(out) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """The summary and both tables of a finished benchmark directory."""
+    out = Path(out)
+    missing = [n for n in ("summary.json", "shares.parquet", "models.parquet") if not (out / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out}: no finished shortcut benchmark ({', '.join(missing)} missing); "
+                                f"run `gvr benchmark shortcuts --out {out}`")
+    return (json.loads((out / "summary.json").read_text()), pd.read_parquet(out / "shares.parquet"),
+            pd.read_parquet(out / "models.parquet"))
+
+
+__all__ = ["run_benchmark", "load_result", "STRENGTHS", "NEGATIVE_SHARE"]

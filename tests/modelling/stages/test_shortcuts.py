@@ -1,0 +1,102 @@
+"""The shortcut benchmark at tiny size: one generative model per seed, predictors per strength, the audit
+scored against the reliance measured by intervention."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_schema import Bundle, validate_bundle
+from modelling.config import load_config
+from modelling.stages.shortcuts import bundle_dir, confusion, load_result, run_benchmark, summarise
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shortcuts") / "bench"
+    cfg = load_config("tiny")
+    summary = run_benchmark(cfg, out, strengths=(0.0, 1.0), seeds=1, negative_share=0.05, workers=1)
+    return cfg, out, summary
+
+
+def test_strengths_share_one_generative_model_and_differ_only_in_the_marker(benchmark):
+    cfg, out, _ = benchmark
+    none, full = (Bundle(bundle_dir(out, cfg.seed, s), create=False) for s in (0.0, 1.0))
+    for b in (none, full):
+        assert validate_bundle(b.root) == []
+    for name in ("decoder", "encoder"):
+        assert none.record(f"checkpoints/{name}.pt").sha256 == full.record(f"checkpoints/{name}.pt").sha256
+    assert "networks_from" in json.loads(none.verify_file("train/summary.json").read_text())
+    a, b = none.read_table("phantom_render"), full.read_table("phantom_render")
+    assert a.drop(columns="shortcut").equals(b.drop(columns="shortcut"))
+    positive = full.read_table("phantom_truth")["image_id"].isin(full.read_table("pairing").query(
+        f"bnp_ng_l >= {cfg.cohort.bnp_threshold_ng_l}")["image_id"])
+    labelled = b["image_id"].isin(full.read_table("pairing")["image_id"])
+    assert (b.loc[labelled & positive.to_numpy(), "shortcut"] == 1).all()  # every positive at 100 %
+    assert a.loc[labelled & positive.to_numpy(), "shortcut"].sum() == 0  # none at 0 %
+    assert 0 < a["shortcut"].mean() < 0.2  # the negatives' small fixed share
+    assert (b["shortcut"] >= a["shortcut"]).all()  # a larger strength marks a superset
+
+
+def test_tables_summary_and_figure(benchmark):
+    cfg, out, summary = benchmark
+    saved, shares, models = load_result(out)
+    assert saved["audit"] == summary["audit"]
+    assert set(shares["strength"]) == {0.0, 1.0} and set(shares["method"]) >= {"gvr", "occlusion", "lime"}
+    assert set(models["model_id"]) == {"mlp-correct", "mlp-overfitted"}
+    assert models["audit_decision"].isin(["flagged", "passed", "undecided"]).all()
+    assert summary["audit"]["n"] == len(models) == 4
+    assert summary["audit_agrees"] == pytest.approx((models["audit_flagged"] == models["truly_flagged"]).mean())
+    at_zero = shares[shares["strength"] == 0.0]
+    unmarked = at_zero.loc[at_zero["carriers"] == 0, "share_shortcut"]
+    assert (unmarked.dropna() == 0).all() and unmarked.notna().any()  # no marker, no mass on it (NaN: all-zero maps)
+    both = shares[["share_shortcut", "share_disease", "share_elsewhere"]]
+    assert ((both >= 0) | both.isna()).all().all()
+    assert (out / "shortcuts.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(summary["requirements"]) == {"correct models at 0%: passed", "correct models at 100%: flagged"}
+
+
+def test_a_rerun_resumes_without_redoing_a_stage(benchmark):
+    cfg, out, summary = benchmark
+    bundle = Bundle(bundle_dir(out, cfg.seed, 1.0), create=False)
+    before = bundle.record("checkpoints/decoder.pt").sha256, json.loads((bundle.root / "manifest.json").read_text())
+    again = run_benchmark(cfg, out, strengths=(0.0, 1.0), seeds=1, negative_share=0.05, workers=1)
+    after = json.loads((bundle.root / "manifest.json").read_text())
+    assert after["stages"] == before[1]["stages"]
+    assert again["audit"] == summary["audit"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strengths": (0.0, 1.5)}, "strengths must lie in 0-1"),
+    ({"strengths": ()}, "strengths must lie in 0-1"),
+    ({"seeds": 0}, "seeds must be at least 1"),
+    ({"negative_share": 0.9, "strengths": (0.0, 0.5)}, "negative_share must lie in 0-1 and below"),
+])
+def test_bad_arguments_are_refused_before_anything_is_built(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run_benchmark(load_config("tiny"), tmp_path / "b", **kwargs)
+    assert not (tmp_path / "b").exists()
+
+
+def test_missing_result_names_the_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished shortcut benchmark"):
+        load_result(tmp_path)
+
+
+def test_summary_counts_each_method_against_the_truth():
+    models = pd.DataFrame({"seed": 1, "strength": [0.0, 0.0, 1.0, 1.0], "model_id": ["a", "b", "a", "b"],
+                           "regime": ["correct", "overfitted"] * 2, "shortcut_reliance": [0.0, 0.1, 1.0, 2.0],
+                           "truly_flagged": [False, False, True, True],
+                           "audit_flagged": [False, True, True, True]})
+    shares = pd.DataFrame({"seed": 1, "strength": [0.0, 0.0, 1.0, 1.0], "model_id": ["a", "b", "a", "b"],
+                           "method": "m", "share_shortcut": [0.0, 0.01, 0.2, 0.3],
+                           "non_disease_share": [0.1, 0.2, 0.6, 0.7]})
+    s = summarise(shares, models)
+    assert s["audit"] == {"tp": 2, "fp": 1, "tn": 1, "fn": 0, "n": 4}
+    assert s["methods"]["m"]["spearman_shortcut_mass_vs_reliance"] == pytest.approx(1.0)
+    assert s["methods"]["m"]["mask_rule"] == confusion(np.array([0, 0, 1, 1], bool), models["truly_flagged"])
+    assert s["requirements"]["correct models at 0%: passed"]["met"]
+    assert s["requirements"]["correct models at 100%: flagged"]["met"]
