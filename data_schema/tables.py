@@ -441,6 +441,69 @@ class ModelReliance(_Strict):
         unique = ["model_id", "feature"]
 
 
+def _drop(feature: str) -> pa.Field:
+    return pa.Field(description=f"Mean fall in predicted log BNP when the {feature} intervention is applied.",
+                    metadata={"unit": "natural log of ng/L"})
+
+
+class ShortcutShares(_Strict):
+    """The shortcut benchmark: where each method's explanations of one model lie, per seed and strength."""
+
+    seed: Series[int] = pa.Field(ge=0, description="Seed of the cohort and networks.")
+    strength: Series[float] = pa.Field(ge=0, le=1, description="Share of positives carrying the shortcut marker.")
+    model_id: Series[str] = _id("Predictor explained.")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
+    method: Series[str] = pa.Field(isin=EXPLANATION_METHODS, description="Explanation method.")
+    explained: Series[int] = pa.Field(ge=0, description="Radiographs explained (the model's GVR radiographs).")
+    carriers: Series[int] = pa.Field(ge=0, description="Of those, how many carry the shortcut marker.")
+    share_shortcut: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "Mean share of the explanation's absolute weight in the shortcut mask, over every radiograph explained."))
+    share_shortcut_carriers: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "The same over the radiographs that carry the marker (none: undefined)."))
+    share_disease: Series[float] = pa.Field(ge=0, nullable=True, description=(
+        "Mean summed share in the heart, effusion and opacity masks."))
+    share_elsewhere: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "One minus the two shares above (masks may overlap: floored at 0)."))
+    non_disease_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "The audit's mask measure on the method's mean shares: non-disease over non-disease plus disease masks."))
+
+    class Config:
+        unique = ["seed", "strength", "model_id", "method"]
+
+
+class ShortcutModels(_Strict):
+    """The shortcut benchmark: each model's measured reliance, the truth it gives, and the audit's decision."""
+
+    seed: Series[int] = pa.Field(ge=0, description="Seed of the cohort and networks.")
+    strength: Series[float] = pa.Field(ge=0, le=1, description="Share of positives carrying the shortcut marker.")
+    model_id: Series[str] = _id("Predictor.")
+    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
+    test_auc: Series[float] = pa.Field(ge=0, le=1, nullable=True, description="AUC on the test split.")
+    shortcut_reliance: Series[float] = pa.Field(description=(
+        "Mean fall in predicted log BNP over the model's GVR radiographs when the marker is removed."),
+        metadata={"unit": "natural log of ng/L"})
+    drop_heart: Series[float] = _drop("heart")
+    drop_effusion: Series[float] = _drop("effusion")
+    drop_opacity: Series[float] = _drop("opacity")
+    drop_pacemaker: Series[float] = _drop("pacemaker")
+    drop_body_mass: Series[float] = _drop("body mass")
+    drop_projection: Series[float] = _drop("projection")
+    drop_markers: Series[float] = _drop("markers")
+    drop_shortcut: Series[float] = _drop("shortcut")
+    reliance_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "The truth: non-disease share of the absolute falls (modelling.explain.audit.reliance_verdict)."))
+    truly_flagged: Series[bool] = pa.Field(description="Whether that share is above the threshold.")
+    audit_decision: Series[str] = pa.Field(isin=["flagged", "passed", "undecided"], description=(
+        "The audit's decision from the explanations alone."))
+    audit_basis: Series[str] = pa.Field(isin=["masks", "measured changes", "none"], description="Its evidence.")
+    audit_non_disease_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "The GVRs' non-disease share among the masks that it decided on."))
+    audit_flagged: Series[bool] = pa.Field(description="Whether the decision is 'flagged'.")
+
+    class Config:
+        unique = ["seed", "strength", "model_id"]
+
+
 class ReaderAssessments(_Strict):
     """Each reader's answer for each feature of each GVR, per reading round (unblinded)."""
 

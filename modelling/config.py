@@ -239,6 +239,35 @@ class ReadersConfig:
 
 
 @dataclass(frozen=True)
+class ShortcutsConfig:
+    """The shortcut benchmark (``gvr benchmark shortcuts``; a stage of ``gvr reproduce`` when `run`).
+
+    Attributes
+    ----------
+    run : bool
+        Whether ``gvr reproduce`` runs it into the bundle (``shortcuts/``, Beyond the paper).
+    seeds : int
+        Seeds: the study's seed and the next ones; one decoder and encoder per seed.
+    strengths : list of float
+        Shares of the positive radiographs that carry the shortcut marker (0-1).
+    negative_share : float
+        Share of the negatives that carry it, at every strength (below the largest strength).
+    """
+
+    run: bool = False
+    seeds: int = 3
+    strengths: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0)
+    negative_share: float = 0.05
+
+    def __post_init__(self):
+        _check(self.seeds >= 1, "shortcuts.seeds", "must be at least 1")
+        _check(len(self.strengths) >= 1 and all(0.0 <= s <= 1.0 for s in self.strengths), "shortcuts.strengths",
+               f"must list shares from 0 to 1; got {list(self.strengths)}")
+        _check(0.0 <= self.negative_share < max(max(self.strengths), 1e-12) or max(self.strengths) == 0.0,
+               "shortcuts.negative_share", "must lie in 0-1 and below the largest strength")
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """Where and how networks run."""
 
@@ -268,6 +297,7 @@ class StudyConfig:
     predictors: PredictorConfig = field(default_factory=PredictorConfig)
     gvr: GvrConfig = field(default_factory=GvrConfig)
     readers: ReadersConfig = field(default_factory=ReadersConfig)
+    shortcuts: ShortcutsConfig = field(default_factory=ShortcutsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self):

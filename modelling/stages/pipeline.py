@@ -22,6 +22,7 @@ from modelling.stages.cohort import build_cohort
 from modelling.stages.explain import build_explanations
 from modelling.stages.fidelity import build_fidelity
 from modelling.stages.readers import build_simulated_readers
+from modelling.stages.shortcuts import build_shortcuts
 from modelling.stages.train import build_training
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
             "`gvr reproduce` again for the analysis and the manuscript")
     if not real:
         build_simulated_readers(config, bundle.root)
+        if config.shortcuts.run:
+            build_shortcuts(config, bundle.root)
     analyse_bundle(bundle.root)
     build_report(bundle.root)
     if PENDING:

@@ -11,14 +11,19 @@ on those networks' codes and explained with GVRs and every baseline; the fidelit
 model's reliance on the shortcut by intervention (the marker removed, same noise, encoded and
 predicted again), and the baselines stage writes the faithfulness shares and the audit.
 
+As ``gvr benchmark shortcuts --out DIR``, the layout of DIR is below. As a stage of ``gvr reproduce``
+(``shortcuts.run`` in the config), the seeds' bundles go to ``work/shortcuts/`` of the study bundle and
+the results to ``tables/shortcut_shares.parquet``, ``tables/shortcut_models.parquet`` and
+``shortcuts/`` (summary and figure), for the manuscript's "Beyond the paper".
+
 Layout of the output directory::
 
     seed-<seed>/strength-<percent>/   a study bundle per seed and strength (resumable: a rerun
                                       skips every stage that is current)
-    shares.parquet                    per seed, strength, model and method: mean share of the
+    shares.parquet                    (shortcut_shares) per seed, strength, model and method: mean share of the
                                       explanation on the shortcut mask (all explained radiographs,
                                       and those carrying the marker), on the disease masks, elsewhere
-    models.parquet                    per seed, strength and model: the measured reliance on the
+    models.parquet                    (shortcut_models) per seed, strength and model: the measured reliance on the
                                       shortcut and on every feature, the truth and the audit's decision
     summary.json                      rank correlations per method, the audit's and each method's
                                       confusion against the truth, timings
@@ -205,9 +210,7 @@ def figure(shares: pd.DataFrame, models: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int = 3,
-                  negative_share: float = NEGATIVE_SHARE, workers: int | None = None) -> dict:
-    """Run (or resume) the benchmark into `out`; return its summary (also ``out/summary.json``)."""
+def _check(strengths, seeds: int, negative_share: float) -> list[float]:
     strengths = sorted({float(s) for s in strengths})
     if not strengths or any(not 0.0 <= s <= 1.0 for s in strengths):
         raise ValueError(f"strengths must lie in 0-1 (shares of the positives), got {strengths}")
@@ -215,27 +218,35 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     if not 0.0 <= negative_share < min(1.0, max(strengths) if max(strengths) > 0 else 1.0):
         raise ValueError(f"negative_share must lie in 0-1 and below the largest strength, got {negative_share}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    return strengths
+
+
+def measure(config: StudyConfig, work, *, strengths=STRENGTHS, seeds: int = 3,
+            negative_share: float = NEGATIVE_SHARE, workers: int | None = None
+            ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Build (or resume) every seed's bundles under `work`; return the summary and both tables."""
+    strengths = _check(strengths, seeds, negative_share)
     share_rows, model_rows, timings = [], [], {}
     started = time.monotonic()
     for k in range(seeds):
         seed = config.seed + k
         # the networks: trained once, on the cohort of the largest strength (so they know the marker)
-        order = [strengths[-1], *strengths[:-1]]
         networks = None
-        for strength in order:
+        for strength in [strengths[-1], *strengths[:-1]]:
             t0 = time.monotonic()
             note("shortcut benchmark: seed %d (%d of %d), strength %.0f%%", seed, k + 1, seeds, 100 * strength)
             cfg = strength_config(config, strength, negative_share, seed)
-            bundle = build_strength(cfg, bundle_dir(out, seed, strength), networks, workers=workers)
+            bundle = build_strength(cfg, bundle_dir(work, seed, strength), networks, workers=workers)
             networks = networks or bundle
             timings[f"seed-{seed}/strength-{round(100 * strength):03d}"] = round(time.monotonic() - t0, 1)
-            for row in _share_rows(bundle):
-                share_rows.append({"seed": seed, "strength": strength, **row})
-            for row in _model_rows(bundle):
-                model_rows.append({"seed": seed, "strength": strength, **row})
-    shares, models = pd.DataFrame(share_rows), pd.DataFrame(model_rows)
+            share_rows += [{"seed": seed, "strength": strength, **row} for row in _share_rows(bundle)]
+            model_rows += [{"seed": seed, "strength": strength, **row} for row in _model_rows(bundle)]
+    # a column whose values may all be undefined is still a float column
+    shares = pd.DataFrame(share_rows).astype({c: float for c in (
+        "strength", "share_shortcut", "share_shortcut_carriers", "share_disease", "share_elsewhere",
+        "non_disease_share")})
+    models = pd.DataFrame(model_rows).astype({c: float for c in (
+        "strength", "test_auc", "reliance_share", "audit_non_disease_share")})
     summary = summarise(shares, models) | {
         "strengths": strengths, "seeds": [config.seed + k for k in range(seeds)], "negative_share": negative_share,
         "profile": config.profile, "seconds": timings, "total_seconds": round(time.monotonic() - started, 1),
@@ -249,16 +260,60 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
                          f"(non-disease share > {THRESHOLD}) against the truth by intervention",
         },
     }
-    for name, table in (("shares", shares), ("models", models)):
-        import io
+    note("shortcut benchmark: measured in %s", format_duration(time.monotonic() - started))
+    return summary, shares, models
 
+
+def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int = 3,
+                  negative_share: float = NEGATIVE_SHARE, workers: int | None = None) -> dict:
+    """Run (or resume) the benchmark into the directory `out`; return its summary (also ``out/summary.json``)."""
+    import io
+
+    from data_schema.registry import get_spec
+
+    _check(strengths, seeds, negative_share)  # before the directory is made
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, shares, models = measure(config, out, strengths=strengths, seeds=seeds,
+                                      negative_share=negative_share, workers=workers)
+    for name, table in (("shares", shares), ("models", models)):
+        get_spec(f"shortcut_{name}").schema().validate(table)
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)
         atomic_write_bytes(out / f"{name}.parquet", buffer.getvalue())
     atomic_write_bytes(out / "shortcuts.png", figure(shares, models))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
-    note("shortcut benchmark: done in %s; %s", format_duration(time.monotonic() - started), out)
     return summary
+
+
+STAGE = "shortcuts"
+#: Where the stage keeps its seeds' bundles inside the study bundle (resumable work, not results).
+WORK = "work/shortcuts"
+
+
+def write_shortcuts(stage, config: StudyConfig) -> dict:
+    s = config.shortcuts
+    summary, shares, models = measure(config, stage.bundle.root / WORK, strengths=s.strengths, seeds=s.seeds,
+                                      negative_share=s.negative_share)
+    stage.write_table("shortcut_shares", shares)
+    stage.write_table("shortcut_models", models)
+    stage.write_bytes("shortcuts/shortcuts.png", figure(shares, models))
+    stage.write_json("shortcuts/summary.json", summary)
+    return summary
+
+
+def build_shortcuts(config: StudyConfig, out, *, force: bool = False) -> tuple[Bundle, dict | None]:
+    """Run the benchmark as a stage of the study bundle at `out` (phantom only; skipped when current)."""
+    bundle = Bundle(out, create=False)
+    if bundle.origin == "real":
+        raise ValueError(f"{bundle.root}: the shortcut benchmark draws phantom cohorts; it has no place in a "
+                         "bundle of real data (run `gvr benchmark shortcuts --out DIR` instead)")
+    key = {"study": config_to_dict(config)}
+    key["study"].pop("readers", None)  # the reader study does not change the benchmark
+    result: dict = {}
+    bundle.run_stage(STAGE, lambda st: result.update(write_shortcuts(st, config)), config=key, seed=config.seed,
+                     force=force)
+    return bundle, result or None
 
 
 def load_result(out) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
@@ -272,4 +327,4 @@ def load_result(out) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
             pd.read_parquet(out / "models.parquet"))
 
 
-__all__ = ["run_benchmark", "load_result", "STRENGTHS", "NEGATIVE_SHARE"]
+__all__ = ["run_benchmark", "build_shortcuts", "measure", "load_result", "STRENGTHS", "NEGATIVE_SHARE"]

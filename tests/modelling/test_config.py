@@ -88,6 +88,9 @@ def test_unknown_top_level_key(tmp_path):
         ("cohort", "test_fraction", 1.5, "cohort.test_fraction: must be strictly between 0 and 1"),
         ("runtime", "device", "tpu", "runtime.device: must be one of 'auto', 'cpu', 'cuda'; got 'tpu'"),
         ("readers", "readers", ["A", "A"], "readers.readers: must name at least one reader, each once"),
+        ("shortcuts", "seeds", 0, "shortcuts.seeds: must be at least 1"),
+        ("shortcuts", "strengths", [0.0, 1.2], "shortcuts.strengths: must list shares from 0 to 1; got"),
+        ("shortcuts", "negative_share", 1.0, "shortcuts.negative_share: must lie in 0-1 and below the largest"),
     ],
 )
 def test_mistyped_or_out_of_range_values(tmp_path, section, key, value, message):

@@ -100,3 +100,21 @@ def test_summary_counts_each_method_against_the_truth():
     assert s["methods"]["m"]["mask_rule"] == confusion(np.array([0, 0, 1, 1], bool), models["truly_flagged"])
     assert s["requirements"]["correct models at 0%: passed"]["met"]
     assert s["requirements"]["correct models at 100%: flagged"]["met"]
+
+
+def test_cli_resumes_and_prints_the_audit_against_the_truth(benchmark):
+    from typer.testing import CliRunner
+
+    from modelling.cli.app import app
+
+    cfg, out, summary = benchmark
+    result = CliRunner().invoke(app, ["benchmark", "shortcuts", "--config", "tiny", "--out", str(out),
+                                      "--strengths", "0,1", "--seeds", "1", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    a = summary["audit"]
+    assert f"{a['tp']} true and {a['fp']} false positives" in result.output
+    assert "correct models at 100%: flagged" in result.output and "gvr" in result.output
+    bad = CliRunner().invoke(app, ["benchmark", "shortcuts", "--config", "tiny", "--out", str(out / "x"),
+                                   "--strengths", "0,half"])
+    assert bad.exit_code == 2 and "--strengths: expected numbers" in bad.output
+    assert not (out / "x").exists()
