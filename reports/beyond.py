@@ -225,10 +225,10 @@ else:
 # %%
 #| label: fig-shortcuts
 #| fig-cap: "Shortcut benchmark: each method's mean share of its explanation on the marker, over radiographs that carry it, against the strength (mean over seeds), and the models' measured reliance on the marker (dashed, right axis)."
-if has_shortcuts:
-    from PIL import Image
+#| fig-alt: "Line charts, one per regime: share of each explanation method's weight on the shortcut marker against the share of positives carrying it, with the models' measured reliance on the marker as a dashed line."
+from analysis.shortcuts import figure as shortcut_figure
 
-    display(Image.open(bundle.verify_file("shortcuts/shortcuts.png")))
+shortcut_figure(sc_shares, sc_models) if has_shortcuts else None
 
 # %%
 #| label: tbl-shortcuts

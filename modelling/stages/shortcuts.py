@@ -41,6 +41,7 @@ import pandas as pd
 
 from data_schema import Bundle
 from data_schema.io import atomic_write_bytes, atomic_write_text
+from analysis.shortcuts import figure_png
 from modelling.config import StudyConfig, config_from_dict, config_to_dict
 from modelling.explain.audit import FLAGGED, THRESHOLD, mask_share, reliance_verdict
 from modelling.explain.faithfulness import DISEASE_MASKS
@@ -175,41 +176,6 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
     }
 
 
-def figure(shares: pd.DataFrame, models: pd.DataFrame) -> bytes:
-    """PNG: per regime, each method's mean share on the shortcut (radiographs that carry it) against
-    strength, with the models' measured reliance on the shortcut on a second axis."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    regimes = sorted(shares["regime"].unique())
-    fig, axes = plt.subplots(1, len(regimes), figsize=(5.2 * len(regimes), 4), squeeze=False)
-    for ax, regime in zip(axes[0], regimes):
-        g = shares[shares["regime"] == regime]
-        for method, m in g.groupby("method", sort=True):
-            mean = m.groupby("strength")["share_shortcut_carriers"].mean()
-            ax.plot(100 * mean.index, mean.to_numpy(), marker="o", lw=2.4 if method == "gvr" else 1.4,
-                    label=method.replace("_", " "))
-        ax.set_xlabel("strength: % of positives carrying the marker")
-        ax.set_ylabel("share of the explanation on the marker\n(radiographs carrying it)")
-        ax.set_title(f"{regime} models")
-        twin = ax.twinx()
-        rel = models[models["regime"] == regime].groupby("strength")["shortcut_reliance"].mean()
-        twin.plot(100 * rel.index, rel.to_numpy(), color="black", ls="--", label="reliance (right axis)")
-        twin.set_ylabel("measured reliance: fall in log BNP\nwhen the marker is removed")
-        lines = ax.get_legend_handles_labels()
-        more = twin.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _check(strengths, seeds: int, negative_share: float) -> list[float]:
     strengths = sorted({float(s) for s in strengths})
     if not strengths or any(not 0.0 <= s <= 1.0 for s in strengths):
@@ -281,7 +247,7 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)
         atomic_write_bytes(out / f"{name}.parquet", buffer.getvalue())
-    atomic_write_bytes(out / "shortcuts.png", figure(shares, models))
+    atomic_write_bytes(out / "shortcuts.png", figure_png(shares, models))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
     return summary
 
@@ -297,7 +263,7 @@ def write_shortcuts(stage, config: StudyConfig) -> dict:
                                       negative_share=s.negative_share)
     stage.write_table("shortcut_shares", shares)
     stage.write_table("shortcut_models", models)
-    stage.write_bytes("shortcuts/shortcuts.png", figure(shares, models))
+    stage.write_bytes("shortcuts/shortcuts.png", figure_png(shares, models))
     stage.write_json("shortcuts/summary.json", summary)
     return summary
 
