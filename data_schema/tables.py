@@ -478,7 +478,8 @@ class ShortcutModels(_Strict):
     strength: Series[float] = pa.Field(ge=0, le=1, description="Share of positives carrying the shortcut marker.")
     model_id: Series[str] = _id("Predictor.")
     regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
-    test_auc: Series[float] = pa.Field(ge=0, le=1, nullable=True, description="AUC on the test split.")
+    held_out_auc: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "AUC on data the model did not train on: the test split (correct), the withheld quarter (overfitted)."))
     shortcut_reliance: Series[float] = pa.Field(description=(
         "Mean fall in predicted log BNP over the model's GVR radiographs when the marker is removed."),
         metadata={"unit": "natural log of ng/L"})

@@ -232,10 +232,10 @@ shortcut_figure(sc_shares, sc_models) if has_shortcuts else None
 
 # %%
 #| label: tbl-shortcuts
-#| tbl-cap: "Shortcut benchmark per strength and regime (mean over seeds): the models' test AUC and measured reliance on the marker, the truth by intervention and the audit's decisions, and each method's mean share on the marker among radiographs that carry it."
+#| tbl-cap: "Shortcut benchmark per strength and regime (mean over seeds): the models' held-out AUC and measured reliance on the marker, the truth by intervention and the audit's decisions, and each method's mean share on the marker among radiographs that carry it."
 if has_shortcuts:
     per = sc_models.groupby(["strength", "regime"]).agg(
-        models=("model_id", "size"), test_auc=("test_auc", "mean"), reliance=("shortcut_reliance", "mean"),
+        models=("model_id", "size"), held_out_auc=("held_out_auc", "mean"), reliance=("shortcut_reliance", "mean"),
         truly_flagged=("truly_flagged", "sum"), audit_flagged=("audit_flagged", "sum"),
         audit_share=("audit_non_disease_share", "mean"))
     marks = sc_shares.pivot_table(index=["strength", "regime"], columns="method",

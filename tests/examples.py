@@ -145,6 +145,19 @@ def examples() -> dict[str, pd.DataFrame]:
             "radiographs": [50, 50], "changed": [43, 50], "mean_drop": [0.74, 0.14], "sd_drop": [0.3, 0.1],
             "gvr_mean_coefficient": [0.3, 0.02],
         }),
+        "shortcut_shares": pd.DataFrame({
+            "seed": [1, 1], "strength": [1.0, 1.0], "model_id": ["mlp-correct", "mlp-correct"],
+            "regime": ["correct", "correct"], "method": ["gvr", "lime"], "explained": [50, 50], "carriers": [50, 50],
+            "share_shortcut": [0.01, 0.03], "share_shortcut_carriers": [0.01, 0.03], "share_disease": [0.35, 0.32],
+            "share_elsewhere": [0.64, 0.65], "non_disease_share": [0.32, float("nan")],
+        }),
+        "shortcut_models": pd.DataFrame({
+            "seed": [1], "strength": [1.0], "model_id": ["mlp-correct"], "regime": ["correct"],
+            "held_out_auc": [0.95], "shortcut_reliance": [2.1],
+            **{f"drop_{f}": [0.2] for f in INTERVENTION_FEATURES},
+            "reliance_share": [0.66], "truly_flagged": [True], "audit_decision": ["passed"], "audit_basis": ["masks"],
+            "audit_non_disease_share": [0.32], "audit_flagged": [False],
+        }),
         "reader_assessments": pd.DataFrame({
             "reader": ["A", "A", "B"],
             "round": [1, 2, 1],

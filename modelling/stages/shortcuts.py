@@ -119,7 +119,9 @@ def _model_rows(bundle: Bundle) -> list[dict]:
         a = audit[model_id]
         rows.append({
             "model_id": model_id, "regime": g["regime"].iloc[0],
-            "test_auc": aucs.get(f"{model_id}/test", {}).get("auc"),
+            # the correct model's test split; the overfitted model's withheld quarter of its own data
+            "held_out_auc": aucs.get(f"{model_id}/{'test' if g['regime'].iloc[0] == 'correct' else 'validation'}",
+                                     {}).get("auc"),
             "shortcut_reliance": float(drops.get("shortcut", 0.0)),
             **{f"drop_{f}": float(v) for f, v in drops.items()},
             "reliance_share": truth["share"], "truly_flagged": truth["flagged"],
@@ -212,7 +214,7 @@ def measure(config: StudyConfig, work, *, strengths=STRENGTHS, seeds: int = 3,
         "strength", "share_shortcut", "share_shortcut_carriers", "share_disease", "share_elsewhere",
         "non_disease_share")})
     models = pd.DataFrame(model_rows).astype({c: float for c in (
-        "strength", "test_auc", "reliance_share", "audit_non_disease_share")})
+        "strength", "held_out_auc", "reliance_share", "audit_non_disease_share")})
     summary = summarise(shares, models) | {
         "strengths": strengths, "seeds": [config.seed + k for k in range(seeds)], "negative_share": negative_share,
         "profile": config.profile, "seconds": timings, "total_seconds": round(time.monotonic() - started, 1),
