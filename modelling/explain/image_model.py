@@ -1,0 +1,269 @@
+"""A user's own image model, loaded and checked, and seen from the latent space of the generative model.
+
+The paper's GVRs explain predictors of the latent code only. A model that already exists works on
+pixels: it is loaded here from a TorchScript file (``torch.jit.save``) or from a Python factory and
+a state dict (read with ``weights_only=True``), described by an :class:`ImageModelSpec` (input size,
+pixel scaling, what its output means, which output, the decision threshold), and checked before use.
+:class:`LatentImageModel` then composes decoder, resizing, scaling and the model into one
+differentiable map from a latent code to the model's decision score, so that
+:func:`modelling.explain.gvr.move` can move codes through the real model (the direct method).
+
+Scores: every output kind is turned into a scale on which "positive" is ``score >= threshold``
+and which is linear near the threshold: log BNP as it is, BNP in ng/L by its log, a logit as it is,
+a probability by its logit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+from torch.nn import functional as F
+
+#: What a model's output means.
+OUTPUTS = ("log_bnp", "bnp_ng_l", "logit", "probability")
+#: How the model expects its pixels: 0-1, or (0-1 - mean) / sd.
+SCALINGS = ("unit", "mean_sd")
+
+
+class ImageModelError(ValueError):
+    """A user's image model or its spec that cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageModelSpec:
+    """How to feed a user's image model and read its output.
+
+    Attributes
+    ----------
+    input_size : int
+        Side of the square single-channel image the model takes (radiographs are resized to it).
+    scaling : {"unit", "mean_sd"}
+        Pixels in 0-1, or standardised with `mean` and `sd` after scaling to 0-1.
+    output : {"log_bnp", "bnp_ng_l", "logit", "probability"}
+        What the selected output is.
+    output_index : int
+        Which column of a (n, k) output; 0 for a (n,) or (n, 1) output.
+    threshold : float
+        The decision threshold in the output's own units (e.g. 100 for BNP in ng/L, 0.5 for a
+        probability); positive is at or above it.
+    """
+
+    input_size: int
+    output: str
+    threshold: float
+    scaling: str = "unit"
+    mean: float = 0.0
+    sd: float = 1.0
+    output_index: int = 0
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        where = self.source or "image model spec"
+        if self.output not in OUTPUTS:
+            raise ImageModelError(f"{where}: output must be one of {', '.join(OUTPUTS)}; got {self.output!r}")
+        if self.scaling not in SCALINGS:
+            raise ImageModelError(f"{where}: scaling must be one of {', '.join(SCALINGS)}; got {self.scaling!r}")
+        if not 8 <= int(self.input_size) <= 2048:
+            raise ImageModelError(f"{where}: input_size must be 8-2048 pixels; got {self.input_size}")
+        if self.sd <= 0:
+            raise ImageModelError(f"{where}: sd must be positive; got {self.sd}")
+        if self.output_index < 0:
+            raise ImageModelError(f"{where}: output_index must not be negative; got {self.output_index}")
+        if self.output == "probability" and not 0 < self.threshold < 1:
+            raise ImageModelError(f"{where}: a probability's threshold must lie strictly between 0 and 1; "
+                                  f"got {self.threshold}")
+        if self.output == "bnp_ng_l" and self.threshold <= 0:
+            raise ImageModelError(f"{where}: a BNP threshold must be positive ng/L; got {self.threshold}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ImageModelSpec:
+        """Read a spec from YAML (the keys of this class; unknown keys are refused, naming them)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ImageModelError(f"{path}: image model spec not found") from None
+        except yaml.YAMLError as exc:
+            raise ImageModelError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ImageModelError(f"{path}: expected a mapping of keys (input_size, output, threshold, ...)")
+        known = {"input_size", "output", "threshold", "scaling", "mean", "sd", "output_index"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ImageModelError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        missing = sorted({"input_size", "output", "threshold"} - set(data))
+        if missing:
+            raise ImageModelError(f"{path}: missing key(s) {', '.join(missing)}")
+        try:
+            return cls(**data, source=str(path))
+        except TypeError as exc:
+            raise ImageModelError(f"{path}: {exc}") from None
+
+    @property
+    def score_threshold(self) -> float:
+        """The threshold on the score scale (see the module)."""
+        return float(to_score(torch.tensor(float(self.threshold)), self.output))
+
+
+def to_score(output: torch.Tensor, kind: str) -> torch.Tensor:
+    """An output on the score scale: log for BNP in ng/L, logit for a probability, else unchanged.
+
+    >>> round(float(to_score(torch.tensor(100.0), "bnp_ng_l")), 3), float(to_score(torch.tensor(0.5), "probability"))
+    (4.605, 0.0)
+    """
+    if kind == "bnp_ng_l":
+        return torch.log(output.clamp_min(1e-12))
+    if kind == "probability":
+        p = output.clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+    return output
+
+
+def prepare(images: torch.Tensor, spec: ImageModelSpec) -> torch.Tensor:
+    """Images in [-1, 1] (n, 1, h, w), as the decoder draws them, to the model's input: resized
+    (bilinear, differentiable) and scaled."""
+    x = (images + 1.0) / 2.0
+    if x.shape[-1] != spec.input_size or x.shape[-2] != spec.input_size:
+        x = F.interpolate(x, size=(spec.input_size, spec.input_size), mode="bilinear", align_corners=False)
+    if spec.scaling == "mean_sd":
+        x = (x - spec.mean) / spec.sd
+    return x
+
+
+def select_output(out: torch.Tensor, spec: ImageModelSpec, n: int) -> torch.Tensor:
+    """Column `spec.output_index` of a model's output as a (n,) tensor; refuses other shapes, naming them."""
+    if isinstance(out, (tuple, list)):
+        raise ImageModelError(f"the image model returned a {type(out).__name__}; it must return one tensor")
+    if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
+        if spec.output_index != 0:
+            raise ImageModelError(f"the image model returns one output per image (shape {tuple(out.shape)}); "
+                                  f"output_index {spec.output_index} does not exist")
+        out = out.reshape(-1)
+    elif out.ndim == 2:
+        if spec.output_index >= out.shape[1]:
+            raise ImageModelError(f"the image model returns {out.shape[1]} outputs per image (shape "
+                                  f"{tuple(out.shape)}); output_index {spec.output_index} does not exist")
+        out = out[:, spec.output_index]
+    else:
+        raise ImageModelError(f"the image model's output has shape {tuple(out.shape)}; expected (n,) or (n, k)")
+    if out.shape[0] != n:
+        raise ImageModelError(f"the image model returned {out.shape[0]} outputs for {n} images")
+    return out
+
+
+def scores(model: nn.Module, images: torch.Tensor, spec: ImageModelSpec) -> torch.Tensor:
+    """The model's score (see the module) for images in [-1, 1] (n, 1, h, w)."""
+    return to_score(select_output(model(prepare(images, spec)), spec, images.shape[0]), spec.output)
+
+
+def check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> None:
+    """Run the model on two blank images of the spec's size; refuse a wrong input or output shape, a
+    non-finite output, or (when `needs_gradients`) an output that does not depend differentiably on
+    the pixels."""
+    model.eval()
+    x = torch.zeros(2, 1, spec.input_size, spec.input_size, requires_grad=needs_gradients)
+    try:
+        out = model(x)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the spec does not fit the model
+        raise ImageModelError(f"the image model does not accept input of shape (2, 1, {spec.input_size}, "
+                              f"{spec.input_size}) as its spec says: {type(exc).__name__}: {exc}") from None
+    selected = select_output(out, spec, 2)
+    if not torch.isfinite(selected).all():
+        raise ImageModelError("the image model's output on a blank image is not finite")
+    if needs_gradients:
+        if not selected.requires_grad:
+            raise ImageModelError("the image model's output does not depend differentiably on its input (no "
+                                  "gradient); the direct method needs gradients: use the surrogate method")
+        (grad,) = torch.autograd.grad(selected.sum(), x, allow_unused=True)
+        if grad is None or not torch.isfinite(grad).all():
+            raise ImageModelError("the image model gives no finite gradient with respect to its input; the direct "
+                                  "method needs gradients: use the surrogate method")
+
+
+def _kind_of_file(path: Path) -> str:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        return "torch-save"
+    return "other"
+
+
+def load_torchscript(path: str | Path) -> nn.Module:
+    """A TorchScript model (``torch.jit.save``), on the CPU in eval mode; a state dict or another pickle
+    is refused with what to do instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageModelError(f"{path}: image model not found")
+    kind = _kind_of_file(path)
+    if kind == "torchscript":
+        try:
+            return torch.jit.load(str(path), map_location="cpu").eval()
+        except Exception as exc:  # noqa: BLE001
+            raise ImageModelError(f"{path}: not a loadable TorchScript file: {exc}") from None
+    if kind == "torch-save":
+        raise ImageModelError(f"{path}: a torch.save file, not TorchScript; for a state dict give "
+                              "--image-model-factory module:function with --weights FILE, or save the model "
+                              "with torch.jit.save(torch.jit.script(model), PATH)")
+    raise ImageModelError(f"{path}: not a TorchScript file (torch.jit.save) or a state dict; a plain pickle "
+                          "is never loaded (it can run any code)")
+
+
+def load_factory(factory: str, weights: str | Path) -> nn.Module:
+    """``module:function`` called without arguments, then the state dict `weights` loaded into it with
+    ``weights_only=True`` (a pickle that holds more than tensors is refused)."""
+    module_name, _, function = factory.partition(":")
+    if not module_name or not function:
+        raise ImageModelError(f"--image-model-factory must be module:function; got {factory!r}")
+    try:
+        build = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as exc:
+        raise ImageModelError(f"--image-model-factory {factory}: cannot import it: {exc}") from None
+    model = build()
+    if not isinstance(model, nn.Module):
+        raise ImageModelError(f"--image-model-factory {factory} returned {type(model).__name__}, not a torch module")
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ImageModelError(f"{weights}: weights not found")
+    try:
+        state = torch.load(io.BytesIO(weights.read_bytes()), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ImageModelError(f"{weights}: not a state dict that loads with weights_only=True (a pickle holding "
+                              f"code or objects is refused): {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict):
+        raise ImageModelError(f"{weights}: holds a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ImageModelError(f"{weights}: does not fit {factory}'s model: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+class LatentImageModel(nn.Module):
+    """latent code -> decoder -> resize and scale -> image model -> score: the image model seen from the
+    latent space, differentiable end to end (the direct method's predictor)."""
+
+    def __init__(self, decoder: nn.Module, model: nn.Module, spec: ImageModelSpec):
+        super().__init__()
+        self.decoder, self.model, self.spec = decoder, model, spec
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return scores(self.model, self.decoder(z).float(), self.spec)
+
+
+def is_positive(score, spec: ImageModelSpec):
+    """Whether scores are at or above the spec's threshold (on the score scale)."""
+    return score >= spec.score_threshold - 1e-9 * max(1.0, abs(spec.score_threshold))
+
+
+__all__ = ["ImageModelSpec", "ImageModelError", "LatentImageModel", "check", "load_factory", "load_torchscript",
+           "prepare", "scores", "to_score", "is_positive", "OUTPUTS", "SCALINGS"]

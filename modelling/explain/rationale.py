@@ -1,0 +1,270 @@
+"""GVRs for any image model, with a captum-shaped API: ``GenerativeRationale(...).attribute(...)``.
+
+Two methods move the latent code of each input until the user's image model changes its decision:
+
+- ``direct``: through the real model, ``model(prepare(decoder(z)))`` (decoder, resizing and pixel
+  scaling inside the differentiable path; :class:`modelling.explain.image_model.LatentImageModel`);
+- ``surrogate`` (the paper's own suggestion for models that are not latent predictors): a ridge
+  regression of the model's score on the latent codes of radiographs the model scored
+  (:func:`fit_surrogate`, with its fidelity to the model on held-out radiographs), and the move
+  along it.
+
+Either way the healthy reconstruction is then shown to the real model, quantised to 8 bits as it is
+stored, and a rationale is valid only when the real model's decision has changed. A surrogate that
+the model does not follow gives invalid rationales, and they are reported as such.
+
+Example (a toy decoder and encoder; in a study they come from the bundle)::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> decoder = nn.Sequential(nn.Linear(4, 256, bias=False), nn.Unflatten(1, (1, 16, 16)))
+    >>> encoder = nn.Sequential(nn.Flatten(), nn.Linear(256, 4, bias=False))
+    >>> with torch.no_grad():  # an encoder that inverts the decoder exactly
+    ...     _ = decoder[0].weight.copy_(torch.randn(256, 4) / 16)
+    ...     _ = encoder[1].weight.copy_(torch.linalg.pinv(decoder[0].weight))
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(256, 1))  # a logit
+    >>> x = (decoder(torch.randn(3, 4)).detach() + 1) / 2  # inputs as the model takes them (0-1)
+    >>> threshold = float(model(x).min().detach()) - 0.05  # every input starts positive
+    >>> explainer = GenerativeRationale(model, decoder, encoder, output="logit")
+    >>> attributions, path = explainer.attribute(x, threshold=threshold, step_size=0.05, margin=0.01,
+    ...                                              return_path=True)
+    >>> attributions.shape == x.shape, bool(path.valid.all())
+    (True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from modelling.explain.gvr import move
+from modelling.explain.image_model import (
+    ImageModelError,
+    ImageModelSpec,
+    LatentImageModel,
+    check,
+    prepare,
+    scores,
+)
+
+METHODS = ("direct", "surrogate")
+
+
+@dataclass(frozen=True)
+class RationalePath:
+    """What :meth:`GenerativeRationale.attribute` did per input.
+
+    Attributes
+    ----------
+    start, end : ndarray (n, latent_dim)
+        Latent codes before and after the move.
+    start_score, end_score : ndarray (n,)
+        The moving predictor's score (the real model's for "direct", the surrogate's otherwise).
+    reached : ndarray of bool (n,)
+        Whether the moving predictor crossed the threshold within the step budget.
+    model_score_diseased, model_score_healthy : ndarray (n,)
+        The real model's score on the two reconstructions, quantised to 8 bits as they are stored.
+    valid : ndarray of bool (n,)
+        Whether the real model's decision on the healthy reconstruction is the one sought (below the
+        threshold for "down") while it was not on the diseased one. Never inferred from `reached`.
+    method : str
+    """
+
+    start: np.ndarray
+    end: np.ndarray
+    start_score: np.ndarray
+    end_score: np.ndarray
+    reached: np.ndarray
+    model_score_diseased: np.ndarray
+    model_score_healthy: np.ndarray
+    valid: np.ndarray
+    method: str
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """A latent predictor of an image model's score, with its fidelity to the model.
+
+    Attributes
+    ----------
+    predictor : torch.nn.Module
+        latent code -> score (a linear layer: ridge regression).
+    fidelity : dict
+        On held-out radiographs: ``r2`` (of the surrogate's scores against the model's), ``auc`` (the
+        surrogate's scores against the model's own decisions; None when the model gives one decision
+        only), ``agreement`` (share of equal decisions), ``n_fit`` and ``n_held_out``, ``alpha``.
+    """
+
+    predictor: nn.Module
+    fidelity: dict
+
+
+def _quantised(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images as they come back after being stored as 8-bit PNGs."""
+    return torch.round((images.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+
+
+def fit_surrogate(codes: np.ndarray, model_scores: np.ndarray, threshold: float, *, seed: int,
+                  held_out: float = 0.25) -> Surrogate:
+    """Ridge regression of `model_scores` on `codes` (penalty by cross-validation on the fitting part),
+    judged on a held-out share of the radiographs.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 8 radiographs, mismatched lengths, or non-finite values.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    codes, y = np.asarray(codes, np.float64), np.asarray(model_scores, np.float64)
+    if codes.ndim != 2 or len(codes) != len(y):
+        raise ValueError(f"codes must be (n, d) with one score each; got {codes.shape} and {y.shape}")
+    if len(y) < 8:
+        raise ValueError(f"a surrogate needs at least 8 scored radiographs; got {len(y)}")
+    if not (np.isfinite(codes).all() and np.isfinite(y).all()):
+        raise ValueError("codes and scores must be finite")
+    order = np.random.default_rng(seed).permutation(len(y))
+    cut = max(1, int(round(held_out * len(y))))
+    test, fit = order[:cut], order[cut:]
+    ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(codes[fit], y[fit])
+    predicted = ridge.predict(codes[test])
+    decisions = y[test] >= threshold
+    fidelity = {
+        "r2": float(r2_score(y[test], predicted)) if len(test) > 1 else None,
+        "auc": float(roc_auc_score(decisions, predicted)) if 0 < decisions.sum() < len(decisions) else None,
+        "agreement": float(np.mean((predicted >= threshold) == decisions)),
+        "n_fit": int(len(fit)), "n_held_out": int(len(test)), "alpha": float(ridge.alpha_),
+    }
+    layer = nn.Linear(codes.shape[1], 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32)[None])
+        layer.bias.fill_(float(ridge.intercept_))
+    return Surrogate(predictor=nn.Sequential(layer, nn.Flatten(0)), fidelity=fidelity)
+
+
+class GenerativeRationale:
+    """Generative visual rationales for an image model, shaped like captum's attribution classes.
+
+    Parameters
+    ----------
+    forward_func : callable or torch.nn.Module
+        The image model: inputs (n, 1, h, w) as it takes them -> outputs (n,) or (n, k).
+    decoder : torch.nn.Module
+        latent (n, d) -> images (n, 1, s, s) in [-1, 1].
+    encoder : torch.nn.Module
+        images (n, 1, s, s) in [-1, 1] -> latent (n, d).
+    output : {"log_bnp", "bnp_ng_l", "logit", "probability"}
+        What the selected output is (the threshold is in its units).
+    scaling, mean, sd :
+        How the model's inputs are scaled (see :class:`ImageModelSpec`); inputs are unscaled and
+        resized to the decoder's size before encoding.
+    """
+
+    def __init__(self, forward_func, decoder: nn.Module, encoder: nn.Module, *, output: str = "log_bnp",
+                 scaling: str = "unit", mean: float = 0.0, sd: float = 1.0):
+        self.model = forward_func if isinstance(forward_func, nn.Module) else _Wrapped(forward_func)
+        self.decoder, self.encoder = decoder.eval(), encoder.eval()
+        self.output, self.scaling, self.mean, self.sd = output, scaling, mean, sd
+
+    def spec(self, input_size: int, target: int, threshold: float) -> ImageModelSpec:
+        return ImageModelSpec(input_size=input_size, output=self.output, threshold=threshold, scaling=self.scaling,
+                              mean=self.mean, sd=self.sd, output_index=target)
+
+    def _to_generator(self, inputs: torch.Tensor, size: int) -> torch.Tensor:
+        x = inputs * self.sd + self.mean if self.scaling == "mean_sd" else inputs
+        x = x.clamp(0, 1) * 2 - 1
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return x
+
+    def attribute(self, inputs: torch.Tensor, target: int = 0, *, threshold: float, direction: str = "down",
+                  method: str = "direct", surrogate: Surrogate | None = None, covariance: np.ndarray | None = None,
+                  step_size: float = 0.01, max_steps: int = 200, similarity_weight: float = 1.0,
+                  margin: float = 0.0, return_path: bool = False):
+        """Move each input's latent code until the model's decision changes; the attribution is
+        ``prepare(diseased) - prepare(healthy)`` with the inputs' shape (what the model's decision
+        needed to lose).
+
+        Parameters
+        ----------
+        inputs : tensor (n, 1, h, w)
+            As the model takes them (square).
+        target : int
+            The model's output index (captum's meaning of `target`).
+        threshold : float
+            The decision threshold in the output's units.
+        direction : {"down", "up"}
+            "down": from positive to below the threshold (a GVR); "up": an inverse GVR.
+        method : {"direct", "surrogate"}
+            Move through the real model, or along `surrogate` (:func:`fit_surrogate`).
+        covariance : array (d, d), optional
+            Pattern moves (:func:`modelling.explain.gvr.move`); None: the paper's gradient moves.
+        margin : float
+            How far past the threshold to move, on the score scale (log BNP or logit): the path lands
+            just past its target, and storing the images in 8 bits can carry them back across it.
+        return_path : bool
+            Also return a :class:`RationalePath`.
+        """
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        if method == "surrogate" and surrogate is None:
+            raise ValueError("method 'surrogate' needs surrogate= (fit_surrogate on scored radiographs' codes)")
+        if inputs.ndim != 4 or inputs.shape[1] != 1 or inputs.shape[-1] != inputs.shape[-2]:
+            raise ImageModelError(f"inputs must be square single-channel images (n, 1, h, h); got {tuple(inputs.shape)}")
+        spec = self.spec(int(inputs.shape[-1]), target, threshold)
+        check(self.model, spec, needs_gradients=method == "direct")
+        with torch.no_grad():
+            first = self.encoder(self._to_generator(inputs.float(), self._generator_size()))
+        codes = first.float().cpu().numpy()
+        predictor = LatentImageModel(self.decoder, self.model, spec) if method == "direct" else surrogate.predictor
+        if margin < 0:
+            raise ValueError(f"margin must not be negative; got {margin}")
+        aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin
+        path = move(codes, self.decoder, predictor, target_log_bnp=aim, direction=direction,
+                    step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight,
+                    frames=2, covariance=covariance)
+        with torch.no_grad():
+            diseased = _quantised(self.decoder(torch.from_numpy(path.start)).float())
+            healthy = _quantised(self.decoder(torch.from_numpy(path.end)).float())
+            s_d = scores(self.model, diseased, spec).numpy().astype(np.float64)
+            s_h = scores(self.model, healthy, spec).numpy().astype(np.float64)
+            attributions = prepare(diseased, spec) - prepare(healthy, spec)
+        thr = spec.score_threshold
+        if direction == "down":
+            valid = (s_d >= thr) & (s_h < thr)
+        else:
+            valid = (s_d < thr) & (s_h >= thr)
+        if not return_path:
+            return attributions
+        return attributions, RationalePath(
+            start=path.start, end=path.end, start_score=path.start_log_bnp, end_score=path.end_log_bnp,
+            reached=path.reached, model_score_diseased=s_d, model_score_healthy=s_h, valid=valid, method=method)
+
+    def _generator_size(self) -> int:
+        """The decoder's image side, from one decoded zero code (its latent size from `latent_dim` or its
+        first layer)."""
+        d = getattr(self.decoder, "latent_dim", None)
+        if d is None:
+            first = next((m for m in self.decoder.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))), None)
+            if first is None:
+                raise ImageModelError("cannot tell the decoder's latent size: give it a latent_dim attribute")
+            d = first.in_features if isinstance(first, nn.Linear) else first.in_channels
+        with torch.no_grad():
+            return int(self.decoder(torch.zeros(1, int(d))).shape[-1])
+
+
+class _Wrapped(nn.Module):
+    """A plain function as a module (no parameters), so that the move can treat it as a predictor."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)

@@ -1,0 +1,223 @@
+"""GVRs of a user's own image model (issue 17): loading and refusals, the direct and surrogate methods,
+validity checked with the real model (toy models with known answers, STYLE.md 8)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelling.explain.image_model import (
+    ImageModelError,
+    ImageModelSpec,
+    check,
+    load_factory,
+    load_torchscript,
+    scores,
+)
+from modelling.explain.rationale import GenerativeRationale, fit_surrogate
+from tests.modelling.explain.toy_models import SIZE, HeartModel, ToyDecoder, ToyEncoder, heart_region
+
+THRESHOLD = np.log(100.0)
+
+
+def images(z: np.ndarray, decoder=None) -> torch.Tensor:
+    with torch.no_grad():
+        return (((decoder or ToyDecoder())(torch.as_tensor(z, dtype=torch.float32)) + 1) / 2).clamp(0, 1)
+
+
+def test_the_direct_change_lies_in_the_heart_when_the_model_reads_only_the_heart():
+    decoder, model = ToyDecoder(), HeartModel()
+    x = images(np.array([[1.5, 0.8, 0, 0], [1.2, -0.5, 0, 0]]))
+    x48 = torch.nn.functional.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False)
+    assert (model(x48)[:, 0] > THRESHOLD).all()  # both start positive, on the model's own 48 px input
+    explainer = GenerativeRationale(model, decoder, ToyEncoder(), output="log_bnp")
+    attributions, path = explainer.attribute(x48, threshold=THRESHOLD, step_size=0.05, max_steps=400, margin=0.02,
+                                             return_path=True)
+    assert attributions.shape == x48.shape  # captum's contract: the inputs' shape
+    assert path.valid.all() and (path.model_score_healthy < THRESHOLD).all()
+    assert (path.end[:, 0] < path.start[:, 0]).all()  # the heart shrinks
+    np.testing.assert_allclose(path.end[:, 1], path.start[:, 1], atol=0.05)  # the marker the model ignores stays
+    change = attributions.abs()[:, 0].numpy()
+    heart = heart_region(48).numpy().astype(bool)
+    assert (change[:, heart].sum(axis=1) / change.sum(axis=(1, 2)) > 0.95).all()
+
+
+def scored_codes(model, n=200, seed=0):
+    z = np.random.default_rng(seed).normal(0, 1, (n, 4)).astype(np.float32)
+    z[:, 2:] = 0
+    with torch.no_grad():
+        s = model(images(z))[:, 0].numpy() if isinstance(model, nn.Module) else model(images(z))
+    return z, np.asarray(s, np.float64)
+
+
+class NoiseModel(nn.Module):
+    """An output that no smooth function of the code predicts: a hash of the pixels."""
+
+    def forward(self, x):
+        return torch.sin(5000.0 * (x * torch.linspace(0, 1, x[0].numel()).reshape(x.shape[1:])).sum(dim=(1, 2, 3)))[:, None]
+
+
+def test_surrogate_fidelity_is_high_for_a_model_of_the_code_and_falls_for_noise():
+    z, s = scored_codes(HeartModel())
+    good = fit_surrogate(z, s, threshold=float(np.median(s)), seed=1)
+    assert good.fidelity["r2"] > 0.8 and good.fidelity["auc"] > 0.9 and good.fidelity["n_held_out"] == 50
+    z, s = scored_codes(NoiseModel())
+    noise = fit_surrogate(z, s, threshold=float(np.median(s)), seed=1)
+    assert noise.fidelity["r2"] < 0.2 and noise.fidelity["auc"] < 0.75
+    assert noise.fidelity["agreement"] < good.fidelity["agreement"]
+
+
+def test_a_surrogate_the_model_does_not_follow_gives_invalid_rationales():
+    """The surrogate reads the marker (z[1]); the model reads the heart. Moving along the surrogate
+    reaches its target, but the real model's decision does not change: not valid."""
+    decoder, model = ToyDecoder(), HeartModel()
+    wrong = nn.Sequential(nn.Linear(4, 1), nn.Flatten(0))
+    with torch.no_grad():
+        wrong[0].weight.copy_(torch.tensor([[0.0, 2.0, 0.0, 0.0]]))
+        wrong[0].bias.fill_(THRESHOLD + 1.0)
+    from modelling.explain.rationale import Surrogate
+
+    surrogate = Surrogate(predictor=wrong, fidelity={})
+    x = images(np.array([[1.5, 0.8, 0, 0], [1.4, 0.6, 0, 0]]))
+    _, path = GenerativeRationale(model, decoder, ToyEncoder()).attribute(
+        x, threshold=THRESHOLD, method="surrogate", surrogate=surrogate, step_size=0.05, max_steps=400,
+        return_path=True)
+    assert path.reached.all()  # the surrogate crossed
+    assert not path.valid.any() and (path.model_score_healthy >= THRESHOLD).all()  # the model did not
+
+
+def test_surrogate_method_with_a_faithful_surrogate_is_valid():
+    decoder, model = ToyDecoder(), HeartModel()
+    z, s = scored_codes(model)
+    surrogate = fit_surrogate(z, s, threshold=THRESHOLD, seed=2)
+    x = images(np.array([[1.5, 0.8, 0, 0], [1.2, -0.5, 0, 0]]))
+    _, path = GenerativeRationale(model, decoder, ToyEncoder()).attribute(
+        x, threshold=THRESHOLD, method="surrogate", surrogate=surrogate, step_size=0.05, max_steps=400,
+        margin=0.1, return_path=True)
+    assert path.valid.all()
+
+
+# ---- loading and refusals ------------------------------------------------------------------------------
+
+SPEC = ImageModelSpec(input_size=SIZE, output="log_bnp", threshold=THRESHOLD)
+
+
+def test_torchscript_loads_and_matches_the_model(tmp_path):
+    model = HeartModel()
+    path = tmp_path / "m.pt"
+    torch.jit.save(torch.jit.trace(model, torch.rand(2, 1, SIZE, SIZE)), str(path))
+    loaded = load_torchscript(path)
+    check(loaded, SPEC, needs_gradients=True)
+    x = images(np.array([[1.0, 0.0, 0, 0]])) * 2 - 1
+    torch.testing.assert_close(scores(loaded, x, SPEC), scores(model, x, SPEC))
+
+
+def test_a_torch_save_file_or_a_plain_pickle_is_refused_with_what_to_do(tmp_path):
+    saved = tmp_path / "state.pt"
+    torch.save(HeartModel().state_dict(), saved)
+    with pytest.raises(ImageModelError, match="a torch.save file, not TorchScript; for a state dict give "
+                                              "--image-model-factory"):
+        load_torchscript(saved)
+    plain = tmp_path / "model.pkl"
+    plain.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(ImageModelError, match="not a TorchScript file .* a plain pickle is never loaded"):
+        load_torchscript(plain)
+    with pytest.raises(ImageModelError, match="image model not found"):
+        load_torchscript(tmp_path / "absent.pt")
+
+
+def test_factory_loads_a_state_dict_with_weights_only_and_refuses_a_pickled_module(tmp_path):
+    model = HeartModel()
+    with torch.no_grad():
+        model.scale.fill_(7.0)
+    weights = tmp_path / "w.pt"
+    torch.save(model.state_dict(), weights)
+    loaded = load_factory("tests.modelling.explain.toy_models:heart_model", weights)
+    assert float(loaded.scale.detach()) == 7.0
+    whole = tmp_path / "whole.pt"
+    torch.save(model, whole)  # a pickled module: code, not weights
+    with pytest.raises(ImageModelError, match="not a state dict that loads with weights_only=True"):
+        load_factory("tests.modelling.explain.toy_models:heart_model", whole)
+    with pytest.raises(ImageModelError, match="must be module:function"):
+        load_factory("toy_models.heart_model", weights)
+    with pytest.raises(ImageModelError, match="cannot import it"):
+        load_factory("tests.modelling.explain.toy_models:absent", weights)
+    other = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(3)}, other)
+    with pytest.raises(ImageModelError, match="does not fit"):
+        load_factory("tests.modelling.explain.toy_models:heart_model", other)
+
+
+class ThreeChannels(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+
+
+class Argmax(nn.Module):
+    def forward(self, x):
+        return x.flatten(1).argmax(dim=1).float()[:, None]
+
+
+def test_a_model_that_does_not_fit_its_spec_is_refused_naming_the_shapes():
+    with pytest.raises(ImageModelError, match=r"does not accept input of shape \(2, 1, 32, 32\)"):
+        check(ThreeChannels(), SPEC, needs_gradients=False)
+    two_outputs = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 2))
+    with pytest.raises(ImageModelError, match=r"returns 2 outputs per image \(shape \(2, 2\)\); output_index 5"):
+        check(two_outputs, ImageModelSpec(input_size=SIZE, output="logit", threshold=0.0, output_index=5),
+              needs_gradients=False)
+    check(two_outputs, ImageModelSpec(input_size=SIZE, output="logit", threshold=0.0, output_index=1),
+          needs_gradients=True)
+    with pytest.raises(ImageModelError, match=r"output has shape \(2, 1, 30, 30\)"):
+        check(nn.Conv2d(1, 1, 3), SPEC, needs_gradients=False)
+
+
+def test_a_non_differentiable_model_is_refused_for_the_direct_method_only():
+    with pytest.raises(ImageModelError, match="does not depend differentiably .* use the surrogate method"):
+        check(Argmax(), SPEC, needs_gradients=True)
+    check(Argmax(), SPEC, needs_gradients=False)
+    x = images(np.array([[1.5, 0.8, 0, 0]]))
+    with pytest.raises(ImageModelError, match="use the surrogate method"):
+        GenerativeRationale(Argmax(), ToyDecoder(), ToyEncoder()).attribute(x, threshold=1.0)
+
+
+def test_spec_yaml_is_checked_naming_the_file(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text("input_size: 224\noutput: probability\nthreshold: 0.5\nscaling: mean_sd\nmean: 0.5\nsd: 0.25\n")
+    spec = ImageModelSpec.from_yaml(path)
+    assert spec.score_threshold == pytest.approx(0.0) and spec.input_size == 224
+    path.write_text("input_size: 224\noutput: probability\nthreshold: 0.5\ncolour: grey\n")
+    with pytest.raises(ImageModelError, match=f"{path}: unknown key\\(s\\) colour"):
+        ImageModelSpec.from_yaml(path)
+    path.write_text("input_size: 224\noutput: probability\n")
+    with pytest.raises(ImageModelError, match="missing key\\(s\\) threshold"):
+        ImageModelSpec.from_yaml(path)
+    path.write_text("input_size: 224\noutput: odds\nthreshold: 1\n")
+    with pytest.raises(ImageModelError, match="output must be one of log_bnp, bnp_ng_l, logit, probability"):
+        ImageModelSpec.from_yaml(path)
+    path.write_text("input_size: 224\noutput: probability\nthreshold: 1.5\n")
+    with pytest.raises(ImageModelError, match="threshold must lie strictly between 0 and 1"):
+        ImageModelSpec.from_yaml(path)
+
+
+def test_scores_put_every_output_kind_on_one_scale():
+    x = torch.zeros(1, 1, SIZE, SIZE)
+
+    class Const(nn.Module):
+        def __init__(self, v):
+            super().__init__()
+            self.v = v
+
+        def forward(self, x):
+            return torch.full((x.shape[0], 1), self.v)
+
+    assert float(scores(Const(100.0), x, ImageModelSpec(SIZE, "bnp_ng_l", 100.0))) == pytest.approx(np.log(100))
+    assert float(scores(Const(0.5), x, ImageModelSpec(SIZE, "probability", 0.5))) == pytest.approx(0.0, abs=1e-6)
+    assert float(scores(Const(2.0), x, ImageModelSpec(SIZE, "logit", 0.0))) == 2.0
