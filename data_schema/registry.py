@@ -54,6 +54,7 @@ _SPECS = [
     TableSpec("faithfulness", tables.Faithfulness, ("gvr_id", "method"), "tables/faithfulness.parquet"),
     TableSpec("gvr_truth", tables.GvrTruth, ("gvr_id",), "tables/gvr_truth.parquet"),
     TableSpec("model_reliance", tables.ModelReliance, ("model_id", "feature"), "tables/model_reliance.parquet"),
+    TableSpec("image_rationales", tables.ImageRationales, ("gvr_id",), "image_gvr/rationales.parquet"),
     TableSpec("shortcut_shares", tables.ShortcutShares, ("seed", "strength", "model_id", "method"),
               "tables/shortcut_shares.parquet"),
     TableSpec("shortcut_models", tables.ShortcutModels, ("seed", "strength", "model_id"),

@@ -505,6 +505,33 @@ class ShortcutModels(_Strict):
         unique = ["seed", "strength", "model_id"]
 
 
+class ImageRationales(_Strict):
+    """GVRs of a user's own image model (``gvr explain --image-model``): one row per rationale."""
+
+    gvr_id: Series[str] = _id("Rationale identifier.", unique=True)
+    image_id: Series[str] = _id("Radiograph explained (radiographs.image_id).")
+    model_name: Series[str] = _id("The image model's name in the bundle.")
+    method: Series[str] = pa.Field(isin=["direct", "surrogate"], description=(
+        "direct: moved through the image model; surrogate: along a ridge regression of its scores on the codes."))
+    threshold: Series[float] = pa.Field(description="The model's decision threshold in its output's units.")
+    model_score_original: Series[float] = pa.Field(description=(
+        "The model's score on the radiograph (log scale for BNP in ng/L, logit for a probability)."))
+    start_score: Series[float] = pa.Field(description="The moving predictor's score at the start of the path.")
+    end_score: Series[float] = pa.Field(description="The moving predictor's score at its end.")
+    model_score_diseased: Series[float] = pa.Field(description="The model's score on the stored diseased reconstruction.")
+    model_score_healthy: Series[float] = pa.Field(description="The model's score on the stored healthy reconstruction.")
+    reached: Series[bool] = pa.Field(description="Whether the moving predictor crossed the threshold.")
+    valid: Series[bool] = pa.Field(description=(
+        "Whether the real model's decision is positive on the diseased and negative on the healthy reconstruction."))
+    steps: Series[int] = pa.Field(ge=0, description="Steps taken.")
+    latent_distance: Series[float] = pa.Field(ge=0, description="Euclidean distance moved in latent space.")
+    image_distance: Series[float] = pa.Field(ge=0, description=(
+        "Root mean square difference of the stored reconstructions (intensity 0-1)."))
+    diseased_path: Series[str] = _path("PNG of the decoded original code.")
+    healthy_path: Series[str] = _path("PNG of the decoded moved code.")
+    overlay_path: Series[str] = _path("PNG of the signed difference over the original.")
+
+
 class ReaderAssessments(_Strict):
     """Each reader's answer for each feature of each GVR, per reading round (unblinded)."""
 

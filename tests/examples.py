@@ -145,6 +145,15 @@ def examples() -> dict[str, pd.DataFrame]:
             "radiographs": [50, 50], "changed": [43, 50], "mean_drop": [0.74, 0.14], "sd_drop": [0.3, 0.1],
             "gvr_mean_coefficient": [0.3, 0.02],
         }),
+        "image_rationales": pd.DataFrame({
+            "gvr_id": ["cnn-direct-img1"], "image_id": ["img1"], "model_name": ["cnn"], "method": ["direct"],
+            "threshold": [100.0], "model_score_original": [6.1], "start_score": [5.9], "end_score": [4.6],
+            "model_score_diseased": [5.9], "model_score_healthy": [4.58], "reached": [True], "valid": [True],
+            "steps": [31], "latent_distance": [1.2], "image_distance": [0.03],
+            "diseased_path": ["image_gvr/cnn/cnn-direct-img1/diseased.png"],
+            "healthy_path": ["image_gvr/cnn/cnn-direct-img1/healthy.png"],
+            "overlay_path": ["image_gvr/cnn/cnn-direct-img1/overlay.png"],
+        }),
         "shortcut_shares": pd.DataFrame({
             "seed": [1, 1], "strength": [1.0, 1.0], "model_id": ["mlp-correct", "mlp-correct"],
             "regime": ["correct", "correct"], "method": ["gvr", "lime"], "explained": [50, 50], "carriers": [50, 50],

@@ -374,12 +374,30 @@ def explain(
     config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
     model: Optional[list[str]] = typer.Option(None, "--model", help="Model id(s) (default: every MLP)."),
     images: Optional[list[str]] = typer.Option(None, "--images", help="Radiograph id(s) to explain (default: drawn)."),
+    image_model: Optional[Path] = typer.Option(None, "--image-model", help=(
+        "Explain your own image model instead: a TorchScript file (torch.jit.save).")),
+    image_model_factory: Optional[str] = typer.Option(None, "--image-model-factory", help=(
+        "Or module:function building the model, with --weights (a state dict, loaded weights_only).")),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="The state dict for --image-model-factory."),
+    image_model_spec: Optional[Path] = typer.Option(None, "--image-model-spec", help=(
+        "YAML: input_size, output (log_bnp, bnp_ng_l, logit, probability), threshold, scaling, mean, sd, "
+        "output_index (default: the TorchScript file's name with .yaml).")),
+    method: str = typer.Option("direct", help="direct (through the image model) or surrogate (a ridge fit to it)."),
+    name: Optional[str] = typer.Option(None, help="The image model's name in the bundle (default: the file's stem)."),
     force: bool = typer.Option(False, help="Redo even when the explanations are current."),
 ) -> None:
-    """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index."""
+    """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index.
+
+    With --image-model (or --image-model-factory and --weights), explain your own image model
+    instead: GVRs moved through it (direct) or along a surrogate, each checked by the model itself.
+    """
     from modelling.config import ConfigError
     from modelling.stages.explain import UnknownModelError, build_explanations
 
+    if image_model is not None or image_model_factory is not None:
+        _explain_image_model(bundle, config, image_model, image_model_factory, weights, image_model_spec, method,
+                             name, force)
+        return
     rank = _init_distributed()  # under torchrun the radiographs are shared out between processes
     try:
         cfg = _study_config(config, bundle)
@@ -396,6 +414,53 @@ def explain(
     typer.echo(f"{(index['kind'] == 'inverse').sum()} inverse GVR frames; index: {built.root / 'tables/gvr_index.parquet'}")
     if info and info["skipped"]:
         typer.echo(f"{info['skipped']} radiograph(s) skipped: see {built.root / 'gvr/skipped.csv'}")
+
+
+def _explain_image_model(bundle, config, path, factory, weights, spec_path, method, name, force) -> None:
+    import re
+
+    from modelling.config import ConfigError
+    from modelling.explain.image_model import ImageModelError, ImageModelSpec, load_factory, load_torchscript
+    from modelling.explain.rationale import METHODS
+    from modelling.stages.image_explain import build_image_rationales
+
+    if method not in METHODS:
+        _fail(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    if (path is None) == (factory is None):
+        _fail("give either --image-model FILE (TorchScript) or --image-model-factory module:function --weights FILE")
+    try:
+        if path is not None:
+            model, data = load_torchscript(path), path.read_bytes()
+            spec_path = spec_path or path.with_suffix(".yaml")
+        else:
+            if weights is None:
+                _fail("--image-model-factory needs --weights FILE (a state dict)")
+            if spec_path is None:
+                _fail("--image-model-factory needs --image-model-spec FILE (input size, output, threshold)")
+            model, data = load_factory(factory, weights), factory.encode() + weights.read_bytes()
+        spec = ImageModelSpec.from_yaml(spec_path)
+        label = name or (path.stem if path is not None else factory.rpartition(":")[2])
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", label):
+            _fail(f"--name must be letters, digits, '.', '_' or '-'; got {label!r}")
+        cfg = _study_config(config, bundle)
+        built, info = build_image_rationales(cfg, bundle, model, spec, name=label, method=method, model_bytes=data,
+                                             force=force)
+    except (ImageModelError, ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    import json
+
+    info = json.loads(built.verify_file(f"image_gvr/{label}/summary.json").read_text())
+    typer.echo(f"{label}: scored {info['scored']:,} radiographs, {info['positive_in_test']} of the test split at or "
+               f"above {spec.threshold:g}; explained {info['explained']} ({method})")
+    if info.get("surrogate_fidelity"):
+        f = info["surrogate_fidelity"]
+        auc = "-" if f["auc"] is None else f"{f['auc']:.3f}"
+        typer.echo(f"  surrogate fidelity on {f['n_held_out']} held-out radiographs: R2 {f['r2']:.3f}, AUC against "
+                   f"the model's decisions {auc}, agreement {f['agreement']:.0%}")
+    if info["explained"]:
+        typer.echo(f"  reached the threshold {info['reached']:.0%}; confirmed by the model on the stored healthy "
+                   f"reconstruction (valid) {info['valid']:.0%}")
+    typer.echo(f"  {built.root / 'image_gvr' / label}")
 
 
 @app.command()

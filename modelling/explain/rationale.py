@@ -73,6 +73,10 @@ class RationalePath:
         Whether the real model's decision on the healthy reconstruction is the one sought (below the
         threshold for "down") while it was not on the diseased one. Never inferred from `reached`.
     method : str
+    steps : ndarray of int (n,)
+        Steps each code took.
+    frames : ndarray (n_frames, n, latent_dim)
+        Codes along the path.
     """
 
     start: np.ndarray
@@ -84,6 +88,8 @@ class RationalePath:
     model_score_healthy: np.ndarray
     valid: np.ndarray
     method: str
+    steps: np.ndarray | None = None
+    frames: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -218,33 +224,12 @@ class GenerativeRationale:
         if inputs.ndim != 4 or inputs.shape[1] != 1 or inputs.shape[-1] != inputs.shape[-2]:
             raise ImageModelError(f"inputs must be square single-channel images (n, 1, h, h); got {tuple(inputs.shape)}")
         spec = self.spec(int(inputs.shape[-1]), target, threshold)
-        check(self.model, spec, needs_gradients=method == "direct")
         with torch.no_grad():
-            first = self.encoder(self._to_generator(inputs.float(), self._generator_size()))
-        codes = first.float().cpu().numpy()
-        predictor = LatentImageModel(self.decoder, self.model, spec) if method == "direct" else surrogate.predictor
-        if margin < 0:
-            raise ValueError(f"margin must not be negative; got {margin}")
-        aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin
-        path = move(codes, self.decoder, predictor, target_log_bnp=aim, direction=direction,
-                    step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight,
-                    frames=2, covariance=covariance)
-        with torch.no_grad():
-            diseased = _quantised(self.decoder(torch.from_numpy(path.start)).float())
-            healthy = _quantised(self.decoder(torch.from_numpy(path.end)).float())
-            s_d = scores(self.model, diseased, spec).numpy().astype(np.float64)
-            s_h = scores(self.model, healthy, spec).numpy().astype(np.float64)
-            attributions = prepare(diseased, spec) - prepare(healthy, spec)
-        thr = spec.score_threshold
-        if direction == "down":
-            valid = (s_d >= thr) & (s_h < thr)
-        else:
-            valid = (s_d < thr) & (s_h >= thr)
-        if not return_path:
-            return attributions
-        return attributions, RationalePath(
-            start=path.start, end=path.end, start_score=path.start_log_bnp, end_score=path.end_log_bnp,
-            reached=path.reached, model_score_diseased=s_d, model_score_healthy=s_h, valid=valid, method=method)
+            codes = self.encoder(self._to_generator(inputs.float(), self._generator_size())).float().cpu().numpy()
+        attributions, path = explain_codes(codes, self.decoder, self.model, spec, direction=direction, method=method,
+                                           surrogate=surrogate, covariance=covariance, step_size=step_size,
+                                           max_steps=max_steps, similarity_weight=similarity_weight, margin=margin)
+        return (attributions, path) if return_path else attributions
 
     def _generator_size(self) -> int:
         """The decoder's image side, from one decoded zero code (its latent size from `latent_dim` or its
@@ -257,6 +242,43 @@ class GenerativeRationale:
             d = first.in_features if isinstance(first, nn.Linear) else first.in_channels
         with torch.no_grad():
             return int(self.decoder(torch.zeros(1, int(d))).shape[-1])
+
+
+def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec: ImageModelSpec, *,
+                  direction: str = "down", method: str = "direct", surrogate: Surrogate | None = None,
+                  covariance: np.ndarray | None = None, step_size: float = 0.01, max_steps: int = 200,
+                  similarity_weight: float = 1.0, margin: float = 0.0, frames: int = 2
+                  ) -> tuple[torch.Tensor, RationalePath]:
+    """:meth:`GenerativeRationale.attribute` from latent codes already encoded (a study bundle's).
+
+    Returns the attributions in the model's input space (n, 1, input_size, input_size) and the path,
+    with `frames` codes along the way (:func:`modelling.explain.gvr.move`).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if method == "surrogate" and surrogate is None:
+        raise ValueError("method 'surrogate' needs surrogate= (fit_surrogate on scored radiographs' codes)")
+    if margin < 0:
+        raise ValueError(f"margin must not be negative; got {margin}")
+    check(model, spec, needs_gradients=method == "direct")
+    predictor = LatentImageModel(decoder, model, spec) if method == "direct" else surrogate.predictor
+    aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin
+    path = move(np.asarray(codes, np.float32), decoder, predictor, target_log_bnp=aim, direction=direction,
+                step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight, frames=frames,
+                covariance=covariance)
+    with torch.no_grad():
+        device = next(iter(decoder.parameters()), torch.empty(0)).device
+        diseased = _quantised(decoder(torch.from_numpy(path.start).to(device)).float()).cpu()
+        healthy = _quantised(decoder(torch.from_numpy(path.end).to(device)).float()).cpu()
+        s_d = scores(model, diseased, spec).numpy().astype(np.float64)
+        s_h = scores(model, healthy, spec).numpy().astype(np.float64)
+        attributions = prepare(diseased, spec) - prepare(healthy, spec)
+    thr = spec.score_threshold
+    valid = ((s_d >= thr) & (s_h < thr)) if direction == "down" else ((s_d < thr) & (s_h >= thr))
+    return attributions, RationalePath(
+        start=path.start, end=path.end, start_score=path.start_log_bnp, end_score=path.end_log_bnp,
+        reached=path.reached, model_score_diseased=s_d, model_score_healthy=s_h, valid=valid, method=method,
+        steps=path.steps, frames=path.frames)
 
 
 class _Wrapped(nn.Module):

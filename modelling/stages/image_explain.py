@@ -1,0 +1,137 @@
+"""GVRs of a user's own image model in a study bundle (``gvr explain --image-model``).
+
+The model (TorchScript, or a factory and a state dict; :mod:`modelling.explain.image_model`) scores
+every radiograph of the bundle. The radiographs of the test split it scores highest, at or above its
+threshold (``readers.per_model`` of them), are explained with the bundle's decoder, either directly
+through the model or along a ridge surrogate fitted to its scores on the other radiographs' codes
+(:mod:`modelling.explain.rationale`). Each rationale's validity is the real model's decision on the
+stored 8-bit healthy reconstruction. Written under ``image_gvr/<name>/``:
+
+- ``<gvr_id>/diseased.png``, ``healthy.png`` and ``overlay.png`` (as the latent GVRs');
+- ``rationales.parquet`` (schema ``image_rationales``): one row per rationale;
+- ``summary.json``: the spec, the method, the model file's hash, how many reached the target and how
+  many the real model confirms, and the surrogate's fidelity on held-out radiographs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_schema import Bundle, Stage
+from data_schema.io import sha256_bytes
+from modelling.config import StudyConfig
+from modelling.explain.gvr import overlay
+from modelling.explain.image_model import ImageModelError, ImageModelSpec, check, scores
+from modelling.explain.rationale import explain_codes, fit_surrogate
+from modelling.nets.networks import to_unit
+from modelling.progress import note
+from modelling.stages.artifacts import load_decoder, load_images
+
+
+def stage_name(name: str) -> str:
+    return f"image-{name}"
+
+
+def model_scores(model, images: np.ndarray, spec: ImageModelSpec, *, batch: int = 256) -> np.ndarray:
+    """The model's score (log BNP or logit scale) of uint8 radiographs (n, h, w)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
+            out.append(scores(model, x, spec).float().numpy())
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: ImageModelSpec, *, name: str,
+                           method: str, model_sha256: str) -> dict:
+    bundle = stage.bundle
+    check(model, spec, needs_gradients=method == "direct")
+    radiographs = bundle.read_table("radiographs")
+    splits = bundle.read_table("splits").set_index("image_id").loc[radiographs["image_id"], "set"].to_numpy()
+    pixels = load_images(bundle, radiographs)
+    index = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(index["latents_path"].iloc[0])[index.loc[radiographs["image_id"], "row"].to_numpy()]
+    note("%s: scoring %s radiographs with the image model", name, f"{len(pixels):,}")
+    s = model_scores(model, pixels, spec)
+    if not np.isfinite(s).all():
+        bad = radiographs["image_id"].iloc[int(np.flatnonzero(~np.isfinite(s))[0])]
+        raise ImageModelError(f"{name}: the image model's output is not finite on radiograph {bad}")
+    thr = spec.score_threshold
+    pool = np.flatnonzero((splits == "test") & (s >= thr))
+    chosen = pool[np.argsort(-s[pool], kind="stable")][: config.readers.per_model]
+    info = {"name": name, "method": method, "model_sha256": model_sha256, "spec": {
+        k: v for k, v in dataclasses.asdict(spec).items() if k != "source"},
+        "scored": int(len(s)), "positive_in_test": int(len(pool)), "explained": int(len(chosen))}
+    surrogate = None
+    if method == "surrogate":
+        rest = np.setdiff1d(np.arange(len(s)), chosen)
+        surrogate = fit_surrogate(latents[rest], s[rest], thr, seed=config.seed)
+        info["surrogate_fidelity"] = surrogate.fidelity
+        note("%s: surrogate fidelity on held-out radiographs: R2 %.3f, AUC %s", name, surrogate.fidelity["r2"],
+             "-" if surrogate.fidelity["auc"] is None else f"{surrogate.fidelity['auc']:.3f}")
+    rows = []
+    if len(chosen):
+        decoder = load_decoder(bundle, config)
+        g = config.gvr
+        # pattern moves: the covariance of every radiograph's code (which codes the user's model learned
+        # from is not known)
+        covariance = np.cov(latents, rowvar=False) if g.move == "pattern" else None
+        _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
+                                           covariance=covariance, step_size=g.step_size, max_steps=g.max_steps,
+                                           similarity_weight=g.similarity_weight, margin=0.0)
+        with torch.no_grad():
+            diseased = decoder(torch.from_numpy(path.start)).float()
+            healthy = decoder(torch.from_numpy(path.end)).float()
+        d8 = ((diseased[:, 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        h8 = ((healthy[:, 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        for k, i in enumerate(chosen):
+            image_id = radiographs["image_id"].iloc[i]
+            gvr_id = f"{name}-{method}-{image_id}"
+            base = f"image_gvr/{name}/{gvr_id}"
+            stage.write_image(f"{base}/diseased.png", d8[k])
+            stage.write_image(f"{base}/healthy.png", h8[k])
+            stage.write_image(f"{base}/overlay.png", overlay(pixels[i], d8[k], h8[k], threshold=g.difference_threshold))
+            rows.append({
+                "gvr_id": gvr_id, "image_id": image_id, "model_name": name, "method": method,
+                "threshold": float(spec.threshold), "model_score_original": float(s[i]),
+                "start_score": float(path.start_score[k]), "end_score": float(path.end_score[k]),
+                "model_score_diseased": float(path.model_score_diseased[k]),
+                "model_score_healthy": float(path.model_score_healthy[k]),
+                "reached": bool(path.reached[k]), "valid": bool(path.valid[k]), "steps": int(path.steps[k]),
+                "latent_distance": float(np.linalg.norm(path.end[k] - path.start[k])),
+                "image_distance": float(np.sqrt(np.mean(((d8[k].astype(np.float64) - h8[k]) / 255.0) ** 2))),
+                "diseased_path": f"{base}/diseased.png", "healthy_path": f"{base}/healthy.png",
+                "overlay_path": f"{base}/overlay.png",
+            })
+    table = pd.DataFrame(rows, columns=[
+        "gvr_id", "image_id", "model_name", "method", "threshold", "model_score_original", "start_score", "end_score",
+        "model_score_diseased", "model_score_healthy", "reached", "valid", "steps", "latent_distance",
+        "image_distance", "diseased_path", "healthy_path", "overlay_path"])
+    table = table.astype({"reached": bool, "valid": bool, "steps": int})
+    stage.write_table("image_rationales", table, f"image_gvr/{name}/rationales.parquet")
+    info["reached"] = float(table["reached"].mean()) if len(table) else None
+    info["valid"] = float(table["valid"].mean()) if len(table) else None
+    stage.write_json(f"image_gvr/{name}/summary.json", info)
+    return info
+
+
+def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec, *, name: str, method: str,
+                           model_bytes: bytes, force: bool = False) -> tuple[Bundle, dict | None]:
+    """Explain a user's image model in the bundle at `out` (after `gvr train`); skipped when current."""
+    bundle = Bundle(out, create=False)
+    if "train" not in bundle.stages:
+        raise ValueError(f"{bundle.root}: no decoder yet; run `gvr train` first")
+    sha = sha256_bytes(model_bytes)
+    key = {"model_sha256": sha, "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "source"},
+           "method": method, "gvr": dataclasses.asdict(config.gvr), "per_model": config.readers.per_model}
+    inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/latents_index.parquet",
+              "arrays/latents.npy", "checkpoints/decoder.pt"]
+    result: dict = {}
+    bundle.run_stage(stage_name(name), lambda st: result.update(write_image_rationales(
+        st, config, model, spec, name=name, method=method, model_sha256=sha)),
+        config=key, seed=config.seed, inputs=inputs, force=force)
+    return bundle, result or None

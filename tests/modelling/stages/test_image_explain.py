@@ -1,0 +1,88 @@
+"""`gvr explain --image-model`: a user's TorchScript or factory model explained in a tiny bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from data_schema import Bundle, validate_bundle
+from modelling.cli.app import app
+from modelling.explain.image_model import ImageModelSpec
+from modelling.stages.artifacts import load_images
+from modelling.stages.image_explain import model_scores
+from tests.conftest import copy_bundle
+from tests.modelling.explain.toy_models import HeartModel
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def user_model(tiny_trained, tmp_path_factory):
+    """A copy of the tiny bundle, and a TorchScript heart model whose threshold is the median score of
+    the bundle's test radiographs (so that half of them start positive)."""
+    root = copy_bundle(tiny_trained, tmp_path_factory.mktemp("image") / "b")
+    bundle = Bundle(root, create=False)
+    radiographs = bundle.read_table("radiographs")
+    size = load_images(bundle, radiographs.iloc[:1]).shape[-1]
+    model = HeartModel()
+    spec = ImageModelSpec(input_size=48, output="log_bnp", threshold=0.0)
+    s = model_scores(model, load_images(bundle, radiographs), spec)
+    threshold = float(np.median(s))
+    folder = tmp_path_factory.mktemp("user")
+    path = folder / "heart.pt"
+    torch.jit.save(torch.jit.trace(model, torch.rand(2, 1, 48, 48)), str(path))
+    (folder / "heart.yaml").write_text(f"input_size: 48\noutput: log_bnp\nthreshold: {threshold}\n")
+    torch.save(model.state_dict(), folder / "heart_state.pt")
+    return root, path, threshold, size
+
+
+def test_direct_rationales_are_written_and_checked_by_the_model(user_model):
+    root, path, threshold, _ = user_model
+    result = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "explained" in result.output and "(valid)" in result.output
+    bundle = Bundle(root, create=False)
+    assert validate_bundle(root) == []
+    table = bundle.read_table("image_gvr/heart/rationales.parquet", schema="image_rationales")
+    assert len(table) >= 1 and (table["method"] == "direct").all()
+    assert (table["model_score_original"] >= threshold).all()
+    expected = (table["model_score_diseased"] >= threshold) & (table["model_score_healthy"] < threshold)
+    assert (table["valid"] == expected).all()  # validity is the model's verdict on the stored images, nothing else
+    for p in table["overlay_path"]:
+        assert bundle.read_image(p).ndim == 3
+    summary = json.loads(bundle.verify_file("image_gvr/heart/summary.json").read_text())
+    assert summary["explained"] == len(table) and summary["valid"] == pytest.approx(table["valid"].mean())
+    again = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path)])
+    assert again.exit_code == 0 and "up to date, skipped" in again.output and "explained" in again.output
+
+
+def test_surrogate_via_a_factory_reports_its_fidelity(user_model):
+    root, path, threshold, _ = user_model
+    result = runner.invoke(app, [
+        "explain", "--bundle", str(root), "--config", "tiny", "--image-model-factory",
+        "tests.modelling.explain.toy_models:heart_model", "--weights", str(path.parent / "heart_state.pt"),
+        "--image-model-spec", str(path.with_suffix(".yaml")), "--method", "surrogate", "--name", "heart-s"])
+    assert result.exit_code == 0, result.output
+    assert "surrogate fidelity on" in result.output
+    summary = json.loads(Bundle(root, create=False).verify_file("image_gvr/heart-s/summary.json").read_text())
+    assert set(summary["surrogate_fidelity"]) >= {"r2", "auc", "agreement", "n_held_out"}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--image-model", "{pt}", "--image-model-factory", "m:f"], "give either --image-model FILE"),
+    (["--image-model-factory", "tests.modelling.explain.toy_models:heart_model"], "needs --weights FILE"),
+    (["--image-model", "{state}"], "a torch.save file, not TorchScript"),
+    (["--image-model", "{pt}", "--image-model-spec", "{missing}"], "image model spec not found"),
+    (["--image-model", "{pt}", "--method", "magic"], "--method must be one of direct, surrogate"),
+    (["--image-model", "{pt}", "--name", "bad name"], "--name must be letters"),
+])
+def test_refusals_name_what_is_wrong(user_model, extra, message):
+    root, path, _, _ = user_model
+    values = {"pt": str(path), "state": str(path.parent / "heart_state.pt"), "missing": str(path.parent / "no.yaml")}
+    args = ["explain", "--bundle", str(root), "--config", "tiny", *[a.format(**values) for a in extra]]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output, result.output
