@@ -60,3 +60,17 @@ def test_bench_fidelity_trains_each_variant_on_a_copy_and_measures_it(tmp_path, 
         assert set(r["gvr"]) >= {"gradient", "pattern"} and r["gvr"]["gvrs"] > 0
         assert r["disease_kept_median_r"] is None or -1 <= r["disease_kept_median_r"] <= 1
     assert _snapshot(cohort) == before
+
+
+def test_probe_region_effect_splits_each_gvrs_effect_by_mask(tiny_explained):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from probe_region_effect import region_effects
+    finally:
+        sys.path.pop(0)
+    rows = region_effects(tiny_explained)
+    assert {r["model_id"] for r in rows} == {"mlp-correct", "mlp-overfitted"}
+    for r in rows:
+        assert set(r) >= {"effect_shortcut", "effect_heart", "non_disease_share_of_effect"}
+        share = r["non_disease_share_of_effect"]
+        assert share is None or 0 <= share <= 1
