@@ -239,6 +239,38 @@ class ReadersConfig:
 
 
 @dataclass(frozen=True)
+class ImageModelConfig:
+    """An end-to-end image model of log BNP (MONAI), trained on the radiographs and explained like a
+    user's own model (``gvr explain --image-model``; issue 17).
+
+    Attributes
+    ----------
+    run : bool
+        Whether ``gvr reproduce`` trains and explains it.
+    architecture : {"densenet121", "resnet18"}
+    width : float
+        Narrowing for a CPU (DenseNet: initial features 64 x width, growth 32 x width; ResNet: widen factor).
+    epochs, batch_size, learning_rate, patience :
+        Training; early stopping on a validation share of the train split.
+    """
+
+    run: bool = False
+    architecture: str = "resnet18"
+    width: float = 0.25
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    patience: int = 5
+
+    def __post_init__(self):
+        _check_choice(self.architecture, ("densenet121", "resnet18"), "image_model.architecture")
+        _check(0 < self.width <= 4, "image_model.width", "must be in (0, 4]")
+        for name in ("epochs", "batch_size", "patience"):
+            _check(getattr(self, name) >= 1, f"image_model.{name}", "must be at least 1")
+        _check(self.learning_rate > 0, "image_model.learning_rate", "must be positive")
+
+
+@dataclass(frozen=True)
 class ShortcutsConfig:
     """The shortcut benchmark (``gvr benchmark shortcuts``; a stage of ``gvr reproduce`` when `run`).
 
@@ -298,6 +330,7 @@ class StudyConfig:
     gvr: GvrConfig = field(default_factory=GvrConfig)
     readers: ReadersConfig = field(default_factory=ReadersConfig)
     shortcuts: ShortcutsConfig = field(default_factory=ShortcutsConfig)
+    image_model: ImageModelConfig = field(default_factory=ImageModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self):

@@ -449,7 +449,9 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
         _fail(str(exc))
     import json
 
-    info = json.loads(built.verify_file(f"image_gvr/{label}/summary.json").read_text())
+    from modelling.stages.image_explain import folder
+
+    info = json.loads(built.verify_file(f"{folder(label, method)}/summary.json").read_text())
     typer.echo(f"{label}: scored {info['scored']:,} radiographs, {info['positive_in_test']} of the test split at or "
                f"above {spec.threshold:g}; explained {info['explained']} ({method})")
     if info.get("surrogate_fidelity"):
@@ -460,7 +462,7 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
     if info["explained"]:
         typer.echo(f"  reached the threshold {info['reached']:.0%}; confirmed by the model on the stored healthy "
                    f"reconstruction (valid) {info['valid']:.0%}")
-    typer.echo(f"  {built.root / 'image_gvr' / label}")
+    typer.echo(f"  {built.root / folder(label, method)}")
 
 
 @app.command()

@@ -7,6 +7,8 @@ with one profile loads under any other.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -80,3 +82,22 @@ def training_codes(bundle: Bundle, model_id: str) -> np.ndarray:
                          "predictions.parquet; pattern moves need the covariance of at least 2")
     latents = bundle.read_array(index["latents_path"].iloc[0])
     return latents[index.loc[ids, "row"].to_numpy()]
+
+
+#: The study's own image model (the image-model stage) and its spec, as a user's model would come.
+IMAGE_MODEL, IMAGE_MODEL_SPEC = "image_model/model.pt", "image_model/model.yaml"
+
+
+def load_image_model(bundle: Bundle):
+    """The bundle's image model (TorchScript), its spec and the model file's bytes."""
+    import tempfile
+
+    from modelling.explain.image_model import ImageModelSpec, load_torchscript
+
+    data = bundle.verify_file(IMAGE_MODEL).read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:  # the loader reads files; the bundle's is checked above
+        path = Path(tmp) / "model.pt"
+        path.write_bytes(data)
+        model = load_torchscript(path)
+    spec = ImageModelSpec.from_yaml(bundle.verify_file(IMAGE_MODEL_SPEC))
+    return model, spec, data

@@ -32,8 +32,17 @@ from modelling.progress import note
 from modelling.stages.artifacts import load_decoder, load_images
 
 
-def stage_name(name: str) -> str:
-    return f"image-{name}"
+#: The name of the study's own image model in the bundle.
+OWN = "cnn"
+
+
+def stage_name(name: str, method: str) -> str:
+    return f"image-{name}-{method}"
+
+
+def folder(name: str, method: str) -> str:
+    """Where one model's rationales by one method live in the bundle."""
+    return f"image_gvr/{name}/{method}"
 
 
 def model_scores(model, images: np.ndarray, spec: ImageModelSpec, *, batch: int = 256) -> np.ndarray:
@@ -91,7 +100,7 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         for k, i in enumerate(chosen):
             image_id = radiographs["image_id"].iloc[i]
             gvr_id = f"{name}-{method}-{image_id}"
-            base = f"image_gvr/{name}/{gvr_id}"
+            base = f"{folder(name, method)}/{image_id}"
             stage.write_image(f"{base}/diseased.png", d8[k])
             stage.write_image(f"{base}/healthy.png", h8[k])
             stage.write_image(f"{base}/overlay.png", overlay(pixels[i], d8[k], h8[k], threshold=g.difference_threshold))
@@ -112,11 +121,24 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         "model_score_diseased", "model_score_healthy", "reached", "valid", "steps", "latent_distance",
         "image_distance", "diseased_path", "healthy_path", "overlay_path"])
     table = table.astype({"reached": bool, "valid": bool, "steps": int})
-    stage.write_table("image_rationales", table, f"image_gvr/{name}/rationales.parquet")
+    stage.write_table("image_rationales", table, f"{folder(name, method)}/rationales.parquet")
     info["reached"] = float(table["reached"].mean()) if len(table) else None
     info["valid"] = float(table["valid"].mean()) if len(table) else None
-    stage.write_json(f"image_gvr/{name}/summary.json", info)
+    stage.write_json(f"{folder(name, method)}/summary.json", info)
     return info
+
+
+def build_own_image_rationales(config: StudyConfig, out, *, force: bool = False) -> dict:
+    """The study's own image model (the image-model stage) explained by both methods, as ``cnn``."""
+    from modelling.explain.rationale import METHODS
+    from modelling.stages.artifacts import load_image_model
+
+    bundle = Bundle(out, create=False)
+    if "image_model" not in bundle.stages:
+        raise ValueError(f"{bundle.root}: no image model yet; run the image-model stage (gvr reproduce) first")
+    model, spec, data = load_image_model(bundle)
+    return {m: build_image_rationales(config, out, model, spec, name=OWN, method=m, model_bytes=data,
+                                      force=force)[1] for m in METHODS}
 
 
 def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec, *, name: str, method: str,
@@ -131,7 +153,7 @@ def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec
     inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/latents_index.parquet",
               "arrays/latents.npy", "checkpoints/decoder.pt"]
     result: dict = {}
-    bundle.run_stage(stage_name(name), lambda st: result.update(write_image_rationales(
+    bundle.run_stage(stage_name(name, method), lambda st: result.update(write_image_rationales(
         st, config, model, spec, name=name, method=method, model_sha256=sha)),
         config=key, seed=config.seed, inputs=inputs, force=force)
     return bundle, result or None

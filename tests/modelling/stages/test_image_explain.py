@@ -47,14 +47,14 @@ def test_direct_rationales_are_written_and_checked_by_the_model(user_model):
     assert "explained" in result.output and "(valid)" in result.output
     bundle = Bundle(root, create=False)
     assert validate_bundle(root) == []
-    table = bundle.read_table("image_gvr/heart/rationales.parquet", schema="image_rationales")
+    table = bundle.read_table("image_gvr/heart/direct/rationales.parquet", schema="image_rationales")
     assert len(table) >= 1 and (table["method"] == "direct").all()
     assert (table["model_score_original"] >= threshold).all()
     expected = (table["model_score_diseased"] >= threshold) & (table["model_score_healthy"] < threshold)
     assert (table["valid"] == expected).all()  # validity is the model's verdict on the stored images, nothing else
     for p in table["overlay_path"]:
         assert bundle.read_image(p).ndim == 3
-    summary = json.loads(bundle.verify_file("image_gvr/heart/summary.json").read_text())
+    summary = json.loads(bundle.verify_file("image_gvr/heart/direct/summary.json").read_text())
     assert summary["explained"] == len(table) and summary["valid"] == pytest.approx(table["valid"].mean())
     again = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path)])
     assert again.exit_code == 0 and "up to date, skipped" in again.output and "explained" in again.output
@@ -68,7 +68,7 @@ def test_surrogate_via_a_factory_reports_its_fidelity(user_model):
         "--image-model-spec", str(path.with_suffix(".yaml")), "--method", "surrogate", "--name", "heart-s"])
     assert result.exit_code == 0, result.output
     assert "surrogate fidelity on" in result.output
-    summary = json.loads(Bundle(root, create=False).verify_file("image_gvr/heart-s/summary.json").read_text())
+    summary = json.loads(Bundle(root, create=False).verify_file("image_gvr/heart-s/surrogate/summary.json").read_text())
     assert set(summary["surrogate_fidelity"]) >= {"r2", "auc", "agreement", "n_held_out"}
 
 

@@ -1,0 +1,37 @@
+"""The image-model stage on the tiny profile: a MONAI CNN trained, exported and explained like a user's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from data_schema import Bundle, validate_bundle
+from modelling.config import load_config
+from modelling.stages.artifacts import load_image_model, load_images
+from modelling.stages.image_explain import build_own_image_rationales
+from modelling.stages.image_model import build_image_model
+from tests.conftest import copy_bundle
+
+
+def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_trained, tmp_path):
+    root = copy_bundle(tiny_trained, tmp_path / "b")
+    cfg = load_config("tiny")
+    bundle, summary = build_image_model(cfg, root)
+    assert summary["architecture"] == cfg.image_model.architecture and 1 <= summary["epochs"] <= cfg.image_model.epochs
+    assert len(summary["history"]) == summary["epochs"] and summary["fitting_radiographs"] > 0
+    assert summary["test_auc"] is None or 0 <= summary["test_auc"] <= 1
+    model, spec, _ = load_image_model(bundle)
+    assert spec.output == "log_bnp" and spec.threshold == np.log(cfg.cohort.bnp_threshold_ng_l)
+    radiographs = bundle.read_table("radiographs")
+    assert spec.input_size == load_images(bundle, radiographs.iloc[:1]).shape[-1]
+    results = build_own_image_rationales(cfg, root)
+    assert set(results) == {"direct", "surrogate"}
+    for method in results:
+        info = json.loads(bundle.verify_file(f"image_gvr/cnn/{method}/summary.json").read_text())
+        assert info["method"] == method and info["scored"] == len(radiographs)
+    assert "r2" in json.loads(bundle.verify_file("image_gvr/cnn/surrogate/summary.json").read_text())[
+        "surrogate_fidelity"]
+    assert validate_bundle(root) == []
+    again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
+    assert again.record("image_model/model.pt").sha256 == bundle.record("image_model/model.pt").sha256
