@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data_schema import Bundle  # noqa: E402
 from modelling.explain.audit import DISEASE_FEATURES, NON_DISEASE_MASKS  # noqa: E402
 from modelling.nets.training import encode  # noqa: E402
-from modelling.stages.artifacts import load_encoder, load_predictor  # noqa: E402
-from modelling.stages.baselines import _masks  # noqa: E402
+from modelling.stages.artifacts import load_encoder, load_masks, load_predictor  # noqa: E402
 from modelling.stages.explain import predict_log_bnp  # noqa: E402
 
 
@@ -32,7 +31,7 @@ def region_effects(root) -> list[dict]:
     bundle = Bundle(root, create=False)
     index = bundle.read_table("gvr_index")
     gvrs = index[index["kind"] == "gvr"]
-    masks = _masks(bundle, bundle.read_table("phantom_truth"), gvrs["image_id"].unique())
+    masks = load_masks(bundle, bundle.read_table("phantom_truth"), gvrs["image_id"].unique())
     encoder = load_encoder(bundle)
     out = []
     for model_id, rows in gvrs.groupby("model_id"):

@@ -31,7 +31,7 @@ REGIMES = ["correct", "overfitted"]
 ROLES = ["train", "test", "validation"]
 PREDICTOR_KINDS = ["linear", "mlp"]
 GVR_KINDS = ["gvr", "inverse"]
-EXPLANATION_METHODS = ["gvr", "occlusion", "integrated_gradients", "lime", "gradcam"]
+EXPLANATION_METHODS = ["gvr", "gvr_surrogate", "occlusion", "integrated_gradients", "lime", "gradcam"]
 #: "markers": the patient's idiosyncrasies (skin markers, ECG electrodes, laterality marker), which
 #: cause nothing: an explanation that points at them points at the patient, not the disease.
 #: "shortcut": a lead marker given to a chosen share of positive radiographs (shortcut benchmarks).
@@ -306,7 +306,8 @@ class Faithfulness(_Strict):
     regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
     method: Series[str] = pa.Field(
         isin=EXPLANATION_METHODS,
-        description="gvr (|diseased - healthy|) or a baseline attribution (absolute value).",
+        description=("gvr (|diseased - healthy|), gvr_surrogate (the same moved along a surrogate of an image "
+                     "model) or a baseline attribution (absolute value)."),
     )
     share_heart: Series[float] = _share("heart")
     share_effusion: Series[float] = _share("effusion")

@@ -33,6 +33,18 @@ class EndToEnd(nn.Module):
         return self.predictor(self.encoder(x))
 
 
+def gradcam_layer(model: nn.Module) -> nn.Module:
+    """Grad-CAM's layer: the encoder's last convolution for :class:`EndToEnd`, else the last 2-D
+    convolution of any eager (not TorchScript) image model."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None and hasattr(encoder, "last_conv"):
+        return encoder.last_conv()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("Grad-CAM needs a 2-D convolution in the model (an eager module, not TorchScript)")
+    return convs[-1]
+
+
 def superpixels(size: int) -> torch.Tensor:
     """A (1, 1, size, size) feature mask of square superpixels, 8 x 8 of them."""
     side = max(1, size // 8)
@@ -40,8 +52,9 @@ def superpixels(size: int) -> torch.Tensor:
     return (idx[:, None] * (size // side) + idx[None, :]).view(1, 1, size, size)
 
 
-def attribute(model: EndToEnd, images: torch.Tensor, method: str, *, seed: int = 0) -> np.ndarray:
-    """Attribution maps (n, H, W) of `method` for `images` (n, 1, H, W) in [-1, 1].
+def attribute(model: nn.Module, images: torch.Tensor, method: str, *, seed: int = 0) -> np.ndarray:
+    """Attribution maps (n, H, W) of `method` for `images` (n, 1, H, W) in [-1, 1], for `model`
+    mapping such images to one score each (:class:`EndToEnd`, or an image model's scores).
 
     Raises
     ------
@@ -70,7 +83,7 @@ def attribute(model: EndToEnd, images: torch.Tensor, method: str, *, seed: int =
                                                    perturbations_per_eval=50)
                              for i in range(len(x))])
     else:
-        layer = model.encoder.last_conv()
+        layer = gradcam_layer(model)
         cam = LayerGradCam(model, layer).attribute(x.requires_grad_(True), relu_attributions=True)
         out = LayerAttribution.interpolate(cam, (size, size), interpolate_mode="bilinear")
     return out.detach().squeeze(1).numpy().astype(np.float32)

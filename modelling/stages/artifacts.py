@@ -101,3 +101,17 @@ def load_image_model(bundle: Bundle):
         model = load_torchscript(path)
     spec = ImageModelSpec.from_yaml(bundle.verify_file(IMAGE_MODEL_SPEC))
     return model, spec, data
+
+
+def load_masks(bundle: Bundle, truth: pd.DataFrame, image_ids) -> dict[str, dict[str, np.ndarray]]:
+    """Per radiograph id, its phantom masks by feature (``truth``: the phantom_truth table)."""
+    from modelling.cohort.phantom import unpack_masks
+
+    rows = truth.set_index("image_id").loc[list(image_ids)]
+    cache: dict[str, np.ndarray] = {}
+    out = {}
+    for image_id, row in rows.iterrows():
+        if row["mask_path"] not in cache:
+            cache[row["mask_path"]] = bundle.read_array(row["mask_path"])["bits"]
+        out[image_id] = unpack_masks(cache[row["mask_path"]][int(row["mask_index"])])
+    return out

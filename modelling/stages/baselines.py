@@ -18,7 +18,6 @@ import torch
 from data_schema import Bundle, Stage
 from data_schema.tables import MASK_FEATURES
 from modelling.cohort import ctr, effusion
-from modelling.cohort.phantom import unpack_masks
 from modelling.config import StudyConfig
 from modelling.explain.audit import (
     FLAGGED,
@@ -35,7 +34,7 @@ from modelling.explain.faithfulness import driving_masks, pixel_correlation, sco
 from modelling.explain.fidelity import lower_share
 from modelling.nets.networks import to_unit
 from modelling.progress import progress
-from modelling.stages.artifacts import load_encoder, load_images, load_predictor
+from modelling.stages.artifacts import load_encoder, load_images, load_masks, load_predictor
 
 STAGE = "baselines"
 
@@ -55,18 +54,6 @@ def panel(original: np.ndarray, gvr_overlay: np.ndarray, maps: dict[str, np.ndar
     row = np.concatenate(tiles, axis=1)
     scale = max(1, 128 // original.shape[0])
     return np.kron(row, np.ones((scale, scale, 1), np.uint8))
-
-
-def _masks(bundle: Bundle, truth: pd.DataFrame, image_ids) -> dict[str, dict[str, np.ndarray]]:
-    rows = truth.set_index("image_id").loc[list(image_ids)]
-    cache: dict[str, np.ndarray] = {}
-    out = {}
-    for image_id, row in rows.iterrows():
-        if row["mask_path"] not in cache:
-            cache[row["mask_path"]] = bundle.read_array(row["mask_path"])["bits"]
-        bits = cache[row["mask_path"]][int(row["mask_index"])]
-        out[image_id] = {k: v for k, v in unpack_masks(bits).items()}
-    return out
 
 
 def _true_changes(bundle: Bundle) -> dict[str, np.ndarray]:
@@ -163,7 +150,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     encoder = load_encoder(bundle, config)
     has_truth = "tables/phantom_truth.parquet" in bundle.files
     truth = bundle.read_table("phantom_truth") if has_truth else None
-    masks = _masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
+    masks = load_masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
     true_changes = _true_changes(bundle)
     rows = []
     groups = list(gvrs.groupby("model_id", sort=True))

@@ -22,6 +22,7 @@ from modelling.stages.cohort import build_cohort
 from modelling.stages.explain import build_explanations
 from modelling.stages.fidelity import build_fidelity
 from modelling.stages.image_explain import build_own_image_rationales
+from modelling.stages.image_fidelity import build_image_fidelity
 from modelling.stages.image_model import build_image_model
 from modelling.stages.readers import build_simulated_readers
 from modelling.stages.shortcuts import build_shortcuts
@@ -81,6 +82,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     if config.image_model.run:
         build_image_model(config, bundle.root)
         build_own_image_rationales(config, bundle.root)
+        build_image_fidelity(config, bundle.root)
     if real and "tables/reader_assessments.parquet" not in bundle.files:
         raise PendingStagesError(
             f"built the models, GVRs and baselines of the real data in {bundle.root}; the reader study needs "

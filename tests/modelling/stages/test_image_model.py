@@ -10,6 +10,7 @@ from data_schema import Bundle, validate_bundle
 from modelling.config import load_config
 from modelling.stages.artifacts import load_image_model, load_images
 from modelling.stages.image_explain import build_own_image_rationales
+from modelling.stages.image_fidelity import build_image_fidelity
 from modelling.stages.image_model import build_image_model
 from tests.conftest import copy_bundle
 
@@ -32,6 +33,14 @@ def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_trained,
         assert info["method"] == method and info["scored"] == len(radiographs)
     assert "r2" in json.loads(bundle.verify_file("image_gvr/cnn/surrogate/summary.json").read_text())[
         "surrogate_fidelity"]
+    _, fidelity = build_image_fidelity(cfg, root)
+    table = bundle.read_table("image_gvr/cnn/faithfulness.parquet", schema="faithfulness")
+    explained = fidelity["radiographs"]
+    if explained:  # the tiny CNN may score no test radiograph positive; then there is nothing to compare
+        assert set(table["method"]) >= {"gvr", "occlusion", "integrated_gradients", "lime", "gradcam"}
+        assert set(table["model_id"]) == {"cnn", "mlp-correct"}
+        assert (table.groupby(["model_id", "method"]).size() <= explained).all()
+        assert set(fidelity["models"]["cnn"]) >= {"occlusion", "gradcam"}
     assert validate_bundle(root) == []
     again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
     assert again.record("image_model/model.pt").sha256 == bundle.record("image_model/model.pt").sha256

@@ -1,0 +1,168 @@
+"""The study's own image model against the phantom's truth: its GVRs, its baselines, and the latent MLP's.
+
+For the radiographs whose rationales the image model got (``image_gvr/cnn/direct``), every explanation
+of the same radiograph is scored with the fidelity metrics (:func:`modelling.explain.faithfulness.scores`
+against the masks, and the pixel correlation with the true disease-removal change):
+
+- ``gvr`` of ``cnn``: moved through the CNN (direct); ``gvr_surrogate`` of ``cnn``: along its surrogate;
+- occlusion, integrated gradients, LIME and Grad-CAM on the CNN itself (its eager form, rebuilt from
+  the config and the TorchScript file's weights, since Grad-CAM needs hooks);
+- ``gvr`` of ``mlp-correct``: the latent MLP's GVR of the same radiographs, moved now as the explain
+  stage moves them.
+
+Writes ``image_gvr/cnn/faithfulness.parquet`` (schema faithfulness) and ``image_gvr/cnn/fidelity.json``
+(per model and method: medians, how many of the CNN's rationales its own model confirms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from data_schema import Bundle, Stage
+from data_schema.tables import MASK_FEATURES
+from modelling.cohort.counterfactual import true_change
+from modelling.config import StudyConfig
+from modelling.explain.audit import mask_share
+from modelling.explain.baselines import METHODS, attribute
+from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
+from modelling.explain.gvr import move
+from modelling.explain.image_model import scores as model_scores
+from modelling.nets import image_models
+from modelling.nets.networks import to_unit
+from modelling.progress import progress
+from modelling.stages.artifacts import (
+    load_decoder,
+    load_image_model,
+    load_images,
+    load_masks,
+    load_predictor,
+    load_render_params,
+    training_covariance,
+)
+
+STAGE = "image-fidelity"
+NAME = "cnn"  # the study's own image model (modelling.stages.image_explain.OWN)
+
+
+class _Scores(nn.Module):
+    """An image model as captum sees it: images in [-1, 1] -> one score each."""
+
+    def __init__(self, model: nn.Module, spec):
+        super().__init__()
+        self.model, self.spec = model, spec
+
+    def forward(self, x):
+        return model_scores(self.model, x, self.spec)
+
+
+def eager(config: StudyConfig, scripted: nn.Module) -> nn.Module:
+    """The TorchScript image model as an eager module (same weights), for hooks such as Grad-CAM's."""
+    c = config.image_model
+    model = image_models.LogBnp(image_models.build(c.architecture, width=c.width), 0.0, 1.0)
+    model.load_state_dict(scripted.state_dict())
+    return model.eval()
+
+
+def _latent_gvr_changes(bundle: Bundle, config: StudyConfig, image_ids: list[str]) -> np.ndarray:
+    index = bundle.read_table("latents_index").set_index("image_id")
+    codes = bundle.read_array(index["latents_path"].iloc[0])[index.loc[image_ids, "row"].to_numpy()]
+    decoder, predictor = load_decoder(bundle, config), load_predictor(bundle, "mlp-correct")
+    g = config.gvr
+    covariance = training_covariance(bundle, "mlp-correct") if g.move == "pattern" else None
+    path = move(codes, decoder, predictor, target_log_bnp=np.log(config.cohort.bnp_threshold_ng_l), direction="down",
+                step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2,
+                covariance=covariance)
+    with torch.no_grad():
+        d = decoder(torch.from_numpy(path.start)).float()[:, 0]
+        h = decoder(torch.from_numpy(path.end)).float()[:, 0]
+    # as the stored PNGs: 8-bit levels, then the difference in 0-255 units
+    return (torch.round((d.clamp(-1, 1) + 1) * 127.5) - torch.round((h.clamp(-1, 1) + 1) * 127.5)).numpy()
+
+
+def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
+    bundle = stage.bundle
+    if "tables/phantom_render.parquet" not in bundle.files:
+        stage.write_json(f"image_gvr/{NAME}/fidelity.json", {"models": {}, "reason": "real data: no ground truth"})
+        return {}
+    tables = {m: bundle.read_table(f"image_gvr/{NAME}/{m}/rationales.parquet", schema="image_rationales")
+              for m in ("direct", "surrogate")}
+    direct = tables["direct"]
+    image_ids = direct["image_id"].tolist()
+    summary: dict = {"models": {}, "radiographs": len(image_ids),
+                     "validity": {m: (float(t["valid"].mean()) if len(t) else None) for m, t in tables.items()}}
+    if not image_ids:
+        stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
+        return summary
+    radiographs = bundle.read_table("radiographs").set_index("image_id")
+    pixels = load_images(bundle, radiographs.loc[image_ids].reset_index())
+    size = pixels.shape[-1]
+    truth = bundle.read_table("phantom_truth")
+    masks = load_masks(bundle, truth, image_ids)
+    truth_rows = truth.set_index("image_id").loc[image_ids]
+    true = true_change(load_render_params(bundle, image_ids), size).change
+    scripted, spec, _ = load_image_model(bundle)
+    cnn = _Scores(eager(config, scripted), spec)
+    x = to_unit(torch.from_numpy(pixels))
+    maps: dict[tuple[str, str], np.ndarray] = {}
+    for method, table in tables.items():
+        rows = table.set_index("image_id")
+        both = [i for i in image_ids if i in rows.index]
+        d = np.stack([bundle.read_image(p) for p in rows.loc[both, "diseased_path"]]).astype(np.float32)
+        h = np.stack([bundle.read_image(p) for p in rows.loc[both, "healthy_path"]]).astype(np.float32)
+        change = np.full((len(image_ids), size, size), np.nan, np.float32)
+        change[[image_ids.index(i) for i in both]] = d - h
+        maps[(NAME, "gvr" if method == "direct" else "gvr_surrogate")] = change
+    bar = progress(total=len(METHODS), desc="image model: baseline maps", unit="method")
+    for m in METHODS:
+        maps[(NAME, m)] = attribute(cnn, x, m, seed=config.seed)
+        bar.update(1)
+    bar.close()
+    maps[("mlp-correct", "gvr")] = _latent_gvr_changes(bundle, config, image_ids)
+    rows = []
+    for (model_id, method), values in maps.items():
+        r = pixel_correlation(np.nan_to_num(values).astype(np.float32), true)
+        for k, image_id in enumerate(image_ids):
+            if not np.isfinite(values[k]).all():
+                continue
+            drivers = driving_masks(truth_rows.loc[image_id])
+            s = scores(values[k], masks[image_id], drivers)
+            rows.append({"gvr_id": f"{model_id}-{image_id}", "model_id": model_id, "regime": "correct", "method": method,
+                         **{f"share_{f}": s[f"share_{f}"] for f in MASK_FEATURES}, "share_outside": s["share_outside"],
+                         "drivers": ",".join(drivers) or None,
+                         "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
+                         "iou_top": s["iou_top"], "relevance_mass": s["relevance_mass"],
+                         "relevance_rank": s["relevance_rank"], "sparseness": s["sparseness"],
+                         "true_change_r": float(r[k]) if np.isfinite(r[k]) else None})
+    table = pd.DataFrame(rows).astype({"pointing_hit": float, "true_change_r": float})
+    stage.write_table("faithfulness", table, f"image_gvr/{NAME}/faithfulness.parquet")
+    for (model_id, method), g in table.groupby(["model_id", "method"]):
+        shares = g[[f"share_{f}" for f in MASK_FEATURES]].mean().to_dict()
+        summary["models"].setdefault(model_id, {})[method] = {
+            "explained": int(len(g)),
+            "median_true_change_r": float(g["true_change_r"].median()),
+            "relevance_mass": float(g["relevance_mass"].mean()), "pointing_rate": float(g["pointing_hit"].mean()),
+            "non_disease_mask_share": mask_share(shares),
+        }
+    stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
+    return summary
+
+
+def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bundle, dict | None]:
+    """Score the study's own image model's explanations against the truth (after its rationales)."""
+    bundle = Bundle(out, create=False)
+    needed = [f"image_gvr/{NAME}/{m}/rationales.parquet" for m in ("direct", "surrogate")]
+    missing = [p for p in needed if p not in bundle.files]
+    if missing:
+        raise ValueError(f"{bundle.root}: no rationales of the study's image model yet ({', '.join(missing)})")
+    inputs = [*needed, "image_model/model.pt", "checkpoints/decoder.pt", "checkpoints/mlp-correct.pt",
+              "arrays/latents.npy"]
+    result: dict = {}
+    bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),
+                     config={"image_model": dataclasses.asdict(config.image_model), "gvr": dataclasses.asdict(config.gvr),
+                             "methods": list(METHODS)}, seed=config.seed, inputs=inputs, force=force)
+    return bundle, result or None
