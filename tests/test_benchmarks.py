@@ -74,3 +74,18 @@ def test_probe_region_effect_splits_each_gvrs_effect_by_mask(tiny_explained):
         assert set(r) >= {"effect_shortcut", "effect_heart", "non_disease_share_of_effect"}
         share = r["non_disease_share_of_effect"]
         assert share is None or 0 <= share <= 1
+
+
+def test_bench_image_gvr_times_direct_gvrs_without_writing(tiny_trained, tmp_path, clean_env):
+    from modelling.stages.image_model import build_image_model
+    from tests.conftest import copy_bundle
+
+    root = copy_bundle(tiny_trained, tmp_path / "b")
+    build_image_model(load_config("tiny"), root)
+    before = (root / "manifest.json").read_bytes()
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_image_gvr.py"), "--bundle", str(root),
+                          "--config", "tiny", "--n", "5"], capture_output=True, text=True, env=clean_env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["gvrs"] == 5 and 0 <= result["valid"] <= result["gvrs"] and result["seconds"] > 0
+    assert (root / "manifest.json").read_bytes() == before
