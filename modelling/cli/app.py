@@ -537,7 +537,7 @@ def _print_audit(bundle) -> None:
 
     result = json.loads(bundle.verify_file("baselines/audit.json").read_text())
     for model_id, a in result.items():
-        typer.echo(f"{model_id}: {a['decision'].upper()} on {a['basis']} ({a['rule']}); {a['gvrs']} GVRs, reached "
+        typer.echo(f"{model_id}: {a['decision'].upper()} on {a['basis']} (rule: flagged when {a['rule']}); {a['gvrs']} GVRs, reached "
                    f"{a['reached_rate']:.0%}, median latent distance {a['median_latent_distance']:.2f}")
         for line in a["used"]:
             typer.echo(f"  used: {line}")
