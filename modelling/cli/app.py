@@ -384,6 +384,8 @@ def explain(
         "output_index (default: the TorchScript file's name with .yaml).")),
     method: str = typer.Option("direct", help="direct (through the image model) or surrogate (a ridge fit to it)."),
     name: Optional[str] = typer.Option(None, help="The image model's name in the bundle (default: the file's stem)."),
+    margin: float = typer.Option(0.05, min=0.0, help=(
+        "How far past the threshold to move, on the log or logit scale (8-bit storage can undo a bare crossing).")),
     force: bool = typer.Option(False, help="Redo even when the explanations are current."),
 ) -> None:
     """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index.
@@ -396,7 +398,7 @@ def explain(
 
     if image_model is not None or image_model_factory is not None:
         _explain_image_model(bundle, config, image_model, image_model_factory, weights, image_model_spec, method,
-                             name, force)
+                             name, margin, force)
         return
     rank = _init_distributed()  # under torchrun the radiographs are shared out between processes
     try:
@@ -416,7 +418,7 @@ def explain(
         typer.echo(f"{info['skipped']} radiograph(s) skipped: see {built.root / 'gvr/skipped.csv'}")
 
 
-def _explain_image_model(bundle, config, path, factory, weights, spec_path, method, name, force) -> None:
+def _explain_image_model(bundle, config, path, factory, weights, spec_path, method, name, margin, force) -> None:
     import re
 
     from modelling.config import ConfigError
@@ -444,7 +446,7 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
             _fail(f"--name must be letters, digits, '.', '_' or '-'; got {label!r}")
         cfg = _study_config(config, bundle)
         built, info = build_image_rationales(cfg, bundle, model, spec, name=label, method=method, model_bytes=data,
-                                             force=force)
+                                             margin=margin, force=force)
     except (ImageModelError, ConfigError, ValueError) as exc:
         _fail(str(exc))
     import json
