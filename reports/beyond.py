@@ -220,8 +220,10 @@ if has_shortcuts:
         f"{reqs}. Spearman correlation, over every model and seed, of each method's mean share on the "
         f"marker with the model's measured reliance on it: {rhos}."))
 else:
-    display(Markdown("The shortcut benchmark was not run into this bundle (`shortcuts.run: false` in its "
-                     "config); `gvr benchmark shortcuts --config ... --out DIR` runs it on its own."))
+    display(Markdown("The shortcut benchmark was not run into this bundle: it trains a decoder and encoder "
+                     "per seed, beyond the main job's time budget (benchmarks/RESULTS.md). `make shortcuts` (or "
+                     "`gvr reproduce --shortcuts`) runs it into the bundle and renders this section; "
+                     "`gvr benchmark shortcuts --out DIR` runs it on its own."))
 
 # %%
 #| label: fig-shortcuts

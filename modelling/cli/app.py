@@ -673,8 +673,13 @@ def reproduce(
     config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
+    shortcuts: Optional[bool] = typer.Option(None, "--shortcuts/--no-shortcuts", help=(
+        "Run the shortcut benchmark into the bundle, or not (default: the config's shortcuts.run; "
+        "about 45 minutes on 2 cores for the default profile).")),
 ) -> None:
     """Build the study bundle end to end (the main job of `make reproduce`)."""
+    import dataclasses
+
     from modelling.config import ConfigError, load_config
     from modelling.stages.pipeline import PendingStagesError
     from modelling.stages.pipeline import reproduce as run
@@ -683,6 +688,8 @@ def reproduce(
         cfg = load_config(config)
     except ConfigError as exc:
         _fail(str(exc))
+    if shortcuts is not None:
+        cfg = dataclasses.replace(cfg, shortcuts=dataclasses.replace(cfg.shortcuts, run=shortcuts))
     _set_threads(cfg)
     try:
         bundle = run(cfg, out, workers=workers)

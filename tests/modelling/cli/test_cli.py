@@ -132,7 +132,8 @@ def test_config_show_names_a_bad_key(tmp_path):
     assert result.exit_code == 2 and "encoder.iteration: unknown key (did you mean 'iterations'?)" in result.output
 
 
-STAGES = ("config", "cohort", "train", "explain", "fidelity", "baselines", "readers", "analyse", "report")
+STAGES = ("config", "cohort", "train", "explain", "fidelity", "baselines", "image_model", "image-cnn-direct",
+          "image-cnn-surrogate", "image-fidelity", "readers", "shortcuts", "analyse", "report")
 
 
 def test_reproduce_builds_the_whole_study_and_logs_its_progress(tmp_path, clean_env):
@@ -167,6 +168,11 @@ def test_reproduce_builds_the_whole_study_and_logs_its_progress(tmp_path, clean_
     assert all(f"stage {stage}: up to date, skipped" in again.stderr for stage in STAGES), again.stderr
     report = runner.invoke(app, ["report", str(study)])
     assert report.exit_code == 0 and "index.html" in report.output
+    without = subprocess.run([gvr_executable(), "reproduce", "--config", "tiny", "--out", str(study), "--no-shortcuts"],
+                             capture_output=True, text=True, timeout=600, env=env)
+    assert without.returncode == 0, without.stderr
+    assert "stage shortcuts" not in without.stderr and "stage train: up to date, skipped" in without.stderr
+    assert yaml.safe_load((study / "config.yaml").read_text())["shortcuts"]["run"] is False
 
 
 def test_train_command_prints_aucs_and_targets(tmp_path):
