@@ -11,7 +11,9 @@ against the masks, and the pixel correlation with the true disease-removal chang
   stage moves them.
 
 Writes ``image_gvr/cnn/faithfulness.parquet`` (schema faithfulness) and ``image_gvr/cnn/fidelity.json``
-(per model and method: medians, how many of the CNN's rationales its own model confirms).
+(per model and method: medians, how many of the CNN's rationales its own model confirms; and the
+realism of every set of reconstructions, latent GVRs' included: KID against the test split's real
+radiographs on the CNN's features, :mod:`modelling.explain.realism`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from modelling.explain.baselines import METHODS, attribute
 from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
 from modelling.explain.gvr import move
 from modelling.explain.image_model import scores as model_scores
+from modelling.explain.realism import kid, penultimate_features
 from modelling.nets import image_models
 from modelling.nets.networks import to_unit
 from modelling.progress import progress
@@ -95,7 +98,8 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
     image_ids = direct["image_id"].tolist()
     summary: dict = {"models": {}, "radiographs": len(image_ids),
                      "validity": {m: (float(t["valid"].mean()) if len(t) else None) for m, t in tables.items()}}
-    if not image_ids:
+    if not image_ids:  # the CNN explained nothing; the latent GVRs' realism can still be measured
+        summary["realism"] = _realism(bundle, config, eager(config, load_image_model(bundle)[0]), tables)
         stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
         return summary
     radiographs = bundle.read_table("radiographs").set_index("image_id")
@@ -148,8 +152,40 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
             "relevance_mass": float(g["relevance_mass"].mean()), "pointing_rate": float(g["pointing_hit"].mean()),
             "non_disease_mask_share": mask_share(shares),
         }
+    summary["realism"] = _realism(bundle, config, eager(config, scripted), tables)
     stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
     return summary
+
+
+def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict) -> dict:
+    """KID (:func:`modelling.explain.realism.kid`) of each set of reconstructions against the test
+    split's real radiographs, on the CNN's penultimate features; real unlabelled radiographs as the floor."""
+    radiographs = bundle.read_table("radiographs")
+    sets = bundle.read_table("splits").set_index("image_id").loc[radiographs["image_id"], "set"].to_numpy()
+    rng = np.random.default_rng(config.seed)
+    test = radiographs[sets == "test"]
+    unlabelled = radiographs[sets == "unlabelled"]
+    reference = penultimate_features(model, load_images(bundle, test))
+    groups: dict[str, np.ndarray] = {}
+    if len(unlabelled):
+        pick = unlabelled.iloc[np.sort(rng.choice(len(unlabelled), min(len(unlabelled), len(test)), replace=False))]
+        groups["real unlabelled radiographs (floor)"] = load_images(bundle, pick)
+    index = bundle.read_table("gvr_index") if "tables/gvr_index.parquet" in bundle.files else None
+    for model_id, g in ([] if index is None else index[index["kind"] == "gvr"].groupby("model_id", sort=True)):
+        for kind in ("diseased", "healthy"):
+            groups[f"{model_id} GVRs: {kind} reconstructions"] = np.stack(
+                [bundle.read_image(p) for p in g[f"{kind}_path"]])
+    for method, t in tables.items():
+        if len(t):
+            groups[f"{NAME} GVRs ({method}): healthy reconstructions"] = np.stack(
+                [bundle.read_image(p) for p in t["healthy_path"]])
+    out = {"features": "penultimate layer of the study's image model", "reference": "test-split radiographs",
+           "reference_n": int(len(test)), "sets": {}}
+    for name, images in groups.items():
+        if len(images) >= 2 and len(reference) >= 2:
+            out["sets"][name] = {**kid(reference, penultimate_features(model, images), seed=config.seed),
+                                 "n": int(len(images))}
+    return out
 
 
 def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bundle, dict | None]:
@@ -160,7 +196,7 @@ def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tu
     if missing:
         raise ValueError(f"{bundle.root}: no rationales of the study's image model yet ({', '.join(missing)})")
     inputs = [*needed, "image_model/model.pt", "checkpoints/decoder.pt", "checkpoints/mlp-correct.pt",
-              "arrays/latents.npy"]
+              "arrays/latents.npy", *(["tables/gvr_index.parquet"] if "tables/gvr_index.parquet" in bundle.files else [])]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),
                      config={"image_model": dataclasses.asdict(config.image_model), "gvr": dataclasses.asdict(config.gvr),

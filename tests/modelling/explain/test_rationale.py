@@ -221,3 +221,36 @@ def test_scores_put_every_output_kind_on_one_scale():
     assert float(scores(Const(100.0), x, ImageModelSpec(SIZE, "bnp_ng_l", 100.0))) == pytest.approx(np.log(100))
     assert float(scores(Const(0.5), x, ImageModelSpec(SIZE, "probability", 0.5))) == pytest.approx(0.0, abs=1e-6)
     assert float(scores(Const(2.0), x, ImageModelSpec(SIZE, "logit", 0.0))) == 2.0
+
+
+def test_kid_matches_the_unbiased_mmd_written_out_term_by_term():
+    from modelling.explain.realism import kid
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(6, 3)), rng.normal(0.5, 1.0, size=(5, 3))
+
+    def k(a, b):
+        return (a @ b / 3 + 1) ** 3
+
+    assert kid(x, y, subsets=1, subset_size=100)["subset_size"] == 5  # capped at the smaller set
+    # one subset holding every sample: the estimator itself, without subsampling noise
+    full = kid(x[:5], y, subsets=1, subset_size=5)
+    xx = sum(k(x[i], x[j]) for i in range(5) for j in range(5) if i != j) / (5 * 4)
+    yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / (5 * 4)
+    xy = sum(k(x[i], y[j]) for i in range(5) for j in range(5)) / 25
+    assert full["kid"] == pytest.approx(xx + yy - 2 * xy, rel=1e-10)
+    with pytest.raises(ValueError, match="same d"):
+        kid(x, rng.normal(size=(5, 4)))
+    with pytest.raises(ValueError, match="at least two samples"):
+        kid(x[:1], y)
+
+
+def test_penultimate_features_are_the_last_linear_layers_input():
+    from modelling.explain.realism import penultimate_features
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 7), nn.ReLU(), nn.Linear(7, 1))
+    images = np.random.default_rng(0).integers(0, 255, (3, 4, 4), dtype=np.uint8)
+    features = penultimate_features(model, images)
+    with torch.no_grad():
+        expected = model[:3](torch.from_numpy(images).float()[:, None] / 255.0).numpy()
+    np.testing.assert_allclose(features, expected, rtol=1e-6)

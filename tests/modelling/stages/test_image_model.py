@@ -15,8 +15,8 @@ from modelling.stages.image_model import build_image_model
 from tests.conftest import copy_bundle
 
 
-def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_trained, tmp_path):
-    root = copy_bundle(tiny_trained, tmp_path / "b")
+def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_explained, tmp_path):
+    root = copy_bundle(tiny_explained, tmp_path / "b")
     cfg = load_config("tiny")
     bundle, summary = build_image_model(cfg, root)
     assert summary["architecture"] == cfg.image_model.architecture and 1 <= summary["epochs"] <= cfg.image_model.epochs
@@ -41,6 +41,9 @@ def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_trained,
         assert set(table["model_id"]) == {"cnn", "mlp-correct"}
         assert (table.groupby(["model_id", "method"]).size() <= explained).all()
         assert set(fidelity["models"]["cnn"]) >= {"occlusion", "gradcam"}
+    realism = fidelity["realism"]["sets"]  # KID of every set of reconstructions, the latent GVRs' included
+    assert {"mlp-correct GVRs: healthy reconstructions", "real unlabelled radiographs (floor)"} <= set(realism)
+    assert all(v["subset_size"] >= 2 and np.isfinite(v["kid"]) for v in realism.values())
     assert validate_bundle(root) == []
     again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
     assert again.record("image_model/model.pt").sha256 == bundle.record("image_model/model.pt").sha256
