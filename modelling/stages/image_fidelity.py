@@ -12,8 +12,9 @@ against the masks, and the pixel correlation with the true disease-removal chang
 
 Writes ``image_gvr/cnn/faithfulness.parquet`` (schema faithfulness) and ``image_gvr/cnn/fidelity.json``
 (per model and method: medians, how many of the CNN's rationales its own model confirms; and the
-realism of every set of reconstructions, latent GVRs' included: KID against the test split's real
-radiographs on the CNN's features, :mod:`modelling.explain.realism`).
+realism of every set of reconstructions, latent GVRs' included: KID on the CNN's features against real
+radiographs below the threshold (healthy reconstructions) or at or above it (diseased ones),
+:mod:`modelling.explain.realism`).
 """
 
 from __future__ import annotations
@@ -158,33 +159,43 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
 
 
 def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict) -> dict:
-    """KID (:func:`modelling.explain.realism.kid`) of each set of reconstructions against the test
-    split's real radiographs, on the CNN's penultimate features; real unlabelled radiographs as the floor."""
-    radiographs = bundle.read_table("radiographs")
-    sets = bundle.read_table("splits").set_index("image_id").loc[radiographs["image_id"], "set"].to_numpy()
+    """KID (:func:`modelling.explain.realism.kid`) on the CNN's penultimate features: healthy
+    reconstructions against real radiographs with BNP below the threshold, diseased ones against real
+    radiographs at or above it; the floor of each is two disjoint halves of those real radiographs."""
+    radiographs = bundle.read_table("radiographs").set_index("image_id")
+    pairing = bundle.read_table("pairing")
     rng = np.random.default_rng(config.seed)
-    test = radiographs[sets == "test"]
-    unlabelled = radiographs[sets == "unlabelled"]
-    reference = penultimate_features(model, load_images(bundle, test))
-    groups: dict[str, np.ndarray] = {}
-    if len(unlabelled):
-        pick = unlabelled.iloc[np.sort(rng.choice(len(unlabelled), min(len(unlabelled), len(test)), replace=False))]
-        groups["real unlabelled radiographs (floor)"] = load_images(bundle, pick)
+    positive = pairing["bnp_ng_l"].to_numpy() >= config.cohort.bnp_threshold_ng_l
+    references = {}
+    for label, ids in (("healthy", pairing.loc[~positive, "image_id"]), ("diseased", pairing.loc[positive, "image_id"])):
+        ids = ids.to_numpy()
+        ids = ids[np.sort(rng.choice(len(ids), min(len(ids), 600), replace=False))] if len(ids) else ids
+        references[label] = penultimate_features(model, load_images(bundle, radiographs.loc[ids].reset_index()))
+    out = {"features": "penultimate layer of the study's image model",
+           "references": {"healthy": f"real radiographs with BNP below {config.cohort.bnp_threshold_ng_l:g} ng/L",
+                          "diseased": f"real radiographs with BNP at or above {config.cohort.bnp_threshold_ng_l:g} ng/L"},
+           "reference_n": {k: int(len(v)) for k, v in references.items()}, "sets": {}}
+
+    def add(name: str, kind: str, features: np.ndarray) -> None:
+        ref = references[kind]
+        if len(features) >= 2 and len(ref) >= 2:
+            out["sets"][name] = {**kid(ref, features, seed=config.seed), "n": int(len(features)), "reference": kind}
+
+    for kind, ref in references.items():  # the floor: real against real, two disjoint halves
+        order = rng.permutation(len(ref))
+        half = len(ref) // 2
+        if half >= 2:
+            out["sets"][f"real {kind} radiographs, one half against the other (floor)"] = {
+                **kid(ref[order[:half]], ref[order[half:2 * half]], seed=config.seed), "n": int(half), "reference": kind}
     index = bundle.read_table("gvr_index") if "tables/gvr_index.parquet" in bundle.files else None
     for model_id, g in ([] if index is None else index[index["kind"] == "gvr"].groupby("model_id", sort=True)):
         for kind in ("diseased", "healthy"):
-            groups[f"{model_id} GVRs: {kind} reconstructions"] = np.stack(
-                [bundle.read_image(p) for p in g[f"{kind}_path"]])
+            images = np.stack([bundle.read_image(p) for p in g[f"{kind}_path"]])
+            add(f"{model_id} GVRs: {kind} reconstructions", kind, penultimate_features(model, images))
     for method, t in tables.items():
         if len(t):
-            groups[f"{NAME} GVRs ({method}): healthy reconstructions"] = np.stack(
-                [bundle.read_image(p) for p in t["healthy_path"]])
-    out = {"features": "penultimate layer of the study's image model", "reference": "test-split radiographs",
-           "reference_n": int(len(test)), "sets": {}}
-    for name, images in groups.items():
-        if len(images) >= 2 and len(reference) >= 2:
-            out["sets"][name] = {**kid(reference, penultimate_features(model, images), seed=config.seed),
-                                 "n": int(len(images))}
+            images = np.stack([bundle.read_image(p) for p in t["healthy_path"]])
+            add(f"{NAME} GVRs ({method}): healthy reconstructions", "healthy", penultimate_features(model, images))
     return out
 
 

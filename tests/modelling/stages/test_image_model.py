@@ -42,7 +42,9 @@ def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_explaine
         assert (table.groupby(["model_id", "method"]).size() <= explained).all()
         assert set(fidelity["models"]["cnn"]) >= {"occlusion", "gradcam"}
     realism = fidelity["realism"]["sets"]  # KID of every set of reconstructions, the latent GVRs' included
-    assert {"mlp-correct GVRs: healthy reconstructions", "real unlabelled radiographs (floor)"} <= set(realism)
+    assert {"mlp-correct GVRs: healthy reconstructions",
+            "real healthy radiographs, one half against the other (floor)"} <= set(realism)
+    assert realism["mlp-correct GVRs: diseased reconstructions"]["reference"] == "diseased"
     assert all(v["subset_size"] >= 2 and np.isfinite(v["kid"]) for v in realism.values())
     assert validate_bundle(root) == []
     again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
