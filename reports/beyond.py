@@ -300,6 +300,8 @@ if has_cnn:
 # subsets, on the CNN's penultimate features (no downloaded Inception weights): healthy reconstructions
 # against real radiographs with BNP below the threshold, diseased ones against real radiographs at or
 # above it. Two disjoint halves of those real radiographs give each comparison's floor (@tbl-realism).
+# The CNN's own GVRs were moved through this very network, towards what it calls healthy, so their KID
+# on its features is not an independent judgement; the latent models' GVRs are.
 
 # %%
 #| label: tbl-realism
