@@ -161,11 +161,15 @@ if has_truth and "non_disease_difference" in fidelity:
 # (pointing game, Zhang et al. 2018; relevance mass and rank accuracy, Arras et al. 2022, named as in
 # Quantus; top-k IoU), by sparseness (Gini index, Chalasani et al. 2020) and by the Pearson correlation
 # of the signed map with the true change (@tbl-metrics). Validity (share of GVRs reaching the
-# threshold) and proximity (latent and image distance; Wachter et al. 2017) apply to GVRs alone.
+# threshold) and proximity (latent and image distance; Wachter et al. 2017) apply to GVRs alone, and
+# so does realism: the kernel inception distance (KID; Bińkowski et al. 2018) of the healthy
+# reconstructions against real radiographs below the threshold, on the penultimate features of the
+# study's own image model (no downloaded Inception weights; "Beyond the paper" gives the floor and
+# the diseased reconstructions).
 
 # %%
 #| label: tbl-metrics
-#| tbl-cap: "Per model and method: means of the mask metrics and sparseness, median correlation with the true change; for GVRs, validity and median proximity (tables/faithfulness.parquet, tables/gvr_index.parquet)."
+#| tbl-cap: "Per model and method: means of the mask metrics and sparseness, median correlation with the true change; for GVRs, validity, median proximity and, where the study's image model exists, the healthy reconstructions' KID (tables/faithfulness.parquet, tables/gvr_index.parquet, image_gvr/cnn/fidelity.json)."
 if has_truth and "tables/faithfulness.parquet" in bundle.files:
     faith = bundle.read_table("faithfulness")
     metrics = (faith.assign(method=faith["method"].map(lambda m: METHOD_LABELS.get(m, m)))
@@ -178,6 +182,10 @@ if has_truth and "tables/faithfulness.parquet" in bundle.files:
     gvr = index[index["kind"] == "gvr"].groupby("model_id").agg(
         validity=("reached", "mean"), latent_distance=("latent_distance", "median"),
         image_distance=("image_distance", "median"))
+    if "image_gvr/cnn/fidelity.json" in bundle.files:
+        realism = read_json(bundle, "image_gvr/cnn/fidelity.json").get("realism", {}).get("sets", {})
+        gvr["healthy_kid"] = [realism.get(f"{m} GVRs: healthy reconstructions", {}).get("kid", np.nan)
+                              for m in gvr.index]
     for column in gvr.columns:
         metrics[column] = [gvr.loc[m, column] if method == "GVR" else np.nan for m, method in metrics.index]
     display(HTML(metrics.round(3).to_html()))
