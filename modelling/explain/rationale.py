@@ -51,6 +51,8 @@ from modelling.explain.image_model import (
     prepare,
     scores,
 )
+from modelling.nets.networks import to_unit
+from modelling.nets.training import decode
 
 METHODS = ("direct", "surrogate")
 
@@ -77,6 +79,8 @@ class RationalePath:
         Steps each code took.
     frames : ndarray (n_frames, n, latent_dim)
         Codes along the path.
+    diseased_images, healthy_images : ndarray of uint8 (n, s, s)
+        The two reconstructions as stored and as the model judged them.
     """
 
     start: np.ndarray
@@ -90,6 +94,8 @@ class RationalePath:
     method: str
     steps: np.ndarray | None = None
     frames: np.ndarray | None = None
+    diseased_images: np.ndarray | None = None
+    healthy_images: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -108,11 +114,6 @@ class Surrogate:
 
     predictor: nn.Module
     fidelity: dict
-
-
-def _quantised(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] images as they come back after being stored as 8-bit PNGs."""
-    return torch.round((images.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
 
 
 def fit_surrogate(codes: np.ndarray, model_scores: np.ndarray, threshold: float, *, seed: int,
@@ -266,10 +267,10 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
     path = move(np.asarray(codes, np.float32), decoder, predictor, target_log_bnp=aim, direction=direction,
                 step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight, frames=frames,
                 covariance=covariance)
+    # the model judges the reconstructions as they are stored: 8-bit images
+    diseased_u8, healthy_u8 = decode(decoder, path.start), decode(decoder, path.end)
     with torch.no_grad():
-        device = next(iter(decoder.parameters()), torch.empty(0)).device
-        diseased = _quantised(decoder(torch.from_numpy(path.start).to(device)).float()).cpu()
-        healthy = _quantised(decoder(torch.from_numpy(path.end).to(device)).float()).cpu()
+        diseased, healthy = to_unit(torch.from_numpy(diseased_u8)), to_unit(torch.from_numpy(healthy_u8))
         s_d = scores(model, diseased, spec).numpy().astype(np.float64)
         s_h = scores(model, healthy, spec).numpy().astype(np.float64)
         attributions = prepare(diseased, spec) - prepare(healthy, spec)
@@ -278,7 +279,7 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
     return attributions, RationalePath(
         start=path.start, end=path.end, start_score=path.start_log_bnp, end_score=path.end_log_bnp,
         reached=path.reached, model_score_diseased=s_d, model_score_healthy=s_h, valid=valid, method=method,
-        steps=path.steps, frames=path.frames)
+        steps=path.steps, frames=path.frames, diseased_images=diseased_u8, healthy_images=healthy_u8)
 
 
 class _Wrapped(nn.Module):

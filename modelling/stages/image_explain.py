@@ -96,11 +96,7 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
                                            covariance=covariance, step_size=g.step_size, max_steps=g.max_steps,
                                            similarity_weight=g.similarity_weight, margin=margin)
-        with torch.no_grad():
-            diseased = decoder(torch.from_numpy(path.start)).float()
-            healthy = decoder(torch.from_numpy(path.end)).float()
-        d8 = ((diseased[:, 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-        h8 = ((healthy[:, 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        d8, h8 = path.diseased_images, path.healthy_images
         for k, i in enumerate(chosen):
             image_id = radiographs["image_id"].iloc[i]
             gvr_id = f"{name}-{method}-{image_id}"

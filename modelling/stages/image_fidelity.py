@@ -38,6 +38,7 @@ from modelling.explain.image_model import scores as model_scores
 from modelling.explain.realism import kid, penultimate_features
 from modelling.nets import image_models
 from modelling.nets.networks import to_unit
+from modelling.nets.training import decode
 from modelling.progress import progress
 from modelling.stages.artifacts import (
     load_decoder,
@@ -81,11 +82,8 @@ def _latent_gvr_changes(bundle: Bundle, config: StudyConfig, image_ids: list[str
     path = move(codes, decoder, predictor, target_log_bnp=np.log(config.cohort.bnp_threshold_ng_l), direction="down",
                 step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2,
                 covariance=covariance)
-    with torch.no_grad():
-        d = decoder(torch.from_numpy(path.start)).float()[:, 0]
-        h = decoder(torch.from_numpy(path.end)).float()[:, 0]
     # as the stored PNGs: 8-bit levels, then the difference in 0-255 units
-    return (torch.round((d.clamp(-1, 1) + 1) * 127.5) - torch.round((h.clamp(-1, 1) + 1) * 127.5)).numpy()
+    return decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)
 
 
 def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
