@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from modelling.explain.gvr import ORANGE, PURPLE, move, overlay
-
-SIZE = 32
+from tests.modelling.explain.toy_models import SIZE, ToyDecoder
 
 
 class LinearPredictor(nn.Module):
@@ -19,22 +18,6 @@ class LinearPredictor(nn.Module):
 
     def forward(self, z):
         return z @ self.w + self.b
-
-
-class ToyDecoder(nn.Module):
-    """z[0] sets the radius of a dense disc (the 'heart'); z[1] the brightness of a corner blob."""
-
-    def __init__(self):
-        super().__init__()
-        g = (torch.arange(SIZE) + 0.5) / SIZE * 2 - 1
-        self.yy, self.xx = torch.meshgrid(g, g, indexing="ij")
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def forward(self, z):
-        radius = 0.35 + 0.08 * z[:, 0, None, None]
-        disc = torch.sigmoid((radius - torch.sqrt(self.xx**2 + (self.yy - 0.2) ** 2)) * 40)
-        blob = (0.5 + 0.2 * z[:, 1, None, None]) * torch.exp(-((self.xx + 0.7) ** 2 + (self.yy + 0.7) ** 2) / 0.02)
-        return (disc + blob).clamp(0, 1)[:, None] * 2 - 1 + 0 * self.dummy
 
 
 def heart_only(z_dim=4):

@@ -34,8 +34,7 @@ def heart_model() -> HeartModel:
 
 
 class ToyDecoder(nn.Module):
-    """z[0] sets the radius of a dense disc (the 'heart'); z[1] the brightness of a corner blob (as
-    test_gvr.py's)."""
+    """z[0] sets the radius of a dense disc (the 'heart'); z[1] the brightness of a corner blob."""
 
     def __init__(self):
         super().__init__()
