@@ -42,7 +42,7 @@ import pandas as pd
 from data_schema import Bundle
 from data_schema.io import atomic_write_bytes, atomic_write_text
 from analysis.shortcuts import figure_png
-from modelling.config import StudyConfig, config_from_dict, config_to_dict
+from modelling.config import ShortcutsConfig, StudyConfig, config_from_dict, config_to_dict
 from modelling.explain.audit import FLAGGED, THRESHOLD, mask_share, reliance_verdict
 from modelling.explain.faithfulness import DISEASE_MASKS
 from modelling.progress import format_duration, note
@@ -178,22 +178,11 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
     }
 
 
-def _check(strengths, seeds: int, negative_share: float) -> list[float]:
-    strengths = sorted({float(s) for s in strengths})
-    if not strengths or any(not 0.0 <= s <= 1.0 for s in strengths):
-        raise ValueError(f"strengths must lie in 0-1 (shares of the positives), got {strengths}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
-    if not 0.0 <= negative_share < min(1.0, max(strengths) if max(strengths) > 0 else 1.0):
-        raise ValueError(f"negative_share must lie in 0-1 and below the largest strength, got {negative_share}")
-    return strengths
-
-
-def measure(config: StudyConfig, work, *, strengths=STRENGTHS, seeds: int = 3,
-            negative_share: float = NEGATIVE_SHARE, workers: int | None = None
+def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: int | None = None
             ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Build (or resume) every seed's bundles under `work`; return the summary and both tables."""
-    strengths = _check(strengths, seeds, negative_share)
+    """Build (or resume) every seed's bundles under `work` (`settings`: seeds, strengths, the negatives'
+    share); return the summary and both tables."""
+    strengths, seeds, negative_share = sorted(set(settings.strengths)), settings.seeds, settings.negative_share
     share_rows, model_rows, timings = [], [], {}
     started = time.monotonic()
     for k in range(seeds):
@@ -241,11 +230,15 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
 
     from data_schema.registry import get_spec
 
-    _check(strengths, seeds, negative_share)  # before the directory is made
+    # checked (ConfigError, a ValueError) before the directory is made
+    settings = ShortcutsConfig(run=True, seeds=seeds, strengths=tuple(float(v) for v in strengths),
+                               negative_share=float(negative_share))
     out = Path(out)
+    if (out / "manifest.json").is_file():  # a study bundle (real data, perhaps): never write beside its files
+        raise ValueError(f"{out}: a study bundle; give the benchmark a directory of its own (its seeds' bundles "
+                         "and tables go there), or run it into a phantom study with `gvr reproduce --shortcuts`")
     out.mkdir(parents=True, exist_ok=True)
-    summary, shares, models = measure(config, out, strengths=strengths, seeds=seeds,
-                                      negative_share=negative_share, workers=workers)
+    summary, shares, models = measure(config, out, settings, workers=workers)
     for name, table in (("shares", shares), ("models", models)):
         get_spec(f"shortcut_{name}").schema().validate(table)
         buffer = io.BytesIO()
@@ -262,9 +255,7 @@ WORK = "work/shortcuts"
 
 
 def write_shortcuts(stage, config: StudyConfig) -> dict:
-    s = config.shortcuts
-    summary, shares, models = measure(config, stage.bundle.root / WORK, strengths=s.strengths, seeds=s.seeds,
-                                      negative_share=s.negative_share)
+    summary, shares, models = measure(config, stage.bundle.root / WORK, config.shortcuts)
     stage.write_table("shortcut_shares", shares)
     stage.write_table("shortcut_models", models)
     stage.write_bytes("shortcuts/shortcuts.png", figure_png(shares, models))

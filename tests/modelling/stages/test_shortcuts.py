@@ -70,15 +70,26 @@ def test_a_rerun_resumes_without_redoing_a_stage(benchmark):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"strengths": (0.0, 1.5)}, "strengths must lie in 0-1"),
-    ({"strengths": ()}, "strengths must lie in 0-1"),
-    ({"seeds": 0}, "seeds must be at least 1"),
-    ({"negative_share": 0.9, "strengths": (0.0, 0.5)}, "negative_share must lie in 0-1 and below"),
+    ({"strengths": (0.0, 1.5)}, "shortcuts.strengths: must list shares from 0 to 1"),
+    ({"strengths": ()}, "shortcuts.strengths: must list shares from 0 to 1"),
+    ({"seeds": 0}, "shortcuts.seeds: must be at least 1"),
+    ({"negative_share": 0.9, "strengths": (0.0, 0.5)}, "shortcuts.negative_share: must lie in 0-1 and below"),
+    ({"negative_share": 1.5, "strengths": (0.0,)}, "shortcuts.negative_share: must lie in 0-1 and below"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_built(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         run_benchmark(load_config("tiny"), tmp_path / "b", **kwargs)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_study_bundle_is_never_used_as_the_benchmarks_directory(tiny_trained, tmp_path):
+    from tests.conftest import copy_bundle
+
+    root = copy_bundle(tiny_trained, tmp_path / "study")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(ValueError, match="a study bundle; give the benchmark a directory of its own"):
+        run_benchmark(load_config("tiny"), root, strengths=(0.0, 1.0), seeds=1)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
 
 
 def test_missing_result_names_the_directory(tmp_path):
