@@ -442,18 +442,23 @@ class ModelReliance(_Strict):
         unique = ["model_id", "feature"]
 
 
-def _drop(feature: str) -> pa.Field:
+def _mean_drop(feature: str) -> pa.Field:
     return pa.Field(description=f"Mean fall in predicted log BNP when the {feature} intervention is applied.",
                     metadata={"unit": "natural log of ng/L"})
 
 
-class ShortcutShares(_Strict):
-    """The shortcut benchmark: where each method's explanations of one model lie, per seed and strength."""
+class _ShortcutModel(_Strict):
+    """The columns that name one model of the shortcut benchmark."""
 
     seed: Series[int] = pa.Field(ge=0, description="Seed of the cohort and networks.")
     strength: Series[float] = pa.Field(ge=0, le=1, description="Share of positives carrying the shortcut marker.")
-    model_id: Series[str] = _id("Predictor explained.")
+    model_id: Series[str] = _id("Predictor.")
     regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
+
+
+class ShortcutShares(_ShortcutModel):
+    """The shortcut benchmark: where each method's explanations of one model lie, per seed and strength."""
+
     method: Series[str] = pa.Field(isin=EXPLANATION_METHODS, description="Explanation method.")
     explained: Series[int] = pa.Field(ge=0, description="Radiographs explained (the model's GVR radiographs).")
     carriers: Series[int] = pa.Field(ge=0, description="Of those, how many carry the shortcut marker.")
@@ -472,26 +477,22 @@ class ShortcutShares(_Strict):
         unique = ["seed", "strength", "model_id", "method"]
 
 
-class ShortcutModels(_Strict):
+class ShortcutModels(_ShortcutModel):
     """The shortcut benchmark: each model's measured reliance, the truth it gives, and the audit's decision."""
 
-    seed: Series[int] = pa.Field(ge=0, description="Seed of the cohort and networks.")
-    strength: Series[float] = pa.Field(ge=0, le=1, description="Share of positives carrying the shortcut marker.")
-    model_id: Series[str] = _id("Predictor.")
-    regime: Series[str] = pa.Field(isin=REGIMES, description="Regime of that predictor.")
     held_out_auc: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "AUC on data the model did not train on: the test split (correct), the withheld quarter (overfitted)."))
     shortcut_reliance: Series[float] = pa.Field(description=(
         "Mean fall in predicted log BNP over the model's GVR radiographs when the marker is removed."),
         metadata={"unit": "natural log of ng/L"})
-    drop_heart: Series[float] = _drop("heart")
-    drop_effusion: Series[float] = _drop("effusion")
-    drop_opacity: Series[float] = _drop("opacity")
-    drop_pacemaker: Series[float] = _drop("pacemaker")
-    drop_body_mass: Series[float] = _drop("body mass")
-    drop_projection: Series[float] = _drop("projection")
-    drop_markers: Series[float] = _drop("markers")
-    drop_shortcut: Series[float] = _drop("shortcut")
+    drop_heart: Series[float] = _mean_drop("heart")
+    drop_effusion: Series[float] = _mean_drop("effusion")
+    drop_opacity: Series[float] = _mean_drop("opacity")
+    drop_pacemaker: Series[float] = _mean_drop("pacemaker")
+    drop_body_mass: Series[float] = _mean_drop("body mass")
+    drop_projection: Series[float] = _mean_drop("projection")
+    drop_markers: Series[float] = _mean_drop("markers")
+    drop_shortcut: Series[float] = _mean_drop("shortcut")
     reliance_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "The truth: non-disease share of the absolute falls (modelling.explain.audit.reliance_verdict)."))
     truly_flagged: Series[bool] = pa.Field(description="Whether that share is above the threshold.")

@@ -151,7 +151,7 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
             "relevance_mass": float(g["relevance_mass"].mean()), "pointing_rate": float(g["pointing_hit"].mean()),
             "non_disease_mask_share": mask_share(shares),
         }
-    summary["realism"] = _realism(bundle, config, eager(config, scripted), tables)
+    summary["realism"] = _realism(bundle, config, cnn.model, tables)
     stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
     return summary
 
