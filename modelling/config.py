@@ -305,7 +305,7 @@ class RuntimeConfig:
     """Where and how networks run."""
 
     device: str = "auto"
-    bf16: bool = True
+    bf16: bool | str = "auto"
     channels_last: bool = True
     compile: bool = False
     num_threads: int = 0
@@ -313,6 +313,8 @@ class RuntimeConfig:
 
     def __post_init__(self):
         _check_choice(self.device, ("auto", "cpu", "cuda"), "runtime.device")
+        _check(isinstance(self.bf16, bool) or self.bf16 == "auto", "runtime.bf16",
+               f"must be true, false or auto; got {self.bf16!r}")
         _check(self.num_threads >= 0, "runtime.num_threads", "must not be negative (0: all cores)")
         _check(self.checkpoint_every >= 1, "runtime.checkpoint_every", "must be at least 1")
 

@@ -64,8 +64,30 @@ def device_for(config: StudyConfig) -> torch.device:
     return torch.device("cpu")
 
 
+def bf16_autocast(config: StudyConfig, device: torch.device) -> bool:
+    """Whether networks train under bf16 autocast: ``runtime.bf16``, or with ``auto`` where `device`
+    has fast bf16 kernels (:func:`fast_bf16`)."""
+    want = config.runtime.bf16
+    return fast_bf16(device) if want == "auto" else bool(want)
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 convolutions run at least as fast as float32 on `device`.
+
+    On x86 CPUs oneDNN has bf16 kernels only with AVX-512 (or AMX); with AVX2 alone autocast falls back
+    to reference code, about 20 times slower than float32 (benchmarks/RESULTS.md, 2026-12-02).
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:  # a build without oneDNN
+        return False
+
+
 def _autocast(config: StudyConfig, device: torch.device):
-    if config.runtime.bf16:
+    if bf16_autocast(config, device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -265,6 +287,7 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         postfix=lambda lo: {"w": f"{lo['wasserstein']:.3f}", "g": f"{lo['generator']:.3f}"}, stop=stop)
     stats = {"critic": None, "generator": None, "wasserstein": None} | losses | {
         "objective": "wgan-gp", "iterations": d.iterations, "seconds": seconds,
+        "bf16": bf16_autocast(config, device),
         "images_per_second": done * d.batch_size * (d.critic_steps + 1) / seconds if done else None}
     return G, stats
 
@@ -315,6 +338,7 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         postfix=lambda lo: {"image": f"{lo['image']:.4f}", "mmd": f"{lo['mmd']:.4f}"}, stop=stop)
     stats = {"loss": None, "image": None, "mmd": None} | losses | {
         "objective": "autoencoder", "iterations": d.iterations, "seconds": seconds,
+        "bf16": bf16_autocast(config, device),
         "images_per_second": done * d.batch_size / seconds if done else None}
     return G, E, stats
 
@@ -341,6 +365,10 @@ def train_networks(images: np.ndarray, config: StudyConfig, work: Path, *,
     """The decoder and the encoder as ``decoder.objective`` says: a WGAN-GP decoder, then the encoder
     against it; or both as an autoencoder, then ``encoder.iterations`` of the encoder's own training
     against the frozen decoder (none when 0). Returns them and ``{"decoder": ..., "encoder": ...}`` stats."""
+    if config.runtime.bf16 == "auto":
+        device = device_for(config)
+        log.info("bf16 autocast %s (runtime.bf16 auto: %s has %s bf16 kernels)",
+                 "on" if fast_bf16(device) else "off", device.type, "fast" if fast_bf16(device) else "no fast")
     if config.decoder.objective == "autoencoder":
         generator, encoder, decoder_stats = train_autoencoder(images, config, work, stop=stop, data_key=data_key)
         if config.encoder.iterations:
@@ -392,6 +420,7 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
         step=step, postfix=lambda lo: {"image": f"{lo['image']:.4f}", "latent": f"{lo['latent']:.4f}"}, stop=stop)
     generator.cpu()
     return E, {"loss": losses.get("loss"), "iterations": e.iterations, "seconds": seconds,
+               "bf16": bf16_autocast(config, device),
                "images_per_second": done * e.batch_size * 2 / seconds if done else None}
 
 

@@ -82,7 +82,7 @@ def test_unknown_top_level_key(tmp_path):
     [
         ("decoder", "iterations", "many", "decoder.iterations: must be an integer; got 'many'"),
         ("decoder", "iterations", 2.5, "decoder.iterations: must be an integer"),
-        ("runtime", "bf16", "yes", "runtime.bf16: must be true or false"),
+        ("runtime", "bf16", "yes", "runtime.bf16: must be true, false or auto; got 'yes'"),
         ("decoder", "betas", [0.5], "decoder.betas: must have 2 items"),
         ("predictors", "mlp_hidden", 64, "predictors.mlp_hidden: must be a list"),
         ("cohort", "test_fraction", 1.5, "cohort.test_fraction: must be strictly between 0 and 1"),
