@@ -7,7 +7,6 @@ reference/paper.txt of the project).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis.agreement import cohen_kappa

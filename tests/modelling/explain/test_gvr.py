@@ -156,3 +156,72 @@ def test_the_change_lies_on_the_marker_when_bnp_depends_only_on_the_marker():
         shares[name] = change[marker].sum() / change.sum()
     assert shares["pattern"] > 0.99
     assert shares["gradient"] > 0.8
+
+
+def _pullback_metric(decoder, code: np.ndarray) -> np.ndarray:
+    """J^T J / pixels of the decoder at `code`, by central differences (independent of the move's autodiff)."""
+    z = torch.from_numpy(code.astype(np.float64)).float()
+    columns = []
+    for i in range(len(code)):
+        e = torch.zeros_like(z)
+        e[i] = 1e-3
+        with torch.no_grad():
+            columns.append(((decoder((z + e)[None]) - decoder((z - e)[None])) / 2e-3).flatten().double().numpy())
+    jac = np.stack(columns, axis=1)
+    return jac.T @ jac / jac.shape[0]
+
+
+def test_image_metric_moves_take_what_changes_the_prediction_most_per_pixel():
+    """The model reads the heart (z[0]) and the corner marker (z[1]) alike in latent units, but the
+    marker is a few pixels and the heart a large disc: per unit of image change, the marker moves the
+    prediction most. An image-metric move therefore removes mostly the marker, with a far smaller
+    image change than the gradient or pattern move, and its first step goes along G^-1 w with G the
+    decoder's pullback metric."""
+    decoder = ToyDecoder()
+    w = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    predictor = LinearPredictor(w, 5.0)
+    start = np.array([[1.2, 1.0, 0.0, 0.0]], np.float32)  # log BNP 7.2
+    g = (np.arange(SIZE) + 0.5) / SIZE * 2 - 1
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    marker = (xx + 0.7) ** 2 + (yy + 0.7) ** 2 < 0.02 * 9
+    shares, rms = {}, {}
+    for name, options in (("gradient", {}), ("pattern", {"covariance": np.eye(4)}), ("image", {"image_metric": True})):
+        path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                    step_size=0.02, **options)
+        assert path.reached.all()
+        with torch.no_grad():
+            change = (decoder(torch.from_numpy(path.start)) - decoder(torch.from_numpy(path.end)))[0, 0].numpy()
+        shares[name] = np.abs(change)[marker].sum() / np.abs(change).sum()
+        rms[name] = float(np.sqrt((change ** 2).mean()))
+    assert shares["image"] > 0.7 and shares["gradient"] < 0.2 and shares["pattern"] < 0.2
+    assert rms["image"] < rms["gradient"] / 2 and rms["image"] < rms["pattern"] / 2
+
+    first = move(start, decoder, predictor, target_log_bnp=-10.0, direction="down", max_steps=1, step_size=0.02,
+                 similarity_weight=0.0, image_metric=True)
+    step = first.end[0] - start[0]
+    metric = _pullback_metric(decoder, start[0])
+    expected = -np.linalg.solve(metric + 1e-3 * np.trace(metric) / 4 * np.eye(4), w.numpy())
+    cosine = step @ expected / np.linalg.norm(step) / np.linalg.norm(expected)
+    assert cosine > 0.99
+    with torch.no_grad():  # one step changes the decoded image by step_size root-mean-square, to first order
+        moved = decoder(torch.from_numpy(first.end)) - decoder(torch.from_numpy(start))
+    assert float(moved.pow(2).mean().sqrt()) == pytest.approx(0.02, rel=0.1)
+
+
+def test_move_options_name_each_move():
+    from modelling.explain.gvr import move_options
+
+    assert move_options("gradient", lambda: 1 / 0) == {}  # the covariance is computed only when needed
+    assert move_options("pattern", lambda: "S") == {"covariance": "S"}
+    assert move_options("image", lambda: 1 / 0) == {"image_metric": True}
+    with pytest.raises(ValueError, match="gvr.move must be 'gradient', 'pattern' or 'image'; got 'filter'"):
+        move_options("filter", lambda: None)
+
+
+def test_an_image_metric_move_takes_no_covariance_and_a_positive_refresh():
+    decoder, predictor = heart_only()
+    start = np.ones((1, 4), np.float32)
+    with pytest.raises(ValueError, match="a covariance \\(pattern moves\\) or image_metric, not both"):
+        move(start, decoder, predictor, target_log_bnp=1.0, direction="down", covariance=np.eye(4), image_metric=True)
+    with pytest.raises(ValueError, match="refresh must be at least 1; got 0"):
+        move(start, decoder, predictor, target_log_bnp=1.0, direction="down", image_metric=True, refresh=0)

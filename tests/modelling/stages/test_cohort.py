@@ -109,7 +109,7 @@ def test_summary_counts_a_patient_in_every_set_they_have_radiographs_in():
 
 def test_a_damaged_shard_is_rendered_again(tmp_path):
     cfg = load_config("tiny")
-    bundle = build_cohort(cfg, tmp_path, workers=1)
+    build_cohort(cfg, tmp_path, workers=1)
     shard = tmp_path / "images/radiographs-00000.npy"
     good = shard.read_bytes()
     shard.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))

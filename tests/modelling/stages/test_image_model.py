@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from data_schema import Bundle, validate_bundle
+from data_schema import validate_bundle
 from modelling.config import load_config
 from modelling.stages.artifacts import load_image_model, load_images
 from modelling.stages.image_explain import build_own_image_rationales
