@@ -33,7 +33,7 @@ PROFILES = ("tiny", "default", "paper")
 #: How the decoder is trained (:class:`DecoderConfig`).
 OBJECTIVES = ("wgan-gp", "autoencoder")
 #: Which way a GVR moves a latent code (:class:`GvrConfig`).
-MOVES = ("gradient", "pattern", "image")
+MOVES = ("gradient", "pattern")
 
 
 class ConfigError(ValueError):
@@ -206,9 +206,7 @@ class GvrConfig:
     #: The direction of each step: "gradient", the paper's (Adam on the loss's gradient, the
     #: predictor's filter); or "pattern", the gradient times the covariance of the codes the predictor
     #: trained on (the activation pattern of Haufe et al. 2014), in steps of ``step_size`` times the
-    #: square root of the latent size in whitened units; or "image", steepest descent in the decoded
-    #: image's own metric (the decoder's pullback metric), in steps that change the decoded image by
-    #: ``step_size`` root-mean-square (in [-1, 1]) (:func:`modelling.explain.gvr.move`).
+    #: square root of the latent size in whitened units.
     move: str = "gradient"
 
     def __post_init__(self):

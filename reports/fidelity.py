@@ -45,13 +45,10 @@ if config:
         f"This bundle's generative model: `decoder.objective: {objective}` "
         + ("(decoder and encoder trained together as a Wasserstein autoencoder, WAE-MMD; the paper trained a "
            "WGAN-GP decoder and then the encoder)" if objective == "autoencoder" else "(the paper's WGAN-GP)")
-        + f". GVR moves: `gvr.move: {move}` " + {
-            "pattern": "(gradient times the covariance of the codes the model trained on: the activation pattern "
-                       "of Haufe et al. 2014; the paper stepped along the gradient).",
-            "image": "(steepest descent in the decoded image's own metric, the decoder's pullback metric: "
-                     "the smallest change of the image that lowers the prediction; the paper stepped along "
-                     "the gradient).",
-        }.get(move, "(the paper's gradient steps).")))
+        + f". GVR moves: `gvr.move: {move}` "
+        + ("(gradient times the covariance of the codes the model trained on: the activation pattern of "
+           "Haufe et al. 2014; the paper stepped along the gradient)." if move == "pattern"
+           else "(the paper's gradient steps).")))
 if not has_truth:
     display(Markdown("This bundle has no ground truth (real data, or the fidelity stage has not run): "
                      "nothing on this page can be measured."))
@@ -88,15 +85,12 @@ if has_truth:
 # The paper moved latent codes along the predictor's gradient. The gradient says which direction
 # changes the prediction fastest; the activation pattern (the gradient times the covariance of the
 # codes, Haufe et al. 2014) says along which direction the data vary when the prediction does. The
-# image metric (steepest descent under the decoder's pullback metric, Arvanitidis et al. 2018) says
-# which direction lowers the prediction most per unit of change in the decoded image: the first-order
-# form of the paper's own objective, "minimize the prediction of disease while constrained by a
-# similarity measure in image space". The fidelity stage moves the same radiographs all three ways and
-# judges each as the bundle's own GVRs (@tbl-moves).
+# fidelity stage moves the same radiographs both ways and judges both as the bundle's own GVRs
+# (@tbl-moves).
 
 # %%
 #| label: tbl-moves
-#| tbl-cap: "The same radiographs' GVRs moved along the gradient, the pattern and the image metric: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
+#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
 if has_truth and fidelity.get("moves_compared"):
     moves = pd.DataFrame([{"Model": model, "Move": how + (" (this bundle's)" if how == fidelity.get("move") else ""),
                            "Median pixel r": v["median_pixel_r"],

@@ -40,10 +40,8 @@ if "config.yaml" in bundle.files:
     differs = [text for differs, text in (
         (objective != "wgan-gp", "its decoder and encoder are trained together as a Wasserstein autoencoder "
                                  "(WAE-MMD) instead of a WGAN-GP decoder followed by the encoder"),
-        (move == "pattern", "its GVRs move along the activation pattern (gradient times the codes' "
-                            "covariance) instead of the gradient"),
-        (move == "image", "its GVRs move by steepest descent in the decoded image's metric (the smallest "
-                          "image change that lowers the prediction) instead of along the gradient")) if differs]
+        (move != "gradient", "its GVRs move along the activation pattern (gradient times the codes' "
+                             "covariance) instead of the gradient")) if differs]
     display(Markdown(
         f"Profile `{study['profile']}`: " + ("the paper's method." if not differs else
                                               "as the paper, except that " + "; and ".join(differs)

@@ -19,7 +19,6 @@ Both run batched; each code stops moving once it has reached its target.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,18 +55,6 @@ class Path:
     frames: np.ndarray
 
 
-def move_options(how: str, covariance: Callable[[], np.ndarray]) -> dict:
-    """The keyword arguments of :func:`move` for ``gvr.move`` `how` ("gradient", "pattern" or "image");
-    `covariance` gives the codes' covariance, called only for pattern moves."""
-    if how == "gradient":
-        return {}
-    if how == "pattern":
-        return {"covariance": covariance()}
-    if how == "image":
-        return {"image_metric": True}
-    raise ValueError(f"gvr.move must be 'gradient', 'pattern' or 'image'; got {how!r}")
-
-
 def move(
     start: np.ndarray,
     decoder: nn.Module,
@@ -80,8 +67,6 @@ def move(
     similarity_weight: float = 1.0,
     frames: int = 12,
     covariance: np.ndarray | None = None,
-    image_metric: bool = False,
-    refresh: int = 1,
 ) -> Path:
     """Move latent codes until the predictor's log BNP passes `target_log_bnp`.
 
@@ -111,15 +96,6 @@ def move(
         (NeuroImage 2014; for a nonlinear predictor, of its local linearisation). Such a step is
         a plain gradient step in whitened coordinates u (z = z0 + L u, S = L L^T), taken with a
         length of ``step_size * sqrt(latent_dim)`` in u.
-    image_metric : bool
-        Steepest descent in the decoded image's own metric instead (the pullback metric
-        G = J^T J / pixels of the decoder's Jacobian J, Arvanitidis et al., ICLR 2018): each step
-        moves along G^-1 g, the direction that lowers the prediction most per unit of change in
-        the decoded image, and changes the image by ``step_size`` root-mean-square (in [-1, 1]).
-        This is the first-order solution of the paper's "minimize the prediction of disease while
-        constrained by a similarity measure in image space". Not with `covariance`.
-    refresh : int
-        With `image_metric`: recompute each code's Jacobian every `refresh` steps.
     """
     if direction not in ("down", "up"):
         raise ValueError(f"direction must be 'down' or 'up'; got {direction!r}")
@@ -138,11 +114,7 @@ def move(
         reference = decoder(z0)
         first = predictor(z0)
     z = z0.clone().requires_grad_(True)
-    if image_metric and covariance is not None:
-        raise ValueError("move takes a covariance (pattern moves) or image_metric, not both")
-    if image_metric:
-        opt = _ImageSteps(z, decoder, step_size, refresh)
-    elif covariance is None:
+    if covariance is None:
         opt = torch.optim.Adam([z], lr=step_size)
     else:
         opt = _PatternSteps(z, covariance, step_size)
@@ -210,53 +182,6 @@ class _PatternSteps:
         whitened = g @ self.chol  # L^T g, one row per code
         norm = whitened.norm(dim=1, keepdim=True).clamp_min(1e-12)
         self.z -= self.length * (whitened / norm) @ self.chol.T
-
-
-class _ImageSteps:
-    """An optimiser-shaped stepper: each code moves by ``-length * G^-1 g / sqrt(g^T G^-1 g)`` with G the
-    decoder's pullback metric at the code (see :func:`move`), so that the decoded image changes by
-    about `length` root-mean-square per step."""
-
-    #: Ridge on G, relative to its mean eigenvalue: directions the decoder ignores stay finite.
-    RIDGE = 1e-3
-    #: Codes whose Jacobians are computed at once (each is pixels x latent_dim floats).
-    CHUNK = 32
-
-    def __init__(self, z: torch.Tensor, decoder: nn.Module, step_size: float, refresh: int = 1):
-        if refresh < 1:
-            raise ValueError(f"refresh must be at least 1; got {refresh}")
-        self.z, self.decoder, self.length, self.refresh = z, decoder, step_size, refresh
-        self.inverse = torch.zeros(z.shape[0], z.shape[1], z.shape[1], dtype=z.dtype, device=z.device)
-        self.age = torch.full((z.shape[0],), refresh, dtype=torch.long, device=z.device)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.z.grad = None
-
-    def _metric(self, codes: torch.Tensor) -> torch.Tensor:
-        from torch.func import jacfwd, vmap
-
-        def image(code):
-            return self.decoder(code[None]).flatten()
-
-        blocks = [vmap(jacfwd(image))(codes[i:i + self.CHUNK]) for i in range(0, len(codes), self.CHUNK)]
-        jac = torch.cat(blocks).float()  # (n, pixels, d)
-        metric = jac.transpose(1, 2) @ jac / jac.shape[1]
-        d = metric.shape[-1]
-        scale = metric.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
-        return metric + self.RIDGE * scale[:, None, None] * torch.eye(d, dtype=metric.dtype, device=metric.device)
-
-    @torch.no_grad()
-    def step(self) -> None:
-        g = self.z.grad
-        moving = g.abs().sum(dim=1) > 0  # finished codes have no gradient
-        stale = moving & (self.age >= self.refresh)
-        if stale.any():
-            self.inverse[stale] = torch.linalg.inv(self._metric(self.z.detach()[stale]))
-            self.age[stale] = 0
-        self.age += moving.long()
-        direction = (self.inverse @ g[:, :, None])[:, :, 0]
-        norm = (g * direction).sum(dim=1, keepdim=True).clamp_min(1e-24).sqrt()
-        self.z -= torch.where(moving[:, None], self.length * direction / norm, torch.zeros_like(g))
 
 
 def _done(pred: torch.Tensor, target: torch.Tensor, direction: str) -> torch.Tensor:

@@ -192,7 +192,7 @@ class GenerativeRationale:
 
     def attribute(self, inputs: torch.Tensor, target: int = 0, *, threshold: float, direction: str = "down",
                   method: str = "direct", surrogate: Surrogate | None = None, covariance: np.ndarray | None = None,
-                  image_metric: bool = False, step_size: float = 0.01, max_steps: int = 200, similarity_weight: float = 1.0,
+                  step_size: float = 0.01, max_steps: int = 200, similarity_weight: float = 1.0,
                   margin: float = 0.0, return_path: bool = False):
         """Move each input's latent code until the model's decision changes; the attribution is
         ``prepare(diseased) - prepare(healthy)`` with the inputs' shape (what the model's decision
@@ -212,8 +212,6 @@ class GenerativeRationale:
             Move through the real model, or along `surrogate` (:func:`fit_surrogate`).
         covariance : array (d, d), optional
             Pattern moves (:func:`modelling.explain.gvr.move`); None: the paper's gradient moves.
-        image_metric : bool
-            Steepest descent in the decoded image's metric instead (:func:`modelling.explain.gvr.move`).
         margin : float
             How far past the threshold to move, on the score scale (log BNP or logit): the path lands
             just past its target, and storing the images in 8 bits can carry them back across it.
@@ -230,8 +228,7 @@ class GenerativeRationale:
         with torch.no_grad():
             codes = self.encoder(self._to_generator(inputs.float(), self._generator_size())).float().cpu().numpy()
         attributions, path = explain_codes(codes, self.decoder, self.model, spec, direction=direction, method=method,
-                                           surrogate=surrogate, covariance=covariance, image_metric=image_metric,
-                                           step_size=step_size,
+                                           surrogate=surrogate, covariance=covariance, step_size=step_size,
                                            max_steps=max_steps, similarity_weight=similarity_weight, margin=margin)
         return (attributions, path) if return_path else attributions
 
@@ -250,8 +247,7 @@ class GenerativeRationale:
 
 def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec: ImageModelSpec, *,
                   direction: str = "down", method: str = "direct", surrogate: Surrogate | None = None,
-                  covariance: np.ndarray | None = None, image_metric: bool = False, step_size: float = 0.01,
-                  max_steps: int = 200,
+                  covariance: np.ndarray | None = None, step_size: float = 0.01, max_steps: int = 200,
                   similarity_weight: float = 1.0, margin: float = 0.0, frames: int = 2
                   ) -> tuple[torch.Tensor, RationalePath]:
     """:meth:`GenerativeRationale.attribute` from latent codes already encoded (a study bundle's).
@@ -270,7 +266,7 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
     aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin
     path = move(np.asarray(codes, np.float32), decoder, predictor, target_log_bnp=aim, direction=direction,
                 step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight, frames=frames,
-                covariance=covariance, image_metric=image_metric)
+                covariance=covariance)
     # the model judges the reconstructions as they are stored: 8-bit images
     diseased_u8, healthy_u8 = decode(decoder, path.start), decode(decoder, path.end)
     with torch.no_grad():

@@ -22,7 +22,7 @@ import torch
 
 from data_schema import Bundle, Stage
 from modelling.config import StudyConfig
-from modelling.explain.gvr import move, move_options, overlay
+from modelling.explain.gvr import move, overlay
 from modelling.explain.movies import movie, movie_frames
 from modelling.nets.training import decode, device_for
 from modelling.progress import progress
@@ -152,7 +152,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
     g, threshold = config.gvr, config.cohort.bnp_threshold_ng_l
     rows, skipped = [], []
 
-    def run(model_id, predictor, image_ids, kind, target, options):
+    def run(model_id, predictor, image_ids, kind, target, covariance):
         if not image_ids:
             return
         original = pixels[[position[i] for i in image_ids]]
@@ -166,7 +166,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         path = move_sharded(z0, decoder, predictor, target_log_bnp=np.log(target),
                             direction="down" if kind == "gvr" else "up", step_size=g.step_size,
                             max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=g.movie_frames,
-                            **options)
+                            covariance=covariance)
         if stage is None:  # another rank under torchrun: it moved its share; rank 0 writes
             return
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
@@ -203,7 +203,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
 
     for model_id in model_ids:
         predictor = load_predictor(bundle, model_id).to(device)
-        options = move_options(g.move, lambda: training_covariance(bundle, model_id))
+        covariance = training_covariance(bundle, model_id) if g.move == "pattern" else None
         if images:
             chosen = list(images)
         else:
@@ -217,12 +217,12 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
             if b < threshold:
                 skipped.append({"model_id": model_id, "image_id": i, "predicted_bnp_ng_l": float(b),
                                 "reason": f"already predicted below {threshold:g} ng/L"})
-        run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold, options)
+        run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold, covariance)
         if inverse_per_model and not images:
             low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model,
                           seed=config.seed, selection=g.selection)
             for target in g.inverse_targets_ng_l:
-                run(model_id, predictor, low, "inverse", target, options)
+                run(model_id, predictor, low, "inverse", target, covariance)
     if stage is None:
         return {}
     index_table = pd.DataFrame(rows, columns=["gvr_id", "image_id", "model_id", "regime", "kind", "target_bnp_ng_l",

@@ -78,7 +78,7 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                     truth, feature_maps: np.ndarray, drops: dict, facts: pd.DataFrame,
                     own_change: np.ndarray) -> tuple[dict, dict]:
     """Both GVR moves (:data:`modelling.config.MOVES`) of the same radiographs, judged as the bundle's own."""
-    from modelling.explain.gvr import move, move_options
+    from modelling.explain.gvr import move
 
     index = bundle.read_table("latents_index").set_index("image_id")
     latents = bundle.read_array(index["latents_path"].iloc[0])
@@ -95,9 +95,9 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
     out = {}
     for how in MOVES:
+        cov = covariance if how == "pattern" else None
         path = move(z0, decoder, predictor, target_log_bnp=target, direction="down", step_size=g.step_size,
-                    max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2,
-                    **move_options(how, lambda: covariance))
+                    max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
         r = pixel_correlation(change, truth.change)
@@ -115,9 +115,9 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                     "rank_agreement": rank_agreement(coef.mean(axis=0)[present], relied[present])}
     # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
     fake = randomised(predictor, codes, seed=config.seed)
+    cov = covariance if g.move == "pattern" else None
     path = move(z0, decoder, fake, target_log_bnp=target, direction="down", step_size=g.step_size,
-                max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2,
-                **move_options(g.move, lambda: covariance))
+                max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
     moved = path.steps > 0
     change = (decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)) / 255.0
     mprt = {"radiographs": int(len(z0)), "moved": int(moved.sum()),

@@ -24,7 +24,7 @@ import torch
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
 from modelling.config import StudyConfig
-from modelling.explain.gvr import move_options, overlay
+from modelling.explain.gvr import overlay
 from modelling.explain.image_model import ImageModelError, ImageModelSpec, check, scores
 from modelling.explain.rationale import explain_codes, fit_surrogate
 from modelling.nets.networks import to_unit
@@ -92,9 +92,9 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         g = config.gvr
         # pattern moves: the covariance of every radiograph's code (which codes the user's model learned
         # from is not known)
-        options = move_options(g.move, lambda: np.cov(latents, rowvar=False))
+        covariance = np.cov(latents, rowvar=False) if g.move == "pattern" else None
         _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
-                                **options, step_size=g.step_size, max_steps=g.max_steps,
+                                           covariance=covariance, step_size=g.step_size, max_steps=g.max_steps,
                                            similarity_weight=g.similarity_weight, margin=margin)
         d8, h8 = path.diseased_images, path.healthy_images
         for k, i in enumerate(chosen):

@@ -33,7 +33,7 @@ from modelling.config import StudyConfig
 from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
 from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
-from modelling.explain.gvr import move, move_options
+from modelling.explain.gvr import move
 from modelling.explain.image_model import scores as model_scores
 from modelling.explain.realism import kid, penultimate_features
 from modelling.nets import image_models
@@ -78,9 +78,10 @@ def _latent_gvr_changes(bundle: Bundle, config: StudyConfig, image_ids: list[str
     codes = bundle.read_array(index["latents_path"].iloc[0])[index.loc[image_ids, "row"].to_numpy()]
     decoder, predictor = load_decoder(bundle, config), load_predictor(bundle, "mlp-correct")
     g = config.gvr
+    covariance = training_covariance(bundle, "mlp-correct") if g.move == "pattern" else None
     path = move(codes, decoder, predictor, target_log_bnp=np.log(config.cohort.bnp_threshold_ng_l), direction="down",
                 step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2,
-                **move_options(g.move, lambda: training_covariance(bundle, "mlp-correct")))
+                covariance=covariance)
     # as the stored PNGs: 8-bit levels, then the difference in 0-255 units
     return decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)
 

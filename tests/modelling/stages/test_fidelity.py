@@ -84,7 +84,7 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     for model_id, check in summary["randomisation"].items():
         assert check["radiographs"] == summary["models"][model_id]["gvrs"] and 0 <= check["moved"] <= check["radiographs"]
     for model_id, by_move in summary["moves_compared"].items():
-        assert set(by_move) == {"gradient", "pattern", "image"}
+        assert set(by_move) == {"gradient", "pattern"}
         # the bundle's own move, recomputed, is judged as its GVRs are
         own = by_move[summary["move"]]
         assert own["median_pixel_r"] == pytest.approx(summary["models"][model_id]["median_pixel_r"], abs=1e-6)
