@@ -389,6 +389,10 @@ class GvrTruth(_Strict):
         "model to cross the GVR's target (modelling.cohort.counterfactual.target_fraction)."))
     target_reached: Series[bool] = pa.Field(description="Whether moving them all the way crosses the target.")
     target_counterfactual_path: Series[str] = _path("PNG of the target counterfactual (same noise).")
+    valid: Series[bool] = pa.Field(description=(
+        "The model's decision on the reconstructions as stored: the diseased PNG, encoded again, is predicted at "
+        "or above the GVR's target and the healthy PNG below it (what a reader of the GVR sees is what the model "
+        "would say)."))
     pixel_r_target: Series[float] = pa.Field(ge=-1, le=1, nullable=True, description=(
         "Pearson r of the GVR's diseased - healthy with original - target counterfactual (arrays/target_change.npy, "
         "row change_row); empty where either is constant."))

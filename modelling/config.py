@@ -208,6 +208,15 @@ class GvrConfig:
     #: trained on (the activation pattern of Haufe et al. 2014), in steps of ``step_size`` times the
     #: square root of the latent size in whitened units.
     move: str = "gradient"
+    #: What the move lowers: false, the predictor's output on the moved code (the paper's); true, the
+    #: whole model's output on the picture the code decodes to, predictor(encoder(decoder(z))), as
+    #: Latent Shift differentiates a classifier through its autoencoder (Cohen et al. 2021). The
+    #: paper's moves can lower the prediction in directions the decoder does not draw: the healthy
+    #: reconstruction, encoded again, is then still predicted diseased.
+    reencode: bool = False
+    #: How far past each target a move aims, in log BNP, so that the reconstruction as stored (8-bit)
+    #: and encoded again stays across the threshold; 0 lands just past it.
+    margin: float = 0.0
 
     def __post_init__(self):
         _check(self.step_size > 0, "gvr.step_size", "must be positive")
@@ -215,6 +224,7 @@ class GvrConfig:
         _check_choice(self.selection, ("highest", "random"), "gvr.selection")
         _check(self.max_steps >= 1, "gvr.max_steps", "must be at least 1")
         _check(self.similarity_weight >= 0, "gvr.similarity_weight", "must not be negative")
+        _check(0 <= self.margin < 5, "gvr.margin", "must lie in [0, 5) (log BNP)")
         _check(all(t > 0 for t in self.inverse_targets_ng_l), "gvr.inverse_targets_ng_l", "must be positive")
         _check(0 <= self.difference_threshold < 1, "gvr.difference_threshold", "must lie in [0, 1)")
         _check(self.movie_frames >= 2, "gvr.movie_frames", "must be at least 2")

@@ -47,8 +47,13 @@ if config:
            "WGAN-GP decoder and then the encoder)" if objective == "autoencoder" else "(the paper's WGAN-GP)")
         + f". GVR moves: `gvr.move: {move}` "
         + ("(gradient times the covariance of the codes the model trained on: the activation pattern of "
-           "Haufe et al. 2014; the paper stepped along the gradient)." if move == "pattern"
-           else "(the paper's gradient steps).")))
+           "Haufe et al. 2014; the paper stepped along the gradient)" if move == "pattern"
+           else "(the paper's gradient steps)")
+        + (", lowering what the model says of the decoded picture, predictor(encoder(decoder(z))) "
+           "(`gvr.reencode: true`, as Latent Shift does; the paper lowered the predictor's output on the code)"
+           if config["gvr"].get("reencode") else ", lowering the predictor's output on the code (the paper's)")
+        + (f", aiming {config['gvr']['margin']:g} log BNP past the target." if config["gvr"].get("margin")
+           else ".")))
 if not has_truth:
     display(Markdown("This bundle has no ground truth (real data, or the fidelity stage has not run): "
                      "nothing on this page can be measured."))
@@ -84,17 +89,23 @@ if has_truth:
 #
 # The paper moved latent codes along the predictor's gradient. The gradient says which direction
 # changes the prediction fastest; the activation pattern (the gradient times the covariance of the
-# codes, Haufe et al. 2014) says along which direction the data vary when the prediction does. The
-# fidelity stage moves the same radiographs both ways and judges both as the bundle's own GVRs
-# (@tbl-moves).
+# codes, Haufe et al. 2014) says along which direction the data vary when the prediction does.
+# Either can lower the predictor's output on the moved code, as the paper did, or what the model says
+# of the picture that code decodes to, encoded again ("re-encoded"; Latent Shift, Cohen et al. 2021,
+# differentiates a classifier through its autoencoder the same way). Only the second is sure to change
+# the model's mind about the image a reader sees: "valid" is the share whose stored healthy
+# reconstruction, encoded again, is predicted below the threshold (and diseased one above). The
+# fidelity stage moves the same radiographs both ways, and the bundle's own move scored the other way,
+# and judges each as the bundle's own GVRs (@tbl-moves).
 
 # %%
 #| label: tbl-moves
-#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
+#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern, scored on the code or re-encoded: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share valid (the model's decision on the stored reconstructions, encoded again), share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
 if has_truth and fidelity.get("moves_compared"):
     moves = pd.DataFrame([{"Model": model, "Move": how + (" (this bundle's)" if how == fidelity.get("move") else ""),
                            "Median pixel r": v["median_pixel_r"],
                            "Median r, model's change": v["median_model_change_r"], "Reached": v["reached"],
+                           "Valid": v.get("valid"),
                            "CTR lower": v["ctr_lower"], "CTR measured": v["ctr_measured_with_cardiomegaly"],
                            "Effusion smaller": v.get("effusion_cleared"), "Effusion measured": v.get("effusion_measured"),
                            "Rank agreement": v["rank_agreement"]}
@@ -169,7 +180,7 @@ if has_truth and "non_disease_difference" in fidelity:
 
 # %%
 #| label: tbl-metrics
-#| tbl-cap: "Per model and method: means of the mask metrics and sparseness, median correlation with the true change; for GVRs, validity, median proximity and, where the study's image model exists, the healthy reconstructions' KID (tables/faithfulness.parquet, tables/gvr_index.parquet, image_gvr/cnn/fidelity.json)."
+#| tbl-cap: "Per model and method: means of the mask metrics and sparseness, median correlation with the true change; for GVRs, the share reaching the target, the share valid (the model's decision on the stored reconstructions, encoded again), median proximity and, where the study's image model exists, the healthy reconstructions' KID (tables/faithfulness.parquet, tables/gvr_index.parquet, image_gvr/cnn/fidelity.json)."
 if has_truth and "tables/faithfulness.parquet" in bundle.files:
     faith = bundle.read_table("faithfulness")
     metrics = (faith.assign(method=faith["method"].map(lambda m: METHOD_LABELS.get(m, m)))
@@ -180,8 +191,10 @@ if has_truth and "tables/faithfulness.parquet" in bundle.files:
                     true_change_r=("true_change_r", "median")))
     index = bundle.read_table("gvr_index")
     gvr = index[index["kind"] == "gvr"].groupby("model_id").agg(
-        validity=("reached", "mean"), latent_distance=("latent_distance", "median"),
+        reached=("reached", "mean"), latent_distance=("latent_distance", "median"),
         image_distance=("image_distance", "median"))
+    if "valid" in truth.columns:
+        gvr["valid"] = truth.groupby("model_id")["valid"].mean()
     if "image_gvr/cnn/fidelity.json" in bundle.files:
         realism = read_json(bundle, "image_gvr/cnn/fidelity.json").get("realism", {}).get("sets", {})
         gvr["healthy_kid"] = [realism.get(f"{m} GVRs: healthy reconstructions", {}).get("kid", np.nan)

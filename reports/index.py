@@ -41,7 +41,10 @@ if "config.yaml" in bundle.files:
         (objective != "wgan-gp", "its decoder and encoder are trained together as a Wasserstein autoencoder "
                                  "(WAE-MMD) instead of a WGAN-GP decoder followed by the encoder"),
         (move != "gradient", "its GVRs move along the activation pattern (gradient times the codes' "
-                             "covariance) instead of the gradient")) if differs]
+                             "covariance) instead of the gradient"),
+        (study["gvr"].get("reencode", False), "each move lowers what the model says of the decoded picture, "
+                                              "encoded again, instead of the predictor's output on the code"),
+        ) if differs]
     display(Markdown(
         f"Profile `{study['profile']}`: " + ("the paper's method." if not differs else
                                               "as the paper, except that " + "; and ".join(differs)

@@ -55,6 +55,34 @@ class Path:
     frames: np.ndarray
 
 
+class Reencoded(nn.Module):
+    """The model as it reads a picture: a code is decoded, encoded again and predicted,
+    ``predictor(encoder(decoder(z)))`` (``gvr.reencode``). A move through it lowers what the model
+    says of the decoded image, not of the code alone."""
+
+    def __init__(self, predictor: nn.Module, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.predictor, self.encoder, self.decoder = predictor, encoder, decoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.predictor(self.encoder(self.decoder(z)).float())
+
+
+def scorer(predictor: nn.Module, *, reencode: bool, encoder: nn.Module | None = None,
+           decoder: nn.Module | None = None) -> nn.Module:
+    """What a GVR move lowers (``gvr.reencode``): the predictor itself, or :class:`Reencoded`."""
+    if not reencode:
+        return predictor
+    if encoder is None or decoder is None:
+        raise ValueError("gvr.reencode needs the encoder and the decoder")
+    return Reencoded(predictor, encoder, decoder).eval()
+
+
+def aim(target_log_bnp: np.ndarray | float, direction: str, margin: float) -> np.ndarray:
+    """Where a move aims: `margin` log BNP past each target, below it for "down", above for "up"."""
+    return np.asarray(target_log_bnp, dtype=np.float64) + (-margin if direction == "down" else margin)
+
+
 def move(
     start: np.ndarray,
     decoder: nn.Module,

@@ -22,11 +22,11 @@ import torch
 
 from data_schema import Bundle, Stage
 from modelling.config import StudyConfig
-from modelling.explain.gvr import move, overlay
+from modelling.explain.gvr import aim, move, overlay, scorer
 from modelling.explain.movies import movie, movie_frames
 from modelling.nets.training import decode, device_for
 from modelling.progress import progress
-from modelling.stages.artifacts import load_decoder, load_images, load_predictor, training_covariance
+from modelling.stages.artifacts import load_decoder, load_encoder, load_images, load_predictor, training_covariance
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
     pixels = load_images(bundle, radiographs)
     device = device_for(config)  # the GVR moves and decoding run there (a GPU when there is one)
     decoder = load_decoder(bundle, config).to(device)
+    encoder = load_encoder(bundle, config).to(device) if config.gvr.reencode else None
     g, threshold = config.gvr, config.cohort.bnp_threshold_ng_l
     rows, skipped = [], []
 
@@ -163,15 +164,18 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         bad = [i for i, z in zip(image_ids, z0) if not np.all(np.isfinite(z))]
         if bad:
             raise ValueError(f"latent codes with NaN or infinite values for radiograph(s) {', '.join(bad)}")
-        path = move_sharded(z0, decoder, predictor, target_log_bnp=np.log(target),
-                            direction="down" if kind == "gvr" else "up", step_size=g.step_size,
+        direction = "down" if kind == "gvr" else "up"
+        score = scorer(predictor, reencode=g.reencode, encoder=encoder, decoder=decoder)
+        path = move_sharded(z0, decoder, score,
+                            target_log_bnp=aim(np.log(target), direction, g.margin), direction=direction,
+                            step_size=g.step_size,
                             max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=g.movie_frames,
                             covariance=covariance)
         if stage is None:  # another rank under torchrun: it moved its share; rank 0 writes
             return
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         with torch.no_grad():
-            frame_bnp = np.stack([predict_log_bnp(predictor, f) for f in path.frames])
+            frame_bnp = np.stack([predict_log_bnp(score, f) for f in path.frames])
         frame_images = np.stack([decode(decoder, f) for f in path.frames])
         label = f"{model_id}: GVRs" if kind == "gvr" else f"{model_id}: inverse GVRs to {target:g} ng/L"
         bar = progress(total=len(image_ids), desc=label, unit="GVR")

@@ -74,11 +74,27 @@ def model_change(feature_maps: np.ndarray, drops: dict) -> np.ndarray:
     return np.einsum("nk,nkhw->nhw", weights, feature_maps).astype(np.float32)
 
 
+def _valid(predictor, encoder, diseased: np.ndarray, healthy: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per GVR: the stored (8-bit) diseased reconstruction, encoded again, is predicted at or above the target
+    and the healthy one below it."""
+    return (_predict(predictor, encode(encoder, diseased)) >= target) & (_predict(predictor, encode(encoder, healthy)) < target)
+
+
+def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool]]:
+    """The moves the fidelity stage compares on the same radiographs: both moves (:data:`MOVES`) as the
+    bundle scores them (``gvr.reencode``), and the bundle's own move scored the other way; as
+    (label, move, reencode)."""
+    g = config.gvr
+    label = {False: "", True: ", re-encoded"}
+    return [(how + label[g.reencode], how, g.reencode) for how in MOVES] + [
+        (g.move + label[not g.reencode], g.move, not g.reencode)]
+
+
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
                     truth, feature_maps: np.ndarray, drops: dict, facts: pd.DataFrame,
-                    own_change: np.ndarray) -> tuple[dict, dict]:
-    """Both GVR moves (:data:`modelling.config.MOVES`) of the same radiographs, judged as the bundle's own."""
-    from modelling.explain.gvr import move
+                    own_change: np.ndarray, encoder) -> tuple[dict, dict]:
+    """The GVR moves of :func:`compared_moves` of the same radiographs, judged as the bundle's own."""
+    from modelling.explain.gvr import aim, move, scorer
 
     index = bundle.read_table("latents_index").set_index("image_id")
     latents = bundle.read_array(index["latents_path"].iloc[0])
@@ -94,9 +110,10 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     cardiomegaly = facts["cardiothoracic_ratio"].to_numpy() > 0.5
     effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
     out = {}
-    for how in MOVES:
+    for label, how, reencode in compared_moves(config):
         cov = covariance if how == "pattern" else None
-        path = move(z0, decoder, predictor, target_log_bnp=target, direction="down", step_size=g.step_size,
+        path = move(z0, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
+                    target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
                     max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
@@ -108,15 +125,16 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                    for images in (diseased, healthy)]
         cleared, cleared_n = lower_share(-heights[0], -heights[1], effused)  # more aerated lung when healthy
         coef = decompose(change, feature_maps)
-        out[how] = {"median_pixel_r": _median(r), "median_model_change_r": _median(r_model),
-                    "reached": float(path.reached.mean()), "ctr_lower": lower,
+        out[label] = {"median_pixel_r": _median(r), "median_model_change_r": _median(r_model),
+                    "reached": float(path.reached.mean()),
+                    "valid": float(_valid(predictor, encoder, diseased, healthy, target).mean()), "ctr_lower": lower,
                     "ctr_measured_with_cardiomegaly": measured, "effusion_cleared": cleared,
                     "effusion_measured": cleared_n,
                     "rank_agreement": rank_agreement(coef.mean(axis=0)[present], relied[present])}
     # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
-    fake = randomised(predictor, codes, seed=config.seed)
+    fake = scorer(randomised(predictor, codes, seed=config.seed), reencode=g.reencode, encoder=encoder, decoder=decoder)
     cov = covariance if g.move == "pattern" else None
-    path = move(z0, decoder, fake, target_log_bnp=target, direction="down", step_size=g.step_size,
+    path = move(z0, decoder, fake, target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
                 max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
     moved = path.steps > 0
     change = (decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)) / 255.0
@@ -164,10 +182,12 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     target_images, _ = phantom.render(toward_healthy(params, fraction), size)
     target_change = (truth.original.astype(np.float32) - target_images.astype(np.float32)) / 255.0
     r_target = pixel_correlation(change, target_change)
+    valid = _valid(predictor, encoder, diseased.astype(np.uint8), healthy.astype(np.uint8),
+                   np.log(gvrs["target_bnp_ng_l"].to_numpy(float)))
     eff_d, eff_h = (effused_side_height(effusion.measure(images.astype(np.uint8)), facts["effusion_right"],
                                         facts["effusion_left"]) for images in (diseased, healthy))
     compared[model_id], mprt[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth,
-                                                         feature_maps, drops, facts, change)
+                                                         feature_maps, drops, facts, change, encoder)
     rows = []
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
@@ -181,7 +201,7 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
             "pixel_r": None if not np.isfinite(r[k]) else float(r[k]),
             "model_change_r": None if not np.isfinite(r_model[k]) else float(r_model[k]),
             "target_fraction": float(fraction[k]), "target_reached": bool(fraction_ok[k]),
-            "target_counterfactual_path": f"gvr/{g.gvr_id}/target_counterfactual.png",
+            "target_counterfactual_path": f"gvr/{g.gvr_id}/target_counterfactual.png", "valid": bool(valid[k]),
             "pixel_r_target": None if not np.isfinite(r_target[k]) else float(r_target[k]),
             "cardiomegaly": bool(facts["cardiothoracic_ratio"].iloc[k] > 0.5),
             "effusion": bool(facts["effusion_left"].iloc[k] + facts["effusion_right"].iloc[k] > 0),
@@ -227,6 +247,8 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
         "effusion_cleared": "share of GVRs of radiographs with an effusion whose aerated lung height on the "
                             "effused side (modelling.cohort.effusion) is greater on the healthy reconstruction "
                             "than on the diseased one, among those measured on both",
+        "valid": "share of GVRs whose diseased reconstruction as stored (8-bit), encoded again, is predicted at or "
+                 "above the target and whose healthy one is predicted below it",
         "rank_agreement": "Spearman rho, over the interventions that change at least one of the model's GVR "
                           "radiographs, between the GVRs' mean coefficient and the "
                           "model's mean fall in predicted log BNP",
@@ -249,7 +271,7 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
             "q3_pixel_r": float(np.percentile(r, 75)) if len(r) else None,
             "median_model_change_r": float(np.median(r_model)) if len(r_model) else None,
             "median_pixel_r_target": float(np.median(r_target)) if len(r_target) else None,
-            "target_reached": float(g["target_reached"].mean()),
+            "target_reached": float(g["target_reached"].mean()), "valid": float(g["valid"].mean()),
             "ctr_lower": lower, "ctr_measured_with_cardiomegaly": measured,
             "effusion_cleared": cleared, "effusion_measured": cleared_n,
             "rank_agreement": rank_agreement(rel["gvr_mean_coefficient"].to_numpy(float),
@@ -315,7 +337,7 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
         "each predictor with fresh random weights (rescaled to the real predictions' mean and SD); "
         "median Spearman rank correlation of its |change| with the real GVR's |change|, over radiographs "
         "whose random prediction started above the target (low: the GVR depends on what the model learned)")
-    summary["move"] = config.gvr.move
+    summary["move"] = config.gvr.move + (", re-encoded" if config.gvr.reencode else "")
     stage.write_json("fidelity/summary.json", summary)
     return summary
 

@@ -89,6 +89,8 @@ def test_unknown_top_level_key(tmp_path):
         ("runtime", "device", "tpu", "runtime.device: must be one of 'auto', 'cpu', 'cuda'; got 'tpu'"),
         ("readers", "readers", ["A", "A"], "readers.readers: must name at least one reader, each once"),
         ("shortcuts", "seeds", 0, "shortcuts.seeds: must be at least 1"),
+        ("gvr", "margin", -0.1, "gvr.margin: must lie in"),
+        ("gvr", "reencode", "yes", "gvr.reencode: must be true or false"),
         ("image_model", "architecture", "vgg16", "image_model.architecture: must be one of 'densenet121', 'resnet18'"),
         ("image_model", "width", 0.0, "image_model.width: must be in (0, 4]"),
         ("shortcuts", "strengths", [0.0, 1.2], "shortcuts.strengths: must list shares from 0 to 1; got"),

@@ -156,3 +156,48 @@ def test_the_change_lies_on_the_marker_when_bnp_depends_only_on_the_marker():
         shares[name] = change[marker].sum() / change.sum()
     assert shares["pattern"] > 0.99
     assert shares["gradient"] > 0.8
+
+
+class SoftEncoder(nn.Module):
+    """A differentiable inverse of ToyDecoder's heart: the disc's radius from its soft area; the other
+    coordinates come back 0 (the picture does not draw them)."""
+
+    def forward(self, x):
+        from tests.modelling.explain.toy_models import heart_region
+
+        unit = (x[:, 0] + 1) / 2
+        area = (unit * heart_region(x.shape[-1]).to(x.dtype)).sum(dim=(1, 2)) * (2.0 / x.shape[-1]) ** 2
+        z0 = (torch.sqrt(area / torch.pi) - 0.35) / 0.08
+        return torch.stack([z0, torch.zeros_like(z0), torch.zeros_like(z0), torch.zeros_like(z0)], dim=1)
+
+
+def test_a_reencoded_move_changes_what_the_model_sees_in_the_picture():
+    """The predictor reads the heart (z[0]) and a coordinate the decoder never draws (z[2]). Moved on the
+    code, half the fall comes from z[2]: the healthy picture, encoded again, is still predicted above
+    the target. Moved through decoder, encoder and predictor, only the heart changes, and the picture
+    itself is predicted healthy."""
+    from modelling.explain.gvr import Reencoded, aim, scorer
+
+    decoder, encoder = ToyDecoder(), SoftEncoder()
+    predictor = LinearPredictor(torch.tensor([1.0, 0.0, 1.0, 0.0]), 5.0)
+    start = np.array([[1.2, 0.0, 0.0, 0.0]], np.float32)
+    seen = Reencoded(predictor, encoder, decoder)
+    with torch.no_grad():
+        assert float(seen(torch.from_numpy(start))) == pytest.approx(6.2, abs=0.1)  # the encoder inverts the heart
+    target = np.log(100)
+    results = {}
+    for reencode in (False, True):
+        path = move(start, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
+                    target_log_bnp=aim(target, "down", 0.05), direction="down", step_size=0.05, max_steps=500,
+                    similarity_weight=0.0)
+        assert path.reached.all()
+        with torch.no_grad():
+            results[reencode] = (path.end[0], float(seen(torch.from_numpy(path.end))))
+    (code_end, code_seen), (pic_end, pic_seen) = results[False], results[True]
+    assert code_end[2] < -0.3 and code_seen > target  # half the move is invisible; the picture stays diseased
+    assert abs(pic_end[2]) < 1e-6 and pic_seen < target  # only the heart moved, and the picture reads healthy
+    assert scorer(predictor, reencode=False) is predictor
+    with pytest.raises(ValueError, match="gvr.reencode needs the encoder and the decoder"):
+        scorer(predictor, reencode=True)
+    np.testing.assert_allclose(aim([1.0, 2.0], "down", 0.05), [0.95, 1.95])
+    np.testing.assert_allclose(aim(1.0, "up", 0.05), 1.05)

@@ -14,7 +14,7 @@ from modelling.cohort import phantom
 from modelling.cohort.counterfactual import disease_removed
 from modelling.config import load_config
 from modelling.stages.artifacts import load_render_params
-from modelling.stages.fidelity import build_fidelity, reliance_table, summarise
+from modelling.stages.fidelity import build_fidelity, compared_moves, reliance_table, summarise
 from tests.conftest import copy_bundle
 
 
@@ -83,10 +83,17 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     assert set(summary["non_disease_difference"]) == {"pacemaker", "body_mass", "projection", "markers", "shortcut"}
     for model_id, check in summary["randomisation"].items():
         assert check["radiographs"] == summary["models"][model_id]["gvrs"] and 0 <= check["moved"] <= check["radiographs"]
+    config = load_config("tiny")
+    g = config.gvr
+    labels = [label for label, _, _ in compared_moves(config)]
+    assert len(labels) == 3 and summary["move"] == g.move + (", re-encoded" if g.reencode else "")
+    assert {(how, reencode) for _, how, reencode in compared_moves(config)} == {
+        ("gradient", g.reencode), ("pattern", g.reencode), (g.move, not g.reencode)}
     for model_id, by_move in summary["moves_compared"].items():
-        assert set(by_move) == {"gradient", "pattern"}
+        assert list(by_move) == labels
         # the bundle's own move, recomputed, is judged as its GVRs are
         own = by_move[summary["move"]]
+        assert own["valid"] == pytest.approx(summary["models"][model_id]["valid"], abs=1e-9)
         assert own["median_pixel_r"] == pytest.approx(summary["models"][model_id]["median_pixel_r"], abs=1e-6)
         assert own["median_model_change_r"] == pytest.approx(summary["models"][model_id]["median_model_change_r"],
                                                              abs=1e-6)
@@ -108,7 +115,7 @@ def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitte
         for k in range(len(coefs)):
             rows.append({"gvr_id": f"g{regime}{k}", "image_id": f"i{k}", "model_id": f"mlp-{regime}",
                          "regime": regime, "pixel_r": 0.5, "model_change_r": 0.5, "pixel_r_target": 0.5,
-                         "target_fraction": 0.5, "target_reached": True, "cardiomegaly": True, "effusion": False,
+                         "target_fraction": 0.5, "target_reached": True, "valid": True, "cardiomegaly": True, "effusion": False,
                          "ctr_diseased": 0.6, "ctr_healthy": 0.5 if k % 2 == 0 else 0.7,
                          "effusion_height_diseased": 0.8, "effusion_height_healthy": 0.9,
                          **{f"coef_{f}": coefs[k][j] for j, f in enumerate(INTERVENTION_FEATURES)},
@@ -156,3 +163,24 @@ def test_the_targets_are_judged_from_the_summary():
     assert checks["mlp-correct: measured effusion smaller in >= 90% with an effusion"] == {"value": 0.5, "met": False}
     assert len(checks) == 5  # the pixel r, CTR and effusion targets are the correct model's only
     assert fidelity_checks({"models": {}, "reason": "real data: no ground truth"}) == {}
+
+
+def test_a_gvr_is_valid_when_the_model_reads_its_stored_reconstructions_on_either_side_of_the_target(measured):
+    """valid is the model's own decision on the PNGs a reader sees: each encoded again and predicted."""
+    import torch
+
+    from modelling.nets.training import encode
+    from modelling.stages.artifacts import load_encoder, load_predictor
+
+    bundle, _ = measured
+    truth = bundle.read_table("gvr_truth").set_index("gvr_id")
+    index = bundle.read_table("gvr_index").set_index("gvr_id").loc[truth.index]
+    encoder = load_encoder(bundle)
+    for model_id, rows in index.groupby("model_id"):
+        predictor = load_predictor(bundle, model_id)
+        with torch.no_grad():
+            before, after = (predictor(torch.from_numpy(encode(encoder, np.stack([bundle.read_image(p) for p in rows[c]]))))
+                             .numpy() for c in ("diseased_path", "healthy_path"))
+        target = np.log(rows["target_bnp_ng_l"].to_numpy(float))
+        expected = (before >= target) & (after < target)
+        assert truth.loc[rows.index, "valid"].tolist() == expected.tolist()
