@@ -69,7 +69,11 @@ if has_truth:
         lower = "not measurable" if m["ctr_lower"] is None else f"{m['ctr_lower']:.0%}"
         rho = "undefined" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
         lines.append(
-            f"- `{model_id}`: {m['gvrs']} GVRs; pixel correlation with the true change median "
+            f"- `{model_id}`: {m['gvrs']} GVRs"
+            + ("" if m.get("valid") is None else
+               f", {m['valid']:.0%} valid (the model reads the stored diseased reconstruction, encoded again, at or "
+               f"above the target and the healthy one below it)")
+            + f"; pixel correlation with the true change median "
             f"{m['median_pixel_r']:.2f} (IQR {m['q1_pixel_r']:.2f} to {m['q3_pixel_r']:.2f}; target for the "
             f"correct model: at least 0.5), with the change the model's own reliance implies (each feature's "
             f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:.2f}, with the "

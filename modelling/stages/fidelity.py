@@ -81,13 +81,13 @@ def _valid(predictor, encoder, diseased: np.ndarray, healthy: np.ndarray, target
 
 
 def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool]]:
-    """The moves the fidelity stage compares on the same radiographs: both moves (:data:`MOVES`) as the
-    bundle scores them (``gvr.reencode``), and the bundle's own move scored the other way; as
-    (label, move, reencode)."""
+    """The moves the fidelity stage compares on the same radiographs, as (label, move, reencode): the
+    bundle's own; the paper's (gradient steps on the code); both moves (:data:`MOVES`) on the code; and
+    the bundle's own move scored the other way (``gvr.reencode``). Each once, the bundle's first."""
     g = config.gvr
-    label = {False: "", True: ", re-encoded"}
-    return [(how + label[g.reencode], how, g.reencode) for how in MOVES] + [
-        (g.move + label[not g.reencode], g.move, not g.reencode)]
+    wanted = [(g.move, g.reencode), ("gradient", False), *((how, False) for how in MOVES), (g.move, not g.reencode)]
+    unique = list(dict.fromkeys(wanted))
+    return [(how + (", re-encoded" if reencode else ""), how, reencode) for how, reencode in unique]
 
 
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,

@@ -86,9 +86,10 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     config = load_config("tiny")
     g = config.gvr
     labels = [label for label, _, _ in compared_moves(config)]
-    assert len(labels) == 3 and summary["move"] == g.move + (", re-encoded" if g.reencode else "")
+    assert labels[0] == summary["move"] == g.move + (", re-encoded" if g.reencode else "")
     assert {(how, reencode) for _, how, reencode in compared_moves(config)} == {
-        ("gradient", g.reencode), ("pattern", g.reencode), (g.move, not g.reencode)}
+        (g.move, g.reencode), ("gradient", False), ("pattern", False), (g.move, not g.reencode)}
+    assert len(labels) == len(set(labels))
     for model_id, by_move in summary["moves_compared"].items():
         assert list(by_move) == labels
         # the bundle's own move, recomputed, is judged as its GVRs are
@@ -184,3 +185,10 @@ def test_a_gvr_is_valid_when_the_model_reads_its_stored_reconstructions_on_eithe
         target = np.log(rows["target_bnp_ng_l"].to_numpy(float))
         expected = (before >= target) & (after < target)
         assert truth.loc[rows.index, "valid"].tolist() == expected.tolist()
+
+
+def test_the_compared_moves_are_the_bundles_own_first_then_the_papers_and_each_once():
+    assert [label for label, _, _ in compared_moves(load_config("default"))] == [
+        "pattern, re-encoded", "gradient", "pattern"]
+    assert [label for label, _, _ in compared_moves(load_config("paper"))] == [
+        "gradient", "pattern", "gradient, re-encoded"]
