@@ -33,7 +33,7 @@ from modelling.config import StudyConfig
 from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
 from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
-from modelling.explain.gvr import move
+from modelling.explain.gvr import aim, move, scorer
 from modelling.explain.image_model import scores as model_scores
 from modelling.explain.realism import kid, penultimate_features
 from modelling.nets import image_models
@@ -42,6 +42,7 @@ from modelling.nets.training import decode
 from modelling.progress import progress
 from modelling.stages.artifacts import (
     load_decoder,
+    load_encoder,
     load_image_model,
     load_images,
     load_masks,
@@ -79,9 +80,12 @@ def _latent_gvr_changes(bundle: Bundle, config: StudyConfig, image_ids: list[str
     decoder, predictor = load_decoder(bundle, config), load_predictor(bundle, "mlp-correct")
     g = config.gvr
     covariance = training_covariance(bundle, "mlp-correct") if g.move == "pattern" else None
-    path = move(codes, decoder, predictor, target_log_bnp=np.log(config.cohort.bnp_threshold_ng_l), direction="down",
-                step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2,
-                covariance=covariance)
+    # the latent MLP's GVRs as the bundle makes them (gvr.reencode, gvr.margin)
+    score = scorer(predictor, reencode=g.reencode, encoder=load_encoder(bundle, config) if g.reencode else None,
+                   decoder=decoder)
+    path = move(codes, decoder, score, target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
+                direction="down", step_size=g.step_size, max_steps=g.max_steps,
+                similarity_weight=g.similarity_weight, frames=2, covariance=covariance)
     # as the stored PNGs: 8-bit levels, then the difference in 0-255 units
     return decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)
 
