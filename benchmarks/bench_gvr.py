@@ -30,9 +30,9 @@ import torch
 from data_schema import Bundle
 from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
-from modelling.stages.artifacts import load_decoder, load_predictor
+from modelling.stages.artifacts import load_decoder, load_encoder, load_predictor, training_covariance
 from modelling.stages.explain import build_explanations
-from modelling.explain.gvr import move
+from modelling.explain.gvr import aim, move, scorer
 from modelling.stages.train import build_training
 
 
@@ -69,9 +69,13 @@ def main() -> None:
         start = latents[np.argsort(pred)[::-1][: args.n]]  # the n highest predictions: all need a move
         g = cfg.gvr
         t0 = time.perf_counter()
-        path = move(start, decoder, predictor, target_log_bnp=np.log(cfg.cohort.bnp_threshold_ng_l),
+        # the moves as the explain stage makes them: gvr.move, gvr.reencode and gvr.margin
+        covariance = training_covariance(bundle, "mlp-correct") if g.move == "pattern" else None
+        score = scorer(predictor, reencode=g.reencode, encoder=load_encoder(bundle, cfg) if g.reencode else None,
+                       decoder=decoder)
+        path = move(start, decoder, score, target_log_bnp=aim(np.log(cfg.cohort.bnp_threshold_ng_l), "down", g.margin),
                     direction="down", step_size=g.step_size, max_steps=g.max_steps,
-                    similarity_weight=g.similarity_weight, frames=g.movie_frames)
+                    similarity_weight=g.similarity_weight, frames=g.movie_frames, covariance=covariance)
         moves = time.perf_counter() - t0
         t0 = time.perf_counter()
         _, info = build_explanations(cfg, work, force=True)
