@@ -367,8 +367,9 @@ def train_networks(images: np.ndarray, config: StudyConfig, work: Path, *,
     against the frozen decoder (none when 0). Returns them and ``{"decoder": ..., "encoder": ...}`` stats."""
     if config.runtime.bf16 == "auto":
         device = device_for(config)
+        fast = fast_bf16(device)
         log.info("bf16 autocast %s (runtime.bf16 auto: %s has %s bf16 kernels)",
-                 "on" if fast_bf16(device) else "off", device.type, "fast" if fast_bf16(device) else "no fast")
+                 "on" if fast else "off", device.type, "fast" if fast else "no fast")
     if config.decoder.objective == "autoencoder":
         generator, encoder, decoder_stats = train_autoencoder(images, config, work, stop=stop, data_key=data_key)
         if config.encoder.iterations:
