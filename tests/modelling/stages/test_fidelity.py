@@ -192,3 +192,31 @@ def test_the_compared_moves_are_the_bundles_own_first_then_the_papers_and_each_o
         "pattern, re-encoded", "gradient", "pattern"]
     assert [label for label, _, _ in compared_moves(load_config("paper"))] == [
         "gradient", "pattern", "gradient, re-encoded"]
+
+
+def test_the_measures_ceiling_is_taken_on_the_phantoms_own_counterfactuals(measured):
+    from modelling.cohort import ctr
+    from modelling.cohort.counterfactual import render_intervened
+    from modelling.explain.fidelity import lower_share
+
+    bundle, info = measured
+    truth = bundle.read_table("gvr_truth")
+    facts = bundle.read_table("phantom_truth").set_index("image_id")
+    assert set(info["measured_on_truth"]) == set(truth["model_id"])
+    for model_id, g in truth.groupby("model_id"):
+        ceiling = info["measured_on_truth"][model_id]
+        original = np.stack([bundle.read_image(f"gvr/{i}/original.png") for i in g["gvr_id"]])
+        healthy = np.stack([bundle.read_image(p) for p in g["counterfactual_path"]])
+        params = load_render_params(bundle, g["image_id"].tolist())
+        heart = render_intervened(params, "heart", original.shape[-1])
+        dry = render_intervened(params, "effusion", original.shape[-1])
+        cardiomegaly = facts.loc[g["image_id"], "cardiothoracic_ratio"].to_numpy() > 0.5
+        effused = (facts.loc[g["image_id"], ["effusion_right", "effusion_left"]].sum(axis=1) > 0).to_numpy()
+        before = ctr.measure(original)["ctr"].to_numpy()
+        assert (ceiling["ctr_lower"], ceiling["ctr_measured_with_cardiomegaly"]) == lower_share(
+            before, ctr.measure(healthy)["ctr"].to_numpy(), cardiomegaly)
+        assert (ceiling["ctr_lower_heart_only"], ceiling["ctr_heart_only_measured"]) == lower_share(
+            before, ctr.measure(heart)["ctr"].to_numpy(), cardiomegaly)
+        assert (ceiling["ctr_lower_effusion_only"], ceiling["ctr_effusion_only_measured"]) == lower_share(
+            before, ctr.measure(dry)["ctr"].to_numpy(), cardiomegaly & effused)
+        assert ceiling["effusion_measured"] <= int(effused.sum())
