@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
 from modelling.stages.train import build_training
@@ -74,6 +76,26 @@ def test_probe_region_effect_splits_each_gvrs_effect_by_mask(tiny_explained):
         assert set(r) >= {"effect_shortcut", "effect_heart", "non_disease_share_of_effect"}
         share = r["non_disease_share_of_effect"]
         assert share is None or 0 <= share <= 1
+
+
+def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from probe_shortcut_moves import probe
+    finally:
+        sys.path.pop(0)
+    before = (tiny_explained / "manifest.json").read_bytes()
+    config = load_config("tiny")
+    for random in (0, 5):
+        rows = probe(tiny_explained, config, random)
+        assert {(r["model_id"], r["move"]) for r in rows} == {
+            (m, how) for m in ("mlp-correct", "mlp-overfitted") for how in ("pattern", "gradient")}
+        for r in rows:
+            assert r["radiographs"] == ("random" if random else "GVRs") and 0 <= r["reached"] <= 1
+            assert all(np.isfinite(r[f"coef_{f}"]) for f in ("heart", "effusion", "shortcut"))
+            share = r["effect_non_disease_share"]
+            assert share is None or 0 <= share <= 1
+    assert (tiny_explained / "manifest.json").read_bytes() == before
 
 
 def test_bench_image_gvr_times_direct_gvrs_without_writing(tiny_trained, tmp_path, clean_env):

@@ -1,0 +1,113 @@
+"""Which features does a re-encoded GVR remove from a model that relies on a shortcut? (issue 16 probe)
+
+For one bundle of the shortcut benchmark, each model's radiographs are moved with re-encoded pattern
+and gradient moves (``gvr.reencode``, the bundle's margin) and each GVR's change is decomposed onto the
+phantom's per-feature true change maps (:func:`modelling.explain.fidelity.decompose`: 1 = the feature
+removed as the phantom removes it). Beside it, the model's own attribution of the GVR's effect by region:
+the diseased reconstruction gets the healthy one's pixels inside one mask, and the fall in predicted log
+BNP of that composite, encoded again, is the region's effect (as ``probe_region_effect.py``).
+
+Usage::
+
+    python benchmarks/probe_shortcut_moves.py DIR/seed-20190201/strength-100 [--random N]
+
+``--random N``: N of the model's held-out radiographs predicted positive, drawn with a fixed seed,
+instead of the bundle's GVR radiographs (the most highly predicted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from data_schema import Bundle  # noqa: E402
+from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
+from modelling.cohort.counterfactual import render_intervened, true_change  # noqa: E402
+from modelling.config import load_config  # noqa: E402
+from modelling.explain.audit import DISEASE_FEATURES, NON_DISEASE_MASKS  # noqa: E402
+from modelling.explain.fidelity import decompose  # noqa: E402
+from modelling.explain.gvr import aim, move, scorer  # noqa: E402
+from modelling.nets.training import decode, encode  # noqa: E402
+from modelling.stages.artifacts import (  # noqa: E402
+    load_decoder,
+    load_encoder,
+    load_masks,
+    load_predictor,
+    load_render_params,
+    training_codes,
+)
+from modelling.stages.explain import _select, predict_log_bnp  # noqa: E402
+
+
+def region_effects(predictor, encoder, diseased, healthy, masks, ids) -> dict:
+    base = predict_log_bnp(predictor, encode(encoder, diseased))
+    out = {}
+    for name in (*NON_DISEASE_MASKS, *DISEASE_FEATURES):
+        m = np.stack([masks[i][name] for i in ids]).astype(np.float32)
+        composite = np.round(diseased * (1 - m) + healthy * m).astype(np.uint8)
+        out[name] = float((base - predict_log_bnp(predictor, encode(encoder, composite))).mean())
+    nd = sum(abs(out[m]) for m in NON_DISEASE_MASKS)
+    d = sum(abs(out[m]) for m in DISEASE_FEATURES)
+    out["non_disease_share"] = nd / (nd + d) if nd + d > 0 else None
+    return out
+
+
+def probe(root, config, random: int = 0) -> list[dict]:
+    bundle = Bundle(root, create=False)
+    g = config.gvr
+    index = bundle.read_table("gvr_index")
+    gvrs = index[index["kind"] == "gvr"]
+    latents_index = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(latents_index["latents_path"].iloc[0])
+    decoder, encoder = load_decoder(bundle), load_encoder(bundle)
+    truth, predictions = bundle.read_table("phantom_truth"), bundle.read_table("predictions")
+    rows = []
+    for model_id, own in gvrs.groupby("model_id", sort=True):
+        predictor = load_predictor(bundle, model_id)
+        ids = (_select(predictions, model_id, above=True, threshold=config.cohort.bnp_threshold_ng_l, n=random,
+                       seed=config.seed, selection="random") if random else own["image_id"].tolist())
+        z0 = latents[latents_index.loc[ids, "row"].to_numpy()]
+        params = load_render_params(bundle, ids)
+        original = true_change(params, config.image_size).original
+        maps = np.stack([(original.astype(np.float32) - render_intervened(params, f, config.image_size)
+                          .astype(np.float32)) / 255.0 for f in INTERVENTION_FEATURES], axis=1)
+        masks = load_masks(bundle, truth, ids)
+        covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
+        for how in ("pattern", "gradient"):
+            path = move(z0, decoder, scorer(predictor, reencode=True, encoder=encoder, decoder=decoder),
+                        target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
+                        direction="down", step_size=g.step_size, max_steps=g.max_steps,
+                        similarity_weight=g.similarity_weight, frames=2,
+                        covariance=covariance if how == "pattern" else None)
+            diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
+            change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
+            coef = decompose(change, maps).mean(axis=0)
+            effects = region_effects(predictor, encoder, diseased, healthy, masks, ids)
+            rows.append({"bundle": str(root), "model_id": model_id, "radiographs": "random" if random else "GVRs",
+                         "move": how, "reached": float(path.reached.mean()),
+                         **{f"coef_{f}": float(c) for f, c in zip(INTERVENTION_FEATURES, coef)},
+                         **{f"effect_{k}": v for k, v in effects.items()}})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundles", nargs="+", type=Path)
+    ap.add_argument("--config", default="configs/default.yaml")
+    ap.add_argument("--random", type=int, default=0, help="explain N random positive held-out radiographs")
+    args = ap.parse_args(argv)
+    config = load_config(args.config)
+    rows = [r for root in args.bundles for r in probe(root, config, args.random)]
+    pd.set_option("display.width", 250)
+    print(pd.DataFrame(rows).drop(columns="bundle").round(3).T.to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
