@@ -98,6 +98,18 @@ def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
     assert (tiny_explained / "manifest.json").read_bytes() == before
 
 
+def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_explained):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from probe_samplers import without_two_lungs
+    finally:
+        sys.path.pop(0)
+    result = without_two_lungs(tiny_explained, n=16)
+    assert result["n"] == 16
+    assert set(result) == {"n", "prior", "fitted_gaussian", "mixture_10", "codes"}
+    assert all(0 <= result[k] <= 1 for k in result if k != "n")
+
+
 def test_bench_image_gvr_times_direct_gvrs_without_writing(tiny_trained, tmp_path, clean_env):
     from modelling.stages.image_model import build_image_model
     from tests.conftest import copy_bundle

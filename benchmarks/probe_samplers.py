@@ -1,0 +1,66 @@
+"""Do decoder samples lack two lungs because of the sampler or the decoder? (issue 15 probe)
+
+Decodes N latent codes from each of four distributions and counts the images where
+:func:`modelling.cohort.ctr.measure` cannot find two lungs (the training summary's check):
+
+- the prior N(0, I), as ``train/summary.json`` samples;
+- a Gaussian fitted to the codes of every radiograph (mean and covariance);
+- a 10-component full-covariance Gaussian mixture fitted to them (the ex-post density estimate of
+  Ghosh et al., ICLR 2020, "From variational to deterministic autoencoders");
+- the codes themselves (reconstructions of real radiographs: what the decoder alone loses).
+
+Usage::
+
+    python benchmarks/probe_samplers.py STUDY [--n 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from data_schema import Bundle  # noqa: E402
+from modelling.cohort import ctr  # noqa: E402
+from modelling.nets.training import decode  # noqa: E402
+from modelling.stages.artifacts import load_decoder  # noqa: E402
+
+
+def without_two_lungs(root, n: int = 512, seed: int = 20190201) -> dict:
+    from sklearn.mixture import GaussianMixture
+
+    bundle = Bundle(root, create=False)
+    latents = bundle.read_array("arrays/latents.npy").astype(np.float64)
+    decoder = load_decoder(bundle)
+    rng = np.random.default_rng([seed, 31])
+    n = min(n, len(latents))
+    draws = {
+        "prior": rng.standard_normal((n, latents.shape[1])),
+        "fitted_gaussian": rng.multivariate_normal(latents.mean(axis=0), np.cov(latents, rowvar=False), size=n),
+        "mixture_10": GaussianMixture(min(10, len(latents)), covariance_type="full", reg_covar=1e-4,
+                                      random_state=seed).fit(latents).sample(n)[0],
+        "codes": latents[rng.choice(len(latents), n, replace=False)],
+    }
+    out = {"n": n}
+    for name, z in draws.items():
+        measured = ctr.measure(decode(decoder, z.astype(np.float32)))
+        out[name] = float(measured["ctr"].isna().mean())
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", type=Path)
+    ap.add_argument("--n", type=int, default=512)
+    args = ap.parse_args(argv)
+    print(json.dumps(without_two_lungs(args.study, args.n), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
