@@ -5,7 +5,9 @@ and gradient moves (``gvr.reencode``, the bundle's margin) and each GVR's change
 phantom's per-feature true change maps (:func:`modelling.explain.fidelity.decompose`: 1 = the feature
 removed as the phantom removes it). Beside it, the model's own attribution of the GVR's effect by region:
 the diseased reconstruction gets the healthy one's pixels inside one mask, and the fall in predicted log
-BNP of that composite, encoded again, is the region's effect (as ``probe_region_effect.py``).
+BNP of that composite, encoded again, is the region's effect (as ``probe_region_effect.py``). Last, per
+feature, how far its removal moves the code against the fall in prediction it brings
+(:func:`latent_costs`).
 
 Usage::
 
@@ -96,6 +98,38 @@ def probe(root, config, random: int = 0) -> list[dict]:
     return rows
 
 
+def latent_costs(root, config, random: int = 0) -> list[dict]:
+    """Per model and feature: how far removing the feature moves the code (the intervention's change in
+    the encoder's code, Euclidean), the fall in prediction it brings, and the fall per unit of code, over
+    the radiographs that carry the feature. A move that penalises latent distance buys the largest falls
+    per unit first."""
+    bundle = Bundle(root, create=False)
+    index = bundle.read_table("gvr_index")
+    gvrs = index[index["kind"] == "gvr"]
+    encoder, predictions = load_encoder(bundle), bundle.read_table("predictions")
+    rows = []
+    for model_id, own in gvrs.groupby("model_id", sort=True):
+        predictor = load_predictor(bundle, model_id)
+        ids = (_select(predictions, model_id, above=True, threshold=config.cohort.bnp_threshold_ng_l, n=random,
+                       seed=config.seed, selection="random") if random else own["image_id"].tolist())
+        params = load_render_params(bundle, ids)
+        original = true_change(params, config.image_size).original
+        z = encode(encoder, original)
+        before = predict_log_bnp(predictor, z)
+        for feature in INTERVENTION_FEATURES:
+            changed = render_intervened(params, feature, config.image_size)
+            carries = ~(changed == original).all(axis=(1, 2))
+            if not carries.any():
+                continue
+            zc = encode(encoder, changed[carries])
+            distance = np.linalg.norm(z[carries] - zc, axis=1)
+            fall = before[carries] - predict_log_bnp(predictor, zc)
+            rows.append({"model_id": model_id, "feature": feature, "radiographs": int(carries.sum()),
+                         "latent_distance": float(distance.mean()), "fall": float(fall.mean()),
+                         "fall_per_unit": float(np.mean(fall / np.maximum(distance, 1e-6)))})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundles", nargs="+", type=Path)
@@ -106,6 +140,8 @@ def main(argv=None) -> int:
     rows = [r for root in args.bundles for r in probe(root, config, args.random)]
     pd.set_option("display.width", 250)
     print(pd.DataFrame(rows).drop(columns="bundle").round(3).T.to_string())
+    costs = [{"bundle": str(root), **r} for root in args.bundles for r in latent_costs(root, config, args.random)]
+    print(pd.DataFrame(costs).round(3).to_string(index=False))
     return 0
 
 

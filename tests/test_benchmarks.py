@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data_schema.tables import INTERVENTION_FEATURES
+
 from modelling.stages.cohort import build_cohort
 from modelling.config import load_config
 from modelling.stages.train import build_training
@@ -81,7 +83,7 @@ def test_probe_region_effect_splits_each_gvrs_effect_by_mask(tiny_explained):
 def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from probe_shortcut_moves import probe
+        from probe_shortcut_moves import latent_costs, probe
     finally:
         sys.path.pop(0)
     before = (tiny_explained / "manifest.json").read_bytes()
@@ -95,6 +97,10 @@ def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
             assert all(np.isfinite(r[f"coef_{f}"]) for f in ("heart", "effusion", "shortcut"))
             share = r["effect_non_disease_share"]
             assert share is None or 0 <= share <= 1
+    costs = latent_costs(tiny_explained, config)
+    assert {r["model_id"] for r in costs} == {"mlp-correct", "mlp-overfitted"}
+    assert {r["feature"] for r in costs} <= set(INTERVENTION_FEATURES) and "heart" in {r["feature"] for r in costs}
+    assert all(r["latent_distance"] > 0 and r["radiographs"] > 0 for r in costs)
     assert (tiny_explained / "manifest.json").read_bytes() == before
 
 
