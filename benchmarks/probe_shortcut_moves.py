@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -100,13 +101,15 @@ def probe(root, config, random: int = 0) -> list[dict]:
 
 def latent_costs(root, config, random: int = 0) -> list[dict]:
     """Per model and feature: how far removing the feature moves the code (the intervention's change in
-    the encoder's code, Euclidean), the fall in prediction it brings, and the fall per unit of code, over
-    the radiographs that carry the feature. A move that penalises latent distance buys the largest falls
-    per unit first."""
+    the encoder's code, Euclidean), the fall in prediction it brings, the fall per unit of code, and the
+    cosine of a re-encoded move's first step from the radiograph's code (down the gradient, or the
+    pattern) with that change, over the radiographs that carry the feature."""
     bundle = Bundle(root, create=False)
     index = bundle.read_table("gvr_index")
     gvrs = index[index["kind"] == "gvr"]
     encoder, predictions = load_encoder(bundle), bundle.read_table("predictions")
+    latents_index = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(latents_index["latents_path"].iloc[0])
     rows = []
     for model_id, own in gvrs.groupby("model_id", sort=True):
         predictor = load_predictor(bundle, model_id)
@@ -116,6 +119,13 @@ def latent_costs(root, config, random: int = 0) -> list[dict]:
         original = true_change(params, config.image_size).original
         z = encode(encoder, original)
         before = predict_log_bnp(predictor, z)
+        # the first step's direction of a re-encoded move from each code: down the gradient, or the pattern
+        score = scorer(predictor, reencode=True, encoder=encoder, decoder=load_decoder(bundle))
+        start = torch.from_numpy(latents[latents_index.loc[ids, "row"].to_numpy()].astype(np.float32)).requires_grad_()
+        score(start).sum().backward()
+        down = -start.grad.numpy().astype(np.float64)
+        covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
+        steps = {"gradient": down, "pattern": down @ covariance}
         for feature in INTERVENTION_FEATURES:
             changed = render_intervened(params, feature, config.image_size)
             carries = ~(changed == original).all(axis=(1, 2))
@@ -124,9 +134,13 @@ def latent_costs(root, config, random: int = 0) -> list[dict]:
             zc = encode(encoder, changed[carries])
             distance = np.linalg.norm(z[carries] - zc, axis=1)
             fall = before[carries] - predict_log_bnp(predictor, zc)
+            away = zc - z[carries]
+            cosine = {how: float(np.mean(np.sum(v[carries] * away, axis=1) / np.maximum(
+                np.linalg.norm(v[carries], axis=1) * np.linalg.norm(away, axis=1), 1e-12))) for how, v in steps.items()}
             rows.append({"model_id": model_id, "feature": feature, "radiographs": int(carries.sum()),
                          "latent_distance": float(distance.mean()), "fall": float(fall.mean()),
-                         "fall_per_unit": float(np.mean(fall / np.maximum(distance, 1e-6)))})
+                         "fall_per_unit": float(np.mean(fall / np.maximum(distance, 1e-6))),
+                         **{f"cosine_{how}": c for how, c in cosine.items()}})
     return rows
 
 

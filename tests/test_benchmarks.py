@@ -101,6 +101,7 @@ def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
     assert {r["model_id"] for r in costs} == {"mlp-correct", "mlp-overfitted"}
     assert {r["feature"] for r in costs} <= set(INTERVENTION_FEATURES) and "heart" in {r["feature"] for r in costs}
     assert all(r["latent_distance"] > 0 and r["radiographs"] > 0 for r in costs)
+    assert all(-1 <= r[f"cosine_{how}"] <= 1 for r in costs for how in ("gradient", "pattern"))
     assert (tiny_explained / "manifest.json").read_bytes() == before
 
 
