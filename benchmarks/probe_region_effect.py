@@ -27,6 +27,23 @@ from modelling.stages.artifacts import load_encoder, load_masks, load_predictor 
 from modelling.stages.explain import predict_log_bnp  # noqa: E402
 
 
+def effects_by_region(predictor, encoder, diseased: np.ndarray, healthy: np.ndarray, masks: dict, ids) -> dict:
+    """Mean fall in predicted log BNP when the diseased reconstructions (uint8) get the healthy ones' pixels
+    inside each mask (``masks``: per radiograph id, from :func:`load_masks`), and the non-disease share of
+    those falls (None when none moved)."""
+    diseased, healthy = diseased.astype(np.float32), healthy.astype(np.float32)
+    base = predict_log_bnp(predictor, encode(encoder, diseased.astype(np.uint8)))
+    out = {}
+    for name in (*NON_DISEASE_MASKS, *DISEASE_FEATURES):
+        m = np.stack([masks[i][name] for i in ids]).astype(np.float32)
+        composite = np.round(diseased * (1 - m) + healthy * m).astype(np.uint8)
+        out[name] = float((base - predict_log_bnp(predictor, encode(encoder, composite))).mean())
+    nd = sum(abs(out[m]) for m in NON_DISEASE_MASKS)
+    d = sum(abs(out[m]) for m in DISEASE_FEATURES)
+    out["non_disease_share"] = nd / (nd + d) if nd + d > 0 else None
+    return out
+
+
 def region_effects(root) -> list[dict]:
     bundle = Bundle(root, create=False)
     index = bundle.read_table("gvr_index")
@@ -36,19 +53,14 @@ def region_effects(root) -> list[dict]:
     out = []
     for model_id, rows in gvrs.groupby("model_id"):
         predictor = load_predictor(bundle, model_id)
-        diseased = np.stack([bundle.read_image(p) for p in rows["diseased_path"]]).astype(np.float32)
-        healthy = np.stack([bundle.read_image(p) for p in rows["healthy_path"]]).astype(np.float32)
-        base = predict_log_bnp(predictor, encode(encoder, diseased.astype(np.uint8)))
-        whole = base - predict_log_bnp(predictor, encode(encoder, healthy.astype(np.uint8)))
-        row = {"bundle": str(root), "model_id": model_id, "gvr_effect": float(whole.mean())}
-        for name in (*NON_DISEASE_MASKS, *DISEASE_FEATURES):
-            m = np.stack([masks[i][name] for i in rows["image_id"]]).astype(np.float32)
-            composite = np.round(diseased * (1 - m) + healthy * m).astype(np.uint8)
-            row[f"effect_{name}"] = float((base - predict_log_bnp(predictor, encode(encoder, composite))).mean())
-        nd = sum(abs(row[f"effect_{m}"]) for m in NON_DISEASE_MASKS)
-        d = sum(abs(row[f"effect_{m}"]) for m in DISEASE_FEATURES)
-        row["non_disease_share_of_effect"] = nd / (nd + d) if nd + d > 0 else None
-        out.append(row)
+        diseased = np.stack([bundle.read_image(p) for p in rows["diseased_path"]])
+        healthy = np.stack([bundle.read_image(p) for p in rows["healthy_path"]])
+        whole = (predict_log_bnp(predictor, encode(encoder, diseased))
+                 - predict_log_bnp(predictor, encode(encoder, healthy)))
+        effects = effects_by_region(predictor, encoder, diseased, healthy, masks, rows["image_id"])
+        share = effects.pop("non_disease_share")
+        out.append({"bundle": str(root), "model_id": model_id, "gvr_effect": float(whole.mean()),
+                    **{f"effect_{name}": v for name, v in effects.items()}, "non_disease_share_of_effect": share})
     return out
 
 

@@ -5,7 +5,7 @@ and gradient moves (``gvr.reencode``, the bundle's margin) and each GVR's change
 phantom's per-feature true change maps (:func:`modelling.explain.fidelity.decompose`: 1 = the feature
 removed as the phantom removes it). Beside it, the model's own attribution of the GVR's effect by region:
 the diseased reconstruction gets the healthy one's pixels inside one mask, and the fall in predicted log
-BNP of that composite, encoded again, is the region's effect (as ``probe_region_effect.py``). Last, per
+BNP of that composite, encoded again, is the region's effect (``probe_region_effect.effects_by_region``). Last, per
 feature, how far its removal moves the code against the fall in prediction it brings
 (:func:`latent_costs`).
 
@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_schema import Bundle  # noqa: E402
 from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
-from modelling.cohort.counterfactual import render_intervened, true_change  # noqa: E402
+from modelling.cohort import phantom  # noqa: E402
+from modelling.cohort.counterfactual import render_intervened  # noqa: E402
 from modelling.config import load_config  # noqa: E402
-from modelling.explain.audit import DISEASE_FEATURES, NON_DISEASE_MASKS  # noqa: E402
 from modelling.explain.fidelity import decompose  # noqa: E402
 from modelling.explain.gvr import aim, move, scorer  # noqa: E402
 from modelling.nets.training import decode, encode  # noqa: E402
@@ -43,45 +43,40 @@ from modelling.stages.artifacts import (  # noqa: E402
     load_masks,
     load_predictor,
     load_render_params,
-    training_codes,
+    training_covariance,
 )
 from modelling.stages.explain import _select, predict_log_bnp  # noqa: E402
+from probe_region_effect import effects_by_region  # noqa: E402
 
 
-def region_effects(predictor, encoder, diseased, healthy, masks, ids) -> dict:
-    base = predict_log_bnp(predictor, encode(encoder, diseased))
-    out = {}
-    for name in (*NON_DISEASE_MASKS, *DISEASE_FEATURES):
-        m = np.stack([masks[i][name] for i in ids]).astype(np.float32)
-        composite = np.round(diseased * (1 - m) + healthy * m).astype(np.uint8)
-        out[name] = float((base - predict_log_bnp(predictor, encode(encoder, composite))).mean())
-    nd = sum(abs(out[m]) for m in NON_DISEASE_MASKS)
-    d = sum(abs(out[m]) for m in DISEASE_FEATURES)
-    out["non_disease_share"] = nd / (nd + d) if nd + d > 0 else None
-    return out
+def _cases(bundle: Bundle, config, random: int):
+    """Per model: its predictor, the radiographs probed (its GVRs', or `random` drawn positives), their
+    stored codes, render parameters and original renders."""
+    index = bundle.read_table("gvr_index")
+    gvrs = index[index["kind"] == "gvr"]
+    latents_index = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(latents_index["latents_path"].iloc[0])
+    predictions = bundle.read_table("predictions")
+    for model_id, own in gvrs.groupby("model_id", sort=True):
+        ids = (_select(predictions, model_id, above=True, threshold=config.cohort.bnp_threshold_ng_l, n=random,
+                       seed=config.seed, selection="random") if random else own["image_id"].tolist())
+        params = load_render_params(bundle, ids)
+        original, _ = phantom.render(dict(params), config.image_size)
+        yield (model_id, load_predictor(bundle, model_id), ids, latents[latents_index.loc[ids, "row"].to_numpy()],
+               params, original)
 
 
 def probe(root, config, random: int = 0) -> list[dict]:
     bundle = Bundle(root, create=False)
     g = config.gvr
-    index = bundle.read_table("gvr_index")
-    gvrs = index[index["kind"] == "gvr"]
-    latents_index = bundle.read_table("latents_index").set_index("image_id")
-    latents = bundle.read_array(latents_index["latents_path"].iloc[0])
     decoder, encoder = load_decoder(bundle), load_encoder(bundle)
-    truth, predictions = bundle.read_table("phantom_truth"), bundle.read_table("predictions")
+    truth = bundle.read_table("phantom_truth")
     rows = []
-    for model_id, own in gvrs.groupby("model_id", sort=True):
-        predictor = load_predictor(bundle, model_id)
-        ids = (_select(predictions, model_id, above=True, threshold=config.cohort.bnp_threshold_ng_l, n=random,
-                       seed=config.seed, selection="random") if random else own["image_id"].tolist())
-        z0 = latents[latents_index.loc[ids, "row"].to_numpy()]
-        params = load_render_params(bundle, ids)
-        original = true_change(params, config.image_size).original
+    for model_id, predictor, ids, z0, params, original in _cases(bundle, config, random):
         maps = np.stack([(original.astype(np.float32) - render_intervened(params, f, config.image_size)
                           .astype(np.float32)) / 255.0 for f in INTERVENTION_FEATURES], axis=1)
         masks = load_masks(bundle, truth, ids)
-        covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
+        covariance = training_covariance(bundle, model_id)
         for how in ("pattern", "gradient"):
             path = move(z0, decoder, scorer(predictor, reencode=True, encoder=encoder, decoder=decoder),
                         target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
@@ -91,7 +86,7 @@ def probe(root, config, random: int = 0) -> list[dict]:
             diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
             change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
             coef = decompose(change, maps).mean(axis=0)
-            effects = region_effects(predictor, encoder, diseased, healthy, masks, ids)
+            effects = effects_by_region(predictor, encoder, diseased, healthy, masks, ids)
             rows.append({"bundle": str(root), "model_id": model_id, "radiographs": "random" if random else "GVRs",
                          "move": how, "reached": float(path.reached.mean()),
                          **{f"coef_{f}": float(c) for f, c in zip(INTERVENTION_FEATURES, coef)},
@@ -105,27 +100,17 @@ def latent_costs(root, config, random: int = 0) -> list[dict]:
     cosine of a re-encoded move's first step from the radiograph's code (down the gradient, or the
     pattern) with that change, over the radiographs that carry the feature."""
     bundle = Bundle(root, create=False)
-    index = bundle.read_table("gvr_index")
-    gvrs = index[index["kind"] == "gvr"]
-    encoder, predictions = load_encoder(bundle), bundle.read_table("predictions")
-    latents_index = bundle.read_table("latents_index").set_index("image_id")
-    latents = bundle.read_array(latents_index["latents_path"].iloc[0])
+    decoder, encoder = load_decoder(bundle), load_encoder(bundle)
     rows = []
-    for model_id, own in gvrs.groupby("model_id", sort=True):
-        predictor = load_predictor(bundle, model_id)
-        ids = (_select(predictions, model_id, above=True, threshold=config.cohort.bnp_threshold_ng_l, n=random,
-                       seed=config.seed, selection="random") if random else own["image_id"].tolist())
-        params = load_render_params(bundle, ids)
-        original = true_change(params, config.image_size).original
+    for model_id, predictor, ids, stored, params, original in _cases(bundle, config, random):
         z = encode(encoder, original)
         before = predict_log_bnp(predictor, z)
-        # the first step's direction of a re-encoded move from each code: down the gradient, or the pattern
-        score = scorer(predictor, reencode=True, encoder=encoder, decoder=load_decoder(bundle))
-        start = torch.from_numpy(latents[latents_index.loc[ids, "row"].to_numpy()].astype(np.float32)).requires_grad_()
+        # the first step's direction of a re-encoded move from each stored code: down the gradient, or the pattern
+        score = scorer(predictor, reencode=True, encoder=encoder, decoder=decoder)
+        start = torch.from_numpy(stored.astype(np.float32)).requires_grad_()
         score(start).sum().backward()
         down = -start.grad.numpy().astype(np.float64)
-        covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
-        steps = {"gradient": down, "pattern": down @ covariance}
+        steps = {"gradient": down, "pattern": down @ training_covariance(bundle, model_id)}
         for feature in INTERVENTION_FEATURES:
             changed = render_intervened(params, feature, config.image_size)
             carries = ~(changed == original).all(axis=(1, 2))

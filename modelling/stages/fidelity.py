@@ -353,18 +353,20 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
         stage.write_table("model_reliance", reliance)
     summary = summarise(per_gvr, reliance) if len(per_gvr) else {"models": {}}
     summary["moves_compared"] = compared
-    summary["randomisation"] = mprt
-    summary.setdefault("method", {})["randomisation"] = (
-        "model-parameter randomisation test (Adebayo et al. 2018): the bundle's GVR move through a copy of "
-        "each predictor with fresh random weights (rescaled to the real predictions' mean and SD); "
-        "median Spearman rank correlation of its |change| with the real GVR's |change|, over radiographs "
-        "whose random prediction started above the target (low: the GVR depends on what the model learned)")
-    summary["measured_on_truth"] = ceiling
-    summary.setdefault("method", {})["measured_on_truth"] = (
-        "the same measures on the phantom's own counterfactuals of the same radiographs, the most a GVR could "
-        "show by them: 'ctr_lower' and 'effusion_cleared' from each original to its disease-free counterfactual, "
-        "'ctr_lower_heart_only' to the same radiograph with only the heart made normal (effusion kept), "
-        "'ctr_lower_effusion_only' with only the effusion removed (heart kept; radiographs with both)")
+    summary["randomisation"], summary["measured_on_truth"] = mprt, ceiling
+    summary.setdefault("method", {}).update({
+        "randomisation": (
+            "model-parameter randomisation test (Adebayo et al. 2018): the bundle's GVR move through a copy of "
+            "each predictor with fresh random weights (rescaled to the real predictions' mean and SD); "
+            "median Spearman rank correlation of its |change| with the real GVR's |change|, over radiographs "
+            "whose random prediction started above the target (low: the GVR depends on what the model learned)"),
+        "measured_on_truth": (
+            "the same measures on the phantom's own counterfactuals of the same radiographs, the most a GVR could "
+            "show by them: 'ctr_lower' and 'effusion_cleared' from each original to its disease-free "
+            "counterfactual, 'ctr_lower_heart_only' to the same radiograph with only the heart made normal "
+            "(effusion kept), 'ctr_lower_effusion_only' with only the effusion removed (heart kept; radiographs "
+            "with both)"),
+    })
     summary["move"] = config.gvr.move + (", re-encoded" if config.gvr.reencode else "")
     stage.write_json("fidelity/summary.json", summary)
     return summary
