@@ -398,6 +398,9 @@ class GvrTruth(_Strict):
         "row change_row); empty where either is constant."))
     cardiomegaly: Series[bool] = pa.Field(description="The radiograph's cardiothoracic ratio is above 0.5 (truth).")
     effusion: Series[bool] = pa.Field(description="The radiograph has a pleural effusion (truth).")
+    large_effusion: Series[bool] = pa.Field(description=(
+        "Its effusion fills at least a tenth of the hemithorax's height on either side (truth; "
+        "modelling.cohort.effusion.LARGE): fluid that may hide the heart border the ratio is read at."))
     ctr_diseased: Series[float] = pa.Field(gt=0, nullable=True, description=(
         "Cardiothoracic ratio measured on the diseased reconstruction (modelling.cohort.ctr); empty when "
         "two lungs cannot be found."))

@@ -130,3 +130,28 @@ def test_bench_image_gvr_times_direct_gvrs_without_writing(tiny_trained, tmp_pat
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["gvrs"] == 5 and 0 <= result["valid"] <= result["gvrs"] and result["seconds"] > 0
     assert (root / "manifest.json").read_bytes() == before
+
+
+def test_probe_ctr_rows_reads_a_smaller_heart_on_the_same_rows_and_nothing_from_the_same_image():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from probe_ctr_rows import cohort_params, compare, same_rows
+    finally:
+        sys.path.pop(0)
+    from modelling.cohort import phantom
+
+    params = {k: np.zeros(2, np.float32) for k in phantom.PARAMETERS}
+    params.update(cardiothoracic_ratio=np.array([0.6, 0.45], np.float32), body_mass_index=np.full(2, 25.0),
+                  scale=np.ones(2), exposure=np.ones(2))
+    images, _ = phantom.render(params, 64)
+    pair = same_rows(images[:1], images[1:], trim=1)[0]
+    assert pair[1] < pair[0]  # the smaller heart, read over the same rows
+    same = same_rows(images[:1], images[:1], trim=0)[0]
+    assert same[0] == same[1]
+
+    result = compare(cohort_params(12, "tiny"), 64, trims=(0, 2))
+    for name in ("disease_free", "heart_only", "effusion_only"):
+        assert set(result[name]) == {"single", "same_rows_0", "same_rows_2"}
+        for how in result[name].values():
+            assert how["all"]["n"] == how["no_large_effusion"]["n"] + how["large_effusion"]["n"]
+            assert all(s["lower"] is None or 0 <= s["lower"] <= 1 for s in how.values())

@@ -97,7 +97,7 @@ def fit(images: np.ndarray, log_bnp: np.ndarray, train: np.ndarray, validation: 
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         val = float(np.mean((predict(model, images[validation]) - y[validation]) ** 2))
         history.append({"epoch": epoch + 1, "train_mse_standardised": float(np.mean(losses)) if losses else None,
                         "validation_mse": val})

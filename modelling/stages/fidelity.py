@@ -186,6 +186,7 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     r_target = pixel_correlation(change, target_change)
     valid = _valid(predictor, encoder, diseased.astype(np.uint8), healthy.astype(np.uint8),
                    np.log(gvrs["target_bnp_ng_l"].to_numpy(float)))
+    large_effusions = effusion.large(facts["effusion_right"], facts["effusion_left"])
     eff_d, eff_h = (effused_side_height(effusion.measure(images.astype(np.uint8)), facts["effusion_right"],
                                         facts["effusion_left"]) for images in (diseased, healthy))
     ceiling[model_id] = measured_on_truth(truth, alone, facts)
@@ -208,6 +209,7 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
             "pixel_r_target": None if not np.isfinite(r_target[k]) else float(r_target[k]),
             "cardiomegaly": bool(facts["cardiothoracic_ratio"].iloc[k] > 0.5),
             "effusion": bool(facts["effusion_left"].iloc[k] + facts["effusion_right"].iloc[k] > 0),
+            "large_effusion": bool(large_effusions[k]),
             "ctr_diseased": None if not np.isfinite(ctr_d[k]) else float(ctr_d[k]),
             "ctr_healthy": None if not np.isfinite(ctr_h[k]) else float(ctr_h[k]),
             "effusion_height_diseased": None if not np.isfinite(eff_d[k]) else float(eff_d[k]),
@@ -225,15 +227,19 @@ def measured_on_truth(truth, alone: dict, facts: pd.DataFrame) -> dict:
     cardiomegaly = facts["cardiothoracic_ratio"].to_numpy() > 0.5
     effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
     before = ctr.measure(truth.original)["ctr"].to_numpy()
-    lower, measured = lower_share(before, ctr.measure(truth.counterfactual)["ctr"].to_numpy(), cardiomegaly)
+    after = ctr.measure(truth.counterfactual)["ctr"].to_numpy()
+    lower, measured = lower_share(before, after, cardiomegaly)
     heart, heart_n = lower_share(before, ctr.measure(alone["heart"])["ctr"].to_numpy(), cardiomegaly)
     dry, dry_n = lower_share(before, ctr.measure(alone["effusion"])["ctr"].to_numpy(), cardiomegaly & effused)
+    small = cardiomegaly & ~effusion.large(facts["effusion_right"], facts["effusion_left"])
+    small_lower, small_n = lower_share(before, after, small)
     heights = [effused_side_height(effusion.measure(images), facts["effusion_right"], facts["effusion_left"])
                for images in (truth.original, truth.counterfactual)]
     cleared, cleared_n = lower_share(-heights[0], -heights[1], effused)
     return {"ctr_lower": lower, "ctr_measured_with_cardiomegaly": measured, "ctr_lower_heart_only": heart,
             "ctr_heart_only_measured": heart_n, "ctr_lower_effusion_only": dry, "ctr_effusion_only_measured": dry_n,
-            "effusion_cleared": cleared, "effusion_measured": cleared_n}
+            "effusion_cleared": cleared, "effusion_measured": cleared_n,
+            "ctr_lower_small_effusion": small_lower, "ctr_small_effusion_measured": small_n}
 
 
 def reliance_table(per_gvr: pd.DataFrame) -> pd.DataFrame:
@@ -265,6 +271,9 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
                           "terms of the phantom's BNP model (heart, effusion, opacity, pacemaker, body mass) moved "
                           "just far enough that the model without patient and visit effects crosses the GVR's "
                           "target (undefined where it already did)",
+        "ctr_lower_small_effusion": "'ctr_lower' among the radiographs whose true effusion fills less than a "
+                                    "tenth of the hemithorax on both sides (modelling.cohort.effusion.LARGE), where "
+                                    "the heart border the ratio is read at is not hidden by fluid",
         "effusion_cleared": "share of GVRs of radiographs with an effusion whose aerated lung height on the "
                             "effused side (modelling.cohort.effusion) is greater on the healthy reconstruction "
                             "than on the diseased one, among those measured on both",
@@ -284,6 +293,8 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
         r_target = g["pixel_r_target"].dropna().to_numpy(float)
         lower, measured = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
                                       g["cardiomegaly"].to_numpy())
+        small, small_n = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
+                                     g["cardiomegaly"].to_numpy() & ~g["large_effusion"].to_numpy())
         cleared, cleared_n = lower_share(-g["effusion_height_diseased"].to_numpy(float),
                                          -g["effusion_height_healthy"].to_numpy(float), g["effusion"].to_numpy())
         out["models"][model_id] = {
@@ -294,6 +305,7 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
             "median_pixel_r_target": float(np.median(r_target)) if len(r_target) else None,
             "target_reached": float(g["target_reached"].mean()), "valid": float(g["valid"].mean()),
             "ctr_lower": lower, "ctr_measured_with_cardiomegaly": measured,
+            "ctr_lower_small_effusion": small, "ctr_small_effusion_measured": small_n,
             "effusion_cleared": cleared, "effusion_measured": cleared_n,
             "rank_agreement": rank_agreement(rel["gvr_mean_coefficient"].to_numpy(float),
                                              rel["mean_drop"].to_numpy(float)),
@@ -365,7 +377,8 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
             "show by them: 'ctr_lower' and 'effusion_cleared' from each original to its disease-free "
             "counterfactual, 'ctr_lower_heart_only' to the same radiograph with only the heart made normal "
             "(effusion kept), 'ctr_lower_effusion_only' with only the effusion removed (heart kept; radiographs "
-            "with both)"),
+            "with both), 'ctr_lower_small_effusion' from original to disease-free counterfactual among the "
+            "radiographs with cardiomegaly and no large effusion"),
     })
     summary["move"] = config.gvr.move + (", re-encoded" if config.gvr.reencode else "")
     stage.write_json("fidelity/summary.json", summary)

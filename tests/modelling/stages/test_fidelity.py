@@ -117,7 +117,7 @@ def _constructed(coefs_correct, coefs_overfitted, drops_correct, drops_overfitte
             rows.append({"gvr_id": f"g{regime}{k}", "image_id": f"i{k}", "model_id": f"mlp-{regime}",
                          "regime": regime, "pixel_r": 0.5, "model_change_r": 0.5, "pixel_r_target": 0.5,
                          "target_fraction": 0.5, "target_reached": True, "valid": True, "cardiomegaly": True, "effusion": False,
-                         "ctr_diseased": 0.6, "ctr_healthy": 0.5 if k % 2 == 0 else 0.7,
+                         "large_effusion": k % 4 == 0, "ctr_diseased": 0.6, "ctr_healthy": 0.5 if k % 2 == 0 else 0.7,
                          "effusion_height_diseased": 0.8, "effusion_height_healthy": 0.9,
                          **{f"coef_{f}": coefs[k][j] for j, f in enumerate(INTERVENTION_FEATURES)},
                          **{f"drop_{f}": drops[k][j] for j, f in enumerate(INTERVENTION_FEATURES)}})
@@ -135,6 +135,9 @@ def test_rank_agreement_and_the_regime_test_on_constructed_gvrs():
     assert summary["models"]["mlp-correct"]["rank_agreement"] == pytest.approx(1.0)
     assert summary["models"]["mlp-overfitted"]["rank_agreement"] < 0.5
     assert summary["models"]["mlp-correct"]["ctr_lower"] == 0.5
+    # without a large effusion (k not a multiple of 4): lower where k is even, 5 of those 15
+    assert (summary["models"]["mlp-correct"]["ctr_lower_small_effusion"],
+            summary["models"]["mlp-correct"]["ctr_small_effusion_measured"]) == (pytest.approx(1 / 3), 15)
     assert summary["non_disease_difference"]["markers"]["p"] < 1e-6
     assert summary["non_disease_difference"]["markers"]["gvr_coefficient_overfitted"] > 0.8
 
@@ -195,7 +198,7 @@ def test_the_compared_moves_are_the_bundles_own_first_then_the_papers_and_each_o
 
 
 def test_the_measures_ceiling_is_taken_on_the_phantoms_own_counterfactuals(measured):
-    from modelling.cohort import ctr
+    from modelling.cohort import ctr, effusion
     from modelling.cohort.counterfactual import render_intervened
     from modelling.explain.fidelity import lower_share
 
@@ -220,3 +223,12 @@ def test_the_measures_ceiling_is_taken_on_the_phantoms_own_counterfactuals(measu
         assert (ceiling["ctr_lower_effusion_only"], ceiling["ctr_effusion_only_measured"]) == lower_share(
             before, ctr.measure(dry)["ctr"].to_numpy(), cardiomegaly & effused)
         assert ceiling["effusion_measured"] <= int(effused.sum())
+        # where no large effusion can hide the heart border, the same comparison on its own
+        large = effusion.large(*(facts.loc[g["image_id"], side].to_numpy() for side in ("effusion_right", "effusion_left")))
+        assert g["large_effusion"].tolist() == large.tolist()
+        assert (ceiling["ctr_lower_small_effusion"], ceiling["ctr_small_effusion_measured"]) == lower_share(
+            before, ctr.measure(healthy)["ctr"].to_numpy(), cardiomegaly & ~large)
+        own = info["models"][model_id]
+        assert (own["ctr_lower_small_effusion"], own["ctr_small_effusion_measured"]) == lower_share(
+            g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
+            g["cardiomegaly"].to_numpy() & ~large)
