@@ -111,8 +111,9 @@ if has_truth:
             + ". The thresholding measure (`modelling.cohort.ctr`) reads the heart's width only between aerated "
               "lung: where an effusion hides the lower heart, removing the effusion alone widens the measured "
               "heart, so on these radiographs a lower measured ratio is a weaker sign of a smaller heart than "
-              "the 90 % target assumes. Where no large effusion hides the heart border, the measure can show "
-              "the heart's change, and the GVRs' share there is the fairer reading of the target."))
+              "the 90 % target assumes. Where no large effusion hides the heart border the measure does read "
+              "the heart (benchmarks/probe_ctr_rows.py), so the shares without one judge the GVRs fairly, "
+              "but the most highly predicted radiographs seldom lack one: count them before reading a share."))
 
 # %% [markdown]
 # ## Gradient and pattern moves side by side

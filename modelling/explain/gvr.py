@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from modelling.explain.colours import ORANGE, PURPLE
+from modelling.progress import progress
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def move(
     similarity_weight: float = 1.0,
     frames: int = 12,
     covariance: np.ndarray | None = None,
+    desc: str | None = None,
 ) -> Path:
     """Move latent codes until the predictor's log BNP passes `target_log_bnp`.
 
@@ -124,6 +126,9 @@ def move(
         (NeuroImage 2014; for a nonlinear predictor, of its local linearisation). Such a step is
         a plain gradient step in whitened coordinates u (z = z0 + L u, S = L L^T), taken with a
         length of ``step_size * sqrt(latent_dim)`` in u.
+    desc : str, optional
+        Report progress under this name, counting codes as they reach the target (a long move, such as
+        one through a user's image model, otherwise runs silent).
     """
     if direction not in ("down", "up"):
         raise ValueError(f"direction must be 'down' or 'up'; got {direction!r}")
@@ -153,6 +158,8 @@ def move(
         return _done(pred, target, direction)
 
     active = ~done(first)
+    moving = int(active.sum())
+    bar = None if desc is None or not moving else progress(total=moving, desc=desc, unit="code")
     for _ in range(max_steps):
         if not active.any():
             break
@@ -172,8 +179,14 @@ def move(
                 z[crossed] = _bisect(before[crossed], z[crossed], predictor, target[crossed], direction)
             active &= ~crossed
         history.append(z.detach().cpu().numpy().copy())
+        if bar is not None:
+            bar.update(int(crossed.sum()))
     with torch.no_grad():
         end_pred = predictor(z)
+    if bar is not None:  # the codes the step budget stopped count as finished, not reached
+        bar.set_postfix(reached=f"{int((done(end_pred) & (steps > 0)).sum())}/{moving}")
+        bar.update(int(active.sum()))
+        bar.close()
     keep = np.unique(np.linspace(0, len(history) - 1, max(2, frames)).round().astype(int))
     return Path(
         start=start.astype(np.float32),

@@ -248,12 +248,13 @@ class GenerativeRationale:
 def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec: ImageModelSpec, *,
                   direction: str = "down", method: str = "direct", surrogate: Surrogate | None = None,
                   covariance: np.ndarray | None = None, step_size: float = 0.01, max_steps: int = 200,
-                  similarity_weight: float = 1.0, margin: float = 0.0, frames: int = 2
-                  ) -> tuple[torch.Tensor, RationalePath]:
+                  similarity_weight: float = 1.0, margin: float = 0.0, frames: int = 2,
+                  desc: str | None = None) -> tuple[torch.Tensor, RationalePath]:
     """:meth:`GenerativeRationale.attribute` from latent codes already encoded (a study bundle's).
 
     Returns the attributions in the model's input space (n, 1, input_size, input_size) and the path,
-    with `frames` codes along the way (:func:`modelling.explain.gvr.move`).
+    with `frames` codes along the way (:func:`modelling.explain.gvr.move`, which reports progress
+    under `desc` when it is given).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
@@ -266,7 +267,7 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
     aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin
     path = move(np.asarray(codes, np.float32), decoder, predictor, target_log_bnp=aim, direction=direction,
                 step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight, frames=frames,
-                covariance=covariance)
+                covariance=covariance, desc=desc)
     # the model judges the reconstructions as they are stored: 8-bit images
     diseased_u8, healthy_u8 = decode(decoder, path.start), decode(decoder, path.end)
     with torch.no_grad():

@@ -201,3 +201,22 @@ def test_a_reencoded_move_changes_what_the_model_sees_in_the_picture():
         scorer(predictor, reencode=True)
     np.testing.assert_allclose(aim([1.0, 2.0], "down", 0.05), [0.95, 1.95])
     np.testing.assert_allclose(aim(1.0, "up", 0.05), 1.05)
+
+
+def test_a_named_move_reports_the_codes_it_moves_and_how_many_reached(caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("GVR_PROGRESS", "log")
+    caplog.set_level(logging.INFO, logger="gvr.progress")
+    decoder, predictor = heart_only()
+    # one already healthy (not moved), one reaches, one is stopped by the step budget
+    start = np.array([[-1.0, 0, 0, 0], [0.6, 0, 0, 0], [3.0, 0, 0, 0]], np.float32)
+    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=40,
+                desc="toy: moving codes")
+    assert path.reached.tolist() == [True, True, False]
+    said = [r.getMessage() for r in caplog.records if r.name == "gvr.progress"]
+    assert said[0] == "toy: moving codes: start, 2 code"
+    assert said[-1].startswith("toy: moving codes: done, 2 code in ") and said[-1].endswith("[reached=1/2]")
+    caplog.clear()
+    move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=40)
+    assert not [r for r in caplog.records if r.name == "gvr.progress"]  # unnamed moves stay quiet
