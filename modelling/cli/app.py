@@ -520,7 +520,11 @@ def _print_fidelity(bundle) -> None:
         typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:.2f} "
                    f"({m['q1_pixel_r']:.2f}-{m['q3_pixel_r']:.2f}), with the target counterfactual {target}, with "
                    f"the model's own change {m['median_model_change_r']:.2f}; measured cardiothoracic ratio lower in {lower} "
-                   f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly; measured effusion smaller in "
+                   f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly"
+                   + ("" if m.get("ctr_small_effusion_measured") is None else
+                      f" ({'-' if m.get('ctr_lower_small_effusion') is None else format(m['ctr_lower_small_effusion'], '.0%')}"
+                      f" of {m['ctr_small_effusion_measured']} without a large effusion)")
+                   + "; measured effusion smaller in "
                    f"{'-' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], '.0%')} of "
                    f"{m.get('effusion_measured', 0)} with an effusion; rank agreement with reliance {rho}")
         rows = reliance[reliance["model_id"] == model_id]

@@ -406,7 +406,8 @@ def fidelity_checks(summary: dict) -> dict[str, dict]:
     """The fidelity targets of issue 15, judged on ``fidelity/summary.json`` (printed by ``gvr fidelity``):
     every model's GVRs rank the features as its reliance does (Spearman >= 0.7); the correct model's GVRs
     correlate with the true change at median r >= 0.5 and lower the measured cardiothoracic ratio in at
-    least 90 % of those with cardiomegaly.
+    least 90 % of those with cardiomegaly, and of those without a large effusion, where the measure reads the
+    heart rather than the fluid beside it (benchmarks/probe_ctr_rows.py).
 
     Returns ``{name: {"value": float | None, "met": bool}}``; empty without ground truth.
     """
@@ -421,6 +422,11 @@ def fidelity_checks(summary: dict) -> dict[str, dict]:
                 "value": r, "met": r is not None and r >= 0.5}
             checks[f"{model_id}: measured CTR lower in >= 90% with cardiomegaly"] = {
                 "value": lower, "met": lower is not None and lower >= 0.9}
+            if "ctr_lower_small_effusion" in m:  # the same target where fluid hides no heart border
+                small = m["ctr_lower_small_effusion"]
+                checks[f"{model_id}: measured CTR lower in >= 90% with cardiomegaly and no large effusion "
+                       f"(of {m.get('ctr_small_effusion_measured', 0)})"] = {
+                    "value": small, "met": small is not None and small >= 0.9}
             cleared = m.get("effusion_cleared")
             checks[f"{model_id}: measured effusion smaller in >= 90% with an effusion"] = {
                 "value": cleared, "met": cleared is not None and cleared >= 0.9}

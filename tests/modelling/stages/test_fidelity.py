@@ -157,7 +157,8 @@ def test_the_targets_are_judged_from_the_summary():
     from modelling.stages.fidelity import fidelity_checks
 
     summary = {"models": {
-        "mlp-correct": {"rank_agreement": 0.86, "median_pixel_r": 0.29, "ctr_lower": 0.95, "effusion_cleared": 0.5},
+        "mlp-correct": {"rank_agreement": 0.86, "median_pixel_r": 0.29, "ctr_lower": 0.95, "effusion_cleared": 0.5,
+                        "ctr_lower_small_effusion": 0.64, "ctr_small_effusion_measured": 11},
         "mlp-overfitted": {"rank_agreement": None, "median_pixel_r": -0.02, "ctr_lower": 0.38}}}
     checks = fidelity_checks(summary)
     assert checks["mlp-correct: GVRs rank features as reliance does, Spearman >= 0.7"] == {"value": 0.86, "met": True}
@@ -165,7 +166,9 @@ def test_the_targets_are_judged_from_the_summary():
     assert checks["mlp-correct: measured CTR lower in >= 90% with cardiomegaly"]["met"] is True
     assert checks["mlp-overfitted: GVRs rank features as reliance does, Spearman >= 0.7"]["met"] is False
     assert checks["mlp-correct: measured effusion smaller in >= 90% with an effusion"] == {"value": 0.5, "met": False}
-    assert len(checks) == 5  # the pixel r, CTR and effusion targets are the correct model's only
+    assert checks["mlp-correct: measured CTR lower in >= 90% with cardiomegaly and no large effusion (of 11)"] == {
+        "value": 0.64, "met": False}
+    assert len(checks) == 6  # the pixel r, CTR and effusion targets are the correct model's only
     assert fidelity_checks({"models": {}, "reason": "real data: no ground truth"}) == {}
 
 
