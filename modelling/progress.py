@@ -118,7 +118,8 @@ class LogProgress:
         pct = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
         eta = (f", ETA {format_duration((self.total - self.n) / rate)}"
                if self.total and rate == rate and rate > 0 else "")
-        speed = f"{rate:.3g} {self.unit}/s" if rate >= 1 or rate != rate else f"{1 / rate:.3g} s/{self.unit}"
+        # nothing done yet (a move whose codes have not reached their targets) reads as 0 per second
+        speed = f"{rate:.3g} {self.unit}/s" if rate >= 1 or not rate > 0 else f"{1 / rate:.3g} s/{self.unit}"
         post = f" [{self._postfix}]" if self._postfix else ""
         return f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct}, {speed}{eta}{post}"
 

@@ -51,6 +51,14 @@ def test_slow_work_reads_as_seconds_per_unit_and_a_resumed_run_counts_its_own_ra
                    "encoder: stopped at 5/10 it after 5.0 s"]
 
 
+def test_time_passing_with_nothing_done_reads_as_zero_a_second(lines):
+    clock = Clock()
+    bar = mp.LogProgress(total=3, desc="moving codes", unit="code", every=0, clock=clock)
+    clock.t += 5.0
+    bar.update(0)  # no code has reached its target yet
+    assert lines()[-1] == "moving codes: 0/3 code (0 %), 0 code/s"
+
+
 def test_an_exception_inside_is_logged_as_stopped(lines):
     clock = Clock()
     with pytest.raises(RuntimeError):
