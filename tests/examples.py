@@ -134,7 +134,7 @@ def examples() -> dict[str, pd.DataFrame]:
             "counterfactual_path": ["gvr/g1/counterfactual.png"], "change_row": [0], "pixel_r": [0.42], "model_change_r": [0.5],
             "target_fraction": [0.4], "target_reached": [True], "valid": [True],
             "target_counterfactual_path": ["gvr/g1/target_counterfactual.png"], "pixel_r_target": [0.45],
-            "cardiomegaly": [True], "effusion": [False], "ctr_diseased": [0.56], "ctr_healthy": [0.51],
+            "cardiomegaly": [True], "effusion": [False], "large_effusion": [False], "ctr_diseased": [0.56], "ctr_healthy": [0.51],
             "effusion_height_diseased": [0.8], "effusion_height_healthy": [0.9],
             **{f"coef_{f}": [0.1] for f in INTERVENTION_FEATURES},
             **{f"drop_{f}": [0.2] for f in INTERVENTION_FEATURES},
