@@ -38,6 +38,7 @@ from modelling.cohort import ctr, effusion, phantom  # noqa: E402
 from modelling.cohort.counterfactual import disease_removed, render_intervened  # noqa: E402
 from modelling.cohort.synthetic import synthesize  # noqa: E402
 from modelling.config import load_config  # noqa: E402
+from modelling.explain.fidelity import lower_share  # noqa: E402
 
 
 def same_rows(before: np.ndarray, after: np.ndarray, trim: int = 0) -> np.ndarray:
@@ -53,18 +54,15 @@ def same_rows(before: np.ndarray, after: np.ndarray, trim: int = 0) -> np.ndarra
         if kept.size == 0:
             continue
         for j, (right, left) in enumerate(found):
-            cols = np.arange(right.shape[1])
-            lungs = right | left
-            cardiac = (np.where(left, cols, right.shape[1]).min(axis=1) - np.where(right, cols, -1).max(axis=1) - 1)[kept]
-            thoracic = (np.where(lungs, cols, -1).max(axis=1) - np.where(lungs, cols, lungs.shape[1]).min(axis=1) + 1)[kept]
-            if cardiac.max() > 0:
-                out[i, j] = cardiac.max() / thoracic.max()
+            cardiac, thoracic = (widths[kept].max() for widths in ctr.row_widths(right, left))
+            if cardiac > 0:
+                out[i, j] = cardiac / thoracic
     return out
 
 
 def _share(before: np.ndarray, after: np.ndarray, where: np.ndarray) -> dict:
-    ok = where & np.isfinite(before) & np.isfinite(after)
-    return {"lower": float(np.mean(after[ok] < before[ok])) if ok.any() else None, "n": int(ok.sum())}
+    lower, n = lower_share(before, after, where)
+    return {"lower": lower, "n": n}
 
 
 def compare(params: dict[str, np.ndarray], size: int, trims=(0, 1, 2, 3)) -> dict:

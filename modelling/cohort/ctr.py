@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-__all__ = ["measure", "otsu_threshold", "compare", "compare_measured", "segment_lungs", "thoracic_width", "check_images"]
+__all__ = ["measure", "otsu_threshold", "compare", "compare_measured", "segment_lungs", "row_widths", "thoracic_width",
+           "check_images"]
 
 _COLUMNS = ["ctr", "cardiac_px", "thoracic_px", "reason"]
 
@@ -84,30 +85,34 @@ def segment_lungs(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
     return second, first
 
 
+def row_widths(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, in pixels: the gap between the lungs' inner edges (the cardiac shadow; meaningful in
+    rows that cross both lungs) and the span from one lung's outer edge to the other's (meaningful in
+    rows that cross either)."""
+    lungs = right | left
+    size_x = lungs.shape[1]
+    cols = np.arange(size_x)
+    cardiac = np.where(left, cols, size_x).min(axis=1) - np.where(right, cols, -1).max(axis=1) - 1
+    thoracic = np.where(lungs, cols, -1).max(axis=1) - np.where(lungs, cols, size_x).min(axis=1) + 1
+    return cardiac, thoracic
+
+
 def thoracic_width(right: np.ndarray, left: np.ndarray) -> int:
     """The widest row from the outer edge of one lung to the outer edge of the other, in pixels."""
-    lungs = right | left
-    cols = np.arange(lungs.shape[1])
-    rows = lungs.any(axis=1)
-    outer_right = np.where(lungs, cols, lungs.shape[1]).min(axis=1)
-    outer_left = np.where(lungs, cols, -1).max(axis=1)
-    return int((outer_left - outer_right + 1)[rows].max())
+    return int(row_widths(right, left)[1][(right | left).any(axis=1)].max())
 
 
 def _measure_one(image: np.ndarray) -> tuple[float, int, int, str]:
-    size_x = image.shape[1]
     found = segment_lungs(image)
     if isinstance(found, str):
         return np.nan, 0, 0, found
     right, left = found
-    cols = np.arange(size_x)
-    thoracic = thoracic_width(right, left)
+    gaps, spans = row_widths(right, left)
+    thoracic = int(spans[(right | left).any(axis=1)].max())
     both = right.any(axis=1) & left.any(axis=1)
     if not both.any():
         return np.nan, 0, thoracic, "no row crosses both lungs"
-    inner_right = np.where(right, cols, -1).max(axis=1)[both]
-    inner_left = np.where(left, cols, size_x).min(axis=1)[both]
-    cardiac = int((inner_left - inner_right - 1).max())
+    cardiac = int(gaps[both].max())
     if cardiac <= 0:
         return np.nan, 0, thoracic, "the lungs touch: no cardiac shadow between them"
     return cardiac / thoracic, cardiac, thoracic, ""

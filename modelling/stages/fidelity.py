@@ -291,10 +291,10 @@ def summarise(per_gvr: pd.DataFrame, reliance: pd.DataFrame) -> dict:
         r = g["pixel_r"].dropna().to_numpy(float)
         r_model = g["model_change_r"].dropna().to_numpy(float)
         r_target = g["pixel_r_target"].dropna().to_numpy(float)
-        lower, measured = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
-                                      g["cardiomegaly"].to_numpy())
-        small, small_n = lower_share(g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
-                                     g["cardiomegaly"].to_numpy() & ~g["large_effusion"].to_numpy())
+        ctr_d, ctr_h = g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float)
+        cardiomegaly = g["cardiomegaly"].to_numpy()
+        lower, measured = lower_share(ctr_d, ctr_h, cardiomegaly)
+        small, small_n = lower_share(ctr_d, ctr_h, cardiomegaly & ~g["large_effusion"].to_numpy())
         cleared, cleared_n = lower_share(-g["effusion_height_diseased"].to_numpy(float),
                                          -g["effusion_height_healthy"].to_numpy(float), g["effusion"].to_numpy())
         out["models"][model_id] = {
