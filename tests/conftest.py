@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,12 @@ _START_ENVIRONMENT = dict(os.environ)
 def clean_environment() -> dict[str, str]:
     """The environment as the test session found it, for subprocesses (module fixtures call this)."""
     return {k: v for k, v in _START_ENVIRONMENT.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+
+
+def gvr_executable() -> str:
+    """The installed ``gvr`` console script (beside this interpreter, else on PATH)."""
+    exe = Path(sys.executable).with_name("gvr")
+    return str(exe) if exe.exists() else shutil.which("gvr")
 
 
 @pytest.fixture
@@ -58,3 +68,20 @@ def copy_bundle(source, destination):
 
     shutil.copytree(source, destination)
     return destination
+
+
+# ---- the whole tiny study, as `make reproduce > log` builds it, once per test session --------------
+# `gvr reproduce --config tiny` takes 1.5-2.5 min on 2 cores; the CLI's log test and the manuscript's
+# tests read the same run instead of building two.
+
+
+@pytest.fixture(scope="session")
+def tiny_reproduced(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``gvr reproduce --config tiny --out <tmp>/study`` run as a subprocess whose stderr is not a
+    terminal (so every stage logs), and what it printed. Read the study; copy it to write."""
+    study = tmp_path_factory.mktemp("tiny-reproduced") / "study"
+    env = {**clean_environment(), "GVR_PROGRESS_EVERY": "0", "COLUMNS": "200"}
+    env.pop("GVR_PROGRESS", None)
+    run = subprocess.run([gvr_executable(), "reproduce", "--config", "tiny", "--out", str(study)],
+                         capture_output=True, text=True, timeout=900, env=env, stdin=subprocess.DEVNULL)
+    return study, run

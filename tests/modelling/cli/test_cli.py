@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +13,7 @@ from typer.testing import CliRunner
 from data_schema import Bundle
 from modelling.cli import app
 from modelling.config import load_config
-from tests.conftest import clean_environment
+from tests.conftest import clean_environment, copy_bundle, gvr_executable
 from tests.examples import examples
 
 runner = CliRunner()
@@ -25,11 +24,6 @@ BROKEN = (
     "r1,p2,2012-13-01 10:00,-5\n"
     "r3,,yesterday,abc\n"
 )
-
-
-def gvr_executable() -> str:
-    exe = Path(sys.executable).with_name("gvr")
-    return str(exe) if exe.exists() else shutil.which("gvr")
 
 
 def test_console_script_is_installed_and_reports_every_problem(tmp_path, clean_env):
@@ -136,19 +130,15 @@ STAGES = ("config", "cohort", "train", "explain", "fidelity", "baselines", "imag
           "image-cnn-surrogate", "image-fidelity", "readers", "shortcuts", "analyse", "report")
 
 
-def test_reproduce_builds_the_whole_study_and_logs_its_progress(tmp_path, clean_env):
+def test_reproduce_builds_the_whole_study_and_logs_its_progress(tiny_reproduced, tmp_path, clean_env):
     """`gvr reproduce > log`, as `make reproduce > log` runs it: stderr is not a terminal, so every
     stage logs its start and end, long work logs its progress, and nothing else reaches the log."""
-    study = tmp_path / "study"
-    env = {**clean_env, "GVR_PROGRESS_EVERY": "0", "COLUMNS": "200"}
-    env.pop("GVR_PROGRESS", None)
-    run = subprocess.run([gvr_executable(), "reproduce", "--config", "tiny", "--out", str(study)],
-                         capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
+    built, run = tiny_reproduced
     assert run.returncode == 0, run.stderr
-    assert yaml.safe_load((study / "config.yaml").read_text())["profile"] == "tiny"
-    assert set(STAGES) <= set(Bundle(study).stages)
-    assert (study / "analysis/table2.html").is_file()
-    assert f"manuscript: {study / 'report/index.html'}" in run.stdout
+    assert yaml.safe_load((built / "config.yaml").read_text())["profile"] == "tiny"
+    assert set(STAGES) <= set(Bundle(built).stages)
+    assert (built / "analysis/table2.html").is_file()
+    assert f"manuscript: {built / 'report/index.html'}" in run.stdout
     log = run.stderr
     for stage in STAGES:
         assert f"stage {stage}: start" in log and f"stage {stage}: done in" in log, stage
@@ -160,8 +150,12 @@ def test_reproduce_builds_the_whole_study_and_logs_its_progress(tmp_path, clean_
     assert "without encryption" not in log and "IPKernelApp" not in log
     strays = [line for line in log.splitlines() if not (line[:1] == "[" and line[9:11] == "] ") and not line.startswith("warning: ")]
     assert not strays, strays  # timestamped progress lines or one-line warnings, nothing else
-    page = (study / "report/index.html").read_text()
-    assert str(tmp_path) not in page and "Bundle: <code>study</code>" in page
+    page = (built / "report/index.html").read_text()
+    assert str(built.parent) not in page and "Bundle: <code>study</code>" in page
+    # the reruns write (config.yaml, the manifest): into a copy, which is as current as the study
+    study = copy_bundle(built, tmp_path / "study")
+    env = {**clean_env, "GVR_PROGRESS_EVERY": "0", "COLUMNS": "200"}
+    env.pop("GVR_PROGRESS", None)
     again = subprocess.run([gvr_executable(), "reproduce", "--config", "tiny", "--out", str(study)],
                            capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr
