@@ -1,5 +1,9 @@
 """Training throughput of the decoder (WGAN-GP) and the encoder, memory, FLOPs and the projected profile time.
 
+A profile whose decoder is an autoencoder (``decoder.objective: autoencoder``, the default profile's)
+also gets its own step timed: decoder and encoder trained together, batch x 1 images per iteration,
+and the profile's training time projected from it.
+
 Runs a few iterations of each on phantom radiographs at the profile's size and reports images/s
 (the decoder counts every image through the critic and generator: batch x (critic_steps + 1) per
 iteration), the time the profile's full iteration counts would take at that speed, and on a GPU the
@@ -33,7 +37,7 @@ import torch
 from modelling.cohort import phantom
 from modelling.cohort.synthetic import synthesize
 from modelling.config import StudyConfig, load_config
-from modelling.nets.training import train_decoder, train_encoder
+from modelling.nets.training import train_autoencoder, train_decoder, train_encoder
 
 #: Dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's datasheets (SXM parts, without sparsity), to
 #: estimate utilisation; --peak-tflops overrides. Matched against torch.cuda.get_device_name().
@@ -97,6 +101,22 @@ def _flops_per_iteration(images: np.ndarray, cfg: StudyConfig, work: Path) -> tu
     return float(decoder_flops), float(counter.total)
 
 
+def _autoencoder_seconds(images: np.ndarray, cfg: StudyConfig, iterations: int, device: torch.device,
+                         work: Path) -> float:
+    """Seconds per iteration of the profile's autoencoder (a 2-iteration run first, untimed)."""
+    def run(n: int, name: str) -> None:
+        short = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, iterations=n),
+                                    runtime=dataclasses.replace(cfg.runtime, checkpoint_every=10**9))
+        train_autoencoder(images, short, work / name)
+
+    run(2, "warm-autoencoder")
+    _sync(device)
+    start = time.perf_counter()
+    run(iterations, "autoencoder")
+    _sync(device)
+    return (time.perf_counter() - start) / iterations
+
+
 def measure(images: np.ndarray, cfg: StudyConfig, iterations: int, device: torch.device) -> dict:
     # the paper's WGAN-GP decoder and then the encoder, whatever the profile's decoder.objective
     short = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, objective="wgan-gp", iterations=iterations),
@@ -123,7 +143,12 @@ def measure(images: np.ndarray, cfg: StudyConfig, iterations: int, device: torch
         enc_s = (time.perf_counter() - start) / iterations
         peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         dec_flops, enc_flops = _flops_per_iteration(images, short, work)
-    return {
+        ae_s = _autoencoder_seconds(images, cfg, iterations, device, work) if d.objective == "autoencoder" else None
+    autoencoder = {} if ae_s is None else {
+        "autoencoder_s_per_it": ae_s, "autoencoder_img_per_s": d.batch_size / ae_s,
+        # the profile's own training: the autoencoder, then any encoder fine-tuning
+        "projected_minutes_profile": (d.iterations * ae_s + e.iterations * enc_s) / 60}
+    return autoencoder | {
         "bf16": cfg.runtime.bf16, "channels_last": cfg.runtime.channels_last, "compile": cfg.runtime.compile,
         "decoder_s_per_it": dec_s, "decoder_img_per_s": d.batch_size * (d.critic_steps + 1) / dec_s,
         "encoder_s_per_it": enc_s, "encoder_img_per_s": e.batch_size * 2 / enc_s,
@@ -132,6 +157,14 @@ def measure(images: np.ndarray, cfg: StudyConfig, iterations: int, device: torch
         "peak_memory_gib": peak_gib,
         "projected_minutes": (d.iterations * dec_s + e.iterations * enc_s) / 60,
     }
+
+
+def phantom_images(cfg: StudyConfig, n: int) -> np.ndarray:
+    """`n` phantom radiographs (uint8) at the profile's size, from a small seeded cohort."""
+    cohort = synthesize(dataclasses.replace(cfg.cohort, unlabelled_patients=n, unlabelled_radiographs=n,
+                                            labelled_patients=10, labelled_radiographs=10), seed=1)
+    params = {k: cohort.render[k].to_numpy()[:n] for k in phantom.PARAMETERS}
+    return phantom.render(params, cfg.image_size)[0]
 
 
 def main() -> None:
@@ -154,10 +187,7 @@ def main() -> None:
     from modelling.nets.training import device_for
 
     device = device_for(cfg)
-    cohort = synthesize(dataclasses.replace(cfg.cohort, unlabelled_patients=200, unlabelled_radiographs=256,
-                                            labelled_patients=10, labelled_radiographs=10), seed=1)
-    params = {k: cohort.render[k].to_numpy()[:256] for k in phantom.PARAMETERS}
-    images, _ = phantom.render(params, cfg.image_size)
+    images = phantom_images(cfg, 256)
 
     variants = [cfg.runtime]
     if args.switches:
@@ -186,6 +216,11 @@ def main() -> None:
               f"{row['decoder_tflop_per_s']:.3g} TFLOP/s), encoder {row['encoder_s_per_it']:.4f} s/it "
               f"({row['encoder_img_per_s']:.0f} img/s, {row['encoder_tflop_per_s']:.3g} TFLOP/s){memory}{util}; "
               f"projected {d.iterations} + {e.iterations} iterations: {row['projected_minutes']:.1f} min", flush=True)
+        if "autoencoder_s_per_it" in row:
+            print(f"    the profile's autoencoder: {row['autoencoder_s_per_it']:.4f} s/it "
+                  f"({row['autoencoder_img_per_s']:.0f} img/s); projected {d.iterations} iterations"
+                  f"{f' + {e.iterations} of encoder fine-tuning' if e.iterations else ''}: "
+                  f"{row['projected_minutes_profile']:.1f} min (runtime.compile does not apply to it)", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"header": header, "device": name, "peak_bf16_tflops": peak,
                                          "results": results}, indent=1))

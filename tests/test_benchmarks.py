@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from data_schema.tables import INTERVENTION_FEATURES
 
@@ -184,3 +185,22 @@ def test_probe_positioning_moves_only_positioning_and_fits_no_worse_with_one_mor
     for r in result["gvr_fit"]:  # one more map to fit with never fits worse
         assert r["median_r2_with_positioning"] >= r["median_r2_interventions"] - 1e-9
     assert (tiny_explained / "manifest.json").read_bytes() == before
+
+
+def test_bench_training_times_the_paper_decoder_and_the_profiles_autoencoder():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_training import measure, phantom_images
+    finally:
+        sys.path.pop(0)
+    config = load_config("tiny")
+    assert config.decoder.objective == "autoencoder"
+    row = measure(phantom_images(config, 32), config, 2, torch.device("cpu"))
+    for kind in ("decoder", "encoder", "autoencoder"):
+        assert row[f"{kind}_s_per_it"] > 0
+    assert row["autoencoder_img_per_s"] == pytest.approx(config.decoder.batch_size / row["autoencoder_s_per_it"])
+    assert row["projected_minutes_profile"] == pytest.approx(
+        (config.decoder.iterations * row["autoencoder_s_per_it"]
+         + config.encoder.iterations * row["encoder_s_per_it"]) / 60)
