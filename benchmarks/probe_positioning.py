@@ -11,7 +11,8 @@ training radiographs than on held-out ones.
 
 It also asks how much of each GVR's change the interventions' true change maps explain (median R^2 of
 the least-squares fit of :func:`modelling.explain.fidelity.decompose`), with and without a positioning
-map added.
+map added. The fidelity stage now reports the same on the GVR radiographs (``fidelity/summary.json``
+``positioning``); this probe adds the split by role.
 
 Usage::
 
@@ -30,33 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_schema import Bundle  # noqa: E402
 from modelling.cohort import phantom  # noqa: E402
-from modelling.cohort.counterfactual import render_intervened  # noqa: E402
+from modelling.cohort.counterfactual import positioned_neutrally, render_intervened  # noqa: E402
 from modelling.config import load_config  # noqa: E402
-from modelling.explain.fidelity import decompose  # noqa: E402
+from modelling.explain.fidelity import decompose, explained  # noqa: E402
 from modelling.nets.training import encode  # noqa: E402
 from modelling.stages.artifacts import load_encoder, load_predictor, load_render_params  # noqa: E402
 from modelling.stages.explain import predict_log_bnp  # noqa: E402
 from modelling.stages.fidelity import INTERVENTION_FEATURES  # noqa: E402
-
-POSITIONING = {"rotation_deg": 0.0, "shift_x": 0.0, "shift_y": 0.0, "scale": 1.0}
-
-
-def neutral(params: dict) -> dict:
-    """The same radiographs' parameters with :data:`POSITIONING` (nothing else changes)."""
-    out = {k: np.array(v, copy=True) for k, v in params.items()}
-    for name, value in POSITIONING.items():
-        out[name][:] = value
-    return out
-
-
-def explained(change: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """Per radiograph, R^2 of the least-squares fit of `change` (n, h, w) by `maps` (n, k, h, w);
-    NaN where the change is constant."""
-    fit = np.einsum("nk,nkhw->nhw", decompose(change, maps), maps)
-    residual = ((change - fit) ** 2).sum(axis=(1, 2))
-    total = ((change - change.mean(axis=(1, 2), keepdims=True)) ** 2).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, 1 - residual / total, np.nan)
 
 
 def probe(root, config, *, per_role: int = 100, seed: int = 0) -> dict:
@@ -75,7 +56,7 @@ def probe(root, config, *, per_role: int = 100, seed: int = 0) -> dict:
             ids = rng.choice(ids, size=min(per_role, len(ids)), replace=False)
             params = load_render_params(bundle, list(ids))
             original, _ = phantom.render(params, size)
-            moved, _ = phantom.render(neutral(params), size)
+            moved, _ = phantom.render(positioned_neutrally(params), size)
             fall = (predict_log_bnp(predictor, encode(encoder, original))
                     - predict_log_bnp(predictor, encode(encoder, moved)))
             reliance.append({"model_id": model_id, "role": role, "radiographs": int(len(ids)),
@@ -86,7 +67,7 @@ def probe(root, config, *, per_role: int = 100, seed: int = 0) -> dict:
         original, _ = phantom.render(params, size)
         maps = np.stack([(original.astype(np.float32) - render_intervened(params, f, size).astype(np.float32)) / 255.0
                          for f in INTERVENTION_FEATURES], axis=1)
-        positioning = (original.astype(np.float32) - phantom.render(neutral(params), size)[0].astype(np.float32)) / 255.0
+        positioning = (original.astype(np.float32) - phantom.render(positioned_neutrally(params), size)[0].astype(np.float32)) / 255.0
         diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
         healthy = np.stack([bundle.read_image(p) for p in gvrs["healthy_path"]]).astype(np.float32)
         change = (diseased - healthy) / 255.0

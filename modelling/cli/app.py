@@ -531,6 +531,13 @@ def _print_fidelity(bundle) -> None:
         typer.echo("  " + ", ".join(f"{r.feature} {r.mean_drop:+.2f} (GVR {r.gvr_mean_coefficient:.2f})"
                                     for r in rows.itertuples()))
     typer.echo("  (fall in predicted log BNP by intervention; GVR: mean coefficient of that feature's true change)")
+    for model_id, p in (summary.get("positioning") or {}).items():
+        r2 = "-" if p["median_r2_interventions"] is None else f"{p['median_r2_interventions']:.2f}"
+        r2p = "-" if p["median_r2_with_positioning"] is None else f"{p['median_r2_with_positioning']:.2f}"
+        typer.echo(f"{model_id}: positioned neutrally (not an intervention above), the prediction moves "
+                   f"{p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f}); GVR median "
+                   f"coefficient {p['gvr_median_coefficient']:.2f}; the interventions explain a median R2 of {r2} "
+                   f"of a GVR's change ({r2p} with positioning)")
     from modelling.stages.fidelity import fidelity_checks
 
     for name, target in fidelity_checks(summary).items():

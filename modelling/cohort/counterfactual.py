@@ -114,6 +114,23 @@ def render_intervened(params: Mapping[str, np.ndarray], feature: str, size: int)
     return images
 
 
+#: The centre of the phantom's positioning draws: no rotation or shift, scale 1.
+NEUTRAL_POSITIONING = {"rotation_deg": 0.0, "shift_x": 0.0, "shift_y": 0.0, "scale": 1.0}
+
+
+def positioned_neutrally(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same radiographs' parameters with :data:`NEUTRAL_POSITIONING`, nothing else changed.
+
+    How a patient stands is a per-patient idiosyncrasy that moves every edge of the film. It is not one
+    of :data:`INTERVENTIONS`: they remove something, while a patient is moved toward neutral from either
+    side, so its effect on a prediction has no one sign.
+    """
+    out = {k: np.array(v, copy=True) for k, v in params.items()}
+    for name, value in NEUTRAL_POSITIONING.items():
+        out[name] = np.full_like(np.asarray(out[name], dtype=np.float64), value)
+    return out
+
+
 #: The cardiothoracic ratio, effusions, opacity, pacemaker and body mass are visible and in the BNP
 #: model; age is in the model but not visible; the patient and visit effects are neither.
 VISIBLE_TERMS = ("cardiomegaly", "effusion", "opacity", "pacemaker", "body_mass")

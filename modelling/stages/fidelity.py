@@ -38,6 +38,7 @@ from modelling.cohort import ctr, effusion, phantom
 from modelling.cohort.counterfactual import (
     DISEASE_INTERVENTIONS,
     INTERVENTIONS,
+    positioned_neutrally,
     render_intervened,
     target_fraction,
     toward_healthy,
@@ -46,7 +47,14 @@ from modelling.cohort.counterfactual import (
 from modelling.cohort.effusion import effused_side_height
 from modelling.config import MOVES, StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
-from modelling.explain.fidelity import decompose, lower_share, map_similarity, randomised, rank_agreement
+from modelling.explain.fidelity import (
+    decompose,
+    explained,
+    lower_share,
+    map_similarity,
+    randomised,
+    rank_agreement,
+)
 from modelling.nets.training import decode, encode
 from modelling.progress import progress
 from modelling.stages.artifacts import (
@@ -154,7 +162,7 @@ def _median(values: np.ndarray) -> float | None:
 
 def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
                 truth_table: pd.DataFrame, first_row: int, changes: list, target_changes: list,
-                config: StudyConfig, compared: dict, mprt: dict, ceiling: dict) -> list[dict]:
+                config: StudyConfig, compared: dict, mprt: dict, ceiling: dict, positioning: dict) -> list[dict]:
     params = load_render_params(bundle, gvrs["image_id"].tolist())
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
@@ -190,6 +198,8 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     eff_d, eff_h = (effused_side_height(effusion.measure(images.astype(np.uint8)), facts["effusion_right"],
                                         facts["effusion_left"]) for images in (diseased, healthy))
     ceiling[model_id] = measured_on_truth(truth, alone, facts)
+    positioning[model_id] = positioning_evidence(predictor, encoder, params, truth.original, before, feature_maps,
+                                                 change, size)
     compared[model_id], mprt[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth,
                                                          feature_maps, drops, facts, change, encoder)
     rows = []
@@ -218,6 +228,22 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
             **{f"drop_{f}": float(drops[f][k]) for f in INTERVENTION_FEATURES},
         })
     return rows
+
+
+def positioning_evidence(predictor, encoder, params, original: np.ndarray, before: np.ndarray,
+                         feature_maps: np.ndarray, change: np.ndarray, size: int) -> dict:
+    """How the model responds to its GVR radiographs drawn again with neutral positioning (same noise), and
+    whether the GVRs show it: their coefficient on that change map fitted beside the interventions' maps,
+    and the share of their change the interventions' maps explain without and with it."""
+    moved, _ = phantom.render(positioned_neutrally(params), size)
+    fall = before - _predict(predictor, encode(encoder, moved))
+    positioning = (original.astype(np.float32) - moved.astype(np.float32)) / 255.0
+    with_positioning = np.concatenate([feature_maps, positioning[:, None]], axis=1)
+    return {"radiographs": int(len(fall)), "mean_fall": float(fall.mean()),
+            "mean_absolute_fall": float(np.abs(fall).mean()),
+            "gvr_median_coefficient": float(np.median(decompose(change, with_positioning)[:, -1])),
+            "median_r2_interventions": _median(explained(change, feature_maps)),
+            "median_r2_with_positioning": _median(explained(change, with_positioning))}
 
 
 def measured_on_truth(truth, alone: dict, facts: pd.DataFrame) -> dict:
@@ -342,11 +368,12 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     compared: dict = {}
     mprt: dict = {}
     ceiling: dict = {}
+    positioning: dict = {}
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups), desc="fidelity: interventions per model", unit="model")
     for model_id, g in groups:
         rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes,
-                            target_changes, config, compared, mprt, ceiling)
+                            target_changes, config, compared, mprt, ceiling, positioning)
         bar.update(1)
     bar.close()
     for name, maps in (("true_change", changes), ("target_change", target_changes)):
@@ -366,6 +393,7 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     summary = summarise(per_gvr, reliance) if len(per_gvr) else {"models": {}}
     summary["moves_compared"] = compared
     summary["randomisation"], summary["measured_on_truth"] = mprt, ceiling
+    summary["positioning"] = positioning
     summary.setdefault("method", {}).update({
         "randomisation": (
             "model-parameter randomisation test (Adebayo et al. 2018): the bundle's GVR move through a copy of "
@@ -379,6 +407,12 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
             "(effusion kept), 'ctr_lower_effusion_only' with only the effusion removed (heart kept; radiographs "
             "with both), 'ctr_lower_small_effusion' from original to disease-free counterfactual among the "
             "radiographs with cardiomegaly and no large effusion"),
+        "positioning": (
+            "not one of the interventions: the fall in predicted log BNP when the GVR radiographs are drawn again "
+            "with neutral positioning (no rotation or shift, scale 1; same noise), as a mean and as a mean of "
+            "absolute values, since moving a patient to neutral can raise or lower it; the GVRs' median "
+            "coefficient on that change map, fitted beside the interventions' maps; and the median share of a "
+            "GVR's change (R^2) the interventions' maps explain, without and with the positioning map"),
     })
     summary["move"] = config.gvr.move + (", re-encoded" if config.gvr.reencode else "")
     stage.write_json("fidelity/summary.json", summary)

@@ -129,3 +129,18 @@ def test_the_visible_bnp_model_is_the_cohorts_noiseless_one_and_moves_down_with_
     np.testing.assert_allclose(visible_log_bnp(params, age), cohort.truth["log_bnp_noiseless"], rtol=1e-9, atol=1e-9)
     steps = np.stack([visible_log_bnp(toward_healthy(params, t), age) for t in np.linspace(0, 1, 11)])
     assert (np.diff(steps, axis=0) <= 1e-12).all()  # every visible term only falls
+
+
+def test_neutral_positioning_moves_only_the_positioning_and_every_edge(params):
+    from modelling.cohort.counterfactual import NEUTRAL_POSITIONING, positioned_neutrally
+
+    moved = positioned_neutrally(params)
+    changed = {k for k in phantom.PARAMETERS if not np.array_equal(moved[k], params[k])}
+    assert changed and changed <= set(NEUTRAL_POSITIONING)
+    assert all((moved[k] == v).all() for k, v in NEUTRAL_POSITIONING.items())
+    assert all(not np.shares_memory(moved[k], params[k]) for k in params)  # the caller's arrays are left alone
+    again = positioned_neutrally(moved)
+    assert all(np.array_equal(again[k], moved[k]) for k in moved)  # neutral is a fixed point
+    original, _ = phantom.render(dict(params), 64)
+    neutral, _ = phantom.render(moved, 64)
+    assert (original != neutral).any(axis=(1, 2)).all()  # every radiograph's picture moves

@@ -235,3 +235,44 @@ def test_the_measures_ceiling_is_taken_on_the_phantoms_own_counterfactuals(measu
         assert (own["ctr_lower_small_effusion"], own["ctr_small_effusion_measured"]) == lower_share(
             g["ctr_diseased"].to_numpy(float), g["ctr_healthy"].to_numpy(float),
             g["cardiomegaly"].to_numpy() & ~large)
+
+
+def test_positioning_is_measured_beside_the_interventions(measured):
+    import torch
+
+    from modelling.cohort.counterfactual import positioned_neutrally
+    from modelling.nets.training import encode
+    from modelling.stages.artifacts import load_encoder, load_predictor
+
+    bundle, info = measured
+    truth = bundle.read_table("gvr_truth")
+    encoder = load_encoder(bundle)
+    assert set(info["positioning"]) == set(truth["model_id"])
+    for model_id, p in info["positioning"].items():
+        ids = truth.loc[truth["model_id"] == model_id].sort_values("gvr_id")["image_id"].tolist()
+        params = load_render_params(bundle, ids)
+        size = bundle.read_image(truth["counterfactual_path"].iloc[0]).shape[-1]
+        predictor = load_predictor(bundle, model_id)
+        with torch.no_grad():
+            def predict(images):
+                return predictor(torch.from_numpy(encode(encoder, images))).numpy()
+            fall = predict(phantom.render(params, size)[0]) - predict(phantom.render(positioned_neutrally(params), size)[0])
+        assert p["radiographs"] == len(ids)
+        assert p["mean_fall"] == pytest.approx(fall.mean(), abs=1e-5)
+        assert p["mean_absolute_fall"] == pytest.approx(np.abs(fall).mean(), abs=1e-5)
+        assert p["median_r2_with_positioning"] >= p["median_r2_interventions"] - 1e-9  # one more map never fits worse
+        assert np.isfinite(p["gvr_median_coefficient"])
+
+
+def test_the_command_prints_each_model_with_its_positioning(measured):
+    from typer.testing import CliRunner
+
+    from modelling.cli.app import app
+
+    bundle, info = measured
+    result = CliRunner().invoke(app, ["fidelity", "--bundle", str(bundle.root), "--config", "tiny"])
+    assert result.exit_code == 0, result.output
+    for model_id, p in info["positioning"].items():
+        line = next(x for x in result.output.splitlines() if x.startswith(f"{model_id}: positioned neutrally"))
+        assert f"moves {p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f})" in line
+    assert "CTR lower in >= 90% with cardiomegaly" in result.output
