@@ -66,6 +66,8 @@ from modelling.stages.artifacts import (
 )
 
 STAGE = "fidelity"
+#: Bump when the stage measures something new, so that bundles measured before are measured again.
+MEASURES_VERSION = 2  # 2: positioning
 #: Features that are not heart-failure signs: where two models' reliance differs, their GVRs should too.
 NON_DISEASE = tuple(f for f in INTERVENTION_FEATURES if f not in DISEASE_INTERVENTIONS)
 
@@ -431,7 +433,8 @@ def build_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bu
     inputs += sorted({f"checkpoints/{m}.pt" for m in index["model_id"].unique()})
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_fidelity(st, config)),
-                     config={"interventions": INTERVENTIONS, "gvr": dataclasses.asdict(config.gvr)}, seed=config.seed,
+                     config={"interventions": INTERVENTIONS, "gvr": dataclasses.asdict(config.gvr),
+                             "measures_version": MEASURES_VERSION}, seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None
 

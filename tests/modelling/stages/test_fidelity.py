@@ -276,3 +276,15 @@ def test_the_command_prints_each_model_with_its_positioning(measured):
         line = next(x for x in result.output.splitlines() if x.startswith(f"{model_id}: positioned neutrally"))
         assert f"moves {p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f})" in line
     assert "CTR lower in >= 90% with cardiomegaly" in result.output
+
+
+def test_a_bundle_measured_by_an_older_stage_is_measured_again(measured, tmp_path, monkeypatch):
+    import modelling.stages.fidelity as stage
+
+    bundle, _ = measured
+    root = copy_bundle(bundle.root, tmp_path / "b")
+    _, current = build_fidelity(load_config("tiny"), root)
+    assert current is None  # up to date: skipped
+    monkeypatch.setattr(stage, "MEASURES_VERSION", stage.MEASURES_VERSION + 1)
+    _, redone = build_fidelity(load_config("tiny"), root)
+    assert redone is not None and set(redone["positioning"]) == set(redone["models"])
