@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_schema import Bundle  # noqa: E402
 from modelling.cohort import phantom  # noqa: E402
-from modelling.cohort.counterfactual import positioned_neutrally, render_intervened  # noqa: E402
+from modelling.cohort.counterfactual import render_intervened  # noqa: E402
 from modelling.config import load_config  # noqa: E402
-from modelling.explain.fidelity import decompose, explained  # noqa: E402
+from modelling.explain.fidelity import explained  # noqa: E402
 from modelling.nets.training import encode  # noqa: E402
 from modelling.stages.artifacts import load_encoder, load_predictor, load_render_params  # noqa: E402
 from modelling.stages.explain import predict_log_bnp  # noqa: E402
-from modelling.stages.fidelity import INTERVENTION_FEATURES  # noqa: E402
+from modelling.stages.fidelity import INTERVENTION_FEATURES, positioning_evidence, positioning_fall  # noqa: E402
 
 
 #: Small moves of each acquisition parameter (about 0.4-0.8 of its spread in the phantom's draws), whose
@@ -73,9 +73,8 @@ def probe(root, config, *, per_role: int = 100, seed: int = 0) -> dict:
             ids = rng.choice(ids, size=min(per_role, len(ids)), replace=False)
             params = load_render_params(bundle, list(ids))
             original, _ = phantom.render(params, size)
-            moved, _ = phantom.render(positioned_neutrally(params), size)
-            fall = (predict_log_bnp(predictor, encode(encoder, original))
-                    - predict_log_bnp(predictor, encode(encoder, moved)))
+            before = predict_log_bnp(predictor, encode(encoder, original))
+            fall, _ = positioning_fall(predictor, encoder, params, original, before, size)
             reliance.append({"model_id": model_id, "role": role, "radiographs": int(len(ids)),
                              "mean_fall": float(fall.mean()), "mean_absolute_fall": float(np.abs(fall).mean())})
     index = bundle.read_table("gvr_index")
@@ -84,21 +83,20 @@ def probe(root, config, *, per_role: int = 100, seed: int = 0) -> dict:
         original, _ = phantom.render(params, size)
         maps = np.stack([(original.astype(np.float32) - render_intervened(params, f, size).astype(np.float32)) / 255.0
                          for f in INTERVENTION_FEATURES], axis=1)
-        positioning = (original.astype(np.float32) - phantom.render(positioned_neutrally(params), size)[0].astype(np.float32)) / 255.0
         diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
         healthy = np.stack([bundle.read_image(p) for p in gvrs["healthy_path"]]).astype(np.float32)
         change = (diseased - healthy) / 255.0
-        with_positioning = np.concatenate([maps, positioning[:, None]], axis=1)
-        coef = decompose(change, with_positioning)[:, -1]
+        predictor = load_predictor(bundle, model_id)
+        before = predict_log_bnp(predictor, encode(encoder, original))
+        evidence = positioning_evidence(predictor, encoder, params, original, before, maps, change, size)
         directions = direction_maps(params, original, size)
         with_directions = np.concatenate([maps, directions], axis=1)
         alone = {f"median_r2_with_{name}": float(np.nanmedian(explained(
             change, np.concatenate([maps, directions[:, j:j + 1]], axis=1)))) for j, name in enumerate(DIRECTIONS)}
         fits.append({"model_id": model_id, "gvrs": int(len(gvrs)),
-                     "median_r2_interventions": float(np.nanmedian(explained(change, maps))),
-                     "median_r2_with_positioning": float(np.nanmedian(explained(change, with_positioning))),
+                     **{k: evidence[k] for k in ("median_r2_interventions", "median_r2_with_positioning")},
                      "median_r2_with_directions": float(np.nanmedian(explained(change, with_directions))),
-                     **alone, "median_positioning_coefficient": float(np.median(coef))})
+                     **alone, "gvr_median_coefficient": evidence["gvr_median_coefficient"]})
     return {"reliance": reliance, "gvr_fit": fits}
 
 

@@ -232,14 +232,21 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     return rows
 
 
+def positioning_fall(predictor, encoder, params, original: np.ndarray, before: np.ndarray,
+                     size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per radiograph (`original`, rendered from `params`, predicted `before`): the fall in predicted log BNP
+    when it is drawn again with neutral positioning (same noise), and that change's map (original - neutral)."""
+    moved, _ = phantom.render(positioned_neutrally(params), size)
+    fall = before - _predict(predictor, encode(encoder, moved))
+    return fall, (original.astype(np.float32) - moved.astype(np.float32)) / 255.0
+
+
 def positioning_evidence(predictor, encoder, params, original: np.ndarray, before: np.ndarray,
                          feature_maps: np.ndarray, change: np.ndarray, size: int) -> dict:
     """How the model responds to its GVR radiographs drawn again with neutral positioning (same noise), and
     whether the GVRs show it: their coefficient on that change map fitted beside the interventions' maps,
     and the share of their change the interventions' maps explain without and with it."""
-    moved, _ = phantom.render(positioned_neutrally(params), size)
-    fall = before - _predict(predictor, encode(encoder, moved))
-    positioning = (original.astype(np.float32) - moved.astype(np.float32)) / 255.0
+    fall, positioning = positioning_fall(predictor, encoder, params, original, before, size)
     with_positioning = np.concatenate([feature_maps, positioning[:, None]], axis=1)
     return {"radiographs": int(len(fall)), "mean_fall": float(fall.mean()),
             "mean_absolute_fall": float(np.abs(fall).mean()),
