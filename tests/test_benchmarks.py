@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -17,6 +18,15 @@ from modelling.config import load_config
 from modelling.stages.train import build_training
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script(name: str):
+    """A script of benchmarks/ imported as a module (they are scripts, not a package)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -68,11 +78,7 @@ def test_bench_fidelity_trains_each_variant_on_a_copy_and_measures_it(tmp_path, 
 
 
 def test_probe_region_effect_splits_each_gvrs_effect_by_mask(tiny_explained):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from probe_region_effect import region_effects
-    finally:
-        sys.path.pop(0)
+    region_effects = _script("probe_region_effect").region_effects
     rows = region_effects(tiny_explained)
     assert {r["model_id"] for r in rows} == {"mlp-correct", "mlp-overfitted"}
     for r in rows:
@@ -82,11 +88,8 @@ def test_probe_region_effect_splits_each_gvrs_effect_by_mask(tiny_explained):
 
 
 def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from probe_shortcut_moves import latent_costs, probe
-    finally:
-        sys.path.pop(0)
+    script = _script("probe_shortcut_moves")
+    latent_costs, probe = script.latent_costs, script.probe
     before = (tiny_explained / "manifest.json").read_bytes()
     config = load_config("tiny")
     for random in (0, 5):
@@ -107,11 +110,7 @@ def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
 
 
 def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_explained):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from probe_samplers import without_two_lungs
-    finally:
-        sys.path.pop(0)
+    without_two_lungs = _script("probe_samplers").without_two_lungs
     result = without_two_lungs(tiny_explained, n=16)
     assert result["n"] == 16
     assert set(result) == {"n", "prior", "fitted_gaussian", "mixture_10", "codes"}
@@ -134,11 +133,8 @@ def test_bench_image_gvr_times_direct_gvrs_without_writing(tiny_trained, tmp_pat
 
 
 def test_probe_ctr_rows_reads_a_smaller_heart_on_the_same_rows_and_nothing_from_the_same_image():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from probe_ctr_rows import cohort_params, compare, same_rows
-    finally:
-        sys.path.pop(0)
+    script = _script("probe_ctr_rows")
+    cohort_params, compare, same_rows = script.cohort_params, script.compare, script.same_rows
     from modelling.cohort import phantom
 
     params = {k: np.zeros(2, np.float32) for k in phantom.PARAMETERS}
@@ -159,11 +155,7 @@ def test_probe_ctr_rows_reads_a_smaller_heart_on_the_same_rows_and_nothing_from_
 
 
 def test_probe_positioning_splits_the_response_by_role_and_fits_no_worse_with_one_more_map(tiny_explained):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from probe_positioning import probe
-    finally:
-        sys.path.pop(0)
+    probe = _script("probe_positioning").probe
     before = (tiny_explained / "manifest.json").read_bytes()
     result = probe(tiny_explained, load_config("tiny"), per_role=5)
     assert {r["model_id"] for r in result["reliance"]} <= {"mlp-correct", "mlp-overfitted"}
@@ -178,11 +170,8 @@ def test_probe_positioning_splits_the_response_by_role_and_fits_no_worse_with_on
 def test_bench_training_times_the_paper_decoder_and_the_profiles_autoencoder():
     import torch
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from bench_training import measure, phantom_images
-    finally:
-        sys.path.pop(0)
+    script = _script("bench_training")
+    measure, phantom_images = script.measure, script.phantom_images
     config = load_config("tiny")
     assert config.decoder.objective == "autoencoder"
     row = measure(phantom_images(config, 32), config, 2, torch.device("cpu"))
