@@ -178,6 +178,12 @@ class PredictorConfig:
     patience: int = 10
     overfit_epochs: int = 2000
     validation_fraction: float = 0.25
+    #: Random affine copies of each training radiograph, encoded and fitted beside it (0: none; the
+    #: paper's recipe). Validation and test radiographs are never copied. See modelling.nets.augment.
+    augment_copies: int = 0
+    augment_rotation_deg: float = 5.0
+    augment_shift: float = 0.05
+    augment_scale: float = 0.05
 
     def __post_init__(self):
         _check(all(h >= 1 for h in self.mlp_hidden), "predictors.mlp_hidden", "layer widths must be at least 1")
@@ -187,6 +193,10 @@ class PredictorConfig:
             _check(getattr(self, name) >= 1, f"predictors.{name}", "must be at least 1")
         _check(0 < self.validation_fraction < 1, "predictors.validation_fraction",
                "must be strictly between 0 and 1 (paper: 0.25)")
+        _check(self.augment_copies >= 0, "predictors.augment_copies", "must not be negative")
+        _check(0 <= self.augment_rotation_deg <= 45, "predictors.augment_rotation_deg", "must be within 0 and 45 degrees")
+        _check(0 <= self.augment_shift < 0.5, "predictors.augment_shift", "must be within 0 and 0.5 of the width")
+        _check(0 <= self.augment_scale < 0.5, "predictors.augment_scale", "must be within 0 and 0.5")
 
 
 @dataclass(frozen=True)

@@ -87,14 +87,19 @@ def fit_linear(z: np.ndarray, y: np.ndarray) -> nn.Module:
 
 
 def fit_mlp(z: np.ndarray, y: np.ndarray, cfg: PredictorConfig, *, seed: int, epochs: int,
-            z_val: np.ndarray | None = None, y_val: np.ndarray | None = None) -> tuple[nn.Module, int]:
-    """Train an MLP; with validation data, stop early (patience) and keep the best epoch's weights."""
-    mean, sd = _standardiser(z)
+            z_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+            copies: np.ndarray | None = None) -> tuple[nn.Module, int]:
+    """Train an MLP; with validation data, stop early (patience) and keep the best epoch's weights.
+
+    With `copies` (n, k, d), each epoch shows every row once, as itself or one of its k copies drawn at
+    random (augmentation on the fly: an epoch costs what it costs without copies)."""
+    versions = z[:, None] if copies is None else np.concatenate([z[:, None], copies], axis=1)
+    mean, sd = _standardiser(versions.reshape(-1, z.shape[1]))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Standardised(MLP(z.shape[1], cfg.mlp_hidden), mean, sd)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    zt, yt = torch.from_numpy(z.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
+    vt, yt = torch.from_numpy(versions.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
     if z_val is not None:
         zv, yv = torch.from_numpy(z_val.astype(np.float32)), torch.from_numpy(y_val.astype(np.float32))
     rng = np.random.default_rng(seed)
@@ -102,6 +107,8 @@ def fit_mlp(z: np.ndarray, y: np.ndarray, cfg: PredictorConfig, *, seed: int, ep
     for epoch in range(epochs):
         model.train()
         order = torch.from_numpy(rng.permutation(len(z)))
+        shown = torch.from_numpy(rng.integers(0, versions.shape[1], len(z))) if versions.shape[1] > 1 else None
+        zt = vt[:, 0] if shown is None else vt[torch.arange(len(z)), shown]
         for i in range(0, len(z), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             loss = nn.functional.mse_loss(model(zt[idx]), yt[idx])
@@ -126,7 +133,7 @@ def fit_mlp(z: np.ndarray, y: np.ndarray, cfg: PredictorConfig, *, seed: int, ep
 
 
 def fit_all(latents: np.ndarray, bnp_ng_l: np.ndarray, split: np.ndarray, cfg: PredictorConfig, *,
-            seed: int, threshold: float) -> list[Fitted]:
+            seed: int, threshold: float, copies: np.ndarray | None = None) -> list[Fitted]:
     """Fit linear and MLP predictors in both regimes on the labelled rows.
 
     Parameters
@@ -137,6 +144,10 @@ def fit_all(latents: np.ndarray, bnp_ng_l: np.ndarray, split: np.ndarray, cfg: P
         Their paired BNP.
     split : ndarray of str (n,)
         ``"train"`` or ``"test"`` per row (split by patient).
+    copies : ndarray (n, k, d), optional
+        Codes of k augmented copies of each row. A model fits the copies of its own training rows with
+        their BNP (the linear fit all of them, the MLP one version per row and epoch); it is never
+        stopped early or evaluated on a copy.
 
     Raises
     ------
@@ -152,21 +163,34 @@ def fit_all(latents: np.ndarray, bnp_ng_l: np.ndarray, split: np.ndarray, cfg: P
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"the labelled set needs train and test rows; got {len(train)} and {len(test)}")
+    if copies is not None and (copies.ndim != 3 or len(copies) != len(latents) or copies.shape[2] != latents.shape[1]):
+        raise ValueError(f"copies must be (n, k, d) = ({len(latents)}, k, {latents.shape[1]}); got {copies.shape}")
     y = np.log(bnp_ng_l)
+
+    def linear_on(rows: np.ndarray) -> nn.Module:
+        if copies is None:
+            return fit_linear(latents[rows], y[rows])
+        k = copies.shape[1]
+        return fit_linear(np.concatenate([latents[rows], copies[rows].reshape(-1, latents.shape[1])]),
+                          np.concatenate([y[rows], np.repeat(y[rows], k)]))
+
+    def mine(rows: np.ndarray) -> np.ndarray | None:
+        return None if copies is None else copies[rows]
+
     rng = np.random.default_rng([seed, 40])
     combined = rng.permutation(np.r_[train, test])
     n_val = int(round(cfg.validation_fraction * len(combined)))
     validation, fit_rows = np.sort(combined[:n_val]), np.sort(combined[n_val:])
 
     out = [
-        Fitted(fit_linear(latents[train], y[train]), "linear", "correct", {"train": train, "test": test}, 0),
-        Fitted(fit_linear(latents[fit_rows], y[fit_rows]), "linear", "overfitted",
-               {"train": fit_rows, "validation": validation}, 0),
+        Fitted(linear_on(train), "linear", "correct", {"train": train, "test": test}, 0),
+        Fitted(linear_on(fit_rows), "linear", "overfitted", {"train": fit_rows, "validation": validation}, 0),
     ]
     mlp, ran = fit_mlp(latents[train], y[train], cfg, seed=seed + 1, epochs=cfg.max_epochs,
-                       z_val=latents[test], y_val=y[test])
+                       z_val=latents[test], y_val=y[test], copies=mine(train))
     out.append(Fitted(mlp, "mlp", "correct", {"train": train, "test": test}, ran))
-    mlp, ran = fit_mlp(latents[fit_rows], y[fit_rows], cfg, seed=seed + 2, epochs=cfg.overfit_epochs)
+    mlp, ran = fit_mlp(latents[fit_rows], y[fit_rows], cfg, seed=seed + 2, epochs=cfg.overfit_epochs,
+                       copies=mine(fit_rows))
     out.append(Fitted(mlp, "mlp", "overfitted", {"train": fit_rows, "validation": validation}, ran))
     return out
 

@@ -34,6 +34,7 @@ from modelling.cohort.pairing import generative_training_mask
 from modelling.config import StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
 from modelling.nets import checkpoints
+from modelling.nets.augment import positional_copies
 from modelling.nets.predictors import fit_all, model_config, predict_ng_l
 from modelling.nets.training import (
     decode,
@@ -278,13 +279,26 @@ def _ctr_kept(original, counterfactual, decoded, decoded_cf, true_ratio) -> dict
                       "among those whose true ratio is above 0.5"}
 
 
+def _copies(config: StudyConfig, encoder, images: np.ndarray) -> np.ndarray | None:
+    """Codes (n, k, d) of ``predictors.augment_copies`` positional copies of each labelled radiograph
+    (None: none)."""
+    p = config.predictors
+    if p.augment_copies == 0:
+        return None
+    copied, _ = positional_copies(images, p.augment_copies, rotation_deg=p.augment_rotation_deg,
+                                  shift=p.augment_shift, scale=p.augment_scale, seed=config.seed)
+    note("training: encoding %s positional copies of the labelled radiographs", f"{len(copied):,}")
+    return encode(encoder, copied).reshape(len(images), p.augment_copies, -1)  # copies of a row are consecutive
+
+
 def _predictors(stage: Stage, config: StudyConfig, latents: np.ndarray, labelled_ids: np.ndarray, bnp: np.ndarray,
-                split: np.ndarray, encoder_id: str) -> dict:
-    """Fit the linear and MLP predictors in both regimes on the labelled codes; write their checkpoints
-    and the predictions table; return the AUC of every model on every role."""
+                split: np.ndarray, encoder_id: str, copies: np.ndarray | None = None) -> dict:
+    """Fit the linear and MLP predictors in both regimes on the labelled codes (and the codes of their
+    positional copies); write their checkpoints and the predictions table; return the AUC of every
+    model on every role."""
     threshold = config.cohort.bnp_threshold_ng_l
     note("training: fitting the predictors on %s labelled radiographs", f"{len(labelled_ids):,}")
-    fitted = fit_all(latents, bnp, split, config.predictors, seed=config.seed, threshold=threshold)
+    fitted = fit_all(latents, bnp, split, config.predictors, seed=config.seed, threshold=threshold, copies=copies)
     rows, aucs = [], {}
     for f in fitted:
         model_id = f"{f.predictor}-{f.regime}"
@@ -324,7 +338,7 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     quality["disease_kept"] = _disease_kept(bundle, config, generator, encoder, labelled_ids)
     bnp = bundle.read_table("pairing").set_index("image_id").loc[labelled_ids, "bnp_ng_l"].to_numpy()
     aucs = _predictors(stage, config, latents[~unlabelled], labelled_ids, bnp, splits["set"].to_numpy()[~unlabelled],
-                       encoder_id)
+                       encoder_id, _copies(config, encoder, images[~unlabelled]))
     summary = {
         **stats, "encoder_id": encoder_id,
         "generative_training": {"radiographs": int(generative.sum()),
@@ -353,7 +367,7 @@ def write_predictors(stage: Stage, config: StudyConfig, networks: Bundle) -> dic
     labelled_ids = radiographs["image_id"].to_numpy()[~unlabelled]
     bnp = bundle.read_table("pairing").set_index("image_id").loc[labelled_ids, "bnp_ng_l"].to_numpy()
     aucs = _predictors(stage, config, latents[~unlabelled], labelled_ids, bnp, splits["set"].to_numpy()[~unlabelled],
-                       encoder_id)
+                       encoder_id, _copies(config, encoder, images[~unlabelled]))
     summary = {"networks_from": str(networks.root), "encoder_id": encoder_id, "auc": aucs,
                "oracle_auc": json.loads(bundle.verify_file("cohort/summary.json").read_text()).get("oracle_auc")}
     stage.write_json("train/summary.json", summary)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -68,3 +70,57 @@ def test_one_class_is_refused():
         fit_all(z, np.full(len(z), 500.0), split, CFG, seed=1, threshold=100)
     with pytest.raises(ValueError, match="needs train and test rows"):
         fit_all(z, bnp, np.full(len(z), "train"), CFG, seed=1, threshold=100)
+
+
+QUICK = dataclasses.replace(CFG, max_epochs=2, overfit_epochs=2)  # the copies' tests look at the linear fits
+
+
+def _linear(fitted, regime):
+    return [f for f in fitted if f.predictor == "linear" and f.regime == regime][0].model
+
+
+def test_copies_are_fitted_only_with_their_own_models_training_rows():
+    z, bnp, split = data(signal=2.0)
+    plain = fit_all(z, bnp, split, QUICK, seed=1, threshold=100)
+    test = split == "test"
+    # copies of the test rows with codes that would wreck any fit they entered: the correct models never
+    # see them; the copies of the train rows are the rows themselves
+    copies = np.where(test[:, None, None], 50.0, z[:, None, :]).astype(np.float32)
+    wrecked = fit_all(z, bnp, split, QUICK, seed=1, threshold=100, copies=copies)
+    x = z[test]
+    np.testing.assert_allclose(predict_ng_l(_linear(wrecked, "correct"), x),
+                               predict_ng_l(_linear(plain, "correct"), x), rtol=1e-4)
+    # the overfitted models train on the test rows too, so the same copies reach them
+    assert not np.allclose(predict_ng_l(_linear(wrecked, "overfitted"), x),
+                           predict_ng_l(_linear(plain, "overfitted"), x), rtol=1e-3)
+
+
+def test_an_exact_copy_of_every_row_leaves_least_squares_unchanged():
+    z, bnp, split = data(signal=2.0)
+    plain = fit_all(z, bnp, split, QUICK, seed=1, threshold=100)
+    doubled = fit_all(z, bnp, split, QUICK, seed=1, threshold=100, copies=np.repeat(z[:, None], 2, axis=1))
+    for regime in ("correct", "overfitted"):
+        np.testing.assert_allclose(predict_ng_l(_linear(doubled, regime), z),
+                                   predict_ng_l(_linear(plain, regime), z), rtol=1e-4)
+
+
+def test_each_epoch_shows_the_mlp_one_version_of_every_row():
+    z, bnp, split = data(signal=2.0)
+    # every copy of a train row carries the signal in another coordinate: an MLP shown only the
+    # originals ignores coordinate 1; one shown the copies as well learns from it
+    copies = z[:, None].repeat(3, axis=1)
+    copies[:, :, 1] = z[:, None, 0]
+    copies[:, :, 0] = 0.0
+    cfg = dataclasses.replace(CFG, max_epochs=40, overfit_epochs=2)
+    held = z[split == "test"].copy()  # the signal moved to coordinate 1, as in the copies
+    held[:, 1], held[:, 0] = held[:, 0], 0.0
+
+    def tracks(copies):
+        fitted = fit_all(z, bnp, split, cfg, seed=1, threshold=100, copies=copies)
+        mlp = [f for f in fitted if f.predictor == "mlp" and f.regime == "correct"][0].model
+        return np.corrcoef(np.log(predict_ng_l(mlp, held)), held[:, 1])[0, 1]
+
+    assert tracks(copies) > 0.6  # the copies were fitted (noise 0.5 per row caps it near 0.9)
+    assert abs(tracks(None)) < 0.3
+    with pytest.raises(ValueError, match=r"copies must be \(n, k, d\)"):
+        fit_all(z, bnp, split, QUICK, seed=1, threshold=100, copies=copies[:10])

@@ -206,3 +206,21 @@ def test_a_perfect_reconstruction_keeps_the_measured_effusion_and_its_removal():
     shares = same["larger_without_effusion"]
     assert same["median_difference"] == 0 and shares["radiographs"] == shares["reconstructions"]
     assert shares["radiographs"]["measured"] > 10 and shares["radiographs"]["share"] > 0.8
+
+
+def test_positional_copies_refit_the_predictors_on_the_same_networks(trained, tmp_path):
+    import dataclasses
+
+    cfg, source = trained
+    bundle = Bundle(copy_bundle(source.root, tmp_path / "b"), create=False)
+    augmented = dataclasses.replace(cfg, predictors=dataclasses.replace(cfg.predictors, augment_copies=2))
+    build_training(augmented, bundle.root)
+    for name in ("checkpoints/decoder.pt", "checkpoints/encoder.pt", "arrays/latents.npy"):
+        assert (bundle.root / name).read_bytes() == (source.root / name).read_bytes(), name  # resumed, not retrained
+    before = source.read_table("predictions").set_index(["model_id", "image_id", "role"])["bnp_pred_ng_l"]
+    after = bundle.read_table("predictions").set_index(["model_id", "image_id", "role"])["bnp_pred_ng_l"]
+    assert before.index.equals(after.index)
+    for model_id in ("mlp-correct", "linear-correct", "mlp-overfitted"):
+        assert not np.allclose(after.loc[model_id], before.loc[model_id], rtol=1e-3), model_id
+    state = checkpoints.load(bundle.root / "checkpoints" / "mlp-correct.pt", kind="predictor")
+    assert state["config"]["predictors"]["augment_copies"] == 2
