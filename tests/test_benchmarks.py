@@ -167,6 +167,20 @@ def test_probe_positioning_splits_the_response_by_role_and_fits_no_worse_with_on
     assert (tiny_explained / "manifest.json").read_bytes() == before
 
 
+def test_probe_affine_response_is_zero_for_copies_that_do_not_move(tiny_trained):
+    import dataclasses
+
+    response = _script("probe_affine_response").affine_response
+    cfg = load_config("tiny")
+    still = dataclasses.replace(cfg, predictors=dataclasses.replace(
+        cfg.predictors, augment_rotation_deg=0.0, augment_shift=0.0, augment_scale=0.0))
+    moved = response(tiny_trained, cfg, radiographs=8)
+    assert [r["model_id"] for r in moved] == ["mlp-correct", "mlp-overfitted"]
+    assert all(0 < r["radiographs"] <= 8 and r["mean_absolute_change"] > 0.01 for r in moved)
+    # unmoved copies are the same pictures; only float32 sums in batches of another size differ
+    assert all(r["mean_absolute_change"] < 1e-5 for r in response(tiny_trained, still, radiographs=8))
+
+
 def test_bench_training_times_the_paper_decoder_and_the_profiles_autoencoder():
     import torch
 
