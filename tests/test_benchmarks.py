@@ -181,6 +181,32 @@ def test_probe_affine_response_is_zero_for_copies_that_do_not_move(tiny_trained)
     assert all(r["mean_absolute_change"] < 1e-5 for r in response(tiny_trained, still, radiographs=8))
 
 
+def test_probe_hold_positioning_moves_codes_only_outside_their_positioning_span(tiny_trained):
+    from data_schema import Bundle
+    from modelling.explain.gvr import aim, scorer
+    from modelling.stages import explain
+    from modelling.stages.artifacts import load_decoder, load_encoder, load_predictor, training_covariance
+
+    probe = _script("probe_hold_positioning")
+    cfg = load_config("tiny")
+    bundle = Bundle(tiny_trained, create=False)
+    decoder, encoder = load_decoder(bundle, cfg), load_encoder(bundle, cfg)
+    predictor = load_predictor(bundle, "mlp-correct")
+    z0 = bundle.read_array("arrays/latents.npy")[:6]
+    plain_move = explain.move
+    with probe.positioning_held(encoder):
+        path = explain.move(z0, decoder, scorer(predictor, reencode=True, encoder=encoder, decoder=decoder),
+                            target_log_bnp=aim(np.log(30.0), "down", 0.05), direction="down", step_size=0.01,
+                            max_steps=10, covariance=training_covariance(bundle, "mlp-correct"))
+    assert explain.move is plain_move  # restored
+    basis = probe.positioning_directions(encoder, decoder, z0)
+    moved = (path.end - path.start).astype(np.float64)
+    assert np.linalg.norm(moved, axis=1).min() > 0.01
+    along = np.einsum("nik,ni->nk", basis, moved)
+    assert np.abs(along).max() < 1e-3 * np.linalg.norm(moved, axis=1).max()
+    assert np.allclose(np.einsum("nik,nil->nkl", basis, basis), np.eye(len(probe.MOVES)), atol=1e-6)
+
+
 def test_bench_training_times_the_paper_decoder_and_the_profiles_autoencoder():
     import torch
 
