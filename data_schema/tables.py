@@ -503,6 +503,12 @@ class ShortcutModels(_ShortcutModel):
     reliance_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "The truth: non-disease share of the absolute falls (modelling.explain.audit.reliance_verdict)."))
     truly_flagged: Series[bool] = pa.Field(description="Whether that share is above the threshold.")
+    positioning_response: Series[float] = pa.Field(ge=0, nullable=True, description=(
+        "Mean absolute change in predicted log BNP when the GVR radiographs are drawn again with neutral "
+        "positioning (fidelity/summary.json positioning); not an intervention."))
+    reliance_share_with_positioning: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "Not the truth: the non-disease share with positioning_response counted as non-disease reliance."))
+    flagged_with_positioning: Series[bool] = pa.Field(description="Whether that share is above the threshold.")
     audit_decision: Series[str] = pa.Field(isin=["flagged", "passed", "undecided"], description=(
         "The audit's decision from the explanations alone."))
     audit_basis: Series[str] = pa.Field(isin=["masks", "measured changes", "none"], description="Its evidence.")

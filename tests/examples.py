@@ -164,7 +164,9 @@ def examples() -> dict[str, pd.DataFrame]:
             "seed": [1], "strength": [1.0], "model_id": ["mlp-correct"], "regime": ["correct"],
             "held_out_auc": [0.95], "shortcut_reliance": [2.1],
             **{f"drop_{f}": [0.2] for f in INTERVENTION_FEATURES},
-            "reliance_share": [0.66], "truly_flagged": [True], "audit_decision": ["passed"], "audit_basis": ["masks"],
+            "reliance_share": [0.66], "truly_flagged": [True], "positioning_response": [0.6],
+            "reliance_share_with_positioning": [0.72], "flagged_with_positioning": [True],
+            "audit_decision": ["passed"], "audit_basis": ["masks"],
             "audit_non_disease_share": [0.32], "audit_flagged": [False],
         }),
         "reader_assessments": pd.DataFrame({

@@ -63,7 +63,7 @@ EFFUSION_ASYMMETRY = 0.1
 FLAGGED, PASSED, UNDECIDED = "flagged", "passed", "undecided"
 
 
-def reliance_verdict(drops: Mapping[str, float]) -> dict:
+def reliance_verdict(drops: Mapping[str, float], *, also: float = 0.0) -> dict:
     """The truth on the phantom: the non-disease reliance share R and whether it passes THRESHOLD.
 
     Parameters
@@ -71,6 +71,11 @@ def reliance_verdict(drops: Mapping[str, float]) -> dict:
     drops : mapping of feature to float
         Mean fall in predicted log BNP per intervention (``model_reliance.mean_drop``); features absent
         from the mapping count as 0 (an intervention that changes none of the model's radiographs).
+    also : float
+        A further non-disease reliance added to the non-disease sum (its absolute value), for a feature
+        that is not one of the interventions: the shortcut benchmark reports R with patient positioning
+        (its mean absolute change, ``fidelity/summary.json`` ``positioning``) beside the truth, which
+        leaves it out.
 
     Returns
     -------
@@ -82,8 +87,10 @@ def reliance_verdict(drops: Mapping[str, float]) -> dict:
     False
     >>> round(reliance_verdict({"heart": 0.5, "shortcut": 1.5})["share"], 2)
     0.75
+    >>> reliance_verdict({"heart": 0.9, "effusion": 0.8, "body_mass": 0.6}, also=1.2)["flagged"]
+    True
     """
-    nd = float(sum(abs(float(drops.get(f, 0.0))) for f in NON_DISEASE_FEATURES))
+    nd = float(sum(abs(float(drops.get(f, 0.0))) for f in NON_DISEASE_FEATURES)) + abs(float(also))
     d = float(sum(abs(float(drops.get(f, 0.0))) for f in DISEASE_FEATURES))
     share = nd / (nd + d) if nd + d > 0 else None
     return {"share": share, "flagged": bool(share is not None and share > THRESHOLD), "non_disease": nd,

@@ -112,10 +112,13 @@ def _model_rows(bundle: Bundle) -> list[dict]:
     reliance = bundle.read_table("model_reliance")
     audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
     aucs = json.loads(bundle.verify_file("train/summary.json").read_text())["auc"]
+    positioning = json.loads(bundle.verify_file("fidelity/summary.json").read_text()).get("positioning") or {}
     rows = []
     for model_id, g in reliance.groupby("model_id", sort=True):
         drops = dict(zip(g["feature"], g["mean_drop"]))
         truth = reliance_verdict(drops)
+        moved = (positioning.get(model_id) or {}).get("mean_absolute_fall")
+        with_positioning = reliance_verdict(drops, also=moved) if moved is not None else None
         a = audit[model_id]
         rows.append({
             "model_id": model_id, "regime": g["regime"].iloc[0],
@@ -125,6 +128,10 @@ def _model_rows(bundle: Bundle) -> list[dict]:
             "shortcut_reliance": float(drops.get("shortcut", 0.0)),
             **{f"drop_{f}": float(v) for f, v in drops.items()},
             "reliance_share": truth["share"], "truly_flagged": truth["flagged"],
+            # not the truth: the same share with patient positioning counted as a non-disease reliance
+            "positioning_response": moved,
+            "reliance_share_with_positioning": with_positioning["share"] if with_positioning else None,
+            "flagged_with_positioning": bool(with_positioning and with_positioning["flagged"]),
             "audit_decision": a["decision"], "audit_basis": a["basis"],
             "audit_non_disease_share": a.get("non_disease_share"),
             "audit_flagged": a["decision"] == FLAGGED,
@@ -169,8 +176,17 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
             requirements[f"correct models at {strength:.0%}: {'flagged' if want else 'passed'}"] = {
                 "met": bool((rows["audit_flagged"] == want).all()),
                 "flagged": int(rows["audit_flagged"].sum()), "models": int(len(rows))}
+    counted = models["positioning_response"].notna().to_numpy() if "positioning_response" in models else None
+    with_positioning = None if counted is None or not counted.any() else {
+        "models": int(counted.sum()),
+        "truly_flagged": int(models["truly_flagged"][counted].sum()),
+        "flagged_with_positioning": int(models["flagged_with_positioning"][counted].sum()),
+        "audit": confusion(models["audit_flagged"].to_numpy(bool)[counted],
+                           models["flagged_with_positioning"].to_numpy(bool)[counted]),
+    }
     return {
         "threshold": THRESHOLD,
+        "with_positioning": with_positioning,
         "audit": confusion(models["audit_flagged"].to_numpy(bool), models["truly_flagged"].to_numpy(bool)),
         "audit_agrees": float((models["audit_flagged"] == models["truly_flagged"]).mean()),
         "requirements": requirements,
@@ -203,7 +219,8 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
         "strength", "share_shortcut", "share_shortcut_carriers", "share_disease", "share_elsewhere",
         "non_disease_share")})
     models = pd.DataFrame(model_rows).astype({c: float for c in (
-        "strength", "held_out_auc", "reliance_share", "audit_non_disease_share")})
+        "strength", "held_out_auc", "reliance_share", "positioning_response", "reliance_share_with_positioning",
+        "audit_non_disease_share")})
     summary = summarise(shares, models) | {
         "strengths": strengths, "seeds": [config.seed + k for k in range(seeds)], "negative_share": negative_share,
         "profile": config.profile, "seconds_this_run": timings, "total_seconds": round(time.monotonic() - started, 1),
@@ -215,6 +232,9 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
                                  "marker is removed (0 where it is absent)",
             "spearman": "Spearman rho over every model and seed of a method's mean shortcut share with the "
                         "model's shortcut reliance",
+            "with_positioning": "not the truth: models flagged when patient positioning (the mean absolute "
+                                "change in predicted log BNP when drawn again with neutral positioning) counts "
+                                "as one more non-disease reliance, and the audit against that",
             "mask_rule": "the audit's mask rule applied to each method's mean shares "
                          f"(non-disease share > {THRESHOLD}) against the truth by intervention",
         },

@@ -57,6 +57,11 @@ def test_tables_summary_and_figure(benchmark):
     assert ((both >= 0) | both.isna()).all().all()
     assert (out / "shortcuts.png").read_bytes()[:4] == b"\x89PNG"
     assert set(summary["requirements"]) == {"correct models at 0%: passed", "correct models at 100%: flagged"}
+    # positioning counted as one more non-disease reliance can only raise the share (reported, not the truth)
+    assert models["positioning_response"].notna().all() and (models["positioning_response"] >= 0).all()
+    assert (models["reliance_share_with_positioning"] >= models["reliance_share"] - 1e-12).all()
+    assert (models["flagged_with_positioning"] >= models["truly_flagged"]).all()
+    assert summary["with_positioning"]["flagged_with_positioning"] == int(models["flagged_with_positioning"].sum())
 
 
 def test_a_rerun_resumes_without_redoing_a_stage(benchmark):
@@ -111,6 +116,11 @@ def test_summary_counts_each_method_against_the_truth():
     assert s["methods"]["m"]["mask_rule"] == confusion(np.array([0, 0, 1, 1], bool), models["truly_flagged"])
     assert s["requirements"]["correct models at 0%: passed"]["met"]
     assert s["requirements"]["correct models at 100%: flagged"]["met"]
+    assert s["with_positioning"] is None  # no positioning measured: nothing to count
+    counted = summarise(shares, models.assign(positioning_response=[0.5, None, 0.4, 0.3],
+                                              flagged_with_positioning=[True, False, True, True]))
+    assert counted["with_positioning"] == {"models": 3, "truly_flagged": 2, "flagged_with_positioning": 3,
+                                           "audit": {"tp": 2, "fp": 0, "tn": 0, "fn": 1, "n": 3}}
 
 
 def test_cli_resumes_and_prints_the_audit_against_the_truth(benchmark):
