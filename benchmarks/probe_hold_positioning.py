@@ -5,20 +5,22 @@ GVRs that miss the cardiothoracic-ratio target move the body outline and the rib
 (benchmarks/RESULTS.md, session 6). This probe holds positioning fixed: for each code it finds the
 directions in which the code moves when its decoded picture is rotated, shifted (both ways) or scaled a
 little (central differences of the encoder's codes, :data:`MOVES`), and removes their span from every
-step of the pattern move. The explain stage of a copy of a study is then run with that move; measure it
-with ``gvr fidelity`` as usual. It needs nothing from the phantom, so it would apply to real radiographs;
+step of the pattern move. The study is copied to OUT and the copy's explain stage is run with that move
+(the study itself is never written: its GVRs would be stored under the usual stage key); measure the
+copy with ``gvr fidelity`` as usual. It needs nothing from the phantom, so it would apply to real radiographs;
 it is a probe, not an option, because it hides any reliance on positioning by construction.
 
 Usage::
 
-    python benchmarks/probe_hold_positioning.py STUDY_COPY [--config default]
-    .venv/bin/gvr fidelity --bundle STUDY_COPY --config ...
+    python benchmarks/probe_hold_positioning.py STUDY OUT [--config default]
+    .venv/bin/gvr fidelity --bundle OUT --config ...
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -81,15 +83,21 @@ def positioning_held(encoder):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bundle")
+    parser.add_argument("study")
+    parser.add_argument("out", help="a new folder for the copy that is explained (must not exist)")
     parser.add_argument("--config", default="default")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if config.gvr.move != "pattern":
         raise SystemExit("the probe holds positioning in pattern moves only (gvr.move: pattern)")
-    with positioning_held(load_encoder(Bundle(args.bundle, create=False), config)):
-        explain.build_explanations(config, args.bundle, force=True)
-    print(f"{args.bundle}: explained with positioning held; now run gvr fidelity on it")
+    out = Path(args.out)
+    if out.exists():
+        raise SystemExit(f"{out} exists; give a new folder for the copy")
+    Bundle(args.study, create=False)  # a study, before anything is copied
+    shutil.copytree(args.study, out, ignore=shutil.ignore_patterns(".gvr-lock", "work"))
+    with positioning_held(load_encoder(Bundle(out, create=False), config)):
+        explain.build_explanations(config, out, force=True)
+    print(f"{out}: a copy of {args.study} explained with positioning held; now run gvr fidelity on it")
 
 
 if __name__ == "__main__":

@@ -207,6 +207,20 @@ def test_probe_hold_positioning_moves_codes_only_outside_their_positioning_span(
     assert np.allclose(np.einsum("nik,nil->nkl", basis, basis), np.eye(len(probe.MOVES)), atol=1e-6)
 
 
+def test_probe_hold_positioning_explains_a_copy_and_leaves_the_study_alone(tiny_explained, tmp_path):
+    from data_schema import Bundle
+
+    main = _script("probe_hold_positioning").main
+    before = (tiny_explained / "manifest.json").read_bytes()
+    out = tmp_path / "held"
+    main([str(tiny_explained), str(out), "--config", "tiny"])
+    assert (tiny_explained / "manifest.json").read_bytes() == before
+    held = Bundle(out, create=False).read_table("gvr_index")
+    assert len(held) and held["reached"].any()
+    with pytest.raises(SystemExit, match="exists"):
+        main([str(tiny_explained), str(out), "--config", "tiny"])
+
+
 def test_bench_training_times_the_paper_decoder_and_the_profiles_autoencoder():
     import torch
 
