@@ -75,8 +75,12 @@ def test_one_class_is_refused():
 QUICK = dataclasses.replace(CFG, max_epochs=2, overfit_epochs=2)  # the copies' tests look at the linear fits
 
 
+def _model(fitted, predictor, regime):
+    return [f for f in fitted if f.predictor == predictor and f.regime == regime][0].model
+
+
 def _linear(fitted, regime):
-    return [f for f in fitted if f.predictor == "linear" and f.regime == regime][0].model
+    return _model(fitted, "linear", regime)
 
 
 def test_copies_are_fitted_only_with_their_own_models_training_rows():
@@ -117,7 +121,7 @@ def test_each_epoch_shows_the_mlp_one_version_of_every_row():
 
     def tracks(copies):
         fitted = fit_all(z, bnp, split, cfg, seed=1, threshold=100, copies=copies)
-        mlp = [f for f in fitted if f.predictor == "mlp" and f.regime == "correct"][0].model
+        mlp = _model(fitted, "mlp", "correct")
         return np.corrcoef(np.log(predict_ng_l(mlp, held)), held[:, 1])[0, 1]
 
     assert tracks(copies) > 0.6  # the copies were fitted (noise 0.5 per row caps it near 0.9)
