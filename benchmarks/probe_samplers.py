@@ -7,7 +7,12 @@ Decodes N latent codes from each of four distributions and counts the images whe
 - a Gaussian fitted to the codes of every radiograph (mean and covariance);
 - a 10-component full-covariance Gaussian mixture fitted to them (the ex-post density estimate of
   Ghosh et al., ICLR 2020, "From variational to deterministic autoencoders");
+- a second-stage VAE fitted to them (Dai and Wipf, ICLR 2019; :mod:`modelling.nets.code_sampler`);
 - the codes themselves (reconstructions of real radiographs: what the decoder alone loses).
+
+The fitted samplers are fitted to the codes the decoder trained on; for each, the replay ratio
+(:func:`modelling.nets.code_sampler.replay_ratio`) against the codes of the test radiographs says
+whether it draws new codes or replays the fitted ones.
 
 Usage::
 
@@ -27,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_schema import Bundle  # noqa: E402
 from modelling.cohort import ctr  # noqa: E402
+from modelling.cohort.pairing import generative_training_mask  # noqa: E402
+from modelling.nets.code_sampler import fit_code_sampler, replay_ratio  # noqa: E402
 from modelling.nets.training import decode  # noqa: E402
 from modelling.stages.artifacts import load_decoder  # noqa: E402
 
@@ -36,20 +43,27 @@ def without_two_lungs(root, n: int = 512, seed: int = 20190201) -> dict:
 
     bundle = Bundle(root, create=False)
     latents = bundle.read_array("arrays/latents.npy").astype(np.float64)
+    index = bundle.read_table("latents_index").set_index("image_id")
+    splits = bundle.read_table("splits")
+    rows = index.loc[splits["image_id"], "row"].to_numpy()
+    fitted = latents[rows[generative_training_mask(splits)]]
+    held_out = latents[rows[splits["set"].to_numpy() == "test"]]
     decoder = load_decoder(bundle)
     rng = np.random.default_rng([seed, 31])
-    n = min(n, len(latents))
+    n = min(n, len(fitted))
     draws = {
         "prior": rng.standard_normal((n, latents.shape[1])),
-        "fitted_gaussian": rng.multivariate_normal(latents.mean(axis=0), np.cov(latents, rowvar=False), size=n),
-        "mixture_10": GaussianMixture(min(10, len(latents)), covariance_type="full", reg_covar=1e-4,
-                                      random_state=seed).fit(latents).sample(n)[0],
-        "codes": latents[rng.choice(len(latents), n, replace=False)],
+        "fitted_gaussian": rng.multivariate_normal(fitted.mean(axis=0), np.cov(fitted, rowvar=False), size=n),
+        "mixture_10": GaussianMixture(min(10, len(fitted)), covariance_type="full", reg_covar=1e-4,
+                                      random_state=seed).fit(fitted).sample(n)[0],
+        "two_stage_vae": fit_code_sampler(fitted, seed=seed).sample(n, rng),
+        "codes": fitted[rng.choice(len(fitted), n, replace=False)],
     }
-    out = {"n": n}
+    out = {"n": n, "fitted_codes": len(fitted), "held_out_codes": len(held_out)}
     for name, z in draws.items():
         measured = ctr.measure(decode(decoder, z.astype(np.float32)))
-        out[name] = float(measured["ctr"].isna().mean())
+        out[name] = {"without_two_lungs": float(measured["ctr"].isna().mean()),
+                     "replay_ratio": replay_ratio(z, fitted, held_out)}
     return out
 
 

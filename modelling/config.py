@@ -32,6 +32,8 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PROFILES = ("tiny", "default", "paper")
 #: How the decoder is trained (:class:`DecoderConfig`).
 OBJECTIVES = ("wgan-gp", "autoencoder")
+#: Where decoder samples' latent codes come from (:class:`DecoderConfig`).
+SAMPLERS = ("prior", "two-stage")
 #: Which way a GVR moves a latent code (:class:`GvrConfig`).
 MOVES = ("gradient", "pattern")
 
@@ -115,6 +117,14 @@ class DecoderConfig:
     error plus ``mmd_weight`` times the maximum mean discrepancy between the batch's codes and draws
     from the N(0, I) prior, so that decoded prior draws are radiographs too; the critic settings are
     then unused.
+
+    ``sampler`` says where the codes of decoder samples (``train/samples.png`` and the samples'
+    statistics in ``train/summary.json``) come from: ``"prior"`` draws them from N(0, I), as the paper's
+    GAN does; ``"two-stage"`` draws them through a second small VAE fitted to the codes of the
+    radiographs the decoder trained on (Dai and Wipf 2019; :mod:`modelling.nets.code_sampler`), for an
+    autoencoder whose codes do not fill the prior, fitted for ``sampler_steps`` Adam steps. Neither
+    changes a network: a study that only changes
+    it keeps its decoder and encoder.
     """
 
     objective: str = "wgan-gp"
@@ -127,11 +137,14 @@ class DecoderConfig:
     gradient_penalty: float = 10.0
     mmd_weight: float = 1.0
     iterations: int = 300
+    sampler: str = "prior"
+    sampler_steps: int = 2000
 
     def __post_init__(self):
         _check_choice(self.objective, OBJECTIVES, "decoder.objective")
+        _check_choice(self.sampler, SAMPLERS, "decoder.sampler")
         _check(self.mmd_weight >= 0, "decoder.mmd_weight", "must not be negative")
-        for name in ("latent_dim", "feature_maps", "critic_steps", "batch_size", "iterations"):
+        for name in ("latent_dim", "feature_maps", "critic_steps", "batch_size", "iterations", "sampler_steps"):
             _check(getattr(self, name) >= 1, f"decoder.{name}", "must be at least 1")
         _check(self.learning_rate > 0, "decoder.learning_rate", "must be positive")
         _check(all(0 <= b < 1 for b in self.betas), "decoder.betas", "both must lie in [0, 1)")

@@ -60,6 +60,22 @@ display(Markdown(
     f"{_ctr_text(ctr_summary['generated'])}{ks}. Held-out reconstructions (radiographs the decoder and "
     f"encoder never saw): PSNR {reconstruction['psnr_db']:.1f} dB over "
     f"{reconstruction['held_out_radiographs']} radiographs."))
+sampler = training["samples"].get("sampler") or {"name": "prior"}
+if sampler.get("without_two_lungs") is not None:
+    real_lungless = 1 - ctr_summary["real"]["measured"] / ctr_summary["real"]["n"]
+    if sampler["name"] == "two-stage":
+        how = (f"The samples' latent codes are drawn through a second small VAE fitted to the codes of the "
+               f"{sampler['fitted_codes']:,} radiographs the decoder trained on (Dai and Wipf, ICLR 2019): an "
+               "autoencoder's codes do not fill the N(0, I) prior, and decoded prior draws fall between them. "
+               f"Two separable lungs cannot be found in {sampler['without_two_lungs']:.1%} of these samples, "
+               f"against {sampler['prior_without_two_lungs']:.1%} of as many prior draws")
+    else:
+        how = (f"The samples' latent codes are drawn from the N(0, I) prior. Two separable lungs cannot be found "
+               f"in {sampler['without_two_lungs']:.1%} of them")
+    replay = (f" Each sample's code is {sampler['replay_ratio']:.2f} times as far from its nearest training code as a "
+              "held-out radiograph's code is (1: as new as an unseen radiograph; near 0: replayed)."
+              if sampler.get("replay_ratio") is not None else "")
+    display(Markdown(f"{how} and {real_lungless:.1%} of the real radiographs.{replay}"))
 kept = training.get("disease_kept")
 if kept and kept.get("median_r") is not None:
     display(Markdown(
@@ -89,7 +105,7 @@ if kept and kept.get("median_r") is not None:
 
 # %%
 #| label: fig-decoder
-#| fig-cap: "The decoder: (a) samples from random latent codes; (b) held-out radiographs (top rows) above their reconstructions through the encoder and decoder; (c) the cardiothoracic ratio measured by thresholding on real radiographs and on decoder samples."
+#| fig-cap: "The decoder: (a) samples from random latent codes (drawn as the text says); (b) held-out radiographs (top rows) above their reconstructions through the encoder and decoder; (c) the cardiothoracic ratio measured by thresholding on real radiographs and on decoder samples."
 #| fig-alt: "Three panels: a grid of generated chest radiographs, a grid of real radiographs above their reconstructions, and two overlaid histograms of the measured cardiothoracic ratio for real and generated radiographs."
 fig = Figure(figsize=(10, 3.6), layout="constrained")
 FigureCanvasAgg(fig)

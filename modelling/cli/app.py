@@ -361,6 +361,17 @@ def _print_training(summary: dict) -> None:
                    f"{real['median']:.2f} ({real['q1']:.2f}-{real['q3']:.2f}) vs {gen['median']:.2f} "
                    f"({gen['q1']:.2f}-{gen['q3']:.2f}); measured {real['measured']}/{real['n']} vs "
                    f"{gen['measured']}/{gen['n']}; Kolmogorov-Smirnov p = {ratio['ks_p_value']:.3g}")
+    sampler = summary.get("samples", {}).get("sampler")
+    if sampler and sampler.get("without_two_lungs") is not None:
+        line = (f"decoder samples ({sampler['name']} sampler) without two separable lungs: "
+                f"{sampler['without_two_lungs']:.1%}")
+        if "prior_without_two_lungs" in sampler:
+            line += f" (from the N(0, I) prior: {sampler['prior_without_two_lungs']:.1%})"
+        if sampler.get("replay_ratio") is not None:
+            line += f"; replay ratio {sampler['replay_ratio']:.2f} (1: as new as unseen radiographs' codes)"
+        typer.echo(line)
+        if sampler.get("collapsed"):
+            typer.echo("  warning: the two-stage sampler learned only the codes' mean; its samples are all alike")
     from modelling.stages.train import development_checks
 
     for name, target in development_checks(summary).items():

@@ -97,7 +97,9 @@ def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
 
 
 def decoder_config(config: StudyConfig) -> dict:
-    return {"image_size": config.image_size, "decoder": dataclasses.asdict(config.decoder),
+    # the sampler only draws codes for the summary's samples: changing it keeps the networks
+    decoder = {k: v for k, v in dataclasses.asdict(config.decoder).items() if not k.startswith("sampler")}
+    return {"image_size": config.image_size, "decoder": decoder,
             "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
 
 

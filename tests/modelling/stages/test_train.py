@@ -224,3 +224,48 @@ def test_positional_copies_refit_the_predictors_on_the_same_networks(trained, tm
         assert not np.allclose(after.loc[model_id], before.loc[model_id], rtol=1e-3), model_id
     state = checkpoints.load(bundle.root / "checkpoints" / "mlp-correct.pt", kind="predictor")
     assert state["config"]["predictors"]["augment_copies"] == 2
+
+
+def test_samples_come_from_the_configured_sampler_beside_the_prior(trained):
+    from modelling.stages.train import development_checks
+
+    cfg, bundle = trained
+    assert cfg.decoder.sampler == "two-stage"
+    summary = json.loads(bundle.verify_file("train/summary.json").read_text())
+    sampler = summary["samples"]["sampler"]
+    assert sampler["name"] == "two-stage" and sampler["steps"] == cfg.decoder.sampler_steps
+    assert sampler["fitted_codes"] == summary["generative_training"]["radiographs"]
+    table = pd.read_csv(bundle.verify_file("train/ctr_real_vs_generated.csv"), keep_default_na=False,
+                        na_values={"ctr": [""]})
+    generated = table[table["side"] == "generated"]
+    assert sampler["without_two_lungs"] == pytest.approx(generated["ctr"].isna().mean())
+    assert 0 <= sampler["prior_without_two_lungs"] <= 1 and sampler["replay_ratio"] > 0
+    check = development_checks(summary)["decoder samples without two separable lungs <= 2%"]
+    assert check == {"value": sampler["without_two_lungs"], "met": sampler["without_two_lungs"] <= 0.02}
+
+
+def test_changing_the_sampler_keeps_the_networks_and_predictors(trained, tmp_path):
+    import dataclasses
+
+    cfg, source = trained
+    bundle = Bundle(copy_bundle(source.root, tmp_path / "b"), create=False)
+    prior = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, sampler="prior"))
+    build_training(prior, bundle.root)
+    for name in ("checkpoints/decoder.pt", "checkpoints/encoder.pt", "arrays/latents.npy",
+                 "checkpoints/mlp-correct.pt"):
+        assert (bundle.root / name).read_bytes() == (source.root / name).read_bytes(), name
+    sampler = json.loads(bundle.verify_file("train/summary.json").read_text())["samples"]["sampler"]
+    assert sampler["name"] == "prior" and "prior_without_two_lungs" not in sampler
+    assert (bundle.root / "train/samples.png").read_bytes() != (source.root / "train/samples.png").read_bytes()
+
+
+def test_an_unknown_sampler_is_refused_by_name():
+    import dataclasses
+
+    from modelling.config import ConfigError
+
+    cfg = load_config("tiny")
+    with pytest.raises(ConfigError, match="decoder.sampler"):
+        dataclasses.replace(cfg.decoder, sampler="flow")
+    with pytest.raises(ConfigError, match="decoder.sampler_steps"):
+        dataclasses.replace(cfg.decoder, sampler_steps=0)
