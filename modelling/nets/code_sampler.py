@@ -77,8 +77,9 @@ def fit_code_sampler(codes: np.ndarray, *, seed: int, steps: int = 2000, batch: 
     mean, scale = codes.mean(axis=0), codes.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     x = torch.from_numpy(((codes - mean) / scale).astype(np.float32))
-    torch.manual_seed(seed)
-    model = CodeVAE(x.shape[1], hidden)
+    with torch.random.fork_rng(devices=[]):  # the initial weights from `seed`, the caller's stream untouched
+        torch.manual_seed(seed)
+        model = CodeVAE(x.shape[1], hidden)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, steps // 3), gamma=0.5)

@@ -54,7 +54,12 @@ def test_samples_are_new_codes_not_replays(fitted):
 
 
 def test_the_same_seed_gives_the_same_sampler():
+    import torch
+
     codes = _ring(400, np.random.default_rng(5))
+    before = torch.get_rng_state()
+    fit_code_sampler(codes, seed=7, steps=5)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's random stream is left alone
     a, b = (fit_code_sampler(codes, seed=7, steps=50).sample(20, np.random.default_rng(8)) for _ in range(2))
     np.testing.assert_array_equal(a, b)
     c = fit_code_sampler(codes, seed=9, steps=50).sample(20, np.random.default_rng(8))
