@@ -112,9 +112,12 @@ def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
 def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_explained):
     without_two_lungs = _script("probe_samplers").without_two_lungs
     result = without_two_lungs(tiny_explained, n=16)
-    assert result["n"] == 16
-    assert set(result) == {"n", "prior", "fitted_gaussian", "mixture_10", "codes"}
-    assert all(0 <= result[k] <= 1 for k in result if k != "n")
+    samplers = {"prior", "fitted_gaussian", "mixture_10", "two_stage_vae", "codes"}
+    assert result["n"] == 16 and set(result) == samplers | {"n", "fitted_codes", "held_out_codes"}
+    assert result["fitted_codes"] > 0 and result["held_out_codes"] > 0
+    assert all(0 <= result[k]["without_two_lungs"] <= 1 for k in samplers)
+    assert result["codes"]["replay_ratio"] == 0  # the fitted codes themselves: each is its own nearest
+    assert all(result[k]["replay_ratio"] > 0 for k in samplers - {"codes"})
 
 
 def test_bench_image_gvr_times_direct_gvrs_without_writing(tiny_trained, tmp_path, clean_env):

@@ -98,11 +98,13 @@ def collapsed(sampler: CodeSampler) -> bool:
     return float(torch.exp(sampler.model.log_gamma).item()) >= 0.9
 
 
-def replay_ratio(samples: np.ndarray, fitted: np.ndarray, held_out: np.ndarray) -> float:
+def replay_ratio(samples: np.ndarray, fitted: np.ndarray, held_out: np.ndarray) -> float | None:
     """Median distance of each sample to its nearest fitted code, over the same for held-out codes.
 
     About 1 when the samples are as new as codes of radiographs the sampler never saw; near 0 when the
     sampler replays the codes it was fitted to (a distance-to-closest-record check of synthetic data).
+    None when there is no yardstick: no held-out codes, or held-out codes that coincide with fitted ones
+    (duplicate radiographs, or an encoder that maps everything to one code).
 
     >>> rng = np.random.default_rng(0); fitted = rng.standard_normal((200, 4))
     >>> replay_ratio(fitted[:50] + 1e-3, fitted, rng.standard_normal((50, 4))) < 0.01
@@ -110,6 +112,9 @@ def replay_ratio(samples: np.ndarray, fitted: np.ndarray, held_out: np.ndarray) 
     """
     from scipy.spatial import cKDTree
 
+    if len(held_out) == 0:
+        return None
     tree = cKDTree(np.asarray(fitted, dtype=np.float64))
     near = lambda x: float(np.median(tree.query(np.asarray(x, dtype=np.float64))[0]))  # noqa: E731
-    return near(samples) / near(held_out)
+    yardstick = near(held_out)
+    return near(samples) / yardstick if yardstick > 0 else None

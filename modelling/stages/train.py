@@ -195,8 +195,7 @@ def _generative_quality(stage: Stage, config: StudyConfig, generator, images: np
         prior = ctr.measure(decode(generator, rng.standard_normal(z.shape).astype(np.float32)))
         sampler["prior_without_two_lungs"] = float(prior["ctr"].isna().mean())
     sampler["without_two_lungs"] = float(ratios.loc[ratios["side"] == "generated", "ctr"].isna().mean())
-    if len(held_out):
-        sampler["replay_ratio"] = replay_ratio(z, latents[generative], latents[held_out])
+    sampler["replay_ratio"] = replay_ratio(z, latents[generative], latents[held_out])
     return {"reconstruction": {"held_out_radiographs": int(len(held_out)), "mse": mse,
                                "psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else None},
             "samples": sample_statistics(real, more, ratios) | {"sampler": sampler}}

@@ -53,6 +53,13 @@ def test_samples_are_new_codes_not_replays(fitted):
     assert replay_ratio(codes[:300] + 1e-6, codes, held_out) < 0.01
 
 
+def test_replay_has_no_yardstick_without_distinct_held_out_codes(fitted):
+    codes, _, sampler = fitted
+    samples = sampler.sample(50, np.random.default_rng(6))
+    assert replay_ratio(samples, codes, codes[:40]) is None  # held-out codes that are fitted ones
+    assert replay_ratio(samples, codes, codes[:0]) is None
+
+
 def test_the_same_seed_gives_the_same_sampler():
     import torch
 
