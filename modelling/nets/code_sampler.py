@@ -61,7 +61,7 @@ class CodeSampler:
 
 
 def fit_code_sampler(codes: np.ndarray, *, seed: int, steps: int = 2000, batch: int = 256, hidden: int = 256,
-                     learning_rate: float = 1e-3) -> CodeSampler:
+                     learning_rate: float = 1e-3, latent: int | None = None) -> CodeSampler:
     """Fit the second-stage VAE to `codes` (n, d); seeded, so the same codes and seed give the same sampler.
 
     The codes are standardised per dimension first; Adam with the learning rate halved at each third of
@@ -70,6 +70,7 @@ def fit_code_sampler(codes: np.ndarray, *, seed: int, steps: int = 2000, batch: 
     collapse of VAEs): its observation noise then stays near 1 (``model.log_gamma`` near 0) and every
     sample lands near the mean; :func:`collapsed` says so. A KL warm-up avoids that on such codes but
     drew worse radiographs from the default study's codes (``benchmarks/RESULTS.md``), so it is not used.
+    `latent` is the second stage's own latent size, the codes' dimension by default as in Dai and Wipf.
     """
     codes = np.asarray(codes, dtype=np.float64)
     if codes.ndim != 2 or len(codes) < 2:
@@ -79,7 +80,7 @@ def fit_code_sampler(codes: np.ndarray, *, seed: int, steps: int = 2000, batch: 
     x = torch.from_numpy(((codes - mean) / scale).astype(np.float32))
     with torch.random.fork_rng(devices=[]):  # the initial weights from `seed`, the caller's stream untouched
         torch.manual_seed(seed)
-        model = CodeVAE(x.shape[1], hidden)
+        model = CodeVAE(x.shape[1], hidden, latent)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, steps // 3), gamma=0.5)
