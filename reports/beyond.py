@@ -75,7 +75,19 @@ if sampler.get("without_two_lungs") is not None:
     replay = (f" Each sample's code is {sampler['replay_ratio']:.2f} times as far from its nearest training code as a "
               "held-out radiograph's code is (1: as new as an unseen radiograph; near 0: replayed)."
               if sampler.get("replay_ratio") is not None else "")
-    display(Markdown(f"{how} and {real_lungless:.1%} of the real radiographs.{replay}"))
+    realism = (read_json(bundle, "image_gvr/cnn/fidelity.json").get("realism", {}).get("sets", {})
+               if "image_gvr/cnn/fidelity.json" in bundle.files else {})
+    own_kid = realism.get(f"decoder samples ({sampler['name']} sampler)", {}).get("kid")
+    prior_kid = realism.get("decoder samples (N(0, I) prior)", {}).get("kid")
+    floor = realism.get("real decoder training radiographs, one half against the other (floor)", {}).get("kid")
+    kid_text = ""
+    if own_kid is not None and floor is not None:
+        beside = f", as many prior draws at {prior_kid:.4f}" if prior_kid is not None else ""
+        kid_text = (" By a measure that does not look for lungs, the kernel inception distance on the features of "
+                    f"the study's own image model (@tbl-realism), the samples stand at {own_kid:.4f} from the "
+                    f"radiographs the decoder trained on{beside}, and one half of those radiographs at {floor:.4f} "
+                    "from the other (0 in expectation for two sets from one distribution).")
+    display(Markdown(f"{how} and {real_lungless:.1%} of the real radiographs.{replay}{kid_text}"))
 kept = training.get("disease_kept")
 if kept and kept.get("median_r") is not None:
     display(Markdown(

@@ -115,3 +115,14 @@ def test_no_bundle_says_how_to_build_one(tmp_path, monkeypatch):
         bundle_path()
     with pytest.raises(BundleMissingError, match="make reproduce"):
         render_reports(tmp_path / "nothing")
+
+
+def test_the_samples_realism_sentence_reads_the_bundle(tiny_bundle, rendered):
+    import json
+
+    realism = json.loads((tiny_bundle / "image_gvr/cnn/fidelity.json").read_text())["realism"]["sets"]
+    own = realism["decoder samples (two-stage sampler)"]["kid"]
+    prior = realism["decoder samples (N(0, I) prior)"]["kid"]
+    text = re.sub(r"<[^>]+>", "", html.unescape(rendered["beyond"]))
+    sentence = re.search(r"By a measure that does not look for lungs.*?from the other", text, re.S).group(0)
+    assert f"{own:.4f}" in sentence and f"{prior:.4f}" in sentence

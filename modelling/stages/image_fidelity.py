@@ -13,13 +13,15 @@ against the masks, and the pixel correlation with the true disease-removal chang
 Writes ``image_gvr/cnn/faithfulness.parquet`` (schema faithfulness) and ``image_gvr/cnn/fidelity.json``
 (per model and method: medians, how many of the CNN's rationales its own model confirms; and the
 realism of every set of reconstructions, latent GVRs' included: KID on the CNN's features against real
-radiographs below the threshold (healthy reconstructions) or at or above it (diseased ones),
+radiographs below the threshold (healthy reconstructions) or at or above it (diseased ones), and of the
+training stage's decoder samples against the radiographs the decoder trained on,
 :mod:`modelling.explain.realism`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ from torch import nn
 from data_schema import Bundle, Stage
 from data_schema.tables import MASK_FEATURES
 from modelling.cohort.counterfactual import true_change
+from modelling.cohort.pairing import generative_training_mask
 from modelling.config import StudyConfig
 from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
@@ -41,6 +44,7 @@ from modelling.nets.networks import to_unit
 from modelling.nets.training import decode
 from modelling.progress import progress
 from modelling.stages.artifacts import (
+    DECODER_SAMPLES,
     load_decoder,
     load_encoder,
     load_image_model,
@@ -163,19 +167,27 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
 def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict) -> dict:
     """KID (:func:`modelling.explain.realism.kid`) on the CNN's penultimate features: healthy
     reconstructions against real radiographs with BNP below the threshold, diseased ones against real
-    radiographs at or above it; the floor of each is two disjoint halves of those real radiographs."""
+    radiographs at or above it, decoder samples (``train/decoder_samples.npz``, where the bundle has
+    them) against the radiographs the decoder trained on; the floor of each is two disjoint halves of
+    those real radiographs."""
     radiographs = bundle.read_table("radiographs").set_index("image_id")
     pairing = bundle.read_table("pairing")
     rng = np.random.default_rng(config.seed)
     positive = pairing["bnp_ng_l"].to_numpy() >= config.cohort.bnp_threshold_ng_l
+    groups = {"healthy": pairing.loc[~positive, "image_id"], "diseased": pairing.loc[positive, "image_id"]}
+    described = {"healthy": f"real radiographs with BNP below {config.cohort.bnp_threshold_ng_l:g} ng/L",
+                 "diseased": f"real radiographs with BNP at or above {config.cohort.bnp_threshold_ng_l:g} ng/L"}
+    samples = bundle.read_array(DECODER_SAMPLES) if DECODER_SAMPLES in bundle.files else {}
+    if samples:  # decoder samples are judged against the radiographs the decoder learned from
+        splits = bundle.read_table("splits")
+        groups["decoder training"] = splits.loc[generative_training_mask(splits), "image_id"]
+        described["decoder training"] = "real radiographs the decoder and encoder trained on"
     references = {}
-    for label, ids in (("healthy", pairing.loc[~positive, "image_id"]), ("diseased", pairing.loc[positive, "image_id"])):
+    for label, ids in groups.items():
         ids = ids.to_numpy()
         ids = ids[np.sort(rng.choice(len(ids), min(len(ids), 600), replace=False))] if len(ids) else ids
         references[label] = penultimate_features(model, load_images(bundle, radiographs.loc[ids].reset_index()))
-    out = {"features": "penultimate layer of the study's image model",
-           "references": {"healthy": f"real radiographs with BNP below {config.cohort.bnp_threshold_ng_l:g} ng/L",
-                          "diseased": f"real radiographs with BNP at or above {config.cohort.bnp_threshold_ng_l:g} ng/L"},
+    out = {"features": "penultimate layer of the study's image model", "references": described,
            "reference_n": {k: int(len(v)) for k, v in references.items()}, "sets": {}}
 
     def add(name: str, kind: str, features: np.ndarray) -> None:
@@ -189,6 +201,11 @@ def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict
         if half >= 2:
             out["sets"][f"real {kind} radiographs, one half against the other (floor)"] = {
                 **kid(ref[order[:half]], ref[order[half:2 * half]], seed=config.seed), "n": int(half), "reference": kind}
+    sampler = (json.loads(bundle.verify_file("train/summary.json").read_text()).get("samples", {})
+               .get("sampler", {}).get("name", "prior") if samples else None)
+    for key, name in (("sampler", f"decoder samples ({sampler} sampler)"), ("prior", "decoder samples (N(0, I) prior)")):
+        if key in samples:
+            add(name, "decoder training", penultimate_features(model, samples[key]))
     index = bundle.read_table("gvr_index") if "tables/gvr_index.parquet" in bundle.files else None
     for model_id, g in ([] if index is None else index[index["kind"] == "gvr"].groupby("model_id", sort=True)):
         for kind in ("diseased", "healthy"):
@@ -209,7 +226,8 @@ def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tu
     if missing:
         raise ValueError(f"{bundle.root}: no rationales of the study's image model yet ({', '.join(missing)})")
     inputs = [*needed, "image_model/model.pt", "checkpoints/decoder.pt", "checkpoints/mlp-correct.pt",
-              "arrays/latents.npy", *(["tables/gvr_index.parquet"] if "tables/gvr_index.parquet" in bundle.files else [])]
+              "arrays/latents.npy", *(p for p in ("tables/gvr_index.parquet", DECODER_SAMPLES, "train/summary.json")
+                                      if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),
                      config={"image_model": dataclasses.asdict(config.image_model), "gvr": dataclasses.asdict(config.gvr),

@@ -45,6 +45,10 @@ def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_explaine
     assert {"mlp-correct GVRs: healthy reconstructions",
             "real healthy radiographs, one half against the other (floor)"} <= set(realism)
     assert realism["mlp-correct GVRs: diseased reconstructions"]["reference"] == "diseased"
+    # the training stage's decoder samples, from its sampler and the prior, against what the decoder learned
+    assert {realism[f"decoder samples ({s})"]["reference"] for s in ("two-stage sampler", "N(0, I) prior")} == {
+        "decoder training"}
+    assert "real decoder training radiographs, one half against the other (floor)" in realism
     assert all(v["subset_size"] >= 2 and np.isfinite(v["kid"]) for v in realism.values())
     assert validate_bundle(root) == []
     again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
