@@ -330,13 +330,15 @@ if has_cnn:
 # et al., ICLR 2018), an unbiased squared MMD under a cubic polynomial kernel, averaged over random
 # subsets, on the CNN's penultimate features (no downloaded Inception weights): healthy reconstructions
 # against real radiographs with BNP below the threshold, diseased ones against real radiographs at or
-# above it. Two disjoint halves of those real radiographs give each comparison's floor (@tbl-realism).
+# above it, and the decoder's samples against the radiographs it trained on. Two disjoint halves of
+# those real radiographs give each comparison's floor (@tbl-realism). It needs no ground truth, so a
+# real-data bundle has it too.
 # The CNN's own GVRs were moved through this very network, towards what it calls healthy, so their KID
 # on its features is not an independent judgement; the latent models' GVRs are.
 
 # %%
 #| label: tbl-realism
-#| tbl-cap: "Realism: KID (mean and SD over subsets) of each set of radiographs against real radiographs of the same kind (healthy: BNP below the threshold; diseased: at or above), on the study's CNN's penultimate features; 0 is indistinguishable."
+#| tbl-cap: "Realism: KID (mean and SD over subsets) of each set of radiographs against real radiographs of the same kind (healthy: BNP below the threshold; diseased: at or above; decoder training: those the decoder and encoder trained on), on the study's CNN's penultimate features; 0 is indistinguishable."
 if has_cnn and cnn_fid.get("realism"):
     realism_rows = pd.DataFrame([{"Set": name, "Against real": v["reference"], "n": v["n"],
                                   "Subset size": v["subset_size"], "KID": v["kid"], "SD": v["sd"]}

@@ -15,7 +15,8 @@ Writes ``image_gvr/cnn/faithfulness.parquet`` (schema faithfulness) and ``image_
 realism of every set of reconstructions, latent GVRs' included: KID on the CNN's features against real
 radiographs below the threshold (healthy reconstructions) or at or above it (diseased ones), and of the
 training stage's decoder samples against the radiographs the decoder trained on,
-:mod:`modelling.explain.realism`).
+:mod:`modelling.explain.realism`). A real-data bundle has no truth to score against; its
+``fidelity.json`` holds the realism alone, which needs none.
 """
 
 from __future__ import annotations
@@ -96,11 +97,13 @@ def _latent_gvr_changes(bundle: Bundle, config: StudyConfig, image_ids: list[str
 
 def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
     bundle = stage.bundle
-    if "tables/phantom_render.parquet" not in bundle.files:
-        stage.write_json(f"image_gvr/{NAME}/fidelity.json", {"models": {}, "reason": "real data: no ground truth"})
-        return {}
     tables = {m: bundle.read_table(f"image_gvr/{NAME}/{m}/rationales.parquet", schema="image_rationales")
               for m in ("direct", "surrogate")}
+    if "tables/phantom_render.parquet" not in bundle.files:  # realism needs no truth, the rest does
+        summary = {"models": {}, "reason": "real data: no ground truth",
+                   "realism": _realism(bundle, config, eager(config, load_image_model(bundle)[0]), tables)}
+        stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
+        return summary
     direct = tables["direct"]
     image_ids = direct["image_id"].tolist()
     summary: dict = {"models": {}, "radiographs": len(image_ids),

@@ -234,6 +234,9 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     assert {"train", "explain", "baselines"} <= set(after.stages) and after.origin == "real"
     assert json.loads(after.verify_file("train/summary.json").read_text())["disease_kept"] is None  # no truth
     assert "tables/phantom_truth.parquet" not in after.files
+    # realism needs no truth: the decoder's samples are scored against the real radiographs it learned from
+    realism = json.loads(after.verify_file("image_gvr/cnn/fidelity.json").read_text())["realism"]
+    assert "decoder samples (two-stage sampler)" in realism["sets"] and realism["reference_n"]["decoder training"] > 0
 
 
 def test_train_command_refuses_to_synthesise_into_a_failed_real_bundle(tmp_path, clean_env):
