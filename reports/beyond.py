@@ -77,8 +77,10 @@ if sampler.get("without_two_lungs") is not None:
               if sampler.get("replay_ratio") is not None else "")
     realism = (read_json(bundle, "image_gvr/cnn/fidelity.json").get("realism", {}).get("sets", {})
                if "image_gvr/cnn/fidelity.json" in bundle.files else {})
-    own_kid = realism.get(f"decoder samples ({sampler['name']} sampler)", {}).get("kid")
     prior_kid = realism.get("decoder samples (N(0, I) prior)", {}).get("kid")
+    own_kid = (prior_kid if sampler["name"] == "prior" else
+               realism.get(f"decoder samples ({sampler['name']} sampler)", {}).get("kid"))
+    prior_kid = None if sampler["name"] == "prior" else prior_kid
     floor = realism.get("real decoder training radiographs, one half against the other (floor)", {}).get("kid")
     kid_text = ""
     if own_kid is not None and floor is not None:

@@ -86,9 +86,9 @@ def training_codes(bundle: Bundle, model_id: str) -> np.ndarray:
 
 #: The study's own image model (the image-model stage) and its spec, as a user's model would come.
 IMAGE_MODEL, IMAGE_MODEL_SPEC = "image_model/model.pt", "image_model/model.yaml"
-#: Decoded samples (the training stage's) as uint8 stacks: "sampler" (``decoder.sampler``'s codes, the
-#: ones ``train/ctr_real_vs_generated.csv`` measures) and, when that sampler is not the prior, "prior"
-#: (as many N(0, I) codes).
+#: Decoded samples (the training stage's) as uint8 stacks, one per sampler named as ``decoder.sampler``
+#: names it: the configured one's (the samples ``train/ctr_real_vs_generated.csv`` measures) and, when
+#: that is not the prior, as many N(0, I) draws under "prior".
 DECODER_SAMPLES = "train/decoder_samples.npz"
 
 

@@ -22,7 +22,6 @@ training stage's decoder samples against the radiographs the decoder trained on,
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pandas as pd
@@ -167,6 +166,11 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
     return summary
 
 
+def decoder_samples_set(sampler: str) -> str:
+    """The realism set's name for the decoder samples drawn by `sampler` (a ``decoder.sampler`` name)."""
+    return "decoder samples (N(0, I) prior)" if sampler == "prior" else f"decoder samples ({sampler} sampler)"
+
+
 def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict) -> dict:
     """KID (:func:`modelling.explain.realism.kid`) on the CNN's penultimate features: healthy
     reconstructions against real radiographs with BNP below the threshold, diseased ones against real
@@ -185,10 +189,15 @@ def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict
         splits = bundle.read_table("splits")
         groups["decoder training"] = splits.loc[generative_training_mask(splits), "image_id"]
         described["decoder training"] = "real radiographs the decoder and encoder trained on"
+    # the decoder's reference draws from a stream of its own, leaving the other references' draws as they were
+    streams = {label: (np.random.default_rng([config.seed, 1]) if label == "decoder training" else rng) for label in groups}
     references = {}
     for label, ids in groups.items():
         ids = ids.to_numpy()
-        ids = ids[np.sort(rng.choice(len(ids), min(len(ids), 600), replace=False))] if len(ids) else ids
+        if not len(ids):  # a real cohort may lack a class; add() skips a reference of fewer than two
+            references[label] = np.zeros((0, 0))
+            continue
+        ids = ids[np.sort(streams[label].choice(len(ids), min(len(ids), 600), replace=False))]
         references[label] = penultimate_features(model, load_images(bundle, radiographs.loc[ids].reset_index()))
     out = {"features": "penultimate layer of the study's image model", "references": described,
            "reference_n": {k: int(len(v)) for k, v in references.items()}, "sets": {}}
@@ -199,16 +208,13 @@ def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict
             out["sets"][name] = {**kid(ref, features, seed=config.seed), "n": int(len(features)), "reference": kind}
 
     for kind, ref in references.items():  # the floor: real against real, two disjoint halves
-        order = rng.permutation(len(ref))
+        order = streams[kind].permutation(len(ref))
         half = len(ref) // 2
         if half >= 2:
             out["sets"][f"real {kind} radiographs, one half against the other (floor)"] = {
                 **kid(ref[order[:half]], ref[order[half:2 * half]], seed=config.seed), "n": int(half), "reference": kind}
-    sampler = (json.loads(bundle.verify_file("train/summary.json").read_text()).get("samples", {})
-               .get("sampler", {}).get("name", "prior") if samples else None)
-    for key, name in (("sampler", f"decoder samples ({sampler} sampler)"), ("prior", "decoder samples (N(0, I) prior)")):
-        if key in samples:
-            add(name, "decoder training", penultimate_features(model, samples[key]))
+    for sampler, images in sorted(samples.items()):
+        add(decoder_samples_set(sampler), "decoder training", penultimate_features(model, images))
     index = bundle.read_table("gvr_index") if "tables/gvr_index.parquet" in bundle.files else None
     for model_id, g in ([] if index is None else index[index["kind"] == "gvr"].groupby("model_id", sort=True)):
         for kind in ("diseased", "healthy"):
@@ -229,8 +235,7 @@ def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tu
     if missing:
         raise ValueError(f"{bundle.root}: no rationales of the study's image model yet ({', '.join(missing)})")
     inputs = [*needed, "image_model/model.pt", "checkpoints/decoder.pt", "checkpoints/mlp-correct.pt",
-              "arrays/latents.npy", *(p for p in ("tables/gvr_index.parquet", DECODER_SAMPLES, "train/summary.json")
-                                      if p in bundle.files)]
+              "arrays/latents.npy", *(p for p in ("tables/gvr_index.parquet", DECODER_SAMPLES) if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),
                      config={"image_model": dataclasses.asdict(config.image_model), "gvr": dataclasses.asdict(config.gvr),

@@ -10,8 +10,8 @@ radiograph, fits the linear and MLP predictors in the correct and overfitted reg
 - ``tables/predictions.parquet``;
 - ``train/samples.png`` (decoder samples), ``train/reconstructions.png`` (held-out originals above
   their reconstructions), ``train/ctr_real_vs_generated.csv`` (the cardiothoracic ratio measured on
-  real radiographs and on as many decoder samples), ``train/decoder_samples.npz`` (those samples, and
-  as many prior draws beside them when ``decoder.sampler`` is not the prior) and ``train/summary.json`` (losses, throughput,
+  real radiographs and on as many decoder samples), ``train/decoder_samples.npz`` (those samples under
+  the sampler's name, and as many prior draws as "prior" when ``decoder.sampler`` is not the prior) and ``train/summary.json`` (losses, throughput,
   reconstruction error, sample statistics and AUCs). :func:`development_checks` judges a summary
   against the project's targets; ``gvr train`` prints them.
 """
@@ -192,7 +192,7 @@ def _generative_quality(stage: Stage, config: StudyConfig, generator, images: np
     note("training: cardiothoracic ratio of %d real radiographs and %d decoder samples", len(real), len(more))
     ratios = ctr_table(real, more)
     stage.write_bytes("train/ctr_real_vs_generated.csv", ratios.to_csv(index=False, lineterminator="\n").encode())
-    samples = {"sampler": more}
+    samples = {config.decoder.sampler: more}
     if config.decoder.sampler != "prior":  # what the prior would give, beside it
         samples["prior"] = decode(generator, rng.standard_normal(z.shape).astype(np.float32))
         sampler["prior_without_two_lungs"] = float(ctr.measure(samples["prior"])["ctr"].isna().mean())

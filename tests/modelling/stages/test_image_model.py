@@ -49,7 +49,25 @@ def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_explaine
     assert {realism[f"decoder samples ({s})"]["reference"] for s in ("two-stage sampler", "N(0, I) prior")} == {
         "decoder training"}
     assert "real decoder training radiographs, one half against the other (floor)" in realism
+    _the_other_references_do_not_depend_on_the_samples(bundle, cfg, realism)
     assert all(v["subset_size"] >= 2 and np.isfinite(v["kid"]) for v in realism.values())
     assert validate_bundle(root) == []
     again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
     assert again.record("image_model/model.pt").sha256 == bundle.record("image_model/model.pt").sha256
+
+
+def _the_other_references_do_not_depend_on_the_samples(bundle, cfg, realism):
+    """The decoder's reference draws from its own stream: a bundle without samples gets the same floors."""
+    import pytest
+
+    from modelling.stages import image_fidelity
+
+    tables = {m: bundle.read_table(f"image_gvr/cnn/{m}/rationales.parquet", schema="image_rationales")
+              for m in ("direct", "surrogate")}
+    model = image_fidelity.eager(cfg, load_image_model(bundle)[0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(image_fidelity, "DECODER_SAMPLES", "train/no_such_samples.npz")
+        without = image_fidelity._realism(bundle, cfg, model, tables)["sets"]
+    assert not any(name.startswith(("decoder samples", "real decoder training")) for name in without)
+    for name, values in without.items():
+        assert values == realism[name], name

@@ -242,10 +242,10 @@ def test_samples_come_from_the_configured_sampler_beside_the_prior(trained):
     assert sampler["without_two_lungs"] == pytest.approx(generated["ctr"].isna().mean())
     assert 0 <= sampler["prior_without_two_lungs"] <= 1 and sampler["replay_ratio"] > 0
     samples = bundle.read_array("train/decoder_samples.npz")  # the images measured, for the realism stage
-    assert set(samples) == {"sampler", "prior"}
+    assert set(samples) == {"two-stage", "prior"}
     assert all(a.dtype == np.uint8 and a.shape == (len(generated), cfg.image_size, cfg.image_size)
                for a in samples.values())
-    assert ctr.measure(samples["sampler"])["ctr"].isna().mean() == pytest.approx(sampler["without_two_lungs"])
+    assert ctr.measure(samples["two-stage"])["ctr"].isna().mean() == pytest.approx(sampler["without_two_lungs"])
     assert ctr.measure(samples["prior"])["ctr"].isna().mean() == pytest.approx(sampler["prior_without_two_lungs"])
     check = development_checks(summary)["decoder samples without two separable lungs <= 2%"]
     assert check == {"value": sampler["without_two_lungs"], "met": sampler["without_two_lungs"] <= 0.02}
@@ -263,7 +263,7 @@ def test_changing_the_sampler_keeps_the_networks_and_predictors(trained, tmp_pat
         assert (bundle.root / name).read_bytes() == (source.root / name).read_bytes(), name
     sampler = json.loads(bundle.verify_file("train/summary.json").read_text())["samples"]["sampler"]
     assert sampler["name"] == "prior" and "prior_without_two_lungs" not in sampler
-    assert set(bundle.read_array("train/decoder_samples.npz")) == {"sampler"}
+    assert set(bundle.read_array("train/decoder_samples.npz")) == {"prior"}
     assert (bundle.root / "train/samples.png").read_bytes() != (source.root / "train/samples.png").read_bytes()
 
 
