@@ -50,6 +50,7 @@ def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_explaine
         "decoder training"}
     assert "real decoder training radiographs, one half against the other (floor)" in realism
     _the_other_references_do_not_depend_on_the_samples(bundle, cfg, realism)
+    _a_cohort_without_one_class_has_no_reference_for_it(bundle, cfg)
     assert all(v["subset_size"] >= 2 and np.isfinite(v["kid"]) for v in realism.values())
     assert validate_bundle(root) == []
     again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
@@ -71,3 +72,17 @@ def _the_other_references_do_not_depend_on_the_samples(bundle, cfg, realism):
     assert not any(name.startswith(("decoder samples", "real decoder training")) for name in without)
     for name, values in without.items():
         assert values == realism[name], name
+
+
+def _a_cohort_without_one_class_has_no_reference_for_it(bundle, cfg):
+    """A real cohort may have no radiograph at or above the threshold: its sets are left out, nothing fails."""
+    import dataclasses
+
+    from modelling.stages import image_fidelity
+
+    above_all = dataclasses.replace(cfg, cohort=dataclasses.replace(cfg.cohort, bnp_threshold_ng_l=1e12))
+    tables = {m: bundle.read_table(f"image_gvr/cnn/{m}/rationales.parquet", schema="image_rationales")
+              for m in ("direct", "surrogate")}
+    out = image_fidelity._realism(bundle, above_all, image_fidelity.eager(cfg, load_image_model(bundle)[0]), tables)
+    assert out["reference_n"]["diseased"] == 0 and out["reference_n"]["healthy"] > 0
+    assert {v["reference"] for v in out["sets"].values()} == {"healthy", "decoder training"}
