@@ -75,12 +75,11 @@ if sampler.get("without_two_lungs") is not None:
     replay = (f" Each sample's code is {sampler['replay_ratio']:.2f} times as far from its nearest training code as a "
               "held-out radiograph's code is (1: as new as an unseen radiograph; near 0: replayed)."
               if sampler.get("replay_ratio") is not None else "")
-    realism = (read_json(bundle, "image_gvr/cnn/fidelity.json").get("realism", {}).get("sets", {})
+    realism = (read_json(bundle, "image_gvr/cnn/fidelity.json").get("realism", {})
                if "image_gvr/cnn/fidelity.json" in bundle.files else {})
-    prior_kid = realism.get("decoder samples (N(0, I) prior)", {}).get("kid")
-    own_kid = (prior_kid if sampler["name"] == "prior" else
-               realism.get(f"decoder samples ({sampler['name']} sampler)", {}).get("kid"))
-    prior_kid = None if sampler["name"] == "prior" else prior_kid
+    sample_sets, realism = realism.get("decoder_samples", {}), realism.get("sets", {})
+    own_kid = realism.get(sample_sets.get(sampler["name"]), {}).get("kid")
+    prior_kid = realism.get(sample_sets.get("prior"), {}).get("kid") if sampler["name"] != "prior" else None
     floor = realism.get("real decoder training radiographs, one half against the other (floor)", {}).get("kid")
     kid_text = ""
     if own_kid is not None and floor is not None:

@@ -98,16 +98,13 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
     bundle = stage.bundle
     tables = {m: bundle.read_table(f"image_gvr/{NAME}/{m}/rationales.parquet", schema="image_rationales")
               for m in ("direct", "surrogate")}
-    if "tables/phantom_render.parquet" not in bundle.files:  # realism needs no truth, the rest does
-        summary = {"models": {}, "reason": "real data: no ground truth",
-                   "realism": _realism(bundle, config, eager(config, load_image_model(bundle)[0]), tables)}
-        stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
-        return summary
     direct = tables["direct"]
     image_ids = direct["image_id"].tolist()
-    summary: dict = {"models": {}, "radiographs": len(image_ids),
-                     "validity": {m: (float(t["valid"].mean()) if len(t) else None) for m, t in tables.items()}}
-    if not image_ids:  # the CNN explained nothing; the latent GVRs' realism can still be measured
+    real = "tables/phantom_render.parquet" not in bundle.files
+    summary: dict = ({"models": {}, "reason": "real data: no ground truth"} if real else
+                     {"models": {}, "radiographs": len(image_ids),
+                      "validity": {m: (float(t["valid"].mean()) if len(t) else None) for m, t in tables.items()}})
+    if real or not image_ids:  # no truth, or nothing the CNN explained: realism, which needs neither, alone
         summary["realism"] = _realism(bundle, config, eager(config, load_image_model(bundle)[0]), tables)
         stage.write_json(f"image_gvr/{NAME}/fidelity.json", summary)
         return summary
@@ -166,11 +163,6 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
     return summary
 
 
-def decoder_samples_set(sampler: str) -> str:
-    """The realism set's name for the decoder samples drawn by `sampler` (a ``decoder.sampler`` name)."""
-    return "decoder samples (N(0, I) prior)" if sampler == "prior" else f"decoder samples ({sampler} sampler)"
-
-
 def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict) -> dict:
     """KID (:func:`modelling.explain.realism.kid`) on the CNN's penultimate features: healthy
     reconstructions against real radiographs with BNP below the threshold, diseased ones against real
@@ -199,8 +191,11 @@ def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict
             continue
         ids = ids[np.sort(streams[label].choice(len(ids), min(len(ids), 600), replace=False))]
         references[label] = penultimate_features(model, load_images(bundle, radiographs.loc[ids].reset_index()))
+    # which set holds which sampler's samples (``decoder.sampler`` names), for readers of the sets
     out = {"features": "penultimate layer of the study's image model", "references": described,
-           "reference_n": {k: int(len(v)) for k, v in references.items()}, "sets": {}}
+           "reference_n": {k: int(len(v)) for k, v in references.items()}, "sets": {},
+           "decoder_samples": {k: "decoder samples (N(0, I) prior)" if k == "prior" else
+                               f"decoder samples ({k} sampler)" for k in samples}}
 
     def add(name: str, kind: str, features: np.ndarray) -> None:
         ref = references[kind]
@@ -214,7 +209,7 @@ def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict
             out["sets"][f"real {kind} radiographs, one half against the other (floor)"] = {
                 **kid(ref[order[:half]], ref[order[half:2 * half]], seed=config.seed), "n": int(half), "reference": kind}
     for sampler, images in sorted(samples.items()):
-        add(decoder_samples_set(sampler), "decoder training", penultimate_features(model, images))
+        add(out["decoder_samples"][sampler], "decoder training", penultimate_features(model, images))
     index = bundle.read_table("gvr_index") if "tables/gvr_index.parquet" in bundle.files else None
     for model_id, g in ([] if index is None else index[index["kind"] == "gvr"].groupby("model_id", sort=True)):
         for kind in ("diseased", "healthy"):
