@@ -162,9 +162,22 @@ def _median(values: np.ndarray) -> float | None:
     return float(np.median(values[np.isfinite(values)])) if np.isfinite(values).any() else None
 
 
-def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
-                truth_table: pd.DataFrame, first_row: int, changes: list, target_changes: list,
-                config: StudyConfig, compared: dict, mprt: dict, ceiling: dict, positioning: dict) -> list[dict]:
+@dataclasses.dataclass
+class _ModelFidelity:
+    """What the stage finds for one model: per-GVR rows, their true and target change maps (in row order),
+    and the model's entries of the summary's per-model sections."""
+
+    rows: list[dict]
+    true_changes: np.ndarray
+    target_changes: np.ndarray
+    moves_compared: dict
+    randomisation: dict
+    measured_on_truth: dict
+    positioning: dict
+
+
+def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
+                    truth_table: pd.DataFrame, first_row: int, config: StudyConfig) -> _ModelFidelity:
     params = load_render_params(bundle, gvrs["image_id"].tolist())
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
@@ -199,18 +212,15 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
     large_effusions = effusion.large(facts["effusion_right"], facts["effusion_left"])
     eff_d, eff_h = (effused_side_height(effusion.measure(images.astype(np.uint8)), facts["effusion_right"],
                                         facts["effusion_left"]) for images in (diseased, healthy))
-    ceiling[model_id] = measured_on_truth(truth, alone, facts)
-    positioning[model_id] = positioning_evidence(predictor, encoder, params, truth.original, before, feature_maps,
-                                                 change, size)
-    compared[model_id], mprt[model_id] = _moves_compared(bundle, config, model_id, predictor, gvrs, truth,
-                                                         feature_maps, drops, facts, change, encoder)
+    ceiling = measured_on_truth(truth, alone, facts)
+    positioning = positioning_evidence(predictor, encoder, params, truth.original, before, feature_maps, change, size)
+    compared, randomisation = _moves_compared(bundle, config, model_id, predictor, gvrs, truth, feature_maps, drops,
+                                              facts, change, encoder)
     rows = []
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
         stage.write_image(path, truth.counterfactual[k])
         stage.write_image(f"gvr/{g.gvr_id}/target_counterfactual.png", target_images[k])
-        changes.append(truth.change[k])
-        target_changes.append(target_change[k])
         rows.append({
             "gvr_id": g.gvr_id, "image_id": g.image_id, "model_id": model_id, "regime": g.regime,
             "counterfactual_path": path, "change_row": first_row + k,
@@ -229,7 +239,9 @@ def _model_rows(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str,
             **{f"coef_{f}": float(coef[k, j]) for j, f in enumerate(INTERVENTION_FEATURES)},
             **{f"drop_{f}": float(drops[f][k]) for f in INTERVENTION_FEATURES},
         })
-    return rows
+    return _ModelFidelity(
+        rows=rows, true_changes=truth.change, target_changes=target_change, moves_compared=compared,
+        randomisation=randomisation, measured_on_truth=ceiling, positioning=positioning)
 
 
 def positioning_fall(predictor, encoder, params, original: np.ndarray, before: np.ndarray,
@@ -371,23 +383,19 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     encoder = load_encoder(bundle)
     size = int(bundle.read_table("radiographs").pipe(lambda r: np.load(bundle.verify_file(r["image_path"].iloc[0]),
                                                                        mmap_mode="r").shape[-1]))
+    found: dict[str, _ModelFidelity] = {}
     rows: list[dict] = []
-    changes: list[np.ndarray] = []
-    target_changes: list[np.ndarray] = []
-    compared: dict = {}
-    mprt: dict = {}
-    ceiling: dict = {}
-    positioning: dict = {}
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups), desc="fidelity: interventions per model", unit="model")
     for model_id, g in groups:
-        rows += _model_rows(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), changes,
-                            target_changes, config, compared, mprt, ceiling, positioning)
+        found[model_id] = _model_fidelity(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), config)
+        rows += found[model_id].rows
         bar.update(1)
     bar.close()
-    for name, maps in (("true_change", changes), ("target_change", target_changes)):
+    for name, field in (("true_change", "true_changes"), ("target_change", "target_changes")):
+        maps = [getattr(f, field) for f in found.values()]
         stage.write_array(f"arrays/{name}.npy",
-                          np.stack(maps).astype(np.float32) if maps else np.zeros((0, size, size), np.float32))
+                          np.concatenate(maps).astype(np.float32) if maps else np.zeros((0, size, size), np.float32))
     per_gvr = pd.DataFrame(rows)
     if len(per_gvr):  # a column of undefined values only is still a float column
         per_gvr = per_gvr.astype({c: float for c in ("pixel_r", "model_change_r", "pixel_r_target",
@@ -400,9 +408,8 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
         stage.write_table("gvr_truth", per_gvr)
         stage.write_table("model_reliance", reliance)
     summary = summarise(per_gvr, reliance) if len(per_gvr) else {"models": {}}
-    summary["moves_compared"] = compared
-    summary["randomisation"], summary["measured_on_truth"] = mprt, ceiling
-    summary["positioning"] = positioning
+    for section in ("moves_compared", "randomisation", "measured_on_truth", "positioning"):
+        summary[section] = {model_id: getattr(f, section) for model_id, f in found.items()}
     summary.setdefault("method", {}).update({
         "randomisation": (
             "model-parameter randomisation test (Adebayo et al. 2018): the bundle's GVR move through a copy of "
