@@ -105,9 +105,13 @@ def write_r_script(assessments: pd.DataFrame, directory: str | Path, *, formula:
             table[name] = table[name].astype("int64")
     files = RScriptFiles(data=out / "table2_models.csv", script=out / "table2_models.R",
                          results=out / "table2_models_results.csv")
+    # numbers written from text columns would come back as numbers in R: the script reads these as text
+    text = [name for name in table.columns
+            if not (pd.api.types.is_numeric_dtype(table[name].dtype) or pd.api.types.is_bool_dtype(table[name].dtype))]
     table.to_csv(files.data, index=False)
     script = (_R_SCRIPT.replace("@FORMULA@", _r_string(formula))
               .replace("@TERM@", _r_string(term))
-              .replace("@LEVELS@", ", ".join(_r_string(level) for level in REGIME_LEVELS)))
+              .replace("@LEVELS@", ", ".join(_r_string(level) for level in REGIME_LEVELS))
+              .replace("@TEXT_COLUMNS@", ", ".join(f"{_r_string(name)} = \"character\"" for name in text)))
     files.script.write_text(script)
     return files

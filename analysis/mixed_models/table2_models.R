@@ -19,7 +19,9 @@ here <- local({
   file <- sub("^--file=", "", args[grep("^--file=", args)])
   if (length(file) == 1) dirname(normalizePath(file)) else getwd()
 })
-d <- read.csv(file.path(here, "table2_models.csv"), stringsAsFactors = FALSE)
+# text columns stay text (reader "1" is a level, not a number; "007" and "7" are two patients)
+d <- read.csv(file.path(here, "table2_models.csv"), stringsAsFactors = FALSE,
+              colClasses = c(@TEXT_COLUMNS@))
 d$regime <- factor(d$regime, levels = regime_levels)
 
 # glmer (Laplace, ML), keeping its warnings and messages and lme4's convergence notes

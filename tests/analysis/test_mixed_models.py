@@ -423,6 +423,25 @@ def test_written_r_script_reproduces_feature_tests(reader_study, table, tmp_path
 
 @pytest.mark.r
 @needs_rscript
+def test_written_r_script_keeps_numeric_looking_ids_as_text(reader_study, tmp_path):
+    # Patients "7" and "07" are two patients, and reader "1" a level: read as numbers in R, the
+    # patients would merge and the script would fit another model than feature_tests.
+    patients = sorted(reader_study["patient_id"].unique())
+    ids = {p: (str(k // 2) if k % 2 == 0 else f"0{k // 2}") for k, p in enumerate(patients)}
+    data = reader_study[reader_study["feature"] == "cardiomegaly"].assign(
+        patient_id=lambda d: d["patient_id"].map(ids), reader=lambda d: d["reader"].map({"A": "1", "B": "2"}))
+    ours = mm.feature_tests(data)
+    files = mm.write_r_script(data, tmp_path)
+    run = subprocess.run(["Rscript", str(files.script)], capture_output=True, text=True, timeout=120, cwd="/")
+    assert run.returncode == 0, run.stderr
+    r = pd.read_csv(files.results, keep_default_na=False)
+    for column in ("estimate", "se"):
+        assert_lme4_close(ours[column], r[column], column)
+    assert ours["lrt_chi2"].iloc[0] == pytest.approx(r["lrt_chi2"].iloc[0], abs=chi2_tolerance(r["lrt_chi2"].iloc[0]))
+
+
+@pytest.mark.r
+@needs_rscript
 def test_reference_script_reproduces_committed_expected_values(expected, tmp_path):
     out = tmp_path / "expected.json"
     run = subprocess.run(["Rscript", str(R_DIR / "reference.R"), str(out)], capture_output=True,
