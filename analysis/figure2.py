@@ -179,6 +179,14 @@ def figure2(
         roles = sorted(predictions.loc[predictions["model_id"] == model, "role"].unique())
         raise ValueError(f"model {model!r} has no predictions with role {role!r}; it has roles {roles}")
     data = rows[["image_id", "bnp_true_ng_l", "bnp_pred_ng_l"]].reset_index(drop=True)
+    for column in ("bnp_true_ng_l", "bnp_pred_ng_l"):
+        values = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=float)
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():  # a missing measured BNP would otherwise count as a control (NaN >= threshold is False)
+            shown = ", ".join(f"{i} ({data[column].iloc[k]!r})" for k, i in
+                              zip(np.flatnonzero(bad)[:5], data["image_id"][bad].head(5)))
+            raise ValueError(f"predictions: column {column!r} of model {model!r}, role {role!r} must be a positive, "
+                             f"finite BNP in ng/L; {int(bad.sum())} row(s) are not, e.g. image_id {shown}")
     true = data["bnp_true_ng_l"].to_numpy(dtype=float)
     pred = data["bnp_pred_ng_l"].to_numpy(dtype=float)
     y = true >= threshold

@@ -102,3 +102,15 @@ def test_files_written(fig2, tmp_path):
     assert b"<dc:date>" not in figure_bytes(fig2.figure, "svg")  # no timestamp
     with pytest.raises(ValueError, match="fmt must be one of"):
         figure_bytes(fig2.figure, "pdf")
+
+
+@pytest.mark.parametrize("column, value", [("bnp_true_ng_l", np.nan), ("bnp_true_ng_l", 0.0),
+                                           ("bnp_pred_ng_l", np.inf), ("bnp_pred_ng_l", -3.0)])
+def test_a_missing_or_impossible_bnp_is_refused_naming_the_column_and_radiograph(preds, column, value):
+    # A missing measured BNP used to count silently as a control (NaN >= 100 is False).
+    bad = preds.copy()
+    row = bad.index[(bad["model_id"] == "mlp-correct") & (bad["role"] == "test")][3]
+    bad.loc[row, column] = value
+    with pytest.raises(ValueError, match=rf"column '{column}' of model 'mlp-correct', role 'test'.* 1 row\(s\) "
+                                         rf"are not, e\.g\. image_id {bad.loc[row, 'image_id']}"):
+        figure2(bad)
