@@ -223,6 +223,11 @@ def _check_assessments(assessments: pd.DataFrame) -> pd.DataFrame:
 
 
 def _kappa_row(keys: dict[str, Any], a: pd.Series, b: pd.Series, undefined: str, level: float) -> dict | None:
+    if len(a) == 0:  # nothing rated by both: as undefined as one answer throughout
+        if undefined == "raise":
+            named = ", ".join(f"{k} {v!r}" for k, v in keys.items())
+            raise UndefinedStatisticError(f"{named}: no GVR was rated in both readings, so kappa is undefined")
+        return None
     try:
         res = cohen_kappa(a.astype(bool).to_numpy(), b.astype(bool).to_numpy(), level=level)
     except UndefinedStatisticError:
@@ -250,8 +255,8 @@ def intra_observer(
     level : float, default 0.95
         Confidence level of the kappa intervals.
     undefined : {"raise", "drop"}, default "raise"
-        What to do when a kappa is undefined (a reader gave one answer throughout both rounds):
-        raise :class:`~analysis.errors.ConstantRaterError`, or leave that row out.
+        What to do when a kappa is undefined (a reader gave one answer throughout both rounds, read
+        no GVR in both, or read only once): raise, or leave that row out.
 
     Returns
     -------
@@ -262,9 +267,12 @@ def intra_observer(
     Raises
     ------
     ConstantRaterError
-        If a kappa is undefined and ``undefined="raise"``.
+        If a reader gave one answer throughout and ``undefined="raise"``.
+    UndefinedStatisticError
+        If a reader rated no GVR in both rounds and ``undefined="raise"``.
     ValueError
-        If columns are missing, rows are duplicated, or a reader has fewer than two rounds.
+        If columns are missing, rows are duplicated, or (with ``undefined="raise"``) a reader has
+        fewer than two rounds.
 
     Notes
     -----
@@ -294,7 +302,10 @@ def intra_observer(
     for (reader, feature), g in t.groupby(["reader", "feature"], sort=True):
         rounds = sorted(g["round"].unique())
         if len(rounds) < 2:
-            raise ValueError(f"reader {reader!r} has only round(s) {rounds} for {feature!r}; need two")
+            if undefined == "drop":  # a reader who read once has no intraobserver kappa
+                continue
+            raise ValueError(f"reader {reader!r} has only round(s) {[int(r) for r in rounds]} for {feature!r}; "
+                             "need two (undefined='drop' leaves such a reader out)")
         ra, rb = rounds[0], rounds[1]
         first = g[g["round"] == ra].set_index("gvr_id")["present"]
         second = g[g["round"] == rb].set_index("gvr_id")["present"]

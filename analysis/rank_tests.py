@@ -156,7 +156,8 @@ def mann_whitney(
     exact : bool or None, default None
         Use the exact null distribution. None (R's default): exact when both samples have fewer than
         50 values and there are no ties. With ties the exact test is unavailable and the normal
-        approximation is used (with a warning if ``exact=True``, as R).
+        approximation is used, with a warning whenever the exact test was asked for or chosen by
+        default, as R ("cannot compute exact p-value with ties").
     correct : bool, default True
         Continuity correction of the normal approximation.
     alternative : {"two-sided", "less", "greater"}, default "two-sided"
@@ -211,7 +212,7 @@ def mann_whitney(
     _, tie_sizes = np.unique(ranks, return_counts=True)
     ties = bool((tie_sizes > 1).any())
     use_exact = (nx < 50 and ny < 50) if exact is None else exact
-    if use_exact and ties and exact:
+    if use_exact and ties:
         warnings.warn("cannot compute exact p-value with ties; using the normal approximation", stacklevel=2)
     if use_exact and not ties:
         if alternative == "two-sided":

@@ -531,7 +531,7 @@ def roc_curve(y_true: Any, score: Any) -> RocCurve:
     OneClassError
         If ``y_true`` holds one class only.
     ValueError
-        On NaN, labels other than 0/1 or mismatched lengths.
+        On NaN or infinite scores, labels other than 0/1 or mismatched lengths.
 
     Notes
     -----
@@ -552,6 +552,8 @@ def roc_curve(y_true: Any, score: Any) -> RocCurve:
     ([1.0, 1.0, 0.5, 0.5, 0.0], [0.0, 0.5, 0.5, 1.0, 1.0])
     """
     cases, controls = _split(y_true, score)
+    if not (np.isfinite(cases).all() and np.isfinite(controls).all()):  # no threshold lies beyond +-inf
+        raise ValueError("score contains infinite values; a ROC curve needs finite scores (pROC refuses them too)")
     t = _thresholds(np.concatenate([cases, controls]))
     se = (cases.size - np.searchsorted(np.sort(cases), t, side="left")) / cases.size
     sp = np.searchsorted(np.sort(controls), t, side="left") / controls.size

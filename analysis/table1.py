@@ -114,6 +114,19 @@ def _check_inputs(patients, radiographs, splits, pairing) -> None:
     _need(radiographs, "radiographs", ("image_id", "patient_id"))
     _need(splits, "splits", ("image_id", "patient_id", "set"))
     _need(pairing, "pairing", ("image_id", "bnp_ng_l"))
+    for frame, name, key in ((patients, "patients", "patient_id"), (splits, "splits", "image_id"),
+                             (radiographs, "radiographs", "image_id"), (pairing, "pairing", "image_id")):
+        repeated = frame[key][frame[key].duplicated()]
+        if len(repeated):  # a repeated key would be counted twice by the lookups below
+            raise ValueError(f"{name}.{key} must be unique; {len(repeated)} repeat(s), e.g. "
+                             f"{sorted(map(str, repeated.unique()))[:3]}")
+    for frame, name, column in ((patients, "patients", "age_years"), (pairing, "pairing", "bnp_ng_l")):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.isna().any():
+            key = "patient_id" if name == "patients" else "image_id"
+            rows = frame.loc[values.isna(), key]
+            raise ValueError(f"{name}.{column} must be a number; {len(rows)} row(s) are missing or not numbers, "
+                             f"e.g. {key} {list(map(str, rows))[:3]}")
     unknown_sets = sorted(set(splits["set"].unique()) - set(SET_LABELS))
     if unknown_sets:
         raise ValueError(f"splits.set must be one of {list(SET_LABELS)}; got {unknown_sets}")
@@ -207,7 +220,9 @@ def table1(
     Raises
     ------
     ValueError
-        If a column is missing, ``splits`` and ``radiographs`` list different radiographs, a patient
+        If a column is missing, a key repeats (``patients.patient_id``, ``image_id`` of ``splits``,
+        ``radiographs`` or ``pairing``), an age or BNP is missing, ``splits`` and
+        ``radiographs`` list different radiographs, a patient
         is not in ``patients``, a train/test radiograph has no paired BNP, or ``threshold`` is not
         positive.
 

@@ -123,7 +123,7 @@ def _check(assessments: Any) -> pd.DataFrame:
 
 def _mixed(assessments: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     from analysis.errors import UndefinedStatisticError
-    from analysis.mixed_models import FeatureTermError, feature_tests
+    from analysis.mixed_models import FeatureTermError, GlmerError, feature_tests
 
     records: list[dict[str, Any]] = []
     columns: list[str] = ["feature"]
@@ -131,7 +131,7 @@ def _mixed(assessments: pd.DataFrame, features: list[str]) -> pd.DataFrame:
         sub = assessments[assessments["feature"] == feature]
         try:
             fitted = feature_tests(sub)
-        except (UndefinedStatisticError, FeatureTermError) as exc:
+        except (UndefinedStatisticError, FeatureTermError, GlmerError) as exc:  # one reader: no reader term
             records.append({"feature": feature, "error": str(exc)})
             continue
         columns = list(fitted.columns)
@@ -181,8 +181,8 @@ def table2(
     them over readers and readings (the paper: "153/200 (76.5)"). Kappas pool both models' GVRs.
     The mixed model is ``present ~ regime + reader + (1 | patient_id)`` fitted by ``glmer`` per
     feature; a feature that was marked always or never, or seen under one regime only, gets its
-    reason in ``mixed.error`` instead of numbers. The display's p-value is the Wald p of the regime
-    effect (lme4's ``summary``); the likelihood-ratio p is in ``mixed``.
+    reason in ``mixed.error`` instead of numbers. The notes give the Wald p of the regime effect
+    (lme4's ``summary``); the likelihood-ratio p is in ``mixed``.
 
     References
     ----------

@@ -16,7 +16,7 @@ REGIME_LEVELS: tuple[str, str] = ("overfitted", "correct")
 #: The paper's model: regime and reader as fixed effects, a random intercept per patient.
 DEFAULT_FORMULA = "present ~ regime + reader + (1 | patient_id)"
 #: Columns :func:`feature_tests` needs (those of ``data_schema``'s reader_assessments table).
-ASSESSMENT_COLUMNS = ("reader", "round", "gvr_id", "regime", "patient_id", "feature", "present", "simulated")
+ASSESSMENT_COLUMNS = ("reader", "round", "gvr_id", "regime", "patient_id", "feature", "present")
 #: Wald interval multiplier, qnorm(0.975).
 _Z975 = float(stats.norm.ppf(0.975))
 _FAMILIES = ("binomial",)

@@ -101,7 +101,7 @@ def feature_tests(assessments: pd.DataFrame, *, formula: str = DEFAULT_FORMULA,
     assessments : pandas.DataFrame
         A reader-assessments table (``data_schema``'s reader_assessments): columns ``reader``,
         ``round``, ``gvr_id``, ``regime`` ("correct" or "overfitted"), ``patient_id``, ``feature``,
-        ``present`` (bool) and ``simulated`` (bool); other columns are passed on to the formula.
+        ``present`` (bool); other columns (such as ``simulated``) are passed on to the formula.
     formula : str
         The lme4 formula fitted to each feature's rows; by default the paper's
         ``present ~ regime + reader + (1 | patient_id)``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -76,3 +78,12 @@ def test_bad_data():
     with pytest.raises(ValueError, match="at least one"):
         mann_whitney([], [3, 4])
     assert mann_whitney([1, 2], [3, 4]).to_frame().shape[0] == 1
+
+
+def test_ties_warn_when_the_exact_test_is_chosen_by_default_as_r():
+    # R: wilcox.test(c(1, 2, 2, 3), c(2, 4, 5)) warns "cannot compute exact p-value with ties".
+    with pytest.warns(UserWarning, match="cannot compute exact p-value with ties"):
+        mann_whitney([1, 2, 2, 3], [2, 4, 5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mann_whitney([1, 2, 2, 3], [2, 4, 5], exact=False)  # the normal approximation asked for: no warning

@@ -209,3 +209,9 @@ def test_closed_options_are_checked():
         auc([0, 1, 0, 1], [1, 2, 3, 4], ci="wald")
     with pytest.raises(ValueError, match="level"):
         auc([0, 1, 0, 1], [1, 2, 3, 4], level=95)
+
+
+def test_roc_curve_refuses_infinite_scores():
+    # pROC refuses them; the curve would otherwise have thresholds out of order and never reach (0, 0).
+    with pytest.raises(ValueError, match="infinite values"):
+        roc_curve([0, 1, 0, 1], [1, np.inf, 0, np.inf])

@@ -156,3 +156,20 @@ def test_errors(data):
         table1(*data, threshold=0)
     with pytest.raises(ValueError, match="lacks column"):
         table1(patients.drop(columns="sex"), radiographs, splits, pairing)
+
+
+def test_repeated_keys_and_missing_values_are_refused_naming_them(data):
+    # A repeated key used to be counted twice by the lookups (2 radiographs, "2/3" below the cutoff).
+    patients, radiographs, splits, pairing = data
+    first = pairing["image_id"].iloc[0]
+    with pytest.raises(ValueError, match=rf"pairing.image_id must be unique; 1 repeat\(s\), e.g. \['{first}'\]"):
+        table1(patients, radiographs, splits, pd.concat([pairing, pairing.iloc[:1]]))
+    with pytest.raises(ValueError, match=r"patients.patient_id must be unique"):
+        table1(pd.concat([patients, patients.iloc[:1]]), radiographs, splits, pairing)
+    with pytest.raises(ValueError, match=r"splits.image_id must be unique"):
+        table1(patients, radiographs, pd.concat([splits, splits.iloc[:1]]), pairing)
+    missing = patients.copy()
+    missing.loc[missing.index[2], "age_years"] = np.nan
+    with pytest.raises(ValueError, match=rf"patients.age_years must be a number; 1 row\(s\).*"
+                                         rf"patient_id \['{missing['patient_id'].iloc[2]}'\]"):
+        table1(missing, radiographs, splits, pairing)

@@ -169,3 +169,33 @@ def _check_table2(df):
     from analysis.table2 import _check
 
     return _check(df)
+
+
+@pytest.mark.r
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_table2_takes_what_its_docstring_accepts(assessments):
+    # The seven documented columns (no `simulated`); one reader, whose model cannot have a reader term;
+    # a reader who read once beside one who read twice. Each used to raise from inside the table.
+    seven = assessments.drop(columns="simulated")
+    cardio = seven[seven["feature"] == "cardiomegaly"]
+    t = table2(cardio, mixed_models=True)
+    assert (t.mixed["error"] == "").all() and len(t.mixed) == 1
+    one_reader = table2(cardio[cardio["reader"] == "A"], mixed_models=True)
+    assert "lme4 could not fit" in one_reader.mixed.loc[0, "error"]
+    assert one_reader.pooled["n_total"].sum() == 200
+    once = cardio[(cardio["reader"] == "A") | (cardio["round"] == 1)]
+    kept = table2(once, mixed_models=False)
+    assert kept.intra["reader"].tolist() == ["A"]
+    with pytest.raises(ValueError, match=r"reader 'B' has only round\(s\) \[1\] for 'cardiomegaly'"):
+        table2(once, mixed_models=False, undefined="raise")
+
+
+def test_a_reader_with_no_gvr_read_twice_has_no_kappa_and_says_why(assessments):
+    cardio = assessments[(assessments["feature"] == "cardiomegaly")]
+    split = cardio[~((cardio["reader"] == "B") & (cardio["round"] == 2) & (cardio["gvr_id"] < "g050"))
+                   & ~((cardio["reader"] == "B") & (cardio["round"] == 1) & (cardio["gvr_id"] >= "g050"))]
+    assert intra_observer(split, undefined="drop")["reader"].tolist() == ["A"]
+    from analysis.errors import UndefinedStatisticError
+
+    with pytest.raises(UndefinedStatisticError, match="reader 'B', feature 'cardiomegaly'.*no GVR was rated in both"):
+        intra_observer(split, undefined="raise")
