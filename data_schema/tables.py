@@ -319,6 +319,10 @@ class Faithfulness(_Strict):
     share_outside: Series[float] = pa.Field(
         ge=0, le=1, nullable=True, description="Share of the absolute weight outside every mask."
     )
+    share_disease: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "Share of the absolute weight in the union of the heart, effusion and opacity masks (an overlap counts once)."))
+    share_non_disease: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "Share of the absolute weight in the union of the shortcut, markers and soft-tissue masks."))
     drivers: Series[str] = pa.Field(
         nullable=True,
         description="Masks of the features that raise this radiograph's BNP, comma-separated; empty when none.",
@@ -473,8 +477,8 @@ class ShortcutShares(_ShortcutModel):
         "Mean share of the explanation's absolute weight in the shortcut mask, over every radiograph explained."))
     share_shortcut_carriers: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "The same over the radiographs that carry the marker (none: undefined)."))
-    share_disease: Series[float] = pa.Field(ge=0, nullable=True, description=(
-        "Mean summed share in the heart, effusion and opacity masks."))
+    share_disease: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "Mean share in the union of the heart, effusion and opacity masks (an overlap counts once)."))
     share_elsewhere: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "One minus the two shares above (masks may overlap: floored at 0)."))
     non_disease_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(

@@ -155,10 +155,9 @@ summary = (faith.assign(method=faith["method"].map(lambda m: METHOD_LABELS.get(m
            .groupby(["regime", "method"], sort=True)
            .agg(explanations=("gvr_id", "size"), **{c: (c, "mean") for c in SHARES},
                 pointing_rate=("pointing_hit", "mean"), iou_top=("iou_top", "mean")))
-summary["share_disease_masks"] = summary[["share_heart", "share_effusion", "share_opacity"]].sum(axis=1)
-best = summary["share_disease_masks"].groupby(level="regime").idxmax()
-display(Markdown("Highest mean share in the heart, effusion and opacity masks: "
-                 + "; ".join(f"{regime}: {idx[1]} ({summary.loc[idx, 'share_disease_masks']:.2f})"
+best = summary["share_disease"].groupby(level="regime").idxmax()
+display(Markdown("Highest mean share in the union of the heart, effusion and opacity masks: "
+                 + "; ".join(f"{regime}: {idx[1]} ({summary.loc[idx, 'share_disease']:.2f})"
                              for regime, idx in best.items()) + "."))
 
 # %%
@@ -173,7 +172,7 @@ display(HTML(summary.round(3).to_html()))
 fig = Figure(figsize=(7, 3.2), layout="constrained")
 FigureCanvasAgg(fig)
 ax = fig.subplots()
-table = summary["share_disease_masks"].unstack("regime")
+table = summary["share_disease"].unstack("regime")
 xs = np.arange(len(table))
 for k, regime in enumerate(table.columns):
     ax.bar(xs + (k - 0.5) * 0.38, table[regime].to_numpy(), width=0.38, label=regime)

@@ -18,11 +18,11 @@ Ground truth (phantom only: :func:`reliance_verdict`)
 Decision (:func:`decide`), from the best evidence the bundle has, in this order
     1. Masks (phantom, or real data with segmentations): the explanation's non-disease share
 
-       ``N = share in NON_DISEASE_MASKS / (share in NON_DISEASE_MASKS + share in DISEASE_MASKS)``
+       ``N = share in the union of NON_DISEASE_MASKS / (that + share in the union of DISEASE_MASKS)``
 
-       of the GVR change's absolute weight, averaged over the model's GVRs (shares from
-       :func:`modelling.explain.faithfulness.scores`). Soft tissue is body mass's mask; the projection has
-       no mask. Flagged when ``N > THRESHOLD``, the same "more than half" as the truth. Where the
+       of the GVR change's absolute weight, averaged over the model's GVRs (``share_non_disease`` and
+       ``share_disease`` from :func:`modelling.explain.faithfulness.scores`; a pixel in two overlapping
+       masks counts once). Soft tissue is body mass's mask; the projection has no mask. Flagged when ``N > THRESHOLD``, the same "more than half" as the truth. Where the
        phantom's true disease-removal counterfactual exists, the median pixel r of the GVR change with it
        is reported, and a non-positive median is a caveat (the GVRs do not show the disease removed).
     2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
@@ -46,16 +46,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelling.cohort.counterfactual import DISEASE_INTERVENTIONS
-from modelling.explain.faithfulness import DISEASE_MASKS
+from modelling.explain.faithfulness import DISEASE_MASKS, NON_DISEASE_MASKS
 
 #: More than half: the share of reliance (truth) or of explanation (decision) on what is not disease.
 THRESHOLD = 0.5
 #: Interventions on what is not a heart-failure sign (the pacemaker is neither; see the module).
 NON_DISEASE_FEATURES = ("shortcut", "markers", "projection", "body_mass")
 DISEASE_FEATURES = tuple(DISEASE_INTERVENTIONS)
-#: Masks of the non-disease features: the shortcut marker, skin markers and electrodes, and the soft
-#: tissue that body mass changes.
-NON_DISEASE_MASKS = ("shortcut", "markers", "soft_tissue")
 #: On real data, a radiograph whose lungs' aerated heights differ by more than this share of the taller
 #: is taken to have an effusion on the shorter side (a blunted, raised base).
 EFFUSION_ASYMMETRY = 0.1
@@ -99,14 +96,13 @@ def reliance_verdict(drops: Mapping[str, float], *, also: float = 0.0) -> dict:
 
 
 def mask_share(shares: Mapping[str, float]) -> float | None:
-    """The explanation's non-disease share N from its mean shares per mask (``share_<mask>`` keys).
+    """The explanation's non-disease share N from its mean shares in the two unions of masks
+    (``share_non_disease`` and ``share_disease``; None when both are 0 or absent).
 
-    >>> mask_share({"share_heart": 0.2, "share_effusion": 0.1, "share_opacity": 0.0, "share_soft_tissue": 0.1,
-    ...             "share_markers": 0.0, "share_shortcut": 0.2})
+    >>> mask_share({"share_disease": 0.3, "share_non_disease": 0.3, "share_heart": 0.3, "share_effusion": 0.3})
     0.5
     """
-    nd = sum(float(shares.get(f"share_{m}", 0.0) or 0.0) for m in NON_DISEASE_MASKS)
-    d = sum(float(shares.get(f"share_{m}", 0.0) or 0.0) for m in DISEASE_MASKS)
+    nd, d = (float(shares.get(f"share_{group}", 0.0) or 0.0) for group in ("non_disease", "disease"))
     return nd / (nd + d) if nd + d > 0 else None
 
 

@@ -4,10 +4,14 @@ For an explanation map m (a GVR's |diseased - healthy|, or a baseline's |attribu
 
 - share in each mask: ``sum(|m| * mask) / sum(|m|)`` for heart, effusion, opacity, soft tissue,
   device and markers (skin markers, ECG electrodes, laterality marker: the patient, not the disease),
-  and outside all of them;
+  and outside all of them; and the same in the union of the disease masks (heart, effusion, opacity)
+  and in the union of the non-disease masks (shortcut marker, markers, soft tissue). The masks
+  overlap (an effusion covers part of the heart), so the per-mask shares are not added: a pixel in
+  two disease masks counts once in ``share_disease``;
 - the masks that drive that radiograph's BNP: the features whose term of the BNP model raises it
   (cardiomegaly: heart; effusion; opacity; pacemaker: device; body mass below 27: soft tissue);
-- pointing game: whether the map's largest pixel lies in those masks (Zhang et al. 2018);
+- pointing game: whether a pixel of the map's largest weight lies in those masks, any of them when
+  several tie, as Quantus's PointingGame (Zhang et al. 2018, without their 15-pixel tolerance);
 - IoU at the top k %: the intersection over union of the map's top ``k`` % pixels and those masks,
   with k = the masks' share of the image (as Latent Shift's evaluation does with pathology masks,
   Cohen et al. 2021);
@@ -34,6 +38,11 @@ DRIVERS = {
     "term_body_mass": "soft_tissue",
 }
 DISEASE_MASKS = ("heart", "effusion", "opacity")
+#: Masks of what is not a heart-failure sign: the shortcut marker, skin markers and electrodes, and the
+#: soft tissue that body mass changes (the device is neither: a pacemaker raises BNP in the phantom).
+NON_DISEASE_MASKS = ("shortcut", "markers", "soft_tissue")
+#: The share columns :func:`scores` gives: per mask, outside every mask, and in the two unions.
+SHARE_COLUMNS = (*(f"share_{m}" for m in MASK_FEATURES), "share_outside", "share_disease", "share_non_disease")
 
 
 def driving_masks(truth_row: pd.Series, *, minimum: float = 0.05) -> list[str]:
@@ -42,24 +51,33 @@ def driving_masks(truth_row: pd.Series, *, minimum: float = 0.05) -> list[str]:
 
 
 def scores(explanation: np.ndarray, masks: dict[str, np.ndarray], drivers: list[str]) -> dict:
-    """Shares per mask, pointing game and top-k IoU of one (H, W) map."""
+    """Shares per mask and per union of masks, pointing game and top-k IoU of one (H, W) map; every
+    measure is undefined (NaN, or None for the pointing game) for a map with no weight or a non-finite
+    one."""
     weight = np.abs(explanation.astype(np.float64))
     total = weight.sum()
+    defined = bool(np.isfinite(total) and total > 0)
     out: dict = {}
+
+    def share(region: np.ndarray) -> float:
+        return float((weight * region).sum() / total) if defined else np.nan
+
     anywhere = np.zeros(weight.shape, bool)
     for name in MASK_FEATURES:
-        out[f"share_{name}"] = float((weight * masks[name]).sum() / total) if total > 0 else np.nan
+        out[f"share_{name}"] = share(masks[name])
         anywhere |= masks[name]
-    out["share_outside"] = float((weight * ~anywhere).sum() / total) if total > 0 else np.nan
+    out["share_outside"] = share(~anywhere)
+    for group, names in (("disease", DISEASE_MASKS), ("non_disease", NON_DISEASE_MASKS)):
+        out[f"share_{group}"] = share(np.logical_or.reduce([masks[n] for n in names]))
     target = np.zeros(weight.shape, bool)
     for name in drivers:
         target |= masks[name]
-    out["sparseness"] = gini(weight)
-    if not drivers or not target.any() or total == 0:
+    out["sparseness"] = gini(weight) if defined else np.nan
+    if not drivers or not target.any() or not defined:
         out["pointing_hit"], out["iou_top"] = None, np.nan
         out["relevance_mass"], out["relevance_rank"] = np.nan, np.nan
         return out
-    out["pointing_hit"] = bool(target.flat[int(np.argmax(weight))])
+    out["pointing_hit"] = bool(target[weight == weight.max()].any())
     k = int(target.sum())
     top = np.zeros(weight.size, bool)
     top[np.argsort(weight, axis=None, kind="stable")[::-1][:k]] = True

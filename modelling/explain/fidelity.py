@@ -62,20 +62,22 @@ def decompose(change: np.ndarray, feature_maps: np.ndarray) -> np.ndarray:
 
 
 def explained(change: np.ndarray, feature_maps: np.ndarray) -> np.ndarray:
-    """Per radiograph, the share of the change's variance that :func:`decompose`'s least-squares fit by
-    the feature maps explains (R^2); NaN where the change is constant.
+    """Per radiograph, the share of the change's sum of squares that :func:`decompose`'s least-squares fit
+    by the feature maps explains: R^2 of a fit through the origin, against the uncentred total (a change
+    map is 0 where nothing changed, and the fit has no intercept; against the centred total a uniform
+    brightening would make it negative). In [0, 1]; NaN where the change is 0 everywhere.
 
     >>> maps = np.zeros((1, 1, 2, 2)); maps[0, 0, 0, 0] = 1.0
     >>> explained(0.5 * maps[:, 0], maps).round(6).tolist()
     [1.0]
-    >>> explained(np.ones((1, 2, 2)), maps).tolist()
-    [nan]
+    >>> explained(np.ones((1, 2, 2)), maps).round(6).tolist(), explained(np.zeros((1, 2, 2)), maps).tolist()
+    ([0.25], [nan])
     """
     change = np.asarray(change, dtype=np.float64)
     maps = np.asarray(feature_maps, dtype=np.float64)
     fit = np.einsum("nk,nkhw->nhw", decompose(change, maps), maps)
     residual = ((change - fit) ** 2).sum(axis=(1, 2))
-    total = ((change - change.mean(axis=(1, 2), keepdims=True)) ** 2).sum(axis=(1, 2))
+    total = (change ** 2).sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, 1 - residual / total, np.nan)
 

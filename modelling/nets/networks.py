@@ -99,10 +99,6 @@ class _Down(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(widths[-1], out_features, 4, 1, 0)
 
-    def last_conv(self) -> nn.Module:
-        """The last convolution before the head (for class-activation maps)."""
-        return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).flatten(1)
 

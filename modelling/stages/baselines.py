@@ -16,7 +16,6 @@ import pandas as pd
 import torch
 
 from data_schema import Bundle, Stage
-from data_schema.tables import MASK_FEATURES
 from modelling.cohort import ctr, effusion
 from modelling.config import StudyConfig
 from modelling.explain.audit import (
@@ -30,7 +29,7 @@ from modelling.explain.audit import (
     reliance_verdict,
 )
 from modelling.explain.baselines import METHODS, EndToEnd, attribute
-from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
+from modelling.explain.faithfulness import SHARE_COLUMNS, driving_masks, pixel_correlation, scores
 from modelling.explain.fidelity import lower_share
 from modelling.nets.networks import to_unit
 from modelling.progress import progress
@@ -107,8 +106,7 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
     for model_id, g in gvr.groupby("model_id", sort=True):
         rows = faithfulness[faithfulness["model_id"] == model_id] if faithfulness is not None else None
         own = rows[rows["method"] == "gvr"] if rows is not None else None
-        shares = ({f"share_{m}": float(own[f"share_{m}"].mean()) for m in (*MASK_FEATURES, "outside")}
-                  if own is not None and len(own) else None)
+        shares = ({c: float(own[c].mean()) for c in SHARE_COLUMNS} if own is not None and len(own) else None)
         r = own["true_change_r"].dropna() if own is not None else pd.Series(dtype=float)
         evidence = Evidence(mask_shares=shares, true_change_r=float(r.median()) if len(r) else None,
                             **measured.get(model_id, {}))
@@ -126,7 +124,7 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
             by_method = (rows.groupby("method")[["pointing_hit", "iou_top", "relevance_mass", "relevance_rank",
                                                  "true_change_r", "share_outside"]].mean()
                          .rename(columns={"pointing_hit": "pointing_rate"}))
-            mean_shares = rows.groupby("method")[[f"share_{m}" for m in MASK_FEATURES]].mean()
+            mean_shares = rows.groupby("method")[list(SHARE_COLUMNS)].mean()
             entry["by_method"] = {
                 m: {**{k: (None if pd.isna(v) else float(v)) for k, v in r.items()},
                     "non_disease_share": mask_share(mean_shares.loc[m].to_dict())}
@@ -176,7 +174,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             for method, value in [("gvr", diseased - healthy)] + [(m, maps[m][k]) for m in METHODS]:
                 s = scores(value, masks[row.image_id], drivers)
                 rows.append({"gvr_id": row.gvr_id, "model_id": model_id, "regime": row.regime, "method": method,
-                             **{key: s[key] for key in (*(f"share_{m}" for m in MASK_FEATURES), "share_outside")},
+                             **{key: s[key] for key in SHARE_COLUMNS},
                              "drivers": ",".join(drivers) or None,
                              "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
                              "iou_top": s["iou_top"], "relevance_mass": s["relevance_mass"],

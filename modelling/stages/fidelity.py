@@ -428,7 +428,8 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
             "with neutral positioning (no rotation or shift, scale 1; same noise), as a mean and as a mean of "
             "absolute values, since moving a patient to neutral can raise or lower it; the GVRs' median "
             "coefficient on that change map, fitted beside the interventions' maps; and the median share of a "
-            "GVR's change (R^2) the interventions' maps explain, without and with the positioning map"),
+            "GVR's change the interventions' maps explain (R^2 of a fit through the origin, against the change's "
+            "uncentred sum of squares), without and with the positioning map"),
     })
     summary["move"] = config.gvr.move + (", re-encoded" if config.gvr.reencode else "")
     stage.write_json("fidelity/summary.json", summary)

@@ -29,13 +29,12 @@ import torch
 from torch import nn
 
 from data_schema import Bundle, Stage
-from data_schema.tables import MASK_FEATURES
 from modelling.cohort.counterfactual import true_change
 from modelling.cohort.pairing import generative_training_mask
 from modelling.config import StudyConfig
 from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
-from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
+from modelling.explain.faithfulness import SHARE_COLUMNS, driving_masks, pixel_correlation, scores
 from modelling.explain.gvr import aim, move, scorer
 from modelling.explain.image_model import scores as model_scores
 from modelling.explain.realism import kid, penultimate_features
@@ -142,7 +141,7 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
             drivers = driving_masks(truth_rows.loc[image_id])
             s = scores(values[k], masks[image_id], drivers)
             rows.append({"gvr_id": f"{model_id}-{image_id}", "model_id": model_id, "regime": "correct", "method": method,
-                         **{f"share_{f}": s[f"share_{f}"] for f in MASK_FEATURES}, "share_outside": s["share_outside"],
+                         **{key: s[key] for key in SHARE_COLUMNS},
                          "drivers": ",".join(drivers) or None,
                          "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
                          "iou_top": s["iou_top"], "relevance_mass": s["relevance_mass"],
@@ -151,9 +150,9 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
     table = pd.DataFrame(rows).astype({"pointing_hit": float, "true_change_r": float})
     stage.write_table("faithfulness", table, f"image_gvr/{NAME}/faithfulness.parquet")
     for (model_id, method), g in table.groupby(["model_id", "method"]):
-        shares = g[[f"share_{f}" for f in MASK_FEATURES]].mean().to_dict()
+        shares = g[list(SHARE_COLUMNS)].mean().to_dict()
         summary["models"].setdefault(model_id, {})[method] = {
-            "explained": int(len(g)),
+            "explained": int(g["share_outside"].notna().sum()),  # a map with no weight explains nothing
             "median_true_change_r": float(g["true_change_r"].median()),
             "relevance_mass": float(g["relevance_mass"].mean()), "pointing_rate": float(g["pointing_hit"].mean()),
             "non_disease_mask_share": mask_share(shares),

@@ -44,7 +44,6 @@ from data_schema.io import atomic_write_bytes, atomic_write_text
 from analysis.shortcuts import figure_png
 from modelling.config import ShortcutsConfig, StudyConfig, config_from_dict, config_to_dict
 from modelling.explain.audit import FLAGGED, THRESHOLD, mask_share, reliance_verdict
-from modelling.explain.faithfulness import DISEASE_MASKS
 from modelling.progress import format_duration, note
 
 #: The issue's strengths (FastDiME's 100, 75 and 50 %, and none).
@@ -91,7 +90,6 @@ def _share_rows(bundle: Bundle) -> list[dict]:
     render = bundle.read_table("phantom_render").set_index("image_id")["shortcut"]
     gvrs = bundle.read_table("gvr_index").set_index("gvr_id")["image_id"]
     table = table.assign(carrier=render.loc[gvrs.loc[table["gvr_id"]]].to_numpy() > 0.5)
-    table = table.assign(share_disease=table[[f"share_{m}" for m in DISEASE_MASKS]].sum(axis=1, min_count=1))
     rows = []
     for (model_id, method), g in table.groupby(["model_id", "method"], sort=True):
         shares = g[[c for c in g if c.startswith("share_")]].mean()

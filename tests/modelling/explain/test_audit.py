@@ -22,7 +22,7 @@ def shares(disease: float, non_disease: float) -> dict:
     """Mean shares per mask with the disease weight on the heart and the rest on the shortcut."""
     return {"share_heart": disease, "share_effusion": 0.0, "share_opacity": 0.0, "share_soft_tissue": 0.0,
             "share_device": 0.05, "share_markers": 0.0, "share_shortcut": non_disease,
-            "share_outside": 1 - disease - non_disease}
+            "share_outside": 1 - disease - non_disease, "share_disease": disease, "share_non_disease": non_disease}
 
 
 def test_masks_decide_when_present_and_flag_a_mostly_non_disease_explanation():
@@ -46,9 +46,21 @@ def test_device_and_outside_weight_count_for_neither_side():
     assert decide(Evidence(mask_shares={"share_device": 1.0}, ctr_lower=0.8, ctr_measured=3))["basis"] == "measured changes"
 
 
-def test_soft_tissue_and_markers_are_non_disease_masks():
-    s = shares(0.2, 0.0) | {"share_soft_tissue": 0.15, "share_markers": 0.1}
-    assert mask_share(s) == pytest.approx(0.25 / 0.45)
+def test_the_mask_share_counts_overlapping_masks_once_and_soft_tissue_and_markers_as_non_disease():
+    # Disease masks overlap (an effusion over the heart): adding their shares counted such pixels twice
+    # and pushed N toward "passed".
+    from data_schema.tables import MASK_FEATURES
+    from modelling.explain.faithfulness import scores
+
+    masks = {m: np.zeros((4, 4), bool) for m in MASK_FEATURES}
+    masks["heart"][0, :2] = masks["effusion"][0, :2] = masks["opacity"][0, :2] = True  # one region, three masks
+    masks["soft_tissue"][3, 0] = masks["markers"][3, 1] = True
+    weight = np.zeros((4, 4))
+    weight[0, :2], weight[3, :2] = 1.0, 1.0
+    s = scores(weight, masks, ["heart"])
+    assert s["share_heart"] == s["share_effusion"] == s["share_disease"] == pytest.approx(0.5)
+    assert s["share_non_disease"] == pytest.approx(0.5)
+    assert mask_share(s) == pytest.approx(0.5)  # summing the three disease masks would give 0.25
 
 
 def test_true_counterfactual_disagreement_is_a_caveat_not_a_decision():

@@ -27,9 +27,6 @@ class LeftHalf(nn.Module):
             self.features[0].weight.fill_(1.0)
             self.features[0].bias.zero_()
 
-    def last_conv(self):
-        return self.features[0]
-
     def forward(self, x):
         y = self.features(x)
         return y[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3))[:, None]
@@ -61,12 +58,36 @@ def test_unknown_method_and_superpixels():
         attribute(EndToEnd(LeftHalf(), Identity()), torch.zeros(1, 1, 16, 16), "saliency")
     mask = superpixels(32)
     assert mask.shape == (1, 1, 32, 32) and len(torch.unique(mask)) == 64
+    # a side 8 does not divide: 9 x 9 blocks (the last narrower), each with its own number
+    odd = superpixels(100)[0, 0]
+    assert len(torch.unique(odd)) == 81 and odd[0, 96] != odd[12, 0]
 
 
-def test_gradcam_uses_the_encoders_last_convolution():
+def test_gradcam_takes_the_last_spatial_feature_map_not_the_last_convolution():
+    # Grad-CAM's feature maps are a block's output (after its activation, a ResNet's residual sum),
+    # not the last convolution inside it (Selvaraju et al. 2017).
+    from modelling.explain.baselines import gradcam_layer
+    from modelling.nets import image_models
+
     encoder = Encoder(100, 8, 32)
-    convs = [m for m in encoder.features if isinstance(m, nn.Conv2d)]
-    assert encoder.last_conv() is convs[-1]
+    model = EndToEnd(encoder, Identity())
+    assert gradcam_layer(model, torch.zeros(2, 1, 32, 32)) is encoder.features
+    resnet = image_models.LogBnp(image_models.build("resnet18", width=0.25), 0.0, 1.0).eval()
+    assert gradcam_layer(resnet, torch.zeros(2, 1, 32, 32)) is resnet.net.layer4
+    with pytest.raises(ValueError, match="spatial feature map"):
+        gradcam_layer(Identity(), torch.zeros(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("method", ["occlusion", "lime"])
+def test_a_radiographs_map_does_not_depend_on_the_others_in_the_call(method):
+    # Occlusion and LIME had filled with the whole batch's mean, and LIME seeded once per batch.
+    torch.manual_seed(3)
+    model = EndToEnd(LeftHalf(), Identity())
+    x = torch.rand(3, 1, 16, 16) * 2 - 1
+    x[0] += 0.5  # a brighter neighbour moves a batch mean
+    together = attribute(model, x, method)
+    alone = attribute(model, x[2:3], method)
+    np.testing.assert_allclose(together[2], alone[0], atol=1e-5)
 
 
 @pytest.fixture(scope="module")

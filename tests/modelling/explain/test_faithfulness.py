@@ -47,3 +47,21 @@ def test_driving_masks_follow_the_bnp_terms():
     row = pd.Series({"term_cardiomegaly": 0.8, "term_effusion": 0.0, "term_opacity": 0.3,
                      "term_pacemaker": 0.0, "term_body_mass": -0.2})
     assert driving_masks(row) == ["heart", "opacity"]
+
+
+def test_pointing_game_hits_when_any_tied_maximum_lies_in_the_mask():
+    # Quantus's PointingGame: a hit when any pixel of the largest weight is in the mask. LIME's and
+    # occlusion's maps are flat over a superpixel or window, so maxima tie; the first one in raster order
+    # (top left) had decided alone.
+    explanation = np.zeros((10, 10))
+    explanation[0, 9] = explanation[5, 5] = 2.0  # outside first in raster order, then in the heart
+    assert scores(explanation, masks(), ["heart"])["pointing_hit"] is True
+    explanation[5, 5] = 1.0
+    assert scores(explanation, masks(), ["heart"])["pointing_hit"] is False
+
+
+def test_a_map_with_a_non_finite_pixel_is_undefined_not_a_hit():
+    explanation = np.zeros((10, 10))
+    explanation[5, 5] = np.nan
+    s = scores(explanation, masks(), ["heart"])
+    assert s["pointing_hit"] is None and np.isnan(s["relevance_rank"]) and np.isnan(s["share_heart"])
