@@ -243,18 +243,22 @@ def cohort_ingest(
     else:
         _fail("a secret salt is needed to pseudonymise identifiers: --salt-file PATH or GVR_SALT "
               "(at least 16 bytes, kept outside the bundle; e.g. `head -c 32 /dev/urandom | base64 > salt`)")
+    if (dicom is None) == (manifest is None):
+        _fail("give exactly one of --dicom DIR (DICOM files) or --manifest CSV (PNG/JPEG files)")
     try:
         cfg = load_config(config)
-        src = IngestSources(patients_csv=patients, bnp_csv=bnp, dicom_dir=dicom, manifest_csv=manifest,
-                            dayfirst=not month_first, secondary_capture=secondary_capture)
-        bundle, info = build_from_real_data(cfg, out, src, Pseudonymiser(salt), force=force)
+        pseudo = Pseudonymiser(salt)
     except (ConfigError, ValueError) as exc:
-        if isinstance(exc, IngestError):
-            for problem in exc.problems:
-                typer.echo(str(problem))
-            typer.echo(f"{len(exc.problems)} problem(s); nothing was written", err=True)
-            raise typer.Exit(1)
         _fail(str(exc))
+    src = IngestSources(patients_csv=patients, bnp_csv=bnp, dicom_dir=dicom, manifest_csv=manifest,
+                        dayfirst=not month_first, secondary_capture=secondary_capture)
+    try:
+        bundle, info = build_from_real_data(cfg, out, src, pseudo, force=force)
+    except IngestError as exc:  # anything else is a fault of ours: main() shows it, with --debug its traceback
+        for problem in exc.problems:
+            typer.echo(str(problem))
+        typer.echo(f"{len(exc.problems)} problem(s); nothing was written", err=True)
+        raise typer.Exit(1)
     if info is None:
         typer.echo(f"the cohort in {bundle.root} is current (same inputs, salt and config); use --force to rebuild")
         info = json.loads(bundle.verify_file("cohort/summary.json").read_text())

@@ -124,7 +124,7 @@ def unblind(
         atomic_write_text(out, table.to_csv(index=False))
         written = out
     else:
-        target = Bundle(bundle)
+        target = Bundle(bundle, create=False)  # a mistyped --bundle is an error, not a new bundle
         config = {"packet": _sha256(packet_dir / "packet.json"), "key": _sha256(key), "latest": latest,
                   "responses": sorted(_sha256(p) for p in responses)}
         with target.stage(STAGE, config=config, seed=None) as stage:

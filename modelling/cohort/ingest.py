@@ -35,8 +35,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -244,7 +245,6 @@ def _read_dicom(path: Path, modalities) -> Loaded:
             stamp = parse_timestamp(f"{ds.get(date_tag)} {str(ds.get(time_tag) or '000000')[:6].ljust(6, '0')}")
             if stamp is not None:
                 break
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     return Loaded(
         source=str(path),
         patient_key=str(ds.get("PatientID", "") or ""),
@@ -252,20 +252,41 @@ def _read_dicom(path: Path, modalities) -> Loaded:
         acquired=stamp,
         view=view,
         pixels=unit,
-        spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing else None,
+        spacing_mm=_spacing(ds),
     )
 
 
+def _spacing(ds) -> tuple[float, float] | None:
+    """(row, column) pixel spacing in mm, or None when the header gives none that can be used (a zero,
+    negative or unreadable spacing is no spacing)."""
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    try:
+        values = (float(spacing[0]), float(spacing[1])) if spacing else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    return values if values and all(np.isfinite(v) and v > 0 for v in values) else None
+
+
 def read_picture(path: Path) -> np.ndarray:
-    """A PNG or JPEG as grayscale 0..1 (bright = dense, as radiographs are exported)."""
-    import imageio.v3 as iio
+    """A still image (PNG or JPEG; any single-frame image Pillow reads) as grayscale 0..1 (bright =
+    dense, as radiographs are exported); an animation or a stack of frames is refused."""
+    from PIL import Image
 
     try:
-        image = iio.imread(path, plugin="pillow")  # PNG and JPEG only; no guessing among plugins
-    except Exception as exc:  # imageio raises format-specific errors for corrupt files
+        with Image.open(path) as picture:
+            frames = int(getattr(picture, "n_frames", 1) or 1)
+            if frames > 1:
+                raise ValueError(f"{frames} frames ({picture.format}); one still radiograph per file is expected")
+            if picture.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+                image = np.asarray(picture)
+            else:  # palette, colour, with alpha: to RGB, then the mean of the channels
+                image = np.asarray(picture.convert("RGB")).astype(np.float32).mean(axis=-1)
+    except ValueError:
+        raise
+    except Exception as exc:  # Pillow raises format-specific errors for corrupt files
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
-    if image.ndim == 3:
-        image = image[..., :3].mean(axis=-1)
+    if image.ndim != 2:
+        raise ValueError(f"expected one grayscale or colour frame, got an array of shape {image.shape}")
     return _to_unit(image)
 
 
@@ -319,16 +340,26 @@ def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Probl
     return df, []
 
 
+#: The times a bundle can store (nanoseconds since 1970 in 64 bits).
+_STORABLE = (pd.Timestamp.min, pd.Timestamp.max)
+
+
+def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], *, dayfirst: bool):
+    """One cell's timestamp, or None with its problem added."""
+    stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
+    if stamp is None:
+        order = "DD/MM/YYYY" if dayfirst else "MM/DD/YYYY"
+        problems.append(Problem(str(path), row, column, text,
+                                f"not a timestamp (ISO 8601, DICOM or {order} HH:MM; no time zone)"))
+    elif not _STORABLE[0] <= stamp <= _STORABLE[1]:
+        problems.append(Problem(str(path), row, column, text,
+                                f"outside the years {_STORABLE[0].year + 1}-{_STORABLE[1].year - 1} (a typo?)"))
+        stamp = None
+    return stamp
+
+
 def _timestamps(df, column, path, problems, *, dayfirst):
-    out = []
-    order = "DD/MM/YYYY" if dayfirst else "MM/DD/YYYY"
-    for i, text in enumerate(df[column]):
-        stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
-        if stamp is None:
-            problems.append(Problem(str(path), i + 1, column, text,
-                                    f"not a timestamp (ISO 8601, DICOM or {order} HH:MM; no time zone)"))
-        out.append(stamp)
-    return out
+    return [_timestamp(text, path, i + 1, column, problems, dayfirst=dayfirst) for i, text in enumerate(df[column])]
 
 
 def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
@@ -351,20 +382,31 @@ def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -
     for i, sex in enumerate(df["sex"]):
         if sex.strip().upper() not in ("F", "M"):
             problems.append(Problem(str(path), i + 1, "sex", sex, "must be F or M"))
-    births = None
-    if "birth_date" in df.columns:
-        births = _timestamps(df, "birth_date", path, problems, dayfirst=dayfirst)
-    ages = None
-    if "age_years" in df.columns:
-        ages = pd.to_numeric(df["age_years"], errors="coerce")
-        for i in np.flatnonzero(~ages.between(0, 120)):
-            problems.append(Problem(str(path), i + 1, "age_years", df["age_years"].iloc[i], "must be a number from 0 to 120"))
+    # each row needs a birth date or an age; a file may hold both columns, filled row by row
+    has_birth, has_age = "birth_date" in df.columns, "age_years" in df.columns
+    births: list = [None] * len(df)
+    ages = np.full(len(df), np.nan)
+    for i in range(len(df)):
+        birth = df["birth_date"].iloc[i].strip() if has_birth else ""
+        age = df["age_years"].iloc[i].strip() if has_age else ""
+        if not birth and not age:
+            problems.append(Problem(str(path), i + 1, "birth_date" if has_birth else "age_years", "",
+                                    "missing value" + (" (give birth_date or age_years)" if has_birth and has_age
+                                                       else "")))
+        if birth:
+            births[i] = _timestamp(birth, path, i + 1, "birth_date", problems, dayfirst=dayfirst)
+        if age:
+            value = pd.to_numeric(age, errors="coerce")
+            if 0 <= value <= 120:
+                ages[i] = value
+            else:
+                problems.append(Problem(str(path), i + 1, "age_years", age, "must be a number from 0 to 120"))
     out = pd.DataFrame({
         "key": df["patient_id"].str.strip(),
         "patient_id": [pseudo("patient", k.strip()) for k in df["patient_id"]],
         "sex": df["sex"].str.strip().str.upper(),
-        "birth": births if births is not None else [None] * len(df),
-        "age_given": ages if ages is not None else np.nan,
+        "birth": births,
+        "age_given": ages,
         "row": np.arange(1, len(df) + 1),
     })
     out.attrs["usable"] = True
@@ -393,6 +435,16 @@ def read_bnp(path: Path, known: set[str] | None, pseudo: Pseudonymiser, *,
         problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
                                 f"above {MAX_BNP_NG_L:,.0f} ng/L, beyond every assay's range (a typo, or pmol/L?)"))
     stamps = _timestamps(df, "collected_at", path, problems, dayfirst=dayfirst)
+    # two different results of one patient at one time: which would label a radiograph is not knowable
+    first: dict[tuple, int] = {}
+    for i, (key, stamp, value) in enumerate(zip(df["patient_id"].str.strip(), stamps, values)):
+        if stamp is None or not 0 < value <= MAX_BNP_NG_L:  # a bad value or time is its own problem
+            continue
+        j = first.setdefault((key, stamp), i)
+        if j != i and values.iloc[j] != value:
+            problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
+                                    f"another result for this patient at the same time (row {j + 1}: "
+                                    f"{df['bnp_ng_l'].iloc[j]}); keep the one that was reported"))
     out = pd.DataFrame({
         "patient_id": [pseudo("patient", k.strip()) for k in df["patient_id"]],
         "collected_at": stamps,
@@ -424,23 +476,37 @@ class IngestSources:
             raise ValueError("give exactly one of dicom_dir (a DICOM folder) or manifest_csv (PNG/JPEG files)")
 
     def files(self) -> list[Path]:
+        """Every input file: the tables, and the DICOM folder's files or the manifest and the images it lists
+        (so that a replaced image makes the cohort out of date)."""
         out = [self.patients_csv, self.bnp_csv]
         if self.dicom_dir is not None:
             out += sorted(p for p in Path(self.dicom_dir).rglob("*") if p.is_file())
         else:
             out.append(self.manifest_csv)
+            try:
+                names = pd.read_csv(self.manifest_csv, dtype=str, keep_default_na=False, usecols=["file"])["file"]
+            except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the ingest itself
+                names = []
+            listed = {listed_name(n) for n in names if n.strip()}
+            out += sorted(p for p in (Path(self.manifest_csv).parent / n for n in listed) if p.is_file())
         return out
 
 
+def listed_name(name: str) -> str:
+    """A manifest's file name as one spelling: ``./img/a.png`` and ``img//a.png`` are ``img/a.png``."""
+    return posixpath.normpath(name.strip().replace("\\", "/"))
+
+
 def _listed_files(df: pd.DataFrame, manifest: Path, problems: list[Problem]) -> dict[str, int]:
-    """Each file the manifest lists, with the row that first lists it; blanks and repeats are problems."""
+    """Each file the manifest lists (:func:`listed_name`), with the row that first lists it; blanks and
+    repeats, under any spelling, are problems."""
     first_row: dict[str, int] = {}
-    for i, name in enumerate(df["file"]):
-        name = name.strip()
+    for i, raw in enumerate(df["file"]):
+        name = listed_name(raw) if raw.strip() else ""
         if not name:
-            problems.append(Problem(str(manifest), i + 1, "file", name, "missing value"))
+            problems.append(Problem(str(manifest), i + 1, "file", raw, "missing value"))
         elif name in first_row:
-            problems.append(Problem(str(manifest), i + 1, "file", name, f"duplicate of row {first_row[name]}"))
+            problems.append(Problem(str(manifest), i + 1, "file", raw, f"duplicate of row {first_row[name]}"))
         else:
             first_row[name] = i + 1
     return first_row
@@ -460,6 +526,8 @@ def _load_images(src: IngestSources, problems: list[Problem]):
                 except ValueError as exc:
                     excluded.append((str(path), str(exc)))
                     continue
+                if item.image_key == str(path):  # no SOP Instance UID: the file's place in the folder, however named
+                    item = replace(item, image_key=path.relative_to(src.dicom_dir).as_posix())
                 loaded.append(item)
         return loaded, excluded
     manifest = Path(src.manifest_csv)
@@ -470,15 +538,16 @@ def _load_images(src: IngestSources, problems: list[Problem]):
     first_row = _listed_files(df, manifest, problems)
     stamps = _timestamps(df, "acquired_at", manifest, problems, dayfirst=src.dayfirst)
     for i, row in enumerate(df.itertuples(index=False)):
-        if first_row.get(row.file.strip()) != i + 1:
+        name = listed_name(row.file)
+        if first_row.get(name) != i + 1:
             continue  # reported above
-        path = (manifest.parent / row.file.strip())
+        path = manifest.parent / name
         try:
             pixels = read_picture(path)
         except (ValueError, FileNotFoundError) as exc:
             excluded.append((str(path), str(exc)))
             continue
-        loaded.append(Loaded(str(path), row.patient_id.strip(), str(row.file).strip(), stamps[i],
+        loaded.append(Loaded(str(path), row.patient_id.strip(), name, stamps[i],
                              row.view.strip().upper(), pixels, None, row=i + 1))
     return loaded, excluded
 
@@ -583,8 +652,9 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
 
 
 def _ages(patients: pd.DataFrame, items: list[Loaded]) -> list[float]:
-    """Each radiograph's age: from the birth date, else the given age at the patient's first radiograph."""
-    by_key = patients.set_index("key")
+    """Each radiograph's age: from the birth date, else the given age at the patient's first radiograph
+    (NaN when the patient's row has neither: that row's problem is reported already)."""
+    by_key = patients.drop_duplicates("key").set_index("key")  # a repeated patient is reported already
     first: dict[str, pd.Timestamp] = {}
     for it in items:
         if it.acquired is not None and (it.patient_key not in first or it.acquired < first[it.patient_key]):
@@ -603,10 +673,10 @@ def _age_problems(path: Path, patients: pd.DataFrame, items: list[Loaded], ages:
     """A birth date after a radiograph, or an age beyond 120 (`ages`, from :func:`_ages`), reported at
     the patient's row."""
     problems = []
-    by_key = patients.set_index("key")
+    by_key = patients.drop_duplicates("key").set_index("key")
     reported = set()
     for it, age in zip(items, ages):
-        if it.patient_key in reported or 0 <= age <= 120:
+        if it.patient_key in reported or 0 <= age <= 120 or not np.isfinite(age):  # NaN: reported by its row
             continue
         reported.add(it.patient_key)
         row = by_key.loc[it.patient_key]
@@ -643,7 +713,7 @@ def guess_input_format(path: str | Path) -> str | None:
     stem = path.stem.lower()
     if stem in ("bnp", "bnp_results") and "result_id" not in header:
         return "bnp_input"
-    if stem == "patients" and "birth_date" in header:
+    if stem == "patients" and header & {"birth_date", "age_years"} and "patient_id" in header:
         return "patients_input"
     if stem in ("images", "manifest") and "file" in header:
         return "images_manifest"

@@ -14,7 +14,9 @@ import pandas as pd
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_file
 from data_schema.layout import SHARD_SIZE, image_path
+from data_schema.validate import validate_frame
 from modelling.cohort.ingest import (
+    IngestError,
     IngestSources,
     Prepared,
     Pseudonymiser,
@@ -29,15 +31,33 @@ from modelling.config import StudyConfig
 from modelling.stages.cohort import STAGE
 
 
-def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared) -> dict:
-    """Pair, split and write prepared real data through `stage` (tables, image shards, summary)."""
+def cohort_tables(config: StudyConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
+    """The cohort's tables from prepared real data, paired and split, checked against the bundle's schemas.
+
+    Raises
+    ------
+    IngestError
+        With each value the bundle would refuse (named by table, row and column), before anything is written.
+    """
+    pairing = pair(prepared.radiographs, prepared.bnp_results, window_hours=config.cohort.pairing_window_hours)
+    splits = split_by_patient(prepared.radiographs, pairing, test_fraction=config.cohort.test_fraction,
+                              rng=np.random.default_rng([config.seed, 6]))
+    tables = {"patients": prepared.patients, "radiographs": prepared.radiographs,
+              "bnp_results": prepared.bnp_results, "pairing": pairing, "splits": splits}
+    problems = [p for name, df in tables.items() for p in validate_frame(df, name, file=f"tables/{name}.parquet")]
+    if problems:
+        raise IngestError(problems)
+    return tables
+
+
+def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared,
+                        tables: dict[str, pd.DataFrame] | None = None) -> dict:
+    """Write prepared real data through `stage` (tables from :func:`cohort_tables`, image shards, summary)."""
+    tables = tables if tables is not None else cohort_tables(config, prepared)
     radiographs, bnp_out, keep, excluded = (prepared.radiographs, prepared.bnp_results, prepared.images,
                                             prepared.excluded)
-    pairing = pair(radiographs, bnp_out, window_hours=config.cohort.pairing_window_hours)
-    splits = split_by_patient(radiographs, pairing, test_fraction=config.cohort.test_fraction,
-                              rng=np.random.default_rng([config.seed, 6]))
-    for name, df in (("patients", prepared.patients), ("radiographs", radiographs), ("bnp_results", bnp_out),
-                     ("pairing", pairing), ("splits", splits)):
+    pairing, splits = tables["pairing"], tables["splits"]
+    for name, df in tables.items():
         stage.write_table(name, df)
 
     for s in range(-(-len(keep) // SHARD_SIZE)):
@@ -109,7 +129,8 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
         if not force and bundle.is_current(STAGE, config=key, seed=config.seed):
             return bundle, None
         prepared = prepare(config, src, pseudo)
+        tables = cohort_tables(config, prepared)  # a value the bundle would refuse stops here, not halfway
         bundle.claim_origin("real", by="gvr cohort ingest")
-        bundle.run_stage(STAGE, lambda st: result.update(write_cohort_tables(st, config, prepared)), config=key,
-                         seed=config.seed, force=True)
+        bundle.run_stage(STAGE, lambda st: result.update(write_cohort_tables(st, config, prepared, tables)),
+                         config=key, seed=config.seed, force=True)
     return bundle, result or None

@@ -232,6 +232,9 @@ def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
     assert not (tmp_path / "x.csv").exists()
     result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path)])
     assert result.exit_code == 2 and "exactly one of --bundle" in result.output
+    typo = tmp_path / "bundel"  # a mistyped --bundle used to become a new bundle holding the answers alone
+    result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path), "--bundle", str(typo)])
+    assert result.exit_code != 0 and not typo.exists()
 
 
 def test_packet_fixture_has_expected_shape(setup):

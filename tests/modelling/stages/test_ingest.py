@@ -188,6 +188,95 @@ def test_a_duplicate_manifest_row_is_reported_at_its_row(tmp_path):
     assert problem.message == "duplicate of row 2"
 
 
+def test_the_same_file_under_another_spelling_is_a_duplicate(tmp_path):
+    src = clean_pngs(tmp_path)
+    with src.manifest_csv.open("a") as handle:
+        handle.write("./img//x1.png,P1,2011-03-04 10:00,PA\n")
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.row, problem.column, problem.value, problem.message) == (
+        5, "file", "./img//x1.png", "duplicate of row 2")
+
+
+def test_an_animated_image_is_excluded_not_ingested_as_a_strip(tmp_path):
+    from PIL import Image
+
+    src = clean_pngs(tmp_path)
+    frames = [Image.fromarray((gradient(50, 40) // 16 + k).astype(np.uint8)).convert("RGB") for k in range(2)]
+    frames[0].save(tmp_path / "img/x3.png", save_all=True, append_images=frames[1:])  # an animated PNG
+    bundle, info = build(tmp_path, src)
+    assert info["radiographs"] == 3 and info["excluded"] == 1
+    assert "2 frames" in info["excluded_files"][0]["reason"] and validate_bundle(bundle.root) == []
+
+
+def test_a_zero_pixel_spacing_is_no_spacing(tmp_path):
+    src = clean_dicom(tmp_path)
+    ds = pydicom.dcmread(src.dicom_dir / "p0-0.dcm")
+    ds.PixelSpacing = [0, 0]
+    ds.save_as(src.dicom_dir / "p0-0.dcm")
+    assert read_dicom(src.dicom_dir / "p0-0.dcm").spacing_mm is None
+    bundle, info = build(tmp_path, src)  # the bundle's schema refuses a spacing of 0: it was written halfway
+    assert info["radiographs"] == 12 and validate_bundle(bundle.root) == []
+    assert bundle.read_table("radiographs")["pixel_spacing_mm"].isna().sum() == 1
+
+
+@pytest.mark.parametrize("edit, row, column, message", [
+    (("bnp", "MRN0001,2010-02-10 12:00,999"), 7, "bnp_ng_l", "another result for this patient at the same time (row 2"),
+    (("bnp", "MRN0001,2999-02-10 12:00,180"), 7, "collected_at", "outside the years 1678-2261"),
+    (("patients", "MRN0001,M,1960-01-01"), 7, "patient_id", "duplicate patient (first in row 2)"),
+])
+def test_inputs_that_used_to_crash_or_pass_are_problems_at_their_row(tmp_path, edit, row, column, message):
+    # A repeated patient crashed the age lookup ("truth value of a Series is ambiguous"); a year the
+    # bundle cannot store overflowed; two results at one time let the salt choose the label.
+    src = clean_dicom(tmp_path)
+    which, line = edit
+    path = src.bnp_csv if which == "bnp" else src.patients_csv
+    with path.open("a") as handle:
+        handle.write(line + "\n")
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.file, problem.row, problem.column) == (str(path), row, column) and message in problem.message
+
+
+def test_a_patients_file_may_give_a_birth_date_on_some_rows_and_an_age_on_others(tmp_path):
+    src = clean_pngs(tmp_path)
+    src.patients_csv.write_text("patient_id,sex,birth_date,age_years\nP0,M,1940-03-04,\nP1,F,,64\n")
+    bundle, info = build(tmp_path, src)
+    ages = bundle.read_table("radiographs").sort_values("acquired_at")["age_years"].tolist()
+    assert ages[0] == pytest.approx(70.0, abs=0.01) and ages[1] == 64.0
+    src.patients_csv.write_text("patient_id,sex,birth_date,age_years\nP0,M,1940-03-04,\nP1,F,,\n")
+    (tmp_path / "again").mkdir()
+    (problem,) = _problems(tmp_path / "again", src)
+    assert (problem.row, problem.column) == (2, "birth_date") and "give birth_date or age_years" in problem.message
+
+
+def test_validate_takes_a_patients_file_with_ages_for_the_input_format(tmp_path):
+    from modelling.cohort.ingest import guess_input_format
+
+    src = clean_pngs(tmp_path)  # patient_id, sex, age_years: the bundle table's columns, an input's values
+    assert guess_input_format(src.patients_csv) == "patients_input"
+
+
+def test_a_replaced_image_makes_the_cohort_out_of_date(tmp_path):
+    src = clean_pngs(tmp_path)
+    bundle, _ = build(tmp_path, src)
+    assert build(tmp_path, src)[1] is None  # current
+    iio.imwrite(tmp_path / "img/x2.png", (gradient(50, 40) // 8).astype(np.uint8))
+    assert build(tmp_path, src)[1] is not None
+
+
+def test_a_dicom_without_a_uid_gets_the_same_id_however_its_folder_is_named(tmp_path, monkeypatch):
+    src = clean_dicom(tmp_path, n_patients=2)
+    for path in src.dicom_dir.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.SOPInstanceUID
+        ds.save_as(path)
+    ids = []
+    monkeypatch.chdir(tmp_path)
+    for k, folder in enumerate([src.dicom_dir, Path("dicom"), Path("./dicom/../dicom")]):
+        moved = IngestSources(patients_csv=src.patients_csv, bnp_csv=src.bnp_csv, dicom_dir=folder)
+        ids.append(sorted(build(tmp_path, moved, name=f"b{k}")[0].read_table("radiographs")["image_id"]))
+    assert ids[0] == ids[1] == ids[2]
+
+
 # ---- a failed ingest leaves the bundle as it was; the phantom never enters a real bundle ----------
 
 
