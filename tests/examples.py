@@ -121,6 +121,8 @@ def examples() -> dict[str, pd.DataFrame]:
             "share_markers": [0.0, 0.1],
             "share_shortcut": [0.0, 0.0],
             "share_outside": [0.2, 0.5],
+            "share_disease": [0.65, 0.2],
+            "share_non_disease": [0.1, 0.4],
             "drivers": ["heart,effusion", "heart,effusion"],
             "pointing_hit": [1.0, 0.0],
             "iou_top": [0.45, 0.1],
