@@ -148,7 +148,8 @@ def _to_unit(pixels: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Loaded:
-    """One radiograph read from disk (before resizing)."""
+    """One radiograph read from disk: as read by :func:`read_dicom`, then held at the bundle's size (with
+    the size it was read at in ``shape``), so that thousands of full-size films never sit in memory at once."""
 
     source: str
     patient_key: str
@@ -158,6 +159,7 @@ class Loaded:
     pixels: np.ndarray | None  # 0..1, bright = dense
     spacing_mm: tuple[float, float] | None
     row: int | None = None  # the manifest row it came from (PNG/JPEG)
+    shape: tuple[int, int] | None = None  # (rows, columns) as read, before fitting to the bundle's size
 
 
 class _Captured(logging.Handler):
@@ -512,8 +514,13 @@ def _listed_files(df: pd.DataFrame, manifest: Path, problems: list[Problem]) -> 
     return first_row
 
 
-def _load_images(src: IngestSources, problems: list[Problem]):
-    """Loaded radiographs and exclusion records; problems of the manifest table go to `problems`."""
+def _fitted(item: Loaded, size: int) -> Loaded:
+    return replace(item, pixels=fit_square(item.pixels, size), shape=tuple(item.pixels.shape))
+
+
+def _load_images(src: IngestSources, problems: list[Problem], size: int):
+    """Loaded radiographs, fitted to `size` x `size`, and exclusion records; problems of the manifest
+    table go to `problems`."""
     loaded, excluded = [], []
     if src.dicom_dir is not None:
         files = sorted(p for p in Path(src.dicom_dir).rglob("*") if p.is_file())
@@ -528,7 +535,7 @@ def _load_images(src: IngestSources, problems: list[Problem]):
                     continue
                 if item.image_key == str(path):  # no SOP Instance UID: the file's place in the folder, however named
                     item = replace(item, image_key=path.relative_to(src.dicom_dir).as_posix())
-                loaded.append(item)
+                loaded.append(_fitted(item, size))
         return loaded, excluded
     manifest = Path(src.manifest_csv)
     df, found = _read_csv(manifest, ["file", "patient_id", "acquired_at", "view"])
@@ -537,18 +544,20 @@ def _load_images(src: IngestSources, problems: list[Problem]):
         return loaded, excluded
     first_row = _listed_files(df, manifest, problems)
     stamps = _timestamps(df, "acquired_at", manifest, problems, dayfirst=src.dayfirst)
-    for i, row in enumerate(df.itertuples(index=False)):
-        name = listed_name(row.file)
-        if first_row.get(name) != i + 1:
-            continue  # reported above
-        path = manifest.parent / name
-        try:
-            pixels = read_picture(path)
-        except (ValueError, FileNotFoundError) as exc:
-            excluded.append((str(path), str(exc)))
-            continue
-        loaded.append(Loaded(str(path), row.patient_id.strip(), name, stamps[i],
-                             row.view.strip().upper(), pixels, None, row=i + 1))
+    with progress(total=len(df), desc="reading images", unit="file") as bar:
+        for i, row in enumerate(df.itertuples(index=False)):
+            bar.update(1)
+            name = listed_name(row.file)
+            if first_row.get(name) != i + 1:
+                continue  # reported above
+            path = manifest.parent / name
+            try:
+                pixels = read_picture(path)
+            except (ValueError, FileNotFoundError) as exc:
+                excluded.append((str(path), str(exc)))
+                continue
+            loaded.append(_fitted(Loaded(str(path), row.patient_id.strip(), name, stamps[i],
+                                         row.view.strip().upper(), pixels, None, row=i + 1), size))
     return loaded, excluded
 
 
@@ -584,7 +593,7 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
     known = set(patients["key"]) if patients.attrs.get("usable") else None
     bnp, found = read_bnp(src.bnp_csv, known, pseudo, dayfirst=src.dayfirst)
     problems += found
-    loaded, excluded = _load_images(src, problems)
+    loaded, excluded = _load_images(src, problems, config.image_size)
 
     keep = []
     seen: dict[str, Loaded] = {}
@@ -631,7 +640,7 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
     radiographs["height_px"] = config.image_size
     radiographs["width_px"] = config.image_size
     radiographs["pixel_spacing_mm"] = [
-        it.spacing_mm[0] * max(it.pixels.shape) / config.image_size if it.spacing_mm else np.nan for it in keep
+        it.spacing_mm[0] * max(it.shape) / config.image_size if it.spacing_mm else np.nan for it in keep
     ]
     used = sorted(set(radiographs["patient_id"]))
     first_age = radiographs.groupby("patient_id")["age_years"].min()

@@ -28,6 +28,7 @@ from modelling.cohort.ingest import (
 from modelling.cohort.pairing import pair, split_by_patient
 from modelling.cohort.summary import contact_sheet, summary
 from modelling.config import StudyConfig
+from modelling.progress import progress
 from modelling.stages.cohort import STAGE
 
 
@@ -104,6 +105,16 @@ def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudo
     return write_cohort_tables(stage, config, prepare(config, src, pseudo))
 
 
+def _hashed(files: list[Path]) -> dict[str, str]:
+    """Each input file's sha256, with progress (a DICOM archive is many files)."""
+    out = {}
+    with progress(total=len(files), desc="hashing inputs", unit="file") as bar:
+        for path in files:
+            out[str(path)] = sha256_file(path)
+            bar.update(1)
+    return out
+
+
 def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSources, pseudo: Pseudonymiser,
                          *, force: bool = False) -> tuple[Bundle, dict | None]:
     """Run the ingestion as the bundle's cohort stage (skipped when inputs and config are unchanged).
@@ -118,7 +129,7 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
     key = {
         "cohort": dataclasses.asdict(config.cohort),
         "image_size": config.image_size,
-        "sources": {str(p): sha256_file(p) for p in src.files()},
+        "sources": _hashed(src.files()),
         "salt": hashlib.sha256(pseudo.salt).hexdigest(),  # a new salt gives new identifiers
         "dayfirst": src.dayfirst,
         "secondary_capture": src.secondary_capture,

@@ -248,6 +248,15 @@ def test_a_patients_file_may_give_a_birth_date_on_some_rows_and_an_age_on_others
     assert (problem.row, problem.column) == (2, "birth_date") and "give birth_date or age_years" in problem.message
 
 
+def test_radiographs_are_held_at_the_bundles_size_once_read(tmp_path):
+    # Thousands of full-size films (20 MB each as float32) do not fit in memory; each is fitted as read.
+    from modelling.cohort.ingest import prepare
+
+    prepared = prepare(TINY, clean_pngs(tmp_path), Pseudonymiser(SALT))
+    assert {it.pixels.shape for it in prepared.images} == {(TINY.image_size, TINY.image_size)}
+    assert {it.shape for it in prepared.images} == {(50, 40)}
+
+
 def test_validate_takes_a_patients_file_with_ages_for_the_input_format(tmp_path):
     from modelling.cohort.ingest import guess_input_format
 
