@@ -29,6 +29,7 @@ from modelling.cohort.pairing import pair, split_by_patient
 from modelling.cohort.summary import contact_sheet, summary
 from modelling.config import StudyConfig
 from modelling.progress import progress
+from modelling.stages.study_config import record_config
 from modelling.stages.cohort import STAGE
 
 
@@ -142,6 +143,7 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
         prepared = prepare(config, src, pseudo)
         tables = cohort_tables(config, prepared)  # a value the bundle would refuse stops here, not halfway
         bundle.claim_origin("real", by="gvr cohort ingest")
+        record_config(bundle, config)
         bundle.run_stage(STAGE, lambda st: result.update(write_cohort_tables(st, config, prepared, tables)),
                          config=key, seed=config.seed, force=True)
     return bundle, result or None

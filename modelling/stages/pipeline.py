@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
 
 from analysis.analyse import analyse_bundle
 from data_schema import Bundle
 from data_schema.io import sha256_file
-from modelling.config import StudyConfig, config_to_dict
+from modelling.config import StudyConfig
 from modelling.stages.baselines import build_baselines
 from modelling.stages.cohort import build_cohort
 from modelling.stages.explain import build_explanations
@@ -26,6 +25,7 @@ from modelling.stages.image_fidelity import build_image_fidelity
 from modelling.stages.image_model import build_image_model
 from modelling.stages.readers import build_simulated_readers
 from modelling.stages.shortcuts import build_shortcuts
+from modelling.stages.study_config import record_config
 from modelling.stages.train import build_training
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,6 @@ def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     return bundle
 
 
-def write_config(stage, config: StudyConfig) -> None:
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-    stage.write_bytes("config.yaml", text.encode("utf-8"))
-
-
 def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = None) -> Bundle:
     """Build the study bundle at `out` from `config`.
 
@@ -70,7 +65,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     if real and "cohort" not in bundle.stages:
         raise PendingStagesError(f"{bundle.root} holds real data but no complete cohort: run `gvr cohort ingest "
                                  f"... --bundle {bundle.root}` first (the phantom is never written into it)")
-    bundle.run_stage("config", lambda st: write_config(st, config), config=config, seed=config.seed)
+    record_config(bundle, config)
     if real:
         log.info("%s: real data from `gvr cohort ingest`; its cohort is kept", bundle.root)
     else:

@@ -248,6 +248,16 @@ def test_a_patients_file_may_give_a_birth_date_on_some_rows_and_an_age_on_others
     assert (problem.row, problem.column) == (2, "birth_date") and "give birth_date or age_years" in problem.message
 
 
+def test_the_ingest_records_its_config_for_the_commands_that_follow(tmp_path):
+    # Without it, `gvr train --bundle` after `gvr cohort ingest --config tiny` trained the default profile
+    # on radiographs written at the tiny size.
+    from modelling.cli.app import _study_config
+
+    bundle, _ = build(tmp_path, clean_pngs(tmp_path))
+    assert "config" in Bundle(bundle.root).stages
+    assert _study_config(None, bundle.root) == TINY
+
+
 def test_radiographs_are_held_at_the_bundles_size_once_read(tmp_path):
     # Thousands of full-size films (20 MB each as float32) do not fit in memory; each is fitted as read.
     from modelling.cohort.ingest import prepare
