@@ -222,11 +222,13 @@ def _check_assessments(assessments: pd.DataFrame) -> pd.DataFrame:
     return check_assessments(assessments, needs=ASSESSMENT_COLUMNS)
 
 
-def _kappa_row(keys: dict[str, Any], a: pd.Series, b: pd.Series, undefined: str, level: float) -> dict | None:
-    if len(a) == 0:  # nothing rated by both: as undefined as one answer throughout
+def _kappa_row(keys: dict[str, Any], a: pd.Series, b: pd.Series, undefined: str, level: float,
+               *, pairs: str) -> dict | None:
+    """`pairs` names what a pair of ratings is ("both readings", "both readers"), for the error when none is."""
+    if len(a) == 0:  # nothing rated twice: as undefined as one answer throughout
         if undefined == "raise":
-            named = ", ".join(f"{k} {v!r}" for k, v in keys.items())
-            raise UndefinedStatisticError(f"{named}: no GVR was rated in both readings, so kappa is undefined")
+            named = ", ".join(f"{k} {v!r}" for k, v in keys.items() if v != "")
+            raise UndefinedStatisticError(f"{named}: no GVR was rated in {pairs}, so kappa is undefined")
         return None
     try:
         res = cohen_kappa(a.astype(bool).to_numpy(), b.astype(bool).to_numpy(), level=level)
@@ -312,7 +314,7 @@ def intra_observer(
         both = first.index.intersection(second.index).sort_values()
         row = _kappa_row(
             {"reader": reader, "feature": feature, "round_a": int(ra), "round_b": int(rb)},
-            first.loc[both], second.loc[both], undefined, level,
+            first.loc[both], second.loc[both], undefined, level, pairs="both readings",
         )
         if row is not None:
             rows.append(row)
@@ -401,7 +403,7 @@ def inter_observer(
             used = ",".join(str(r) for r in sorted(wide.index.get_level_values("round").unique()))
             row = _kappa_row(
                 {"feature": feature, "reader_a": ra, "reader_b": rb, "rounds": used},
-                wide[ra], wide[rb], undefined, level,
+                wide[ra], wide[rb], undefined, level, pairs="the same reading by both readers",
             )
             if row is not None:
                 rows.append(row)

@@ -245,8 +245,9 @@ def _read_dicom(path: Path, modalities) -> Loaded:
                                ("StudyDate", "StudyTime")):
         if ds.get(date_tag):
             stamp = parse_timestamp(f"{ds.get(date_tag)} {str(ds.get(time_tag) or '000000')[:6].ljust(6, '0')}")
-            if stamp is not None:
+            if stamp is not None and storable(stamp):
                 break
+            stamp = None  # unreadable or out of range: the next tag may give the time
     return Loaded(
         source=str(path),
         patient_key=str(ds.get("PatientID", "") or ""),
@@ -261,12 +262,15 @@ def _read_dicom(path: Path, modalities) -> Loaded:
 def _spacing(ds) -> tuple[float, float] | None:
     """(row, column) pixel spacing in mm, or None when the header gives none that can be used (a zero,
     negative or unreadable spacing is no spacing)."""
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    try:
-        values = (float(spacing[0]), float(spacing[1])) if spacing else None
-    except (TypeError, ValueError, IndexError):
-        return None
-    return values if values and all(np.isfinite(v) and v > 0 for v in values) else None
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = ds.get(tag)
+        try:
+            values = (float(spacing[0]), float(spacing[1])) if spacing else None
+        except (TypeError, ValueError, IndexError):
+            continue
+        if values and all(np.isfinite(v) and v > 0 for v in values):
+            return values
+    return None
 
 
 def read_picture(path: Path) -> np.ndarray:
@@ -276,17 +280,16 @@ def read_picture(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as picture:
-            frames = int(getattr(picture, "n_frames", 1) or 1)
-            if frames > 1:
-                raise ValueError(f"{frames} frames ({picture.format}); one still radiograph per file is expected")
-            if picture.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-                image = np.asarray(picture)
-            else:  # palette, colour, with alpha: to RGB, then the mean of the channels
-                image = np.asarray(picture.convert("RGB")).astype(np.float32).mean(axis=-1)
-    except ValueError:
-        raise
+            frames, kind, image = int(getattr(picture, "n_frames", 1) or 1), picture.format, None
+            if frames == 1 or kind == "MPO":  # an MPO JPEG's later frames are previews of its first
+                if picture.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+                    image = np.asarray(picture)
+                else:  # palette, colour, with alpha: to RGB, then the mean of the channels
+                    image = np.asarray(picture.convert("RGB")).astype(np.float32).mean(axis=-1)
     except Exception as exc:  # Pillow raises format-specific errors for corrupt files
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    if image is None:
+        raise ValueError(f"{frames} frames ({kind}); one still radiograph per file is expected")
     if image.ndim != 2:
         raise ValueError(f"expected one grayscale or colour frame, got an array of shape {image.shape}")
     return _to_unit(image)
@@ -346,6 +349,11 @@ def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Probl
 _STORABLE = (pd.Timestamp.min, pd.Timestamp.max)
 
 
+def storable(stamp: pd.Timestamp) -> bool:
+    """Whether a bundle can store the time (1677-09-21 to 2262-04-11)."""
+    return bool(_STORABLE[0] <= stamp <= _STORABLE[1])
+
+
 def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], *, dayfirst: bool):
     """One cell's timestamp, or None with its problem added."""
     stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
@@ -353,7 +361,7 @@ def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], 
         order = "DD/MM/YYYY" if dayfirst else "MM/DD/YYYY"
         problems.append(Problem(str(path), row, column, text,
                                 f"not a timestamp (ISO 8601, DICOM or {order} HH:MM; no time zone)"))
-    elif not _STORABLE[0] <= stamp <= _STORABLE[1]:
+    elif not storable(stamp):
         problems.append(Problem(str(path), row, column, text,
                                 f"outside the years {_STORABLE[0].year + 1}-{_STORABLE[1].year - 1} (a typo?)"))
         stamp = None

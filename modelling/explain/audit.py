@@ -101,7 +101,16 @@ def mask_share(shares: Mapping[str, float]) -> float | None:
 
     >>> mask_share({"share_disease": 0.3, "share_non_disease": 0.3, "share_heart": 0.3, "share_effusion": 0.3})
     0.5
+
+    Raises
+    ------
+    KeyError
+        When per-mask shares are given without the two unions: overlapping masks cannot be added, and
+        deciding without them would pass a model whatever its shares.
     """
+    if any(k.startswith("share_") for k in shares) and not {"share_disease", "share_non_disease"} <= set(shares):
+        raise KeyError("mask shares need share_disease and share_non_disease (the unions of "
+                       "modelling.explain.faithfulness.scores); per-mask shares overlap and cannot be added")
     nd, d = (float(shares.get(f"share_{group}", 0.0) or 0.0) for group in ("non_disease", "disease"))
     return nd / (nd + d) if nd + d > 0 else None
 
@@ -110,7 +119,8 @@ def mask_share(shares: Mapping[str, float]) -> float | None:
 class Evidence:
     """What a bundle can tell the audit about one model's explanations (None: not available)."""
 
-    #: Mean share of the GVR change's absolute weight per mask (``share_<mask>``), with masks.
+    #: Mean shares of the GVR change's absolute weight (``SHARE_COLUMNS`` of
+    #: :mod:`modelling.explain.faithfulness`: per mask and in the two unions the rule reads), with masks.
     mask_shares: dict | None = None
     #: Median pixel r of GVR change with the true disease-removal change (phantom).
     true_change_r: float | None = None

@@ -66,8 +66,9 @@ def gradcam_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
 
 def superpixels(size: int) -> torch.Tensor:
-    """A (1, 1, size, size) feature mask of square superpixels of side ``size // 8`` (8 x 8 of them when
-    8 divides the size; the last row and column are narrower otherwise), numbered row by row."""
+    """A (1, 1, size, size) feature mask of square superpixels of side ``size // 8``, numbered row by row:
+    8 x 8 of them when 8 divides the size, else ``ceil(size / (size // 8))`` per side, the last row and
+    column narrower when that side does not divide the size."""
     side = max(1, size // 8)
     idx = torch.arange(size) // side
     return (idx[:, None] * (-(-size // side)) + idx[None, :]).view(1, 1, size, size)

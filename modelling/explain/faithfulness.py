@@ -41,6 +41,9 @@ DISEASE_MASKS = ("heart", "effusion", "opacity")
 #: Masks of what is not a heart-failure sign: the shortcut marker, skin markers and electrodes, and the
 #: soft tissue that body mass changes (the device is neither: a pacemaker raises BNP in the phantom).
 NON_DISEASE_MASKS = ("shortcut", "markers", "soft_tissue")
+#: Bump when a measure here or a baseline map (:mod:`modelling.explain.baselines`) changes, so that the
+#: stages that score maps (baselines, image fidelity) measure bundles made before again.
+MEASURES_VERSION = 2  # 2: union shares, any tied maximum, per-image baselines, Grad-CAM on a block's output
 #: The share columns :func:`scores` gives: per mask, outside every mask, and in the two unions.
 SHARE_COLUMNS = (*(f"share_{m}" for m in MASK_FEATURES), "share_outside", "share_disease", "share_non_disease")
 
@@ -86,6 +89,15 @@ def scores(explanation: np.ndarray, masks: dict[str, np.ndarray], drivers: list[
     out["relevance_mass"] = float((weight * target).sum() / total)
     out["relevance_rank"] = float((top & target).sum() / k)
     return out
+
+
+def table_row(explanation: np.ndarray, masks: dict[str, np.ndarray], drivers: list[str]) -> dict:
+    """:func:`scores` as the columns of a faithfulness table row (``data_schema``'s faithfulness, without
+    the identifying columns and ``true_change_r``): drivers comma-separated, the pointing game as 0/1."""
+    s = scores(explanation, masks, drivers)
+    return {**{key: s[key] for key in SHARE_COLUMNS}, "drivers": ",".join(drivers) or None,
+            "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
+            **{key: s[key] for key in ("iou_top", "relevance_mass", "relevance_rank", "sparseness")}}
 
 
 def gini(weight: np.ndarray) -> float:

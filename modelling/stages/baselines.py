@@ -29,7 +29,7 @@ from modelling.explain.audit import (
     reliance_verdict,
 )
 from modelling.explain.baselines import METHODS, EndToEnd, attribute
-from modelling.explain.faithfulness import SHARE_COLUMNS, driving_masks, pixel_correlation, scores
+from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driving_masks, pixel_correlation, table_row
 from modelling.explain.fidelity import lower_share
 from modelling.nets.networks import to_unit
 from modelling.progress import progress
@@ -172,13 +172,8 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             truth_row = truth.set_index("image_id").loc[row.image_id]
             drivers = driving_masks(truth_row)
             for method, value in [("gvr", diseased - healthy)] + [(m, maps[m][k]) for m in METHODS]:
-                s = scores(value, masks[row.image_id], drivers)
                 rows.append({"gvr_id": row.gvr_id, "model_id": model_id, "regime": row.regime, "method": method,
-                             **{key: s[key] for key in SHARE_COLUMNS},
-                             "drivers": ",".join(drivers) or None,
-                             "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
-                             "iou_top": s["iou_top"], "relevance_mass": s["relevance_mass"],
-                             "relevance_rank": s["relevance_rank"], "sparseness": s["sparseness"],
+                             **table_row(value, masks[row.image_id], drivers),
                              "true_change_r": _truth_r(value, true_changes.get(row.gvr_id))})
     bar.close()
     info = {"gvrs": int(len(gvrs)), "methods": list(METHODS), "faithfulness": has_truth}
@@ -204,6 +199,7 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
                 if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_baselines(st, config)),
-                     config={"methods": list(METHODS), "audit_threshold": THRESHOLD}, seed=config.seed,
+                     config={"methods": list(METHODS), "audit_threshold": THRESHOLD,
+                             "measures_version": MEASURES_VERSION}, seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None

@@ -34,7 +34,7 @@ from modelling.cohort.pairing import generative_training_mask
 from modelling.config import StudyConfig
 from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
-from modelling.explain.faithfulness import SHARE_COLUMNS, driving_masks, pixel_correlation, scores
+from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driving_masks, pixel_correlation, table_row
 from modelling.explain.gvr import aim, move, scorer
 from modelling.explain.image_model import scores as model_scores
 from modelling.explain.realism import kid, penultimate_features
@@ -139,13 +139,8 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
             if not np.isfinite(values[k]).all():
                 continue
             drivers = driving_masks(truth_rows.loc[image_id])
-            s = scores(values[k], masks[image_id], drivers)
             rows.append({"gvr_id": f"{model_id}-{image_id}", "model_id": model_id, "regime": "correct", "method": method,
-                         **{key: s[key] for key in SHARE_COLUMNS},
-                         "drivers": ",".join(drivers) or None,
-                         "pointing_hit": None if s["pointing_hit"] is None else float(s["pointing_hit"]),
-                         "iou_top": s["iou_top"], "relevance_mass": s["relevance_mass"],
-                         "relevance_rank": s["relevance_rank"], "sparseness": s["sparseness"],
+                         **table_row(values[k], masks[image_id], drivers),
                          "true_change_r": float(r[k]) if np.isfinite(r[k]) else None})
     table = pd.DataFrame(rows).astype({"pointing_hit": float, "true_change_r": float})
     stage.write_table("faithfulness", table, f"image_gvr/{NAME}/faithfulness.parquet")
@@ -233,5 +228,6 @@ def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tu
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),
                      config={"image_model": dataclasses.asdict(config.image_model), "gvr": dataclasses.asdict(config.gvr),
-                             "methods": list(METHODS)}, seed=config.seed, inputs=inputs, force=force)
+                             "methods": list(METHODS), "measures_version": MEASURES_VERSION},
+                     seed=config.seed, inputs=inputs, force=force)
     return bundle, result or None

@@ -21,7 +21,6 @@ from modelling.cohort.ingest import (
     Prepared,
     Pseudonymiser,
     exclusion_summary,
-    fit_square,
     prepare,
     public_reason,
 )
@@ -64,8 +63,7 @@ def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared,
 
     for s in range(-(-len(keep) // SHARD_SIZE)):
         chunk = keep[s * SHARD_SIZE:(s + 1) * SHARD_SIZE]
-        stack = np.stack([np.rint(np.clip(fit_square(it.pixels, config.image_size), 0, 1) * 255).astype(np.uint8)
-                          for it in chunk])
+        stack = np.stack([np.rint(np.clip(it.pixels, 0, 1) * 255).astype(np.uint8) for it in chunk])  # fitted as read
         stage.write_array(image_path(s), stack)
         stage.flush()
 
@@ -93,17 +91,6 @@ def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared,
     stage.write_image("cohort/contact_sheet.png", contact_sheet(np.load(first)[:16], None))
     info["excluded_files"] = [{"file": f, "reason": r} for f, r in excluded]  # not written to the bundle
     return info
-
-
-def ingest(stage: Stage, config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> dict:
-    """Read, check, de-identify, resize, pair, split and write real data through `stage`.
-
-    Raises
-    ------
-    IngestError
-        With every input problem (input file, row and column); nothing is written.
-    """
-    return write_cohort_tables(stage, config, prepare(config, src, pseudo))
 
 
 def _hashed(files: list[Path]) -> dict[str, str]:
@@ -139,6 +126,7 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
     result: dict = {}
     with bundle.writing("gvr cohort ingest"):
         if not force and bundle.is_current(STAGE, config=key, seed=config.seed):
+            record_config(bundle, config)  # an ingest made before bundles recorded it
             return bundle, None
         prepared = prepare(config, src, pseudo)
         tables = cohort_tables(config, prepared)  # a value the bundle would refuse stops here, not halfway

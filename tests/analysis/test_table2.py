@@ -199,3 +199,13 @@ def test_a_reader_with_no_gvr_read_twice_has_no_kappa_and_says_why(assessments):
 
     with pytest.raises(UndefinedStatisticError, match="reader 'B', feature 'cardiomegaly'.*no GVR was rated in both"):
         intra_observer(split, undefined="raise")
+
+
+def test_two_readers_who_read_no_gvr_alike_have_no_interobserver_kappa_and_say_so(assessments):
+    cardio = assessments[assessments["feature"] == "cardiomegaly"]
+    apart = cardio[((cardio["reader"] == "A") & (cardio["gvr_id"] < "g050"))
+                   | ((cardio["reader"] == "B") & (cardio["gvr_id"] >= "g050"))]
+    from analysis.errors import UndefinedStatisticError
+
+    with pytest.raises(UndefinedStatisticError, match="reader_a 'A', reader_b 'B'.* in the same reading by both"):
+        inter_observer(apart)

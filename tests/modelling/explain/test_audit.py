@@ -42,8 +42,16 @@ def test_exactly_half_is_not_more_than_half():
 def test_device_and_outside_weight_count_for_neither_side():
     s = shares(0.1, 0.1) | {"share_device": 0.5, "share_outside": 0.3}
     assert mask_share(s) == pytest.approx(0.5)
-    assert mask_share({"share_device": 1.0}) is None
-    assert decide(Evidence(mask_shares={"share_device": 1.0}, ctr_lower=0.8, ctr_measured=3))["basis"] == "measured changes"
+    nothing = {"share_device": 1.0, "share_disease": 0.0, "share_non_disease": 0.0}
+    assert mask_share(nothing) is None
+    assert decide(Evidence(mask_shares=nothing, ctr_lower=0.8, ctr_measured=3))["basis"] == "measured changes"
+
+
+def test_per_mask_shares_without_the_unions_are_refused_not_passed():
+    # Read as "no mask evidence", a model with most of its GVR weight on the shortcut had passed.
+    per_mask = {k: v for k, v in shares(0.1, 0.6).items() if k not in ("share_disease", "share_non_disease")}
+    with pytest.raises(KeyError, match="share_disease and share_non_disease"):
+        decide(Evidence(mask_shares=per_mask, ctr_lower=0.9, ctr_measured=20))
 
 
 def test_the_mask_share_counts_overlapping_masks_once_and_soft_tissue_and_markers_as_non_disease():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -214,6 +215,9 @@ def test_a_zero_pixel_spacing_is_no_spacing(tmp_path):
     ds.PixelSpacing = [0, 0]
     ds.save_as(src.dicom_dir / "p0-0.dcm")
     assert read_dicom(src.dicom_dir / "p0-0.dcm").spacing_mm is None
+    ds.ImagerPixelSpacing = [0.15, 0.15]  # the next tag that gives one is used
+    ds.save_as(tmp_path / "imager.dcm")
+    assert read_dicom(tmp_path / "imager.dcm").spacing_mm == (0.15, 0.15)
     bundle, info = build(tmp_path, src)  # the bundle's schema refuses a spacing of 0: it was written halfway
     assert info["radiographs"] == 12 and validate_bundle(bundle.root) == []
     assert bundle.read_table("radiographs")["pixel_spacing_mm"].isna().sum() == 1
@@ -234,6 +238,20 @@ def test_inputs_that_used_to_crash_or_pass_are_problems_at_their_row(tmp_path, e
         handle.write(line + "\n")
     (problem,) = _problems(tmp_path, src)
     assert (problem.file, problem.row, problem.column) == (str(path), row, column) and message in problem.message
+
+
+def test_a_dicom_date_a_bundle_cannot_store_gives_way_to_the_next_date_tag(tmp_path):
+    # It had crashed the ingest (OutOfBoundsDatetime) after every check had passed.
+    src = clean_dicom(tmp_path, n_patients=2)
+    ds = pydicom.dcmread(src.dicom_dir / "p0-0.dcm")
+    ds.AcquisitionDate = "16000101"
+    ds.save_as(src.dicom_dir / "p0-0.dcm")
+    assert read_dicom(src.dicom_dir / "p0-0.dcm").acquired is None
+    ds.StudyDate, ds.StudyTime = "20100110", "101500"
+    ds.save_as(src.dicom_dir / "p0-0.dcm")
+    assert read_dicom(src.dicom_dir / "p0-0.dcm").acquired == pd.Timestamp("2010-01-10 10:15")
+    bundle, info = build(tmp_path, src)
+    assert info["radiographs"] == 4 and validate_bundle(bundle.root) == []
 
 
 def test_a_patients_file_may_give_a_birth_date_on_some_rows_and_an_age_on_others(tmp_path):
