@@ -284,7 +284,7 @@ if has_shortcuts:
 #
 # The paper could explain only predictors of the latent code, and suggested fitting one to any other
 # model's outputs. Here an end-to-end CNN of log BNP (MONAI's network definitions, single channel, no
-# downloaded weights, narrowed for the CPU) is trained on the radiographs, exported as TorchScript with
+# downloaded weights, narrowed for the CPU) is trained on the radiographs, exported (`torch.export`) with
 # its spec, and explained exactly as `gvr explain --image-model` explains a user's model: GVRs moved
 # through the CNN itself (direct), and along a ridge surrogate of its scores (the paper's suggestion).
 # The CNN then judges every healthy reconstruction, and only those that change its decision are valid.

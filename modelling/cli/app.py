@@ -390,13 +390,14 @@ def explain(
     model: Optional[list[str]] = typer.Option(None, "--model", help="Model id(s) (default: every MLP)."),
     images: Optional[list[str]] = typer.Option(None, "--images", help="Radiograph id(s) to explain (default: drawn)."),
     image_model: Optional[Path] = typer.Option(None, "--image-model", help=(
-        "Explain your own image model instead: a TorchScript file (torch.jit.save).")),
+        "Explain your own image model instead: an exported program (torch.export.save, dynamic batch) "
+        "or a TorchScript file (torch.jit.save).")),
     image_model_factory: Optional[str] = typer.Option(None, "--image-model-factory", help=(
         "Or module:function building the model, with --weights (a state dict, loaded weights_only).")),
     weights: Optional[Path] = typer.Option(None, "--weights", help="The state dict for --image-model-factory."),
     image_model_spec: Optional[Path] = typer.Option(None, "--image-model-spec", help=(
         "YAML: input_size, output (log_bnp, bnp_ng_l, logit, probability), threshold, scaling, mean, sd, "
-        "output_index (default: the TorchScript file's name with .yaml).")),
+        "output_index (default: the model file's name with .yaml).")),
     method: str = typer.Option("direct", help="direct (through the image model) or surrogate (a ridge fit to it)."),
     name: Optional[str] = typer.Option(None, help="The image model's name in the bundle (default: the file's stem)."),
     margin: float = typer.Option(0.05, min=0.0, help=(
@@ -437,17 +438,18 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
     import re
 
     from modelling.config import ConfigError
-    from modelling.explain.image_model import ImageModelError, ImageModelSpec, load_factory, load_torchscript
+    from modelling.explain.image_model import ImageModelError, ImageModelSpec, load_factory, load_model_file
     from modelling.explain.rationale import METHODS
     from modelling.stages.image_explain import build_image_rationales
 
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     if (path is None) == (factory is None):
-        _fail("give either --image-model FILE (TorchScript) or --image-model-factory module:function --weights FILE")
+        _fail("give either --image-model FILE (an exported program or TorchScript) or --image-model-factory "
+              "module:function --weights FILE")
     try:
         if path is not None:
-            model, data = load_torchscript(path), path.read_bytes()
+            model, data = load_model_file(path), path.read_bytes()
             spec_path = spec_path or path.with_suffix(".yaml")
         else:
             if weights is None:

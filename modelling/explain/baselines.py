@@ -47,7 +47,8 @@ def gradcam_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
     Raises
     ------
     ValueError
-        When no module gives a spatial feature map (a TorchScript model has no hooks: use an eager one).
+        When no module gives a spatial feature map (TorchScript and exported programs have no hooks: use an
+        eager module).
     """
     last: list[nn.Module] = []
     hooks = [m.register_forward_hook(lambda m, _i, out: last.append(m)
@@ -61,7 +62,8 @@ def gradcam_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
         for h in hooks:
             h.remove()
     if not last:
-        raise ValueError("Grad-CAM needs a module giving a spatial feature map (an eager module, not TorchScript)")
+        raise ValueError("Grad-CAM needs a module giving a spatial feature map (an eager module, not TorchScript "
+                         "or an exported program)")
     return last[-1]
 
 

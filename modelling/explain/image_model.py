@@ -1,7 +1,8 @@
 """A user's own image model, loaded and checked, and seen from the latent space of the generative model.
 
 The paper's GVRs explain predictors of the latent code only. A model that already exists works on
-pixels: it is loaded here from a TorchScript file (``torch.jit.save``) or from a Python factory and
+pixels: it is loaded here from an exported program (``torch.export.save``, with a dynamic batch), a
+TorchScript file (``torch.jit.save``; deprecated by PyTorch, still read) or from a Python factory and
 a state dict (read with ``weights_only=True``), described by an :class:`ImageModelSpec` (input size,
 pixel scaling, what its output means, which output, the decision threshold), and checked before use.
 :class:`LatentImageModel` then composes decoder, resizing, scaling and the model into one
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib
 import io
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,8 +175,10 @@ def check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> N
     try:
         out = model(x)
     except Exception as exc:  # noqa: BLE001 - any failure here means the spec does not fit the model
+        hint = (" (an exported program takes only the shapes it was exported for: export it with a dynamic batch, "
+                f"{EXPORT_HINT})" if isinstance(model, Exported) else "")
         raise ImageModelError(f"the image model does not accept input of shape (2, 1, {spec.input_size}, "
-                              f"{spec.input_size}) as its spec says: {type(exc).__name__}: {exc}") from None
+                              f"{spec.input_size}) as its spec says: {type(exc).__name__}: {exc}{hint}") from None
     selected = select_output(out, spec, 2)
     if not torch.isfinite(selected).all():
         raise ImageModelError("the image model's output on a blank image is not finite")
@@ -188,34 +192,65 @@ def check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> N
                                   "method needs gradients: use the surrogate method")
 
 
+#: How to save a model so that ``gvr explain --image-model`` reads it.
+EXPORT_HINT = ('torch.export.save(torch.export.export(model.eval(), (torch.zeros(2, 1, SIZE, SIZE),), '
+               'dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)), "model.pt2")')
+
+
+class Exported(nn.Module):
+    """An exported program's module (``torch.export.load(...).module()``) as an ordinary module: the
+    program was exported in one mode, so ``train()`` and ``eval()`` change nothing inside it (they raise
+    on the bare module). Its weights are those of ``program``."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> Exported:
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+
 def _kind_of_file(path: Path) -> str:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
+        if any(n.endswith("/archive_format") for n in names) and any("/models/" in n for n in names):
+            return "exported"
         if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
         return "torch-save"
     return "other"
 
 
-def load_torchscript(path: str | Path) -> nn.Module:
-    """A TorchScript model (``torch.jit.save``), on the CPU in eval mode; a state dict or another pickle
-    is refused with what to do instead."""
+def load_model_file(path: str | Path) -> nn.Module:
+    """A model file, on the CPU in eval mode: an exported program (``torch.export.save``) or TorchScript
+    (``torch.jit.save``); a state dict or another pickle is refused with what to do instead."""
     path = Path(path)
     if not path.is_file():
         raise ImageModelError(f"{path}: image model not found")
     kind = _kind_of_file(path)
+    if kind == "exported":
+        try:
+            return Exported(torch.export.load(str(path)).module()).eval()
+        except Exception as exc:  # noqa: BLE001
+            raise ImageModelError(f"{path}: not a loadable exported program (torch.export.save): {exc}") from None
     if kind == "torchscript":
         try:
-            return torch.jit.load(str(path), map_location="cpu").eval()
+            with warnings.catch_warnings():  # PyTorch deprecates TorchScript; a user's file still reads
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as exc:  # noqa: BLE001
             raise ImageModelError(f"{path}: not a loadable TorchScript file: {exc}") from None
     if kind == "torch-save":
-        raise ImageModelError(f"{path}: a torch.save file, not TorchScript; for a state dict give "
+        raise ImageModelError(f"{path}: a torch.save file, not an exported program; for a state dict give "
                               "--image-model-factory module:function with --weights FILE, or save the model "
-                              "with torch.jit.save(torch.jit.script(model), PATH)")
-    raise ImageModelError(f"{path}: not a TorchScript file (torch.jit.save) or a state dict; a plain pickle "
-                          "is never loaded (it can run any code)")
+                              f"with {EXPORT_HINT}")
+    raise ImageModelError(f"{path}: not an exported program (torch.export.save), a TorchScript file "
+                          "(torch.jit.save) or a state dict; a plain pickle is never loaded (it can run any code)")
 
 
 def load_factory(factory: str, weights: str | Path) -> nn.Module:
@@ -265,5 +300,5 @@ def is_positive(score, spec: ImageModelSpec):
     return score >= spec.score_threshold - 1e-9 * max(1.0, abs(spec.score_threshold))
 
 
-__all__ = ["ImageModelSpec", "ImageModelError", "LatentImageModel", "check", "load_factory", "load_torchscript",
-           "prepare", "scores", "to_score", "is_positive", "OUTPUTS", "SCALINGS"]
+__all__ = ["ImageModelSpec", "ImageModelError", "LatentImageModel", "Exported", "check", "load_factory",
+           "load_model_file", "prepare", "scores", "to_score", "is_positive", "OUTPUTS", "SCALINGS"]

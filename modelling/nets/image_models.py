@@ -5,8 +5,8 @@ that there is such a model to explain on the phantom: MONAI's network definition
 no downloaded weights (``monai.networks.nets.DenseNet121``, the CheXNet and torchxrayvision
 architecture, or ``resnet18``), narrowed by `width` for a CPU budget (DenseNet's initial features
 64 x width and growth rate 32 x width; ResNet's widen factor). The network regresses log BNP, standardised
-inside the module (:class:`LogBnp`), so that its output is in log ng/L. It exports to TorchScript
-(:func:`export`), the format ``gvr explain --image-model`` loads.
+inside the module (:class:`LogBnp`), so that its output is in log ng/L. It exports as a program
+(:func:`export`, ``torch.export``), a format ``gvr explain --image-model`` loads.
 """
 
 from __future__ import annotations
@@ -115,9 +115,12 @@ def fit(images: np.ndarray, log_bnp: np.ndarray, train: np.ndarray, validation: 
                           "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
-def export(model: nn.Module) -> bytes:
-    """TorchScript bytes (``torch.jit.script``) of a trained model, as ``gvr explain --image-model`` loads."""
-    scripted = torch.jit.script(copy.deepcopy(model).eval())
+def export(model: nn.Module, size: int) -> bytes:
+    """An exported program's bytes (``torch.export.save``) of a trained model taking (n, 1, size, size)
+    images, any n >= 1, as ``gvr explain --image-model`` loads; the same weights give the same bytes."""
+    example = (torch.zeros(2, 1, size, size),)
+    program = torch.export.export(copy.deepcopy(model).eval(), example,
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
     buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer)
+    torch.export.save(program, buffer)
     return buffer.getvalue()

@@ -85,7 +85,7 @@ def training_codes(bundle: Bundle, model_id: str) -> np.ndarray:
 
 
 #: The study's own image model (the image-model stage) and its spec, as a user's model would come.
-IMAGE_MODEL, IMAGE_MODEL_SPEC = "image_model/model.pt", "image_model/model.yaml"
+IMAGE_MODEL, IMAGE_MODEL_SPEC = "image_model/model.pt2", "image_model/model.yaml"
 #: Decoded samples (the training stage's) as uint8 stacks, one per sampler named as ``decoder.sampler``
 #: names it: the configured one's (the samples ``train/ctr_real_vs_generated.csv`` measures) and, when
 #: that is not the prior, as many N(0, I) draws under "prior".
@@ -93,16 +93,16 @@ DECODER_SAMPLES = "train/decoder_samples.npz"
 
 
 def load_image_model(bundle: Bundle):
-    """The bundle's image model (TorchScript), its spec and the model file's bytes."""
+    """The bundle's image model (an exported program), its spec and the model file's bytes."""
     import tempfile
 
-    from modelling.explain.image_model import ImageModelSpec, load_torchscript
+    from modelling.explain.image_model import ImageModelSpec, load_model_file
 
     data = bundle.verify_file(IMAGE_MODEL).read_bytes()
     with tempfile.TemporaryDirectory() as tmp:  # the loader reads files; the bundle's is checked above
-        path = Path(tmp) / "model.pt"
+        path = Path(tmp) / Path(IMAGE_MODEL).name
         path.write_bytes(data)
-        model = load_torchscript(path)
+        model = load_model_file(path)
     spec = ImageModelSpec.from_yaml(bundle.verify_file(IMAGE_MODEL_SPEC))
     return model, spec, data
 

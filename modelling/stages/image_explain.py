@@ -1,6 +1,7 @@
 """GVRs of a user's own image model in a study bundle (``gvr explain --image-model``).
 
-The model (TorchScript, or a factory and a state dict; :mod:`modelling.explain.image_model`) scores
+The model (an exported program, TorchScript, or a factory and a state dict;
+:mod:`modelling.explain.image_model`) scores
 every radiograph of the bundle. The radiographs of the test split it scores highest, at or above its
 threshold (``readers.per_model`` of them), are explained with the bundle's decoder, either directly
 through the model or along a ridge surrogate fitted to its scores on the other radiographs' codes

@@ -6,7 +6,7 @@ against the masks, and the pixel correlation with the true disease-removal chang
 
 - ``gvr`` of ``cnn``: moved through the CNN (direct); ``gvr_surrogate`` of ``cnn``: along its surrogate;
 - occlusion, integrated gradients, LIME and Grad-CAM on the CNN itself (its eager form, rebuilt from
-  the config and the TorchScript file's weights, since Grad-CAM needs hooks);
+  the config and the exported program's weights, since Grad-CAM needs hooks);
 - ``gvr`` of ``mlp-correct``: the latent MLP's GVR of the same radiographs, moved now as the explain
   stage moves them.
 
@@ -36,6 +36,7 @@ from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
 from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driving_masks, pixel_correlation, table_row
 from modelling.explain.gvr import aim, move, scorer
+from modelling.explain.image_model import Exported
 from modelling.explain.image_model import scores as model_scores
 from modelling.explain.realism import kid, penultimate_features
 from modelling.nets import image_models
@@ -44,6 +45,7 @@ from modelling.nets.training import decode
 from modelling.progress import progress
 from modelling.stages.artifacts import (
     DECODER_SAMPLES,
+    IMAGE_MODEL,
     load_decoder,
     load_encoder,
     load_image_model,
@@ -69,11 +71,11 @@ class _Scores(nn.Module):
         return model_scores(self.model, x, self.spec)
 
 
-def eager(config: StudyConfig, scripted: nn.Module) -> nn.Module:
-    """The TorchScript image model as an eager module (same weights), for hooks such as Grad-CAM's."""
+def eager(config: StudyConfig, loaded: nn.Module) -> nn.Module:
+    """The bundle's image model as an eager module (same weights), for hooks such as Grad-CAM's."""
     c = config.image_model
     model = image_models.LogBnp(image_models.build(c.architecture, width=c.width), 0.0, 1.0)
-    model.load_state_dict(scripted.state_dict())
+    model.load_state_dict((loaded.program if isinstance(loaded, Exported) else loaded).state_dict())
     return model.eval()
 
 
@@ -223,7 +225,7 @@ def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tu
     missing = [p for p in needed if p not in bundle.files]
     if missing:
         raise ValueError(f"{bundle.root}: no rationales of the study's image model yet ({', '.join(missing)})")
-    inputs = [*needed, "image_model/model.pt", "checkpoints/decoder.pt", "checkpoints/mlp-correct.pt",
+    inputs = [*needed, IMAGE_MODEL, "checkpoints/decoder.pt", "checkpoints/mlp-correct.pt",
               "arrays/latents.npy", *(p for p in ("tables/gvr_index.parquet", DECODER_SAMPLES) if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),

@@ -4,7 +4,7 @@ Trains :mod:`modelling.nets.image_models` on the labelled radiographs of the tra
 its patients held out for early stopping), judges it on the test split, and writes what
 ``gvr explain --image-model`` reads, as a user's model would come:
 
-- ``image_model/model.pt``: TorchScript;
+- ``image_model/model.pt2``: an exported program (``torch.export.save``, dynamic batch);
 - ``image_model/model.yaml``: its spec (input size, pixels 0-1, output log BNP, the study's threshold);
 - ``image_model/summary.json``: architecture, parameters, epochs, the validation error per epoch,
   the test AUC for BNP at or above the threshold, seconds.
@@ -62,7 +62,7 @@ def write_image_model(stage: Stage, config: StudyConfig) -> dict:
     predicted = image_models.predict(model, images[test_rows])
     positive = y[test_rows] >= np.log(threshold)
     auc = float(roc_auc_score(positive, predicted)) if 0 < positive.sum() < len(positive) else None
-    stage.write_bytes(MODEL, image_models.export(model))
+    stage.write_bytes(MODEL, image_models.export(model, int(images.shape[-1])))
     spec = {"input_size": int(images.shape[-1]), "output": "log_bnp", "threshold": float(np.log(threshold)),
             "scaling": "unit"}
     stage.write_bytes(SPEC, yaml.safe_dump(spec, sort_keys=False).encode("utf-8"))
@@ -82,7 +82,7 @@ def build_image_model(config: StudyConfig, out, *, force: bool = False) -> tuple
     inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/pairing.parquet",
               *sorted(radiographs["image_path"].unique())]
     key = {"image_model": dataclasses.asdict(config.image_model), "threshold": config.cohort.bnp_threshold_ng_l,
-           "validation_share": VALIDATION_SHARE}
+           "validation_share": VALIDATION_SHARE, "file": MODEL}
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_model(st, config)), config=key, seed=config.seed,
                      inputs=inputs, force=force)

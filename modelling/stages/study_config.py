@@ -21,5 +21,7 @@ def write_config(stage: Stage, config: StudyConfig) -> None:
 
 
 def record_config(bundle: Bundle, config: StudyConfig) -> None:
-    """Write `config` as the bundle's ``config.yaml`` (skipped when that config is recorded already)."""
-    bundle.run_stage(STAGE, lambda st: write_config(st, config), config=config, seed=config.seed)
+    """Write `config` as the bundle's ``config.yaml`` (silently skipped when that config is recorded already:
+    several commands record it, and once is news)."""
+    if not bundle.is_current(STAGE, config=config, seed=config.seed):
+        bundle.run_stage(STAGE, lambda st: write_config(st, config), config=config, seed=config.seed)

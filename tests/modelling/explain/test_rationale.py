@@ -15,7 +15,7 @@ from modelling.explain.image_model import (
     ImageModelSpec,
     check,
     load_factory,
-    load_torchscript,
+    load_model_file,
     scores,
 )
 from modelling.explain.rationale import GenerativeRationale, fit_surrogate
@@ -106,28 +106,49 @@ def test_surrogate_method_with_a_faithful_surrogate_is_valid():
 SPEC = ImageModelSpec(input_size=SIZE, output="log_bnp", threshold=THRESHOLD)
 
 
-def test_torchscript_loads_and_matches_the_model(tmp_path):
+def _exported(model, path, *, dynamic=True):
+    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
+    example = torch.rand(2 if dynamic else 1, 1, SIZE, SIZE)  # without a dynamic batch: one radiograph only
+    torch.export.save(torch.export.export(model.eval(), (example,), dynamic_shapes=shapes), str(path))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit's own, when the test writes the file
+@pytest.mark.parametrize("kind", ["exported", "torchscript"])
+def test_a_model_file_loads_and_matches_the_model(tmp_path, kind):
     model = HeartModel()
-    path = tmp_path / "m.pt"
-    torch.jit.save(torch.jit.trace(model, torch.rand(2, 1, SIZE, SIZE)), str(path))
-    loaded = load_torchscript(path)
+    if kind == "exported":
+        path = _exported(model, tmp_path / "m.pt2")
+    else:
+        path = tmp_path / "m.pt"
+        torch.jit.save(torch.jit.trace(model, torch.rand(2, 1, SIZE, SIZE)), str(path))
+    loaded = load_model_file(path)
     check(loaded, SPEC, needs_gradients=True)
     x = images(np.array([[1.0, 0.0, 0, 0]])) * 2 - 1
     torch.testing.assert_close(scores(loaded, x, SPEC), scores(model, x, SPEC))
+    assert loaded.train().eval() is loaded  # an exported program's module refuses both when bare
+
+
+def test_a_program_exported_for_one_batch_size_is_told_how_to_export_again(tmp_path):
+    loaded = load_model_file(_exported(HeartModel(), tmp_path / "fixed.pt2", dynamic=False))
+    with pytest.raises(ImageModelError, match=r"export it with a dynamic batch, torch.export.save\(torch.export"):
+        check(loaded, ImageModelSpec(input_size=SIZE, output="log_bnp", threshold=THRESHOLD), needs_gradients=True)
+    with torch.no_grad():  # the batch it was exported for still runs: the check is what refuses it
+        loaded(torch.zeros(1, 1, SIZE, SIZE))
 
 
 def test_a_torch_save_file_or_a_plain_pickle_is_refused_with_what_to_do(tmp_path):
     saved = tmp_path / "state.pt"
     torch.save(HeartModel().state_dict(), saved)
-    with pytest.raises(ImageModelError, match="a torch.save file, not TorchScript; for a state dict give "
+    with pytest.raises(ImageModelError, match="a torch.save file, not an exported program; for a state dict give "
                                               "--image-model-factory"):
-        load_torchscript(saved)
+        load_model_file(saved)
     plain = tmp_path / "model.pkl"
     plain.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
-    with pytest.raises(ImageModelError, match="not a TorchScript file .* a plain pickle is never loaded"):
-        load_torchscript(plain)
+    with pytest.raises(ImageModelError, match="not an exported program .* a plain pickle is never loaded"):
+        load_model_file(plain)
     with pytest.raises(ImageModelError, match="image model not found"):
-        load_torchscript(tmp_path / "absent.pt")
+        load_model_file(tmp_path / "absent.pt")
 
 
 def test_factory_loads_a_state_dict_with_weights_only_and_refuses_a_pickled_module(tmp_path):

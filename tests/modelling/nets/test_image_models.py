@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelling.explain.image_model import ImageModelSpec, check, load_torchscript
+from modelling.explain.image_model import ImageModelSpec, check, load_model_file
 from modelling.nets.image_models import build, export, fit, predict
 
 
@@ -22,19 +22,21 @@ def discs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("architecture", ["densenet121", "resnet18"])
-def test_a_narrow_network_learns_log_bnp_and_exports_to_torchscript(tmp_path, architecture):
+def test_a_narrow_network_learns_log_bnp_and_exports_as_a_program(tmp_path, architecture):
     images, y = discs(160, seed=1)
     train, validation = np.arange(120), np.arange(120, 160)
     model, info = fit(images, y, train, validation, architecture=architecture, width=0.125, epochs=12,
                       batch_size=32, learning_rate=3e-3, patience=12, seed=3)
     baseline = float(np.mean((y[validation] - y[train].mean()) ** 2))
     assert info["best_validation_mse"] < 0.5 * baseline  # it learned the disc, not the mean
-    path = tmp_path / "m.pt"
-    path.write_bytes(export(model))
-    loaded = load_torchscript(path)
+    path = tmp_path / "m.pt2"
+    path.write_bytes(export(model, 32))
+    assert export(model, 32) == path.read_bytes()  # the same weights, the same bytes: the same bundle
+    loaded = load_model_file(path)
     check(loaded, ImageModelSpec(input_size=32, output="log_bnp", threshold=np.log(100)), needs_gradients=True)
-    x = torch.from_numpy(images[:4]).float()[:, None] / 255
-    torch.testing.assert_close(loaded(x), model(x))
+    for n in (1, 4):  # any batch
+        x = torch.from_numpy(images[:n]).float()[:, None] / 255
+        torch.testing.assert_close(loaded(x), model(x))
     np.testing.assert_allclose(predict(model, images[:4]), model(x).detach().reshape(-1).numpy(), rtol=1e-5)
 
 

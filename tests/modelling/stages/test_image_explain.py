@@ -22,7 +22,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def user_model(tiny_trained, tmp_path_factory):
-    """A copy of the tiny bundle, and a TorchScript heart model whose threshold is the median score of
+    """A copy of the tiny bundle, and an exported heart model whose threshold is the median score of
     the bundle's test radiographs (so that half of them start positive)."""
     root = copy_bundle(tiny_trained, tmp_path_factory.mktemp("image") / "b")
     bundle = Bundle(root, create=False)
@@ -33,8 +33,10 @@ def user_model(tiny_trained, tmp_path_factory):
     s = model_scores(model, load_images(bundle, radiographs), spec)
     threshold = float(np.median(s))
     folder = tmp_path_factory.mktemp("user")
-    path = folder / "heart.pt"
-    torch.jit.save(torch.jit.trace(model, torch.rand(2, 1, 48, 48)), str(path))
+    path = folder / "heart.pt2"
+    program = torch.export.export(model.eval(), (torch.rand(2, 1, 48, 48),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    torch.export.save(program, str(path))
     (folder / "heart.yaml").write_text(f"input_size: 48\noutput: log_bnp\nthreshold: {threshold}\n")
     torch.save(model.state_dict(), folder / "heart_state.pt")
     return root, path, threshold, size
@@ -75,7 +77,7 @@ def test_surrogate_via_a_factory_reports_its_fidelity(user_model):
 @pytest.mark.parametrize("extra, message", [
     (["--image-model", "{pt}", "--image-model-factory", "m:f"], "give either --image-model FILE"),
     (["--image-model-factory", "tests.modelling.explain.toy_models:heart_model"], "needs --weights FILE"),
-    (["--image-model", "{state}"], "a torch.save file, not TorchScript"),
+    (["--image-model", "{state}"], "a torch.save file, not an exported program"),
     (["--image-model", "{pt}", "--image-model-spec", "{missing}"], "image model spec not found"),
     (["--image-model", "{pt}", "--method", "magic"], "--method must be one of direct, surrogate"),
     (["--image-model", "{pt}", "--name", "bad name"], "--name must be letters"),

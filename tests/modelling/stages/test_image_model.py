@@ -54,7 +54,7 @@ def test_the_study_trains_exports_and_explains_its_own_image_model(tiny_explaine
     assert all(v["subset_size"] >= 2 and np.isfinite(v["kid"]) for v in realism.values())
     assert validate_bundle(root) == []
     again, _ = build_image_model(cfg, root)  # current: skipped, the same model file
-    assert again.record("image_model/model.pt").sha256 == bundle.record("image_model/model.pt").sha256
+    assert again.record("image_model/model.pt2").sha256 == bundle.record("image_model/model.pt2").sha256
 
 
 def _the_other_references_do_not_depend_on_the_samples(bundle, cfg, realism):
