@@ -770,8 +770,9 @@ _register_subcommands()
 def _error_text(exc: BaseException) -> str:
     """One message for the user: the error's own text, its problems listed when it has them."""
     problems = getattr(exc, "problems", None)
-    if problems:
-        return "\n".join(str(p) for p in problems) + f"\n{len(problems)} problem(s); nothing was written"
+    if problems:  # "nothing was written" only where that is known: inputs refused before the bundle is touched
+        after = "; nothing was written" if getattr(exc, "before_writing", False) else ""
+        return "\n".join(str(p) for p in problems) + f"\n{len(problems)} problem(s){after}"
     text = str(exc).strip() or type(exc).__name__
     return text if _is_ours(exc) else f"{type(exc).__name__}: {text}"
 

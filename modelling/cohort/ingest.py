@@ -61,7 +61,10 @@ GRAYSCALE = {"MONOCHROME1", "MONOCHROME2"}
 
 
 class IngestError(TableValidationError):
-    """Input tables with problems; ``.problems`` lists every one with file, row and column."""
+    """Input tables with problems; ``.problems`` lists every one with file, row and column. Raised before
+    the bundle is touched."""
+
+    before_writing = True
 
 
 # ---- timestamps ----------------------------------------------------------------------------------

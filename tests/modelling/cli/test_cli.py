@@ -259,3 +259,14 @@ def test_a_tampered_bundle_is_one_message_without_traceback(command, tampered, w
     debug = subprocess.run([gvr_executable(), "--debug", *command, str(root)], capture_output=True, text=True,
                            timeout=600, env=clean_env)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ManifestMismatchError" in debug.stderr
+
+
+def test_only_an_input_refused_before_writing_says_nothing_was_written():
+    # A table a stage could not write stops that stage after its earlier files: "nothing was written" is false.
+    from data_schema.validate import Problem, TableValidationError
+    from modelling.cli.app import _error_text
+    from modelling.cohort.ingest import IngestError
+
+    problem = Problem("tables/x.parquet", 3, "bnp_ng_l", "0", "must be > 0")
+    assert _error_text(TableValidationError([problem])).endswith("1 problem(s)")
+    assert _error_text(IngestError([problem])).endswith("1 problem(s); nothing was written")
