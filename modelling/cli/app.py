@@ -200,12 +200,14 @@ def cohort_synth(
 
     from modelling.config import ConfigError, load_config
     from modelling.stages.cohort import build_cohort
+    from modelling.stages.study_config import record_config
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         _fail(str(exc))
     bundle = build_cohort(cfg, out, workers=workers, force=force)
+    record_config(bundle, cfg, quiet=True)  # later commands without --config use it
     _print_summary(json.loads(bundle.verify_file("cohort/summary.json").read_text()))
     typer.echo(f"bundle: {bundle.root}  (contact sheet: {bundle.root / 'cohort/contact_sheet.png'})")
 
@@ -292,6 +294,7 @@ def train(
 
     from modelling.config import ConfigError, load_config
     from modelling.stages.cohort import build_cohort
+    from modelling.stages.study_config import record_config
     from modelling.stages.train import build_training
 
     try:
@@ -301,7 +304,7 @@ def train(
     _set_threads(cfg)
     rank = _init_distributed()
     if rank == 0 and "cohort" not in _stages(bundle):
-        build_cohort(cfg, bundle)
+        record_config(build_cohort(cfg, bundle), cfg, quiet=True)
     _barrier()
     try:
         built = build_training(cfg, bundle, force=force)

@@ -25,7 +25,6 @@ from modelling.cohort.summary import contact_sheet, summary, tables
 from modelling.cohort.synthetic import BnpModel, synthesize
 from modelling.config import StudyConfig
 from modelling.progress import progress
-from modelling.stages.study_config import record_config
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,6 @@ def build_cohort(config: StudyConfig, out: str | Path, *, workers: int | None = 
     """Run the cohort stage into the bundle at `out` (skipped when already current)."""
     bundle = Bundle(out)
     bundle.claim_origin("phantom", by="the phantom cohort (gvr cohort synth)")  # refused on real data
-    record_config(bundle, config)
     bundle.run_stage(STAGE, lambda st: write_cohort(st, config, workers=workers, reuse=not force),
                      config=stage_config(config), seed=config.seed, force=force)
     return bundle

@@ -126,12 +126,12 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
     result: dict = {}
     with bundle.writing("gvr cohort ingest"):
         if not force and bundle.is_current(STAGE, config=key, seed=config.seed):
-            record_config(bundle, config)  # an ingest made before bundles recorded it
+            record_config(bundle, config, quiet=True)  # an ingest made before bundles recorded it
             return bundle, None
         prepared = prepare(config, src, pseudo)
         tables = cohort_tables(config, prepared)  # a value the bundle would refuse stops here, not halfway
         bundle.claim_origin("real", by="gvr cohort ingest")
-        record_config(bundle, config)
+        record_config(bundle, config, quiet=True)
         bundle.run_stage(STAGE, lambda st: result.update(write_cohort_tables(st, config, prepared, tables)),
                          config=key, seed=config.seed, force=True)
     return bundle, result or None

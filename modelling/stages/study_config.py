@@ -2,7 +2,8 @@
 
 Commands given a bundle and no ``--config`` use it (``gvr train --bundle study/`` after ``gvr cohort
 ingest --config tiny --out study/`` trains with the tiny profile, at the size the radiographs were
-written), so every command that starts a bundle records it as the stage "config".
+written), so every command that starts a bundle records it as the stage "config": ``gvr reproduce``,
+``gvr cohort synth``, ``gvr cohort ingest`` and ``gvr train`` on a bundle without a cohort.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def write_config(stage: Stage, config: StudyConfig) -> None:
     stage.write_bytes("config.yaml", text.encode("utf-8"))
 
 
-def record_config(bundle: Bundle, config: StudyConfig) -> None:
-    """Write `config` as the bundle's ``config.yaml`` (silently skipped when that config is recorded already:
-    several commands record it, and once is news)."""
-    if not bundle.is_current(STAGE, config=config, seed=config.seed):
-        bundle.run_stage(STAGE, lambda st: write_config(st, config), config=config, seed=config.seed)
+def record_config(bundle: Bundle, config: StudyConfig, *, quiet: bool = False) -> None:
+    """Write `config` as the bundle's ``config.yaml``; skipped when that config is recorded already, and
+    then said only when not `quiet` (``gvr reproduce`` lists every stage; a cohort command, no news)."""
+    if quiet and bundle.is_current(STAGE, config=config, seed=config.seed):
+        return
+    bundle.run_stage(STAGE, lambda st: write_config(st, config), config=config, seed=config.seed)

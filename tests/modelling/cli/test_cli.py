@@ -216,14 +216,22 @@ def test_bundle_commands_take_both_option_names(option, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_tiny(tmp_path_factory):
-    """A bundle trained with the tiny profile through the real entry point (no config.yaml in it)."""
+    """A bundle trained with the tiny profile through the real entry point, on a cohort built from Python (so
+    without the config.yaml that `gvr cohort synth` records: as a bundle made before commands recorded it)."""
+    from modelling.stages.cohort import build_cohort
+
     root = tmp_path_factory.mktemp("cli") / "tiny"
-    for args in (["cohort", "synth", "--config", "tiny", "--out", str(root)],
-                 ["train", "--config", "tiny", "--bundle", str(root)]):
-        run = subprocess.run([gvr_executable(), *args], capture_output=True, text=True, timeout=600,
-                             env=clean_environment())
-        assert run.returncode == 0, run.stderr
+    build_cohort(load_config("tiny"), root, workers=1)
+    run = subprocess.run([gvr_executable(), "train", "--config", "tiny", "--bundle", str(root)], capture_output=True,
+                         text=True, timeout=600, env=clean_environment())
+    assert run.returncode == 0, run.stderr
     return root
+
+
+def test_cohort_synth_records_its_config_for_the_commands_that_follow(tmp_path):
+    result = runner.invoke(app, ["cohort", "synth", "--config", "tiny", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "b/config.yaml").read_text())["profile"] == "tiny"
 
 
 def test_explain_without_config_rebuilds_networks_from_their_checkpoints(trained_tiny, clean_env):
