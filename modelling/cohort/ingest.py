@@ -440,7 +440,7 @@ def read_bnp(path: Path, known: set[str] | None, pseudo: Pseudonymiser, *,
     if censored.any():  # "<5" or ">5000": kept at the limit, as labs report them; said aloud
         log.warning("%s: %d BNP value(s) reported beyond the assay's limit (e.g. %r) are used at the limit",
                     path, int(censored.sum()), text[censored].iloc[0])
-    values = pd.to_numeric(text.str.lstrip("<>"), errors="coerce")
+    values = pd.to_numeric(text.str.replace(r"^[<>]", "", regex=True), errors="coerce")  # one sign: ">>5" is a typo
     for i in np.flatnonzero(~(values > 0)):
         problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
                                 "BNP must be a positive number of ng/L (a zero, text or blank is refused)"))

@@ -208,6 +208,7 @@ def assert_nothing_written(root):
     ("MRN0999,2012-03-05 09:00,450", "BNP result for a patient not in the patients file"),
     ("MRN0001,2012-03-05 09:00,0", "BNP must be a positive number"),
     ("MRN0001,2012-03-05 09:00,high", "BNP must be a positive number"),
+    ("MRN0001,2012-03-05 09:00,>>450", "BNP must be a positive number"),  # one sign, as labs report a limit
     ("MRN0001,next week,450", "not a timestamp"),
 ])
 def test_bad_bnp_rows_are_refused_with_file_row_and_column(cohort_files, row, message):
