@@ -22,9 +22,10 @@ Decision (:func:`decide`), from the best evidence the bundle has, in this order
 
        of the GVR change's absolute weight, averaged over the model's GVRs (``share_non_disease`` and
        ``share_disease`` from :func:`modelling.explain.faithfulness.scores`; a pixel in two overlapping
-       masks counts once). Soft tissue is body mass's mask; the projection has no mask. Flagged when ``N > THRESHOLD``, the same "more than half" as the truth. Where the
-       phantom's true disease-removal counterfactual exists, the median pixel r of the GVR change with it
-       is reported, and a non-positive median is a caveat (the GVRs do not show the disease removed).
+       masks counts once). Soft tissue is body mass's mask; the projection has no mask. Flagged when
+       ``N > THRESHOLD``, the same "more than half" as the truth. Where the phantom's true disease-removal
+       counterfactual exists, the median pixel r of the GVR change with it is reported, and a non-positive
+       median is a caveat (the GVRs do not show the disease removed).
     2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
        lower cardiothoracic ratio than the diseased one (radiographs measured above 0.5), and the share
        whose aerated lung is taller (effusion smaller; radiographs whose two lungs' heights differ by

@@ -19,6 +19,8 @@ image's own pixels.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -79,8 +81,6 @@ def superpixels(size: int) -> torch.Tensor:
 def _pixel_seed(seed: int, image: torch.Tensor) -> int:
     """A seed from `seed` and the image's own pixels, so that its LIME samples do not depend on its place
     in a batch."""
-    import zlib
-
     return zlib.crc32(image.detach().cpu().numpy().tobytes(), seed & 0xFFFFFFFF)
 
 

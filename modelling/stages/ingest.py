@@ -52,9 +52,8 @@ def cohort_tables(config: StudyConfig, prepared: Prepared) -> dict[str, pd.DataF
 
 
 def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared,
-                        tables: dict[str, pd.DataFrame] | None = None) -> dict:
-    """Write prepared real data through `stage` (tables from :func:`cohort_tables`, image shards, summary)."""
-    tables = tables if tables is not None else cohort_tables(config, prepared)
+                        tables: dict[str, pd.DataFrame]) -> dict:
+    """Write prepared real data through `stage` (`tables` from :func:`cohort_tables`, image shards, summary)."""
     radiographs, bnp_out, keep, excluded = (prepared.radiographs, prepared.bnp_results, prepared.images,
                                             prepared.excluded)
     pairing, splits = tables["pairing"], tables["splits"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from analysis.analyse import analyse_bundle
 from data_schema import Bundle
 from data_schema.io import sha256_file
