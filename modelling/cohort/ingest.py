@@ -604,6 +604,8 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
     known = set(patients["key"]) if patients.attrs.get("usable") else None
     bnp, found = read_bnp(src.bnp_csv, known, pseudo, dayfirst=src.dayfirst)
     problems += found
+    if known is not None:
+        problems += _bnp_before_birth(src.bnp_csv, patients, bnp)
     loaded, excluded = _load_images(src, problems, config.image_size)
 
     keep = []
@@ -687,6 +689,19 @@ def _ages(patients: pd.DataFrame, items: list[Loaded]) -> list[float]:
         else:
             ages.append(float(row["age_given"]) + (it.acquired - first[it.patient_key]).days / 365.25)
     return ages
+
+
+def _bnp_before_birth(path: Path, patients: pd.DataFrame, bnp: pd.DataFrame) -> list[Problem]:
+    """A BNP result collected before its patient's birth date, reported at the result's row (a date typo
+    in one of the two files; which one is for the user to say)."""
+    births = {p: b for p, b in zip(patients["patient_id"], patients["birth"]) if b is not None and not pd.isna(b)}
+    problems = []
+    for pid, stamp, row in zip(bnp["patient_id"], bnp["collected_at"], bnp["row"]):
+        birth = births.get(pid)
+        if birth is not None and stamp is not None and not pd.isna(stamp) and stamp < birth:
+            problems.append(Problem(str(path), int(row) + 1, "collected_at", f"{stamp:%Y-%m-%d %H:%M}",
+                                    f"before the patient's birth date {birth:%Y-%m-%d} in the patients file"))
+    return problems
 
 
 def _age_problems(path: Path, patients: pd.DataFrame, items: list[Loaded], ages: list[float]) -> list[Problem]:

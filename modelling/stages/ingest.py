@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from data_schema import Bundle, Stage
+from data_schema.bundle import LOCK
 from data_schema.io import sha256_file
 from data_schema.layout import SHARD_SIZE, image_path
 from data_schema.validate import validate_frame
@@ -121,8 +122,29 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
         "dayfirst": src.dayfirst,
         "secondary_capture": src.secondary_capture,
     }
+    created = not Path(out).exists()
     bundle = Bundle(out)
     result: dict = {}
+    try:
+        return _ingest_locked(bundle, config, key, src, pseudo, result, force=force)
+    except IngestError:
+        if created:
+            _remove_if_only_lock(bundle.root)
+        raise
+
+
+def _remove_if_only_lock(root: Path) -> None:
+    """Remove a bundle folder this ingest created when a refusal left nothing in it but the lock file."""
+    try:
+        if {p.name for p in root.iterdir()} <= {LOCK}:
+            (root / LOCK).unlink(missing_ok=True)
+            root.rmdir()
+    except OSError:  # another process wrote into it meanwhile: it is theirs now
+        pass
+
+
+def _ingest_locked(bundle: Bundle, config: StudyConfig, key: dict, src: IngestSources, pseudo: Pseudonymiser,
+                   result: dict, *, force: bool) -> tuple[Bundle, dict | None]:
     with bundle.writing("gvr cohort ingest"):
         if not force and bundle.is_current(STAGE, config=key, seed=config.seed):
             record_config(bundle, config, quiet=True)  # an ingest made before bundles recorded it

@@ -127,9 +127,11 @@ def test_every_file_excluded_gives_every_reason_counted(tmp_path):
 
 
 def _problems(tmp_path, src) -> list:
+    existed = (tmp_path / "bundle").exists()
     with pytest.raises(IngestError) as info:
         build(tmp_path, src)
     assert not (tmp_path / "bundle/tables").exists() and not (tmp_path / "bundle/images").exists()
+    assert (tmp_path / "bundle").exists() == existed  # a refused ingest leaves no folder it created behind
     return info.value.problems
 
 
@@ -146,9 +148,29 @@ def test_a_birth_date_after_the_radiograph_is_refused_at_the_patients_row(tmp_pa
     src = clean_dicom(tmp_path)
     text = src.patients_csv.read_text().replace("MRN0002,F,1942-01-01", "MRN0002,F,2019-01-01")
     src.patients_csv.write_text(text)
-    (problem,) = _problems(tmp_path, src)
+    problem, bnp_problem = sorted(_problems(tmp_path, src), key=lambda p: p.file != str(src.patients_csv))
     assert (problem.file, problem.row, problem.column) == (str(src.patients_csv), 3, "birth_date")
     assert "after the patient's radiograph of 2010-03-10 10:15" in problem.message
+    assert (bnp_problem.file, bnp_problem.row, bnp_problem.column) == (str(src.bnp_csv), 3, "collected_at")
+
+
+def test_a_bnp_before_the_birth_date_is_refused_at_its_row(tmp_path):
+    src = clean_dicom(tmp_path)
+    with src.bnp_csv.open("a") as handle:
+        handle.write("MRN0003,1930-05-06 08:00,250\n")  # MRN0003 was born 1943-01-01
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.file, problem.row, problem.column) == (str(src.bnp_csv), 7, "collected_at")
+    assert problem.message == "before the patient's birth date 1943-01-01 in the patients file"
+
+
+def test_a_refused_ingest_keeps_a_folder_that_was_there(tmp_path):
+    src = clean_dicom(tmp_path)
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle/notes.txt").write_text("mine")
+    with src.bnp_csv.open("a") as handle:
+        handle.write("MRN0001,2010-02-10 12:00,0\n")
+    _problems(tmp_path, src)
+    assert (tmp_path / "bundle/notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("which", ["bnp", "patients"])
