@@ -159,6 +159,12 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
     return summary
 
 
+#: Each realism reference's random stream (spawn key after the seed); the decoder's was the first to get its own.
+REFERENCE_STREAMS = {"decoder training": 1, "healthy": 2, "diseased": 3}
+#: Bumped when the realism's draws change, so bundles scored before are scored again.
+REALISM_VERSION = 2
+
+
 def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict) -> dict:
     """KID (:func:`modelling.explain.realism.kid`) on the CNN's penultimate features: healthy
     reconstructions against real radiographs with BNP below the threshold, diseased ones against real
@@ -167,7 +173,6 @@ def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict
     those real radiographs."""
     radiographs = bundle.read_table("radiographs").set_index("image_id")
     pairing = bundle.read_table("pairing")
-    rng = np.random.default_rng(config.seed)
     positive = pairing["bnp_ng_l"].to_numpy() >= config.cohort.bnp_threshold_ng_l
     groups = {"healthy": pairing.loc[~positive, "image_id"], "diseased": pairing.loc[positive, "image_id"]}
     described = {"healthy": f"real radiographs with BNP below {config.cohort.bnp_threshold_ng_l:g} ng/L",
@@ -177,8 +182,8 @@ def _realism(bundle: Bundle, config: StudyConfig, model: nn.Module, tables: dict
         splits = bundle.read_table("splits")
         groups["decoder training"] = splits.loc[generative_training_mask(splits), "image_id"]
         described["decoder training"] = "real radiographs the decoder and encoder trained on"
-    # the decoder's reference draws from a stream of its own, leaving the other references' draws as they were
-    streams = {label: (np.random.default_rng([config.seed, 1]) if label == "decoder training" else rng) for label in groups}
+    # each reference draws from a stream of its own, so a class missing from a cohort leaves the others' draws as they were
+    streams = {label: np.random.default_rng([config.seed, REFERENCE_STREAMS[label]]) for label in groups}
     references = {}
     for label, ids in groups.items():
         ids = ids.to_numpy()
@@ -230,6 +235,7 @@ def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tu
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),
                      config={"image_model": dataclasses.asdict(config.image_model), "gvr": dataclasses.asdict(config.gvr),
-                             "methods": list(METHODS), "measures_version": MEASURES_VERSION},
+                             "methods": list(METHODS), "measures_version": MEASURES_VERSION,
+                             "realism_version": REALISM_VERSION},
                      seed=config.seed, inputs=inputs, force=force)
     return bundle, result or None

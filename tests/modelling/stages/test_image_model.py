@@ -86,3 +86,22 @@ def _a_cohort_without_one_class_has_no_reference_for_it(bundle, cfg):
     out = image_fidelity._realism(bundle, above_all, image_fidelity.eager(cfg, load_image_model(bundle)[0]), tables)
     assert out["reference_n"]["diseased"] == 0 and out["reference_n"]["healthy"] > 0
     assert {v["reference"] for v in out["sets"].values()} == {"healthy", "decoder training"}
+    # each class draws its reference from its own stream: without the diseased radiographs, the healthy
+    # reference and its floor are those of the full cohort
+    import pytest
+
+    full = image_fidelity._realism(bundle, cfg, image_fidelity.eager(cfg, load_image_model(bundle)[0]), tables)
+    read = bundle.read_table
+
+    def healthy_only(name, *args, **kwargs):
+        df = read(name, *args, **kwargs)
+        return df[df["bnp_ng_l"] < cfg.cohort.bnp_threshold_ng_l] if name == "pairing" else df
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bundle, "read_table", healthy_only)
+        alone = image_fidelity._realism(bundle, cfg, image_fidelity.eager(cfg, load_image_model(bundle)[0]), tables)
+    floor = "real healthy radiographs, one half against the other (floor)"
+    assert alone["reference_n"]["diseased"] == 0
+    assert alone["sets"][floor] == full["sets"][floor]
+    assert alone["sets"]["mlp-correct GVRs: healthy reconstructions"] == full["sets"][
+        "mlp-correct GVRs: healthy reconstructions"]
