@@ -42,9 +42,13 @@ def packet(
                                       help="Reader ids: repeat the option or separate by commas (A,B)."),
     features: List[str] = typer.Option(list(DEFAULT_FEATURES), "--features",
                                        help="Features scored: repeat the option or separate by commas."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the draw, the blinded ids and the reading orders."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=(
+        "Seed of the draw, the blinded ids and the reading orders, for a packet made again the same; "
+        "whoever knows it and the study can recompute the key, so keep it with the key. Default: fresh "
+        "entropy.")),
 ) -> None:
-    """Draw GVRs predicted above 100 ng/L from each model into a blinded reading packet; write its key apart."""
+    """Draw GVRs predicted above the study's BNP threshold from each model into a blinded reading packet;
+    write its key apart."""
     from data_schema import BundleError, TableValidationError
     from modelling.readers.packets import PacketError
     from modelling.stages.packet import make_packet

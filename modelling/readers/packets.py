@@ -7,7 +7,8 @@ order in two rounds" (Seah et al. 2019, Qualitative Assessment of GVRs). A packe
 
 - GVRs of kind ``gvr`` whose radiograph was predicted above 100 ng/L are drawn, ``per_model`` from
   each model (all of a model's GVRs when it has fewer; :class:`PacketSummary` says so);
-- each GVR gets a random blinded id, not derived from its gvr id;
+- each GVR gets a random blinded id, not derived from its gvr id, after the drawn GVRs are shuffled
+  (neither an id nor its image files' order, times or inode numbers follow the model);
 - its overlay and original PNGs are re-encoded from their pixels only (no text, time or other
   metadata chunks) as ``images/<blinded_id>-overlay.png`` and ``images/<blinded_id>-original.png``;
 - each reader sees them in an order of their own, drawn independently for each round, kept in
@@ -39,7 +40,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -274,7 +277,7 @@ def draw_packet(
     readers: Sequence[str] = DEFAULT_READERS,
     features: Sequence[str] = DEFAULT_FEATURES,
     threshold_ng_l: float = THRESHOLD_NG_L,
-    rng,
+    rng: np.random.Generator | int | Sequence[int] | None,
 ) -> PacketSummary:
     """Draw GVRs from each model into a blinded reading packet and write its key apart.
 
@@ -301,8 +304,10 @@ def draw_packet(
         Features scored per GVR (the paper's Table 2 columns by default).
     threshold_ng_l : float
         Only GVRs whose radiograph was predicted above this BNP are eligible ("predicted high").
-    rng : numpy.random.Generator or int or sequence of int
-        Randomness of the draw, the blinded ids and the reading orders.
+    rng : numpy.random.Generator or int or sequence of int or None
+        Randomness of the draw, the blinded ids and the reading orders. Whoever knows a seed and the
+        study can recompute the key, so a seed is a secret like the key; None draws fresh entropy
+        (``gvr readers packet`` without ``--seed``).
 
     source : str
         What the tables came from, for messages (a bundle's path).
@@ -360,7 +365,9 @@ def draw_packet(
         warnings.warn(f"fewer than per_model={per_model} eligible GVRs for "
                       + ", ".join(f"{m} ({available[m]})" for m in short) + "; all of theirs were taken",
                       stacklevel=2)
+    # shuffled before the ids are given, so neither an id nor its place in the packet follows the model
     chosen = pd.concat(chosen, ignore_index=True)
+    chosen = chosen.iloc[rng.permutation(len(chosen))].reset_index(drop=True)
     ids = _blinded_ids(len(chosen), rng)
 
     key = pd.DataFrame({
@@ -380,10 +387,14 @@ def draw_packet(
         raise TableValidationError(problems)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for row, blinded_id in zip(chosen.itertuples(index=False), ids):
+    # written in the order of the ids, all with one time stamp: file times and inode numbers tell nothing
+    stamp = time.time()
+    for i in np.argsort(ids, kind="stable"):
+        row = chosen.iloc[i]
         for role in IMAGE_ROLES:
-            pixels = read_image(getattr(row, f"{role}_path"))
-            atomic_write_bytes(out_dir / IMAGE_DIR / f"{blinded_id}-{role}.png", png_pixels_only(pixels))
+            path = out_dir / IMAGE_DIR / f"{ids[i]}-{role}.png"
+            atomic_write_bytes(path, png_pixels_only(read_image(row[f"{role}_path"])))
+            os.utime(path, (stamp, stamp))
     for reader in readers:
         for k in range(1, rounds + 1):
             order = [ids[i] for i in rng.permutation(len(ids))]

@@ -13,7 +13,8 @@ def make_packet(bundle_root: str | Path, out_dir: str | Path, **options) -> Pack
 
     `options` are those of :func:`modelling.readers.packets.draw_packet` (``key_path``, ``per_model``,
     ``rounds``, ``readers``, ``features``, ``threshold_ng_l``, ``rng``); images are read with their
-    manifest hashes checked.
+    manifest hashes checked. Without ``threshold_ng_l``, the BNP threshold of the config the study was
+    built with (its ``config.yaml``; 100 ng/L, the paper's, for a bundle without one).
 
     Raises
     ------
@@ -21,5 +22,9 @@ def make_packet(bundle_root: str | Path, out_dir: str | Path, **options) -> Pack
         When `bundle_root` holds no bundle.
     """
     bundle = Bundle(bundle_root, create=False)
+    if "threshold_ng_l" not in options and "config.yaml" in bundle.files:
+        from modelling.config import load_config
+
+        options["threshold_ng_l"] = load_config(str(bundle.verify_file("config.yaml"))).cohort.bnp_threshold_ng_l
     return draw_packet(bundle.read_table("gvr_index"), bundle.read_table("radiographs"), bundle.read_image, out_dir,
                        source=str(bundle.root), **options)
