@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,29 @@ def test_next_is_above_the_fold_the_legend_has_words_and_no_chf_excludes_the_res
         wait.until(lambda d: d.find_element(By.ID, "status").text == "saved")
     finally:
         server.stop()
+
+
+def test_a_double_click_on_next_moves_one_gvr(made, driver, tmp_path):
+    """A second click while the first one's answer is still saving is ignored (it saved the same GVR twice
+    and skipped the next one)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    order = made.packet.order("A", 1)
+    responses = tmp_path / "A.csv"
+    server = start_server(made.packet.root, reader="A", round=1, responses_path=responses)
+    try:
+        driver.get(server.url)
+        wait = WebDriverWait(driver, 15)
+        wait.until(lambda d: d.find_element(By.ID, "progress").text == f"1 of {len(order)}")
+        driver.execute_script("""
+            const real = window.fetch;
+            window.fetch = (url, opts) => new Promise((ok) => setTimeout(() => ok(real(url, opts)), 300));
+            document.getElementById('next').click(); document.getElementById('next').click();""")
+        wait.until(lambda d: not d.find_element(By.ID, "progress").text.startswith("1 of"))
+        time.sleep(1.0)  # the second click's save, had it been taken, would have ended by now
+        assert driver.find_element(By.ID, "progress").text == f"2 of {len(order)}"
+        assert driver.find_element(By.ID, "blinded-id").text == order[1]
+    finally:
+        server.stop()
+    assert list(dict.fromkeys(read_responses(responses, made.packet)["blinded_id"])) == [order[0]]
