@@ -215,13 +215,16 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
             chosen = _select(predictions, model_id, above=True, threshold=threshold, n=config.readers.per_model,
                              seed=config.seed, selection=g.selection)
         z = latents[index.loc[chosen, "row"].to_numpy()] if chosen else np.zeros((0, latents.shape[1]), np.float32)
+        # judged by what the move lowers: with gvr.reencode a radiograph the predictor puts above the threshold
+        # may have a reconstruction it puts below, and its GVR would be blank
+        score = scorer(predictor, reencode=g.reencode, encoder=encoder, decoder=decoder)
         with torch.no_grad():
-            start = np.exp(predict_log_bnp(predictor, z)) if len(z) else np.zeros(0)
+            start = np.exp(predict_log_bnp(score, z)) if len(z) else np.zeros(0)
         below = [i for i, b in zip(chosen, start) if b < threshold]
+        why = f"already predicted below {threshold:g} ng/L" + (" (its reconstruction, encoded again)" if g.reencode else "")
         for i, b in zip(chosen, start):
             if b < threshold:
-                skipped.append({"model_id": model_id, "image_id": i, "predicted_bnp_ng_l": float(b),
-                                "reason": f"already predicted below {threshold:g} ng/L"})
+                skipped.append({"model_id": model_id, "image_id": i, "predicted_bnp_ng_l": float(b), "reason": why})
         run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold, covariance)
         if inverse_per_model and not images:
             low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model,
@@ -234,7 +237,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
                                               "start_pred_ng_l", "end_pred_ng_l", "steps", "reached",
                                               "latent_distance", "image_distance", "original_path", "diseased_path",
                                               "healthy_path", "overlay_path", "movie_path"])
-    stage.write_table("gvr_index", index_table.astype({"steps": "int64", "reached": bool}))
+    floats = ["target_bnp_ng_l", "start_pred_ng_l", "end_pred_ng_l", "latent_distance", "image_distance"]
+    stage.write_table("gvr_index", index_table.astype({"steps": "int64", "reached": bool} | dict.fromkeys(floats, float)))
     stage.write_bytes("gvr/skipped.csv", pd.DataFrame(
         skipped, columns=["model_id", "image_id", "predicted_bnp_ng_l", "reason"]).to_csv(index=False, lineterminator="\n").encode())
     gvr = index_table[index_table["kind"] == "gvr"]

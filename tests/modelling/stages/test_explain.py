@@ -92,12 +92,44 @@ def test_a_radiograph_already_below_the_threshold_is_skipped_and_recorded(explai
     cfg, bundle, _ = explained
     pred = bundle.read_table("predictions")
     rows = pred[pred["model_id"] == "mlp-correct"]
-    low = rows.loc[rows["bnp_pred_ng_l"] < 100, "image_id"].iloc[0]
-    high = rows.loc[rows["bnp_pred_ng_l"] > 100, "image_id"].iloc[0]
+    low = rows.loc[rows["bnp_pred_ng_l"].idxmin(), "image_id"]
+    high = rows.loc[rows["bnp_pred_ng_l"].idxmax(), "image_id"]
     _, info = build_explanations(cfg, bundle.root, model_ids=["mlp-correct"], images=[low, high], force=True)
     assert info["skipped"] == 1 and info["gvrs"] == 1
     skipped = bundle.verify_file("gvr/skipped.csv").read_text()
     assert low in skipped and "already predicted below 100 ng/L" in skipped
+
+
+def test_a_radiograph_its_move_already_puts_below_the_threshold_is_skipped(explained, monkeypatch):
+    """What a move lowers may differ from the predictor (gvr.reencode: predictor(encoder(decoder(z)))). A
+    radiograph the predictor puts above the threshold and that score below it is skipped, not given a blank
+    GVR of 0 steps marked as reached. Here the moved score is the predictor's less 2 log BNP."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from modelling.stages import explain
+    from modelling.stages.artifacts import load_predictor
+
+    class Lower(torch.nn.Module):
+        def __init__(self, predictor):
+            super().__init__()
+            self.predictor = predictor
+
+        def forward(self, z):
+            return self.predictor(z) - 2.0
+
+    cfg, bundle, _ = explained
+    monkeypatch.setattr(explain, "scorer", lambda predictor, **_: Lower(predictor))
+    index = bundle.read_table("latents_index").set_index("image_id")
+    image = index.index[0]
+    plain = explain.predict_log_bnp(load_predictor(bundle, "mlp-correct"), bundle.read_array(
+        index["latents_path"].iloc[0])[[int(index.loc[image, "row"])]])[0]
+    threshold = float(np.exp(plain - 1.0))  # the predictor is above it, the moved score below
+    cfg = dataclasses.replace(cfg, cohort=dataclasses.replace(cfg.cohort, bnp_threshold_ng_l=threshold))
+    _, info = explain.build_explanations(cfg, bundle.root, model_ids=["mlp-correct"], images=[image], force=True)
+    assert info["gvrs"] == 0 and info["skipped"] == 1
 
 
 def test_an_unknown_model_is_refused_listing_the_present_ones(explained):
