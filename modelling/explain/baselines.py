@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelling.explain.frozen import frozen
+
 METHODS = ("occlusion", "integrated_gradients", "lime", "gradcam")
 
 
@@ -86,19 +88,23 @@ def _pixel_seed(seed: int, image: torch.Tensor) -> int:
 
 def attribute(model: nn.Module, images: torch.Tensor, method: str, *, seed: int = 0) -> np.ndarray:
     """Attribution maps (n, H, W) of `method` for `images` (n, 1, H, W) in [-1, 1], for `model`
-    mapping such images to one score each (:class:`EndToEnd`, or an image model's scores).
+    mapping such images to one score each (:class:`EndToEnd`, or an image model's scores). The model is
+    explained in eval mode with its parameters frozen, and handed back in the modes it came in.
 
     Raises
     ------
     ValueError
         For an unknown method (the message lists the known ones).
     """
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Lime, Occlusion
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    for p in model.parameters():
-        p.requires_grad_(False)
+    with frozen(model):
+        return _attribute(model, images, method, seed=seed)
+
+
+def _attribute(model: nn.Module, images: torch.Tensor, method: str, *, seed: int) -> np.ndarray:
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Lime, Occlusion
+
     size = images.shape[-1]
     x = images.float().clone()
     if method == "occlusion":

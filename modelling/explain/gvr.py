@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from modelling.explain.colours import ORANGE, PURPLE
+from modelling.explain.frozen import frozen
 from modelling.progress import progress
 
 
@@ -134,10 +135,14 @@ def move(
         raise ValueError(f"direction must be 'down' or 'up'; got {direction!r}")
     if not np.all(np.isfinite(start)):
         raise ValueError("latent codes contain NaN or infinite values")
-    decoder.eval()
-    predictor.eval()
-    for p in list(decoder.parameters()) + list(predictor.parameters()):
-        p.requires_grad_(False)
+    with frozen(decoder, predictor):
+        return _move(start, decoder, predictor, target_log_bnp=target_log_bnp, direction=direction,
+                     step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight, frames=frames,
+                     covariance=covariance, desc=desc)
+
+
+def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, max_steps, similarity_weight, frames,
+          covariance, desc) -> Path:
     device = next(iter(decoder.parameters()), torch.empty(0)).device  # moves run where the decoder lives
     z0 = torch.as_tensor(start, dtype=torch.float32, device=device)
     n = z0.shape[0]

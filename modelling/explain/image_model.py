@@ -29,6 +29,8 @@ import yaml
 from torch import nn
 from torch.nn import functional as F
 
+from modelling.explain.frozen import frozen
+
 #: What a model's output means.
 OUTPUTS = ("log_bnp", "bnp_ng_l", "logit", "probability")
 #: How the model expects its pixels: 0-1, or (0-1 - mean) / sd.
@@ -170,7 +172,11 @@ def check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> N
     """Run the model on two blank images of the spec's size; refuse a wrong input or output shape, a
     non-finite output, or (when `needs_gradients`) an output that does not depend differentiably on
     the pixels."""
-    model.eval()
+    with frozen(model):
+        _check(model, spec, needs_gradients=needs_gradients)
+
+
+def _check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> None:
     x = torch.zeros(2, 1, spec.input_size, spec.input_size, requires_grad=needs_gradients)
     try:
         out = model(x)

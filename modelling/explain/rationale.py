@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from modelling.explain.frozen import frozen
 from modelling.explain.gvr import move
 from modelling.explain.image_model import (
     ImageModelError,
@@ -262,6 +263,14 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
         raise ValueError("method 'surrogate' needs surrogate= (fit_surrogate on scored radiographs' codes)")
     if margin < 0:
         raise ValueError(f"margin must not be negative; got {margin}")
+    with frozen(model, decoder):  # scored in eval mode throughout, and handed back as it came
+        return _explain_codes(model, codes, decoder, spec, method=method, surrogate=surrogate, direction=direction,
+                              covariance=covariance, step_size=step_size, max_steps=max_steps,
+                              similarity_weight=similarity_weight, margin=margin, frames=frames, desc=desc)
+
+
+def _explain_codes(model, codes, decoder, spec, *, method, surrogate, direction, covariance, step_size, max_steps,
+                   similarity_weight, margin, frames, desc) -> tuple[torch.Tensor, RationalePath]:
     check(model, spec, needs_gradients=method == "direct")
     predictor = LatentImageModel(decoder, model, spec) if method == "direct" else surrogate.predictor
     aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin

@@ -275,3 +275,34 @@ def test_penultimate_features_are_the_last_linear_layers_input():
     with torch.no_grad():
         expected = model[:3](torch.from_numpy(images).float()[:, None] / 255.0).numpy()
     np.testing.assert_allclose(features, expected, rtol=1e-6)
+
+
+def test_the_users_model_comes_back_in_its_own_mode_and_scored_in_eval_mode():
+    """GVRs and the baselines freeze a model only while they explain it: a model explained in training mode
+    with dropout comes back training with its gradients, and its scores were taken without dropout (the
+    same rationale twice)."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from modelling.explain.baselines import attribute
+    from modelling.explain.rationale import GenerativeRationale
+
+    torch.manual_seed(0)
+    decoder = nn.Sequential(nn.Linear(4, 256, bias=False), nn.Unflatten(1, (1, 16, 16)))
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(256, 4, bias=False))
+    with torch.no_grad():
+        decoder[0].weight.copy_(torch.randn(256, 4) / 16)
+        encoder[1].weight.copy_(torch.linalg.pinv(decoder[0].weight))
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(256, 1)).train()
+    x = (decoder(torch.randn(3, 4)).detach() + 1) / 2
+    with torch.no_grad():
+        threshold = float(model.eval()(x).min()) - 0.05
+    model.train()
+    explainer = GenerativeRationale(model, decoder, encoder, output="logit")
+    runs = [explainer.attribute(x, threshold=threshold, step_size=0.05, margin=0.01, return_path=True)[1]
+            for _ in range(2)]
+    assert model.training and model[1].training and all(p.requires_grad for p in model.parameters())
+    assert np.array_equal(runs[0].model_score_diseased, runs[1].model_score_diseased)
+    assert attribute(model, x * 2 - 1, "integrated_gradients").shape == (3, 16, 16)
+    assert model.training and all(p.requires_grad for p in model.parameters())
