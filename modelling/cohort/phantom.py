@@ -4,7 +4,11 @@
 over the batch with numpy. Shapes are evaluated in patient coordinates (x from the patient's right,
 on the image's left, to the patient's left; y from the neck, -1, to the abdomen, +1) after each
 image's rotation, shift and scale, so masks and image stay aligned. Each feature also yields a
-boolean mask, packed as bits in the order of :data:`data_schema.tables.MASK_FEATURES`.
+boolean mask, packed as bits in the order of :data:`data_schema.tables.MASK_FEATURES`. A mask marks
+the feature's anatomical extent, as a reader outlining it would, not only where it shows: the opacity
+mask covers the perihilar haze behind the heart and under an effusion too, where the denser heart or
+fluid hides it (a perfect explanation of an opacity then puts part of its mass outside the pixels the
+opacity changes), and the heart mask runs on under an effusion.
 
 Anatomy: torso whose soft-tissue wall thickens with body mass; lungs; heart whose width is the
 cardiothoracic ratio times the thoracic width, magnified on AP; mediastinum and aortic knob;
