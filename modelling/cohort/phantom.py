@@ -7,8 +7,8 @@ image's rotation, shift and scale, so masks and image stay aligned. Each feature
 boolean mask, packed as bits in the order of :data:`data_schema.tables.MASK_FEATURES`. A mask marks
 the feature's anatomical extent, as a reader outlining it would, not only where it shows: the opacity
 mask covers the perihilar haze behind the heart and under an effusion too, where the denser heart or
-fluid hides it (a perfect explanation of an opacity then puts part of its mass outside the pixels the
-opacity changes), and the heart mask runs on under an effusion.
+fluid hides it (so the mask is larger than the pixels the opacity changes, and top-k and rank measures
+against it cannot reach 1), and the heart mask runs on under an effusion.
 
 Anatomy: torso whose soft-tissue wall thickens with body mass; lungs; heart whose width is the
 cardiothoracic ratio times the thoracic width, magnified on AP; mediastinum and aortic knob;
