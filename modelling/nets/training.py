@@ -20,6 +20,7 @@ arXiv:1711.01558).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import time
@@ -103,6 +104,13 @@ def decoder_config(config: StudyConfig) -> dict:
             "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
 
 
+def _work_key(config: StudyConfig, data_key: dict | None) -> dict:
+    """What a work checkpoint must share with the run that resumes it: the networks' config, the data,
+    and the precision as resolved on this machine ("auto" trains in bf16 on one CPU and float32 on
+    another; a run begun in one and resumed in the other would be neither)."""
+    return {"data": data_key or {}, "bf16_resolved": bf16_autocast(config, device_for(config))}
+
+
 def encoder_config(config: StudyConfig) -> dict:
     return decoder_config(config) | {"encoder": dataclasses.asdict(config.encoder)}
 
@@ -183,10 +191,22 @@ def _resume(work: Path, kind: str, config_key: dict, seed: int, models: dict, op
         warnings.warn(f"ignoring a stale work checkpoint, training {kind} from step 0: {exc}", StaleCheckpointWarning,
                       stacklevel=3)
         return 0, {}
-    for name, module in models.items():
-        module.load_state_dict(state["models"][name])
-    for name, opt in optims.items():
-        opt.load_state_dict(state["optimizers"][name])
+    fresh = ({n: copy.deepcopy(m.state_dict()) for n, m in models.items()},
+             {n: copy.deepcopy(o.state_dict()) for n, o in optims.items()})
+    try:
+        for name, module in models.items():
+            module.load_state_dict(state["models"][name])
+        for name, opt in optims.items():
+            opt.load_state_dict(state["optimizers"][name])
+    except (KeyError, ValueError, RuntimeError) as exc:  # networks of another shape: a checkpoint of another run
+        for name, module in models.items():
+            module.load_state_dict(fresh[0][name])
+        for name, opt in optims.items():
+            opt.load_state_dict(fresh[1][name])
+        warnings.warn(f"ignoring a stale work checkpoint, training {kind} from step 0: {path}: its networks do not "
+                      f"fit this run's ({type(exc).__name__}: {str(exc).splitlines()[0]})", StaleCheckpointWarning,
+                      stacklevel=3)
+        return 0, {}
     log.info("resuming %s from step %d (%s)", kind, state["step"], path)
     return int(state["step"]), dict(state["extra"].get("losses", {}))
 
@@ -284,7 +304,7 @@ def train_decoder(images: np.ndarray, config: StudyConfig, work: Path, *,
 
     losses, seconds, done = _loop(
         "decoder", desc="decoder (WGAN-GP)", iterations=d.iterations, stream=_STREAM_DECODER, config=config,
-        work=work, key=decoder_config(config) | {"data": data_key or {}},  # the work checkpoint belongs to this data
+        work=work, key=decoder_config(config) | _work_key(config, data_key),
         models={"generator": G, "critic": D}, optims={"generator": opt_g, "critic": opt_d}, step=step,
         postfix=lambda lo: {"w": f"{lo['wasserstein']:.3f}", "g": f"{lo['generator']:.3f}"}, stop=stop)
     stats = {"critic": None, "generator": None, "wasserstein": None} | losses | {
@@ -335,7 +355,8 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
 
     losses, seconds, done = _loop(
         "decoder", desc="decoder and encoder (autoencoder)", iterations=d.iterations, stream=_STREAM_DECODER,
-        config=config, work=work, key=decoder_config(config) | {"data": data_key or {}},
+        config=config, work=work,
+        key=decoder_config(config) | {"encoder_feature_maps": config.encoder.feature_maps} | _work_key(config, data_key),
         models={"generator": G, "encoder": E}, optims={"autoencoder": opt}, step=step,
         postfix=lambda lo: {"image": f"{lo['image']:.4f}", "mmd": f"{lo['mmd']:.4f}"}, stop=stop)
     stats = {"loss": None, "image": None, "mmd": None} | losses | {
@@ -419,7 +440,7 @@ def train_encoder(images: np.ndarray, generator: Generator, config: StudyConfig,
 
     losses, seconds, done = _loop(
         "encoder", desc="encoder", iterations=e.iterations, stream=_STREAM_ENCODER, config=config, work=work,
-        key=encoder_config(config) | {"data": data_key or {}}, models={"encoder": E}, optims={"encoder": opt},
+        key=encoder_config(config) | _work_key(config, data_key), models={"encoder": E}, optims={"encoder": opt},
         step=step, postfix=lambda lo: {"image": f"{lo['image']:.4f}", "latent": f"{lo['latent']:.4f}"}, stop=stop)
     generator.cpu()
     return E, {"loss": losses.get("loss"), "iterations": e.iterations, "seconds": seconds,

@@ -156,3 +156,38 @@ def test_an_autoencoder_then_encoder_fine_tuning_continues_from_the_joint_encode
     g1, e1, stats = train_networks(images, tuned, tmp_path / "b")
     assert states_equal(g0, g1)  # the same joint training
     assert stats["encoder"]["iterations"] == 2 and not states_equal(e0, e1)
+
+
+def test_a_work_checkpoint_of_other_networks_or_another_precision_is_set_aside(setup, tmp_path, monkeypatch):
+    """The joint run keeps the encoder in its work checkpoint: another encoder width starts from step 0 (it
+    crashed in load_state_dict); so does the same config resolved to another precision ("auto" is bf16 on
+    one machine and float32 on another)."""
+    from modelling.nets import training
+    from modelling.nets.training import StaleCheckpointWarning, train_networks
+
+    cfg, images = setup
+    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, objective="autoencoder", iterations=4,
+                                                               learning_rate=1e-3),
+                              encoder=dataclasses.replace(cfg.encoder, iterations=0))
+    wider = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, feature_maps=2 * cfg.encoder.feature_maps))
+    g_fresh, e_fresh, _ = train_networks(images, wider, tmp_path / "fresh")
+    with pytest.raises(Interrupted):
+        train_networks(images, cfg, tmp_path / "work", stop=stop_at(3))
+    with pytest.warns(StaleCheckpointWarning, match="encoder_feature_maps"):
+        g, e, _ = train_networks(images, wider, tmp_path / "work")
+    assert states_equal(g, g_fresh) and states_equal(e, e_fresh)
+    # whatever the key, networks that do not fit the checkpoint are set aside and left as they were built
+    small, big = torch.nn.Linear(2, 2), torch.nn.Linear(3, 2)
+    checkpoints.save(tmp_path / "guard/x.pt", checkpoints.payload("x", models={"net": small}, config={"k": 1}, seed=0,
+                                                                 step=5, optimizers={}))
+    before = {k: v.clone() for k, v in big.state_dict().items()}
+    with pytest.warns(StaleCheckpointWarning, match="do not fit"):
+        assert training._resume(tmp_path / "guard", "x", {"k": 1}, 0, {"net": big}, {}) == (0, {})
+    assert all(torch.equal(before[k], v) for k, v in big.state_dict().items())
+    auto = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, bf16="auto"))
+    monkeypatch.setattr(training, "fast_bf16", lambda device: False)
+    with pytest.raises(Interrupted):
+        train_networks(images, auto, tmp_path / "prec", stop=stop_at(3))
+    monkeypatch.setattr(training, "fast_bf16", lambda device: True)
+    with pytest.warns(StaleCheckpointWarning, match="bf16_resolved"):
+        train_networks(images, auto, tmp_path / "prec")
