@@ -190,7 +190,7 @@ def _print_summary(info: dict) -> None:
 
 @cohort_app.command("synth")
 def cohort_synth(
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path."),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
@@ -219,7 +219,7 @@ def cohort_ingest(
     dicom: Optional[Path] = typer.Option(None, exists=True, file_okay=False, help="Folder of DICOM radiographs."),
     manifest: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="CSV of PNG/JPEG files: file, patient_id, acquired_at, view."),
     salt_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Secret salt for pseudonyms (or set GVR_SALT)."),
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path (image size, pairing window, split)."),
+    config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path (image size, pairing window, split)."),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     month_first: bool = typer.Option(False, help="Read slashed dates as MM/DD/YYYY instead of DD/MM/YYYY."),
     secondary_capture: bool = typer.Option(False, help=(
@@ -281,7 +281,8 @@ def _set_threads(cfg) -> None:
 
 @app.command()
 def train(
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     bundle: Path = typer.Option(Path("study"), "--bundle", "--out", help="The study bundle (its cohort is built first if missing)."),
     force: bool = typer.Option(False, help="Retrain even when the bundle's models are current."),
 ) -> None:
@@ -292,17 +293,17 @@ def train(
     """
     import json
 
-    from modelling.config import ConfigError, load_config
+    from modelling.config import ConfigError
     from modelling.stages.cohort import build_cohort
     from modelling.stages.study_config import record_config
     from modelling.stages.train import build_training
 
     try:
-        cfg = load_config(config)
+        cfg = _study_config(config, bundle)
     except ConfigError as exc:
         _fail(str(exc))
     _set_threads(cfg)
-    rank = _init_distributed()
+    rank = _init_distributed(cfg)
     if rank == 0 and "cohort" not in _stages(bundle):
         record_config(build_cohort(cfg, bundle), cfg, quiet=True)
     _barrier()
@@ -314,11 +315,12 @@ def train(
         _print_training(json.loads(built.verify_file("train/summary.json").read_text()))
 
 
-def _init_distributed() -> int:
-    """Join torchrun's process group when there is one; return this process's rank."""
+def _init_distributed(cfg) -> int:
+    """Join torchrun's process group when there is one (its backend for ``runtime.device``); return this
+    process's rank."""
     from modelling.nets.distributed import init_from_environment
 
-    return init_from_environment()
+    return init_from_environment(cfg.runtime.device)
 
 
 def _barrier() -> None:
@@ -419,9 +421,19 @@ def explain(
         _explain_image_model(bundle, config, image_model, image_model_factory, weights, image_model_spec, method,
                              name, margin, force)
         return
-    rank = _init_distributed()  # under torchrun the radiographs are shared out between processes
+    only_for_image_models = [flag for flag, given in (("--method", method != "direct"), ("--name", name is not None),
+                                                      ("--weights", weights is not None),
+                                                      ("--image-model-spec", image_model_spec is not None),
+                                                      ("--margin", margin != 0.05)) if given]
+    if only_for_image_models:
+        _fail(f"{', '.join(only_for_image_models)} apply to --image-model or --image-model-factory only; the "
+              "study's own GVRs take their settings from the config (gvr: in the profile)")
     try:
         cfg = _study_config(config, bundle)
+    except ConfigError as exc:
+        _fail(str(exc))
+    rank = _init_distributed(cfg)  # under torchrun the radiographs are shared out between processes
+    try:
         built, info = build_explanations(cfg, bundle, model_ids=model or None, images=images or None, force=force)
     except (ConfigError, ValueError, UnknownModelError) as exc:
         _fail(str(exc))
@@ -612,7 +624,7 @@ def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help=
 
 @benchmark_app.command("shortcuts")
 def benchmark_shortcuts(
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path."),
     out: Path = typer.Option(Path("shortcuts"), "--out", help="Output directory (resumed when it exists)."),
     strengths: str = typer.Option("0,0.5,0.75,1", help="Shares of the positives that carry the marker."),
     seeds: int = typer.Option(3, min=1, help="Seeds: the config's seed, then the next ones."),
@@ -659,16 +671,17 @@ def _print_shortcuts(summary: dict, out: Path) -> None:
 @readers_app.command("simulate")
 def readers_simulate(
     bundle: Path = typer.Option(Path("study"), "--bundle", help="A phantom study bundle with baselines."),
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path (readers, rounds, features)."),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name or YAML path (readers, rounds, features; default: the bundle's config.yaml).")),
     force: bool = typer.Option(False, help="Redo even when the assessments are current."),
 ) -> None:
     """Simulated readers score every GVR twice; the reader assessments table then feeds Table 2."""
     from analysis.agreement import intra_observer
-    from modelling.config import ConfigError, load_config
+    from modelling.config import ConfigError
     from modelling.stages.readers import build_simulated_readers
 
     try:
-        cfg = load_config(config)
+        cfg = _study_config(config, bundle)
         built = build_simulated_readers(cfg, bundle, force=force)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
@@ -701,7 +714,7 @@ def analyse(
 
 @app.command()
 def reproduce(
-    config: str = typer.Option("configs/default.yaml", help="Profile name or YAML path."),
+    config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path."),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
     shortcuts: Optional[bool] = typer.Option(None, "--shortcuts/--no-shortcuts", help=(

@@ -16,15 +16,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 
-def init_from_environment() -> int:
-    """Join the process group that torchrun describes (NCCL with GPUs, else gloo); return the rank.
+def init_from_environment(device: str = "auto") -> int:
+    """Join the process group that torchrun describes (NCCL when the run's `device`, ``runtime.device``,
+    is a GPU, else gloo); return the rank.
 
     Without torchrun (``WORLD_SIZE`` unset or 1) nothing is started and the rank is 0.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        backend = "nccl" if on_gpu else "gloo"  # NCCL reduces only CUDA tensors
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
@@ -37,6 +39,11 @@ def init_from_environment() -> int:
 def _leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def local_rank() -> int:
+    """This process's index on its machine (torchrun's ``LOCAL_RANK``; 0 without torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def distributed() -> tuple[int, int]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelling.nets.training import deterministic_cudnn
 from modelling.progress import progress
 
 ARCHITECTURES = ("densenet121", "resnet18")
@@ -66,52 +67,55 @@ def _unit(images: np.ndarray) -> torch.Tensor:
 def predict(model: nn.Module, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
     """log BNP of uint8 radiographs (n, h, w) (the model takes pixels in 0-1)."""
     model.eval()
-    out = [model(_unit(images[i:i + batch])).reshape(-1).numpy() for i in range(0, len(images), batch)]
+    device = next(iter(model.parameters()), torch.empty(0)).device  # where the model lives
+    out = [model(_unit(images[i:i + batch]).to(device)).reshape(-1).float().cpu().numpy()
+           for i in range(0, len(images), batch)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
 def fit(images: np.ndarray, log_bnp: np.ndarray, train: np.ndarray, validation: np.ndarray, *,
         architecture: str, width: float, epochs: int, batch_size: int, learning_rate: float, patience: int,
-        seed: int) -> tuple[LogBnp, dict]:
-    """Train on `train` (indices into `images`), stop early on `validation`'s mean squared error (the
-    best epoch's weights are kept); return the model and its history."""
+        seed: int, device: torch.device | str = "cpu") -> tuple[LogBnp, dict]:
+    """Train on `train` (indices into `images`) on `device`, stop early on `validation`'s mean squared error
+    (the best epoch's weights are kept); return the model, on the CPU, and its history."""
     y = np.asarray(log_bnp, np.float64)
     if len(train) < 2 or len(validation) < 1:
         raise ValueError(f"need at least 2 training and 1 validation radiographs; got {len(train)} and {len(validation)}")
     mean, sd = float(y[train].mean()), float(y[train].std()) or 1.0
-    model = LogBnp(build(architecture, width=width, seed=seed), mean, sd)
+    model = LogBnp(build(architecture, width=width, seed=seed), mean, sd).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)
-    target = torch.from_numpy(((y - mean) / sd).astype(np.float32))
+    target = torch.from_numpy(((y - mean) / sd).astype(np.float32)).to(device)
     best, best_loss, waited, history = copy.deepcopy(model.state_dict()), math.inf, 0, []
-    bar = progress(total=epochs, desc=f"image model ({architecture})", unit="epoch")
-    for epoch in range(epochs):
-        model.train()
-        losses = []
-        for idx in _batches(len(train), batch_size, rng):
-            rows = train[idx]
-            if len(rows) < 2:  # batch norm needs two
-                continue
-            pred = model.net(_unit(images[rows])).reshape(-1)
-            loss = torch.mean((pred - target[rows]) ** 2)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-        val = float(np.mean((predict(model, images[validation]) - y[validation]) ** 2))
-        history.append({"epoch": epoch + 1, "train_mse_standardised": float(np.mean(losses)) if losses else None,
-                        "validation_mse": val})
-        bar.set_postfix(validation_mse=f"{val:.3f}")
-        bar.update(1)
-        if val < best_loss - 1e-6:
-            best, best_loss, waited = copy.deepcopy(model.state_dict()), val, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    bar.close()
+    with deterministic_cudnn():  # the same seed, the same weights on a GPU too
+        bar = progress(total=epochs, desc=f"image model ({architecture})", unit="epoch")
+        for epoch in range(epochs):
+            model.train()
+            losses = []
+            for idx in _batches(len(train), batch_size, rng):
+                rows = train[idx]
+                if len(rows) < 2:  # batch norm needs two
+                    continue
+                pred = model.net(_unit(images[rows]).to(device)).reshape(-1)
+                loss = torch.mean((pred - target[torch.from_numpy(rows).to(device)]) ** 2)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                losses.append(float(loss.detach()))
+            val = float(np.mean((predict(model, images[validation]) - y[validation]) ** 2))
+            history.append({"epoch": epoch + 1, "train_mse_standardised": float(np.mean(losses)) if losses else None,
+                            "validation_mse": val})
+            bar.set_postfix(validation_mse=f"{val:.3f}")
+            bar.update(1)
+            if val < best_loss - 1e-6:
+                best, best_loss, waited = copy.deepcopy(model.state_dict()), val, 0
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+        bar.close()
     model.load_state_dict(best)
-    return model.eval(), {"epochs": len(history), "best_validation_mse": best_loss, "history": history,
+    return model.cpu().eval(), {"epochs": len(history), "best_validation_mse": best_loss, "history": history,
                           "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 

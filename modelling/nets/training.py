@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from torch import nn
 
 from modelling.config import StudyConfig
 from modelling.nets import checkpoints
-from modelling.nets.distributed import distributed, local_slice, wrap
+from modelling.nets.distributed import distributed, local_rank, local_slice, wrap
 from modelling.nets.networks import Critic, Encoder, Generator, to_unit
 from modelling.progress import progress
 
@@ -60,8 +60,8 @@ def device_for(config: StudyConfig) -> torch.device:
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("runtime.device is 'cuda' but no CUDA device is available")
-        rank, world = distributed()
-        return torch.device("cuda", rank % torch.cuda.device_count() if world > 1 else torch.cuda.current_device())
+        _, world = distributed()  # torchrun gives each process of a machine its own GPU, as the group was joined
+        return torch.device("cuda", local_rank() % torch.cuda.device_count() if world > 1 else torch.cuda.current_device())
     return torch.device("cpu")
 
 
@@ -237,7 +237,7 @@ def _loop(kind: str, *, desc: str, iterations: int, stream: int, config: StudyCo
     for module in models.values():
         module.train()
     t0 = time.perf_counter()
-    with progress(total=iterations, desc=desc, unit="it", initial=start) as bar:
+    with deterministic_cudnn(), progress(total=iterations, desc=desc, unit="it", initial=start) as bar:
         for i in range(start, iterations):
             if stop is not None:
                 stop(i)
@@ -252,6 +252,19 @@ def _loop(kind: str, *, desc: str, iterations: int, stream: int, config: StudyCo
         module.eval()
         module.cpu()
     return losses, time.perf_counter() - t0, iterations - start
+
+
+@contextlib.contextmanager
+def deterministic_cudnn() -> Iterator[None]:
+    """cuDNN's deterministic kernels for the block, its settings as they were after: by default cuDNN may
+    pick backward kernels that add in a varying order (and benchmarks kernels by timing), so two runs of
+    one seed on one GPU could end with other weights. No effect on a CPU."""
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
 
 
 def _adam(module: nn.Module, learning_rate: float, betas: tuple[float, float]) -> torch.optim.Adam:

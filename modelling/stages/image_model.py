@@ -21,6 +21,7 @@ import yaml
 from data_schema import Bundle, Stage
 from modelling.config import StudyConfig
 from modelling.nets import image_models
+from modelling.nets.training import device_for
 from modelling.stages.artifacts import IMAGE_MODEL as MODEL
 from modelling.stages.artifacts import IMAGE_MODEL_SPEC as SPEC
 from modelling.stages.artifacts import load_images
@@ -56,7 +57,7 @@ def write_image_model(stage: Stage, config: StudyConfig) -> dict:
     t0 = time.monotonic()
     model, info = image_models.fit(images, y, fitting, validation, architecture=c.architecture, width=c.width,
                                    epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
-                                   patience=c.patience, seed=config.seed)
+                                   patience=c.patience, seed=config.seed, device=device_for(config))
     seconds = time.monotonic() - t0
     threshold = config.cohort.bnp_threshold_ng_l
     predicted = image_models.predict(model, images[test_rows])

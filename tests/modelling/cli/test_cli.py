@@ -184,8 +184,14 @@ def test_analyse_command_lists_what_it_wrote_and_skipped(tmp_path):
 
 
 def test_explain_command_summarises_per_model(tmp_path):
-    assert runner.invoke(app, ["train", "--config", "tiny", "--bundle", str(tmp_path / "b")]).exit_code == 0
-    result = runner.invoke(app, ["explain", "--config", "tiny", "--bundle", str(tmp_path / "b")])
+    """Given no --config, train and explain use the config the bundle was started with (tiny here: the
+    default profile's 64 px on 32 px radiographs was refused)."""
+    assert runner.invoke(app, ["cohort", "synth", "--config", "tiny", "--out", str(tmp_path / "b")]).exit_code == 0
+    trained = runner.invoke(app, ["train", "--bundle", str(tmp_path / "b")])
+    assert trained.exit_code == 0, trained.output
+    refused = runner.invoke(app, ["explain", "--bundle", str(tmp_path / "b"), "--method", "surrogate"])
+    assert refused.exit_code == 2 and "--method apply to --image-model" in refused.output
+    result = runner.invoke(app, ["explain", "--bundle", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert "mlp-correct:" in result.output and "inverse GVR frames" in result.output
     bad = runner.invoke(app, ["explain", "--config", "tiny", "--bundle", str(tmp_path / "b"), "--model", "nope"])

@@ -103,3 +103,18 @@ def test_gvr_moves_on_the_gpu_match_the_cpu(images, tmp_path):
     on_gpu = move(z, generator.cuda(), predictor.cuda(), **kwargs)
     assert on_gpu.reached.tolist() == on_cpu.reached.tolist() and on_cpu.reached.any()
     np.testing.assert_allclose(on_gpu.end_log_bnp, on_cpu.end_log_bnp, atol=1e-2)
+
+
+def test_the_image_model_trains_on_the_gpu_and_comes_back_on_the_cpu(images, monkeypatch):
+    from modelling.nets import image_models
+
+    seen = []
+    real = image_models.LogBnp.forward
+    monkeypatch.setattr(image_models.LogBnp, "forward", lambda self, x: seen.append(x.device.type) or real(self, x))
+    y = np.log(50.0 + images.reshape(len(images), -1).mean(axis=1))
+    rows = np.arange(len(images))
+    model, info = image_models.fit(images, y, rows[:48], rows[48:], architecture="resnet18", width=0.125, epochs=2,
+                                   batch_size=16, learning_rate=1e-3, patience=2, seed=0, device="cuda")
+    assert "cuda" in seen  # the validation predictions ran where the model trained
+    assert next(model.parameters()).device.type == "cpu" and info["epochs"] >= 1
+    assert np.isfinite(image_models.predict(model, images[:4])).all()

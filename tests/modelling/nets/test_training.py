@@ -191,3 +191,16 @@ def test_a_work_checkpoint_of_other_networks_or_another_precision_is_set_aside(s
     monkeypatch.setattr(training, "fast_bf16", lambda device: True)
     with pytest.warns(StaleCheckpointWarning, match="bf16_resolved"):
         train_networks(images, auto, tmp_path / "prec")
+
+
+def test_training_asks_cudnn_for_deterministic_kernels_and_puts_its_settings_back():
+    from modelling.nets.training import deterministic_cudnn
+
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        with deterministic_cudnn():
+            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic == before[0]
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
