@@ -212,9 +212,9 @@ class Bundle:
         held[1] += 1
         outermost_here = self._lock_depth == 0
         self._lock_depth += 1
-        if outermost_here:
-            self._manifest, self._seen = self._load_manifest(), self._stat()
-        try:
+        try:  # a manifest that cannot be read must still let the lock go
+            if outermost_here:
+                self._manifest, self._seen = self._load_manifest(), self._stat()
             yield
         finally:
             self._lock_depth -= 1

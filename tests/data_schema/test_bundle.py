@@ -356,3 +356,19 @@ def test_validate_reports_a_stage_that_did_not_complete(tmp_path):
             raise RuntimeError("killed")
     problems = [p.message for p in validate_bundle(tmp_path / "b")]
     assert problems == ["stage 'second' did not complete (it wrote 2 file(s), then failed or was stopped): rerun it"]
+
+
+def test_a_manifest_that_cannot_be_read_does_not_keep_the_lock(tmp_path):
+    from data_schema import bundle as bundle_module
+    from data_schema.bundle import BundleError
+
+    bundle = build(tmp_path)
+    good = (tmp_path / "manifest.json").read_text()
+    (tmp_path / "manifest.json").write_text("{ broken")
+    with pytest.raises(BundleError, match="not a readable manifest"):
+        with bundle.stage("b", config=CFG):
+            pass
+    assert tmp_path.resolve() not in bundle_module._HELD and bundle._lock_depth == 0
+    (tmp_path / "manifest.json").write_text(good)
+    with bundle.writing("another try"):  # nothing holds the bundle any more
+        assert bundle_module._HELD[tmp_path.resolve()][1] == 1
