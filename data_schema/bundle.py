@@ -93,8 +93,9 @@ class BundleBusyError(BundleError):
 #: Where a bundle's cohort came from: the synthetic phantom, or a user's own radiographs.
 ORIGINS = ("phantom", "real")
 LOCK = ".gvr-lock"
-#: Write locks this process holds, by bundle root: [open lock file, depth]. flock belongs to an open
-#: file, so two Bundle objects of one process share the one lock instead of waiting on each other.
+#: Write locks this process holds, by bundle root: [open lock file, depth, the Bundle object writing, what].
+#: flock belongs to an open file, so a second Bundle object of this process would not wait for the lock: it
+#: is refused instead (each object holds its own copy of the manifest).
 _HELD: dict[Path, list] = {}
 
 
@@ -197,6 +198,10 @@ class Bundle:
         """
         key = self.root.resolve()
         held = _HELD.get(key)
+        if held is not None and held[2] is not self:
+            # each object keeps its own copy of the manifest: nested, one would save over the other's records
+            raise BundleError(f"{self.root} is already being written by another Bundle object of this process "
+                              f"({held[3]}); write through that one")
         if held is None:
             handle = open(self.root / LOCK, "a+")
             try:
@@ -208,7 +213,7 @@ class Bundle:
             handle.truncate()
             handle.write(f"pid {os.getpid()} ({what}, since {_now()})\n")
             handle.flush()
-            held = _HELD[key] = [handle, 0]
+            held = _HELD[key] = [handle, 0, self, what]
         held[1] += 1
         outermost_here = self._lock_depth == 0
         self._lock_depth += 1

@@ -372,3 +372,20 @@ def test_a_manifest_that_cannot_be_read_does_not_keep_the_lock(tmp_path):
     (tmp_path / "manifest.json").write_text(good)
     with bundle.writing("another try"):  # nothing holds the bundle any more
         assert bundle_module._HELD[tmp_path.resolve()][1] == 1
+
+
+def test_a_second_bundle_object_of_this_process_cannot_write_inside_the_first(tmp_path):
+    """Each object keeps its own copy of the manifest: nested, the outer one saved over the inner one's records."""
+    from data_schema.bundle import BundleError
+
+    outer, inner = build(tmp_path), Bundle(tmp_path)
+    with outer.stage("outer", config=CFG) as st:
+        st.write_bytes("outer/1.txt", b"1")
+        with pytest.raises(BundleError, match="another Bundle object of this process"):
+            with inner.stage("inner", config=CFG):
+                pass
+        st.write_bytes("outer/2.txt", b"2")
+    assert {"outer/1.txt", "outer/2.txt"} <= set(Bundle(tmp_path).files)
+    with inner.stage("inner", config=CFG) as st:  # once the first is done, the second may write
+        st.write_bytes("inner/1.txt", b"1")
+    assert {"outer", "inner"} <= set(Bundle(tmp_path).stages)
