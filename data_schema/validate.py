@@ -101,11 +101,15 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            _check_extra_fields(path)
+            # not index_col: a trailing comma on every row (Excel writes them) would shift every column
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
             return pq.read_table(path).to_pandas()
+    except TableValidationError:
+        raise
     except Exception as exc:  # the parser's message says what is broken; keep it, name the file
         kind = "CSV" if suffix == ".csv" else "Parquet"
         raise TableValidationError(
@@ -114,6 +118,24 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     raise TableValidationError(
         [Problem(name, None, None, None, f"unknown table format {suffix!r}; use .csv or .parquet")]
     )
+
+
+def _check_extra_fields(path: Path) -> None:
+    """Rows with more values than the header has names are refused at their row (a trailing empty field,
+    one comma too many, is not a value)."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = csv.reader(handle)
+            header = next(rows, [])
+            problems = [Problem(str(path), i, None, ",".join(row[len(header):]),
+                                f"{len(row)} values, but the header names {len(header)} columns")
+                        for i, row in enumerate(rows, start=1) if any(v.strip() for v in row[len(header):])]
+    except (UnicodeDecodeError, csv.Error):
+        return  # the reader says what is wrong with the file itself
+    if problems:
+        raise TableValidationError(problems)
 
 
 def _parse_column(values: pd.Series, dtype: str, nullable: bool, file: str, column: str):
@@ -150,6 +172,11 @@ def _parse_column(values: pd.Series, dtype: str, nullable: bool, file: str, colu
         for idx in text.index[~ok & ~missing]:
             bad(idx, text[idx], "an integer")
         out = pd.to_numeric(text.where(ok), errors="coerce")
+        huge = ok & ~out.abs().le(np.iinfo(np.int64).max)  # parsed as a float: int64 would wrap it
+        for idx in text.index[huge & ~missing]:
+            bad(idx, text[idx], "an integer within the 64-bit range")
+        ok &= ~huge
+        out = out.where(ok)
         return (out.astype("int64") if ok.all() else out), problems
     if dtype == "float64":
         out = pd.to_numeric(text, errors="coerce").astype("float64")
@@ -192,9 +219,10 @@ def _check_text(check: str) -> str:
 
 def _duplicate_keys(df: pd.DataFrame, spec: TableSpec, file: str) -> list[Problem]:
     key = list(spec.primary_key)
-    if not set(key) <= set(df.columns) or df[key].isna().any(axis=None):
+    if not set(key) <= set(df.columns):
         return []
-    dup = df.duplicated(key, keep=False)
+    complete = df[key].notna().all(axis=1)  # a missing key cell is its own problem; the rest may still repeat
+    dup = df.duplicated(key, keep=False) & complete
     if not dup.any():
         return []
     first = {}
@@ -215,6 +243,9 @@ def _duplicate_keys(df: pd.DataFrame, spec: TableSpec, file: str) -> list[Proble
 def check_frame(df: pd.DataFrame, spec: TableSpec, *, file: str = "<frame>") -> list[Problem]:
     """Every problem of an already-typed frame against `spec` (no exception)."""
     df = df.reset_index(drop=True)
+    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if repeated:  # neither pandera nor Parquet can tell such columns apart
+        return [Problem(file, None, c, None, "column given more than once") for c in repeated]
     problems = _duplicate_keys(df, spec, file)
     key_columns = set(spec.primary_key)
     try:

@@ -183,3 +183,35 @@ def test_error_message_lists_all_problems():
     assert text.startswith("2 problem(s):")
     assert "patients.parquet, row 1, column 'age_years': must be >= 0" in text
     assert "patients.parquet, row 2, column 'age_years': must be <= 120" in text
+
+
+def test_a_trailing_comma_on_every_row_is_not_a_value(tmp_path):
+    """Excel writes one; read as an index column it shifted every column and crashed the row numbers."""
+    header, *rows = GOOD_BNP.splitlines()
+    path = write(tmp_path, "bnp_results.csv", header + "\n" + "".join(f"{row},\n" for row in rows))
+    assert validate_file(path) == []
+    assert load_table(path)["result_id"].tolist() == ["r1", "r2"]
+    (tmp_path / "more").mkdir()
+    p = only(validate_file(write(tmp_path, "more/bnp_results.csv", GOOD_BNP + "r3,p3,2012-01-01,500,7\n")))
+    assert (p.row, p.value) == (3, "7") and "5 values, but the header names 4 columns" in p.message
+
+
+def test_a_repeated_key_is_found_beside_a_missing_one():
+    df = pd.DataFrame({"patient_id": ["p1", "p1", None], "sex": ["F", "F", "M"], "age_years": [1.0, 2.0, 3.0]})
+    problems = validate_frame(df, "patients")
+    assert [(p.row, p.message.split(";")[0]) for p in problems] == [
+        (2, "duplicate primary key (patient_id='p1')"), (3, "missing value")]
+
+
+def test_a_column_given_twice_is_one_problem():
+    df = pd.DataFrame([["p1", "F", 1.0]], columns=["patient_id", "sex", "patient_id"])
+    assert [(p.column, p.message) for p in validate_frame(df, "patients")] == [("patient_id", "column given more than once")]
+
+
+def test_an_integer_beyond_64_bits_is_refused_not_wrapped(tmp_path):
+    good = examples()["radiographs"]
+    text = good.to_csv(index=False).replace(f",{good['image_index'].iloc[0]},", ",99999999999999999999,", 1)
+    path = write(tmp_path, "radiographs.csv", text)
+    p = only(validate_file(path))
+    assert (p.row, p.column, p.value) == (1, "image_index", "99999999999999999999")
+    assert "not an integer within the 64-bit range" in p.message
