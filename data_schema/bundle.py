@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -214,6 +215,7 @@ class Bundle:
             handle.write(f"pid {os.getpid()} ({what}, since {_now()})\n")
             handle.flush()
             held = _HELD[key] = [handle, 0, self, what]
+            self._remove_leftovers()
         held[1] += 1
         outermost_here = self._lock_depth == 0
         self._lock_depth += 1
@@ -231,6 +233,14 @@ class Bundle:
                 handle.truncate()
                 fcntl.flock(handle, fcntl.LOCK_UN)
                 handle.close()
+
+    def _remove_leftovers(self) -> None:
+        """Partial files of writes that were killed (no writer holds the lock but this one, so none is
+        being written)."""
+        for full in _own_files(self.root):
+            if _LEFTOVER.match(full.name):
+                progress_log.info("%s: removing %s, left by a write that was killed", self.root, full.name)
+                full.unlink(missing_ok=True)
 
     def _acquire(self, handle, what: str) -> None:
         try:
@@ -653,12 +663,32 @@ def validate_bundle(root: str | Path) -> list[Problem]:
             problems.extend(found)
             if not found:
                 problems.extend(_dangling_paths(bundle, rel, rec.schema))
-    for full in sorted(root.rglob("*")):
+    for full in _own_files(root):
         rel = full.relative_to(root).as_posix()
-        if full.is_file() and rel not in recorded and rel != MANIFEST and guess_schema(full.name):
+        if rel in recorded or rel == MANIFEST:
+            continue
+        if _LEFTOVER.match(full.name):
+            problems.append(Problem(str(full), None, None, None, "a write that was killed left this partial file: "
+                                    "remove it (nothing refers to it)"))
+        elif guess_schema(full.name):
             problems.append(Problem(str(full), None, None, None, f"table not recorded in {MANIFEST}"))
             problems.extend(validate_file(full, display=str(full)))
     return problems
+
+
+#: The temporary name of :func:`data_schema.io.atomic_write_bytes` (``.<name>.<random>.tmp``).
+_LEFTOVER = re.compile(r"^\..+\.[^.]+\.tmp$")
+
+
+def _own_files(root: Path) -> list[Path]:
+    """The files under `root`, leaving out bundles nested in it (the shortcut benchmark keeps whole study
+    bundles in its work folder; each has its own manifest and is validated on its own)."""
+    out = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not (here / d / MANIFEST).is_file())
+        out += [here / f for f in sorted(files)]
+    return out
 
 
 def _dangling_paths(bundle: Bundle, rel: str, schema: str) -> list[Problem]:

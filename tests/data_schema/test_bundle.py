@@ -389,3 +389,21 @@ def test_a_second_bundle_object_of_this_process_cannot_write_inside_the_first(tm
     with inner.stage("inner", config=CFG) as st:  # once the first is done, the second may write
         st.write_bytes("inner/1.txt", b"1")
     assert {"outer", "inner"} <= set(Bundle(tmp_path).stages)
+
+
+def test_nested_bundles_are_their_own_and_killed_writes_are_found_then_cleared(tmp_path):
+    """The shortcut benchmark keeps study bundles inside the study's work folder: their tables are theirs,
+    not unrecorded tables of the study. A write killed mid-way leaves a partial file: reported, and removed
+    by the next writer."""
+    outer = build(tmp_path)
+    inner = Bundle(tmp_path / "work/shortcuts/seed-0/strength-000")
+    with inner.stage("cohort", config=CFG) as st:
+        st.write_table("patients", examples()["patients"])
+    assert validate_bundle(tmp_path) == [] and validate_bundle(inner.root) == []
+    leftover = tmp_path / "tables/.patients.parquet.k3j9x.tmp"
+    leftover.write_bytes(b"half")
+    (problem,) = validate_bundle(tmp_path)
+    assert problem.file == str(leftover) and "killed" in problem.message
+    with outer.stage("more", config=CFG) as st:
+        st.write_bytes("more/x.txt", b"x")
+    assert not leftover.exists() and validate_bundle(tmp_path) == []
