@@ -33,7 +33,8 @@ class BundleMissingError(FileNotFoundError):
 
 
 def bundle_path() -> Path:
-    """The bundle the reports read: ``$GVR_BUNDLE``, else ``study/`` at the repository root.
+    """The bundle the reports read: ``$GVR_BUNDLE`` (a relative path from the Quarto project's root while
+    Quarto renders, else from the working directory), else ``study/`` at the repository root.
 
     Raises
     ------
@@ -42,6 +43,8 @@ def bundle_path() -> Path:
     """
     env = os.environ.get(BUNDLE_ENV)
     path = Path(env).expanduser() if env else DEFAULT_BUNDLE
+    if not path.is_absolute() and os.environ.get("QUARTO_PROJECT_ROOT"):  # relative to where quarto was run
+        path = Path(os.environ["QUARTO_PROJECT_ROOT"]) / path
     if not (path / "manifest.json").is_file():
         source = f"${BUNDLE_ENV}={env}" if env else f"the default {DEFAULT_BUNDLE} ({BUNDLE_ENV} is unset)"
         raise BundleMissingError(

@@ -117,6 +117,18 @@ def test_no_bundle_says_how_to_build_one(tmp_path, monkeypatch):
         render_reports(tmp_path / "nothing")
 
 
+def test_a_relative_bundle_path_is_from_where_quarto_was_run(tmp_path, monkeypatch):
+    """Quarto sets QUARTO_PROJECT_ROOT while it renders (and runs the code there, `execute-dir: project`):
+    GVR_BUNDLE=study is the project's study/, whatever the working directory."""
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study/manifest.json").write_text("{}")
+    (tmp_path / "reports").mkdir()
+    monkeypatch.chdir(tmp_path / "reports")
+    monkeypatch.setenv("GVR_BUNDLE", "study")
+    monkeypatch.setenv("QUARTO_PROJECT_ROOT", str(tmp_path))
+    assert bundle_path() == (tmp_path / "study").resolve()
+
+
 def test_the_samples_realism_sentence_reads_the_bundle(tiny_bundle, rendered):
     import json
 

@@ -221,7 +221,7 @@ def render_report(script: str | Path, bundle: str | Path, *, timeout: int = 600)
         ipc.KernelManager.transport = "ipc"
         ipc.KernelManager.ip = str(Path(sockets) / "kernel")
         client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=False, config=ipc,
-                                resources={"metadata": {"path": str(script.parent)}})
+                                resources={"metadata": {"path": str(script.parent.parent)}})  # as Quarto: execute-dir project
         try:
             client.execute(env=kernel_env(bundle))
         except CellExecutionError as exc:
