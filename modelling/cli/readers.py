@@ -111,6 +111,7 @@ def unblind(
     from data_schema import Bundle, TableValidationError, validate_frame
     from data_schema.io import atomic_write_text
     from modelling.readers.packets import PacketError
+    from modelling.readers.unblind import mismatches_with_study
     from modelling.readers.unblind import unblind as unblind_responses
 
     if (bundle is None) == (out is None):
@@ -129,6 +130,11 @@ def unblind(
         written = out
     else:
         target = Bundle(bundle, create=False)  # a mistyped --bundle is an error, not a new bundle
+        if "tables/gvr_index.parquet" not in target.files:
+            _fail(f"{bundle} has no GVR index: the packet was not drawn from it (give the study it came from)")
+        wrong = mismatches_with_study(table, target.read_table("gvr_index"), target.read_table("radiographs"))
+        if wrong:
+            _fail(f"the key does not belong to the study in {bundle}: " + "; ".join(wrong))
         config = {"packet": _sha256(packet_dir / "packet.json"), "key": _sha256(key), "latest": latest,
                   "responses": sorted(_sha256(p) for p in responses)}
         with target.stage(STAGE, config=config, seed=None) as stage:

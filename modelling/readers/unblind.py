@@ -261,3 +261,25 @@ def unblind(packet_dir: str | Path, responses_paths: Iterable[str | Path], key_p
     if problems:
         raise TableValidationError(problems)
     return table
+
+
+def mismatches_with_study(table: pd.DataFrame, gvr_index: pd.DataFrame, radiographs: pd.DataFrame) -> list[str]:
+    """Why the unblinded `table` does not belong to the study whose ``gvr_index`` and ``radiographs`` are
+    given (empty when it does): every GVR read must be one of the study's, of the same regime and patient.
+
+    >>> index = pd.DataFrame({"gvr_id": ["g1"], "regime": ["correct"], "image_id": ["i1"]})
+    >>> people = pd.DataFrame({"image_id": ["i1"], "patient_id": ["p1"]})
+    >>> mismatches_with_study(pd.DataFrame({"gvr_id": ["g2"], "regime": ["correct"], "patient_id": ["p1"]}), index, people)
+    ['1 GVR(s) read are not in its GVR index (g2)']
+    """
+    read = table.drop_duplicates("gvr_id").set_index("gvr_id")
+    index = gvr_index.set_index("gvr_id")
+    unknown = [g for g in read.index if g not in index.index]
+    out = [f"{len(unknown)} GVR(s) read are not in its GVR index ({', '.join(unknown[:5])})"] if unknown else []
+    known = read.drop(index=unknown)
+    patient = index["image_id"].map(radiographs.set_index("image_id")["patient_id"])
+    differ = [g for g in known.index
+              if known.at[g, "regime"] != index.at[g, "regime"] or known.at[g, "patient_id"] != patient.get(g)]
+    if differ:
+        out.append(f"{len(differ)} GVR(s) read have another regime or patient there ({', '.join(differ[:5])})")
+    return out

@@ -235,6 +235,16 @@ def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
     typo = tmp_path / "bundel"  # a mistyped --bundle used to become a new bundle holding the answers alone
     result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path), "--bundle", str(typo)])
     assert result.exit_code != 0 and not typo.exists()
+    # another study's bundle: one without GVRs, and one whose GVRs are not those read
+    other = tmp_path / "other"
+    shutil.copytree(study, other)
+    index = Bundle(other).read_table("gvr_index")
+    with Bundle(other).stage("explain-other", config={"x": 1}) as st:
+        st.write_table("gvr_index", index.assign(gvr_id=index["gvr_id"] + "-x"))
+    result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path), "--bundle", str(other)])
+    assert result.exit_code == 2 and "does not belong to the study" in result.output
+    assert "not in its GVR index" in result.output
+    assert "tables/reader_assessments.parquet" not in Bundle(other).files
 
 
 def test_packet_fixture_has_expected_shape(setup):
