@@ -800,7 +800,9 @@ def _is_ours(exc: BaseException) -> bool:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """The ``gvr`` command (and ``python -m modelling.cli``): an error is one message and exit code 1.
+    """The ``gvr`` command (and ``python -m modelling.cli``): an error is one message. Exit codes: 2 for a
+    request refused before any work (options, inputs, bundles or configs that do not fit), 1 when work
+    fails (or ``gvr validate`` finds problems), 130 when interrupted.
 
     The traceback is shown only with ``--debug`` (or ``GVR_DEBUG=1``).
     """
