@@ -137,6 +137,10 @@ assessed = bundle.record("tables/reader_assessments.parquet").sha256
 if analyse.get("inputs", {}).get("tables/reader_assessments.parquet") != assessed:
     raise RuntimeError(f"{bundle.root / mixed_path} is missing or older than the reader assessments; "
                        "rerun the analysis stage (`gvr reproduce` or `gvr analyse`)")
+if mixed_path not in bundle.files:
+    raise RuntimeError(f"{bundle.root} was analysed without Table 2's mixed-effects models (`gvr analyse "
+                       "--no-mixed-models`); the manuscript reports their P values: run `gvr analyse --force` "
+                       "with R installed (`make setup` installs it)")
 mixed = pd.read_csv(bundle.verify_file(mixed_path)).set_index("feature")
 readers = sorted(assessments["reader"].unique())
 

@@ -134,6 +134,10 @@ assessed = bundle.record("tables/reader_assessments.parquet").sha256
 if bundle.stages.get("analyse", {}).get("inputs", {}).get("tables/reader_assessments.parquet") != assessed:
     raise RuntimeError(f"{bundle.root / mixed_path} is missing or older than the reader assessments; "
                        "rerun the analysis stage")
+if mixed_path not in bundle.files:
+    raise RuntimeError(f"{bundle.root} was analysed without Table 2's mixed-effects models (`gvr analyse "
+                       "--no-mixed-models`); the manuscript reports their P values: run `gvr analyse --force` "
+                       "with R installed (`make setup` installs it)")
 mixed = pd.read_csv(bundle.verify_file(mixed_path))
 p_note = ("The P value (mixed-effects logistic regression, Wald test of the model term, from "
           f"{mixed_path}) for the correct versus overfitted difference was "

@@ -109,6 +109,15 @@ def test_missing_bundle_file_fails_naming_it(tiny_bundle, tmp_path):
     assert not (tmp_path / "out" / "index.html").exists()
 
 
+def test_a_study_analysed_without_the_mixed_models_says_how_to_add_them(tiny_bundle, tmp_path):
+    from analysis.analyse import analyse_bundle
+
+    root = _copy(tiny_bundle, tmp_path)
+    analyse_bundle(root, mixed_models=False, force=True)
+    with pytest.raises(ReportRenderError, match=r"without Table 2's mixed-effects models.*gvr analyse --force"):
+        render_reports(root, tmp_path / "out", scripts=[INDEX])
+
+
 def test_no_bundle_says_how_to_build_one(tmp_path, monkeypatch):
     monkeypatch.setenv("GVR_BUNDLE", str(tmp_path))
     with pytest.raises(BundleMissingError, match="make reproduce"):
