@@ -294,6 +294,9 @@ def _handler(session: ReadingSession):
             try:
                 body = json.loads(self.rfile.read(length))
                 session.answer(body["blinded_id"], body["present"])
+            except RecursionError:  # 64 KiB of nested brackets
+                self._error(HTTPStatus.BAD_REQUEST, "bad answer: nested too deeply")
+                return
             except (ValueError, KeyError, TypeError) as exc:
                 self._error(HTTPStatus.BAD_REQUEST, f"bad answer: {exc}")
                 return

@@ -165,8 +165,9 @@ def test_bad_answers_are_refused(server, made):
         post_answer(server, packet.ids[0], {**every, "septal_lines": True}),
         post_answer(server, packet.ids[0], {**every, packet.features[0]: "yes"}),
         get(server, "/api/answer", method="POST", body=b"not json", headers={"Content-Type": "application/json"}),
+        get(server, "/api/answer", method="POST", body=b"[" * 60000, headers={"Content-Type": "application/json"}),
     ]
-    assert [status for status, _ in cases] == [400] * 5
+    assert [status for status, _ in cases] == [400] * 6
     assert post_answer(server, packet.ids[0], every, Origin="http://evil.example")[0] == 403
     assert get(server, "/api/other", method="POST", body=b"{}")[0] == 404
     assert not server.session.path.exists()
