@@ -48,7 +48,7 @@ import pandas as pd
 from data_schema.io import atomic_write_bytes, atomic_write_text, npy_bytes, npz_bytes, sha256_bytes, sha256_file
 from data_schema.provenance import config_hash, git_commit, package_versions
 from data_schema.registry import SCHEMAS, TableSpec, get_spec
-from data_schema.validate import Problem, TableValidationError, check_frame, load_table
+from data_schema.validate import Problem, TableValidationError, check_frame, csv_round_trip_problems, load_table
 
 log = logging.getLogger(__name__)
 # Stage start and end lines, on the channel the command line shows (modelling.progress writes there too).
@@ -565,6 +565,9 @@ class Stage:
         frame = df.reset_index(drop=True)
         if rel.endswith(".csv"):
             data = frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%f", lineterminator="\n").encode()
+            problems = csv_round_trip_problems(data, spec, frame, file=str(self.bundle.root / rel))
+            if problems:  # a table written must read back as it was
+                raise TableValidationError(problems)
         elif rel.endswith(".parquet"):
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False, engine="pyarrow")

@@ -6,6 +6,8 @@ A problem that concerns a whole column (a missing column, a wrong type in a Parq
 
 from __future__ import annotations
 
+import io
+
 import math
 import re
 import warnings
@@ -364,6 +366,21 @@ def _load(path, schema, display):
                 problems.append(p)
             return raw, sorted(problems, key=lambda p: (p.row is not None, p.row or 0, p.column or ""))
     return raw, check_frame(raw, spec, file=file)
+
+
+def csv_round_trip_problems(data: bytes, spec: TableSpec, frame: pd.DataFrame, *, file: str) -> list[Problem]:
+    """What a valid frame would lose as the CSV text `data` that holds it: values the CSV reader refuses
+    (an empty text, which CSV cannot tell from a missing value; an infinite number) and timestamps finer
+    than a microsecond. Empty when the text reads back as the frame."""
+    raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], index_col=False)
+    _, problems = _parse_csv_frame(raw, spec.schema(), file)
+    for name in frame.columns:
+        stamps = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(stamps) and (stamps.dropna().dt.nanosecond != 0).any():
+            row = int(np.flatnonzero(stamps.notna().to_numpy() & (stamps.dt.nanosecond != 0).to_numpy())[0]) + 1
+            problems.append(Problem(file, row, name, str(stamps.iloc[row - 1]),
+                                    "finer than a microsecond, which a CSV table does not keep"))
+    return [Problem(p.file, p.row, p.column, p.value, f"cannot be written as CSV: {p.message}") for p in problems]
 
 
 def is_table_file(path: str | Path) -> bool:

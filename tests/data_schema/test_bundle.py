@@ -407,3 +407,25 @@ def test_nested_bundles_are_their_own_and_killed_writes_are_found_then_cleared(t
     with outer.stage("more", config=CFG) as st:
         st.write_bytes("more/x.txt", b"x")
     assert not leftover.exists() and validate_bundle(tmp_path) == []
+
+
+def test_a_csv_table_is_written_only_when_it_reads_back_as_it_was(tmp_path):
+    """An empty text (CSV cannot tell it from a missing value) or a timestamp finer than a microsecond
+    passed the frame's checks and then failed to read back, or came back changed."""
+    from data_schema import TableValidationError
+    from data_schema.registry import get_spec
+    from data_schema.validate import check_frame
+
+    bundle = Bundle(tmp_path)
+    reliance = examples()["model_reliance"]
+    blank = reliance.assign(intervention=[""] + list(reliance["intervention"][1:]))
+    assert check_frame(blank, get_spec("model_reliance")) == []  # a valid frame
+    with pytest.raises(TableValidationError, match=r"row 1.*'intervention': cannot be written as CSV: missing value"):
+        with bundle.stage("fidelity", config=CFG) as st:
+            st.write_table("model_reliance", blank, "tables/model_reliance.csv")
+    bnp = examples()["bnp_results"]
+    stamped = bnp.assign(collected_at=bnp["collected_at"] + pd.Timedelta(nanoseconds=7))
+    with pytest.raises(TableValidationError, match="finer than a microsecond"):
+        with bundle.stage("other", config=CFG) as st:
+            st.write_table("bnp_results", stamped, "tables/bnp.csv")
+    assert "tables/model_reliance.csv" not in bundle.files and "tables/bnp.csv" not in bundle.files
