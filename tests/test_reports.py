@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 from pathlib import Path
@@ -147,3 +148,25 @@ def test_the_samples_realism_sentence_reads_the_bundle(tiny_bundle, rendered):
     text = re.sub(r"<[^>]+>", "", html.unescape(rendered["beyond"]))
     sentence = re.search(r"By a measure that does not look for lungs.*?from the other", text, re.S).group(0)
     assert f"{own:.4f}" in sentence and f"{prior:.4f}" in sentence
+
+
+def test_the_report_kernel_gets_the_users_library_path_back_after_r_started(tmp_path):
+    """`gvr reproduce` starts R (the mixed models) before it imports the report stage; the kernel then lost
+    the user's own LD_LIBRARY_PATH entries along with the ones rpy2 put in front of them."""
+    import subprocess
+    import sys
+
+    if shutil.which("Rscript") is None:
+        pytest.skip("needs R (make setup installs it)")
+    script = (
+        "import os\n"
+        "from analysis.mixed_models import lme4\n"
+        "lme4._session()\n"
+        "assert os.environ['LD_LIBRARY_PATH'] != '/opt/mine/lib'  # R's folders in front\n"
+        "from modelling.stages.report import kernel_env\n"
+        "print(kernel_env('.').get('LD_LIBRARY_PATH'))\n")
+    env = {**os.environ, "LD_LIBRARY_PATH": "/opt/mine/lib"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "/opt/mine/lib"

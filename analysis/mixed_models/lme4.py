@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import sys
 import types
@@ -83,9 +84,18 @@ list(
 """
 
 
+#: R's variables as they were before this process started R (rpy2 prepends R's own library folders to
+#: LD_LIBRARY_PATH); None until R starts here. A child process that is not R (a report kernel) gets these.
+ENV_BEFORE_R: dict[str, str | None] | None = None
+R_VARIABLES = ("LD_LIBRARY_PATH", "R_HOME")
+
+
 @functools.cache
 def _session() -> types.SimpleNamespace:
     """Start R through rpy2 once per process, load lme4 and return handles to what the fits use."""
+    global ENV_BEFORE_R
+    if ENV_BEFORE_R is None and "rpy2.rinterface" not in sys.modules:
+        ENV_BEFORE_R = {name: os.environ.get(name) for name in R_VARIABLES}
     from rpy2 import rinterface, robjects
     from rpy2.rinterface_lib import callbacks
     from rpy2.rinterface_lib.embedded import RRuntimeError

@@ -46,8 +46,6 @@ OUT_DIR = "report"
 
 #: The environment before R started in this process, when it had not yet (see :func:`kernel_env`).
 _ENV_BEFORE_R = None if "rpy2.rinterface" in sys.modules else dict(os.environ)
-#: Variables that starting R through rpy2 sets in this process (R's own library path first).
-_R_VARIABLES = ("LD_LIBRARY_PATH", "R_HOME")
 
 
 def kernel_env(bundle: str | Path) -> dict[str, str]:
@@ -56,13 +54,17 @@ def kernel_env(bundle: str | Path) -> dict[str, str]:
     Once R has started in this process (the analysis stage's mixed models, through rpy2), it has
     prepended ``/usr/lib/R/lib:/usr/lib/x86_64-linux-gnu`` to ``LD_LIBRARY_PATH``; a kernel started
     with that loads the system's libpython and fails on its first compiled import. So R's variables
-    are restored to their values before R started (or dropped, when R was running before this
-    module was imported).
+    are restored to their values before R started: as the mixed models found them when they started
+    R, else as this module found them when it was imported before R, else dropped.
     """
+    from analysis.mixed_models import lme4
+
     env = dict(os.environ)
     if "rpy2.rinterface" in sys.modules:
-        for name in _R_VARIABLES:
-            before = _ENV_BEFORE_R.get(name) if _ENV_BEFORE_R is not None else None
+        seen = lme4.ENV_BEFORE_R if lme4.ENV_BEFORE_R is not None else (
+            {name: _ENV_BEFORE_R.get(name) for name in lme4.R_VARIABLES} if _ENV_BEFORE_R is not None else {})
+        for name in lme4.R_VARIABLES:
+            before = seen.get(name)
             if before is None:
                 env.pop(name, None)
             else:
