@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from modelling.explain.frozen import frozen
+from modelling.nets.seeding import seeded
 
 METHODS = ("occlusion", "integrated_gradients", "lime", "gradcam")
 
@@ -117,8 +118,7 @@ def _attribute(model: nn.Module, images: torch.Tensor, method: str, *, seed: int
     elif method == "lime":
         maps = []
         for i in range(len(x)):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_pixel_seed(seed, x[i]))  # LIME samples perturbations from torch's generator
+            with seeded(_pixel_seed(seed, x[i])):  # LIME samples perturbations from torch's generator
                 maps.append(Lime(model).attribute(x[i:i + 1], baselines=float(x[i].mean()),
                                                   feature_mask=superpixels(size), n_samples=200,
                                                   perturbations_per_eval=50))

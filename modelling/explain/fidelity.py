@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from modelling.nets.seeding import seeded
+
 
 def decompose(change: np.ndarray, feature_maps: np.ndarray) -> np.ndarray:
     """Least-squares coefficients of each feature's change map in an explanation's change.
@@ -118,8 +120,7 @@ def randomised(predictor: torch.nn.Module, codes: np.ndarray, *, seed: int) -> t
 
     real = copy.deepcopy(predictor).eval()
     model = copy.deepcopy(predictor).eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         for module in model.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()

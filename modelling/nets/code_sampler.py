@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelling.nets.seeding import seeded
+
 
 class CodeVAE(nn.Module):
     """Gaussian VAE on d-dimensional vectors with a learned scalar observation noise (Dai and Wipf)."""
@@ -78,8 +80,7 @@ def fit_code_sampler(codes: np.ndarray, *, seed: int, steps: int = 2000, batch: 
     mean, scale = codes.mean(axis=0), codes.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     x = torch.from_numpy(((codes - mean) / scale).astype(np.float32))
-    with torch.random.fork_rng(devices=[]):  # the initial weights from `seed`, the caller's stream untouched
-        torch.manual_seed(seed)
+    with seeded(seed):  # the initial weights from `seed`, the caller's stream untouched
         model = CodeVAE(x.shape[1], hidden, latent)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)

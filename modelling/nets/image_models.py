@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelling.nets.seeding import seeded
 from modelling.nets.training import deterministic_cudnn
 from modelling.progress import progress
 
@@ -46,8 +47,7 @@ def build(architecture: str, *, width: float = 1.0, seed: int = 0) -> nn.Module:
         raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture!r}")
     if not 0 < width <= 4:
         raise ValueError(f"width must be in (0, 4]; got {width}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         if architecture == "densenet121":
             return DenseNet121(spatial_dims=2, in_channels=1, out_channels=1,
                                init_features=max(4, round(64 * width)), growth_rate=max(4, round(32 * width)))

@@ -24,6 +24,7 @@ from torch import nn
 
 from modelling.config import PredictorConfig
 from modelling.nets.networks import MLP, Linear
+from modelling.nets.seeding import seeded
 
 
 class OneClassError(ValueError):
@@ -95,8 +96,7 @@ def fit_mlp(z: np.ndarray, y: np.ndarray, cfg: PredictorConfig, *, seed: int, ep
     random (augmentation on the fly: an epoch costs what it costs without copies)."""
     versions = z[:, None] if copies is None else np.concatenate([z[:, None], copies], axis=1)
     mean, sd = _standardiser(versions.reshape(-1, z.shape[1]))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = Standardised(MLP(z.shape[1], cfg.mlp_hidden), mean, sd)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     vt, yt = torch.from_numpy(versions.astype(np.float32)), torch.from_numpy(y.astype(np.float32))

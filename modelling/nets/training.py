@@ -36,6 +36,7 @@ from modelling.config import StudyConfig
 from modelling.nets import checkpoints
 from modelling.nets.distributed import distributed, local_rank, local_slice, wrap
 from modelling.nets.networks import Critic, Encoder, Generator, to_unit
+from modelling.nets.seeding import seeded
 from modelling.progress import progress
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,7 @@ def _generator(seed: int, stream: int, step: int) -> torch.Generator:
 
 def _init(module_factory: Callable[[], nn.Module], seed: int, stream: int) -> nn.Module:
     """Build a module with weights drawn from the seed, leaving torch's global RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
+    with seeded(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])):
         return module_factory()
 
 
