@@ -217,7 +217,7 @@ class StaleCheckpointWarning(UserWarning):
 
 def _sample(images: np.ndarray, rng: np.random.Generator, batch: int, part: slice, device) -> torch.Tensor:
     """This process's slice of a global batch drawn with `rng` (every process draws the same)."""
-    idx = np.sort(rng.integers(0, len(images), batch))[part]  # sorted: sequential reads from a memmap
+    idx = np.sort(rng.integers(0, len(images), batch))[part]  # sorted: reads in file order where `images` is a memmap (the train stage holds them in memory)
     return to_unit(torch.from_numpy(np.ascontiguousarray(images[idx]))).to(device, non_blocking=True)
 
 
