@@ -18,6 +18,14 @@ Method, per image (bright = dense):
 The ratio is the projected one: on AP films the magnified heart gives a larger ratio, as it does
 for readers. An image where two lungs cannot be found gets NaN and a reason, not a guess.
 
+Range: the cardiac width is read only where a row crosses both aerated lungs. A heart so large that it
+hides a lung over its widest rows is read at a narrower row, so the measure stops rising and can fall;
+an effusion that hides the lower heart does the same. ``tests/modelling/cohort/test_ctr.py`` validates
+it over true ratios of 0.35-0.65 without effusion (64 and 128 px). On neutral 64 px phantoms without
+effusion it reads about 0.7 from a true ratio of about 0.55 upwards and falls (to 0.5-0.6) from about
+0.75 on PA and 0.67 on AP films (``_neutral`` of that test, ratios 0.55-0.79), so a heart shrinking
+from there need not read lower.
+
 Reference: Danzer CS. The cardiothoracic ratio: an index of cardiac enlargement.
 Am J Med Sci 1919;157:513-521 (the ratio of maximal cardiac to maximal thoracic width).
 """

@@ -87,8 +87,10 @@ def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold:
 def move_sharded(start: np.ndarray, *args, **kwargs):
     """:func:`modelling.explain.gvr.move` with the codes split across torchrun's processes and gathered.
 
-    Each code's path depends only on itself (the batch's codes do not interact), so the result equals
-    one process moving them all.
+    Each code's path depends only on itself (the batch's codes do not interact), so the codes, their
+    predictions, steps and whether they reached the target equal one process moving them all. The movie
+    frames do not: each process spaces its frames over its own longest path, so a movie's frames (not its
+    first or last) depend on the number of processes.
     """
     import torch.distributed as dist
 
