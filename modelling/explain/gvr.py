@@ -248,7 +248,7 @@ def _bisect(inside: torch.Tensor, outside: torch.Tensor, predictor, target, dire
 
 
 def overlay(original: np.ndarray, diseased: np.ndarray, healthy: np.ndarray, *, threshold: float = 0.02,
-            legend: bool = True) -> np.ndarray:
+            legend: bool = True, scale: float | None = None) -> np.ndarray:
     """The GVR image: the signed difference diseased - healthy in colour over the original.
 
     Parameters
@@ -259,6 +259,9 @@ def overlay(original: np.ndarray, diseased: np.ndarray, healthy: np.ndarray, *, 
         Differences smaller than this (as a share of the intensity range, 0-1) are transparent.
     legend : bool
         Draw "removed" (orange) and "added" (purple) swatches in the top-left corner.
+    scale : float, optional
+        The change (0-1) drawn fully opaque; default the largest change in this image. A movie gives
+        every frame its path's largest, so that the change is seen to grow.
 
     Returns
     -------
@@ -268,7 +271,7 @@ def overlay(original: np.ndarray, diseased: np.ndarray, healthy: np.ndarray, *, 
     """
     diff = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
     base = np.repeat(original[..., None], 3, axis=-1).astype(np.float32)
-    scale = max(float(np.abs(diff).max()), threshold, 1e-6)
+    scale = max(float(np.abs(diff).max()) if scale is None else float(scale), threshold, 1e-6)
     alpha = np.clip(np.abs(diff) / scale, 0, 1) * (np.abs(diff) >= threshold)
     colour = np.where(diff[..., None] > 0, np.array(ORANGE, np.float32), np.array(PURPLE, np.float32))
     out = base * (1 - alpha[..., None] * 0.85) + colour * (alpha[..., None] * 0.85)

@@ -19,8 +19,11 @@ def _frame_text(image: np.ndarray, text: str) -> np.ndarray:
 
 
 def movie_frames(frames: np.ndarray, log_bnp: np.ndarray, reference: np.ndarray, *, threshold: float) -> np.ndarray:
-    """The movie's frames: the overlay of (reference - frame) with its predicted BNP, there and back."""
-    shown = [_frame_text(overlay(reference, reference, f, threshold=threshold, legend=False),
+    """The movie's frames: the overlay of (reference - frame) with its predicted BNP, there and back, all
+    on the scale of the path's largest change (so an early frame's small change looks small)."""
+    largest = max((float(np.abs(reference.astype(np.float32) - f.astype(np.float32)).max()) / 255.0 for f in frames),
+                  default=0.0)
+    shown = [_frame_text(overlay(reference, reference, f, threshold=threshold, legend=False, scale=largest),
                          f"BNP {np.exp(b):.0f} ng/L") for f, b in zip(frames, log_bnp)]
     return np.stack(shown + shown[::-1])
 

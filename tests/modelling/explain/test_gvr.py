@@ -220,3 +220,16 @@ def test_a_named_move_reports_the_codes_it_moves_and_how_many_reached(caplog, mo
     caplog.clear()
     move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=40)
     assert not [r for r in caplog.records if r.name == "gvr.progress"]  # unnamed moves stay quiet
+
+
+def test_a_movie_shows_the_change_growing():
+    """Every frame is drawn on the scale of the path's largest change: a frame halfway shows a fainter
+    colour than the last (each frame had been scaled to its own largest change, so all looked alike)."""
+    from modelling.explain.movies import movie_frames
+
+    reference = np.full((16, 16), 100, np.uint8)
+    frames = np.stack([reference, reference - 20, reference - 40])  # density removed, twice as much at the end
+    shown = movie_frames(frames, np.log([300.0, 150.0, 90.0]), reference, threshold=0.02)
+    grey = np.repeat(reference[..., None], 3, axis=-1).astype(int)
+    tint = [int(np.abs(frame[2:8, 2:8].astype(int) - grey[2:8, 2:8]).sum()) for frame in shown[:3]]
+    assert tint[0] == 0 and 0 < tint[1] < tint[2]
