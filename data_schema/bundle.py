@@ -191,7 +191,8 @@ class Bundle:
 
     @contextmanager
     def writing(self, what: str) -> Iterator[None]:
-        """Hold the bundle's write lock for `what` (re-entrant within this process).
+        """Hold the bundle's write lock for `what` (re-entrant for this object; another Bundle object of this
+        process is refused while this one writes).
 
         A second process waits, logging who holds the lock every 30 s; with ``GVR_BUNDLE_WAIT=0`` it
         raises :class:`BundleBusyError` instead. The manifest is reloaded once the lock is held, so
@@ -215,11 +216,15 @@ class Bundle:
             handle.write(f"pid {os.getpid()} ({what}, since {_now()})\n")
             handle.flush()
             held = _HELD[key] = [handle, 0, self, what]
-            self._remove_leftovers()
+            first_here = True
+        else:
+            first_here = False
         held[1] += 1
         outermost_here = self._lock_depth == 0
         self._lock_depth += 1
         try:  # a manifest that cannot be read must still let the lock go
+            if first_here:
+                self._remove_leftovers()
             if outermost_here:
                 self._manifest, self._seen = self._load_manifest(), self._stat()
             yield
@@ -239,8 +244,11 @@ class Bundle:
         being written)."""
         for full in _own_files(self.root):
             if _LEFTOVER.match(full.name):
-                progress_log.info("%s: removing %s, left by a write that was killed", self.root, full.name)
-                full.unlink(missing_ok=True)
+                try:
+                    full.unlink(missing_ok=True)
+                    progress_log.info("%s: removed %s, left by a write that was killed", self.root, full.name)
+                except OSError as exc:  # validate goes on reporting it; the write goes ahead
+                    progress_log.warning("%s: could not remove %s, left by a killed write: %s", self.root, full, exc)
 
     def _acquire(self, handle, what: str) -> None:
         try:

@@ -133,7 +133,8 @@ def _check_extra_fields(path: Path) -> None:
             header = next(rows, [])
             problems = [Problem(str(path), i, None, ",".join(row[len(header):]),
                                 f"{len(row)} values, but the header names {len(header)} columns")
-                        for i, row in enumerate(rows, start=1) if any(v.strip() for v in row[len(header):])]
+                        for i, row in enumerate((r for r in rows if r), start=1)  # pandas skips blank lines
+                        if any(v.strip() for v in row[len(header):])]
     except (UnicodeDecodeError, csv.Error):
         return  # the reader says what is wrong with the file itself
     if problems:

@@ -801,8 +801,9 @@ def _is_ours(exc: BaseException) -> bool:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """The ``gvr`` command (and ``python -m modelling.cli``): an error is one message. Exit codes: 2 for a
-    request refused before any work (options, inputs, bundles or configs that do not fit), 1 when work
-    fails (or ``gvr validate`` finds problems), 130 when interrupted.
+    request refused before any work (options, or a bundle, config or packet that does not fit), 1 when
+    work fails or input data have problems (``gvr validate``, ``gvr cohort ingest``), 3 when ``gvr
+    reproduce`` stops for human readers, 130 when interrupted.
 
     The traceback is shown only with ``--debug`` (or ``GVR_DEBUG=1``).
     """

@@ -25,6 +25,8 @@ def init_from_environment(device: str = "auto") -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0
     if not dist.is_initialized():
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("runtime.device is 'cuda' but no CUDA device is available")
         on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
         backend = "nccl" if on_gpu else "gloo"  # NCCL reduces only CUDA tensors
         if backend == "nccl":

@@ -5,7 +5,8 @@ to the originating model and all other information about each GVR. Fifty GVRs we
 correctly trained model and 50 were from the overfitted model", and "each GVR appeared in a random
 order in two rounds" (Seah et al. 2019, Qualitative Assessment of GVRs). A packet reproduces that:
 
-- GVRs of kind ``gvr`` whose radiograph was predicted above 100 ng/L are drawn, ``per_model`` from
+- GVRs of kind ``gvr`` whose radiograph was predicted above the threshold (the study's BNP threshold,
+  the paper's 100 ng/L by default) are drawn, ``per_model`` from
   each model (all of a model's GVRs when it has fewer; :class:`PacketSummary` says so);
 - each GVR gets a random blinded id, not derived from its gvr id, after the drawn GVRs are shuffled
   (neither an id nor its image files' order, times or inode numbers follow the model);

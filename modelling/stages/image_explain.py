@@ -25,6 +25,7 @@ import torch
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
 from modelling.config import StudyConfig
+from modelling.explain.frozen import frozen
 from modelling.explain.gvr import overlay
 from modelling.explain.image_model import ImageModelError, ImageModelSpec, check, scores
 from modelling.explain.rationale import explain_codes, fit_surrogate
@@ -51,9 +52,10 @@ def folder(name: str, method: str) -> str:
 
 
 def model_scores(model, images: np.ndarray, spec: ImageModelSpec, *, batch: int = 256) -> np.ndarray:
-    """The model's score (log BNP or logit scale) of uint8 radiographs (n, h, w)."""
+    """The model's score (log BNP or logit scale) of uint8 radiographs (n, h, w), in eval mode (the model
+    is handed back in the mode it came in)."""
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), frozen(model):
         for i in range(0, len(images), batch):
             x = to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
             out.append(scores(model, x, spec).float().numpy())

@@ -127,7 +127,7 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
     result: dict = {}
     try:
         return _ingest_locked(bundle, config, key, src, pseudo, result, force=force)
-    except IngestError:
+    except BaseException:  # a refusal, an error or Ctrl-C: a folder holding only the lock is not a bundle
         if created:
             _remove_if_only_lock(bundle.root)
         raise

@@ -429,3 +429,25 @@ def test_a_csv_table_is_written_only_when_it_reads_back_as_it_was(tmp_path):
         with bundle.stage("other", config=CFG) as st:
             st.write_table("bnp_results", stamped, "tables/bnp.csv")
     assert "tables/model_reliance.csv" not in bundle.files and "tables/bnp.csv" not in bundle.files
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_the_write(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from data_schema import bundle as bundle_module
+
+    bundle = build(tmp_path)
+    leftover = tmp_path / "tables/.patients.parquet.k3j9x.tmp"
+    leftover.write_bytes(b"half")
+    real = Path.unlink
+
+    def refuse(self, *args, **kwargs):
+        if self.name.endswith(".tmp"):
+            raise PermissionError(f"read-only: {self}")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with bundle.stage("more", config=CFG) as st:
+        st.write_bytes("more/x.txt", b"x")
+    assert leftover.exists() and "more/x.txt" in bundle.files
+    assert tmp_path.resolve() not in bundle_module._HELD

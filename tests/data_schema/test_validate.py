@@ -215,3 +215,9 @@ def test_an_integer_beyond_64_bits_is_refused_not_wrapped(tmp_path):
     p = only(validate_file(path))
     assert (p.row, p.column, p.value) == (1, "image_index", "99999999999999999999")
     assert "not an integer within the 64-bit range" in p.message
+
+
+def test_a_blank_line_does_not_shift_the_row_of_an_extra_value(tmp_path):
+    header, first, second = GOOD_BNP.splitlines()
+    p = only(validate_file(write(tmp_path, "bnp_results.csv", f"{header}\n{first}\n\n{second},7\n")))
+    assert (p.row, p.value) == (2, "7")

@@ -306,3 +306,10 @@ def test_the_users_model_comes_back_in_its_own_mode_and_scored_in_eval_mode():
     assert np.array_equal(runs[0].model_score_diseased, runs[1].model_score_diseased)
     assert attribute(model, x * 2 - 1, "integrated_gradients").shape == (3, 16, 16)
     assert model.training and all(p.requires_grad for p in model.parameters())
+    from modelling.explain.image_model import ImageModelSpec
+    from modelling.stages.image_explain import model_scores
+
+    spec = ImageModelSpec(input_size=16, output="logit", threshold=0.0)
+    pixels = np.rint(x[:, 0].numpy() * 255).astype(np.uint8)
+    assert np.array_equal(model_scores(model, pixels, spec), model_scores(model, pixels, spec))  # no dropout
+    assert model.training
