@@ -14,8 +14,9 @@ def seeded(seed: int) -> Iterator[None]:
     are GPUs, every GPU's (``torch.manual_seed`` seeds them all, so forking only the CPU's left the GPUs'
     reseeded).
 
-    >>> torch.manual_seed(1); before = torch.rand(1)
-    >>> torch.manual_seed(1)
+    >>> _ = torch.manual_seed(1)
+    >>> before = torch.rand(1)
+    >>> _ = torch.manual_seed(1)
     >>> with seeded(7):
     ...     inside = torch.rand(1)
     >>> bool(torch.equal(torch.rand(1), before))
