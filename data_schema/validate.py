@@ -105,7 +105,10 @@ def read_raw(path: str | Path) -> pd.DataFrame:
         if suffix == ".csv":
             _check_extra_fields(path)
             # not index_col: a trailing comma on every row (Excel writes them) would shift every column
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
+            # a header that ends in a comma too names an empty column: nothing in it, nothing to check
+            blank = [c for c in df.columns if str(c).startswith("Unnamed: ") and df[c].isna().all()]
+            return df.drop(columns=blank)
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 

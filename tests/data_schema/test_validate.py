@@ -191,6 +191,9 @@ def test_a_trailing_comma_on_every_row_is_not_a_value(tmp_path):
     path = write(tmp_path, "bnp_results.csv", header + "\n" + "".join(f"{row},\n" for row in rows))
     assert validate_file(path) == []
     assert load_table(path)["result_id"].tolist() == ["r1", "r2"]
+    (tmp_path / "both").mkdir()
+    both = write(tmp_path, "both/bnp_results.csv", "".join(f"{line},\n" for line in GOOD_BNP.splitlines()))
+    assert validate_file(both) == []  # the header's trailing comma too
     (tmp_path / "more").mkdir()
     p = only(validate_file(write(tmp_path, "more/bnp_results.csv", GOOD_BNP + "r3,p3,2012-01-01,500,7\n")))
     assert (p.row, p.value) == (3, "7") and "5 values, but the header names 4 columns" in p.message
