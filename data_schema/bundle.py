@@ -240,11 +240,15 @@ class Bundle:
                 handle.close()
 
     def _remove_leftovers(self) -> None:
-        """Partial files of writes that were killed (no writer holds the lock but this one, so none is
-        being written)."""
+        """Partial files of writes that were killed. Stages write under the lock this one now holds; a page
+        rendered into the bundle outside a stage (``gvr report --out``) does not, so a file written in the
+        last minute is left for the next writer."""
+        recent = time.time() - 60
         for full in _own_files(self.root):
             if _LEFTOVER.match(full.name):
                 try:
+                    if full.stat().st_mtime > recent:
+                        continue
                     full.unlink(missing_ok=True)
                     progress_log.info("%s: removed %s, left by a write that was killed", self.root, full.name)
                 except OSError as exc:  # validate goes on reporting it; the write goes ahead
