@@ -94,6 +94,33 @@ def read_json(bundle: Bundle, relpath: str) -> Any:
     return json.loads(bundle.verify_file(relpath).read_text("utf-8"))
 
 
+#: Table 2's mixed-effects models, as the analysis stage writes them.
+MIXED_TABLE = "analysis/table2_mixed.csv"
+
+
+def table2_mixed(bundle: Bundle):
+    """Table 2's mixed-effects models (:data:`MIXED_TABLE`) as a DataFrame, checked to be of the reader
+    assessments the bundle holds now.
+
+    Raises
+    ------
+    RuntimeError
+        When the analysis is missing or older than the assessments, or ran without the mixed models; the
+        message says what to run.
+    """
+    import pandas as pd
+
+    assessed = bundle.record("tables/reader_assessments.parquet").sha256
+    if bundle.stages.get("analyse", {}).get("inputs", {}).get("tables/reader_assessments.parquet") != assessed:
+        raise RuntimeError(f"{bundle.root / MIXED_TABLE} is missing or older than the reader assessments; "
+                           "rerun the analysis stage (`gvr reproduce` or `gvr analyse`)")
+    if MIXED_TABLE not in bundle.files:
+        raise RuntimeError(f"{bundle.root} was analysed without Table 2's mixed-effects models (`gvr analyse "
+                           "--no-mixed-models`); the manuscript reports their P values: run `gvr analyse --force` "
+                           "with R installed (`make setup` installs it)")
+    return pd.read_csv(bundle.verify_file(MIXED_TABLE))
+
+
 def image_html(bundle: Bundle, relpath: str, *, alt: str, width: int | None = None) -> str:
     """An ``<img>`` with the bundle's PNG or GIF embedded as base64 (hash checked first)."""
     data = bundle.verify_file(relpath).read_bytes()

@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -45,7 +44,15 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from data_schema.io import atomic_write_bytes, atomic_write_text, npy_bytes, npz_bytes, sha256_bytes, sha256_file
+from data_schema.io import (
+    PARTIAL_WRITE,
+    atomic_write_bytes,
+    atomic_write_text,
+    npy_bytes,
+    npz_bytes,
+    sha256_bytes,
+    sha256_file,
+)
 from data_schema.provenance import config_hash, git_commit, package_versions
 from data_schema.registry import SCHEMAS, TableSpec, get_spec
 from data_schema.validate import Problem, TableValidationError, check_frame, csv_round_trip_problems, load_table
@@ -245,7 +252,7 @@ class Bundle:
         last minute is left for the next writer."""
         recent = time.time() - 60
         for full in _own_files(self.root):
-            if _LEFTOVER.match(full.name):
+            if PARTIAL_WRITE.match(full.name):
                 try:
                     if full.stat().st_mtime > recent:
                         continue
@@ -682,17 +689,13 @@ def validate_bundle(root: str | Path) -> list[Problem]:
         rel = full.relative_to(root).as_posix()
         if rel in recorded or rel == MANIFEST:
             continue
-        if _LEFTOVER.match(full.name):
+        if PARTIAL_WRITE.match(full.name):
             problems.append(Problem(str(full), None, None, None, "a write that was killed left this partial file: "
                                     "remove it (nothing refers to it)"))
         elif guess_schema(full.name):
             problems.append(Problem(str(full), None, None, None, f"table not recorded in {MANIFEST}"))
             problems.extend(validate_file(full, display=str(full)))
     return problems
-
-
-#: The temporary name of :func:`data_schema.io.atomic_write_bytes` (``.<name>.<random>.tmp``).
-_LEFTOVER = re.compile(r"^\..+\.[^.]+\.tmp$")
 
 
 def _own_files(root: Path) -> list[Path]:

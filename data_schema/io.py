@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,6 +28,11 @@ def _file_mode() -> int:
 
 
 _MODE = _file_mode()
+
+
+#: The name of :func:`atomic_write_bytes`'s temporary file (``.<name>.<random>.tmp``): a file so named that
+#: stays behind is a write that was killed.
+PARTIAL_WRITE = re.compile(r"^\..+\.[^.]+\.tmp$")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

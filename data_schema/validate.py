@@ -7,7 +7,6 @@ A problem that concerns a whole column (a missing column, a wrong type in a Parq
 from __future__ import annotations
 
 import io
-
 import math
 import re
 import warnings

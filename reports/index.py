@@ -23,7 +23,7 @@ from analysis.errors import UndefinedStatisticError
 from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
 from analysis.formatting import fmt_ci, fmt_p
-from analysis.manuscript import open_bundle, read_json, shown_path
+from analysis.manuscript import open_bundle, read_json, shown_path, table2_mixed
 
 bundle = open_bundle()
 cohort = read_json(bundle, "cohort/summary.json")
@@ -131,17 +131,7 @@ from analysis.table2 import table2
 
 t2 = table2(assessments, mixed_models=False)
 pooled = t2.pooled.set_index(["regime", "feature"])
-mixed_path = "analysis/table2_mixed.csv"
-analyse = bundle.stages.get("analyse", {})
-assessed = bundle.record("tables/reader_assessments.parquet").sha256
-if analyse.get("inputs", {}).get("tables/reader_assessments.parquet") != assessed:
-    raise RuntimeError(f"{bundle.root / mixed_path} is missing or older than the reader assessments; "
-                       "rerun the analysis stage (`gvr reproduce` or `gvr analyse`)")
-if mixed_path not in bundle.files:
-    raise RuntimeError(f"{bundle.root} was analysed without Table 2's mixed-effects models (`gvr analyse "
-                       "--no-mixed-models`); the manuscript reports their P values: run `gvr analyse --force` "
-                       "with R installed (`make setup` installs it)")
-mixed = pd.read_csv(bundle.verify_file(mixed_path)).set_index("feature")
+mixed = table2_mixed(bundle).set_index("feature")
 readers = sorted(assessments["reader"].unique())
 
 

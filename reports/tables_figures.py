@@ -11,7 +11,6 @@
 # %%
 #| echo: false
 import numpy as np
-import pandas as pd
 from IPython.display import HTML, Markdown, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -21,7 +20,8 @@ from analysis.formatting import render_html as table_html
 from analysis.table1 import table1
 from analysis.table2 import REGIME_LABELS, table2
 from analysis.formatting import fmt_p
-from analysis.manuscript import figure_from_images, image_html, open_bundle, read_json
+from analysis.manuscript import (MIXED_TABLE, figure_from_images, image_html, open_bundle, read_json,
+                                 table2_mixed)
 
 bundle = open_bundle()
 cohort = read_json(bundle, "cohort/summary.json")
@@ -129,18 +129,9 @@ figure_from_images(bundle, gallery)
 #| echo: false
 assessments = bundle.read_table("reader_assessments")
 t2 = table2(assessments, mixed_models=False)
-mixed_path = "analysis/table2_mixed.csv"
-assessed = bundle.record("tables/reader_assessments.parquet").sha256
-if bundle.stages.get("analyse", {}).get("inputs", {}).get("tables/reader_assessments.parquet") != assessed:
-    raise RuntimeError(f"{bundle.root / mixed_path} is missing or older than the reader assessments; "
-                       "rerun the analysis stage")
-if mixed_path not in bundle.files:
-    raise RuntimeError(f"{bundle.root} was analysed without Table 2's mixed-effects models (`gvr analyse "
-                       "--no-mixed-models`); the manuscript reports their P values: run `gvr analyse --force` "
-                       "with R installed (`make setup` installs it)")
-mixed = pd.read_csv(bundle.verify_file(mixed_path))
+mixed = table2_mixed(bundle)
 p_note = ("The P value (mixed-effects logistic regression, Wald test of the model term, from "
-          f"{mixed_path}) for the correct versus overfitted difference was "
+          f"{MIXED_TABLE}) for the correct versus overfitted difference was "
           + ", ".join(f"{fmt_p(r.p_value)} for {r.feature.replace('_', ' ')}" if np.isfinite(r.p_value)
                       else f"not estimable for {r.feature.replace('_', ' ')}" for r in mixed.itertuples()) + ".")
 if "caution" in mixed.columns:  # lme4's messages and what they mean for each P value

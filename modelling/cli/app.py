@@ -405,8 +405,9 @@ def explain(
         "output_index (default: the model file's name with .yaml).")),
     method: str = typer.Option("direct", help="direct (through the image model) or surrogate (a ridge fit to it)."),
     name: Optional[str] = typer.Option(None, help="The image model's name in the bundle (default: the file's stem)."),
-    margin: float = typer.Option(0.05, min=0.0, help=(
-        "How far past the threshold to move, on the log or logit scale (8-bit storage can undo a bare crossing).")),
+    margin: Optional[float] = typer.Option(None, min=0.0, help=(
+        "How far past the threshold to move, on the log or logit scale (8-bit storage can undo a bare crossing; "
+        "default 0.05).")),
     force: bool = typer.Option(False, help="Redo even when the explanations are current."),
 ) -> None:
     """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index.
@@ -424,7 +425,7 @@ def explain(
     only_for_image_models = [flag for flag, given in (("--method", method != "direct"), ("--name", name is not None),
                                                       ("--weights", weights is not None),
                                                       ("--image-model-spec", image_model_spec is not None),
-                                                      ("--margin", margin != 0.05)) if given]
+                                                      ("--margin", margin is not None)) if given]
     if only_for_image_models:
         _fail(f"{', '.join(only_for_image_models)} apply to --image-model or --image-model-factory only; the "
               "study's own GVRs take their settings from the config (gvr: in the profile)")
@@ -478,7 +479,7 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
             _fail(f"--name must be letters, digits, '.', '_' or '-'; got {label!r}")
         cfg = _study_config(config, bundle)
         built, info = build_image_rationales(cfg, bundle, model, spec, name=label, method=method, model_bytes=data,
-                                             margin=margin, force=force)
+                                             force=force, **({} if margin is None else {"margin": margin}))
     except (ImageModelError, ConfigError, ValueError) as exc:
         _fail(str(exc))
     import json

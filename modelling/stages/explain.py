@@ -155,7 +155,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
     g, threshold = config.gvr, config.cohort.bnp_threshold_ng_l
     rows, skipped = [], []
 
-    def run(model_id, predictor, image_ids, kind, target, covariance):
+    def run(model_id, score, image_ids, kind, target, covariance):
         if not image_ids:
             return
         original = pixels[[position[i] for i in image_ids]]
@@ -167,7 +167,6 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         if bad:
             raise ValueError(f"latent codes with NaN or infinite values for radiograph(s) {', '.join(bad)}")
         direction = "down" if kind == "gvr" else "up"
-        score = scorer(predictor, reencode=g.reencode, encoder=encoder, decoder=decoder)
         path = move_sharded(z0, decoder, score,
                             target_log_bnp=aim(np.log(target), direction, g.margin), direction=direction,
                             step_size=g.step_size,
@@ -227,12 +226,12 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         for i, b in zip(chosen, start):
             if b < threshold:
                 skipped.append({"model_id": model_id, "image_id": i, "predicted_bnp_ng_l": float(b), "reason": why})
-        run(model_id, predictor, [i for i in chosen if i not in below], "gvr", threshold, covariance)
+        run(model_id, score, [i for i in chosen if i not in below], "gvr", threshold, covariance)
         if inverse_per_model and not images:
             low = _select(predictions, model_id, above=False, threshold=threshold, n=inverse_per_model,
                           seed=config.seed, selection=g.selection)
             for target in g.inverse_targets_ng_l:
-                run(model_id, predictor, low, "inverse", target, covariance)
+                run(model_id, score, low, "inverse", target, covariance)
     if stage is None:
         return {}
     index_table = pd.DataFrame(rows, columns=["gvr_id", "image_id", "model_id", "regime", "kind", "target_bnp_ng_l",
