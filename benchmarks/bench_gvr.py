@@ -75,7 +75,8 @@ def main() -> None:
                        decoder=decoder)
         path = move(start, decoder, score, target_log_bnp=aim(np.log(cfg.cohort.bnp_threshold_ng_l), "down", g.margin),
                     direction="down", step_size=g.step_size, max_steps=g.max_steps,
-                    similarity_weight=g.similarity_weight, frames=g.movie_frames, covariance=covariance)
+                    similarity_weight=g.similarity_weight,
+                    sparse_steps=g.sparse_steps, frames=g.movie_frames, covariance=covariance)
         moves = time.perf_counter() - t0
         t0 = time.perf_counter()
         _, info = build_explanations(cfg, work, force=True)

@@ -81,7 +81,7 @@ def probe(root, config, random: int = 0) -> list[dict]:
             path = move(z0, decoder, scorer(predictor, reencode=True, encoder=encoder, decoder=decoder),
                         target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
                         direction="down", step_size=g.step_size, max_steps=g.max_steps,
-                        similarity_weight=g.similarity_weight, frames=2,
+                        similarity_weight=g.similarity_weight, sparse_steps=g.sparse_steps, frames=2,
                         covariance=covariance if how == "pattern" else None)
             diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
             change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0

@@ -240,9 +240,14 @@ class GvrConfig:
     #: How far past each target a move aims, in log BNP, so that the reconstruction as stored (8-bit)
     #: and encoded again stays across the threshold; 0 lands just past it.
     margin: float = 0.0
+    #: After a move crosses its target, Adam steps that shrink the change's mean absolute size in pixels
+    #: while the prediction stays past the target (the L1 proximity of counterfactual explanations,
+    #: Wachter et al. 2018; :func:`modelling.explain.gvr.move`); 0, the paper's, keeps the first code past it.
+    sparse_steps: int = 0
 
     def __post_init__(self):
         _check(self.step_size > 0, "gvr.step_size", "must be positive")
+        _check(self.sparse_steps >= 0, "gvr.sparse_steps", "must not be negative")
         _check_choice(self.move, MOVES, "gvr.move")
         _check_choice(self.selection, ("highest", "random"), "gvr.selection")
         _check(self.max_steps >= 1, "gvr.max_steps", "must be at least 1")

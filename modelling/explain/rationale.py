@@ -194,7 +194,7 @@ class GenerativeRationale:
     def attribute(self, inputs: torch.Tensor, target: int = 0, *, threshold: float, direction: str = "down",
                   method: str = "direct", surrogate: Surrogate | None = None, covariance: np.ndarray | None = None,
                   step_size: float = 0.01, max_steps: int = 200, similarity_weight: float = 1.0,
-                  margin: float = 0.0, return_path: bool = False):
+                  margin: float = 0.0, sparse_steps: int = 0, return_path: bool = False):
         """Move each input's latent code until the model's decision changes; the attribution is
         ``prepare(diseased) - prepare(healthy)`` with the inputs' shape (what the model's decision
         needed to lose).
@@ -216,6 +216,9 @@ class GenerativeRationale:
         margin : float
             How far past the threshold to move, on the score scale (log BNP or logit): the path lands
             just past its target, and storing the images in 8 bits can carry them back across it.
+        sparse_steps : int
+            Steps that then shrink the change while the decision stays changed
+            (:func:`modelling.explain.gvr.move`); 0 keeps the first code past the threshold.
         return_path : bool
             Also return a :class:`RationalePath`.
         """
@@ -230,7 +233,8 @@ class GenerativeRationale:
             codes = self.encoder(self._to_generator(inputs.float(), self._generator_size())).float().cpu().numpy()
         attributions, path = explain_codes(codes, self.decoder, self.model, spec, direction=direction, method=method,
                                            surrogate=surrogate, covariance=covariance, step_size=step_size,
-                                           max_steps=max_steps, similarity_weight=similarity_weight, margin=margin)
+                                           max_steps=max_steps, similarity_weight=similarity_weight, margin=margin,
+                                           sparse_steps=sparse_steps)
         return (attributions, path) if return_path else attributions
 
     def _generator_size(self) -> int:
@@ -249,7 +253,7 @@ class GenerativeRationale:
 def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec: ImageModelSpec, *,
                   direction: str = "down", method: str = "direct", surrogate: Surrogate | None = None,
                   covariance: np.ndarray | None = None, step_size: float = 0.01, max_steps: int = 200,
-                  similarity_weight: float = 1.0, margin: float = 0.0, frames: int = 2,
+                  similarity_weight: float = 1.0, margin: float = 0.0, frames: int = 2, sparse_steps: int = 0,
                   desc: str | None = None) -> tuple[torch.Tensor, RationalePath]:
     """:meth:`GenerativeRationale.attribute` from latent codes already encoded (a study bundle's).
 
@@ -266,17 +270,18 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
     with frozen(model, decoder):  # scored in eval mode throughout, and handed back as it came
         return _explain_codes(model, codes, decoder, spec, method=method, surrogate=surrogate, direction=direction,
                               covariance=covariance, step_size=step_size, max_steps=max_steps,
-                              similarity_weight=similarity_weight, margin=margin, frames=frames, desc=desc)
+                              similarity_weight=similarity_weight, margin=margin, frames=frames,
+                              sparse_steps=sparse_steps, desc=desc)
 
 
 def _explain_codes(model, codes, decoder, spec, *, method, surrogate, direction, covariance, step_size, max_steps,
-                   similarity_weight, margin, frames, desc) -> tuple[torch.Tensor, RationalePath]:
+                   similarity_weight, margin, frames, sparse_steps, desc) -> tuple[torch.Tensor, RationalePath]:
     check(model, spec, needs_gradients=method == "direct")
     predictor = LatentImageModel(decoder, model, spec) if method == "direct" else surrogate.predictor
     aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin
     path = move(np.asarray(codes, np.float32), decoder, predictor, target_log_bnp=aim, direction=direction,
                 step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight, frames=frames,
-                covariance=covariance, desc=desc)
+                covariance=covariance, sparse_steps=sparse_steps, desc=desc)
     # the model judges the reconstructions as they are stored: 8-bit images
     diseased_u8, healthy_u8 = decode(decoder, path.start), decode(decoder, path.end)
     with torch.no_grad():

@@ -170,7 +170,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         path = move_sharded(z0, decoder, score,
                             target_log_bnp=aim(np.log(target), direction, g.margin), direction=direction,
                             step_size=g.step_size,
-                            max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=g.movie_frames,
+                            max_steps=g.max_steps, similarity_weight=g.similarity_weight,
+                            sparse_steps=g.sparse_steps, frames=g.movie_frames,
                             covariance=covariance,
                             desc=f"{model_id}: moving codes" + ("" if kind == "gvr" else f" to {target:g} ng/L"))
         if stage is None:  # another rank under torchrun: it moved its share; rank 0 writes

@@ -124,7 +124,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
         cov = covariance if how == "pattern" else None
         path = move(z0, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
                     target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
-                    max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
+                    max_steps=g.max_steps, similarity_weight=g.similarity_weight,
+                    sparse_steps=g.sparse_steps, frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
         r = pixel_correlation(change, truth.change)
@@ -145,7 +146,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     fake = scorer(randomised(predictor, codes, seed=config.seed), reencode=g.reencode, encoder=encoder, decoder=decoder)
     cov = covariance if g.move == "pattern" else None
     path = move(z0, decoder, fake, target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
-                max_steps=g.max_steps, similarity_weight=g.similarity_weight, frames=2, covariance=cov)
+                max_steps=g.max_steps, similarity_weight=g.similarity_weight,
+                sparse_steps=g.sparse_steps, frames=2, covariance=cov)
     moved = path.steps > 0
     change = (decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)) / 255.0
     mprt = {"radiographs": int(len(z0)), "moved": int(moved.sum()),

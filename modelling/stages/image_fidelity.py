@@ -90,7 +90,7 @@ def _latent_gvr_changes(bundle: Bundle, config: StudyConfig, image_ids: list[str
                    decoder=decoder)
     path = move(codes, decoder, score, target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
                 direction="down", step_size=g.step_size, max_steps=g.max_steps,
-                similarity_weight=g.similarity_weight, frames=2, covariance=covariance)
+                similarity_weight=g.similarity_weight, sparse_steps=g.sparse_steps, frames=2, covariance=covariance)
     # as the stored PNGs: 8-bit levels, then the difference in 0-255 units
     return decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)
 

@@ -233,3 +233,42 @@ def test_a_movie_shows_the_change_growing():
     grey = np.repeat(reference[..., None], 3, axis=-1).astype(int)
     tint = [int(np.abs(frame[2:8, 2:8].astype(int) - grey[2:8, 2:8]).sum()) for frame in shown[:3]]
     assert tint[0] == 0 and 0 < tint[1] < tint[2]
+
+
+def test_sparse_steps_shift_the_change_onto_what_is_small_in_pixels():
+    """log BNP follows the heart (z[0]) and a corner marker (z[1]) equally, and the pattern move (identity
+    covariance) takes both down together, so the large disc carries most of the change. The sparse phase
+    (``sparse_steps``; Wachter et al.'s L1 proximity) looks for the change smallest in pixels that still
+    crosses the target: the marker, about twenty times cheaper per unit of prediction. Its GVR must still
+    reach the target, with a change no larger than the move's and mostly on the marker."""
+    decoder = ToyDecoder()
+    w = torch.zeros(4)
+    w[:2] = 1.0
+    predictor = LinearPredictor(w, 5.0)
+    start = np.array([[1.2, 1.0, 0.0, 0.0], [0.8, 1.5, 0.0, 0.0]], np.float32)  # log BNP 7.2 and 7.3
+    g = (np.arange(SIZE) + 0.5) / SIZE * 2 - 1
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    marker = (xx + 0.7) ** 2 + (yy + 0.7) ** 2 < 0.02 * 9
+    result = {}
+    for steps in (0, 300):
+        path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                    covariance=np.eye(4), sparse_steps=steps, step_size=0.05)
+        assert path.reached.all() and (path.end_log_bnp < np.log(100)).all()
+        with torch.no_grad():
+            change = np.abs(decoder(torch.from_numpy(path.start)) - decoder(torch.from_numpy(path.end)))[:, 0].numpy()
+        result[steps] = (change[:, marker].sum(axis=1) / change.sum(axis=(1, 2)), change.mean(axis=(1, 2)), path)
+    share, size, path = result[300]
+    assert (result[0][0] < 0.5).all()  # the move alone: mostly the heart
+    assert (share > 0.9).all()
+    assert (size <= result[0][1] + 1e-7).all()
+    np.testing.assert_allclose(path.frames[-1], path.end)
+    assert (path.end[:, 0] > result[0][2].end[:, 0]).all()  # the heart is given back
+
+
+def test_sparse_steps_leave_a_code_that_started_past_its_target_alone():
+    decoder, predictor = heart_only()
+    start = np.array([[-1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], np.float32)  # log BNP 3 (healthy) and 7
+    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                sparse_steps=20)
+    np.testing.assert_array_equal(path.end[0], start[0])
+    assert path.steps.tolist()[0] == 0 and path.reached.all()
