@@ -248,6 +248,10 @@ class GvrConfig:
     def __post_init__(self):
         _check(self.step_size > 0, "gvr.step_size", "must be positive")
         _check(self.sparse_steps >= 0, "gvr.sparse_steps", "must not be negative")
+        # measured on the default study: shrinking a move scored on the code alone finds codes the
+        # predictor reads low that decode to nearly the same picture (benchmarks/RESULTS.md)
+        _check(self.sparse_steps == 0 or self.reencode, "gvr.sparse_steps",
+               "needs gvr.reencode: true (shrinking a move scored on the code finds changes the decoder does not draw)")
         _check_choice(self.move, MOVES, "gvr.move")
         _check_choice(self.selection, ("highest", "random"), "gvr.selection")
         _check(self.max_steps >= 1, "gvr.max_steps", "must be at least 1")

@@ -52,8 +52,10 @@ if config:
         + (", lowering what the model says of the decoded picture, predictor(encoder(decoder(z))) "
            "(`gvr.reencode: true`, as Latent Shift does; the paper lowered the predictor's output on the code)"
            if config["gvr"].get("reencode") else ", lowering the predictor's output on the code (the paper's)")
-        + (f", aiming {config['gvr']['margin']:g} log BNP past the target." if config["gvr"].get("margin")
-           else ".")))
+        + (f", aiming {config['gvr']['margin']:g} log BNP past the target" if config["gvr"].get("margin") else "")
+        + (f"; then {config['gvr']['sparse_steps']} steps shrink each change in pixels while the prediction stays "
+           "past the target (`gvr.sparse_steps`; Wachter et al. 2018's L1 proximity, not in the paper)."
+           if config["gvr"].get("sparse_steps") else ".")))
 if not has_truth:
     display(Markdown("This bundle has no ground truth (real data, or the fidelity stage has not run): "
                      "nothing on this page can be measured."))

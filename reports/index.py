@@ -44,6 +44,8 @@ if "config.yaml" in bundle.files:
                              "covariance) instead of the gradient"),
         (study["gvr"].get("reencode", False), "each move lowers what the model says of the decoded picture, "
                                               "encoded again, instead of the predictor's output on the code"),
+        (bool(study["gvr"].get("sparse_steps")), "each change is then shrunk in pixels while the prediction "
+                                                 "stays past the target (`gvr.sparse_steps`)"),
         ) if differs]
     display(Markdown(
         f"Profile `{study['profile']}`: " + ("the paper's method." if not differs else

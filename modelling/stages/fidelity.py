@@ -97,7 +97,19 @@ def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool]]:
     g = config.gvr
     wanted = [(g.move, g.reencode), ("gradient", False), *((how, False) for how in MOVES), (g.move, not g.reencode)]
     unique = list(dict.fromkeys(wanted))
-    return [(how + (", re-encoded" if reencode else ""), how, reencode) for how, reencode in unique]
+    return [(move_label(how, reencode, _sparse_steps(g, reencode)), how, reencode) for how, reencode in unique]
+
+
+def move_label(how: str, reencode: bool, sparse_steps: int) -> str:
+    """A move's name in the summary: its direction, whether re-encoded, whether its change was shrunk."""
+    return how + (", re-encoded" if reencode else "") + (", sparse" if sparse_steps else "")
+
+
+def _sparse_steps(g, reencode: bool) -> int:
+    """``gvr.sparse_steps`` for a move scored re-encoded; none for one scored on the code, where shrinking
+    the change finds codes the predictor reads low and the decoder draws barely changed (the config refuses
+    that pairing for the bundle's own move)."""
+    return g.sparse_steps if reencode else 0
 
 
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
@@ -125,7 +137,7 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
         path = move(z0, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
                     target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
                     max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                    sparse_steps=g.sparse_steps, frames=2, covariance=cov)
+                    sparse_steps=_sparse_steps(g, reencode), frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
         r = pixel_correlation(change, truth.change)
@@ -433,7 +445,7 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
             "GVR's change the interventions' maps explain (R^2 of a fit through the origin, against the change's "
             "uncentred sum of squares), without and with the positioning map"),
     })
-    summary["move"] = config.gvr.move + (", re-encoded" if config.gvr.reencode else "")
+    summary["move"] = move_label(config.gvr.move, config.gvr.reencode, config.gvr.sparse_steps)
     stage.write_json("fidelity/summary.json", summary)
     return summary
 

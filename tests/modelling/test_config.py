@@ -91,6 +91,7 @@ def test_unknown_top_level_key(tmp_path):
         ("shortcuts", "seeds", 0, "shortcuts.seeds: must be at least 1"),
         ("gvr", "margin", -0.1, "gvr.margin: must lie in"),
         ("gvr", "reencode", "yes", "gvr.reencode: must be true or false"),
+        ("gvr", "sparse_steps", -1, "gvr.sparse_steps: must not be negative"),
         ("image_model", "architecture", "vgg16", "image_model.architecture: must be one of 'densenet121', 'resnet18'"),
         ("image_model", "width", 0.0, "image_model.width: must be in (0, 4]"),
         ("shortcuts", "strengths", [0.0, 1.2], "shortcuts.strengths: must list shares from 0 to 1; got"),
@@ -101,6 +102,15 @@ def test_mistyped_or_out_of_range_values(tmp_path, section, key, value, message)
     data = base()
     data[section][key] = value
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        load_config(write(tmp_path, data))
+
+
+def test_sparse_steps_need_a_reencoded_move(tmp_path):
+    data = base()
+    data["gvr"] |= {"sparse_steps": 10, "reencode": True}
+    assert load_config(write(tmp_path, data)).gvr.sparse_steps == 10
+    data["gvr"]["reencode"] = False
+    with pytest.raises(ConfigError, match=r"gvr\.sparse_steps: needs gvr\.reencode: true"):
         load_config(write(tmp_path, data))
 
 

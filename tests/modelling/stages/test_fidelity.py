@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import numpy as np
@@ -198,6 +200,11 @@ def test_the_compared_moves_are_the_bundles_own_first_then_the_papers_and_each_o
         "pattern, re-encoded", "gradient", "pattern"]
     assert [label for label, _, _ in compared_moves(load_config("paper"))] == [
         "gradient", "pattern", "gradient, re-encoded"]
+    # shrinking the change is for the re-encoded move only (a move scored on the code would find
+    # changes the decoder does not draw)
+    default = load_config("default")
+    sparse = dataclasses.replace(default, gvr=dataclasses.replace(default.gvr, sparse_steps=5))
+    assert [label for label, _, _ in compared_moves(sparse)] == ["pattern, re-encoded, sparse", "gradient", "pattern"]
 
 
 def test_the_measures_ceiling_is_taken_on_the_phantoms_own_counterfactuals(measured):
