@@ -81,7 +81,6 @@ def gvr_fidelity(bundle: Bundle, config, model_id: str = "mlp-correct") -> dict:
     for how, cov in (("gradient", None), ("pattern", training_covariance(bundle, model_id))):
         path = move(z0, decoder, predictor, target_log_bnp=np.log(config.cohort.bnp_threshold_ng_l), direction="down",
                     step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                    sparse_steps=g.sparse_steps,
                     covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         r = pixel_correlation(diseased.astype(np.float32) - healthy.astype(np.float32), truth.change)

@@ -262,6 +262,15 @@ class GvrConfig:
         _check(self.movie_frames >= 2, "gvr.movie_frames", "must be at least 2")
 
 
+def gvr_key(g: GvrConfig) -> dict:
+    """The GVR settings as a stage's cache key: ``sparse_steps`` only when it is used, so that a bundle made
+    before the option existed stays current (its moves are the same)."""
+    key = dataclasses.asdict(g)
+    if not key["sparse_steps"]:
+        del key["sparse_steps"]
+    return key
+
+
 @dataclass(frozen=True)
 class ReadersConfig:
     """The reader study: packets per model, rounds, readers and features scored."""

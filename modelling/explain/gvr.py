@@ -139,8 +139,9 @@ def move(
     sparse_steps : int
         After a code reaches its target, this many Adam steps (learning rate `step_size`) that shrink
         the mean absolute change of the decoded image while the prediction stays past the target
-        (:func:`_sparsen`); 0, the paper's move, keeps the first code past the target. The last frame is
-        then the code kept.
+        (:func:`_sparsen`); 0, the paper's move, keeps the first code past the target. The frames run
+        to where the move crossed, and the last is the code kept: a movie's change grows, then shrinks
+        to the shortened one.
     desc : str, optional
         Report progress under this name, counting codes as they reach the target (a long move, such as
         one through a user's image model, otherwise runs silent).

@@ -218,7 +218,8 @@ class GenerativeRationale:
             just past its target, and storing the images in 8 bits can carry them back across it.
         sparse_steps : int
             Steps that then shrink the change while the decision stays changed
-            (:func:`modelling.explain.gvr.move`); 0 keeps the first code past the threshold.
+            (:func:`modelling.explain.gvr.move`); 0 keeps the first code past the threshold. Direct
+            moves only: the model reads the decoded picture, as a re-encoded latent move does.
         return_path : bool
             Also return a :class:`RationalePath`.
         """
@@ -267,6 +268,9 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
         raise ValueError("method 'surrogate' needs surrogate= (fit_surrogate on scored radiographs' codes)")
     if margin < 0:
         raise ValueError(f"margin must not be negative; got {margin}")
+    if sparse_steps and method == "surrogate":
+        raise ValueError("sparse_steps needs method 'direct': a surrogate scores the code, and shrinking its change "
+                         "finds codes it reads low whose pictures barely change")
     with frozen(model, decoder):  # scored in eval mode throughout, and handed back as it came
         return _explain_codes(model, codes, decoder, spec, method=method, surrogate=surrogate, direction=direction,
                               covariance=covariance, step_size=step_size, max_steps=max_steps,

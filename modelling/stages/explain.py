@@ -13,7 +13,6 @@ and ``gvr/skipped.csv``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 import torch
 
 from data_schema import Bundle, Stage
-from modelling.config import StudyConfig
+from modelling.config import StudyConfig, gvr_key
 from modelling.explain.gvr import aim, move, overlay, scorer
 from modelling.explain.movies import movie, movie_frames
 from modelling.nets.training import decode, device_for
@@ -249,7 +248,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
 
 
 def stage_config(config: StudyConfig, model_ids, images) -> dict:
-    return {"gvr": dataclasses.asdict(config.gvr), "per_model": config.readers.per_model,
+    return {"gvr": gvr_key(config.gvr), "per_model": config.readers.per_model,
             "threshold": config.cohort.bnp_threshold_ng_l, "models": model_ids, "images": images}
 
 

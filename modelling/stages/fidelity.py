@@ -45,7 +45,7 @@ from modelling.cohort.counterfactual import (
     true_change,
 )
 from modelling.cohort.effusion import effused_side_height
-from modelling.config import MOVES, StudyConfig
+from modelling.config import MOVES, StudyConfig, gvr_key
 from modelling.explain.faithfulness import pixel_correlation
 from modelling.explain.fidelity import (
     decompose,
@@ -90,26 +90,23 @@ def _valid(predictor, encoder, diseased: np.ndarray, healthy: np.ndarray, target
     return (_predict(predictor, encode(encoder, diseased)) >= target) & (_predict(predictor, encode(encoder, healthy)) < target)
 
 
-def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool]]:
-    """The moves the fidelity stage compares on the same radiographs, as (label, move, reencode): the
-    bundle's own; the paper's (gradient steps on the code); both moves (:data:`MOVES`) on the code; and
-    the bundle's own move scored the other way (``gvr.reencode``). Each once, the bundle's first."""
+def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool, int]]:
+    """The moves the fidelity stage compares on the same radiographs, as (label, move, reencode,
+    sparse_steps): the bundle's own; with ``gvr.sparse_steps``, the same move without them; the paper's
+    (gradient steps on the code); both moves (:data:`MOVES`) on the code; and the bundle's own move scored
+    the other way (``gvr.reencode``). Each once, the bundle's first. Only the bundle's own re-encoded move
+    is shortened: shrinking a move scored on the code finds codes the predictor reads low whose pictures
+    barely change (the config refuses that pairing)."""
     g = config.gvr
-    wanted = [(g.move, g.reencode), ("gradient", False), *((how, False) for how in MOVES), (g.move, not g.reencode)]
+    wanted = [(g.move, g.reencode, g.sparse_steps), (g.move, g.reencode, 0), ("gradient", False, 0),
+              *((how, False, 0) for how in MOVES), (g.move, not g.reencode, 0)]
     unique = list(dict.fromkeys(wanted))
-    return [(move_label(how, reencode, _sparse_steps(g, reencode)), how, reencode) for how, reencode in unique]
+    return [(move_label(how, reencode, sparse), how, reencode, sparse) for how, reencode, sparse in unique]
 
 
 def move_label(how: str, reencode: bool, sparse_steps: int) -> str:
     """A move's name in the summary: its direction, whether re-encoded, whether its change was shrunk."""
     return how + (", re-encoded" if reencode else "") + (", sparse" if sparse_steps else "")
-
-
-def _sparse_steps(g, reencode: bool) -> int:
-    """``gvr.sparse_steps`` for a move scored re-encoded; none for one scored on the code, where shrinking
-    the change finds codes the predictor reads low and the decoder draws barely changed (the config refuses
-    that pairing for the bundle's own move)."""
-    return g.sparse_steps if reencode else 0
 
 
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
@@ -132,12 +129,12 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     cardiomegaly = facts["cardiothoracic_ratio"].to_numpy() > 0.5
     effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
     out = {}
-    for label, how, reencode in compared_moves(config):
+    for label, how, reencode, sparse in compared_moves(config):
         cov = covariance if how == "pattern" else None
         path = move(z0, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
                     target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
                     max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                    sparse_steps=_sparse_steps(g, reencode), frames=2, covariance=cov)
+                    sparse_steps=sparse, frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
         r = pixel_correlation(change, truth.change)
@@ -462,7 +459,7 @@ def build_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bu
     inputs += sorted({f"checkpoints/{m}.pt" for m in index["model_id"].unique()})
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_fidelity(st, config)),
-                     config={"interventions": INTERVENTIONS, "gvr": dataclasses.asdict(config.gvr),
+                     config={"interventions": INTERVENTIONS, "gvr": gvr_key(config.gvr),
                              "measures_version": MEASURES_VERSION}, seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None

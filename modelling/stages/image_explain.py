@@ -24,7 +24,7 @@ import torch
 
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
-from modelling.config import StudyConfig
+from modelling.config import StudyConfig, gvr_key
 from modelling.explain.frozen import frozen
 from modelling.explain.gvr import overlay
 from modelling.explain.image_model import ImageModelError, ImageModelSpec, check, scores
@@ -99,7 +99,7 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
                                            covariance=covariance, step_size=g.step_size, max_steps=g.max_steps,
                                            similarity_weight=g.similarity_weight, margin=margin,
-                                           sparse_steps=g.sparse_steps, desc=f"{name}: moving codes ({method})")
+                                           sparse_steps=g.sparse_steps if method == "direct" else 0, desc=f"{name}: moving codes ({method})")
         d8, h8 = path.diseased_images, path.healthy_images
         for k, i in enumerate(chosen):
             image_id = radiographs["image_id"].iloc[i]
@@ -154,7 +154,7 @@ def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec
         raise ValueError(f"{bundle.root}: no decoder yet; run `gvr train` first")
     sha = sha256_bytes(model_bytes)
     key = {"model_sha256": sha, "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "source"},
-           "method": method, "gvr": dataclasses.asdict(config.gvr), "per_model": config.readers.per_model,
+           "method": method, "gvr": gvr_key(config.gvr), "per_model": config.readers.per_model,
            "margin": margin}
     inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/latents_index.parquet",
               "arrays/latents.npy", "checkpoints/decoder.pt"]

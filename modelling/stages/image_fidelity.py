@@ -31,7 +31,7 @@ from torch import nn
 from data_schema import Bundle, Stage
 from modelling.cohort.counterfactual import true_change
 from modelling.cohort.pairing import generative_training_mask
-from modelling.config import StudyConfig
+from modelling.config import StudyConfig, gvr_key
 from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
 from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driving_masks, pixel_correlation, table_row
@@ -234,7 +234,7 @@ def build_image_fidelity(config: StudyConfig, out, *, force: bool = False) -> tu
               "arrays/latents.npy", *(p for p in ("tables/gvr_index.parquet", DECODER_SAMPLES) if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_image_fidelity(st, config)),
-                     config={"image_model": dataclasses.asdict(config.image_model), "gvr": dataclasses.asdict(config.gvr),
+                     config={"image_model": dataclasses.asdict(config.image_model), "gvr": gvr_key(config.gvr),
                              "methods": list(METHODS), "measures_version": MEASURES_VERSION,
                              "realism_version": REALISM_VERSION},
                      seed=config.seed, inputs=inputs, force=force)

@@ -14,6 +14,7 @@ from modelling.config import (
     StudyConfig,
     config_from_dict,
     config_to_dict,
+    gvr_key,
     load_config,
 )
 
@@ -112,6 +113,13 @@ def test_sparse_steps_need_a_reencoded_move(tmp_path):
     data["gvr"]["reencode"] = False
     with pytest.raises(ConfigError, match=r"gvr\.sparse_steps: needs gvr\.reencode: true"):
         load_config(write(tmp_path, data))
+
+
+def test_a_stage_key_names_sparse_steps_only_when_they_are_used():
+    """Bundles made before gvr.sparse_steps existed moved their GVRs as 0 steps do, and stay current."""
+    g = load_config("default").gvr
+    assert "sparse_steps" not in gvr_key(g) and gvr_key(g)["move"] == g.move
+    assert gvr_key(dataclasses.replace(g, sparse_steps=3))["sparse_steps"] == 3
 
 
 def test_image_size_must_suit_the_dcgan_layout(tmp_path):

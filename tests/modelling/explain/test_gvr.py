@@ -265,10 +265,23 @@ def test_sparse_steps_shift_the_change_onto_what_is_small_in_pixels():
     assert (path.end[:, 0] > result[0][2].end[:, 0]).all()  # the heart is given back
 
 
-def test_sparse_steps_leave_a_code_that_started_past_its_target_alone():
-    decoder, predictor = heart_only()
-    start = np.array([[-1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], np.float32)  # log BNP 3 (healthy) and 7
-    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
-                sparse_steps=20)
-    np.testing.assert_array_equal(path.end[0], start[0])
-    assert path.steps.tolist()[0] == 0 and path.reached.all()
+def test_sparse_steps_shrink_an_inverse_gvr_too_and_keep_it_past_its_target():
+    """Upward (an inverse GVR): the penalty holds the prediction at or above the target while the change
+    shrinks; a code that started at its target is not moved."""
+    decoder = ToyDecoder()
+    w = torch.zeros(4)
+    w[:2] = 1.0
+    predictor = LinearPredictor(w, 5.0)
+    start = np.array([[-1.0, -1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]], np.float32)  # log BNP 3 and 7
+    target = np.log(1000.0)  # 6.9: the second code is there already
+    plain = move(start, decoder, predictor, target_log_bnp=target, direction="up", max_steps=500,
+                 covariance=np.eye(4), step_size=0.05)
+    sparse = move(start, decoder, predictor, target_log_bnp=target, direction="up", max_steps=500,
+                  covariance=np.eye(4), step_size=0.05, sparse_steps=300)
+    assert sparse.reached.all() and sparse.end_log_bnp[0] >= target
+    np.testing.assert_array_equal(sparse.end[1], start[1])
+    with torch.no_grad():
+        size = [float((decoder(torch.from_numpy(p.end[:1])) - decoder(torch.from_numpy(start[:1]))).abs().mean())
+                for p in (plain, sparse)]
+    assert size[1] < 0.5 * size[0]
+    assert sparse.end[0, 1] - start[0, 1] > sparse.end[0, 0] - start[0, 0]  # the marker grows more than the heart

@@ -99,6 +99,11 @@ def test_surrogate_method_with_a_faithful_surrogate_is_valid():
         x, threshold=THRESHOLD, method="surrogate", surrogate=surrogate, step_size=0.05, max_steps=400,
         margin=0.1, return_path=True)
     assert path.valid.all()
+    # shrinking a move along the surrogate, which scores the code, is refused: it would find codes the
+    # surrogate reads low whose pictures barely change
+    with pytest.raises(ValueError, match="sparse_steps needs method 'direct'"):
+        GenerativeRationale(model, decoder, ToyEncoder()).attribute(
+            x, threshold=THRESHOLD, method="surrogate", surrogate=surrogate, sparse_steps=10)
 
 
 # ---- loading and refusals ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from modelling.cohort import phantom
 from modelling.cohort.counterfactual import disease_removed
 from modelling.config import load_config
 from modelling.stages.artifacts import load_render_params
-from modelling.stages.fidelity import build_fidelity, compared_moves, reliance_table, summarise
+from modelling.stages.fidelity import build_fidelity, compared_moves, move_label, reliance_table, summarise
 from tests.conftest import copy_bundle
 
 
@@ -87,9 +87,9 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
         assert check["radiographs"] == summary["models"][model_id]["gvrs"] and 0 <= check["moved"] <= check["radiographs"]
     config = load_config("tiny")
     g = config.gvr
-    labels = [label for label, _, _ in compared_moves(config)]
-    assert labels[0] == summary["move"] == g.move + (", re-encoded" if g.reencode else "")
-    assert {(how, reencode) for _, how, reencode in compared_moves(config)} == {
+    labels = [label for label, *_ in compared_moves(config)]
+    assert labels[0] == summary["move"] == move_label(g.move, g.reencode, g.sparse_steps)
+    assert {(how, reencode) for _, how, reencode, _ in compared_moves(config)} == {
         (g.move, g.reencode), ("gradient", False), ("pattern", False), (g.move, not g.reencode)}
     assert len(labels) == len(set(labels))
     for model_id, by_move in summary["moves_compared"].items():
@@ -196,15 +196,16 @@ def test_a_gvr_is_valid_when_the_model_reads_its_stored_reconstructions_on_eithe
 
 
 def test_the_compared_moves_are_the_bundles_own_first_then_the_papers_and_each_once():
-    assert [label for label, _, _ in compared_moves(load_config("default"))] == [
+    assert [label for label, *_ in compared_moves(load_config("default"))] == [
         "pattern, re-encoded", "gradient", "pattern"]
-    assert [label for label, _, _ in compared_moves(load_config("paper"))] == [
+    assert [label for label, *_ in compared_moves(load_config("paper"))] == [
         "gradient", "pattern", "gradient, re-encoded"]
-    # shrinking the change is for the re-encoded move only (a move scored on the code would find
-    # changes the decoder does not draw)
+    # shrinking the change is for the bundle's own re-encoded move only (a move scored on the code would
+    # find changes the decoder does not draw), shown beside the same move unshrunk
     default = load_config("default")
     sparse = dataclasses.replace(default, gvr=dataclasses.replace(default.gvr, sparse_steps=5))
-    assert [label for label, _, _ in compared_moves(sparse)] == ["pattern, re-encoded, sparse", "gradient", "pattern"]
+    assert [(label, steps) for label, _, _, steps in compared_moves(sparse)] == [
+        ("pattern, re-encoded, sparse", 5), ("pattern, re-encoded", 0), ("gradient", 0), ("pattern", 0)]
 
 
 def test_the_measures_ceiling_is_taken_on_the_phantoms_own_counterfactuals(measured):
