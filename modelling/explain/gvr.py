@@ -75,7 +75,11 @@ class Reencoded(nn.Module):
         self.predictor, self.encoder, self.decoder = predictor, encoder, decoder
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.encoder(self.decoder(z)).float())
+        return self.reads(self.decoder(z))
+
+    def reads(self, picture: torch.Tensor) -> torch.Tensor:
+        """What the model says of a picture the decoder drew (one decoding serves the move's change too)."""
+        return self.predictor(self.encoder(picture).float())
 
 
 def scorer(predictor: nn.Module, *, reencode: bool, encoder: nn.Module | None = None,
@@ -257,8 +261,10 @@ def _sparsen(z: torch.Tensor, reference: torch.Tensor, decoder, predictor, targe
     opt = torch.optim.Adam([z], lr=step_size)
     bar = None if desc is None else progress(total=steps, desc=desc, unit="step")
     for step in range(steps + 1):  # the last pass only judges where the last step went
-        change = (decoder(z) - reference).abs().flatten(1).mean(dim=1)
-        pred = predictor(z)
+        picture = decoder(z)
+        change = (picture - reference).abs().flatten(1).mean(dim=1)
+        pred = predictor.reads(picture) if isinstance(predictor, Reencoded) and predictor.decoder is decoder \
+            else predictor(z)
         with torch.no_grad():
             better = _done(pred, target, direction) & (change < smallest)
             kept[better] = z.detach()[better]

@@ -285,3 +285,27 @@ def test_sparse_steps_shrink_an_inverse_gvr_too_and_keep_it_past_its_target():
                 for p in (plain, sparse)]
     assert size[1] < 0.5 * size[0]
     assert sparse.end[0, 1] - start[0, 1] > sparse.end[0, 0] - start[0, 0]  # the marker grows more than the heart
+
+
+def test_a_shortened_reencoded_move_reads_the_picture_it_measures():
+    """The sparse phase decodes each step once and lets the re-encoded model read that picture; the codes
+    it keeps are those of the same model called on the code, and a shortened move ends past its target as
+    the model reads the picture."""
+    from modelling.explain.gvr import Reencoded
+
+    class Opaque(nn.Module):  # the same model, not recognisably a Reencoded: scored through its forward
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, z):
+            return self.inner(z)
+
+    decoder = ToyDecoder()
+    seen = Reencoded(LinearPredictor(torch.tensor([1.0, 0.0, 0.0, 0.0]), 5.0), SoftEncoder(), decoder)
+    start = np.array([[1.2, 0.0, 0.0, 0.0], [1.6, 0.5, 0.0, 0.0]], np.float32)
+    ends = [move(start, decoder, p, target_log_bnp=np.log(100), direction="down", step_size=0.05, max_steps=500,
+                 sparse_steps=40) for p in (seen, Opaque(seen))]
+    np.testing.assert_allclose(ends[0].end, ends[1].end, atol=1e-5)
+    with torch.no_grad():
+        assert (seen(torch.from_numpy(ends[0].end)).numpy() < np.log(100)).all()
