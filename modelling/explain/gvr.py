@@ -241,8 +241,8 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
 
 
 #: The sparse phase's penalty on the prediction's excess over the target, in log BNP, against a change
-#: that is a mean absolute difference on the [-1, 1] scale (0.01-0.03 for the default study's GVRs): a step
-#: that crosses back is pushed out again at once.
+#: that is a mean absolute difference on the [-1, 1] scale (about 0.05 for the default study's GVRs before
+#: shortening): a step that crosses back is pushed out again at once.
 SPARSE_PENALTY = 1.0
 #: The penalty starts this far (log BNP) before the target, so that the steps run along its far side
 #: rather than on it, and more of them are past it to be kept.

@@ -99,7 +99,8 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
                                            covariance=covariance, step_size=g.step_size, max_steps=g.max_steps,
                                            similarity_weight=g.similarity_weight, margin=margin,
-                                           sparse_steps=g.sparse_steps if method == "direct" else 0, desc=f"{name}: moving codes ({method})")
+                                           sparse_steps=g.sparse_steps if method == "direct" else 0,
+                                           desc=f"{name}: moving codes ({method})")
         d8, h8 = path.diseased_images, path.healthy_images
         for k, i in enumerate(chosen):
             image_id = radiographs["image_id"].iloc[i]
