@@ -290,7 +290,8 @@ def test_sparse_steps_shrink_an_inverse_gvr_too_and_keep_it_past_its_target():
 def test_a_shortened_reencoded_move_reads_the_picture_it_measures():
     """The sparse phase decodes each step once and lets the re-encoded model read that picture; the codes
     it keeps are those of the same model called on the code, and a shortened move ends past its target as
-    the model reads the picture."""
+    the model reads the picture. The model reads only the heart, and the pattern move (heart and marker
+    covarying) also dims the marker, which the picture's model never sees: shortening gives that back."""
     from modelling.explain.gvr import Reencoded
 
     class Opaque(nn.Module):  # the same model, not recognisably a Reencoded: scored through its forward
@@ -304,8 +305,13 @@ def test_a_shortened_reencoded_move_reads_the_picture_it_measures():
     decoder = ToyDecoder()
     seen = Reencoded(LinearPredictor(torch.tensor([1.0, 0.0, 0.0, 0.0]), 5.0), SoftEncoder(), decoder)
     start = np.array([[1.2, 0.0, 0.0, 0.0], [1.6, 0.5, 0.0, 0.0]], np.float32)
-    ends = [move(start, decoder, p, target_log_bnp=np.log(100), direction="down", step_size=0.05, max_steps=500,
-                 sparse_steps=40) for p in (seen, Opaque(seen))]
+    covariance = np.eye(4)
+    covariance[0, 1] = covariance[1, 0] = 0.9
+    options = dict(target_log_bnp=np.log(100), direction="down", step_size=0.05, max_steps=500, covariance=covariance)
+    ends = [move(start, decoder, p, sparse_steps=100, **options) for p in (seen, Opaque(seen))]
     np.testing.assert_allclose(ends[0].end, ends[1].end, atol=1e-5)
     with torch.no_grad():
         assert (seen(torch.from_numpy(ends[0].end)).numpy() < np.log(100)).all()
+    plain = move(start, decoder, seen, **options)
+    assert (np.abs(plain.end[:, 1] - start[:, 1]) > 1.0).all()  # the move alone dims the marker too
+    assert (np.abs(ends[0].end[:, 1] - start[:, 1]) < 0.05).all()  # shortened, the marker is given back
