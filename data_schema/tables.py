@@ -519,6 +519,9 @@ class ShortcutModels(_ShortcutModel):
     audit_non_disease_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "The GVRs' non-disease share among the masks that it decided on."))
     audit_flagged: Series[bool] = pa.Field(description="Whether the decision is 'flagged'.")
+    audit_region_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "Reported, not decided on: the non-disease share of the model's response to its GVRs' change by "
+        "region (modelling.explain.audit.region_effects)."))
 
     class Config:
         unique = ["seed", "strength", "model_id"]

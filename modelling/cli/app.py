@@ -591,6 +591,8 @@ def _print_audit(bundle) -> None:
             typer.echo(f"  not checked: {line}")
         for line in a["caveats"]:
             typer.echo(f"  caveat: {line}")
+        for line in a.get("reported") or []:
+            typer.echo(f"  reported: {line}")
         if a.get("reliance"):
             truth = a["reliance"]
             share = "-" if truth["share"] is None else f"{truth['share']:.2f}"

@@ -35,13 +35,25 @@ Decision (:func:`decide`), from the best evidence the bundle has, in this order
        decision says so.
     3. Nothing measurable: "undecided", with what was missing.
 
+Reported beside the decision, not part of it (:func:`region_effects`, with masks)
+    The model's own account of its GVRs' change, region by region: each diseased reconstruction gets the
+    healthy one's pixels inside the union of NON_DISEASE_MASKS only, then inside the union of DISEASE_MASKS
+    only, and the mean fall in predicted log BNP of each is measured. Their non-disease share
+
+    ``E = |fall, non-disease union| / (|fall, non-disease union| + |fall, disease union|)``
+
+    is the truth's formula applied to what the GVRs change rather than to the phantom's interventions, so
+    a small region the model leans on counts by its effect, not its area. It is reported (``region_share``)
+    and not yet decisive: a rule changed after its benchmark results were seen would be fitted to them, so
+    whether E replaces N is to be judged on benchmark seeds it has not seen (benchmarks/RESULTS.md).
+
 The thresholds are the majority rule, set before any benchmark was run, and the same for the truth and
 the decision; they are not fitted to any result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,6 +143,8 @@ class Evidence:
     #: Share of GVRs whose effusion (aerated lung height) is smaller on the healthy reconstruction, of how many.
     effusion_smaller: float | None = None
     effusion_measured: int = 0
+    #: The model's response to the GVRs' change by region (:func:`region_effects`; with masks).
+    region_effects: dict | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -145,6 +159,13 @@ def decide(evidence: Evidence) -> dict:
         ``rule``.
     """
     used, not_checked, caveats = [], [], []
+    region = evidence.region_effects or {}
+    reported = {"region_share": region.get("share"), "reported": []}
+    if region.get("share") is not None:
+        reported["reported"].append(
+            f"the model's response to the GVR change by region (not part of the rule): the healthy pixels in the "
+            f"non-disease masks lower the predicted log BNP by {region['non_disease']:.2f}, in the disease masks by "
+            f"{region['disease']:.2f} (the whole change: {region['whole']:.2f}); non-disease share {region['share']:.2f}")
     measured = {"cardiothoracic ratio lower": (evidence.ctr_lower, evidence.ctr_measured),
                 "effusion smaller": (evidence.effusion_smaller, evidence.effusion_measured)}
     for name, (share, n) in measured.items():
@@ -161,21 +182,21 @@ def decide(evidence: Evidence) -> dict:
         not_checked.append("the projection (no mask)")
         return {"decision": FLAGGED if n_share > THRESHOLD else PASSED, "basis": "masks",
                 "non_disease_share": n_share, "used": used, "not_checked": not_checked, "caveats": caveats,
-                "rule": f"non-disease share of the GVR change among the masks > {THRESHOLD}"}
+                "rule": f"non-disease share of the GVR change among the masks > {THRESHOLD}", **reported}
     not_checked.append("shortcuts, skin markers, body mass and projection (no masks)")
     shown = [share for share, n in measured.values() if share is not None and n > 0]
     if not shown:
         not_checked.append("the cardiothoracic ratio and effusions (not measurable on these reconstructions)")
         return {"decision": UNDECIDED, "basis": "none", "non_disease_share": None, "used": used,
                 "not_checked": not_checked, "caveats": caveats,
-                "rule": "no masks and no measurable disease change: nothing to decide on"}
+                "rule": "no masks and no measurable disease change: nothing to decide on", **reported}
     for name, (share, n) in measured.items():
         if share is None or n == 0:
             not_checked.append(f"{name} (no GVR where it could be measured)")
     decision = FLAGGED if all(s <= THRESHOLD for s in shown) else PASSED
     return {"decision": decision, "basis": "measured changes", "non_disease_share": None, "used": used,
             "not_checked": not_checked, "caveats": caveats,
-            "rule": f"every measurable disease change shown in at most {THRESHOLD:.0%} of the GVRs"}
+            "rule": f"every measurable disease change shown in at most {THRESHOLD:.0%} of the GVRs", **reported}
 
 
 def measured_effusion_smaller(heights_diseased: np.ndarray, heights_healthy: np.ndarray) -> tuple[float | None, int]:
@@ -200,3 +221,59 @@ def measured_effusion_smaller(heights_diseased: np.ndarray, heights_healthy: np.
     side = np.argmin(d[asym], axis=1)
     rows = np.flatnonzero(asym)
     return float(np.mean(h[rows, side] > d[rows, side])), n
+
+
+def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.ndarray, healthy: np.ndarray,
+                   masks: Sequence[Mapping[str, np.ndarray]]) -> dict:
+    """The model's own account of its GVRs' change, region by region (reported beside the audit's rule).
+
+    Parameters
+    ----------
+    predict : callable
+        uint8 radiographs (n, H, W) -> predicted log BNP (n,): the whole model, encoder and predictor.
+    diseased, healthy : ndarray (n, H, W) uint8
+        The GVRs' reconstructions, before and after the move.
+    masks : sequence of mappings
+        Per radiograph, boolean masks by name (:func:`modelling.cohort.phantom.unpack_masks`); a mask a
+        radiograph lacks counts as empty.
+
+    Returns
+    -------
+    dict
+        Mean falls in predicted log BNP from the diseased reconstruction: ``whole`` (to the healthy one),
+        ``non_disease`` and ``disease`` (the healthy pixels inside the union of NON_DISEASE_MASKS, of
+        DISEASE_MASKS; a pixel in two masks counts once), ``by_mask`` (inside each mask alone), and
+        ``share``, ``|non_disease| / (|non_disease| + |disease|)`` (None when neither moves the model).
+
+    >>> import numpy as np
+    >>> marker = np.zeros((1, 4, 4), bool); marker[0, 0, 0] = True
+    >>> heart = np.zeros((1, 4, 4), bool); heart[0, 2:, 2:] = True
+    >>> masks = [{"shortcut": marker[0], "heart": heart[0]}]
+    >>> d, h = np.full((1, 4, 4), 200, np.uint8), np.full((1, 4, 4), 100, np.uint8)
+    >>> reads_corner = lambda x: x[:, 0, 0].astype(float) / 100      # a model that reads the marker only
+    >>> e = region_effects(reads_corner, d, h, masks)
+    >>> e["non_disease"], e["disease"], e["share"]
+    (1.0, 0.0, 1.0)
+    """
+    d, h = np.asarray(diseased), np.asarray(healthy)
+    if d.shape != h.shape or d.ndim != 3 or len(masks) != len(d):
+        raise ValueError(f"diseased {d.shape}, healthy {h.shape} and {len(masks)} mask sets must match, "
+                         "one (H, W) image and mask set per GVR")
+    if not len(d):
+        return {"whole": None, "non_disease": None, "disease": None, "by_mask": {}, "share": None}
+    empty = np.zeros(d.shape[1:], bool)
+
+    def union(names) -> np.ndarray:
+        return np.stack([np.logical_or.reduce([np.asarray(m.get(n, empty), bool) for n in names]) for m in masks])
+
+    def fall(region: np.ndarray) -> float:
+        composite = np.where(region, h, d).astype(np.uint8)
+        return float(np.mean(base - np.asarray(predict(composite), np.float64)))
+
+    base = np.asarray(predict(d.astype(np.uint8)), np.float64)
+    out = {"whole": float(np.mean(base - np.asarray(predict(h.astype(np.uint8)), np.float64))),
+           "non_disease": fall(union(NON_DISEASE_MASKS)), "disease": fall(union(DISEASE_MASKS)),
+           "by_mask": {name: fall(union([name])) for name in (*DISEASE_MASKS, *NON_DISEASE_MASKS)}}
+    nd, dis = abs(out["non_disease"]), abs(out["disease"])
+    out["share"] = nd / (nd + dis) if nd + dis > 0 else None
+    return out

@@ -26,6 +26,7 @@ from modelling.explain.audit import (
     decide,
     mask_share,
     measured_effusion_smaller,
+    region_effects,
     reliance_verdict,
 )
 from modelling.explain.baselines import METHODS, EndToEnd, attribute
@@ -36,6 +37,8 @@ from modelling.progress import progress
 from modelling.stages.artifacts import load_encoder, load_images, load_masks, load_predictor
 
 STAGE = "baselines"
+#: The audit's region-by-region response (:func:`modelling.explain.audit.region_effects`); raising it redoes the stage.
+REGION_EFFECTS_VERSION = 1
 
 
 def heatmap(values: np.ndarray) -> np.ndarray:
@@ -95,21 +98,34 @@ def _reliance(bundle: Bundle) -> dict[str, dict]:
     return {m: reliance_verdict(dict(zip(g["feature"], g["mean_drop"]))) for m, g in table.groupby("model_id")}
 
 
+def _reads(model: EndToEnd):
+    """The whole model as :func:`modelling.explain.audit.region_effects` calls it: uint8 radiographs -> log BNP."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.concatenate([
+                model(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + 256]))).to(device)).float().cpu().numpy()
+                for i in range(0, len(images), 256)])
+    return predict
+
+
 def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: dict,
-          reliance: dict | None = None) -> dict:
+          reliance: dict | None = None, regions: dict | None = None) -> dict:
     """Per model: the audit's decision from its GVRs' evidence (:func:`modelling.explain.audit.decide`),
     what its GVRs change, how the baselines compare and, on the phantom, whether the decision agrees
-    with the model's measured reliance (:func:`modelling.explain.audit.reliance_verdict`)."""
+    with the model's measured reliance (:func:`modelling.explain.audit.reliance_verdict`). `regions`: per
+    model, its GVRs' :func:`modelling.explain.audit.region_effects` (with masks)."""
     out = {}
     gvr = gvr_index[gvr_index["kind"] == "gvr"]
-    reliance = reliance or {}
+    reliance, regions = reliance or {}, regions or {}
     for model_id, g in gvr.groupby("model_id", sort=True):
         rows = faithfulness[faithfulness["model_id"] == model_id] if faithfulness is not None else None
         own = rows[rows["method"] == "gvr"] if rows is not None else None
         shares = ({c: float(own[c].mean()) for c in SHARE_COLUMNS} if own is not None and len(own) else None)
         r = own["true_change_r"].dropna() if own is not None else pd.Series(dtype=float)
         evidence = Evidence(mask_shares=shares, true_change_r=float(r.median()) if len(r) else None,
-                            **measured.get(model_id, {}))
+                            region_effects=regions.get(model_id), **measured.get(model_id, {}))
         entry = {
             "gvrs": int(len(g)),
             "reached_rate": float(g["reached"].mean()),
@@ -117,6 +133,7 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
             "median_image_distance": float(g["image_distance"].median()),
             **decide(evidence),
             "gvr_mean_shares": shares,
+            "region_effects": regions.get(model_id),
             "measured_changes": measured.get(model_id),
         }
         entry["flagged"] = entry["decision"] == FLAGGED
@@ -150,7 +167,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     truth = bundle.read_table("phantom_truth") if has_truth else None
     masks = load_masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
     true_changes = _true_changes(bundle)
-    rows = []
+    rows, regions = [], {}
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups) * len(METHODS), desc="baseline maps", unit="method")
     for model_id, group in groups:
@@ -162,6 +179,10 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             maps[m] = attribute(model, x, m, seed=config.seed)
             bar.set_postfix(model=model_id, method=m)
             bar.update(1)
+        if has_truth:
+            regions[model_id] = region_effects(
+                _reads(model), np.stack([bundle.read_image(p) for p in group["diseased_path"]]),
+                np.stack([bundle.read_image(p) for p in group["healthy_path"]]), [masks[i] for i in group["image_id"]])
         for k, row in enumerate(group.itertuples()):
             shown = bundle.read_image(row.overlay_path)
             stage.write_image(f"baselines/{row.gvr_id}.png", panel(images[k], shown, {m: maps[m][k] for m in METHODS}))
@@ -183,7 +204,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
         table = table.astype({"pointing_hit": float, "true_change_r": float})
         stage.write_table("faithfulness", table)
     if len(gvrs):
-        result = audit(table, index, _measured_changes(bundle, gvrs), _reliance(bundle))
+        result = audit(table, index, _measured_changes(bundle, gvrs), _reliance(bundle), regions)
         stage.write_json("baselines/audit.json", result)
         info["audit"] = result
     return info
@@ -200,6 +221,7 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_baselines(st, config)),
                      config={"methods": list(METHODS), "audit_threshold": THRESHOLD,
-                             "measures_version": MEASURES_VERSION}, seed=config.seed,
+                             "measures_version": MEASURES_VERSION, "region_effects": REGION_EFFECTS_VERSION},
+                     seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None

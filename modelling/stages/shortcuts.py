@@ -133,6 +133,7 @@ def _model_rows(bundle: Bundle) -> list[dict]:
             "audit_decision": a["decision"], "audit_basis": a["basis"],
             "audit_non_disease_share": a.get("non_disease_share"),
             "audit_flagged": a["decision"] == FLAGGED,
+            "audit_region_share": a.get("region_share"),
         })
     return rows
 
@@ -182,8 +183,21 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
         "audit": confusion(models["audit_flagged"].to_numpy(bool)[counted],
                            models["flagged_with_positioning"].to_numpy(bool)[counted]),
     }
+    truth = models["truly_flagged"].to_numpy(bool)
+    evidence = {}
+    for name, column in (("audit_share", "audit_non_disease_share"), ("region_share", "audit_region_share")):
+        values = models[column].to_numpy(float) if column in models else np.full(len(models), np.nan)
+        reliance = models["reliance_share"].to_numpy(float) if "reliance_share" in models else np.full(len(models), np.nan)
+        ok = np.isfinite(values) & np.isfinite(reliance)
+        evidence[name] = {
+            "spearman_vs_reliance_share": (
+                _finite(spearmanr(values[ok], reliance[ok]).statistic)
+                if ok.sum() > 2 and len(np.unique(values[ok])) > 1 and len(np.unique(reliance[ok])) > 1 else None),
+            "models": int(ok.sum()),
+            "at_threshold": confusion(values[ok] > THRESHOLD, truth[ok])}
     return {
         "threshold": THRESHOLD,
+        "evidence": evidence,
         "with_positioning": with_positioning,
         "audit": confusion(models["audit_flagged"].to_numpy(bool), models["truly_flagged"].to_numpy(bool)),
         "audit_agrees": float((models["audit_flagged"] == models["truly_flagged"]).mean()),
@@ -218,7 +232,7 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
         "non_disease_share")})
     models = pd.DataFrame(model_rows).astype({c: float for c in (
         "strength", "held_out_auc", "reliance_share", "positioning_response", "reliance_share_with_positioning",
-        "audit_non_disease_share")})
+        "audit_non_disease_share", "audit_region_share")})
     summary = summarise(shares, models) | {
         "strengths": strengths, "seeds": [config.seed + k for k in range(seeds)], "negative_share": negative_share,
         "profile": config.profile, "seconds_this_run": timings, "total_seconds": round(time.monotonic() - started, 1),
@@ -235,6 +249,9 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
                                 "as one more non-disease reliance, and the audit against that",
             "mask_rule": "the audit's mask rule applied to each method's mean shares "
                          f"(non-disease share > {THRESHOLD}) against the truth by intervention",
+            "evidence": "the audit's two GVR shares, its rule's N (audit_share) and the reported response by "
+                        "region E (region_share), each against the truth's reliance share: Spearman rho over "
+                        f"the models, and the flags that share > {THRESHOLD} would give",
         },
     }
     note("shortcut benchmark: measured in %s", format_duration(time.monotonic() - started))

@@ -14,6 +14,7 @@ from modelling.explain.audit import (
     decide,
     mask_share,
     measured_effusion_smaller,
+    region_effects,
     reliance_verdict,
 )
 
@@ -112,3 +113,53 @@ def test_effusion_on_real_data_needs_asymmetric_lungs():
     h = np.array([[0.8, 0.8], [0.5, 0.5], [0.8, 0.8], [0.9, 0.5]])
     assert measured_effusion_smaller(d, h) == (0.5, 2)  # row 0 clears, row 3 does not; row 1 is symmetric
     assert measured_effusion_smaller(d[1:3], h[1:3]) == (None, 0)
+
+
+def _region_case():
+    """Two 6 x 6 GVRs: the heart (rows 3-5) overlapped by an effusion, a one-pixel shortcut marker, and soft
+    tissue; the healthy reconstruction is 100 darker everywhere."""
+    masks = []
+    for _ in range(2):
+        m = {name: np.zeros((6, 6), bool) for name in ("heart", "effusion", "opacity", "shortcut", "markers",
+                                                      "soft_tissue")}
+        m["heart"][3:, 2:4] = m["effusion"][3:, :4] = True
+        m["shortcut"][0, 0] = True
+        m["soft_tissue"][:, 5] = True
+        masks.append(m)
+    return masks, np.full((2, 6, 6), 200, np.uint8), np.full((2, 6, 6), 100, np.uint8)
+
+
+def test_region_effects_weigh_a_small_region_by_the_models_response_not_its_area():
+    masks, diseased, healthy = _region_case()
+
+    def model(x):  # reads the one-pixel marker three times as strongly as the whole heart
+        x = x.astype(float) / 100
+        return 3 * x[:, 0, 0] + x[:, 3:, 2:4].mean(axis=(1, 2))
+
+    e = region_effects(model, diseased, healthy, masks)
+    assert e["whole"] == pytest.approx(4.0)
+    assert e["non_disease"] == pytest.approx(3.0) and e["disease"] == pytest.approx(1.0)
+    assert e["share"] == pytest.approx(0.75)
+    # the heart and effusion overlap; each alone has the heart's effect, the union counts it once
+    assert e["by_mask"]["heart"] == e["by_mask"]["effusion"] == pytest.approx(1.0)
+    assert e["by_mask"]["shortcut"] == pytest.approx(3.0) and e["by_mask"]["soft_tissue"] == 0.0
+
+
+def test_region_effects_treat_a_missing_mask_as_empty_and_refuse_mismatched_inputs():
+    masks, diseased, healthy = _region_case()
+    masks = [{k: v for k, v in m.items() if k != "shortcut"} for m in masks]  # real data without the marker
+    e = region_effects(lambda x: x[:, 0, 0].astype(float), diseased, healthy, masks)
+    assert e["non_disease"] == 0.0 and e["disease"] == 0.0 and e["share"] is None
+    with pytest.raises(ValueError, match="mask sets must match"):
+        region_effects(lambda x: x[:, 0, 0], diseased, healthy, masks[:1])
+    assert region_effects(lambda x: x[:, 0, 0], diseased[:0], healthy[:0], [])["share"] is None
+
+
+def test_the_region_response_is_reported_beside_the_rule_and_never_decides():
+    region = {"whole": 4.0, "non_disease": 3.0, "disease": 1.0, "by_mask": {}, "share": 0.75}
+    with_masks = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=region))
+    assert with_masks["decision"] == PASSED and with_masks["region_share"] == 0.75  # N = 0.25 decides
+    assert any("non-disease share 0.75" in line for line in with_masks["reported"])
+    assert not any("0.75" in line for line in with_masks["used"])
+    without = decide(Evidence(ctr_lower=0.9, ctr_measured=10))
+    assert without["region_share"] is None and without["reported"] == []

@@ -118,6 +118,12 @@ def test_stage_writes_panels_faithfulness_and_audit(explained):
         assert model["basis"] == "masks"
         assert model["flagged"] == (model["non_disease_share"] > 0.5)
         assert model["measured_changes"]["ctr_measured"] >= 0
+        region = model["region_effects"]  # the model's response by region, reported beside the rule
+        assert set(region) == {"whole", "non_disease", "disease", "by_mask", "share"}
+        assert region["share"] == model["region_share"]
+        if region["share"] is not None:
+            nd, d = abs(region["non_disease"]), abs(region["disease"])
+            assert region["share"] == pytest.approx(nd / (nd + d))
         assert "reliance" not in model  # no fidelity stage in this bundle: no ground truth to agree with
 
 

@@ -121,6 +121,24 @@ def test_summary_counts_each_method_against_the_truth():
                                               flagged_with_positioning=[True, False, True, True]))
     assert counted["with_positioning"] == {"models": 3, "truly_flagged": 2, "flagged_with_positioning": 3,
                                            "audit": {"tp": 2, "fp": 0, "tn": 0, "fn": 1, "n": 3}}
+    assert s["evidence"]["region_share"]["models"] == 0  # no region response or truth share: nothing counted
+
+
+def test_summary_scores_both_gvr_shares_against_the_truths_share():
+    models = pd.DataFrame({"seed": 1, "strength": [0.0, 0.0, 1.0, 1.0], "model_id": ["a", "b", "a", "b"],
+                           "regime": ["correct", "overfitted"] * 2, "shortcut_reliance": [0.0, 0.1, 1.0, 2.0],
+                           "reliance_share": [0.3, 0.45, 0.6, 0.7], "truly_flagged": [False, False, True, True],
+                           "audit_flagged": False, "audit_non_disease_share": [0.3, 0.2, 0.25, 0.1],
+                           "audit_region_share": [0.1, None, 0.55, 0.4]})
+    shares = pd.DataFrame({"seed": 1, "strength": 0.0, "model_id": ["a"], "method": "m", "share_shortcut": [0.0],
+                           "non_disease_share": [0.1]})
+    e = summarise(shares, models)["evidence"]
+    assert e["audit_share"]["spearman_vs_reliance_share"] == pytest.approx(-0.8)
+    assert e["audit_share"]["at_threshold"] == {"tp": 0, "fp": 0, "tn": 2, "fn": 2, "n": 4}
+    # the model without a region response is left out, not counted as passed
+    assert e["region_share"]["models"] == 3
+    assert e["region_share"]["spearman_vs_reliance_share"] == pytest.approx(0.5)
+    assert e["region_share"]["at_threshold"] == {"tp": 1, "fp": 0, "tn": 1, "fn": 1, "n": 3}
 
 
 def test_cli_resumes_and_prints_the_audit_against_the_truth(benchmark):
