@@ -29,7 +29,7 @@ import torch
 
 from data_schema import Bundle
 from modelling.stages.cohort import build_cohort
-from modelling.config import load_config
+from modelling.config import load_config, move_options
 from modelling.stages.artifacts import load_decoder, load_encoder, load_predictor, training_covariance
 from modelling.stages.explain import build_explanations
 from modelling.explain.gvr import aim, move, scorer
@@ -74,9 +74,7 @@ def main() -> None:
         score = scorer(predictor, reencode=g.reencode, encoder=load_encoder(bundle, cfg) if g.reencode else None,
                        decoder=decoder)
         path = move(start, decoder, score, target_log_bnp=aim(np.log(cfg.cohort.bnp_threshold_ng_l), "down", g.margin),
-                    direction="down", step_size=g.step_size, max_steps=g.max_steps,
-                    similarity_weight=g.similarity_weight,
-                    sparse_steps=g.sparse_steps, frames=g.movie_frames, covariance=covariance)
+                    direction="down", **move_options(g), frames=g.movie_frames, covariance=covariance)
         moves = time.perf_counter() - t0
         t0 = time.perf_counter()
         _, info = build_explanations(cfg, work, force=True)

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_schema import Bundle  # noqa: E402
-from modelling.config import load_config  # noqa: E402
+from modelling.config import load_config, move_options  # noqa: E402
 from modelling.explain.rationale import explain_codes  # noqa: E402
 from modelling.stages.artifacts import load_decoder, load_image_model, load_images  # noqa: E402
 from modelling.stages.image_explain import MARGIN, model_scores  # noqa: E402
@@ -46,8 +46,7 @@ def run(bundle_dir, config, n: int) -> dict:
     covariance = np.cov(codes, rowvar=False) if g.move == "pattern" else None
     decoder = load_decoder(bundle, config)
     t0 = time.perf_counter()
-    _, path = explain_codes(codes[chosen], decoder, model, spec, covariance=covariance, step_size=g.step_size,
-                            max_steps=g.max_steps, similarity_weight=g.similarity_weight, margin=MARGIN)
+    _, path = explain_codes(codes[chosen], decoder, model, spec, covariance=covariance, margin=MARGIN, **move_options(g))
     seconds = time.perf_counter() - t0
     return {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "profile": config.profile, "gvrs": int(len(chosen)), "seconds": round(seconds, 1),

@@ -33,7 +33,7 @@ from data_schema import Bundle  # noqa: E402
 from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
 from modelling.cohort import phantom  # noqa: E402
 from modelling.cohort.counterfactual import render_intervened  # noqa: E402
-from modelling.config import load_config  # noqa: E402
+from modelling.config import load_config, move_options  # noqa: E402
 from modelling.explain.fidelity import decompose  # noqa: E402
 from modelling.explain.gvr import aim, move, scorer  # noqa: E402
 from modelling.nets.training import decode, encode  # noqa: E402
@@ -80,8 +80,7 @@ def probe(root, config, random: int = 0) -> list[dict]:
         for how in ("pattern", "gradient"):
             path = move(z0, decoder, scorer(predictor, reencode=True, encoder=encoder, decoder=decoder),
                         target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
-                        direction="down", step_size=g.step_size, max_steps=g.max_steps,
-                        similarity_weight=g.similarity_weight, sparse_steps=g.sparse_steps, frames=2,
+                        direction="down", **move_options(g), frames=2,
                         covariance=covariance if how == "pattern" else None)
             diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
             change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0

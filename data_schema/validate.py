@@ -262,6 +262,9 @@ def check_frame(df: pd.DataFrame, spec: TableSpec, *, file: str = "<frame>") -> 
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
     frame_level_seen = set()
+    # a rule over several columns cannot be judged without them: with a column missing its failure is noise
+    # ("no patient in both sets" said of a file with neither column), and the missing column is the problem
+    columns_missing = (cases["check"].astype(str) == "column_in_dataframe").any()
     for case in cases.itertuples(index=False):
         check = str(case.check)
         column = None if _is_missing(case.column) else str(case.column)
@@ -283,7 +286,7 @@ def check_frame(df: pd.DataFrame, spec: TableSpec, *, file: str = "<frame>") -> 
                 continue  # reported once per row, with the first occurrence, by _duplicate_keys
             problems.append(Problem(file, row, column, value, "duplicate value in a column that must be unique"))
         elif case.schema_context == "DataFrameSchema":
-            if (check, row) in frame_level_seen:
+            if columns_missing or (check, row) in frame_level_seen:
                 continue
             frame_level_seen.add((check, row))
             method = getattr(spec.model, check, None)

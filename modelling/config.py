@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -262,6 +264,14 @@ class GvrConfig:
         _check(self.movie_frames >= 2, "gvr.movie_frames", "must be at least 2")
 
 
+def move_options(g: GvrConfig) -> dict:
+    """The settings every GVR move takes from the config, as keyword arguments of
+    :func:`modelling.explain.gvr.move` (and of ``explain_codes``): one place, so that a new one reaches
+    every caller."""
+    return {"step_size": g.step_size, "max_steps": g.max_steps, "similarity_weight": g.similarity_weight,
+            "sparse_steps": g.sparse_steps}
+
+
 def gvr_key(g: GvrConfig) -> dict:
     """The GVR settings as a stage's cache key: ``sparse_steps`` only when it is used, so that a bundle made
     before the option existed stays current (its moves are the same)."""
@@ -287,6 +297,13 @@ class ReadersConfig:
                "must name at least one reader, each once")
         _check(len(self.features) >= 1 and len(set(self.features)) == len(self.features), "readers.features",
                "must name at least one feature, each once")
+        from data_schema.tables import READER_FEATURES  # the assessments' schema: a typo failed only there
+
+        for name in self.features:
+            close = difflib.get_close_matches(name, READER_FEATURES, n=1)
+            _check(name in READER_FEATURES, "readers.features",
+                   f"unknown feature {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                   + f"; known: {', '.join(READER_FEATURES)}")
 
 
 @dataclass(frozen=True)
@@ -400,6 +417,22 @@ class StudyConfig:
 # ---- loading ---------------------------------------------------------------------------------------
 
 
+#: A number in exponent notation, such as 1e-3, which PyYAML (YAML 1.1) reads as text unless it has a dot.
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def yaml_number(value: Any) -> Any:
+    """A YAML value meant as a number: text in exponent notation (``1e-3``, ``1.0e6``), which PyYAML reads
+    as text unless it has both a dot and a signed exponent, becomes a float; anything else is returned as given.
+
+    >>> yaml_number("1e-3"), yaml_number("1.0e6"), yaml_number("high"), yaml_number(5)
+    (0.001, 1000000.0, 'high', 5)
+    """
+    if isinstance(value, str) and _EXPONENT.match(value.strip()):
+        return float(value)
+    return value
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -425,8 +458,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
         raise ConfigError(f"{where}: must be {_type_name(tp)}; got {value!r}")
     if tp is float:
+        value = yaml_number(value)
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), where,
                f"must be a number; got {value!r}")
+        _check(math.isfinite(value), where, f"must be a finite number; got {value!r}")
         return float(value)
     if tp is int:
         _check(isinstance(value, int) and not isinstance(value, bool), where, f"must be an integer; got {value!r}")
@@ -464,6 +499,26 @@ def config_from_dict(data: dict) -> StudyConfig:
     return _build(StudyConfig, data)
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (by default the last one wins
+    silently, so a study could run with a value its author did not see)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                break  # PyYAML's own error names an unhashable key
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path_or_profile: str | Path) -> StudyConfig:
     """Load a YAML config file, or a profile name (``tiny``, ``default``, ``paper``).
 
@@ -478,7 +533,7 @@ def load_config(path_or_profile: str | Path) -> StudyConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; profiles: {', '.join(PROFILES)}")
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        data = yaml.load(path.read_text("utf-8"), Loader=_UniqueKeys)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:

@@ -79,6 +79,34 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _fitting_schemas(path: Path) -> str:
+    """The schemas and ingest formats whose columns a table's header has, in words (all, when none fit)."""
+    import pandas as pd
+
+    from data_schema import SCHEMAS
+    from modelling.cohort.ingest import INPUT_FORMATS
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            header = set(pq.read_schema(path).names)
+        else:
+            header = set(pd.read_csv(path, nrows=0, dtype=str, encoding="utf-8").columns)
+    except Exception:  # noqa: BLE001 - an unreadable header fits nothing; every name is listed
+        header = set()
+    fits = [name for name, spec in sorted(SCHEMAS.items()) if set(spec.schema().columns) <= header]
+    if {"patient_id", "collected_at", "bnp_ng_l"} <= header:
+        fits.append("bnp_input")
+    if {"file", "patient_id", "acquired_at", "view"} <= header:
+        fits.append("images_manifest")
+    if "patient_id" in header and header & {"birth_date", "age_years"}:
+        fits.append("patients_input")
+    if fits:
+        return f"its columns fit: {', '.join(fits)}"
+    return f"schemas: {', '.join(sorted(SCHEMAS))}; input formats: {', '.join(sorted(INPUT_FORMATS))}"
+
+
 @app.command()
 def validate(
     path: Path = typer.Argument(..., help="A table (.csv or .parquet) or a bundle directory."),
@@ -92,6 +120,7 @@ def validate(
     Exit code 0 when valid, 1 when any problem is found, 2 for a usage error.
     """
     from data_schema import UnknownSchemaError, get_spec, validate_bundle, validate_file
+    from data_schema.registry import guess_schema
 
     if not path.exists():
         _fail(f"{path}: no such file or directory")
@@ -112,6 +141,9 @@ def validate(
                 spec = get_spec(schema) if schema else None
             except UnknownSchemaError as exc:
                 _fail(f"{exc}; input formats of `gvr cohort ingest`: {', '.join(sorted(INPUT_FORMATS))}")
+            if spec is None and guess_schema(path.name) is None:  # a usage error: say which schemas would fit
+                _fail(f"{path}: cannot tell the schema from the file name; name one with --schema "
+                      f"({_fitting_schemas(path)})")
             problems = validate_file(path, spec)
             what = f"table {path}"
     for problem in problems:
@@ -583,7 +615,8 @@ def _print_audit(bundle) -> None:
 
     result = json.loads(bundle.verify_file("baselines/audit.json").read_text())
     for model_id, a in result.items():
-        typer.echo(f"{model_id}: {a['decision'].upper()} on {a['basis']} (rule: flagged when {a['rule']}); {a['gvrs']} GVRs, reached "
+        rule = f"rule: flagged when {a['rule']}" if a["decision"] != "undecided" else a["rule"]
+        typer.echo(f"{model_id}: {a['decision'].upper()} on {a['basis']} ({rule}); {a['gvrs']} GVRs, reached "
                    f"{a['reached_rate']:.0%}, median latent distance {a['median_latent_distance']:.2f}")
         for line in a["used"]:
             typer.echo(f"  used: {line}")
@@ -700,17 +733,20 @@ def readers_simulate(
 @app.command()
 def analyse(
     bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle."),
-    no_mixed_models: bool = typer.Option(False, help="Skip Table 2's mixed-effects models (no R needed)."),
+    no_mixed_models: bool = typer.Option(False, "--no-mixed-models",
+                                         help="Skip Table 2's mixed-effects models (no R needed)."),
     force: bool = typer.Option(False, help="Rewrite everything even when the tables have not changed."),
 ) -> None:
     """Write Table 1, Figure 2 and Table 2 (CSV, HTML, PNG, SVG, and an R script) into BUNDLE/analysis."""
     from analysis.analyse import analyse_bundle
 
     outputs = analyse_bundle(bundle, mixed_models=not no_mixed_models, force=force)
-    if not outputs.ran:
-        typer.echo(f"{bundle / 'analysis'} is up to date with the bundle's tables (--force rewrites it)")
-    for path in outputs.written:
-        typer.echo(f"wrote {bundle / path}")
+    if not outputs.ran:  # the files are those of the run that made them: say so, rather than "wrote" them again
+        typer.echo(f"{bundle / 'analysis'} is up to date with the bundle's tables, {len(outputs.written)} files "
+                   "(--force rewrites it)")
+    else:
+        for path in outputs.written:
+            typer.echo(f"wrote {bundle / path}")
     for item, reason in outputs.skipped:
         typer.echo(f"skipped {item}: {reason}")
 
@@ -802,6 +838,28 @@ def _is_ours(exc: BaseException) -> bool:
     return module in ("modelling", "analysis", "data_schema") or isinstance(exc, (FileNotFoundError, PermissionError))
 
 
+def _refused(exc: BaseException) -> bool:
+    """A request refused before any work because the bundle does not fit it (exit status 2): a bundle that
+    holds real data asked for the phantom; any command may meet one."""
+    from data_schema.bundle import RealDataBundleError
+
+    return isinstance(exc, RealDataBundleError)
+
+
+INTERRUPTED = "interrupted; a rerun resumes where this one stopped"
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether an exit came from Ctrl-C: a KeyboardInterrupt among its causes and contexts."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """The ``gvr`` command (and ``python -m modelling.cli``): an error is one message. Exit codes: 2 for a
     request refused before any work (options, or a bundle, config or packet that does not fit), 1 when
@@ -815,9 +873,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         app(args=argv, prog_name="gvr", standalone_mode=True)
     except SystemExit as exc:
+        if _interrupted(exc):  # typer turns Ctrl-C into a quiet exit with status 130
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        print("interrupted; a rerun resumes where this one stopped", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place where every error becomes a message
         if debug:
@@ -825,5 +886,5 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {_error_text(exc)}", file=sys.stderr)
         if not _is_ours(exc):
             print("(run again with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return 2 if _refused(exc) else 1
     return 0

@@ -368,6 +368,9 @@ def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], 
         problems.append(Problem(str(path), row, column, text,
                                 f"outside the years {_STORABLE[0].year + 1}-{_STORABLE[1].year - 1} (a typo?)"))
         stamp = None
+    elif stamp > pd.Timestamp.now() + pd.Timedelta(days=1):  # a day's slack: the times carry no zone
+        problems.append(Problem(str(path), row, column, text, "in the future (a typo?)"))
+        stamp = None
     return stamp
 
 
@@ -562,6 +565,9 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
             if first_row.get(name) != i + 1:
                 continue  # reported above
             path = manifest.parent / name
+            if not path.is_file():  # a listed file that is not there is the manifest's error, as `gvr validate` says
+                problems.append(Problem(str(manifest), i + 1, "file", name, "no such file (paths are relative to the CSV)"))
+                continue
             try:
                 pixels = read_picture(path)
             except (ValueError, FileNotFoundError) as exc:
@@ -615,7 +621,11 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
             excluded.append((item.source, f"not a frontal view (ViewPosition {item.view or 'missing'!r}); PA and AP are kept"))
             continue
         if known is not None and item.patient_key not in known:
-            excluded.append((item.source, "patient not in the patients file"))
+            if item.row is not None:  # a manifest row names its patient, as a BNP row does: an error at that row
+                problems.append(Problem(str(src.manifest_csv), item.row, "patient_id", item.patient_key,
+                                        "image of a patient not in the patients file"))
+            else:  # a DICOM folder may hold other patients' films: the patients file chooses the cohort
+                excluded.append((item.source, "patient not in the patients file"))
             continue
         if item.acquired is None:
             excluded.append((item.source, "no acquisition date and time"))

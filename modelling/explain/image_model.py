@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import pickle
 import warnings
 import zipfile
@@ -29,6 +30,7 @@ import yaml
 from torch import nn
 from torch.nn import functional as F
 
+from modelling.config import yaml_number
 from modelling.explain.frozen import frozen
 
 #: What a model's output means.
@@ -71,6 +73,18 @@ class ImageModelSpec:
 
     def __post_init__(self):
         where = self.source or "image model spec"
+        # YAML gives text for 1.0e6 and accepts any value for any key: each is checked for its type here
+        for name, kind in (("input_size", int), ("output_index", int), ("threshold", float), ("mean", float),
+                           ("sd", float)):
+            value = yaml_number(getattr(self, name))
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
+                    or not math.isfinite(value):
+                raise ImageModelError(f"{where}: {name} must be {'a finite number' if kind is float else 'an integer'}"
+                                      f"; got {value!r}")
+            object.__setattr__(self, name, kind(value))
+        for name in ("output", "scaling"):
+            if not isinstance(getattr(self, name), str):
+                raise ImageModelError(f"{where}: {name} must be text; got {getattr(self, name)!r}")
         if self.output not in OUTPUTS:
             raise ImageModelError(f"{where}: output must be one of {', '.join(OUTPUTS)}; got {self.output!r}")
         if self.scaling not in SCALINGS:
@@ -169,25 +183,27 @@ def scores(model: nn.Module, images: torch.Tensor, spec: ImageModelSpec) -> torc
 
 
 def check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> None:
-    """Run the model on two blank images of the spec's size; refuse a wrong input or output shape, a
-    non-finite output, or (when `needs_gradients`) an output that does not depend differentiably on
-    the pixels."""
+    """Run the model on batches of two and three blank images of the spec's size; refuse a wrong input or
+    output shape, a batch size fixed at export (the stages score in batches of any size), a non-finite
+    output, or (when `needs_gradients`) an output that does not depend differentiably on the pixels."""
     with frozen(model):
         _check(model, spec, needs_gradients=needs_gradients)
 
 
 def _check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> None:
-    x = torch.zeros(2, 1, spec.input_size, spec.input_size, requires_grad=needs_gradients)
-    try:
-        out = model(x)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the spec does not fit the model
-        hint = (" (an exported program takes only the shapes it was exported for: export it with a dynamic batch, "
-                f"{EXPORT_HINT})" if isinstance(model, Exported) else "")
-        raise ImageModelError(f"the image model does not accept input of shape (2, 1, {spec.input_size}, "
-                              f"{spec.input_size}) as its spec says: {type(exc).__name__}: {exc}{hint}") from None
-    selected = select_output(out, spec, 2)
-    if not torch.isfinite(selected).all():
-        raise ImageModelError("the image model's output on a blank image is not finite")
+    # a program exported with the example batch of two and no dynamic batch takes two only: three shows it
+    for n in (2, 3):
+        x = torch.zeros(n, 1, spec.input_size, spec.input_size, requires_grad=needs_gradients)
+        try:
+            out = model(x)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the spec does not fit the model
+            hint = (" (an exported program takes only the shapes it was exported for: export it with a dynamic "
+                    f"batch, {EXPORT_HINT})" if isinstance(model, Exported) else "")
+            raise ImageModelError(f"the image model does not accept input of shape ({n}, 1, {spec.input_size}, "
+                                  f"{spec.input_size}) as its spec says: {type(exc).__name__}: {exc}{hint}") from None
+        selected = select_output(out, spec, n)
+        if not torch.isfinite(selected).all():
+            raise ImageModelError("the image model's output on a blank image is not finite")
     if needs_gradients:
         if not selected.requires_grad:
             raise ImageModelError("the image model's output does not depend differentiably on its input (no "

@@ -332,15 +332,15 @@ def draw_packet(
     features = _check_names(features, "features", FEATURE_PATTERN)
     out_dir, key_path = Path(out_dir), Path(key_path)
     if _inside(key_path, out_dir):
-        raise PacketError(f"key_path {key_path} lies inside the packet {out_dir}; the key must be kept "
+        raise PacketError(f"the key file {key_path} lies inside the packet {out_dir}; the key must be kept "
                           "outside what readers receive: give a path elsewhere")
     if key_path.suffix.lower() != ".csv":
-        raise PacketError(f"key_path must end in .csv, got {key_path}")
+        raise PacketError(f"the key file must end in .csv, got {key_path}")
     if key_path.exists():
-        raise PacketError(f"key_path {key_path} exists; remove it or give another path (a packet's key is "
+        raise PacketError(f"the key file {key_path} exists; remove it or give another path (a packet's key is "
                           "never overwritten)")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise PacketError(f"out_dir {out_dir} exists and is not an empty directory; give a new one")
+        raise PacketError(f"the packet folder {out_dir} exists and is not an empty directory; give a new one")
     rng = np.random.default_rng(rng)
 
     index = gvr_index

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from data_schema import Bundle, Stage
-from modelling.config import StudyConfig, gvr_key
+from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.gvr import aim, move, overlay, scorer
 from modelling.explain.movies import movie, movie_frames
 from modelling.nets.training import decode, device_for
@@ -168,10 +168,7 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         direction = "down" if kind == "gvr" else "up"
         path = move_sharded(z0, decoder, score,
                             target_log_bnp=aim(np.log(target), direction, g.margin), direction=direction,
-                            step_size=g.step_size,
-                            max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                            sparse_steps=g.sparse_steps, frames=g.movie_frames,
-                            covariance=covariance,
+                            **move_options(g), frames=g.movie_frames, covariance=covariance,
                             desc=f"{model_id}: moving codes" + ("" if kind == "gvr" else f" to {target:g} ng/L"))
         if stage is None:  # another rank under torchrun: it moved its share; rank 0 writes
             return

@@ -45,7 +45,7 @@ from modelling.cohort.counterfactual import (
     true_change,
 )
 from modelling.cohort.effusion import effused_side_height
-from modelling.config import MOVES, StudyConfig, gvr_key
+from modelling.config import MOVES, StudyConfig, gvr_key, move_options
 from modelling.explain.faithfulness import pixel_correlation
 from modelling.explain.fidelity import (
     decompose,
@@ -132,9 +132,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     for label, how, reencode, sparse in compared_moves(config):
         cov = covariance if how == "pattern" else None
         path = move(z0, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
-                    target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
-                    max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                    sparse_steps=sparse, frames=2, covariance=cov)
+                    target_log_bnp=aim(target, "down", g.margin), direction="down",
+                    **move_options(g) | {"sparse_steps": sparse}, frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
         r = pixel_correlation(change, truth.change)
@@ -154,9 +153,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
     fake = scorer(randomised(predictor, codes, seed=config.seed), reencode=g.reencode, encoder=encoder, decoder=decoder)
     cov = covariance if g.move == "pattern" else None
-    path = move(z0, decoder, fake, target_log_bnp=aim(target, "down", g.margin), direction="down", step_size=g.step_size,
-                max_steps=g.max_steps, similarity_weight=g.similarity_weight,
-                sparse_steps=g.sparse_steps, frames=2, covariance=cov)
+    path = move(z0, decoder, fake, target_log_bnp=aim(target, "down", g.margin), direction="down",
+                **move_options(g), frames=2, covariance=cov)
     moved = path.steps > 0
     change = (decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)) / 255.0
     mprt = {"radiographs": int(len(z0)), "moved": int(moved.sum()),

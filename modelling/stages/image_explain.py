@@ -24,7 +24,7 @@ import torch
 
 from data_schema import Bundle, Stage
 from data_schema.io import sha256_bytes
-from modelling.config import StudyConfig, gvr_key
+from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.frozen import frozen
 from modelling.explain.gvr import overlay
 from modelling.explain.image_model import ImageModelError, ImageModelSpec, check, scores
@@ -97,9 +97,9 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         # from is not known)
         covariance = np.cov(latents, rowvar=False) if g.move == "pattern" else None
         _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
-                                           covariance=covariance, step_size=g.step_size, max_steps=g.max_steps,
-                                           similarity_weight=g.similarity_weight, margin=margin,
-                                           sparse_steps=g.sparse_steps if method == "direct" else 0,
+                                           covariance=covariance, margin=margin,
+                                           # a surrogate scores the code: explain_codes refuses to shorten its moves
+                                           **move_options(g) | ({} if method == "direct" else {"sparse_steps": 0}),
                                            desc=f"{name}: moving codes ({method})")
         d8, h8 = path.diseased_images, path.healthy_images
         for k, i in enumerate(chosen):
@@ -125,7 +125,11 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         "gvr_id", "image_id", "model_name", "method", "threshold", "model_score_original", "start_score", "end_score",
         "model_score_diseased", "model_score_healthy", "reached", "valid", "steps", "latent_distance",
         "image_distance", "diseased_path", "healthy_path", "overlay_path"])
-    table = table.astype({"reached": bool, "valid": bool, "steps": int})
+    # with no radiograph at or above the threshold the frame is empty and pandas leaves every column object
+    table = table.astype({"reached": bool, "valid": bool, "steps": int, **{c: float for c in (
+        "threshold", "model_score_original", "start_score", "end_score", "model_score_diseased", "model_score_healthy",
+        "latent_distance", "image_distance")}, **{c: str for c in (
+        "gvr_id", "image_id", "model_name", "method", "diseased_path", "healthy_path", "overlay_path")}})
     stage.write_table("image_rationales", table, f"{folder(name, method)}/rationales.parquet")
     info["reached"] = float(table["reached"].mean()) if len(table) else None
     info["valid"] = float(table["valid"].mean()) if len(table) else None

@@ -31,7 +31,7 @@ from torch import nn
 from data_schema import Bundle, Stage
 from modelling.cohort.counterfactual import true_change
 from modelling.cohort.pairing import generative_training_mask
-from modelling.config import StudyConfig, gvr_key
+from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.audit import mask_share
 from modelling.explain.baselines import METHODS, attribute
 from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driving_masks, pixel_correlation, table_row
@@ -89,8 +89,7 @@ def _latent_gvr_changes(bundle: Bundle, config: StudyConfig, image_ids: list[str
     score = scorer(predictor, reencode=g.reencode, encoder=load_encoder(bundle, config) if g.reencode else None,
                    decoder=decoder)
     path = move(codes, decoder, score, target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
-                direction="down", step_size=g.step_size, max_steps=g.max_steps,
-                similarity_weight=g.similarity_weight, sparse_steps=g.sparse_steps, frames=2, covariance=covariance)
+                direction="down", **move_options(g), frames=2, covariance=covariance)
     # as the stored PNGs: 8-bit levels, then the difference in 0-255 units
     return decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)
 
@@ -150,7 +149,9 @@ def write_image_fidelity(stage: Stage, config: StudyConfig) -> dict:
         shares = g[list(SHARE_COLUMNS)].mean().to_dict()
         summary["models"].setdefault(model_id, {})[method] = {
             "explained": int(g["share_outside"].notna().sum()),  # a map with no weight explains nothing
-            "median_true_change_r": float(g["true_change_r"].median()),
+            # None where no map of the method correlates (all zero): a NaN median warned and is not JSON
+            "median_true_change_r": (float(g["true_change_r"].dropna().median())
+                                     if g["true_change_r"].notna().any() else None),
             "relevance_mass": float(g["relevance_mass"].mean()), "pointing_rate": float(g["pointing_hit"].mean()),
             "non_disease_mask_share": mask_share(shares),
         }

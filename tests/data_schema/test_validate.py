@@ -224,3 +224,15 @@ def test_a_blank_line_does_not_shift_the_row_of_an_extra_value(tmp_path):
     header, first, second = GOOD_BNP.splitlines()
     p = only(validate_file(write(tmp_path, "bnp_results.csv", f"{header}\n{first}\n\n{second},7\n")))
     assert (p.row, p.value) == (2, "7")
+
+
+def test_a_rule_over_missing_columns_is_not_said_to_be_broken(tmp_path):
+    """splits.csv with neither of its columns was first reported as "violates: No patient has radiographs
+    in both the train and the test set", which was false: the columns are the problem."""
+    path = write(tmp_path, "splits.csv", "a,b\n1,2\n")
+    problems = validate_file(path)
+    assert problems and not any("violates" in p.message for p in problems), "\n".join(map(str, problems))
+    assert {p.column for p in problems if "missing column" in p.message} >= {"patient_id", "set"}
+    df = examples()["splits"]
+    df.loc[2, "patient_id"] = "p1"  # with its columns present the rule is still judged
+    assert any("both the train and the test set" in p.message for p in validate_frame(df, "splits"))

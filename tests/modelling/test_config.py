@@ -16,6 +16,7 @@ from modelling.config import (
     config_to_dict,
     gvr_key,
     load_config,
+    move_options,
 )
 
 
@@ -97,6 +98,10 @@ def test_unknown_top_level_key(tmp_path):
         ("image_model", "width", 0.0, "image_model.width: must be in (0, 4]"),
         ("shortcuts", "strengths", [0.0, 1.2], "shortcuts.strengths: must list shares from 0 to 1; got"),
         ("shortcuts", "negative_share", 1.0, "shortcuts.negative_share: must lie in 0-1 and below the largest"),
+        # a NaN was refused as "must not be negative", and a typo'd feature failed only at the readers stage
+        ("decoder", "mmd_weight", float("nan"), "decoder.mmd_weight: must be a finite number; got nan"),
+        ("readers", "features", ["cardiomegally"],
+         "readers.features: unknown feature 'cardiomegally' (did you mean 'cardiomegaly'"),
     ],
 )
 def test_mistyped_or_out_of_range_values(tmp_path, section, key, value, message):
@@ -104,6 +109,28 @@ def test_mistyped_or_out_of_range_values(tmp_path, section, key, value, message)
     data[section][key] = value
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         load_config(write(tmp_path, data))
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys without a word; the study then ran with a value its author
+    may not have seen."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base()) + "image_size: 64\n")
+    first = 1 + path.read_text().splitlines().index("image_size: 32")
+    with pytest.raises(ConfigError, match=rf"not valid YAML: key 'image_size' given twice \(lines {first} and "):
+        load_config(path)
+
+
+def test_exponent_notation_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 reads 1e-3 as text; it was refused as "must be a number; got '1e-3'"."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base()).replace("learning_rate: 0.001", "learning_rate: 1e-3", 1))
+    assert "learning_rate: 1e-3" in path.read_text()
+    cfg = load_config(path)
+    assert 1e-3 in (cfg.decoder.learning_rate, cfg.encoder.learning_rate, cfg.predictors.learning_rate)
+    path.write_text(yaml.safe_dump(base() | {"seed": "1e3"}))
+    with pytest.raises(ConfigError, match="seed: must be an integer"):  # integers stay integers
+        load_config(path)
 
 
 def test_sparse_steps_need_a_reencoded_move(tmp_path):
@@ -120,6 +147,25 @@ def test_a_stage_key_names_sparse_steps_only_when_they_are_used():
     g = load_config("default").gvr
     assert "sparse_steps" not in gvr_key(g) and gvr_key(g)["move"] == g.move
     assert gvr_key(dataclasses.replace(g, sparse_steps=3))["sparse_steps"] == 3
+
+
+def test_move_options_carry_every_gvr_setting_a_move_takes():
+    """The stages and benchmarks pass the config to a move through move_options: a GVR setting that `move`
+    or `explain_codes` accepts and move_options leaves out would reach none of them (review, session 12)."""
+    import inspect
+
+    from modelling.explain.gvr import move
+    from modelling.explain.rationale import explain_codes
+
+    g = dataclasses.replace(load_config("default").gvr, step_size=0.3, max_steps=7, similarity_weight=0.2,
+                            sparse_steps=5)
+    options = move_options(g)
+    assert options == {"step_size": 0.3, "max_steps": 7, "similarity_weight": 0.2, "sparse_steps": 5}
+    for fn in (move, explain_codes):
+        taken = set(inspect.signature(fn).parameters)
+        assert set(options) <= taken
+        # margin and movie frames are passed by each caller (aim(), 2 frames for measures); nothing else is left
+        assert {f.name for f in dataclasses.fields(g)} & taken - set(options) <= {"margin"}
 
 
 def test_image_size_must_suit_the_dcgan_layout(tmp_path):

@@ -95,6 +95,20 @@ def test_validate_a_bundle(tmp_path):
     assert f"{bundle.root / 'tables/splits.parquet'}: content changed since stage 'cohort'" in result.stdout
 
 
+def test_a_table_of_no_known_name_is_a_usage_error_naming_the_schemas_that_fit(tmp_path):
+    """It was reported as a problem of the table (exit 1) with no hint of which schema to name."""
+    path = tmp_path / "results.csv"
+    path.write_text("result_id,patient_id,collected_at,bnp_ng_l\nr1,p1,2012-01-01,350\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "name one with --schema (its columns fit: bnp_results, bnp_input)" in result.output
+    assert runner.invoke(app, ["validate", str(path), "--schema", "bnp_results"]).exit_code == 0
+    odd = tmp_path / "odd.csv"
+    odd.write_text("x,y\n1,2\n")
+    listed = runner.invoke(app, ["validate", str(odd)])
+    assert listed.exit_code == 2 and "schemas: " in listed.output and "input formats: " in listed.output
+
+
 def test_missing_path_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["validate", str(tmp_path / "nothing.csv")])
     assert result.exit_code == 2 and "no such file" in result.output
@@ -180,7 +194,12 @@ def test_analyse_command_lists_what_it_wrote_and_skipped(tmp_path):
     assert runner.invoke(app, ["cohort", "synth", "--config", "tiny", "--out", str(tmp_path / "b"), "--workers", "1"]).exit_code == 0
     result = runner.invoke(app, ["analyse", str(tmp_path / "b"), "--no-mixed-models"])
     assert result.exit_code == 0, result.output
-    assert "table1.html" in result.output and "skipped" in result.output
+    assert "table1.html" in result.output and "skipped" in result.output and "wrote " in result.output
+    again = runner.invoke(app, ["analyse", str(tmp_path / "b"), "--no-mixed-models"])
+    assert again.exit_code == 0, again.output
+    assert "is up to date" in again.output and "wrote " not in again.output  # it had said it wrote every file
+    shown = runner.invoke(app, ["analyse", "--help"], env={"COLUMNS": "200"}).output
+    assert "--no-mixed-models" in shown and "--no-no-mixed-models" not in shown  # typer had added a negation
 
 
 def test_explain_command_summarises_per_model(tmp_path):
@@ -284,3 +303,19 @@ def test_only_an_input_refused_before_writing_says_nothing_was_written():
     problem = Problem("tables/x.parquet", 3, "bnp_ng_l", "0", "must be > 0")
     assert _error_text(TableValidationError([problem])).endswith("1 problem(s)")
     assert _error_text(IngestError([problem])).endswith("1 problem(s); nothing was written")
+
+
+def test_ctrl_c_says_a_rerun_resumes_and_exits_130(tmp_path, monkeypatch, capsys):
+    """typer turns a KeyboardInterrupt into a quiet exit with status 130, so the documented message was
+    never printed (the log's last line was only the stage's failure)."""
+    import analysis.analyse
+    from modelling.cli.app import INTERRUPTED, main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analysis.analyse, "analyse_bundle", interrupted)
+    assert main(["analyse", str(tmp_path)]) == 130
+    assert INTERRUPTED in capsys.readouterr().err
+    assert main(["schema", "no-such-command"]) == 2  # other exits keep their status and say nothing of it
+    assert INTERRUPTED not in capsys.readouterr().err

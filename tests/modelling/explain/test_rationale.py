@@ -4,6 +4,7 @@ validity checked with the real model (toy models with known answers, STYLE.md 8)
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -231,6 +232,25 @@ def test_spec_yaml_is_checked_naming_the_file(tmp_path):
     path.write_text("input_size: 224\noutput: probability\nthreshold: 1.5\n")
     with pytest.raises(ImageModelError, match="threshold must lie strictly between 0 and 1"):
         ImageModelSpec.from_yaml(path)
+
+
+def test_spec_values_are_checked_for_their_type_and_exponents_are_numbers(tmp_path):
+    """YAML reads 1.0e6 as text, and the spec kept it as text: the threshold compared as a number, and the
+    command's summary then failed formatting it (review, session 13)."""
+    path = tmp_path / "model.yaml"
+    path.write_text("input_size: 224\noutput: bnp_ng_l\nthreshold: 1.0e6\n")
+    spec = ImageModelSpec.from_yaml(path)
+    assert spec.threshold == 1e6 and isinstance(spec.threshold, float) and f"{spec.threshold:g}" == "1e+06"
+    for line, message in (("input_size: big", "input_size must be an integer; got 'big'"),
+                          ("input_size: 22.5", "input_size must be an integer; got 22.5"),
+                          ("threshold: high", "threshold must be a finite number; got 'high'"),
+                          ("threshold: .nan", "threshold must be a finite number; got nan"),
+                          ("output: [1]", "output must be text")):
+        key = line.split(":")[0]
+        base = {"input_size": "224", "output": "logit", "threshold": "0"} | {key: line.split(": ", 1)[1]}
+        path.write_text("".join(f"{k}: {v}\n" for k, v in base.items()))
+        with pytest.raises(ImageModelError, match=re.escape(f"{path}: {message}")):
+            ImageModelSpec.from_yaml(path)
 
 
 def test_scores_put_every_output_kind_on_one_scale():

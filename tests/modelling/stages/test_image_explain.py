@@ -74,6 +74,36 @@ def test_surrogate_via_a_factory_reports_its_fidelity(user_model):
     assert set(summary["surrogate_fidelity"]) >= {"r2", "auc", "agreement", "n_held_out"}
 
 
+def test_no_radiograph_at_or_above_the_threshold_writes_an_empty_checked_table(user_model, tmp_path):
+    """A user's model that calls no test radiograph positive: said, and an empty table that passes its schema
+    (the table's float columns had been left as objects, and the stage failed on its own output)."""
+    root, path, _, _ = user_model
+    high = tmp_path / "high.pt2"
+    high.write_bytes(path.read_bytes())
+    high.with_suffix(".yaml").write_text("input_size: 48\noutput: log_bnp\nthreshold: 1.0e6\n")
+    result = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(high),
+                                 "--name", "none-high"])
+    assert result.exit_code == 0, result.output
+    assert "0 of the test split at or above 1e+06; explained 0" in result.output
+    table = Bundle(root, create=False).read_table("image_gvr/none-high/direct/rationales.parquet",
+                                                  schema="image_rationales")
+    assert len(table) == 0 and table["end_score"].dtype == np.float64
+    assert validate_bundle(root) == []
+
+
+def test_a_program_exported_for_one_batch_size_is_refused_with_how_to_export_it(user_model, tmp_path):
+    """The README's export example without its dynamic batch takes a batch of two only; the check ran a
+    batch of two and passed it, and scoring then failed with a bare guard assertion."""
+    root, path, _, _ = user_model
+    fixed = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(HeartModel().eval(), (torch.rand(2, 1, 48, 48),)), str(fixed))
+    fixed.with_suffix(".yaml").write_text(path.with_suffix(".yaml").read_text())
+    result = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(fixed),
+                                 "--name", "fixed"])
+    assert result.exit_code == 2, result.output
+    assert "does not accept input of shape (3, 1, 48, 48)" in result.output and "dynamic_shapes" in result.output
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--image-model", "{pt}", "--image-model-factory", "m:f"], "give either --image-model FILE"),
     (["--image-model-factory", "tests.modelling.explain.toy_models:heart_model"], "needs --weights FILE"),

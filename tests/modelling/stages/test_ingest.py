@@ -396,7 +396,8 @@ def test_train_command_refuses_to_synthesise_into_a_failed_real_bundle(tmp_path,
     exe = str(Path(sys.executable).with_name("gvr"))
     run = subprocess.run([exe, "train", "--config", "tiny", "--bundle", str(bundle.root)], capture_output=True,
                          text=True, timeout=300, env=clean_env)
-    assert run.returncode == 1 and "Traceback" not in run.stderr
+    # refused before any work: 2, as the README says (it was 1, the status of work that failed)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
     assert f"error: {bundle.root} holds real data" in run.stderr
     assert "tables/phantom_truth.parquet" not in Bundle(bundle.root).files
 
