@@ -79,6 +79,8 @@ def gvr_fidelity(bundle: Bundle, config, model_id: str = "mlp-correct") -> dict:
     enlarged = params["cardiothoracic_ratio"] > 0.5
     out = {"gvrs": len(ids), "with_cardiomegaly": int(enlarged.sum())}
     for how, cov in (("gradient", None), ("pattern", training_covariance(bundle, model_id))):
+        # the paper's moves on the code, as the lever comparison measured them: no re-encoding, margin or
+        # shortening (move_options would carry sparse_steps, which a move on the code must not take)
         path = move(z0, decoder, predictor, target_log_bnp=np.log(config.cohort.bnp_threshold_ng_l), direction="down",
                     step_size=g.step_size, max_steps=g.max_steps, similarity_weight=g.similarity_weight,
                     covariance=cov)

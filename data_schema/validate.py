@@ -262,8 +262,8 @@ def check_frame(df: pd.DataFrame, spec: TableSpec, *, file: str = "<frame>") -> 
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
     frame_level_seen = set()
-    # a rule over several columns cannot be judged without them: with a column missing its failure is noise
-    # ("no patient in both sets" said of a file with neither column), and the missing column is the problem
+    # with a column missing, a rule over the whole table may be judged without the columns it reads ("no
+    # patient in both sets" said of a file with neither column): such failures wait until the columns are there
     columns_missing = (cases["check"].astype(str) == "column_in_dataframe").any()
     for case in cases.itertuples(index=False):
         check = str(case.check)

@@ -100,7 +100,7 @@ def _fitting_schemas(path: Path) -> str:
         fits.append("bnp_input")
     if {"file", "patient_id", "acquired_at", "view"} <= header:
         fits.append("images_manifest")
-    if "patient_id" in header and header & {"birth_date", "age_years"}:
+    if {"patient_id", "sex"} <= header and header & {"birth_date", "age_years"}:
         fits.append("patients_input")
     if fits:
         return f"its columns fit: {', '.join(fits)}"

@@ -248,9 +248,9 @@ def _read_dicom(path: Path, modalities) -> Loaded:
                                ("StudyDate", "StudyTime")):
         if ds.get(date_tag):
             stamp = parse_timestamp(f"{ds.get(date_tag)} {str(ds.get(time_tag) or '000000')[:6].ljust(6, '0')}")
-            if stamp is not None and storable(stamp):
+            if stamp is not None and storable(stamp) and not in_future(stamp):
                 break
-            stamp = None  # unreadable or out of range: the next tag may give the time
+            stamp = None  # unreadable, out of range or in the future: the next tag may give the time
     return Loaded(
         source=str(path),
         patient_key=str(ds.get("PatientID", "") or ""),
@@ -357,6 +357,11 @@ def storable(stamp: pd.Timestamp) -> bool:
     return bool(_STORABLE[0] <= stamp <= _STORABLE[1])
 
 
+def in_future(stamp: pd.Timestamp) -> bool:
+    """Later than tomorrow: no record can be, so it is a typo (a day's slack, since the times carry no zone)."""
+    return stamp > pd.Timestamp.now() + pd.Timedelta(days=1)
+
+
 def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], *, dayfirst: bool):
     """One cell's timestamp, or None with its problem added."""
     stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
@@ -368,7 +373,7 @@ def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], 
         problems.append(Problem(str(path), row, column, text,
                                 f"outside the years {_STORABLE[0].year + 1}-{_STORABLE[1].year - 1} (a typo?)"))
         stamp = None
-    elif stamp > pd.Timestamp.now() + pd.Timedelta(days=1):  # a day's slack: the times carry no zone
+    elif in_future(stamp):
         problems.append(Problem(str(path), row, column, text, "in the future (a typo?)"))
         stamp = None
     return stamp

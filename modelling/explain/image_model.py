@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import io
 import math
+import numbers
 import pickle
 import warnings
 import zipfile
@@ -77,7 +78,7 @@ class ImageModelSpec:
         for name, kind in (("input_size", int), ("output_index", int), ("threshold", float), ("mean", float),
                            ("sd", float)):
             value = yaml_number(getattr(self, name))
-            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
+            if isinstance(value, bool) or not isinstance(value, numbers.Real if kind is float else numbers.Integral) \
                     or not math.isfinite(value):
                 raise ImageModelError(f"{where}: {name} must be {'a finite number' if kind is float else 'an integer'}"
                                       f"; got {value!r}")
@@ -183,7 +184,7 @@ def scores(model: nn.Module, images: torch.Tensor, spec: ImageModelSpec) -> torc
 
 
 def check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> None:
-    """Run the model on batches of two and three blank images of the spec's size; refuse a wrong input or
+    """Run the model on batches of two, three and one blank images of the spec's size; refuse a wrong input or
     output shape, a batch size fixed at export (the stages score in batches of any size), a non-finite
     output, or (when `needs_gradients`) an output that does not depend differentiably on the pixels."""
     with frozen(model):
@@ -191,8 +192,9 @@ def check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> N
 
 
 def _check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> None:
-    # a program exported with the example batch of two and no dynamic batch takes two only: three shows it
-    for n in (2, 3):
+    # a program exported with the example batch of two and no dynamic batch takes two only: three shows it;
+    # one, because scoring ends on a batch of any size, and a dynamic batch may have been given min=2
+    for n in (2, 3, 1):
         x = torch.zeros(n, 1, spec.input_size, spec.input_size, requires_grad=needs_gradients)
         try:
             out = model(x)

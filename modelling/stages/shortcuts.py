@@ -285,6 +285,8 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
 
 
 STAGE = "shortcuts"
+#: Raised when the tables gain a column (2: audit_region_share), so that a study bundle's tables are rebuilt.
+TABLES_VERSION = 2
 #: Where the stage keeps its seeds' bundles inside the study bundle (resumable work, not results).
 WORK = "work/shortcuts"
 
@@ -306,6 +308,7 @@ def build_shortcuts(config: StudyConfig, out, *, force: bool = False) -> tuple[B
                          "bundle of real data (run `gvr benchmark shortcuts --out DIR` instead)")
     key = {"study": config_to_dict(config)}
     key["study"].pop("readers", None)  # the reader study does not change the benchmark
+    key["tables_version"] = TABLES_VERSION
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_shortcuts(st, config)), config=key, seed=config.seed,
                      force=force)

@@ -121,6 +121,16 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
         load_config(path)
 
 
+def test_yaml_merge_keys_still_load_and_may_be_overridden():
+    """The duplicate-key check first refused every `<<: *anchor` (PyYAML merges after construction)."""
+    from modelling.config import _UniqueKeys
+
+    merged = yaml.load("a: &x {b: 1, c: 2}\nd: {<<: *x, b: 3}\n", Loader=_UniqueKeys)
+    assert merged == {"a": {"b": 1, "c": 2}, "d": {"b": 3, "c": 2}}
+    with pytest.raises(yaml.YAMLError, match="key 'b' given twice"):
+        yaml.load("d: {b: 1, b: 3}\n", Loader=_UniqueKeys)
+
+
 def test_exponent_notation_without_a_dot_is_a_number(tmp_path):
     """YAML 1.1 reads 1e-3 as text; it was refused as "must be a number; got '1e-3'"."""
     path = tmp_path / "c.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
@@ -223,6 +224,16 @@ def test_bad_bnp_rows_are_refused_with_file_row_and_column(cohort_files, row, me
     assert problem.file == str(tmp_path / "bnp.csv") and problem.row == 4 and message in problem.message
     assert problem.column in ("patient_id", "bnp_ng_l", "collected_at")
     assert_nothing_written(tmp_path / "bundle")
+
+
+def test_a_dicom_date_in_the_future_is_passed_over_for_the_next_one(tmp_path):
+    make_dicom(tmp_path / "x.dcm", when=("20990304", "101500"))
+    assert read_dicom(tmp_path / "x.dcm").acquired is None  # no other date: excluded for want of one
+    make_dicom(tmp_path / "y.dcm", when=("20990304", "101500"))
+    ds = pydicom.dcmread(tmp_path / "y.dcm")
+    ds.StudyDate, ds.StudyTime = "20120304", "090000"
+    ds.save_as(tmp_path / "y.dcm", enforce_file_format=True)
+    assert read_dicom(tmp_path / "y.dcm").acquired == pd.Timestamp("2012-03-04 09:00")
 
 
 def test_missing_column_is_refused(cohort_files):

@@ -234,6 +234,12 @@ def test_spec_yaml_is_checked_naming_the_file(tmp_path):
         ImageModelSpec.from_yaml(path)
 
 
+def test_a_spec_takes_numpy_numbers():
+    spec = ImageModelSpec(input_size=np.int64(32), output="logit", threshold=np.float32(0.5), output_index=np.int64(0),
+                          mean=np.float64(0.5))
+    assert spec.input_size == 32 and type(spec.input_size) is int and type(spec.threshold) is float
+
+
 def test_spec_values_are_checked_for_their_type_and_exponents_are_numbers(tmp_path):
     """YAML reads 1.0e6 as text, and the spec kept it as text: the threshold compared as a number, and the
     command's summary then failed formatting it (review, session 13)."""
