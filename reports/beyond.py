@@ -200,6 +200,7 @@ fig
 audit_rows = pd.DataFrame([{
     "Model": model, "GVRs": v["gvrs"], "Reached target (rate)": v["reached_rate"],
     "Basis": v["basis"], "GVR non-disease share": v["non_disease_share"],
+    "Region response non-disease share (reported)": v.get("region_share"),
     "Decision": v["decision"],
     "Reliance non-disease share": (v.get("reliance") or {}).get("share"),
     "Truth": (None if not v.get("reliance") else ("flag" if v["reliance"]["flagged"] else "pass")),
@@ -211,7 +212,7 @@ display(Markdown(f"Models flagged: {', '.join(f'`{m}`' for m in flagged) if flag
 
 # %%
 #| label: tbl-audit
-#| tbl-cap: "The audit of each model (baselines/audit.json): the evidence it decided on, the GVR change's non-disease share among the masks, its decision, and the truth by intervention with whether they agree."
+#| tbl-cap: "The audit of each model (baselines/audit.json): the evidence it decided on, the GVR change's non-disease share among the masks, the non-disease share of the model's own response to that change region by region (reported beside the rule, not deciding), its decision, and the truth by intervention with whether they agree."
 display(HTML(audit_rows.round(3).to_html(index=False)))
 
 # %% [markdown]
@@ -247,6 +248,23 @@ if has_shortcuts:
         f"{a['tn']} true and {a['fn']} false negatives (agreement {sc_summary['audit_agrees']:.0%}). "
         f"{reqs}. Spearman correlation, over every model and seed, of each method's mean share on the "
         f"marker with the model's measured reliance on it: {rhos}."))
+    evidence = sc_summary.get("evidence") or {}  # results made before the region response was measured lack it
+    if (evidence.get("region_share") or {}).get("models"):
+        n_e, e_e = evidence["audit_share"], evidence["region_share"]
+
+        def rho(v):
+            return "-" if v["spearman_vs_reliance_share"] is None else f"{v['spearman_vs_reliance_share']:.2f}"
+
+        def flags(v):
+            c = v["at_threshold"]
+            return f"{c['tp']} true and {c['fp']} false positives, {c['fn']} false negatives"
+
+        display(Markdown(
+            f"The audit's two GVR shares against the truth's non-disease share, over the models: the share of "
+            f"the change by area that its rule decides on, Spearman {rho(n_e)}; the share of the model's own "
+            f"response to the change region by region (reported beside the rule, not deciding), Spearman "
+            f"{rho(e_e)}. At more than half, the first gives {flags(n_e)}; the second would give {flags(e_e)} "
+            f"({e_e['models']} models)."))
 else:
     display(Markdown("The shortcut benchmark was not run into this bundle: it trains a decoder and encoder "
                      "per seed, beyond the main job's time budget (benchmarks/RESULTS.md). `make shortcuts` (or "
@@ -263,12 +281,13 @@ shortcut_figure(sc_shares, sc_models) if has_shortcuts else None
 
 # %%
 #| label: tbl-shortcuts
-#| tbl-cap: "Shortcut benchmark per strength and regime (mean over seeds): the models' held-out AUC and measured reliance on the marker, the truth by intervention, the models flagged if patient positioning counted as a non-disease reliance (not the truth), the audit's decisions, and each method's mean share on the marker among radiographs that carry it."
+#| tbl-cap: "Shortcut benchmark per strength and regime (mean over seeds): the models' held-out AUC and measured reliance on the marker, the truth by intervention, the models flagged if patient positioning counted as a non-disease reliance (not the truth), the audit's decisions, its rule's share and the region response's share (reported, not deciding), and each method's mean share on the marker among radiographs that carry it."
 if has_shortcuts:
     per = sc_models.groupby(["strength", "regime"]).agg(
         models=("model_id", "size"), held_out_auc=("held_out_auc", "mean"), reliance=("shortcut_reliance", "mean"),
         truly_flagged=("truly_flagged", "sum"), audit_flagged=("audit_flagged", "sum"),
-        audit_share=("audit_non_disease_share", "mean"))
+        audit_share=("audit_non_disease_share", "mean"),
+        **({"region_share": ("audit_region_share", "mean")} if "audit_region_share" in sc_models else {}))
     if "flagged_with_positioning" in sc_models:  # results of a benchmark run before it was measured lack it
         per.insert(per.columns.get_loc("truly_flagged") + 1, "flagged_with_positioning",
                    sc_models.groupby(["strength", "regime"])["flagged_with_positioning"].sum())
