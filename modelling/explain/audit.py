@@ -155,8 +155,9 @@ def decide(evidence: Evidence) -> dict:
     -------
     dict
         ``decision`` (flagged, passed or undecided), ``basis`` (masks, measured changes or none),
-        ``non_disease_share`` (N, with masks), ``used`` and ``not_checked`` (sentences), ``caveats`` and
-        ``rule``.
+        ``non_disease_share`` (N, with masks), ``used`` and ``not_checked`` (sentences), ``caveats``,
+        ``rule``, and what is reported beside the rule: ``region_share`` (E, or None) and ``reported``
+        (sentences).
     """
     used, not_checked, caveats = [], [], []
     region = evidence.region_effects or {}
