@@ -44,8 +44,8 @@ Reported beside the decision, not part of it (:func:`region_effects`, with masks
 
     is the truth's formula applied to what the GVRs change rather than to the phantom's interventions, so
     a small region the model leans on counts by its effect, not its area. It is reported (``region_share``)
-    and not yet decisive: a rule changed after its benchmark results were seen would be fitted to them, so
-    whether E replaces N is to be judged on benchmark seeds it has not seen (benchmarks/RESULTS.md).
+    and does not decide: the rule stays as it was set before any benchmark ran, and E's record on benchmark
+    seeds it had not seen, kept in benchmarks/RESULTS.md, is for the decision whether it should.
 
 The thresholds are the majority rule, set before any benchmark was run, and the same for the truth and
 the decision; they are not fitted to any result.
