@@ -485,6 +485,9 @@ class Bundle:
         """Read a table by schema name (its default path) or by path, checking hash and schema."""
         if name_or_path in SCHEMAS and schema is None:
             spec = get_spec(name_or_path)
+            if not spec.has_default_path:
+                raise BundleError(f"{self.root}: table {spec.name} is kept once per model and method, "
+                                  f"at {spec.path}; read it by its path")
             rel = spec.path
         else:
             rel = safe_relpath(name_or_path)
@@ -577,6 +580,9 @@ class Stage:
             With every problem; nothing is written.
         """
         spec = schema if isinstance(schema, TableSpec) else get_spec(schema)
+        if relpath is None and not spec.has_default_path:
+            raise ValueError(f"table {spec.name} is kept once per model and method, at {spec.path}; "
+                             "pass its path")
         rel = safe_relpath(relpath or spec.path)
         problems = check_frame(df, spec, file=str(self.bundle.root / rel))
         if problems:

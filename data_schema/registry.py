@@ -22,13 +22,19 @@ class TableSpec:
     primary_key : tuple of str
         Columns that identify a row.
     path : str
-        Default location inside a bundle.
+        Default location inside a bundle. A table kept once per model and method names its folders
+        in angle brackets (``image_gvr/<model>/<method>/rationales.parquet``) and has no default:
+        it is read and written by its path.
     """
 
     name: str
     model: type[pa.DataFrameModel]
     primary_key: tuple[str, ...]
     path: str
+
+    @property
+    def has_default_path(self) -> bool:
+        return "<" not in self.path
 
     @property
     def description(self) -> str:
@@ -54,7 +60,7 @@ _SPECS = [
     TableSpec("faithfulness", tables.Faithfulness, ("gvr_id", "method"), "tables/faithfulness.parquet"),
     TableSpec("gvr_truth", tables.GvrTruth, ("gvr_id",), "tables/gvr_truth.parquet"),
     TableSpec("model_reliance", tables.ModelReliance, ("model_id", "feature"), "tables/model_reliance.parquet"),
-    TableSpec("image_rationales", tables.ImageRationales, ("gvr_id",), "image_gvr/rationales.parquet"),
+    TableSpec("image_rationales", tables.ImageRationales, ("gvr_id",), "image_gvr/<model>/<method>/rationales.parquet"),
     TableSpec("shortcut_shares", tables.ShortcutShares, ("seed", "strength", "model_id", "method"),
               "tables/shortcut_shares.parquet"),
     TableSpec("shortcut_models", tables.ShortcutModels, ("seed", "strength", "model_id"),

@@ -84,7 +84,7 @@ def _fitting_schemas(path: Path) -> str:
     import pandas as pd
 
     from data_schema import SCHEMAS
-    from modelling.cohort.ingest import INPUT_FORMATS
+    from modelling.cohort.ingest import INPUT_FORMATS, input_formats_fitting
 
     try:
         if path.suffix.lower() == ".parquet":
@@ -96,12 +96,7 @@ def _fitting_schemas(path: Path) -> str:
     except Exception:  # noqa: BLE001 - an unreadable header fits nothing; every name is listed
         header = set()
     fits = [name for name, spec in sorted(SCHEMAS.items()) if set(spec.schema().columns) <= header]
-    if {"patient_id", "collected_at", "bnp_ng_l"} <= header:
-        fits.append("bnp_input")
-    if {"file", "patient_id", "acquired_at", "view"} <= header:
-        fits.append("images_manifest")
-    if {"patient_id", "sex"} <= header and header & {"birth_date", "age_years"}:
-        fits.append("patients_input")
+    fits += input_formats_fitting(header)
     if fits:
         return f"its columns fit: {', '.join(fits)}"
     return f"schemas: {', '.join(sorted(SCHEMAS))}; input formats: {', '.join(sorted(INPUT_FORMATS))}"

@@ -385,7 +385,7 @@ def _timestamps(df, column, path, problems, *, dayfirst):
 
 def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
     """patients.csv checked row by row; ``.attrs["usable"]`` is False when the file as a whole is not."""
-    df, problems = _read_csv(path, ["patient_id", "sex"])
+    df, problems = _read_csv(path, list(INPUT_COLUMNS["patients_input"][0]))
     if not problems and "birth_date" not in df.columns and "age_years" not in df.columns:
         problems = [Problem(str(path), None, "birth_date", None, "missing column (or give age_years)")]
     if problems:
@@ -437,7 +437,7 @@ def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -
 def read_bnp(path: Path, known: set[str] | None, pseudo: Pseudonymiser, *,
              dayfirst: bool) -> tuple[pd.DataFrame, list[Problem]]:
     """bnp.csv checked row by row; ``known=None`` skips the patient check (the patients file is unusable)."""
-    df, problems = _read_csv(path, ["patient_id", "collected_at", "bnp_ng_l"])
+    df, problems = _read_csv(path, list(INPUT_COLUMNS["bnp_input"][0]))
     if problems:
         return pd.DataFrame(columns=["patient_id", "collected_at", "bnp_ng_l", "row"]), problems
     for i, key in enumerate(df["patient_id"]):
@@ -557,7 +557,7 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
                 loaded.append(_fitted(item, size))
         return loaded, excluded
     manifest = Path(src.manifest_csv)
-    df, found = _read_csv(manifest, ["file", "patient_id", "acquired_at", "view"])
+    df, found = _read_csv(manifest, list(INPUT_COLUMNS["images_manifest"][0]))
     problems.extend(found)
     if found:
         return loaded, excluded
@@ -748,7 +748,20 @@ INPUT_FORMATS = {
     "bnp_input": "bnp.csv: patient_id, collected_at, bnp_ng_l (ng/L)",
     "images_manifest": "images.csv: file (relative to the CSV), patient_id, acquired_at, view",
 }
+#: Each input format's required columns, and the columns of which it needs at least one.
+INPUT_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "patients_input": (("patient_id", "sex"), ("birth_date", "age_years")),
+    "bnp_input": (("patient_id", "collected_at", "bnp_ng_l"), ()),
+    "images_manifest": (("file", "patient_id", "acquired_at", "view"), ()),
+}
 _CHECKING_SALT = b"only-checking-no-pseudonyms-kept"
+
+
+def input_formats_fitting(header) -> list[str]:
+    """The input formats whose columns a header has."""
+    header = set(header)
+    return [name for name, (required, one_of) in INPUT_COLUMNS.items()
+            if set(required) <= header and (not one_of or header & set(one_of))]
 
 
 def guess_input_format(path: str | Path) -> str | None:
@@ -785,7 +798,7 @@ def validate_input(path: str | Path, fmt: str, *, dayfirst: bool = True) -> list
         return read_patients(path, pseudo, dayfirst=dayfirst)[1]
     if fmt == "bnp_input":
         return read_bnp(path, None, pseudo, dayfirst=dayfirst)[1]
-    df, problems = _read_csv(path, ["file", "patient_id", "acquired_at", "view"])
+    df, problems = _read_csv(path, list(INPUT_COLUMNS["images_manifest"][0]))
     if problems:
         return problems
     first_row = _listed_files(df, path, problems)

@@ -457,3 +457,24 @@ def test_a_leftover_that_cannot_be_removed_does_not_stop_the_write(tmp_path, mon
         st.write_bytes("more/x.txt", b"x")
     assert leftover.exists() and "more/x.txt" in bundle.files
     assert tmp_path.resolve() not in bundle_module._HELD
+
+
+def test_a_table_kept_once_per_model_and_method_is_read_and_written_by_its_path(tmp_path):
+    """``image_rationales`` has no single location: by name alone it is refused with its path pattern;
+    by path it round-trips, and ``gvr schema list`` shows the pattern it is really written at."""
+    from typer.testing import CliRunner
+
+    from data_schema import BundleError
+    from modelling.cli.app import app
+
+    bundle = Bundle(tmp_path)
+    table = examples()["image_rationales"]
+    with bundle.stage("image_gvr", config=CFG) as st:
+        with pytest.raises(ValueError, match=r"image_gvr/<model>/<method>/rationales\.parquet"):
+            st.write_table("image_rationales", table)
+        st.write_table("image_rationales", table, "image_gvr/mine/gvr/rationales.parquet")
+    with pytest.raises(BundleError, match="read it by its path"):
+        bundle.read_table("image_rationales")
+    pd.testing.assert_frame_equal(bundle.read_table("image_gvr/mine/gvr/rationales.parquet"), table)
+    listed = CliRunner().invoke(app, ["schema", "list"]).output
+    assert "image_gvr/<model>/<method>/rationales.parquet" in listed

@@ -14,9 +14,11 @@ from data_schema import validate_bundle
 from modelling.cli import app
 from modelling.cohort.ingest import (
     IngestError,
+    INPUT_COLUMNS,
     IngestSources,
     Pseudonymiser,
     fit_square,
+    input_formats_fitting,
     parse_timestamp,
     read_dicom,
 )
@@ -241,6 +243,17 @@ def test_missing_column_is_refused(cohort_files):
     (tmp_path / "bnp.csv").write_text("patient_id,bnp_ng_l\nMRN0001,300\n")
     with pytest.raises(IngestError, match="bnp.csv, column 'collected_at': missing column"):
         build(tmp_path, src)
+
+
+@pytest.mark.parametrize("fmt", sorted(INPUT_COLUMNS))
+def test_a_header_fits_the_input_format_whose_columns_it_has(fmt):
+    """What ``gvr validate`` suggests for a table of unknown name comes from the columns ingest requires."""
+    required, one_of = INPUT_COLUMNS[fmt]
+    header = [*required, *one_of[:1]]
+    assert input_formats_fitting(header) == [fmt]
+    assert fmt not in input_formats_fitting(header[1:])
+    if one_of:
+        assert fmt not in input_formats_fitting(required)
 
 
 def test_duplicate_images_are_refused(cohort_files):
