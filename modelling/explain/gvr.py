@@ -132,7 +132,8 @@ def move(
     similarity_weight : float
         Weight of the image-space similarity to the original reconstruction.
     frames : int
-        Codes recorded along the path, evenly spaced in steps (at least 2: start and end).
+        Codes recorded along each code's path, evenly spaced over its own steps (at least 2: start and
+        end; a code that did not move repeats its start).
     covariance : ndarray (latent_dim, latent_dim), optional
         None: Adam steps on the loss's gradient (the paper's move; for a linear predictor the move
         follows its weights, the "filter"). Given the covariance S of the codes the predictor
@@ -184,27 +185,47 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
     active = ~done(first)
     moving = int(active.sum())
     bar = None if desc is None or not moving else progress(total=moving, desc=desc, unit="code")
-    for _ in range(max_steps):
+    before = None
+    # Each pass reads the codes still moving, once: that reading judges whether the last step crossed the
+    # target and, for the codes still short of it, is the graph of the next step. Codes that have stopped
+    # are not read again (the decoder is the move's cost).
+    for taken in range(max_steps + 1):
         if not active.any():
             break
-        pred = predictor(z)
-        gap = torch.relu(sign * (pred - target))  # how far each code still is from its target
-        similarity = ((decoder(z) - reference) ** 2).flatten(1).mean(dim=1)
-        loss = ((gap + similarity_weight * similarity) * active).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        before = z.detach().clone()
-        opt.step()
+        rows = torch.nonzero(active).squeeze(1)
+        codes = z[rows]
+        picture = decoder(codes)
+        pred = _reads(predictor, decoder, codes, picture)
+        crossed = torch.zeros_like(active)
+        still = torch.ones_like(rows, dtype=torch.bool)
+        if before is not None:
+            with torch.no_grad():
+                still = ~_done(pred, target[rows], direction)
+                crossed[rows[~still]] = True
+                if crossed.any():  # land just past the target instead of a whole step beyond it
+                    landed = _bisect(before[crossed], z[crossed], predictor, target[crossed], direction)
+            active = active & ~crossed
+            history.append(z.detach().cpu().numpy().copy())  # replaced below where a code landed
+            if bar is not None:
+                bar.update(int(crossed.sum()))
+        stepping = bool(still.any()) and taken < max_steps
+        if stepping:
+            gap = torch.relu(sign * (pred - target[rows]))  # how far each code still is from its target
+            similarity = ((picture - reference[rows]) ** 2).flatten(1).mean(dim=1)
+            loss = ((gap + similarity_weight * similarity) * still).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        del codes, picture, pred
         with torch.no_grad():
+            if crossed.any():
+                z[crossed] = landed
+                history[-1][crossed.cpu().numpy()] = landed.cpu().numpy()
+            if not stepping:
+                break
+            before = z.detach().clone()
+            opt.step()
             z[~active] = before[~active]  # Adam's momentum would carry finished codes on
             steps += active.long()
-            crossed = active & done(predictor(z))
-            if crossed.any():  # land just past the target instead of a whole step beyond it
-                z[crossed] = _bisect(before[crossed], z[crossed], predictor, target[crossed], direction)
-            active &= ~crossed
-        history.append(z.detach().cpu().numpy().copy())
-        if bar is not None:
-            bar.update(int(crossed.sum()))
     with torch.no_grad():
         end_pred = predictor(z)
     if bar is not None:  # the codes the step budget stopped count as finished, not reached
@@ -227,8 +248,6 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
                 if back.any():
                     z[back] = crossed_at[back]
                     end_pred = predictor(z)
-            history.append(z.cpu().numpy().copy())
-    keep = np.unique(np.linspace(0, len(history) - 1, max(2, frames)).round().astype(int))
     return Path(
         start=start.astype(np.float32),
         end=z.detach().cpu().numpy().copy(),
@@ -236,8 +255,19 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
         end_log_bnp=end_pred.cpu().numpy().astype(np.float64),
         steps=steps.cpu().numpy(),
         reached=done(end_pred).cpu().numpy(),
-        frames=np.stack([history[i] for i in keep]),
+        frames=_frames(history, steps.cpu().numpy(), z.detach().cpu().numpy(), max(2, frames), shortened=bool(sparse_steps)),
     )
+
+
+def _frames(history: list[np.ndarray], steps: np.ndarray, end: np.ndarray, count: int, *, shortened: bool) -> np.ndarray:
+    """(count, n, d): each code's frames evenly spaced over its own steps, so that its movie does not
+    depend on the codes moved beside it (a batch, or a torchrun process's share). A shortened move's
+    last frame is the code kept after its frames have run to where it crossed."""
+    walked = np.stack(history)  # a code that has stopped stays where it stopped in every later entry
+    spaced = count - 1 if shortened else count
+    at = np.rint(np.linspace(0.0, 1.0, spaced)[:, None] * steps[None, :]).astype(int)
+    out = walked[at, np.arange(len(steps))[None, :]]
+    return np.concatenate([out, end[None]]) if shortened else out
 
 
 #: The sparse phase's penalty on the prediction's excess over the target, in log BNP, against a change
@@ -263,8 +293,7 @@ def _sparsen(z: torch.Tensor, reference: torch.Tensor, decoder, predictor, targe
     for step in range(steps + 1):  # the last pass only judges where the last step went
         picture = decoder(z)
         change = (picture - reference).abs().flatten(1).mean(dim=1)
-        pred = predictor.reads(picture) if isinstance(predictor, Reencoded) and predictor.decoder is decoder \
-            else predictor(z)
+        pred = _reads(predictor, decoder, z, picture)
         with torch.no_grad():
             better = _done(pred, target, direction) & (change < smallest)
             kept[better] = z.detach()[better]
@@ -306,6 +335,14 @@ class _PatternSteps:
         whitened = g @ self.chol  # L^T g, one row per code
         norm = whitened.norm(dim=1, keepdim=True).clamp_min(1e-12)
         self.z -= self.length * (whitened / norm) @ self.chol.T
+
+
+def _reads(predictor, decoder, z: torch.Tensor, picture: torch.Tensor) -> torch.Tensor:
+    """The predictor's output at `z`, reusing ``picture = decoder(z)`` where the predictor reads the
+    decoder's picture (:class:`Reencoded`, an image model seen from the codes: ``predictor.reads``)."""
+    if getattr(predictor, "decoder", None) is decoder and callable(getattr(predictor, "reads", None)):
+        return predictor.reads(picture)
+    return predictor(z)
 
 
 def _done(pred: torch.Tensor, target: torch.Tensor, direction: str) -> torch.Tensor:

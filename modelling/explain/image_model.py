@@ -316,7 +316,11 @@ class LatentImageModel(nn.Module):
         self.decoder, self.model, self.spec = decoder, model, spec
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return scores(self.model, self.decoder(z).float(), self.spec)
+        return self.reads(self.decoder(z))
+
+    def reads(self, picture: torch.Tensor) -> torch.Tensor:
+        """The score of a picture the decoder drew (a move decodes each step once)."""
+        return scores(self.model, picture.float(), self.spec)
 
 
 def is_positive(score, spec: ImageModelSpec):

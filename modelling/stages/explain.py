@@ -86,10 +86,9 @@ def _select(predictions: pd.DataFrame, model_id: str, *, above: bool, threshold:
 def move_sharded(start: np.ndarray, *args, **kwargs):
     """:func:`modelling.explain.gvr.move` with the codes split across torchrun's processes and gathered.
 
-    Each code's path depends only on itself (the batch's codes do not interact), so the codes, their
-    predictions, steps and whether they reached the target equal one process moving them all. The movie
-    frames do not: each process spaces its frames over its own longest path, so a movie's frames (not its
-    first or last) depend on the number of processes.
+    Each code's path depends only on itself (the batch's codes do not interact), and its frames are spaced
+    over its own steps, so the codes, their predictions, steps, whether they reached the target and the
+    movie frames equal one process moving them all (to the arithmetic of a smaller batch).
     """
     import torch.distributed as dist
 
@@ -107,30 +106,17 @@ def move_sharded(start: np.ndarray, *args, **kwargs):
     parts = [None] * world
     dist.all_gather_object(parts, (mine, local))
     n = len(start)
-    out = {name: None for name in ("start", "end", "start_log_bnp", "end_log_bnp", "steps", "reached")}
-    frames = None
+    out = {name: None for name in ("start", "end", "start_log_bnp", "end_log_bnp", "steps", "reached", "frames")}
     for idx, path in parts:
         if path is None:
             continue
         for name in out:
-            value = getattr(path, name)
+            value = np.moveaxis(getattr(path, name), 1, 0) if name == "frames" else getattr(path, name)
             if out[name] is None:
                 out[name] = np.zeros((n, *value.shape[1:]), value.dtype)
             out[name][idx] = value
-        # each process keeps its own evenly spaced frames; pad shorter paths with their last frame
-        frames = _merge_frames(frames, path.frames, idx, n)
-    return Path(frames=frames, **out)
-
-
-def _merge_frames(frames, part, idx, n):
-    if frames is None:
-        frames = np.zeros((part.shape[0], n, part.shape[2]), part.dtype)
-    if part.shape[0] > frames.shape[0]:
-        frames = np.concatenate([frames, np.repeat(frames[-1:], part.shape[0] - frames.shape[0], axis=0)])
-    if part.shape[0] < frames.shape[0]:
-        part = np.concatenate([part, np.repeat(part[-1:], frames.shape[0] - part.shape[0], axis=0)])
-    frames[:, idx] = part
-    return frames
+    out["frames"] = np.moveaxis(out["frames"], 0, 1)  # frames are (frame, code, latent)
+    return Path(**out)
 
 
 def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bundle | None = None,

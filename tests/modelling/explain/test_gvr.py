@@ -203,6 +203,33 @@ def test_a_reencoded_move_changes_what_the_model_sees_in_the_picture():
     np.testing.assert_allclose(aim(1.0, "up", 0.05), 1.05)
 
 
+def test_a_reencoded_move_decodes_each_step_once(monkeypatch):
+    """The decoder is the move's cost at 256 px: each step's one decoding serves the prediction, the
+    similarity and the check whether the step crossed. Counted: the reference and first reading, one
+    decoding per step and one after the last, the bisection of each crossing, and the end's reading."""
+    from modelling.explain import gvr
+    from modelling.explain.gvr import Reencoded
+
+    decoder, encoder = ToyDecoder(), SoftEncoder()
+    predictor = LinearPredictor(torch.tensor([1.0, 0.0, 0.0, 0.0]), 5.0)
+    calls = []
+    real = decoder.forward
+    monkeypatch.setattr(decoder, "forward", lambda z: calls.append(len(z)) or real(z))
+    bisections = []
+    real_bisect = gvr._bisect
+    monkeypatch.setattr(gvr, "_bisect", lambda *a, **k: bisections.append(k.get("iterations", 12)) or real_bisect(*a, **k))
+    start = np.array([[1.2, 0.0, 0.0, 0.0], [1.6, 0.0, 0.0, 0.0]], np.float32)
+    path = move(start, decoder, Reencoded(predictor, encoder, decoder), target_log_bnp=np.log(100),
+                direction="down", step_size=0.05, max_steps=500)
+    assert path.reached.all() and len(bisections) >= 1
+    assert len(calls) == 2 + (path.steps.max() + 1) + sum(bisections) + 1
+    # the frames end on the codes where each move landed, not a step beyond them
+    np.testing.assert_allclose(path.frames[-1], path.end)
+    with torch.no_grad():
+        past = Reencoded(predictor, encoder, decoder)(torch.from_numpy(path.end)).numpy()
+    assert (past < np.log(100)).all() and (past > np.log(100) - 0.05).all()
+
+
 def test_a_named_move_reports_the_codes_it_moves_and_how_many_reached(caplog, monkeypatch):
     import logging
 
@@ -220,6 +247,26 @@ def test_a_named_move_reports_the_codes_it_moves_and_how_many_reached(caplog, mo
     caplog.clear()
     move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=40)
     assert not [r for r in caplog.records if r.name == "gvr.progress"]  # unnamed moves stay quiet
+
+
+@pytest.mark.parametrize("sparse_steps", [0, 20])
+def test_a_codes_frames_span_its_own_path_whatever_is_moved_beside_it(sparse_steps):
+    """A short move beside a long one (or alone, as in a torchrun process's share) has the same frames,
+    evenly spaced from its start to where it stopped; a code that did not move repeats its start."""
+    decoder, predictor = heart_only()
+    short, long_, still = [0.6, 0, 0, 0], [2.5, 0, 0, 0], [-1.0, 0, 0, 0]
+    kw = dict(target_log_bnp=np.log(100), direction="down", step_size=0.05, max_steps=300, frames=6,
+              sparse_steps=sparse_steps)
+    together = move(np.array([short, long_, still], np.float32), decoder, predictor, **kw)
+    alone = move(np.array([short], np.float32), decoder, predictor, **kw)
+    assert together.steps[0] < together.steps[1] / 3 and together.steps[2] == 0
+    assert together.frames.shape == (6, 3, 4) and alone.frames.shape == (6, 1, 4)
+    np.testing.assert_allclose(together.frames[:, 0], alone.frames[:, 0], atol=1e-6)
+    np.testing.assert_allclose(together.frames[0], together.start)
+    np.testing.assert_allclose(together.frames[-1], together.end)
+    heart = together.frames[:, 0, 0]
+    assert (np.diff(heart[:-1]) < 0).all()  # every frame of the short move shows it under way
+    np.testing.assert_array_equal(together.frames[:, 2], np.repeat(together.start[2:], 6, axis=0))
 
 
 def test_a_movie_shows_the_change_growing():
