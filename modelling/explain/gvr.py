@@ -186,6 +186,7 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
     moving = int(active.sum())
     bar = None if desc is None or not moving else progress(total=moving, desc=desc, unit="code")
     before = None
+    needs_picture = similarity_weight != 0 or _reads_picture(predictor, decoder)
     # Each pass reads the codes still moving, once: that reading judges whether the last step crossed the
     # target and, for the codes still short of it, is the graph of the next step. Codes that have stopped
     # are not read again (the decoder is the move's cost).
@@ -194,7 +195,7 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
             break
         rows = torch.nonzero(active).squeeze(1)
         codes = z[rows]
-        picture = decoder(codes)
+        picture = decoder(codes) if needs_picture else None
         pred = _reads(predictor, decoder, codes, picture)
         crossed = torch.zeros_like(active)
         still = torch.ones_like(rows, dtype=torch.bool)
@@ -211,7 +212,7 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
         stepping = bool(still.any()) and taken < max_steps
         if stepping:
             gap = torch.relu(sign * (pred - target[rows]))  # how far each code still is from its target
-            similarity = ((picture - reference[rows]) ** 2).flatten(1).mean(dim=1)
+            similarity = 0.0 if picture is None else ((picture - reference[rows]) ** 2).flatten(1).mean(dim=1)
             loss = ((gap + similarity_weight * similarity) * still).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -340,9 +341,13 @@ class _PatternSteps:
 def _reads(predictor, decoder, z: torch.Tensor, picture: torch.Tensor) -> torch.Tensor:
     """The predictor's output at `z`, reusing ``picture = decoder(z)`` where the predictor reads the
     decoder's picture (:class:`Reencoded`, an image model seen from the codes: ``predictor.reads``)."""
-    if getattr(predictor, "decoder", None) is decoder and callable(getattr(predictor, "reads", None)):
+    if _reads_picture(predictor, decoder):
         return predictor.reads(picture)
     return predictor(z)
+
+
+def _reads_picture(predictor, decoder) -> bool:
+    return getattr(predictor, "decoder", None) is decoder and callable(getattr(predictor, "reads", None))
 
 
 def _done(pred: torch.Tensor, target: torch.Tensor, direction: str) -> torch.Tensor:

@@ -228,6 +228,11 @@ def test_a_reencoded_move_decodes_each_step_once(monkeypatch):
     with torch.no_grad():
         past = Reencoded(predictor, encoder, decoder)(torch.from_numpy(path.end)).numpy()
     assert (past < np.log(100)).all() and (past > np.log(100) - 0.05).all()
+    # moved on the code alone without the similarity term, nothing needs a picture but the reference
+    calls.clear()
+    plain = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", step_size=0.05,
+                 max_steps=500, similarity_weight=0.0)
+    assert plain.reached.all() and plain.steps.max() > 1 and len(calls) == 1
 
 
 def test_a_named_move_reports_the_codes_it_moves_and_how_many_reached(caplog, monkeypatch):
