@@ -156,7 +156,7 @@ def schema_list() -> None:
     from modelling.cohort.ingest import INPUT_FORMATS
 
     for spec in SCHEMAS.values():
-        typer.echo(f"{spec.name:<20} {spec.path:<38} key: {', '.join(spec.primary_key)}")
+        typer.echo(f"{spec.name:<20} {spec.path:<46} key: {', '.join(spec.primary_key)}")
         typer.echo(f"{'':<20} {spec.description}")
     typer.echo("\ninput formats of `gvr cohort ingest` (gvr validate FILE --schema NAME):")
     for name, text in INPUT_FORMATS.items():

@@ -195,8 +195,9 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
             break
         rows = torch.nonzero(active).squeeze(1)
         codes = z[rows]
-        picture = decoder(codes) if needs_picture else None
-        pred = _reads(predictor, decoder, codes, picture)
+        with torch.set_grad_enabled(taken < max_steps):  # the last pass only judges the last step
+            picture = decoder(codes) if needs_picture else None
+            pred = _reads(predictor, decoder, codes, picture)
         crossed = torch.zeros_like(active)
         still = torch.ones_like(rows, dtype=torch.bool)
         if before is not None:
@@ -233,8 +234,10 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
         bar.set_postfix(reached=f"{int((done(end_pred) & (steps > 0)).sum())}/{moving}")
         bar.update(int(active.sum()))
         bar.close()
+    shortened = torch.zeros_like(active)
     if sparse_steps:
         chosen = done(end_pred) & (steps > 0)  # a code that started past its target has no change to shrink
+        shortened = chosen
         if chosen.any():
             crossed_at = z.detach().clone()
             z = crossed_at.clone()
@@ -246,6 +249,7 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
                 # judged again in the whole batch: a code kept on the target's edge that the batch's
                 # arithmetic puts back across it keeps the point where it first crossed
                 back = chosen & ~done(end_pred)
+                shortened = chosen & ~back
                 if back.any():
                     z[back] = crossed_at[back]
                     end_pred = predictor(z)
@@ -256,19 +260,22 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
         end_log_bnp=end_pred.cpu().numpy().astype(np.float64),
         steps=steps.cpu().numpy(),
         reached=done(end_pred).cpu().numpy(),
-        frames=_frames(history, steps.cpu().numpy(), z.detach().cpu().numpy(), max(2, frames), shortened=bool(sparse_steps)),
+        frames=_frames(history, steps.cpu().numpy(), z.detach().cpu().numpy(), max(2, frames),
+                       shortened=shortened.cpu().numpy()),
     )
 
 
-def _frames(history: list[np.ndarray], steps: np.ndarray, end: np.ndarray, count: int, *, shortened: bool) -> np.ndarray:
+def _frames(history: list[np.ndarray], steps: np.ndarray, end: np.ndarray, count: int, *,
+            shortened: np.ndarray) -> np.ndarray:
     """(count, n, d): each code's frames evenly spaced over its own steps, so that its movie does not
-    depend on the codes moved beside it (a batch, or a torchrun process's share). A shortened move's
-    last frame is the code kept after its frames have run to where it crossed."""
+    depend on the codes moved beside it (a batch, or a torchrun process's share). A shortened code's
+    frames run to where it crossed, and its last frame is the code kept."""
     walked = np.stack(history)  # a code that has stopped stays where it stopped in every later entry
-    spaced = count - 1 if shortened else count
-    at = np.rint(np.linspace(0.0, 1.0, spaced)[:, None] * steps[None, :]).astype(int)
-    out = walked[at, np.arange(len(steps))[None, :]]
-    return np.concatenate([out, end[None]]) if shortened else out
+    spaced = np.where(shortened, count - 2, count - 1)  # the last spaced frame's index
+    at = np.rint(np.minimum(np.arange(count)[:, None] / np.maximum(spaced, 1)[None, :], 1.0) * steps[None, :])
+    out = walked[at.astype(int), np.arange(len(steps))[None, :]]
+    out[-1] = end  # the step where it stopped, or the shortened code kept
+    return out
 
 
 #: The sparse phase's penalty on the prediction's excess over the target, in log BNP, against a change

@@ -96,7 +96,7 @@ def move_sharded(start: np.ndarray, *args, **kwargs):
     from modelling.nets.distributed import distributed
 
     rank, world = distributed()
-    if world == 1:
+    if world == 1 or len(start) == 0:
         return move(start, *args, **kwargs)
     target = kwargs.get("target_log_bnp")
     mine = np.arange(len(start))[rank::world]
