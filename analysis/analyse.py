@@ -215,9 +215,17 @@ def _table2(assessments: pd.DataFrame, table2, mixed_models: bool, put, skipped:
     if reason is not None:
         skipped.append(("table2_r_script", reason))
         return
-    from analysis.mixed_models import write_r_script
+    from analysis.mixed_models import formula_for, write_r_script
 
+    # a feature every reader answered the same way has no log-odds to fit: R would stop at it
+    varies = assessments.groupby("feature")["present"].transform("nunique") > 1
+    constant = sorted(set(assessments["feature"]) - set(assessments.loc[varies, "feature"]))
+    if constant:
+        skipped.append((f"table2_r_script: {', '.join(constant)}",
+                        "answered the same way in every assessment, so no log-odds to estimate; left out of the script"))
+    if not varies.any():
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        files = write_r_script(assessments, tmp)
+        files = write_r_script(assessments[varies], tmp, formula=formula_for(assessments))
         put(f"r/{files.script.name}", files.script.read_bytes())
         put(f"r/{files.data.name}", files.data.read_bytes())

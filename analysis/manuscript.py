@@ -118,7 +118,12 @@ def table2_mixed(bundle: Bundle):
         raise RuntimeError(f"{bundle.root} was analysed without Table 2's mixed-effects models (`gvr analyse "
                            "--no-mixed-models`); the manuscript reports their P values: run `gvr analyse --force` "
                            "with R installed (`make setup` installs it)")
-    return pd.read_csv(bundle.verify_file(MIXED_TABLE))
+    table = pd.read_csv(bundle.verify_file(MIXED_TABLE))
+    for column in ("p_value", "error"):  # a table where no feature could be fitted has only the reasons
+        if column not in table.columns:
+            table[column] = float("nan") if column == "p_value" else ""
+    table["error"] = table["error"].fillna("").astype(str)
+    return table
 
 
 def image_html(bundle: Bundle, relpath: str, *, alt: str, width: int | None = None) -> str:

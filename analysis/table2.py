@@ -123,15 +123,16 @@ def _check(assessments: Any) -> pd.DataFrame:
 
 def _mixed(assessments: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     from analysis.errors import UndefinedStatisticError
-    from analysis.mixed_models import FeatureTermError, GlmerError, feature_tests
+    from analysis.mixed_models import FeatureTermError, GlmerError, feature_tests, formula_for
 
     records: list[dict[str, Any]] = []
     columns: list[str] = ["feature"]
+    formula = formula_for(assessments)
     for feature in features:
         sub = assessments[assessments["feature"] == feature]
         try:
-            fitted = feature_tests(sub)
-        except (UndefinedStatisticError, FeatureTermError, GlmerError) as exc:  # one reader: no reader term
+            fitted = feature_tests(sub, formula=formula)
+        except (UndefinedStatisticError, FeatureTermError, GlmerError) as exc:  # e.g. one regime, or all alike
             records.append({"feature": feature, "error": str(exc)})
             continue
         columns = list(fitted.columns)
@@ -289,7 +290,8 @@ def _notes(intra: pd.DataFrame, inter: pd.DataFrame, mixed: pd.DataFrame, featur
                 parts.append(f"not estimable for {_feature_label(f).lower()}")
         if parts:
             sentences.append("The P value (mixed-effects logistic regression, Wald) for the correct versus "
-                             "overfitted difference was " + ", ".join(parts) + ".")
+                             "overfitted difference was " + ", ".join(parts) + "."
+                             + (" With one reader the model has no reader term." if len(readers) == 1 else ""))
     if sentences:
         notes.append(" ".join(sentences))
     return tuple(notes)

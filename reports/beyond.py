@@ -23,11 +23,13 @@ from analysis.formatting import fmt_p
 from analysis.manuscript import open_bundle, read_json
 
 bundle = open_bundle()
-faith = bundle.read_table("faithfulness")
-audit = read_json(bundle, "baselines/audit.json")
+# a real-data bundle has no masks: nothing to score the explanations against
+has_faith = "tables/faithfulness.parquet" in bundle.files
+faith = bundle.read_table("faithfulness") if has_faith else None
+audit = read_json(bundle, "baselines/audit.json") if "baselines/audit.json" in bundle.files else {}
 METHOD_LABELS = {"gvr": "GVR", "gvr_surrogate": "GVR (surrogate)", "occlusion": "Occlusion", "integrated_gradients": "Integrated gradients",
                  "lime": "LIME", "gradcam": "Grad-CAM"}
-SHARES = [c for c in faith.columns if c.startswith("share_")]
+SHARES = [c for c in faith.columns if c.startswith("share_")] if has_faith else []
 
 # %% [markdown]
 # ## Does the decoder draw the phantom?
@@ -151,35 +153,41 @@ fig
 
 # %%
 #| echo: false
-summary = (faith.assign(method=faith["method"].map(lambda m: METHOD_LABELS.get(m, m)))
-           .groupby(["regime", "method"], sort=True)
-           .agg(explanations=("gvr_id", "size"), **{c: (c, "mean") for c in SHARES},
-                pointing_rate=("pointing_hit", "mean"), iou_top=("iou_top", "mean")))
-best = summary["share_disease"].groupby(level="regime").idxmax()
-display(Markdown("Highest mean share in the union of the heart, effusion and opacity masks: "
-                 + "; ".join(f"{regime}: {idx[1]} ({summary.loc[idx, 'share_disease']:.2f})"
-                             for regime, idx in best.items()) + "."))
+if has_faith:
+    summary = (faith.assign(method=faith["method"].map(lambda m: METHOD_LABELS.get(m, m)))
+               .groupby(["regime", "method"], sort=True)
+               .agg(explanations=("gvr_id", "size"), **{c: (c, "mean") for c in SHARES},
+                    pointing_rate=("pointing_hit", "mean"), iou_top=("iou_top", "mean")))
+    best = summary["share_disease"].groupby(level="regime").idxmax()
+    display(Markdown("Highest mean share in the union of the heart, effusion and opacity masks: "
+                     + "; ".join(f"{regime}: {idx[1]} ({summary.loc[idx, 'share_disease']:.2f})"
+                                 for regime, idx in best.items()) + "."))
+else:
+    display(Markdown("This bundle holds real data (`gvr cohort ingest`): it has no masks, so the explanations "
+                     "are not scored against them here."))
 
 # %%
 #| label: tbl-faithfulness
 #| tbl-cap: "Faithfulness of each explanation method against the phantom's masks, mean per model regime and method: shares of the explanation in each mask and outside all masks, pointing-game hit rate and top-pixel IoU with the true drivers' masks."
-display(HTML(summary.round(3).to_html()))
+display(HTML(summary.round(3).to_html())) if has_faith else None
 
 # %%
 #| label: fig-faithfulness
 #| fig-cap: "Mean share of each explanation inside the heart, effusion and opacity masks, by method, for the correctly trained and the overfitted model."
 #| fig-alt: "Grouped bar chart: for each explanation method, two bars (correctly trained and overfitted model) giving the mean share of the explanation inside the disease masks, between 0 and 1."
-fig = Figure(figsize=(7, 3.2), layout="constrained")
-FigureCanvasAgg(fig)
-ax = fig.subplots()
-table = summary["share_disease"].unstack("regime")
-xs = np.arange(len(table))
-for k, regime in enumerate(table.columns):
-    ax.bar(xs + (k - 0.5) * 0.38, table[regime].to_numpy(), width=0.38, label=regime)
-ax.set_xticks(xs, table.index)
-ax.set_ylim(0, 1)
-ax.set_ylabel("Mean share in disease masks")
-ax.legend(title="Model")
+fig = None
+if has_faith:
+    fig = Figure(figsize=(7, 3.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    table = summary["share_disease"].unstack("regime")
+    xs = np.arange(len(table))
+    for k, regime in enumerate(table.columns):
+        ax.bar(xs + (k - 0.5) * 0.38, table[regime].to_numpy(), width=0.38, label=regime)
+    ax.set_xticks(xs, table.index)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Mean share in disease masks")
+    ax.legend(title="Model")
 fig
 
 # %% [markdown]

@@ -138,18 +138,21 @@ readers = sorted(assessments["reader"].unique())
 
 
 def count(regime: str, feature: str) -> str:
+    if (regime, feature) not in pooled.index:  # a reading of one model's GVRs only
+        return "none read"
     r = pooled.loc[(regime, feature)]
     return f"{int(r['n_present'])} [{100 * r['proportion']:.1f}%] of {int(r['n_total'])}"
 
 
 sentences = []
 for feature in pooled.index.get_level_values("feature").unique():
-    p = mixed["p_value"].get(feature, np.nan)
+    # a feature whose model could not be fitted has its reason instead of a P value (Table 2)
+    p = mixed["p_value"].get(feature, np.nan) if "p_value" in mixed else np.nan
     ptext = f"P {fmt_p(p)}" if np.isfinite(p) else "P not estimable"
     sentences.append(f"{FEATURE_LABELS.get(feature, feature).lower()}: {count('correct', feature)} vs "
                      f"{count('overfitted', feature)} ({ptext})")
 display(Markdown(
-    f"{assessments['gvr_id'].nunique()} GVRs were read by {len(readers)} readers "
+    f"{assessments['gvr_id'].nunique()} GVRs were read by {len(readers)} reader{'s' if len(readers) != 1 else ''} "
     f"({', '.join(readers)}) in {assessments['round'].nunique()} readings. Features highlighted by GVRs "
     f"of the correctly trained versus the overfitted model, pooled over readers and readings: "
     + "; ".join(sentences) + ". The P values are the Wald tests of the model term in mixed-effects "

@@ -133,7 +133,8 @@ mixed = table2_mixed(bundle)
 p_note = ("The P value (mixed-effects logistic regression, Wald test of the model term, from "
           f"{MIXED_TABLE}) for the correct versus overfitted difference was "
           + ", ".join(f"{fmt_p(r.p_value)} for {r.feature.replace('_', ' ')}" if np.isfinite(r.p_value)
-                      else f"not estimable for {r.feature.replace('_', ' ')}" for r in mixed.itertuples()) + ".")
+                      else f"not estimable for {r.feature.replace('_', ' ')}" + (f" ({r.error})" if r.error else "")
+                      for r in mixed.itertuples()) + ".")
 if "caution" in mixed.columns:  # lme4's messages and what they mean for each P value
     cautions = mixed[mixed["caution"].fillna("").astype(str) != ""]
     if len(cautions):

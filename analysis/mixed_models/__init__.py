@@ -59,6 +59,8 @@ from analysis.mixed_models.r_script import RScriptFiles, write_r_script
 from analysis.mixed_models.results import (
     ASSESSMENT_COLUMNS,
     DEFAULT_FORMULA,
+    ONE_READER_FORMULA,
+    formula_for,
     ENGINES,
     REGIME_LEVELS,
     ConstantResponseError,
@@ -72,6 +74,8 @@ from analysis.mixed_models.results import (
 __all__ = [
     "ASSESSMENT_COLUMNS",
     "DEFAULT_FORMULA",
+    "ONE_READER_FORMULA",
+    "formula_for",
     "ENGINES",
     "REGIME_LEVELS",
     "ConstantResponseError",

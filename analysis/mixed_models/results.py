@@ -15,6 +15,13 @@ from analysis.errors import UndefinedStatisticError
 REGIME_LEVELS: tuple[str, str] = ("overfitted", "correct")
 #: The paper's model: regime and reader as fixed effects, a random intercept per patient.
 DEFAULT_FORMULA = "present ~ regime + reader + (1 | patient_id)"
+#: The same model for a single reader, who has no reader effect to estimate.
+ONE_READER_FORMULA = "present ~ regime + (1 | patient_id)"
+
+
+def formula_for(assessments) -> str:
+    """:data:`DEFAULT_FORMULA`, or :data:`ONE_READER_FORMULA` when one reader gave every assessment."""
+    return ONE_READER_FORMULA if assessments["reader"].nunique() == 1 else DEFAULT_FORMULA
 #: Columns :func:`feature_tests` needs (those of ``data_schema``'s reader_assessments table).
 ASSESSMENT_COLUMNS = ("reader", "round", "gvr_id", "regime", "patient_id", "feature", "present")
 #: Wald interval multiplier, qnorm(0.975).

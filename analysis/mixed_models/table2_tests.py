@@ -39,7 +39,7 @@ def _check_features_vary(df: pd.DataFrame) -> None:
     for feature, present in df.groupby("feature", sort=False)["present"]:
         if present.nunique() < 2:
             raise ConstantResponseError(
-                f"feature {feature!r}: present is {present.iloc[0]!r} in every one of {len(present)} "
+                f"feature {feature!r}: present is {bool(present.iloc[0])} in every one of {len(present)} "
                 "assessments, so its log-odds cannot be estimated; leave this feature out of the models"
             )
 

@@ -105,3 +105,32 @@ def test_mixed_models_and_r_script(cohort):
     assert list(mixed["feature"]) == ["cardiomegaly", "pleural_effusion", "airspace_opacity", "no_chf_features"]
     assert "lme4" in bundle.path("analysis/r/table2_models.R").read_text()
     assert not any(item == "table2_mixed" for item, _ in outputs.skipped)
+
+
+@pytest.mark.r
+def test_one_reader_and_a_feature_nobody_marked_are_analysed_not_refused(tmp_path):
+    """A real reading: one reader, one reading, opacity never ticked. The analysis completes: the other
+    features are fitted without a reader term, and the R script leaves the constant feature out and says so."""
+    import shutil
+
+    from modelling.stages.cohort import build_cohort
+    from modelling.config import load_config
+
+    root = tmp_path / "b"
+    build_cohort(load_config("tiny"), root, workers=1)
+    bundle = Bundle(root)
+    one = synthetic_assessments()
+    one = one[(one["reader"] == "A") & (one["round"] == 1)].copy()
+    one.loc[one["feature"] == "airspace_opacity", "present"] = False
+    with bundle.stage("human_readers", config={"seed": 7}, seed=7) as st:
+        st.write_table("reader_assessments", one)
+    outputs = analyse_bundle(root)
+    assert "analyse" in Bundle(root).stages  # complete, not left half-written
+    mixed = pd.read_csv(Bundle(root).path("analysis/table2_mixed.csv"), keep_default_na=False).set_index("feature")
+    assert mixed.loc["cardiomegaly", "error"] == "" and 0 <= float(mixed.loc["cardiomegaly", "p_value"]) < 0.05
+    assert "present is False in every one" in mixed.loc["airspace_opacity", "error"]
+    script = Bundle(root).path("analysis/r/table2_models.csv").read_text()
+    assert "airspace_opacity" not in script and "cardiomegaly" in script
+    assert "present ~ regime + (1 | patient_id)" in Bundle(root).path("analysis/r/table2_models.R").read_text()
+    assert any(item.startswith("table2_r_script: airspace_opacity") for item, _ in outputs.skipped)
+    shutil.rmtree(root)

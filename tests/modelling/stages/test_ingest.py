@@ -385,6 +385,26 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     # realism needs no truth: the decoder's samples are scored against the real radiographs it learned from
     realism = json.loads(after.verify_file("image_gvr/cnn/fidelity.json").read_text())["realism"]
     assert "decoder samples (two-stage sampler)" in realism["sets"] and realism["reference_n"]["decoder training"] > 0
+    # then one human reader's answers (opacity never ticked): the analysis and the whole manuscript follow,
+    # with what needs the phantom's masks or truth said to be absent rather than failing the render
+    gvrs = after.read_table("gvr_index").query("kind == 'gvr'")
+    patient = after.read_table("radiographs").set_index("image_id")["patient_id"]
+    answers = pd.DataFrame([
+        {"reader": "A", "round": 1, "gvr_id": g.gvr_id, "regime": g.regime, "patient_id": patient[g.image_id],
+         "feature": feature, "present": present, "simulated": False}
+        for k, g in enumerate(gvrs.itertuples())
+        for feature, present in (("cardiomegaly", k % 2 == 0), ("pleural_effusion", k % 3 == 0),
+                                 ("airspace_opacity", False), ("no_chf_features", k % 2 == 1 and k % 3 != 0))])
+    assert len(gvrs) >= 2
+    with after.stage("readers-human", config={"answers": 1}, seed=None) as stage:
+        stage.write_table("reader_assessments", answers)
+    reproduce(TINY, bundle.root)
+    done = Bundle(bundle.root)
+    assert {"analyse", "report"} <= set(done.stages)
+    pages = {p.name: p.read_text() for p in (bundle.root / "report").glob("*.html")}
+    assert set(pages) == {"index.html", "tables_figures.html", "beyond.html", "fidelity.html"}
+    assert "holds real data" in pages["beyond.html"] and "no ground truth" in pages["fidelity.html"]
+    assert "1 reader (A)" in pages["index.html"]
 
 
 def test_train_command_refuses_to_synthesise_into_a_failed_real_bundle(tmp_path, clean_env):
