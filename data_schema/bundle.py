@@ -680,6 +680,16 @@ def validate_bundle(root: str | Path) -> list[Problem]:
         problems.append(Problem(str(root / MANIFEST), None, None, None,
                                 f"stage {name!r} did not complete (it wrote {n} file(s), then failed or was "
                                 "stopped): rerun it"))
+    for name, done in sorted(stages.items()):
+        changed = [(rel, recorded.get(rel)) for rel, sha in sorted((done.get("inputs") or {}).items())
+                   if rel not in recorded or recorded[rel].sha256 != sha]
+        if changed:
+            rel, now = changed[0]
+            what = f"{rel} is gone" if now is None else f"{rel} was written again by stage {now.stage!r}"
+            more = f" (and {len(changed) - 1} more of its inputs)" if len(changed) > 1 else ""
+            problems.append(Problem(str(root / MANIFEST), None, None, None,
+                                    f"stage {name!r} is out of date: its input {what} after it ran{more}, so what "
+                                    "it wrote may not match the bundle's data: rerun it (`gvr reproduce`)"))
     for rel, rec in sorted(recorded.items()):
         try:
             full = bundle.verify_file(rel)

@@ -217,7 +217,9 @@ def _print_summary(info: dict) -> None:
 
 @cohort_app.command("synth")
 def cohort_synth(
-    config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path."),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name (tiny, default, paper) or YAML path (default: the bundle's config.yaml, else the default "
+        "profile).")),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
@@ -325,6 +327,9 @@ def train(
     from modelling.stages.study_config import record_config
     from modelling.stages.train import build_training
 
+    if config is None and not Path(bundle).exists():  # a mistyped bundle would get a phantom study of the default profile
+        _fail(f"no bundle at {bundle}: give the path of an existing bundle, or --config to build a phantom cohort "
+              "there first")
     try:
         cfg = _study_config(config, bundle)
     except ConfigError as exc:
@@ -748,7 +753,9 @@ def analyse(
 
 @app.command()
 def reproduce(
-    config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path."),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name (tiny, default, paper) or YAML path (default: the bundle's config.yaml, else the default "
+        "profile).")),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
     shortcuts: Optional[bool] = typer.Option(None, "--shortcuts/--no-shortcuts", help=(
@@ -758,12 +765,12 @@ def reproduce(
     """Build the study bundle end to end (the main job of `make reproduce`)."""
     import dataclasses
 
-    from modelling.config import ConfigError, load_config
+    from modelling.config import ConfigError
     from modelling.stages.pipeline import PendingStagesError
     from modelling.stages.pipeline import reproduce as run
 
     try:
-        cfg = load_config(config)
+        cfg = _study_config(config, out)
     except ConfigError as exc:
         _fail(str(exc))
     if shortcuts is not None:
@@ -771,6 +778,8 @@ def reproduce(
     _set_threads(cfg)
     try:
         bundle = run(cfg, out, workers=workers)
+    except ConfigError as exc:  # refused before anything was written
+        _fail(str(exc))
     except PendingStagesError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3)

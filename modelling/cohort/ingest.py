@@ -342,10 +342,27 @@ def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Probl
         return pd.DataFrame(), [Problem(str(path), None, None, None, f"not a readable CSV file: {exc}")]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        return df, [Problem(str(path), None, c, None, "missing column") for c in missing]
+        return df, [Problem(str(path), None, c, None, f"missing column{_header_hint(list(df.columns), c)}")
+                    for c in missing]
     if df.empty:
         return df, [Problem(str(path), None, None, None, "no rows (only a header)")]
     return df, []
+
+
+def _header_hint(header: list[str], column: str) -> str:
+    """What the header has instead of `column`: a padded or differently cased name, a close spelling, or a
+    header that is one field (another separator)."""
+    import difflib
+
+    near = [h for h in header if h.strip().lower() == column]
+    if near:
+        return f" (the header has {near[0]!r}: names are matched exactly, without spaces)"
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        return f" (the header is one field, {header[0]!r}: columns must be separated by commas)"
+    close = difflib.get_close_matches(column, header, n=1, cutoff=0.75)
+    if close:
+        return f" (the header has {close[0]!r}, spelled close to it)"
+    return f" (the header has: {', '.join(map(repr, header))})" if header else ""
 
 
 #: The times a bundle can store (nanoseconds since 1970 in 64 bits).
@@ -367,8 +384,12 @@ def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], 
     stamp = parse_timestamp(text, dayfirst=dayfirst) if text.strip() else None
     if stamp is None:
         order = "DD/MM/YYYY" if dayfirst else "MM/DD/YYYY"
+        other = parse_timestamp(text, dayfirst=not dayfirst) if text.strip() else None
+        hint = ("" if other is None else
+                f"; it reads as {other:%Y-%m-%d %H:%M} month first: give --month-first" if dayfirst else
+                f"; it reads as {other:%Y-%m-%d %H:%M} day first: leave out --month-first")
         problems.append(Problem(str(path), row, column, text,
-                                f"not a timestamp (ISO 8601, DICOM or {order} HH:MM; no time zone)"))
+                                f"not a timestamp (ISO 8601, DICOM or {order} HH:MM; no time zone){hint}"))
     elif not storable(stamp):
         problems.append(Problem(str(path), row, column, text,
                                 f"outside the years {_STORABLE[0].year + 1}-{_STORABLE[1].year - 1} (a typo?)"))

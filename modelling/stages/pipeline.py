@@ -14,7 +14,7 @@ from pathlib import Path
 from analysis.analyse import analyse_bundle
 from data_schema import Bundle
 from data_schema.io import sha256_file
-from modelling.config import StudyConfig
+from modelling.config import ConfigError, StudyConfig
 from modelling.stages.baselines import build_baselines
 from modelling.stages.cohort import build_cohort
 from modelling.stages.explain import build_explanations
@@ -51,6 +51,24 @@ def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     return bundle
 
 
+def _check_image_size(bundle: Bundle, config: StudyConfig) -> None:
+    """Refuse, before anything is written, a config whose image size is not the one real data were ingested at
+    (the phantom would be drawn again at the new size; real radiographs cannot be)."""
+    import numpy as np
+
+    radiographs = bundle.read_table("radiographs")
+    if not len(radiographs):
+        return
+    size = np.load(bundle.verify_file(radiographs["image_path"].iloc[0]), mmap_mode="r").shape[-1]
+    if size != config.image_size:
+        stored = bundle.root / "config.yaml"
+        raise ConfigError(
+            f"{bundle.root} holds real radiographs ingested at {size} px, and this config says {config.image_size} "
+            f"px: give the config they were ingested with" + (f" ({stored}, the default without --config)"
+                                                               if stored.is_file() else "")
+            + ", or ingest them again at the new size")
+
+
 def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = None) -> Bundle:
     """Build the study bundle at `out` from `config`.
 
@@ -58,12 +76,16 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
     ------
     PendingStagesError
         After the existing stages ran, when some stages of the study are not built yet.
+    ConfigError
+        Before anything is written, when real data were ingested at another image size.
     """
     bundle = Bundle(out)
     real = bundle.origin == "real"
     if real and "cohort" not in bundle.stages:
         raise PendingStagesError(f"{bundle.root} holds real data but no complete cohort: run `gvr cohort ingest "
                                  f"... --bundle {bundle.root}` first (the phantom is never written into it)")
+    if real:
+        _check_image_size(bundle, config)
     record_config(bundle, config)
     if real:
         log.info("%s: real data from `gvr cohort ingest`; its cohort is kept", bundle.root)

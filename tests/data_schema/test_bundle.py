@@ -478,3 +478,22 @@ def test_a_table_kept_once_per_model_and_method_is_read_and_written_by_its_path(
     pd.testing.assert_frame_equal(bundle.read_table("image_gvr/mine/gvr/rationales.parquet"), table)
     listed = CliRunner().invoke(app, ["schema", "list"]).output
     assert "image_gvr/<model>/<method>/rationales.parquet" in listed
+
+
+def test_validate_reports_a_stage_whose_input_was_written_again_after_it_ran(tmp_path):
+    """Data ingested again under models trained on the old data: each file is intact, but the stage that
+    read the old table is out of date, and validate says so (it had called the bundle valid)."""
+    bundle = build(tmp_path)
+    with bundle.stage("train", config=CFG, inputs=["tables/patients.parquet"]) as st:
+        st.write_array("arrays/model.npy", np.zeros(3, np.float32))
+    assert validate_bundle(bundle.root) == []
+    with bundle.stage("cohort", config=CFG | {"n": 2}, seed=1) as st:
+        st.write_table("patients", examples()["patients"].iloc[:2])
+        st.write_table("radiographs", examples()["radiographs"])
+        for i in range(1, 4):
+            st.write_image(f"images/i{i}.png", np.full((8, 8), 40 * i, np.uint8))
+        st.write_array("images/radiographs-00000.npy", np.zeros((3, 8, 8), np.uint8))
+    text = "\n".join(map(str, validate_bundle(bundle.root)))
+    assert ("stage 'train' is out of date: its input tables/patients.parquet was written again by stage 'cohort' "
+            "after it ran") in text
+    assert not Bundle(bundle.root).is_current("train", config=CFG, inputs=["tables/patients.parquet"])

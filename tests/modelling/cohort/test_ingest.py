@@ -256,6 +256,33 @@ def test_a_header_fits_the_input_format_whose_columns_it_has(fmt):
         assert fmt not in input_formats_fitting(required)
 
 
+@pytest.mark.parametrize("header, hint", [
+    ("patient_id;collected_at;bnp_ng_l", "the header is one field, 'patient_id;collected_at;bnp_ng_l'"),
+    ("patient_id, collected_at, bnp_ng_l", "the header has ' collected_at': names are matched exactly"),
+    ("patient_id,collected_at,bnp_ngl", "the header has 'bnp_ngl', spelled close to it"),
+    ("patient_id,collected_at,value", "the header has: 'patient_id', 'collected_at', 'value'"),
+])
+def test_a_missing_column_says_what_the_header_has_instead(tmp_path, header, hint):
+    from modelling.cohort.ingest import validate_input
+
+    (tmp_path / "bnp.csv").write_text(header + "\n" + "MRN0001;2015-01-01 10:00;300\n".replace(";", header[10]))
+    problems = validate_input(tmp_path / "bnp.csv", "bnp_input")
+    assert problems and all("missing column" in p.message for p in problems)
+    assert any(hint in p.message for p in problems), [p.message for p in problems]
+
+
+def test_a_date_that_reads_only_the_other_way_round_names_the_option():
+    from modelling.cohort.ingest import _timestamp
+
+    said = []
+    assert _timestamp("12/25/2012 10:00", "bnp.csv", 1, "collected_at", said, dayfirst=True) is None
+    assert said[0].message.endswith("it reads as 2012-12-25 10:00 month first: give --month-first")
+    assert _timestamp("25/12/2012 10:00", "bnp.csv", 1, "collected_at", said, dayfirst=False) is None
+    assert said[1].message.endswith("day first: leave out --month-first")
+    assert _timestamp("25/13/2012", "bnp.csv", 1, "collected_at", said, dayfirst=True) is None
+    assert said[2].message.endswith("no time zone)")
+
+
 def test_duplicate_images_are_refused(cohort_files):
     tmp_path, src = cohort_files
     make_dicom(src.dicom_dir / "copy.dcm", patient="MRN0002", uid="1.2.3.4.3", when=("20140505", "120000"))

@@ -515,3 +515,37 @@ def test_every_truncation_of_a_dicom_file_reads_or_is_excluded_with_a_reason(tmp
             assert str(exc), cut
             outcomes.add(str(exc).split(" (")[0].split(";")[0])
     assert "not a readable DICOM file" in outcomes and "pixel data cannot be decoded" in outcomes
+
+
+def test_reproduce_without_config_uses_the_bundles_own_and_refuses_another_image_size(tmp_path):
+    """`gvr reproduce --bundle R` given no --config takes R's config.yaml (it had taken the default profile,
+    overwritten config.yaml and failed inside training on 32 px radiographs); a config of another image size
+    is refused before anything is written."""
+    from typer.testing import CliRunner
+
+    from modelling.cli import app
+
+    bundle, _ = build(tmp_path, clean_dicom(tmp_path, n_patients=10))
+    runner = CliRunner()
+    config_before = (bundle.root / "config.yaml").read_bytes()
+    manifest_before = (bundle.root / "manifest.json").read_bytes()
+    other = runner.invoke(app, ["reproduce", "--config", "default", "--bundle", str(bundle.root)])
+    assert other.exit_code == 2, other.output
+    assert "ingested at 32 px, and this config says 64 px" in other.output
+    assert (bundle.root / "config.yaml").read_bytes() == config_before
+    assert (bundle.root / "manifest.json").read_bytes() == manifest_before
+    own = runner.invoke(app, ["reproduce", "--bundle", str(bundle.root)])
+    assert own.exit_code == 3 and "human readers" in own.output, own.output
+    assert (bundle.root / "config.yaml").read_bytes() == config_before
+    assert "train" in Bundle(bundle.root).stages
+
+
+def test_train_on_a_bundle_that_is_not_there_needs_a_config_to_start_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from modelling.cli import app
+
+    typo = tmp_path / "nothere"
+    refused = CliRunner().invoke(app, ["train", "--bundle", str(typo)])
+    assert refused.exit_code == 2 and f"no bundle at {typo}" in refused.output
+    assert not typo.exists()
