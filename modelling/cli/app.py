@@ -81,10 +81,21 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _fitting_schemas(path: Path) -> str:
     """The schemas and ingest formats whose columns a table's header has, in words (all, when none fit)."""
+    from data_schema import SCHEMAS
+    from modelling.cohort.ingest import INPUT_FORMATS
+
+    fits = _fits(path)
+    if fits:
+        return f"its columns fit: {', '.join(fits)}"
+    return f"schemas: {', '.join(sorted(SCHEMAS))}; input formats: {', '.join(sorted(INPUT_FORMATS))}"
+
+
+def _fits(path: Path) -> list[str]:
+    """The schemas and ingest formats whose columns a table's header has."""
     import pandas as pd
 
     from data_schema import SCHEMAS
-    from modelling.cohort.ingest import INPUT_FORMATS, input_formats_fitting
+    from modelling.cohort.ingest import input_formats_fitting
 
     try:
         if path.suffix.lower() == ".parquet":
@@ -96,10 +107,7 @@ def _fitting_schemas(path: Path) -> str:
     except Exception:  # noqa: BLE001 - an unreadable header fits nothing; every name is listed
         header = set()
     fits = [name for name, spec in sorted(SCHEMAS.items()) if set(spec.schema().columns) <= header]
-    fits += input_formats_fitting(header)
-    if fits:
-        return f"its columns fit: {', '.join(fits)}"
-    return f"schemas: {', '.join(sorted(SCHEMAS))}; input formats: {', '.join(sorted(INPUT_FORMATS))}"
+    return fits + input_formats_fitting(header)
 
 
 @app.command()
@@ -122,12 +130,19 @@ def validate(
     if path.is_dir():
         if schema is not None:
             _fail("--schema applies to a single table, not to a bundle directory")
+        if not (path / "manifest.json").is_file():
+            _fail(f"{path}: not a study bundle (no manifest.json); give a bundle directory or a table")
         problems = validate_bundle(path)
         what = f"bundle {path}"
     else:
         from modelling.cohort.ingest import INPUT_FORMATS, guess_input_format, validate_input
 
         fmt = schema if schema in INPUT_FORMATS else (guess_input_format(path) if schema is None else None)
+        if schema is None and fmt is None and guess_schema(path.name) is None:
+            fits = _fits(path)
+            if len(fits) == 1:  # the name says nothing, the header one thing: take it, and say so
+                typer.echo(f"{path}: taken as {fits[0]} from its columns (--schema names another)", err=True)
+                fmt, schema = (fits[0], None) if fits[0] in INPUT_FORMATS else (None, fits[0])
         if fmt is not None:  # a file for `gvr cohort ingest`, checked as the ingest checks it
             problems = validate_input(path, fmt, dayfirst=not month_first)
             what = f"{fmt.replace('_', ' ')} {path}"

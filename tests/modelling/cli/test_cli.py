@@ -107,6 +107,13 @@ def test_a_table_of_no_known_name_is_a_usage_error_naming_the_schemas_that_fit(t
     odd.write_text("x,y\n1,2\n")
     listed = runner.invoke(app, ["validate", str(odd)])
     assert listed.exit_code == 2 and "schemas: " in listed.output and "input formats: " in listed.output
+    assert runner.invoke(app, ["validate", str(tmp_path)]).exit_code == 2  # a folder that is no bundle: usage
+    # a header that only one format fits is taken as that format, and it says so
+    mine = tmp_path / "my_bnp_export.csv"
+    mine.write_text("patient_id,collected_at,bnp_ng_l\np1,2012-01-01 10:00,350\np2,2012-01-02 10:00,abc\n")
+    taken = runner.invoke(app, ["validate", str(mine)])
+    assert taken.exit_code == 1 and "taken as bnp_input from its columns" in taken.output
+    assert "row 2 (line 3), column 'bnp_ng_l'" in taken.output
 
 
 def test_missing_path_is_a_usage_error(tmp_path):
