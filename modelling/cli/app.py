@@ -172,7 +172,7 @@ def schema_list() -> None:
 
     for spec in SCHEMAS.values():
         typer.echo(f"{spec.name:<20} {spec.path:<46} key: {', '.join(spec.primary_key)}")
-        typer.echo(f"{'':<20} {spec.description}")
+        typer.echo(f"{'':<20} {spec.description.replace('``', '')}")  # the docstrings' markup, not the terminal's
     typer.echo("\ninput formats of `gvr cohort ingest` (gvr validate FILE --schema NAME):")
     for name, text in INPUT_FORMATS.items():
         typer.echo(f"{name:<20} {text}")

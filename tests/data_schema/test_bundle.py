@@ -477,7 +477,7 @@ def test_a_table_kept_once_per_model_and_method_is_read_and_written_by_its_path(
         bundle.read_table("image_rationales")
     pd.testing.assert_frame_equal(bundle.read_table("image_gvr/mine/gvr/rationales.parquet"), table)
     listed = CliRunner().invoke(app, ["schema", "list"]).output
-    assert "image_gvr/<model>/<method>/rationales.parquet" in listed
+    assert "image_gvr/<model>/<method>/rationales.parquet" in listed and "``" not in listed
 
 
 def test_validate_reports_a_stage_whose_input_was_written_again_after_it_ran(tmp_path):
