@@ -411,6 +411,16 @@ class Bundle:
                 return False  # gone, changed, or since overwritten by another stage
         return True
 
+    def changed_inputs(self, name: str) -> list[tuple[str, str | None]]:
+        """The inputs of completed stage `name` written again (or removed) since it ran: (path, the stage that
+        wrote it now, or None when it is gone)."""
+        self._refresh()
+        done = self._manifest["stages"].get(name) or {}
+        files = self._manifest["files"]
+        return [(rel, files[rel]["stage"] if rel in files else None)
+                for rel, sha in sorted((done.get("inputs") or {}).items())
+                if rel not in files or files[rel]["sha256"] != sha]
+
     def _input_hashes(self, inputs: Iterable[str]) -> dict[str, str]:
         hashes = {}
         for rel in sorted(safe_relpath(r) for r in inputs):
@@ -680,16 +690,10 @@ def validate_bundle(root: str | Path) -> list[Problem]:
         problems.append(Problem(str(root / MANIFEST), None, None, None,
                                 f"stage {name!r} did not complete (it wrote {n} file(s), then failed or was "
                                 "stopped): rerun it"))
-    for name, done in sorted(stages.items()):
-        changed = [(rel, recorded.get(rel)) for rel, sha in sorted((done.get("inputs") or {}).items())
-                   if rel not in recorded or recorded[rel].sha256 != sha]
+    for name in sorted(stages):
+        changed = bundle.changed_inputs(name)
         if changed:
-            rel, now = changed[0]
-            what = f"{rel} is gone" if now is None else f"{rel} was written again by stage {now.stage!r}"
-            more = f" (and {len(changed) - 1} more of its inputs)" if len(changed) > 1 else ""
-            problems.append(Problem(str(root / MANIFEST), None, None, None,
-                                    f"stage {name!r} is out of date: its input {what} after it ran{more}, so what "
-                                    "it wrote may not match the bundle's data: rerun it (`gvr reproduce`)"))
+            problems.append(Problem(str(root / MANIFEST), None, None, None, out_of_date(name, changed)))
     for rel, rec in sorted(recorded.items()):
         try:
             full = bundle.verify_file(rel)
@@ -712,6 +716,15 @@ def validate_bundle(root: str | Path) -> list[Problem]:
             problems.append(Problem(str(full), None, None, None, f"table not recorded in {MANIFEST}"))
             problems.extend(validate_file(full, display=str(full)))
     return problems
+
+
+def out_of_date(name: str, changed: list[tuple[str, str | None]]) -> str:
+    """What :meth:`Bundle.changed_inputs` found for stage `name`, in one sentence."""
+    rel, now = changed[0]
+    what = f"{rel} is gone" if now is None else f"{rel} was written again by stage {now!r}"
+    more = f" (and {len(changed) - 1} more of its inputs)" if len(changed) > 1 else ""
+    return (f"stage {name!r} is out of date: its input {what} after it ran{more}, so what it wrote may not match "
+            "the bundle's data: rerun it (`gvr reproduce`)")
 
 
 def _own_files(root: Path) -> list[Path]:

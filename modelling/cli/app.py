@@ -667,9 +667,14 @@ def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help=
     """
     from data_schema import Bundle
 
+    from data_schema.bundle import out_of_date
+
     b = Bundle(bundle)
     if "baselines/audit.json" not in b.files:
         _fail(f"{bundle}: no audit yet; run `gvr baselines --bundle {bundle}` after `gvr explain`")
+    changed = b.changed_inputs("baselines")
+    if changed:  # the decisions below are of models or GVRs the bundle no longer holds
+        typer.echo(f"warning: {out_of_date('baselines', changed)}", err=True)
     _print_audit(b)
 
 

@@ -233,6 +233,11 @@ def test_baselines_and_audit_commands(tmp_path):
     assert result.exit_code == 0, result.output
     audit = runner.invoke(app, ["audit", root])
     assert audit.exit_code == 0 and "mlp-correct:" in audit.output and "pointing game" in audit.output
+    assert "out of date" not in audit.output
+    # GVRs made again after the audit: the audit says its decisions are of GVRs the bundle no longer holds
+    assert runner.invoke(app, ["explain", "--config", "tiny", "--bundle", root, "--model", "mlp-correct"]).exit_code == 0
+    stale = runner.invoke(app, ["audit", root])
+    assert stale.exit_code == 0 and "warning: stage 'baselines' is out of date" in stale.output
 
 
 @pytest.mark.parametrize("option", ["--out", "--bundle"])
