@@ -242,12 +242,12 @@ def cohort_synth(
     """Synthesize the phantom cohort into a bundle and print its Table 1 summary."""
     import json
 
-    from modelling.config import ConfigError, load_config
+    from modelling.config import ConfigError
     from modelling.stages.cohort import build_cohort
     from modelling.stages.study_config import record_config
 
     try:
-        cfg = load_config(config)
+        cfg = _study_config(config, out)
     except ConfigError as exc:
         _fail(str(exc))
     bundle = build_cohort(cfg, out, workers=workers, force=force)

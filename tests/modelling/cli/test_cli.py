@@ -213,6 +213,8 @@ def test_explain_command_summarises_per_model(tmp_path):
     """Given no --config, train and explain use the config the bundle was started with (tiny here: the
     default profile's 64 px on 32 px radiographs was refused)."""
     assert runner.invoke(app, ["cohort", "synth", "--config", "tiny", "--out", str(tmp_path / "b")]).exit_code == 0
+    again = runner.invoke(app, ["cohort", "synth", "--out", str(tmp_path / "b")])  # its own config, not the default
+    assert again.exit_code == 0 and "up to date" in again.output, again.output
     trained = runner.invoke(app, ["train", "--bundle", str(tmp_path / "b")])
     assert trained.exit_code == 0, trained.output
     refused = runner.invoke(app, ["explain", "--bundle", str(tmp_path / "b"), "--method", "surrogate"])
