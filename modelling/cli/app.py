@@ -215,6 +215,13 @@ def config_show(config: str = typer.Argument("default", help="Profile name or YA
     typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip())
 
 
+def _num(value, spec: str) -> str:
+    """A summary number, or "-" where it is undefined (an SD of one patient: NaN when made, null once stored)."""
+    import math
+
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
 def _print_summary(info: dict) -> None:
     typer.echo(f"{'set':<11} {'radiographs':>11} {'patients':>9} {'female %':>9} {'age mean (SD)':>14} "
                f"{'BNP median (IQR)':>22} {'< ' + format(info['threshold_ng_l'], 'g') + ' ng/L':>12}")
@@ -222,10 +229,11 @@ def _print_summary(info: dict) -> None:
         if not s["patients"]:
             typer.echo(f"{name:<11} {0:>11} {0:>9}")
             continue
-        bnp = (f"{s['bnp_median']:.0f} ({s['bnp_q1']:.0f}-{s['bnp_q3']:.0f})" if "bnp_median" in s else "-")
+        bnp = (f"{_num(s['bnp_median'], '.0f')} ({_num(s['bnp_q1'], '.0f')}-{_num(s['bnp_q3'], '.0f')})"
+               if "bnp_median" in s else "-")
         below = f"{100 * s['below_threshold'] / s['radiographs']:.1f} %" if "below_threshold" in s else "-"
         typer.echo(f"{name:<11} {s['radiographs']:>11,} {s['patients']:>9,} {100 * s['female'] / s['patients']:>8.1f}% "
-                   f"{s['age_mean']:>7.1f} ({s['age_sd']:.1f}) {bnp:>22} {below:>12}")
+                   f"{_num(s['age_mean'], '>7.1f')} ({_num(s['age_sd'], '.1f')}) {bnp:>22} {below:>12}")
     if info.get("oracle_auc") is not None:
         typer.echo(f"oracle AUC at {info['threshold_ng_l']:g} ng/L (noiseless BNP model, test split): {info['oracle_auc']:.3f}")
 
@@ -263,7 +271,9 @@ def cohort_ingest(
     dicom: Optional[Path] = typer.Option(None, exists=True, file_okay=False, help="Folder of DICOM radiographs."),
     manifest: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="CSV of PNG/JPEG files: file, patient_id, acquired_at, view."),
     salt_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Secret salt for pseudonyms (or set GVR_SALT)."),
-    config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path (image size, pairing window, split)."),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name (tiny, default, paper) or YAML path (image size, pairing window, split; default: the "
+        "bundle's config.yaml when it has one, else the default profile).")),
     out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
     month_first: bool = typer.Option(False, help="Read slashed dates as MM/DD/YYYY instead of DD/MM/YYYY."),
     secondary_capture: bool = typer.Option(False, help=(
@@ -279,7 +289,7 @@ def cohort_ingest(
     import os
 
     from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser
-    from modelling.config import ConfigError, load_config
+    from modelling.config import ConfigError
     from modelling.stages.ingest import build_from_real_data
 
     if salt_file is not None:
@@ -292,7 +302,7 @@ def cohort_ingest(
     if (dicom is None) == (manifest is None):
         _fail("give exactly one of --dicom DIR (DICOM files) or --manifest CSV (PNG/JPEG files)")
     try:
-        cfg = load_config(config)
+        cfg = _study_config(config, out)
         pseudo = Pseudonymiser(salt)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
