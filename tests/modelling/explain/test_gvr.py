@@ -206,7 +206,7 @@ def test_a_reencoded_move_changes_what_the_model_sees_in_the_picture():
 def test_a_reencoded_move_decodes_each_step_once(monkeypatch):
     """The decoder is the move's cost at 256 px: each step's one decoding serves the prediction, the
     similarity and the check whether the step crossed. Counted: the reference and first reading, one
-    decoding per step and one after the last, the bisection of each crossing, and the end's reading."""
+    decoding per step and one after the last, the landing of each crossing, and the end's reading."""
     from modelling.explain import gvr
     from modelling.explain.gvr import Reencoded
 
@@ -215,14 +215,22 @@ def test_a_reencoded_move_decodes_each_step_once(monkeypatch):
     calls = []
     real = decoder.forward
     monkeypatch.setattr(decoder, "forward", lambda z: calls.append(len(z)) or real(z))
-    bisections = []
-    real_bisect = gvr._bisect
-    monkeypatch.setattr(gvr, "_bisect", lambda *a, **k: bisections.append(k.get("iterations", 12)) or real_bisect(*a, **k))
+    landings = []
+    real_land = gvr._land
+
+    def counted(*a, **k):
+        before = len(calls)
+        out = real_land(*a, **k)
+        landings.append(len(calls) - before)
+        return out
+
+    monkeypatch.setattr(gvr, "_land", counted)
     start = np.array([[1.2, 0.0, 0.0, 0.0], [1.6, 0.0, 0.0, 0.0]], np.float32)
     path = move(start, decoder, Reencoded(predictor, encoder, decoder), target_log_bnp=np.log(100),
                 direction="down", step_size=0.05, max_steps=500)
-    assert path.reached.all() and len(bisections) >= 1
-    assert len(calls) == 2 + (path.steps.max() + 1) + sum(bisections) + 1
+    assert path.reached.all() and len(landings) >= 1
+    assert len(calls) == 2 + (path.steps.max() + 1) + sum(landings) + 1
+    assert max(landings) <= 4  # a landing reads where the prediction meets the target, not by halving twelve times
     # the frames end on the codes where each move landed, not a step beyond them
     np.testing.assert_allclose(path.frames[-1], path.end)
     with torch.no_grad():
@@ -373,3 +381,32 @@ def test_a_shortened_reencoded_move_reads_the_picture_it_measures():
     plain = move(start, decoder, seen, **options)
     assert (np.abs(plain.end[:, 1] - start[:, 1]) > 1.0).all()  # the move alone dims the marker too
     assert (np.abs(ends[0].end[:, 1] - start[:, 1]) < 0.05).all()  # shortened, the marker is given back
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+@pytest.mark.parametrize("curve, most", [
+    (lambda t: 15 * t + 0.5 * t ** 2, 4),  # nearly linear along the step, as a GVR step is: a few readings
+    (lambda t: torch.exp(3 * t) - 1.0, 11),  # far from it: still fewer than the twelve halvings, which would
+])                                           # leave it up to 0.015 past the target here, not 0.001
+def test_a_landing_ends_just_past_the_target_in_a_few_readings(direction, curve, most):
+    """A crossing step lands where the prediction meets the target, within the tolerance past it, each
+    reading going where the prediction, taken as linear along the segment, says it meets the target."""
+    from modelling.explain.gvr import LANDING_TOLERANCE, _done, _land
+
+    reads = []
+
+    def predictor(x):  # monotone along the segment from 0 to 1 (x[:, 0])
+        reads.append(len(x))
+        return curve(x[:, 0])
+
+    targets = torch.linspace(0.5, 14.0, 5)
+    low, high = torch.zeros(5, 2), torch.ones(5, 2)
+    inside, outside = (low, high) if direction == "up" else (high, low)
+    f_in, f_out = predictor(inside), predictor(outside)
+    reads.clear()
+    landed = _land(inside, outside, f_in, f_out, predictor, targets, direction)
+    readings = len(reads)
+    value = predictor(landed)
+    assert _done(value, targets, direction).all()
+    assert ((value - targets).abs() <= LANDING_TOLERANCE).all()
+    assert readings <= most
