@@ -206,6 +206,12 @@ def _check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> 
         selected = select_output(out, spec, n)
         if not torch.isfinite(selected).all():
             raise ImageModelError("the image model's output on a blank image is not finite")
+    with torch.no_grad():  # dropout left on at export (train() cannot change an exported program): not a function
+        probe = torch.linspace(-1, 1, 2 * spec.input_size ** 2).reshape(2, 1, spec.input_size, spec.input_size)
+        first, second = (select_output(model(probe), spec, 2) for _ in range(2))
+    if not torch.equal(first, second):
+        raise ImageModelError("the image model gives different outputs for the same images (dropout or batch "
+                              "statistics left in training mode?): export it from model.eval()")
     if needs_gradients:
         if not selected.requires_grad:
             raise ImageModelError("the image model's output does not depend differentiably on its input (no "
@@ -287,7 +293,11 @@ def load_factory(factory: str, weights: str | Path) -> nn.Module:
         build = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as exc:
         raise ImageModelError(f"--image-model-factory {factory}: cannot import it: {exc}") from None
-    model = build()
+    try:
+        model = build()
+    except Exception as exc:  # noqa: BLE001 - the user's code: say where it failed, in one line
+        raise ImageModelError(f"--image-model-factory {factory}: calling {function}() failed (it is called without "
+                              f"arguments): {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ImageModelError(f"--image-model-factory {factory} returned {type(model).__name__}, not a torch module")
     weights = Path(weights)
@@ -303,7 +313,9 @@ def load_factory(factory: str, weights: str | Path) -> nn.Module:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ImageModelError(f"{weights}: does not fit {factory}'s model: {str(exc).splitlines()[0]}") from None
+        # torch's first line is only a heading; the missing, unexpected and mis-sized keys follow it
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip()) or str(exc)
+        raise ImageModelError(f"{weights}: does not fit {factory}'s model: {detail}") from None
     return model.eval()
 
 

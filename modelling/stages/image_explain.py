@@ -163,6 +163,8 @@ def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec
            "margin": margin}
     inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/latents_index.parquet",
               "arrays/latents.npy", "checkpoints/decoder.pt"]
+    # a model refused is refused before its stage opens: an earlier run's rationales stay as they were
+    check(model, spec, needs_gradients=method == "direct")
     result: dict = {}
     bundle.run_stage(stage_name(name, method), lambda st: result.update(write_image_rationales(
         st, config, model, spec, name=name, method=method, model_sha256=sha, margin=margin)),

@@ -175,8 +175,31 @@ def test_factory_loads_a_state_dict_with_weights_only_and_refuses_a_pickled_modu
         load_factory("tests.modelling.explain.toy_models:absent", weights)
     other = tmp_path / "other.pt"
     torch.save({"weight": torch.zeros(3)}, other)
-    with pytest.raises(ImageModelError, match="does not fit"):
+    with pytest.raises(ImageModelError, match="does not fit .*:heart_model's model: .*Unexpected key\\(s\\) in "
+                                              "state_dict: \"weight\""):  # the keys, not only torch's heading
         load_factory("tests.modelling.explain.toy_models:heart_model", other)
+    with pytest.raises(ImageModelError, match=r"calling needs_an_argument\(\) failed \(it is called without "
+                                              r"arguments\): TypeError"):
+        load_factory("tests.modelling.explain.test_rationale:needs_an_argument", weights)
+
+
+def needs_an_argument(size):
+    return HeartModel()
+
+
+class Noisy(HeartModel):
+    """A heart model with dropout on its score, as a model exported in training mode keeps it."""
+
+    def forward(self, x):
+        return nn.functional.dropout(super().forward(x), 0.5, training=True)
+
+
+def test_a_model_whose_output_is_random_is_refused(tmp_path):
+    """An exported program cannot be switched to eval (its mode is frozen at export): with dropout left on,
+    its scores and so its rationales would change from run to run."""
+    with pytest.raises(ImageModelError, match="different outputs for the same images .* export it from model.eval"):
+        check(Noisy(), ImageModelSpec(input_size=SIZE, output="log_bnp", threshold=THRESHOLD), needs_gradients=False)
+    check(HeartModel(), ImageModelSpec(input_size=SIZE, output="log_bnp", threshold=THRESHOLD), needs_gradients=True)
 
 
 class ThreeChannels(nn.Module):

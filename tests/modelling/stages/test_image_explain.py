@@ -118,3 +118,20 @@ def test_refusals_name_what_is_wrong(user_model, extra, message):
     args = ["explain", "--bundle", str(root), "--config", "tiny", *[a.format(**values) for a in extra]]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_refused_model_leaves_an_earlier_run_under_its_name_as_it_was(user_model, tmp_path):
+    """A refusal (exit 2) happens before the stage opens: the model checked inside it had marked the earlier,
+    good run of the same name as not completed."""
+    root, path, _, _ = user_model
+    good = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path),
+                               "--name", "kept"])
+    assert good.exit_code == 0, good.output
+    fixed = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(HeartModel().eval(), (torch.rand(2, 1, 48, 48),)), str(fixed))
+    fixed.with_suffix(".yaml").write_text(path.with_suffix(".yaml").read_text())
+    refused = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(fixed),
+                                  "--name", "kept", "--force"])
+    assert refused.exit_code == 2, refused.output
+    assert validate_bundle(root) == []
+    assert "image-kept-direct" in Bundle(root, create=False).stages
