@@ -49,6 +49,7 @@ from urllib.parse import unquote
 from data_schema import Problem
 from data_schema.io import atomic_write_text
 from modelling.explain.colours import ORANGE, PURPLE
+from modelling.readers.answers import CHF_FEATURES, NO_CHF, contradictory, feature_label  # noqa: F401 - the page's names
 from modelling.readers.packets import IMAGE_ROLES, Packet, load_packet
 from modelling.readers.unblind import RESPONSE_COLUMNS, ResponsesError, read_responses
 
@@ -61,32 +62,6 @@ _MAX_BODY = 64 * 1024
 def default_responses_path(packet_dir: str | Path, reader: str, round: int) -> Path:
     """``<packet>/responses/<reader>-round<k>.csv``: where a reader's answers go by default."""
     return Path(packet_dir) / RESPONSES_DIR / f"{reader}-round{round}.csv"
-
-
-def feature_label(feature: str) -> str:
-    """``pleural_effusion`` -> ``Pleural effusion``; ``no_chf_features`` -> ``No CHF features``."""
-    words = ["CHF" if w == "chf" else w for w in feature.split("_")]
-    text = " ".join(words)
-    return text[:1].upper() + text[1:]
-
-
-#: Features of congestive heart failure: "No CHF features" cannot be marked together with any of them.
-CHF_FEATURES = ("cardiomegaly", "pleural_effusion", "airspace_opacity")
-NO_CHF = "no_chf_features"
-
-
-def contradictory(present: dict) -> str:
-    """Why an answer contradicts itself ("No CHF features" with a CHF feature), or "" when it does not.
-
-    The page makes the two exclusive as the reader clicks; the server refuses what slips through.
-    """
-    if not present.get(NO_CHF):
-        return ""
-    marked = [f for f in CHF_FEATURES if present.get(f)]
-    if not marked:
-        return ""
-    return (f"contradictory answer: {feature_label(NO_CHF)} together with "
-            f"{', '.join(feature_label(f).lower() for f in marked)}; mark one or the other")
 
 
 class ReadingSession:

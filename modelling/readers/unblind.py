@@ -18,6 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from data_schema import Problem, TableValidationError, load_table, validate_frame
+from modelling.readers.answers import contradictory
 from modelling.readers.packets import Packet, PacketError, load_packet
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,18 @@ def _resolve_duplicates(answers: pd.DataFrame, *, latest: bool) -> tuple[pd.Data
     return kept, problems
 
 
+def _contradictions(answers: pd.DataFrame) -> list[Problem]:
+    """Answers the reading server would have refused: "No CHF features" together with a CHF feature."""
+    problems = []
+    for (reader, k, blinded), group in answers.groupby(["reader", "round", "blinded_id"], sort=True):
+        why = contradictory(dict(zip(group["feature"], group["present"].astype(bool))))
+        if why:
+            rec = group[group["feature"] == "no_chf_features"].iloc[-1]
+            problems.append(Problem(rec["file"], int(rec["row"]), "present", str(rec["present"]),
+                                    f"reader {reader}, round {k}, id {blinded}: {why}"))
+    return problems
+
+
 def _completeness(answers: pd.DataFrame, packet: Packet, files: str) -> list[Problem]:
     problems = []
     expected = len(packet.ids) * len(packet.features)
@@ -242,6 +255,7 @@ def unblind(packet_dir: str | Path, responses_paths: Iterable[str | Path], key_p
     answers = pd.concat(frames, ignore_index=True)
     answers, problems = _resolve_duplicates(answers, latest=latest)
     problems += _completeness(answers, packet, ", ".join(str(p) for p in paths))
+    problems += _contradictions(answers)
     if problems:
         raise ResponsesError(problems)
 

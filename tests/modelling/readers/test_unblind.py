@@ -37,6 +37,8 @@ def write_responses(path: Path, rows: list[list], columns=RESPONSE_COLUMNS) -> P
 
 
 def answer(blinded_id: str, feature: str, reader: str, k: int) -> bool:
+    if feature == "no_chf_features":  # as the reading page allows: exclusive of the CHF features
+        return not any(answer(blinded_id, f, reader, k) for f in ("cardiomegaly", "pleural_effusion", "airspace_opacity"))
     return zlib.crc32(f"{blinded_id}/{feature}/{reader}/{k}".encode()) % 3 == 0
 
 
@@ -138,6 +140,23 @@ def test_duplicate_rows_refused_unless_latest(setup, tmp_path):
     chosen = table[(table["reader"] == row["reader"]) & (table["round"] == int(row["round"]))
                    & (table["gvr_id"] == key.loc[row["blinded_id"], "gvr_id"]) & (table["feature"] == row["feature"])]
     assert len(chosen) == 1 and chosen["present"].item() == (again["present"].item() == "true")
+
+
+def test_an_answer_the_reading_server_would_refuse_is_refused_here_too(setup, tmp_path):
+    """"No CHF features" together with a CHF feature, edited into a responses file: the server refuses it
+    (400), and so does the unblinding, at the row of the "No CHF features" answer."""
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    frame = pd.read_csv(paths[0], dtype=str)
+    blinded = frame.loc[(frame["feature"] == "cardiomegaly") & (frame["present"] == "true"), "blinded_id"].iloc[0]
+    row = frame.index[(frame["blinded_id"] == blinded) & (frame["feature"] == "no_chf_features")][0]
+    frame.loc[row, "present"] = "true"
+    frame.to_csv(paths[0], index=False)
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    (p,) = problems_of(excinfo)
+    assert (p.file, p.row, p.column) == (str(paths[0]), row + 1, "present")
+    assert f"id {blinded}: contradictory answer: No CHF features together with cardiomegaly" in p.message
 
 
 def test_duplicates_with_the_same_time_and_different_answers_are_refused_even_with_latest(setup, tmp_path):
