@@ -108,10 +108,10 @@ def unblind(
     out: Optional[Path] = typer.Option(None, "--out", dir_okay=False, help="Or write the table to this CSV."),
 ) -> None:
     """Join the readers' responses to the key: the reader assessments table (Table 2's input)."""
-    from data_schema import Bundle, TableValidationError, validate_frame
+    from data_schema import Bundle, TableValidationError, load_table, validate_frame
     from data_schema.io import atomic_write_text
-    from modelling.readers.packets import PacketError
-    from modelling.readers.unblind import mismatches_with_study
+    from modelling.readers.packets import PacketError, load_packet
+    from modelling.readers.unblind import mismatches_with_study, pictures_not_from_study
     from modelling.readers.unblind import unblind as unblind_responses
 
     if (bundle is None) == (out is None):
@@ -132,9 +132,16 @@ def unblind(
         target = Bundle(bundle, create=False)  # a mistyped --bundle is an error, not a new bundle
         if "tables/gvr_index.parquet" not in target.files:
             _fail(f"{bundle} has no GVR index: the packet was not drawn from it (give the study it came from)")
-        wrong = mismatches_with_study(table, target.read_table("gvr_index"), target.read_table("radiographs"))
+        gvr_index = target.read_table("gvr_index")
+        wrong = mismatches_with_study(table, gvr_index, target.read_table("radiographs"))
         if wrong:
             _fail(f"the key does not belong to the study in {bundle}: " + "; ".join(wrong))
+        unlike = pictures_not_from_study(load_packet(packet_dir), load_table(key, "reading_key"), gvr_index,
+                                         target.read_image)
+        if unlike:
+            _fail(f"the readers saw other pictures than the study in {bundle} holds for {len(unlike)} of the packet's "
+                  f"GVRs (e.g. {unlike[0]}): the packet was drawn from another bundle, or before these GVRs were "
+                  "made again; unblind into the bundle it was drawn from")
         config = {"packet": _sha256(packet_dir / "packet.json"), "key": _sha256(key), "latest": latest,
                   "responses": sorted(_sha256(p) for p in responses)}
         with target.stage(STAGE, config=config, seed=None) as stage:

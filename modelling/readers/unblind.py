@@ -297,3 +297,19 @@ def mismatches_with_study(table: pd.DataFrame, gvr_index: pd.DataFrame, radiogra
     if differ:
         out.append(f"{len(differ)} GVR(s) read have another regime or patient there ({', '.join(differ[:5])})")
     return out
+
+
+def pictures_not_from_study(packet: Packet, key: pd.DataFrame, gvr_index: pd.DataFrame, read_image) -> list[str]:
+    """The packet's blinded ids whose overlay is not the study's picture of the GVR the key names (empty when
+    every one is): the same ids come out of another bundle of the same seed and config, or of this one after
+    its GVRs were made again, while the readers saw other pictures. `read_image` reads a bundle path."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    paths = gvr_index.set_index("gvr_id")["overlay_path"]
+    differ = []
+    for blinded, gvr_id in zip(key["blinded_id"], key["gvr_id"]):
+        seen = iio.imread(packet.image_path(blinded, "overlay"))
+        if gvr_id not in paths.index or not np.array_equal(seen, read_image(paths[gvr_id])):
+            differ.append(blinded)
+    return differ

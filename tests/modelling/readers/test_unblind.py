@@ -248,6 +248,19 @@ def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
     result = runner.invoke(app, ["unblind", str(packet.root), *paths[:-1], "--key", str(key_path),
                                  "--out", str(tmp_path / "x.csv")])
     assert result.exit_code == 2 and "reader B has no answers for round 2" in result.output
+
+    # a study with the same GVR ids whose pictures differ (another bundle of the same seed and config, or this
+    # one explained again): the ids all match, the pictures do not, and the answers are refused
+    other = tmp_path / "remade"
+    shutil.copytree(study, other)
+    moved = Bundle(other)
+    key = load_table(key_path, "reading_key")
+    path = moved.read_table("gvr_index").set_index("gvr_id").loc[key["gvr_id"].iloc[0], "overlay_path"]
+    with moved.stage("explain-again", config={"edit": 1}) as stage:
+        stage.write_image(path, 255 - moved.read_image(path))
+    result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path), "--bundle", str(other)])
+    assert result.exit_code == 2 and "the readers saw other pictures than the study" in result.output, result.output
+    assert "tables/reader_assessments.parquet" not in Bundle(other).files
     assert not (tmp_path / "x.csv").exists()
     result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path)])
     assert result.exit_code == 2 and "exactly one of --bundle" in result.output
