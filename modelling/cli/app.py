@@ -552,8 +552,12 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
         typer.echo(f"  surrogate fidelity on {f['n_held_out']} held-out radiographs: R2 {f['r2']:.3f}, AUC against "
                    f"the model's decisions {auc}, agreement {f['agreement']:.0%}")
     if info["explained"]:
-        typer.echo(f"  reached the threshold {info['reached']:.0%}; confirmed by the model on the stored healthy "
-                   f"reconstruction (valid) {info['valid']:.0%}")
+        past = info.get("already_past") or 0
+        moved = info["explained"] - past
+        reached = "-" if info["reached"] is None else f"{info['reached']:.0%}"
+        typer.echo(f"  reached the threshold {reached} of {moved} moved"
+                   + (f" ({past} not moved: the model already read their reconstruction past it)" if past else "")
+                   + f"; confirmed by the model on the stored healthy reconstruction (valid) {info['valid']:.0%}")
     typer.echo(f"  {built.root / folder(label, method)}")
 
 

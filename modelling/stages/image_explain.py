@@ -10,7 +10,8 @@ stored 8-bit healthy reconstruction. Written under ``image_gvr/<name>/``:
 
 - ``<gvr_id>/diseased.png``, ``healthy.png`` and ``overlay.png`` (as the latent GVRs');
 - ``rationales.parquet`` (schema ``image_rationales``): one row per rationale;
-- ``summary.json``: the spec, the method, the model file's hash, how many reached the target and how
+- ``summary.json``: the spec, the method, the model file's hash, how many reached the target (of those whose
+  reconstruction needed a move; ``already_past`` counts the others) and how
   many the real model confirms, and the surrogate's fidelity on held-out radiographs.
 """
 
@@ -131,7 +132,10 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         "latent_distance", "image_distance")}, **{c: str for c in (
         "gvr_id", "image_id", "model_name", "method", "diseased_path", "healthy_path", "overlay_path")}})
     stage.write_table("image_rationales", table, f"{folder(name, method)}/rationales.parquet")
-    info["reached"] = float(table["reached"].mean()) if len(table) else None
+    # a reconstruction the model already reads past the threshold needs no move: not counted as reaching it
+    moved = table[table["steps"] > 0]
+    info["already_past"] = int(len(table) - len(moved))
+    info["reached"] = float(moved["reached"].mean()) if len(moved) else None
     info["valid"] = float(table["valid"].mean()) if len(table) else None
     stage.write_json(f"{folder(name, method)}/summary.json", info)
     return info

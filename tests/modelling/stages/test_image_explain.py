@@ -58,6 +58,10 @@ def test_direct_rationales_are_written_and_checked_by_the_model(user_model):
         assert bundle.read_image(p).ndim == 3
     summary = json.loads(bundle.verify_file("image_gvr/heart/direct/summary.json").read_text())
     assert summary["explained"] == len(table) and summary["valid"] == pytest.approx(table["valid"].mean())
+    # reached counts the moves made: a reconstruction already read past the threshold is not one
+    moved = table[table["steps"] > 0]
+    assert summary["already_past"] == len(table) - len(moved) and len(moved)
+    assert summary["reached"] == pytest.approx(moved["reached"].mean())
     again = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path)])
     assert again.exit_code == 0 and "up to date, skipped" in again.output and "explained" in again.output
 
