@@ -289,10 +289,21 @@ def load_factory(factory: str, weights: str | Path) -> nn.Module:
     module_name, _, function = factory.partition(":")
     if not module_name or not function:
         raise ImageModelError(f"--image-model-factory must be module:function; got {factory!r}")
+    import os
+    import sys
+
+    here = os.getcwd()  # `gvr` runs from .venv/bin, where the user's own module beside them is not found
+    added = here not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, here)
     try:
         build = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as exc:
-        raise ImageModelError(f"--image-model-factory {factory}: cannot import it: {exc}") from None
+        raise ImageModelError(f"--image-model-factory {factory}: cannot import it: {exc} (a module is looked up "
+                              "in the current directory and on PYTHONPATH)") from None
+    finally:
+        if added:
+            sys.path.remove(here)
     try:
         model = build()
     except Exception as exc:  # noqa: BLE001 - the user's code: say where it failed, in one line

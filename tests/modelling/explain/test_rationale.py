@@ -183,6 +183,20 @@ def test_factory_loads_a_state_dict_with_weights_only_and_refuses_a_pickled_modu
         load_factory("tests.modelling.explain.test_rationale:needs_an_argument", weights)
 
 
+def test_a_factory_module_in_the_current_directory_is_found(tmp_path, monkeypatch):
+    """The console script runs from .venv/bin: a user's module beside them was not importable."""
+    import sys
+
+    (tmp_path / "my_heart_model_module.py").write_text(
+        "from tests.modelling.explain.toy_models import HeartModel\n\ndef build():\n    return HeartModel()\n")
+    weights = tmp_path / "w.pt"
+    torch.save(HeartModel().state_dict(), weights)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert isinstance(load_factory("my_heart_model_module:build", weights), HeartModel)
+    assert str(tmp_path) not in sys.path  # looked up for the import only
+
+
 def needs_an_argument(size):
     return HeartModel()
 
