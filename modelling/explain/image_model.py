@@ -199,8 +199,13 @@ def _check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> 
         try:
             out = model(x)
         except Exception as exc:  # noqa: BLE001 - any failure here means the spec does not fit the model
-            hint = (" (an exported program takes only the shapes it was exported for: export it with a dynamic "
-                    f"batch, {EXPORT_HINT})" if isinstance(model, Exported) else "")
+            # a program that takes some batch at this size was exported without a dynamic batch; one that takes
+            # none was exported for another image size or channel count
+            hint = ("" if not isinstance(model, Exported) else
+                    " (an exported program takes only the shapes it was exported for: export it with a dynamic "
+                    f"batch, {EXPORT_HINT})" if _takes_some_batch(model, spec.input_size) else
+                    " (an exported program takes only the shapes it was exported for: the spec's input_size and "
+                    "one channel must be those of its example input)")
             raise ImageModelError(f"the image model does not accept input of shape ({n}, 1, {spec.input_size}, "
                                   f"{spec.input_size}) as its spec says: {type(exc).__name__}: {exc}{hint}") from None
         selected = select_output(out, spec, n)
@@ -220,6 +225,17 @@ def _check(model: nn.Module, spec: ImageModelSpec, *, needs_gradients: bool) -> 
         if grad is None or not torch.isfinite(grad).all():
             raise ImageModelError("the image model gives no finite gradient with respect to its input; the direct "
                                   "method needs gradients: use the surrogate method")
+
+
+def _takes_some_batch(model: nn.Module, size: int) -> bool:
+    for n in (1, 2):
+        try:
+            with torch.no_grad():
+                model(torch.zeros(n, 1, size, size))
+            return True
+        except Exception:  # noqa: BLE001 - only whether it runs matters here
+            continue
+    return False
 
 
 #: How to save a model so that ``gvr explain --image-model`` reads it.

@@ -152,7 +152,7 @@ def _resolve_duplicates(answers: pd.DataFrame, *, latest: bool) -> tuple[pd.Data
             problems.append(Problem(rec.file, rec.row, "blinded_id", rec.blinded_id,
                                     f"duplicate answer for reader {rec.reader}, round {rec.round}, feature "
                                     f"{rec.feature} (first at {first[k][0]} row {first[k][1]}); "
-                                    "remove one, or pass latest=True (--latest) to keep the newest"))
+                                    "remove one, or give --latest (latest=True from Python) to keep the newest"))
         return answers, problems
     ordered = answers.sort_values([*_KEY_COLUMNS, "answered_at"], kind="stable")
     newest = ordered.groupby(_KEY_COLUMNS, sort=False)["answered_at"].transform("max")

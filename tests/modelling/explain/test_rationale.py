@@ -143,6 +143,12 @@ def test_a_program_exported_for_one_batch_size_is_told_how_to_export_again(tmp_p
         loaded(torch.zeros(1, 1, SIZE, SIZE))
 
 
+def test_a_program_exported_at_another_size_is_told_the_size_not_the_batch(tmp_path):
+    loaded = load_model_file(_exported(HeartModel(), tmp_path / "small.pt2"))
+    with pytest.raises(ImageModelError, match="input_size and one channel must be those of its example input"):
+        check(loaded, ImageModelSpec(input_size=SIZE * 2, output="log_bnp", threshold=THRESHOLD), needs_gradients=True)
+
+
 def test_a_torch_save_file_or_a_plain_pickle_is_refused_with_what_to_do(tmp_path):
     saved = tmp_path / "state.pt"
     torch.save(HeartModel().state_dict(), saved)
