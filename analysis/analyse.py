@@ -216,10 +216,11 @@ def _table2(assessments: pd.DataFrame, table2, mixed_models: bool, put, skipped:
         skipped.append(("table2_r_script", reason))
         return
     from analysis.mixed_models import formula_for, write_r_script
+    from analysis.mixed_models.table2_tests import constant_features
 
     # a feature every reader answered the same way has no log-odds to fit: R would stop at it
-    varies = assessments.groupby("feature")["present"].transform("nunique") > 1
-    constant = sorted(set(assessments["feature"]) - set(assessments.loc[varies, "feature"]))
+    constant = sorted(constant_features(assessments))
+    varies = ~assessments["feature"].isin(constant)
     if constant:
         skipped.append((f"table2_r_script: {', '.join(constant)}",
                         "answered the same way in every assessment, so no log-odds to estimate; left out of the script"))

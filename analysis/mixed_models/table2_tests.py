@@ -35,13 +35,19 @@ def _check_assessments(assessments: Any) -> pd.DataFrame:
     return df
 
 
+def constant_features(df: pd.DataFrame) -> list[str]:
+    """Features whose ``present`` takes one value in every assessment: no log-odds to estimate."""
+    return [feature for feature, present in df.groupby("feature", sort=False)["present"] if present.nunique() < 2]
+
+
 def _check_features_vary(df: pd.DataFrame) -> None:
-    for feature, present in df.groupby("feature", sort=False)["present"]:
-        if present.nunique() < 2:
-            raise ConstantResponseError(
-                f"feature {feature!r}: present is {bool(present.iloc[0])} in every one of {len(present)} "
-                "assessments, so its log-odds cannot be estimated; leave this feature out of the models"
-            )
+    constant = constant_features(df)
+    if constant:
+        present = df.loc[df["feature"] == constant[0], "present"]
+        raise ConstantResponseError(
+            f"feature {constant[0]!r}: present is {bool(present.iloc[0])} in every one of {len(present)} "
+            "assessments, so its log-odds cannot be estimated; leave this feature out of the models"
+        )
 
 
 def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from modelling.readers.answers import CHF_FEATURES, NO_CHF
+
 #: Which mask a feature is read from.
 FEATURE_MASKS = {
     "cardiomegaly": "heart",
@@ -25,7 +27,6 @@ FEATURE_MASKS = {
     "airspace_opacity": "opacity",
     "reduced_body_mass": "soft_tissue",
 }
-CHF_FEATURES = ("cardiomegaly", "pleural_effusion", "airspace_opacity")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def simulate(faithfulness: pd.DataFrame, gvr_index: pd.DataFrame, radiographs: p
     ValueError
         For a feature the simulation cannot read (the message lists those it can).
     """
-    known = set(FEATURE_MASKS) | {"no_chf_features"}
+    known = set(FEATURE_MASKS) | {NO_CHF}
     unknown = [f for f in features if f not in known]
     if unknown:
         raise ValueError(f"simulated readers cannot score {unknown}; they score {sorted(known)}")
@@ -82,7 +83,7 @@ def simulate(faithfulness: pd.DataFrame, gvr_index: pd.DataFrame, radiographs: p
     gvr = faithfulness[faithfulness["method"] == "gvr"].set_index("gvr_id")
     index = gvr_index[gvr_index["kind"] == "gvr"].set_index("gvr_id").loc[gvr.index]
     patient = radiographs.set_index("image_id")["patient_id"]
-    needed = [f for f in FEATURE_MASKS if f in features or (f in CHF_FEATURES and "no_chf_features" in features)]
+    needed = [f for f in FEATURE_MASKS if f in features or (f in CHF_FEATURES and NO_CHF in features)]
     shares = {f: gvr[f"share_{FEATURE_MASKS[f]}"].fillna(0.0).to_numpy() for f in needed}
     rows = []
     n = len(gvr)
@@ -96,8 +97,8 @@ def simulate(faithfulness: pd.DataFrame, gvr_index: pd.DataFrame, radiographs: p
             else:
                 keep = {f: rng.random(n) < reader.agreement for f in needed}
                 answers = {f: np.where(keep[f], first[f], fresh[f]) for f in needed}
-            if "no_chf_features" in features:
-                answers = answers | {"no_chf_features": ~np.any([answers[f] for f in CHF_FEATURES], axis=0)}
+            if NO_CHF in features:
+                answers = answers | {NO_CHF: ~np.any([answers[f] for f in CHF_FEATURES], axis=0)}
             for feature in features:
                 rows.append(pd.DataFrame({
                     "reader": reader.name, "round": r, "gvr_id": gvr.index.to_numpy(),

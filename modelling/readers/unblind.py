@@ -18,7 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from data_schema import Problem, TableValidationError, load_table, validate_frame
-from modelling.readers.answers import contradictory
+from modelling.readers.answers import NO_CHF, contradictory
 from modelling.readers.packets import Packet, PacketError, load_packet
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def _contradictions(answers: pd.DataFrame) -> list[Problem]:
     for (reader, k, blinded), group in answers.groupby(["reader", "round", "blinded_id"], sort=True):
         why = contradictory(dict(zip(group["feature"], group["present"].astype(bool))))
         if why:
-            rec = group[group["feature"] == "no_chf_features"].iloc[-1]
+            rec = group[group["feature"] == NO_CHF].iloc[-1]
             problems.append(Problem(rec["file"], int(rec["row"]), "present", str(rec["present"]),
                                     f"reader {reader}, round {k}, id {blinded}: {why}"))
     return problems

@@ -65,8 +65,8 @@ def model_scores(model, images: np.ndarray, spec: ImageModelSpec, *, batch: int 
 
 def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: ImageModelSpec, *, name: str,
                            method: str, model_sha256: str, margin: float = MARGIN) -> dict:
+    """Score, explain and write through `stage`; the model was checked (:func:`build_image_rationales`)."""
     bundle = stage.bundle
-    check(model, spec, needs_gradients=method == "direct")
     radiographs = bundle.read_table("radiographs")
     splits = bundle.read_table("splits").set_index("image_id").loc[radiographs["image_id"], "set"].to_numpy()
     pixels = load_images(bundle, radiographs)
