@@ -307,6 +307,26 @@ class ReadersConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """The audit (``gvr audit``; :mod:`modelling.explain.audit`).
+
+    Attributes
+    ----------
+    sparse_steps : int
+        The audit decides, where there are masks, from the model's response to its GVRs' change region
+        by region, on GVRs shortened by this many steps (:func:`modelling.explain.gvr.move`'s
+        ``sparse_steps``, re-encoded): a long move takes the disease with whatever the model leans on,
+        and only a change shrunk to what crosses the target shows a small shortcut by its effect
+        (benchmarks/RESULTS.md, "region by region"). 0: the bundle's own GVRs, as they are.
+    """
+
+    sparse_steps: int = 300
+
+    def __post_init__(self):
+        _check(self.sparse_steps >= 0, "audit.sparse_steps", "must not be negative")
+
+
+@dataclass(frozen=True)
 class ImageModelConfig:
     """An end-to-end image model of log BNP (MONAI), trained on the radiographs and explained like a
     user's own model (``gvr explain --image-model``; issue 17).
@@ -400,6 +420,7 @@ class StudyConfig:
     predictors: PredictorConfig = field(default_factory=PredictorConfig)
     gvr: GvrConfig = field(default_factory=GvrConfig)
     readers: ReadersConfig = field(default_factory=ReadersConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     shortcuts: ShortcutsConfig = field(default_factory=ShortcutsConfig)
     image_model: ImageModelConfig = field(default_factory=ImageModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -655,6 +655,10 @@ def _print_audit(bundle) -> None:
             typer.echo(f"  caveat: {line}")
         for line in a.get("reported") or []:
             typer.echo(f"  reported: {line}")
+        unshortened = (a.get("region_effects_as_explained") or {}).get("share")
+        if unshortened is not None:
+            typer.echo(f"  reported: the region response's non-disease share on the GVRs as explained, not shortened "
+                       f"(not deciding): {unshortened:.2f}")
         if a.get("reliance"):
             truth = a["reliance"]
             share = "-" if truth["share"] is None else f"{truth['share']:.2f}"
@@ -675,8 +679,9 @@ def _print_audit(bundle) -> None:
 def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle.")) -> None:
     """Does each model rely mostly on what is not disease? The decision from its GVRs, with the evidence used.
 
-    The rule is in modelling/explain/audit.py: with masks, the GVR change's non-disease share among
-    the masks > 0.5; without, the cardiothoracic ratio and effusion measured on the reconstructions.
+    The rule is in modelling/explain/audit.py: with masks, the non-disease share of the model's response
+    to its GVRs' change region by region > 0.5, on GVRs shortened by audit.sparse_steps (their overlays in
+    baselines/audit/); without, the cardiothoracic ratio and effusion measured on the reconstructions.
     On the phantom it is checked against the model's reliance measured by intervention.
     """
     from data_schema import Bundle

@@ -16,16 +16,28 @@ Ground truth (phantom only: :func:`reliance_verdict`)
     relies mostly on what is not disease when ``R > THRESHOLD`` (0.5: more than half).
 
 Decision (:func:`decide`), from the best evidence the bundle has, in this order
-    1. Masks (phantom, or real data with segmentations): the explanation's non-disease share
+    1. Masks (phantom, or real data with segmentations): the model's own response to its GVRs' change,
+       region by region (:func:`region_effects`). Each diseased reconstruction gets the healthy one's
+       pixels inside the union of NON_DISEASE_MASKS only, then inside the union of DISEASE_MASKS only; each
+       composite is encoded and predicted, and the non-disease share of the two mean falls in log BNP
 
-       ``N = share in the union of NON_DISEASE_MASKS / (that + share in the union of DISEASE_MASKS)``
+       ``E = |fall, non-disease union| / (|fall, non-disease union| + |fall, disease union|)``
 
-       of the GVR change's absolute weight, averaged over the model's GVRs (``share_non_disease`` and
-       ``share_disease`` from :func:`modelling.explain.faithfulness.scores`; a pixel in two overlapping
-       masks counts once). Soft tissue is body mass's mask; the projection has no mask. Flagged when
-       ``N > THRESHOLD``, the same "more than half" as the truth. Where the phantom's true disease-removal
-       counterfactual exists, the median pixel r of the GVR change with it is reported, and a non-positive
-       median is a caveat (the GVRs do not show the disease removed).
+       is the truth's formula applied to what the GVRs change. Flagged when ``E > THRESHOLD``. The GVRs it
+       reads are shortened first (``audit.sparse_steps``; :func:`modelling.explain.gvr.shorten`, the
+       re-encoded model judging): a long move takes the disease along with whatever the model leans on,
+       and only a change shrunk to what crosses the target shows a small shortcut by its effect. Soft
+       tissue is body mass's mask; the projection has no mask and is not checked.
+
+       Beside it, not deciding: N, the share of the GVR change's absolute weight, by area, in the union of
+       NON_DISEASE_MASKS against that plus the union of DISEASE_MASKS, averaged over the model's GVRs
+       (``share_non_disease`` and ``share_disease`` of :func:`modelling.explain.faithfulness.scores`). N
+       was the rule until 2026-12-03: a marker of 0.2 % of the film cannot hold half of a change by area
+       however much the model leans on it, and on benchmark seeds it had not seen N flagged none of the
+       models the truth flags, E (on GVRs shortened by 300 steps) 3 of 7 with no false positive
+       (benchmarks/RESULTS.md, "region by region"). N decides only when neither region moves the model
+       (E undefined). Where the phantom's true disease-removal counterfactual exists, the median pixel r
+       of the GVR change with it is reported, and a non-positive median is a caveat.
     2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
        lower cardiothoracic ratio than the diseased one (radiographs measured above 0.5), and the share
        whose aerated lung is taller (effusion smaller; radiographs whose two lungs' heights differ by
@@ -35,20 +47,9 @@ Decision (:func:`decide`), from the best evidence the bundle has, in this order
        decision says so.
     3. Nothing measurable: "undecided", with what was missing.
 
-Reported beside the decision, not part of it (:func:`region_effects`, with masks)
-    The model's own account of its GVRs' change, region by region: each diseased reconstruction gets the
-    healthy one's pixels inside the union of NON_DISEASE_MASKS only, then inside the union of DISEASE_MASKS
-    only, and the mean fall in predicted log BNP of each is measured. Their non-disease share
-
-    ``E = |fall, non-disease union| / (|fall, non-disease union| + |fall, disease union|)``
-
-    is the truth's formula applied to what the GVRs change rather than to the phantom's interventions, so
-    a small region the model leans on counts by its effect, not its area. It is reported (``region_share``)
-    and does not decide: the rule stays as it was set before any benchmark ran, and E's record on benchmark
-    seeds it had not seen, kept in benchmarks/RESULTS.md, is for the decision whether it should.
-
-The thresholds are the majority rule, set before any benchmark was run, and the same for the truth and
-the decision; they are not fitted to any result.
+The threshold is the majority rule, set before any benchmark was run, and the same for the truth and
+the decision; it is not fitted to any result. E's definition was fixed before it was computed on any
+bundle, and its record judged on seeds it had not seen before it decided.
 """
 
 from __future__ import annotations
@@ -143,8 +144,11 @@ class Evidence:
     #: Share of GVRs whose effusion (aerated lung height) is smaller on the healthy reconstruction, of how many.
     effusion_smaller: float | None = None
     effusion_measured: int = 0
-    #: The model's response to the GVRs' change by region (:func:`region_effects`; with masks).
+    #: The model's response to the GVRs' change by region (:func:`region_effects`; with masks), on the
+    #: GVRs the audit reads (shortened by ``audit.sparse_steps``): what decides.
     region_effects: dict | None = None
+    #: How the GVRs the region response reads were made (a sentence), e.g. "shortened by 300 steps".
+    region_gvrs: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -155,18 +159,25 @@ def decide(evidence: Evidence) -> dict:
     -------
     dict
         ``decision`` (flagged, passed or undecided), ``basis`` (masks, measured changes or none),
+        ``decided_by`` (``region_share``, ``non_disease_share`` or None), ``region_share`` (E, with masks),
         ``non_disease_share`` (N, with masks), ``used`` and ``not_checked`` (sentences), ``caveats``,
-        ``rule``, and what is reported beside the rule: ``region_share`` (E, or None) and ``reported``
-        (sentences).
+        ``rule``, and ``reported`` (sentences on what is reported beside the decision).
     """
-    used, not_checked, caveats = [], [], []
+    used, not_checked, caveats, reported = [], [], [], []
     region = evidence.region_effects or {}
-    reported = {"region_share": region.get("share"), "reported": []}
-    if region.get("share") is not None:
-        reported["reported"].append(
-            f"the model's response to the GVR change by region (not part of the rule): the healthy pixels in the "
-            f"non-disease masks lower the predicted log BNP by {region['non_disease']:.2f}, in the disease masks by "
-            f"{region['disease']:.2f} (the whole change: {region['whole']:.2f}); non-disease share {region['share']:.2f}")
+    e_share = region.get("share")
+    n_share = mask_share(evidence.mask_shares) if evidence.mask_shares else None
+    made = f" ({evidence.region_gvrs})" if evidence.region_gvrs else ""
+    if e_share is not None:
+        used.append(
+            f"the model's response to its GVRs' change by region{made}: the healthy pixels in the non-disease "
+            f"masks ({', '.join(NON_DISEASE_MASKS)}) lower the predicted log BNP by {region['non_disease']:.2f}, "
+            f"in the disease masks ({', '.join(DISEASE_MASKS)}) by {region['disease']:.2f} (the whole change: "
+            f"{region['whole']:.2f}); non-disease share {e_share:.2f}")
+    if n_share is not None:
+        (reported if e_share is not None else used).append(
+            f"the GVR change by area in the non-disease masks against the disease masks: non-disease share "
+            f"{n_share:.2f}" + (" (not deciding)" if e_share is not None else ""))
     measured = {"cardiothoracic ratio lower": (evidence.ctr_lower, evidence.ctr_measured),
                 "effusion smaller": (evidence.effusion_smaller, evidence.effusion_measured)}
     for name, (share, n) in measured.items():
@@ -176,28 +187,32 @@ def decide(evidence: Evidence) -> dict:
         used.append(f"median pixel r with the true disease-removal change {evidence.true_change_r:.2f}")
         if evidence.true_change_r <= 0:
             caveats.append("the GVRs do not agree with the true disease-removal counterfactual (median r <= 0)")
-    n_share = mask_share(evidence.mask_shares) if evidence.mask_shares else None
-    if n_share is not None:
-        used.insert(0, f"GVR change in the non-disease masks ({', '.join(NON_DISEASE_MASKS)}) against the "
-                       f"disease masks ({', '.join(DISEASE_MASKS)}): non-disease share {n_share:.2f}")
+    shares = {"region_share": e_share, "non_disease_share": n_share, "reported": reported}
+    if e_share is not None or n_share is not None:
         not_checked.append("the projection (no mask)")
-        return {"decision": FLAGGED if n_share > THRESHOLD else PASSED, "basis": "masks",
-                "non_disease_share": n_share, "used": used, "not_checked": not_checked, "caveats": caveats,
-                "rule": f"non-disease share of the GVR change among the masks > {THRESHOLD}", **reported}
+        by_region = e_share is not None
+        if not by_region and evidence.region_effects is not None:
+            caveats.append("neither region's pixels moved the model's prediction; decided by the change's area")
+        share = e_share if by_region else n_share
+        rule = (f"non-disease share of the model's response to its GVRs' change by region > {THRESHOLD}" if by_region
+                else f"non-disease share of the GVR change by area among the masks > {THRESHOLD}")
+        return {"decision": FLAGGED if share > THRESHOLD else PASSED, "basis": "masks",
+                "decided_by": "region_share" if by_region else "non_disease_share", "used": used,
+                "not_checked": not_checked, "caveats": caveats, "rule": rule, **shares}
     not_checked.append("shortcuts, skin markers, body mass and projection (no masks)")
     shown = [share for share, n in measured.values() if share is not None and n > 0]
     if not shown:
         not_checked.append("the cardiothoracic ratio and effusions (not measurable on these reconstructions)")
-        return {"decision": UNDECIDED, "basis": "none", "non_disease_share": None, "used": used,
+        return {"decision": UNDECIDED, "basis": "none", "decided_by": None, "used": used,
                 "not_checked": not_checked, "caveats": caveats,
-                "rule": "no masks and no measurable disease change: nothing to decide on", **reported}
+                "rule": "no masks and no measurable disease change: nothing to decide on", **shares}
     for name, (share, n) in measured.items():
         if share is None or n == 0:
             not_checked.append(f"{name} (no GVR where it could be measured)")
     decision = FLAGGED if all(s <= THRESHOLD for s in shown) else PASSED
-    return {"decision": decision, "basis": "measured changes", "non_disease_share": None, "used": used,
+    return {"decision": decision, "basis": "measured changes", "decided_by": None, "used": used,
             "not_checked": not_checked, "caveats": caveats,
-            "rule": f"every measurable disease change shown in at most {THRESHOLD:.0%} of the GVRs", **reported}
+            "rule": f"every measurable disease change shown in at most {THRESHOLD:.0%} of the GVRs", **shares}
 
 
 def measured_effusion_smaller(heights_diseased: np.ndarray, heights_healthy: np.ndarray) -> tuple[float | None, int]:
@@ -226,7 +241,7 @@ def measured_effusion_smaller(heights_diseased: np.ndarray, heights_healthy: np.
 
 def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.ndarray, healthy: np.ndarray,
                    masks: Sequence[Mapping[str, np.ndarray]]) -> dict:
-    """The model's own account of its GVRs' change, region by region (reported beside the audit's rule).
+    """The model's own account of its GVRs' change, region by region (E, the audit's rule with masks).
 
     Parameters
     ----------

@@ -239,23 +239,9 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
         bar.close()
     shortened = torch.zeros_like(active)
     if sparse_steps:
-        chosen = done(end_pred) & (steps > 0)  # a code that started past its target has no change to shrink
-        shortened = chosen
-        if chosen.any():
-            crossed_at = z.detach().clone()
-            z = crossed_at.clone()
-            z[chosen] = _sparsen(z[chosen], reference[chosen], decoder, predictor, target[chosen], sign,
-                                 steps=sparse_steps, step_size=step_size,
-                                 desc=None if desc is None else f"{desc}, shrinking the change")
-            with torch.no_grad():
-                end_pred = predictor(z)
-                # judged again in the whole batch: a code kept on the target's edge that the batch's
-                # arithmetic puts back across it keeps the point where it first crossed
-                back = chosen & ~done(end_pred)
-                shortened = chosen & ~back
-                if back.any():
-                    z[back] = crossed_at[back]
-                    end_pred = predictor(z)
+        z, end_pred, shortened = _shorten(z.detach(), done(end_pred) & (steps > 0), end_pred, reference, decoder,
+                                          predictor, target, direction, steps=sparse_steps, step_size=step_size,
+                                          desc=None if desc is None else f"{desc}, shrinking the change")
     return Path(
         start=start.astype(np.float32),
         end=z.detach().cpu().numpy().copy(),
@@ -279,6 +265,61 @@ def _frames(history: list[np.ndarray], steps: np.ndarray, end: np.ndarray, count
     out = walked[at.astype(int), np.arange(len(steps))[None, :]]
     out[-1] = end  # the step where it stopped, or the shortened code kept
     return out
+
+
+def shorten(start: np.ndarray, end: np.ndarray, decoder: nn.Module, predictor: nn.Module, *,
+            target_log_bnp: np.ndarray | float, direction: str, steps: int, step_size: float,
+            desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sparse phase of :func:`move` on its own: shrink the change from `start` to `end`, codes a move has
+    already taken past their targets, by `steps` (``sparse_steps``), judged by `predictor`.
+
+    ``move(..., sparse_steps=k)`` is ``move(..., sparse_steps=0)`` followed by this, to the arithmetic: the
+    audit shortens a bundle's GVRs after the fact with it. A code `predictor` does not read past its target
+    at `end`, or that has not moved, is returned as it is.
+
+    Returns
+    -------
+    codes : ndarray (n, latent_dim)
+    shortened : ndarray of bool (n,)
+        Whether each code was shortened (it was past its target, and stayed past it in the whole batch).
+    """
+    device = next(iter(decoder.parameters()), torch.empty(0)).device
+    z0 = torch.as_tensor(start, dtype=torch.float32, device=device)
+    z = torch.as_tensor(end, dtype=torch.float32, device=device).clone()
+    n = z0.shape[0]
+    target = torch.as_tensor(np.broadcast_to(np.asarray(target_log_bnp, dtype=np.float32), (n,)).copy(), device=device)
+    if direction not in ("down", "up"):
+        raise ValueError(f"direction must be 'down' or 'up'; got {direction!r}")
+    with frozen(decoder, predictor):
+        with torch.no_grad():
+            reference = decoder(z0)
+            pred = predictor(z)
+        moved = (z != z0).any(dim=1)
+        z, _, shortened = _shorten(z, _done(pred, target, direction) & moved, pred, reference, decoder, predictor,
+                                   target, direction, steps=steps, step_size=step_size, desc=desc)
+    return z.detach().cpu().numpy().copy(), shortened.cpu().numpy()
+
+
+def _shorten(z, chosen, end_pred, reference, decoder, predictor, target, direction, *, steps, step_size, desc):
+    """(codes, their predictions, shortened): `chosen` codes of `z` shrunk by :func:`_sparsen`."""
+    sign = 1.0 if direction == "down" else -1.0
+    shortened = chosen.clone()
+    if not chosen.any():
+        return z, end_pred, shortened
+    crossed_at = z.clone()
+    z = crossed_at.clone()
+    z[chosen] = _sparsen(z[chosen], reference[chosen], decoder, predictor, target[chosen], sign,
+                         steps=steps, step_size=step_size, desc=desc)
+    with torch.no_grad():
+        end_pred = predictor(z)
+        # judged again in the whole batch: a code kept on the target's edge that the batch's
+        # arithmetic puts back across it keeps the point where it first crossed
+        back = chosen & ~_done(end_pred, target, direction)
+        shortened = chosen & ~back
+        if back.any():
+            z[back] = crossed_at[back]
+            end_pred = predictor(z)
+    return z, end_pred, shortened
 
 
 #: The sparse phase's penalty on the prediction's excess over the target, in log BNP, against a change

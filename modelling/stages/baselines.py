@@ -6,10 +6,16 @@ LIME and Grad-CAM maps on the same end-to-end predictor are computed and rendere
 against the ground truth (:mod:`modelling.explain.faithfulness`) into ``tables/faithfulness.parquet``, and
 ``baselines/audit.json`` holds per model the audit's decision (:mod:`modelling.explain.audit`: does the
 model rely mostly on what is not disease?) with the evidence it used and what it could not check, and
-on the phantom whether it agrees with the model's reliance measured by intervention.
+on the phantom whether it agrees with the model's reliance measured by intervention. With masks the audit
+reads the model's response to its GVRs shortened by ``audit.sparse_steps``: each GVR's move is made again
+as the explain stage made it and then shortened (:func:`modelling.explain.gvr.shorten`), and what it kept
+is drawn in ``baselines/audit/<gvr_id>.png`` (original, the shortened GVR's overlay).
 """
 
 from __future__ import annotations
+
+import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -17,7 +23,7 @@ import torch
 
 from data_schema import Bundle, Stage
 from modelling.cohort import ctr, effusion
-from modelling.config import StudyConfig
+from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.audit import (
     FLAGGED,
     THRESHOLD,
@@ -32,13 +38,25 @@ from modelling.explain.audit import (
 from modelling.explain.baselines import METHODS, EndToEnd, attribute
 from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driving_masks, pixel_correlation, table_row
 from modelling.explain.fidelity import lower_share
+from modelling.explain.gvr import aim, move, overlay, scorer, shorten
 from modelling.nets.networks import to_unit
+from modelling.nets.training import decode, device_for
 from modelling.progress import progress
-from modelling.stages.artifacts import load_encoder, load_images, load_masks, load_predictor
+from modelling.stages.artifacts import (
+    load_decoder,
+    load_encoder,
+    load_images,
+    load_masks,
+    load_predictor,
+    training_covariance,
+)
+
+log = logging.getLogger(__name__)
 
 STAGE = "baselines"
-#: The audit's region-by-region response (:func:`modelling.explain.audit.region_effects`); raising it redoes the stage.
-REGION_EFFECTS_VERSION = 1
+#: The audit's region-by-region response (:func:`modelling.explain.audit.region_effects`); raising it redoes
+#: the stage (2: it decides, on GVRs shortened by ``audit.sparse_steps``).
+REGION_EFFECTS_VERSION = 2
 
 
 def heatmap(values: np.ndarray) -> np.ndarray:
@@ -110,12 +128,53 @@ def _reads(model: EndToEnd):
     return predict
 
 
+def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, *, decoder, encoder,
+                   predictor, latents: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """The healthy reconstructions of one model's GVRs (`group`, rows of ``gvr_index``) as the audit reads
+    them, shortened by ``audit.sparse_steps``: each move made again as the explain stage made it (the same
+    codes in the same batch, so to the arithmetic the same end), then shrunk with the re-encoded model
+    judging (:func:`modelling.explain.gvr.shorten`; ``gvr.sparse_steps`` needs re-encoding for the same reason).
+
+    Returns
+    -------
+    healthy : ndarray (n, H, W) uint8
+    shortened : ndarray of bool (n,)
+    how : str
+        How the GVRs were made, for the audit's report.
+    """
+    g, steps = config.gvr, config.audit.sparse_steps
+    stored = np.stack([bundle.read_image(p) for p in group["healthy_path"]])
+    if steps == 0:
+        return stored, np.zeros(len(group), bool), "the bundle's GVRs as they are"
+    if g.reencode and g.sparse_steps == steps:
+        return stored, group["reached"].to_numpy(bool), f"the bundle's GVRs, shortened by {steps} steps"
+    start = latents[rows]
+    target = aim(np.log(group["target_bnp_ng_l"].to_numpy(np.float64)), "down", g.margin)
+    covariance = training_covariance(bundle, group["model_id"].iloc[0]) if g.move == "pattern" else None
+    model = group["model_id"].iloc[0]
+    path = move(start, decoder, scorer(predictor, reencode=g.reencode, encoder=encoder, decoder=decoder),
+                target_log_bnp=target, direction="down", **move_options(g) | {"sparse_steps": 0},
+                frames=2, covariance=covariance, desc=f"{model}: the audit's GVRs, moved again")
+    again = decode(decoder, path.end)
+    differ = int((np.abs(again.astype(int) - stored.astype(int)).max(axis=(1, 2)) > 1).sum())
+    if differ:  # another machine's arithmetic, or a bundle edited by hand: the audit reads its own moves
+        log.warning("%s: %d of %d GVRs moved again for the audit do not end where the bundle's did (more than "
+                    "one grey level apart); the audit reads the moves made again", model, differ, len(group))
+    codes, shortened = shorten(start, path.end, decoder,
+                               scorer(predictor, reencode=True, encoder=encoder, decoder=decoder),
+                               target_log_bnp=target, direction="down", steps=steps, step_size=g.step_size,
+                               desc=f"{model}: shortening the audit's GVRs")
+    healthy = decode(decoder, codes)
+    return healthy, shortened, f"the GVRs shortened by {steps} steps ({int(shortened.sum())} of {len(group)})"
+
+
 def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: dict,
           reliance: dict | None = None, regions: dict | None = None) -> dict:
     """Per model: the audit's decision from its GVRs' evidence (:func:`modelling.explain.audit.decide`),
     what its GVRs change, how the baselines compare and, on the phantom, whether the decision agrees
     with the model's measured reliance (:func:`modelling.explain.audit.reliance_verdict`). `regions`: per
-    model, its GVRs' :func:`modelling.explain.audit.region_effects` (with masks)."""
+    model (with masks), ``effects``, the :func:`modelling.explain.audit.region_effects` of the GVRs the audit
+    reads (shortened), ``how`` they were made, and ``as_explained``, the same on the bundle's own GVRs."""
     out = {}
     gvr = gvr_index[gvr_index["kind"] == "gvr"]
     reliance, regions = reliance or {}, regions or {}
@@ -124,8 +183,10 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
         own = rows[rows["method"] == "gvr"] if rows is not None else None
         shares = ({c: float(own[c].mean()) for c in SHARE_COLUMNS} if own is not None and len(own) else None)
         r = own["true_change_r"].dropna() if own is not None else pd.Series(dtype=float)
+        region = regions.get(model_id) or {}
         evidence = Evidence(mask_shares=shares, true_change_r=float(r.median()) if len(r) else None,
-                            region_effects=regions.get(model_id), **measured.get(model_id, {}))
+                            region_effects=region.get("effects"), region_gvrs=region.get("how"),
+                            **measured.get(model_id, {}))
         entry = {
             "gvrs": int(len(g)),
             "reached_rate": float(g["reached"].mean()),
@@ -133,7 +194,9 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
             "median_image_distance": float(g["image_distance"].median()),
             **decide(evidence),
             "gvr_mean_shares": shares,
-            "region_effects": regions.get(model_id),
+            "region_effects": region.get("effects"),
+            "region_gvrs": region.get("how"),
+            "region_effects_as_explained": region.get("as_explained"),
             "measured_changes": measured.get(model_id),
         }
         entry["flagged"] = entry["decision"] == FLAGGED
@@ -164,6 +227,11 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     pixels = load_images(bundle, radiographs)
     encoder = load_encoder(bundle, config)
     has_truth = "tables/phantom_truth.parquet" in bundle.files
+    if has_truth:  # the audit's GVRs are moved again where the explain stage moved them
+        device = device_for(config)
+        decoder, mover = load_decoder(bundle, config).to(device), load_encoder(bundle, config).to(device)
+        latents_index = bundle.read_table("latents_index").set_index("image_id")
+        latents = bundle.read_array(latents_index["latents_path"].iloc[0])
     truth = bundle.read_table("phantom_truth") if has_truth else None
     masks = load_masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
     true_changes = _true_changes(bundle)
@@ -180,9 +248,21 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             bar.set_postfix(model=model_id, method=m)
             bar.update(1)
         if has_truth:
-            regions[model_id] = region_effects(
-                _reads(model), np.stack([bundle.read_image(p) for p in group["diseased_path"]]),
-                np.stack([bundle.read_image(p) for p in group["healthy_path"]]), [masks[i] for i in group["image_id"]])
+            diseased = np.stack([bundle.read_image(p) for p in group["diseased_path"]])
+            stored = np.stack([bundle.read_image(p) for p in group["healthy_path"]])
+            own_masks = [masks[i] for i in group["image_id"]]
+            healthy, _, how = shortened_gvrs(
+                bundle, config, group, decoder=decoder, encoder=mover,
+                predictor=load_predictor(bundle, model_id).to(device), latents=latents,
+                rows=latents_index.loc[group["image_id"], "row"].to_numpy())
+            regions[model_id] = {
+                "effects": region_effects(_reads(model), diseased, healthy, own_masks), "how": how,
+                "as_explained": (None if np.array_equal(healthy, stored)
+                                 else region_effects(_reads(model), diseased, stored, own_masks))}
+            for k, row in enumerate(group.itertuples()):
+                stage.write_image(f"baselines/audit/{row.gvr_id}.png", np.concatenate(
+                    [np.repeat(images[k][..., None], 3, axis=-1),
+                     overlay(images[k], diseased[k], healthy[k], threshold=config.gvr.difference_threshold)], axis=1))
         for k, row in enumerate(group.itertuples()):
             shown = bundle.read_image(row.overlay_path)
             stage.write_image(f"baselines/{row.gvr_id}.png", panel(images[k], shown, {m: maps[m][k] for m in METHODS}))
@@ -215,13 +295,16 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
     bundle = Bundle(out, create=False)
     if "explain" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
-    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt",
+    models = sorted(bundle.read_table("gvr_index")["model_id"].unique())
+    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt", "checkpoints/decoder.pt",
+              "tables/latents_index.parquet", "arrays/latents.npy", *(f"checkpoints/{m}.pt" for m in models),
               *(p for p in ("tables/gvr_truth.parquet", "arrays/true_change.npy", "tables/model_reliance.parquet")
                 if p in bundle.files)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_baselines(st, config)),
                      config={"methods": list(METHODS), "audit_threshold": THRESHOLD,
-                             "measures_version": MEASURES_VERSION, "region_effects": REGION_EFFECTS_VERSION},
+                             "measures_version": MEASURES_VERSION, "region_effects": REGION_EFFECTS_VERSION,
+                             "audit": dataclasses.asdict(config.audit), "gvr": gvr_key(config.gvr)},
                      seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None

@@ -155,11 +155,44 @@ def test_region_effects_treat_a_missing_mask_as_empty_and_refuse_mismatched_inpu
     assert region_effects(lambda x: x[:, 0, 0], diseased[:0], healthy[:0], [])["share"] is None
 
 
-def test_the_region_response_is_reported_beside_the_rule_and_never_decides():
-    region = {"whole": 4.0, "non_disease": 3.0, "disease": 1.0, "by_mask": {}, "share": 0.75}
-    with_masks = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=region))
-    assert with_masks["decision"] == PASSED and with_masks["region_share"] == 0.75  # N = 0.25 decides
-    assert any("non-disease share 0.75" in line for line in with_masks["reported"])
-    assert not any("0.75" in line for line in with_masks["used"])
+def region(non_disease: float, disease: float) -> dict:
+    nd, d = abs(non_disease), abs(disease)
+    return {"whole": non_disease + disease, "non_disease": non_disease, "disease": disease, "by_mask": {},
+            "share": nd / (nd + d) if nd + d else None}
+
+
+def test_the_region_response_decides_with_masks_and_the_share_by_area_is_reported_beside_it():
+    """A marker shortcut: the GVRs' change lies mostly in the disease masks by area (N 0.25), but the model's
+    prediction falls three times as much from the marker's pixels (E 0.75): the region response decides."""
+    flagged = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=region(3.0, 1.0),
+                              region_gvrs="the GVRs shortened by 300 steps (50 of 50)"))
+    assert flagged["decision"] == FLAGGED and flagged["basis"] == "masks" and flagged["decided_by"] == "region_share"
+    assert flagged["region_share"] == 0.75 and flagged["non_disease_share"] == pytest.approx(0.25)
+    assert any("non-disease share 0.75" in line and "shortened by 300 steps" in line for line in flagged["used"])
+    assert any("0.25" in line and "not deciding" in line for line in flagged["reported"])
+    assert not any("0.25" in line for line in flagged["used"])
+    assert "by region" in flagged["rule"]
+    # the other way round: a change mostly outside the disease masks that the model does not respond to
+    passed = decide(Evidence(mask_shares=shares(0.1, 0.6), region_effects=region(0.2, 1.8)))
+    assert passed["decision"] == PASSED and passed["region_share"] == pytest.approx(0.1)
+
+
+def test_a_region_response_of_exactly_half_passes_and_a_rise_counts_by_its_size():
+    assert decide(Evidence(region_effects=region(1.0, 1.0)))["decision"] == PASSED
+    # pasting the non-disease pixels raises the prediction: the model still responds to them
+    assert decide(Evidence(region_effects=region(-3.0, 1.0)))["decision"] == FLAGGED
+
+
+def test_without_a_region_response_the_share_by_area_decides_with_a_caveat():
+    nil = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects=region(0.0, 0.0)))
+    assert nil["decision"] == FLAGGED and nil["decided_by"] == "non_disease_share" and nil["region_share"] is None
+    assert any("neither region" in c for c in nil["caveats"])
+    assert "by area" in nil["rule"]
+    absent = decide(Evidence(mask_shares=shares(0.3, 0.1)))  # no response measured (a caller without a model)
+    assert absent["decision"] == PASSED and absent["decided_by"] == "non_disease_share" and not absent["caveats"]
+
+
+def test_without_masks_no_region_share_is_reported():
     without = decide(Evidence(ctr_lower=0.9, ctr_measured=10))
-    assert without["region_share"] is None and without["reported"] == []
+    assert without["region_share"] is None and without["non_disease_share"] is None and without["reported"] == []
+    assert without["decided_by"] is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -95,9 +97,12 @@ def explained(tiny_explained, tmp_path_factory):
     return load_config("tiny"), copy_bundle(tiny_explained, tmp_path_factory.mktemp("baselines") / "b")
 
 
-def test_stage_writes_panels_faithfulness_and_audit(explained):
+def test_stage_writes_panels_faithfulness_and_audit(explained, caplog):
     cfg, root = explained
-    bundle, info = build_baselines(cfg, root)
+    with caplog.at_level(logging.WARNING):
+        bundle, info = build_baselines(cfg, root)
+    # the audit moves each GVR again before shortening it: on the same machine it ends where the bundle's did
+    assert not [r for r in caplog.records if "moved again" in r.getMessage()]
     assert validate_bundle(root) == []
     gvrs = bundle.read_table("gvr_index").query("kind == 'gvr'")
     for gvr_id in gvrs["gvr_id"]:
@@ -114,17 +119,39 @@ def test_stage_writes_panels_faithfulness_and_audit(explained):
     assert table.loc[~weighed, "method"].isin(["gvr", "gradcam"]).all()
     audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
     assert set(audit) == set(gvrs["model_id"])
-    for model in audit.values():  # a phantom has masks: the decision rests on them, by the documented rule
+    for model_id, model in audit.items():  # a phantom has masks: the decision rests on them, by the documented rule
         assert model["basis"] == "masks"
-        assert model["flagged"] == (model["non_disease_share"] > 0.5)
-        assert model["measured_changes"]["ctr_measured"] >= 0
-        region = model["region_effects"]  # the model's response by region, reported beside the rule
+        region = model["region_effects"]  # the model's response by region, on the shortened GVRs: it decides
         assert set(region) == {"whole", "non_disease", "disease", "by_mask", "share"}
         assert region["share"] == model["region_share"]
+        decided = model["region_share"] if model["region_share"] is not None else model["non_disease_share"]
+        assert model["decided_by"] == ("region_share" if model["region_share"] is not None else "non_disease_share")
+        assert model["flagged"] == (decided > 0.5)
+        assert model["measured_changes"]["ctr_measured"] >= 0
         if region["share"] is not None:
             nd, d = abs(region["non_disease"]), abs(region["disease"])
             assert region["share"] == pytest.approx(nd / (nd + d))
+        assert model["region_gvrs"].startswith(f"the GVRs shortened by {cfg.audit.sparse_steps} steps")
         assert "reliance" not in model  # no fidelity stage in this bundle: no ground truth to agree with
+        for gvr_id in gvrs.loc[gvrs["model_id"] == model_id, "gvr_id"]:  # what the audit read, to be seen
+            shown = bundle.read_image(f"baselines/audit/{gvr_id}.png")
+            assert shown.shape[1] == 2 * shown.shape[0]
+
+
+def test_the_audit_reads_the_bundles_gvrs_when_told_not_to_shorten_them(explained, tmp_path):
+    """With ``audit.sparse_steps: 0`` the region response is read from the stored GVRs, as explained."""
+    cfg, root = explained
+    copy = copy_bundle(root, tmp_path / "b")
+    cfg0 = dataclasses.replace(cfg, audit=dataclasses.replace(cfg.audit, sparse_steps=0))
+    bundle, _ = build_baselines(cfg0, copy, force=True)
+    audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    for model_id, model in audit.items():
+        assert model["region_gvrs"] == "the bundle's GVRs as they are"
+        assert model["region_effects_as_explained"] is None
+        group = bundle.read_table("gvr_index").query("kind == 'gvr' and model_id == @model_id")
+        for row in group.itertuples():  # the audit's overlay is the explain stage's
+            shown = bundle.read_image(f"baselines/audit/{row.gvr_id}.png")
+            np.testing.assert_array_equal(shown[:, shown.shape[0]:], bundle.read_image(row.overlay_path))
 
 
 def test_stage_needs_gvrs(tmp_path):

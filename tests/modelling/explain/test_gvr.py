@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelling.explain.gvr import ORANGE, PURPLE, move, overlay
+from modelling.explain.gvr import ORANGE, PURPLE, move, overlay, shorten
 from tests.modelling.explain.toy_models import SIZE, ToyDecoder
 
 
@@ -329,6 +329,31 @@ def test_sparse_steps_shift_the_change_onto_what_is_small_in_pixels():
     assert (size <= result[0][1] + 1e-7).all()
     np.testing.assert_allclose(path.frames[-1], path.end)
     assert (path.end[:, 0] > result[0][2].end[:, 0]).all()  # the heart is given back
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+def test_shortening_a_finished_move_is_the_move_with_sparse_steps(direction):
+    """The audit shortens a bundle's GVRs after the fact (:func:`shorten`): a move without sparse steps, then
+    shortened, must end where the same move with them ends, to the arithmetic. A code that started at its
+    target, and one the step budget stopped short of it, come back as they were."""
+    decoder = ToyDecoder()
+    w = torch.zeros(4)
+    w[:2] = 1.0
+    predictor = LinearPredictor(w, 5.0)
+    sign = 1.0 if direction == "down" else -1.0
+    # moving, already at the target, and too far for the step budget
+    start = sign * np.array([[1.2, 1.0, 0.0, 0.0], [-3.0, -3.0, 0.0, 0.0], [40.0, 40.0, 0.0, 0.0]], np.float32)
+    target = np.log(100) if direction == "down" else np.log(20.0)
+    kw = dict(target_log_bnp=target, direction=direction, max_steps=60, covariance=np.eye(4), step_size=0.05)
+    sparse = move(start, decoder, predictor, sparse_steps=200, **kw)
+    plain = move(start, decoder, predictor, **kw)
+    assert plain.reached.tolist() == [True, True, False]
+    codes, shortened = shorten(start, plain.end, decoder, predictor, target_log_bnp=target, direction=direction,
+                               steps=200, step_size=0.05)
+    assert shortened.tolist() == [True, False, False]
+    np.testing.assert_array_equal(codes, sparse.end)
+    np.testing.assert_array_equal(codes[1:], plain.end[1:])
+    assert not np.array_equal(codes[0], plain.end[0])
 
 
 def test_sparse_steps_shrink_an_inverse_gvr_too_and_keep_it_past_its_target():
