@@ -517,11 +517,13 @@ class ShortcutModels(_ShortcutModel):
         "The audit's decision from the explanations alone."))
     audit_basis: Series[str] = pa.Field(isin=["masks", "measured changes", "none"], description="Its evidence.")
     audit_non_disease_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
-        "The GVRs' non-disease share among the masks that it decided on."))
+        "N: the GVRs' change by area in the non-disease masks against the disease masks (it decides only "
+        "when the region response is undefined)."))
     audit_flagged: Series[bool] = pa.Field(description="Whether the decision is 'flagged'.")
     audit_region_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
-        "Reported, not decided on: the non-disease share of the model's response to its GVRs' change by "
-        "region (modelling.explain.audit.region_effects)."))
+        "E, what the audit decides on with masks: the non-disease share of the model's response to its "
+        "GVRs' change by region, on GVRs shortened by audit.sparse_steps "
+        "(modelling.explain.audit.region_effects)."))
 
     class Config:
         unique = ["seed", "strength", "model_id"]

@@ -249,9 +249,10 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
                                 "as one more non-disease reliance, and the audit against that",
             "mask_rule": "the audit's mask rule applied to each method's mean shares "
                          f"(non-disease share > {THRESHOLD}) against the truth by intervention",
-            "evidence": "the audit's two GVR shares, its rule's N (audit_share) and the reported response by "
-                        "region E (region_share), each against the truth's reliance share: Spearman rho over "
-                        f"the models, and the flags that share > {THRESHOLD} would give",
+            "evidence": "the audit's two GVR shares, the change's share by area N (audit_share, reported) and "
+                        "the response by region E on the shortened GVRs (region_share, which decides), each "
+                        "against the truth's reliance share: Spearman rho over the models, and the flags that "
+                        f"share > {THRESHOLD} would give",
         },
     }
     note("shortcut benchmark: measured in %s", format_duration(time.monotonic() - started))
@@ -285,8 +286,9 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
 
 
 STAGE = "shortcuts"
-#: Raised when the tables gain a column (2: audit_region_share), so that a study bundle's tables are rebuilt.
-TABLES_VERSION = 2
+#: Raised when the tables gain a column or change meaning (2: audit_region_share; 3: the region response
+#: decides, on shortened GVRs), so that a study bundle's tables are rebuilt.
+TABLES_VERSION = 3
 #: Where the stage keeps its seeds' bundles inside the study bundle (resumable work, not results).
 WORK = "work/shortcuts"
 
