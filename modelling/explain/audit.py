@@ -167,7 +167,7 @@ def decide(evidence: Evidence) -> dict:
     region = evidence.region_effects or {}
     e_share = region.get("share")
     n_share = mask_share(evidence.mask_shares) if evidence.mask_shares else None
-    made = f" ({evidence.region_gvrs})" if evidence.region_gvrs else ""
+    made = f" (on {evidence.region_gvrs})" if evidence.region_gvrs else ""
     if e_share is not None:
         used.append(
             f"the model's response to its GVRs' change by region{made}: the healthy pixels in the non-disease "

@@ -165,7 +165,7 @@ def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, *, 
                                target_log_bnp=target, direction="down", steps=steps, step_size=g.step_size,
                                desc=f"{model}: shortening the audit's GVRs")
     healthy = decode(decoder, codes)
-    return healthy, shortened, f"the GVRs shortened by {steps} steps ({int(shortened.sum())} of {len(group)})"
+    return healthy, shortened, f"the GVRs shortened by {steps} steps, {int(shortened.sum())} of {len(group)}"
 
 
 def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: dict,

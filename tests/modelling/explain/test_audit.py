@@ -165,7 +165,7 @@ def test_the_region_response_decides_with_masks_and_the_share_by_area_is_reporte
     """A marker shortcut: the GVRs' change lies mostly in the disease masks by area (N 0.25), but the model's
     prediction falls three times as much from the marker's pixels (E 0.75): the region response decides."""
     flagged = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=region(3.0, 1.0),
-                              region_gvrs="the GVRs shortened by 300 steps (50 of 50)"))
+                              region_gvrs="the GVRs shortened by 300 steps, 50 of 50"))
     assert flagged["decision"] == FLAGGED and flagged["basis"] == "masks" and flagged["decided_by"] == "region_share"
     assert flagged["region_share"] == 0.75 and flagged["non_disease_share"] == pytest.approx(0.25)
     assert any("non-disease share 0.75" in line and "shortened by 300 steps" in line for line in flagged["used"])
