@@ -482,7 +482,8 @@ class ShortcutShares(_ShortcutModel):
     share_elsewhere: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "One minus the two shares above (masks may overlap: floored at 0)."))
     non_disease_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
-        "The audit's mask measure on the method's mean shares: non-disease over non-disease plus disease masks."))
+        "N on the method's mean shares: non-disease over non-disease plus disease masks, by area (the audit "
+        "decides by the model's response by region instead)."))
 
     class Config:
         unique = ["seed", "strength", "model_id", "method"]

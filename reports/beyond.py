@@ -266,7 +266,7 @@ if has_shortcuts:
         f"marker with the model's measured reliance on it: {rhos}."))
     evidence = sc_summary.get("evidence") or {}  # results made before the region response was measured lack it
     if (evidence.get("region_share") or {}).get("models"):
-        n_e, e_e = evidence["audit_share"], evidence["region_share"]
+        n_e, e_e = evidence.get("area_share") or evidence["audit_share"], evidence["region_share"]
 
         def rho(v):
             return "-" if v["spearman_vs_reliance_share"] is None else f"{v['spearman_vs_reliance_share']:.2f}"
@@ -302,8 +302,8 @@ if has_shortcuts:
     per = sc_models.groupby(["strength", "regime"]).agg(
         models=("model_id", "size"), held_out_auc=("held_out_auc", "mean"), reliance=("shortcut_reliance", "mean"),
         truly_flagged=("truly_flagged", "sum"), audit_flagged=("audit_flagged", "sum"),
-        audit_share=("audit_non_disease_share", "mean"),
-        **({"region_share": ("audit_region_share", "mean")} if "audit_region_share" in sc_models else {}))
+        area_share_N=("audit_non_disease_share", "mean"),
+        **({"region_share_E": ("audit_region_share", "mean")} if "audit_region_share" in sc_models else {}))
     if "flagged_with_positioning" in sc_models:  # results of a benchmark run before it was measured lack it
         per.insert(per.columns.get_loc("truly_flagged") + 1, "flagged_with_positioning",
                    sc_models.groupby(["strength", "regime"])["flagged_with_positioning"].sum())
@@ -350,7 +350,7 @@ else:
 
 # %%
 #| label: tbl-image-model
-#| tbl-cap: "The same radiographs (those the CNN scores highest in the test split) explained for the CNN (GVRs direct and by surrogate, captum baselines) and for the latent MLP (its GVRs): median pixel correlation with the true disease-removal change, relevance mass accuracy, pointing game, and the audit's non-disease share among the masks."
+#| tbl-cap: "The same radiographs (those the CNN scores highest in the test split) explained for the CNN (GVRs direct and by surrogate, captum baselines) and for the latent MLP (its GVRs): median pixel correlation with the true disease-removal change, relevance mass accuracy, pointing game, and the non-disease share of the change by area among the masks (the audit's N, which does not decide)."
 if has_cnn:
     cnn_rows = pd.DataFrame([{"Model": model, "Method": METHOD_LABELS.get(method, method.replace("_", " ")),
                               "Explained": v["explained"], "Median r with true change": v["median_true_change_r"],

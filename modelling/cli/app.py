@@ -657,7 +657,7 @@ def _print_audit(bundle) -> None:
             typer.echo(f"  reported: {line}")
         unshortened = (a.get("region_effects_as_explained") or {}).get("share")
         if unshortened is not None:
-            typer.echo(f"  reported: the region response's non-disease share on the GVRs as explained, not shortened "
+            typer.echo(f"  reported: the region response's non-disease share on the bundle's own GVRs "
                        f"(not deciding): {unshortened:.2f}")
         if a.get("reliance"):
             truth = a["reliance"]
@@ -672,7 +672,7 @@ def _print_audit(bundle) -> None:
             pointing = "-" if m["pointing_rate"] is None else f"{m['pointing_rate']:.0%}"
             iou = "-" if m["iou_top"] is None else f"{m['iou_top']:.2f}"
             nd = "-" if m["non_disease_share"] is None else f"{m['non_disease_share']:.2f}"
-            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}  non-disease share {nd}")
+            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}  non-disease share by area {nd}")
 
 
 @app.command()
@@ -737,8 +737,8 @@ def _print_shortcuts(summary: dict, out: Path) -> None:
         typer.echo(f"[{'met' if r['met'] else 'NOT met'}] {name} ({r['flagged']} of {r['models']} flagged)")
     for method, m in summary["methods"].items():
         rho = "-" if m["spearman_shortcut_mass_vs_reliance"] is None else f"{m['spearman_shortcut_mass_vs_reliance']:.2f}"
-        c = m["mask_rule"]
-        typer.echo(f"  {method:<22} rank correlation of its mass on the marker with reliance {rho:>5}; mask rule "
+        c = m["area_rule"]
+        typer.echo(f"  {method:<22} rank correlation of its mass on the marker with reliance {rho:>5}; share by area "
                    f"TP {c['tp']} FP {c['fp']} TN {c['tn']} FN {c['fn']}")
     typer.echo(f"tables, figure and summary: {out}")
 

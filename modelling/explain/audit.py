@@ -35,8 +35,10 @@ Decision (:func:`decide`), from the best evidence the bundle has, in this order
        was the rule until 2026-12-03: a marker of 0.2 % of the film cannot hold half of a change by area
        however much the model leans on it, and on benchmark seeds it had not seen N flagged none of the
        models the truth flags, E (on GVRs shortened by 300 steps) 3 of 7 with no false positive
-       (benchmarks/RESULTS.md, "region by region"). N decides only when neither region moves the model
-       (E undefined). Where the phantom's true disease-removal counterfactual exists, the median pixel r
+       (benchmarks/RESULTS.md, "region by region"). N decides only where E is undefined (neither region
+       moves the model, or its response was not measured), with a caveat that says which. Where fewer than
+       all GVRs could be shortened (the re-encoded model reads a GVR short of its target, as it may when
+       ``gvr.reencode`` is false), a caveat says how many were. Where the phantom's true disease-removal counterfactual exists, the median pixel r
        of the GVR change with it is reported, and a non-positive median is a caveat.
     2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
        lower cardiothoracic ratio than the diseased one (radiographs measured above 0.5), and the share
@@ -149,6 +151,8 @@ class Evidence:
     region_effects: dict | None = None
     #: How the GVRs the region response reads were made (a sentence), e.g. "shortened by 300 steps".
     region_gvrs: str | None = None
+    #: Of those GVRs, how many were shortened and of how many (None: not shortened by the audit).
+    region_shortened: tuple[int, int] | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -188,18 +192,28 @@ def decide(evidence: Evidence) -> dict:
         if evidence.true_change_r <= 0:
             caveats.append("the GVRs do not agree with the true disease-removal counterfactual (median r <= 0)")
     shares = {"region_share": e_share, "non_disease_share": n_share, "reported": reported}
+    if evidence.region_shortened is not None and e_share is not None:
+        done, of = evidence.region_shortened
+        if done < of:  # E then reads those GVRs as the explain stage made them: a long move, the disease with it
+            caveats.append(f"{'none' if done == 0 else f'only {done}'} of {of} GVRs could be shortened (the "
+                           "re-encoded model reads the rest short of the target); the region response reads those "
+                           "as they are")
+    masked = evidence.mask_shares is not None or evidence.region_effects is not None
     if e_share is not None or n_share is not None:
         not_checked.append("the projection (no mask)")
         by_region = e_share is not None
-        if not by_region and evidence.region_effects is not None:
-            caveats.append("neither region's pixels moved the model's prediction; decided by the change's area")
+        if not by_region:
+            caveats.append("neither region's pixels moved the model's prediction; decided by the change's area"
+                           if evidence.region_effects is not None else
+                           "the model's response by region was not measured; decided by the change's area")
         share = e_share if by_region else n_share
         rule = (f"non-disease share of the model's response to its GVRs' change by region > {THRESHOLD}" if by_region
                 else f"non-disease share of the GVR change by area among the masks > {THRESHOLD}")
         return {"decision": FLAGGED if share > THRESHOLD else PASSED, "basis": "masks",
                 "decided_by": "region_share" if by_region else "non_disease_share", "used": used,
                 "not_checked": not_checked, "caveats": caveats, "rule": rule, **shares}
-    not_checked.append("shortcuts, skin markers, body mass and projection (no masks)")
+    not_checked.append("shortcuts, skin markers, body mass and projection (" + (
+        "the GVRs change nothing in the masks, and the model responds to neither region)" if masked else "no masks)"))
     shown = [share for share, n in measured.values() if share is not None and n > 0]
     if not shown:
         not_checked.append("the cardiothoracic ratio and effusions (not measurable on these reconstructions)")

@@ -290,6 +290,8 @@ def shorten(start: np.ndarray, end: np.ndarray, decoder: nn.Module, predictor: n
     target = torch.as_tensor(np.broadcast_to(np.asarray(target_log_bnp, dtype=np.float32), (n,)).copy(), device=device)
     if direction not in ("down", "up"):
         raise ValueError(f"direction must be 'down' or 'up'; got {direction!r}")
+    if not (np.all(np.isfinite(start)) and np.all(np.isfinite(end))):
+        raise ValueError("latent codes contain NaN or infinite values")
     with frozen(decoder, predictor):
         with torch.no_grad():
             reference = decoder(z0)

@@ -146,17 +146,18 @@ def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, *, 
     stored = np.stack([bundle.read_image(p) for p in group["healthy_path"]])
     if steps == 0:
         return stored, np.zeros(len(group), bool), "the bundle's GVRs as they are"
-    if g.reencode and g.sparse_steps == steps:
-        return stored, group["reached"].to_numpy(bool), f"the bundle's GVRs, shortened by {steps} steps"
     start = latents[rows]
     target = aim(np.log(group["target_bnp_ng_l"].to_numpy(np.float64)), "down", g.margin)
-    covariance = training_covariance(bundle, group["model_id"].iloc[0]) if g.move == "pattern" else None
     model = group["model_id"].iloc[0]
+    covariance = training_covariance(bundle, model) if g.move == "pattern" else None
+    # from the start, as the explain stage moved them; its own shortening (gvr.sparse_steps), if any, is not
+    # the audit's, which starts where the move crossed
     path = move(start, decoder, scorer(predictor, reencode=g.reencode, encoder=encoder, decoder=decoder),
                 target_log_bnp=target, direction="down", **move_options(g) | {"sparse_steps": 0},
                 frames=2, covariance=covariance, desc=f"{model}: the audit's GVRs, moved again")
-    again = decode(decoder, path.end)
-    differ = int((np.abs(again.astype(int) - stored.astype(int)).max(axis=(1, 2)) > 1).sum())
+    # the bundle's own GVRs end where these crossed unless the explain stage shortened them (gvr.sparse_steps)
+    differ = 0 if g.sparse_steps else int(
+        (np.abs(decode(decoder, path.end).astype(int) - stored.astype(int)).max(axis=(1, 2)) > 1).sum())
     if differ:  # another machine's arithmetic, or a bundle edited by hand: the audit reads its own moves
         log.warning("%s: %d of %d GVRs moved again for the audit do not end where the bundle's did (more than "
                     "one grey level apart); the audit reads the moves made again", model, differ, len(group))
@@ -186,7 +187,7 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
         region = regions.get(model_id) or {}
         evidence = Evidence(mask_shares=shares, true_change_r=float(r.median()) if len(r) else None,
                             region_effects=region.get("effects"), region_gvrs=region.get("how"),
-                            **measured.get(model_id, {}))
+                            region_shortened=region.get("shortened"), **measured.get(model_id, {}))
         entry = {
             "gvrs": int(len(g)),
             "reached_rate": float(g["reached"].mean()),
@@ -251,12 +252,13 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             diseased = np.stack([bundle.read_image(p) for p in group["diseased_path"]])
             stored = np.stack([bundle.read_image(p) for p in group["healthy_path"]])
             own_masks = [masks[i] for i in group["image_id"]]
-            healthy, _, how = shortened_gvrs(
+            healthy, shortened, how = shortened_gvrs(
                 bundle, config, group, decoder=decoder, encoder=mover,
                 predictor=load_predictor(bundle, model_id).to(device), latents=latents,
                 rows=latents_index.loc[group["image_id"], "row"].to_numpy())
             regions[model_id] = {
                 "effects": region_effects(_reads(model), diseased, healthy, own_masks), "how": how,
+                "shortened": None if config.audit.sparse_steps == 0 else (int(shortened.sum()), len(group)),
                 "as_explained": (None if np.array_equal(healthy, stored)
                                  else region_effects(_reads(model), diseased, stored, own_masks))}
             for k, row in enumerate(group.itertuples()):
@@ -296,15 +298,20 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
     if "explain" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
     models = sorted(bundle.read_table("gvr_index")["model_id"].unique())
-    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt", "checkpoints/decoder.pt",
-              "tables/latents_index.parquet", "arrays/latents.npy", *(f"checkpoints/{m}.pt" for m in models),
+    inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt",
               *(p for p in ("tables/gvr_truth.parquet", "arrays/true_change.npy", "tables/model_reliance.parquet")
                 if p in bundle.files)]
+    # the audit moves the GVRs again only with masks (a phantom): only then do its settings and the moves' inputs count
+    shortens = "tables/phantom_truth.parquet" in bundle.files and config.audit.sparse_steps > 0
+    if shortens:
+        inputs += ["tables/phantom_truth.parquet", "checkpoints/decoder.pt", "tables/latents_index.parquet",
+                   "arrays/latents.npy", "tables/predictions.parquet", *(f"checkpoints/{m}.pt" for m in models)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_baselines(st, config)),
                      config={"methods": list(METHODS), "audit_threshold": THRESHOLD,
                              "measures_version": MEASURES_VERSION, "region_effects": REGION_EFFECTS_VERSION,
-                             "audit": dataclasses.asdict(config.audit), "gvr": gvr_key(config.gvr)},
+                             **({"audit": dataclasses.asdict(config.audit), "gvr": gvr_key(config.gvr)}
+                                if shortens else {})},
                      seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None

@@ -156,7 +156,8 @@ def confusion(predicted: np.ndarray, truth: np.ndarray) -> dict:
 
 def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
     """Per method, the Spearman correlation of its mass on the shortcut with the measured reliance over
-    all models and seeds, and the mask rule's confusion against the truth; the audit's confusion."""
+    all models and seeds, and the confusion against the truth of the share-by-area rule (N > threshold, which
+    the audit no longer decides by) applied to its mean shares; the audit's confusion."""
     from scipy.stats import spearmanr
 
     merged = shares.merge(models[["seed", "strength", "model_id", "shortcut_reliance", "truly_flagged"]],
@@ -167,7 +168,7 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
                if g["share_shortcut"].nunique() > 1 and g["shortcut_reliance"].nunique() > 1 else None)
         flagged = g["non_disease_share"].to_numpy(float) > THRESHOLD
         by_method[method] = {"spearman_shortcut_mass_vs_reliance": rho, "models": int(len(g)),
-                             "mask_rule": confusion(flagged, g["truly_flagged"].to_numpy(bool))}
+                             "area_rule": confusion(flagged, g["truly_flagged"].to_numpy(bool))}
     requirements = {}
     for strength, want in ((0.0, False), (0.75, True), (1.0, True)):
         rows = models[np.isclose(models["strength"], strength) & (models["regime"] == "correct")]
@@ -185,7 +186,7 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
     }
     truth = models["truly_flagged"].to_numpy(bool)
     evidence = {}
-    for name, column in (("audit_share", "audit_non_disease_share"), ("region_share", "audit_region_share")):
+    for name, column in (("area_share", "audit_non_disease_share"), ("region_share", "audit_region_share")):
         values = models[column].to_numpy(float) if column in models else np.full(len(models), np.nan)
         reliance = models["reliance_share"].to_numpy(float) if "reliance_share" in models else np.full(len(models), np.nan)
         ok = np.isfinite(values) & np.isfinite(reliance)
@@ -247,9 +248,9 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
             "with_positioning": "not the truth: models flagged when patient positioning (the mean absolute "
                                 "change in predicted log BNP when drawn again with neutral positioning) counts "
                                 "as one more non-disease reliance, and the audit against that",
-            "mask_rule": "the audit's mask rule applied to each method's mean shares "
-                         f"(non-disease share > {THRESHOLD}) against the truth by intervention",
-            "evidence": "the audit's two GVR shares, the change's share by area N (audit_share, reported) and "
+            "area_rule": "the share-by-area rule N applied to each method's mean shares (non-disease share > "
+                         f"{THRESHOLD}; the audit decided by it until 2026-12-03) against the truth by intervention",
+            "evidence": "the audit's two GVR shares, the change's share by area N (area_share, reported) and "
                         "the response by region E on the shortened GVRs (region_share, which decides), each "
                         "against the truth's reliance share: Spearman rho over the models, and the flags that "
                         f"share > {THRESHOLD} would give",

@@ -26,7 +26,7 @@ def shares(disease: float, non_disease: float) -> dict:
             "share_outside": 1 - disease - non_disease, "share_disease": disease, "share_non_disease": non_disease}
 
 
-def test_masks_decide_when_present_and_flag_a_mostly_non_disease_explanation():
+def test_the_share_by_area_decides_where_the_region_response_is_not_measured():
     flagged = decide(Evidence(mask_shares=shares(0.1, 0.3), ctr_lower=0.9, ctr_measured=20))
     assert flagged["decision"] == FLAGGED and flagged["basis"] == "masks"
     assert flagged["non_disease_share"] == pytest.approx(0.75)
@@ -73,9 +73,10 @@ def test_the_mask_share_counts_overlapping_masks_once_and_soft_tissue_and_marker
 
 
 def test_true_counterfactual_disagreement_is_a_caveat_not_a_decision():
-    disagree = decide(Evidence(mask_shares=shares(0.3, 0.1), true_change_r=-0.1))
+    measured = region(0.5, 1.5)
+    disagree = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=measured, true_change_r=-0.1))
     assert disagree["decision"] == PASSED and len(disagree["caveats"]) == 1
-    agree = decide(Evidence(mask_shares=shares(0.3, 0.1), true_change_r=0.4))
+    agree = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=measured, true_change_r=0.4))
     assert agree["caveats"] == [] and any("0.40" in line for line in agree["used"])
 
 
@@ -189,7 +190,25 @@ def test_without_a_region_response_the_share_by_area_decides_with_a_caveat():
     assert any("neither region" in c for c in nil["caveats"])
     assert "by area" in nil["rule"]
     absent = decide(Evidence(mask_shares=shares(0.3, 0.1)))  # no response measured (a caller without a model)
-    assert absent["decision"] == PASSED and absent["decided_by"] == "non_disease_share" and not absent["caveats"]
+    assert absent["decision"] == PASSED and absent["decided_by"] == "non_disease_share"
+    assert absent["caveats"] == ["the model's response by region was not measured; decided by the change's area"]
+
+
+def test_masks_that_neither_the_change_nor_the_model_reaches_leave_the_measured_changes_to_decide():
+    """The GVRs change nothing inside any mask and the model responds to neither region: the masks were
+    there, so the audit must not say it had none, and the measured changes decide."""
+    nothing = {"share_device": 0.0, "share_outside": 1.0, "share_disease": 0.0, "share_non_disease": 0.0}
+    d = decide(Evidence(mask_shares=nothing, region_effects=region(0.0, 0.0), ctr_lower=0.2, ctr_measured=8))
+    assert d["decision"] == FLAGGED and d["basis"] == "measured changes"
+    assert not any("no masks" in line for line in d["not_checked"])
+    assert any("change nothing in the masks" in line for line in d["not_checked"])
+
+
+def test_a_caveat_says_how_many_gvrs_could_be_shortened():
+    some = decide(Evidence(region_effects=region(1.0, 3.0), region_shortened=(12, 50)))
+    assert some["decision"] == PASSED
+    assert any("only 12 of 50 GVRs could be shortened" in c for c in some["caveats"])
+    assert not decide(Evidence(region_effects=region(1.0, 3.0), region_shortened=(50, 50)))["caveats"]
 
 
 def test_without_masks_no_region_share_is_reported():

@@ -406,6 +406,11 @@ def test_a_shortened_reencoded_move_reads_the_picture_it_measures():
     plain = move(start, decoder, seen, **options)
     assert (np.abs(plain.end[:, 1] - start[:, 1]) > 1.0).all()  # the move alone dims the marker too
     assert (np.abs(ends[0].end[:, 1] - start[:, 1]) < 0.05).all()  # shortened, the marker is given back
+    # the audit's way (modelling.stages.baselines): the move made without sparse steps, then shortened
+    codes, shortened = shorten(start, plain.end, decoder, seen, target_log_bnp=np.log(100), direction="down",
+                               steps=100, step_size=0.05)
+    assert shortened.all()
+    np.testing.assert_array_equal(codes, ends[0].end)
 
 
 @pytest.mark.parametrize("direction", ["down", "up"])

@@ -113,7 +113,7 @@ def test_summary_counts_each_method_against_the_truth():
     s = summarise(shares, models)
     assert s["audit"] == {"tp": 2, "fp": 1, "tn": 1, "fn": 0, "n": 4}
     assert s["methods"]["m"]["spearman_shortcut_mass_vs_reliance"] == pytest.approx(1.0)
-    assert s["methods"]["m"]["mask_rule"] == confusion(np.array([0, 0, 1, 1], bool), models["truly_flagged"])
+    assert s["methods"]["m"]["area_rule"] == confusion(np.array([0, 0, 1, 1], bool), models["truly_flagged"])
     assert s["requirements"]["correct models at 0%: passed"]["met"]
     assert s["requirements"]["correct models at 100%: flagged"]["met"]
     assert s["with_positioning"] is None  # no positioning measured: nothing to count
@@ -133,8 +133,8 @@ def test_summary_scores_both_gvr_shares_against_the_truths_share():
     shares = pd.DataFrame({"seed": 1, "strength": 0.0, "model_id": ["a"], "method": "m", "share_shortcut": [0.0],
                            "non_disease_share": [0.1]})
     e = summarise(shares, models)["evidence"]
-    assert e["audit_share"]["spearman_vs_reliance_share"] == pytest.approx(-0.8)
-    assert e["audit_share"]["at_threshold"] == {"tp": 0, "fp": 0, "tn": 2, "fn": 2, "n": 4}
+    assert e["area_share"]["spearman_vs_reliance_share"] == pytest.approx(-0.8)
+    assert e["area_share"]["at_threshold"] == {"tp": 0, "fp": 0, "tn": 2, "fn": 2, "n": 4}
     # the model without a region response is left out, not counted as passed
     assert e["region_share"]["models"] == 3
     assert e["region_share"]["spearman_vs_reliance_share"] == pytest.approx(0.5)
