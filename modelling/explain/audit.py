@@ -37,10 +37,10 @@ Decision (:func:`decide`), from the best evidence the bundle has, in this order
        the 14 models the truth flags, E (on GVRs shortened by 300 steps) 5 with no false positive
        (benchmarks/RESULTS.md, "region by region" and "The region response decides"). N decides only
        where E is undefined (neither region moves the model, or its response was not measured), with a
-       caveat that says which. Where fewer than
-       all GVRs could be shortened (the re-encoded model reads a GVR short of its target, as it may when
-       ``gvr.reencode`` is false), a caveat says how many were. Where the phantom's true disease-removal counterfactual exists, the median pixel r
-       of the GVR change with it is reported, and a non-positive median is a caveat.
+       caveat that says which. Where fewer than all GVRs could be shortened (the re-encoded model reads a
+       GVR short of its target, as it may when ``gvr.reencode`` is false), a caveat says how many were.
+       Where the phantom's true disease-removal counterfactual exists, the median pixel r of the GVR
+       change with it is reported, and a non-positive median is a caveat.
     2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
        lower cardiothoracic ratio than the diseased one (radiographs measured above 0.5), and the share
        whose aerated lung is taller (effusion smaller; radiographs whose two lungs' heights differ by
