@@ -1,5 +1,6 @@
-"""What a reader's answer may say: the features' labels, and the rule that "No CHF features" excludes the
-others (the reading page, the server and the unblinding apply the same rule)."""
+"""What a reader's answer may say: the features' labels, the rule that "No CHF features" excludes the
+others, and that an answer with every CHF feature and "No CHF features" to choose from marks one of them
+(the reading page, the server and the unblinding apply the same rules)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,18 @@ def contradictory(present: dict) -> str:
         return ""
     return (f"contradictory answer: {feature_label(NO_CHF)} together with "
             f"{', '.join(feature_label(f).lower() for f in marked)}; mark one or the other")
+
+
+def unanswered(present: dict, features) -> str:
+    """Why an answer says nothing (no feature marked where "No CHF features" and every CHF feature were
+    offered, so that one of them is always true), or "" when it says something.
+
+    With fewer features offered, marking none is an answer: the GVR may show a feature not asked about.
+
+    >>> unanswered({"cardiomegaly": False, "no_chf_features": False}, ["cardiomegaly", "no_chf_features"])
+    ''
+    """
+    offered = set(features)
+    if NO_CHF not in offered or not set(CHF_FEATURES) <= offered or any(present.get(f) for f in offered):
+        return ""
+    return f"no feature marked: mark what the GVR shows, or {feature_label(NO_CHF)}"

@@ -49,7 +49,13 @@ from urllib.parse import unquote
 from data_schema import Problem
 from data_schema.io import atomic_write_text
 from modelling.explain.colours import ORANGE, PURPLE
-from modelling.readers.answers import CHF_FEATURES, NO_CHF, contradictory, feature_label  # noqa: F401 - the page's names
+from modelling.readers.answers import (  # noqa: F401 - the page's names
+    CHF_FEATURES,
+    NO_CHF,
+    contradictory,
+    feature_label,
+    unanswered,
+)
 from modelling.readers.packets import IMAGE_ROLES, Packet, load_packet
 from modelling.readers.unblind import RESPONSE_COLUMNS, ResponsesError, read_responses
 
@@ -135,6 +141,8 @@ class ReadingSession:
                 "position": self.position(),
                 "chf_features": [f for f in CHF_FEATURES if f in self.packet.features],
                 "no_chf_feature": NO_CHF,
+                # an answer must mark something (answers.unanswered): the page says so before saving
+                "must_mark": unanswered({}, self.packet.features),
             }
 
     def answer(self, blinded_id: str, present: dict) -> None:
@@ -143,7 +151,8 @@ class ReadingSession:
         Raises
         ------
         ValueError
-            For an id not in the packet, a missing or unknown feature, or a value that is not a bool.
+            For an id not in the packet, a missing or unknown feature, a value that is not a bool, or an
+            answer :mod:`modelling.readers.answers` refuses (contradictory, or nothing marked).
         """
         if blinded_id not in self.order:
             raise ValueError(f"unknown blinded id {blinded_id!r}")
@@ -151,9 +160,9 @@ class ReadingSession:
             raise ValueError(f"present must give every feature of the packet: {list(self.packet.features)}")
         if not all(isinstance(v, bool) for v in present.values()):
             raise ValueError("present values must be true or false")
-        contradiction = contradictory(present)
-        if contradiction:
-            raise ValueError(contradiction)
+        why = contradictory(present) or unanswered(present, self.packet.features)
+        if why:
+            raise ValueError(why)
         with self._lock:
             now = datetime.now().isoformat(timespec="microseconds")
             for feature in self.packet.features:

@@ -18,7 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from data_schema import Problem, TableValidationError, load_table, validate_frame
-from modelling.readers.answers import NO_CHF, contradictory
+from modelling.readers.answers import NO_CHF, contradictory, unanswered
 from modelling.readers.packets import Packet, PacketError, load_packet
 
 log = logging.getLogger(__name__)
@@ -171,11 +171,16 @@ def _resolve_duplicates(answers: pd.DataFrame, *, latest: bool) -> tuple[pd.Data
     return kept, problems
 
 
-def _contradictions(answers: pd.DataFrame) -> list[Problem]:
-    """Answers the reading server would have refused: "No CHF features" together with a CHF feature."""
+def _contradictions(answers: pd.DataFrame, features) -> list[Problem]:
+    """Answers the reading server would have refused: "No CHF features" together with a CHF feature, or,
+    where every CHF feature and "No CHF features" were offered, none marked."""
     problems = []
     for (reader, k, blinded), group in answers.groupby(["reader", "round", "blinded_id"], sort=True):
-        why = contradictory(dict(zip(group["feature"], group["present"].astype(bool))))
+        if group["feature"].duplicated().any():  # a duplicate is its own problem; which answer counts is not known
+            continue
+        present = dict(zip(group["feature"], group["present"].astype(bool)))
+        why = contradictory(present) or (unanswered(present, features) if set(group["feature"]) >= set(features)
+                                         else "")  # an incomplete answer is reported as such, not as empty
         if why:
             rec = group[group["feature"] == NO_CHF].iloc[-1]
             problems.append(Problem(rec["file"], int(rec["row"]), "present", str(rec["present"]),
@@ -255,7 +260,7 @@ def unblind(packet_dir: str | Path, responses_paths: Iterable[str | Path], key_p
     answers = pd.concat(frames, ignore_index=True)
     answers, problems = _resolve_duplicates(answers, latest=latest)
     problems += _completeness(answers, packet, ", ".join(str(p) for p in paths))
-    problems += _contradictions(answers)
+    problems += _contradictions(answers, packet.features)
     if problems:
         raise ResponsesError(problems)
 

@@ -71,7 +71,7 @@ def test_score_stop_resume_finish(made, driver, tmp_path):
         assert text("blinded-id") == order[position - 1]
 
     def score(position: int) -> dict[str, bool]:
-        """Tick a different set of features on each GVR (none on the third), then press Next."""
+        """Tick a different set of features on each GVR (only "No CHF features" on some), then press Next."""
         ticked = consistent({f: (position + j) % 3 == 0 for j, f in enumerate(features)})
         for feature, on in ticked.items():
             box = driver.find_element(By.ID, f"f-{feature}")
@@ -172,6 +172,8 @@ def test_a_double_click_on_next_moves_one_gvr(made, driver, tmp_path):
         driver.get(server.url)
         wait = WebDriverWait(driver, 15)
         wait.until(lambda d: d.find_element(By.ID, "progress").text == f"1 of {len(order)}")
+        driver.find_element(By.ID, "f-no_chf_features").click()  # an answer marks something
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "saved")
         driver.execute_script("""
             const real = window.fetch;
             window.fetch = (url, opts) => new Promise((ok) => setTimeout(() => ok(real(url, opts)), 300));
@@ -183,3 +185,40 @@ def test_a_double_click_on_next_moves_one_gvr(made, driver, tmp_path):
     finally:
         server.stop()
     assert list(dict.fromkeys(read_responses(responses, made.packet)["blinded_id"])) == [order[0]]
+
+
+def test_an_answer_that_marks_nothing_is_not_saved_and_previous_still_goes_back(made, driver, tmp_path):
+    """Nothing marked: Next stays and says what is missing, unticking the only mark saves nothing, and
+    Previous goes back without saving (a reader who wants to look again is not held on an empty GVR)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    order = made.packet.order("A", 1)
+    responses = tmp_path / "A.csv"
+    server = start_server(made.packet.root, reader="A", round=1, responses_path=responses)
+    try:
+        driver.get(server.url)
+        wait = WebDriverWait(driver, 15)
+        progress = lambda d: d.find_element(By.ID, "progress").text  # noqa: E731
+        wait.until(lambda d: progress(d) == f"1 of {len(order)}")
+        driver.find_element(By.ID, "next").click()
+        wait.until(lambda d: "mark what the GVR shows" in d.find_element(By.ID, "status").text)
+        assert progress(driver) == f"1 of {len(order)}" and not responses.exists()
+        driver.find_element(By.ID, "f-cardiomegaly").click()
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "saved")
+        driver.find_element(By.ID, "next").click()
+        wait.until(lambda d: progress(d) == f"2 of {len(order)}")
+        box = driver.find_element(By.ID, "f-pleural_effusion")
+        box.click()
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "saved")
+        box.click()  # unticked again: nothing marked, nothing saved
+        wait.until(lambda d: "mark what the GVR shows" in d.find_element(By.ID, "status").text)
+        driver.find_element(By.ID, "prev").click()
+        wait.until(lambda d: progress(d) == f"1 of {len(order)}")
+        assert driver.find_element(By.ID, "f-cardiomegaly").is_selected()
+    finally:
+        server.stop()
+    saved = read_responses(responses, made.packet)
+    answer = {(r.blinded_id, r.feature): r.present for r in saved.itertuples()}
+    assert answer[(order[0], "cardiomegaly")] and not answer[(order[0], "no_chf_features")]
+    assert answer[(order[1], "pleural_effusion")]  # the last answer saved for it: the unticking was not

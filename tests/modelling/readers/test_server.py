@@ -55,10 +55,8 @@ def get(server: ReadingServer, path: str, *, method: str = "GET", body: bytes | 
 
 
 def consistent(present: dict) -> dict:
-    """An answer a reader can give: "No CHF features" only without a CHF feature."""
-    if any(present.get(f) for f in reading_server.CHF_FEATURES):
-        return {**present, reading_server.NO_CHF: False}
-    return present
+    """An answer a reader can give: "No CHF features" exactly when no CHF feature is marked."""
+    return {**present, reading_server.NO_CHF: not any(present.get(f) for f in reading_server.CHF_FEATURES)}
 
 
 def post_answer(server: ReadingServer, blinded_id: str, present: dict, **headers) -> tuple[int, bytes]:
@@ -233,6 +231,16 @@ def test_no_chf_features_with_a_chf_feature_is_refused(server, made):
     status, body = post_answer(server, packet.ids[1], {**every, "no_chf_features": True, "cardiomegaly": True})
     assert status == 400 and b"contradictory answer: No CHF features together with cardiomegaly" in body
     assert post_answer(server, packet.ids[1], {**every, "no_chf_features": True})[0] == 200
+
+
+def test_an_answer_that_marks_nothing_is_refused(server, made):
+    """Every CHF feature and "No CHF features" are offered, so one of them is true: marking none is a slip
+    (the reading page shows the refusal and stays on the GVR), not an answer."""
+    packet = made.packet
+    assert {"cardiomegaly", "pleural_effusion", "airspace_opacity", "no_chf_features"} <= set(packet.features)
+    status, body = post_answer(server, packet.ids[2], {f: False for f in packet.features})
+    assert status == 400 and b"no feature marked: mark what the GVR shows, or No CHF features" in body
+    assert not server.session.path.exists()
 
 
 def test_fifty_concurrent_answers_are_all_saved(made, tmp_path):

@@ -159,6 +159,23 @@ def test_an_answer_the_reading_server_would_refuse_is_refused_here_too(setup, tm
     assert f"id {blinded}: contradictory answer: No CHF features together with cardiomegaly" in p.message
 
 
+def test_an_answer_that_marks_nothing_is_refused_at_its_no_chf_row(setup, tmp_path):
+    """An answer with nothing marked, edited into a responses file, is refused as the server refuses it."""
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    frame = pd.read_csv(paths[1], dtype=str)
+    blinded = frame.loc[frame["feature"] == "no_chf_features", "blinded_id"].iloc[3]
+    rows = frame.index[frame["blinded_id"] == blinded]
+    frame.loc[rows, "present"] = "false"
+    frame.to_csv(paths[1], index=False)
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    (p,) = problems_of(excinfo)
+    row = frame.index[(frame["blinded_id"] == blinded) & (frame["feature"] == "no_chf_features")][0]
+    assert (p.file, p.row, p.column) == (str(paths[1]), row + 1, "present")
+    assert f"id {blinded}: no feature marked" in p.message
+
+
 def test_duplicates_with_the_same_time_and_different_answers_are_refused_even_with_latest(setup, tmp_path):
     _, packet, key_path = setup
     paths = full_responses(packet, tmp_path)
