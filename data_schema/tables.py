@@ -525,6 +525,9 @@ class ShortcutModels(_ShortcutModel):
         "E, what the audit decides on with masks: the non-disease share of the model's response to its "
         "GVRs' change by region, on GVRs shortened by audit.sparse_steps "
         "(modelling.explain.audit.region_effects)."))
+    audit_outside_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
+        "Reported, not deciding: the same response with everything outside the disease and device masks as "
+        "the non-disease region (where body mass, the projection and positioning show)."))
 
     class Config:
         unique = ["seed", "strength", "model_id"]

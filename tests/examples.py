@@ -169,7 +169,7 @@ def examples() -> dict[str, pd.DataFrame]:
             "reliance_share": [0.66], "truly_flagged": [True], "positioning_response": [0.6],
             "reliance_share_with_positioning": [0.72], "flagged_with_positioning": [True],
             "audit_decision": ["passed"], "audit_basis": ["masks"],
-            "audit_non_disease_share": [0.32], "audit_flagged": [False], "audit_region_share": [0.4],
+            "audit_non_disease_share": [0.32], "audit_flagged": [False], "audit_region_share": [0.4], "audit_outside_share": [0.45],
         }),
         "reader_assessments": pd.DataFrame({
             "reader": ["A", "A", "B"],

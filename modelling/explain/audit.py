@@ -67,6 +67,8 @@ from modelling.explain.faithfulness import DISEASE_MASKS, NON_DISEASE_MASKS
 
 #: More than half: the share of reliance (truth) or of explanation (decision) on what is not disease.
 THRESHOLD = 0.5
+#: The pacemaker's mask: neither disease nor what the audit looks for (the pacemaker is in the BNP model).
+NEITHER_MASK = "device"
 #: Interventions on what is not a heart-failure sign (the pacemaker is neither; see the module).
 NON_DISEASE_FEATURES = ("shortcut", "markers", "projection", "body_mass")
 DISEASE_FEATURES = tuple(DISEASE_INTERVENTIONS)
@@ -179,6 +181,11 @@ def decide(evidence: Evidence) -> dict:
             f"masks ({', '.join(NON_DISEASE_MASKS)}) lower the predicted log BNP by {region['non_disease']:.2f}, "
             f"in the disease masks ({', '.join(DISEASE_MASKS)}) by {region['disease']:.2f} (the whole change: "
             f"{region['whole']:.2f}); non-disease share {e_share:.2f}")
+    if region.get("outside_share") is not None:
+        reported.append(
+            f"the same response with everything outside the disease and device masks as the non-disease region "
+            f"(where body mass, the projection and positioning show; not deciding): healthy pixels there lower "
+            f"the predicted log BNP by {region['outside']:.2f}; share {region['outside_share']:.2f}")
     if n_share is not None:
         (reported if e_share is not None else used).append(
             f"the GVR change by area in the non-disease masks against the disease masks: non-disease share "
@@ -273,8 +280,11 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
     dict
         Mean falls in predicted log BNP from the diseased reconstruction: ``whole`` (to the healthy one),
         ``non_disease`` and ``disease`` (the healthy pixels inside the union of NON_DISEASE_MASKS, of
-        DISEASE_MASKS; a pixel in two masks counts once), ``by_mask`` (inside each mask alone), and
-        ``share``, ``|non_disease| / (|non_disease| + |disease|)`` (None when neither moves the model).
+        DISEASE_MASKS; a pixel in two masks counts once), ``outside`` (everywhere outside the disease masks
+        and the ``device`` mask: where body mass, the projection and positioning show, which have no mask of
+        their own), ``by_mask`` (inside each mask alone), ``share``, ``|non_disease| / (|non_disease| +
+        |disease|)``, and ``outside_share``, ``|outside| / (|outside| + |disease|)`` (None when neither moves
+        the model).
 
     >>> import numpy as np
     >>> marker = np.zeros((1, 4, 4), bool); marker[0, 0, 0] = True
@@ -291,7 +301,8 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
         raise ValueError(f"diseased {d.shape}, healthy {h.shape} and {len(masks)} mask sets must match, "
                          "one (H, W) image and mask set per GVR")
     if not len(d):
-        return {"whole": None, "non_disease": None, "disease": None, "by_mask": {}, "share": None}
+        return {"whole": None, "non_disease": None, "disease": None, "outside": None, "by_mask": {}, "share": None,
+                "outside_share": None}
     empty = np.zeros(d.shape[1:], bool)
 
     def union(names) -> np.ndarray:
@@ -302,9 +313,13 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
         return float(np.mean(base - np.asarray(predict(composite), np.float64)))
 
     base = np.asarray(predict(d.astype(np.uint8)), np.float64)
+    disease = union(DISEASE_MASKS)
     out = {"whole": float(np.mean(base - np.asarray(predict(h.astype(np.uint8)), np.float64))),
-           "non_disease": fall(union(NON_DISEASE_MASKS)), "disease": fall(union(DISEASE_MASKS)),
+           "non_disease": fall(union(NON_DISEASE_MASKS)), "disease": fall(disease),
+           "outside": fall(~disease & ~union([NEITHER_MASK])),
            "by_mask": {name: fall(union([name])) for name in (*DISEASE_MASKS, *NON_DISEASE_MASKS)}}
-    nd, dis = abs(out["non_disease"]), abs(out["disease"])
-    out["share"] = nd / (nd + dis) if nd + dis > 0 else None
+    dis = abs(out["disease"])
+    for key, part in (("share", "non_disease"), ("outside_share", "outside")):
+        nd = abs(out[part])
+        out[key] = nd / (nd + dis) if nd + dis > 0 else None
     return out

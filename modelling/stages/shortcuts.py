@@ -134,6 +134,7 @@ def _model_rows(bundle: Bundle) -> list[dict]:
             "audit_non_disease_share": a.get("non_disease_share"),
             "audit_flagged": a["decision"] == FLAGGED,
             "audit_region_share": a.get("region_share"),
+            "audit_outside_share": (a.get("region_effects") or {}).get("outside_share"),
         })
     return rows
 
@@ -186,7 +187,8 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
     }
     truth = models["truly_flagged"].to_numpy(bool)
     evidence = {}
-    for name, column in (("area_share", "audit_non_disease_share"), ("region_share", "audit_region_share")):
+    for name, column in (("area_share", "audit_non_disease_share"), ("region_share", "audit_region_share"),
+                         ("outside_share", "audit_outside_share")):
         values = models[column].to_numpy(float) if column in models else np.full(len(models), np.nan)
         reliance = models["reliance_share"].to_numpy(float) if "reliance_share" in models else np.full(len(models), np.nan)
         ok = np.isfinite(values) & np.isfinite(reliance)
@@ -233,7 +235,7 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
         "non_disease_share")})
     models = pd.DataFrame(model_rows).astype({c: float for c in (
         "strength", "held_out_auc", "reliance_share", "positioning_response", "reliance_share_with_positioning",
-        "audit_non_disease_share", "audit_region_share")})
+        "audit_non_disease_share", "audit_region_share", "audit_outside_share")})
     summary = summarise(shares, models) | {
         "strengths": strengths, "seeds": [config.seed + k for k in range(seeds)], "negative_share": negative_share,
         "profile": config.profile, "seconds_this_run": timings, "total_seconds": round(time.monotonic() - started, 1),
@@ -250,10 +252,11 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
                                 "as one more non-disease reliance, and the audit against that",
             "area_rule": "the share-by-area rule N applied to each method's mean shares (non-disease share > "
                          f"{THRESHOLD}; the audit decided by it until 2026-12-03) against the truth by intervention",
-            "evidence": "the audit's two GVR shares, the change's share by area N (area_share, reported) and "
-                        "the response by region E on the shortened GVRs (region_share, which decides), each "
-                        "against the truth's reliance share: Spearman rho over the models, and the flags that "
-                        f"share > {THRESHOLD} would give",
+            "evidence": "the audit's GVR shares, the change's share by area N (area_share, reported), the "
+                        "response by region E on the shortened GVRs (region_share, which decides) and the same "
+                        "response with everything outside the disease and device masks as the non-disease region "
+                        "(outside_share, reported), each against the truth's reliance share: Spearman rho over "
+                        f"the models, and the flags that share > {THRESHOLD} would give",
         },
     }
     note("shortcut benchmark: measured in %s", format_duration(time.monotonic() - started))
@@ -288,8 +291,8 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
 
 STAGE = "shortcuts"
 #: Raised when the tables gain a column or change meaning (2: audit_region_share; 3: the region response
-#: decides, on shortened GVRs), so that a study bundle's tables are rebuilt.
-TABLES_VERSION = 3
+#: decides, on shortened GVRs; 4: audit_outside_share), so that a study bundle's tables are rebuilt.
+TABLES_VERSION = 4
 #: Where the stage keeps its seeds' bundles inside the study bundle (resumable work, not results).
 WORK = "work/shortcuts"
 

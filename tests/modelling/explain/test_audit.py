@@ -146,11 +146,30 @@ def test_region_effects_weigh_a_small_region_by_the_models_response_not_its_area
     assert e["by_mask"]["shortcut"] == pytest.approx(3.0) and e["by_mask"]["soft_tissue"] == 0.0
 
 
+def test_the_outside_response_counts_everything_but_the_disease_and_device_masks():
+    masks, diseased, healthy = _region_case()
+    for m in masks:
+        m["device"] = np.zeros((6, 6), bool)
+        m["device"][1, 1] = True
+
+    def model(x):  # an unmasked corner (how the patient stands), the pacemaker, and the heart
+        x = x.astype(float) / 100
+        return 2 * x[:, 1, 3] + 5 * x[:, 1, 1] + x[:, 3:, 2:4].mean(axis=(1, 2))
+
+    e = region_effects(model, diseased, healthy, masks)
+    assert e["non_disease"] == pytest.approx(0.0) and e["disease"] == pytest.approx(1.0)
+    assert e["outside"] == pytest.approx(2.0)  # the pacemaker's fall (5) is neither side's
+    assert e["outside_share"] == pytest.approx(2 / 3) and e["share"] == pytest.approx(0.0)
+
+
 def test_region_effects_treat_a_missing_mask_as_empty_and_refuse_mismatched_inputs():
     masks, diseased, healthy = _region_case()
     masks = [{k: v for k, v in m.items() if k != "shortcut"} for m in masks]  # real data without the marker
     e = region_effects(lambda x: x[:, 0, 0].astype(float), diseased, healthy, masks)
     assert e["non_disease"] == 0.0 and e["disease"] == 0.0 and e["share"] is None
+    # what no mask covers (here the marker without its mask; on the phantom, body mass and the projection)
+    # still counts outside the disease masks
+    assert e["outside"] == pytest.approx(100.0) and e["outside_share"] == 1.0
     with pytest.raises(ValueError, match="mask sets must match"):
         region_effects(lambda x: x[:, 0, 0], diseased, healthy, masks[:1])
     assert region_effects(lambda x: x[:, 0, 0], diseased[:0], healthy[:0], [])["share"] is None
