@@ -215,6 +215,7 @@ audit_rows = pd.DataFrame([{
     "Basis": v["basis"],
     "Region response non-disease share (decides)": v.get("region_share"),
     "Region response, GVRs as explained": (v.get("region_effects_as_explained") or {}).get("share"),
+    "Response outside the disease and device masks": (v.get("region_effects") or {}).get("outside_share"),
     "GVR change by area non-disease share": v["non_disease_share"],
     "Decision": v["decision"],
     "Reliance non-disease share": (v.get("reliance") or {}).get("share"),
@@ -228,7 +229,7 @@ display(Markdown(f"Models flagged: {', '.join(f'`{m}`' for m in flagged) if flag
 
 # %%
 #| label: tbl-audit
-#| tbl-cap: "The audit of each model (baselines/audit.json): the evidence it decided on; the non-disease share of the model's own response to its shortened GVRs' change region by region (what decides), the same on the GVRs as explained and the GVR change's non-disease share by area (both shown, not deciding); its decision; and the truth by intervention with whether they agree."
+#| tbl-cap: "The audit of each model (baselines/audit.json): the evidence it decided on; the non-disease share of the model's own response to its shortened GVRs' change region by region (what decides), the same on the GVRs as explained, the same with every pixel outside the disease and device masks as the non-disease region (where body mass, the projection and positioning show), and the GVR change's non-disease share by area (all shown, not deciding); its decision; and the truth by intervention with whether they agree."
 display(HTML(audit_rows.round(3).to_html(index=False)))
 
 # %% [markdown]
@@ -275,12 +276,16 @@ if has_shortcuts:
             c = v["at_threshold"]
             return f"{c['tp']} true and {c['fp']} false positives, {c['fn']} false negatives"
 
+        o_e = evidence.get("outside_share") or {}
+        outside = (f" The same response with every pixel outside the disease and device masks as the non-disease "
+                   f"region (shown, not deciding): Spearman {rho(o_e)}; at more than half it would give "
+                   f"{flags(o_e)}." if o_e.get("models") else "")
         display(Markdown(
-            f"The audit's two GVR shares against the truth's non-disease share, over the models: the share of "
+            f"The audit's GVR shares against the truth's non-disease share, over the models: the share of "
             f"the model's own response to its shortened GVRs' change region by region, which decides, Spearman "
             f"{rho(e_e)}; the share of the change by area (shown, not deciding), Spearman {rho(n_e)}. At more "
             f"than half, the first gives {flags(e_e)} ({e_e['models']} models); the second would give "
-            f"{flags(n_e)}."))
+            f"{flags(n_e)}." + outside))
 else:
     display(Markdown("The shortcut benchmark was not run into this bundle: it trains a decoder and encoder "
                      "per seed, beyond the main job's time budget (benchmarks/RESULTS.md). `make shortcuts` (or "
@@ -297,13 +302,14 @@ shortcut_figure(sc_shares, sc_models) if has_shortcuts else None
 
 # %%
 #| label: tbl-shortcuts
-#| tbl-cap: "Shortcut benchmark per strength and regime (mean over seeds): the models' held-out AUC and measured reliance on the marker, the truth by intervention, the models flagged if patient positioning counted as a non-disease reliance (not the truth), the audit's decisions, the GVR change's share by area (not deciding) and the region response's share (which decides), and each method's mean share on the marker among radiographs that carry it."
+#| tbl-cap: "Shortcut benchmark per strength and regime (mean over seeds): the models' held-out AUC and measured reliance on the marker, the truth by intervention, the models flagged if patient positioning counted as a non-disease reliance (not the truth), the audit's decisions, the GVR change's share by area (not deciding), the region response's share (which decides) and the same response outside the disease and device masks (not deciding), and each method's mean share on the marker among radiographs that carry it."
 if has_shortcuts:
     per = sc_models.groupby(["strength", "regime"]).agg(
         models=("model_id", "size"), held_out_auc=("held_out_auc", "mean"), reliance=("shortcut_reliance", "mean"),
         truly_flagged=("truly_flagged", "sum"), audit_flagged=("audit_flagged", "sum"),
         area_share_N=("audit_non_disease_share", "mean"),
-        **({"region_share_E": ("audit_region_share", "mean")} if "audit_region_share" in sc_models else {}))
+        **({"region_share_E": ("audit_region_share", "mean")} if "audit_region_share" in sc_models else {}),
+        **({"outside_share_O": ("audit_outside_share", "mean")} if "audit_outside_share" in sc_models else {}))
     if "flagged_with_positioning" in sc_models:  # results of a benchmark run before it was measured lack it
         per.insert(per.columns.get_loc("truly_flagged") + 1, "flagged_with_positioning",
                    sc_models.groupby(["strength", "regime"])["flagged_with_positioning"].sum())
