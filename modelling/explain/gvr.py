@@ -19,7 +19,9 @@ reconstruction while a penalty keeps the prediction past the target, and the cod
 such difference that is still past it is kept. This is the L1 proximity of counterfactual explanations
 (Wachter et al., Harvard JOLT 2018): of the changes that cross the target it prefers the smallest in
 pixels, so a model that leans on something small, such as a marker, is shown removing it rather than
-the larger disease a move along the codes' own directions takes with it.
+the larger disease a move along the codes' own directions takes with it. :func:`shorten` is that phase on
+its own, for codes a move has already taken past their targets (the audit shortens its copy of a bundle's
+GVRs with it).
 
 An inverse GVR (Figures 5-6) moves a code predicted below the threshold up to target BNP values.
 Both run batched; each code stops moving once it has reached its target.
@@ -283,15 +285,15 @@ def shorten(start: np.ndarray, end: np.ndarray, decoder: nn.Module, predictor: n
     shortened : ndarray of bool (n,)
         Whether each code was shortened (it was past its target, and stayed past it in the whole batch).
     """
+    if direction not in ("down", "up"):
+        raise ValueError(f"direction must be 'down' or 'up'; got {direction!r}")
+    if not (np.all(np.isfinite(start)) and np.all(np.isfinite(end))):
+        raise ValueError("latent codes contain NaN or infinite values")
     device = next(iter(decoder.parameters()), torch.empty(0)).device
     z0 = torch.as_tensor(start, dtype=torch.float32, device=device)
     z = torch.as_tensor(end, dtype=torch.float32, device=device).clone()
     n = z0.shape[0]
     target = torch.as_tensor(np.broadcast_to(np.asarray(target_log_bnp, dtype=np.float32), (n,)).copy(), device=device)
-    if direction not in ("down", "up"):
-        raise ValueError(f"direction must be 'down' or 'up'; got {direction!r}")
-    if not (np.all(np.isfinite(start)) and np.all(np.isfinite(end))):
-        raise ValueError("latent codes contain NaN or infinite values")
     with frozen(decoder, predictor):
         with torch.no_grad():
             reference = decoder(z0)
