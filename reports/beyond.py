@@ -279,7 +279,7 @@ if has_shortcuts:
         o_e = evidence.get("outside_share") or {}
         outside = (f" The same response with every pixel outside the disease and device masks as the non-disease "
                    f"region (shown, not deciding): Spearman {rho(o_e)}; at more than half it would give "
-                   f"{flags(o_e)}." if o_e.get("models") else "")
+                   f"{flags(o_e)} ({o_e['models']} models)." if o_e.get("models") else "")
         display(Markdown(
             f"The audit's GVR shares against the truth's non-disease share, over the models: the share of "
             f"the model's own response to its shortened GVRs' change region by region, which decides, Spearman "

@@ -43,8 +43,8 @@ Decision (:func:`decide`), from the best evidence the bundle has, in this order
        change with it is reported, and a non-positive median is a caveat.
 
        Also beside it, not deciding: O, E with every pixel outside the disease masks and the pacemaker's
-       (``device``) as the non-disease region, where body mass, the projection and positioning show,
-       which have no mask of their own. On two benchmark seeds it had not seen it agreed with the truth
+       (``device``) as the non-disease region: the non-disease masks and all that no mask covers, where
+       the projection, positioning and body mass beyond the soft-tissue mask show. On two benchmark seeds it had not seen it agreed with the truth
        on 14 of 16 models with one false positive, E on 10 with none; the rule fixed before that run kept
        E, since O counts positioning too, which the truth leaves out.
     2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
@@ -190,7 +190,8 @@ def decide(evidence: Evidence) -> dict:
     if region.get("outside_share") is not None:
         reported.append(
             f"the same response with everything outside the disease and device masks as the non-disease region "
-            f"(where body mass, the projection and positioning show; not deciding): healthy pixels there lower "
+            f"(the non-disease masks and what no mask covers: the projection, positioning, body mass beyond the "
+            f"soft tissue; not deciding): healthy pixels there lower "
             f"the predicted log BNP by {region['outside']:.2f}; share {region['outside_share']:.2f}")
     if n_share is not None:
         (reported if e_share is not None else used).append(
@@ -227,7 +228,8 @@ def decide(evidence: Evidence) -> dict:
                 "decided_by": "region_share" if by_region else "non_disease_share", "used": used,
                 "not_checked": not_checked, "caveats": caveats, "rule": rule, **shares}
     not_checked.append("shortcuts, skin markers, body mass and projection (" + (
-        "the GVRs change nothing in the masks, and the model responds to neither region)" if masked else "no masks)"))
+        "the GVRs change nothing in the masks, and the model responds to neither the non-disease nor the disease "
+        "masks)" if masked else "no masks)"))
     shown = [share for share, n in measured.values() if share is not None and n > 0]
     if not shown:
         not_checked.append("the cardiothoracic ratio and effusions (not measurable on these reconstructions)")
@@ -287,8 +289,8 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
         Mean falls in predicted log BNP from the diseased reconstruction: ``whole`` (to the healthy one),
         ``non_disease`` and ``disease`` (the healthy pixels inside the union of NON_DISEASE_MASKS, of
         DISEASE_MASKS; a pixel in two masks counts once), ``outside`` (everywhere outside the disease masks
-        and the ``device`` mask: where body mass, the projection and positioning show, which have no mask of
-        their own), ``by_mask`` (inside each mask alone), ``share``, ``|non_disease| / (|non_disease| +
+        and the ``device`` mask, the non-disease masks included: also where the projection, positioning and
+        body mass beyond the soft-tissue mask show), ``by_mask`` (inside each mask alone), ``share``, ``|non_disease| / (|non_disease| +
         |disease|)``, and ``outside_share``, ``|outside| / (|outside| + |disease|)`` (None when neither moves
         the model).
 

@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 
 STAGE = "baselines"
 #: The audit's region-by-region response (:func:`modelling.explain.audit.region_effects`); raising it redoes
-#: the stage (2: it decides, on GVRs shortened by ``audit.sparse_steps``).
-REGION_EFFECTS_VERSION = 2
+#: the stage (2: it decides, on GVRs shortened by ``audit.sparse_steps``; 3: O, the response outside the masks).
+REGION_EFFECTS_VERSION = 3
 
 
 def heatmap(values: np.ndarray) -> np.ndarray:

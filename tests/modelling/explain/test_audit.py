@@ -234,3 +234,12 @@ def test_without_masks_no_region_share_is_reported():
     without = decide(Evidence(ctr_lower=0.9, ctr_measured=10))
     assert without["region_share"] is None and without["non_disease_share"] is None and without["reported"] == []
     assert without["decided_by"] is None
+
+
+def test_the_outside_share_is_reported_and_never_decides():
+    """O above one half with E below it: the model passes (E decides), and O is among the reported lines."""
+    effects = region(0.3, 0.7) | {"outside": 2.8, "outside_share": 0.8}
+    d = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=effects))
+    assert d["decision"] == PASSED and d["decided_by"] == "region_share"
+    assert any("outside the disease and device masks" in line and "share 0.80" in line for line in d["reported"])
+    assert not any("0.80" in line for line in d["used"])
