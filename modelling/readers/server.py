@@ -117,8 +117,12 @@ class ReadingSession:
                                                              rec.answered_at.isoformat(timespec="microseconds"))
 
     def answered(self, blinded_id: str) -> bool:
-        """Whether every feature of `blinded_id` has an answer."""
-        return all((blinded_id, f) in self._answers for f in self.packet.features)
+        """Whether every feature of `blinded_id` has an answer, and together they make one the server takes
+        (a responses file written before an answer had to mark something may hold one it would refuse)."""
+        if not all((blinded_id, f) in self._answers for f in self.packet.features):
+            return False
+        present = {f: self._answers[(blinded_id, f)][0] for f in self.packet.features}
+        return not (contradictory(present) or unanswered(present, self.packet.features))
 
     def position(self) -> int:
         """0-based index in the order of the first GVR without answers (len(order) when all are done)."""
@@ -132,6 +136,7 @@ class ReadingSession:
             answers = {}
             for (blinded_id, feature), (present, _) in self._answers.items():
                 answers.setdefault(blinded_id, {})[feature] = present
+            answers = {b: a for b, a in answers.items() if self.answered(b)}  # the rest is to be answered again
             return {
                 "reader": self.reader,
                 "round": self.round,

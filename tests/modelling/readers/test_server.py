@@ -8,6 +8,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -231,6 +232,23 @@ def test_no_chf_features_with_a_chf_feature_is_refused(server, made):
     status, body = post_answer(server, packet.ids[1], {**every, "no_chf_features": True, "cardiomegaly": True})
     assert status == 400 and b"contradictory answer: No CHF features together with cardiomegaly" in body
     assert post_answer(server, packet.ids[1], {**every, "no_chf_features": True})[0] == 200
+
+
+def test_an_old_answer_that_marks_nothing_is_to_be_answered_again(made, tmp_path):
+    """A responses file from before an answer had to mark something: resuming sends the reader back to the
+    GVR whose stored answer marks nothing, which the unblinding would refuse."""
+    packet = made.packet
+    order = packet.order("A", 1)
+    path = tmp_path / "A-1.csv"
+    with start_server(packet.root, reader="A", round=1, responses_path=path) as running:
+        for blinded_id in order[:2]:
+            assert post_answer(running, blinded_id, consistent({f: False for f in packet.features}))[0] == 200
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[frame["blinded_id"] == order[0], "present"] = "false"
+    frame.to_csv(path, index=False)
+    with start_server(packet.root, reader="A", round=1, responses_path=path) as running:
+        now = state(running)
+        assert now["position"] == 0 and order[0] not in now["answers"] and order[1] in now["answers"]
 
 
 def test_an_answer_that_marks_nothing_is_refused(server, made):
