@@ -234,6 +234,18 @@ def test_no_chf_features_with_a_chf_feature_is_refused(server, made):
     assert post_answer(server, packet.ids[1], {**every, "no_chf_features": True})[0] == 200
 
 
+def test_with_fewer_features_offered_marking_none_is_an_answer(made, tiny_explained, tmp_path):
+    """Without every CHF feature to choose from, the GVR may show one not asked about: nothing marked is
+    saved, and the page is not told to ask for a mark."""
+    study = copy_bundle(tiny_explained, tmp_path / "bundle")
+    fewer = make_packet(study, tmp_path / "packet", key_path=tmp_path / "key.csv", per_model=2, rng=5,
+                        features=("cardiomegaly", "no_chf_features")).packet
+    with start_server(fewer.root, reader="A", round=1, responses_path=tmp_path / "A-1.csv") as running:
+        assert state(running)["must_mark"] == ""
+        status, _ = post_answer(running, fewer.order("A", 1)[0], {"cardiomegaly": False, "no_chf_features": False})
+        assert status == 200 and state(running)["position"] == 1
+
+
 def test_an_old_answer_that_marks_nothing_is_to_be_answered_again(made, tmp_path):
     """A responses file from before an answer had to mark something: resuming sends the reader back to the
     GVR whose stored answer marks nothing, which the unblinding would refuse."""
