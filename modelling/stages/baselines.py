@@ -128,12 +128,13 @@ def _reads(model: EndToEnd):
     return predict
 
 
-def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, *, decoder, encoder,
-                   predictor, latents: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, stored: np.ndarray, *, decoder,
+                   encoder, predictor, latents: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     """The healthy reconstructions of one model's GVRs (`group`, rows of ``gvr_index``) as the audit reads
     them, shortened by ``audit.sparse_steps``: each move made again as the explain stage made it (the same
     codes in the same batch, so to the arithmetic the same end), then shrunk with the re-encoded model
     judging (:func:`modelling.explain.gvr.shorten`; ``gvr.sparse_steps`` needs re-encoding for the same reason).
+    `stored`: the bundle's healthy reconstructions of those GVRs (n, H, W).
 
     Returns
     -------
@@ -143,7 +144,6 @@ def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, *, 
         How the GVRs were made, for the audit's report.
     """
     g, steps = config.gvr, config.audit.sparse_steps
-    stored = np.stack([bundle.read_image(p) for p in group["healthy_path"]])
     if steps == 0:
         return stored, np.zeros(len(group), bool), "the bundle's GVRs as they are"
     start = latents[rows]
@@ -234,6 +234,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
         latents_index = bundle.read_table("latents_index").set_index("image_id")
         latents = bundle.read_array(latents_index["latents_path"].iloc[0])
     truth = bundle.read_table("phantom_truth") if has_truth else None
+    truth_by_image = truth.set_index("image_id") if has_truth else None
     masks = load_masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
     true_changes = _true_changes(bundle)
     rows, regions = [], {}
@@ -253,7 +254,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             stored = np.stack([bundle.read_image(p) for p in group["healthy_path"]])
             own_masks = [masks[i] for i in group["image_id"]]
             healthy, shortened, how = shortened_gvrs(
-                bundle, config, group, decoder=decoder, encoder=mover,
+                bundle, config, group, stored, decoder=decoder, encoder=mover,
                 predictor=load_predictor(bundle, model_id).to(device), latents=latents,
                 rows=latents_index.loc[group["image_id"], "row"].to_numpy())
             regions[model_id] = {
@@ -261,20 +262,17 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
                 "shortened": None if config.audit.sparse_steps == 0 else (int(shortened.sum()), len(group)),
                 "as_explained": (None if np.array_equal(healthy, stored)
                                  else region_effects(_reads(model), diseased, stored, own_masks))}
-            for k, row in enumerate(group.itertuples()):
-                stage.write_image(f"baselines/audit/{row.gvr_id}.png", np.concatenate(
-                    [np.repeat(images[k][..., None], 3, axis=-1),
-                     overlay(images[k], diseased[k], healthy[k], threshold=config.gvr.difference_threshold)], axis=1))
         for k, row in enumerate(group.itertuples()):
             shown = bundle.read_image(row.overlay_path)
             stage.write_image(f"baselines/{row.gvr_id}.png", panel(images[k], shown, {m: maps[m][k] for m in METHODS}))
             if not has_truth:
                 continue
-            diseased = bundle.read_image(row.diseased_path).astype(np.float32)
-            healthy = bundle.read_image(row.healthy_path).astype(np.float32)
-            truth_row = truth.set_index("image_id").loc[row.image_id]
-            drivers = driving_masks(truth_row)
-            for method, value in [("gvr", diseased - healthy)] + [(m, maps[m][k]) for m in METHODS]:
+            stage.write_image(f"baselines/audit/{row.gvr_id}.png", np.concatenate(  # what the audit read
+                [np.repeat(images[k][..., None], 3, axis=-1),
+                 overlay(images[k], diseased[k], healthy[k], threshold=config.gvr.difference_threshold)], axis=1))
+            drivers = driving_masks(truth_by_image.loc[row.image_id])
+            change = diseased[k].astype(np.float32) - stored[k].astype(np.float32)  # the GVR as the bundle has it
+            for method, value in [("gvr", change)] + [(m, maps[m][k]) for m in METHODS]:
                 rows.append({"gvr_id": row.gvr_id, "model_id": model_id, "regime": row.regime, "method": method,
                              **table_row(value, masks[row.image_id], drivers),
                              "true_change_r": _truth_r(value, true_changes.get(row.gvr_id))})
