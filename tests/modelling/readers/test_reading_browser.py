@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -159,19 +160,31 @@ def test_next_is_above_the_fold_the_legend_has_words_and_no_chf_excludes_the_res
         server.stop()
 
 
-def test_a_double_click_on_next_moves_one_gvr(made, driver, tmp_path):
-    """A second click while the first one's answer is still saving is ignored (it saved the same GVR twice
-    and skipped the next one)."""
+@contextmanager
+def reading_page(made, driver, responses: Path):
+    """Reader A's first round served and open at its first GVR; yields the page's wait."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    order = made.packet.order("A", 1)
-    responses = tmp_path / "A.csv"
+    n = len(made.packet.order("A", 1))
     server = start_server(made.packet.root, reader="A", round=1, responses_path=responses)
     try:
         driver.get(server.url)
         wait = WebDriverWait(driver, 15)
-        wait.until(lambda d: d.find_element(By.ID, "progress").text == f"1 of {len(order)}")
+        wait.until(lambda d: d.find_element(By.ID, "progress").text == f"1 of {n}")
+        yield wait
+    finally:
+        server.stop()
+
+
+def test_a_double_click_on_next_moves_one_gvr(made, driver, tmp_path):
+    """A second click while the first one's answer is still saving is ignored (it saved the same GVR twice
+    and skipped the next one)."""
+    from selenium.webdriver.common.by import By
+
+    order = made.packet.order("A", 1)
+    responses = tmp_path / "A.csv"
+    with reading_page(made, driver, responses) as wait:
         driver.find_element(By.ID, "f-no_chf_features").click()  # an answer marks something
         wait.until(lambda d: d.find_element(By.ID, "status").text == "saved")
         driver.execute_script("""
@@ -182,8 +195,6 @@ def test_a_double_click_on_next_moves_one_gvr(made, driver, tmp_path):
         time.sleep(1.0)  # the second click's save, had it been taken, would have ended by now
         assert driver.find_element(By.ID, "progress").text == f"2 of {len(order)}"
         assert driver.find_element(By.ID, "blinded-id").text == order[1]
-    finally:
-        server.stop()
     assert list(dict.fromkeys(read_responses(responses, made.packet)["blinded_id"])) == [order[0]]
 
 
@@ -191,16 +202,11 @@ def test_an_answer_that_marks_nothing_is_not_saved_and_previous_still_goes_back(
     """Nothing marked: Next stays and says what is missing, unticking the only mark saves nothing, and
     Previous goes back without saving (a reader who wants to look again is not held on an empty GVR)."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     order = made.packet.order("A", 1)
     responses = tmp_path / "A.csv"
-    server = start_server(made.packet.root, reader="A", round=1, responses_path=responses)
-    try:
-        driver.get(server.url)
-        wait = WebDriverWait(driver, 15)
+    with reading_page(made, driver, responses) as wait:
         progress = lambda d: d.find_element(By.ID, "progress").text  # noqa: E731
-        wait.until(lambda d: progress(d) == f"1 of {len(order)}")
         driver.find_element(By.ID, "next").click()
         wait.until(lambda d: "mark what the GVR shows" in d.find_element(By.ID, "status").text)
         assert progress(driver) == f"1 of {len(order)}" and not responses.exists()
@@ -216,8 +222,6 @@ def test_an_answer_that_marks_nothing_is_not_saved_and_previous_still_goes_back(
         driver.find_element(By.ID, "prev").click()
         wait.until(lambda d: progress(d) == f"1 of {len(order)}")
         assert driver.find_element(By.ID, "f-cardiomegaly").is_selected()
-    finally:
-        server.stop()
     saved = read_responses(responses, made.packet)
     answer = {(r.blinded_id, r.feature): r.present for r in saved.itertuples()}
     assert answer[(order[0], "cardiomegaly")] and not answer[(order[0], "no_chf_features")]

@@ -57,6 +57,14 @@ def problems_of(excinfo) -> list:
     return excinfo.value.problems
 
 
+def the_problem(packet, paths, key_path):
+    """The one problem for which unblinding `paths` is refused."""
+    with pytest.raises(ResponsesError) as excinfo:
+        unblind(packet.root, paths, key_path)
+    (p,) = problems_of(excinfo)
+    return p
+
+
 def test_unblind_gives_a_valid_table_with_key_columns(setup, tmp_path):
     _, packet, key_path = setup
     table = unblind(packet.root, full_responses(packet, tmp_path), key_path)
@@ -99,9 +107,7 @@ def test_missing_column(setup, tmp_path):
     _, packet, key_path = setup
     paths = full_responses(packet, tmp_path)
     pd.read_csv(paths[1], dtype=str).drop(columns="present").to_csv(paths[1], index=False)
-    with pytest.raises(ResponsesError) as excinfo:
-        unblind(packet.root, paths, key_path)
-    (p,) = problems_of(excinfo)
+    p = the_problem(packet, paths, key_path)
     assert (p.file, p.row, p.column) == (str(paths[1]), None, "present")
     assert "missing column" in p.message
 
@@ -132,9 +138,7 @@ def test_duplicate_rows_refused_unless_latest(setup, tmp_path):
     again["present"] = "true"
     again["answered_at"] = "2024-05-01T11:00:00"  # later than every other answer
     pd.concat([frame, again]).to_csv(paths[0], index=False)
-    with pytest.raises(ResponsesError) as excinfo:
-        unblind(packet.root, paths, key_path)
-    (p,) = problems_of(excinfo)
+    p = the_problem(packet, paths, key_path)
     assert (p.file, p.row, p.column) == (str(paths[0]), len(frame) + 1, "blinded_id")
     assert "duplicate answer" in p.message and "--latest" in p.message
 
@@ -156,9 +160,7 @@ def test_an_answer_the_reading_server_would_refuse_is_refused_here_too(setup, tm
     row = frame.index[(frame["blinded_id"] == blinded) & (frame["feature"] == "no_chf_features")][0]
     frame.loc[row, "present"] = "true"
     frame.to_csv(paths[0], index=False)
-    with pytest.raises(ResponsesError) as excinfo:
-        unblind(packet.root, paths, key_path)
-    (p,) = problems_of(excinfo)
+    p = the_problem(packet, paths, key_path)
     assert (p.file, p.row, p.column) == (str(paths[0]), row + 1, "present")
     assert f"id {blinded}: contradictory answer: No CHF features together with cardiomegaly" in p.message
 
@@ -172,9 +174,7 @@ def test_an_answer_that_marks_nothing_is_refused_at_its_no_chf_row(setup, tmp_pa
     rows = frame.index[frame["blinded_id"] == blinded]
     frame.loc[rows, "present"] = "false"
     frame.to_csv(paths[1], index=False)
-    with pytest.raises(ResponsesError) as excinfo:
-        unblind(packet.root, paths, key_path)
-    (p,) = problems_of(excinfo)
+    p = the_problem(packet, paths, key_path)
     row = frame.index[(frame["blinded_id"] == blinded) & (frame["feature"] == "no_chf_features")][0]
     assert (p.file, p.row, p.column) == (str(paths[1]), row + 1, "present")
     assert f"id {blinded}: no feature marked" in p.message
@@ -197,9 +197,7 @@ def test_empty_file(setup, tmp_path, content, message):
     _, packet, key_path = setup
     paths = full_responses(packet, tmp_path)
     paths[3].write_bytes(content)
-    with pytest.raises(ResponsesError) as excinfo:
-        unblind(packet.root, paths, key_path)
-    (p,) = problems_of(excinfo)
+    p = the_problem(packet, paths, key_path)
     assert (p.file, p.row, p.column) == (str(paths[3]), None, None)
     assert message in p.message
 
