@@ -113,11 +113,11 @@ def table2_mixed(bundle: Bundle):
     assessed = bundle.record("tables/reader_assessments.parquet").sha256
     if bundle.stages.get("analyse", {}).get("inputs", {}).get("tables/reader_assessments.parquet") != assessed:
         raise RuntimeError(f"{bundle.root / MIXED_TABLE} is missing or older than the reader assessments; "
-                           "rerun the analysis stage (`gvr reproduce` or `gvr analyse`)")
+                           f"rerun the analysis stage (`gvr reproduce {bundle.root}` or `gvr analyse {bundle.root}`)")
     if MIXED_TABLE not in bundle.files:
         raise RuntimeError(f"{bundle.root} was analysed without Table 2's mixed-effects models (`gvr analyse "
-                           "--no-mixed-models`); the manuscript reports their P values: run `gvr analyse --force` "
-                           "with R installed (`make setup` installs it)")
+                           "--no-mixed-models`); the manuscript reports their P values: run "
+                           f"`gvr analyse {bundle.root} --force` with R installed (`make setup` installs it)")
     table = pd.read_csv(bundle.verify_file(MIXED_TABLE))
     for column in ("p_value", "error"):  # a table where no feature could be fitted has only the reasons
         if column not in table.columns:

@@ -693,7 +693,7 @@ def validate_bundle(root: str | Path) -> list[Problem]:
     for name in sorted(stages):
         changed = bundle.changed_inputs(name)
         if changed:
-            problems.append(Problem(str(root / MANIFEST), None, None, None, out_of_date(name, changed)))
+            problems.append(Problem(str(root / MANIFEST), None, None, None, out_of_date(name, changed, root)))
     for rel, rec in sorted(recorded.items()):
         try:
             full = bundle.verify_file(rel)
@@ -718,13 +718,13 @@ def validate_bundle(root: str | Path) -> list[Problem]:
     return problems
 
 
-def out_of_date(name: str, changed: list[tuple[str, str | None]]) -> str:
+def out_of_date(name: str, changed: list[tuple[str, str | None]], root: str | Path = "BUNDLE") -> str:
     """What :meth:`Bundle.changed_inputs` found for stage `name`, in one sentence."""
     rel, now = changed[0]
     what = f"{rel} is gone" if now is None else f"{rel} was written again by stage {now!r}"
     more = f" (and {len(changed) - 1} more of its inputs)" if len(changed) > 1 else ""
     return (f"stage {name!r} is out of date: its input {what} after it ran{more}, so what it wrote may not match "
-            "the bundle's data: rerun it (`gvr reproduce`)")
+            f"the bundle's data: rerun it (`gvr reproduce {root}`)")
 
 
 def _own_files(root: Path) -> list[Path]:

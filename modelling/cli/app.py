@@ -15,6 +15,8 @@ from typing import Optional
 
 import typer
 
+from modelling.cli import bundle_argument
+
 app = typer.Typer(
     help="GVR-CHF: Generative Visual Rationales for heart failure on chest radiographs.",
     no_args_is_help=True,
@@ -243,11 +245,13 @@ def cohort_synth(
     config: Optional[str] = typer.Option(None, help=(
         "Profile name (tiny, default, paper) or YAML path (default: the bundle's config.yaml, else the default "
         "profile).")),
-    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
+    bundle_at: Optional[Path] = bundle_argument.positional("The study bundle directory"),
+    out: Optional[Path] = bundle_argument.option("--out", what="The study bundle directory"),
     workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
 ) -> None:
     """Synthesize the phantom cohort into a bundle and print its Table 1 summary."""
+    out = bundle_argument.resolve(bundle_at, out)
     import json
 
     from modelling.config import ConfigError
@@ -274,7 +278,8 @@ def cohort_ingest(
     config: Optional[str] = typer.Option(None, help=(
         "Profile name (tiny, default, paper) or YAML path (image size, pairing window, split; default: the "
         "bundle's config.yaml when it has one, else the default profile).")),
-    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
+    bundle_at: Optional[Path] = bundle_argument.positional("The study bundle directory"),
+    out: Optional[Path] = bundle_argument.option("--out", what="The study bundle directory"),
     month_first: bool = typer.Option(False, help="Read slashed dates as MM/DD/YYYY instead of DD/MM/YYYY."),
     secondary_capture: bool = typer.Option(False, help=(
         "Also keep grayscale DICOM secondary captures (Modality SC or OT), e.g. digitised films; by default "
@@ -288,6 +293,7 @@ def cohort_ingest(
     import json
     import os
 
+    out = bundle_argument.resolve(bundle_at, out)
     from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser
     from modelling.config import ConfigError
     from modelling.stages.ingest import build_from_real_data
@@ -337,7 +343,8 @@ def _set_threads(cfg) -> None:
 def train(
     config: Optional[str] = typer.Option(None, help=(
         "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
-    bundle: Path = typer.Option(Path("study"), "--bundle", "--out", help="The study bundle (its cohort is built first if missing)."),
+    bundle_at: Optional[Path] = bundle_argument.positional("The study bundle, its cohort built first if missing"),
+    bundle: Optional[Path] = bundle_argument.option("--out", what="The study bundle, its cohort built first if missing"),
     force: bool = typer.Option(False, help="Retrain even when the bundle's models are current."),
 ) -> None:
     """Train the decoder, encoder and BNP predictors; print the AUCs and the targets.
@@ -351,6 +358,8 @@ def train(
     from modelling.stages.cohort import build_cohort
     from modelling.stages.study_config import record_config
     from modelling.stages.train import build_training
+
+    bundle = bundle_argument.resolve(bundle_at, bundle)
 
     if config is None and not Path(bundle).exists():  # a mistyped bundle would get a phantom study of the default profile
         _fail(f"no bundle at {bundle}: give the path of an existing bundle, or --config to build a phantom cohort "
@@ -447,8 +456,10 @@ def _print_training(summary: dict) -> None:
 
 @app.command()
 def explain(
-    bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (trained)."),
-    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
+    bundle_at: Optional[Path] = bundle_argument.positional("The study bundle (trained)"),
+    bundle: Optional[Path] = bundle_argument.option(what="The study bundle (trained)"),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     model: Optional[list[str]] = typer.Option(None, "--model", help="Model id(s) (default: every MLP)."),
     images: Optional[list[str]] = typer.Option(None, "--images", help="Radiograph id(s) to explain (default: drawn)."),
     image_model: Optional[Path] = typer.Option(None, "--image-model", help=(
@@ -475,6 +486,7 @@ def explain(
     from modelling.config import ConfigError
     from modelling.stages.explain import UnknownModelError, build_explanations
 
+    bundle = bundle_argument.resolve(bundle_at, bundle)
     if image_model is not None or image_model_factory is not None:
         _explain_image_model(bundle, config, image_model, image_model_factory, weights, image_model_spec, method,
                              name, margin, force)
@@ -563,14 +575,17 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
 
 @app.command()
 def baselines(
-    bundle: Path = typer.Option(Path("study"), "--bundle", help="The study bundle (with GVRs)."),
-    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
+    bundle_at: Optional[Path] = bundle_argument.positional("The study bundle (with GVRs)"),
+    bundle: Optional[Path] = bundle_argument.option(what="The study bundle (with GVRs)"),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     force: bool = typer.Option(False, help="Redo even when the maps are current."),
 ) -> None:
     """Occlusion, integrated gradients, LIME and Grad-CAM beside each GVR; faithfulness and audit."""
     from modelling.config import ConfigError
     from modelling.stages.baselines import build_baselines
 
+    bundle = bundle_argument.resolve(bundle_at, bundle)
     try:
         cfg = _study_config(config, bundle)
         built, _ = build_baselines(cfg, bundle, force=force)
@@ -583,14 +598,17 @@ def baselines(
 
 @app.command()
 def fidelity(
-    bundle: Path = typer.Option(Path("study"), "--bundle", help="A phantom study bundle (with GVRs)."),
-    config: Optional[str] = typer.Option(None, help="Profile name or YAML path (default: the bundle's config.yaml)."),
+    bundle_at: Optional[Path] = bundle_argument.positional("A phantom study bundle (with GVRs)"),
+    bundle: Optional[Path] = bundle_argument.option(what="A phantom study bundle (with GVRs)"),
+    config: Optional[str] = typer.Option(None, help=(
+        "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     force: bool = typer.Option(False, help="Redo even when the measures are current."),
 ) -> None:
     """GVRs against the phantom's truth: true counterfactuals, each model's reliance by intervention."""
     from modelling.config import ConfigError
     from modelling.stages.fidelity import build_fidelity
 
+    bundle = bundle_argument.resolve(bundle_at, bundle)
     try:
         cfg = _study_config(config, bundle)
         built, _ = build_fidelity(cfg, bundle, force=force)
@@ -676,7 +694,10 @@ def _print_audit(bundle) -> None:
 
 
 @app.command()
-def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle.")) -> None:
+def audit(
+    bundle_at: Optional[Path] = bundle_argument.positional(),
+    bundle: Optional[Path] = bundle_argument.option(),
+) -> None:
     """Does each model rely mostly on what is not disease? The decision from its GVRs, with the evidence used.
 
     The rule is in modelling/explain/audit.py: with masks, the non-disease share of the model's response
@@ -688,12 +709,13 @@ def audit(bundle: Path = typer.Argument(..., exists=True, file_okay=False, help=
 
     from data_schema.bundle import out_of_date
 
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     b = Bundle(bundle)
     if "baselines/audit.json" not in b.files:
-        _fail(f"{bundle}: no audit yet; run `gvr baselines --bundle {bundle}` after `gvr explain`")
+        _fail(f"{bundle}: no audit yet; run `gvr baselines {bundle}` after `gvr explain {bundle}`")
     changed = b.changed_inputs("baselines")
     if changed:  # the decisions below are of models or GVRs the bundle no longer holds
-        typer.echo(f"warning: {out_of_date('baselines', changed)}", err=True)
+        typer.echo(f"warning: {out_of_date('baselines', changed, bundle)}", err=True)
     _print_audit(b)
 
 
@@ -745,9 +767,11 @@ def _print_shortcuts(summary: dict, out: Path) -> None:
 
 @readers_app.command("simulate")
 def readers_simulate(
-    bundle: Path = typer.Option(Path("study"), "--bundle", help="A phantom study bundle with baselines."),
+    bundle_at: Optional[Path] = bundle_argument.positional("A phantom study bundle with baselines"),
+    bundle: Optional[Path] = bundle_argument.option(what="A phantom study bundle with baselines"),
     config: Optional[str] = typer.Option(None, help=(
-        "Profile name or YAML path (readers, rounds, features; default: the bundle's config.yaml).")),
+        "Profile name or YAML path (readers, rounds, features; default: the bundle's config.yaml, else the "
+        "default profile).")),
     force: bool = typer.Option(False, help="Redo even when the assessments are current."),
 ) -> None:
     """Simulated readers score every GVR twice; the reader assessments table then feeds Table 2."""
@@ -755,6 +779,7 @@ def readers_simulate(
     from modelling.config import ConfigError
     from modelling.stages.readers import build_simulated_readers
 
+    bundle = bundle_argument.resolve(bundle_at, bundle)
     try:
         cfg = _study_config(config, bundle)
         built = build_simulated_readers(cfg, bundle, force=force)
@@ -771,7 +796,8 @@ def readers_simulate(
 
 @app.command()
 def analyse(
-    bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle."),
+    bundle_at: Optional[Path] = bundle_argument.positional(),
+    bundle: Optional[Path] = bundle_argument.option(),
     no_mixed_models: bool = typer.Option(False, "--no-mixed-models",
                                          help="Skip Table 2's mixed-effects models (no R needed)."),
     force: bool = typer.Option(False, help="Rewrite everything even when the tables have not changed."),
@@ -779,6 +805,7 @@ def analyse(
     """Write Table 1, Figure 2 and Table 2 (CSV, HTML, PNG, SVG, and an R script) into BUNDLE/analysis."""
     from analysis.analyse import analyse_bundle
 
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     outputs = analyse_bundle(bundle, mixed_models=not no_mixed_models, force=force)
     if not outputs.ran:  # the files are those of the run that made them: say so, rather than "wrote" them again
         typer.echo(f"{bundle / 'analysis'} is up to date with the bundle's tables, {len(outputs.written)} files "
@@ -795,7 +822,8 @@ def reproduce(
     config: Optional[str] = typer.Option(None, help=(
         "Profile name (tiny, default, paper) or YAML path (default: the bundle's config.yaml, else the default "
         "profile).")),
-    out: Path = typer.Option(Path("study"), "--out", "--bundle", help="The study bundle directory."),
+    bundle_at: Optional[Path] = bundle_argument.positional("The study bundle directory"),
+    out: Optional[Path] = bundle_argument.option("--out", what="The study bundle directory"),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
     shortcuts: Optional[bool] = typer.Option(None, "--shortcuts/--no-shortcuts", help=(
         "Run the shortcut benchmark into the bundle, or not (default: the config's shortcuts.run; "
@@ -808,6 +836,7 @@ def reproduce(
     from modelling.stages.pipeline import PendingStagesError
     from modelling.stages.pipeline import reproduce as run
 
+    out = bundle_argument.resolve(bundle_at, out)
     try:
         cfg = _study_config(config, out)
     except ConfigError as exc:
@@ -829,7 +858,8 @@ def reproduce(
 
 @app.command()
 def report(
-    bundle: Path = typer.Argument(..., help="The study bundle."),
+    bundle_at: Optional[Path] = bundle_argument.positional(),
+    bundle: Optional[Path] = bundle_argument.option(),
     out: Optional[Path] = typer.Option(None, help="Write the HTML here instead of into the bundle's report/ stage."),
     force: bool = typer.Option(False, help="Render even when the bundle is unchanged since the last render."),
 ) -> None:
@@ -841,8 +871,9 @@ def report(
     from modelling.stages.pipeline import build_report
     from modelling.stages.report import ReportRenderError, render_reports
 
+    bundle = bundle_argument.resolve(bundle_at, bundle)
     if not (bundle / "manifest.json").exists():
-        _fail(f"{bundle}: not a study bundle (no manifest.json); run `make reproduce` first")
+        _fail(f"{bundle}: not a study bundle (no manifest.json); run `gvr reproduce {bundle}` first")
     try:
         if out is not None:
             pages = render_reports(bundle, out)

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from modelling.cli import bundle_argument
 from modelling.readers.packets import DEFAULT_FEATURES, DEFAULT_READERS
 
 STAGE = "readers-human"
@@ -33,7 +34,8 @@ def _sha256(path: Path) -> str:
 
 
 def packet(
-    bundle: Path = typer.Argument(..., exists=True, file_okay=False, help="The study bundle with GVRs."),
+    bundle_at: Optional[Path] = bundle_argument.positional("The study bundle with GVRs"),
+    bundle: Optional[Path] = bundle_argument.option(what="The study bundle with GVRs"),
     out: Path = typer.Option(..., "--out", help="The packet directory to create (handed to the readers)."),
     key: Path = typer.Option(..., "--key", help="The key CSV to write, outside the packet (kept from the readers)."),
     per_model: int = typer.Option(50, "--per-model", min=1, help="GVRs drawn from each model."),
@@ -53,6 +55,7 @@ def packet(
     from modelling.readers.packets import PacketError
     from modelling.stages.packet import make_packet
 
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

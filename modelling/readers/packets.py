@@ -349,7 +349,7 @@ def draw_packet(
     eligible = eligible.sort_values(["model_id", "gvr_id"], kind="stable")
     if eligible.empty:
         raise PacketError(f"{source}: no GVR of kind 'gvr' predicted above {threshold_ng_l:g} ng/L; "
-                          "run `gvr explain` first")
+                          f"run `gvr explain{'' if source == 'the study' else ' ' + source}` first")
 
     available, drawn, short, chosen = {}, {}, [], []
     for model_id, rows in eligible.groupby("model_id", sort=True):

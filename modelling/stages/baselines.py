@@ -294,7 +294,7 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
     """Run the baselines stage (after `gvr explain`); skipped when its inputs are unchanged."""
     bundle = Bundle(out, create=False)
     if "explain" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
+        raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain {bundle.root}` first")
     models = sorted(bundle.read_table("gvr_index")["model_id"].unique())
     inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt",
               *(p for p in ("tables/gvr_truth.parquet", "arrays/true_change.npy", "tables/model_reliance.parquet")

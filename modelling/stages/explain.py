@@ -240,7 +240,7 @@ def build_explanations(config: StudyConfig, out, *, model_ids: list[str] | None 
     """Run the explain stage (skipped when the models, config and selection are unchanged)."""
     bundle = Bundle(out, create=False)
     if "train" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no trained models yet; run `gvr train` first")
+        raise ValueError(f"{bundle.root}: no trained models yet; run `gvr train {bundle.root}` first")
     known = sorted(bundle.read_table("predictions")["model_id"].unique())
     model_ids = model_ids or [m for m in known if m.startswith("mlp-")]
     _check_models(model_ids, known, bundle)

@@ -449,7 +449,7 @@ def build_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bu
     """Run the fidelity stage (after `gvr explain`); skipped when its inputs are unchanged."""
     bundle = Bundle(out, create=False)
     if "explain" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain` first")
+        raise ValueError(f"{bundle.root}: no GVRs yet; run `gvr explain {bundle.root}` first")
     inputs = ["tables/gvr_index.parquet", "checkpoints/encoder.pt", "checkpoints/decoder.pt",
               "tables/predictions.parquet", "arrays/latents.npy",
               *(["tables/phantom_render.parquet"] if "tables/phantom_render.parquet" in bundle.files else [])]

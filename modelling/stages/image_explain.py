@@ -148,7 +148,8 @@ def build_own_image_rationales(config: StudyConfig, out, *, force: bool = False)
 
     bundle = Bundle(out, create=False)
     if "image_model" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no image model yet; run the image-model stage (gvr reproduce) first")
+        raise ValueError(f"{bundle.root}: no image model yet; run the image-model stage first (`gvr reproduce {bundle.root}` with "
+                         "image_model.run: true in its config)")
     model, spec, data = load_image_model(bundle)
     return {m: build_image_rationales(config, out, model, spec, name=OWN, method=m, model_bytes=data,
                                       force=force)[1] for m in METHODS}
@@ -160,7 +161,7 @@ def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec
     """Explain a user's image model in the bundle at `out` (after `gvr train`); skipped when current."""
     bundle = Bundle(out, create=False)
     if "train" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no decoder yet; run `gvr train` first")
+        raise ValueError(f"{bundle.root}: no decoder yet; run `gvr train {bundle.root}` first")
     sha = sha256_bytes(model_bytes)
     key = {"model_sha256": sha, "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "source"},
            "method": method, "gvr": gvr_key(config.gvr), "per_model": config.readers.per_model,

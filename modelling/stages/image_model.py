@@ -78,7 +78,7 @@ def build_image_model(config: StudyConfig, out, *, force: bool = False) -> tuple
     """Train the image model in the bundle at `out` (after its cohort); skipped when current."""
     bundle = Bundle(out, create=False)
     if "cohort" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
+        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth {bundle.root}` (or ingest) first")
     radiographs = bundle.read_table("radiographs")
     inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/pairing.parquet",
               *sorted(radiographs["image_path"].unique())]

@@ -104,7 +104,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
             f"built the models, GVRs and baselines of the real data in {bundle.root}; the reader study needs "
             f"human readers (simulated readers need the phantom's masks):\n  gvr readers packet {bundle.root} "
             "--out packet/ --key key.csv, then `gvr readers serve` and `gvr readers unblind`, then "
-            "`gvr reproduce` again for the analysis and the manuscript")
+            f"`gvr reproduce {bundle.root}` again for the analysis and the manuscript")
     if not real:
         build_simulated_readers(config, bundle.root)
         if config.shortcuts.run:

@@ -29,7 +29,7 @@ def build_simulated_readers(config: StudyConfig, out, *, force: bool = False) ->
         return bundle
     if "tables/faithfulness.parquet" not in bundle.files:
         raise ValueError(f"{bundle.root}: no faithfulness table; simulated readers need the phantom's masks "
-                         "(run `gvr baselines` on a phantom bundle)")
+                         f"(run `gvr baselines {bundle.root}` on a phantom bundle)")
     readers = [r for r in DEFAULT_READERS if r.name in config.readers.readers]
     if len(readers) != len(config.readers.readers):
         missing = sorted(set(config.readers.readers) - {r.name for r in readers})

@@ -276,7 +276,7 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
     out = Path(out)
     if (out / "manifest.json").is_file():  # a study bundle (real data, perhaps): never write beside its files
         raise ValueError(f"{out}: a study bundle; give the benchmark a directory of its own (its seeds' bundles "
-                         "and tables go there), or run it into a phantom study with `gvr reproduce --shortcuts`")
+                         "and tables go there), or run it into a phantom study with `gvr reproduce STUDY --shortcuts`")
     out.mkdir(parents=True, exist_ok=True)
     summary, shares, models = measure(config, out, settings, workers=workers)
     for name, table in (("shares", shares), ("models", models)):

@@ -410,7 +410,7 @@ def build_predictors(config: StudyConfig, out, networks: Bundle, *, force: bool 
     skipped when the cohort, the networks and the predictors' config are unchanged."""
     bundle = Bundle(out, create=False)
     if "cohort" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
+        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth {bundle.root}` (or ingest) first")
     inputs = stage_inputs(bundle)
     key = stage_config(config) | {"networks": {n: networks.record(f"checkpoints/{n}.pt").sha256
                                                for n in ("decoder", "encoder")}}
@@ -460,7 +460,7 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
 
     bundle = Bundle(out, create=False)
     if "cohort" not in bundle.stages:
-        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth` (or ingest) first")
+        raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth {bundle.root}` (or ingest) first")
     rank, world = distributed()
     if force and rank == 0:  # --force retrains from scratch, not from the last work checkpoint
         for path in (bundle.root / "work").glob("*.pt"):

@@ -226,8 +226,8 @@ def test_explain_command_summarises_per_model(tmp_path):
     assert bad.exit_code == 2 and "models present" in bad.output
 
 
-def test_baselines_and_audit_commands(tmp_path):
-    root = str(tmp_path / "b")
+def test_baselines_and_audit_commands(tmp_path, monkeypatch):
+    root = str(tmp_path / "study")
     assert runner.invoke(app, ["audit", str(tmp_path)]).exit_code == 2
     assert runner.invoke(app, ["train", "--config", "tiny", "--bundle", root]).exit_code == 0
     assert runner.invoke(app, ["explain", "--config", "tiny", "--bundle", root]).exit_code == 0
@@ -236,21 +236,47 @@ def test_baselines_and_audit_commands(tmp_path):
     audit = runner.invoke(app, ["audit", root])
     assert audit.exit_code == 0 and "mlp-correct:" in audit.output and "pointing game" in audit.output
     assert "out of date" not in audit.output
+    assert runner.invoke(app, ["audit", "--bundle", root]).output == audit.output
+    assert runner.invoke(app, ["audit", root, "--bundle", root]).output == audit.output
+    twice = runner.invoke(app, ["audit", root, "--bundle", str(tmp_path)])
+    assert twice.exit_code == 2 and "the bundle is given twice" in twice.output
+    monkeypatch.chdir(tmp_path)  # given neither, the bundle is ./study, where `make reproduce` writes
+    assert runner.invoke(app, ["audit"]).output == audit.output
+    monkeypatch.chdir(tmp_path / "study")
+    missing = runner.invoke(app, ["audit"])
+    assert missing.exit_code == 2 and "study: no such bundle directory (the default" in missing.output
     # GVRs made again after the audit: the audit says its decisions are of GVRs the bundle no longer holds
     assert runner.invoke(app, ["explain", "--config", "tiny", "--bundle", root, "--model", "mlp-correct"]).exit_code == 0
     stale = runner.invoke(app, ["audit", root])
     assert stale.exit_code == 0 and "warning: stage 'baselines' is out of date" in stale.output
 
 
-@pytest.mark.parametrize("option", ["--out", "--bundle"])
+@pytest.mark.parametrize("option", ["--out", "--bundle", None])
 def test_bundle_commands_take_both_option_names(option, tmp_path):
-    """`--bundle` and `--out` name the study bundle in every command that builds one."""
-    result = runner.invoke(app, ["cohort", "synth", "--config", "tiny", option, str(tmp_path / "b"), "--workers", "1"])
+    """`--bundle` and `--out` name the study bundle in every command that builds one, as does its first argument."""
+    named = [str(tmp_path / "b")] if option is None else [option, str(tmp_path / "b")]
+    result = runner.invoke(app, ["cohort", "synth", "--config", "tiny", *named, "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "cohort" in Bundle(tmp_path / "b").stages
     for command in (["reproduce"], ["train"], ["cohort", "ingest"]):
         help_text = runner.invoke(app, [*command, "--help"]).output
         assert "--bundle" in help_text and "--out" in help_text, command
+
+
+BUNDLE_COMMANDS = (["cohort", "synth"], ["cohort", "ingest"], ["train"], ["explain"], ["baselines"], ["fidelity"],
+                   ["audit"], ["analyse"], ["reproduce"], ["report"], ["readers", "simulate"], ["readers", "packet"])
+
+
+@pytest.mark.parametrize("command", BUNDLE_COMMANDS, ids=" ".join)
+def test_every_bundle_command_takes_the_bundle_as_its_argument_or_as_the_option(command):
+    shown = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+    assert "[OPTIONS] [BUNDLE]" in shown and "--bundle" in shown and "Default: study." in shown, shown
+
+
+def test_analyse_takes_the_bundle_as_the_option(tmp_path):
+    assert runner.invoke(app, ["cohort", "synth", "--config", "tiny", str(tmp_path / "b"), "--workers", "1"]).exit_code == 0
+    result = runner.invoke(app, ["analyse", "--bundle", str(tmp_path / "b"), "--no-mixed-models"])
+    assert result.exit_code == 0 and "wrote " in result.output, result.output
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -161,5 +162,5 @@ def test_stage_needs_gvrs(tmp_path):
         build_baselines(load_config("tiny"), tmp_path)
     with Bundle(tmp_path).stage("config", config={}):
         pass
-    with pytest.raises(ValueError, match="run `gvr explain` first"):
+    with pytest.raises(ValueError, match=re.escape(f"no GVRs yet; run `gvr explain {tmp_path}` first")):
         build_baselines(load_config("tiny"), tmp_path)
