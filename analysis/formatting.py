@@ -10,6 +10,9 @@ never rounded before they reach here).
 from __future__ import annotations
 
 import html
+import math
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -27,10 +30,16 @@ def format_count_percent(count: int, total: int, *, digits: int = 0) -> str:
     --------
     >>> format_count_percent(153, 200, digits=1), format_count_percent(64, 200, digits=1)
     ('153/200 (76.5)', '64/200 (32)')
+
+    A half rounds up, in every row alike (binary floating point would print 44.5 % as 44 and 45.5 % as 46):
+
+    >>> format_count_percent(890, 2000), format_count_percent(91, 200)
+    ('890/2000 (45)', '91/200 (46)')
     """
     if total == 0:
         return f"{count}/{total} ({MISSING})"
-    pct = f"{100.0 * count / total:.{digits}f}"
+    scaled = Fraction(100 * count * 10 ** digits, total)
+    pct = f"{Decimal(math.floor(scaled + Fraction(1, 2))).scaleb(-digits):.{digits}f}"
     if "." in pct:
         pct = pct.rstrip("0").rstrip(".")
     return f"{count}/{total} ({pct})"
@@ -61,7 +70,12 @@ def fmt_p(p: float) -> str:
 
 
 def fmt_ci(result: Any, digits: int = 2) -> str:
-    """``"0.82 (95% CI: 0.78, 0.86)"`` from an :class:`analysis.roc.AucResult`."""
+    """``"0.82 (95% CI: 0.78, 0.86)"`` from an :class:`analysis.roc.AucResult`; where the interval has no
+    width (cases and controls completely separated, so DeLong's variance is 0) it says so instead of
+    printing ``(95% CI: 1.00, 1.00)``."""
+    if result.ci_high - result.ci_low == 0 and result.auc in (0.0, 1.0):
+        return (f"{result.auc:.{digits}f} (cases and controls completely separated: DeLong's interval has no "
+                "width)")
     return (f"{result.auc:.{digits}f} ({100 * result.level:g}% CI: {result.ci_low:.{digits}f}, "
             f"{result.ci_high:.{digits}f})")
 

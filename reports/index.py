@@ -9,7 +9,8 @@
 # renders; where the paper's own values are shown, they are quoted as the paper prints them.
 #
 # The bundle is `$GVR_BUNDLE`, else `study/` at the repository root (`make reproduce` builds it;
-# a report never builds it itself, because the default study takes 12 minutes or more).
+# a report never builds it itself, because building it trains networks: minutes on a CPU for the
+# default profile, timed in `benchmarks/RESULTS.md`).
 # The tables and figures are in *Tables and figures*; checks the paper could not make are in
 # *Beyond the paper*, and every GVR held against the phantom's ground truth in *GVRs against the truth*.
 
@@ -24,6 +25,7 @@ from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
 from analysis.formatting import fmt_ci, fmt_p
 from analysis.manuscript import open_bundle, read_json, shown_path, table2_mixed
+from analysis.mixed_models import formula_for
 
 bundle = open_bundle()
 cohort = read_json(bundle, "cohort/summary.json")
@@ -112,6 +114,21 @@ display(Markdown(
     f"{said('mlp-overfitted', 'train')} on its own training data and {said('mlp-overfitted', 'validation')} "
     f"on the withheld validation set (@tbl-auc)."))
 
+# The paper's AUCs, from the quotation above (Results, "Prediction of BNP").
+PAPER_AUC = {("mlp-correct", "test"): 0.82, ("linear-correct", "test"): 0.82, ("mlp-overfitted", "train"): 0.99,
+             ("mlp-overfitted", "validation"): 0.75}
+inside, outside = [], []
+for (model_id, role), stated in PAPER_AUC.items():
+    result = aucs.get((model_id, role))
+    if result is None or result.ci_high - result.ci_low == 0:
+        continue
+    words = f"`{model_id}` on its {ROLE_LABELS[role]} ({stated:.2f} against {result.auc:.2f} here)"
+    (inside if result.ci_low <= stated <= result.ci_high else outside).append(words)
+display(Markdown(
+    "The paper's AUC lies inside this study's 95% CI for " + ("; ".join(inside) or "no model")
+    + (" and outside it for " + "; ".join(outside) if outside else "") + ". The CIs count radiographs as "
+    "independent, though a patient may have several."))
+
 # %%
 #| label: tbl-auc
 #| tbl-cap: "Area under the ROC curve of every predictor, by the radiographs it was evaluated on."
@@ -144,16 +161,57 @@ def count(regime: str, feature: str) -> str:
     return f"{int(r['n_present'])} [{100 * r['proportion']:.1f}%] of {int(r['n_total'])}"
 
 
+def lowered(feature: str) -> str:
+    """A feature's label inside a sentence: "cardiomegaly", "no CHF features"."""
+    words = FEATURE_LABELS.get(feature, feature).split()
+    return " ".join(w if w.isupper() else w.lower() for w in words)
+
+
+def odds_ratio(feature: str) -> str:
+    if "odds_ratio" not in mixed or not np.isfinite(mixed["odds_ratio"].get(feature, np.nan)):
+        return ""
+    r = mixed.loc[feature]
+    return f"odds ratio {r['odds_ratio']:.2f}, 95% Wald CI: {r['or_ci_low']:.2f}, {r['or_ci_high']:.2f}; "
+
+
 sentences = []
 for feature in pooled.index.get_level_values("feature").unique():
     # a feature whose model could not be fitted has its reason instead of a P value (Table 2)
     p = mixed["p_value"].get(feature, np.nan) if "p_value" in mixed else np.nan
     ptext = f"P {fmt_p(p)}" if np.isfinite(p) else "P not estimable"
-    sentences.append(f"{FEATURE_LABELS.get(feature, feature).lower()}: {count('correct', feature)} vs "
-                     f"{count('overfitted', feature)} ({ptext})")
+    sentences.append(f"{lowered(feature)}: {count('correct', feature)} vs "
+                     f"{count('overfitted', feature)} ({odds_ratio(feature)}{ptext})")
+simulated = bundle.record("tables/reader_assessments.parquet").stage == "readers"
 display(Markdown(
-    f"{assessments['gvr_id'].nunique()} GVRs were read by {len(readers)} reader{'s' if len(readers) != 1 else ''} "
-    f"({', '.join(readers)}) in {assessments['round'].nunique()} readings. Features highlighted by GVRs "
-    f"of the correctly trained versus the overfitted model, pooled over readers and readings: "
-    + "; ".join(sentences) + ". The P values are the Wald tests of the model term in mixed-effects "
-    "logistic regression (Table 2)."))
+    f"{assessments['gvr_id'].nunique()} GVRs were read by {len(readers)} "
+    + ("simulated " if simulated else "") + f"reader{'s' if len(readers) != 1 else ''} "
+    f"({', '.join(readers)}) in {assessments['round'].nunique()} readings"
+    + (" (on the phantom the readers are simulated, not radiologists: each marks a feature when the share of "
+       "the GVR's change inside that feature's ground-truth mask, with the reader's own noise, passes the "
+       "reader's threshold; `modelling.readers.simulated`)" if simulated else "")
+    + ". Features highlighted by GVRs of the correctly trained versus the overfitted model, pooled over readers "
+    "and readings: " + "; ".join(sentences) + ". The odds ratios (correct versus overfitted) and P values are "
+    f"from mixed-effects logistic regression, `{formula_for(assessments)}` (lme4's glmer), the P value a Wald "
+    "test of the model term (Table 2)."))
+
+# %%
+#| echo: false
+from analysis.paper_table2 import load_paper_table2, reanalyse
+
+paper_pooled = reanalyse(load_paper_table2()).pooled_tests.set_index("feature")
+alike, unlike = [], []
+for feature, stated in paper_pooled.iterrows():
+    if ("correct", feature) not in pooled.index or ("overfitted", feature) not in pooled.index:
+        continue
+    ours_more = pooled.loc[("correct", feature), "proportion"] > pooled.loc[("overfitted", feature), "proportion"]
+    paper_more = stated["count_correct"] > stated["count_overfitted"]
+    p = mixed["p_value"].get(feature, np.nan) if "p_value" in mixed else np.nan
+    same_p = np.isfinite(p) and (p < 0.05) == (stated["stated_p"] < 0.05)
+    words = (f"{lowered(feature)} ({'more' if paper_more else 'less'} often with the correct model in the paper, "
+             f"P {fmt_p(stated['stated_p'])}; here {'more' if ours_more else 'less'} often, "
+             + (f"P {fmt_p(p)}" if np.isfinite(p) else "P not estimable") + ")")
+    (alike if ours_more == paper_more and same_p else unlike).append(words)
+display(Markdown(
+    "Against the paper, by direction and by significance at P < .05: "
+    + (f"reproduced for {'; '.join(alike)}" if alike else "reproduced for no feature")
+    + (f"; not reproduced for {'; '.join(unlike)}" if unlike else "") + "."))

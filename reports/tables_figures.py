@@ -6,7 +6,9 @@
 # %% [markdown]
 # The paper's tables and figures, regenerated from the study bundle (`$GVR_BUNDLE`, else `study/`).
 # Which radiographs are shown is decided here by rule, not by hand: the paper's figures were
-# "selected"; ours take the GVRs with the highest predicted BNP.
+# "selected"; ours take the GVRs with the highest predicted BNP (the paper's Figures 1 and 3), the first
+# radiograph by id that both models explained (Figure 4), and inverse GVRs in radiograph order (Figures
+# 5 and 6). Headings name the paper's tables and figures; the numbered captions count this page's own.
 
 # %%
 #| echo: false
@@ -18,7 +20,7 @@ from matplotlib.figure import Figure
 from analysis.figure2 import figure2
 from analysis.formatting import render_html as table_html
 from analysis.table1 import table1
-from analysis.table2 import REGIME_LABELS, table2
+from analysis.table2 import table2
 from analysis.formatting import fmt_p
 from analysis.manuscript import (MIXED_TABLE, figure_from_images, image_html, open_bundle, read_json,
                                  table2_mixed)
@@ -34,7 +36,7 @@ if forward.empty:
     raise RuntimeError(f"{bundle.root / 'tables/gvr_index.parquet'} lists no GVR (kind 'gvr'); rerun the explain stage")
 
 # %% [markdown]
-# ## Table 1
+# ## The paper's Table 1
 
 # %%
 #| label: tbl-table1
@@ -43,9 +45,9 @@ t1 = table1(*(bundle.read_table(n) for n in ("patients", "radiographs", "splits"
 display(HTML(table_html(t1.display, caption="", notes=t1.notes)))
 
 # %% [markdown]
-# ## Figure 1
+# ## The paper's Figure 1
 #
-# The GVR creation process on a real example (@fig-gvr-process): the original radiograph is encoded,
+# The GVR creation process on one of the study's radiographs (@fig-gvr-process): the original radiograph is encoded,
 # its latent vector is moved until the predictor no longer predicts disease, the original and moved
 # vectors are decoded into "diseased" and "healthy" reconstructions, and their difference is
 # superimposed on the original (orange: density removed; purple: density added).
@@ -71,7 +73,7 @@ display(HTML("<p>Movie of this radiograph moving from “diseased” to “healt
              + image_html(bundle, example["movie_path"], alt=f"Animated GIF of GVR {example['gvr_id']}", width=256)))
 
 # %% [markdown]
-# ## Figure 2
+# ## The paper's Figure 2
 
 # %%
 #| echo: false
@@ -106,7 +108,7 @@ else:
 fig2
 
 # %% [markdown]
-# ## Figure 3
+# ## The paper's Figure 3
 #
 # GVRs for radiographs predicted to indicate a high BNP (@fig-gallery): the correctly trained model
 # (top row) and the overfitted model (bottom row), the three GVRs of each with the highest predicted BNP.
@@ -118,12 +120,12 @@ fig2
 gallery = []
 for regime in ("correct", "overfitted"):
     chosen = forward[forward["regime"] == regime].head(3)
-    gallery.append([(r.overlay_path, f"{REGIME_LABELS[regime].split()[0]}: {r.image_id}\n{r.start_pred_ng_l:.0f} ng/L")
+    gallery.append([(r.overlay_path, f"{regime.capitalize()} model: {r.image_id}\n{r.start_pred_ng_l:.0f} ng/L")
                     for r in chosen.itertuples()] or [(forward.iloc[0]["original_path"], f"no {regime} GVR")])
 figure_from_images(bundle, gallery)
 
 # %% [markdown]
-# ## Table 2
+# ## The paper's Table 2
 
 # %%
 #| echo: false
@@ -132,7 +134,7 @@ t2 = table2(assessments, mixed_models=False)
 mixed = table2_mixed(bundle)
 p_note = ("The P value (mixed-effects logistic regression, Wald test of the model term, from "
           f"{MIXED_TABLE}) for the correct versus overfitted difference was "
-          + ", ".join(f"{fmt_p(r.p_value)} for {r.feature.replace('_', ' ')}" if np.isfinite(r.p_value)
+          + ", ".join(f"P {fmt_p(r.p_value)} for {r.feature.replace('_', ' ')}" if np.isfinite(r.p_value)
                       else f"not estimable for {r.feature.replace('_', ' ')}" + (f" ({r.error})" if r.error else "")
                       for r in mixed.itertuples()) + ".")
 if "caution" in mixed.columns:  # lme4's messages and what they mean for each P value
@@ -151,7 +153,7 @@ notes = t2.notes + (p_note,) + (("The readers are simulated on the phantom's mas
 display(HTML(table_html(t2.display, caption="", notes=notes)))
 
 # %% [markdown]
-# ## Figure 4
+# ## The paper's Figure 4
 #
 # (a) One radiograph under both models (@fig-both-models); (b) its GVR beside occlusion, integrated
 # gradients, LIME and Grad-CAM (@fig-baselines).
@@ -194,7 +196,7 @@ display(HTML("<p>Movie 1: this radiograph moving from “diseased” to “healt
              + image_html(bundle, r.movie_path, alt=f"Animated GIF of GVR {r.gvr_id}", width=256)))
 
 # %% [markdown]
-# ## Figures 5 and 6
+# ## The paper's Figures 5 and 6
 #
 # Inverse GVRs answer "How would this patient's radiograph change with an elevated BNP?": the latent
 # vector of a radiograph with a normal predicted BNP is moved until the predictor reaches a target BNP.

@@ -170,3 +170,20 @@ def test_the_report_kernel_gets_the_users_library_path_back_after_r_started(tmp_
                          cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "/opt/mine/lib"
+
+
+def test_a_float_whose_cell_drew_nothing_gets_no_number_and_no_caption():
+    # A section that is not run (the shortcut benchmark outside `make shortcuts`) showed empty numbered captions.
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    from modelling.stages.report import QuartoOptionsPreprocessor
+
+    empty = new_code_cell("#| label: fig-empty\n#| fig-cap: \"Nothing drawn\"\nNone")
+    table = new_code_cell("#| label: tbl-shown\n#| tbl-cap: \"A table\"\nshow()",
+                          outputs=[new_output("display_data", data={"text/html": "<table></table>"})])
+    nb = new_notebook(cells=[empty, table, new_markdown_cell("See @tbl-shown and @fig-empty.")])
+    nb, _ = QuartoOptionsPreprocessor().preprocess(nbformat.from_dict(nb), {})
+    assert nb.cells[0].outputs == [] and "Nothing drawn" not in str([c.get("outputs") for c in nb.cells])
+    assert "<strong>Table 1:</strong> A table" in str(nb.cells[1].outputs)
+    assert nb.cells[2].source == "See [Table 1](#tbl-shown) and @fig-empty."

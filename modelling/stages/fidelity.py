@@ -468,7 +468,8 @@ def fidelity_checks(summary: dict) -> dict[str, dict]:
     every model's GVRs rank the features as its reliance does (Spearman >= 0.7); the correct model's GVRs
     correlate with the true change at median r >= 0.5 and lower the measured cardiothoracic ratio in at
     least 90 % of those with cardiomegaly, and of those without a large effusion, where the measure reads the
-    heart rather than the fluid beside it (benchmarks/probe_ctr_rows.py).
+    heart rather than the fluid beside it (benchmarks/probe_ctr_rows.py); where the two models' reliance on a
+    feature that is not disease differs, their GVRs differ the same way (:mod:`analysis.regimes`).
 
     Returns ``{name: {"value": float | None, "met": bool}}``; empty without ground truth.
     """
@@ -491,4 +492,12 @@ def fidelity_checks(summary: dict) -> dict[str, dict]:
             cleared = m.get("effusion_cleared")
             checks[f"{model_id}: measured effusion smaller in >= 90% with an effusion"] = {
                 "value": cleared, "met": cleared is not None and cleared >= 0.9}
+    if summary.get("non_disease_difference"):
+        from analysis.regimes import ALPHA, regime_differences, regime_target
+
+        target = regime_target(regime_differences(summary["non_disease_difference"]))
+        differing = target["differing"]
+        checks[f"the two models' GVRs differ as their reliance does, P < {ALPHA:g}, on each feature whose reliance "
+               f"differs ({', '.join(differing) or 'none'}); share of them"] = {
+            "value": len(target["met_on"]) / len(differing) if differing else None, "met": target["met"]}
     return checks

@@ -128,7 +128,9 @@ class QuartoOptionsPreprocessor(_Preprocessor):
             cell.metadata["quarto"] = options
             label = options.get("label", "")
             kind = label.split("-", 1)[0]
-            if kind in counts:
+            shown = any(o.get("output_type") in ("display_data", "execute_result", "stream")
+                        for o in cell.get("outputs", []))
+            if kind in counts and shown:  # a float whose cell drew nothing gets no number and no caption
                 counts[kind] += 1
                 numbers[label] = f"{'Figure' if kind == 'fig' else 'Table'} {counts[kind]}"
                 self._float(cell, kind, label, numbers[label], options)

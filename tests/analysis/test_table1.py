@@ -173,3 +173,18 @@ def test_repeated_keys_and_missing_values_are_refused_naming_them(data):
     with pytest.raises(ValueError, match=rf"patients.age_years must be a number; 1 row\(s\).*"
                                          rf"patient_id \['{missing['patient_id'].iloc[2]}'\]"):
         table1(missing, radiographs, splits, pairing)
+
+
+def test_percentages_round_half_up_in_every_row():
+    # 890/2000 is 44.5 % and 91/200 45.5 %: binary floating point printed them as 44 and 46
+    assert [format_count_percent(c, n) for c, n in ((890, 2000), (91, 200), (1, 3))] == [
+        "890/2000 (45)", "91/200 (46)", "1/3 (33)"]
+
+
+def test_a_complete_separation_says_so_instead_of_a_zero_width_interval():
+    from analysis.formatting import fmt_ci
+    from analysis.roc import auc
+
+    separated = auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], ci="delong")
+    assert fmt_ci(separated) == "1.00 (cases and controls completely separated: DeLong's interval has no width)"
+    assert fmt_ci(auc([0, 1, 0, 1], [0.1, 0.2, 0.8, 0.9], ci="delong")).startswith("0.75 (95% CI: ")

@@ -172,6 +172,16 @@ def test_the_targets_are_judged_from_the_summary():
         "value": 0.64, "met": False}
     assert len(checks) == 6  # the pixel r, CTR and effusion targets are the correct model's only
     assert fidelity_checks({"models": {}, "reason": "real data: no ground truth"}) == {}
+    summary["non_disease_difference"] = {
+        "body_mass": {"reliance_correct": 0.62, "reliance_overfitted": 1.59, "gvr_coefficient_correct": 0.1,
+                      "gvr_coefficient_overfitted": 0.2, "p": 0.001},
+        "projection": {"reliance_correct": 0.25, "reliance_overfitted": 0.58, "gvr_coefficient_correct": 0.185,
+                       "gvr_coefficient_overfitted": 0.085, "p": 0.04},
+        "shortcut": {"reliance_correct": 0.0, "reliance_overfitted": 0.0, "gvr_coefficient_correct": 0.0,
+                     "gvr_coefficient_overfitted": 0.0, "p": None}}
+    regimes = fidelity_checks(summary)["the two models' GVRs differ as their reliance does, P < 0.01, on each "
+                                       "feature whose reliance differs (body_mass, projection); share of them"]
+    assert regimes == {"value": 0.5, "met": False}
 
 
 def test_a_gvr_is_valid_when_the_model_reads_its_stored_reconstructions_on_either_side_of_the_target(measured):
