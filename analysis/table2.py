@@ -257,9 +257,20 @@ def _empty_inter() -> pd.DataFrame:
                                  "n", "level"])
 
 
-def _kappa_list(values: dict[str, float], features: list[str]) -> str:
-    parts = [f"{values[f]:.2f} for {_feature_label(f).lower()}" if f in values
-             else f"undefined for {_feature_label(f).lower()}" for f in features]
+def _in_sentence(feature: str) -> str:
+    """A feature's label inside a sentence, acronyms kept: "cardiomegaly", "no CHF features"."""
+    return " ".join(w if w.isupper() else w.lower() for w in _feature_label(feature).split())
+
+
+def _kappas(rows: pd.DataFrame) -> dict[str, str]:
+    """Per feature, its kappa with the 95% CI: "0.78 (95% CI: 0.65, 0.90)"."""
+    return {r.feature: f"{r.kappa:.2f} ({100 * r.level:g}% CI: {r.ci_low:.2f}, {r.ci_high:.2f})"
+            for r in rows.itertuples()}
+
+
+def _kappa_list(values: dict[str, str], features: list[str]) -> str:
+    parts = [f"{values[f]} for {_in_sentence(f)}" if f in values
+             else f"undefined for {_in_sentence(f)}" for f in features]
     return ", ".join(parts[:-1]) + (", and " if len(parts) > 2 else " and ") + parts[-1] if len(parts) > 1 else parts[0]
 
 
@@ -273,21 +284,21 @@ def _notes(intra: pd.DataFrame, inter: pd.DataFrame, mixed: pd.DataFrame, featur
         got = intra[intra["reader"] == reader]
         if len(got):
             sentences.append(f"The intraobserver κ for reader {reader} was "
-                             f"{_kappa_list(dict(zip(got['feature'], got['kappa'])), features)}.")
+                             f"{_kappa_list(_kappas(got), features)}.")
     if len(inter) and inter[["reader_a", "reader_b"]].drop_duplicates().shape[0] == 1:
-        sentences.append(f"The interobserver κ was {_kappa_list(dict(zip(inter['feature'], inter['kappa'])), features)}.")
+        sentences.append(f"The interobserver κ was {_kappa_list(_kappas(inter), features)}.")
     elif len(inter):
         for (ra, rb), g in inter.groupby(["reader_a", "reader_b"]):
             sentences.append(f"The interobserver κ of readers {ra} and {rb} was "
-                             f"{_kappa_list(dict(zip(g['feature'], g['kappa'])), features)}.")
+                             f"{_kappa_list(_kappas(g), features)}.")
     if "p_value" in mixed.columns:
         parts = []
         for f in features:
             row = mixed[mixed["feature"] == f]
             if len(row) and np.isfinite(row["p_value"].iloc[0]):
-                parts.append(f"{format_p(float(row['p_value'].iloc[0]))} for {_feature_label(f).lower()}")
+                parts.append(f"{format_p(float(row['p_value'].iloc[0]))} for {_in_sentence(f)}")
             elif len(row):
-                parts.append(f"not estimable for {_feature_label(f).lower()}")
+                parts.append(f"not estimable for {_in_sentence(f)}")
         if parts:
             sentences.append("The P value (mixed-effects logistic regression, Wald) for the correct versus "
                              "overfitted difference was " + ", ".join(parts) + "."

@@ -369,7 +369,7 @@ else:
 
 # %%
 #| label: tbl-image-model
-#| tbl-cap: "The same radiographs (those the CNN scores highest in the test split) explained for the CNN (GVRs direct and by surrogate, captum baselines) and for the latent MLP (its GVRs): median pixel correlation with the true disease-removal change, relevance mass accuracy, pointing game, and the non-disease share of the change by area among the masks (the audit's N, which does not decide)."
+#| tbl-cap: "The same radiographs (those the CNN scores highest in the test split) explained for the CNN (GVRs direct and by surrogate, captum baselines) and for the latent MLP (its GVRs): median pixel correlation with the true disease-removal change, relevance mass accuracy, pointing game, and the non-disease share of the change by area among the masks (N as the audit computes it, here on these radiographs rather than the audit's, so it differs from the audit table's; it does not decide)."
 if has_cnn:
     cnn_rows = pd.DataFrame([{"Model": model, "Method": METHOD_LABELS.get(method, method.replace("_", " ")),
                               "Explained": v["explained"], "Median r with true change": v["median_true_change_r"],

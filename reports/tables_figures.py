@@ -21,7 +21,7 @@ from analysis.figure2 import figure2
 from analysis.formatting import render_html as table_html
 from analysis.table1 import table1
 from analysis.table2 import table2
-from analysis.formatting import fmt_p
+from analysis.formatting import fmt_ci, format_p
 from analysis.manuscript import (MIXED_TABLE, figure_from_images, image_html, open_bundle, read_json,
                                  table2_mixed)
 
@@ -99,7 +99,8 @@ except ValueError as exc:  # one class among the test rows, or no correct-regime
     display(Markdown(f"Figure 2 cannot be drawn from this bundle: {exc}"))
 else:
     fig2 = f2.figure
-    display(Markdown(f2.caption))  # the computed caption, with this bundle's AUC; the alt text is the figure's own
+    display(Markdown(f"Model `{f2.model_id}` on its {f2.role} radiographs ({f2.n}): at a cutoff of {THRESHOLD:g} "
+                     f"ng/L, an AUC of {fmt_ci(f2.auc)} (@fig-figure2)."))
 
 # %%
 #| label: fig-figure2
@@ -134,8 +135,8 @@ t2 = table2(assessments, mixed_models=False)
 mixed = table2_mixed(bundle)
 p_note = ("The P value (mixed-effects logistic regression, Wald test of the model term, from "
           f"{MIXED_TABLE}) for the correct versus overfitted difference was "
-          + ", ".join(f"P {fmt_p(r.p_value)} for {r.feature.replace('_', ' ')}" if np.isfinite(r.p_value)
-                      else f"not estimable for {r.feature.replace('_', ' ')}" + (f" ({r.error})" if r.error else "")
+          + ", ".join(f"{format_p(r.p_value)} for {r.feature.replace('_', ' ').replace('chf', 'CHF')}" if np.isfinite(r.p_value)
+                      else f"not estimable for {r.feature.replace('_', ' ').replace('chf', 'CHF')}" + (f" ({r.error})" if r.error else "")
                       for r in mixed.itertuples()) + ".")
 if "caution" in mixed.columns:  # lme4's messages and what they mean for each P value
     cautions = mixed[mixed["caution"].fillna("").astype(str) != ""]

@@ -87,7 +87,7 @@ def test_display_layout(assessments, result):
     text = result.to_html()
     assert 'id="tbl-table2"' in text and f'<td colspan="2">{n}/200 ({pct})</td>' in text
     kA = result.intra.set_index(["reader", "feature"]).loc[("A", "cardiomegaly"), "kappa"]
-    assert f"The intraobserver κ for reader A was {kA:.2f} for cardiomegaly" in result.notes[1]
+    assert f"The intraobserver κ for reader A was {kA:.2f} (95% CI: " in result.notes[1] and "for no CHF features" in result.notes[1]
     assert result.to_csv().splitlines()[0].startswith("Model,Reader,Cardiomegaly - First reading")
     assert list(result.mixed.columns) == ["feature"] and result.mixed.empty
 
