@@ -124,10 +124,13 @@ for (model_id, role), stated in PAPER_AUC.items():
         continue
     words = f"`{model_id}` on its {ROLE_LABELS[role]} ({stated:.2f} against {result.auc:.2f} here)"
     (inside if result.ci_low <= stated <= result.ci_high else outside).append(words)
-display(Markdown(
-    "The paper's AUC lies inside this study's 95% CI for " + ("; ".join(inside) or "no model")
-    + (" and outside it for " + "; ".join(outside) if outside else "") + ". The CIs count radiographs as "
-    "independent, though a patient may have several."))
+if inside or outside:
+    display(Markdown(
+        "The paper's AUC lies inside this study's 95% CI for " + ("; ".join(inside) or "no model")
+        + (" and outside it for " + "; ".join(outside) if outside else "") + ". The CIs count radiographs as "
+        "independent, though a patient may have several."))
+else:
+    display(Markdown("No AUC of this study has a confidence interval to hold the paper's AUCs against."))
 
 # %%
 #| label: tbl-auc
@@ -181,11 +184,11 @@ for feature in pooled.index.get_level_values("feature").unique():
     ptext = f"P {fmt_p(p)}" if np.isfinite(p) else "P not estimable"
     sentences.append(f"{lowered(feature)}: {count('correct', feature)} vs "
                      f"{count('overfitted', feature)} ({odds_ratio(feature)}{ptext})")
-simulated = bundle.record("tables/reader_assessments.parquet").stage == "readers"
+simulated = bool(assessments["simulated"].all())
 display(Markdown(
     f"{assessments['gvr_id'].nunique()} GVRs were read by {len(readers)} "
     + ("simulated " if simulated else "") + f"reader{'s' if len(readers) != 1 else ''} "
-    f"({', '.join(readers)}) in {assessments['round'].nunique()} readings"
+    f"({', '.join(readers)}) in {assessments['round'].nunique()} reading{'s' if assessments['round'].nunique() != 1 else ''}"
     + (" (on the phantom the readers are simulated, not radiologists: each marks a feature when the share of "
        "the GVR's change inside that feature's ground-truth mask, with the reader's own noise, passes the "
        "reader's threshold; `modelling.readers.simulated`)" if simulated else "")
@@ -214,4 +217,5 @@ for feature, stated in paper_pooled.iterrows():
 display(Markdown(
     "Against the paper, by direction and by significance at P < .05: "
     + (f"reproduced for {'; '.join(alike)}" if alike else "reproduced for no feature")
-    + (f"; not reproduced for {'; '.join(unlike)}" if unlike else "") + "."))
+    + (f"; not reproduced for {'; '.join(unlike)}" if unlike else "") + "."
+    if alike or unlike else "No feature was read on both models' GVRs, so none can be held against the paper."))

@@ -404,7 +404,8 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     pages = {p.name: p.read_text() for p in (bundle.root / "report").glob("*.html")}
     assert set(pages) == {"index.html", "tables_figures.html", "beyond.html", "fidelity.html"}
     assert "holds real data" in pages["beyond.html"] and "no ground truth" in pages["fidelity.html"]
-    assert "1 reader (A)" in pages["index.html"]
+    assert "1 reader (A) in 1 reading." in pages["index.html"] and "simulated reader" not in pages["index.html"]
+    assert "Against the paper" in pages["index.html"] or "none can be held against the paper" in pages["index.html"]
 
 
 def test_train_command_refuses_to_synthesise_into_a_failed_real_bundle(tmp_path, clean_env):
