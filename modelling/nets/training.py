@@ -467,12 +467,18 @@ def _module_device(module: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
+def on_images(module: nn.Module, images: np.ndarray, *, batch: int = 256) -> list[np.ndarray]:
+    """`module`'s float32 outputs on uint8 images (n, size, size), a batch at a time on the module's device;
+    one array per batch (none for no images)."""
+    device = _module_device(module)
+    return [module(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).to(device)).float().cpu().numpy()
+            for i in range(0, len(images), batch)]
+
+
 def encode(encoder: Encoder, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
     """Latent codes (n, latent_dim) float32 of uint8 images (n, size, size)."""
     encoder.eval()
-    device = _module_device(encoder)
-    out = [encoder(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).to(device)).float().cpu().numpy()
-           for i in range(0, len(images), batch)]
+    out = on_images(encoder, images, batch=batch)
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.head.out_channels), np.float32)
 
 

@@ -40,7 +40,7 @@ from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driv
 from modelling.explain.fidelity import lower_share
 from modelling.explain.gvr import aim, move, overlay, scorer, shorten
 from modelling.nets.networks import to_unit
-from modelling.nets.training import decode, device_for
+from modelling.nets.training import decode, device_for, on_images
 from modelling.progress import progress
 from modelling.stages.artifacts import (
     load_decoder,
@@ -118,13 +118,8 @@ def _reliance(bundle: Bundle) -> dict[str, dict]:
 
 def _reads(model: EndToEnd):
     """The whole model as :func:`modelling.explain.audit.region_effects` calls it: uint8 radiographs -> log BNP."""
-    device = next(iter(model.parameters()), torch.empty(0)).device
-
     def predict(images: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return np.concatenate([
-                model(to_unit(torch.from_numpy(np.ascontiguousarray(images[i:i + 256]))).to(device)).float().cpu().numpy()
-                for i in range(0, len(images), 256)])
+        return np.concatenate(on_images(model, images))
     return predict
 
 
