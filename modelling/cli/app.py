@@ -251,12 +251,13 @@ def cohort_synth(
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
 ) -> None:
     """Synthesize the phantom cohort into a bundle and print its Table 1 summary."""
-    out = bundle_argument.resolve(bundle_at, out)
     import json
 
     from modelling.config import ConfigError
     from modelling.stages.cohort import build_cohort
     from modelling.stages.study_config import record_config
+
+    out = bundle_argument.resolve(bundle_at, out)
 
     try:
         cfg = _study_config(config, out)
@@ -293,10 +294,11 @@ def cohort_ingest(
     import json
     import os
 
-    out = bundle_argument.resolve(bundle_at, out)
     from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser
     from modelling.config import ConfigError
     from modelling.stages.ingest import build_from_real_data
+
+    out = bundle_argument.resolve(bundle_at, out)
 
     if salt_file is not None:
         salt = salt_file.read_bytes().strip()
