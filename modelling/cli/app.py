@@ -114,7 +114,9 @@ def _fits(path: Path) -> list[str]:
 
 @app.command()
 def validate(
-    path: Path = typer.Argument(..., help="A table (.csv or .parquet) or a bundle directory."),
+    path: Optional[Path] = typer.Argument(None, show_default=False, help=(
+        f"A table (.csv or .parquet) or a bundle directory. Default: {bundle_argument.DEFAULT}.")),
+    bundle: Optional[list[Path]] = bundle_argument.option(what="Or the bundle directory"),
     schema: Optional[str] = typer.Option(None, "--schema", "-s", help=(
         "Schema of a single table, or an input format of `gvr cohort ingest` (patients_input, bnp_input, "
         "images_manifest); default: from the file's name and header.")),
@@ -127,6 +129,9 @@ def validate(
     from data_schema import UnknownSchemaError, get_spec, validate_bundle, validate_file
     from data_schema.registry import guess_schema
 
+    if bundle and path is not None and not path.is_dir():
+        _fail(f"{path} is a table; --bundle names a bundle directory: give one or the other")
+    path = path if path is not None and not path.is_dir() else bundle_argument.resolve(path, bundle)
     if not path.exists():
         _fail(f"{path}: no such file or directory")
     if path.is_dir():
@@ -246,7 +251,7 @@ def cohort_synth(
         "Profile name (tiny, default, paper) or YAML path (default: the bundle's config.yaml, else the default "
         "profile).")),
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle directory"),
-    out: Optional[Path] = bundle_argument.option("--out", what="The study bundle directory"),
+    out: Optional[list[Path]] = bundle_argument.option("--out", what="The study bundle directory"),
     workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
 ) -> None:
@@ -280,7 +285,7 @@ def cohort_ingest(
         "Profile name (tiny, default, paper) or YAML path (image size, pairing window, split; default: the "
         "bundle's config.yaml when it has one, else the default profile).")),
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle directory"),
-    out: Optional[Path] = bundle_argument.option("--out", what="The study bundle directory"),
+    out: Optional[list[Path]] = bundle_argument.option("--out", what="The study bundle directory"),
     month_first: bool = typer.Option(False, help="Read slashed dates as MM/DD/YYYY instead of DD/MM/YYYY."),
     secondary_capture: bool = typer.Option(False, help=(
         "Also keep grayscale DICOM secondary captures (Modality SC or OT), e.g. digitised films; by default "
@@ -346,7 +351,7 @@ def train(
     config: Optional[str] = typer.Option(None, help=(
         "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle, its cohort built first if missing"),
-    bundle: Optional[Path] = bundle_argument.option("--out", what="The study bundle, its cohort built first if missing"),
+    bundle: Optional[list[Path]] = bundle_argument.option("--out", what="The study bundle, its cohort built first if missing"),
     force: bool = typer.Option(False, help="Retrain even when the bundle's models are current."),
 ) -> None:
     """Train the decoder, encoder and BNP predictors; print the AUCs and the targets.
@@ -459,7 +464,7 @@ def _print_training(summary: dict) -> None:
 @app.command()
 def explain(
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle (trained)"),
-    bundle: Optional[Path] = bundle_argument.option(what="The study bundle (trained)"),
+    bundle: Optional[list[Path]] = bundle_argument.option(what="The study bundle (trained)"),
     config: Optional[str] = typer.Option(None, help=(
         "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     model: Optional[list[str]] = typer.Option(None, "--model", help="Model id(s) (default: every MLP)."),
@@ -488,7 +493,7 @@ def explain(
     from modelling.config import ConfigError
     from modelling.stages.explain import UnknownModelError, build_explanations
 
-    bundle = bundle_argument.resolve(bundle_at, bundle)
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     if image_model is not None or image_model_factory is not None:
         _explain_image_model(bundle, config, image_model, image_model_factory, weights, image_model_spec, method,
                              name, margin, force)
@@ -578,7 +583,7 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
 @app.command()
 def baselines(
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle (with GVRs)"),
-    bundle: Optional[Path] = bundle_argument.option(what="The study bundle (with GVRs)"),
+    bundle: Optional[list[Path]] = bundle_argument.option(what="The study bundle (with GVRs)"),
     config: Optional[str] = typer.Option(None, help=(
         "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     force: bool = typer.Option(False, help="Redo even when the maps are current."),
@@ -587,7 +592,7 @@ def baselines(
     from modelling.config import ConfigError
     from modelling.stages.baselines import build_baselines
 
-    bundle = bundle_argument.resolve(bundle_at, bundle)
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     try:
         cfg = _study_config(config, bundle)
         built, _ = build_baselines(cfg, bundle, force=force)
@@ -601,7 +606,7 @@ def baselines(
 @app.command()
 def fidelity(
     bundle_at: Optional[Path] = bundle_argument.positional("A phantom study bundle (with GVRs)"),
-    bundle: Optional[Path] = bundle_argument.option(what="A phantom study bundle (with GVRs)"),
+    bundle: Optional[list[Path]] = bundle_argument.option(what="A phantom study bundle (with GVRs)"),
     config: Optional[str] = typer.Option(None, help=(
         "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     force: bool = typer.Option(False, help="Redo even when the measures are current."),
@@ -610,7 +615,7 @@ def fidelity(
     from modelling.config import ConfigError
     from modelling.stages.fidelity import build_fidelity
 
-    bundle = bundle_argument.resolve(bundle_at, bundle)
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     try:
         cfg = _study_config(config, bundle)
         built, _ = build_fidelity(cfg, bundle, force=force)
@@ -698,7 +703,7 @@ def _print_audit(bundle) -> None:
 @app.command()
 def audit(
     bundle_at: Optional[Path] = bundle_argument.positional(),
-    bundle: Optional[Path] = bundle_argument.option(),
+    bundle: Optional[list[Path]] = bundle_argument.option(),
 ) -> None:
     """Does each model rely mostly on what is not disease? The decision from its GVRs, with the evidence used.
 
@@ -770,7 +775,7 @@ def _print_shortcuts(summary: dict, out: Path) -> None:
 @readers_app.command("simulate")
 def readers_simulate(
     bundle_at: Optional[Path] = bundle_argument.positional("A phantom study bundle with baselines"),
-    bundle: Optional[Path] = bundle_argument.option(what="A phantom study bundle with baselines"),
+    bundle: Optional[list[Path]] = bundle_argument.option(what="A phantom study bundle with baselines"),
     config: Optional[str] = typer.Option(None, help=(
         "Profile name or YAML path (readers, rounds, features; default: the bundle's config.yaml, else the "
         "default profile).")),
@@ -781,7 +786,7 @@ def readers_simulate(
     from modelling.config import ConfigError
     from modelling.stages.readers import build_simulated_readers
 
-    bundle = bundle_argument.resolve(bundle_at, bundle)
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     try:
         cfg = _study_config(config, bundle)
         built = build_simulated_readers(cfg, bundle, force=force)
@@ -799,7 +804,7 @@ def readers_simulate(
 @app.command()
 def analyse(
     bundle_at: Optional[Path] = bundle_argument.positional(),
-    bundle: Optional[Path] = bundle_argument.option(),
+    bundle: Optional[list[Path]] = bundle_argument.option(),
     no_mixed_models: bool = typer.Option(False, "--no-mixed-models",
                                          help="Skip Table 2's mixed-effects models (no R needed)."),
     force: bool = typer.Option(False, help="Rewrite everything even when the tables have not changed."),
@@ -825,7 +830,7 @@ def reproduce(
         "Profile name (tiny, default, paper) or YAML path (default: the bundle's config.yaml, else the default "
         "profile).")),
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle directory"),
-    out: Optional[Path] = bundle_argument.option("--out", what="The study bundle directory"),
+    out: Optional[list[Path]] = bundle_argument.option("--out", what="The study bundle directory"),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes for parallel stages (default: one per core)."),
     shortcuts: Optional[bool] = typer.Option(None, "--shortcuts/--no-shortcuts", help=(
         "Run the shortcut benchmark into the bundle, or not (default: the config's shortcuts.run; "
@@ -861,7 +866,7 @@ def reproduce(
 @app.command()
 def report(
     bundle_at: Optional[Path] = bundle_argument.positional(),
-    bundle: Optional[Path] = bundle_argument.option(),
+    bundle: Optional[list[Path]] = bundle_argument.option(),
     out: Optional[Path] = typer.Option(None, help="Write the HTML here instead of into the bundle's report/ stage."),
     force: bool = typer.Option(False, help="Render even when the bundle is unchanged since the last render."),
 ) -> None:
@@ -873,7 +878,7 @@ def report(
     from modelling.stages.pipeline import build_report
     from modelling.stages.report import ReportRenderError, render_reports
 
-    bundle = bundle_argument.resolve(bundle_at, bundle)
+    bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     if not (bundle / "manifest.json").exists():
         _fail(f"{bundle}: not a study bundle (no manifest.json); run `gvr reproduce {bundle}` first")
     try:

@@ -2,13 +2,15 @@
 
 Every command that reads or builds a bundle takes it either as its first argument (``gvr audit study``) or as
 ``--bundle`` (``gvr audit --bundle study``), and looks in ``study`` (where ``make reproduce`` writes) when given
-neither. Commands that build a bundle also take ``--out``.
+neither. Commands that build a bundle also take ``--out``. Naming it more than once is accepted only when every
+name is the same directory; a command that needs an existing bundle refuses a missing one before any work
+(exit 2, as for any refused input).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
@@ -21,17 +23,19 @@ def positional(what: str = "The study bundle") -> typer.models.ArgumentInfo:
 
 
 def option(*aliases: str, what: str = "The study bundle") -> typer.models.OptionInfo:
-    return typer.Option(None, "--bundle", *aliases, show_default=False,
+    """``--bundle`` (and `aliases`), repeatable so that two different names are caught rather than the last kept."""
+    return typer.Option(None, "--bundle", *aliases, metavar="BUNDLE", show_default=False,
                         help=f"{what}; or as the first argument. Default: {DEFAULT}.")
 
 
-def resolve(given: Optional[Path], named: Optional[Path], *, must_exist: bool = False) -> Path:
-    """The bundle from the argument or the option; both only when they agree."""
-    if given is not None and named is not None and Path(given) != Path(named):
-        _fail(f"the bundle is given twice, as {given} and as --bundle {named}: give it once")
-    bundle = Path(given if given is not None else named if named is not None else DEFAULT)
+def resolve(given: Optional[Path], named: Optional[Sequence[Path]], *, must_exist: bool = False) -> Path:
+    """The one bundle the argument and the options name (every name the same directory), else ``study``."""
+    names = ([] if given is None else [Path(given)]) + [Path(n) for n in (named or [])]
+    if len({n.resolve() for n in names}) > 1:
+        _fail(f"the bundle is named more than once, differently: {', '.join(str(n) for n in names)}; name it once")
+    bundle = names[0] if names else DEFAULT
     if must_exist and not bundle.is_dir():
-        where = "" if given is not None or named is not None else " (the default; name the bundle as the first argument)"
+        where = "" if names else " (the default; name the bundle as the first argument)"
         _fail(f"{bundle}: no such bundle directory{where}")
     return bundle
 

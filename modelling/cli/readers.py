@@ -35,7 +35,7 @@ def _sha256(path: Path) -> str:
 
 def packet(
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle with GVRs"),
-    bundle: Optional[Path] = bundle_argument.option(what="The study bundle with GVRs"),
+    bundle: Optional[list[Path]] = bundle_argument.option(what="The study bundle with GVRs"),
     out: Path = typer.Option(..., "--out", help="The packet directory to create (handed to the readers)."),
     key: Path = typer.Option(..., "--key", help="The key CSV to write, outside the packet (kept from the readers)."),
     per_model: int = typer.Option(50, "--per-model", min=1, help="GVRs drawn from each model."),

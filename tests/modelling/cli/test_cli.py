@@ -239,7 +239,13 @@ def test_baselines_and_audit_commands(tmp_path, monkeypatch):
     assert runner.invoke(app, ["audit", "--bundle", root]).output == audit.output
     assert runner.invoke(app, ["audit", root, "--bundle", root]).output == audit.output
     twice = runner.invoke(app, ["audit", root, "--bundle", str(tmp_path)])
-    assert twice.exit_code == 2 and "the bundle is given twice" in twice.output
+    assert twice.exit_code == 2 and "the bundle is named more than once, differently" in twice.output
+    options = runner.invoke(app, ["audit", "--bundle", str(tmp_path / "stduy"), "--bundle", root])  # not the last kept
+    assert options.exit_code == 2 and "named more than once" in options.output
+    assert runner.invoke(app, ["audit", root, "--bundle", str(tmp_path / "." / "study") + "/"]).output == audit.output
+    for command in (["fidelity"], ["explain"], ["baselines"], ["readers", "simulate"], ["report"], ["analyse"]):
+        missing = runner.invoke(app, [*command, str(tmp_path / "stduy")])  # refused before any work, as audit is
+        assert missing.exit_code == 2 and "stduy: no such bundle directory" in missing.output, command
     monkeypatch.chdir(tmp_path)  # given neither, the bundle is ./study, where `make reproduce` writes
     assert runner.invoke(app, ["audit"]).output == audit.output
     monkeypatch.chdir(tmp_path / "study")
@@ -271,6 +277,17 @@ BUNDLE_COMMANDS = (["cohort", "synth"], ["cohort", "ingest"], ["train"], ["expla
 def test_every_bundle_command_takes_the_bundle_as_its_argument_or_as_the_option(command):
     shown = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
     assert "[OPTIONS] [BUNDLE]" in shown and "--bundle" in shown and "Default: study." in shown, shown
+
+
+def test_validate_takes_a_table_or_the_bundle_as_its_argument_or_the_option(tmp_path, monkeypatch):
+    root = tmp_path / "study"
+    assert runner.invoke(app, ["cohort", "synth", "--config", "tiny", str(root), "--workers", "1"]).exit_code == 0
+    shown = {runner.invoke(app, args).output for args in (["validate", str(root)], ["validate", "--bundle", str(root)])}
+    assert shown == {f"ok: bundle {root} is valid\n"}
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["validate"]).output == "ok: bundle study is valid\n"
+    table = runner.invoke(app, ["validate", "study/tables/patients.parquet", "--bundle", "study"])
+    assert table.exit_code == 2 and "give one or the other" in table.output
 
 
 def test_analyse_takes_the_bundle_as_the_option(tmp_path):
