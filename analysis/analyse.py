@@ -72,6 +72,35 @@ def _feature_tests_available() -> str | None:
     return f"analysis.mixed_models has no {', '.join(missing)} yet" if missing else None
 
 
+class StaleAssessmentsError(ValueError):
+    """The reader assessments are of GVRs the bundle no longer holds (made again after they were read)."""
+
+
+def stale_assessments(bundle: Bundle) -> str | None:
+    """Why the bundle's reader assessments no longer describe its GVRs, or None when they do (or there are none).
+
+    Stale when the stage that wrote them has inputs written again since (the simulated readers record the GVR
+    index; human readers unblinded since 2026-12-03 do too), or when GVRs the readers assessed are not in
+    the GVR index (older unblindings, and a cohort ingested again).
+    """
+    rel = "tables/reader_assessments.parquet"
+    if rel not in bundle.files:
+        return None
+    writer = bundle.record(rel).stage
+    changed = bundle.changed_inputs(writer)
+    if changed:
+        now = changed[0][1]
+        return (f"{rel} was written by stage {writer!r} before {changed[0][0]} was "
+                + ("removed" if now is None else f"written again by stage {now!r}"))
+    if "tables/gvr_index.parquet" in bundle.files:
+        read = set(bundle.read_table("reader_assessments")["gvr_id"])
+        gone = sorted(read - set(bundle.read_table("gvr_index")["gvr_id"]))
+        if gone:
+            return (f"{len(gone)} of the {len(read)} GVRs assessed in {rel} are not in tables/gvr_index.parquet "
+                    f"(e.g. {gone[0]}): they were made again after they were read")
+    return None
+
+
 def analyse_bundle(
     root: str | Path,
     *,
@@ -106,6 +135,9 @@ def analyse_bundle(
 
     Raises
     ------
+    StaleAssessmentsError
+        If the reader assessments are of GVRs the bundle no longer holds (:func:`stale_assessments`), before
+        anything is written.
     data_schema.bundle.BundleError
         If a table's file no longer matches the manifest (read with hash checks).
     data_schema.validate.TableValidationError
@@ -139,6 +171,15 @@ def analyse_bundle(
 
     out = safe_relpath(out)
     bundle = Bundle(root, create=False)
+    stale = stale_assessments(bundle)
+    if stale is not None:  # Table 2 would count answers about pictures the bundle no longer holds
+        human = bundle.record("tables/reader_assessments.parquet").stage != "readers"
+        raise StaleAssessmentsError(
+            f"{bundle.root}: {stale}; Table 2 would count answers about other pictures. "
+            + (f"Draw a new packet for the readers (`gvr readers packet {bundle.root} --out ...`), then unblind "
+               "their answers into the bundle" if human else
+               f"Run the simulated readers again (`gvr readers simulate {bundle.root}`, or `gvr reproduce "
+               f"{bundle.root}`)") + "; nothing was written")
     written: list[str] = []
     skipped: list[tuple[str, str]] = []
     present = {name: _has(bundle, name) for name in (*_TABLE1_INPUTS, "predictions", "reader_assessments")}

@@ -147,7 +147,7 @@ def unblind(
                   "made again; unblind into the bundle it was drawn from")
         config = {"packet": _sha256(packet_dir / "packet.json"), "key": _sha256(key), "latest": latest,
                   "responses": sorted(_sha256(p) for p in responses)}
-        with target.stage(STAGE, config=config, seed=None) as stage:
+        with target.stage(STAGE, config=config, seed=None, inputs=["tables/gvr_index.parquet"]) as stage:
             written = stage.write_table("reader_assessments", table)
     counts = table.groupby(["regime", "feature"])["present"].agg(["sum", "count"])
     for (regime, feature), row in counts.iterrows():

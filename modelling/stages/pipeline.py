@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from analysis.analyse import analyse_bundle
+from analysis.analyse import analyse_bundle, stale_assessments
 from data_schema import Bundle
 from data_schema.io import sha256_file
 from modelling.config import ConfigError, StudyConfig
@@ -99,6 +99,13 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
         build_image_model(config, bundle.root)
         build_own_image_rationales(config, bundle.root)
         build_image_fidelity(config, bundle.root)
+    stale = stale_assessments(bundle) if real else None
+    if stale is not None:
+        raise PendingStagesError(
+            f"built the models, GVRs and baselines of the real data in {bundle.root}, but {stale}: the readers "
+            f"must read the GVRs the bundle holds now:\n  gvr readers packet {bundle.root} --out packet/ --key "
+            "key.csv, then `gvr readers serve` and `gvr readers unblind`, then "
+            f"`gvr reproduce {bundle.root}` again for the analysis and the manuscript")
     if real and "tables/reader_assessments.parquet" not in bundle.files:
         raise PendingStagesError(
             f"built the models, GVRs and baselines of the real data in {bundle.root}; the reader study needs "

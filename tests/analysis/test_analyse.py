@@ -134,3 +134,43 @@ def test_one_reader_and_a_feature_nobody_marked_are_analysed_not_refused(tmp_pat
     assert "present ~ regime + (1 | patient_id)" in Bundle(root).path("analysis/r/table2_models.R").read_text()
     assert any(item.startswith("table2_r_script: airspace_opacity") for item, _ in outputs.skipped)
     shutil.rmtree(root)
+
+
+def _index_of(assessments: pd.DataFrame, tag: str) -> pd.DataFrame:
+    """A GVR index holding the assessed GVRs (`tag` makes two versions of it differ in content)."""
+    from tests.examples import examples
+
+    ids = sorted(assessments["gvr_id"].unique())
+    row = examples()["gvr_index"].iloc[0]
+    index = pd.DataFrame([row] * len(ids)).reset_index(drop=True)
+    index["gvr_id"], index["image_id"] = ids, [f"{tag}{k}" for k in range(len(ids))]
+    return index
+
+
+def test_answers_about_gvrs_the_bundle_no_longer_holds_are_refused_before_writing(tmp_path):
+    """A cohort ingested again, or GVRs made again, after the readers read them: Table 2 would count answers
+    about other pictures (a new user's test drive found reproduce and analyse doing so)."""
+    from analysis.analyse import StaleAssessmentsError
+    from modelling.config import load_config
+    from modelling.stages.cohort import build_cohort
+
+    root = tmp_path / "b"
+    build_cohort(load_config("tiny"), root, workers=1)
+    bundle = Bundle(root)
+    answers = synthetic_assessments()
+    with bundle.stage("explain", config={"v": 1}) as st:
+        st.write_table("gvr_index", _index_of(answers, "a"))
+    with bundle.stage("readers-human", config={"v": 1}, inputs=["tables/gvr_index.parquet"]) as st:
+        st.write_table("reader_assessments", answers)
+    analyse_bundle(root, mixed_models=False)  # current: analysed
+    with bundle.stage("explain", config={"v": 2}) as st:  # the GVRs made again, under the same ids
+        st.write_table("gvr_index", _index_of(answers, "b"))
+    with pytest.raises(StaleAssessmentsError, match="written again by stage 'explain'.*Draw a new packet"):
+        analyse_bundle(root, mixed_models=False, force=True)
+    # answers unblinded before the stage recorded its input: told by the GVRs missing from the index
+    with bundle.stage("readers-human", config={"v": 2}) as st:
+        st.write_table("reader_assessments", answers.assign(gvr_id=answers["gvr_id"] + "x"))
+    written = Bundle(root).record("analysis/analysis_outputs.json").sha256
+    with pytest.raises(StaleAssessmentsError, match=r"of the \d+ GVRs assessed .* are not in tables/gvr_index"):
+        analyse_bundle(root, mixed_models=False, force=True)
+    assert Bundle(root).record("analysis/analysis_outputs.json").sha256 == written  # nothing written

@@ -263,6 +263,8 @@ def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
     bundle = Bundle(bundle_copy)
     assert bundle.files["tables/reader_assessments.parquet"].stage == STAGE == "readers-human"
     pd.testing.assert_frame_equal(bundle.read_table("reader_assessments"), table)
+    # the GVRs read are an input: made again, the answers are out of date (validate and the analysis say so)
+    assert list(bundle.stages[STAGE]["inputs"]) == ["tables/gvr_index.parquet"]
 
     result = runner.invoke(app, ["unblind", str(packet.root), *paths[:-1], "--key", str(key_path),
                                  "--out", str(tmp_path / "x.csv")])

@@ -406,6 +406,11 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     assert "holds real data" in pages["beyond.html"] and "no ground truth" in pages["fidelity.html"]
     assert "1 reader (A) in 1 reading." in pages["index.html"] and "simulated reader" not in pages["index.html"]
     assert "Against the paper" in pages["index.html"] or "none can be held against the paper" in pages["index.html"]
+    # answers about GVRs the bundle no longer holds (as after a cohort ingested again): reproduce stops for readers
+    with done.stage("readers-human", config={"answers": 2}, seed=None) as stage:
+        stage.write_table("reader_assessments", answers.assign(gvr_id=answers["gvr_id"] + "-old"))
+    with pytest.raises(PendingStagesError, match="are not in tables/gvr_index.*must read the GVRs the bundle holds"):
+        reproduce(TINY, bundle.root)
 
 
 def test_train_command_refuses_to_synthesise_into_a_failed_real_bundle(tmp_path, clean_env):
