@@ -5,14 +5,16 @@
 
 # %% [markdown]
 # This is a reproduction of Seah et al., *Radiology* 2019;290:514-522 (doi:10.1148/radiol.2018180887),
-# on a synthetic phantom cohort. Every number below is computed from the study bundle when this page
-# renders; where the paper's own values are shown, they are quoted as the paper prints them.
+# on the cohort of the study bundle: by default a synthetic phantom cohort, or a user's own radiographs
+# (the next paragraph says which). Every number below is computed from the bundle when this page renders;
+# where the paper's own values are shown, they are quoted as the paper prints them.
 #
 # The bundle is `$GVR_BUNDLE`, else `study/` at the repository root (`make reproduce` builds it;
 # a report never builds it itself, because building it trains networks: minutes on a CPU for the
 # default profile, timed in `benchmarks/RESULTS.md`).
 # The tables and figures are in *Tables and figures*; checks the paper could not make are in
-# *Beyond the paper*, and every GVR held against the phantom's ground truth in *GVRs against the truth*.
+# *Beyond the paper*, and every GVR held against the phantom's ground truth in *GVRs against the truth*
+# (on a phantom cohort only).
 
 # %%
 #| echo: false
@@ -32,8 +34,11 @@ cohort = read_json(bundle, "cohort/summary.json")
 predictions = bundle.read_table("predictions")
 assessments = bundle.read_table("reader_assessments")
 THRESHOLD = float(cohort["threshold_ng_l"])
-display(Markdown(f"Bundle: `{shown_path(bundle.root)}`; BNP cutoff for congestive heart failure (CHF): "
-                 f"{THRESHOLD:g} ng/L."))
+COHORTS = {"phantom": "a synthetic phantom cohort with known ground truth (`gvr cohort synth`)",
+           "real": "real radiographs and BNP results, ingested and pseudonymised (`gvr cohort ingest`); no ground "
+                   "truth, so what needs the phantom's masks or truth is said to be absent"}
+display(Markdown(f"Bundle: `{shown_path(bundle.root)}`, holding {COHORTS.get(bundle.origin, 'no cohort')}; BNP "
+                 f"cutoff for congestive heart failure (CHF): {THRESHOLD:g} ng/L."))
 if "config.yaml" in bundle.files:
     import yaml
 

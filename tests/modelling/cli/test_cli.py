@@ -172,7 +172,7 @@ def test_reproduce_builds_the_whole_study_and_logs_its_progress(tiny_reproduced,
     strays = [line for line in log.splitlines() if not (line[:1] == "[" and line[9:11] == "] ") and not line.startswith("warning: ")]
     assert not strays, strays  # timestamped progress lines or one-line warnings, nothing else
     page = (built / "report/index.html").read_text()
-    assert str(built.parent) not in page and "Bundle: <code>study</code>" in page
+    assert str(built.parent) not in page and "Bundle: <code>study</code>, holding a synthetic phantom cohort" in page
     # the reruns write (config.yaml, the manifest): into a copy, which is as current as the study
     study = copy_bundle(built, tmp_path / "study")
     env = {**clean_env, "GVR_PROGRESS_EVERY": "0", "COLUMNS": "200"}

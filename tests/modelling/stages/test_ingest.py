@@ -405,6 +405,7 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     assert set(pages) == {"index.html", "tables_figures.html", "beyond.html", "fidelity.html"}
     assert "holds real data" in pages["beyond.html"] and "no ground truth" in pages["fidelity.html"]
     assert "1 reader (A) in 1 reading." in pages["index.html"] and "simulated reader" not in pages["index.html"]
+    assert "holding real radiographs and BNP results" in pages["index.html"]  # it had said "a phantom cohort"
     assert "Against the paper" in pages["index.html"] or "none can be held against the paper" in pages["index.html"]
     # answers about GVRs the bundle no longer holds (as after a cohort ingested again): reproduce stops for readers
     with done.stage("readers-human", config={"answers": 2}, seed=None) as stage:
