@@ -660,8 +660,10 @@ def _print_fidelity(bundle) -> None:
     from modelling.stages.fidelity import fidelity_checks
 
     for name, target in fidelity_checks(summary).items():
-        shown = "-" if target["value"] is None else f"{target['value']:.3f}"
-        typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
+        if target["value"] is None:  # no radiograph to measure it on: neither met nor missed
+            typer.echo(f"[not measurable] {name}")
+        else:
+            typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {target['value']:.3f}")
 
 
 def _print_audit(bundle) -> None:
@@ -783,10 +785,14 @@ def readers_simulate(
 ) -> None:
     """Simulated readers score every GVR twice; the reader assessments table then feeds Table 2."""
     from analysis.agreement import intra_observer
+    from data_schema import Bundle
     from modelling.config import ConfigError
     from modelling.stages.readers import build_simulated_readers
 
     bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
+    if Bundle(bundle, create=False).origin == "real":
+        _fail(f"{bundle} holds real data: simulated readers need the phantom's masks; the reader study of real "
+              f"data is read by people (`gvr readers packet {bundle} --out ...`)")
     try:
         cfg = _study_config(config, bundle)
         built = build_simulated_readers(cfg, bundle, force=force)
@@ -796,9 +802,9 @@ def readers_simulate(
     counts = table[table["round"] == 1].groupby(["regime", "feature"])["present"].agg(["sum", "count"])
     for (regime, feature), row in counts.iterrows():
         typer.echo(f"{regime:<11} {feature:<18} {int(row['sum']):>4}/{int(row['count'])} (round 1, both readers)")
-    kappas = intra_observer(table)
-    typer.echo("intra-observer kappa: " + ", ".join(
-        f"{r.reader} {r.feature} {r.kappa:.2f}" for r in kappas.itertuples()))
+    kappas = intra_observer(table, undefined="drop")  # a reader with one answer throughout has none: not an error
+    typer.echo("intra-observer kappa: " + (", ".join(
+        f"{r.reader} {r.feature} {r.kappa:.2f}" for r in kappas.itertuples()) or "undefined for every reader"))
 
 
 @app.command()

@@ -294,6 +294,10 @@ def test_the_command_prints_each_model_with_its_positioning(measured):
         line = next(x for x in result.output.splitlines() if x.startswith(f"{model_id}: positioned neutrally"))
         assert f"moves {p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f})" in line
     assert "CTR lower in >= 90% with cardiomegaly" in result.output
+    from modelling.stages.fidelity import fidelity_checks
+
+    for name, target in fidelity_checks(info).items():  # nothing to measure on is neither met nor missed
+        assert (f"[not measurable] {name}" in result.output) == (target["value"] is None), name
 
 
 def test_a_bundle_measured_by_an_older_stage_is_measured_again(measured, tmp_path, monkeypatch):

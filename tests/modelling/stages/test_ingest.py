@@ -407,6 +407,12 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     assert "1 reader (A) in 1 reading." in pages["index.html"] and "simulated reader" not in pages["index.html"]
     assert "holding real radiographs and BNP results" in pages["index.html"]  # it had said "a phantom cohort"
     assert "Against the paper" in pages["index.html"] or "none can be held against the paper" in pages["index.html"]
+    from typer.testing import CliRunner
+
+    from modelling.cli import app
+
+    simulated = CliRunner().invoke(app, ["readers", "simulate", str(bundle.root)])  # it had failed on a kappa
+    assert simulated.exit_code == 2 and "simulated readers need the phantom's masks" in simulated.output
     # answers about GVRs the bundle no longer holds (as after a cohort ingested again): reproduce stops for readers
     with done.stage("readers-human", config={"answers": 2}, seed=None) as stage:
         stage.write_table("reader_assessments", answers.assign(gvr_id=answers["gvr_id"] + "-old"))
