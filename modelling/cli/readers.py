@@ -110,7 +110,12 @@ def unblind(
                                           help="Write tables/reader_assessments.parquet into this bundle."),
     out: Optional[Path] = typer.Option(None, "--out", dir_okay=False, help="Or write the table to this CSV."),
 ) -> None:
-    """Join the readers' responses to the key: the reader assessments table (Table 2's input)."""
+    """Join the readers' responses to the key: the reader assessments table (Table 2's input).
+
+    A responses CSV (the reading page writes PACKET/responses/READER-roundK.csv; one may be written by hand)
+    has the columns reader, round, blinded_id, feature, present (true or false) and answered_at (ISO 8601),
+    one row per feature of each GVR read. Problems in them are listed with file, row and column (exit 1).
+    """
     from data_schema import Bundle, TableValidationError, load_table, validate_frame
     from data_schema.io import atomic_write_text
     from modelling.readers.packets import PacketError, load_packet
@@ -123,8 +128,10 @@ def unblind(
         _fail(f"--out must end in .csv, got {out}")
     try:
         table = unblind_responses(packet_dir, responses, key, latest=latest)
-    except (PacketError, TableValidationError) as exc:
+    except PacketError as exc:  # a key or packet that does not fit: refused (2)
         _fail(str(exc))
+    except TableValidationError as exc:  # problems in the readers' answers: input data (1), every one listed
+        _fail(str(exc), code=1)
     if out is not None:
         problems = validate_frame(table, "reader_assessments", file=str(out))
         if problems:
