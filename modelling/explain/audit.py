@@ -73,6 +73,9 @@ from modelling.explain.faithfulness import DISEASE_MASKS, NON_DISEASE_MASKS
 
 #: More than half: the share of reliance (truth) or of explanation (decision) on what is not disease.
 THRESHOLD = 0.5
+#: Below this summed fall in predicted log BNP (1 % of BNP) the two regions do not move the model, and a share
+#: of their falls is noise: E (and O) are then undefined, and the audit says so and decides by area.
+RESPONSE_FLOOR = 0.01
 #: The pacemaker's mask: neither disease nor what the audit looks for (the pacemaker is in the BNP model).
 NEITHER_MASK = "device"
 #: Interventions on what is not a heart-failure sign (the pacemaker is neither; see the module).
@@ -165,6 +168,11 @@ class Evidence:
     extra: dict = field(default_factory=dict)
 
 
+def _moves(fall: float) -> str:
+    """A mean fall in predicted log BNP in words: "lower the predicted log BNP by 0.27", "raise it by 0.05"."""
+    return f"lower the predicted log BNP by {fall:.2f}" if fall >= 0 else f"raise the predicted log BNP by {-fall:.2f}"
+
+
 def decide(evidence: Evidence) -> dict:
     """The audit's decision on one model from its explanation evidence (the rule in the module docstring).
 
@@ -184,15 +192,15 @@ def decide(evidence: Evidence) -> dict:
     if e_share is not None:
         used.append(
             f"the model's response to its GVRs' change by region{made}: the healthy pixels in the non-disease "
-            f"masks ({', '.join(NON_DISEASE_MASKS)}) lower the predicted log BNP by {region['non_disease']:.2f}, "
-            f"in the disease masks ({', '.join(DISEASE_MASKS)}) by {region['disease']:.2f} (the whole change: "
-            f"{region['whole']:.2f}); non-disease share {e_share:.2f}")
+            f"masks ({', '.join(NON_DISEASE_MASKS)}) {_moves(region['non_disease'])}, in the disease masks "
+            f"({', '.join(DISEASE_MASKS)}) {_moves(region['disease'])} (the whole change: "
+            f"{_moves(region['whole'])}); non-disease share {e_share:.2f}")
     if region.get("outside_share") is not None:
         reported.append(
             f"the same response with everything outside the disease and device masks as the non-disease region "
             f"(the non-disease masks and what no mask covers: the projection, positioning, body mass beyond the "
-            f"soft tissue; not deciding): healthy pixels there lower "
-            f"the predicted log BNP by {region['outside']:.2f}; share {region['outside_share']:.2f}")
+            f"soft tissue; not deciding): healthy pixels there {_moves(region['outside'])}; share "
+            f"{region['outside_share']:.2f}")
     if n_share is not None:
         (reported if e_share is not None else used).append(
             f"the GVR change by area in the non-disease masks against the disease masks: non-disease share "
@@ -218,7 +226,8 @@ def decide(evidence: Evidence) -> dict:
         not_checked.append("the projection (no mask)")
         by_region = e_share is not None
         if not by_region:
-            caveats.append("neither region's pixels moved the model's prediction; decided by the change's area"
+            caveats.append(f"neither region's pixels moved the model's prediction (by {RESPONSE_FLOOR:g} log BNP in all); "
+                           "decided by the change's area"
                            if evidence.region_effects is not None else
                            "the model's response by region was not measured; decided by the change's area")
         share = e_share if by_region else n_share
@@ -291,8 +300,8 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
         DISEASE_MASKS; a pixel in two masks counts once), ``outside`` (everywhere outside the disease masks
         and the ``device`` mask, the non-disease masks included: also where the projection, positioning and
         body mass beyond the soft-tissue mask show), ``by_mask`` (inside each mask alone), ``share``, ``|non_disease| / (|non_disease| +
-        |disease|)``, and ``outside_share``, ``|outside| / (|outside| + |disease|)`` (None when neither moves
-        the model).
+        |disease|)``, and ``outside_share``, ``|outside| / (|outside| + |disease|)`` (None when the two falls
+        sum to less than :data:`RESPONSE_FLOOR`: neither region moves the model).
 
     >>> import numpy as np
     >>> marker = np.zeros((1, 4, 4), bool); marker[0, 0, 0] = True
@@ -329,5 +338,5 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
     dis = abs(out["disease"])
     for key, part in (("share", "non_disease"), ("outside_share", "outside")):
         nd = abs(out[part])
-        out[key] = nd / (nd + dis) if nd + dis > 0 else None
+        out[key] = nd / (nd + dis) if nd + dis >= RESPONSE_FLOOR else None
     return out

@@ -8,6 +8,7 @@ import pytest
 from modelling.explain.audit import (
     FLAGGED,
     PASSED,
+    RESPONSE_FLOOR,
     THRESHOLD,
     UNDECIDED,
     Evidence,
@@ -243,3 +244,22 @@ def test_the_outside_share_is_reported_and_never_decides():
     assert d["decision"] == PASSED and d["decided_by"] == "region_share"
     assert any("outside the disease and device masks" in line and "share 0.80" in line for line in d["reported"])
     assert not any("0.80" in line for line in d["used"])
+
+
+def test_falls_that_round_to_nothing_give_no_share_and_the_audit_says_so():
+    """A tiny model whose regions move its prediction by a thousandth of log BNP: a share of those falls is noise
+    (a new user's test drive saw PASSED on 'by -0.00 ... by 0.00')."""
+    masks, diseased, healthy = _region_case()
+
+    def faint(x):
+        x = x.astype(float) / 100
+        return 0.0003 * x[:, 0, 0] + 0.0004 * x[:, 3:, 2:4].mean(axis=(1, 2))
+
+    e = region_effects(faint, diseased, healthy, masks)
+    assert 0 < abs(e["non_disease"]) + abs(e["disease"]) < RESPONSE_FLOOR and e["share"] is None
+    assert region_effects(lambda x: 100 * faint(x), diseased, healthy, masks)["share"] == pytest.approx(3 / 7)
+    nil = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects=e))
+    assert nil["decided_by"] == "non_disease_share" and any("neither region" in c for c in nil["caveats"])
+    raised = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects={
+        "whole": -0.2, "non_disease": -0.05, "disease": 0.5, "outside": None, "share": 0.09, "outside_share": None}))
+    assert "raise the predicted log BNP by 0.05" in raised["used"][0] and "-0.0" not in raised["used"][0]
