@@ -309,15 +309,18 @@ def _messages(console: Sequence[str], singular: bool, opt_code: int, lme4_messag
 
 def _fixed_frame(term: Sequence[str], estimate: np.ndarray, se: np.ndarray, z: np.ndarray,
                  p_value: np.ndarray) -> pd.DataFrame:
+    estimate, se = np.asarray(estimate, float), np.asarray(se, float)
+    with np.errstate(over="ignore"):  # a separated feature's log odds run away: its odds ratio is inf, as R's exp()
+        odds = np.exp(estimate), np.exp(estimate - _Z975 * se), np.exp(estimate + _Z975 * se)
     return pd.DataFrame({
         "term": [str(t) for t in term],
         "estimate": estimate,
         "se": se,
         "z": z,
         "p_value": p_value,
-        "odds_ratio": np.exp(estimate),
-        "or_ci_low": np.exp(estimate - _Z975 * se),
-        "or_ci_high": np.exp(estimate + _Z975 * se),
+        "odds_ratio": odds[0],
+        "or_ci_low": odds[1],
+        "or_ci_high": odds[2],
     })[_FIXED_COLUMNS]
 
 

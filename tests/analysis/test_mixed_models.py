@@ -524,3 +524,15 @@ def test_feature_tests_warn_once_per_feature_with_the_meaning(reader_study):
     assert fit_warnings[0].startswith("feature 'cardiomegaly': lme4 said: reduced: Model failed to converge")
     assert "\n" not in fit_warnings[0] and "Meaning: the reduced model (without the term) did not converge" in fit_warnings[0]
     assert table.loc[0, "caution"] in fit_warnings[0]
+
+
+def test_a_separated_features_odds_ratio_is_inf_without_an_overflow_warning():
+    # a real reading with cardiomegaly on every GVR of one model printed "overflow encountered in exp" four times
+    import warnings
+
+    from analysis.mixed_models.lme4 import _fixed_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = _fixed_frame(["regimecorrect"], np.array([35.0]), np.array([400.0]), np.array([0.09]), np.array([0.93]))
+    assert frame["or_ci_high"].iloc[0] == np.inf and frame["or_ci_low"].iloc[0] == 0.0
