@@ -305,6 +305,10 @@ def cohort_ingest(
 
     out = bundle_argument.resolve(bundle_at, out)
 
+    if salt_file is not None and os.environ.get("GVR_SALT") and \
+            salt_file.read_bytes().strip() != os.environ["GVR_SALT"].encode():
+        _fail(f"two different salts: --salt-file {salt_file} and GVR_SALT; give one (a different salt gives "
+              "different pseudonyms, and a bundle ingested again with it no longer matches)")
     if salt_file is not None:
         salt = salt_file.read_bytes().strip()
     elif os.environ.get("GVR_SALT"):
@@ -672,7 +676,8 @@ def _print_audit(bundle) -> None:
     result = json.loads(bundle.verify_file("baselines/audit.json").read_text())
     for model_id, a in result.items():
         rule = f"rule: flagged when {a['rule']}" if a["decision"] != "undecided" else a["rule"]
-        typer.echo(f"{model_id}: {a['decision'].upper()} on {a['basis']} ({rule}); {a['gvrs']} GVRs, reached "
+        basis = "no evidence" if a["basis"] == "none" else a["basis"]
+        typer.echo(f"{model_id}: {a['decision'].upper()} on {basis} ({rule}); {a['gvrs']} GVRs, reached "
                    f"{a['reached_rate']:.0%}, median latent distance {a['median_latent_distance']:.2f}")
         for line in a["used"]:
             typer.echo(f"  used: {line}")

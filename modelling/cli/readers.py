@@ -33,13 +33,25 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _study_readers(bundle: Path) -> dict:
+    """The ``readers`` section of the config the bundle was built with (empty without one)."""
+    import yaml
+
+    stored = bundle / "config.yaml"
+    if not stored.is_file():
+        return {}
+    return (yaml.safe_load(stored.read_text()) or {}).get("readers") or {}
+
+
 def packet(
     bundle_at: Optional[Path] = bundle_argument.positional("The study bundle with GVRs"),
     bundle: Optional[list[Path]] = bundle_argument.option(what="The study bundle with GVRs"),
     out: Path = typer.Option(..., "--out", help="The packet directory to create (handed to the readers)."),
     key: Path = typer.Option(..., "--key", help="The key CSV to write, outside the packet (kept from the readers)."),
-    per_model: int = typer.Option(50, "--per-model", min=1, help="GVRs drawn from each model."),
-    rounds: int = typer.Option(2, "--rounds", min=1, help="Reading rounds."),
+    per_model: Optional[int] = typer.Option(None, "--per-model", min=1, show_default=False, help=(
+        "GVRs drawn from each model. Default: the bundle's readers.per_model (config.yaml), else 50.")),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, show_default=False, help=(
+        "Reading rounds. Default: the bundle's readers.rounds (config.yaml), else 2.")),
     readers: List[str] = typer.Option(list(DEFAULT_READERS), "--readers",
                                       help="Reader ids: repeat the option or separate by commas (A,B)."),
     features: List[str] = typer.Option(list(DEFAULT_FEATURES), "--features",
@@ -56,6 +68,9 @@ def packet(
     from modelling.stages.packet import make_packet
 
     bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
+    study = _study_readers(bundle)
+    per_model = per_model if per_model is not None else study.get("per_model", 50)
+    rounds = rounds if rounds is not None else study.get("rounds", 2)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

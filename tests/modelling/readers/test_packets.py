@@ -200,6 +200,16 @@ def test_cli_packet(study, tmp_path):
                                    str(tmp_path / "q" / "k.csv")])
     assert bad.exit_code == 2
     assert "inside the packet" in bad.output
+    # without --per-model and --rounds, the study's own (config.yaml; the tiny profile's 3 and 2), not 50 and 2
+    assert not (study / "config.yaml").exists()  # built from Python: the file written here is the only one
+    (study / "config.yaml").write_text("profile: tiny\nreaders:\n  per_model: 1\n  rounds: 1\n")
+    try:
+        own = CliRunner().invoke(app, ["packet", str(study), "--out", str(tmp_path / "own"), "--key",
+                                       str(tmp_path / "own.csv"), "--seed", "3"])
+    finally:
+        (study / "config.yaml").unlink()
+    assert own.exit_code == 0, own.output
+    assert len(load_packet(tmp_path / "own").ids) == 2 and load_packet(tmp_path / "own").rounds == 1
 
 
 def test_nothing_in_the_packet_follows_the_model(study, made, tmp_path):
