@@ -350,6 +350,9 @@ def test_cli_ingest_needs_a_salt_and_reports(cohort_files, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "salt" in result.output
     monkeypatch.setenv("GVR_SALT", SALT.decode())
+    (tmp_path / "other-salt").write_bytes(b"another secret salt, 32 bytes long")
+    two = CliRunner().invoke(app, args + ["--salt-file", str(tmp_path / "other-salt")])  # it had taken the file's
+    assert two.exit_code == 2 and "two different salts" in two.output and not (tmp_path / "cli").exists()
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "ingested 4 radiographs of 3 patients (4 file(s) excluded)" in result.output
