@@ -259,7 +259,8 @@ def unblind(packet_dir: str | Path, responses_paths: Iterable[str | Path], key_p
         raise ResponsesError(problems)
     answers = pd.concat(frames, ignore_index=True)
     answers, problems = _resolve_duplicates(answers, latest=latest)
-    problems += _completeness(answers, packet, ", ".join(str(p) for p in paths))
+    # what is missing is missing from all of them together, not from the first file
+    problems += _completeness(answers, packet, f"the responses given ({', '.join(str(p) for p in paths)})")
     problems += _contradictions(answers, packet.features)
     if problems:
         raise ResponsesError(problems)

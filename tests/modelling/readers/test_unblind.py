@@ -269,6 +269,7 @@ def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
     result = runner.invoke(app, ["unblind", str(packet.root), *paths[:-1], "--key", str(key_path),
                                  "--out", str(tmp_path / "x.csv")])
     assert result.exit_code == 1 and "reader B has no answers for round 2" in result.output  # input data: 1
+    assert "the responses given (" in result.output  # not named as if the first file lacked them
 
     # a study with the same GVR ids whose pictures differ (another bundle of the same seed and config, or this
     # one explained again): the ids all match, the pictures do not, and the answers are refused
