@@ -467,8 +467,10 @@ def read_bnp(path: Path, known: set[str] | None, pseudo: Pseudonymiser, *,
     text = df["bnp_ng_l"].str.strip()
     censored = text.str.match(r"^[<>]")
     if censored.any():  # "<5" or ">5000": kept at the limit, as labs report them; said aloud
-        log.warning("%s: %d BNP value(s) reported beyond the assay's limit (e.g. %r) are used at the limit",
-                    path, int(censored.sum()), text[censored].iloc[0])
+        rows = [int(i) + 1 for i in np.flatnonzero(censored.to_numpy())]
+        log.warning("%s: %d BNP value(s) reported beyond the assay's limit are used at the limit, column "
+                    "'bnp_ng_l', row(s) %s (e.g. %r)", path, len(rows),
+                    ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else ""), text[censored].iloc[0])
     values = pd.to_numeric(text.str.replace(r"^[<>]", "", regex=True), errors="coerce")  # one sign: ">>5" is a typo
     for i in np.flatnonzero(~(values > 0)):
         problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],

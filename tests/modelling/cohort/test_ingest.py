@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pydicom
@@ -369,7 +371,7 @@ def test_cli_ingest_needs_a_salt_and_reports(cohort_files, monkeypatch):
     assert bad.exit_code == 1 and "row 4 (line 5), column 'bnp_ng_l'" in bad.output
 
 
-def test_exclusion_reasons_in_the_bundle_never_quote_a_path(tmp_path):
+def test_exclusion_reasons_in_the_bundle_never_quote_a_path(tmp_path, caplog):
     import imageio.v3 as iio
 
     folder = tmp_path / "Smith_John_MRN998877"
@@ -387,8 +389,10 @@ def test_exclusion_reasons_in_the_bundle_never_quote_a_path(tmp_path):
     (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,<5\n")
     src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
                         manifest_csv=tmp_path / "manifest.csv")
-    bundle, info = build(tmp_path, src)
+    with caplog.at_level(logging.WARNING):
+        bundle, info = build(tmp_path, src)
     assert info["excluded"] == 2 and info["censored_bnp_values"] == 1
+    assert "column 'bnp_ng_l', row(s) 1 (e.g. '<5')" in caplog.text  # which row, as every other finding names
     assert any("Smith_John" in item["reason"] or "Smith_John" in item["file"] for item in info["excluded_files"])
     for path in bundle.root.rglob("*"):
         assert "Smith" not in str(path) and "998877" not in str(path)
