@@ -76,9 +76,7 @@ def _study_config(config: Optional[str], bundle: Path):
     return load_config(str(stored) if stored.is_file() else "default")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+_fail = bundle_argument.fail
 
 
 def _fitting_schemas(path: Path) -> str:

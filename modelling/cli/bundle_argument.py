@@ -32,14 +32,15 @@ def resolve(given: Optional[Path], named: Optional[Sequence[Path]], *, must_exis
     """The one bundle the argument and the options name (every name the same directory), else ``study``."""
     names = ([] if given is None else [Path(given)]) + [Path(n) for n in (named or [])]
     if len({n.resolve() for n in names}) > 1:
-        _fail(f"the bundle is named more than once, differently: {', '.join(str(n) for n in names)}; name it once")
+        fail(f"the bundle is named more than once, differently: {', '.join(str(n) for n in names)}; name it once")
     bundle = names[0] if names else DEFAULT
     if must_exist and not bundle.is_dir():
         where = "" if names else " (the default; name the bundle as the first argument)"
-        _fail(f"{bundle}: no such bundle directory{where}")
+        fail(f"{bundle}: no such bundle directory{where}")
     return bundle
 
 
-def _fail(message: str) -> None:
+def fail(message: str, code: int = 2) -> None:
+    """One error line on stderr, then exit (2: refused before any work; 1: work or input data failed)."""
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)

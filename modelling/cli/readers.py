@@ -19,9 +19,7 @@ from modelling.readers.packets import DEFAULT_FEATURES, DEFAULT_READERS
 STAGE = "readers-human"
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+_fail = bundle_argument.fail
 
 
 def _names(values: List[str]) -> list[str]:
