@@ -519,15 +519,16 @@ class ShortcutModels(_ShortcutModel):
     audit_basis: Series[str] = pa.Field(isin=["masks", "measured changes", "none"], description="Its evidence.")
     audit_non_disease_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
         "N: the GVRs' change by area in the non-disease masks against the disease masks (it decides only "
-        "when the region response is undefined)."))
+        "when the region response O is undefined)."))
     audit_flagged: Series[bool] = pa.Field(description="Whether the decision is 'flagged'.")
     audit_region_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
-        "E, what the audit decides on with masks: the non-disease share of the model's response to its "
-        "GVRs' change by region, on GVRs shortened by audit.sparse_steps "
-        "(modelling.explain.audit.region_effects)."))
+        "E, reported, not deciding (it decided from 2026-12-03 to 2026-12-04): the non-disease share of the "
+        "model's response to its GVRs' change by region, the non-disease masks alone as the non-disease "
+        "region, on GVRs shortened by audit.sparse_steps (modelling.explain.audit.region_effects)."))
     audit_outside_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, description=(
-        "Reported, not deciding: the same response with everything outside the disease and device masks as "
-        "the non-disease region (where body mass, the projection and positioning show)."))
+        "O, what the audit decides on with masks: the same response with everything outside the disease "
+        "and device masks as the non-disease region (the non-disease masks and where body mass, the "
+        "projection and positioning show)."))
 
     class Config:
         unique = ["seed", "strength", "model_id"]

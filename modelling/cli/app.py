@@ -685,10 +685,10 @@ def _print_audit(bundle) -> None:
             typer.echo(f"  caveat: {line}")
         for line in a.get("reported") or []:
             typer.echo(f"  reported: {line}")
-        unshortened = (a.get("region_effects_as_explained") or {}).get("share")
+        unshortened = (a.get("region_effects_as_explained") or {}).get("outside_share")
         if unshortened is not None:
-            typer.echo(f"  reported: the region response's non-disease share on the bundle's own GVRs "
-                       f"(not deciding): {unshortened:.2f}")
+            typer.echo(f"  reported: the region response's share outside the disease and device masks on the "
+                       f"bundle's own GVRs (not deciding): {unshortened:.2f}")
         if a.get("reliance"):
             truth = a["reliance"]
             share = "-" if truth["share"] is None else f"{truth['share']:.2f}"
@@ -712,9 +712,10 @@ def audit(
 ) -> None:
     """Does each model rely mostly on what is not disease? The decision from its GVRs, with the evidence used.
 
-    The rule is in modelling/explain/audit.py: with masks, the non-disease share of the model's response
-    to its GVRs' change region by region > 0.5, on GVRs shortened by audit.sparse_steps (their overlays in
-    baselines/audit/); without, the cardiothoracic ratio and effusion measured on the reconstructions.
+    The rule is in modelling/explain/audit.py: with masks, the share of the model's response to its GVRs'
+    change that comes from outside the disease and device masks > 0.5, on GVRs shortened by
+    audit.sparse_steps (their overlays in baselines/audit/); without, the cardiothoracic ratio and effusion
+    measured on the reconstructions.
     On the phantom it is checked against the model's reliance measured by intervention.
     """
     from data_schema import Bundle

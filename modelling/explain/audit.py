@@ -18,35 +18,38 @@ Ground truth (phantom only: :func:`reliance_verdict`)
 Decision (:func:`decide`), from the best evidence the bundle has, in this order
     1. Masks (phantom, or real data with segmentations): the model's own response to its GVRs' change,
        region by region (:func:`region_effects`). Each diseased reconstruction gets the healthy one's
-       pixels inside the union of NON_DISEASE_MASKS only, then inside the union of DISEASE_MASKS only; each
-       composite is encoded and predicted, and the non-disease share of the two mean falls in log BNP
+       pixels outside the disease masks only (everything but the union of DISEASE_MASKS and the
+       pacemaker's ``device`` mask: the non-disease masks and all that no mask covers, where the
+       projection, positioning and body mass beyond the soft-tissue mask show), then inside the union of
+       DISEASE_MASKS only; each composite is encoded and predicted, and the share of the two mean falls
+       in log BNP
 
-       ``E = |fall, non-disease union| / (|fall, non-disease union| + |fall, disease union|)``
+       ``O = |fall, outside the disease and device masks| / (|that fall| + |fall, disease union|)``
 
-       is the truth's formula applied to what the GVRs change. Flagged when ``E > THRESHOLD``. The GVRs it
-       reads are shortened first (``audit.sparse_steps``; :func:`modelling.explain.gvr.shorten`, the
-       re-encoded model judging): a long move takes the disease along with whatever the model leans on,
-       and only a change shrunk to what crosses the target shows a small shortcut by its effect. Soft
-       tissue is body mass's mask; the projection has no mask and is not checked.
+       is the truth's formula applied to what the GVRs change, with every pixel no disease mask claims
+       counted as not disease, as the truth counts body mass and the projection. Flagged when
+       ``O > THRESHOLD``. The GVRs it reads are shortened first (``audit.sparse_steps``;
+       :func:`modelling.explain.gvr.shorten`, the re-encoded model judging): a long move takes the disease
+       along with whatever the model leans on, and only a change shrunk to what crosses the target shows
+       a small shortcut by its effect. O also counts positioning, which the truth leaves out, so it may
+       flag a model that leans on how patients stand.
 
-       Beside it, not deciding: N, the share of the GVR change's absolute weight, by area, in the union of
-       NON_DISEASE_MASKS against that plus the union of DISEASE_MASKS, averaged over the model's GVRs
-       (``share_non_disease`` and ``share_disease`` of :func:`modelling.explain.faithfulness.scores`). N
-       was the rule until 2026-12-03: a marker of 0.2 % of the film cannot hold half of a change by area
-       however much the model leans on it, and on five benchmark seeds it had not seen N flagged none of
-       the 24 models the truth flags, E (on GVRs shortened by 300 steps) 9 with no false positive
-       (benchmarks/RESULTS.md, "region by region" and "The region response decides"). N decides only
-       where E is undefined (neither region moves the model, or its response was not measured), with a
-       caveat that says which. Where fewer than all GVRs could be shortened (the re-encoded model reads a
-       GVR short of its target, as it may when ``gvr.reencode`` is false), a caveat says how many were.
-       Where the phantom's true disease-removal counterfactual exists, the median pixel r of the GVR
+       Beside it, not deciding: E, the same response with the union of NON_DISEASE_MASKS alone as the
+       non-disease region (``share``). E decided from 2026-12-03 until 2026-12-04: it cannot see the
+       projection (no mask) nor body mass beyond the soft-tissue mask. Each of the two judged on seeds it
+       had not seen by a rule fixed before the run: on seeds 20190207-08 O agreed with the truth on 14 of 16
+       models with one false positive, E on 10 with none, and E stayed; on seeds 20190209-10 O agreed on
+       12 with no false positive, E on 9 with none, and O decides from then on (benchmarks/RESULTS.md,
+       "The region response decides" and after). And N, the share of the GVR change's absolute weight, by
+       area, in the union of NON_DISEASE_MASKS against that plus the union of DISEASE_MASKS, averaged
+       over the model's GVRs (``share_non_disease`` and ``share_disease`` of
+       :func:`modelling.explain.faithfulness.scores`). N was the rule until 2026-12-03: a marker of 0.2 %
+       of the film cannot hold half of a change by area however much the model leans on it. N decides
+       only where O is undefined (neither region moves the model, or its response was not measured),
+       with a caveat that says which. Where fewer than all GVRs could be shortened (the re-encoded model
+       reads a GVR short of its target, as it may when ``gvr.reencode`` is false), a caveat says how many
+       were. Where the phantom's true disease-removal counterfactual exists, the median pixel r of the GVR
        change with it is reported, and a non-positive median is a caveat.
-
-       Also beside it, not deciding: O, E with every pixel outside the disease masks and the pacemaker's
-       (``device``) as the non-disease region: the non-disease masks and all that no mask covers, where
-       the projection, positioning and body mass beyond the soft-tissue mask show. On two benchmark seeds it had not seen it agreed with the truth
-       on 14 of 16 models with one false positive, E on 10 with none; the rule fixed before that run kept
-       E, since O counts positioning too, which the truth leaves out.
     2. Measured changes (real data without masks): the share of GVRs whose healthy reconstruction has a
        lower cardiothoracic ratio than the diseased one (radiographs measured above 0.5), and the share
        whose aerated lung is taller (effusion smaller; radiographs whose two lungs' heights differ by
@@ -57,8 +60,8 @@ Decision (:func:`decide`), from the best evidence the bundle has, in this order
     3. Nothing measurable: "undecided", with what was missing.
 
 The threshold is the majority rule, set before any benchmark was run, and the same for the truth and
-the decision; it is not fitted to any result. E's definition was fixed before it was computed on any
-bundle, and its record judged on seeds it had not seen before it decided.
+the decision; it is not fitted to any result. E's and O's definitions were fixed before either was
+computed on any bundle, and each one's record judged on seeds it had not seen before it decided.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ from modelling.explain.faithfulness import DISEASE_MASKS, NON_DISEASE_MASKS
 #: More than half: the share of reliance (truth) or of explanation (decision) on what is not disease.
 THRESHOLD = 0.5
 #: Below this summed fall in predicted log BNP (1 % of BNP) the two regions do not move the model, and a share
-#: of their falls is noise: E (and O) are then undefined, and the audit says so and decides by area.
+#: of their falls is noise: O (and E) are then undefined, and the audit says so and decides by area.
 RESPONSE_FLOOR = 0.01
 #: The pacemaker's mask: neither disease nor what the audit looks for (the pacemaker is in the BNP model).
 NEITHER_MASK = "device"
@@ -180,31 +183,31 @@ def decide(evidence: Evidence) -> dict:
     -------
     dict
         ``decision`` (flagged, passed or undecided), ``basis`` (masks, measured changes or none),
-        ``decided_by`` (``region_share``, ``non_disease_share`` or None), ``region_share`` (E, with masks),
-        ``non_disease_share`` (N, with masks), ``used`` and ``not_checked`` (sentences), ``caveats``,
-        ``rule``, and ``reported`` (sentences on what is reported beside the decision).
+        ``decided_by`` (``outside_share``, ``non_disease_share`` or None), ``outside_share`` (O, with
+        masks), ``region_share`` (E, with masks), ``non_disease_share`` (N, with masks), ``used`` and
+        ``not_checked`` (sentences), ``caveats``, ``rule``, and ``reported`` (sentences on what is
+        reported beside the decision).
     """
     used, not_checked, caveats, reported = [], [], [], []
     region = evidence.region_effects or {}
-    e_share = region.get("share")
+    o_share, e_share = region.get("outside_share"), region.get("share")
     n_share = mask_share(evidence.mask_shares) if evidence.mask_shares else None
     made = f" (on {evidence.region_gvrs})" if evidence.region_gvrs else ""
-    if e_share is not None:
+    if o_share is not None:
         used.append(
-            f"the model's response to its GVRs' change by region{made}: the healthy pixels in the non-disease "
-            f"masks ({', '.join(NON_DISEASE_MASKS)}) {_moves(region['non_disease'])}, in the disease masks "
-            f"({', '.join(DISEASE_MASKS)}) {_moves(region['disease'])} (the whole change: "
-            f"{_moves(region['whole'])}); non-disease share {e_share:.2f}")
-    if region.get("outside_share") is not None:
+            f"the model's response to its GVRs' change by region{made}: the healthy pixels outside the disease "
+            f"and device masks (the non-disease masks, {', '.join(NON_DISEASE_MASKS)}, and what no mask covers: "
+            f"the projection, positioning, body mass beyond the soft tissue) {_moves(region['outside'])}, in the "
+            f"disease masks ({', '.join(DISEASE_MASKS)}) {_moves(region['disease'])} (the whole change: "
+            f"{_moves(region['whole'])}); non-disease share {o_share:.2f}")
+    if e_share is not None:
         reported.append(
-            f"the same response with everything outside the disease and device masks as the non-disease region "
-            f"(the non-disease masks and what no mask covers: the projection, positioning, body mass beyond the "
-            f"soft tissue; not deciding): healthy pixels there {_moves(region['outside'])}; share "
-            f"{region['outside_share']:.2f}")
+            f"the same response with the non-disease masks alone as the non-disease region (not deciding): "
+            f"healthy pixels there {_moves(region['non_disease'])}; share {e_share:.2f}")
     if n_share is not None:
-        (reported if e_share is not None else used).append(
+        (reported if o_share is not None else used).append(
             f"the GVR change by area in the non-disease masks against the disease masks: non-disease share "
-            f"{n_share:.2f}" + (" (not deciding)" if e_share is not None else ""))
+            f"{n_share:.2f}" + (" (not deciding)" if o_share is not None else ""))
     measured = {"cardiothoracic ratio lower": (evidence.ctr_lower, evidence.ctr_measured),
                 "effusion smaller": (evidence.effusion_smaller, evidence.effusion_measured)}
     for name, (share, n) in measured.items():
@@ -214,27 +217,29 @@ def decide(evidence: Evidence) -> dict:
         used.append(f"median pixel r with the true disease-removal change {evidence.true_change_r:.2f}")
         if evidence.true_change_r <= 0:
             caveats.append("the GVRs do not agree with the true disease-removal counterfactual (median r <= 0)")
-    shares = {"region_share": e_share, "non_disease_share": n_share, "reported": reported}
-    if evidence.region_shortened is not None and e_share is not None:
+    shares = {"outside_share": o_share, "region_share": e_share, "non_disease_share": n_share, "reported": reported}
+    if evidence.region_shortened is not None and o_share is not None:
         done, of = evidence.region_shortened
-        if done < of:  # E then reads those GVRs as the explain stage made them: a long move, the disease with it
+        if done < of:  # O then reads those GVRs as the explain stage made them: a long move, the disease with it
             caveats.append(f"{'none' if done == 0 else f'only {done}'} of {of} GVRs could be shortened (the "
                            "re-encoded model reads the rest short of the target); the region response reads those "
                            "as they are")
     masked = evidence.mask_shares is not None or evidence.region_effects is not None
-    if e_share is not None or n_share is not None:
-        not_checked.append("the projection (no mask)")
-        by_region = e_share is not None
+    if o_share is not None or n_share is not None:
+        not_checked.append("the projection apart from the rest (no mask of its own: " + (
+            "it counts with all that no mask covers)" if o_share is not None else "not counted)"))
+        by_region = o_share is not None
         if not by_region:
             caveats.append(f"neither region's pixels moved the model's prediction (by {RESPONSE_FLOOR:g} log BNP in all); "
                            "decided by the change's area"
                            if evidence.region_effects is not None else
                            "the model's response by region was not measured; decided by the change's area")
-        share = e_share if by_region else n_share
-        rule = (f"non-disease share of the model's response to its GVRs' change by region > {THRESHOLD}" if by_region
+        share = o_share if by_region else n_share
+        rule = (f"share of the model's response to its GVRs' change from outside the disease and device masks "
+                f"> {THRESHOLD}" if by_region
                 else f"non-disease share of the GVR change by area among the masks > {THRESHOLD}")
         return {"decision": FLAGGED if share > THRESHOLD else PASSED, "basis": "masks",
-                "decided_by": "region_share" if by_region else "non_disease_share", "used": used,
+                "decided_by": "outside_share" if by_region else "non_disease_share", "used": used,
                 "not_checked": not_checked, "caveats": caveats, "rule": rule, **shares}
     not_checked.append("shortcuts, skin markers, body mass and projection (" + (
         "the GVRs change nothing in the masks, and the model responds to neither the non-disease nor the disease "
@@ -280,7 +285,7 @@ def measured_effusion_smaller(heights_diseased: np.ndarray, heights_healthy: np.
 
 def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.ndarray, healthy: np.ndarray,
                    masks: Sequence[Mapping[str, np.ndarray]]) -> dict:
-    """The model's own account of its GVRs' change, region by region (E, the audit's rule with masks).
+    """The model's own account of its GVRs' change, region by region (O, the audit's rule with masks, and E).
 
     Parameters
     ----------

@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 STAGE = "baselines"
 #: The audit's region-by-region response (:func:`modelling.explain.audit.region_effects`); raising it redoes
 #: the stage (2: it decides, on GVRs shortened by ``audit.sparse_steps``; 3: O, the response outside the masks;
-#: 4: no share where the two regions move the model by less than ``RESPONSE_FLOOR`` in all).
-REGION_EFFECTS_VERSION = 4
+#: 4: no share where the two regions move the model by less than ``RESPONSE_FLOOR`` in all; 5: O decides).
+REGION_EFFECTS_VERSION = 5
 
 
 def heatmap(values: np.ndarray) -> np.ndarray:

@@ -201,6 +201,7 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
     return {
         "threshold": THRESHOLD,
         "evidence": evidence,
+        "decides": "outside_share",  # which of the evidence the audit's decision is (N where O is undefined)
         "with_positioning": with_positioning,
         "audit": confusion(models["audit_flagged"].to_numpy(bool), models["truly_flagged"].to_numpy(bool)),
         "audit_agrees": float((models["audit_flagged"] == models["truly_flagged"]).mean()),
@@ -253,10 +254,13 @@ def measure(config: StudyConfig, work, settings: ShortcutsConfig, *, workers: in
             "area_rule": "the share-by-area rule N applied to each method's mean shares (non-disease share > "
                          f"{THRESHOLD}; the audit decided by it until 2026-12-03) against the truth by intervention",
             "evidence": "the audit's GVR shares, the change's share by area N (area_share, reported), the "
-                        "response by region E on the shortened GVRs (region_share, which decides) and the same "
-                        "response with everything outside the disease and device masks as the non-disease region "
-                        "(outside_share, reported), each against the truth's reliance share: Spearman rho over "
-                        f"the models, and the flags that share > {THRESHOLD} would give",
+                        "model's response to the shortened GVRs' change by region with everything outside the "
+                        "disease and device masks as the non-disease region O (outside_share, which decides "
+                        "since 2026-12-04) and the same response with the non-disease masks alone E "
+                        "(region_share, reported; it decided from 2026-12-03), each against the truth's "
+                        f"reliance share: Spearman rho over the models, and the flags that share > {THRESHOLD} "
+                        "would give",
+            "decides": "the key in evidence of the share the audit decides by",
         },
     }
     note("shortcut benchmark: measured in %s", format_duration(time.monotonic() - started))
@@ -291,8 +295,8 @@ def run_benchmark(config: StudyConfig, out, *, strengths=STRENGTHS, seeds: int =
 
 STAGE = "shortcuts"
 #: Raised when the tables gain a column or change meaning (2: audit_region_share; 3: the region response
-#: decides, on shortened GVRs; 4: audit_outside_share), so that a study bundle's tables are rebuilt.
-TABLES_VERSION = 4
+#: decides, on shortened GVRs; 4: audit_outside_share; 5: O decides), so that a study bundle's tables are rebuilt.
+TABLES_VERSION = 5
 #: Where the stage keeps its seeds' bundles inside the study bundle (resumable work, not results).
 WORK = "work/shortcuts"
 

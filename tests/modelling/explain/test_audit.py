@@ -176,26 +176,31 @@ def test_region_effects_treat_a_missing_mask_as_empty_and_refuse_mismatched_inpu
     assert region_effects(lambda x: x[:, 0, 0], diseased[:0], healthy[:0], [])["share"] is None
 
 
-def region(non_disease: float, disease: float) -> dict:
-    nd, d = abs(non_disease), abs(disease)
-    return {"whole": non_disease + disease, "non_disease": non_disease, "disease": disease, "by_mask": {},
-            "share": nd / (nd + d) if nd + d else None}
+def region(outside: float, disease: float, non_disease: float | None = None) -> dict:
+    """Region effects with the fall outside the disease masks (O's), in the disease masks and, by default the
+    same as outside, in the non-disease masks alone (E's)."""
+    non_disease = outside if non_disease is None else non_disease
+    d = abs(disease)
+    share = (lambda fall: abs(fall) / (abs(fall) + d) if abs(fall) + d else None)
+    return {"whole": outside + disease, "non_disease": non_disease, "disease": disease, "outside": outside,
+            "by_mask": {}, "share": share(non_disease), "outside_share": share(outside)}
 
 
-def test_the_region_response_decides_with_masks_and_the_share_by_area_is_reported_beside_it():
+def test_the_response_outside_the_disease_masks_decides_and_the_share_by_area_is_reported_beside_it():
     """A marker shortcut: the GVRs' change lies mostly in the disease masks by area (N 0.25), but the model's
-    prediction falls three times as much from the marker's pixels (E 0.75): the region response decides."""
+    prediction falls three times as much from the pixels outside them (O 0.75): the region response decides."""
     flagged = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=region(3.0, 1.0),
                               region_gvrs="the GVRs shortened by 300 steps, 50 of 50"))
-    assert flagged["decision"] == FLAGGED and flagged["basis"] == "masks" and flagged["decided_by"] == "region_share"
-    assert flagged["region_share"] == 0.75 and flagged["non_disease_share"] == pytest.approx(0.25)
-    assert any("non-disease share 0.75" in line and "shortened by 300 steps" in line for line in flagged["used"])
+    assert flagged["decision"] == FLAGGED and flagged["basis"] == "masks" and flagged["decided_by"] == "outside_share"
+    assert flagged["outside_share"] == 0.75 and flagged["non_disease_share"] == pytest.approx(0.25)
+    assert any("non-disease share 0.75" in line and "shortened by 300 steps" in line
+               and "outside the disease and device masks" in line for line in flagged["used"])
     assert any("0.25" in line and "not deciding" in line for line in flagged["reported"])
     assert not any("0.25" in line for line in flagged["used"])
-    assert "by region" in flagged["rule"]
+    assert "outside the disease and device masks" in flagged["rule"]
     # the other way round: a change mostly outside the disease masks that the model does not respond to
     passed = decide(Evidence(mask_shares=shares(0.1, 0.6), region_effects=region(0.2, 1.8)))
-    assert passed["decision"] == PASSED and passed["region_share"] == pytest.approx(0.1)
+    assert passed["decision"] == PASSED and passed["outside_share"] == pytest.approx(0.1)
 
 
 def test_a_region_response_of_exactly_half_passes_and_a_rise_counts_by_its_size():
@@ -206,7 +211,8 @@ def test_a_region_response_of_exactly_half_passes_and_a_rise_counts_by_its_size(
 
 def test_without_a_region_response_the_share_by_area_decides_with_a_caveat():
     nil = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects=region(0.0, 0.0)))
-    assert nil["decision"] == FLAGGED and nil["decided_by"] == "non_disease_share" and nil["region_share"] is None
+    assert nil["decision"] == FLAGGED and nil["decided_by"] == "non_disease_share"
+    assert nil["outside_share"] is None and nil["region_share"] is None
     assert any("neither region" in c for c in nil["caveats"])
     assert "by area" in nil["rule"]
     absent = decide(Evidence(mask_shares=shares(0.3, 0.1)))  # no response measured (a caller without a model)
@@ -233,17 +239,25 @@ def test_a_caveat_says_how_many_gvrs_could_be_shortened():
 
 def test_without_masks_no_region_share_is_reported():
     without = decide(Evidence(ctr_lower=0.9, ctr_measured=10))
-    assert without["region_share"] is None and without["non_disease_share"] is None and without["reported"] == []
+    assert without["outside_share"] is None and without["region_share"] is None
+    assert without["non_disease_share"] is None and without["reported"] == []
     assert without["decided_by"] is None
 
 
-def test_the_outside_share_is_reported_and_never_decides():
-    """O above one half with E below it: the model passes (E decides), and O is among the reported lines."""
-    effects = region(0.3, 0.7) | {"outside": 2.8, "outside_share": 0.8}
+def test_the_response_to_the_non_disease_masks_alone_is_reported_and_never_decides():
+    """E above one half with O below it (a model the marker's pixels move, pulled back by what no mask covers):
+    the model passes (O decides), and E is among the reported lines."""
+    effects = region(0.3, 0.7, non_disease=2.8)
+    assert effects["share"] == pytest.approx(0.8) and effects["outside_share"] == pytest.approx(0.3)
     d = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=effects))
-    assert d["decision"] == PASSED and d["decided_by"] == "region_share"
-    assert any("outside the disease and device masks" in line and "share 0.80" in line for line in d["reported"])
+    assert d["decision"] == PASSED and d["decided_by"] == "outside_share" and d["region_share"] == pytest.approx(0.8)
+    assert any("non-disease masks alone" in line and "share 0.80" in line for line in d["reported"])
     assert not any("0.80" in line for line in d["used"])
+    # E defined and O not (the outside and disease falls below the floor): the share by area decides, E reported
+    faint = region(0.001, 0.002, non_disease=0.4) | {"outside_share": None}
+    n = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=faint))
+    assert n["decided_by"] == "non_disease_share" and n["decision"] == PASSED  # N 0.25
+    assert any("non-disease masks alone" in line for line in n["reported"])
 
 
 def test_falls_that_round_to_nothing_give_no_share_and_the_audit_says_so():
@@ -261,5 +275,5 @@ def test_falls_that_round_to_nothing_give_no_share_and_the_audit_says_so():
     nil = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects=e))
     assert nil["decided_by"] == "non_disease_share" and any("neither region" in c for c in nil["caveats"])
     raised = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects={
-        "whole": -0.2, "non_disease": -0.05, "disease": 0.5, "outside": None, "share": 0.09, "outside_share": None}))
+        "whole": -0.2, "non_disease": None, "disease": 0.5, "outside": -0.05, "share": None, "outside_share": 0.09}))
     assert "raise the predicted log BNP by 0.05" in raised["used"][0] and "-0.0" not in raised["used"][0]

@@ -122,11 +122,11 @@ def test_stage_writes_panels_faithfulness_and_audit(explained, caplog):
     assert set(audit) == set(gvrs["model_id"])
     for model_id, model in audit.items():  # a phantom has masks: the decision rests on them, by the documented rule
         assert model["basis"] == "masks"
-        region = model["region_effects"]  # the model's response by region, on the shortened GVRs: it decides
+        region = model["region_effects"]  # the model's response by region, on the shortened GVRs: O decides
         assert set(region) == {"whole", "non_disease", "disease", "outside", "by_mask", "share", "outside_share"}
-        assert region["share"] == model["region_share"]
-        decided = model["region_share"] if model["region_share"] is not None else model["non_disease_share"]
-        assert model["decided_by"] == ("region_share" if model["region_share"] is not None else "non_disease_share")
+        assert region["share"] == model["region_share"] and region["outside_share"] == model["outside_share"]
+        decided = model["outside_share"] if model["outside_share"] is not None else model["non_disease_share"]
+        assert model["decided_by"] == ("outside_share" if model["outside_share"] is not None else "non_disease_share")
         assert model["flagged"] == (decided > 0.5)
         assert model["measured_changes"]["ctr_measured"] >= 0
         if region["share"] is not None:

@@ -129,7 +129,7 @@ def test_summary_scores_both_gvr_shares_against_the_truths_share():
                            "regime": ["correct", "overfitted"] * 2, "shortcut_reliance": [0.0, 0.1, 1.0, 2.0],
                            "reliance_share": [0.3, 0.45, 0.6, 0.7], "truly_flagged": [False, False, True, True],
                            "audit_flagged": False, "audit_non_disease_share": [0.3, 0.2, 0.25, 0.1],
-                           "audit_region_share": [0.1, None, 0.55, 0.4]})
+                           "audit_region_share": [0.1, None, 0.55, 0.4], "audit_outside_share": [0.2, 0.6, None, 0.7]})
     shares = pd.DataFrame({"seed": 1, "strength": 0.0, "model_id": ["a"], "method": "m", "share_shortcut": [0.0],
                            "non_disease_share": [0.1]})
     e = summarise(shares, models)["evidence"]
@@ -139,6 +139,10 @@ def test_summary_scores_both_gvr_shares_against_the_truths_share():
     assert e["region_share"]["models"] == 3
     assert e["region_share"]["spearman_vs_reliance_share"] == pytest.approx(0.5)
     assert e["region_share"]["at_threshold"] == {"tp": 1, "fp": 0, "tn": 1, "fn": 1, "n": 3}
+    # O, which the audit decides by, counted the same way over the models it was measured on
+    assert summarise(shares, models)["decides"] == "outside_share"
+    assert e["outside_share"]["models"] == 3 and e["outside_share"]["spearman_vs_reliance_share"] == pytest.approx(1.0)
+    assert e["outside_share"]["at_threshold"] == {"tp": 1, "fp": 1, "tn": 1, "fn": 0, "n": 3}
 
 
 def test_cli_resumes_and_prints_the_audit_against_the_truth(benchmark):
