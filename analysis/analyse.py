@@ -76,8 +76,10 @@ class StaleAssessmentsError(ValueError):
     """The reader assessments are of GVRs the bundle no longer holds (made again after they were read)."""
 
 
-def stale_assessments(bundle: Bundle) -> str | None:
+def stale_assessments(bundle: Bundle, assessments=None) -> str | None:
     """Why the bundle's reader assessments no longer describe its GVRs, or None when they do (or there are none).
+
+    `assessments`: the bundle's ``reader_assessments`` table when the caller has read it already.
 
     Stale when the stage that wrote them has inputs written again since (the simulated readers record the GVR
     index; human readers unblinded since 2026-12-03 do too), or when GVRs the readers assessed are not in
@@ -93,7 +95,7 @@ def stale_assessments(bundle: Bundle) -> str | None:
         return (f"{rel} was written by stage {writer!r} before {changed[0][0]} was "
                 + ("removed" if now is None else f"written again by stage {now!r}"))
     if "tables/gvr_index.parquet" in bundle.files:
-        read = set(bundle.read_table("reader_assessments")["gvr_id"])
+        read = set((bundle.read_table("reader_assessments") if assessments is None else assessments)["gvr_id"])
         gone = sorted(read - set(bundle.read_table("gvr_index")["gvr_id"]))
         if gone:
             return (f"{len(gone)} of the {len(read)} GVRs assessed in {rel} are not in tables/gvr_index.parquet "
@@ -171,7 +173,9 @@ def analyse_bundle(
 
     out = safe_relpath(out)
     bundle = Bundle(root, create=False)
-    stale = stale_assessments(bundle)
+    assessments = (bundle.read_table("reader_assessments")
+                   if "tables/reader_assessments.parquet" in bundle.files else None)
+    stale = stale_assessments(bundle, assessments)
     if stale is not None:  # Table 2 would count answers about pictures the bundle no longer holds
         human = bundle.record("tables/reader_assessments.parquet").stage != "readers"
         raise StaleAssessmentsError(
@@ -230,7 +234,7 @@ def analyse_bundle(
         if not present["reader_assessments"]:
             skipped.append(("table2", "no reader_assessments table yet"))
         else:
-            _table2(bundle.read_table("reader_assessments"), table2, mixed_models, put, skipped)
+            _table2(assessments, table2, mixed_models, put, skipped)
         stage.write_json(record, {"written": written, "skipped": [list(item) for item in skipped]})
     log.info("analyse: wrote %d file(s) into %s; skipped %s", len(written), bundle.root / out,
              [item for item, _ in skipped])
