@@ -401,7 +401,52 @@ def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], 
 
 
 def _timestamps(df, column, path, problems, *, dayfirst):
+    for line in date_order_notes(df[column], dayfirst=dayfirst):
+        log.warning("%s: column %r: %s", path, column, line)
     return [_timestamp(text, path, i + 1, column, problems, dayfirst=dayfirst) for i, text in enumerate(df[column])]
+
+
+def date_order_notes(texts, *, dayfirst: bool) -> list[str]:
+    """What a column's timestamps leave to the reader's assumption, in sentences (empty when nothing).
+
+    A slashed date whose two first numbers are both 12 or less reads either way: when no slashed date
+    in the column has a number above 12 in one of those places, the order is the ``--month-first``
+    choice alone, and says so. A column that mixes slashed dates with other formats (ISO 8601, DICOM)
+    was most likely filled from more than one source, whose orders may differ. Rows whose order is
+    contradicted (a "day" above 12 read month first) are errors elsewhere, not notes.
+
+    >>> date_order_notes(["04/03/2012", "05/06/2013"], dayfirst=True)
+    ['2 slashed dates (rows 1, 2), none with a day above 12: read day first (DD/MM/YYYY); give --month-first if they are MM/DD/YYYY']
+    >>> date_order_notes(["25/03/2012", "05/06/2013"], dayfirst=True)
+    []
+    """
+    slashed, other, confirmed = [], 0, False
+    for row, text in enumerate(texts, start=1):
+        text = str(text).strip()
+        if not text:
+            continue
+        if re.match(r"^\d{1,2}/\d{1,2}/\d{4}", text):
+            slashed.append(row)
+            first, second = (int(v) for v in text.split("/")[:2])
+            confirmed |= (first > 12) if dayfirst else (second > 12)
+        else:
+            other += 1
+
+    def rows(found: list[int]) -> str:
+        return ", ".join(map(str, found[:5])) + (", ..." if len(found) > 5 else "")
+
+    notes = []
+    if slashed and not confirmed:
+        notes.append(f"{len(slashed)} slashed date{'s' if len(slashed) > 1 else ''} (rows {rows(slashed)}), none "
+                     + ("with a day above 12: read day first (DD/MM/YYYY); give --month-first if they are MM/DD/YYYY"
+                        if dayfirst else
+                        "with a day above 12: read month first (MM/DD/YYYY); leave out --month-first if they are "
+                        "DD/MM/YYYY"))
+    if slashed and other:
+        notes.append(f"mixes {len(slashed)} slashed date(s) (rows {rows(slashed)}) with {other} in other formats "
+                     "(ISO 8601 or DICOM): if they come from different systems, check that the slashed ones are "
+                     + ("day first" if dayfirst else "month first"))
+    return notes
 
 
 def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -> tuple[pd.DataFrame, list[Problem]]:

@@ -285,6 +285,30 @@ def test_a_date_that_reads_only_the_other_way_round_names_the_option():
     assert said[2].message.endswith("no time zone)")
 
 
+def test_dates_whose_order_only_the_option_decides_are_said_aloud(tmp_path, caplog):
+    """Slashed dates that read either way (no number above 12) and a column mixing formats warn with the file and
+    column; a column that shows its order (a day above 12) does not."""
+    from modelling.cohort.ingest import date_order_notes, read_bnp
+
+    ambiguous = date_order_notes(["04/03/2012 10:00", "", "05/06/2013"], dayfirst=True)
+    assert ambiguous == ["2 slashed dates (rows 1, 3), none with a day above 12: read day first (DD/MM/YYYY); give "
+                         "--month-first if they are MM/DD/YYYY"]
+    assert "read month first" in date_order_notes(["04/03/2012"], dayfirst=False)[0]
+    assert date_order_notes(["04/03/2012", "25/03/2012"], dayfirst=True) == []
+    assert date_order_notes(["03/04/2012", "03/25/2012"], dayfirst=False) == []  # month first, shown by the 25
+    assert date_order_notes(["2012-03-04", "20120304"], dayfirst=True) == []  # no slashes: nothing to assume
+    mixed = date_order_notes(["2012-03-04 10:00", "25/03/2012 10:00"], dayfirst=True)
+    assert mixed == ["mixes 1 slashed date(s) (rows 2) with 1 in other formats (ISO 8601 or DICOM): if they come "
+                     "from different systems, check that the slashed ones are day first"]
+    csv = tmp_path / "bnp.csv"
+    csv.write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,50\nP1,04/05/2013 12:00,60\n")
+    with caplog.at_level(logging.WARNING):
+        table, problems = read_bnp(csv, None, Pseudonymiser(SALT), dayfirst=True)
+    assert not problems and len(table) == 2
+    assert f"{csv}: column 'collected_at': 1 slashed date (rows 2), none with a day above 12" in caplog.text
+    assert f"{csv}: column 'collected_at': mixes 1 slashed date(s)" in caplog.text
+
+
 def test_duplicate_images_are_refused(cohort_files):
     tmp_path, src = cohort_files
     make_dicom(src.dicom_dir / "copy.dcm", patient="MRN0002", uid="1.2.3.4.3", when=("20140505", "120000"))
