@@ -163,6 +163,7 @@ class Loaded:
     spacing_mm: tuple[float, float] | None
     row: int | None = None  # the manifest row it came from (PNG/JPEG)
     shape: tuple[int, int] | None = None  # (rows, columns) as read, before fitting to the bundle's size
+    colour: bool = False  # a PNG/JPEG whose colour channels differ (a photograph or an annotated screenshot?)
 
 
 class _Captured(logging.Handler):
@@ -276,11 +277,23 @@ def _spacing(ds) -> tuple[float, float] | None:
     return None
 
 
+#: A picture whose colour channels differ, on average, by more than this many grey levels (of 255) from their
+#: mean is in colour: a radiograph saved as RGB has equal channels (JPEG noise stays well below this).
+COLOUR_LEVELS = 2.0
+
+
 def read_picture(path: Path) -> np.ndarray:
     """A still image (PNG or JPEG; any single-frame image Pillow reads) as grayscale 0..1 (bright =
     dense, as radiographs are exported); an animation or a stack of frames is refused."""
+    return read_picture_and_colour(path)[0]
+
+
+def read_picture_and_colour(path: Path) -> tuple[np.ndarray, bool]:
+    """:func:`read_picture`, and whether the picture is in colour (its channels differ by more than
+    :data:`COLOUR_LEVELS` grey levels on average): it is read as the mean of its channels all the same."""
     from PIL import Image
 
+    colour = False
     try:
         with Image.open(path) as picture:
             frames, kind, image = int(getattr(picture, "n_frames", 1) or 1), picture.format, None
@@ -288,14 +301,16 @@ def read_picture(path: Path) -> np.ndarray:
                 if picture.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
                     image = np.asarray(picture)
                 else:  # palette, colour, with alpha: to RGB, then the mean of the channels
-                    image = np.asarray(picture.convert("RGB")).astype(np.float32).mean(axis=-1)
+                    rgb = np.asarray(picture.convert("RGB")).astype(np.float32)
+                    image = rgb.mean(axis=-1)
+                    colour = bool(np.abs(rgb - image[..., None]).mean() > COLOUR_LEVELS)
     except Exception as exc:  # Pillow raises format-specific errors for corrupt files
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
     if image is None:
         raise ValueError(f"{frames} frames ({kind}); one still radiograph per file is expected")
     if image.ndim != 2:
         raise ValueError(f"expected one grayscale or colour frame, got an array of shape {image.shape}")
-    return _to_unit(image)
+    return _to_unit(image), colour
 
 
 # ---- tables ----------------------------------------------------------------------------------------
@@ -642,12 +657,12 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
                 problems.append(Problem(str(manifest), i + 1, "file", name, "no such file (paths are relative to the CSV)"))
                 continue
             try:
-                pixels = read_picture(path)
+                pixels, colour = read_picture_and_colour(path)
             except (ValueError, FileNotFoundError) as exc:
                 excluded.append((str(path), str(exc)))
                 continue
             loaded.append(_fitted(Loaded(str(path), row.patient_id.strip(), name, stamps[i],
-                                         row.view.strip().upper(), pixels, None, row=i + 1), size))
+                                         row.view.strip().upper(), pixels, None, row=i + 1, colour=colour), size))
     return loaded, excluded
 
 
@@ -714,6 +729,8 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
         problems += _age_problems(src.patients_csv, patients, keep, ages)
     if problems:
         raise IngestError(problems)
+    for line in image_notes(keep, config.image_size, manifest=src.manifest_csv):
+        log.warning("%s", line)
     if not keep:
         reasons = "; ".join(f"{n} {reason}" for reason, n in exclusion_summary(excluded).items())
         raise IngestError([Problem(str(src.dicom_dir or src.manifest_csv), None, None, None,
@@ -754,6 +771,31 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
         "bnp_ng_l": bnp_out["bnp_ng_l"].astype(float).to_numpy(),
     })
     return Prepared(patients_out, radiographs, bnp_out, keep, excluded, int(bnp.attrs.get("censored", 0)))
+
+
+def image_notes(items: list[Loaded], size: int, *, manifest: Path | None = None) -> list[str]:
+    """What the kept radiographs are that a radiograph should not be, in sentences (empty when nothing):
+    smaller than the bundle's ``size`` in both sides (enlarged: the detail is not in them), or in colour.
+    Each names up to five of them, by manifest row where there is one, else by file."""
+
+    def named(found: list[Loaded]) -> str:
+        rows = [it.row for it in found if it.row is not None]
+        where = (f"{manifest} row(s) " + ", ".join(map(str, rows[:5])) if rows and manifest is not None
+                 else ", ".join(it.source for it in found[:5]))
+        return where + (", ..." if len(found) > 5 else "")
+
+    notes = []
+    small = [it for it in items if it.shape is not None and max(it.shape) < size]
+    if small:
+        least = min(small, key=lambda it: max(it.shape))
+        notes.append(f"{len(small)} of {len(items)} radiographs are smaller than the bundle's {size} x {size} px "
+                     f"(the smallest {least.shape[0]} x {least.shape[1]}) and are enlarged, without the detail a "
+                     f"radiograph of that size holds: {named(small)}")
+    colour = [it for it in items if it.colour]
+    if colour:
+        notes.append(f"{len(colour)} of {len(items)} radiographs are in colour (photographs, or annotated "
+                     f"screenshots?) and are read as the mean of their channels: {named(colour)}")
+    return notes
 
 
 def _ages(patients: pd.DataFrame, items: list[Loaded]) -> list[float]:

@@ -309,6 +309,35 @@ def test_dates_whose_order_only_the_option_decides_are_said_aloud(tmp_path, capl
     assert f"{csv}: column 'collected_at': mixes 1 slashed date(s)" in caplog.text
 
 
+def test_small_and_colour_pictures_are_ingested_and_named_in_a_warning(tmp_path, caplog):
+    """The tiny profile holds 32 x 32 px: a 16 x 20 picture is enlarged, an RGB one with equal channels is a
+    radiograph saved in colour (not named), one with differing channels is named by its manifest row."""
+    import imageio.v3 as iio
+
+    grey = (gradient(40, 40) // 16).astype(np.uint8)
+    iio.imwrite(tmp_path / "ok.png", grey)
+    iio.imwrite(tmp_path / "small.png", grey[:16, :20])
+    iio.imwrite(tmp_path / "rgb-grey.png", np.stack([grey] * 3, axis=-1))
+    tinted = np.stack([grey, grey // 2, grey], axis=-1)
+    iio.imwrite(tmp_path / "tinted.png", tinted)
+    (tmp_path / "manifest.csv").write_text(
+        "file,patient_id,acquired_at,view\n"
+        "ok.png,P1,2012-03-04 10:00,PA\nsmall.png,P1,2013-03-04 10:00,PA\n"
+        "rgb-grey.png,P1,2014-03-04 10:00,PA\ntinted.png,P1,2015-03-04 10:00,PA\n")
+    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,50\n")
+    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
+                        manifest_csv=tmp_path / "manifest.csv")
+    with caplog.at_level(logging.WARNING):
+        bundle, info = build(tmp_path, src)
+    assert len(bundle.read_table("radiographs")) == 4  # kept: a warning, not an exclusion
+    manifest = tmp_path / "manifest.csv"
+    assert (f"1 of 4 radiographs are smaller than the bundle's 32 x 32 px (the smallest 16 x 20) and are enlarged, "
+            f"without the detail a radiograph of that size holds: {manifest} row(s) 2") in caplog.text
+    assert f"1 of 4 radiographs are in colour (photographs, or annotated screenshots?) and are read as the mean " \
+           f"of their channels: {manifest} row(s) 4" in caplog.text
+
+
 def test_duplicate_images_are_refused(cohort_files):
     tmp_path, src = cohort_files
     make_dicom(src.dicom_dir / "copy.dcm", patient="MRN0002", uid="1.2.3.4.3", when=("20140505", "120000"))
