@@ -52,6 +52,11 @@ from modelling.stages.artifacts import DECODER_SAMPLES, load_images, load_render
 
 log = logging.getLogger(__name__)
 
+#: Below this many radiographs to learn from, a generative model tends to replay them rather than learn
+#: radiographs (the paper's had 96,099: "A total of 96 099 radiographs did not have a corresponding BNP
+#: result and comprised the unlabeled data set"): a warning, not a refusal, since small runs test the pipeline.
+FEW_GENERATIVE = 1000
+
 STAGE = "train"
 
 
@@ -360,6 +365,10 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
     bundle = stage.bundle
     radiographs, splits, images, generative = training_images(bundle)
     unlabelled = splits["set"].to_numpy() == "unlabelled"  # labelled = ~unlabelled: the predictors' data
+    if generative.sum() < FEW_GENERATIVE:
+        log.warning("%s: the decoder and encoder learn from %d unlabelled radiograph(s) only (of no test patient); "
+                    "with fewer than %d a generative model tends to replay them, and GVRs then show little beyond "
+                    "them (the paper's learned from 96,099)", bundle.root, int(generative.sum()), FEW_GENERATIVE)
     generator, encoder, encoder_id, stats = _networks(stage, config, images[generative], stop=stop,
                                                       data=data_key(bundle))
     latents = _latents(stage, encoder, radiographs, images, encoder_id)

@@ -125,6 +125,30 @@ def test_a_current_training_is_not_redone(trained, monkeypatch):
     build_training(cfg, bundle.root)
 
 
+def test_a_decoder_of_few_radiographs_is_said_aloud_and_the_bundle_left_as_it_was(trained, tmp_path, monkeypatch,
+                                                                                     caplog):
+    import logging
+
+    from tests.conftest import copy_bundle
+
+    cfg, source = trained
+    bundle = Bundle(copy_bundle(source.root, tmp_path / "b"))
+    before = bundle.record("train/summary.json").sha256
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before training")
+
+    monkeypatch.setattr(train_bundle, "_networks", stop)
+    with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError, match="stopped before training"):
+        build_training(cfg, bundle.root, force=True)
+    from modelling.cohort.pairing import generative_training_mask
+
+    n = int(generative_training_mask(source.read_table("splits")).sum())
+    assert (f"the decoder and encoder learn from {n} unlabelled radiograph(s) only (of no test patient); with fewer "
+            f"than {train_bundle.FEW_GENERATIVE}") in caplog.text
+    assert Bundle(bundle.root).record("train/summary.json").sha256 == before
+
+
 def test_a_bundle_without_an_unlabelled_set_is_refused(trained, tmp_path):
     cfg, source = trained
     bundle = Bundle(tmp_path)
