@@ -17,23 +17,25 @@ import typer
 
 from modelling.cli import bundle_argument
 
-app = typer.Typer(
-    help="GVR-CHF: Generative Visual Rationales for heart failure on chest radiographs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-schema_app = typer.Typer(help="The bundle's table schemas.", no_args_is_help=True)
-config_app = typer.Typer(help="Study configs (configs/*.yaml).", no_args_is_help=True)
+
+
+def _commands(help: str, **kwargs) -> typer.Typer:
+    """A command group with plain help: Rich's panels print a flag as taking a value (``--quiet <bool>``) and
+    keep the docstrings' line breaks, where plain help shows ``--quiet`` and rewraps the text."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, **kwargs)
+
+
+app = _commands("GVR-CHF: Generative Visual Rationales for heart failure on chest radiographs.",
+                add_completion=False, pretty_exceptions_enable=False)
+schema_app = _commands("The bundle's table schemas.")
+config_app = _commands("Study configs (configs/*.yaml).")
 app.add_typer(schema_app, name="schema")
-cohort_app = typer.Typer(help="The cohort: the synthetic phantom (default) or real data.", no_args_is_help=True)
+cohort_app = _commands("The cohort: the synthetic phantom (default) or real data.")
 app.add_typer(config_app, name="config")
 app.add_typer(cohort_app, name="cohort")
-readers_app = typer.Typer(help="The reader study: blinded packets, the reading page, unblinding, simulated readers.",
-                          no_args_is_help=True)
+readers_app = _commands("The reader study: blinded packets, the reading page, unblinding, simulated readers.")
 app.add_typer(readers_app, name="readers")
-benchmark_app = typer.Typer(help="Benchmarks of the explanations against the phantom's ground truth.",
-                            no_args_is_help=True)
+benchmark_app = _commands("Benchmarks of the explanations against the phantom's ground truth.")
 app.add_typer(benchmark_app, name="benchmark")
 
 

@@ -64,8 +64,20 @@ def test_every_entry_point_lists_every_command(entry, clean_env):
         out = subprocess.run([*prefix, *([group] if group else []), "--help"], capture_output=True, text=True,
                              timeout=120, env={**clean_env, "COLUMNS": "200"})
         assert out.returncode == 0, out.stderr
-        listed = {line.split()[1] for line in out.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 1}
+        listed = set()
+        for line in out.stdout.split("Commands:", 1)[-1].splitlines():
+            if line.startswith("  ") and not line.startswith("   "):  # "  name  Summary", not a wrapped line
+                listed.add(line.split()[0])
         assert commands <= listed, f"{entry} {group} --help lacks {sorted(commands - listed)}"
+        # a flag takes no value: help that printed "--quiet <bool>" told users otherwise
+        assert "<bool>" not in out.stdout and "╭" not in out.stdout, out.stdout
+
+
+def test_no_command_shows_a_flag_as_taking_a_value():
+    for group, commands in _commands(app).items():
+        for command in commands:
+            shown = runner.invoke(app, [*([group] if group else []), command, "--help"], env={"COLUMNS": "200"}).output
+            assert "<bool>" not in shown, (group, command, shown)
 
 
 def test_valid_table_exits_zero(tmp_path):
