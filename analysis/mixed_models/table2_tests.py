@@ -76,9 +76,9 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
         lrt = _lrt(formula, df, term, "binomial", engine, full=(full, model_obj))
     coef = full.coefficient(coefficients[0])
     caution = p_value_caution(full.warnings, lrt.reduced.warnings, p_value=float(coef["p_value"]),
-                              lrt_p_value=lrt.p_value)
+                              lrt_p_value=lrt.p_value, separated=separation(df, term))
     if caution:
-        said = " | ".join(" ".join(m.split()) for m in lrt.warnings)
+        said = " | ".join(" ".join(m.split()) for m in lrt.warnings) or "nothing"
         warnings.warn(f"feature {feature!r}: lme4 said: {said}. Meaning: {caution}", GlmerFitWarning,
                       stacklevel=3)
     return {
@@ -200,8 +200,27 @@ def _kinds(messages: Sequence[str]) -> set[str]:
     return kinds
 
 
+def separation(df: pd.DataFrame, term: str) -> str | None:
+    """Where a categorical `term` separates ``present`` completely: a level in whose rows the feature was
+    marked present in every one, or in none (a phrase), or None.
+
+    >>> df = pd.DataFrame({"regime": ["correct"] * 3 + ["overfitted"] * 3, "present": [1, 1, 1, 0, 1, 0]})
+    >>> separation(df, "regime")
+    "present in every one of the 3 rows with regime 'correct'"
+    >>> separation(df.assign(present=[1, 0, 1, 0, 1, 0]), "regime") is None
+    True
+    """
+    if term not in df.columns or pd.api.types.is_numeric_dtype(df[term]):
+        return None
+    for level, present in df.groupby(term, observed=True, sort=False)["present"]:
+        if len(present) and present.nunique() == 1:
+            return (f"{'present' if bool(present.iloc[0]) else 'absent'} in every one of the {len(present)} rows "
+                    f"with {term} {str(level)!r}")
+    return None
+
+
 def p_value_caution(full_warnings: Sequence[str], reduced_warnings: Sequence[str] = (), *,
-                    p_value: float, lrt_p_value: float | None = None) -> str:
+                    p_value: float, lrt_p_value: float | None = None, separated: str | None = None) -> str:
     """What lme4's messages mean for a term's Wald and likelihood-ratio p-values, in one sentence.
 
     Parameters
@@ -213,6 +232,8 @@ def p_value_caution(full_warnings: Sequence[str], reduced_warnings: Sequence[str
         The term's Wald p-value, from the full model.
     lrt_p_value : float, optional
         The likelihood-ratio p-value.
+    separated : str, optional
+        Where the term separates the response completely (:func:`separation`), which lme4 need not warn of.
 
     Returns
     -------
@@ -228,6 +249,10 @@ def p_value_caution(full_warnings: Sequence[str], reduced_warnings: Sequence[str
     wald = f"the Wald P = {p_value:.2g}"
     lrt = f"the likelihood-ratio P = {lrt_p_value:.2g}" if lrt_p_value is not None else "the likelihood-ratio P"
     parts = []
+    if separated:  # lme4 may fit without a word; the estimate runs off to the optimiser's limit
+        parts.append(f"the feature was {separated} (complete separation): the estimate and odds ratio run off "
+                     f"towards infinity, where the curvature the Wald SE comes from means nothing (lme4 may give a huge SE "
+                     f"or a tiny one), so {wald} is not evidence either way; rely on {lrt}")
     full = _kinds(full_warnings)
     if "not_converged" in full:
         parts.append(f"the model did not converge: {wald} may be off; refit with another optimizer "

@@ -526,6 +526,27 @@ def test_feature_tests_warn_once_per_feature_with_the_meaning(reader_study):
     assert table.loc[0, "caution"] in fit_warnings[0]
 
 
+def test_a_feature_one_regime_always_shows_is_named_as_separated_and_the_lrt_recommended():
+    """Cardiomegaly marked on every GVR of the correct model: the Wald SE of a runaway estimate means nothing
+    (lme4 gave an estimate of 575,647 with SE 0.011 here), lme4 need not say why, and the caution must say so
+    and point at the LRT."""
+    rng = np.random.default_rng(5)
+    n = 120
+    df = pd.DataFrame({"reader": np.tile(["A", "B"], n // 2), "round": 1, "gvr_id": [f"g{i}" for i in range(n)],
+                       "regime": np.repeat(["correct", "overfitted"], n // 2),
+                       "patient_id": [f"p{i % 30}" for i in range(n)], "feature": "cardiomegaly"})
+    df["present"] = np.where(df["regime"] == "correct", True, rng.random(n) < 0.4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        row = mm.feature_tests(df).iloc[0]
+    assert "present in every one of the 60 rows with regime 'correct' (complete separation)" in row["caution"]
+    assert f"rely on the likelihood-ratio P = {row['lrt_p_value']:.2g}" in row["caution"]
+    assert row["lrt_p_value"] < 1e-6 and row["odds_ratio"] > 1e6  # the LRT's evidence, and the runaway estimate
+    said = [str(w.message) for w in caught if issubclass(w.category, mm.GlmerFitWarning)]
+    assert len(said) == 1 and "complete separation" in said[0]
+    assert mm.separation(df.assign(present=rng.random(n) < 0.5), "regime") is None
+
+
 def test_a_separated_features_odds_ratio_is_inf_without_an_overflow_warning():
     # a real reading with cardiomegaly on every GVR of one model printed "overflow encountered in exp" four times
     import warnings
