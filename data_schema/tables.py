@@ -542,7 +542,10 @@ class ImageRationales(_Strict):
     model_name: Series[str] = _id("The image model's name in the bundle.")
     method: Series[str] = pa.Field(isin=["direct", "surrogate"], description=(
         "direct: moved through the image model; surrogate: along a ridge regression of its scores on the codes."))
-    threshold: Series[float] = pa.Field(description="The model's decision threshold in its output's units.")
+    threshold: Series[float] = pa.Field(description=(
+        "The model's decision threshold in its output's units (ng/L for BNP, a probability, or as the model gives it)."))
+    score_threshold: Series[float] = pa.Field(description=(
+        "The same threshold on the score scale of the score columns (log for BNP in ng/L, logit for a probability)."))
     model_score_original: Series[float] = pa.Field(description=(
         "The model's score on the radiograph (log scale for BNP in ng/L, logit for a probability)."))
     start_score: Series[float] = pa.Field(description="The moving predictor's score at the start of the path.")

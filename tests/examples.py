@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from data_schema.tables import INTERVENTION_FEATURES
@@ -149,7 +151,7 @@ def examples() -> dict[str, pd.DataFrame]:
         }),
         "image_rationales": pd.DataFrame({
             "gvr_id": ["cnn-direct-img1"], "image_id": ["img1"], "model_name": ["cnn"], "method": ["direct"],
-            "threshold": [100.0], "model_score_original": [6.1], "start_score": [5.9], "end_score": [4.6],
+            "threshold": [100.0], "score_threshold": [math.log(100.0)], "model_score_original": [6.1], "start_score": [5.9], "end_score": [4.6],
             "model_score_diseased": [5.9], "model_score_healthy": [4.58], "reached": [True], "valid": [True],
             "steps": [31], "latent_distance": [1.2], "image_distance": [0.03],
             "diseased_path": ["image_gvr/cnn/cnn-direct-img1/diseased.png"],

@@ -41,6 +41,9 @@ OWN = "cnn"
 #: BNP): a path that lands just past it is often carried back across by storing the reconstruction in
 #: 8 bits (default study, 2026-12-02, no margin: 82 % of direct GVRs reached, 30 % valid).
 MARGIN = 0.05
+#: Raised when the rationales table gains a column or changes meaning (2: score_threshold), so that a bundle's
+#: rationales are written again.
+TABLE_VERSION = 2
 
 
 def stage_name(name: str, method: str) -> str:
@@ -112,7 +115,7 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
             stage.write_image(f"{base}/overlay.png", overlay(pixels[i], d8[k], h8[k], threshold=g.difference_threshold))
             rows.append({
                 "gvr_id": gvr_id, "image_id": image_id, "model_name": name, "method": method,
-                "threshold": float(spec.threshold), "model_score_original": float(s[i]),
+                "threshold": float(spec.threshold), "score_threshold": float(thr), "model_score_original": float(s[i]),
                 "start_score": float(path.start_score[k]), "end_score": float(path.end_score[k]),
                 "model_score_diseased": float(path.model_score_diseased[k]),
                 "model_score_healthy": float(path.model_score_healthy[k]),
@@ -123,13 +126,13 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
                 "overlay_path": f"{base}/overlay.png",
             })
     table = pd.DataFrame(rows, columns=[
-        "gvr_id", "image_id", "model_name", "method", "threshold", "model_score_original", "start_score", "end_score",
-        "model_score_diseased", "model_score_healthy", "reached", "valid", "steps", "latent_distance",
+        "gvr_id", "image_id", "model_name", "method", "threshold", "score_threshold", "model_score_original",
+        "start_score", "end_score", "model_score_diseased", "model_score_healthy", "reached", "valid", "steps", "latent_distance",
         "image_distance", "diseased_path", "healthy_path", "overlay_path"])
     # with no radiograph at or above the threshold the frame is empty and pandas leaves every column object
     table = table.astype({"reached": bool, "valid": bool, "steps": int, **{c: float for c in (
-        "threshold", "model_score_original", "start_score", "end_score", "model_score_diseased", "model_score_healthy",
-        "latent_distance", "image_distance")}, **{c: str for c in (
+        "threshold", "score_threshold", "model_score_original", "start_score", "end_score", "model_score_diseased",
+        "model_score_healthy", "latent_distance", "image_distance")}, **{c: str for c in (
         "gvr_id", "image_id", "model_name", "method", "diseased_path", "healthy_path", "overlay_path")}})
     stage.write_table("image_rationales", table, f"{folder(name, method)}/rationales.parquet")
     # a reconstruction the model already reads past the threshold needs no move: not counted as reaching it
@@ -165,7 +168,7 @@ def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec
     sha = sha256_bytes(model_bytes)
     key = {"model_sha256": sha, "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "source"},
            "method": method, "gvr": gvr_key(config.gvr), "per_model": config.readers.per_model,
-           "margin": margin}
+           "margin": margin, "table_version": TABLE_VERSION}
     inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/latents_index.parquet",
               "arrays/latents.npy", "checkpoints/decoder.pt"]
     # a model refused is refused before its stage opens: an earlier run's rationales stay as they were

@@ -52,7 +52,10 @@ def test_direct_rationales_are_written_and_checked_by_the_model(user_model):
     table = bundle.read_table("image_gvr/heart/direct/rationales.parquet", schema="image_rationales")
     assert len(table) >= 1 and (table["method"] == "direct").all()
     assert (table["model_score_original"] >= threshold).all()
-    expected = (table["model_score_diseased"] >= threshold) & (table["model_score_healthy"] < threshold)
+    # a log-BNP model's threshold is on the score scale already; the scores compare with score_threshold
+    assert (table["threshold"] == threshold).all() and np.allclose(table["score_threshold"], threshold)
+    expected = ((table["model_score_diseased"] >= table["score_threshold"])
+                & (table["model_score_healthy"] < table["score_threshold"]))
     assert (table["valid"] == expected).all()  # validity is the model's verdict on the stored images, nothing else
     for p in table["overlay_path"]:
         assert bundle.read_image(p).ndim == 3
