@@ -226,9 +226,9 @@ def decide(evidence: Evidence) -> dict:
                            "as they are")
     masked = evidence.mask_shares is not None or evidence.region_effects is not None
     if o_share is not None or n_share is not None:
-        not_checked.append("the projection apart from the rest (no mask of its own: " + (
-            "it counts with all that no mask covers)" if o_share is not None else "not counted)"))
         by_region = o_share is not None
+        if not by_region:  # O counts the projection with all that no mask covers; the masks alone cannot
+            not_checked.append("the projection (no mask)")
         if not by_region:
             caveats.append(f"neither region's pixels moved the model's prediction (by {RESPONSE_FLOOR:g} log BNP in all); "
                            "decided by the change's area"

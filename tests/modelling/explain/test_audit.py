@@ -198,6 +198,7 @@ def test_the_response_outside_the_disease_masks_decides_and_the_share_by_area_is
     assert any("0.25" in line and "not deciding" in line for line in flagged["reported"])
     assert not any("0.25" in line for line in flagged["used"])
     assert "outside the disease and device masks" in flagged["rule"]
+    assert flagged["not_checked"] == []  # the projection shows outside the masks, where O counts it
     # the other way round: a change mostly outside the disease masks that the model does not respond to
     passed = decide(Evidence(mask_shares=shares(0.1, 0.6), region_effects=region(0.2, 1.8)))
     assert passed["decision"] == PASSED and passed["outside_share"] == pytest.approx(0.1)
