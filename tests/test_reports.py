@@ -187,3 +187,31 @@ def test_a_float_whose_cell_drew_nothing_gets_no_number_and_no_caption():
     assert nb.cells[0].outputs == [] and "Nothing drawn" not in str([c.get("outputs") for c in nb.cells])
     assert "<strong>Table 1:</strong> A table" in str(nb.cells[1].outputs)
     assert nb.cells[2].source == "See [Table 1](#tbl-shown) and @fig-empty."
+
+
+def test_the_shortcut_section_says_which_share_decides(tiny_bundle, tmp_path):
+    """The benchmark's results in a bundle (as `make shortcuts` leaves them): the page names the share the audit
+    decides by from the summary (O since 2026-12-04), and shows the others as not deciding."""
+    import html as html_lib
+
+    from data_schema import Bundle
+    from modelling.stages.shortcuts import figure_png, summarise
+    from tests.examples import examples
+
+    root = _copy(tiny_bundle, tmp_path)
+    ex = examples()
+    shares, models = ex["shortcut_shares"], ex["shortcut_models"]
+    summary = summarise(shares, models) | {"strengths": [1.0], "seeds": [1], "negative_share": 0.05}
+    with Bundle(root).stage("shortcuts", config={}) as st:
+        st.write_table("shortcut_shares", shares)
+        st.write_table("shortcut_models", models)
+        st.write_bytes("shortcuts/shortcuts.png", figure_png(shares, models))
+        st.write_json("shortcuts/summary.json", summary)
+    beyond = next(p for p in report_scripts() if p.name == "beyond.py")
+    page = render_reports(root, tmp_path / "out", scripts=[beyond])[0].read_text("utf-8")
+    text = html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+    assert summary["decides"] == "outside_share"
+    assert ("comes from outside the disease and device masks (O), which decides: Spearman -; at more than half it "
+            "gives 0 true and 0 false positives, 1 false negatives (1 models)") in text
+    assert "the non-disease masks alone as the non-disease region (E) (shown, not deciding)" in text
+    assert "the share of the GVR change by area in the masks (N) (shown, not deciding)" in text
