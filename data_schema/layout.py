@@ -16,5 +16,5 @@ def image_path(shard: int) -> str:
 
 
 def mask_path(shard: int) -> str:
-    """The stack of feature masks number `shard` (phantom cohorts only)."""
+    """The stack of feature masks number `shard` (the phantom's, or real radiographs' given to the ingest)."""
     return f"masks/masks-{shard:05d}.npz"

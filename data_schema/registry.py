@@ -52,6 +52,7 @@ _SPECS = [
     TableSpec("splits", tables.Splits, ("image_id",), "tables/splits.parquet"),
     TableSpec("phantom_truth", tables.PhantomTruth, ("image_id",), "tables/phantom_truth.parquet"),
     TableSpec("phantom_render", tables.PhantomRender, ("image_id",), "tables/phantom_render.parquet"),
+    TableSpec("radiograph_masks", tables.RadiographMasks, ("image_id",), "tables/radiograph_masks.parquet"),
     TableSpec(
         "latents_index", tables.LatentsIndex, ("image_id", "encoder_id"), "tables/latents_index.parquet"
     ),

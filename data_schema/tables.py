@@ -231,6 +231,20 @@ class PhantomTruth(_Strict):
     mask_index: Series[int] = pa.Field(ge=0, description="Index of the radiograph's masks in that array.")
 
 
+class RadiographMasks(_Strict):
+    """Segmentations of real radiographs (``gvr cohort ingest --masks``): one row per radiograph that has them."""
+
+    image_id: Series[str] = _id("Radiograph (radiographs.image_id).", unique=True)
+    mask_path: Series[str] = _path(
+        "NPZ whose array 'bits' of shape (n, height, width), uint8, holds the masks as bits: bit i "
+        "set where feature i lies, in the order " + ", ".join(MASK_FEATURES) + "."
+    )
+    mask_index: Series[int] = pa.Field(ge=0, description="Index of the radiograph's masks in that array.")
+    segmented: Series[str] = pa.Field(str_matches=r"^[a-z_]+(,[a-z_]+)*$", description=(
+        "The features segmented, comma-separated: a feature listed here but not set in the bits is absent from "
+        "the radiograph."))
+
+
 class LatentsIndex(_Strict):
     """Where each radiograph's latent code lies in the latents array of one encoder."""
 

@@ -69,6 +69,10 @@ def examples() -> dict[str, pd.DataFrame]:
             "mask_path": ["masks/masks-00000.npz"],
             "mask_index": [0],
         }),
+        "radiograph_masks": pd.DataFrame({
+            "image_id": ["i1"], "mask_path": ["masks/masks-00000.npz"], "mask_index": [0],
+            "segmented": ["heart,effusion,opacity"],
+        }),
         "phantom_render": pd.DataFrame({
             "image_id": ["i1"], "cardiothoracic_ratio": [0.58], "effusion_left": [0.1], "effusion_right": [0.0],
             "opacity": [0.3], "pacemaker": [0.0], "body_mass_index": [24.0], "ap": [1.0], "rotation_deg": [2.5],

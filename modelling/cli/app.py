@@ -280,6 +280,10 @@ def cohort_ingest(
     bnp: Path = typer.Option(..., exists=True, dir_okay=False, help="bnp.csv: patient_id, collected_at, bnp_ng_l."),
     dicom: Optional[Path] = typer.Option(None, exists=True, file_okay=False, help="Folder of DICOM radiographs."),
     manifest: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="CSV of PNG/JPEG files: file, patient_id, acquired_at, view."),
+    masks: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help=(
+        "CSV of segmentations: image (as the manifest names it, or its path in the DICOM folder), feature "
+        "(heart, effusion, opacity, ...), mask (an image of the radiograph's size); heart, effusion and opacity "
+        "are required. The audit then reads the models by region, as on the phantom.")),
     salt_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Secret salt for pseudonyms (or set GVR_SALT)."),
     config: Optional[str] = typer.Option(None, help=(
         "Profile name (tiny, default, paper) or YAML path (image size, pairing window, split; default: the "
@@ -324,7 +328,7 @@ def cohort_ingest(
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
     src = IngestSources(patients_csv=patients, bnp_csv=bnp, dicom_dir=dicom, manifest_csv=manifest,
-                        dayfirst=not month_first, secondary_capture=secondary_capture)
+                        dayfirst=not month_first, secondary_capture=secondary_capture, masks_csv=masks)
     try:
         bundle, info = build_from_real_data(cfg, out, src, pseudo, force=force)
     except IngestError as exc:  # anything else is a fault of ours: main() shows it, with --debug its traceback
@@ -340,6 +344,10 @@ def cohort_ingest(
     _print_summary(info)
     typer.echo(f"ingested {info['radiographs']:,} radiographs of {info['patients']:,} patients "
                f"({info['excluded']:,} file(s) excluded); {info['paired']:,} paired with a BNP result")
+    if info.get("masks"):
+        m = info["masks"]
+        typer.echo(f"masks of {m['radiographs']:,} radiographs ({', '.join(m['segmented'])} segmented)"
+                   + (f"; {m['passed_over']} of excluded radiographs passed over" if m["passed_over"] else ""))
     typer.echo(f"bundle: {bundle.root}")
 
 

@@ -37,7 +37,7 @@ import hmac
 import logging
 import posixpath
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from data_schema.layout import SHARD_SIZE, image_path
-from data_schema.tables import MAX_BNP_NG_L
+from data_schema.tables import MASK_FEATURES, MAX_BNP_NG_L
 from data_schema.validate import Problem, TableValidationError
 from modelling.config import StudyConfig
 from modelling.progress import progress
@@ -574,6 +574,7 @@ class IngestSources:
     manifest_csv: Path | None = None
     dayfirst: bool = True
     secondary_capture: bool = False
+    masks_csv: Path | None = None  # segmentations (:mod:`modelling.cohort.masks_input`)
 
     def __post_init__(self):
         if (self.dicom_dir is None) == (self.manifest_csv is None):
@@ -587,13 +588,28 @@ class IngestSources:
             out += sorted(p for p in Path(self.dicom_dir).rglob("*") if p.is_file())
         else:
             out.append(self.manifest_csv)
-            try:
-                names = pd.read_csv(self.manifest_csv, dtype=str, keep_default_na=False, usecols=["file"])["file"]
-            except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the ingest itself
-                names = []
-            listed = {listed_name(n) for n in names if n.strip()}
-            out += sorted(p for p in (Path(self.manifest_csv).parent / n for n in listed) if p.is_file())
+            out += sorted(p for p in (Path(self.manifest_csv).parent / n for n in self.image_names()) if p.is_file())
+        if self.masks_csv is not None:
+            out.append(self.masks_csv)
+            out += sorted(p for p in (Path(self.masks_csv).parent / n for n in _column_names(self.masks_csv, "mask"))
+                          if p.is_file())
         return out
+
+    def image_names(self) -> set[str]:
+        """Every radiograph's name among the inputs: the manifest's files, or the paths inside the DICOM folder."""
+        if self.dicom_dir is not None:
+            return {p.relative_to(self.dicom_dir).as_posix() for p in Path(self.dicom_dir).rglob("*") if p.is_file()}
+        return _column_names(self.manifest_csv, "file")
+
+
+def _column_names(csv: Path, column: str) -> set[str]:
+    """The file names a CSV column lists, each as one spelling (empty when the CSV cannot be read: the
+    ingest reports that itself)."""
+    try:
+        names = pd.read_csv(csv, dtype=str, keep_default_na=False, usecols=[column])[column]
+    except Exception:  # noqa: BLE001
+        names = []
+    return {listed_name(n) for n in names if n.strip()}
 
 
 def listed_name(name: str) -> str:
@@ -685,6 +701,12 @@ class Prepared:
     images: list[Loaded]
     excluded: list[tuple[str, str]]
     censored: int
+    #: Packed masks (:mod:`modelling.cohort.masks_input`) by the radiograph's ``image_key``; empty without them.
+    masks: dict = field(default_factory=dict)
+    #: The features the masks file segments, in MASK_FEATURES order.
+    segmented: tuple[str, ...] = ()
+    #: Masks of radiographs read but not kept (a lateral view, say), passed over.
+    masks_passed_over: int = 0
 
 
 def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> Prepared:
@@ -727,6 +749,7 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
     ages = _ages(patients, keep) if known is not None else []
     if known is not None:
         problems += _age_problems(src.patients_csv, patients, keep, ages)
+    masks, segmented, passed_over = _masks(src, keep, config.image_size, problems)
     if problems:
         raise IngestError(problems)
     for line in image_notes(keep, config.image_size, manifest=src.manifest_csv):
@@ -770,7 +793,27 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
         "collected_at": pd.to_datetime(bnp_out["collected_at"].to_numpy()),
         "bnp_ng_l": bnp_out["bnp_ng_l"].astype(float).to_numpy(),
     })
-    return Prepared(patients_out, radiographs, bnp_out, keep, excluded, int(bnp.attrs.get("censored", 0)))
+    return Prepared(patients_out, radiographs, bnp_out, keep, excluded, int(bnp.attrs.get("censored", 0)),
+                    masks=masks, segmented=segmented, masks_passed_over=passed_over)
+
+
+def _masks(src: IngestSources, keep: list[Loaded], size: int, problems: list[Problem]):
+    """The kept radiographs' masks from ``src.masks_csv`` (none without one); its problems go to `problems`."""
+    if src.masks_csv is None:
+        return {}, (), 0
+    from modelling.cohort import masks_input
+
+    path = Path(src.masks_csv)
+    rows, found = masks_input.read_masks_csv(path)
+    problems += found
+    if found:
+        return {}, (), 0
+    named = {masks_input.input_name(item, src.dicom_dir): item for item in keep}
+    masks, passed_over = masks_input.fitted_masks(rows, path, named, src.image_names(), size, problems)
+    if passed_over:
+        log.info("%s: %d mask(s) of radiographs that were excluded (not frontal, say) passed over", path, passed_over)
+    named_features = set(rows["feature"])
+    return masks, tuple(f for f in MASK_FEATURES if f in named_features), passed_over
 
 
 def image_notes(items: list[Loaded], size: int, *, manifest: Path | None = None) -> list[str]:

@@ -107,11 +107,13 @@ def load_image_model(bundle: Bundle):
     return model, spec, data
 
 
-def load_masks(bundle: Bundle, truth: pd.DataFrame, image_ids) -> dict[str, dict[str, np.ndarray]]:
-    """Per radiograph id, its phantom masks by feature (``truth``: the phantom_truth table)."""
+def load_masks(bundle: Bundle, table: pd.DataFrame, image_ids) -> dict[str, dict[str, np.ndarray]]:
+    """Per radiograph id, its masks by feature (``table``: phantom_truth, or radiograph_masks for a user's
+    segmentations, which may cover some of `image_ids` only: the others are left out)."""
     from modelling.cohort.phantom import unpack_masks
 
-    rows = truth.set_index("image_id").loc[list(image_ids)]
+    indexed = table.set_index("image_id")
+    rows = indexed.loc[[i for i in image_ids if i in indexed.index]]
     cache: dict[str, np.ndarray] = {}
     out = {}
     for image_id, row in rows.iterrows():

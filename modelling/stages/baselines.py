@@ -36,7 +36,14 @@ from modelling.explain.audit import (
     reliance_verdict,
 )
 from modelling.explain.baselines import METHODS, EndToEnd, attribute
-from modelling.explain.faithfulness import MEASURES_VERSION, SHARE_COLUMNS, driving_masks, pixel_correlation, table_row
+from modelling.explain.faithfulness import (
+    DISEASE_MASKS,
+    MEASURES_VERSION,
+    SHARE_COLUMNS,
+    driving_masks,
+    pixel_correlation,
+    table_row,
+)
 from modelling.explain.fidelity import lower_share
 from modelling.explain.gvr import aim, move, overlay, scorer, shorten
 from modelling.nets.networks import to_unit
@@ -54,6 +61,8 @@ from modelling.stages.artifacts import (
 log = logging.getLogger(__name__)
 
 STAGE = "baselines"
+#: A user's segmentations of real radiographs (``gvr cohort ingest --masks``).
+MASKS = "tables/radiograph_masks.parquet"
 #: The audit's region-by-region response (:func:`modelling.explain.audit.region_effects`); raising it redoes
 #: the stage (2: it decides, on GVRs shortened by ``audit.sparse_steps``; 3: O, the response outside the masks;
 #: 4: no share where the two regions move the model by less than ``RESPONSE_FLOOR`` in all; 5: O decides).
@@ -224,14 +233,17 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     pixels = load_images(bundle, radiographs)
     encoder = load_encoder(bundle, config)
     has_truth = "tables/phantom_truth.parquet" in bundle.files
-    if has_truth:  # the audit's GVRs are moved again where the explain stage moved them
+    truth = bundle.read_table("phantom_truth") if has_truth else None
+    truth_by_image = truth.set_index("image_id") if has_truth else None
+    mask_table = truth if has_truth else (bundle.read_table("radiograph_masks") if MASKS in bundle.files else None)
+    # the phantom's masks, or a user's segmentations of some of the radiographs
+    masks = load_masks(bundle, mask_table, gvrs["image_id"].unique()) if mask_table is not None else {}
+    has_masks = bool(masks)
+    if has_masks:  # the audit's GVRs are moved again where the explain stage moved them
         device = device_for(config)
         decoder, mover = load_decoder(bundle, config).to(device), load_encoder(bundle, config).to(device)
         latents_index = bundle.read_table("latents_index").set_index("image_id")
         latents = bundle.read_array(latents_index["latents_path"].iloc[0])
-    truth = bundle.read_table("phantom_truth") if has_truth else None
-    truth_by_image = truth.set_index("image_id") if has_truth else None
-    masks = load_masks(bundle, truth, gvrs["image_id"].unique()) if has_truth else {}
     true_changes = _true_changes(bundle)
     rows, regions = [], {}
     groups = list(gvrs.groupby("model_id", sort=True))
@@ -245,37 +257,44 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             maps[m] = attribute(model, x, m, seed=config.seed)
             bar.set_postfix(model=model_id, method=m)
             bar.update(1)
-        if has_truth:
+        with_masks = group["image_id"].isin(masks).to_numpy()
+        if with_masks.any():
             diseased = np.stack([bundle.read_image(p) for p in group["diseased_path"]])
             stored = np.stack([bundle.read_image(p) for p in group["healthy_path"]])
-            own_masks = [masks[i] for i in group["image_id"]]
+            # moved again as one batch, as the explain stage moved them, then read where there are masks
             healthy, shortened, how = shortened_gvrs(
                 bundle, config, group, stored, decoder=decoder, encoder=mover,
                 predictor=load_predictor(bundle, model_id).to(device), latents=latents,
                 rows=latents_index.loc[group["image_id"], "row"].to_numpy())
+            own_masks = [masks[i] for i in group["image_id"][with_masks]]
+            d, h, st = diseased[with_masks], healthy[with_masks], stored[with_masks]
+            if not with_masks.all():
+                how += f"; the {int(with_masks.sum())} with masks read"
             regions[model_id] = {
-                "effects": region_effects(_reads(model), diseased, healthy, own_masks), "how": how,
-                "shortened": None if config.audit.sparse_steps == 0 else (int(shortened.sum()), len(group)),
-                "as_explained": (None if np.array_equal(healthy, stored)
-                                 else region_effects(_reads(model), diseased, stored, own_masks))}
+                "effects": region_effects(_reads(model), d, h, own_masks), "how": how,
+                "shortened": (None if config.audit.sparse_steps == 0
+                              else (int(shortened[with_masks].sum()), int(with_masks.sum()))),
+                "as_explained": (None if np.array_equal(h, st) else region_effects(_reads(model), d, st, own_masks))}
         for k, row in enumerate(group.itertuples()):
             shown = bundle.read_image(row.overlay_path)
             stage.write_image(f"baselines/{row.gvr_id}.png", panel(images[k], shown, {m: maps[m][k] for m in METHODS}))
-            if not has_truth:
+            if not with_masks[k]:
                 continue
             stage.write_image(f"baselines/audit/{row.gvr_id}.png", np.concatenate(  # what the audit read
                 [np.repeat(images[k][..., None], 3, axis=-1),
                  overlay(images[k], diseased[k], healthy[k], threshold=config.gvr.difference_threshold)], axis=1))
-            drivers = driving_masks(truth_by_image.loc[row.image_id])
+            # the phantom knows what drives each BNP; on real data, the disease the radiograph's masks show
+            drivers = (driving_masks(truth_by_image.loc[row.image_id]) if has_truth
+                       else [n for n in DISEASE_MASKS if masks[row.image_id][n].any()])
             change = diseased[k].astype(np.float32) - stored[k].astype(np.float32)  # the GVR as the bundle has it
             for method, value in [("gvr", change)] + [(m, maps[m][k]) for m in METHODS]:
                 rows.append({"gvr_id": row.gvr_id, "model_id": model_id, "regime": row.regime, "method": method,
                              **table_row(value, masks[row.image_id], drivers),
                              "true_change_r": _truth_r(value, true_changes.get(row.gvr_id))})
     bar.close()
-    info = {"gvrs": int(len(gvrs)), "methods": list(METHODS), "faithfulness": has_truth}
+    info = {"gvrs": int(len(gvrs)), "methods": list(METHODS), "faithfulness": bool(rows)}
     table = None
-    if has_truth and rows:
+    if rows:
         table = pd.DataFrame(rows)
         table = table.astype({"pointing_hit": float, "true_change_r": float})
         stage.write_table("faithfulness", table)
@@ -296,9 +315,11 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
               *(p for p in ("tables/gvr_truth.parquet", "arrays/true_change.npy", "tables/model_reliance.parquet")
                 if p in bundle.files)]
     # the audit moves the GVRs again only with masks (a phantom): only then do its settings and the moves' inputs count
-    shortens = "tables/phantom_truth.parquet" in bundle.files and config.audit.sparse_steps > 0
+    masked = [t for t in ("tables/phantom_truth.parquet", MASKS) if t in bundle.files]
+    shortens = bool(masked) and config.audit.sparse_steps > 0
+    inputs += masked
     if shortens:
-        inputs += ["tables/phantom_truth.parquet", "checkpoints/decoder.pt", "tables/latents_index.parquet",
+        inputs += ["checkpoints/decoder.pt", "tables/latents_index.parquet",
                    "arrays/latents.npy", "tables/predictions.parquet", *(f"checkpoints/{m}.pt" for m in models)]
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_baselines(st, config)),

@@ -14,7 +14,7 @@ import pandas as pd
 from data_schema import Bundle, Stage
 from data_schema.bundle import LOCK
 from data_schema.io import sha256_file
-from data_schema.layout import SHARD_SIZE, image_path
+from data_schema.layout import SHARD_SIZE, image_path, mask_path
 from data_schema.validate import validate_frame
 from modelling.cohort.ingest import (
     IngestError,
@@ -66,6 +66,8 @@ def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared,
         stack = np.stack([np.rint(np.clip(it.pixels, 0, 1) * 255).astype(np.uint8) for it in chunk])  # fitted as read
         stage.write_array(image_path(s), stack)
         stage.flush()
+    if prepared.masks:
+        write_masks(stage, prepared)
 
     # File names and folders may carry identifiers: the bundle names excluded files by content hash
     # (find one with sha256sum); the caller gets the paths, to show the user outside the bundle.
@@ -85,12 +87,28 @@ def write_cohort_tables(stage: Stage, config: StudyConfig, prepared: Prepared,
         "bnp_results": int(len(bnp_out)),
         "paired": int(len(pairing)),
         "censored_bnp_values": prepared.censored,
+        "masks": ({"radiographs": len(prepared.masks), "segmented": list(prepared.segmented),
+                   "passed_over": prepared.masks_passed_over} if prepared.masks else None),
     }
     stage.write_json("cohort/summary.json", info)
     first = stage.bundle.path(image_path(0))
     stage.write_image("cohort/contact_sheet.png", contact_sheet(np.load(first)[:16], None))
     info["excluded_files"] = [{"file": f, "reason": r} for f, r in excluded]  # not written to the bundle
     return info
+
+
+def write_masks(stage: Stage, prepared: Prepared) -> None:
+    """The segmented radiographs' masks as bit stacks (in the radiographs' order) and the radiograph_masks table."""
+    ids = dict(zip((it.image_key for it in prepared.images), prepared.radiographs["image_id"]))
+    keys = [it.image_key for it in prepared.images if it.image_key in prepared.masks]
+    rows = []
+    for s in range(-(-len(keys) // SHARD_SIZE)):
+        chunk = keys[s * SHARD_SIZE:(s + 1) * SHARD_SIZE]
+        stage.write_array(mask_path(s), {"bits": np.stack([prepared.masks[k] for k in chunk])})
+        rows += [{"image_id": ids[k], "mask_path": mask_path(s), "mask_index": i,
+                  "segmented": ",".join(prepared.segmented)} for i, k in enumerate(chunk)]
+    stage.write_table("radiograph_masks", pd.DataFrame(rows, columns=["image_id", "mask_path", "mask_index",
+                                                                      "segmented"]))
 
 
 def _hashed(files: list[Path]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from tests.examples import examples
 EXPECTED_TABLES = {
     "patients", "radiographs", "bnp_results", "pairing", "splits", "phantom_truth", "phantom_render",
     "latents_index", "predictions", "gvr_index", "faithfulness", "gvr_truth", "model_reliance", "reader_assessments",
-    "reading_key", "shortcut_shares", "shortcut_models", "image_rationales",
+    "reading_key", "shortcut_shares", "shortcut_models", "image_rationales", "radiograph_masks",
 }
 
 

@@ -453,3 +453,87 @@ def test_exclusion_reasons_in_the_bundle_never_quote_a_path(tmp_path, caplog):
             assert "Smith" not in path.read_text() and "998877" not in path.read_text(), path
     reasons = pd.read_csv(bundle.verify_file("cohort/exclusions.csv"))["reason"].tolist()
     assert any(r.startswith("not a readable image (") for r in reasons)
+
+
+# ---- segmentations (--masks) -------------------------------------------------------------------------
+
+
+def _masked_cohort(tmp_path, masks_csv: str, *, mask_shapes=None):
+    """Three 40 x 30 PNG radiographs (one lateral) and masks drawn on them; returns the sources."""
+    import imageio.v3 as iio
+
+    picture = (gradient(40, 30) // 16).astype(np.uint8)
+    for name in ("a.png", "b.png", "lat.png"):
+        iio.imwrite(tmp_path / name, picture)
+    heart = np.zeros((40, 30), np.uint8)
+    heart[20:30, 10:20] = 255
+    iio.imwrite(tmp_path / "a-heart.png", heart)
+    iio.imwrite(tmp_path / "a-effusion.png", np.zeros((40, 30), np.uint8))  # none: an empty mask
+    marker = np.zeros((40, 30), np.uint8)
+    marker[0:4, 0:4] = 1  # saved as 0/1: inside is above half of its own maximum
+    iio.imwrite(tmp_path / "b-markers.png", marker)
+    iio.imwrite(tmp_path / "small.png", heart[:20, :15])
+    (tmp_path / "manifest.csv").write_text(
+        "file,patient_id,acquired_at,view\n"
+        "a.png,P1,2012-03-04 10:00,PA\nb.png,P2,2013-03-04 10:00,PA\nlat.png,P2,2013-03-04 10:05,LL\n")
+    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\nP2,F,60\n")
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,500\n")
+    (tmp_path / "masks.csv").write_text(masks_csv)
+    return IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
+                        manifest_csv=tmp_path / "manifest.csv", masks_csv=tmp_path / "masks.csv")
+
+
+GOOD_MASKS = ("image,feature,mask\n"
+              "a.png,heart,a-heart.png\na.png,effusion,a-effusion.png\nb.png,opacity,a-effusion.png\n"
+              "b.png,markers,b-markers.png\nlat.png,heart,a-heart.png\n")
+
+
+def test_masks_are_fitted_as_their_radiographs_and_stored_as_bits(tmp_path):
+    from modelling.cohort.ingest import fit_square
+    from modelling.cohort.phantom import unpack_masks
+
+    src = _masked_cohort(tmp_path, GOOD_MASKS)
+    bundle, info = build(tmp_path, src)
+    assert validate_bundle(bundle.root) == []
+    table = bundle.read_table("radiograph_masks")
+    radiographs = bundle.read_table("radiographs")
+    assert len(radiographs) == 2 and len(table) == 2  # the lateral view's mask passed over with it
+    assert info["masks"] == {"radiographs": 2, "segmented": ["heart", "effusion", "opacity", "markers"],
+                             "passed_over": 1}
+    assert (table["segmented"] == "heart,effusion,opacity,markers").all()
+    # the same geometry as the image: 40 x 30 fitted into 32 x 32, aspect kept, padded
+    heart = np.zeros((40, 30), np.float32)
+    heart[20:30, 10:20] = 1
+    by_order = dict(zip(radiographs["image_id"], range(2)))
+    first = table[table["image_id"] == radiographs["image_id"].iloc[0]].iloc[0]
+    masks = unpack_masks(bundle.read_array(first["mask_path"])["bits"][int(first["mask_index"])])
+    assert by_order[first["image_id"]] == 0
+    assert np.array_equal(masks["heart"], fit_square(heart, 32) > 0.5) and masks["heart"].sum() > 20
+    assert not masks["effusion"].any() and not masks["markers"].any()
+    second = table[table["image_id"] == radiographs["image_id"].iloc[1]].iloc[0]
+    masks = unpack_masks(bundle.read_array(second["mask_path"])["bits"][int(second["mask_index"])])
+    assert masks["markers"].sum() > 0 and not masks["heart"].any()
+
+
+@pytest.mark.parametrize("rows, row, column, message", [
+    ("a.png,lungs,a-heart.png", 6, "feature", "not a mask feature"),
+    ("a.png,heart,a-heart.png", 6, "feature", "a second heart mask of a.png (the first in row 1)"),
+    ("c.png,device,a-heart.png", 6, "image", "not a radiograph of the inputs"),
+    ("b.png,device,missing.png", 6, "mask", "no such file"),
+    ("b.png,device,small.png", 6, "mask", "20 x 15 px, its radiograph 40 x 30"),
+])
+def test_a_bad_mask_row_is_an_error_at_its_row_and_nothing_is_written(tmp_path, rows, row, column, message):
+    src = _masked_cohort(tmp_path, GOOD_MASKS + rows + "\n")
+    with pytest.raises(IngestError) as err:
+        build(tmp_path, src)
+    found = [p for p in err.value.problems if str(p.file).endswith("masks.csv")]
+    assert [(p.row, p.column) for p in found] == [(row, column)] and message in found[0].message, found
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_masks_must_segment_every_disease_feature(tmp_path):
+    src = _masked_cohort(tmp_path, "image,feature,mask\na.png,heart,a-heart.png\n")
+    with pytest.raises(IngestError) as err:
+        build(tmp_path, src)
+    (problem,) = err.value.problems
+    assert problem.column == "feature" and "no effusion, opacity mask on any radiograph" in problem.message
