@@ -119,7 +119,7 @@ def validate(
     bundle: Optional[list[Path]] = bundle_argument.option(what="Or the bundle directory"),
     schema: Optional[str] = typer.Option(None, "--schema", "-s", help=(
         "Schema of a single table, or an input format of `gvr cohort ingest` (patients_input, bnp_input, "
-        "images_manifest); default: from the file's name and header.")),
+        "images_manifest, masks_input); default: from the file's name and header.")),
     month_first: bool = typer.Option(False, help="Read slashed dates of an input file as MM/DD/YYYY."),
 ) -> None:
     """Validate a table or a whole bundle; print every problem with file, row and column.

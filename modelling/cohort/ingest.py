@@ -900,12 +900,14 @@ INPUT_FORMATS = {
     "patients_input": "patients.csv: patient_id, sex (F/M), and birth_date or age_years",
     "bnp_input": "bnp.csv: patient_id, collected_at, bnp_ng_l (ng/L)",
     "images_manifest": "images.csv: file (relative to the CSV), patient_id, acquired_at, view",
+    "masks_input": "masks.csv: image (as the manifest names it), feature, mask (relative to the CSV)",
 }
 #: Each input format's required columns, and the columns of which it needs at least one.
 INPUT_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "patients_input": (("patient_id", "sex"), ("birth_date", "age_years")),
     "bnp_input": (("patient_id", "collected_at", "bnp_ng_l"), ()),
     "images_manifest": (("file", "patient_id", "acquired_at", "view"), ()),
+    "masks_input": (("image", "feature", "mask"), ()),
 }
 _CHECKING_SALT = b"only-checking-no-pseudonyms-kept"
 
@@ -933,6 +935,8 @@ def guess_input_format(path: str | Path) -> str | None:
         return "patients_input"
     if stem in ("images", "manifest") and "file" in header:
         return "images_manifest"
+    if stem == "masks" and {"image", "feature", "mask"} <= header:
+        return "masks_input"
     return None
 
 
@@ -951,6 +955,10 @@ def validate_input(path: str | Path, fmt: str, *, dayfirst: bool = True) -> list
         return read_patients(path, pseudo, dayfirst=dayfirst)[1]
     if fmt == "bnp_input":
         return read_bnp(path, None, pseudo, dayfirst=dayfirst)[1]
+    if fmt == "masks_input":
+        from modelling.cohort.masks_input import read_masks_csv
+
+        return read_masks_csv(path)[1]
     df, problems = _read_csv(path, list(INPUT_COLUMNS["images_manifest"][0]))
     if problems:
         return problems

@@ -16,7 +16,8 @@ Ground truth (phantom only: :func:`reliance_verdict`)
     relies mostly on what is not disease when ``R > THRESHOLD`` (0.5: more than half).
 
 Decision (:func:`decide`), from the best evidence the bundle has, in this order
-    1. Masks (phantom, or real data with segmentations): the model's own response to its GVRs' change,
+    1. Masks (phantom, or real data segmented: ``gvr cohort ingest --masks``, on the GVRs of the segmented
+       radiographs): the model's own response to its GVRs' change,
        region by region (:func:`region_effects`). Each diseased reconstruction gets the healthy one's
        pixels outside the disease masks only (everything but the union of DISEASE_MASKS and the
        pacemaker's ``device`` mask: the non-disease masks and all that no mask covers, where the

@@ -2,8 +2,10 @@
 
 For every GVR of the bundle (kind "gvr"), the same radiograph's occlusion, integrated-gradients,
 LIME and Grad-CAM maps on the same end-to-end predictor are computed and rendered beside the GVR in
-``baselines/<gvr_id>.png``. On a phantom cohort (which has masks), every map and every GVR is scored
-against the ground truth (:mod:`modelling.explain.faithfulness`) into ``tables/faithfulness.parquet``, and
+``baselines/<gvr_id>.png``. With masks (a phantom cohort's, or a user's segmentations of real radiographs,
+``tables/radiograph_masks.parquet``), every map and every GVR of a radiograph with masks is scored against
+them (:mod:`modelling.explain.faithfulness`; the drivers are the phantom's, or on real data the disease
+masks the radiograph shows) into ``tables/faithfulness.parquet``, and
 ``baselines/audit.json`` holds per model the audit's decision (:mod:`modelling.explain.audit`: does the
 model rely mostly on what is not disease?) with the evidence it used and what it could not check, and
 on the phantom whether it agrees with the model's reliance measured by intervention. With masks the audit

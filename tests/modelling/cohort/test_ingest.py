@@ -537,3 +537,15 @@ def test_masks_must_segment_every_disease_feature(tmp_path):
         build(tmp_path, src)
     (problem,) = err.value.problems
     assert problem.column == "feature" and "no effusion, opacity mask on any radiograph" in problem.message
+
+
+def test_a_masks_file_is_checked_on_its_own_by_validate(tmp_path):
+    from modelling.cohort.ingest import guess_input_format, validate_input
+
+    _masked_cohort(tmp_path, GOOD_MASKS + "b.png,lungs,missing.png\n")
+    path = tmp_path / "masks.csv"
+    assert guess_input_format(path) == "masks_input"
+    problems = validate_input(path, "masks_input")
+    assert [(p.row, p.column) for p in problems] == [(6, "feature")]
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1 and "row 6" in result.output and "not a mask feature" in result.output

@@ -164,3 +164,56 @@ def test_stage_needs_gvrs(tmp_path):
         pass
     with pytest.raises(ValueError, match=re.escape(f"no GVRs yet; run `gvr explain {tmp_path}` first")):
         build_baselines(load_config("tiny"), tmp_path)
+
+
+def _as_real_data_with_masks(root, image_ids):
+    """The bundle as real data would have it: no phantom truth (nor the fidelity stage's), and the phantom's own
+    masks of `image_ids` given as a user's segmentations (``gvr cohort ingest --masks``)."""
+    from data_schema import Bundle
+    from data_schema.tables import MASK_FEATURES
+
+    bundle = Bundle(root)
+    truth = bundle.read_table("phantom_truth")
+    given = truth[truth["image_id"].isin(image_ids)][["image_id", "mask_path", "mask_index"]]
+    with bundle.stage("segmentations", config={}) as st:
+        st.write_table("radiograph_masks", given.assign(segmented=",".join(MASK_FEATURES)))
+    manifest = json.loads((root / "manifest.json").read_text())
+    for rel in [r for r in manifest["files"] if r.startswith(("tables/phantom_", "tables/gvr_truth", "tables/model_reliance",
+                                                                "arrays/true_change"))]:
+        del manifest["files"][rel]
+        (root / rel).unlink()
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return Bundle(root)
+
+
+def test_a_users_segmentations_are_read_as_the_phantoms_masks(tiny_explained, tmp_path):
+    """Real data with masks: the audit decides by region as on the phantom, from the same numbers where the masks
+    are the same; radiographs without masks are left out of the regions and the faithfulness table."""
+    cfg = load_config("tiny")
+    phantom, _ = build_baselines(cfg, copy_bundle(tiny_explained, tmp_path / "phantom"))
+    expected = json.loads(phantom.verify_file("baselines/audit.json").read_text())
+    gvrs = phantom.read_table("gvr_index").query("kind == 'gvr'")
+
+    every = _as_real_data_with_masks(copy_bundle(tiny_explained, tmp_path / "all"), gvrs["image_id"].unique())
+    bundle, _ = build_baselines(cfg, every.root)  # (not a valid bundle: its cohort's files were taken away)
+    audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    for model_id, model in audit.items():
+        assert model["basis"] == "masks" and model["decided_by"] == expected[model_id]["decided_by"]
+        assert model["region_effects"] == expected[model_id]["region_effects"]
+        assert model["decision"] == expected[model_id]["decision"]
+    table = bundle.read_table("faithfulness")
+    assert len(table) == len(phantom.read_table("faithfulness"))
+    assert table["true_change_r"].isna().all()  # no true counterfactual on real data
+
+    first = set(gvrs.groupby("model_id")["image_id"].first())  # one radiograph of each model's left unsegmented
+    some = sorted(set(gvrs["image_id"]) - first)
+    part = _as_real_data_with_masks(copy_bundle(tiny_explained, tmp_path / "part"), some)
+    bundle, _ = build_baselines(cfg, part.root)
+    audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    table = bundle.read_table("faithfulness")
+    assert set(table["gvr_id"]) == set(gvrs.loc[gvrs["image_id"].isin(some), "gvr_id"])
+    for model_id, model in audit.items():
+        n = int(gvrs.query("model_id == @model_id")["image_id"].isin(some).sum())
+        assert 0 < n < 3 and model["region_gvrs"].endswith(f"; the {n} with masks read")
+        # drivers: the disease masks each radiograph shows
+        assert set(",".join(table["drivers"].dropna()).split(",")) <= {"heart", "effusion", "opacity"}
