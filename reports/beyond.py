@@ -23,8 +23,9 @@ from analysis.formatting import fmt_p, format_p
 from analysis.manuscript import open_bundle, read_json
 
 bundle = open_bundle()
-# a real-data bundle has no masks: nothing to score the explanations against
+# a real-data bundle has masks only where the user gave segmentations (`gvr cohort ingest --masks`)
 has_faith = "tables/faithfulness.parquet" in bundle.files
+user_masks = "tables/radiograph_masks.parquet" in bundle.files and "tables/phantom_truth.parquet" not in bundle.files
 faith = bundle.read_table("faithfulness") if has_faith else None
 audit = read_json(bundle, "baselines/audit.json") if "baselines/audit.json" in bundle.files else {}
 METHOD_LABELS = {"gvr": "GVR", "gvr_surrogate": "GVR (surrogate)", "occlusion": "Occlusion", "integrated_gradients": "Integrated gradients",
@@ -163,13 +164,19 @@ if has_faith:
     display(Markdown("Highest mean share in the union of the heart, effusion and opacity masks: "
                      + "; ".join(f"{regime}: {idx[1]} ({summary.loc[idx, 'share_disease']:.2f})"
                                  for regime, idx in best.items()) + "."))
+    if user_masks:
+        display(Markdown(
+            f"This bundle holds real data with the user's segmentations (`gvr cohort ingest --masks`): the "
+            f"{faith['gvr_id'].nunique()} GVRs of segmented radiographs are scored, and a radiograph's drivers are "
+            "the disease masks it shows (heart, effusion, opacity), not features known to drive its BNP."))
 else:
-    display(Markdown("This bundle holds real data (`gvr cohort ingest`): it has no masks, so the explanations "
-                     "are not scored against them here."))
+    display(Markdown("This bundle holds real data (`gvr cohort ingest`) without segmentations: it has no masks, "
+                     "so the explanations are not scored against them here (`gvr cohort ingest --masks` gives "
+                     "them)."))
 
 # %%
 #| label: tbl-faithfulness
-#| tbl-cap: "Faithfulness of each explanation method against the phantom's masks, mean per model regime and method: shares of the explanation in each mask and outside all masks, pointing-game hit rate and top-pixel IoU with the true drivers' masks."
+#| tbl-cap: "Faithfulness of each explanation method against the masks (the phantom's, or on real data the user's segmentations), mean per model regime and method: shares of the explanation in each mask and outside all masks, pointing-game hit rate and top-pixel IoU with the true drivers' masks."
 display(HTML(summary.round(3).to_html())) if has_faith else None
 
 # %%
