@@ -56,7 +56,19 @@ def configure_logging(*, verbose: bool = False, quiet: bool = False) -> None:
     progress_log.addHandler(handler)
     progress_log.setLevel(logging.WARNING if quiet else logging.INFO)
     progress_log.propagate = False
+    for handler in logging.getLogger().handlers:  # basicConfig's
+        handler.setFormatter(_OwnFindingsFirst("%(levelname)s %(name)s: %(message)s"))
     warnings.showwarning = _one_line_warning
+
+
+class _OwnFindingsFirst(logging.Formatter):
+    """The package's own log lines as a user reads a finding, ``warning: <message>`` on one line (as the
+    warnings are shown); other libraries' with their level and name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "modelling" or record.name.startswith(("modelling.", "analysis.", "data_schema.")):
+            return f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+        return super().format(record)
 
 
 @app.callback()
