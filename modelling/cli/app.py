@@ -180,7 +180,8 @@ def validate(
     if problems:
         typer.echo(f"{len(problems)} problem(s) in {what}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"ok: {what} is valid")
+    typer.echo(f"ok: {what} is valid" + (" (each image's name and size are checked by the ingest, against the "
+                                          "radiographs)" if what.startswith("masks input") else ""))
 
 
 @schema_app.command("list")
@@ -358,7 +359,7 @@ def cohort_ingest(
                f"({info['excluded']:,} file(s) excluded); {info['paired']:,} paired with a BNP result")
     if info.get("masks"):
         m = info["masks"]
-        typer.echo(f"masks of {m['radiographs']:,} radiographs ({', '.join(m['segmented'])} segmented)"
+        typer.echo(f"masks of {m['radiographs']:,} radiograph(s) ({', '.join(m['segmented'])} segmented)"
                    + (f"; {m['passed_over']} of excluded radiographs passed over" if m["passed_over"] else ""))
     typer.echo(f"bundle: {bundle.root}")
 

@@ -9,7 +9,10 @@ Input
 ``masks.csv``, one row per mask: ``image`` (the radiograph as the images manifest's ``file`` names it,
 or, for a DICOM folder, the file's path inside the folder), ``feature`` (one of
 :data:`data_schema.tables.MASK_FEATURES`) and ``mask`` (a PNG or JPEG of the radiograph's own size,
-relative to the CSV; pixels above half of full scale are inside).
+relative to the CSV). A mask of two grey levels (0/1, 0/255, 0/65535 as exported) is inside at the
+upper one; one of more levels (anti-aliased edges, JPEG noise) is inside above half of full scale.
+A mask covering more than :data:`MOST` of its radiograph (inverted? the whole film?), or one that
+vanishes at the bundle's size (thinner than a pixel there), is named in a warning.
 
 A feature named anywhere in the file is taken as segmented on every radiograph the file names: a
 radiograph with no row for it has none of it (a radiograph without an effusion has no effusion mask).
@@ -20,6 +23,7 @@ segment all of :data:`REQUIRED` (a heart mask alone would count the effusions ag
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,12 @@ COLUMNS = ("image", "feature", "mask")
 REQUIRED = ("heart", "effusion", "opacity")
 #: Bit i of a packed mask is feature ``MASK_FEATURES[i]``, as the phantom packs its masks.
 BITS = MASK_BITS
+
+log = logging.getLogger(__name__)
+#: A mask covering more than this share of its radiograph is named in a warning (inverted? the whole film?).
+MOST = 0.9
+#: Full scale of a grey level by Pillow image mode (other modes are read as RGB, 255).
+FULL_SCALE = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
 
 
 def input_name(item, dicom_dir: Path | None) -> str:
@@ -56,7 +66,7 @@ def read_masks_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
 
     df, problems = _read_csv(path, list(COLUMNS))
     if problems:
-        return pd.DataFrame(columns=["image", "feature", "file", "row"]), problems
+        return pd.DataFrame(columns=["image", "feature", "file", "given", "row"]), problems
     rows, seen = [], {}
     for i, r in enumerate(df.itertuples(index=False), start=1):
         image, feature, mask = r.image.strip(), r.feature.strip(), r.mask.strip()
@@ -81,7 +91,7 @@ def read_masks_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
         if not file.is_file():
             problems.append(Problem(str(path), i, "mask", mask, "no such file (paths are relative to the CSV)"))
             continue
-        rows.append({"image": image, "feature": feature, "file": file, "row": i})
+        rows.append({"image": image, "feature": feature, "file": file, "given": mask, "row": i})
     named = {r["feature"] for r in rows}
     missing = [f for f in REQUIRED if f not in named]
     if rows and missing:
@@ -91,28 +101,31 @@ def read_masks_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
                                 "(a radiograph without one has no row for it)"))
     if not rows and not problems:
         problems.append(Problem(str(path), None, None, None, "no masks listed"))
-    return pd.DataFrame(rows, columns=["image", "feature", "file", "row"]), problems
+    return pd.DataFrame(rows, columns=["image", "feature", "file", "given", "row"]), problems
 
 
 def read_mask(file: Path) -> np.ndarray:
-    """One mask image as 0/1: pixels above half of the image's own maximum are inside (masks saved as 0/1,
-    0/255 or 0/65535 alike; JPEG noise stays outside); an all-black image is an empty mask."""
+    """One mask image as 0/1: a two-level image inside at its upper level (0/1, 0/255 and 0/65535 masks
+    alike), any other inside above half of its mode's full scale (anti-aliased edges, JPEG noise); an
+    all-black image is an empty mask."""
     from PIL import Image
 
     try:
         with Image.open(file) as picture:
             if int(getattr(picture, "n_frames", 1) or 1) > 1:
                 raise ValueError("several frames; one mask per file is expected")
-            if picture.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-                values = np.asarray(picture).astype(np.float64)
+            if picture.mode in FULL_SCALE:
+                values, full = np.asarray(picture).astype(np.float64), FULL_SCALE[picture.mode]
             else:
-                values = np.asarray(picture.convert("RGB")).astype(np.float64).mean(axis=-1)
+                values, full = np.asarray(picture.convert("RGB")).astype(np.float64).mean(axis=-1), 255.0
     except ValueError:
         raise
     except Exception as exc:  # Pillow raises format-specific errors for corrupt files
         raise ValueError(f"{type(exc).__name__}: {exc}") from exc
-    top = float(values.max()) if values.size else 0.0
-    return (values > top / 2).astype(np.float32) if top > 0 else np.zeros(values.shape, np.float32)
+    levels = np.unique(values)
+    if len(levels) == 2 and levels[0] == 0:
+        return (values == levels[1]).astype(np.float32)
+    return (values > full / 2).astype(np.float32)
 
 
 def pack(masks: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -167,13 +180,20 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
         try:
             mask = read_mask(r.file)
         except (ValueError, FileNotFoundError) as exc:
-            problems.append(Problem(str(path), r.row, "mask", str(r.file.name), f"not a readable mask ({exc})"))
+            problems.append(Problem(str(path), r.row, "mask", r.given, f"not a readable mask ({exc})"))
             continue
         if item.shape is not None and tuple(mask.shape) != tuple(item.shape):
-            problems.append(Problem(str(path), r.row, "mask", str(r.file.name),
+            problems.append(Problem(str(path), r.row, "mask", r.given,
                                     f"{mask.shape[0]} x {mask.shape[1]} px, its radiograph {item.shape[0]} x "
                                     f"{item.shape[1]}: a mask must be drawn on the radiograph's own pixels"))
             continue
-        by_image.setdefault(item.image_key, {})[r.feature] = fit_square(mask, size) > 0.5
+        fitted = fit_square(mask, size) > 0.5
+        if mask.mean() > MOST:
+            log.warning("%s, row %d, column 'mask': the %s mask %s covers %.0f %% of its radiograph (inverted? "
+                        "the whole film?)", path, r.row, r.feature, r.given, 100 * mask.mean())
+        elif mask.any() and not fitted.any():
+            log.warning("%s, row %d, column 'mask': the %s mask %s vanishes at the bundle's %d px (thinner than a "
+                        "pixel there): it counts as empty", path, r.row, r.feature, r.given, size)
+        by_image.setdefault(item.image_key, {})[r.feature] = fitted
     packed = {key: pack(masks, (size, size)) for key, masks in by_image.items()}
     return packed, passed_over

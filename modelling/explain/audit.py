@@ -169,6 +169,9 @@ class Evidence:
     region_gvrs: str | None = None
     #: Of those GVRs, how many were shortened and of how many (None: not shortened by the audit).
     region_shortened: tuple[int, int] | None = None
+    #: Radiographs the bundle has masks of when none of them is among this model's GVRs (real data segmented
+    #: in part), so that the audit says so rather than "no masks".
+    masks_elsewhere: int | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -244,13 +247,17 @@ def decide(evidence: Evidence) -> dict:
                 "not_checked": not_checked, "caveats": caveats, "rule": rule, **shares}
     not_checked.append("shortcuts, skin markers, body mass and projection (" + (
         "the GVRs change nothing in the masks, and the model responds to neither the non-disease nor the disease "
-        "masks)" if masked else "no masks)"))
+        "masks)" if masked else
+        f"masks of {evidence.masks_elsewhere} radiograph(s), none of them among this model's GVRs: segment the "
+        "radiographs its GVRs explain)" if evidence.masks_elsewhere else "no masks)"))
     shown = [share for share, n in measured.values() if share is not None and n > 0]
     if not shown:
         not_checked.append("the cardiothoracic ratio and effusions (not measurable on these reconstructions)")
         return {"decision": UNDECIDED, "basis": "none", "decided_by": None, "used": used,
                 "not_checked": not_checked, "caveats": caveats,
-                "rule": "no masks and no measurable disease change: nothing to decide on", **shares}
+                "rule": ("nothing moved in the masks" if masked else "no masks on its GVRs' radiographs"
+                         if evidence.masks_elsewhere else "no masks") + " and no measurable disease change: "
+                        "nothing to decide on", **shares}
     for name, (share, n) in measured.items():
         if share is None or n == 0:
             not_checked.append(f"{name} (no GVR where it could be measured)")

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from data_schema import Bundle, Stage
+from data_schema.tables import MASK_FEATURES
 from modelling.cohort import ctr, effusion
 from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.audit import (
@@ -177,7 +178,7 @@ def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, sto
 
 
 def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: dict,
-          reliance: dict | None = None, regions: dict | None = None) -> dict:
+          reliance: dict | None = None, regions: dict | None = None, *, masks_in_bundle: int = 0) -> dict:
     """Per model: the audit's decision from its GVRs' evidence (:func:`modelling.explain.audit.decide`),
     what its GVRs change, how the baselines compare and, on the phantom, whether the decision agrees
     with the model's measured reliance (:func:`modelling.explain.audit.reliance_verdict`). `regions`: per
@@ -189,12 +190,17 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
     for model_id, g in gvr.groupby("model_id", sort=True):
         rows = faithfulness[faithfulness["model_id"] == model_id] if faithfulness is not None else None
         own = rows[rows["method"] == "gvr"] if rows is not None else None
-        shares = ({c: float(own[c].mean()) for c in SHARE_COLUMNS} if own is not None and len(own) else None)
+        # a feature nobody segmented has no share (NaN in every row): left out, not shown as 0 %
+        shares = ({c: float(v) for c, v in own[list(SHARE_COLUMNS)].mean().items()
+                   if not (pd.isna(v) and c.removeprefix("share_") in MASK_FEATURES)}
+                  if own is not None and len(own) else None)
         r = own["true_change_r"].dropna() if own is not None else pd.Series(dtype=float)
         region = regions.get(model_id) or {}
         evidence = Evidence(mask_shares=shares, true_change_r=float(r.median()) if len(r) else None,
                             region_effects=region.get("effects"), region_gvrs=region.get("how"),
-                            region_shortened=region.get("shortened"), **measured.get(model_id, {}))
+                            region_shortened=region.get("shortened"),
+                            masks_elsewhere=masks_in_bundle if shares is None and masks_in_bundle else None,
+                            **measured.get(model_id, {}))
         entry = {
             "gvrs": int(len(g)),
             "reached_rate": float(g["reached"].mean()),
@@ -238,9 +244,11 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     truth = bundle.read_table("phantom_truth") if has_truth else None
     truth_by_image = truth.set_index("image_id") if has_truth else None
     mask_table = truth if has_truth else (bundle.read_table("radiograph_masks") if MASKS in bundle.files else None)
-    # the phantom's masks, or a user's segmentations of some of the radiographs
+    # the phantom's masks, or a user's segmentations of some of the radiographs (of the features it names)
     masks = load_masks(bundle, mask_table, gvrs["image_id"].unique()) if mask_table is not None else {}
     has_masks = bool(masks)
+    segmented = (set(MASK_FEATURES) if has_truth or mask_table is None
+                 else {f for names in mask_table["segmented"] for f in names.split(",")})
     if has_masks:  # the audit's GVRs are moved again where the explain stage moved them
         device = device_for(config)
         decoder, mover = load_decoder(bundle, config).to(device), load_encoder(bundle, config).to(device)
@@ -290,8 +298,10 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
                        else [n for n in DISEASE_MASKS if masks[row.image_id][n].any()])
             change = diseased[k].astype(np.float32) - stored[k].astype(np.float32)  # the GVR as the bundle has it
             for method, value in [("gvr", change)] + [(m, maps[m][k]) for m in METHODS]:
+                scored = table_row(value, masks[row.image_id], drivers)
+                scored.update({f"share_{f}": np.nan for f in MASK_FEATURES if f not in segmented})  # not measured
                 rows.append({"gvr_id": row.gvr_id, "model_id": model_id, "regime": row.regime, "method": method,
-                             **table_row(value, masks[row.image_id], drivers),
+                             **scored,
                              "true_change_r": _truth_r(value, true_changes.get(row.gvr_id))})
     bar.close()
     info = {"gvrs": int(len(gvrs)), "methods": list(METHODS), "faithfulness": bool(rows)}
@@ -301,7 +311,8 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
         table = table.astype({"pointing_hit": float, "true_change_r": float})
         stage.write_table("faithfulness", table)
     if len(gvrs):
-        result = audit(table, index, _measured_changes(bundle, gvrs), _reliance(bundle), regions)
+        result = audit(table, index, _measured_changes(bundle, gvrs), _reliance(bundle), regions,
+                       masks_in_bundle=0 if mask_table is None else len(mask_table))
         stage.write_json("baselines/audit.json", result)
         info["audit"] = result
     return info
@@ -320,6 +331,8 @@ def build_baselines(config: StudyConfig, out, *, force: bool = False) -> tuple[B
     masked = [t for t in ("tables/phantom_truth.parquet", MASKS) if t in bundle.files]
     shortens = bool(masked) and config.audit.sparse_steps > 0
     inputs += masked
+    if MASKS in bundle.files:  # the table names the stacks; new masks in them leave it as it was
+        inputs += sorted(set(bundle.read_table("radiograph_masks")["mask_path"]))
     if shortens:
         inputs += ["checkpoints/decoder.pt", "tables/latents_index.parquet",
                    "arrays/latents.npy", "tables/predictions.parquet", *(f"checkpoints/{m}.pt" for m in models)]

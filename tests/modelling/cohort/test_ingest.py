@@ -549,3 +549,35 @@ def test_a_masks_file_is_checked_on_its_own_by_validate(tmp_path):
     assert [(p.row, p.column) for p in problems] == [(6, "feature")]
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 1 and "row 6" in result.output and "not a mask feature" in result.output
+
+
+def test_a_mask_is_read_by_its_levels_and_an_implausible_one_named(tmp_path, caplog):
+    import imageio.v3 as iio
+
+    from modelling.cohort.masks_input import read_mask
+
+    inside = np.zeros((8, 8), bool)
+    inside[2:5, 3:6] = True
+    for name, pixels in (("01.png", inside.astype(np.uint8)), ("0255.png", inside.astype(np.uint8) * 255),
+                         ("16bit.png", inside.astype(np.uint16) * 65535)):
+        iio.imwrite(tmp_path / name, pixels)
+        assert np.array_equal(read_mask(tmp_path / name) > 0, inside), name
+    noisy = np.where(inside, 250, 0).astype(np.uint8) + np.arange(64, dtype=np.uint8).reshape(8, 8) % 4
+    iio.imwrite(tmp_path / "noisy.png", noisy)  # many levels: inside above half of full scale, noise outside
+    assert np.array_equal(read_mask(tmp_path / "noisy.png") > 0, inside)
+    iio.imwrite(tmp_path / "faint.png", (np.arange(64).reshape(8, 8) % 4).astype(np.uint8))
+    assert not read_mask(tmp_path / "faint.png").any()
+    iio.imwrite(tmp_path / "black.png", np.zeros((8, 8), np.uint8))
+    assert not read_mask(tmp_path / "black.png").any()
+
+    # an inverted heart mask and a wire's end thinner than a pixel of the bundle are kept, and named
+    src = _masked_cohort(tmp_path, GOOD_MASKS + "a.png,device,wire.png\n")
+    iio.imwrite(tmp_path / "a-heart.png", np.where(np.arange(1200).reshape(40, 30) < 40, 0, 255).astype(np.uint8))
+    wire = np.zeros((40, 30), np.uint8)
+    wire[1, 1] = 255  # one pixel across a pixel boundary of the 0.8-times smaller bundle image: 36 % of one
+    iio.imwrite(tmp_path / "wire.png", wire)
+    with caplog.at_level(logging.WARNING):
+        build(tmp_path, src)
+    masks_csv = tmp_path / "masks.csv"
+    assert f"{masks_csv}, row 1, column 'mask': the heart mask a-heart.png covers 97 % of its radiograph" in caplog.text
+    assert f"{masks_csv}, row 6, column 'mask': the device mask wire.png vanishes at the bundle's 32 px" in caplog.text

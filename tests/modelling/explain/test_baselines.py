@@ -166,7 +166,7 @@ def test_stage_needs_gvrs(tmp_path):
         build_baselines(load_config("tiny"), tmp_path)
 
 
-def _as_real_data_with_masks(root, image_ids):
+def _as_real_data_with_masks(root, image_ids, segmented=None):
     """The bundle as real data would have it: no phantom truth (nor the fidelity stage's), and the phantom's own
     masks of `image_ids` given as a user's segmentations (``gvr cohort ingest --masks``)."""
     from data_schema import Bundle
@@ -176,7 +176,7 @@ def _as_real_data_with_masks(root, image_ids):
     truth = bundle.read_table("phantom_truth")
     given = truth[truth["image_id"].isin(image_ids)][["image_id", "mask_path", "mask_index"]]
     with bundle.stage("segmentations", config={}) as st:
-        st.write_table("radiograph_masks", given.assign(segmented=",".join(MASK_FEATURES)))
+        st.write_table("radiograph_masks", given.assign(segmented=",".join(segmented or MASK_FEATURES)))
     manifest = json.loads((root / "manifest.json").read_text())
     for rel in [r for r in manifest["files"] if r.startswith(("tables/phantom_", "tables/gvr_truth", "tables/model_reliance",
                                                                 "arrays/true_change"))]:
@@ -217,3 +217,44 @@ def test_a_users_segmentations_are_read_as_the_phantoms_masks(tiny_explained, tm
         assert 0 < n < 3 and model["region_gvrs"].endswith(f"; the {n} with masks read")
         # drivers: the disease masks each radiograph shows
         assert set(",".join(table["drivers"].dropna()).split(",")) <= {"heart", "effusion", "opacity"}
+
+
+def test_features_nobody_segmented_have_no_share_and_new_mask_pixels_redo_the_stage(tiny_explained, tmp_path):
+    from data_schema import Bundle
+
+    cfg = load_config("tiny")
+    gvrs = Bundle(tiny_explained).read_table("gvr_index").query("kind == 'gvr'")
+    bundle = _as_real_data_with_masks(copy_bundle(tiny_explained, tmp_path / "b"), gvrs["image_id"].unique(),
+                                      segmented=["heart", "effusion", "opacity"])
+    build_baselines(cfg, bundle.root)
+    table = bundle.read_table("faithfulness")
+    assert table["share_markers"].isna().all() and table["share_shortcut"].isna().all()
+    assert table["share_disease"].notna().any()
+    audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    for model in audit.values():  # shown as not measured, not as 0 %
+        assert "share_markers" not in model["gvr_mean_shares"] and "share_heart" in model["gvr_mean_shares"]
+    # the table names the stacks; masks drawn again in them make the audit's reading stale
+    stack = bundle.read_table("radiograph_masks")["mask_path"].iloc[0]
+    bits = bundle.read_array(stack)["bits"].copy()
+    bits[:, :4, :4] ^= 1
+    table = bundle.read_table("radiograph_masks")
+    with bundle.stage("segmentations", config={"again": True}) as st:  # the ingest again, the same table
+        st.write_table("radiograph_masks", table)
+        st.write_array(stack, {"bits": bits})
+    assert [rel for rel, _ in bundle.changed_inputs("baselines")] == [stack]
+
+
+def test_an_audit_without_masks_on_its_gvrs_says_where_the_masks_are(tiny_explained, tmp_path):
+    from data_schema import Bundle
+
+    cfg = load_config("tiny")
+    index = Bundle(tiny_explained).read_table("gvr_index")
+    radiographs = Bundle(tiny_explained).read_table("radiographs")
+    elsewhere = sorted(set(radiographs["image_id"]) - set(index["image_id"]))[:5]
+    bundle = _as_real_data_with_masks(copy_bundle(tiny_explained, tmp_path / "b"), elsewhere)
+    build_baselines(cfg, bundle.root)
+    assert "tables/faithfulness.parquet" not in bundle.files
+    audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    for model in audit.values():
+        assert any("masks of 5 radiograph(s), none of them among this model's GVRs" in line
+                   for line in model["not_checked"]), model["not_checked"]
