@@ -869,7 +869,11 @@ def reproduce(
         "Run the shortcut benchmark into the bundle, or not (default: the config's shortcuts.run; "
         "about 45 minutes on 2 cores for the default profile).")),
 ) -> None:
-    """Build the study bundle end to end (the main job of `make reproduce`)."""
+    """Build the study bundle end to end (the main job of `make reproduce`).
+
+    Exit code 0 when the manuscript is written; 3 when a real-data bundle stops for its human readers (it says
+    what to run); 2 for a usage error; 1 for an error.
+    """
     import dataclasses
 
     from modelling.config import ConfigError
