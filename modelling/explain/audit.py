@@ -234,10 +234,14 @@ def decide(evidence: Evidence) -> dict:
         if not by_region:  # O counts the projection with all that no mask covers; the masks alone cannot
             not_checked.append("the projection (no mask)")
         if not by_region:
-            caveats.append(f"neither region's pixels moved the model's prediction (by {RESPONSE_FLOOR:g} log BNP in all); "
-                           "decided by the change's area"
-                           if evidence.region_effects is not None else
-                           "the model's response by region was not measured; decided by the change's area")
+            outside = (evidence.mask_shares or {}).get("share_outside")
+            caveats.append((f"neither region's pixels moved the model's prediction (by {RESPONSE_FLOOR:g} log BNP in "
+                            "all); decided by the change's area"
+                            if evidence.region_effects is not None else
+                            "the model's response by region was not measured; decided by the change's area")
+                           + ("" if outside is None or not np.isfinite(outside) else
+                              f", which counts only the change inside the masks ({outside:.0%} of it lies outside "
+                              "every mask)"))
         share = o_share if by_region else n_share
         rule = (f"share of the model's response to its GVRs' change from outside the disease and device masks "
                 f"> {THRESHOLD}" if by_region

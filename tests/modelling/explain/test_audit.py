@@ -218,7 +218,8 @@ def test_without_a_region_response_the_share_by_area_decides_with_a_caveat():
     assert "by area" in nil["rule"]
     absent = decide(Evidence(mask_shares=shares(0.3, 0.1)))  # no response measured (a caller without a model)
     assert absent["decision"] == PASSED and absent["decided_by"] == "non_disease_share"
-    assert absent["caveats"] == ["the model's response by region was not measured; decided by the change's area"]
+    assert absent["caveats"] == ["the model's response by region was not measured; decided by the change's area, "
+                                 "which counts only the change inside the masks (60% of it lies outside every mask)"]
 
 
 def test_masks_that_neither_the_change_nor_the_model_reaches_leave_the_measured_changes_to_decide():
