@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -581,3 +582,25 @@ def test_a_mask_is_read_by_its_levels_and_an_implausible_one_named(tmp_path, cap
     masks_csv = tmp_path / "masks.csv"
     assert f"{masks_csv}, row 1, column 'mask': the heart mask a-heart.png covers 97 % of its radiograph" in caplog.text
     assert f"{masks_csv}, row 6, column 'mask': the device mask wire.png vanishes at the bundle's 32 px" in caplog.text
+
+
+def test_masks_of_a_dicom_folder_name_each_file_by_its_path_in_the_folder(cohort_files):
+    import imageio.v3 as iio
+
+    tmp_path, src = cohort_files
+    heart = np.zeros((40, 40), np.uint8)
+    heart[10:30, 12:28] = 255
+    iio.imwrite(tmp_path / "heart.png", heart)
+    iio.imwrite(tmp_path / "none.png", np.zeros((40, 40), np.uint8))
+    (tmp_path / "masks.csv").write_text("image,feature,mask\n"
+                                        "b1.dcm,heart,heart.png\nb1.dcm,effusion,none.png\nb1.dcm,opacity,none.png\n"
+                                        "c-lateral.dcm,heart,heart.png\n")  # excluded (lateral): passed over
+    bundle, info = build(tmp_path, dataclasses.replace(src, masks_csv=tmp_path / "masks.csv"))
+    table = bundle.read_table("radiograph_masks")
+    assert info["masks"]["radiographs"] == 1 and info["masks"]["passed_over"] == 1
+    b1 = Pseudonymiser(SALT)("image", "1.2.3.4.3")  # the file's SOP Instance UID, pseudonymised
+    assert list(table["image_id"]) == [b1]
+    from modelling.cohort.phantom import unpack_masks
+
+    masks = unpack_masks(bundle.read_array(table["mask_path"].iloc[0])["bits"][int(table["mask_index"].iloc[0])])
+    assert masks["heart"].sum() > 0 and not masks["effusion"].any()
