@@ -314,7 +314,6 @@ def cohort_ingest(
     Every input is checked before the bundle is touched; a refused ingest leaves it as it was.
     """
     import json
-    import os
 
     from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser
     from modelling.config import ConfigError
@@ -322,17 +321,7 @@ def cohort_ingest(
 
     out = bundle_argument.resolve(bundle_at, out)
 
-    if salt_file is not None and os.environ.get("GVR_SALT") and \
-            salt_file.read_bytes().strip() != os.environ["GVR_SALT"].encode():
-        _fail(f"two different salts: --salt-file {salt_file} and GVR_SALT; give one (a different salt gives "
-              "different pseudonyms, and a bundle ingested again with it no longer matches)")
-    if salt_file is not None:
-        salt = salt_file.read_bytes().strip()
-    elif os.environ.get("GVR_SALT"):
-        salt = os.environ["GVR_SALT"].encode()
-    else:
-        _fail("a secret salt is needed to pseudonymise identifiers: --salt-file PATH or GVR_SALT "
-              "(at least 16 bytes, kept outside the bundle; e.g. `head -c 32 /dev/urandom | base64 > salt`)")
+    salt = _salt(salt_file)
     if (dicom is None) == (manifest is None):
         _fail("give exactly one of --dicom DIR (DICOM files) or --manifest CSV (PNG/JPEG files)")
     try:
@@ -369,6 +358,53 @@ def _set_threads(cfg) -> None:
 
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
+
+
+def _salt(salt_file: Optional[Path]) -> bytes:
+    """The pseudonyms' secret: --salt-file or GVR_SALT (two different ones refused)."""
+    import os
+
+    if salt_file is not None and os.environ.get("GVR_SALT") and \
+            salt_file.read_bytes().strip() != os.environ["GVR_SALT"].encode():
+        _fail(f"two different salts: --salt-file {salt_file} and GVR_SALT; give one (a different salt gives "
+              "different pseudonyms, and a bundle ingested again with it no longer matches)")
+    if salt_file is not None:
+        return salt_file.read_bytes().strip()
+    if os.environ.get("GVR_SALT"):
+        return os.environ["GVR_SALT"].encode()
+    _fail("a secret salt is needed to pseudonymise identifiers: --salt-file PATH or GVR_SALT "
+          "(at least 16 bytes, kept outside the bundle; e.g. `head -c 32 /dev/urandom | base64 > salt`)")
+
+
+@cohort_app.command("key")
+def cohort_key(
+    dicom: Optional[Path] = typer.Option(None, exists=True, file_okay=False, help="Folder of DICOM radiographs."),
+    manifest: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="CSV of PNG/JPEG files: file, patient_id, acquired_at, view."),
+    salt_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="The salt the ingest used (or set GVR_SALT)."),
+    out: Path = typer.Option(..., "--out", dir_okay=False, help="The key CSV to write: image_id, file."),
+) -> None:
+    """Which input file each radiograph's image_id is, to find the radiographs the GVRs explain.
+
+    A re-identification key: keep it with the salt, outside the bundle (a path inside a bundle is refused).
+    """
+    from data_schema.io import atomic_write_text
+    from modelling.cohort.ingest import IngestSources, Pseudonymiser, image_key_table
+
+    salt = _salt(salt_file)
+    if (dicom is None) == (manifest is None):
+        _fail("give exactly one of --dicom DIR (DICOM files) or --manifest CSV (PNG/JPEG files)")
+    inside = next((d for d in out.resolve().parents if (d / "manifest.json").is_file()), None)
+    if inside is not None:
+        _fail(f"{out}: inside the study bundle {inside}; the key re-identifies its radiographs, keep it outside")
+    try:
+        pseudo = Pseudonymiser(salt)
+    except ValueError as exc:
+        _fail(str(exc))
+    # the tables are not read: the key needs only the images' names
+    src = IngestSources(patients_csv=Path("-"), bnp_csv=Path("-"), dicom_dir=dicom, manifest_csv=manifest)
+    table = image_key_table(src, pseudo)
+    atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))
+    typer.echo(f"key: {out}  ({len(table):,} radiographs; keep it with the salt, outside the bundle)")
 
 
 @app.command()

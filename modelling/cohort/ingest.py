@@ -682,6 +682,27 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
     return loaded, excluded
 
 
+def image_key_table(src: IngestSources, pseudo: Pseudonymiser) -> pd.DataFrame:
+    """Each input radiograph's ``image_id`` (as the ingest pseudonymises it with this salt) beside its file:
+    the manifest's name, or the path inside the DICOM folder. A re-identification key: it stays with the
+    salt, outside the bundle. Files of a DICOM folder that are not DICOM are left out."""
+    rows = []
+    if src.dicom_dir is None:
+        rows = [(pseudo("image", name), name) for name in sorted(src.image_names())]
+    else:
+        import pydicom
+
+        folder = Path(src.dicom_dir)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            except Exception:  # noqa: BLE001 - not a DICOM file: the ingest excludes it with its reason
+                continue
+            name = path.relative_to(folder).as_posix()
+            rows.append((pseudo("image", str(ds.get("SOPInstanceUID", "") or name)), name))
+    return pd.DataFrame(rows, columns=["image_id", "file"])
+
+
 def exclusion_summary(excluded: list[tuple[str, str]]) -> dict[str, int]:
     """Excluded files counted by reason (the reason's wording before any detail in brackets)."""
     counts: dict[str, int] = {}

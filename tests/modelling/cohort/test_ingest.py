@@ -604,3 +604,26 @@ def test_masks_of_a_dicom_folder_name_each_file_by_its_path_in_the_folder(cohort
 
     masks = unpack_masks(bundle.read_array(table["mask_path"].iloc[0])["bits"][int(table["mask_index"].iloc[0])])
     assert masks["heart"].sum() > 0 and not masks["effusion"].any()
+
+
+def test_the_key_names_each_radiographs_file_and_stays_outside_the_bundle(cohort_files, tmp_path):
+    """`gvr cohort key` gives the image_id the ingest gives each input file, to find what a GVR explains."""
+    folder, src = cohort_files
+    bundle, _ = build(folder, src)
+    salt = folder / "salt"
+    salt.write_bytes(SALT)
+    out = tmp_path / "key.csv"
+    result = CliRunner().invoke(app, ["cohort", "key", "--dicom", str(src.dicom_dir), "--salt-file", str(salt),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    key = pd.read_csv(out)
+    ingested = bundle.read_table("radiographs")["image_id"]
+    assert set(ingested) <= set(key["image_id"])  # every kept radiograph found
+    # b1's header is readable in its truncated copy too: both files carry its SOP Instance UID
+    assert set(key.loc[key["image_id"] == Pseudonymiser(SALT)("image", "1.2.3.4.3"), "file"]) == {
+        "b1.dcm", "truncated.dcm"}
+    assert "notes.txt" not in set(key["file"])  # not a DICOM file
+    refused = CliRunner().invoke(app, ["cohort", "key", "--dicom", str(src.dicom_dir), "--salt-file", str(salt),
+                                       "--out", str(bundle.root / "key.csv")])
+    assert refused.exit_code == 2 and "keep it outside" in refused.output
+    assert not (bundle.root / "key.csv").exists()
