@@ -112,7 +112,8 @@ def read_mask(file: Path) -> np.ndarray:
 
     try:
         with Image.open(file) as picture:
-            if int(getattr(picture, "n_frames", 1) or 1) > 1:
+            # an MPO JPEG's later frames are previews of its first, as for the radiographs
+            if int(getattr(picture, "n_frames", 1) or 1) > 1 and picture.format != "MPO":
                 raise ValueError("several frames; one mask per file is expected")
             if picture.mode in FULL_SCALE:
                 values, full = np.asarray(picture).astype(np.float64), FULL_SCALE[picture.mode]
