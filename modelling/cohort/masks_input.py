@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from data_schema.tables import MASK_FEATURES
-from modelling.cohort.phantom import MASK_BITS
 from data_schema.validate import Problem
+from modelling.cohort.phantom import MASK_BITS
 
 #: The columns of masks.csv.
 COLUMNS = ("image", "feature", "mask")
