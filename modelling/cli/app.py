@@ -67,7 +67,8 @@ class _OwnFindingsFirst(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         if record.name == "modelling" or record.name.startswith(("modelling.", "analysis.", "data_schema.")):
-            return f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+            line = f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+            return line + ("\n" + self.formatException(record.exc_info) if record.exc_info else "")
         return super().format(record)
 
 

@@ -172,6 +172,8 @@ class Evidence:
     #: Radiographs the bundle has masks of when none of them is among this model's GVRs (real data segmented
     #: in part), so that the audit says so rather than "no masks".
     masks_elsewhere: int | None = None
+    #: Mask features not segmented (a user's masks that leave some out): their pixels count as no mask's.
+    unsegmented: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
 
@@ -233,10 +235,13 @@ def decide(evidence: Evidence) -> dict:
         by_region = o_share is not None
         if not by_region:  # O counts the projection with all that no mask covers; the masks alone cannot
             not_checked.append("the projection (no mask)")
+        if by_region and NEITHER_MASK in evidence.unsegmented:
+            caveats.append("no device mask was given: a pacemaker's pixels count as not disease in the region outside "
+                           "the disease masks")
         if not by_region:
             outside = (evidence.mask_shares or {}).get("share_outside")
-            caveats.append((f"neither region's pixels moved the model's prediction (by {RESPONSE_FLOOR:g} log BNP in "
-                            "all); decided by the change's area"
+            caveats.append((f"the healthy pixels outside the disease masks and inside them moved the model's prediction "
+                            f"by less than {RESPONSE_FLOOR:g} log BNP in all; decided by the change's area"
                             if evidence.region_effects is not None else
                             "the model's response by region was not measured; decided by the change's area")
                            + ("" if outside is None or not np.isfinite(outside) else
@@ -250,6 +255,8 @@ def decide(evidence: Evidence) -> dict:
                 "decided_by": "outside_share" if by_region else "non_disease_share", "used": used,
                 "not_checked": not_checked, "caveats": caveats, "rule": rule, **shares}
     not_checked.append("shortcuts, skin markers, body mass and projection (" + (
+        "no non-disease feature was segmented, and the model responds to neither the region outside the disease "
+        "masks nor the disease masks)" if masked and set(NON_DISEASE_MASKS) <= set(evidence.unsegmented) else
         "the GVRs change nothing in the masks, and the model responds to neither the non-disease nor the disease "
         "masks)" if masked else
         f"masks of {evidence.masks_elsewhere} radiograph(s), none of them among this model's GVRs: segment the "

@@ -42,6 +42,7 @@ from modelling.explain.baselines import METHODS, EndToEnd, attribute
 from modelling.explain.faithfulness import (
     DISEASE_MASKS,
     MEASURES_VERSION,
+    NON_DISEASE_MASKS,
     SHARE_COLUMNS,
     driving_masks,
     pixel_correlation,
@@ -177,8 +178,17 @@ def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, sto
     return healthy, shortened, f"the GVRs shortened by {steps} steps, {int(shortened.sum())} of {len(group)}"
 
 
+def _measurable(effects: dict, segmented: set[str]) -> dict:
+    """Region effects without E where no non-disease feature was segmented: its region is then empty, and its
+    share of 0 would say the model leans on none of them."""
+    if not segmented & set(NON_DISEASE_MASKS):
+        effects = {**effects, "share": None}
+    return effects
+
+
 def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: dict,
-          reliance: dict | None = None, regions: dict | None = None, *, masks_in_bundle: int = 0) -> dict:
+          reliance: dict | None = None, regions: dict | None = None, *, masks_in_bundle: int = 0,
+          unsegmented: tuple[str, ...] = ()) -> dict:
     """Per model: the audit's decision from its GVRs' evidence (:func:`modelling.explain.audit.decide`),
     what its GVRs change, how the baselines compare and, on the phantom, whether the decision agrees
     with the model's measured reliance (:func:`modelling.explain.audit.reliance_verdict`). `regions`: per
@@ -200,6 +210,7 @@ def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: 
                             region_effects=region.get("effects"), region_gvrs=region.get("how"),
                             region_shortened=region.get("shortened"),
                             masks_elsewhere=masks_in_bundle if shares is None and masks_in_bundle else None,
+                            unsegmented=unsegmented,
                             **measured.get(model_id, {}))
         entry = {
             "gvrs": int(len(g)),
@@ -281,10 +292,11 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             if not with_masks.all():
                 how += f"; the {int(with_masks.sum())} with masks read"
             regions[model_id] = {
-                "effects": region_effects(_reads(model), d, h, own_masks), "how": how,
+                "effects": _measurable(region_effects(_reads(model), d, h, own_masks), segmented), "how": how,
                 "shortened": (None if config.audit.sparse_steps == 0
                               else (int(shortened[with_masks].sum()), int(with_masks.sum()))),
-                "as_explained": (None if np.array_equal(h, st) else region_effects(_reads(model), d, st, own_masks))}
+                "as_explained": (None if np.array_equal(h, st) else
+                                 _measurable(region_effects(_reads(model), d, st, own_masks), segmented))}
         for k, row in enumerate(group.itertuples()):
             shown = bundle.read_image(row.overlay_path)
             stage.write_image(f"baselines/{row.gvr_id}.png", panel(images[k], shown, {m: maps[m][k] for m in METHODS}))
@@ -300,6 +312,8 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             for method, value in [("gvr", change)] + [(m, maps[m][k]) for m in METHODS]:
                 scored = table_row(value, masks[row.image_id], drivers)
                 scored.update({f"share_{f}": np.nan for f in MASK_FEATURES if f not in segmented})  # not measured
+                if not segmented & set(NON_DISEASE_MASKS):  # an empty union is no evidence of a share of 0
+                    scored["share_non_disease"] = np.nan
                 rows.append({"gvr_id": row.gvr_id, "model_id": model_id, "regime": row.regime, "method": method,
                              **scored,
                              "true_change_r": _truth_r(value, true_changes.get(row.gvr_id))})
@@ -312,7 +326,8 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
         stage.write_table("faithfulness", table)
     if len(gvrs):
         result = audit(table, index, _measured_changes(bundle, gvrs), _reliance(bundle), regions,
-                       masks_in_bundle=0 if mask_table is None else len(mask_table))
+                       masks_in_bundle=0 if mask_table is None else len(mask_table),
+                       unsegmented=tuple(f for f in MASK_FEATURES if has_masks and f not in segmented))
         stage.write_json("baselines/audit.json", result)
         info["audit"] = result
     return info

@@ -214,7 +214,7 @@ def test_without_a_region_response_the_share_by_area_decides_with_a_caveat():
     nil = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects=region(0.0, 0.0)))
     assert nil["decision"] == FLAGGED and nil["decided_by"] == "non_disease_share"
     assert nil["outside_share"] is None and nil["region_share"] is None
-    assert any("neither region" in c for c in nil["caveats"])
+    assert any("by less than 0.01 log BNP in all" in c for c in nil["caveats"])
     assert "by area" in nil["rule"]
     absent = decide(Evidence(mask_shares=shares(0.3, 0.1)))  # no response measured (a caller without a model)
     assert absent["decision"] == PASSED and absent["decided_by"] == "non_disease_share"
@@ -275,7 +275,22 @@ def test_falls_that_round_to_nothing_give_no_share_and_the_audit_says_so():
     assert 0 < abs(e["non_disease"]) + abs(e["disease"]) < RESPONSE_FLOOR and e["share"] is None
     assert region_effects(lambda x: 100 * faint(x), diseased, healthy, masks)["share"] == pytest.approx(3 / 7)
     nil = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects=e))
-    assert nil["decided_by"] == "non_disease_share" and any("neither region" in c for c in nil["caveats"])
+    assert nil["decided_by"] == "non_disease_share" and any("by less than 0.01 log BNP in all" in c for c in nil["caveats"])
     raised = decide(Evidence(mask_shares=shares(0.1, 0.3), region_effects={
         "whole": -0.2, "non_disease": None, "disease": 0.5, "outside": -0.05, "share": None, "outside_share": 0.09}))
     assert "raise the predicted log BNP by 0.05" in raised["used"][0] and "-0.0" not in raised["used"][0]
+
+
+def test_features_not_segmented_are_said_and_an_empty_non_disease_union_decides_nothing():
+    """A user's masks of the disease features only: no share of 0 passes the model, and without a device mask the
+    pacemaker counted outside the disease masks is said."""
+    only_disease = {"share_heart": 0.35, "share_effusion": 0.0, "share_opacity": 0.0, "share_outside": 0.65,
+                    "share_disease": 0.35, "share_non_disease": float("nan")}
+    unsegmented = ("soft_tissue", "device", "markers", "shortcut")
+    d = decide(Evidence(mask_shares=only_disease, region_effects=region(0.001, 0.002) | {"outside_share": None},
+                        unsegmented=unsegmented))
+    assert d["decision"] == UNDECIDED and d["non_disease_share"] is None
+    assert any("no non-disease feature was segmented" in line for line in d["not_checked"])
+    o = decide(Evidence(mask_shares=only_disease, region_effects=region(0.6, 0.4), unsegmented=unsegmented))
+    assert o["decision"] == FLAGGED and any("no device mask was given" in c for c in o["caveats"])
+    assert not any("device mask" in c for c in decide(Evidence(region_effects=region(0.6, 0.4)))["caveats"])

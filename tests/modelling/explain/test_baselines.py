@@ -231,8 +231,12 @@ def test_features_nobody_segmented_have_no_share_and_new_mask_pixels_redo_the_st
     assert table["share_markers"].isna().all() and table["share_shortcut"].isna().all()
     assert table["share_disease"].notna().any()
     audit = json.loads(bundle.verify_file("baselines/audit.json").read_text())
+    assert table["share_non_disease"].isna().all()  # an empty union: no share, not a share of 0
     for model in audit.values():  # shown as not measured, not as 0 %
         assert "share_markers" not in model["gvr_mean_shares"] and "share_heart" in model["gvr_mean_shares"]
+        assert model["region_share"] is None and model["non_disease_share"] is None
+        if model["decided_by"] == "outside_share":
+            assert any("no device mask was given" in c for c in model["caveats"])
     # the table names the stacks; masks drawn again in them make the audit's reading stale
     stack = bundle.read_table("radiograph_masks")["mask_path"].iloc[0]
     bits = bundle.read_array(stack)["bits"].copy()
