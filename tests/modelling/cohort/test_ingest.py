@@ -102,6 +102,17 @@ def build(tmp_path, src, salt=SALT, name="bundle"):
     return build_from_real_data(load_config("tiny"), tmp_path / name, src, Pseudonymiser(salt))
 
 
+def manifest_sources(tmp_path, rows, *, patients=("P1,M,70",), bnp=("P1,2012-03-04 12:00,230",), **extra):
+    """A PNG cohort's manifest, patients and BNP CSVs in `tmp_path` (their rows under each header), and its
+    sources (`extra`: more IngestSources fields)."""
+    for name, header, lines in (("manifest", "file,patient_id,acquired_at,view", rows),
+                                ("patients", "patient_id,sex,age_years", patients),
+                                ("bnp", "patient_id,collected_at,bnp_ng_l", bnp)):
+        (tmp_path / f"{name}.csv").write_text("".join(f"{line}\n" for line in (header, *lines)))
+    return IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
+                         manifest_csv=tmp_path / "manifest.csv", **extra)
+
+
 def test_dicom_folder_is_ingested_paired_and_valid(cohort_files):
     tmp_path, src = cohort_files
     bundle, info = build(tmp_path, src)
@@ -321,14 +332,9 @@ def test_small_and_colour_pictures_are_ingested_and_named_in_a_warning(tmp_path,
     iio.imwrite(tmp_path / "rgb-grey.png", np.stack([grey] * 3, axis=-1))
     tinted = np.stack([grey, grey // 2, grey], axis=-1)
     iio.imwrite(tmp_path / "tinted.png", tinted)
-    (tmp_path / "manifest.csv").write_text(
-        "file,patient_id,acquired_at,view\n"
-        "ok.png,P1,2012-03-04 10:00,PA\nsmall.png,P1,2013-03-04 10:00,PA\n"
-        "rgb-grey.png,P1,2014-03-04 10:00,PA\ntinted.png,P1,2015-03-04 10:00,PA\n")
-    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
-    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,50\n")
-    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
-                        manifest_csv=tmp_path / "manifest.csv")
+    src = manifest_sources(tmp_path, ["ok.png,P1,2012-03-04 10:00,PA", "small.png,P1,2013-03-04 10:00,PA",
+                                      "rgb-grey.png,P1,2014-03-04 10:00,PA", "tinted.png,P1,2015-03-04 10:00,PA"],
+                           bnp=["P1,2012-03-04 12:00,50"])
     with caplog.at_level(logging.WARNING):
         bundle, info = build(tmp_path, src)
     assert len(bundle.read_table("radiographs")) == 4  # kept: a warning, not an exclusion
@@ -354,16 +360,8 @@ def test_png_manifest_with_a_corrupt_file(tmp_path):
     iio.imwrite(tmp_path / "img/x1.png", (gradient(60, 40) // 16).astype(np.uint8))
     iio.imwrite(tmp_path / "img/x2.png", (gradient(40, 40) // 16).astype(np.uint8))
     (tmp_path / "img/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    (tmp_path / "manifest.csv").write_text(
-        "file,patient_id,acquired_at,view\n"
-        "img/x1.png,P1,2012-03-04 10:00,PA\n"
-        "img/x2.png,P1,2013-03-04 10:00,AP\n"
-        "img/broken.png,P1,2014-03-04 10:00,PA\n"
-    )
-    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
-    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,230\n")
-    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
-                        manifest_csv=tmp_path / "manifest.csv")
+    src = manifest_sources(tmp_path, ["img/x1.png,P1,2012-03-04 10:00,PA", "img/x2.png,P1,2013-03-04 10:00,AP",
+                                      "img/broken.png,P1,2014-03-04 10:00,PA"])
     bundle, info = build(tmp_path, src)
     assert info["radiographs"] == 2 and info["excluded"] == 1
     assert "not a readable image" in info["excluded_files"][0]["reason"]
@@ -385,12 +383,7 @@ def test_a_manifest_row_naming_a_missing_file_or_an_unknown_patient_is_an_error_
     (tmp_path / "img").mkdir()
     for name in ("x1.png", "x2.png"):
         iio.imwrite(tmp_path / "img" / name, (gradient(40, 40) // 16).astype(np.uint8))
-    (tmp_path / "manifest.csv").write_text("file,patient_id,acquired_at,view\nimg/x1.png,P1,2012-03-04 10:00,PA\n"
-                                           + row + "\n")
-    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
-    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,230\n")
-    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
-                        manifest_csv=tmp_path / "manifest.csv")
+    src = manifest_sources(tmp_path, ["img/x1.png,P1,2012-03-04 10:00,PA", row])
     with pytest.raises(IngestError) as caught:
         build(tmp_path, src)
     text = str(caught.value)
@@ -432,17 +425,11 @@ def test_exclusion_reasons_in_the_bundle_never_quote_a_path(tmp_path, caplog):
     folder.mkdir()
     iio.imwrite(folder / "ok.png", (gradient(40, 40) // 16).astype(np.uint8))
     (folder / "broken.png").write_bytes(b"not a png at all")
-    (tmp_path / "manifest.csv").write_text(
-        "file,patient_id,acquired_at,view\n"
-        "Smith_John_MRN998877/ok.png,P1,2012-03-04 10:00,PA\n"
-        "Smith_John_MRN998877/lateral.png,P1,2013-03-04 10:00,LL\n"
-        "Smith_John_MRN998877/broken.png,P1,2014-03-04 10:00,PA\n"
-    )
     iio.imwrite(folder / "lateral.png", (gradient(40, 40) // 16).astype(np.uint8))
-    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\n")
-    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,<5\n")
-    src = IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
-                        manifest_csv=tmp_path / "manifest.csv")
+    src = manifest_sources(tmp_path, ["Smith_John_MRN998877/ok.png,P1,2012-03-04 10:00,PA",
+                                      "Smith_John_MRN998877/lateral.png,P1,2013-03-04 10:00,LL",
+                                      "Smith_John_MRN998877/broken.png,P1,2014-03-04 10:00,PA"],
+                           bnp=["P1,2012-03-04 12:00,<5"])
     with caplog.at_level(logging.WARNING):
         bundle, info = build(tmp_path, src)
     assert info["excluded"] == 2 and info["censored_bnp_values"] == 1
@@ -474,14 +461,10 @@ def _masked_cohort(tmp_path, masks_csv: str, *, mask_shapes=None):
     marker[0:4, 0:4] = 1  # saved as 0/1: inside is above half of its own maximum
     iio.imwrite(tmp_path / "b-markers.png", marker)
     iio.imwrite(tmp_path / "small.png", heart[:20, :15])
-    (tmp_path / "manifest.csv").write_text(
-        "file,patient_id,acquired_at,view\n"
-        "a.png,P1,2012-03-04 10:00,PA\nb.png,P2,2013-03-04 10:00,PA\nlat.png,P2,2013-03-04 10:05,LL\n")
-    (tmp_path / "patients.csv").write_text("patient_id,sex,age_years\nP1,M,70\nP2,F,60\n")
-    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\nP1,2012-03-04 12:00,500\n")
     (tmp_path / "masks.csv").write_text(masks_csv)
-    return IngestSources(patients_csv=tmp_path / "patients.csv", bnp_csv=tmp_path / "bnp.csv",
-                        manifest_csv=tmp_path / "manifest.csv", masks_csv=tmp_path / "masks.csv")
+    return manifest_sources(tmp_path, ["a.png,P1,2012-03-04 10:00,PA", "b.png,P2,2013-03-04 10:00,PA",
+                                       "lat.png,P2,2013-03-04 10:05,LL"], patients=["P1,M,70", "P2,F,60"],
+                            bnp=["P1,2012-03-04 12:00,500"], masks_csv=tmp_path / "masks.csv")
 
 
 GOOD_MASKS = ("image,feature,mask\n"
