@@ -291,15 +291,27 @@ def read_picture(path: Path) -> np.ndarray:
 def read_picture_and_colour(path: Path) -> tuple[np.ndarray, bool]:
     """:func:`read_picture`, and whether the picture is in colour (its channels differ by more than
     :data:`COLOUR_LEVELS` grey levels on average): it is read as the mean of its channels all the same."""
+    image, _, colour = read_still(path)
+    return _to_unit(image), colour
+
+
+#: Pillow modes read as one grey channel, with the full scale of their values (other modes are read as RGB, 255).
+GREY_MODES = {"1": 1.0, "L": 255.0, "I": 65535.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "F": 1.0}
+
+
+def read_still(path: Path, what: str = "radiograph") -> tuple[np.ndarray, float, bool]:
+    """One still image's pixels as Pillow reads them (a colour one as the float32 mean of its RGB channels),
+    the full scale of its values, and whether it is in colour; an animation or a stack of frames is refused
+    (an MPO JPEG's later frames are previews of its first), and so is an unreadable file (ValueError)."""
     from PIL import Image
 
-    colour = False
+    colour, full = False, 255.0
     try:
         with Image.open(path) as picture:
             frames, kind, image = int(getattr(picture, "n_frames", 1) or 1), picture.format, None
-            if frames == 1 or kind == "MPO":  # an MPO JPEG's later frames are previews of its first
-                if picture.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-                    image = np.asarray(picture)
+            if frames == 1 or kind == "MPO":
+                if picture.mode in GREY_MODES:
+                    image, full = np.asarray(picture), GREY_MODES[picture.mode]
                 else:  # palette, colour, with alpha: to RGB, then the mean of the channels
                     rgb = np.asarray(picture.convert("RGB")).astype(np.float32)
                     image = rgb.mean(axis=-1)
@@ -307,10 +319,10 @@ def read_picture_and_colour(path: Path) -> tuple[np.ndarray, bool]:
     except Exception as exc:  # Pillow raises format-specific errors for corrupt files
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
     if image is None:
-        raise ValueError(f"{frames} frames ({kind}); one still radiograph per file is expected")
+        raise ValueError(f"{frames} frames ({kind}); one still {what} per file is expected")
     if image.ndim != 2:
         raise ValueError(f"expected one grayscale or colour frame, got an array of shape {image.shape}")
-    return _to_unit(image), colour
+    return image, full, colour
 
 
 # ---- tables ----------------------------------------------------------------------------------------

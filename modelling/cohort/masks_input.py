@@ -43,8 +43,6 @@ BITS = MASK_BITS
 log = logging.getLogger(__name__)
 #: A mask covering more than this share of its radiograph is named in a warning (inverted? the whole film?).
 MOST = 0.9
-#: Full scale of a grey level by Pillow image mode (other modes are read as RGB, 255).
-FULL_SCALE = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
 
 
 def input_name(item, dicom_dir: Path | None) -> str:
@@ -107,22 +105,11 @@ def read_masks_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
 def read_mask(file: Path) -> np.ndarray:
     """One mask image as 0/1: a two-level image inside at its upper level (0/1, 0/255 and 0/65535 masks
     alike), any other inside above half of its mode's full scale (anti-aliased edges, JPEG noise); an
-    all-black image is an empty mask."""
-    from PIL import Image
+    all-black image is an empty mask. Read as the radiographs are (:func:`modelling.cohort.ingest.read_still`)."""
+    from modelling.cohort.ingest import read_still
 
-    try:
-        with Image.open(file) as picture:
-            # an MPO JPEG's later frames are previews of its first, as for the radiographs
-            if int(getattr(picture, "n_frames", 1) or 1) > 1 and picture.format != "MPO":
-                raise ValueError("several frames; one mask per file is expected")
-            if picture.mode in FULL_SCALE:
-                values, full = np.asarray(picture).astype(np.float64), FULL_SCALE[picture.mode]
-            else:
-                values, full = np.asarray(picture.convert("RGB")).astype(np.float64).mean(axis=-1), 255.0
-    except ValueError:
-        raise
-    except Exception as exc:  # Pillow raises format-specific errors for corrupt files
-        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    values, full, _ = read_still(file, "mask")
+    values = values.astype(np.float64)
     levels = np.unique(values)
     if len(levels) == 2 and levels[0] == 0:
         return (values == levels[1]).astype(np.float32)
@@ -181,7 +168,7 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
         try:
             mask = read_mask(r.file)
         except (ValueError, FileNotFoundError) as exc:
-            problems.append(Problem(str(path), r.row, "mask", r.given, f"not a readable mask ({exc})"))
+            problems.append(Problem(str(path), r.row, "mask", r.given, str(exc)))
             continue
         if item.shape is not None and tuple(mask.shape) != tuple(item.shape):
             problems.append(Problem(str(path), r.row, "mask", r.given,
