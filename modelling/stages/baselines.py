@@ -178,12 +178,10 @@ def shortened_gvrs(bundle: Bundle, config: StudyConfig, group: pd.DataFrame, sto
     return healthy, shortened, f"the GVRs shortened by {steps} steps, {int(shortened.sum())} of {len(group)}"
 
 
-def _measurable(effects: dict, segmented: set[str]) -> dict:
+def _measurable(effects: dict, non_disease_segmented: bool) -> dict:
     """Region effects without E where no non-disease feature was segmented: its region is then empty, and its
     share of 0 would say the model leans on none of them."""
-    if not segmented & set(NON_DISEASE_MASKS):
-        effects = {**effects, "share": None}
-    return effects
+    return effects if non_disease_segmented else {**effects, "share": None}
 
 
 def audit(faithfulness: pd.DataFrame | None, gvr_index: pd.DataFrame, measured: dict,
@@ -260,6 +258,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
     has_masks = bool(masks)
     segmented = (set(MASK_FEATURES) if has_truth or mask_table is None
                  else {f for names in mask_table["segmented"] for f in names.split(",")})
+    non_disease_segmented = bool(segmented & set(NON_DISEASE_MASKS))  # else their union is empty, not evidence
     if has_masks:  # the audit's GVRs are moved again where the explain stage moved them
         device = device_for(config)
         decoder, mover = load_decoder(bundle, config).to(device), load_encoder(bundle, config).to(device)
@@ -292,11 +291,11 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             if not with_masks.all():
                 how += f"; the {int(with_masks.sum())} with masks read"
             regions[model_id] = {
-                "effects": _measurable(region_effects(_reads(model), d, h, own_masks), segmented), "how": how,
+                "effects": _measurable(region_effects(_reads(model), d, h, own_masks), non_disease_segmented), "how": how,
                 "shortened": (None if config.audit.sparse_steps == 0
                               else (int(shortened[with_masks].sum()), int(with_masks.sum()))),
                 "as_explained": (None if np.array_equal(h, st) else
-                                 _measurable(region_effects(_reads(model), d, st, own_masks), segmented))}
+                                 _measurable(region_effects(_reads(model), d, st, own_masks), non_disease_segmented))}
         for k, row in enumerate(group.itertuples()):
             shown = bundle.read_image(row.overlay_path)
             stage.write_image(f"baselines/{row.gvr_id}.png", panel(images[k], shown, {m: maps[m][k] for m in METHODS}))
@@ -312,7 +311,7 @@ def write_baselines(stage: Stage, config: StudyConfig) -> dict:
             for method, value in [("gvr", change)] + [(m, maps[m][k]) for m in METHODS]:
                 scored = table_row(value, masks[row.image_id], drivers)
                 scored.update({f"share_{f}": np.nan for f in MASK_FEATURES if f not in segmented})  # not measured
-                if not segmented & set(NON_DISEASE_MASKS):  # an empty union is no evidence of a share of 0
+                if not non_disease_segmented:  # an empty union is no evidence of a share of 0
                     scored["share_non_disease"] = np.nan
                 rows.append({"gvr_id": row.gvr_id, "model_id": model_id, "regime": row.regime, "method": method,
                              **scored,
