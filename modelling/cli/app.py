@@ -389,7 +389,7 @@ def cohort_key(
     A re-identification key: keep it with the salt, outside the bundle (a path inside a bundle is refused).
     """
     from data_schema.io import atomic_write_text
-    from modelling.cohort.ingest import IngestSources, Pseudonymiser, image_key_table
+    from modelling.cohort.ingest import Pseudonymiser, image_key_table
 
     salt = _salt(salt_file)
     if (dicom is None) == (manifest is None):
@@ -401,9 +401,7 @@ def cohort_key(
         pseudo = Pseudonymiser(salt)
     except ValueError as exc:
         _fail(str(exc))
-    # the tables are not read: the key needs only the images' names
-    src = IngestSources(patients_csv=Path("-"), bnp_csv=Path("-"), dicom_dir=dicom, manifest_csv=manifest)
-    table = image_key_table(src, pseudo)
+    table = image_key_table(dicom, manifest, pseudo)
     atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))
     typer.echo(f"key: {out}  ({len(table):,} radiographs; keep it with the salt, outside the bundle)")
 

@@ -609,9 +609,14 @@ class IngestSources:
 
     def image_names(self) -> set[str]:
         """Every radiograph's name among the inputs: the manifest's files, or the paths inside the DICOM folder."""
-        if self.dicom_dir is not None:
-            return {p.relative_to(self.dicom_dir).as_posix() for p in Path(self.dicom_dir).rglob("*") if p.is_file()}
-        return _column_names(self.manifest_csv, "file")
+        return image_names(self.dicom_dir, self.manifest_csv)
+
+
+def image_names(dicom_dir: Path | None, manifest_csv: Path | None) -> set[str]:
+    """Every radiograph's name among the inputs: the manifest's files, or the paths inside the DICOM folder."""
+    if dicom_dir is not None:
+        return {p.relative_to(dicom_dir).as_posix() for p in Path(dicom_dir).rglob("*") if p.is_file()}
+    return _column_names(manifest_csv, "file")
 
 
 def _column_names(csv: Path, column: str) -> set[str]:
@@ -694,17 +699,17 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
     return loaded, excluded
 
 
-def image_key_table(src: IngestSources, pseudo: Pseudonymiser) -> pd.DataFrame:
+def image_key_table(dicom_dir: Path | None, manifest_csv: Path | None, pseudo: Pseudonymiser) -> pd.DataFrame:
     """Each input radiograph's ``image_id`` (as the ingest pseudonymises it with this salt) beside its file:
     the manifest's name, or the path inside the DICOM folder. A re-identification key: it stays with the
     salt, outside the bundle. Files of a DICOM folder that are not DICOM are left out."""
     rows = []
-    if src.dicom_dir is None:
-        rows = [(pseudo("image", name), name) for name in sorted(src.image_names())]
+    if dicom_dir is None:
+        rows = [(pseudo("image", name), name) for name in sorted(image_names(None, manifest_csv))]
     else:
         import pydicom
 
-        folder = Path(src.dicom_dir)
+        folder = Path(dicom_dir)
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
