@@ -427,6 +427,15 @@ def _timestamp(text: str, path, row: int, column: str, problems: list[Problem], 
     return stamp
 
 
+def _first_few(items, n: int = 5) -> str:
+    """The first `n` items comma-separated, and ", ..." when there are more.
+
+    >>> _first_few([1, 2, 3], 2)
+    '1, 2, ...'
+    """
+    return ", ".join(map(str, items[:n])) + (", ..." if len(items) > n else "")
+
+
 def _timestamps(df, column, path, problems, *, dayfirst):
     for line in date_order_notes(df[column], dayfirst=dayfirst):
         log.warning("%s: column %r: %s", path, column, line)
@@ -459,18 +468,15 @@ def date_order_notes(texts, *, dayfirst: bool) -> list[str]:
         else:
             other += 1
 
-    def rows(found: list[int]) -> str:
-        return ", ".join(map(str, found[:5])) + (", ..." if len(found) > 5 else "")
-
     notes = []
     if slashed and not confirmed:
-        notes.append(f"{len(slashed)} slashed date{'s' if len(slashed) > 1 else ''} (rows {rows(slashed)}), none "
+        notes.append(f"{len(slashed)} slashed date{'s' if len(slashed) > 1 else ''} (rows {_first_few(slashed)}), none "
                      + ("with a day above 12: read day first (DD/MM/YYYY); give --month-first if they are MM/DD/YYYY"
                         if dayfirst else
                         "with a day above 12: read month first (MM/DD/YYYY); leave out --month-first if they are "
                         "DD/MM/YYYY"))
     if slashed and other:
-        notes.append(f"mixes {len(slashed)} slashed date(s) (rows {rows(slashed)}) with {other} in other formats "
+        notes.append(f"mixes {len(slashed)} slashed date(s) (rows {_first_few(slashed)}) with {other} in other formats "
                      "(ISO 8601 or DICOM): if they come from different systems, check that the slashed ones are "
                      + ("day first" if dayfirst else "month first"))
     return notes
@@ -542,7 +548,7 @@ def read_bnp(path: Path, known: set[str] | None, pseudo: Pseudonymiser, *,
         rows = [int(i) + 1 for i in np.flatnonzero(censored.to_numpy())]
         log.warning("%s: %d BNP value(s) reported beyond the assay's limit are used at the limit, column "
                     "'bnp_ng_l', row(s) %s (e.g. %r)", path, len(rows),
-                    ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else ""), text[censored].iloc[0])
+                    _first_few(rows, 10), text[censored].iloc[0])
     values = pd.to_numeric(text.str.replace(r"^[<>]", "", regex=True), errors="coerce")  # one sign: ">>5" is a typo
     for i in np.flatnonzero(~(values > 0)):
         problems.append(Problem(str(path), i + 1, "bnp_ng_l", df["bnp_ng_l"].iloc[i],
@@ -861,9 +867,8 @@ def image_notes(items: list[Loaded], size: int, *, manifest: Path | None = None)
 
     def named(found: list[Loaded]) -> str:
         rows = [it.row for it in found if it.row is not None]
-        where = (f"{manifest} row(s) " + ", ".join(map(str, rows[:5])) if rows and manifest is not None
-                 else ", ".join(it.source for it in found[:5]))
-        return where + (", ..." if len(found) > 5 else "")
+        return (f"{manifest} row(s) " + _first_few(rows) if rows and manifest is not None
+                else _first_few([it.source for it in found]))
 
     notes = []
     small = [it for it in items if it.shape is not None and max(it.shape) < size]
