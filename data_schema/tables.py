@@ -60,6 +60,11 @@ def _predicted(description: str, **kwargs) -> pa.Field:
     return pa.Field(gt=0, description=description, metadata={"unit": "ng/L"}, **kwargs)
 
 
+#: A mask_path column's description: the phantom's masks and a user's segmentations are packed alike.
+MASK_STACK = ("NPZ whose array 'bits' of shape (n, height, width), uint8, holds the masks as bits: bit i "
+              "set where feature i lies, in the order " + ", ".join(MASK_FEATURES) + ".")
+
+
 def _path(description: str, **kwargs) -> pa.Field:
     return pa.Field(str_matches=BUNDLE_PATH_PATTERN, description=description, **kwargs)
 
@@ -224,10 +229,7 @@ class PhantomTruth(_Strict):
     log_bnp_noiseless: Series[float] = pa.Field(
         description="Natural log of BNP without patient or visit noise.", metadata={"unit": "log(ng/L)"}
     )
-    mask_path: Series[str] = _path(
-        "NPZ whose array 'bits' of shape (n, height, width), uint8, holds the masks as bits: bit i "
-        "set where feature i lies, in the order " + ", ".join(MASK_FEATURES) + "."
-    )
+    mask_path: Series[str] = _path(MASK_STACK)
     mask_index: Series[int] = pa.Field(ge=0, description="Index of the radiograph's masks in that array.")
 
 
@@ -235,10 +237,7 @@ class RadiographMasks(_Strict):
     """Segmentations of real radiographs (``gvr cohort ingest --masks``): one row per radiograph that has them."""
 
     image_id: Series[str] = _id("Radiograph (radiographs.image_id).", unique=True)
-    mask_path: Series[str] = _path(
-        "NPZ whose array 'bits' of shape (n, height, width), uint8, holds the masks as bits: bit i "
-        "set where feature i lies, in the order " + ", ".join(MASK_FEATURES) + "."
-    )
+    mask_path: Series[str] = _path(MASK_STACK)
     mask_index: Series[int] = pa.Field(ge=0, description="Index of the radiograph's masks in that array.")
     segmented: Series[str] = pa.Field(str_matches=r"^[a-z_]+(,[a-z_]+)*$", description=(
         "The features segmented, comma-separated: a feature listed here but not set in the bits is absent from "
