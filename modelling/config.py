@@ -37,7 +37,7 @@ OBJECTIVES = ("wgan-gp", "autoencoder")
 #: Where decoder samples' latent codes come from (:class:`DecoderConfig`).
 SAMPLERS = ("prior", "two-stage")
 #: Which way a GVR moves a latent code (:class:`GvrConfig`).
-MOVES = ("gradient", "pattern")
+MOVES = ("gradient", "pattern", "metric")
 
 
 class ConfigError(ValueError):
@@ -231,8 +231,14 @@ class GvrConfig:
     #: The direction of each step: "gradient", the paper's (Adam on the loss's gradient, the
     #: predictor's filter); or "pattern", the gradient times the covariance of the codes the predictor
     #: trained on (the activation pattern of Haufe et al. 2014), in steps of ``step_size`` times the
-    #: square root of the latent size in whitened units.
+    #: square root of the latent size in whitened units; or "metric", steepest descent in the decoded
+    #: picture's distance (the gradient through the decoder's pullback metric, each step changing the
+    #: picture by about ``step_size`` per pixel; needs ``reencode``).
     move: str = "gradient"
+    #: For ``move: metric``: the ridge added to the decoder's pullback metric J^T J, as a share of its
+    #: mean diagonal. Small: the picture's distance alone decides; large: the move approaches the
+    #: gradient (benchmarks/RESULTS.md, "Steepest descent in the picture's distance").
+    metric_ridge: float = 0.3
     #: What the move lowers: false, the predictor's output on the moved code (the paper's); true, the
     #: whole model's output on the picture the code decodes to, predictor(encoder(decoder(z))), as
     #: Latent Shift differentiates a classifier through its autoencoder (Cohen et al. 2021). The
@@ -255,6 +261,10 @@ class GvrConfig:
         _check(self.sparse_steps == 0 or self.reencode, "gvr.sparse_steps",
                "needs gvr.reencode: true (shrinking a move scored on the code finds changes the decoder does not draw)")
         _check_choice(self.move, MOVES, "gvr.move")
+        _check(self.metric_ridge > 0, "gvr.metric_ridge", "must be positive")
+        # the code's own gradient has parts the decoder barely draws, which the metric would magnify
+        _check(self.move != "metric" or self.reencode, "gvr.move",
+               "metric needs gvr.reencode: true (a move scored on the code has a gradient the decoder does not draw)")
         _check_choice(self.selection, ("highest", "random"), "gvr.selection")
         _check(self.max_steps >= 1, "gvr.max_steps", "must be at least 1")
         _check(self.similarity_weight >= 0, "gvr.similarity_weight", "must not be negative")
@@ -269,15 +279,17 @@ def move_options(g: GvrConfig) -> dict:
     :func:`modelling.explain.gvr.move` (and of ``explain_codes``): one place, so that a new one reaches
     every caller."""
     return {"step_size": g.step_size, "max_steps": g.max_steps, "similarity_weight": g.similarity_weight,
-            "sparse_steps": g.sparse_steps}
+            "sparse_steps": g.sparse_steps, "metric_ridge": g.metric_ridge if g.move == "metric" else None}
 
 
 def gvr_key(g: GvrConfig) -> dict:
-    """The GVR settings as a stage's cache key: ``sparse_steps`` only when it is used, so that a bundle made
-    before the option existed stays current (its moves are the same)."""
+    """The GVR settings as a stage's cache key: ``sparse_steps`` and ``metric_ridge`` only when they are used,
+    so that a bundle made before the options existed stays current (its moves are the same)."""
     key = dataclasses.asdict(g)
     if not key["sparse_steps"]:
         del key["sparse_steps"]
+    if key["move"] != "metric":
+        del key["metric_ridge"]
     return key
 
 

@@ -52,6 +52,9 @@ if config:
         + f". GVR moves: `gvr.move: {move}` "
         + ("(gradient times the covariance of the codes the model trained on: the activation pattern of "
            "Haufe et al. 2014; the paper stepped along the gradient)" if move == "pattern"
+           else f"(steepest descent in the decoded picture's distance, the gradient through the decoder's pullback "
+                f"metric with a ridge of {config['gvr']['metric_ridge']:g} of its mean diagonal; the paper stepped "
+                f"along the gradient)" if move == "metric"
            else "(the paper's gradient steps)")
         + (", lowering what the model says of the decoded picture, predictor(encoder(decoder(z))) "
            "(`gvr.reencode: true`, as Latent Shift does; the paper lowered the predictor's output on the code)"
@@ -132,13 +135,17 @@ if has_truth:
 # of the picture that code decodes to, encoded again ("re-encoded"; Latent Shift, Cohen et al. 2021,
 # differentiates a classifier through its autoencoder the same way). Only the second is sure to change
 # the model's mind about the image a reader sees: "valid" is the share whose stored healthy
-# reconstruction, encoded again, is predicted below the threshold (and diseased one above). The
-# fidelity stage moves the same radiographs both ways, and the bundle's own move scored the other way,
-# and judges each as the bundle's own GVRs (@tbl-moves).
+# reconstruction, encoded again, is predicted below the threshold (and diseased one above). A third
+# direction, the metric move, takes the steepest descent in the decoded picture's distance: the gradient
+# through the decoder's pullback metric (Arvanitidis et al. 2018), so each step is the smallest change to
+# the picture that lowers what the model says of it; it shows the model's own sensitivity, kept to what
+# the decoder can draw, rather than the directions the data vary in. The fidelity stage moves the same
+# radiographs each way, the bundle's own move scored the other way, and the metric move re-encoded, and
+# judges each as the bundle's own GVRs (@tbl-moves).
 
 # %%
 #| label: tbl-moves
-#| tbl-cap: "The same radiographs' GVRs moved along the gradient and along the pattern, scored on the code or re-encoded: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share valid (the model's decision on the stored reconstructions, encoded again), share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
+#| tbl-cap: "The same radiographs' GVRs moved along the gradient, the pattern and the metric, scored on the code or re-encoded: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share valid (the model's decision on the stored reconstructions, encoded again), share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
 if has_truth and fidelity.get("moves_compared"):
     moves = pd.DataFrame([{"Model": model, "Move": how + (" (this bundle's)" if how == fidelity.get("move") else ""),
                            "Median pixel r": v["median_pixel_r"],

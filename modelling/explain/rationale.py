@@ -194,7 +194,8 @@ class GenerativeRationale:
     def attribute(self, inputs: torch.Tensor, target: int = 0, *, threshold: float, direction: str = "down",
                   method: str = "direct", surrogate: Surrogate | None = None, covariance: np.ndarray | None = None,
                   step_size: float = 0.01, max_steps: int = 200, similarity_weight: float = 1.0,
-                  margin: float = 0.0, sparse_steps: int = 0, return_path: bool = False):
+                  margin: float = 0.0, sparse_steps: int = 0, metric_ridge: float | None = None,
+                  return_path: bool = False):
         """Move each input's latent code until the model's decision changes; the attribution is
         ``prepare(diseased) - prepare(healthy)`` with the inputs' shape (what the model's decision
         needed to lose).
@@ -220,6 +221,9 @@ class GenerativeRationale:
             Steps that then shrink the change while the decision stays changed
             (:func:`modelling.explain.gvr.move`); 0 keeps the first code past the threshold. Direct
             moves only: the model reads the decoded picture, as a re-encoded latent move does.
+        metric_ridge : float, optional
+            Metric moves, steepest descent in the decoded picture's distance
+            (:func:`modelling.explain.gvr.move`); direct moves only, as `sparse_steps`.
         return_path : bool
             Also return a :class:`RationalePath`.
         """
@@ -235,7 +239,7 @@ class GenerativeRationale:
         attributions, path = explain_codes(codes, self.decoder, self.model, spec, direction=direction, method=method,
                                            surrogate=surrogate, covariance=covariance, step_size=step_size,
                                            max_steps=max_steps, similarity_weight=similarity_weight, margin=margin,
-                                           sparse_steps=sparse_steps)
+                                           sparse_steps=sparse_steps, metric_ridge=metric_ridge)
         return (attributions, path) if return_path else attributions
 
     def _generator_size(self) -> int:
@@ -255,7 +259,7 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
                   direction: str = "down", method: str = "direct", surrogate: Surrogate | None = None,
                   covariance: np.ndarray | None = None, step_size: float = 0.01, max_steps: int = 200,
                   similarity_weight: float = 1.0, margin: float = 0.0, frames: int = 2, sparse_steps: int = 0,
-                  desc: str | None = None) -> tuple[torch.Tensor, RationalePath]:
+                  metric_ridge: float | None = None, desc: str | None = None) -> tuple[torch.Tensor, RationalePath]:
     """:meth:`GenerativeRationale.attribute` from latent codes already encoded (a study bundle's).
 
     Returns the attributions in the model's input space (n, 1, input_size, input_size) and the path,
@@ -271,21 +275,24 @@ def explain_codes(codes: np.ndarray, decoder: nn.Module, model: nn.Module, spec:
     if sparse_steps and method == "surrogate":
         raise ValueError("sparse_steps needs method 'direct': a surrogate scores the code, and shrinking its change "
                          "finds codes it reads low whose pictures barely change")
+    if metric_ridge is not None and method == "surrogate":
+        raise ValueError("metric moves need method 'direct': a surrogate scores the code, whose gradient the decoder "
+                         "does not draw")
     with frozen(model, decoder):  # scored in eval mode throughout, and handed back as it came
         return _explain_codes(model, codes, decoder, spec, method=method, surrogate=surrogate, direction=direction,
                               covariance=covariance, step_size=step_size, max_steps=max_steps,
                               similarity_weight=similarity_weight, margin=margin, frames=frames,
-                              sparse_steps=sparse_steps, desc=desc)
+                              sparse_steps=sparse_steps, metric_ridge=metric_ridge, desc=desc)
 
 
 def _explain_codes(model, codes, decoder, spec, *, method, surrogate, direction, covariance, step_size, max_steps,
-                   similarity_weight, margin, frames, sparse_steps, desc) -> tuple[torch.Tensor, RationalePath]:
+                   similarity_weight, margin, frames, sparse_steps, metric_ridge, desc) -> tuple[torch.Tensor, RationalePath]:
     check(model, spec, needs_gradients=method == "direct")
     predictor = LatentImageModel(decoder, model, spec) if method == "direct" else surrogate.predictor
     aim = spec.score_threshold - margin if direction == "down" else spec.score_threshold + margin
     path = move(np.asarray(codes, np.float32), decoder, predictor, target_log_bnp=aim, direction=direction,
                 step_size=step_size, max_steps=max_steps, similarity_weight=similarity_weight, frames=frames,
-                covariance=covariance, sparse_steps=sparse_steps, desc=desc)
+                covariance=covariance, metric_ridge=metric_ridge, sparse_steps=sparse_steps, desc=desc)
     # the model judges the reconstructions as they are stored: 8-bit images
     diseased_u8, healthy_u8 = decode(decoder, path.start), decode(decoder, path.end)
     with torch.no_grad():

@@ -67,7 +67,7 @@ from modelling.stages.artifacts import (
 
 STAGE = "fidelity"
 #: Bump when the stage measures something new, so that bundles measured before are measured again.
-MEASURES_VERSION = 3  # 2: positioning; 3: R^2 against the uncentred total
+MEASURES_VERSION = 4  # 2: positioning; 3: R^2 against the uncentred total; 4: the metric move compared
 #: Features that are not heart-failure signs: where two models' reliance differs, their GVRs should too.
 NON_DISEASE = tuple(f for f in INTERVENTION_FEATURES if f not in DISEASE_INTERVENTIONS)
 
@@ -93,13 +93,14 @@ def _valid(predictor, encoder, diseased: np.ndarray, healthy: np.ndarray, target
 def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool, int]]:
     """The moves the fidelity stage compares on the same radiographs, as (label, move, reencode,
     sparse_steps): the bundle's own; with ``gvr.sparse_steps``, the same move without them; the paper's
-    (gradient steps on the code); both moves (:data:`MOVES`) on the code; and the bundle's own move scored
-    the other way (``gvr.reencode``). Each once, the bundle's first. Only the bundle's own re-encoded move
-    is shortened: shrinking a move scored on the code finds codes the predictor reads low whose pictures
-    barely change (the config refuses that pairing)."""
+    (gradient steps on the code); the gradient and the pattern on the code; the bundle's own move scored
+    the other way (``gvr.reencode``); and the metric move (re-encoded, which it needs). Each once, the
+    bundle's first. Only the bundle's own re-encoded move is shortened: shrinking a move scored on the code
+    finds codes the predictor reads low whose pictures barely change (the config refuses that pairing)."""
     g = config.gvr
     wanted = [(g.move, g.reencode, g.sparse_steps), (g.move, g.reencode, 0), ("gradient", False, 0),
-              *((how, False, 0) for how in MOVES), (g.move, not g.reencode, 0)]
+              *((how, False, 0) for how in MOVES if how != "metric"),
+              *([(g.move, not g.reencode, 0)] if g.move != "metric" else []), ("metric", True, 0)]
     unique = list(dict.fromkeys(wanted))
     return [(move_label(how, reencode, sparse), how, reencode, sparse) for how, reencode, sparse in unique]
 
@@ -133,7 +134,9 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
         cov = covariance if how == "pattern" else None
         path = move(z0, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
                     target_log_bnp=aim(target, "down", g.margin), direction="down",
-                    **move_options(g) | {"sparse_steps": sparse}, frames=2, covariance=cov)
+                    **move_options(g) | {"sparse_steps": sparse,
+                                         "metric_ridge": g.metric_ridge if how == "metric" else None},
+                    frames=2, covariance=cov)
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
         change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0
         r = pixel_correlation(change, truth.change)

@@ -100,10 +100,12 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         # pattern moves: the covariance of every radiograph's code (which codes the user's model learned
         # from is not known)
         covariance = np.cov(latents, rowvar=False) if g.move == "pattern" else None
+        # a surrogate scores the code: explain_codes refuses to shorten its moves or move them by the metric,
+        # so its moves under gvr.move: metric are the gradient's (info["move"])
+        on_code = {} if method == "direct" else {"sparse_steps": 0, "metric_ridge": None}
+        info["move"] = "gradient" if g.move == "metric" and method != "direct" else g.move
         _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
-                                           covariance=covariance, margin=margin,
-                                           # a surrogate scores the code: explain_codes refuses to shorten its moves
-                                           **move_options(g) | ({} if method == "direct" else {"sparse_steps": 0}),
+                                           covariance=covariance, margin=margin, **move_options(g) | on_code,
                                            desc=f"{name}: moving codes ({method})")
         d8, h8 = path.diseased_images, path.healthy_images
         for k, i in enumerate(chosen):

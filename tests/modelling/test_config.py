@@ -94,6 +94,8 @@ def test_unknown_top_level_key(tmp_path):
         ("gvr", "margin", -0.1, "gvr.margin: must lie in"),
         ("gvr", "reencode", "yes", "gvr.reencode: must be true or false"),
         ("gvr", "sparse_steps", -1, "gvr.sparse_steps: must not be negative"),
+        ("gvr", "metric_ridge", 0.0, "gvr.metric_ridge: must be positive"),
+        ("gvr", "move", "metrics", "gvr.move: must be one of 'gradient', 'pattern', 'metric'; got 'metrics'"),
         ("image_model", "architecture", "vgg16", "image_model.architecture: must be one of 'densenet121', 'resnet18'"),
         ("image_model", "width", 0.0, "image_model.width: must be in (0, 4]"),
         ("shortcuts", "strengths", [0.0, 1.2], "shortcuts.strengths: must list shares from 0 to 1; got"),
@@ -152,11 +154,23 @@ def test_sparse_steps_need_a_reencoded_move(tmp_path):
         load_config(write(tmp_path, data))
 
 
-def test_a_stage_key_names_sparse_steps_only_when_they_are_used():
-    """Bundles made before gvr.sparse_steps existed moved their GVRs as 0 steps do, and stay current."""
+def test_metric_moves_need_a_reencoded_move(tmp_path):
+    data = base()
+    data["gvr"] |= {"move": "metric", "reencode": True, "metric_ridge": 0.1}
+    assert load_config(write(tmp_path, data)).gvr.metric_ridge == 0.1
+    data["gvr"]["reencode"] = False
+    with pytest.raises(ConfigError, match=r"gvr\.move: metric needs gvr\.reencode: true"):
+        load_config(write(tmp_path, data))
+
+
+def test_a_stage_key_names_sparse_steps_and_the_metric_ridge_only_when_they_are_used():
+    """Bundles made before gvr.sparse_steps and gvr.metric_ridge existed moved their GVRs as 0 steps and
+    other moves do, and stay current."""
     g = load_config("default").gvr
     assert "sparse_steps" not in gvr_key(g) and gvr_key(g)["move"] == g.move
+    assert "metric_ridge" not in gvr_key(g)
     assert gvr_key(dataclasses.replace(g, sparse_steps=3))["sparse_steps"] == 3
+    assert gvr_key(dataclasses.replace(g, move="metric", metric_ridge=0.2))["metric_ridge"] == 0.2
 
 
 def test_move_options_carry_every_gvr_setting_a_move_takes():
@@ -170,7 +184,9 @@ def test_move_options_carry_every_gvr_setting_a_move_takes():
     g = dataclasses.replace(load_config("default").gvr, step_size=0.3, max_steps=7, similarity_weight=0.2,
                             sparse_steps=5)
     options = move_options(g)
-    assert options == {"step_size": 0.3, "max_steps": 7, "similarity_weight": 0.2, "sparse_steps": 5}
+    assert options == {"step_size": 0.3, "max_steps": 7, "similarity_weight": 0.2, "sparse_steps": 5,
+                       "metric_ridge": None}  # only a metric move takes its ridge
+    assert move_options(dataclasses.replace(g, move="metric", metric_ridge=0.2))["metric_ridge"] == 0.2
     for fn in (move, explain_codes):
         taken = set(inspect.signature(fn).parameters)
         assert set(options) <= taken

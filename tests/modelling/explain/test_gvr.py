@@ -121,6 +121,90 @@ def test_pattern_moves_follow_the_covariance_times_the_gradient():
     assert pattern.end[0, 1] < start[0, 1] - 0.5
 
 
+class LinearDecoder(nn.Module):
+    """z -> A z as an 8 x 8 picture: its Jacobian is A everywhere."""
+
+    def __init__(self, a: torch.Tensor):
+        super().__init__()
+        self.a = nn.Parameter(a)
+
+    def forward(self, z):
+        return (z @ self.a.T).reshape(-1, 1, 8, 8)
+
+
+def test_metric_moves_descend_steepest_in_the_pictures_distance():
+    """With a linear decoder A, a metric move goes along (A^T A + ridge I)^-1 times the gradient: the
+    steepest descent when distance is measured between decoded pictures. Each step changes the picture by
+    step_size per pixel (root mean square), and the path stops within a step of where it crosses."""
+    torch.manual_seed(0)
+    a = torch.randn(64, 4) * torch.tensor([3.0, 1.0, 0.3, 0.1])  # directions the decoder draws large and small
+    decoder = LinearDecoder(a)
+    w = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    predictor = LinearPredictor(w, 5.0)
+    start = np.array([[1.0, 0.5, 0.5, 0.5]], np.float32)  # log BNP 7.5
+    ridge = 0.3
+    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                similarity_weight=0.0, metric_ridge=ridge, step_size=0.05)
+    assert path.reached.all() and path.steps[0] > 3
+    metric = (a.T @ a).double().numpy()
+    expected = -np.linalg.solve(metric + ridge * np.trace(metric) / 4 * np.eye(4), w.numpy())
+    step = path.end[0] - start[0]
+    assert step @ expected / np.linalg.norm(step) / np.linalg.norm(expected) > 0.999
+    gradient = -w.numpy()
+    assert step @ gradient / np.linalg.norm(step) / np.linalg.norm(gradient) < 0.9  # not the gradient's way
+    # with a vanishing ridge, the change in the picture grows by step_size * sqrt(pixels) a step
+    fine = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", max_steps=500,
+                similarity_weight=0.0, metric_ridge=1e-9, step_size=0.05)
+    with torch.no_grad():
+        moved = float((decoder(torch.from_numpy(fine.end)) - decoder(torch.from_numpy(start))).norm())
+    length = 0.05 * 64 ** 0.5
+    assert (fine.steps[0] - 1) * length < moved <= fine.steps[0] * length * (1 + 1e-4)
+
+
+def test_metric_moves_take_what_costs_the_picture_least():
+    """A model that reads the heart's size and the marker's brightness alike: a metric move changes the
+    small marker, which lowers the prediction as much for far fewer changed pixels; a gradient move
+    changes both by the same amount in the code, and the large heart then carries most of the picture's
+    change."""
+    decoder = ToyDecoder()
+    predictor = LinearPredictor(torch.tensor([1.0, 1.0, 0.0, 0.0]), 5.0)
+    start = np.array([[1.2, 1.0, 0.0, 0.0]], np.float32)
+    g = (np.arange(SIZE) + 0.5) / SIZE * 2 - 1
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    marker = (xx + 0.7) ** 2 + (yy + 0.7) ** 2 < 0.02 * 9
+    shares = {}
+    for name, ridge in (("gradient", None), ("metric", 1e-3)):
+        path = move(start, decoder, predictor, target_log_bnp=np.log(500), direction="down", max_steps=2000,
+                    similarity_weight=0.0, metric_ridge=ridge)
+        assert path.reached.all()
+        with torch.no_grad():
+            change = np.abs(decoder(torch.from_numpy(path.start))[0, 0].numpy()
+                            - decoder(torch.from_numpy(path.end))[0, 0].numpy())
+        shares[name] = change[marker].sum() / change.sum()
+    assert shares["metric"] > 0.75 > 0.25 > shares["gradient"]
+
+
+def test_the_pullback_metric_is_the_decoders_jacobian_squared():
+    from modelling.explain.gvr import pullback_metric
+
+    decoder = ToyDecoder()
+    z = torch.tensor([[1.2, 0.4, 0.0, 0.0], [0.3, -0.5, 1.0, 2.0]])
+    metric = pullback_metric(decoder, z)
+    for k in range(2):
+        jac = torch.autograd.functional.jacobian(lambda c: decoder(c[None]).flatten(), z[k]).double()
+        np.testing.assert_allclose(metric[k].numpy(), (jac.T @ jac).numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_a_metric_move_is_refused_with_a_covariance_or_a_ridge_that_is_not_positive():
+    decoder, predictor = heart_only()
+    start = np.ones((1, 4), np.float32)
+    with pytest.raises(ValueError, match="not both"):
+        move(start, decoder, predictor, target_log_bnp=1.0, direction="down", covariance=np.eye(4), metric_ridge=0.3)
+    for ridge in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="metric_ridge must be positive"):
+            move(start, decoder, predictor, target_log_bnp=1.0, direction="down", metric_ridge=ridge)
+
+
 def test_a_covariance_of_the_wrong_shape_is_refused():
     decoder, predictor = heart_only()
     with pytest.raises(ValueError, match="covariance must be a finite 4 x 4 matrix; got shape \\(3, 3\\)"):

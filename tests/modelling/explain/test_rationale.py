@@ -30,14 +30,15 @@ def images(z: np.ndarray, decoder=None) -> torch.Tensor:
         return (((decoder or ToyDecoder())(torch.as_tensor(z, dtype=torch.float32)) + 1) / 2).clamp(0, 1)
 
 
-def test_the_direct_change_lies_in_the_heart_when_the_model_reads_only_the_heart():
+@pytest.mark.parametrize("metric_ridge", [None, 0.3], ids=["gradient", "metric"])
+def test_the_direct_change_lies_in_the_heart_when_the_model_reads_only_the_heart(metric_ridge):
     decoder, model = ToyDecoder(), HeartModel()
     x = images(np.array([[1.5, 0.8, 0, 0], [1.2, -0.5, 0, 0]]))
     x48 = torch.nn.functional.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False)
     assert (model(x48)[:, 0] > THRESHOLD).all()  # both start positive, on the model's own 48 px input
     explainer = GenerativeRationale(model, decoder, ToyEncoder(), output="log_bnp")
     attributions, path = explainer.attribute(x48, threshold=THRESHOLD, step_size=0.05, max_steps=400, margin=0.02,
-                                             return_path=True)
+                                             metric_ridge=metric_ridge, return_path=True)
     assert attributions.shape == x48.shape  # captum's contract: the inputs' shape
     assert path.valid.all() and (path.model_score_healthy < THRESHOLD).all()
     assert (path.end[:, 0] < path.start[:, 0]).all()  # the heart shrinks
@@ -105,6 +106,9 @@ def test_surrogate_method_with_a_faithful_surrogate_is_valid():
     with pytest.raises(ValueError, match="sparse_steps needs method 'direct'"):
         GenerativeRationale(model, decoder, ToyEncoder()).attribute(
             x, threshold=THRESHOLD, method="surrogate", surrogate=surrogate, sparse_steps=10)
+    with pytest.raises(ValueError, match="metric moves need method 'direct'"):  # the same for metric moves
+        GenerativeRationale(model, decoder, ToyEncoder()).attribute(
+            x, threshold=THRESHOLD, method="surrogate", surrogate=surrogate, metric_ridge=0.3)
 
 
 # ---- loading and refusals ------------------------------------------------------------------------------
@@ -216,7 +220,9 @@ class Noisy(HeartModel):
 
 def test_a_model_whose_output_is_random_is_refused(tmp_path):
     """An exported program cannot be switched to eval (its mode is frozen at export): with dropout left on,
-    its scores and so its rationales would change from run to run."""
+    its scores and so its rationales would change from run to run. Two passes agreed one time in four, and
+    the test failed as often (seeded here, so that it cannot pass by the draw)."""
+    torch.manual_seed(0)
     with pytest.raises(ImageModelError, match="different outputs for the same images .* export it from model.eval"):
         check(Noisy(), ImageModelSpec(input_size=SIZE, output="log_bnp", threshold=THRESHOLD), needs_gradients=False)
     check(HeartModel(), ImageModelSpec(input_size=SIZE, output="log_bnp", threshold=THRESHOLD), needs_gradients=True)

@@ -90,7 +90,7 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     labels = [label for label, *_ in compared_moves(config)]
     assert labels[0] == summary["move"] == move_label(g.move, g.reencode, g.sparse_steps)
     assert {(how, reencode) for _, how, reencode, _ in compared_moves(config)} == {
-        (g.move, g.reencode), ("gradient", False), ("pattern", False), (g.move, not g.reencode)}
+        (g.move, g.reencode), ("gradient", False), ("pattern", False), (g.move, not g.reencode), ("metric", True)}
     assert len(labels) == len(set(labels))
     for model_id, by_move in summary["moves_compared"].items():
         assert set(by_move) == set(labels)  # the JSON keeps its keys sorted
@@ -207,15 +207,19 @@ def test_a_gvr_is_valid_when_the_model_reads_its_stored_reconstructions_on_eithe
 
 def test_the_compared_moves_are_the_bundles_own_first_then_the_papers_and_each_once():
     assert [label for label, *_ in compared_moves(load_config("default"))] == [
-        "pattern, re-encoded", "gradient", "pattern"]
+        "pattern, re-encoded", "gradient", "pattern", "metric, re-encoded"]
     assert [label for label, *_ in compared_moves(load_config("paper"))] == [
-        "gradient", "pattern", "gradient, re-encoded"]
+        "gradient", "pattern", "gradient, re-encoded", "metric, re-encoded"]
     # shrinking the change is for the bundle's own re-encoded move only (a move scored on the code would
     # find changes the decoder does not draw), shown beside the same move unshrunk
     default = load_config("default")
     sparse = dataclasses.replace(default, gvr=dataclasses.replace(default.gvr, sparse_steps=5))
     assert [(label, steps) for label, _, _, steps in compared_moves(sparse)] == [
-        ("pattern, re-encoded, sparse", 5), ("pattern, re-encoded", 0), ("gradient", 0), ("pattern", 0)]
+        ("pattern, re-encoded, sparse", 5), ("pattern, re-encoded", 0), ("gradient", 0), ("pattern", 0),
+        ("metric, re-encoded", 0)]
+    # a bundle whose own move is the metric's is not scored on the code as well: the config refuses that pairing
+    metric = dataclasses.replace(default, gvr=dataclasses.replace(default.gvr, move="metric"))
+    assert [label for label, *_ in compared_moves(metric)] == ["metric, re-encoded", "gradient", "pattern"]
 
 
 def test_the_measures_ceiling_is_taken_on_the_phantoms_own_counterfactuals(measured):
