@@ -80,7 +80,7 @@ def probe(root, config, random: int = 0) -> list[dict]:
         for how in ("pattern", "gradient"):
             path = move(z0, decoder, scorer(predictor, reencode=True, encoder=encoder, decoder=decoder),
                         target_log_bnp=aim(np.log(config.cohort.bnp_threshold_ng_l), "down", g.margin),
-                        direction="down", **move_options(g), frames=2,
+                        direction="down", **move_options(g) | {"metric_ridge": None}, frames=2,
                         covariance=covariance if how == "pattern" else None)
             diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
             change = (diseased.astype(np.float32) - healthy.astype(np.float32)) / 255.0

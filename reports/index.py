@@ -47,8 +47,10 @@ if "config.yaml" in bundle.files:
     differs = [text for differs, text in (
         (objective != "wgan-gp", "its decoder and encoder are trained together as a Wasserstein autoencoder "
                                  "(WAE-MMD) instead of a WGAN-GP decoder followed by the encoder"),
-        (move != "gradient", "its GVRs move along the activation pattern (gradient times the codes' "
-                             "covariance) instead of the gradient"),
+        (move == "pattern", "its GVRs move along the activation pattern (gradient times the codes' "
+                            "covariance) instead of the gradient"),
+        (move == "metric", "its GVRs take the steepest descent in the decoded picture's distance (the gradient "
+                           "through the decoder's pullback metric) instead of the gradient"),
         (study["gvr"].get("reencode", False), "each move lowers what the model says of the decoded picture, "
                                               "encoded again, instead of the predictor's output on the code"),
         (bool(study["gvr"].get("sparse_steps")), "each change is then shrunk in pixels while the prediction "

@@ -34,6 +34,7 @@ Both run batched; each code stops moving once it has reached its target.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,8 @@ from torch import nn
 from modelling.explain.colours import ORANGE, PURPLE
 from modelling.explain.frozen import frozen
 from modelling.progress import progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ def move(
         "down": until the prediction is below the target (a GVR); "up": until it is at or above
         it (an inverse GVR).
     step_size : float
-        Adam learning rate on the latent code.
+        The gradient move's Adam learning rate on the latent code; for pattern and metric moves the step's
+        length (see `covariance` and `metric_ridge`).
     max_steps : int
         Step budget; codes that do not reach the target stop there and are marked not reached.
     similarity_weight : float
@@ -152,8 +156,8 @@ def move(
     metric_ridge : float, optional
         Given (``gvr.move: metric``): steps along ``-(J^T J + ridge I)^-1 g``, J the decoder's Jacobian at
         each code's start and ridge `metric_ridge` times the mean of J^T J's diagonal: steepest descent in
-        the decoded picture's L2 distance (:class:`_MetricSteps`), each step changing the picture by
-        about ``step_size`` per pixel (root mean square, on the decoder's [-1, 1] scale). Small ridges
+        the decoded picture's L2 distance (:class:`_MetricSteps`), each step changing the picture by at
+        most about ``step_size`` per pixel (root mean square, on the decoder's [-1, 1] scale). Small ridges
         follow the picture's distance alone; large ones approach the gradient. For a predictor that reads
         the decoded picture (``gvr.reencode``), whose gradient the decoder can draw; not with `covariance`.
     sparse_steps : int
@@ -192,19 +196,19 @@ def _move(start, decoder, predictor, *, target_log_bnp, direction, step_size, ma
         reference = decoder(z0)
         first = predictor(z0)
     z = z0.clone().requires_grad_(True)
+
+    def done(pred):
+        return _done(pred, target, direction)
+
+    active = ~done(first)
     if metric_ridge is not None:
-        opt = _MetricSteps(z, decoder, metric_ridge, step_size)
+        opt = _MetricSteps(z, decoder, metric_ridge, step_size, moving=active, pixels=reference[0].numel() if n else 1)
     elif covariance is None:
         opt = torch.optim.Adam([z], lr=step_size)
     else:
         opt = _PatternSteps(z, covariance, step_size)
     steps = torch.zeros(n, dtype=torch.long, device=device)
     history = [z0.cpu().numpy().copy()]
-
-    def done(pred):
-        return _done(pred, target, direction)
-
-    active = ~done(first)
     moving = int(active.sum())
     bar = None if desc is None or not moving else progress(total=moving, desc=desc, unit="code")
     before = None
@@ -416,20 +420,23 @@ class _PatternSteps:
 class _MetricSteps:
     """An optimiser-shaped stepper for metric moves (see :func:`move`): each code moves by
     ``-length * R R g / ||R g||`` with ``R = (J^T J + ridge I)^(-1/2)``, J the decoder's Jacobian at the code
-    where the move starts, so that the decoded picture changes by about `length` (L2) per step in the
-    direction that lowers the loss fastest per unit of that change. The metric is taken once, at the start:
-    a GVR is a short path."""
+    where the move starts, so that the decoded picture changes by at most about `length` (L2) per step (to
+    first order; less where the ridge holds it back) in the direction that lowers the loss fastest per unit
+    of that change. The metric is taken once, at the start, and only for the codes that will move: a GVR is
+    a short path."""
 
-    def __init__(self, z: torch.Tensor, decoder: nn.Module, ridge: float, step_size: float):
-        with torch.no_grad():
-            metric = pullback_metric(decoder, z.detach())
-        d = metric.shape[-1]
-        scale = torch.diagonal(metric, dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
-        values, vectors = torch.linalg.eigh(metric + ridge * scale[:, None, None] * torch.eye(d, dtype=metric.dtype,
-                                                                                              device=metric.device))
-        self.root = ((vectors * values.clamp_min(1e-30).rsqrt()[:, None, :]) @ vectors.transpose(1, 2)).to(z.dtype)
-        with torch.no_grad():
-            pixels = decoder(z[:1].detach())[0].numel()
+    def __init__(self, z: torch.Tensor, decoder: nn.Module, ridge: float, step_size: float, *,
+                 moving: torch.Tensor, pixels: int):
+        n, d = z.shape
+        eye = torch.eye(d, dtype=torch.float64, device=z.device)
+        root = eye.repeat(n, 1, 1)  # codes that do not move have no gradient: any root serves
+        if moving.any():
+            with torch.no_grad():
+                metric = pullback_metric(decoder, z.detach()[moving])
+            scale = torch.diagonal(metric, dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
+            values, vectors = torch.linalg.eigh(metric + ridge * scale[:, None, None] * eye)
+            root[moving] = (vectors * values.clamp_min(1e-30).rsqrt()[:, None, :]) @ vectors.transpose(1, 2)
+        self.root = root.to(z.dtype)
         self.z = z
         self.length = step_size * pixels ** 0.5
 
@@ -444,23 +451,46 @@ class _MetricSteps:
         self.z -= self.length * torch.einsum("nde,ne->nd", self.root, whitened / norm)
 
 
+#: Forward-mode tangents carried through the decoder at once, times the picture's pixels: each tangent
+#: carries every layer's activations (about 150 bytes a pixel through the default decoder), so about
+#: 2**22 / 4096 = 1,024 tangents, some 600 MB, at 64 px, and 64 at 256 px.
+TANGENT_PIXELS = 1 << 22
+
+
 def pullback_metric(decoder: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """(n, d, d) float64: ``J^T J`` at each code, J the Jacobian of the decoded picture (flattened) with
-    respect to the code, by forward-mode differentiation (one pass per latent direction, batched)."""
-    d = z.shape[1]
+    respect to the code: one forward-mode pass per latent direction, as many codes and directions at once as
+    :data:`TANGENT_PIXELS` allows. A decoder with a layer that has no forward-mode rule is differentiated
+    by double backward instead (slower; said once in the log). The decoder should be in eval mode, as
+    :func:`move` puts it."""
+    n, d = z.shape
+    if n == 0:
+        return torch.zeros(0, d, d, dtype=torch.float64, device=z.device)
     pixels = decoder(z[:1])[0].numel()
-    chunk = max(1, (1 << 24) // max(1, pixels * d))  # about 64 MB of Jacobian at a time
+    tangents = max(1, TANGENT_PIXELS // pixels)
+    per_call = max(1, min(n, tangents // d))  # codes decoded together
+    directions = max(1, min(d, tangents // per_call))  # latent directions carried at once
 
-    def flat(code):
-        return decoder(code[None]).flatten().float()
+    def pictures(codes):
+        return decoder(codes).flatten(1).float()
 
     parts = []
-    for codes in torch.split(z, chunk):
+    for codes in torch.split(z, per_call):
+        eye = torch.eye(d, dtype=codes.dtype, device=codes.device)
+        basis = eye[:, None, :].expand(d, len(codes), d)  # direction j for every code of the call
         try:
-            jac = torch.func.vmap(torch.func.jacfwd(flat))(codes)
-        except (RuntimeError, NotImplementedError):  # a layer without forward-mode rules: reverse mode
-            jac = torch.stack([torch.autograd.functional.jacobian(flat, c) for c in codes])
-        jac = jac.double()
+            columns = torch.func.vmap(lambda v: torch.func.jvp(pictures, (codes,), (v,))[1],
+                                      chunk_size=directions)(basis)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, NotImplementedError) as exc:  # a layer without forward-mode rules
+            if not getattr(pullback_metric, "_warned", False):
+                log.warning("metric moves: the decoder cannot be differentiated forward (%s); its Jacobian is "
+                            "taken by double backward, one latent direction at a time", exc)
+                pullback_metric._warned = True
+            with torch.enable_grad():
+                columns = torch.stack([torch.autograd.functional.jvp(pictures, codes, basis[j])[1] for j in range(d)])
+        jac = columns.permute(1, 2, 0).double()  # (codes, pixels, d)
         parts.append(jac.transpose(1, 2) @ jac)
     return torch.cat(parts)
 

@@ -90,6 +90,13 @@ def _valid(predictor, encoder, diseased: np.ndarray, healthy: np.ndarray, target
     return (_predict(predictor, encode(encoder, diseased)) >= target) & (_predict(predictor, encode(encoder, healthy)) < target)
 
 
+def stage_key(config: StudyConfig) -> dict:
+    """The settings the stage's results depend on. The metric move is compared whatever the bundle's own
+    move, so its ridge is one of them even where :func:`gvr_key` leaves it out."""
+    return {"interventions": INTERVENTIONS, "gvr": gvr_key(config.gvr) | {"metric_ridge": config.gvr.metric_ridge},
+            "measures_version": MEASURES_VERSION}
+
+
 def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool, int]]:
     """The moves the fidelity stage compares on the same radiographs, as (label, move, reencode,
     sparse_steps): the bundle's own; with ``gvr.sparse_steps``, the same move without them; the paper's
@@ -460,8 +467,7 @@ def build_fidelity(config: StudyConfig, out, *, force: bool = False) -> tuple[Bu
     inputs += sorted({f"checkpoints/{m}.pt" for m in index["model_id"].unique()})
     result: dict = {}
     bundle.run_stage(STAGE, lambda st: result.update(write_fidelity(st, config)),
-                     config={"interventions": INTERVENTIONS, "gvr": gvr_key(config.gvr),
-                             "measures_version": MEASURES_VERSION}, seed=config.seed,
+                     config=stage_key(config), seed=config.seed,
                      inputs=inputs, force=force)
     return bundle, result or None
 

@@ -85,7 +85,9 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
     chosen = pool[np.argsort(-s[pool], kind="stable")][: config.readers.per_model]
     info = {"name": name, "method": method, "model_sha256": model_sha256, "spec": {
         k: v for k, v in dataclasses.asdict(spec).items() if k != "source"},
-        "scored": int(len(s)), "positive_in_test": int(len(pool)), "explained": int(len(chosen)), "margin": margin}
+        "scored": int(len(s)), "positive_in_test": int(len(pool)), "explained": int(len(chosen)), "margin": margin,
+        # a surrogate scores the code, so under gvr.move: metric its moves are the gradient's (explain_codes)
+        "move": "gradient" if config.gvr.move == "metric" and method != "direct" else config.gvr.move}
     surrogate = None
     if method == "surrogate":
         rest = np.setdiff1d(np.arange(len(s)), chosen)
@@ -103,7 +105,6 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
         # a surrogate scores the code: explain_codes refuses to shorten its moves or move them by the metric,
         # so its moves under gvr.move: metric are the gradient's (info["move"])
         on_code = {} if method == "direct" else {"sparse_steps": 0, "metric_ridge": None}
-        info["move"] = "gradient" if g.move == "metric" and method != "direct" else g.move
         _, path = explain_codes(latents[chosen], decoder, model, spec, method=method, surrogate=surrogate,
                                            covariance=covariance, margin=margin, **move_options(g) | on_code,
                                            desc=f"{name}: moving codes ({method})")

@@ -184,15 +184,42 @@ def test_metric_moves_take_what_costs_the_picture_least():
     assert shares["metric"] > 0.75 > 0.25 > shares["gradient"]
 
 
-def test_the_pullback_metric_is_the_decoders_jacobian_squared():
-    from modelling.explain.gvr import pullback_metric
+def test_the_pullback_metric_is_the_decoders_jacobian_squared(monkeypatch, caplog):
+    """However the codes and directions are split to bound memory, and by double backward where a decoder
+    has no forward-mode rule."""
+    import modelling.explain.gvr as gvr
 
     decoder = ToyDecoder()
-    z = torch.tensor([[1.2, 0.4, 0.0, 0.0], [0.3, -0.5, 1.0, 2.0]])
-    metric = pullback_metric(decoder, z)
-    for k in range(2):
+    z = torch.tensor([[1.2, 0.4, 0.0, 0.0], [0.3, -0.5, 1.0, 2.0], [0.0, 1.0, 0.0, 0.0]])
+    expected = []
+    for k in range(len(z)):
         jac = torch.autograd.functional.jacobian(lambda c: decoder(c[None]).flatten(), z[k]).double()
-        np.testing.assert_allclose(metric[k].numpy(), (jac.T @ jac).numpy(), rtol=1e-5, atol=1e-8)
+        expected.append((jac.T @ jac).numpy())
+    np.testing.assert_allclose(gvr.pullback_metric(decoder, z).numpy(), expected, rtol=1e-5, atol=1e-8)
+    for budget in (SIZE * SIZE, 3 * SIZE * SIZE):  # one tangent at a time; three, across codes unevenly
+        monkeypatch.setattr(gvr, "TANGENT_PIXELS", budget)
+        np.testing.assert_allclose(gvr.pullback_metric(decoder, z).numpy(), expected, rtol=1e-5, atol=1e-8)
+
+    def no_forward_mode(*args, **kwargs):
+        raise NotImplementedError("no forward AD for this layer")
+
+    monkeypatch.setattr(torch.func, "jvp", no_forward_mode)
+    monkeypatch.setattr(gvr.pullback_metric, "_warned", False, raising=False)  # said once a process
+    with caplog.at_level("WARNING", logger="modelling.explain.gvr"):
+        np.testing.assert_allclose(gvr.pullback_metric(decoder, z).numpy(), expected, rtol=1e-5, atol=1e-8)
+    assert "double backward" in caplog.text
+    assert gvr.pullback_metric(decoder, z[:0]).shape == (0, 4, 4)
+
+
+def test_a_metric_move_of_no_codes_or_of_codes_already_past_is_no_move():
+    decoder, predictor = heart_only()
+    empty = move(np.zeros((0, 4), np.float32), decoder, predictor, target_log_bnp=np.log(100), direction="down",
+                 metric_ridge=0.3)
+    assert empty.end.shape == (0, 4)
+    start = np.array([[-1.0, 0, 0, 0], [1.0, 0, 0, 0]], np.float32)  # log BNP 3 (already past) and 7
+    path = move(start, decoder, predictor, target_log_bnp=np.log(100), direction="down", metric_ridge=0.3,
+                max_steps=500)
+    assert path.steps[0] == 0 and (path.end[0] == start[0]).all() and path.steps[1] > 0 and path.reached.all()
 
 
 def test_a_metric_move_is_refused_with_a_covariance_or_a_ridge_that_is_not_positive():

@@ -46,6 +46,10 @@ def test_the_direct_change_lies_in_the_heart_when_the_model_reads_only_the_heart
     change = attributions.abs()[:, 0].numpy()
     heart = heart_region(48).numpy().astype(bool)
     assert (change[:, heart].sum(axis=1) / change.sum(axis=(1, 2)) > 0.95).all()
+    if metric_ridge is not None:  # the ridge reaches the move: it ends elsewhere than the gradient's
+        _, gradient = explainer.attribute(x48, threshold=THRESHOLD, step_size=0.05, max_steps=400, margin=0.02,
+                                          return_path=True)
+        assert not np.allclose(path.end, gradient.end, atol=1e-3)
 
 
 def scored_codes(model, n=200, seed=0):

@@ -16,7 +16,7 @@ from modelling.cohort import phantom
 from modelling.cohort.counterfactual import disease_removed
 from modelling.config import load_config
 from modelling.stages.artifacts import load_render_params
-from modelling.stages.fidelity import build_fidelity, compared_moves, move_label, reliance_table, summarise
+from modelling.stages.fidelity import build_fidelity, compared_moves, move_label, reliance_table, stage_key, summarise
 from tests.conftest import copy_bundle
 
 
@@ -203,6 +203,16 @@ def test_a_gvr_is_valid_when_the_model_reads_its_stored_reconstructions_on_eithe
         target = np.log(rows["target_bnp_ng_l"].to_numpy(float))
         expected = (before >= target) & (after < target)
         assert truth.loc[rows.index, "valid"].tolist() == expected.tolist()
+
+
+def test_the_stage_is_redone_when_the_compared_metric_moves_ridge_changes():
+    """Every bundle's fidelity stage moves its GVRs by the metric too, so a new ridge is a new result even
+    where the bundle's own move is the pattern and the explain stage's key leaves the ridge out."""
+    default = load_config("default")
+    ridged = dataclasses.replace(default, gvr=dataclasses.replace(default.gvr, metric_ridge=0.9))
+    assert stage_key(ridged) != stage_key(default)
+    assert stage_key(dataclasses.replace(default, gvr=dataclasses.replace(default.gvr, movie_frames=3))) != \
+        stage_key(default)
 
 
 def test_the_compared_moves_are_the_bundles_own_first_then_the_papers_and_each_once():

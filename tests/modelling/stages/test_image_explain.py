@@ -142,3 +142,36 @@ def test_a_refused_model_leaves_an_earlier_run_under_its_name_as_it_was(user_mod
     assert refused.exit_code == 2, refused.output
     assert validate_bundle(root) == []
     assert "image-kept-direct" in Bundle(root, create=False).stages
+
+
+def test_metric_moves_explain_a_users_model_directly_and_its_surrogate_by_the_gradient(user_model, tmp_path):
+    """Under gvr.move: metric the direct method moves by the decoder's pullback metric; a surrogate scores
+    the code, whose gradient the decoder does not draw, so its moves are the gradient's, and its summary
+    says so."""
+    import yaml
+
+    from modelling.config import CONFIG_DIR
+
+    root, path, _, _ = user_model
+    data = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
+    data["gvr"] |= {"move": "metric", "reencode": True}
+    config = tmp_path / "metric.yaml"
+    config.write_text(yaml.safe_dump(data))
+    bundle = Bundle(root, create=False)
+    for method, name, move in (("direct", "heart-m", "metric"), ("surrogate", "heart-ms", "gradient")):
+        result = runner.invoke(app, ["explain", "--bundle", str(root), "--config", str(config), "--image-model",
+                                     str(path), "--image-model-spec", str(path.with_suffix(".yaml")),
+                                     "--method", method, "--name", name])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(bundle.verify_file(f"image_gvr/{name}/{method}/summary.json").read_text())
+        assert summary["move"] == move and summary["explained"] >= 1
+    result = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path),
+                                 "--name", "heart-p"])  # the tiny profile's own move (pattern)
+    assert result.exit_code == 0, result.output
+    direct = bundle.read_table("image_gvr/heart-m/direct/rationales.parquet", schema="image_rationales")
+    pattern = bundle.read_table("image_gvr/heart-p/direct/rationales.parquet", schema="image_rationales")
+    # a 4-iteration decoder barely draws a change, so no move reaches the threshold in 30 steps; each lowers it
+    assert (direct["end_score"] < direct["start_score"]).all()
+    both = direct.merge(pattern, on="image_id", suffixes=("", "_pattern"))  # the same radiographs
+    moved = both[(both["steps"] > 0) & (both["steps_pattern"] > 0)]
+    assert len(moved) and not np.allclose(moved["latent_distance"], moved["latent_distance_pattern"], rtol=1e-3)
