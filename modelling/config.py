@@ -233,7 +233,7 @@ class GvrConfig:
     #: trained on (the activation pattern of Haufe et al. 2014), in steps of ``step_size`` times the
     #: square root of the latent size in whitened units; or "metric", steepest descent in the decoded
     #: picture's distance (the gradient through the decoder's pullback metric, each step changing the
-    #: picture by about ``step_size`` per pixel; needs ``reencode``).
+    #: picture by at most about ``step_size`` per pixel; needs ``reencode``).
     move: str = "gradient"
     #: For ``move: metric``: the ridge added to the decoder's pullback metric J^T J, as a share of its
     #: mean diagonal. Small: the picture's distance alone decides; large: the move approaches the

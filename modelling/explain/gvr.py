@@ -14,9 +14,9 @@ which direction changes the prediction fastest, the pattern which direction the 
 the prediction does, and only the second moves the features that carry the disease together.
 ``gvr.move: metric`` steps along the steepest descent in image distance instead: the gradient
 through the decoder's pullback metric (Arvanitidis et al., ICLR 2018, "Latent space oddity"), so each
-step is the smallest change to the decoded picture that lowers what the model says of it, the model's
-own sensitivity in image space kept to what the decoder can draw. A similarity penalty cannot do that:
-its gradient vanishes where the move starts.
+step is (for a small ridge) the smallest change to the decoded picture that lowers what the model says
+of it, the model's own sensitivity in image space kept to what the decoder can draw. A similarity
+penalty cannot do that: its gradient vanishes where the move starts.
 
 ``gvr.sparse_steps`` then shortens the change (not in the paper): from where the move crossed the
 target, Adam steps lower the mean absolute difference between the decoded code and the diseased
