@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from data_schema.tables import INTERVENTION_FEATURES
@@ -238,3 +239,32 @@ def test_bench_training_times_the_paper_decoder_and_the_profiles_autoencoder():
     assert row["projected_minutes_profile"] == pytest.approx(
         (config.decoder.iterations * row["autoencoder_s_per_it"]
          + config.encoder.iterations * row["encoder_s_per_it"]) / 60)
+
+
+def test_contribution_shares_count_a_feature_by_its_part_in_the_models_fall():
+    """An overfitted model that leans twice as hard on body mass needs half as much of it removed: its GVRs'
+    coefficients on body mass are lower, yet body mass owes it a larger part of its fall. The probe's shares
+    say so; the coefficients point the other way."""
+    probe = _script("probe_contribution_shares")
+    rng = np.random.default_rng(0)
+    rows = []
+    for regime, body_drop, body_coef in (("correct", 0.5, 0.4), ("overfitted", 1.0, 0.3)):
+        for _ in range(30):
+            row = {"regime": regime}
+            for f in INTERVENTION_FEATURES:
+                row[f"coef_{f}"], row[f"drop_{f}"] = 0.0, 0.0
+            row |= {"coef_heart": 0.8, "drop_heart": 0.7 + rng.normal(0, 0.01),
+                    "coef_body_mass": body_coef + rng.normal(0, 0.01), "drop_body_mass": body_drop}
+            rows.append(row)
+    truth = pd.DataFrame(rows)
+    shares = probe.contribution_shares(truth)
+    first = truth.iloc[0]
+    expected = first["coef_body_mass"] * 0.5 / (first["coef_body_mass"] * 0.5 + 0.8 * first["drop_heart"])
+    assert shares.loc[0, "body_mass"] == pytest.approx(expected)
+    assert np.allclose(shares.abs().sum(axis=1), 1.0)
+    body = next(r for r in probe.compare_regimes(truth) if r.feature == "body_mass")
+    assert body.differs and body.same_way and body.p < 1e-6
+    assert body.coefficient_overfitted > body.coefficient_correct  # shares, in the coefficients' places
+    assert truth.groupby("regime")["coef_body_mass"].mean().diff().iloc[-1] < 0  # the coefficients: the other way
+    # a feature neither regime leans on and no GVR changes has no test
+    assert next(r for r in probe.compare_regimes(truth) if r.feature == "pacemaker").p is None
