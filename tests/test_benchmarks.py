@@ -268,3 +268,16 @@ def test_contribution_shares_count_a_feature_by_its_part_in_the_models_fall():
     assert truth.groupby("regime")["coef_body_mass"].mean().diff().iloc[-1] < 0  # the coefficients: the other way
     # a feature neither regime leans on and no GVR changes has no test
     assert next(r for r in probe.compare_regimes(truth) if r.feature == "pacemaker").p is None
+
+
+def test_probe_adversarial_decoder_measures_a_copy_before_and_after(tiny_explained):
+    probe = _script("probe_adversarial_decoder")
+    before = _snapshot(tiny_explained)
+    result = probe.fine_tune(tiny_explained, config=load_config("tiny"), iterations=2, warmup=1, critic_steps=1,
+                             n=16, batch=8)
+    for when in ("before", "after"):
+        assert 0 <= result[when]["sampler_without_two_lungs"] <= 1
+        assert 0 <= result[when]["prior_without_two_lungs"] <= 1
+        assert np.isfinite(result[when]["held_out_psnr_db"])
+    assert result["after"] != result["before"]  # the decoder was trained
+    assert _snapshot(tiny_explained) == before  # on a copy: the study is left as it was
