@@ -137,8 +137,8 @@ if has_truth:
 # the model's mind about the image a reader sees: "valid" is the share whose stored healthy
 # reconstruction, encoded again, is predicted below the threshold (and diseased one above). A third
 # direction, the metric move, takes the steepest descent in the decoded picture's distance: the gradient
-# through the decoder's pullback metric (Arvanitidis et al. 2018), so each step is the smallest change to
-# the picture that lowers what the model says of it; it shows the model's own sensitivity, kept to what
+# through the decoder's pullback metric (Arvanitidis et al. 2018), so each step is (for a small ridge) the
+# smallest change to the picture that lowers what the model says of it; it shows the model's own sensitivity, kept to what
 # the decoder can draw, rather than the directions the data vary in. The fidelity stage moves the same
 # radiographs each way, the bundle's own move scored the other way, and the metric move re-encoded, and
 # judges each as the bundle's own GVRs (@tbl-moves).
