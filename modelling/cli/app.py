@@ -127,7 +127,7 @@ def _fits(path: Path) -> list[str]:
 
 @app.command()
 def validate(
-    path: Optional[Path] = typer.Argument(None, show_default=False, help=(
+    path: Optional[Path] = typer.Argument(None, show_default=False, metavar="PATH", help=(
         f"A table (.csv or .parquet) or a bundle directory. Default: {bundle_argument.DEFAULT}.")),
     bundle: Optional[list[Path]] = bundle_argument.option(what="Or the bundle directory"),
     schema: Optional[str] = typer.Option(None, "--schema", "-s", help=(
@@ -223,7 +223,8 @@ def schema_export(
 
 
 @config_app.command("show")
-def config_show(config: str = typer.Argument("default", help="Profile name or YAML path.")) -> None:
+def config_show(config: str = typer.Argument("default", metavar="CONFIG",
+                                              help="Profile name or YAML path.")) -> None:
     """Load, validate and print a config with every default filled in."""
     import yaml
 

@@ -87,7 +87,8 @@ def packet(
 
 
 def serve(
-    packet_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The reading packet."),
+    packet_dir: Path = typer.Argument(..., exists=True, file_okay=False, metavar="PACKET_DIR",
+                                     help="The reading packet."),
     reader: str = typer.Option(..., "--reader", help="Reader id."),
     round: int = typer.Option(..., "--round", min=1, help="Reading round."),  # noqa: A002 - the study's word
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0: a free one)."),
@@ -115,8 +116,10 @@ def serve(
 
 
 def unblind(
-    packet_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The reading packet."),
-    responses: List[Path] = typer.Argument(..., help="Responses CSVs (every reader and round)."),
+    packet_dir: Path = typer.Argument(..., exists=True, file_okay=False, metavar="PACKET_DIR",
+                                     help="The reading packet."),
+    responses: List[Path] = typer.Argument(..., metavar="RESPONSES",
+                                       help="Responses CSVs (every reader and round)."),
     key: Path = typer.Option(..., "--key", exists=True, dir_okay=False, help="The packet's key CSV."),
     latest: bool = typer.Option(False, "--latest", help="For duplicate answers keep the newest (by answered_at)."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", file_okay=False,

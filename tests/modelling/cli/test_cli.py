@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,16 @@ def test_no_command_shows_a_flag_as_taking_a_value():
         for command in commands:
             shown = runner.invoke(app, [*([group] if group else []), command, "--help"], env={"COLUMNS": "200"}).output
             assert "<bool>" not in shown, (group, command, shown)
+
+
+def test_every_usage_line_names_its_arguments_in_capitals():
+    """As [BUNDLE] does: usage lines had shown "{packet_dir}", "[path]" and "[config]" beside it."""
+    for group, commands in _commands(app).items():
+        for command in commands:
+            shown = runner.invoke(app, [*([group] if group else []), command, "--help"], env={"COLUMNS": "200"}).output
+            usage = next(line for line in shown.splitlines() if line.startswith("Usage:"))
+            arguments = re.findall(r"[A-Za-z_]+", usage.split("[OPTIONS]", 1)[-1])
+            assert all(a.isupper() for a in arguments), (group, command, usage)
 
 
 def test_valid_table_exits_zero(tmp_path):
