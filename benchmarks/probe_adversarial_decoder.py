@@ -34,30 +34,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_schema import Bundle  # noqa: E402
 from modelling.cohort import ctr  # noqa: E402
-from modelling.cohort.counterfactual import has_disease, true_change  # noqa: E402
 from modelling.cohort.pairing import generative_training_mask  # noqa: E402
 from modelling.config import load_config  # noqa: E402
-from modelling.explain.faithfulness import pixel_correlation  # noqa: E402
 from modelling.nets.code_sampler import fit_code_sampler  # noqa: E402
 from modelling.nets.networks import to_unit  # noqa: E402
 from modelling.nets.training import build_critic, decode, encode, gradient_penalty  # noqa: E402
-from modelling.stages.artifacts import load_decoder, load_encoder, load_images, load_render_params  # noqa: E402
+from modelling.stages.artifacts import load_decoder, load_encoder, load_images  # noqa: E402
+from modelling.stages.train import _disease_kept  # noqa: E402
 
 
-def _measure(decoder, encoder, sampler, held_out: np.ndarray, params: dict, n: int, seed: int) -> dict:
+def _measure(bundle, config, decoder, encoder, sampler, held_out: np.ndarray, held_out_ids, n: int, seed: int) -> dict:
     rng = np.random.default_rng([seed, 7])
     drawn = ctr.measure(decode(decoder, sampler(n, rng).astype(np.float32)))["ctr"].isna().mean()
     prior = ctr.measure(decode(decoder, rng.standard_normal((n, decoder.latent_dim)).astype(np.float32)))
     mse = float(np.mean(((decode(decoder, encode(encoder, held_out)).astype(np.float64) - held_out) / 255) ** 2))
-    out = {"sampler_without_two_lungs": float(drawn), "prior_without_two_lungs": float(prior["ctr"].isna().mean()),
-           "held_out_psnr_db": float(10 * np.log10(1 / mse)), "disease_kept_median_r": None}
-    if params is not None and len(next(iter(params.values()))):
-        truth = true_change(params, held_out.shape[-1])
-        kept = (decode(decoder, encode(encoder, truth.original)).astype(np.float32)
-                - decode(decoder, encode(encoder, truth.counterfactual)).astype(np.float32)) / 255.0
-        r = pixel_correlation(kept, truth.change)
-        out["disease_kept_median_r"] = float(np.nanmedian(r)) if np.isfinite(r).any() else None
-    return out
+    kept = _disease_kept(bundle, config, decoder, encoder, held_out_ids)  # the training summary's own measure
+    return {"sampler_without_two_lungs": float(drawn), "prior_without_two_lungs": float(prior["ctr"].isna().mean()),
+            "held_out_psnr_db": float(10 * np.log10(1 / mse)),
+            "disease_kept_median_r": None if kept is None else kept["median_r"]}
 
 
 def fine_tune(root, *, config=None, iterations: int = 400, warmup: int = 100, critic_steps: int = 2,
@@ -75,12 +69,9 @@ def fine_tune(root, *, config=None, iterations: int = 400, warmup: int = 100, cr
     latents = bundle.read_array("arrays/latents.npy")
     decoder, encoder = load_decoder(bundle).eval(), load_encoder(bundle).eval()
     test = np.flatnonzero(splits["set"].to_numpy() == "test")
-    params = None
-    if "tables/phantom_render.parquet" in bundle.files:
-        every = load_render_params(bundle, radiographs["image_id"].iloc[test].tolist())
-        params = {k: v[np.flatnonzero(has_disease(every))[:200]] for k, v in every.items()}
+    test_ids = radiographs["image_id"].to_numpy()[test]
     fitted = fit_code_sampler(latents[generative], seed=config.seed)
-    before = _measure(decoder, encoder, fitted.sample, images[test], params, n, seed)
+    before = _measure(bundle, config, decoder, encoder, fitted.sample, images[test], test_ids, n, seed)
     tuned, critic = copy.deepcopy(decoder).train(), build_critic(config).train()
     for p in tuned.parameters():
         p.requires_grad_(True)
@@ -118,7 +109,7 @@ def fine_tune(root, *, config=None, iterations: int = 400, warmup: int = 100, cr
         loss.backward()
         opt_g.step()
     seconds = time.perf_counter() - start
-    after = _measure(tuned.eval(), encoder, fitted.sample, images[test], params, n, seed)
+    after = _measure(bundle, config, tuned.eval(), encoder, fitted.sample, images[test], test_ids, n, seed)
     return {"settings": {"iterations": iterations, "warmup": warmup, "critic_steps": critic_steps,
                          "weight": weight, "draws": n, "batch": batch, "learning_rate": learning_rate},
             "before": before, "after": after, "seconds": seconds}
