@@ -391,8 +391,26 @@ def _sparsen(z: torch.Tensor, reference: torch.Tensor, decoder, predictor, targe
     return kept
 
 
-class _PatternSteps:
-    """An optimiser-shaped stepper: each code moves by ``-length * S g / ||L^T g||`` (see :func:`move`)."""
+class _WhitenedSteps:
+    """An optimiser-shaped stepper: each code moves `length` along its gradient in whitened coordinates,
+    ``z -= length * colour(whiten(g) / ||whiten(g)||)``; subclasses say how to whiten, and how to take the
+    step from the unit whitened direction (:meth:`_colour`, `length` included)."""
+
+    z: torch.Tensor
+    length: float
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.z.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        whitened = self._whiten(self.z.grad)
+        norm = whitened.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.z -= self._colour(whitened / norm)
+
+
+class _PatternSteps(_WhitenedSteps):
+    """Each code moves by ``-length * S g / ||L^T g||``, S = L L^T (see :func:`move`)."""
 
     def __init__(self, z: torch.Tensor, covariance: np.ndarray, step_size: float):
         cov = np.asarray(covariance, dtype=np.float64)
@@ -406,19 +424,15 @@ class _PatternSteps:
         self.chol = torch.as_tensor(chol, dtype=z.dtype, device=z.device)
         self.length = step_size * d ** 0.5
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.z.grad = None
+    def _whiten(self, g: torch.Tensor) -> torch.Tensor:
+        return g @ self.chol  # L^T g, one row per code
 
-    @torch.no_grad()
-    def step(self) -> None:
-        g = self.z.grad
-        whitened = g @ self.chol  # L^T g, one row per code
-        norm = whitened.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        self.z -= self.length * (whitened / norm) @ self.chol.T
+    def _colour(self, u: torch.Tensor) -> torch.Tensor:
+        return self.length * u @ self.chol.T
 
 
-class _MetricSteps:
-    """An optimiser-shaped stepper for metric moves (see :func:`move`): each code moves by
+class _MetricSteps(_WhitenedSteps):
+    """Metric moves (see :func:`move`): each code moves by
     ``-length * R R g / ||R g||`` with ``R = (J^T J + ridge I)^(-1/2)``, J the decoder's Jacobian at the code
     where the move starts, so that the decoded picture changes by at most about `length` (L2) per step (to
     first order; less where the ridge holds it back) in the direction that lowers the loss fastest per unit
@@ -440,15 +454,11 @@ class _MetricSteps:
         self.z = z
         self.length = step_size * pixels ** 0.5
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.z.grad = None
+    def _whiten(self, g: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nde,ne->nd", self.root, g)  # R g, R symmetric
 
-    @torch.no_grad()
-    def step(self) -> None:
-        g = self.z.grad
-        whitened = torch.einsum("nde,ne->nd", self.root, g)  # R g (R symmetric)
-        norm = whitened.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        self.z -= self.length * torch.einsum("nde,ne->nd", self.root, whitened / norm)
+    def _colour(self, u: torch.Tensor) -> torch.Tensor:
+        return self.length * torch.einsum("nde,ne->nd", self.root, u)
 
 
 #: Forward-mode tangents carried through the decoder at once, times the picture's pixels: each tangent
