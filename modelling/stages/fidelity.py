@@ -45,7 +45,7 @@ from modelling.cohort.counterfactual import (
     true_change,
 )
 from modelling.cohort.effusion import effused_side_height
-from modelling.config import MOVES, StudyConfig, gvr_key, move_options
+from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.faithfulness import pixel_correlation
 from modelling.explain.fidelity import (
     decompose,
@@ -106,8 +106,8 @@ def compared_moves(config: StudyConfig) -> list[tuple[str, str, bool, int]]:
     finds codes the predictor reads low whose pictures barely change (the config refuses that pairing)."""
     g = config.gvr
     wanted = [(g.move, g.reencode, g.sparse_steps), (g.move, g.reencode, 0), ("gradient", False, 0),
-              *((how, False, 0) for how in MOVES if how != "metric"),
-              *([(g.move, not g.reencode, 0)] if g.move != "metric" else []), ("metric", True, 0)]
+              ("pattern", False, 0), *([(g.move, not g.reencode, 0)] if g.move != "metric" else []),
+              ("metric", True, 0)]
     unique = list(dict.fromkeys(wanted))
     return [(move_label(how, reencode, sparse), how, reencode, sparse) for how, reencode, sparse in unique]
 
