@@ -275,17 +275,23 @@ if has_shortcuts:
     sc_shares = bundle.read_table("shortcut_shares")
     sc_models = bundle.read_table("shortcut_models")
     a = sc_summary["audit"]
-    reqs = "; ".join(f"{name}: {'met' if r['met'] else 'NOT met'} ({r['flagged']} of {r['models']} flagged)"
+    reqs = "; ".join(f"{name}: {'met' if r['met'] else 'NOT met'} ({r['flagged']} of {r['models']} flagged"
+                     + (f", {r['undecided']} undecided" if r.get("undecided") else "") + ")"
                      for name, r in sc_summary["requirements"].items())
+    undecided = sc_summary.get("undecided") or 0  # left out of the counts below
+    agrees = sc_summary["audit_agrees"]
     rhos = ", ".join(f"{METHOD_LABELS.get(m, m)} {v['spearman_shortcut_mass_vs_reliance']:.2f}"
                      if v["spearman_shortcut_mass_vs_reliance"] is not None else f"{METHOD_LABELS.get(m, m)} -"
                      for m, v in sc_summary["methods"].items())
     display(Markdown(
         f"{len(sc_summary['seeds'])} seed(s), strengths "
         f"{', '.join(f'{100 * x:.0f} %' for x in sc_summary['strengths'])} of the positives, "
-        f"{100 * sc_summary['negative_share']:.0f} % of the negatives: {a['n']} models. Against the "
+        f"{100 * sc_summary['negative_share']:.0f} % of the negatives: {a['n'] + undecided} models"
+        + (f", {undecided} of them undecided (no evidence to decide on) and left out of what follows" if undecided
+           else "") + ". Against the "
         f"reliance measured by intervention the audit has {a['tp']} true and {a['fp']} false positives, "
-        f"{a['tn']} true and {a['fn']} false negatives (agreement {sc_summary['audit_agrees']:.0%}). "
+        f"{a['tn']} true and {a['fn']} false negatives"
+        + (f" (agreement {agrees:.0%}). " if agrees is not None else ". ") +
         f"{reqs}. Spearman correlation, over every model and seed, of each method's mean share on the "
         f"marker with the model's measured reliance on it: {rhos}."))
     evidence = sc_summary.get("evidence") or {}  # results made before the region response was measured lack it

@@ -216,14 +216,20 @@ def decide(evidence: Evidence) -> dict:
             f"{n_share:.2f}" + (" (not deciding)" if o_share is not None else ""))
     measured = {"cardiothoracic ratio lower": (evidence.ctr_lower, evidence.ctr_measured),
                 "effusion smaller": (evidence.effusion_smaller, evidence.effusion_measured)}
+    by_masks = o_share is not None or n_share is not None  # else the measured changes decide
     for name, (share, n) in measured.items():
         if share is not None and n > 0:
-            used.append(f"{name} on the healthy reconstruction in {share:.0%} of {n} GVRs where it was measured")
-    if evidence.true_change_r is not None:
-        used.append(f"median pixel r with the true disease-removal change {evidence.true_change_r:.2f}")
+            line = f"{name} on the healthy reconstruction in {share:.0%} of {n} GVRs where it was measured"
+            (reported if by_masks else used).append(line + (" (not deciding)" if by_masks else ""))
+    if evidence.true_change_r is not None:  # a caveat where it disagrees, never the decision
+        reported.append(f"median pixel r with the true disease-removal change {evidence.true_change_r:.2f} "
+                        "(not deciding)")
         if evidence.true_change_r <= 0:
             caveats.append("the GVRs do not agree with the true disease-removal counterfactual (median r <= 0)")
     shares = {"outside_share": o_share, "region_share": e_share, "non_disease_share": n_share, "reported": reported}
+    if region.get("no_disease_masks"):
+        caveats.append(f"{region['no_disease_masks']} GVR(s) whose radiograph has no disease mask at all (no heart "
+                       "segmented) were left out of the region response")
     if evidence.region_shortened is not None and o_share is not None:
         done, of = evidence.region_shortened
         if done < of:  # O then reads those GVRs as the explain stage made them: a long move, the disease with it
@@ -231,7 +237,7 @@ def decide(evidence: Evidence) -> dict:
                            "re-encoded model reads the rest short of the target); the region response reads those "
                            "as they are")
     masked = evidence.mask_shares is not None or evidence.region_effects is not None
-    if o_share is not None or n_share is not None:
+    if by_masks:
         by_region = o_share is not None
         if not by_region:  # O counts the projection with all that no mask covers; the masks alone cannot
             not_checked.append("the projection (no mask)")
@@ -325,7 +331,14 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
         and the ``device`` mask, the non-disease masks included: also where the projection, positioning and
         body mass beyond the soft-tissue mask show), ``by_mask`` (inside each mask alone), ``share``, ``|non_disease| / (|non_disease| +
         |disease|)``, and ``outside_share``, ``|outside| / (|outside| + |disease|)`` (None when the two falls
-        sum to less than :data:`RESPONSE_FLOOR`: neither region moves the model).
+        sum to less than :data:`RESPONSE_FLOOR`: neither region moves the model), and ``no_disease_masks``,
+        how many GVRs were left out because their radiograph has no disease mask at all (a segmentation
+        missing: every radiograph has a heart, and without one its whole change would count as outside).
+
+    Raises
+    ------
+    ValueError
+        When the inputs do not match, or the model predicts NaN or infinity for any composite.
 
     >>> import numpy as np
     >>> marker = np.zeros((1, 4, 4), bool); marker[0, 0, 0] = True
@@ -341,21 +354,32 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
     if d.shape != h.shape or d.ndim != 3 or len(masks) != len(d):
         raise ValueError(f"diseased {d.shape}, healthy {h.shape} and {len(masks)} mask sets must match, "
                          "one (H, W) image and mask set per GVR")
-    if not len(d):
-        return {"whole": None, "non_disease": None, "disease": None, "outside": None, "by_mask": {}, "share": None,
-                "outside_share": None}
     empty = np.zeros(d.shape[1:], bool)
 
     def union(names) -> np.ndarray:
         return np.stack([np.logical_or.reduce([np.asarray(m.get(n, empty), bool) for n in names]) for m in masks])
 
-    def fall(region: np.ndarray) -> float:
-        composite = np.where(region, h, d).astype(np.uint8)
-        return float(np.mean(base - np.asarray(predict(composite), np.float64)))
+    def predicted(x: np.ndarray) -> np.ndarray:
+        y = np.asarray(predict(x.astype(np.uint8)), np.float64)
+        if not np.isfinite(y).all():  # else a NaN reads as "the model does not respond"
+            raise ValueError(f"region_effects: the model predicted NaN or infinity for {int((~np.isfinite(y)).sum())} "
+                             f"of {len(y)} radiographs")
+        return y
 
-    base = np.asarray(predict(d.astype(np.uint8)), np.float64)
+    def fall(region: np.ndarray) -> float:
+        return float(np.mean(base - predicted(np.where(region, h, d))))
+
+    left_out = 0
+    if len(d):
+        has_disease = union(DISEASE_MASKS).any(axis=(1, 2))
+        left_out = int((~has_disease).sum())
+        d, h, masks = d[has_disease], h[has_disease], [m for m, k in zip(masks, has_disease) if k]
+    if not len(d):
+        return {"whole": None, "non_disease": None, "disease": None, "outside": None, "by_mask": {}, "share": None,
+                "outside_share": None, "no_disease_masks": left_out}
+    base = predicted(d)
     disease = union(DISEASE_MASKS)
-    out = {"whole": float(np.mean(base - np.asarray(predict(h.astype(np.uint8)), np.float64))),
+    out = {"whole": float(np.mean(base - predicted(h))), "no_disease_masks": left_out,
            "non_disease": fall(union(NON_DISEASE_MASKS)), "disease": fall(disease),
            "outside": fall(~disease & ~union([NEITHER_MASK])),
            "by_mask": {name: fall(union([name])) for name in (*DISEASE_MASKS, *NON_DISEASE_MASKS)}}

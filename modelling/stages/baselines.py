@@ -69,8 +69,9 @@ STAGE = "baselines"
 MASKS = "tables/radiograph_masks.parquet"
 #: The audit's region-by-region response (:func:`modelling.explain.audit.region_effects`); raising it redoes
 #: the stage (2: it decides, on GVRs shortened by ``audit.sparse_steps``; 3: O, the response outside the masks;
-#: 4: no share where the two regions move the model by less than ``RESPONSE_FLOOR`` in all; 5: O decides).
-REGION_EFFECTS_VERSION = 5
+#: 4: no share where the two regions move the model by less than ``RESPONSE_FLOOR`` in all; 5: O decides;
+#: 6: GVRs of radiographs without any disease mask left out, and counted).
+REGION_EFFECTS_VERSION = 6
 
 
 def heatmap(values: np.ndarray) -> np.ndarray:

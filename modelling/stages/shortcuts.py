@@ -43,7 +43,7 @@ from data_schema import Bundle
 from data_schema.io import atomic_write_bytes, atomic_write_text
 from analysis.shortcuts import figure_png
 from modelling.config import ShortcutsConfig, StudyConfig, config_from_dict, config_to_dict
-from modelling.explain.audit import FLAGGED, THRESHOLD, mask_share, reliance_verdict
+from modelling.explain.audit import FLAGGED, THRESHOLD, UNDECIDED, mask_share, reliance_verdict
 from modelling.progress import format_duration, note
 
 #: The issue's strengths (FastDiME's 100, 75 and 50 %, and none).
@@ -100,7 +100,8 @@ def _share_rows(bundle: Bundle) -> list[dict]:
             "share_shortcut": float(shares["share_shortcut"]),
             "share_shortcut_carriers": float(carriers["share_shortcut"].mean()) if len(carriers) else None,
             "share_disease": float(shares["share_disease"]),
-            "share_elsewhere": float(max(0.0, 1.0 - shares["share_shortcut"] - shares["share_disease"])),
+            "share_elsewhere": (None if shares[["share_shortcut", "share_disease"]].isna().any()  # all-zero maps
+                                else float(max(0.0, 1.0 - shares["share_shortcut"] - shares["share_disease"]))),
             "non_disease_share": mask_share(shares.to_dict()),
         })
     return rows
@@ -170,14 +171,20 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
         flagged = g["non_disease_share"].to_numpy(float) > THRESHOLD
         by_method[method] = {"spearman_shortcut_mass_vs_reliance": rho, "models": int(len(g)),
                              "area_rule": confusion(flagged, g["truly_flagged"].to_numpy(bool))}
+    # an undecided model is neither flagged nor passed: left out of the confusions, and a requirement's miss
+    decided = (models["audit_decision"] != UNDECIDED if "audit_decision" in models
+               else pd.Series(True, index=models.index))
     requirements = {}
     for strength, want in ((0.0, False), (0.75, True), (1.0, True)):
-        rows = models[np.isclose(models["strength"], strength) & (models["regime"] == "correct")]
+        at = np.isclose(models["strength"], strength) & (models["regime"] == "correct")
+        rows = models[at]
         if len(rows):
             requirements[f"correct models at {strength:.0%}: {'flagged' if want else 'passed'}"] = {
-                "met": bool((rows["audit_flagged"] == want).all()),
-                "flagged": int(rows["audit_flagged"].sum()), "models": int(len(rows))}
-    counted = models["positioning_response"].notna().to_numpy() if "positioning_response" in models else None
+                "met": bool(decided[at].all() and (rows["audit_flagged"] == want).all()),
+                "flagged": int(rows["audit_flagged"].sum()), "undecided": int((~decided[at]).sum()),
+                "models": int(len(rows))}
+    counted = ((models["positioning_response"].notna() & decided).to_numpy() if "positioning_response" in models
+               else None)
     with_positioning = None if counted is None or not counted.any() else {
         "models": int(counted.sum()),
         "truly_flagged": int(models["truly_flagged"][counted].sum()),
@@ -203,8 +210,10 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
         "evidence": evidence,
         "decides": "outside_share",  # which of the evidence the audit's decision is (N where O is undefined)
         "with_positioning": with_positioning,
-        "audit": confusion(models["audit_flagged"].to_numpy(bool), models["truly_flagged"].to_numpy(bool)),
-        "audit_agrees": float((models["audit_flagged"] == models["truly_flagged"]).mean()),
+        "audit": confusion(models["audit_flagged"][decided].to_numpy(bool), models["truly_flagged"][decided].to_numpy(bool)),
+        "audit_agrees": (float((models["audit_flagged"] == models["truly_flagged"])[decided].mean())
+                         if decided.any() else None),
+        "undecided": int((~decided).sum()),
         "requirements": requirements,
         "methods": by_method,
     }

@@ -78,7 +78,21 @@ def test_true_counterfactual_disagreement_is_a_caveat_not_a_decision():
     disagree = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=measured, true_change_r=-0.1))
     assert disagree["decision"] == PASSED and len(disagree["caveats"]) == 1
     agree = decide(Evidence(mask_shares=shares(0.3, 0.1), region_effects=measured, true_change_r=0.4))
-    assert agree["caveats"] == [] and any("0.40" in line for line in agree["used"])
+    assert agree["caveats"] == [] and any("0.40" in line and "not deciding" in line for line in agree["reported"])
+    assert not any("0.40" in line for line in agree["used"])
+
+
+def test_where_the_masks_decide_the_measured_changes_are_reported_not_used():
+    """The CLI prints `used` as the evidence of the decision: a CTR lower in 95 % of GVRs must not read as
+    evidence against a flag it played no part in."""
+    flagged = decide(Evidence(region_effects=region(3.0, 1.0), ctr_lower=0.95, ctr_measured=20,
+                              effusion_smaller=0.9, effusion_measured=10))
+    assert flagged["decision"] == FLAGGED
+    assert not any("cardiothoracic" in line or "effusion smaller" in line for line in flagged["used"])
+    assert sum("not deciding" in line and ("cardiothoracic" in line or "effusion smaller" in line)
+               for line in flagged["reported"]) == 2
+    measured = decide(Evidence(ctr_lower=0.95, ctr_measured=20))  # without masks they decide, and are used
+    assert measured["basis"] == "measured changes" and any("cardiothoracic" in line for line in measured["used"])
 
 
 def test_without_masks_measured_changes_decide_and_say_what_was_not_checked():
@@ -142,6 +156,8 @@ def test_region_effects_weigh_a_small_region_by_the_models_response_not_its_area
     assert e["whole"] == pytest.approx(4.0)
     assert e["non_disease"] == pytest.approx(3.0) and e["disease"] == pytest.approx(1.0)
     assert e["share"] == pytest.approx(0.75)
+    # O: the marker lies outside the disease masks, so O reads it as E does (nothing else moves the model)
+    assert e["outside"] == pytest.approx(3.0) and e["outside_share"] == pytest.approx(0.75)
     # the heart and effusion overlap; each alone has the heart's effect, the union counts it once
     assert e["by_mask"]["heart"] == e["by_mask"]["effusion"] == pytest.approx(1.0)
     assert e["by_mask"]["shortcut"] == pytest.approx(3.0) and e["by_mask"]["soft_tissue"] == 0.0
@@ -161,6 +177,46 @@ def test_the_outside_response_counts_everything_but_the_disease_and_device_masks
     assert e["non_disease"] == pytest.approx(0.0) and e["disease"] == pytest.approx(1.0)
     assert e["outside"] == pytest.approx(2.0)  # the pacemaker's fall (5) is neither side's
     assert e["outside_share"] == pytest.approx(2 / 3) and e["share"] == pytest.approx(0.0)
+
+
+def test_a_region_that_raises_the_prediction_counts_by_the_size_of_its_response():
+    masks, diseased, healthy = _region_case()
+
+    def model(x):  # the healthy marker pixel raises the prediction three times as much as the heart lowers it
+        x = x.astype(float) / 100
+        return -3 * x[:, 0, 0] + x[:, 3:, 2:4].mean(axis=(1, 2))
+
+    e = region_effects(model, diseased, healthy, masks)
+    assert e["outside"] == pytest.approx(-3.0) and e["disease"] == pytest.approx(1.0)
+    assert e["outside_share"] == pytest.approx(0.75) and e["share"] == pytest.approx(0.75)
+    assert decide(Evidence(region_effects=e))["decision"] == FLAGGED
+
+
+def test_a_model_that_predicts_nan_is_an_error_not_a_model_that_does_not_respond():
+    masks, diseased, healthy = _region_case()
+    with pytest.raises(ValueError, match="NaN or infinity for 2 of 2"):
+        region_effects(lambda x: np.full(len(x), np.nan), diseased, healthy, masks)
+
+
+def test_gvrs_of_radiographs_without_any_disease_mask_are_left_out_and_said():
+    """A real radiograph whose segmentation lacks the heart would count its whole change as outside the disease
+    masks and push O toward flagging."""
+    masks, diseased, healthy = _region_case()
+    for name in ("heart", "effusion", "opacity"):
+        masks[1][name] = np.zeros((6, 6), bool)
+    healthy = healthy.copy()
+    healthy[1] = 200  # the second GVR's change would count wholly outside
+
+    def model(x):  # reads the middle of the image, where the first radiograph's heart lies
+        return x[:, 3:, 2:4].astype(float).mean(axis=(1, 2)) / 100
+
+    e = region_effects(model, diseased, healthy, masks)
+    assert e["no_disease_masks"] == 1
+    assert e["disease"] == pytest.approx(1.0) and e["outside"] == pytest.approx(0.0)  # the first GVR alone
+    d = decide(Evidence(region_effects=e))
+    assert d["decision"] == PASSED and any("1 GVR(s) whose radiograph has no disease mask" in c for c in d["caveats"])
+    none_left = region_effects(model, diseased[1:], healthy[1:], masks[1:])
+    assert none_left["outside_share"] is None and none_left["no_disease_masks"] == 1
 
 
 def test_region_effects_treat_a_missing_mask_as_empty_and_refuse_mismatched_inputs():

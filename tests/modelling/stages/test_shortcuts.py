@@ -122,6 +122,22 @@ def test_summary_counts_each_method_against_the_truth():
     assert counted["with_positioning"] == {"models": 3, "truly_flagged": 2, "flagged_with_positioning": 3,
                                            "audit": {"tp": 2, "fp": 0, "tn": 0, "fn": 1, "n": 3}}
     assert s["evidence"]["region_share"]["models"] == 0  # no region response or truth share: nothing counted
+    assert s["undecided"] == 0
+
+
+def test_an_undecided_model_is_neither_passed_nor_agreeing():
+    models = pd.DataFrame({"seed": 1, "strength": [0.0, 0.0, 1.0, 1.0], "model_id": ["a", "b", "a", "b"],
+                           "regime": ["correct", "overfitted"] * 2, "shortcut_reliance": [0.0, 0.1, 1.0, 2.0],
+                           "truly_flagged": [False, False, True, True],
+                           "audit_decision": ["undecided", "passed", "flagged", "flagged"]})
+    models["audit_flagged"] = models["audit_decision"] == "flagged"
+    shares = pd.DataFrame({"seed": 1, "strength": 0.0, "model_id": ["a"], "method": "m", "share_shortcut": [0.0],
+                           "non_disease_share": [0.1]})
+    s = summarise(shares, models)
+    assert s["undecided"] == 1 and s["audit"] == {"tp": 2, "fp": 0, "tn": 1, "fn": 0, "n": 3}
+    assert s["audit_agrees"] == 1.0  # of the three decided
+    at_zero = s["requirements"]["correct models at 0%: passed"]
+    assert not at_zero["met"] and at_zero["undecided"] == 1 and at_zero["flagged"] == 0
 
 
 def test_summary_scores_both_gvr_shares_against_the_truths_share():
