@@ -137,6 +137,8 @@ def analyse_bundle(
 
     Raises
     ------
+    data_schema.bundle.UnfinishedStageError
+        If a table it would read was written by a stage that did not complete, before anything is written.
     StaleAssessmentsError
         If the reader assessments are of GVRs the bundle no longer holds (:func:`stale_assessments`), before
         anything is written.
@@ -173,6 +175,8 @@ def analyse_bundle(
 
     out = safe_relpath(out)
     bundle = Bundle(root, create=False)
+    # a stopped stage's tables would give, say, a Table 1 of part of the cohort
+    bundle.require_finished([get_spec(n).path for n in (*_TABLE1_INPUTS, "predictions", "reader_assessments")])
     assessments = (bundle.read_table("reader_assessments")
                    if "tables/reader_assessments.parquet" in bundle.files else None)
     stale = stale_assessments(bundle, assessments)

@@ -98,6 +98,10 @@ class BundleBusyError(BundleError):
     """Another process is writing the bundle, and this one was told not to wait."""
 
 
+class UnfinishedStageError(BundleError):
+    """A file written by a stage that failed or was stopped before it completed."""
+
+
 #: Where a bundle's cohort came from: the synthetic phantom, or a user's own radiographs.
 ORIGINS = ("phantom", "real")
 LOCK = ".gvr-lock"
@@ -411,6 +415,31 @@ class Bundle:
                 return False  # gone, changed, or since overwritten by another stage
         return True
 
+    def unfinished_stages(self) -> dict[str, int]:
+        """Stages that recorded files but did not complete (failed or stopped), with how many files each wrote."""
+        counts: dict[str, int] = {}
+        for rec in self.files.values():
+            counts[rec.stage] = counts.get(rec.stage, 0) + 1
+        done = self.stages
+        return {name: n for name, n in sorted(counts.items()) if name not in done}
+
+    def require_finished(self, relpaths) -> None:
+        """Refuse to read `relpaths` when any was written by a stage that did not complete.
+
+        Raises
+        ------
+        UnfinishedStageError
+            Naming the stage and what to do.
+        """
+        unfinished = self.unfinished_stages()
+        files = self.files
+        stages = sorted({files[r].stage for r in relpaths if r in files and files[r].stage in unfinished})
+        if stages:
+            raise UnfinishedStageError(
+                f"{self.root}: stage {', '.join(map(repr, stages))} did not complete (it failed or was stopped after "
+                f"writing {', '.join(str(unfinished[s]) for s in stages)} file(s)); its tables are partial: rerun it "
+                "first")
+
     def changed_inputs(self, name: str) -> list[tuple[str, str | None]]:
         """The inputs of completed stage `name` written again (or removed) since it ran: (path, the stage that
         wrote it now, or None when it is gone)."""
@@ -684,9 +713,8 @@ def validate_bundle(root: str | Path) -> list[Problem]:
         problems.append(Problem(str(root), None, None, None, f"no {MANIFEST}: not a study bundle"))
     recorded = bundle.files
     stages = bundle.stages
-    unfinished = sorted({rec.stage for rec in recorded.values()} - set(stages))
-    for name in unfinished:
-        n = sum(rec.stage == name for rec in recorded.values())
+    unfinished = bundle.unfinished_stages()
+    for name, n in unfinished.items():
         problems.append(Problem(str(root / MANIFEST), None, None, None,
                                 f"stage {name!r} did not complete (it wrote {n} file(s), then failed or was "
                                 "stopped): rerun it"))
@@ -703,7 +731,7 @@ def validate_bundle(root: str | Path) -> list[Problem]:
         if rec.schema:
             found = validate_file(full, rec.schema, display=str(root / rel))
             problems.extend(found)
-            if not found:
+            if not found and rec.stage not in unfinished:  # a stopped stage's paths dangle: said once above
                 problems.extend(_dangling_paths(bundle, rel, rec.schema))
     for full in _own_files(root):
         rel = full.relative_to(root).as_posix()

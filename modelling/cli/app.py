@@ -209,12 +209,15 @@ def schema_export(
     from data_schema.frictionless import JSON_DIR, render, write_all
 
     directory = out or JSON_DIR
+    if directory.exists() and not directory.is_dir():
+        _fail(f"{directory}: a file, not a directory")
     if check:
         stale = [spec.name for spec in SCHEMAS.values()
                  if not (directory / f"{spec.name}.schema.json").is_file()
                  or (directory / f"{spec.name}.schema.json").read_text("utf-8") != render(spec)]
         if stale:
-            typer.echo(f"out of date in {directory}: {', '.join(stale)}; run `gvr schema export`", err=True)
+            again = "gvr schema export" + (f" --out {directory}" if out is not None else "")
+            typer.echo(f"out of date in {directory}: {', '.join(stale)}; run `{again}`", err=True)
             raise typer.Exit(1)
         typer.echo(f"ok: {len(SCHEMAS)} schemas in {directory} are current")
         return
@@ -390,7 +393,7 @@ def cohort_key(
     A re-identification key: keep it with the salt, outside the bundle (a path inside a bundle is refused).
     """
     from data_schema.io import atomic_write_text
-    from modelling.cohort.ingest import Pseudonymiser, image_key_table
+    from modelling.cohort.ingest import IngestError, Pseudonymiser, image_key_table
 
     salt = _salt(salt_file)
     if (dicom is None) == (manifest is None):
@@ -402,7 +405,12 @@ def cohort_key(
         pseudo = Pseudonymiser(salt)
     except ValueError as exc:
         _fail(str(exc))
-    table = image_key_table(dicom, manifest, pseudo)
+    try:
+        table = image_key_table(dicom, manifest, pseudo)
+    except IngestError:
+        raise  # its problems listed by row and column
+    except ValueError as exc:  # nothing found
+        _fail(f"{exc}; no key was written", code=1)
     atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))
     typer.echo(f"key: {out}  ({len(table):,} radiographs; keep it with the salt, outside the bundle)")
 
@@ -948,6 +956,7 @@ def report(
     With Quarto on PATH, run `quarto render reports/` with GVR_BUNDLE set instead for Quarto's output.
     """
     from analysis.manuscript import BundleMissingError
+    from data_schema import Bundle
     from modelling.stages.pipeline import build_report
     from modelling.stages.report import ReportRenderError, render_reports
 
@@ -956,6 +965,8 @@ def report(
         _fail(f"{bundle}: not a study bundle (no manifest.json); run `gvr reproduce {bundle}` first")
     try:
         if out is not None:
+            opened = Bundle(bundle, create=False)
+            opened.require_finished(list(opened.files))
             pages = render_reports(bundle, out)
         else:
             built = build_report(bundle, force=force)
@@ -994,10 +1005,11 @@ def _is_ours(exc: BaseException) -> bool:
 
 def _refused(exc: BaseException) -> bool:
     """A request refused before any work because the bundle does not fit it (exit status 2): a bundle that
-    holds real data asked for the phantom; any command may meet one."""
-    from data_schema.bundle import RealDataBundleError
+    holds real data asked for the phantom, no bundle where one is needed, or tables a stopped stage left; any
+    command may meet one."""
+    from data_schema.bundle import BundleNotFoundError, RealDataBundleError, UnfinishedStageError
 
-    return isinstance(exc, RealDataBundleError)
+    return isinstance(exc, (RealDataBundleError, BundleNotFoundError, UnfinishedStageError))
 
 
 INTERRUPTED = "interrupted; a rerun resumes where this one stopped"

@@ -34,6 +34,8 @@ def resolve(given: Optional[Path], named: Optional[Sequence[Path]], *, must_exis
     if len({n.resolve() for n in names}) > 1:
         fail(f"the bundle is named more than once, differently: {', '.join(str(n) for n in names)}; name it once")
     bundle = names[0] if names else DEFAULT
+    if bundle.exists() and not bundle.is_dir():  # else mkdir's FileExistsError, or "no such bundle"
+        fail(f"{bundle}: a file, not a bundle directory")
     if must_exist and not bundle.is_dir():
         where = "" if names else " (the default; name the bundle as the first argument)"
         fail(f"{bundle}: no such bundle directory{where}")

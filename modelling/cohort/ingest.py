@@ -143,6 +143,9 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
 
 def _to_unit(pixels: np.ndarray) -> np.ndarray:
     pixels = pixels.astype(np.float32)
+    if not np.isfinite(pixels).all():  # NaN would pass the blank check below and be stored as a black image
+        bad = int((~np.isfinite(pixels)).sum())
+        raise ValueError(f"{bad:,} of {pixels.size:,} pixel values are not finite (NaN or infinity)")
     low, high = float(pixels.min()), float(pixels.max())
     if high <= low:
         raise ValueError("the image is blank (all pixels equal)")
@@ -373,7 +376,34 @@ def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Probl
                     for c in missing]
     if df.empty:
         return df, [Problem(str(path), None, None, None, "no rows (only a header)")]
-    return df, []
+    return df, _layout_problems(path)
+
+
+def _layout_problems(path: Path) -> list[Problem]:
+    """Lines that would put every later problem at the wrong line: a blank line between rows (the reader
+    skips it) and a quoted value running over several lines (a quote left open). Blank lines at the end are
+    fine. Each is named by its line, where row k is line k + 1."""
+    import csv
+
+    problems, blank, row, previous = [], [], 0, 0
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        for record in reader:
+            start, previous = previous + 1, reader.line_num
+            if start == 1:
+                continue  # the header
+            if not any(field.strip() for field in record) and len(record) <= 1:
+                blank.append(start)
+                continue
+            row += 1
+            problems += [Problem(str(path), line - 1, None, None, "a blank line between rows: remove it (the rows "
+                                 "after it would be numbered one line off)") for line in blank]
+            blank = []
+            if reader.line_num > start:
+                problems.append(Problem(str(path), row, None, None, f"a quoted value runs over lines {start}-"
+                                        f"{reader.line_num} (a quote left open?)"))
+                break  # later rows are numbered from here on: one is enough
+    return problems
 
 
 def _header_hint(header: list[str], column: str) -> str:
@@ -485,8 +515,9 @@ def date_order_notes(texts, *, dayfirst: bool) -> list[str]:
 def read_patients(path: Path, pseudo: Pseudonymiser, *, dayfirst: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
     """patients.csv checked row by row; ``.attrs["usable"]`` is False when the file as a whole is not."""
     df, problems = _read_csv(path, list(INPUT_COLUMNS["patients_input"][0]))
-    if not problems and "birth_date" not in df.columns and "age_years" not in df.columns:
-        problems = [Problem(str(path), None, "birth_date", None, "missing column (or give age_years)")]
+    if len(df.columns) and "birth_date" not in df.columns and "age_years" not in df.columns:  # beside any other
+        problems = [p for p in problems if p.row is None] + [
+            Problem(str(path), None, "birth_date", None, "missing column (or give age_years)")]
     if problems:
         out = pd.DataFrame(columns=["key", "patient_id", "sex", "birth", "age_given", "row"])
         out.attrs["usable"] = False
@@ -635,6 +666,15 @@ def _column_names(csv: Path, column: str) -> set[str]:
     return {listed_name(n) for n in names if n.strip()}
 
 
+#: Why an absolute path in an input CSV is refused.
+ABSOLUTE = "an absolute path: paths are relative to the CSV's folder"
+
+
+def is_absolute(name: str) -> bool:
+    """Whether a listed name (:func:`listed_name`) is an absolute path, POSIX or Windows (``C:/x``)."""
+    return name.startswith("/") or re.match(r"^[A-Za-z]:/", name) is not None
+
+
 def listed_name(name: str) -> str:
     """A manifest's file name as one spelling: ``./img/a.png`` and ``img//a.png`` are ``img/a.png``."""
     return posixpath.normpath(name.strip().replace("\\", "/"))
@@ -644,14 +684,20 @@ def _listed_files(df: pd.DataFrame, manifest: Path, problems: list[Problem]) -> 
     """Each file the manifest lists (:func:`listed_name`), with the row that first lists it; blanks and
     repeats, under any spelling, are problems."""
     first_row: dict[str, int] = {}
+    by_file: dict[Path, int] = {}  # the same file under two spellings (relative and absolute, a link)
     for i, raw in enumerate(df["file"]):
         name = listed_name(raw) if raw.strip() else ""
         if not name:
             problems.append(Problem(str(manifest), i + 1, "file", raw, "missing value"))
+        elif is_absolute(name):
+            problems.append(Problem(str(manifest), i + 1, "file", raw, ABSOLUTE))
         elif name in first_row:
             problems.append(Problem(str(manifest), i + 1, "file", raw, f"duplicate of row {first_row[name]}"))
+        elif (manifest.parent / name).resolve() in by_file:
+            problems.append(Problem(str(manifest), i + 1, "file", raw,
+                                    f"the same file as row {by_file[(manifest.parent / name).resolve()]}"))
         else:
-            first_row[name] = i + 1
+            first_row[name] = by_file[(manifest.parent / name).resolve()] = i + 1
     return first_row
 
 
@@ -708,10 +754,27 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
 def image_key_table(dicom_dir: Path | None, manifest_csv: Path | None, pseudo: Pseudonymiser) -> pd.DataFrame:
     """Each input radiograph's ``image_id`` (as the ingest pseudonymises it with this salt) beside its file:
     the manifest's name, or the path inside the DICOM folder. A re-identification key: it stays with the
-    salt, outside the bundle. Files of a DICOM folder that are not DICOM are left out."""
+    salt, outside the bundle. Files of a DICOM folder that are not DICOM are left out.
+
+    Raises
+    ------
+    IngestError
+        A manifest with problems (columns, blank or repeated files, files that are not there), each by row
+        and column, as the ingest reports them: a key of the wrong file would re-identify nothing.
+    ValueError
+        When no radiograph is found.
+    """
     rows = []
     if dicom_dir is None:
-        rows = [(pseudo("image", name), name) for name in sorted(image_names(None, manifest_csv))]
+        manifest = Path(manifest_csv)
+        df, problems = _read_csv(manifest, list(INPUT_COLUMNS["images_manifest"][0]))
+        if not problems:
+            first_row = _listed_files(df, manifest, problems)
+            problems += [Problem(str(manifest), row, "file", name, "no such file (paths are relative to the CSV)")
+                         for name, row in first_row.items() if not (manifest.parent / name).is_file()]
+        if problems:
+            raise IngestError(problems)
+        rows = [(pseudo("image", name), name) for name in sorted(first_row)]
     else:
         import pydicom
 
@@ -723,6 +786,9 @@ def image_key_table(dicom_dir: Path | None, manifest_csv: Path | None, pseudo: P
                 continue
             name = path.relative_to(folder).as_posix()
             rows.append((pseudo("image", str(ds.get("SOPInstanceUID", "") or name)), name))
+    if not rows:
+        raise ValueError(f"no radiographs found in {manifest_csv if dicom_dir is None else dicom_dir}"
+                         + ("" if dicom_dir is None else " (no readable DICOM file)"))
     return pd.DataFrame(rows, columns=["image_id", "file"])
 
 

@@ -16,6 +16,8 @@ vanishes at the bundle's size (thinner than a pixel there), is named in a warnin
 
 A feature named anywhere in the file is taken as segmented on every radiograph the file names: a
 radiograph with no row for it has none of it (a radiograph without an effusion has no effusion mask).
+The heart is the exception: every radiograph has one, so each radiograph named needs a heart mask that
+is not empty at the bundle's size. A colour mask, or a path that is absolute, is refused at its row.
 Radiographs the file does not name have no masks, and are left out of every measure that needs them.
 The audit's regions count every pixel outside the disease masks as not disease, so the file must
 segment all of :data:`REQUIRED` (a heart mask alone would count the effusions against the model).
@@ -60,7 +62,7 @@ def read_masks_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
     Returns the rows (``image`` as one spelling, ``feature``, ``file``: the mask's path, ``row``: 1-based)
     and the problems found.
     """
-    from modelling.cohort.ingest import _read_csv, listed_name
+    from modelling.cohort.ingest import ABSOLUTE, _read_csv, is_absolute, listed_name
 
     df, problems = _read_csv(path, list(COLUMNS))
     if problems:
@@ -85,6 +87,9 @@ def read_masks_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
                                     f"a second {feature} mask of {image} (the first in row {seen[image, feature]})"))
             continue
         seen[image, feature] = i
+        if is_absolute(listed_name(mask)):
+            problems.append(Problem(str(path), i, "mask", mask, ABSOLUTE))
+            continue
         file = path.parent / listed_name(mask)
         if not file.is_file():
             problems.append(Problem(str(path), i, "mask", mask, "no such file (paths are relative to the CSV)"))
@@ -105,10 +110,13 @@ def read_masks_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
 def read_mask(file: Path) -> np.ndarray:
     """One mask image as 0/1: a two-level image inside at its upper level (0/1, 0/255 and 0/65535 masks
     alike), any other inside above half of its mode's full scale (anti-aliased edges, JPEG noise); an
-    all-black image is an empty mask. Read as the radiographs are (:func:`modelling.cohort.ingest.read_still`)."""
+    all-black image is an empty mask. Read as the radiographs are (:func:`modelling.cohort.ingest.read_still`);
+    a colour image is refused (ValueError), since its channels' mean puts a pure colour below half scale."""
     from modelling.cohort.ingest import read_still
 
-    values, full, _ = read_still(file, "mask")
+    values, full, colour = read_still(file, "mask")
+    if colour:  # the mean of the channels would put a pure red mask (85 of 255) outside itself
+        raise ValueError("a colour image: give the mask in grey levels or black and white, inside bright")
     values = values.astype(np.float64)
     levels = np.unique(values)
     if len(levels) == 2 and levels[0] == 0:
@@ -143,7 +151,7 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
         The bundle's image size.
     problems : list
         Appended to: a mask of a radiograph not among the inputs, unreadable, or of another size than its
-        radiograph as read.
+        radiograph as read, a colour mask, an empty heart mask, a radiograph without a heart mask.
 
     Returns
     -------
@@ -154,9 +162,12 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
     from modelling.cohort.ingest import fit_square
 
     by_image: dict[str, dict[str, np.ndarray]] = {}
+    first_row: dict[str, tuple[int, str]] = {}
     passed_over = 0
     for r in rows.itertuples(index=False):
         item = items.get(r.image)
+        if item is not None:
+            first_row.setdefault(item.image_key, (r.row, r.image))
         if item is None:
             if r.image in inputs:  # read, then excluded (a lateral view, say): nothing to segment
                 passed_over += 1
@@ -176,6 +187,11 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
                                     f"{item.shape[1]}: a mask must be drawn on the radiograph's own pixels"))
             continue
         fitted = fit_square(mask, size) > 0.5
+        if r.feature == "heart" and not fitted.any():  # every radiograph has one: a segmentation lost
+            problems.append(Problem(str(path), r.row, "mask", r.given,
+                                    "the heart mask is empty" + (f" at the bundle's {size} px (thinner than a pixel there)"
+                                                                 if mask.any() else "")))
+            continue
         if mask.mean() > MOST:
             log.warning("%s, row %d, column 'mask': the %s mask %s covers %.0f %% of its radiograph (inverted? "
                         "the whole film?)", path, r.row, r.feature, r.given, 100 * mask.mean())
@@ -183,5 +199,10 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
             log.warning("%s, row %d, column 'mask': the %s mask %s vanishes at the bundle's %d px (thinner than a "
                         "pixel there): it counts as empty", path, r.row, r.feature, r.given, size)
         by_image.setdefault(item.image_key, {})[r.feature] = fitted
+    # every radiograph has a heart: without its mask the whole change would count as outside the disease masks
+    hearts = {r.image for r in rows.itertuples(index=False) if r.feature == "heart"}
+    problems += [Problem(str(path), row, "image", image, f"no heart mask of {image}: every radiograph the file names "
+                         "needs one (the audit counts what lies outside the disease masks as not disease)")
+                 for row, image in first_row.values() if image not in hearts]
     packed = {key: pack(masks, (size, size)) for key, masks in by_image.items()}
     return packed, passed_over

@@ -15,7 +15,7 @@ from data_schema import Bundle, Stage
 from data_schema.bundle import LOCK
 from data_schema.io import sha256_file
 from data_schema.layout import SHARD_SIZE, image_path, mask_path
-from data_schema.validate import validate_frame
+from data_schema.validate import Problem, validate_frame
 from modelling.cohort.ingest import (
     IngestError,
     IngestSources,
@@ -116,7 +116,10 @@ def _hashed(files: list[Path]) -> dict[str, str]:
     out = {}
     with progress(total=len(files), desc="hashing inputs", unit="file") as bar:
         for path in files:
-            out[str(path)] = sha256_file(path)
+            try:
+                out[str(path)] = sha256_file(path)
+            except OSError as exc:  # the reading step excludes it with its reason; the key notes it unread
+                out[str(path)] = f"unreadable ({type(exc).__name__})"
             bar.update(1)
     return out
 
@@ -132,6 +135,10 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
     Returns the bundle and the ingestion summary (None when the stage was already current); the
     summary's ``excluded_files`` lists the original paths of excluded files, for the user only.
     """
+    if src.dicom_dir is not None and Path(out).resolve().is_relative_to(Path(src.dicom_dir).resolve()):
+        # its own files would be read as inputs on every later run, and excluded as not DICOM
+        raise IngestError([Problem(str(out), None, None, None, f"inside the DICOM folder {src.dicom_dir}: put the "
+                                   "bundle elsewhere")])
     key = {
         "cohort": dataclasses.asdict(config.cohort),
         "image_size": config.image_size,

@@ -39,12 +39,14 @@ class PendingStagesError(RuntimeError):
 def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     """Render the manuscript (reports/*.py) into ``<bundle>/report/*.html`` as the stage "report".
 
-    Its inputs are every file the other stages recorded, so any change to the bundle re-renders it.
+    Its inputs are every file the other stages recorded, so any change to the bundle re-renders it; a stage that
+    did not complete is refused (:class:`data_schema.bundle.UnfinishedStageError`) before anything is rendered.
     """
     from modelling.stages.report import report_scripts, write_report
 
     bundle = Bundle(root, create=False)
     inputs = sorted(rel for rel, rec in bundle.files.items() if rec.stage != "report")
+    bundle.require_finished(inputs)  # the manuscript would print what a stopped stage left half-written
     scripts = report_scripts()
     key = {"scripts": {p.name: sha256_file(p) for p in scripts}}  # editing a chapter re-renders
     bundle.run_stage("report", lambda st: write_report(st, scripts=scripts), config=key, inputs=inputs, force=force)

@@ -174,3 +174,24 @@ def test_answers_about_gvrs_the_bundle_no_longer_holds_are_refused_before_writin
     with pytest.raises(StaleAssessmentsError, match=r"of the \d+ GVRs assessed .* are not in tables/gvr_index"):
         analyse_bundle(root, mixed_models=False, force=True)
     assert Bundle(root).record("analysis/analysis_outputs.json").sha256 == written  # nothing written
+
+
+def test_tables_of_a_stage_that_did_not_complete_are_refused_before_writing(tmp_path):
+    """A cohort stage stopped part-way leaves part of its tables recorded: Table 1 of part of a cohort, written
+    with exit 0, is what a user's test drive found."""
+    from data_schema.bundle import UnfinishedStageError
+    from modelling.config import load_config
+    from modelling.stages.cohort import build_cohort
+
+    root = tmp_path / "b"
+    build_cohort(load_config("tiny"), root, workers=1)
+    bundle = Bundle(root)
+    patients = bundle.read_table("patients")
+    with pytest.raises(RuntimeError, match="stopped"):
+        with bundle.stage("cohort", config={"again": True}) as st:  # written again, then stopped
+            st.write_table("patients", patients.iloc[:3])
+            raise RuntimeError("stopped")
+    assert set(Bundle(root).unfinished_stages()) == {"cohort"}
+    with pytest.raises(UnfinishedStageError, match="stage 'cohort' did not complete.*rerun it"):
+        analyse_bundle(root, mixed_models=False)
+    assert not any(rel.startswith("analysis/") for rel in Bundle(root).files)

@@ -202,6 +202,18 @@ def test_validate_bundle_reports_dangling_paths_and_unrecorded_tables(tmp_path):
     assert "patients.csv, row 2 (line 3), column 'sex'" in text
 
 
+def test_a_stage_stopped_before_its_images_is_said_once_not_row_by_row(tmp_path):
+    """An interrupted cohort stage had `gvr validate` print one line per radiograph whose image was not yet
+    written (10,048 lines for the default cohort), the line that says what happened scrolled away."""
+    bundle = Bundle(tmp_path)
+    with pytest.raises(RuntimeError):
+        with bundle.stage("cohort", config=CFG, seed=1) as st:
+            st.write_table("radiographs", examples()["radiographs"])  # its images never written
+            raise RuntimeError("stopped")
+    assert [p.message for p in validate_bundle(tmp_path)] == [
+        "stage 'cohort' did not complete (it wrote 1 file(s), then failed or was stopped): rerun it"]
+
+
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     import torch
     bundle = Bundle(tmp_path)

@@ -399,3 +399,47 @@ def test_ctrl_c_says_a_rerun_resumes_and_exits_130(tmp_path, monkeypatch, capsys
     assert INTERRUPTED in capsys.readouterr().err
     assert main(["schema", "no-such-command"]) == 2  # other exits keep their status and say nothing of it
     assert INTERRUPTED not in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_bundle_is_refused_with_exit_2_by_every_command(tmp_path, capsys):
+    """README: 2 when a command refuses the bundle it is pointed at before doing any work; explain, baselines,
+    fidelity and analyse exited 1 there while audit, report and validate exited 2."""
+    from modelling.cli.app import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in (["explain"], ["baselines"], ["fidelity"], ["analyse"]):
+        assert main([*command, str(empty)]) == 2, command
+        assert "no study bundle" in capsys.readouterr().err
+
+
+def test_analyse_and_report_refuse_the_tables_of_a_stage_that_did_not_complete(tmp_path, capsys):
+    from data_schema import Bundle
+    from modelling.cli.app import main
+    from tests.examples import examples
+
+    bundle = Bundle(tmp_path / "b")
+    try:
+        with bundle.stage("cohort", config={"v": 1}) as st:
+            st.write_table("patients", examples()["patients"])
+            raise RuntimeError("stopped")
+    except RuntimeError:
+        pass
+    for command in (["analyse", "--no-mixed-models"], ["report", "--out", str(tmp_path / "html")], ["report"]):
+        assert main([command[0], str(bundle.root), *command[1:]]) == 2, command
+        assert "stage 'cohort' did not complete" in capsys.readouterr().err
+    assert not (tmp_path / "html").exists() and not any((bundle.root / d).exists() for d in ("analysis", "report"))
+
+
+def test_a_file_named_as_the_bundle_is_refused_in_words(tmp_path, capsys):
+    """`--out afile.csv` gave "FileExistsError: [Errno 17]", and `gvr audit afile.csv` "no such bundle directory"."""
+    from modelling.cli.app import main
+
+    afile = tmp_path / "afile.csv"
+    afile.write_text("x\n")
+    for command in (["cohort", "synth", "--config", "tiny", "--out", str(afile)], ["train", str(afile)],
+                    ["audit", str(afile)], ["schema", "export", "--out", str(afile)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "a file, not a" in err and "FileExistsError" not in err, command
+    assert afile.read_text() == "x\n"

@@ -469,7 +469,7 @@ def _masked_cohort(tmp_path, masks_csv: str, *, mask_shapes=None):
 
 GOOD_MASKS = ("image,feature,mask\n"
               "a.png,heart,a-heart.png\na.png,effusion,a-effusion.png\nb.png,opacity,a-effusion.png\n"
-              "b.png,markers,b-markers.png\nlat.png,heart,a-heart.png\n")
+              "b.png,markers,b-markers.png\nlat.png,heart,a-heart.png\nb.png,heart,a-heart.png\n")
 
 
 def test_masks_are_fitted_as_their_radiographs_and_stored_as_bits(tmp_path):
@@ -488,23 +488,22 @@ def test_masks_are_fitted_as_their_radiographs_and_stored_as_bits(tmp_path):
     # the same geometry as the image: 40 x 30 fitted into 32 x 32, aspect kept, padded
     heart = np.zeros((40, 30), np.float32)
     heart[20:30, 10:20] = 1
-    by_order = dict(zip(radiographs["image_id"], range(2)))
+    assert table.set_index("image_id").loc[radiographs["image_id"], "mask_index"].tolist() == [0, 1]
     first = table[table["image_id"] == radiographs["image_id"].iloc[0]].iloc[0]
     masks = unpack_masks(bundle.read_array(first["mask_path"])["bits"][int(first["mask_index"])])
-    assert by_order[first["image_id"]] == 0
     assert np.array_equal(masks["heart"], fit_square(heart, 32) > 0.5) and masks["heart"].sum() > 20
     assert not masks["effusion"].any() and not masks["markers"].any()
     second = table[table["image_id"] == radiographs["image_id"].iloc[1]].iloc[0]
     masks = unpack_masks(bundle.read_array(second["mask_path"])["bits"][int(second["mask_index"])])
-    assert masks["markers"].sum() > 0 and not masks["heart"].any()
+    assert masks["markers"].sum() > 0 and np.array_equal(masks["heart"], fit_square(heart, 32) > 0.5)
 
 
 @pytest.mark.parametrize("rows, row, column, message", [
-    ("a.png,lungs,a-heart.png", 6, "feature", "not a mask feature"),
-    ("a.png,heart,a-heart.png", 6, "feature", "a second heart mask of a.png (the first in row 1)"),
-    ("c.png,device,a-heart.png", 6, "image", "not a radiograph of the inputs"),
-    ("b.png,device,missing.png", 6, "mask", "no such file"),
-    ("b.png,device,small.png", 6, "mask", "20 x 15 px, its radiograph 40 x 30"),
+    ("a.png,lungs,a-heart.png", 7, "feature", "not a mask feature"),
+    ("a.png,heart,a-heart.png", 7, "feature", "a second heart mask of a.png (the first in row 1)"),
+    ("c.png,device,a-heart.png", 7, "image", "not a radiograph of the inputs"),
+    ("b.png,device,missing.png", 7, "mask", "no such file"),
+    ("b.png,device,small.png", 7, "mask", "20 x 15 px, its radiograph 40 x 30"),
 ])
 def test_a_bad_mask_row_is_an_error_at_its_row_and_nothing_is_written(tmp_path, rows, row, column, message):
     src = _masked_cohort(tmp_path, GOOD_MASKS + rows + "\n")
@@ -512,6 +511,42 @@ def test_a_bad_mask_row_is_an_error_at_its_row_and_nothing_is_written(tmp_path, 
         build(tmp_path, src)
     found = [p for p in err.value.problems if str(p.file).endswith("masks.csv")]
     assert [(p.row, p.column) for p in found] == [(row, column)] and message in found[0].message, found
+    assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("rows, row, column, message", [
+    ("b.png,device,red.png", 7, "mask", "a colour image"),
+    ("b.png,device,/abs/d.png", 7, "mask", "an absolute path"),
+])
+def test_a_colour_or_absolute_mask_is_refused_at_its_row(tmp_path, rows, row, column, message):
+    """A pure red mask read as the mean of its channels (85 of 255) fell outside itself: an empty mask, no warning."""
+    import imageio.v3 as iio
+
+    red = np.zeros((40, 30, 3), np.uint8)
+    red[20:30, 10:20, 0] = 255
+    iio.imwrite(tmp_path / "red.png", red)
+    src = _masked_cohort(tmp_path, GOOD_MASKS + rows + "\n")
+    with pytest.raises(IngestError) as err:
+        build(tmp_path, src)
+    found = [p for p in err.value.problems if str(p.file).endswith("masks.csv")]
+    assert [(p.row, p.column) for p in found] == [(row, column)] and message in found[0].message, found
+
+
+def test_every_radiograph_named_needs_a_heart_mask_that_is_not_empty(tmp_path):
+    """Without one, the region response would count the radiograph's whole change as outside the disease masks."""
+    import imageio.v3 as iio
+
+    no_heart = GOOD_MASKS.replace("b.png,heart,a-heart.png\n", "")
+    with pytest.raises(IngestError) as err:
+        build(tmp_path, _masked_cohort(tmp_path, no_heart))
+    (problem,) = err.value.problems
+    assert (problem.row, problem.column) == (3, "image") and "no heart mask of b.png" in problem.message
+    iio.imwrite(tmp_path / "dot.png", np.pad(np.full((1, 1), 255, np.uint8), ((1, 38), (1, 28))))
+    thin = GOOD_MASKS.replace("b.png,heart,a-heart.png", "b.png,heart,dot.png")
+    with pytest.raises(IngestError) as err:
+        build(tmp_path, _masked_cohort(tmp_path, thin))
+    (problem,) = err.value.problems
+    assert (problem.row, problem.column) == (6, "mask") and "heart mask is empty at the bundle's 32 px" in problem.message
     assert not (tmp_path / "bundle").exists()
 
 
@@ -530,9 +565,9 @@ def test_a_masks_file_is_checked_on_its_own_by_validate(tmp_path):
     path = tmp_path / "masks.csv"
     assert guess_input_format(path) == "masks_input"
     problems = validate_input(path, "masks_input")
-    assert [(p.row, p.column) for p in problems] == [(6, "feature")]
+    assert [(p.row, p.column) for p in problems] == [(7, "feature")]
     result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 1 and "row 6" in result.output and "not a mask feature" in result.output
+    assert result.exit_code == 1 and "row 7" in result.output and "not a mask feature" in result.output
 
 
 def test_a_mask_is_read_by_its_levels_and_an_implausible_one_named(tmp_path, caplog):
@@ -564,7 +599,7 @@ def test_a_mask_is_read_by_its_levels_and_an_implausible_one_named(tmp_path, cap
         build(tmp_path, src)
     masks_csv = tmp_path / "masks.csv"
     assert f"{masks_csv}, row 1, column 'mask': the heart mask a-heart.png covers 97 % of its radiograph" in caplog.text
-    assert f"{masks_csv}, row 6, column 'mask': the device mask wire.png vanishes at the bundle's 32 px" in caplog.text
+    assert f"{masks_csv}, row 7, column 'mask': the device mask wire.png vanishes at the bundle's 32 px" in caplog.text
 
 
 def test_masks_of_a_dicom_folder_name_each_file_by_its_path_in_the_folder(cohort_files):
@@ -610,3 +645,35 @@ def test_the_key_names_each_radiographs_file_and_stays_outside_the_bundle(cohort
                                        "--out", str(bundle.root / "key.csv")])
     assert refused.exit_code == 2 and "keep it outside" in refused.output
     assert not (bundle.root / "key.csv").exists()
+
+
+def test_the_key_refuses_a_manifest_with_problems_and_an_empty_input(tmp_path, capsys):
+    """A key of the wrong file, of a header with a typo or of an empty folder was written, empty, with exit 0: it
+    would re-identify nothing, and say so nowhere."""
+    salt = tmp_path / "salt"
+    salt.write_bytes(SALT)
+    (tmp_path / "a.png").write_bytes(b"not read: the key names files, it does not read them")
+    manifest_sources(tmp_path, ["a.png,P1,2012-03-04 10:00,PA", "gone.png,P1,2012-03-05 10:00,PA",
+                                "./a.png,P1,2012-03-06 10:00,PA"])
+    out = tmp_path / "key.csv"
+
+    def key(*args) -> tuple[int, str]:
+        from modelling.cli.app import main
+
+        code = main(["cohort", "key", *args, "--salt-file", str(salt), "--out", str(out)])
+        return code, capsys.readouterr().err
+
+    code, err = key("--manifest", str(tmp_path / "manifest.csv"))
+    assert code == 1, err
+    assert "row 2 (line 3), column 'file'" in err and "no such file" in err
+    assert "row 3 (line 4), column 'file'" in err and "duplicate of row 1" in err
+    code, err = key("--manifest", str(tmp_path / "patients.csv"))  # another input file
+    assert code == 1 and "column 'file'" in err and "missing column" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = key("--dicom", str(empty))
+    assert code == 1 and "no radiographs found" in err
+    assert not out.exists()
+    manifest_sources(tmp_path, ["a.png,P1,2012-03-04 10:00,PA"])
+    assert key("--manifest", str(tmp_path / "manifest.csv"))[0] == 0
+    assert pd.read_csv(out)["file"].tolist() == ["a.png"]

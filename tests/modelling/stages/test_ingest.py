@@ -220,6 +220,84 @@ def test_the_same_file_under_another_spelling_is_a_duplicate(tmp_path):
         5, "file", "./img//x1.png", "duplicate of row 2")
 
 
+def test_a_blank_line_or_a_value_over_lines_is_named_at_its_line(tmp_path):
+    """pandas skips blank lines, so every problem after one was named a line too early."""
+    src = clean_pngs(tmp_path)
+    src.bnp_csv.write_text("patient_id,collected_at,bnp_ng_l\nP0,2010-03-04 12:00,230\n\nP1,2011-03-04 09:00,0\n\n")
+    (problem,) = _problems(tmp_path, src)
+    assert str(problem).startswith(f"{src.bnp_csv}, row 2 (line 3): a blank line between rows")
+    src.bnp_csv.write_text('patient_id,collected_at,bnp_ng_l\nP0,"2010-03-04\n12:00",230\nP1,2011-03-04 09:00,80\n')
+    (problem,) = _problems(tmp_path, src)
+    assert problem.row == 1 and "runs over lines 2-3" in problem.message
+    src.bnp_csv.write_text("patient_id,collected_at,bnp_ng_l\nP0,2010-03-04 12:00,230\nP1,2011-03-04 09:00,0\n")
+    (problem,) = _problems(tmp_path, src)  # without them, row and line as before
+    assert str(problem).startswith(f"{src.bnp_csv}, row 2 (line 3), column 'bnp_ng_l'")
+
+
+def test_a_patients_file_without_sex_or_birth_date_names_both(tmp_path):
+    src = clean_pngs(tmp_path)
+    src.patients_csv.write_text("patient_id\nP0\nP1\n")
+    problems = _problems(tmp_path, src)
+    assert {p.column for p in problems if str(p.file) == str(src.patients_csv)} == {"sex", "birth_date"}
+
+
+def test_an_absolute_path_is_refused_and_the_same_file_by_it_is_a_duplicate(tmp_path):
+    """A manifest listing img/x1.png and the same file by its absolute path ingested it twice."""
+    src = clean_pngs(tmp_path)
+    with src.manifest_csv.open("a") as handle:
+        handle.write(f"{(tmp_path / 'img/x1.png').resolve()},P1,2011-03-04 10:00,PA\n")
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.row, problem.column) == (5, "file") and "an absolute path" in problem.message
+    (tmp_path / "up").mkdir()  # the same file through a folder and back: relative, and still the same file
+    src.manifest_csv.write_text(src.manifest_csv.read_text().replace(str((tmp_path / "img/x1.png").resolve()),
+                                                                     "up/../img/x1.png"))
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.row, problem.column, problem.message) == (5, "file", "duplicate of row 2")
+    (tmp_path / "link").symlink_to(tmp_path / "img")
+    src.manifest_csv.write_text(src.manifest_csv.read_text().replace("up/../img/x1.png", "link/x1.png"))
+    (problem,) = _problems(tmp_path, src)
+    assert (problem.row, problem.column, problem.message) == (5, "file", "the same file as row 2")
+
+
+def test_an_image_with_nan_pixels_is_excluded_not_stored_black(tmp_path):
+    from PIL import Image
+
+    src = clean_pngs(tmp_path)
+    pixels = gradient(50, 40).astype(np.float32)
+    pixels[3, 4] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "img/x3.tif")
+    src.manifest_csv.write_text(src.manifest_csv.read_text().replace("img/x3.png", "img/x3.tif"))
+    bundle, info = build(tmp_path, src)
+    assert info["radiographs"] == 3 and info["excluded"] == 1
+    assert "1 of 2,000 pixel values are not finite" in info["excluded_files"][0]["reason"]
+
+
+def test_a_bundle_inside_the_dicom_folder_is_refused(tmp_path):
+    """Its own files would be read as inputs on every later run, and excluded as not DICOM."""
+    src = clean_dicom(tmp_path, n_patients=2)
+    with pytest.raises(IngestError, match="inside the DICOM folder"):
+        build_from_real_data(TINY, src.dicom_dir / "bundle", src, Pseudonymiser(SALT))
+    assert not (src.dicom_dir / "bundle").exists()
+
+
+def test_an_input_that_cannot_be_read_is_excluded_not_fatal(tmp_path, monkeypatch):
+    """Hashing the inputs for the stage's key read every file first, and one PermissionError ended the ingest."""
+    import modelling.stages.ingest as stage
+
+    src = clean_dicom(tmp_path, n_patients=2)
+    locked = src.dicom_dir / "p1-1.dcm"
+    real = stage.sha256_file
+
+    def sha256_file(path):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(stage, "sha256_file", sha256_file)
+    bundle, info = build(tmp_path, src)
+    assert info["radiographs"] == 4 and "cohort" in bundle.stages
+
+
 def test_an_animated_image_is_excluded_not_ingested_as_a_strip(tmp_path):
     from PIL import Image
 
