@@ -1038,15 +1038,11 @@ def guess_input_format(path: str | Path) -> str | None:
     except Exception:  # unreadable: let the bundle's schemas say so
         return None
     stem = path.stem.lower()
-    if stem in ("bnp", "bnp_results") and "result_id" not in header:
+    # by the name, so that a header with a typo is checked against the input it was meant to be
+    if stem in ("bnp", "bnp_results") and "result_id" not in header:  # result_id: the bundle's own table
         return "bnp_input"
-    if stem == "patients" and header & {"birth_date", "age_years"} and "patient_id" in header:
-        return "patients_input"
-    if stem in ("images", "manifest") and "file" in header:
-        return "images_manifest"
-    if stem == "masks" and {"image", "feature", "mask"} <= header:
-        return "masks_input"
-    return None
+    return {"patients": "patients_input", "images": "images_manifest", "manifest": "images_manifest",
+            "masks": "masks_input"}.get(stem)
 
 
 def validate_input(path: str | Path, fmt: str, *, dayfirst: bool = True) -> list[Problem]:

@@ -392,6 +392,25 @@ def test_validate_takes_a_patients_file_with_ages_for_the_input_format(tmp_path)
     assert guess_input_format(src.patients_csv) == "patients_input"
 
 
+@pytest.mark.parametrize("name, header, column", [
+    ("images.csv", "fle,patient_id,acquired_at,view", "file"),
+    ("masks.csv", "image,feature,msk", "mask"),
+    ("patients.csv", "patient_id,sex,birthdate", "birth_date"),
+])
+def test_validate_checks_an_input_with_a_typo_in_its_header_as_that_input(tmp_path, name, header, column):
+    """The format was guessed from the header too, so a typo in it made `gvr validate` say it could not tell the
+    schema, or check a patients file against the bundle's own table."""
+    from typer.testing import CliRunner
+
+    from modelling.cli.app import app
+
+    path = tmp_path / name
+    path.write_text(f"{header}\nx,y,z,w\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"column '{column}': missing column" in result.output and "cannot tell the schema" not in result.output
+
+
 def test_a_replaced_image_makes_the_cohort_out_of_date(tmp_path):
     src = clean_pngs(tmp_path)
     bundle, _ = build(tmp_path, src)
