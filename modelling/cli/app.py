@@ -957,7 +957,7 @@ def report(
     """
     from analysis.manuscript import BundleMissingError
     from data_schema import Bundle
-    from modelling.stages.pipeline import build_report
+    from modelling.stages.pipeline import ReportStagesError, build_report, require_report_stages
     from modelling.stages.report import ReportRenderError, render_reports
 
     bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
@@ -967,12 +967,15 @@ def report(
         if out is not None:
             opened = Bundle(bundle, create=False)
             opened.require_finished(list(opened.files))
+            require_report_stages(opened)
             pages = render_reports(bundle, out)
         else:
             built = build_report(bundle, force=force)
             pages = sorted((built.root / "report").glob("*.html"))
     except (BundleMissingError, ReportRenderError) as exc:
         _fail(str(exc), code=1)
+    except ReportStagesError as exc:  # refused before any work
+        _fail(str(exc))
     for page in pages:
         typer.echo(f"manuscript: {page}")
 

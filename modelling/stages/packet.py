@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_schema import Bundle
-from modelling.readers.packets import PacketSummary, draw_packet
+from modelling.readers.packets import PacketError, PacketSummary, draw_packet
 
 
 def make_packet(bundle_root: str | Path, out_dir: str | Path, **options) -> PacketSummary:
@@ -26,5 +26,7 @@ def make_packet(bundle_root: str | Path, out_dir: str | Path, **options) -> Pack
         from modelling.config import load_config
 
         options["threshold_ng_l"] = load_config(str(bundle.verify_file("config.yaml"))).cohort.bnp_threshold_ng_l
+    if "tables/gvr_index.parquet" not in bundle.files or "explain" not in bundle.stages:
+        raise PacketError(f"{bundle.root}: no GVRs yet; run `gvr explain {bundle.root}` first")
     return draw_packet(bundle.read_table("gvr_index"), bundle.read_table("radiographs"), bundle.read_image, out_dir,
                        source=str(bundle.root), **options)

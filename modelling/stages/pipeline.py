@@ -36,6 +36,22 @@ class PendingStagesError(RuntimeError):
     """The main job ran every stage that exists, but some stages are not built yet."""
 
 
+#: The stages whose files every chapter of the manuscript reads; the rest it reads where they ran.
+REPORT_STAGES = ("cohort", "train")
+
+
+def require_report_stages(bundle: Bundle) -> None:
+    """Refuse, in words, a bundle the manuscript cannot be rendered from (a stage of :data:`REPORT_STAGES` missing)."""
+    missing = [s for s in REPORT_STAGES if s not in bundle.stages]
+    if missing:
+        raise ReportStagesError(f"{bundle.root}: the manuscript needs the stage(s) {', '.join(missing)}, which have not "
+                                f"run; run `gvr reproduce {bundle.root}` first")
+
+
+class ReportStagesError(ValueError):
+    """A bundle without the stages the manuscript reads."""
+
+
 def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     """Render the manuscript (reports/*.py) into ``<bundle>/report/*.html`` as the stage "report".
 
@@ -47,6 +63,7 @@ def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     bundle = Bundle(root, create=False)
     inputs = sorted(rel for rel, rec in bundle.files.items() if rec.stage != "report")
     bundle.require_finished(inputs)  # the manuscript would print what a stopped stage left half-written
+    require_report_stages(bundle)
     scripts = report_scripts()
     key = {"scripts": {p.name: sha256_file(p) for p in scripts}}  # editing a chapter re-renders
     bundle.run_stage("report", lambda st: write_report(st, scripts=scripts), config=key, inputs=inputs, force=force)

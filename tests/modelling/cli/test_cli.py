@@ -443,3 +443,20 @@ def test_a_file_named_as_the_bundle_is_refused_in_words(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "a file, not a" in err and "FileExistsError" not in err, command
     assert afile.read_text() == "x\n"
+
+
+def test_packet_and_report_of_a_bundle_without_their_stages_say_what_to_run(tmp_path, capsys):
+    """They said "gvr_index.parquet: not recorded in manifest.json", and "beyond.py failed: NotInManifestError"."""
+    from modelling.cli.app import main
+    from modelling.config import load_config
+    from modelling.stages.cohort import build_cohort
+
+    root = tmp_path / "b"
+    build_cohort(load_config("tiny"), root, workers=1)
+    assert main(["readers", "packet", str(root), "--out", str(tmp_path / "pk"), "--key", str(tmp_path / "k.csv")]) == 2
+    assert f"no GVRs yet; run `gvr explain {root}` first" in capsys.readouterr().err
+    for extra in ([], ["--out", str(tmp_path / "html")]):
+        assert main(["report", str(root), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "needs the stage(s) train" in err and f"gvr reproduce {root}" in err
+    assert not (tmp_path / "pk").exists() and not (tmp_path / "html").exists()
