@@ -445,6 +445,11 @@ class StudyConfig:
                f"must be a power of two from 32 to 256; got {self.image_size}")
         _check(self.decoder.objective != "wgan-gp" or self.encoder.iterations >= 1, "encoder.iterations",
                "must be at least 1 after a WGAN-GP decoder (only an autoencoder trains the encoder with it)")
+        # an inverse GVR moves a healthy radiograph until heart failure is predicted: past the threshold
+        _check(all(t > self.cohort.bnp_threshold_ng_l for t in self.gvr.inverse_targets_ng_l),
+               "gvr.inverse_targets_ng_l", f"each must be above cohort.bnp_threshold_ng_l "
+               f"({self.cohort.bnp_threshold_ng_l:g} ng/L), where the inverse GVR shows heart failure; got "
+               f"{list(self.gvr.inverse_targets_ng_l)}")
 
 
 # ---- loading ---------------------------------------------------------------------------------------

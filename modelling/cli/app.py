@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -273,7 +274,12 @@ def cohort_synth(
     workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
     force: bool = typer.Option(False, help="Rebuild even when the bundle's cohort is current."),
 ) -> None:
-    """Synthesize the phantom cohort into a bundle and print its Table 1 summary."""
+    """Synthesize the phantom cohort into a bundle and print its Table 1 summary.
+
+    Writes the radiographs (images/), the phantom's masks (masks/), the cohort's tables (tables/: patients,
+    radiographs, BNP results, pairing, splits, the phantom's truth), cohort/summary.json, and config.yaml, the
+    config every later command uses by default.
+    """
     import json
 
     from modelling.config import ConfigError
@@ -425,7 +431,9 @@ def train(
 ) -> None:
     """Train the decoder, encoder and BNP predictors; print the AUCs and the targets.
 
-    Progress (iterations/s, losses, ETA) goes to stderr; checkpoints are written every
+    Writes checkpoints/ (decoder, encoder, each predictor), arrays/latents.npy with tables/latents_index,
+    tables/predictions.parquet, and train/ (summary.json with the targets, samples.png, reconstructions.png,
+    decoder_samples.npz, ctr_real_vs_generated.csv). Progress (iterations/s, losses, ETA) goes to stderr; checkpoints are written every
     runtime.checkpoint_every iterations, and a killed run resumes from the last one.
     """
     import json
@@ -556,7 +564,7 @@ def explain(
 ) -> None:
     """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index.
 
-    With --image-model (or --image-model-factory and --weights), explain your own image model
+    Each GVR in gvr/<model>-<image>/, indexed in tables/gvr_index.parquet. With --image-model (or --image-model-factory and --weights), explain your own image model
     instead: GVRs moved through it (direct) or along a surrogate, each checked by the model itself.
     """
     from modelling.config import ConfigError
@@ -572,7 +580,7 @@ def explain(
                                                       ("--image-model-spec", image_model_spec is not None),
                                                       ("--margin", margin is not None)) if given]
     if only_for_image_models:
-        _fail(f"{', '.join(only_for_image_models)} apply to --image-model or --image-model-factory only; the "
+        _fail(f"{', '.join(only_for_image_models)} {'applies' if len(only_for_image_models) == 1 else 'apply'} to --image-model or --image-model-factory only; the "
               "study's own GVRs take their settings from the config (gvr: in the profile)")
     try:
         cfg = _study_config(config, bundle)
@@ -657,7 +665,11 @@ def baselines(
         "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     force: bool = typer.Option(False, help="Redo even when the maps are current."),
 ) -> None:
-    """Occlusion, integrated gradients, LIME and Grad-CAM beside each GVR; faithfulness and audit."""
+    """Occlusion, integrated gradients, LIME and Grad-CAM beside each GVR; faithfulness and audit.
+
+    Writes one panel per GVR (baselines/<model>-<image>.png), tables/faithfulness.parquet (each method
+    against the masks) and baselines/audit.json (the audit's decision per model, printed).
+    """
     from modelling.config import ConfigError
     from modelling.stages.baselines import build_baselines
 
@@ -680,7 +692,12 @@ def fidelity(
         "Profile name or YAML path (default: the bundle's config.yaml, else the default profile).")),
     force: bool = typer.Option(False, help="Redo even when the measures are current."),
 ) -> None:
-    """GVRs against the phantom's truth: true counterfactuals, each model's reliance by intervention."""
+    """GVRs against the phantom's truth: true counterfactuals, each model's reliance by intervention.
+
+    Writes each GVR's true counterfactuals beside it (gvr/<model>-<image>/counterfactual.png and
+    target_counterfactual.png), arrays/true_change.npy and target_change.npy, tables/gvr_truth.parquet,
+    tables/model_reliance.parquet and fidelity/summary.json (the issue's targets, printed).
+    """
     from modelling.config import ConfigError
     from modelling.stages.fidelity import build_fidelity
 
@@ -824,9 +841,15 @@ def benchmark_shortcuts(
         _fail(f"--strengths: expected numbers separated by commas, got {strengths!r}")
     try:
         cfg = load_config(config)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    try:
         summary = run_benchmark(cfg, out, strengths=values, seeds=seeds, negative_share=negative_share,
                                 workers=workers)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:  # the options, checked as the shortcuts section: named as typed
+        _fail(re.sub(r"\bshortcuts\.(strengths|negative_share|seeds)\b",
+                     lambda m: "--" + m.group(1).replace("_", "-"), str(exc)))
+    except ValueError as exc:
         _fail(str(exc))
     _print_shortcuts(summary, out)
 
@@ -836,7 +859,8 @@ def _print_shortcuts(summary: dict, out: Path) -> None:
     typer.echo(f"audit against the reliance measured by intervention, over {a['n']} models: {a['tp']} true and "
                f"{a['fp']} false positives, {a['tn']} true and {a['fn']} false negatives")
     for name, r in summary["requirements"].items():
-        typer.echo(f"[{'met' if r['met'] else 'NOT met'}] {name} ({r['flagged']} of {r['models']} flagged)")
+        undecided = f", {r['undecided']} undecided" if r.get("undecided") else ""
+        typer.echo(f"[{'met' if r['met'] else 'NOT met'}] {name} ({r['flagged']} of {r['models']} flagged{undecided})")
     for method, m in summary["methods"].items():
         rho = "-" if m["spearman_shortcut_mass_vs_reliance"] is None else f"{m['spearman_shortcut_mass_vs_reliance']:.2f}"
         c = m["area_rule"]

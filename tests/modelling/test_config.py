@@ -243,3 +243,15 @@ def test_an_untrained_encoder_is_refused_after_a_gan_but_allowed_after_an_autoen
         config_from_dict(data)
     data["decoder"]["objective"] = "autoencoder"
     assert config_from_dict(data).encoder.iterations == 0
+
+
+def test_inverse_targets_must_lie_above_the_bnp_threshold(tmp_path):
+    """An inverse GVR moves a healthy radiograph until heart failure is predicted; a target of 50 ng/L under a
+    100 ng/L threshold was accepted."""
+    data = base()
+    data["gvr"]["inverse_targets_ng_l"] = [50]
+    with pytest.raises(ConfigError, match=r"gvr\.inverse_targets_ng_l: each must be above cohort\.bnp_threshold_ng_l "
+                                          r"\(100 ng/L\).*got \[50\.0\]"):
+        load_config(write(tmp_path, data))
+    data["gvr"]["inverse_targets_ng_l"] = [150]
+    assert load_config(write(tmp_path, data)).gvr.inverse_targets_ng_l == (150.0,)

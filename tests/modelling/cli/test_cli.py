@@ -241,7 +241,7 @@ def test_explain_command_summarises_per_model(tmp_path):
     trained = runner.invoke(app, ["train", "--bundle", str(tmp_path / "b")])
     assert trained.exit_code == 0, trained.output
     refused = runner.invoke(app, ["explain", "--bundle", str(tmp_path / "b"), "--method", "surrogate"])
-    assert refused.exit_code == 2 and "--method apply to --image-model" in refused.output
+    assert refused.exit_code == 2 and "--method applies to --image-model" in refused.output
     result = runner.invoke(app, ["explain", "--bundle", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert "mlp-correct:" in result.output and "inverse GVR frames" in result.output
@@ -460,3 +460,14 @@ def test_packet_and_report_of_a_bundle_without_their_stages_say_what_to_run(tmp_
         err = capsys.readouterr().err
         assert "needs the stage(s) train" in err and f"gvr reproduce {root}" in err
     assert not (tmp_path / "pk").exists() and not (tmp_path / "html").exists()
+
+
+def test_shortcut_options_out_of_range_are_named_as_typed(tmp_path, capsys):
+    from modelling.cli.app import main
+
+    out = tmp_path / "sc"
+    assert main(["benchmark", "shortcuts", "--strengths", "0,2", "--out", str(out)]) == 2
+    assert "error: --strengths: must list shares from 0 to 1" in capsys.readouterr().err
+    assert main(["benchmark", "shortcuts", "--negative-share", "2", "--out", str(out)]) == 2
+    assert "error: --negative-share: must lie in 0-1" in capsys.readouterr().err
+    assert not out.exists()
