@@ -123,7 +123,9 @@ def test_stage_writes_panels_faithfulness_and_audit(explained, caplog):
     for model_id, model in audit.items():  # a phantom has masks: the decision rests on them, by the documented rule
         assert model["basis"] == "masks"
         region = model["region_effects"]  # the model's response by region, on the shortened GVRs: O decides
-        assert set(region) == {"whole", "non_disease", "disease", "outside", "by_mask", "share", "outside_share"}
+        assert set(region) == {"whole", "non_disease", "disease", "outside", "by_mask", "share", "outside_share",
+                               "no_disease_masks"}
+        assert region["no_disease_masks"] == 0  # every phantom radiograph has a heart
         assert region["share"] == model["region_share"] and region["outside_share"] == model["outside_share"]
         decided = model["outside_share"] if model["outside_share"] is not None else model["non_disease_share"]
         assert model["decided_by"] == ("outside_share" if model["outside_share"] is not None else "non_disease_share")

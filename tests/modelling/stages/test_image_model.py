@@ -83,7 +83,8 @@ def _a_cohort_without_one_class_has_no_reference_for_it(bundle, cfg):
 
     from modelling.stages import image_fidelity
 
-    above_all = dataclasses.replace(cfg, cohort=dataclasses.replace(cfg.cohort, bnp_threshold_ng_l=1e12))
+    above_all = dataclasses.replace(cfg, cohort=dataclasses.replace(cfg.cohort, bnp_threshold_ng_l=1e12),
+                                    gvr=dataclasses.replace(cfg.gvr, inverse_targets_ng_l=(2e12,)))
     tables = {m: bundle.read_table(f"image_gvr/cnn/{m}/rationales.parquet", schema="image_rationales")
               for m in ("direct", "surrogate")}
     out = image_fidelity._realism(bundle, above_all, image_fidelity.eager(cfg, load_image_model(bundle)[0]), tables)
