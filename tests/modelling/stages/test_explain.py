@@ -127,7 +127,9 @@ def test_a_radiograph_its_move_already_puts_below_the_threshold_is_skipped(expla
     plain = explain.predict_log_bnp(load_predictor(bundle, "mlp-correct"), bundle.read_array(
         index["latents_path"].iloc[0])[[int(index.loc[image, "row"])]])[0]
     threshold = float(np.exp(plain - 1.0))  # the predictor is above it, the moved score below
-    cfg = dataclasses.replace(cfg, cohort=dataclasses.replace(cfg.cohort, bnp_threshold_ng_l=threshold))
+    above = tuple(t for t in cfg.gvr.inverse_targets_ng_l if t > threshold) or (2 * threshold,)  # as the config needs
+    cfg = dataclasses.replace(cfg, cohort=dataclasses.replace(cfg.cohort, bnp_threshold_ng_l=threshold),
+                              gvr=dataclasses.replace(cfg.gvr, inverse_targets_ng_l=above))
     _, info = explain.build_explanations(cfg, bundle.root, model_ids=["mlp-correct"], images=[image], force=True)
     assert info["gvrs"] == 0 and info["skipped"] == 1
 
