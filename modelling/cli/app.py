@@ -433,8 +433,9 @@ def train(
 
     Writes checkpoints/ (decoder, encoder, each predictor), arrays/latents.npy with tables/latents_index,
     tables/predictions.parquet, and train/ (summary.json with the targets, samples.png, reconstructions.png,
-    decoder_samples.npz, ctr_real_vs_generated.csv). Progress (iterations/s, losses, ETA) goes to stderr; checkpoints are written every
-    runtime.checkpoint_every iterations, and a killed run resumes from the last one.
+    decoder_samples.npz, ctr_real_vs_generated.csv). Progress (iterations/s, losses, ETA) goes to stderr;
+    checkpoints are written every runtime.checkpoint_every iterations, and a killed run resumes from the
+    last one.
     """
     import json
 
@@ -564,8 +565,9 @@ def explain(
 ) -> None:
     """Write GVRs and inverse GVRs (original, diseased, healthy, overlay PNGs, a movie) and their index.
 
-    Each GVR in gvr/<model>-<image>/, indexed in tables/gvr_index.parquet. With --image-model (or --image-model-factory and --weights), explain your own image model
-    instead: GVRs moved through it (direct) or along a surrogate, each checked by the model itself.
+    Each GVR in gvr/<model>-<image>/, indexed in tables/gvr_index.parquet. With --image-model (or
+    --image-model-factory and --weights), explain your own image model instead: GVRs moved through it
+    (direct) or along a surrogate, each checked by the model itself.
     """
     from modelling.config import ConfigError
     from modelling.stages.explain import UnknownModelError, build_explanations
@@ -580,7 +582,8 @@ def explain(
                                                       ("--image-model-spec", image_model_spec is not None),
                                                       ("--margin", margin is not None)) if given]
     if only_for_image_models:
-        _fail(f"{', '.join(only_for_image_models)} {'applies' if len(only_for_image_models) == 1 else 'apply'} to --image-model or --image-model-factory only; the "
+        verb = "applies" if len(only_for_image_models) == 1 else "apply"
+        _fail(f"{', '.join(only_for_image_models)} {verb} to --image-model or --image-model-factory only; the "
               "study's own GVRs take their settings from the config (gvr: in the profile)")
     try:
         cfg = _study_config(config, bundle)
@@ -981,7 +984,7 @@ def report(
     """
     from analysis.manuscript import BundleMissingError
     from data_schema import Bundle
-    from modelling.stages.pipeline import ReportStagesError, build_report, require_report_stages
+    from modelling.stages.pipeline import ReportStagesError, build_report, require_reportable
     from modelling.stages.report import ReportRenderError, render_reports
 
     bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
@@ -989,9 +992,7 @@ def report(
         _fail(f"{bundle}: not a study bundle (no manifest.json); run `gvr reproduce {bundle}` first")
     try:
         if out is not None:
-            opened = Bundle(bundle, create=False)
-            opened.require_finished(list(opened.files))
-            require_report_stages(opened)
+            require_reportable(Bundle(bundle, create=False))
             pages = render_reports(bundle, out)
         else:
             built = build_report(bundle, force=force)

@@ -693,12 +693,24 @@ def _listed_files(df: pd.DataFrame, manifest: Path, problems: list[Problem]) -> 
             problems.append(Problem(str(manifest), i + 1, "file", raw, ABSOLUTE))
         elif name in first_row:
             problems.append(Problem(str(manifest), i + 1, "file", raw, f"duplicate of row {first_row[name]}"))
-        elif (manifest.parent / name).resolve() in by_file:
-            problems.append(Problem(str(manifest), i + 1, "file", raw,
-                                    f"the same file as row {by_file[(manifest.parent / name).resolve()]}"))
+        elif (file := (manifest.parent / name).resolve()) in by_file:
+            problems.append(Problem(str(manifest), i + 1, "file", raw, f"the same file as row {by_file[file]}"))
         else:
-            first_row[name] = by_file[(manifest.parent / name).resolve()] = i + 1
+            first_row[name] = by_file[file] = i + 1
     return first_row
+
+
+def _manifest_files(manifest: Path) -> tuple[pd.DataFrame, dict[str, int] | None, list[Problem]]:
+    """A manifest read and its files checked on their own (:func:`_listed_files`, and each listed file there):
+    the table, each file with the row that lists it (None when the table itself is unusable), and the
+    problems."""
+    df, problems = _read_csv(manifest, list(INPUT_COLUMNS["images_manifest"][0]))
+    if problems:
+        return df, None, problems
+    first_row = _listed_files(df, manifest, problems)
+    problems += [Problem(str(manifest), row, "file", name, "no such file (paths are relative to the CSV)")
+                 for name, row in first_row.items() if not (manifest.parent / name).is_file()]
+    return df, first_row, problems
 
 
 def _fitted(item: Loaded, size: int) -> Loaded:
@@ -766,12 +778,7 @@ def image_key_table(dicom_dir: Path | None, manifest_csv: Path | None, pseudo: P
     """
     rows = []
     if dicom_dir is None:
-        manifest = Path(manifest_csv)
-        df, problems = _read_csv(manifest, list(INPUT_COLUMNS["images_manifest"][0]))
-        if not problems:
-            first_row = _listed_files(df, manifest, problems)
-            problems += [Problem(str(manifest), row, "file", name, "no such file (paths are relative to the CSV)")
-                         for name, row in first_row.items() if not (manifest.parent / name).is_file()]
+        _, first_row, problems = _manifest_files(Path(manifest_csv))
         if problems:
             raise IngestError(problems)
         rows = [(pseudo("image", name), name) for name in sorted(first_row)]
@@ -1064,13 +1071,9 @@ def validate_input(path: str | Path, fmt: str, *, dayfirst: bool = True) -> list
         from modelling.cohort.masks_input import read_masks_csv
 
         return read_masks_csv(path)[1]
-    df, problems = _read_csv(path, list(INPUT_COLUMNS["images_manifest"][0]))
-    if problems:
+    df, first_row, problems = _manifest_files(path)
+    if first_row is None:
         return problems
-    first_row = _listed_files(df, path, problems)
-    for name, i in first_row.items():
-        if not (path.parent / name).is_file():
-            problems.append(Problem(str(path), i, "file", name, "no such file (paths are relative to the CSV)"))
     for i, row in enumerate(df.itertuples(index=False)):
         if not row.patient_id.strip():
             problems.append(Problem(str(path), i + 1, "patient_id", row.patient_id, "missing value"))

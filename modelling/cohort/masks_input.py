@@ -166,8 +166,6 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
     passed_over = 0
     for r in rows.itertuples(index=False):
         item = items.get(r.image)
-        if item is not None:
-            first_row.setdefault(item.image_key, (r.row, r.image))
         if item is None:
             if r.image in inputs:  # read, then excluded (a lateral view, say): nothing to segment
                 passed_over += 1
@@ -176,6 +174,7 @@ def fitted_masks(rows: pd.DataFrame, path: Path, items: dict, inputs: set[str], 
                                         "not a radiograph of the inputs (the manifest's file, or a path in the "
                                         "DICOM folder)"))
             continue
+        first_row.setdefault(item.image_key, (r.row, r.image))
         try:
             mask = read_mask(r.file)
         except (ValueError, FileNotFoundError) as exc:

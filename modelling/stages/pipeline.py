@@ -40,8 +40,11 @@ class PendingStagesError(RuntimeError):
 REPORT_STAGES = ("cohort", "train")
 
 
-def require_report_stages(bundle: Bundle) -> None:
-    """Refuse, in words, a bundle the manuscript cannot be rendered from (a stage of :data:`REPORT_STAGES` missing)."""
+def require_reportable(bundle: Bundle) -> None:
+    """Refuse, in words and before anything is rendered, a bundle the manuscript cannot be rendered from: a
+    stage that did not complete (:class:`data_schema.bundle.UnfinishedStageError`; the manuscript would print
+    what it left half-written) or a stage of :data:`REPORT_STAGES` missing (:class:`ReportStagesError`)."""
+    bundle.require_finished([rel for rel, rec in bundle.files.items() if rec.stage != "report"])
     missing = [s for s in REPORT_STAGES if s not in bundle.stages]
     if missing:
         raise ReportStagesError(f"{bundle.root}: the manuscript needs the stage(s) {', '.join(missing)}, which have not "
@@ -55,15 +58,14 @@ class ReportStagesError(ValueError):
 def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     """Render the manuscript (reports/*.py) into ``<bundle>/report/*.html`` as the stage "report".
 
-    Its inputs are every file the other stages recorded, so any change to the bundle re-renders it; a stage that
-    did not complete is refused (:class:`data_schema.bundle.UnfinishedStageError`) before anything is rendered.
+    Its inputs are every file the other stages recorded, so any change to the bundle re-renders it; a bundle
+    :func:`require_reportable` refuses is refused before anything is rendered.
     """
     from modelling.stages.report import report_scripts, write_report
 
     bundle = Bundle(root, create=False)
+    require_reportable(bundle)
     inputs = sorted(rel for rel, rec in bundle.files.items() if rec.stage != "report")
-    bundle.require_finished(inputs)  # the manuscript would print what a stopped stage left half-written
-    require_report_stages(bundle)
     scripts = report_scripts()
     key = {"scripts": {p.name: sha256_file(p) for p in scripts}}  # editing a chapter re-renders
     bundle.run_stage("report", lambda st: write_report(st, scripts=scripts), config=key, inputs=inputs, force=force)
