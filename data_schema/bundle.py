@@ -708,7 +708,8 @@ def validate_bundle(root: str | Path) -> list[Problem]:
     try:
         bundle = Bundle(root)
     except BundleError as exc:
-        return [Problem(str(root / MANIFEST), None, None, None, str(exc))]
+        # the problem names the file; the message need not name it again
+        return [Problem(str(root / MANIFEST), None, None, None, str(exc).removeprefix(f"{root / MANIFEST}: "))]
     if not (root / MANIFEST).exists():
         problems.append(Problem(str(root), None, None, None, f"no {MANIFEST}: not a study bundle"))
     recorded = bundle.files

@@ -246,7 +246,8 @@ def test_table_read_by_path_uses_the_recorded_schema(tmp_path):
 def test_corrupt_manifest_is_reported(tmp_path):
     (tmp_path / "manifest.json").write_text("{ not json")
     problems = validate_bundle(tmp_path)
-    assert len(problems) == 1 and "not a readable manifest" in problems[0].message
+    assert len(problems) == 1 and problems[0].message.startswith("not a readable manifest")
+    assert problems[0].file == str(tmp_path / "manifest.json")
 
 
 def test_a_bundle_object_sees_what_another_one_wrote(tmp_path):
