@@ -36,6 +36,8 @@ PROFILES = ("tiny", "default", "paper")
 OBJECTIVES = ("wgan-gp", "autoencoder")
 #: Where decoder samples' latent codes come from (:class:`DecoderConfig`).
 SAMPLERS = ("prior", "two-stage")
+#: How the decoder doubles its resolution (:class:`DecoderConfig`, :class:`~modelling.nets.networks.Generator`).
+UPSAMPLES = ("transpose", "resize")
 #: Which way a GVR moves a latent code (:class:`GvrConfig`).
 MOVES = ("gradient", "pattern", "metric")
 
@@ -127,6 +129,10 @@ class DecoderConfig:
     autoencoder whose codes do not fill the prior, fitted for ``sampler_steps`` Adam steps. Neither
     changes a network: a study that only changes
     it keeps its decoder and encoder.
+
+    ``upsample`` says how the decoder doubles its resolution: ``"transpose"`` (the DCGAN's and the
+    paper's 4 x 4 transposed convolutions) or ``"resize"`` (nearest-neighbour upsampling, then a 3 x 3
+    convolution; Odena et al. 2016), which draws no checkerboard of uneven overlaps.
     """
 
     objective: str = "wgan-gp"
@@ -141,10 +147,12 @@ class DecoderConfig:
     iterations: int = 300
     sampler: str = "prior"
     sampler_steps: int = 2000
+    upsample: str = "transpose"
 
     def __post_init__(self):
         _check_choice(self.objective, OBJECTIVES, "decoder.objective")
         _check_choice(self.sampler, SAMPLERS, "decoder.sampler")
+        _check_choice(self.upsample, UPSAMPLES, "decoder.upsample")
         _check(self.mmd_weight >= 0, "decoder.mmd_weight", "must not be negative")
         for name in ("latent_dim", "feature_maps", "critic_steps", "batch_size", "iterations", "sampler_steps"):
             _check(getattr(self, name) >= 1, f"decoder.{name}", "must be at least 1")

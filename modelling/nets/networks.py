@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from modelling.config import UPSAMPLES
 from modelling.nets.distributed import several_processes
 
 SUPPORTED_SIZES = (32, 64, 128, 256)
@@ -64,11 +65,23 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         return (y * self.weight[None, :, None, None] + self.bias[None, :, None, None]).to(x.dtype)
 
 
-class Generator(nn.Module):
-    """Latent code (n, latent_dim) -> image (n, 1, size, size) in [-1, 1]."""
+def _doubling(a: int, b: int, upsample: str) -> list[nn.Module]:
+    """One doubling of the resolution: the DCGAN's (and the paper's) 4 x 4 transposed convolution, or
+    nearest-neighbour upsampling and a 3 x 3 convolution ("resize-convolution"; Odena et al., Distill
+    2016, "Deconvolution and checkerboard artifacts"), whose kernels cover every output pixel evenly."""
+    if upsample == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, 1, 1, bias=False)]
+    return [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False)]
 
-    def __init__(self, latent_dim: int, feature_maps: int, image_size: int):
+
+class Generator(nn.Module):
+    """Latent code (n, latent_dim) -> image (n, 1, size, size) in [-1, 1]; each doubling of the
+    resolution as `upsample` (one of :data:`UPSAMPLES`) says."""
+
+    def __init__(self, latent_dim: int, feature_maps: int, image_size: int, upsample: str = "transpose"):
         super().__init__()
+        if upsample not in UPSAMPLES:
+            raise ArchitectureError(f"upsample {upsample!r} is not one of {UPSAMPLES}")
         k = _levels(image_size)
         widths = [feature_maps * 2 ** (k - 1 - i) for i in range(k)]  # ..., 4F, 2F, F
         layers: list[nn.Module] = [
@@ -77,8 +90,8 @@ class Generator(nn.Module):
             nn.ReLU(True),
         ]
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), GlobalBatchNorm2d(b), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(widths[-1], 1, 4, 2, 1, bias=False), nn.Tanh()]
+            layers += [*_doubling(a, b, upsample), GlobalBatchNorm2d(b), nn.ReLU(True)]
+        layers += [*_doubling(widths[-1], 1, upsample), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.latent_dim = latent_dim
 

@@ -98,8 +98,10 @@ def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
 
 
 def decoder_config(config: StudyConfig) -> dict:
-    # the sampler only draws codes for the summary's samples: changing it keeps the networks
-    decoder = {k: v for k, v in dataclasses.asdict(config.decoder).items() if not k.startswith("sampler")}
+    # the sampler only draws codes for the summary's samples: changing it keeps the networks; transposed
+    # convolutions were the only layout before `upsample` existed, so a bundle trained then stays current
+    decoder = {k: v for k, v in dataclasses.asdict(config.decoder).items()
+               if not k.startswith("sampler") and (k, v) != ("upsample", "transpose")}
     return {"image_size": config.image_size, "decoder": decoder,
             "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
 
@@ -117,7 +119,7 @@ def encoder_config(config: StudyConfig) -> dict:
 
 def build_generator(config: StudyConfig) -> Generator:
     d = config.decoder
-    return _init(lambda: Generator(d.latent_dim, d.feature_maps, config.image_size), config.seed, 1)
+    return _init(lambda: Generator(d.latent_dim, d.feature_maps, config.image_size, d.upsample), config.seed, 1)
 
 
 def build_critic(config: StudyConfig) -> Critic:

@@ -32,7 +32,8 @@ def load_decoder(bundle: Bundle, config: StudyConfig | None = None) -> Generator
     state = checkpoints.load(bundle.verify_file("checkpoints/decoder.pt"), kind="decoder")
     stored = state["config"]
     d = stored["decoder"]
-    g = Generator(d["latent_dim"], d["feature_maps"], stored["image_size"])
+    # decoders trained before `upsample` existed used transposed convolutions
+    g = Generator(d["latent_dim"], d["feature_maps"], stored["image_size"], d.get("upsample", "transpose"))
     g.load_state_dict(state["models"]["generator"])
     return g.eval()
 

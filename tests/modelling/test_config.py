@@ -232,6 +232,10 @@ def test_the_decoder_objective_and_the_gvr_move_are_choices():
     data["gvr"]["move"] = "filter"
     with pytest.raises(ConfigError, match="gvr.move: must be one of 'gradient', 'pattern'"):
         config_from_dict(data)
+    data = config_to_dict(load_config("tiny"))
+    data["decoder"]["upsample"] = "bilinear"
+    with pytest.raises(ConfigError, match="decoder.upsample: must be one of 'transpose', 'resize'; got 'bilinear'"):
+        config_from_dict(data)
 
 
 def test_an_untrained_encoder_is_refused_after_a_gan_but_allowed_after_an_autoencoder():

@@ -74,9 +74,41 @@ def test_checkpoints_load_safely_and_rebuild_the_decoder(trained):
     cfg, bundle = trained
     state = checkpoints.load(bundle.path("checkpoints/decoder.pt"), kind="decoder")
     assert state["seed"] == cfg.seed and state["step"] == cfg.decoder.iterations and state["git_commit"]
-    g = Generator(cfg.decoder.latent_dim, cfg.decoder.feature_maps, cfg.image_size)
+    g = Generator(cfg.decoder.latent_dim, cfg.decoder.feature_maps, cfg.image_size, cfg.decoder.upsample)
     g.load_state_dict(state["models"]["generator"])
     assert g(torch.zeros(1, cfg.decoder.latent_dim)).shape == (1, 1, cfg.image_size, cfg.image_size)
+    assert state["config"]["decoder"].get("upsample", "transpose") == cfg.decoder.upsample
+
+
+def test_a_decoder_stored_before_upsample_existed_loads_with_transposed_convolutions(tmp_path):
+    import dataclasses
+
+    from data_schema import Bundle
+    from modelling.nets.training import decoder_config
+    from modelling.stages.artifacts import load_decoder
+
+    cfg = load_config("tiny")
+    def layout(upsample):
+        return dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, upsample=upsample))
+
+    stored = decoder_config(layout("transpose"))
+    # the layout that was the only one keeps the key it had, so bundles trained then stay current
+    assert "upsample" not in stored["decoder"] and decoder_config(layout("resize"))["decoder"]["upsample"] == "resize"
+    g = Generator(cfg.decoder.latent_dim, cfg.decoder.feature_maps, cfg.image_size)
+    bundle = Bundle(tmp_path)
+    with bundle.stage("train", config={}) as st:
+        st.write_bytes("checkpoints/decoder.pt", checkpoints.to_bytes(
+            checkpoints.payload("decoder", models={"generator": g}, config=stored, seed=cfg.seed, step=1)))
+    loaded = load_decoder(bundle)
+    z = torch.randn(2, cfg.decoder.latent_dim)
+    g.eval()
+    torch.testing.assert_close(loaded(z), g(z), rtol=0, atol=0)
+    # and a resize-convolution decoder loads as one
+    g = Generator(cfg.decoder.latent_dim, cfg.decoder.feature_maps, cfg.image_size, "resize")
+    with bundle.stage("train", config={}) as st:
+        st.write_bytes("checkpoints/decoder.pt", checkpoints.to_bytes(checkpoints.payload(
+            "decoder", models={"generator": g}, config=decoder_config(layout("resize")), seed=cfg.seed, step=1)))
+    assert any(isinstance(m, torch.nn.Upsample) for m in load_decoder(bundle).modules())
 
 
 def test_development_checks_are_judged_on_the_summary_not_written_with_it(trained):
