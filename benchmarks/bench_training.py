@@ -11,6 +11,9 @@ peak memory and an estimated FLOP utilisation: the FLOPs of one iteration counte
 torch's FLOP formulas (``torch.utils.flop_counter``) (matrix products and convolutions, forward, backward and
 the gradient penalty's double backward) per second, over the device's dense bf16 peak.
 
+``--layouts`` times only the profile's autoencoder with each ``decoder.upsample`` (transposed and
+resize-convolutions), alternating in the same run, in the profile's precision and in float32.
+
 ``--switches`` repeats the measurement with each of bf16 autocast, channels_last and torch.compile
 turned off in turn (compile on where the profile has it off), so their effect is measured in the
 same run on the same device.
@@ -117,6 +120,30 @@ def _autoencoder_seconds(images: np.ndarray, cfg: StudyConfig, iterations: int, 
     return (time.perf_counter() - start) / iterations
 
 
+def layouts(images: np.ndarray, cfg: StudyConfig, iterations: int, device: torch.device, *, rounds: int = 3) -> dict:
+    """Seconds per iteration of the profile's autoencoder with each ``decoder.upsample``, under the profile's
+    precision and, where that is bf16, under float32 too (the slower CPUs train in float32). The layouts
+    alternate for `rounds` rounds and each keeps its median, so both see the same machine; the ratio
+    resize / transpose is the cost of resize-convolutions."""
+    from modelling.config import UPSAMPLES
+    from modelling.nets.training import bf16_autocast
+
+    precisions = [cfg.runtime.bf16] + ([False] if bf16_autocast(cfg, device) else [])
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for bf16 in precisions:
+            runtime = dataclasses.replace(cfg.runtime, bf16=bf16)
+            label = "bf16" if bf16_autocast(dataclasses.replace(cfg, runtime=runtime), device) else "float32"
+            times = {u: [] for u in UPSAMPLES}
+            for r in range(rounds):
+                for u in UPSAMPLES:
+                    layout = dataclasses.replace(cfg, runtime=runtime, decoder=dataclasses.replace(cfg.decoder, upsample=u))
+                    times[u].append(_autoencoder_seconds(images, layout, iterations, device, Path(tmp) / f"{label}-{u}-{r}"))
+            median = {u: float(np.median(t)) for u, t in times.items()}
+            out[label] = {"s_per_it": median, "resize_over_transpose": median["resize"] / median["transpose"]}
+    return out
+
+
 def measure(images: np.ndarray, cfg: StudyConfig, iterations: int, device: torch.device) -> dict:
     # the paper's WGAN-GP decoder and then the encoder, whatever the profile's decoder.objective
     short = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, objective="wgan-gp", iterations=iterations),
@@ -178,6 +205,8 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's dense bf16 peak, for the utilisation estimate")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--layouts", action="store_true",
+                        help="only time the profile's autoencoder with each decoder.upsample, alternating")
     args = parser.parse_args()
     cfg = load_config(args.profile)
     if args.device:
@@ -201,6 +230,17 @@ def main() -> None:
               f"{d.feature_maps} feature maps, batch {d.batch_size}, {d.critic_steps} critic steps; "
               f"{args.iterations} timed iterations")
     print(header, flush=True)
+    if args.layouts:
+        timed = layouts(images, cfg, args.iterations, device)
+        for label, row in timed.items():
+            t = row["s_per_it"]
+            print(f"  {label}: autoencoder {t['transpose']:.4f} s/it with transposed convolutions, {t['resize']:.4f} "
+                  f"with resize-convolutions (x{row['resize_over_transpose']:.2f}); projected {d.iterations} "
+                  f"iterations: {d.iterations * t['transpose'] / 60:.1f} and {d.iterations * t['resize'] / 60:.1f} min",
+                  flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"header": header, "device": name, "layouts": timed}, indent=1))
+        return
     results = []
     for runtime in variants:
         row = measure(images, dataclasses.replace(cfg, runtime=runtime), args.iterations, device)

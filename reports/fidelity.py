@@ -49,6 +49,9 @@ if config:
         f"This bundle's generative model: `decoder.objective: {objective}` "
         + ("(decoder and encoder trained together as a Wasserstein autoencoder, WAE-MMD; the paper trained a "
            "WGAN-GP decoder and then the encoder)" if objective == "autoencoder" else "(the paper's WGAN-GP)")
+        + (", each doubling of its resolution an upsampling and a 3 x 3 convolution (`decoder.upsample: resize`; "
+           "Odena et al. 2016) instead of the DCGAN's transposed convolution"
+           if config["decoder"].get("upsample", "transpose") == "resize" else "")
         + f". GVR moves: `gvr.move: {move}` "
         + ("(gradient times the covariance of the codes the model trained on: the activation pattern of "
            "Haufe et al. 2014; the paper stepped along the gradient)" if move == "pattern"

@@ -47,6 +47,9 @@ if "config.yaml" in bundle.files:
     differs = [text for differs, text in (
         (objective != "wgan-gp", "its decoder and encoder are trained together as a Wasserstein autoencoder "
                                  "(WAE-MMD) instead of a WGAN-GP decoder followed by the encoder"),
+        (study["decoder"].get("upsample", "transpose") == "resize",
+         "its decoder doubles its resolution by upsampling and a 3 x 3 convolution instead of transposed "
+         "convolutions"),
         (move == "pattern", "its GVRs move along the activation pattern (gradient times the codes' "
                             "covariance) instead of the gradient"),
         (move == "metric", "its GVRs take the steepest descent in the decoded picture's distance (the gradient "

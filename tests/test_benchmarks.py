@@ -241,6 +241,21 @@ def test_bench_training_times_the_paper_decoder_and_the_profiles_autoencoder():
          + config.encoder.iterations * row["encoder_s_per_it"]) / 60)
 
 
+def test_bench_training_times_both_decoder_layouts_in_the_same_run():
+    import dataclasses
+
+    import torch
+
+    script = _script("bench_training")
+    config = load_config("tiny")
+    bf16 = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, bf16=True))
+    timed = script.layouts(script.phantom_images(config, 16), bf16, 1, torch.device("cpu"), rounds=1)
+    assert list(timed) == ["bf16", "float32"]  # forced bf16, and float32 beside it
+    for row in timed.values():
+        assert set(row["s_per_it"]) == {"transpose", "resize"} and min(row["s_per_it"].values()) > 0
+        assert row["resize_over_transpose"] == pytest.approx(row["s_per_it"]["resize"] / row["s_per_it"]["transpose"])
+
+
 def test_contribution_shares_count_a_feature_by_its_part_in_the_models_fall():
     """An overfitted model that leans twice as hard on body mass needs half as much of it removed: its GVRs'
     coefficients on body mass are lower, yet body mass owes it a larger part of its fall. The probe's shares
