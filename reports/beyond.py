@@ -224,10 +224,13 @@ fig
 
 # %%
 #| echo: false
+DECIDED_BY = {"outside_share": "O", "region_share": "E", "non_disease_share": "N"}
 audit_rows = pd.DataFrame([{
     "Model": model, "GVRs": v["gvrs"], "Reached target (rate)": v["reached_rate"],
     "Basis": v["basis"],
-    "Response outside the disease and device masks, O (decides)": (v.get("region_effects") or {}).get("outside_share"),
+    # which share decided is the audit's own record: without masks, or without a region response, another did
+    "Decided by": DECIDED_BY.get(v.get("decided_by"), v.get("decided_by") or v["basis"]),
+    "Response outside the disease and device masks, O": (v.get("region_effects") or {}).get("outside_share"),
     "O, GVRs as explained": (v.get("region_effects_as_explained") or {}).get("outside_share"),
     "Response to the non-disease masks alone, E": v.get("region_share"),
     "GVR change by area non-disease share, N": v["non_disease_share"],
@@ -235,7 +238,7 @@ audit_rows = pd.DataFrame([{
     "Reliance non-disease share": (v.get("reliance") or {}).get("share"),
     "Truth": (None if not v.get("reliance") else ("flag" if v["reliance"]["flagged"] else "pass")),
     "Agrees": v.get("agrees_with_reliance")} for model, v in sorted(audit.items())])
-flagged = audit_rows.loc[audit_rows["Decision"] == "flagged", "Model"].tolist()
+flagged = audit_rows.loc[audit_rows["Decision"] == "flagged", "Model"].tolist() if audit else []
 read = "; ".join(f"`{m}`: {v['region_gvrs']}" for m, v in sorted(audit.items()) if v.get("region_gvrs"))
 judged = {m: v["agrees_with_reliance"] for m, v in sorted(audit.items()) if v.get("agrees_with_reliance") is not None}
 disagree = [f"`{m}` (the audit: {audit[m]['decision']}; the truth: "
@@ -252,7 +255,7 @@ display(Markdown(
 
 # %%
 #| label: tbl-audit
-#| tbl-cap: "The audit of each model (baselines/audit.json): the evidence it decided on; the share of the model's own response to its shortened GVRs' change that comes from outside the disease and device masks (O, what decides), the same on the GVRs as explained, the same with the non-disease masks alone as the non-disease region (E), and the GVR change's non-disease share by area (N; these three shown, not deciding); its decision; and the truth by intervention with whether they agree."
+#| tbl-cap: "The audit of each model (baselines/audit.json): the evidence it decided on and which share decided (with masks and a region response, O); the share of the model's own response to its shortened GVRs' change that comes from outside the disease and device masks (O), the same on the GVRs as explained, the same with the non-disease masks alone as the non-disease region (E), and the GVR change's non-disease share by area (N); its decision; and the truth by intervention with whether they agree."
 display(HTML(audit_rows.round(3).to_html(index=False)))
 
 # %% [markdown]
@@ -357,12 +360,12 @@ if has_shortcuts:
 #
 # The paper could explain only predictors of the latent code, and suggested fitting one to any other
 # model's outputs. Here an end-to-end CNN of log BNP (MONAI's network definitions, single channel, no
-# downloaded weights, narrowed for the CPU) is trained on the radiographs, exported (`torch.export`) with
+# downloaded weights; `image_model.width` narrows it for a CPU) is trained on the radiographs, exported (`torch.export`) with
 # its spec, and explained exactly as `gvr explain --image-model` explains a user's model: GVRs moved
 # through the CNN itself (direct), and along a ridge surrogate of its scores (the paper's suggestion).
 # The CNN then judges every healthy reconstruction, and only those that change its decision are valid.
 # The same radiographs are explained by the CNN's captum baselines and by the latent MLP's GVRs, and
-# all are scored against the phantom's truth (@tbl-image-model).
+# on the phantom all are scored against its truth (@tbl-image-model).
 
 # %%
 #| echo: false
@@ -384,12 +387,15 @@ if has_cnn:
         f"follows the CNN on held-out radiographs with R² {sur.get('r2', float('nan')):.3f} and AUC "
         f"{sur_auc} against the CNN's own decisions."))
 else:
-    display(Markdown("The study's own image model was not run into this bundle (`image_model.run: false`)."))
+    display(Markdown("The study's own image model is not in this bundle: `image_model.run` is false, or its "
+                     "stages have not run (`gvr reproduce` runs them)."))
 
 # %%
 #| label: tbl-image-model
 #| tbl-cap: "The same radiographs (those the CNN scores highest in the test split) explained for the CNN (GVRs direct and by surrogate, captum baselines) and for the latent MLP (its GVRs): median pixel correlation with the true disease-removal change, relevance mass accuracy, pointing game, and the non-disease share of the change by area among the masks (N as the audit computes it, here on these radiographs rather than the audit's, so it differs from the audit table's; it does not decide)."
-if has_cnn:
+if has_cnn and not cnn_fid["models"]:
+    display(Markdown("No ground truth here (real data): the explanations of the CNN are not scored."))
+elif has_cnn:
     cnn_rows = pd.DataFrame([{"Model": model, "Method": METHOD_LABELS.get(method, method.replace("_", " ")),
                               "Explained": v["explained"], "Median r with true change": v["median_true_change_r"],
                               "Relevance mass": v["relevance_mass"], "Pointing game": v["pointing_rate"],
@@ -455,8 +461,10 @@ reanalysis = pd.DataFrame(rows)
 opacity = paper.pooled_tests.set_index("feature").loc["airspace_opacity"]
 display(Markdown(
     f"For airspace opacity the paper states P {fmt_p(opacity['stated_p'])}; its own pooled counts give "
-    f"Fisher's exact P {fmt_p(opacity['fisher_p'])} (@tbl-paper-table2), a P too small: it counts the 400 "
-    "readings as independent, when each GVR was read four times (two readers, two readings), which the paper's "
+    f"Fisher's exact P {fmt_p(opacity['fisher_p'])} (@tbl-paper-table2), a P too small: it counts the "
+    f"{int(opacity['n_correct'] + opacity['n_overfitted'])} readings as independent, when each GVR was read "
+    f"{len(paper.per_reading[['reader', 'round']].drop_duplicates())} times ("
+    f"{paper.per_reading['reader'].nunique()} readers, {paper.per_reading['round'].nunique()} readings), which the paper's "
     "mixed model accounts for, so the two P values are not directly comparable; a gap this large is still hard to "
     "reconcile with the stated P."))
 

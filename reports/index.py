@@ -56,6 +56,17 @@ if "config.yaml" in bundle.files:
                            "through the decoder's pullback metric) instead of the gradient"),
         (study["gvr"].get("reencode", False), "each move lowers what the model says of the decoded picture, "
                                               "encoded again, instead of the predictor's output on the code"),
+        (float(study["gvr"].get("margin", 0.0)) != 0.0,
+         f"each move aims {float(study['gvr'].get('margin', 0.0)):g} log BNP past the target instead of stopping at it"),
+        (study["gvr"].get("selection", "highest") != "highest",
+         f"the explained radiographs are drawn as `gvr.selection: {study['gvr'].get('selection')}` instead of those "
+         "predicted highest"),
+        (int(study.get("predictors", {}).get("augment_copies", 0)) > 0,
+         f"the predictors also fit {int(study['predictors']['augment_copies'])} moved copies of each training "
+         "radiograph"),
+        (study["decoder"].get("sampler", "prior") != "prior",
+         f"decoder samples are drawn through a `{study['decoder'].get('sampler')}` sampler instead of N(0, I) "
+         "(only the samples; no network changes)"),
         (bool(study["gvr"].get("sparse_steps")), "each change is then shrunk in pixels while the prediction "
                                                  "stays past the target (`gvr.sparse_steps`)"),
         ) if differs]

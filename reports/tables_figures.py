@@ -193,7 +193,9 @@ figure_from_images(bundle, strips, size=9.0)
 # %%
 #| echo: false
 r = pair[0]
-display(HTML("<p>Movie 1: this radiograph moving from “diseased” to “healthy” under the correctly trained model:</p>"
+REGIME_NAMES = {"correct": "the correctly trained model", "overfitted": "the overfitted model"}
+display(HTML(f"<p>Movie 1: this radiograph moving from “diseased” to “healthy” under "
+             f"{REGIME_NAMES.get(r.regime, r.model_id)} (<code>{r.model_id}</code>):</p>"
              + image_html(bundle, r.movie_path, alt=f"Animated GIF of GVR {r.gvr_id}", width=256)))
 
 # %% [markdown]

@@ -215,3 +215,32 @@ def test_the_shortcut_section_says_which_share_decides(tiny_bundle, tmp_path):
             "gives 0 true and 0 false positives, 1 false negatives (1 models)") in text
     assert "the non-disease masks alone as the non-disease region (E) (shown, not deciding)" in text
     assert "the share of the GVR change by area in the masks (N) (shown, not deciding)" in text
+
+
+def test_the_rank_agreement_is_printed_with_its_interval_from_the_bundle(tiny_bundle, rendered):
+    import json
+
+    models = json.loads((tiny_bundle / "fidelity/summary.json").read_text())["models"]
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", rendered["fidelity"])))
+    shown = 0
+    for model_id, m in models.items():
+        if m["rank_agreement"] is None or m["rank_agreement_ci"] is None:
+            continue
+        low, high = m["rank_agreement_ci"]
+        assert (f"{m['rank_agreement']:.2f} (95 % bootstrap interval over its GVR radiographs {low:.2f} to "
+                f"{high:.2f}).") in text, model_id
+        shown += 1
+    assert shown, "the tiny study ranks no model's features: nothing was checked"
+
+
+def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle, rendered):
+    import json
+
+    from analysis.fidelity_targets import fidelity_checks
+
+    checks = fidelity_checks(json.loads((tiny_bundle / "fidelity/summary.json").read_text()))
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", rendered["fidelity"])))
+    assert checks
+    for name, t in checks.items():
+        value = "undefined" if t["value"] is None else f"{t['value']:.2f}"
+        assert f"{name}: {value}, {'met' if t['met'] else 'NOT met'}" in text, name

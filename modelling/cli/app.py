@@ -724,6 +724,8 @@ def _print_fidelity(bundle) -> None:
     for model_id, m in summary["models"].items():
         lower = "-" if m["ctr_lower"] is None else f"{m['ctr_lower']:.0%}"
         rho = "-" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
+        if m.get("rank_agreement_ci"):
+            rho += " (95% bootstrap interval over its radiographs {:.2f} to {:.2f})".format(*m["rank_agreement_ci"])
         target = "-" if m.get("median_pixel_r_target") is None else f"{m['median_pixel_r_target']:.2f}"
         typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:.2f} "
                    f"({m['q1_pixel_r']:.2f}-{m['q3_pixel_r']:.2f}), with the target counterfactual {target}, with "

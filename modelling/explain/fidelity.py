@@ -97,6 +97,43 @@ def rank_agreement(shown: np.ndarray, relied: np.ndarray) -> float | None:
     return float(stats.spearmanr(shown, relied).statistic)
 
 
+def rank_agreement_interval(coef: np.ndarray, drops: np.ndarray, *, seed: int, resamples: int = 2000,
+                            level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of :func:`rank_agreement` over the radiographs: `coef` and `drops`
+    are (radiographs, features), each resample draws radiographs with replacement and ranks the features'
+    mean coefficients against their mean falls. Resamples where either is constant are left out; None when
+    fewer than half are left (Efron and Tibshirani 1993, ch. 13).
+
+    It shows how much of the rank agreement is the draw of radiographs; the model's training and the
+    cohort vary it further.
+
+    >>> c = np.array([[0.9, 0.5, 0.1], [0.8, 0.4, 0.2], [1.0, 0.6, 0.0]])
+    >>> rank_agreement_interval(c, c, seed=0)
+    (1.0, 1.0)
+    """
+    coef, drops = np.asarray(coef, float), np.asarray(drops, float)
+    n = len(coef)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples) / n
+
+    def means(x):  # each resample's per-feature means, NaN (a feature not decomposed there) left out
+        seen = np.isfinite(x)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (weights @ np.where(seen, x, 0.0)) / (weights @ seen)
+
+    shown_means, relied_means = means(coef), means(drops)
+    shown, relied = stats.rankdata(shown_means, axis=1), stats.rankdata(relied_means, axis=1)
+    defined = ((np.ptp(shown, axis=1) > 0) & (np.ptp(relied, axis=1) > 0)
+               & np.isfinite(shown_means).all(axis=1) & np.isfinite(relied_means).all(axis=1))
+    if defined.sum() < resamples / 2:
+        return None
+    a = shown[defined] - shown[defined].mean(axis=1, keepdims=True)
+    b = relied[defined] - relied[defined].mean(axis=1, keepdims=True)
+    rho = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))  # Pearson r of the ranks
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(rho, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def lower_share(before: np.ndarray, after: np.ndarray, where: np.ndarray) -> tuple[float | None, int]:
     """Share of radiographs in `where` whose measure is lower after than before, among those measured
     on both (NaN is unmeasured), and how many that is.

@@ -38,3 +38,27 @@ def test_map_similarity_is_undefined_for_a_blank_map_and_rank_agreement_for_cons
     blank = np.zeros((1, 4, 4))
     assert np.isnan(map_similarity(blank, np.ones((1, 4, 4)) * np.arange(4.0))[0])
     assert rank_agreement(np.ones(3), np.arange(3.0)) is None
+
+
+def test_the_rank_agreement_interval_is_as_wide_as_the_draw_of_radiographs_makes_it():
+    from modelling.explain.fidelity import rank_agreement, rank_agreement_interval
+
+    rng = np.random.default_rng(3)
+    relied = np.array([0.9, 0.7, 0.5, 0.3, 0.1])
+    drops = np.tile(relied, (40, 1))
+    # coefficients that follow the reliance only on average: each radiograph's are mostly noise
+    noisy = relied + rng.normal(0, 1.0, (40, 5))
+    low, high = rank_agreement_interval(noisy, drops, seed=1)
+    rho = rank_agreement(noisy.mean(axis=0), relied)
+    assert -1 <= low < rho < high <= 1 and high - low > 0.5
+    # the same radiographs with little noise: a narrow interval at 1
+    low, high = rank_agreement_interval(relied + rng.normal(0, 0.01, (40, 5)), drops, seed=1)
+    assert low == high == 1.0
+    # seeded: the same seed gives the same interval
+    assert rank_agreement_interval(noisy, drops, seed=1) == rank_agreement_interval(noisy, drops, seed=1)
+    # a feature not decomposed on some radiographs (NaN) is averaged over the others, as the point estimate is
+    holes = noisy.copy()
+    holes[::3, 2] = np.nan
+    assert all(np.isfinite(rank_agreement_interval(holes, drops, seed=1)))
+    # a model that relies on nothing cannot be ranked against
+    assert rank_agreement_interval(noisy, np.zeros_like(drops), seed=1) is None

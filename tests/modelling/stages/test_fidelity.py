@@ -136,6 +136,10 @@ def test_rank_agreement_and_the_regime_test_on_constructed_gvrs():
     summary = summarise(per_gvr, reliance_table(per_gvr))
     assert summary["models"]["mlp-correct"]["rank_agreement"] == pytest.approx(1.0)
     assert summary["models"]["mlp-overfitted"]["rank_agreement"] < 0.5
+    # GVRs that show what the model relies on whichever radiographs are drawn: the interval is the point
+    assert summary["models"]["mlp-correct"]["rank_agreement_ci"] == pytest.approx((1.0, 1.0))
+    low, high = summary["models"]["mlp-overfitted"]["rank_agreement_ci"]
+    assert low <= summary["models"]["mlp-overfitted"]["rank_agreement"] <= high < 0.7
     assert summary["models"]["mlp-correct"]["ctr_lower"] == 0.5
     # without a large effusion (k not a multiple of 4): lower where k is even, 5 of those 15
     assert (summary["models"]["mlp-correct"]["ctr_lower_small_effusion"],
