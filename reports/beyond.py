@@ -208,8 +208,8 @@ fig
 # mass, the projection and positioning show), then inside the disease masks only (heart, effusion,
 # opacity); both are encoded and predicted, and a model is flagged when more than half of the two falls
 # in predicted log BNP comes from outside the disease masks (O). The GVRs it reads are first shortened:
-# moved again as the explain stage moved them, then shrunk in pixels for `audit.sparse_steps` steps
-# while the prediction stays past the target, since a long move takes the disease along with whatever
+# moved again as the explain stage moved them, then (where `audit.sparse_steps` is above 0) shrunk in pixels
+# for that many steps while the prediction stays past the target, since a long move takes the disease along with whatever
 # else the model leans on. O also counts positioning, which the truth leaves out. Two shares are shown
 # beside it, not deciding: the same response with the non-disease masks alone as the non-disease
 # region (E, which decided before O; it cannot see body mass beyond the soft tissue or the projection),
