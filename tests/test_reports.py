@@ -182,11 +182,14 @@ def test_a_float_whose_cell_drew_nothing_gets_no_number_and_no_caption():
     empty = new_code_cell("#| label: fig-empty\n#| fig-cap: \"Nothing drawn\"\nNone")
     table = new_code_cell("#| label: tbl-shown\n#| tbl-cap: \"A table\"\nshow()",
                           outputs=[new_output("display_data", data={"text/html": "<table></table>"})])
-    nb = new_notebook(cells=[empty, table, new_markdown_cell("See @tbl-shown and @fig-empty.")])
+    nb = new_notebook(cells=[empty, table, new_markdown_cell("See @tbl-shown and (@fig-empty); not @fig-typo.")])
     nb, _ = QuartoOptionsPreprocessor().preprocess(nbformat.from_dict(nb), {})
     assert nb.cells[0].outputs == [] and "Nothing drawn" not in str([c.get("outputs") for c in nb.cells])
     assert "<strong>Table 1:</strong> A table" in str(nb.cells[1].outputs)
-    assert nb.cells[2].source == "See [Table 1](#tbl-shown) and @fig-empty."
+    # a reference to the float that drew nothing says so (a real-data page showed "(@tbl-moves)"); a label no
+    # cell has stays as written, so a typo shows
+    assert nb.cells[2].source == ("See [Table 1](#tbl-shown) and (not shown: this bundle has nothing to draw "
+                                  "there); not @fig-typo.")
 
 
 def test_the_shortcut_section_says_which_share_decides(tiny_bundle, tmp_path):

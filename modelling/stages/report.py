@@ -113,6 +113,7 @@ class QuartoOptionsPreprocessor(_Preprocessor):
 
     def preprocess(self, nb, resources):
         numbers: dict[str, str] = {}
+        empty: set[str] = set()  # floats whose cell drew nothing (what the bundle cannot show)
         counts = {"fig": 0, "tbl": 0}
         for cell in nb.cells:
             if cell.cell_type != "code":
@@ -134,12 +135,19 @@ class QuartoOptionsPreprocessor(_Preprocessor):
                 counts[kind] += 1
                 numbers[label] = f"{'Figure' if kind == 'fig' else 'Table'} {counts[kind]}"
                 self._float(cell, kind, label, numbers[label], options)
+            elif kind in counts:
+                empty.add(label)
             if str(options.get("echo", "")).lower() == "false":
                 cell.source = ""
                 cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
         def link(text: str) -> str:
-            return _XREF.sub(lambda m: f"[{numbers[m.group(1)]}](#{m.group(1)})" if m.group(1) in numbers
-                             else m.group(0), text)
+            def one(m):
+                if m.group(1) in numbers:
+                    return f"[{numbers[m.group(1)]}](#{m.group(1)})"
+                # a reference to a float this bundle could not draw says so rather than showing its label
+                return ("not shown: this bundle has nothing to draw there" if m.group(1) in empty
+                        else m.group(0))
+            return _XREF.sub(one, text)
 
         for cell in nb.cells:
             if cell.cell_type == "markdown":

@@ -4,6 +4,7 @@ DICOM decodes, only radiographs are kept, and no command writes the phantom into
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -501,6 +502,8 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     pages = {p.name: p.read_text() for p in (bundle.root / "report").glob("*.html")}
     assert set(pages) == {"index.html", "tables_figures.html", "beyond.html", "fidelity.html"}
     assert "holds real data" in pages["beyond.html"] and "no ground truth" in pages["fidelity.html"]
+    for name, page in pages.items():  # what needs the truth is not drawn, and no reference points at nothing
+        assert not re.search(r"@(tbl|fig)-", re.sub(r"<(style|script)[^>]*>.*?</\1>", "", page, flags=re.S)), name
     assert "1 reader (A) in 1 reading." in pages["index.html"] and "simulated reader" not in pages["index.html"]
     assert "holding real radiographs and BNP results" in pages["index.html"]  # it had said "a phantom cohort"
     assert "Against the paper" in pages["index.html"] or "none can be held against the paper" in pages["index.html"]
