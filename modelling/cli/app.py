@@ -748,7 +748,7 @@ def _print_fidelity(bundle) -> None:
                    f"{p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f}); GVR median "
                    f"coefficient {p['gvr_median_coefficient']:.2f}; the interventions explain a median R2 of {r2} "
                    f"of a GVR's change ({r2p} with positioning)")
-    from modelling.stages.fidelity import fidelity_checks
+    from analysis.fidelity_targets import fidelity_checks
 
     for name, target in fidelity_checks(summary).items():
         if target["value"] is None:  # no radiograph to measure it on: neither met nor missed

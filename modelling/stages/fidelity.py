@@ -20,7 +20,7 @@ the same measures for GVRs of the same radiographs moved both ways, gradient and
 every bundle shows the two side by side; and a model-parameter randomisation test). Each GVR is
 also correlated with the change its model's own reliance implies (each feature's true change map
 weighted by that feature's drop on the radiograph): a faithful GVR shows what the model uses, which
-need not be only the disease. :func:`fidelity_checks` judges the summary against issue 15's targets.
+need not be only the disease. :func:`analysis.fidelity_targets.fidelity_checks` judges the summary against issue 15's targets.
 A real-data bundle has no ground truth: the stage records that and writes nothing else.
 """
 
@@ -34,7 +34,6 @@ import torch
 
 from data_schema import Bundle, Stage
 from data_schema.tables import INTERVENTION_FEATURES
-from analysis.fidelity_targets import fidelity_checks  # noqa: F401 (the stage's targets, printed by gvr fidelity)
 from modelling.cohort import ctr, effusion, phantom
 from modelling.cohort.counterfactual import (
     DISEASE_INTERVENTIONS,

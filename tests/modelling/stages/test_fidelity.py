@@ -160,7 +160,7 @@ def test_a_real_data_bundle_has_no_ground_truth_and_says_so(tiny_explained, tmp_
 
 
 def test_the_targets_are_judged_from_the_summary():
-    from modelling.stages.fidelity import fidelity_checks
+    from analysis.fidelity_targets import fidelity_checks
 
     summary = {"models": {
         "mlp-correct": {"rank_agreement": 0.86, "median_pixel_r": 0.29, "ctr_lower": 0.95, "effusion_cleared": 0.5,
@@ -312,7 +312,7 @@ def test_the_command_prints_each_model_with_its_positioning(measured):
         line = next(x for x in result.output.splitlines() if x.startswith(f"{model_id}: positioned neutrally"))
         assert f"moves {p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f})" in line
     assert "CTR lower in >= 90% with cardiomegaly" in result.output
-    from modelling.stages.fidelity import fidelity_checks
+    from analysis.fidelity_targets import fidelity_checks
 
     for name, target in fidelity_checks(info).items():  # nothing to measure on is neither met nor missed
         assert (f"[not measurable] {name}" in result.output) == (target["value"] is None), name
