@@ -296,3 +296,25 @@ def test_probe_adversarial_decoder_measures_a_copy_before_and_after(tiny_explain
         assert np.isfinite(result[when]["held_out_psnr_db"])
     assert result["after"] != result["before"]  # the decoder was trained
     assert _snapshot(tiny_explained) == before  # on a copy: the study is left as it was
+
+
+def test_probe_seed_spread_lines_up_each_target_across_bundles(tiny_reproduced, capsys):
+    study, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
+    script = _script("probe_seed_spread")
+    assert script.target_key("m: CTR lower in >= 90% without a large effusion (of 4)") == \
+        "m: CTR lower in >= 90% without a large effusion"
+    assert script.target_key("mlp correct: test AUC >= 90% of oracle 0.895") == "mlp correct: test AUC >= 90% of oracle"
+    rows = script.spread([study, study])
+    names = [r["target"] for r in rows]
+    # the training stage's targets and the fidelity stage's, each once, whatever a bundle's counts
+    assert "mlp overfitted: own training data AUC >= 0.97" in names
+    assert any(n.startswith("mlp-correct: GVRs rank features as reliance does") for n in names)
+    assert len(names) == len(set(names)) and not any("(" in n for n in names)
+    for r in rows:
+        assert r["judged"] == 2 and r["met"] in (0, 2) and r["values"][0] == r["values"][1]
+        if r["values"][0] is not None:
+            assert r["least"] == r["greatest"] == r["mean"] == pytest.approx(r["values"][0])
+    script.main([str(study), str(study)])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("| target |") and len(printed) == 2 + len(rows)
