@@ -1,7 +1,7 @@
 """How much do the study's targets vary between trained studies? The targets of several bundles side by side.
 
-One bundle judges a GVR method on one cohort and one training run; the rank agreement, for one, moved by
-0.75 between two cohorts of the same method (benchmarks/RESULTS.md, session 20). Given bundles built with
+One bundle judges a GVR method on one cohort and one training run; the rank agreement, for one, ranged from
+-0.11 to 0.50 over three cohorts of the same method (benchmarks/RESULTS.md, session 20). Given bundles built with
 the same profile at different seeds (``gvr reproduce --config C`` with ``seed:`` changed, or the shortcut
 benchmark's ``seed-*/strength-000``), this lists every target of the training summary
 (:func:`modelling.stages.train.development_checks`) and of the fidelity summary
