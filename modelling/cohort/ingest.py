@@ -737,11 +737,10 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
                 loaded.append(_fitted(item, size))
         return loaded, excluded
     manifest = Path(src.manifest_csv)
-    df, found = _read_csv(manifest, list(INPUT_COLUMNS["images_manifest"][0]))
+    df, first_row, found = _manifest_files(manifest)
     problems.extend(found)
-    if found:
+    if first_row is None:
         return loaded, excluded
-    first_row = _listed_files(df, manifest, problems)
     stamps = _timestamps(df, "acquired_at", manifest, problems, dayfirst=src.dayfirst)
     with progress(total=len(df), desc="reading images", unit="file") as bar:
         for i, row in enumerate(df.itertuples(index=False)):
@@ -750,8 +749,7 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
             if first_row.get(name) != i + 1:
                 continue  # reported above
             path = manifest.parent / name
-            if not path.is_file():  # a listed file that is not there is the manifest's error, as `gvr validate` says
-                problems.append(Problem(str(manifest), i + 1, "file", name, "no such file (paths are relative to the CSV)"))
+            if not path.is_file():  # the manifest's error, reported with the others above, as `gvr validate` says
                 continue
             try:
                 pixels, colour = read_picture_and_colour(path)
