@@ -369,16 +369,15 @@ def region_effects(predict: Callable[[np.ndarray], np.ndarray], diseased: np.nda
     def fall(region: np.ndarray) -> float:
         return float(np.mean(base - predicted(np.where(region, h, d))))
 
-    left_out = 0
-    if len(d):
-        has_disease = union(DISEASE_MASKS).any(axis=(1, 2))
-        left_out = int((~has_disease).sum())
-        d, h, masks = d[has_disease], h[has_disease], [m for m, k in zip(masks, has_disease) if k]
+    disease = union(DISEASE_MASKS) if len(d) else np.zeros(d.shape, bool)
+    has_disease = disease.any(axis=(1, 2))
+    left_out = int((~has_disease).sum())
+    d, h, disease = d[has_disease], h[has_disease], disease[has_disease]
+    masks = [m for m, k in zip(masks, has_disease) if k]
     if not len(d):
         return {"whole": None, "non_disease": None, "disease": None, "outside": None, "by_mask": {}, "share": None,
                 "outside_share": None, "no_disease_masks": left_out}
     base = predicted(d)
-    disease = union(DISEASE_MASKS)
     out = {"whole": float(np.mean(base - predicted(h))), "no_disease_masks": left_out,
            "non_disease": fall(union(NON_DISEASE_MASKS)), "disease": fall(disease),
            "outside": fall(~disease & ~union([NEITHER_MASK])),
