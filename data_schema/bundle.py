@@ -94,12 +94,41 @@ class RealDataBundleError(BundleError):
     """A bundle that holds, or once held, real data: the phantom is never written into it."""
 
 
+class ForeignFolderError(BundleError):
+    """A folder that holds files but no manifest: a stage that starts a bundle does not write among them."""
+
+
 class BundleBusyError(BundleError):
     """Another process is writing the bundle, and this one was told not to wait."""
 
 
 class UnfinishedStageError(BundleError):
     """A file written by a stage that failed or was stopped before it completed."""
+
+
+def refuse_foreign_folder(root: str | Path) -> None:
+    """Refuse to start a bundle in a folder that holds other files.
+
+    A stage writes ``images/``, ``tables/``, ``config.yaml`` and more into its bundle, and later stages
+    replace what it wrote; in a folder that is not a bundle (a home folder, a data folder, a checkout)
+    they would land among, or over, the user's own files. An empty or missing folder, or one holding only
+    what a stopped first run leaves (the lock and partial writes), is a new bundle.
+
+    Raises
+    ------
+    ForeignFolderError
+        When `root` is a folder without a manifest that holds anything else.
+    """
+    root = Path(root)
+    if not root.is_dir() or (root / MANIFEST).is_file():
+        return
+    others = sorted(p.name for p in root.iterdir() if p.name != LOCK and not PARTIAL_WRITE.match(p.name))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ForeignFolderError(
+            f"{root} is not a study bundle (no {MANIFEST}) and is not empty (it holds {shown}): a study writes "
+            f"images/, tables/ and config.yaml into its folder, so it is started only in an empty or new one, "
+            f"for example --out {root / 'study'}")
 
 
 #: Where a bundle's cohort came from: the synthetic phantom, or a user's own radiographs.

@@ -83,13 +83,18 @@ def _main(
 
 
 def _study_config(config: Optional[str], bundle: Path):
-    """--config when given; else the config the bundle was built with (its config.yaml); else the default."""
+    """--config when given; else the config the bundle was built with (its config.yaml); else the default.
+
+    A config.yaml beside no manifest is not a bundle's: some other folder's file, which the command refuses
+    to write among (``refuse_foreign_folder``) rather than read as a study's config."""
+    from data_schema.bundle import MANIFEST
     from modelling.config import load_config
 
     if config is not None:
         return load_config(config)
     stored = Path(bundle) / "config.yaml"
-    return load_config(str(stored) if stored.is_file() else "default")
+    ours = stored.is_file() and (Path(bundle) / MANIFEST).is_file()
+    return load_config(str(stored) if ours else "default")
 
 
 _fail = bundle_argument.fail
@@ -1035,11 +1040,12 @@ def _is_ours(exc: BaseException) -> bool:
 
 def _refused(exc: BaseException) -> bool:
     """A request refused before any work because the bundle does not fit it (exit status 2): a bundle that
-    holds real data asked for the phantom, no bundle where one is needed, or tables a stopped stage left; any
-    command may meet one."""
-    from data_schema.bundle import BundleNotFoundError, RealDataBundleError, UnfinishedStageError
+    holds real data asked for the phantom, no bundle where one is needed, a folder of other files where one would
+    start, or tables a stopped stage left; any command may meet one."""
+    from data_schema.bundle import (BundleNotFoundError, ForeignFolderError, RealDataBundleError,
+                                    UnfinishedStageError)
 
-    return isinstance(exc, (RealDataBundleError, BundleNotFoundError, UnfinishedStageError))
+    return isinstance(exc, (RealDataBundleError, BundleNotFoundError, UnfinishedStageError, ForeignFolderError))
 
 
 INTERRUPTED = "interrupted; a rerun resumes where this one stopped"

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from data_schema import Bundle, BundleError, Stage
+from data_schema.bundle import refuse_foreign_folder
 from data_schema.layout import SHARD_SIZE, image_path, mask_path
 from modelling.cohort import phantom
 from modelling.cohort.summary import contact_sheet, summary, tables
@@ -124,6 +125,7 @@ def _store(stage: Stage, todo, results, bar):
 
 def build_cohort(config: StudyConfig, out: str | Path, *, workers: int | None = None, force: bool = False) -> Bundle:
     """Run the cohort stage into the bundle at `out` (skipped when already current)."""
+    refuse_foreign_folder(out)
     bundle = Bundle(out)
     bundle.claim_origin("phantom", by="the phantom cohort (gvr cohort synth)")  # refused on real data
     bundle.run_stage(STAGE, lambda st: write_cohort(st, config, workers=workers, reuse=not force),

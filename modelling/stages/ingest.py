@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from data_schema import Bundle, Stage
-from data_schema.bundle import LOCK
+from data_schema.bundle import LOCK, MANIFEST, refuse_foreign_folder
 from data_schema.io import sha256_file
 from data_schema.layout import SHARD_SIZE, image_path, mask_path
 from data_schema.validate import Problem, validate_frame
@@ -147,23 +147,27 @@ def build_from_real_data(config: StudyConfig, out: str | Path, src: IngestSource
         "dayfirst": src.dayfirst,
         "secondary_capture": src.secondary_capture,
     }
+    refuse_foreign_folder(out)
     created = not Path(out).exists()
+    new = not (Path(out) / MANIFEST).exists()
     bundle = Bundle(out)
     result: dict = {}
     try:
         return _ingest_locked(bundle, config, key, src, pseudo, result, force=force)
     except BaseException:  # a refusal, an error or Ctrl-C: a folder holding only the lock is not a bundle
-        if created:
-            _remove_if_only_lock(bundle.root)
+        if new:
+            _remove_if_only_lock(bundle.root, folder_too=created)
         raise
 
 
-def _remove_if_only_lock(root: Path) -> None:
-    """Remove a bundle folder this ingest created when a refusal left nothing in it but the lock file."""
+def _remove_if_only_lock(root: Path, *, folder_too: bool) -> None:
+    """Remove the lock file a refused first ingest left as all there is in its folder, and the folder too
+    when this ingest created it."""
     try:
         if {p.name for p in root.iterdir()} <= {LOCK}:
             (root / LOCK).unlink(missing_ok=True)
-            root.rmdir()
+            if folder_too:
+                root.rmdir()
     except OSError:  # another process wrote into it meanwhile: it is theirs now
         pass
 

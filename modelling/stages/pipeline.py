@@ -13,6 +13,7 @@ from pathlib import Path
 
 from analysis.analyse import analyse_bundle, stale_assessments
 from data_schema import Bundle
+from data_schema.bundle import refuse_foreign_folder
 from data_schema.io import sha256_file
 from modelling.config import ConfigError, StudyConfig
 from modelling.stages.baselines import build_baselines
@@ -99,7 +100,10 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
         After the existing stages ran, when some stages of the study are not built yet.
     ConfigError
         Before anything is written, when real data were ingested at another image size.
+    ForeignFolderError
+        Before anything is written, when `out` holds other files and no manifest.
     """
+    refuse_foreign_folder(out)
     bundle = Bundle(out)
     real = bundle.origin == "real"
     if real and "cohort" not in bundle.stages:

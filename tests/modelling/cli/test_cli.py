@@ -445,6 +445,39 @@ def test_a_file_named_as_the_bundle_is_refused_in_words(tmp_path, capsys):
     assert afile.read_text() == "x\n"
 
 
+def test_a_study_is_not_started_among_a_folders_own_files(tmp_path, capsys):
+    """`gvr reproduce --out ~` wrote images/, tables/ and config.yaml among the user's files (a config.yaml of
+    theirs replaced); each command that starts a bundle now refuses a folder of other files, before writing."""
+    from data_schema.bundle import LOCK
+    from modelling.cli.app import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yaml").write_text("mine\n")
+    (home / "notes.txt").write_text("mine\n")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "p.csv").write_text("patient_id,sex,age_years\n")
+    (inputs / "b.csv").write_text("patient_id,collected_at,bnp_ng_l\n")
+    (inputs / "m.csv").write_text("file,patient_id,acquired_at,view\n")
+    (inputs / "salt").write_text("a salt of at least sixteen bytes\n")
+    for command in (["cohort", "synth", "--config", "tiny", "--out", str(home)],
+                    ["reproduce", "--config", "tiny", "--out", str(home)],
+                    ["cohort", "ingest", "--patients", str(inputs / "p.csv"), "--bnp", str(inputs / "b.csv"),
+                     "--manifest", str(inputs / "m.csv"), "--salt-file", str(inputs / "salt"), "--out", str(home)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "is not a study bundle" in err and "config.yaml, notes.txt" in err, (command, err)
+        assert sorted(p.name for p in home.iterdir()) == ["config.yaml", "notes.txt"], command
+    assert (home / "config.yaml").read_text() == "mine\n"
+    # what a first run stopped before its manifest leaves is no one's files: that folder is a new bundle
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / LOCK).write_text("")
+    assert main(["cohort", "synth", "--config", "tiny", "--out", str(stopped)]) == 0
+    assert (stopped / "manifest.json").is_file()
+
+
 def test_packet_and_report_of_a_bundle_without_their_stages_say_what_to_run(tmp_path, capsys):
     """They said "gvr_index.parquet: not recorded in manifest.json", and "beyond.py failed: NotInManifestError"."""
     from modelling.cli.app import main

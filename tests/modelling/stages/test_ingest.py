@@ -17,6 +17,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from data_schema import Bundle, RealDataBundleError, validate_bundle
+from data_schema.bundle import ForeignFolderError
 from modelling.cohort.ingest import IngestError, IngestSources, Pseudonymiser, read_dicom
 from modelling.config import load_config
 from modelling.stages.cohort import build_cohort
@@ -167,11 +168,15 @@ def test_a_bnp_before_the_birth_date_is_refused_at_its_row(tmp_path):
 def test_a_refused_ingest_keeps_a_folder_that_was_there(tmp_path):
     src = clean_dicom(tmp_path)
     (tmp_path / "bundle").mkdir()
-    (tmp_path / "bundle/notes.txt").write_text("mine")
     with src.bnp_csv.open("a") as handle:
         handle.write("MRN0001,2010-02-10 12:00,0\n")
     _problems(tmp_path, src)
-    assert (tmp_path / "bundle/notes.txt").read_text() == "mine"
+    assert (tmp_path / "bundle").is_dir()
+    # a folder of someone's own files is no bundle: refused before the inputs are read, and left as it was
+    (tmp_path / "bundle/notes.txt").write_text("mine")
+    with pytest.raises(ForeignFolderError, match="holds notes.txt"):
+        build(tmp_path, src)
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.parametrize("which", ["bnp", "patients"])
