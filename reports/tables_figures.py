@@ -211,31 +211,37 @@ display(HTML(f"<p>Movie 1: this radiograph moving from “diseased” to “heal
 inv = inverse[inverse["regime"] == "correct"]
 if inv.empty:
     inv = inverse
-if inv.empty:
-    raise RuntimeError(f"{bundle.root / 'tables/gvr_index.parquet'} lists no inverse GVR; rerun the explain stage")
-top = inv["target_bnp_ng_l"].max()
-targets = sorted(inv["target_bnp_ng_l"].unique())
-display(Markdown(f"Inverse GVRs of model `{inv['model_id'].iloc[0]}` at targets "
-                 f"{', '.join(f'{t:,.0f}' for t in targets)} ng/L; {inv['image_id'].nunique()} radiograph(s)."))
+if inv.empty:  # the explain stage starts them only from radiographs predicted below the threshold
+    display(Markdown(f"No inverse GVRs: they start from radiographs a model did not train on and predicts "
+                     f"below {THRESHOLD:g} ng/L, and no model predicted any so."))
+else:
+    top = inv["target_bnp_ng_l"].max()
+    targets = sorted(inv["target_bnp_ng_l"].unique())
+    display(Markdown(f"Inverse GVRs of model `{inv['model_id'].iloc[0]}` at targets "
+                     f"{', '.join(f'{t:,.0f}' for t in targets)} ng/L; {inv['image_id'].nunique()} radiograph(s)."))
 
 # %%
 #| label: fig-inverse
 #| fig-cap: "Inverse GVRs of radiographs with a normal predicted BNP, moved to the highest target BNP. Purple: density the model adds."
 #| fig-alt: "A row of chest radiographs with purple and orange overlays showing the density the model adds to raise the predicted BNP to the highest target."
-figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: {r.start_pred_ng_l:.0f} → {r.end_pred_ng_l:.0f} ng/L")
-                             for r in inv[inv["target_bnp_ng_l"] == top].head(4).itertuples()]], size=2.8)
+if not inv.empty:
+    figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: {r.start_pred_ng_l:.0f} → {r.end_pred_ng_l:.0f} ng/L")
+                                 for r in inv[inv["target_bnp_ng_l"] == top].head(4).itertuples()]], size=2.8)
 
 # %%
 #| label: fig-inverse-levels
 #| fig-cap: "One radiograph with a normal predicted BNP under the inverse GVR technique at each target BNP, increasing from left to right."
 #| fig-alt: "The original chest radiograph followed by its inverse GVR overlays at increasing target BNP levels."
-one = inv[inv["image_id"] == inv["image_id"].iloc[0]].sort_values("target_bnp_ng_l")
-figure_from_images(bundle, [[(one.iloc[0]["original_path"], f"{one.iloc[0]['image_id']}: original")]
-                            + [(r.overlay_path, f"target {r.target_bnp_ng_l:,.0f} ng/L (reached {r.end_pred_ng_l:,.0f})")
-                               for r in one.itertuples()]], size=2.8)
+if not inv.empty:
+    one = inv[inv["image_id"] == inv["image_id"].iloc[0]].sort_values("target_bnp_ng_l")
+    figure_from_images(bundle, [[(one.iloc[0]["original_path"], f"{one.iloc[0]['image_id']}: original")]
+                                + [(r.overlay_path, f"target {r.target_bnp_ng_l:,.0f} ng/L (reached {r.end_pred_ng_l:,.0f})")
+                                   for r in one.itertuples()]], size=2.8)
 
 # %%
 #| echo: false
-last = one.iloc[-1]
-display(HTML("<p>Movie 2: this radiograph moving from “healthy” to “diseased”:</p>"
-             + image_html(bundle, last["movie_path"], alt=f"Animated GIF of inverse GVR {last['gvr_id']}", width=256)))
+if not inv.empty:
+    last = one.iloc[-1]
+    display(HTML("<p>Movie 2: this radiograph moving from “healthy” to “diseased”:</p>"
+                 + image_html(bundle, last["movie_path"], alt=f"Animated GIF of inverse GVR {last['gvr_id']}",
+                              width=256)))

@@ -102,6 +102,24 @@ def test_reported_auc_follows_the_bundle(tiny_bundle, tmp_path):
     assert fmt_ci(after) in row and fmt_ci(before) not in row
 
 
+def test_a_bundle_without_inverse_gvrs_says_why_instead_of_failing(tiny_bundle, tmp_path):
+    """Ten real radiographs, every one predicted above the threshold: the explain stage had no radiograph to
+    start an inverse GVR from, and the manuscript stopped with "lists no inverse GVR; rerun the explain stage"."""
+    import html as html_lib
+
+    root = _copy(tiny_bundle, tmp_path)
+    bundle = Bundle(root)
+    index = bundle.read_table("gvr_index")
+    assert (index["kind"] == "inverse").any()
+    with bundle.stage("explain-without-inverse", config={}) as stage:
+        stage.write_table("gvr_index", index[index["kind"] != "inverse"].reset_index(drop=True))
+    script = next(p for p in report_scripts() if p.name == "tables_figures.py")
+    page = render_reports(root, tmp_path / "out", scripts=[script])[0].read_text("utf-8")
+    text = html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+    assert "No inverse GVRs: they start from radiographs a model did not train on and predicts below 100 ng/L" in text
+    assert "Movie 2" not in text and "?@fig" not in text
+
+
 def test_missing_bundle_file_fails_naming_it(tiny_bundle, tmp_path):
     root = _copy(tiny_bundle, tmp_path)
     (root / "cohort" / "summary.json").unlink()
