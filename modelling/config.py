@@ -38,6 +38,8 @@ OBJECTIVES = ("wgan-gp", "autoencoder")
 SAMPLERS = ("prior", "two-stage")
 #: How the decoder doubles its resolution (:class:`DecoderConfig`, :class:`~modelling.nets.networks.Generator`).
 UPSAMPLES = ("transpose", "resize")
+#: How the autoencoder's learning rate runs over its iterations (:class:`DecoderConfig`).
+SCHEDULES = ("constant", "cosine")
 #: Which way a GVR moves a latent code (:class:`GvrConfig`).
 MOVES = ("gradient", "pattern", "metric")
 
@@ -133,6 +135,10 @@ class DecoderConfig:
     ``upsample`` says how the decoder doubles its resolution: ``"transpose"`` (the DCGAN's and the
     paper's 4 x 4 transposed convolutions) or ``"resize"`` (nearest-neighbour upsampling, then a 3 x 3
     convolution; Odena et al. 2016), which draws no checkerboard of uneven overlaps.
+
+    ``schedule`` (autoencoder only) says how the learning rate runs over the iterations: ``"constant"``,
+    or ``"cosine"``, from ``learning_rate`` down to 0 along half a cosine (Loshchilov and Hutter 2017,
+    SGDR without restarts), so that the last iterations refine rather than wander.
     """
 
     objective: str = "wgan-gp"
@@ -148,11 +154,15 @@ class DecoderConfig:
     sampler: str = "prior"
     sampler_steps: int = 2000
     upsample: str = "transpose"
+    schedule: str = "constant"
 
     def __post_init__(self):
         _check_choice(self.objective, OBJECTIVES, "decoder.objective")
         _check_choice(self.sampler, SAMPLERS, "decoder.sampler")
         _check_choice(self.upsample, UPSAMPLES, "decoder.upsample")
+        _check_choice(self.schedule, SCHEDULES, "decoder.schedule")
+        _check(self.schedule == "constant" or self.objective == "autoencoder", "decoder.schedule",
+               "applies to decoder.objective autoencoder only (the paper's WGAN-GP keeps a constant rate)")
         _check(self.mmd_weight >= 0, "decoder.mmd_weight", "must not be negative")
         for name in ("latent_dim", "feature_maps", "critic_steps", "batch_size", "iterations", "sampler_steps"):
             _check(getattr(self, name) >= 1, f"decoder.{name}", "must be at least 1")

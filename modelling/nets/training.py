@@ -23,6 +23,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -99,9 +100,10 @@ def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
 
 def decoder_config(config: StudyConfig) -> dict:
     # the sampler only draws codes for the summary's samples: changing it keeps the networks; transposed
-    # convolutions were the only layout before `upsample` existed, so a bundle trained then stays current
+    # convolutions and a constant rate were all there was before `upsample` and `schedule` existed, so a
+    # bundle trained then stays current
     decoder = {k: v for k, v in dataclasses.asdict(config.decoder).items()
-               if not k.startswith("sampler") and (k, v) != ("upsample", "transpose")}
+               if not k.startswith("sampler") and (k, v) not in (("upsample", "transpose"), ("schedule", "constant"))}
     return {"image_size": config.image_size, "decoder": decoder,
             "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
 
@@ -226,12 +228,15 @@ def _sample(images: np.ndarray, rng: np.random.Generator, batch: int, part: slic
 def _loop(kind: str, *, desc: str, iterations: int, stream: int, config: StudyConfig, work: Path, key: dict,
           models: dict[str, nn.Module], optims: dict[str, torch.optim.Optimizer],
           step: Callable[[torch.Generator, np.random.Generator], dict], postfix: Callable[[dict], dict],
-          stop: Callable[[int], None] | None) -> tuple[dict, float, int]:
+          stop: Callable[[int], None] | None,
+          before_step: Callable[[int], None] | None = None) -> tuple[dict, float, int]:
     """The training loop both networks share: resume, per-step random streams, progress, checkpoints.
 
     ``step(gen, rng)`` runs one iteration with that iteration's torch generator and numpy generator
     (both derived from the seed, the stream and the step, so a resumed run draws what an unbroken one
-    would) and returns its losses. Returns the last losses, the seconds spent and the steps run.
+    would) and returns its losses; ``before_step(i)``, when given, runs first (a learning rate set from the
+    step's index, so a resumed run follows the schedule too). Returns the last losses, the seconds spent and
+    the steps run.
     """
     seed = config.seed
     rank, _ = distributed()
@@ -243,6 +248,8 @@ def _loop(kind: str, *, desc: str, iterations: int, stream: int, config: StudyCo
         for i in range(start, iterations):
             if stop is not None:
                 stop(i)
+            if before_step is not None:
+                before_step(i)
             losses = step(_generator(seed, stream, i), np.random.default_rng([seed, stream, i]))
             bar.set_postfix(**postfix(losses))
             bar.update(1)
@@ -373,12 +380,25 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
         config=config, work=work,
         key=decoder_config(config) | {"encoder_feature_maps": config.encoder.feature_maps} | _work_key(config, data_key),
         models={"generator": G, "encoder": E}, optims={"autoencoder": opt}, step=step,
-        postfix=lambda lo: {"image": f"{lo['image']:.4f}", "mmd": f"{lo['mmd']:.4f}"}, stop=stop)
+        postfix=lambda lo: {"image": f"{lo['image']:.4f}", "mmd": f"{lo['mmd']:.4f}"}, stop=stop,
+        before_step=None if d.schedule == "constant" else lambda i: _set_rate(opt, cosine_rate(d.learning_rate, i,
+                                                                                                d.iterations)))
     stats = {"loss": None, "image": None, "mmd": None} | losses | {
-        "objective": "autoencoder", "iterations": d.iterations, "seconds": seconds,
+        "objective": "autoencoder", "iterations": d.iterations, "seconds": seconds, "schedule": d.schedule,
         "bf16": bf16_autocast(config, device),
         "images_per_second": done * d.batch_size / seconds if done else None}
     return G, E, stats
+
+
+def cosine_rate(peak: float, step: int, iterations: int) -> float:
+    """The learning rate of step `step` (from 0) of `iterations`: `peak` at the first, falling along half a
+    cosine to 0 after the last (Loshchilov and Hutter 2017, without restarts)."""
+    return 0.5 * peak * (1.0 + math.cos(math.pi * step / iterations))
+
+
+def _set_rate(opt: torch.optim.Optimizer, rate: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = rate
 
 
 def _whole_batch(codes: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -236,6 +236,14 @@ def test_the_decoder_objective_and_the_gvr_move_are_choices():
     data["decoder"]["upsample"] = "bilinear"
     with pytest.raises(ConfigError, match="decoder.upsample: must be one of 'transpose', 'resize'; got 'bilinear'"):
         config_from_dict(data)
+    data = config_to_dict(load_config("tiny"))
+    data["decoder"]["schedule"] = "linear"
+    with pytest.raises(ConfigError, match="decoder.schedule: must be one of 'constant', 'cosine'; got 'linear'"):
+        config_from_dict(data)
+    data = config_to_dict(load_config("paper"))
+    data["decoder"]["schedule"] = "cosine"
+    with pytest.raises(ConfigError, match="decoder.schedule: applies to decoder.objective autoencoder only"):
+        config_from_dict(data)
 
 
 def test_an_untrained_encoder_is_refused_after_a_gan_but_allowed_after_an_autoencoder():

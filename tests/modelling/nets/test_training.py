@@ -126,6 +126,35 @@ def test_a_killed_autoencoder_resumes_to_the_same_weights_and_learns(setup, tmp_
     assert not states_equal(e_full, build_encoder(cfg))
 
 
+def test_a_cosine_schedule_runs_the_rate_down_and_a_killed_run_resumes_on_it(setup, tmp_path, monkeypatch):
+    """``decoder.schedule: cosine``: each step's rate from its index (so a resumed run follows the schedule),
+    the peak at the first step and near 0 at the last; a constant schedule leaves the rate alone."""
+    from modelling.nets import training
+    from modelling.nets.training import cosine_rate, train_networks
+
+    assert cosine_rate(1e-3, 0, 6) == 1e-3 and cosine_rate(1e-3, 3, 6) == pytest.approx(5e-4)
+    assert 0 < cosine_rate(1e-3, 5, 6) < 1e-4
+    cfg, images = setup
+    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, objective="autoencoder", iterations=6,
+                                                               learning_rate=1e-3, schedule="cosine"),
+                              encoder=dataclasses.replace(cfg.encoder, iterations=0))
+    rates = []
+    set_rate = training._set_rate
+    monkeypatch.setattr(training, "_set_rate", lambda opt, rate: (rates.append(rate), set_rate(opt, rate)))
+    g_full, e_full, stats = train_networks(images, cfg, tmp_path / "a")
+    assert rates == [cosine_rate(1e-3, i, 6) for i in range(6)] and stats["decoder"]["schedule"] == "cosine"
+    with pytest.raises(Interrupted):
+        train_networks(images, cfg, tmp_path / "b", stop=stop_at(3))
+    rates.clear()
+    g_res, e_res, _ = train_networks(images, cfg, tmp_path / "b")
+    assert 0 < len(rates) < 6 and rates == [cosine_rate(1e-3, i, 6) for i in range(6 - len(rates), 6)]  # from a checkpoint
+    assert states_equal(g_full, g_res) and states_equal(e_full, e_res)
+    constant = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, schedule="constant"))
+    rates.clear()
+    g_const, _, _ = train_networks(images, constant, tmp_path / "c")
+    assert rates == [] and not states_equal(g_full, g_const)
+
+
 def test_the_autoencoder_reconstructs_better_than_it_started(tmp_path):
     """Forty iterations on a few images of two kinds: the reconstruction error falls."""
     from modelling.nets.training import decode, train_networks
