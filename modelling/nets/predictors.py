@@ -92,19 +92,12 @@ def fit_mlp(z: np.ndarray, y: np.ndarray, cfg: PredictorConfig, *, seed: int, ep
             copies: np.ndarray | None = None) -> tuple[nn.Module, int]:
     """Train an MLP; with validation data, stop early (patience) and keep the best epoch's weights.
 
-    The output layer's bias starts at the mean of `y`, the intercept-only fit, so training refines the mean
-    rather than climbing to it from 0: log BNP is about 5 to 6, and with few radiographs, or codes that barely
-    differ, a few epochs from 0 ended near exp(2) = 7 ng/L for every radiograph, and no GVR had a prediction
-    above the threshold to start from.
-
     With `copies` (n, k, d), each epoch shows every row once, as itself or one of its k copies drawn at
     random (augmentation on the fly: an epoch costs what it costs without copies)."""
     versions = z[:, None] if copies is None else np.concatenate([z[:, None], copies], axis=1)
     mean, sd = _standardiser(versions.reshape(-1, z.shape[1]))
     with seeded(seed):
         model = Standardised(MLP(z.shape[1], cfg.mlp_hidden), mean, sd)
-    with torch.no_grad():
-        model.inner.net[-1].bias.fill_(float(np.mean(y)))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     vt, yt = torch.from_numpy(versions.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
     if z_val is not None:
