@@ -138,7 +138,8 @@ class DecoderConfig:
 
     ``schedule`` (autoencoder only) says how the learning rate runs over the iterations: ``"constant"``,
     or ``"cosine"``, from ``learning_rate`` down to 0 along half a cosine (Loshchilov and Hutter 2017,
-    SGDR without restarts), so that the last iterations refine rather than wander.
+    SGDR without restarts). On the default study at 2,000 iterations cosine kept the disease less than a
+    constant rate: the autoencoder is still learning when the rate falls (benchmarks/RESULTS.md).
     """
 
     objective: str = "wgan-gp"
