@@ -224,19 +224,20 @@ else:
 #| label: fig-inverse
 #| fig-cap: "Inverse GVRs of radiographs with a normal predicted BNP, moved to the highest target BNP. Purple: density the model adds."
 #| fig-alt: "A row of chest radiographs with purple and orange overlays showing the density the model adds to raise the predicted BNP to the highest target."
-if not inv.empty:
-    figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: {r.start_pred_ng_l:.0f} → {r.end_pred_ng_l:.0f} ng/L")
-                                 for r in inv[inv["target_bnp_ng_l"] == top].head(4).itertuples()]], size=2.8)
+# the cell's last value is what it shows: None draws nothing where there are no inverse GVRs
+(figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: {r.start_pred_ng_l:.0f} → {r.end_pred_ng_l:.0f} ng/L")
+                              for r in inv[inv["target_bnp_ng_l"] == top].head(4).itertuples()]], size=2.8)
+ if not inv.empty else None)
 
 # %%
 #| label: fig-inverse-levels
 #| fig-cap: "One radiograph with a normal predicted BNP under the inverse GVR technique at each target BNP, increasing from left to right."
 #| fig-alt: "The original chest radiograph followed by its inverse GVR overlays at increasing target BNP levels."
-if not inv.empty:
-    one = inv[inv["image_id"] == inv["image_id"].iloc[0]].sort_values("target_bnp_ng_l")
-    figure_from_images(bundle, [[(one.iloc[0]["original_path"], f"{one.iloc[0]['image_id']}: original")]
-                                + [(r.overlay_path, f"target {r.target_bnp_ng_l:,.0f} ng/L (reached {r.end_pred_ng_l:,.0f})")
-                                   for r in one.itertuples()]], size=2.8)
+one = inv[inv["image_id"] == inv["image_id"].iloc[0]].sort_values("target_bnp_ng_l") if not inv.empty else inv
+(figure_from_images(bundle, [[(one.iloc[0]["original_path"], f"{one.iloc[0]['image_id']}: original")]
+                             + [(r.overlay_path, f"target {r.target_bnp_ng_l:,.0f} ng/L (reached {r.end_pred_ng_l:,.0f})")
+                                for r in one.itertuples()]], size=2.8)
+ if not inv.empty else None)
 
 # %%
 #| echo: false
