@@ -221,34 +221,21 @@ def test_missing_required_key(tmp_path):
         load_config(write(tmp_path, data))
 
 
-def test_the_decoder_objective_and_the_gvr_move_are_choices():
-    from modelling.config import ConfigError, config_to_dict
-
-    data = config_to_dict(load_config("tiny"))
-    data["decoder"]["objective"] = "vae"
-    with pytest.raises(ConfigError, match="decoder.objective: must be one of 'wgan-gp', 'autoencoder'; got 'vae'"):
-        config_from_dict(data)
-    data = config_to_dict(load_config("tiny"))
-    data["gvr"]["move"] = "filter"
-    with pytest.raises(ConfigError, match="gvr.move: must be one of 'gradient', 'pattern'"):
-        config_from_dict(data)
-    data = config_to_dict(load_config("tiny"))
-    data["decoder"]["upsample"] = "bilinear"
-    with pytest.raises(ConfigError, match="decoder.upsample: must be one of 'transpose', 'resize'; got 'bilinear'"):
-        config_from_dict(data)
-    data = config_to_dict(load_config("tiny"))
-    data["decoder"]["schedule"] = "linear"
-    with pytest.raises(ConfigError, match="decoder.schedule: must be one of 'constant', 'cosine'; got 'linear'"):
-        config_from_dict(data)
-    data = config_to_dict(load_config("paper"))
-    data["decoder"]["schedule"] = "cosine"
-    with pytest.raises(ConfigError, match="decoder.schedule: applies to decoder.objective autoencoder only"):
+@pytest.mark.parametrize("profile, section, key, value, message", [
+    ("tiny", "decoder", "objective", "vae", "decoder.objective: must be one of 'wgan-gp', 'autoencoder'; got 'vae'"),
+    ("tiny", "gvr", "move", "filter", "gvr.move: must be one of 'gradient', 'pattern'"),
+    ("tiny", "decoder", "upsample", "bilinear", "decoder.upsample: must be one of 'transpose', 'resize'; got 'bilinear'"),
+    ("tiny", "decoder", "schedule", "linear", "decoder.schedule: must be one of 'constant', 'cosine'; got 'linear'"),
+    ("paper", "decoder", "schedule", "cosine", "decoder.schedule: applies to decoder.objective autoencoder only"),
+])
+def test_the_decoder_objective_and_the_gvr_move_are_choices(profile, section, key, value, message):
+    data = config_to_dict(load_config(profile))
+    data[section][key] = value
+    with pytest.raises(ConfigError, match=message):
         config_from_dict(data)
 
 
 def test_an_untrained_encoder_is_refused_after_a_gan_but_allowed_after_an_autoencoder():
-    from modelling.config import ConfigError, config_to_dict
-
     data = config_to_dict(load_config("tiny"))
     data["decoder"]["objective"], data["encoder"]["iterations"] = "wgan-gp", 0
     with pytest.raises(ConfigError, match="encoder.iterations: must be at least 1 after a WGAN-GP decoder"):
