@@ -9,13 +9,17 @@ beside it (benchmarks/probe_ctr_rows.py), and show a smaller effusion in at leas
 one; where the two models' reliance on a feature that is not disease differs, their GVRs differ the same way
 (:mod:`analysis.regimes`). The numbers are the issue's ("median correlation of at least 0.5", "in at least
 90 % of its GVRs", "Spearman >= 0.7").
+
+:func:`baseline_checks` judges the one target that needs the baselines stage, on ``baselines/audit.json``: each
+model's GVRs place at least as much of their relevance inside the driving masks as the best of the attribution
+baselines do on the same radiographs ("GVR relevance mass accuracy at least that of the best baseline").
 """
 
 from __future__ import annotations
 
 from analysis.regimes import ALPHA, regime_differences, regime_target
 
-__all__ = ["PIXEL_R", "RANK_AGREEMENT", "SHARE", "fidelity_checks"]
+__all__ = ["PIXEL_R", "RANK_AGREEMENT", "SHARE", "baseline_checks", "fidelity_checks"]
 
 RANK_AGREEMENT = 0.7
 PIXEL_R = 0.5
@@ -55,4 +59,28 @@ def fidelity_checks(summary: dict) -> dict[str, dict]:
         checks[f"the two models' GVRs differ as their reliance does, P < {ALPHA:g}, on each feature whose reliance "
                f"differs ({', '.join(differing) or 'none'}); share of them"] = {
             "value": len(target["met_on"]) / len(differing) if differing else None, "met": target["met"]}
+    return checks
+
+
+def baseline_checks(audit: dict) -> dict[str, dict]:
+    """The relevance mass target per model, judged on the baselines stage's ``baselines/audit.json``: the value
+    is the GVRs' mean relevance mass accuracy minus that of the best baseline (named in brackets), met at 0 or
+    above. Models without scored GVRs and baselines (no masks, real data unsegmented) have no target.
+
+    >>> baseline_checks({"m": {"by_method": {"gvr": {"relevance_mass": 0.5},
+    ...                                      "lime": {"relevance_mass": 0.375}, "occlusion": {"relevance_mass": None}}}})
+    {"m: GVR relevance mass accuracy minus the best baseline's (lime, 0.375) >= 0": {'value': 0.125, 'met': True}}
+    """
+    checks = {}
+    for model_id, a in audit.items():
+        by = a.get("by_method") or {}
+        baselines = {m: v["relevance_mass"] for m, v in by.items()
+                     if m != "gvr" and v.get("relevance_mass") is not None}
+        if "gvr" not in by or not baselines:
+            continue
+        best = max(baselines, key=baselines.get)
+        own = by["gvr"].get("relevance_mass")
+        value = None if own is None else own - baselines[best]
+        checks[f"{model_id}: GVR relevance mass accuracy minus the best baseline's ({best}, {baselines[best]:.3g}) "
+               f">= 0"] = {"value": value, "met": value is not None and value >= 0}
     return checks

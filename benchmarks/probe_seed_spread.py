@@ -4,8 +4,9 @@ One bundle judges a GVR method on one cohort and one training run; the rank agre
 -0.11 to 0.50 over three cohorts of the same method (benchmarks/RESULTS.md, session 20). Given bundles built with
 the same profile at different seeds (``gvr reproduce --config C`` with ``seed:`` changed, or the shortcut
 benchmark's ``seed-*/strength-000``), this lists every target of the training summary
-(:func:`modelling.stages.train.development_checks`) and of the fidelity summary
-(:func:`analysis.fidelity_targets.fidelity_checks`) per bundle, with how many bundles meet it and the mean and
+(:func:`modelling.stages.train.development_checks`), of the fidelity summary
+(:func:`analysis.fidelity_targets.fidelity_checks`) and of the baselines' audit (the relevance mass target,
+:func:`analysis.fidelity_targets.baseline_checks`) per bundle, with how many bundles meet it and the mean and
 range of its value. A target's name loses what differs between bundles (a count in brackets, the oracle's AUC),
 so that the same target lines up across them. Reads the bundles, writes nothing into them.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.fidelity_targets import fidelity_checks  # noqa: E402
+from analysis.fidelity_targets import baseline_checks, fidelity_checks  # noqa: E402
 from data_schema import Bundle  # noqa: E402
 from modelling.stages.train import development_checks  # noqa: E402
 
@@ -42,7 +43,8 @@ def targets(root: Path) -> dict[str, dict]:
     """Every target of one bundle, by :func:`target_key`: ``{"value": float | None, "met": bool}``."""
     bundle = Bundle(root, create=False)
     out = {}
-    for path, judge in (("train/summary.json", development_checks), ("fidelity/summary.json", fidelity_checks)):
+    for path, judge in (("train/summary.json", development_checks), ("fidelity/summary.json", fidelity_checks),
+                        ("baselines/audit.json", baseline_checks)):
         if path in bundle.files:
             for name, t in judge(json.loads(bundle.verify_file(path).read_text())).items():
                 out[target_key(name)] = {"value": t["value"], "met": bool(t["met"])}

@@ -33,7 +33,7 @@ from IPython.display import HTML, Markdown, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.fidelity_targets import fidelity_checks
+from analysis.fidelity_targets import baseline_checks, fidelity_checks
 from analysis.formatting import format_p
 from analysis.manuscript import open_bundle, read_json
 from analysis.regimes import ALPHA as REGIME_ALPHA
@@ -112,9 +112,12 @@ if has_truth:
     def judged(value):
         return "undefined" if value is None else f"{value:.2f}"
 
+    # the relevance mass target needs the baselines stage's scores of the same radiographs
+    targets = fidelity_checks(fidelity) | (baseline_checks(read_json(bundle, "baselines/audit.json"))
+                                           if "baselines/audit.json" in bundle.files else {})
     display(Markdown("The fidelity targets (`analysis.fidelity_targets`), judged on this bundle:\n\n" + "\n".join(
         f"- {escape(name)}: {judged(t['value'])}, " + ("met" if t["met"] else "**NOT met**")  # "P < 0.01" is no tag
-        for name, t in fidelity_checks(fidelity).items())))
+        for name, t in targets.items())))
     ceiling = fidelity.get("measured_on_truth") or {}
     if ceiling:
         def share(v):

@@ -310,6 +310,8 @@ def test_probe_seed_spread_lines_up_each_target_across_bundles(tiny_reproduced, 
     # the training stage's targets and the fidelity stage's, each once, whatever a bundle's counts
     assert "mlp overfitted: own training data AUC >= 0.97" in names
     assert any(n.startswith("mlp-correct: GVRs rank features as reliance does") for n in names)
+    # and the relevance mass target of the baselines stage, without the best baseline's name and value
+    assert "mlp-correct: GVR relevance mass accuracy minus the best baseline's >= 0" in names
     assert len(names) == len(set(names)) and not any("(" in n for n in names)
     for r in rows:
         assert r["judged"] == 2 and r["met"] in (0, 2) and r["values"][0] == r["values"][1]

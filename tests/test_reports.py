@@ -257,11 +257,13 @@ def test_the_rank_agreement_is_printed_with_its_interval_from_the_bundle(tiny_bu
 def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle, rendered):
     import json
 
-    from analysis.fidelity_targets import fidelity_checks
+    from analysis.fidelity_targets import baseline_checks, fidelity_checks
 
     checks = fidelity_checks(json.loads((tiny_bundle / "fidelity/summary.json").read_text()))
+    mass = baseline_checks(json.loads((tiny_bundle / "baselines/audit.json").read_text()))
+    assert checks and len(mass) == 2  # the relevance mass target of each model, from the baselines stage
+    checks |= mass
     text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", rendered["fidelity"])))
-    assert checks
     for name, t in checks.items():
         value = "undefined" if t["value"] is None else f"{t['value']:.2f}"
         assert f"{name}: {value}, {'met' if t['met'] else 'NOT met'}" in text, name

@@ -755,7 +755,11 @@ def _print_fidelity(bundle) -> None:
                    f"of a GVR's change ({r2p} with positioning)")
     from analysis.fidelity_targets import fidelity_checks
 
-    for name, target in fidelity_checks(summary).items():
+    _print_targets(fidelity_checks(summary))
+
+
+def _print_targets(checks: dict[str, dict]) -> None:
+    for name, target in checks.items():
         if target["value"] is None:  # no radiograph to measure it on: neither met nor missed
             typer.echo(f"[not measurable] {name}")
         else:
@@ -796,7 +800,12 @@ def _print_audit(bundle) -> None:
             pointing = "-" if m["pointing_rate"] is None else f"{m['pointing_rate']:.0%}"
             iou = "-" if m["iou_top"] is None else f"{m['iou_top']:.2f}"
             nd = "-" if m["non_disease_share"] is None else f"{m['non_disease_share']:.2f}"
-            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}  non-disease share by area {nd}")
+            mass = "-" if m.get("relevance_mass") is None else f"{m['relevance_mass']:.2f}"
+            typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}  relevance mass {mass}  "
+                       f"non-disease share by area {nd}")
+    from analysis.fidelity_targets import baseline_checks
+
+    _print_targets(baseline_checks(result))
 
 
 @app.command()

@@ -188,6 +188,28 @@ def test_the_targets_are_judged_from_the_summary():
     assert regimes == {"value": 0.5, "met": False}
 
 
+def test_the_relevance_mass_target_compares_the_gvrs_with_the_best_baseline():
+    from analysis.fidelity_targets import baseline_checks
+
+    audit = {"mlp-correct": {"by_method": {"gvr": {"relevance_mass": 0.511}, "occlusion": {"relevance_mass": 0.321},
+                                           "integrated_gradients": {"relevance_mass": 0.484}}},
+             "mlp-overfitted": {"by_method": {"gvr": {"relevance_mass": 0.362},
+                                              "integrated_gradients": {"relevance_mass": 0.399},
+                                              "lime": {"relevance_mass": None}}},
+             "unsegmented": {"by_method": {"gvr": {"relevance_mass": None}}},  # no masks: no baseline scored
+             "no-gvrs": {"gvrs": 0}}
+    checks = baseline_checks(audit)
+    correct = checks["mlp-correct: GVR relevance mass accuracy minus the best baseline's (integrated_gradients, "
+                     "0.484) >= 0"]
+    overfitted = checks["mlp-overfitted: GVR relevance mass accuracy minus the best baseline's "
+                        "(integrated_gradients, 0.399) >= 0"]
+    assert correct["met"] and correct["value"] == pytest.approx(0.511 - 0.484)
+    assert not overfitted["met"] and overfitted["value"] == pytest.approx(0.362 - 0.399)
+    assert len(checks) == 2
+    audit["mlp-correct"]["by_method"]["gvr"]["relevance_mass"] = None  # GVRs that score nothing miss the target
+    assert baseline_checks(audit)[next(iter(checks))] == {"value": None, "met": False}
+
+
 def test_a_gvr_is_valid_when_the_model_reads_its_stored_reconstructions_on_either_side_of_the_target(measured):
     """valid is the model's own decision on the PNGs a reader sees: each encoded again and predicted."""
     import torch
