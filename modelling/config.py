@@ -212,6 +212,11 @@ class PredictorConfig:
     patience: int = 10
     overfit_epochs: int = 2000
     validation_fraction: float = 0.25
+    #: Start the MLP's output bias at its training rows' mean log BNP (the intercept-only fit), not near 0
+    #: (log BNP 0 is 1 ng/L): the fit then spends no epochs climbing to the mean, the hidden weights do not grow
+    #: to carry the offset, and early stopping reads the fit, not the climb (benchmarks/RESULTS.md, "The MLP's
+    #: start"). False: PyTorch's default initialisation, as before 2026-12-04.
+    mlp_bias_at_mean: bool = True
     #: Random affine copies of each training radiograph, encoded and fitted beside it (0: none; the
     #: paper's recipe). Validation and test radiographs are never copied. See modelling.nets.augment.
     augment_copies: int = 0

@@ -128,3 +128,27 @@ def test_each_epoch_shows_the_mlp_one_version_of_every_row():
     assert abs(tracks(None)) < 0.3
     with pytest.raises(ValueError, match=r"copies must be \(n, k, d\)"):
         fit_all(z, bnp, split, QUICK, seed=1, threshold=100, copies=copies[:10])
+
+
+def test_the_mlp_starts_at_the_training_mean():
+    """Started near log BNP 0 (1 ng/L), a short fit on ten radiographs predicted about 10 ng/L for every one of
+    them, so none was above the threshold and there were no GVRs (session 21, on a CPU with AVX2 alone).
+    Started at the mean, the untrained MLP is the intercept-only fit plus the hidden layers' small output."""
+    from modelling.nets.predictors import fit_mlp
+
+    z, bnp, _ = data(n=10)
+    y = np.log(bnp)
+    fitted = {}
+    for at_mean in (True, False):
+        cfg = dataclasses.replace(CFG, mlp_bias_at_mean=at_mean)
+        untrained, _ = fit_mlp(z, y, cfg, seed=1, epochs=0)
+        short, _ = fit_mlp(z, y, cfg, seed=1, epochs=5)
+        fitted[at_mean] = (untrained, np.log(predict_ng_l(untrained, z)), np.log(predict_ng_l(short, z)))
+    (at_mean, start, short), (default, start_default, short_default) = fitted[True], fitted[False]
+    bias = at_mean.inner.net[-1].bias
+    assert bias.item() == pytest.approx(y.mean())
+    weights, weights_default = at_mean.state_dict(), default.state_dict()  # the same seeded weights otherwise
+    output = f"inner.net.{len(at_mean.inner.net) - 1}.bias"
+    assert all(np.array_equal(weights[k], weights_default[k]) for k in weights if k != output)
+    assert np.abs(start - y.mean()).max() < 1 and np.abs(start_default).max() < 1
+    assert np.abs(short - y.mean()).max() < 1 < np.abs(short_default - y.mean()).min()
