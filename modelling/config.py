@@ -215,7 +215,8 @@ class PredictorConfig:
     #: Start the MLP's output bias at its training rows' mean log BNP (the intercept-only fit), not near 0
     #: (log BNP 0 is 1 ng/L): the fit then spends no epochs climbing to the mean, the hidden weights do not grow
     #: to carry the offset, and early stopping reads the fit, not the climb (benchmarks/RESULTS.md, "The MLP's
-    #: start"). False: PyTorch's default initialisation, as before 2026-12-04.
+    #: start"). False: PyTorch's default initialisation, as before 2026-12-04 and in the paper profile (the paper
+    #: does not say how its MLP started; scikit-learn and Keras, its era's tools, start the output near 0 too).
     mlp_bias_at_mean: bool = True
     #: Random affine copies of each training radiograph, encoded and fitted beside it (0: none; the
     #: paper's recipe). Validation and test radiographs are never copied. See modelling.nets.augment.

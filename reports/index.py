@@ -61,6 +61,8 @@ if "config.yaml" in bundle.files:
         (study["gvr"].get("selection", "highest") != "highest",
          f"the explained radiographs are drawn as `gvr.selection: {study['gvr'].get('selection')}` instead of those "
          "predicted highest"),
+        (bool(study.get("predictors", {}).get("mlp_bias_at_mean", False)),
+         "the MLP's output starts at its training rows' mean log BNP rather than near 0"),
         (int(study.get("predictors", {}).get("augment_copies", 0)) > 0,
          f"the predictors also fit {int(study['predictors']['augment_copies'])} moved copies of each training "
          "radiograph"),
