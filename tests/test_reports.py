@@ -38,6 +38,11 @@ def rendered(tiny_bundle, tmp_path_factory) -> dict[str, str]:
     return {p.stem: p.read_text("utf-8") for p in paths}
 
 
+def _text(page: str) -> str:
+    """A rendered page's words: tags removed, entities decoded, runs of white space made one space."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", page)))
+
+
 def _floats(script: Path) -> list[dict[str, str]]:
     """The Quarto options of each labelled cell of a script."""
     floats = []
@@ -242,7 +247,7 @@ def test_the_rank_agreement_is_printed_with_its_interval_from_the_bundle(tiny_bu
     import json
 
     models = json.loads((tiny_bundle / "fidelity/summary.json").read_text())["models"]
-    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", rendered["fidelity"])))
+    text = _text(rendered["fidelity"])
     shown = 0
     for model_id, m in models.items():
         if m["rank_agreement"] is None or m["rank_agreement_ci"] is None:
@@ -263,7 +268,7 @@ def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle
     mass = baseline_checks(json.loads((tiny_bundle / "baselines/audit.json").read_text()))
     assert checks and len(mass) == 2  # the relevance mass target of each model, from the baselines stage
     checks |= mass
-    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", rendered["fidelity"])))
+    text = _text(rendered["fidelity"])
     for name, t in checks.items():
         value = "undefined" if t["value"] is None else f"{t['value']:.2f}"
         assert f"{name}: {value}, {'met' if t['met'] else 'NOT met'}" in text, name
@@ -271,5 +276,5 @@ def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle
 
 def test_the_manuscript_says_how_the_mlp_started(tiny_bundle, rendered):
     """A start the paper does not describe is named among the study's departures (the tiny profile's is on)."""
-    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", rendered["index"])))
+    text = _text(rendered["index"])
     assert "the MLP's output starts at its training rows' mean log BNP rather than near 0" in text
