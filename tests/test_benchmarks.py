@@ -320,3 +320,39 @@ def test_probe_seed_spread_lines_up_each_target_across_bundles(tiny_reproduced, 
     script.main([str(study), str(study)])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("| target |") and len(printed) == 2 + len(rows)
+
+
+def test_density_ratio_resampling_draws_in_proportion_to_the_odds():
+    resample = _script("probe_discriminator_resampling").resample
+    rng = np.random.default_rng(0)
+    picks = resample(np.array([0.0, np.log(3.0), -50.0]), 40_000, rng, replace=True)
+    counts = np.bincount(picks, minlength=3)
+    assert counts[2] == 0 and counts[1] / counts[0] == pytest.approx(3.0, rel=0.05)
+    assert sorted(resample(np.zeros(5), 5, rng, replace=False)) == [0, 1, 2, 3, 4]
+
+
+def test_probe_discriminator_resampling_scores_each_way_of_drawing(tiny_reproduced):
+    study, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
+    before = _snapshot(study)
+    probe = _script("probe_discriminator_resampling").probe
+    result = probe(study, config=load_config("tiny"), pool=64, n=16, steps=100, cycles=2)
+    draws = {d["draws"]: d for d in result["draws"]}
+    assert list(draws) == ["two-stage, as drawn", "resampled by the ratio, with replacement (SIR)",
+                           "resampled by the ratio, without replacement",
+                           "two-stage, as drawn, encoded and decoded again 1 time(s)",
+                           "two-stage, as drawn, encoded and decoded again 2 time(s)"]
+    assert all(0 <= d["without_two_lungs"] <= 1 and np.isfinite(d["kid_x1000"]["kid"])
+               and d["median_code_distance_from_the_mean"] > 0 for d in draws.values())
+    assert 1 <= draws["resampled by the ratio, with replacement (SIR)"]["distinct"] <= 16
+    assert all(d["distinct"] == 16 for k, d in draws.items() if "SIR" not in k)
+    history = result["classifier"]["history"]
+    assert [h["step"] for h in history] == [0, 100]
+    # kept where the held-out loss was lowest
+    assert result["classifier"]["best_held_out_loss"] == min(h["held_out_loss"] for h in history)
+    # without a classifier: the draws as drawn and re-encoded only
+    plain = probe(study, config=load_config("tiny"), n=16, steps=0, cycles=1)
+    assert [d["draws"] for d in plain["draws"]] == ["two-stage, as drawn",
+                                                     "two-stage, as drawn, encoded and decoded again 1 time(s)"]
+    assert "classifier" not in plain and plain["settings"]["pool"] == 16
+    assert _snapshot(study) == before
