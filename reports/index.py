@@ -69,6 +69,9 @@ if "config.yaml" in bundle.files:
         (study["decoder"].get("sampler", "prior") != "prior",
          f"decoder samples are drawn through a `{study['decoder'].get('sampler')}` sampler instead of N(0, I) "
          "(only the samples; no network changes)"),
+        (int(study["decoder"].get("sampler_cycles", 0)) > 0,
+         f"each decoder sample's code is decoded and encoded again {int(study['decoder']['sampler_cycles'])} "
+         "time(s) before it is drawn (only the samples)"),
         (bool(study["gvr"].get("sparse_steps")), "each change is then shrunk in pixels while the prediction "
                                                  "stays past the target (`gvr.sparse_steps`)"),
         ) if differs]

@@ -173,6 +173,25 @@ def test_the_samples_realism_sentence_reads_the_bundle(tiny_bundle, rendered):
     assert f"{own:.4f}" in sentence and f"{prior:.4f}" in sentence
 
 
+def test_the_manuscript_says_when_samples_were_encoded_again(tiny_bundle, tmp_path):
+    import json
+
+    import yaml
+
+    root = _copy(tiny_bundle, tmp_path)
+    bundle = Bundle(root)
+    summary = json.loads(bundle.verify_file("train/summary.json").read_text())
+    study = yaml.safe_load(bundle.verify_file("config.yaml").read_text())
+    assert "cycles" not in summary["samples"]["sampler"] and study["decoder"]["sampler_cycles"] == 0
+    summary["samples"]["sampler"]["cycles"] = study["decoder"]["sampler_cycles"] = 2
+    with bundle.stage("train-with-cycles", config={}) as stage:
+        stage.write_json("train/summary.json", summary)
+        stage.write_bytes("config.yaml", yaml.safe_dump(study).encode())
+    scripts = [p for p in report_scripts() if p.name in ("index.py", "beyond.py")]
+    pages = {p.name: _text(p.read_text("utf-8")) for p in render_reports(root, tmp_path / "out", scripts=scripts)}
+    assert "Each draw is then decoded and encoded again twice (decoder.sampler_cycles)" in pages["beyond.html"]
+    assert "each decoder sample's code is decoded and encoded again 2 time(s) before it is drawn" in pages["index.html"]
+
 def test_the_report_kernel_gets_the_users_library_path_back_after_r_started(tmp_path):
     """`gvr reproduce` starts R (the mixed models) before it imports the report stage; the kernel then lost
     the user's own LD_LIBRARY_PATH entries along with the ones rpy2 put in front of them."""

@@ -528,8 +528,10 @@ def _print_training(summary: dict) -> None:
                    f"{gen['measured']}/{gen['n']}; Kolmogorov-Smirnov p = {ratio['ks_p_value']:.3g}")
     sampler = summary.get("samples", {}).get("sampler")
     if sampler and sampler.get("without_two_lungs") is not None:
-        line = (f"decoder samples ({sampler['name']} sampler) without two separable lungs: "
-                f"{sampler['without_two_lungs']:.1%}")
+        cycles = sampler.get("cycles")
+        line = (f"decoder samples ({sampler['name']} sampler"
+                + (f", decoded and encoded again {cycles} time(s)" if cycles else "") + ") without two separable lungs: "
+                + f"{sampler['without_two_lungs']:.1%}")
         if "prior_without_two_lungs" in sampler:
             line += f" (from the N(0, I) prior: {sampler['prior_without_two_lungs']:.1%})"
         if sampler.get("replay_ratio") is not None:

@@ -63,7 +63,9 @@ STAGE = "train"
 def stage_config(config: StudyConfig) -> dict:
     return encoder_config(config) | {"predictors": dataclasses.asdict(config.predictors),
                                      "threshold": config.cohort.bnp_threshold_ng_l,
-                                     "sampler": [config.decoder.sampler, config.decoder.sampler_steps]}
+                                     "sampler": [config.decoder.sampler, config.decoder.sampler_steps]
+                                     # listed only when used, so that bundles made before it keep their key
+                                     + ([config.decoder.sampler_cycles] if config.decoder.sampler_cycles else [])}
 
 
 def stage_inputs(bundle: Bundle) -> list[str]:
@@ -179,8 +181,8 @@ def _latents(stage: Stage, encoder, radiographs: pd.DataFrame, images: np.ndarra
     return latents
 
 
-def _generative_quality(stage: Stage, config: StudyConfig, generator, images: np.ndarray, latents: np.ndarray,
-                        held_out: np.ndarray, generative: np.ndarray) -> dict:
+def _generative_quality(stage: Stage, config: StudyConfig, generator, encoder, images: np.ndarray,
+                        latents: np.ndarray, held_out: np.ndarray, generative: np.ndarray) -> dict:
     """Held-out reconstructions (PSNR), decoder samples, and the cardiothoracic ratio of samples
     against real radiographs (``train/ctr_real_vs_generated.csv``)."""
     recon = decode(generator, latents[held_out])
@@ -189,7 +191,7 @@ def _generative_quality(stage: Stage, config: StudyConfig, generator, images: np
     show = held_out[:8]
     stage.write_image("train/reconstructions.png", grid(np.concatenate([images[show], recon[:8]]), columns=8))
     rng = np.random.default_rng([config.seed, 30])
-    draw, sampler = _sampler(config, latents[generative], latents[held_out])
+    draw, sampler = _sampler(config, latents[generative], generator=generator, encoder=encoder)
     stage.write_image("train/samples.png", grid(decode(generator, draw(64, rng))))
     real = images[generative][rng.choice(generative.sum(), min(512, generative.sum()), replace=False)]
     z = draw(len(real), rng)
@@ -209,9 +211,29 @@ def _generative_quality(stage: Stage, config: StudyConfig, generator, images: np
             "samples": sample_statistics(real, more, ratios) | {"sampler": sampler}}
 
 
-def _sampler(config: StudyConfig, codes: np.ndarray, held_out: np.ndarray):
-    """Where decoder samples' codes come from (``decoder.sampler``): a function (n, rng) -> codes, and
-    what to report about it."""
+def _sampler(config: StudyConfig, codes: np.ndarray, *, generator, encoder):
+    """Where decoder samples' codes come from (``decoder.sampler``, then ``decoder.sampler_cycles`` times
+    decoded and encoded again): a function (n, rng) -> codes, and what to report about it."""
+    drawn, about = _drawn(config, codes)
+    cycles = config.decoder.sampler_cycles
+    if not cycles:
+        return drawn, about
+
+    def draw(n: int, rng: np.random.Generator) -> np.ndarray:
+        return reencoded(drawn(n, rng), generator, encoder, cycles)
+    return draw, about | {"cycles": cycles}
+
+
+def reencoded(codes: np.ndarray, generator, encoder, cycles: int) -> np.ndarray:
+    """`codes` decoded and encoded again `cycles` times (``decoder.sampler_cycles``): the encoder learned only
+    real radiographs (benchmarks/RESULTS.md, "Decoder samples encoded again")."""
+    for _ in range(cycles):
+        codes = encode(encoder, decode(generator, codes))
+    return codes
+
+
+def _drawn(config: StudyConfig, codes: np.ndarray):
+    """The sampler's own draws (``decoder.sampler``): a function (n, rng) -> codes, and what to report."""
     dim = config.decoder.latent_dim
     if config.decoder.sampler == "prior":
         return (lambda n, rng: rng.standard_normal((n, dim)).astype(np.float32)), {"name": "prior"}
@@ -373,7 +395,8 @@ def write_training(stage: Stage, config: StudyConfig, *, stop: Callable[[int], N
                                                       data=data_key(bundle))
     latents = _latents(stage, encoder, radiographs, images, encoder_id)
     # held-out reconstructions: labelled radiographs were never seen by the decoder or encoder
-    quality = _generative_quality(stage, config, generator, images, latents, np.flatnonzero(~unlabelled), generative)
+    quality = _generative_quality(stage, config, generator, encoder, images, latents, np.flatnonzero(~unlabelled),
+                                  generative)
     labelled_ids = radiographs["image_id"].to_numpy()[~unlabelled]
     quality["disease_kept"] = _disease_kept(bundle, config, generator, encoder, labelled_ids)
     bnp = bundle.read_table("pairing").set_index("image_id").loc[labelled_ids, "bnp_ng_l"].to_numpy()

@@ -14,6 +14,7 @@ from modelling.cohort import ctr
 from modelling.config import load_config
 from modelling.nets import checkpoints
 from modelling.nets.networks import Generator
+from modelling.nets.training import decode, encode
 from modelling.stages import train as train_bundle
 from modelling.stages.train import build_training
 from tests.conftest import copy_bundle
@@ -291,6 +292,7 @@ def test_samples_come_from_the_configured_sampler_beside_the_prior(trained):
     summary = json.loads(bundle.verify_file("train/summary.json").read_text())
     sampler = summary["samples"]["sampler"]
     assert sampler["name"] == "two-stage" and sampler["steps"] == cfg.decoder.sampler_steps
+    assert cfg.decoder.sampler_cycles == 0 and "cycles" not in sampler  # the draws as drawn
     assert sampler["fitted_codes"] == summary["generative_training"]["radiographs"]
     table = pd.read_csv(bundle.verify_file("train/ctr_real_vs_generated.csv"), keep_default_na=False,
                         na_values={"ctr": [""]})
@@ -333,3 +335,27 @@ def test_an_unknown_sampler_is_refused_by_name():
         dataclasses.replace(cfg.decoder, sampler="flow")
     with pytest.raises(ConfigError, match="decoder.sampler_steps"):
         dataclasses.replace(cfg.decoder, sampler_steps=0)
+    with pytest.raises(ConfigError, match="decoder.sampler_cycles"):
+        dataclasses.replace(cfg.decoder, sampler_cycles=-1)
+
+
+def test_sampler_cycles_decode_and_encode_each_draw_again(trained):
+    import dataclasses
+
+    from modelling.stages.artifacts import load_decoder, load_encoder
+    from modelling.stages.train import _sampler
+
+    cfg, bundle = trained
+    decoder, encoder = load_decoder(bundle, cfg), load_encoder(bundle, cfg)
+    codes = bundle.read_array("arrays/latents.npy")
+
+    def drawn(cycles: int) -> tuple[np.ndarray, dict]:
+        c = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, sampler_cycles=cycles))
+        draw, about = _sampler(c, codes, generator=decoder, encoder=encoder)
+        return draw(8, np.random.default_rng(3)), about
+
+    (plain, about0), (once, about1), (twice, about2) = drawn(0), drawn(1), drawn(2)
+    assert "cycles" not in about0 and about1["cycles"] == 1 and about2["cycles"] == 2
+    assert np.array_equal(once, encode(encoder, decode(decoder, plain)))
+    assert np.array_equal(twice, encode(encoder, decode(decoder, once)))
+    assert not np.allclose(once, plain)
