@@ -356,3 +356,42 @@ def test_probe_discriminator_resampling_scores_each_way_of_drawing(tiny_reproduc
                                                      "two-stage, as drawn, encoded and decoded again 1 time(s)"]
     assert "classifier" not in plain and plain["settings"]["pool"] == 16
     assert _snapshot(study) == before
+
+
+def test_probe_feature_leakage_decomposes_decoded_changes_as_the_fidelity_stage_does_gvrs(tiny_reproduced):
+    study, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
+    before = _snapshot(study)
+    result = _script("probe_feature_leakage").probe(study)
+    truth = pd.read_parquet(study / "tables/gvr_truth.parquet")
+    assert sorted(result["models"]) == sorted(truth["model_id"].unique())
+    for model_id, m in result["models"].items():
+        mine = truth[truth["model_id"] == model_id]
+        # the true maps are the stage's: the GVRs' coefficients on them are the stage's coefficients
+        for f, coef in m["gvr_coefficient_on_true_maps"].items():
+            assert coef == pytest.approx(mine[f"coef_{f}"].mean(), abs=1e-6), f
+            assert m["reliance"][f] == pytest.approx(mine[f"drop_{f}"].mean(), abs=1e-6), f
+        assert set(m["features"]) == set(m["gvr_coefficient_on_shown_maps"]) and "shortcut" not in m["features"]
+        assert all(-1 <= row["shown_r"] <= 1 and row["radiographs"] >= 1 for row in m["features"].values()
+                   if row["shown_r"] is not None)
+    assert "| removed | shown r |" in _script("probe_feature_leakage").markdown(result)
+    assert _snapshot(study) == before
+
+
+def test_probe_feature_leakage_shows_no_leakage_through_a_lossless_representation(tiny_reproduced, monkeypatch):
+    """With an encoder and decoder that keep every pixel, each feature's decoded change is its true change: the
+    leakage rows are the identity, and the GVRs' coefficients on shown and on true maps are the same."""
+    study, _ = tiny_reproduced
+    probe = _script("probe_feature_leakage")
+    monkeypatch.setattr(probe, "encode", lambda encoder, images: images)
+    monkeypatch.setattr(probe, "decode", lambda decoder, codes: codes)
+    result = probe.probe(study)
+    for m in result["models"].values():
+        for f, row in m["features"].items():
+            assert row["shown_r"] == pytest.approx(1.0)
+            for g, value in row["leakage"].items():
+                assert value == pytest.approx(1.0 if g == f else 0.0, abs=1e-6), (f, g)
+        for f in m["gvr_coefficient_on_true_maps"]:
+            assert m["gvr_coefficient_on_shown_maps"][f] == pytest.approx(m["gvr_coefficient_on_true_maps"][f],
+                                                                          abs=1e-6)
+        assert m["rank_agreement_shown_maps"] == m["rank_agreement_true_maps"]

@@ -1,0 +1,147 @@
+"""What can the generative model show of each feature, and does it show one feature as another? (issue 15 probe)
+
+The fidelity stage decomposes each GVR's change onto the true change map of every intervention
+(:func:`modelling.explain.fidelity.decompose`) and ranks the mean coefficients against the model's reliance. On the
+default study the correct MLP's GVRs get an opacity coefficient near 1 while removing the opacity moves its
+prediction by about 0.05 (benchmarks/RESULTS.md, session 23). A GVR is drawn by the decoder, so it can only remove a
+feature as the encoder and decoder represent it. This probe measures that representation on the same radiographs:
+
+- for each intervention f, the decoded change ``decoder(encoder(x)) - decoder(encoder(x with f intervened))`` is
+  correlated with f's true change (median pixel r over the radiographs that have f: can the model show f?) and
+  decomposed onto every feature's true change map, as a GVR is. Row f of the resulting matrix (mean coefficients) has
+  1 on its diagonal where the representation removes f as the truth does, and off the diagonal what else it shows
+  when only f is removed (leakage);
+- each GVR's change is decomposed a second time, onto the decoded changes instead of the true ones: how much of each
+  feature, as the representation can show it, the GVR removes. The rank agreement of those coefficients with the
+  model's reliance is printed beside the stage's own (true maps). Where the second agrees and the first does not, the
+  move removes what the model relies on and the representation shows it as something else.
+
+A diagnostic for whoever plans the next work: the manuscript's target (true maps) is unchanged.
+
+    python benchmarks/probe_feature_leakage.py STUDY [--json out.json]
+
+Reads the study (its GVRs, ``tables/gvr_truth.parquet`` and the networks); writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from data_schema import Bundle  # noqa: E402
+from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
+from modelling.cohort import phantom  # noqa: E402
+from modelling.cohort.counterfactual import render_intervened  # noqa: E402
+from modelling.explain.faithfulness import pixel_correlation  # noqa: E402
+from modelling.explain.fidelity import decompose, rank_agreement  # noqa: E402
+from modelling.nets.training import decode, encode  # noqa: E402
+from modelling.stages.artifacts import load_decoder, load_encoder, load_render_params  # noqa: E402
+
+
+def _median(values: np.ndarray) -> float | None:
+    ok = values[np.isfinite(values)]
+    return float(np.median(ok)) if len(ok) else None
+
+
+def feature_maps(params: dict, size: int, decoder, encoder) -> tuple[np.ndarray, np.ndarray]:
+    """Per radiograph and intervention, the true change and the change as encoded and decoded, (n, k, h, w) each in
+    intensity 0-1 (``original - intervened``)."""
+    original, _ = phantom.render(params, size)
+    decoded = decode(decoder, encode(encoder, original)).astype(np.float32)
+    true, shown = [], []
+    for feature in INTERVENTION_FEATURES:
+        changed = render_intervened(params, feature, size)
+        same = (changed == original).all(axis=(1, 2))[:, None, None]
+        true.append((original.astype(np.float32) - changed.astype(np.float32)) / 255.0)
+        # an unchanged radiograph shows no change: the encoder's jitter is not the feature
+        shown.append(np.where(same, 0.0, (decoded - decode(decoder, encode(encoder, changed)).astype(np.float32))
+                              / 255.0))
+    return np.stack(true, axis=1), np.stack(shown, axis=1).astype(np.float32)
+
+
+def probe(root) -> dict:
+    """Per model: each feature's shown r and leakage row, and the GVRs' rank agreement on true and on shown maps."""
+    bundle = Bundle(root, create=False)
+    index = bundle.read_table("gvr_index")
+    index = index[index["kind"] == "gvr"]
+    truth = bundle.read_table("gvr_truth").set_index("gvr_id")
+    decoder, encoder = load_decoder(bundle).eval(), load_encoder(bundle).eval()
+    out = {"features": list(INTERVENTION_FEATURES), "models": {}}
+    for model_id, gvrs in index.groupby("model_id", sort=True):
+        params = load_render_params(bundle, gvrs["image_id"].tolist())
+        size = bundle.read_image(gvrs["diseased_path"].iloc[0]).shape[-1]
+        true, shown = feature_maps(params, size, decoder, encoder)
+        n, k = true.shape[:2]
+        has = np.abs(true).reshape(n, k, -1).sum(axis=2) > 0
+        present = has.any(axis=0)
+        features = {}
+        for j, feature in enumerate(INTERVENTION_FEATURES):
+            if not present[j]:
+                continue
+            rows = has[:, j]
+            leak = decompose(shown[rows, j], true[rows]).mean(axis=0)
+            features[feature] = {"radiographs": int(rows.sum()),
+                                 "shown_r": _median(pixel_correlation(shown[rows, j], true[rows, j])),
+                                 "leakage": {g: float(leak[i]) for i, g in enumerate(INTERVENTION_FEATURES)
+                                             if present[i]}}
+        diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
+        healthy = np.stack([bundle.read_image(p) for p in gvrs["healthy_path"]]).astype(np.float32)
+        change = (diseased - healthy) / 255.0
+        facts = truth.loc[gvrs["gvr_id"]]
+        drops = np.array([facts[f"drop_{f}"].mean() for f in INTERVENTION_FEATURES])
+        on_true = decompose(change, true).mean(axis=0)
+        on_shown = decompose(change, shown).mean(axis=0)
+        out["models"][model_id] = {
+            "gvrs": int(len(gvrs)), "features": features,
+            "reliance": {f: float(drops[i]) for i, f in enumerate(INTERVENTION_FEATURES) if present[i]},
+            "gvr_coefficient_on_true_maps": {f: float(on_true[i]) for i, f in enumerate(INTERVENTION_FEATURES)
+                                             if present[i]},
+            "gvr_coefficient_on_shown_maps": {f: float(on_shown[i]) for i, f in enumerate(INTERVENTION_FEATURES)
+                                              if present[i]},
+            "rank_agreement_true_maps": rank_agreement(on_true[present], drops[present]),
+            "rank_agreement_shown_maps": rank_agreement(on_shown[present], drops[present])}
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    for model_id, m in result["models"].items():
+        names = list(m["features"])
+        lines += [f"### {model_id} ({m['gvrs']} GVRs): rank agreement on true maps "
+                  f"{_fmt(m['rank_agreement_true_maps'])}, on shown maps {_fmt(m['rank_agreement_shown_maps'])}", "",
+                  "| removed | shown r | " + " | ".join(names) + " | reliance | GVR coef. (true maps) | "
+                  "GVR coef. (shown maps) |", "|---" * (len(names) + 5) + "|"]
+        for f in names:
+            row = m["features"][f]
+            lines.append(f"| {f} ({row['radiographs']}) | {_fmt(row['shown_r'])} | "
+                         + " | ".join(_fmt(row["leakage"][g]) for g in names)
+                         + f" | {m['reliance'][f]:.2f} | {m['gvr_coefficient_on_true_maps'][f]:.2f} | "
+                           f"{m['gvr_coefficient_on_shown_maps'][f]:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", type=Path)
+    ap.add_argument("--json", type=Path, help="also write the result as JSON here")
+    args = ap.parse_args(argv)
+    result = probe(args.study)
+    print(markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
