@@ -14,7 +14,11 @@ feature as the encoder and decoder represent it. This probe measures that repres
 - each GVR's change is decomposed a second time, onto the decoded changes instead of the true ones: how much of each
   feature, as the representation can show it, the GVR removes. The rank agreement of those coefficients with the
   model's reliance is printed beside the stage's own (true maps). Where the second agrees and the first does not, the
-  move removes what the model relies on and the representation shows it as something else.
+  move removes what the model relies on and the representation shows it as something else;
+- what each feature costs a pattern move: the squared Mahalanobis length of its code change under the covariance of
+  the codes the model trained on (the move is steepest descent in that metric). Steepest descent with such a cost
+  removes each feature in proportion to its fall over its cost, not to its fall: the rank agreement of the GVRs'
+  coefficients with reliance per cost is printed beside the one with reliance.
 
 A diagnostic for whoever plans the next work: the manuscript's target (true maps) is unchanged.
 
@@ -41,7 +45,7 @@ from modelling.cohort.counterfactual import render_intervened  # noqa: E402
 from modelling.explain.faithfulness import pixel_correlation  # noqa: E402
 from modelling.explain.fidelity import decompose, rank_agreement  # noqa: E402
 from modelling.nets.training import decode, encode  # noqa: E402
-from modelling.stages.artifacts import load_decoder, load_encoder, load_render_params  # noqa: E402
+from modelling.stages.artifacts import load_decoder, load_encoder, load_render_params, training_codes  # noqa: E402
 
 
 def _median(values: np.ndarray) -> float | None:
@@ -49,20 +53,33 @@ def _median(values: np.ndarray) -> float | None:
     return float(np.median(ok)) if len(ok) else None
 
 
-def feature_maps(params: dict, size: int, decoder, encoder) -> tuple[np.ndarray, np.ndarray]:
+def feature_maps(params: dict, size: int, decoder, encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per radiograph and intervention, the true change and the change as encoded and decoded, (n, k, h, w) each in
-    intensity 0-1 (``original - intervened``)."""
+    intensity 0-1 (``original - intervened``), and the change of the code (n, k, latent_dim)."""
     original, _ = phantom.render(params, size)
-    decoded = decode(decoder, encode(encoder, original)).astype(np.float32)
-    true, shown = [], []
+    code = encode(encoder, original)
+    decoded = decode(decoder, code).astype(np.float32)
+    true, shown, moved = [], [], []
     for feature in INTERVENTION_FEATURES:
         changed = render_intervened(params, feature, size)
         same = (changed == original).all(axis=(1, 2))[:, None, None]
+        changed_code = encode(encoder, changed)
         true.append((original.astype(np.float32) - changed.astype(np.float32)) / 255.0)
         # an unchanged radiograph shows no change: the encoder's jitter is not the feature
-        shown.append(np.where(same, 0.0, (decoded - decode(decoder, encode(encoder, changed)).astype(np.float32))
-                              / 255.0))
-    return np.stack(true, axis=1), np.stack(shown, axis=1).astype(np.float32)
+        shown.append(np.where(same, 0.0, (decoded - decode(decoder, changed_code).astype(np.float32)) / 255.0))
+        moved.append(np.where(same.reshape(-1, *[1] * (code.ndim - 1)), 0.0, code - changed_code))
+    return np.stack(true, axis=1), np.stack(shown, axis=1).astype(np.float32), np.stack(moved, axis=1)
+
+
+def squared_lengths(moved: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """Each code change's squared Mahalanobis length under the codes' covariance, ``d^T S^-1 d`` (n, k): the cost that
+    a pattern move's steepest descent pays for it (the move steps along ``S g``, steepest in the metric ``S^-1``), with
+    the move's tiny ridge."""
+    d = covariance.shape[0]
+    ridge = 1e-6 * max(float(np.trace(covariance)) / d, 1e-12)
+    flat = moved.reshape(-1, d).astype(np.float64)
+    solved = np.linalg.solve((covariance + covariance.T) / 2 + ridge * np.eye(d), flat.T).T
+    return (flat * solved).sum(axis=1).reshape(moved.shape[:2])
 
 
 def probe(root) -> dict:
@@ -76,7 +93,8 @@ def probe(root) -> dict:
     for model_id, gvrs in index.groupby("model_id", sort=True):
         params = load_render_params(bundle, gvrs["image_id"].tolist())
         size = bundle.read_image(gvrs["diseased_path"].iloc[0]).shape[-1]
-        true, shown = feature_maps(params, size, decoder, encoder)
+        true, shown, moved = feature_maps(params, size, decoder, encoder)
+        cost = squared_lengths(moved, np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False))
         n, k = true.shape[:2]
         has = np.abs(true).reshape(n, k, -1).sum(axis=2) > 0
         present = has.any(axis=0)
@@ -87,6 +105,7 @@ def probe(root) -> dict:
             rows = has[:, j]
             leak = decompose(shown[rows, j], true[rows]).mean(axis=0)
             features[feature] = {"radiographs": int(rows.sum()),
+                                 "squared_code_length": float(cost[rows, j].mean()),
                                  "shown_r": _median(pixel_correlation(shown[rows, j], true[rows, j])),
                                  "leakage": {g: float(leak[i]) for i, g in enumerate(INTERVENTION_FEATURES)
                                              if present[i]}}
@@ -97,6 +116,8 @@ def probe(root) -> dict:
         drops = np.array([facts[f"drop_{f}"].mean() for f in INTERVENTION_FEATURES])
         on_true = decompose(change, true).mean(axis=0)
         on_shown = decompose(change, shown).mean(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_cost = drops / np.array([cost[has[:, j], j].mean() if present[j] else np.nan for j in range(k)])
         out["models"][model_id] = {
             "gvrs": int(len(gvrs)), "features": features,
             "reliance": {f: float(drops[i]) for i, f in enumerate(INTERVENTION_FEATURES) if present[i]},
@@ -105,7 +126,9 @@ def probe(root) -> dict:
             "gvr_coefficient_on_shown_maps": {f: float(on_shown[i]) for i, f in enumerate(INTERVENTION_FEATURES)
                                               if present[i]},
             "rank_agreement_true_maps": rank_agreement(on_true[present], drops[present]),
-            "rank_agreement_shown_maps": rank_agreement(on_shown[present], drops[present])}
+            "rank_agreement_shown_maps": rank_agreement(on_shown[present], drops[present]),
+            # steepest descent with a quadratic cost removes each feature in proportion to its fall over its cost
+            "rank_agreement_reliance_per_cost": rank_agreement(on_true[present], per_cost[present])}
     return out
 
 
@@ -114,14 +137,16 @@ def markdown(result: dict) -> str:
     for model_id, m in result["models"].items():
         names = list(m["features"])
         lines += [f"### {model_id} ({m['gvrs']} GVRs): rank agreement on true maps "
-                  f"{_fmt(m['rank_agreement_true_maps'])}, on shown maps {_fmt(m['rank_agreement_shown_maps'])}", "",
-                  "| removed | shown r | " + " | ".join(names) + " | reliance | GVR coef. (true maps) | "
-                  "GVR coef. (shown maps) |", "|---" * (len(names) + 5) + "|"]
+                  f"{_fmt(m['rank_agreement_true_maps'])}, on shown maps {_fmt(m['rank_agreement_shown_maps'])}; "
+                  f"true-map coefficients against reliance per cost {_fmt(m['rank_agreement_reliance_per_cost'])}", "",
+                  "| removed | shown r | " + " | ".join(names) + " | reliance | squared code length | GVR coef. "
+                  "(true maps) | GVR coef. (shown maps) |", "|---" * (len(names) + 6) + "|"]
         for f in names:
             row = m["features"][f]
             lines.append(f"| {f} ({row['radiographs']}) | {_fmt(row['shown_r'])} | "
                          + " | ".join(_fmt(row["leakage"][g]) for g in names)
-                         + f" | {m['reliance'][f]:.2f} | {m['gvr_coefficient_on_true_maps'][f]:.2f} | "
+                         + f" | {m['reliance'][f]:.2f} | {row['squared_code_length']:.1f} | "
+                           f"{m['gvr_coefficient_on_true_maps'][f]:.2f} | "
                            f"{m['gvr_coefficient_on_shown_maps'][f]:.2f} |")
         lines.append("")
     return "\n".join(lines)
