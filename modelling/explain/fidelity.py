@@ -84,6 +84,36 @@ def explained(change: np.ndarray, feature_maps: np.ndarray) -> np.ndarray:
         return np.where(total > 0, 1 - residual / total, np.nan)
 
 
+def squared_code_lengths(moved: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """Each code change's squared Mahalanobis length under the codes' covariance, ``d^T S^-1 d``.
+
+    A pattern move steps along ``S g`` (:func:`modelling.explain.gvr.move`), the steepest descent of the
+    prediction in the metric ``S^-1``: this is what removing a feature costs such a move. Steepest descent with a
+    quadratic cost removes each feature in proportion to its fall in prediction over its cost, so a feature the
+    model relies on but that costs much is removed little. The move's tiny ridge keeps a singular covariance
+    solvable.
+
+    Parameters
+    ----------
+    moved : array (..., d)
+        Code changes (a radiograph's code minus its intervened rendering's code).
+    covariance : array (d, d)
+        Covariance of the codes the model trained on (the pattern move's).
+
+    >>> squared_code_lengths(np.array([[3.0, 4.0]]), 4 * np.eye(2)).round(4).tolist()  # 25 / 4, less the ridge
+    [6.25]
+    """
+    moved = np.asarray(moved, dtype=np.float64)
+    cov = np.asarray(covariance, dtype=np.float64)
+    d = cov.shape[0]
+    if cov.shape != (d, d) or moved.shape[-1] != d:
+        raise ValueError(f"code changes {moved.shape} and covariance {cov.shape} must share the code width")
+    ridge = 1e-6 * max(float(np.trace(cov)) / d, 1e-12)
+    flat = moved.reshape(-1, d)
+    solved = np.linalg.solve((cov + cov.T) / 2 + ridge * np.eye(d), flat.T).T
+    return (flat * solved).sum(axis=1).reshape(moved.shape[:-1])
+
+
 def rank_agreement(shown: np.ndarray, relied: np.ndarray) -> float | None:
     """Spearman's rho between what the GVRs show per feature and what the model relies on per feature
     (per-model means); None when either is constant.

@@ -56,6 +56,7 @@ from modelling.explain.fidelity import (
     randomised,
     rank_agreement,
     rank_agreement_interval,
+    squared_code_lengths,
 )
 from modelling.nets.training import decode, encode
 from modelling.progress import progress
@@ -69,8 +70,8 @@ from modelling.stages.artifacts import (
 
 STAGE = "fidelity"
 #: Bump when the stage measures something new, so that bundles measured before are measured again.
-MEASURES_VERSION = 5  # 2: positioning; 3: R^2 against the uncentred total; 4: the metric move compared;
-#                       5: the rank agreement's bootstrap interval
+MEASURES_VERSION = 6  # 2: positioning; 3: R^2 against the uncentred total; 4: the metric move compared;
+#                       5: the rank agreement's bootstrap interval; 6: the representation of each feature
 #: Features that are not heart-failure signs: where two models' reliance differs, their GVRs should too.
 NON_DISEASE = tuple(f for f in INTERVENTION_FEATURES if f not in DISEASE_INTERVENTIONS)
 
@@ -196,6 +197,7 @@ class _ModelFidelity:
     randomisation: dict
     measured_on_truth: dict
     positioning: dict
+    representation: dict
 
 
 def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
@@ -203,16 +205,24 @@ def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, model_id: 
     params = load_render_params(bundle, gvrs["image_id"].tolist())
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
-    before = _predict(predictor, encode(encoder, truth.original))
-    maps, drops, alone = [], {}, {}
+    code = encode(encoder, truth.original)
+    before = _predict(predictor, code)
+    decoder = load_decoder(bundle)
+    decoded = decode(decoder, code).astype(np.float32)
+    maps, shown, moved, drops, alone = [], [], [], {}, {}
     for feature in INTERVENTION_FEATURES:
         changed = render_intervened(params, feature, size)
         if feature in ("heart", "effusion"):
             alone[feature] = changed
         maps.append((truth.original.astype(np.float32) - changed.astype(np.float32)) / 255.0)
         same = (changed == truth.original).all(axis=(1, 2))
-        drop = before - _predict(predictor, encode(encoder, changed))
+        changed_code = encode(encoder, changed)
+        drop = before - _predict(predictor, changed_code)
         drops[feature] = np.where(same, 0.0, drop)  # an unchanged image: no effect, not encoder jitter
+        # the same intervention as the encoder and decoder show it, and what it costs a pattern move
+        shown.append(np.where(same[:, None, None], 0.0,
+                              (decoded - decode(decoder, changed_code).astype(np.float32)) / 255.0))
+        moved.append(np.where(same[:, None], 0.0, code - changed_code))
     feature_maps = np.stack(maps, axis=1)
     diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
     healthy = np.stack([bundle.read_image(p) for p in gvrs["healthy_path"]]).astype(np.float32)
@@ -238,6 +248,9 @@ def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, model_id: 
     positioning = positioning_evidence(predictor, encoder, params, truth.original, before, feature_maps, change, size)
     compared, randomisation = _moves_compared(bundle, config, model_id, predictor, gvrs, truth, feature_maps, drops,
                                               facts, change, encoder)
+    covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
+    shown_by_model = representation_evidence(feature_maps, np.stack(shown, axis=1), np.stack(moved, axis=1),
+                                             covariance, drops, change)
     rows = []
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
@@ -263,7 +276,45 @@ def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, model_id: 
         })
     return _ModelFidelity(
         rows=rows, true_changes=truth.change, target_changes=target_change, moves_compared=compared,
-        randomisation=randomisation, measured_on_truth=ceiling, positioning=positioning)
+        randomisation=randomisation, measured_on_truth=ceiling, positioning=positioning,
+        representation=shown_by_model)
+
+
+def representation_evidence(true_maps: np.ndarray, shown_maps: np.ndarray, moved: np.ndarray, covariance: np.ndarray,
+                            drops: dict, change: np.ndarray) -> dict:
+    """What the encoder and decoder show of each intervention, and what it costs a pattern move, on one model's GVR
+    radiographs (see ``method["representation"]`` in :func:`write_fidelity`).
+
+    `true_maps`, `shown_maps`: (n, k, h, w) true and decoded changes per intervention; `moved`: (n, k, d) code
+    changes; `drops`: the model's fall per feature and radiograph; `change`: the GVRs' changes (n, h, w)."""
+    n, k = true_maps.shape[:2]
+    has = np.abs(true_maps).reshape(n, k, -1).sum(axis=2) > 0
+    present = has.any(axis=0)
+    cost = squared_code_lengths(moved, covariance)
+    relied = np.array([drops[f].mean() for f in INTERVENTION_FEATURES])
+    features = {}
+    for j, f in enumerate(INTERVENTION_FEATURES):
+        if not present[j]:
+            continue
+        rows = has[:, j]
+        leak = decompose(shown_maps[rows, j], true_maps[rows]).mean(axis=0)
+        features[f] = {"radiographs": int(rows.sum()),
+                       "shown_r": _median(pixel_correlation(shown_maps[rows, j], true_maps[rows, j])),
+                       "shown": {g: float(leak[i]) for i, g in enumerate(INTERVENTION_FEATURES) if present[i]},
+                       "squared_code_length": float(cost[rows, j].mean()),
+                       "reliance": float(relied[j])}
+    per_cost = np.array([features[f]["reliance"] / features[f]["squared_code_length"]
+                         if f in features and features[f]["squared_code_length"] > 0 else np.nan
+                         for f in INTERVENTION_FEATURES])
+    on_true = decompose(change, true_maps).mean(axis=0)
+    on_shown = decompose(change, shown_maps).mean(axis=0)
+    ok = present & np.isfinite(per_cost)
+    for j, f in enumerate(INTERVENTION_FEATURES):
+        if f in features:
+            features[f] |= {"gvr_coefficient": float(on_true[j]), "gvr_coefficient_on_shown": float(on_shown[j])}
+    return {"features": features,
+            "rank_agreement_per_cost": rank_agreement(on_true[ok], per_cost[ok]),
+            "rank_agreement_on_shown": rank_agreement(on_shown[present], relied[present])}
 
 
 def positioning_fall(predictor, encoder, params, original: np.ndarray, before: np.ndarray,
@@ -439,7 +490,7 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
         stage.write_table("gvr_truth", per_gvr)
         stage.write_table("model_reliance", reliance)
     summary = summarise(per_gvr, reliance, seed=config.seed) if len(per_gvr) else {"models": {}}
-    for section in ("moves_compared", "randomisation", "measured_on_truth", "positioning"):
+    for section in ("moves_compared", "randomisation", "measured_on_truth", "positioning", "representation"):
         summary[section] = {model_id: getattr(f, section) for model_id, f in found.items()}
     summary.setdefault("method", {}).update({
         "randomisation": (
@@ -461,6 +512,18 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
             "coefficient on that change map, fitted beside the interventions' maps; and the median share of a "
             "GVR's change the interventions' maps explain (R^2 of a fit through the origin, against the change's "
             "uncentred sum of squares), without and with the positioning map"),
+        "representation": (
+            "per intervention, on the model's GVR radiographs that it changes: the change as the encoder and "
+            "decoder show it (decoder(encoder(x)) - decoder(encoder(x intervened))): its median pixel r with the "
+            "true change ('shown_r') and its mean least-squares coefficients on every feature's true change map "
+            "('shown': 1 on the feature itself where the generative model shows it as the truth does, and off it "
+            "what else it shows); the mean squared Mahalanobis length of the code change under the covariance of "
+            "the codes the model trained on ('squared_code_length': what removing it costs a pattern move, the "
+            "steepest descent in that metric); the model's mean fall ('reliance'); the GVRs' mean coefficient on the "
+            "true maps ('gvr_coefficient', as 'rank_agreement' ranks it) and on the shown changes instead "
+            "('gvr_coefficient_on_shown'). 'rank_agreement_per_cost': Spearman rho of the GVRs' mean coefficients "
+            "with reliance over cost (steepest descent with a quadratic cost removes each feature in proportion "
+            "to it); 'rank_agreement_on_shown': of the coefficients on the shown changes with reliance"),
     })
     summary["move"] = move_label(config.gvr.move, config.gvr.reencode, config.gvr.sparse_steps)
     # the truths' own definitions, for whoever reads the summary (the manuscript states them from here)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from modelling.explain.fidelity import decompose, map_similarity, randomised, rank_agreement
+from modelling.explain.fidelity import decompose, map_similarity, randomised, rank_agreement, squared_code_lengths
 from modelling.nets.networks import MLP
 
 
@@ -62,3 +63,16 @@ def test_the_rank_agreement_interval_is_as_wide_as_the_draw_of_radiographs_makes
     assert all(np.isfinite(rank_agreement_interval(holes, drops, seed=1)))
     # a model that relies on nothing cannot be ranked against
     assert rank_agreement_interval(noisy, np.zeros_like(drops), seed=1) is None
+
+
+def test_a_code_change_costs_its_squared_mahalanobis_length():
+    moved = np.random.default_rng(0).normal(size=(4, 3, 5))
+    np.testing.assert_allclose(squared_code_lengths(moved, np.eye(5)), (moved ** 2).sum(axis=2), rtol=1e-5)
+    # a direction along which the codes vary four times as much costs a quarter as much
+    np.testing.assert_allclose(squared_code_lengths(moved, 4 * np.eye(5)), (moved ** 2).sum(axis=2) / 4, rtol=1e-5)
+    a = np.random.default_rng(1).normal(size=(5, 5))
+    cov = a @ a.T + np.eye(5)
+    expected = np.einsum("nki,ij,nkj->nk", moved, np.linalg.inv(cov), moved)
+    np.testing.assert_allclose(squared_code_lengths(moved, cov), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="code width"):
+        squared_code_lengths(moved, np.eye(4))

@@ -350,3 +350,71 @@ def test_a_bundle_measured_by_an_older_stage_is_measured_again(measured, tmp_pat
     monkeypatch.setattr(stage, "MEASURES_VERSION", stage.MEASURES_VERSION + 1)
     _, redone = build_fidelity(load_config("tiny"), root)
     assert redone is not None and set(redone["positioning"]) == set(redone["models"])
+
+
+def test_each_features_representation_and_cost_are_measured_on_the_gvr_radiographs(measured):
+    from data_schema.tables import INTERVENTION_FEATURES
+    from modelling.cohort.counterfactual import render_intervened
+    from modelling.explain.faithfulness import pixel_correlation
+    from modelling.explain.fidelity import rank_agreement
+    from modelling.nets.training import decode, encode
+    from modelling.stages.artifacts import load_decoder, load_encoder
+
+    bundle, info = measured
+    reliance = bundle.read_table("model_reliance").set_index(["model_id", "feature"])
+    truth = bundle.read_table("gvr_truth")
+    assert set(info["representation"]) == set(truth["model_id"])
+    for model_id, rep in info["representation"].items():
+        features = rep["features"]
+        assert features and set(features) <= set(INTERVENTION_FEATURES) and "shortcut" not in features
+        for f, row in features.items():
+            assert row["gvr_coefficient"] == pytest.approx(reliance.loc[(model_id, f), "gvr_mean_coefficient"])
+            assert row["reliance"] == pytest.approx(reliance.loc[(model_id, f), "mean_drop"])
+            assert row["squared_code_length"] > 0 and set(row["shown"]) == set(features)
+        ok = [f for f in features if features[f]["squared_code_length"] > 0]
+        assert rep["rank_agreement_per_cost"] == rank_agreement(
+            np.array([features[f]["gvr_coefficient"] for f in ok]),
+            np.array([features[f]["reliance"] / features[f]["squared_code_length"] for f in ok]))
+        # the heart as the encoder and decoder show it, measured again here
+        ids = truth.loc[truth["model_id"] == model_id].sort_values("gvr_id")["image_id"].tolist()
+        params = load_render_params(bundle, ids)
+        size = bundle.read_image(truth["counterfactual_path"].iloc[0]).shape[-1]
+        original, changed = phantom.render(params, size)[0], render_intervened(params, "heart", size)
+        has = (original != changed).any(axis=(1, 2))
+        encoder, decoder = load_encoder(bundle), load_decoder(bundle)
+        shown = (decode(decoder, encode(encoder, original[has])).astype(np.float32)
+                 - decode(decoder, encode(encoder, changed[has])).astype(np.float32)) / 255.0
+        true = (original[has].astype(np.float32) - changed[has].astype(np.float32)) / 255.0
+        r = pixel_correlation(shown, true)
+        assert features["heart"]["radiographs"] == has.sum()
+        assert features["heart"]["shown_r"] == pytest.approx(np.median(r[np.isfinite(r)]), abs=1e-6)
+
+
+def test_a_lossless_representation_shows_each_feature_as_itself_and_costs_rank_the_removals():
+    from data_schema.tables import INTERVENTION_FEATURES
+    from modelling.stages.fidelity import representation_evidence
+
+    rng = np.random.default_rng(0)
+    n, k, d = 6, len(INTERVENTION_FEATURES), 4
+    true = rng.normal(size=(n, k, 8, 8))
+    true[:, INTERVENTION_FEATURES.index("shortcut")] = 0.0  # no radiograph has it
+    moved = np.zeros((n, k, d))
+    cost = {f: 1.0 + j for j, f in enumerate(INTERVENTION_FEATURES)}
+    for j, f in enumerate(INTERVENTION_FEATURES):
+        moved[:, j, 0] = np.sqrt(cost[f])  # identity covariance: squared length = cost
+    drops = {f: np.full(n, 1.0) for f in INTERVENTION_FEATURES}
+    # a GVR that removes each feature in proportion to its fall over its cost, as steepest descent would
+    coef = np.array([1.0 / cost[f] for f in INTERVENTION_FEATURES])
+    drops["heart"] = np.full(n, 3.0)
+    coef[0] = 3.0 / cost["heart"]
+    change = np.einsum("k,nkhw->nhw", coef, true)
+    rep = representation_evidence(true, true.copy(), moved, np.eye(d), drops, change)
+    features = rep["features"]
+    assert "shortcut" not in features
+    for f, row in features.items():
+        assert row["shown_r"] == pytest.approx(1.0)
+        assert all(v == pytest.approx(1.0 if g == f else 0.0, abs=1e-9) for g, v in row["shown"].items())
+        assert row["squared_code_length"] == pytest.approx(cost[f], rel=1e-4)
+        assert row["gvr_coefficient"] == pytest.approx(row["gvr_coefficient_on_shown"])
+    assert rep["rank_agreement_per_cost"] == pytest.approx(1.0)
+    assert rep["rank_agreement_on_shown"] < 1.0  # against the fall alone (equal but for the heart) the ranks differ
