@@ -20,9 +20,15 @@ feature as the encoder and decoder represent it. This probe measures that repres
   removes each feature in proportion to its fall over its cost, not to its fall: the rank agreement of the GVRs'
   coefficients with reliance per cost is printed beside the one with reliance.
 
+With ``--moves`` it also moves the same radiographs again along each move the fidelity stage compares (gradient and
+pattern, on the code and re-encoded, and the metric move) and ranks each move's mean coefficients against reliance
+and against reliance over three costs of each feature's code change: its squared Euclidean length (the gradient's
+metric), its squared Mahalanobis length (the pattern's) and its squared length in the decoder's pullback metric with
+``gvr.metric_ridge`` (the metric move's, taken at the radiograph's code).
+
 A diagnostic for whoever plans the next work: the manuscript's target (true maps) is unchanged.
 
-    python benchmarks/probe_feature_leakage.py STUDY [--json out.json]
+    python benchmarks/probe_feature_leakage.py STUDY [--moves] [--json out.json]
 
 Reads the study (its GVRs, ``tables/gvr_truth.parquet`` and the networks); writes nothing.
 """
@@ -121,6 +127,78 @@ def probe(root) -> dict:
     return out
 
 
+MOVES = (("gradient", True), ("pattern", True), ("metric", True), ("gradient", False), ("pattern", False))
+
+
+def moves_against_costs(root) -> dict:
+    """Per model and move (:data:`MOVES`): Spearman's rho of the GVRs' mean coefficients on the true maps with reliance
+    and with reliance over each cost (see the module's docstring)."""
+    import torch
+
+    from modelling.config import load_config, move_options
+    from modelling.explain.gvr import aim, move, pullback_metric, scorer
+    from modelling.stages.artifacts import load_predictor
+
+    bundle = Bundle(root, create=False)
+    g = load_config(str(Path(root) / "config.yaml")).gvr
+    index = bundle.read_table("gvr_index")
+    index = index[index["kind"] == "gvr"]
+    truth = bundle.read_table("gvr_truth").set_index("gvr_id")
+    codes = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(codes["latents_path"].iloc[0])
+    decoder, encoder = load_decoder(bundle).eval(), load_encoder(bundle).eval()
+    out = {}
+    for model_id, gvrs in index.groupby("model_id", sort=True):
+        params = load_render_params(bundle, gvrs["image_id"].tolist())
+        size = bundle.read_image(gvrs["diseased_path"].iloc[0]).shape[-1]
+        true, _, moved = feature_maps(params, size, decoder, encoder)
+        n, k = true.shape[:2]
+        has = np.abs(true).reshape(n, k, -1).sum(axis=2) > 0
+        present = has.any(axis=0)
+        facts = truth.loc[gvrs["gvr_id"]]
+        drops = np.array([facts[f"drop_{f}"].mean() for f in INTERVENTION_FEATURES])
+        covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
+        z0 = latents[codes.loc[gvrs["image_id"], "row"].to_numpy()]
+        with torch.no_grad():
+            metric = pullback_metric(decoder, torch.from_numpy(z0)).numpy()
+        scale = np.einsum("nii->n", metric) / metric.shape[1]
+        metric = metric + g.metric_ridge * scale[:, None, None] * np.eye(metric.shape[1])[None]
+        moved = moved.astype(np.float64)
+        costs = {"euclidean": (moved ** 2).sum(axis=-1), "mahalanobis": squared_code_lengths(moved, covariance),
+                 "pullback": np.einsum("nki,nij,nkj->nk", moved, metric, moved)}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_cost = {name: drops / np.array([c[has[:, j], j].mean() if present[j] else np.nan for j in range(k)])
+                        for name, c in costs.items()}
+        predictor = load_predictor(bundle, model_id)
+        target = np.log(gvrs["target_bnp_ng_l"].to_numpy(float))
+        out[model_id] = {}
+        for how, reencode in MOVES:
+            options = move_options(g) | {"sparse_steps": 0, "metric_ridge": g.metric_ridge if how == "metric" else None}
+            path = move(z0, decoder, scorer(predictor, reencode=reencode, encoder=encoder, decoder=decoder),
+                        target_log_bnp=aim(target, "down", g.margin), direction="down", **options, frames=2,
+                        covariance=covariance if how == "pattern" else None)
+            change = (decode(decoder, path.start).astype(np.float32)
+                      - decode(decoder, path.end).astype(np.float32)) / 255.0
+            coef = decompose(change, true).mean(axis=0)
+            ok = {name: present & np.isfinite(v) for name, v in per_cost.items()}
+            out[model_id][how + (", re-encoded" if reencode else "")] = {
+                "reached": float(path.reached.mean()), "with_reliance": rank_agreement(coef[present], drops[present]),
+                **{f"with_reliance_over_{name}_cost": rank_agreement(coef[ok[name]], v[ok[name]])
+                   for name, v in per_cost.items()}}
+    return out
+
+
+def moves_markdown(result: dict) -> str:
+    lines = ["| model | move | reached | with reliance | over Euclidean cost | over Mahalanobis cost | over pullback cost |",
+             "|---|---|---|---|---|---|---|"]
+    for model_id, moves in result.items():
+        for how, m in moves.items():
+            lines.append(f"| {model_id} | {how} | {m['reached']:.2f} | {_fmt(m['with_reliance'])} | "
+                         + " | ".join(_fmt(m[f"with_reliance_over_{c}_cost"])
+                                      for c in ("euclidean", "mahalanobis", "pullback")) + " |")
+    return "\n".join(lines)
+
+
 def markdown(result: dict) -> str:
     lines = []
     for model_id, m in result["models"].items():
@@ -148,10 +226,14 @@ def _fmt(x) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("study", type=Path)
+    ap.add_argument("--moves", action="store_true", help="also rank each compared move against each cost")
     ap.add_argument("--json", type=Path, help="also write the result as JSON here")
     args = ap.parse_args(argv)
     result = probe(args.study)
     print(markdown(result))
+    if args.moves:
+        result["moves"] = moves_against_costs(args.study)
+        print(moves_markdown(result["moves"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

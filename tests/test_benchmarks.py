@@ -398,3 +398,26 @@ def test_probe_feature_leakage_shows_no_leakage_through_a_lossless_representatio
             assert m["gvr_coefficient_on_shown_maps"][f] == pytest.approx(m["gvr_coefficient_on_true_maps"][f],
                                                                           abs=1e-6)
         assert m["rank_agreement_shown_maps"] == m["rank_agreement_true_maps"]
+
+
+def test_probe_feature_leakage_ranks_each_compared_move_as_the_fidelity_stage_does(tiny_reproduced):
+    study, _ = tiny_reproduced
+    before = _snapshot(study)
+    probe = _script("probe_feature_leakage")
+    moves = probe.moves_against_costs(study)
+    compared = json.loads((study / "fidelity/summary.json").read_text())["moves_compared"]
+    assert sorted(moves) == sorted(compared)
+    for model_id, by_move in moves.items():
+        assert list(by_move) == ["gradient, re-encoded", "pattern, re-encoded", "metric, re-encoded", "gradient",
+                                 "pattern"]
+        shared = set(by_move) & set(compared[model_id])
+        assert {"pattern, re-encoded", "gradient", "pattern", "metric, re-encoded"} <= shared
+        for how in shared:  # the same moves of the same radiographs, ranked against the same reliance
+            assert by_move[how]["reached"] == pytest.approx(compared[model_id][how]["reached"])
+            assert by_move[how]["with_reliance"] == pytest.approx(compared[model_id][how]["rank_agreement"])
+        for m in by_move.values():
+            for cost in ("euclidean", "mahalanobis", "pullback"):
+                rho = m[f"with_reliance_over_{cost}_cost"]
+                assert rho is None or -1 <= rho <= 1
+    assert "| model | move | reached |" in probe.moves_markdown(moves)
+    assert _snapshot(study) == before
