@@ -123,13 +123,12 @@ def move_label(how: str, reencode: bool, sparse_steps: int) -> str:
 
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
                     truth, feature_maps: np.ndarray, drops: dict, facts: pd.DataFrame,
-                    own_change: np.ndarray, encoder) -> tuple[dict, dict]:
+                    own_change: np.ndarray, encoder, decoder) -> tuple[dict, dict]:
     """The GVR moves of :func:`compared_moves` of the same radiographs, judged as the bundle's own."""
     from modelling.explain.gvr import aim, move, scorer
 
     index = bundle.read_table("latents_index").set_index("image_id")
     latents = bundle.read_array(index["latents_path"].iloc[0])
-    decoder = load_decoder(bundle)
     z0 = latents[index.loc[gvrs["image_id"], "row"].to_numpy()]
     g = config.gvr
     target = np.log(gvrs["target_bnp_ng_l"].to_numpy(float))
@@ -200,14 +199,13 @@ class _ModelFidelity:
     representation: dict
 
 
-def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, model_id: str, gvrs: pd.DataFrame,
+def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, decoder, model_id: str, gvrs: pd.DataFrame,
                     truth_table: pd.DataFrame, first_row: int, config: StudyConfig) -> _ModelFidelity:
     params = load_render_params(bundle, gvrs["image_id"].tolist())
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
     code = encode(encoder, truth.original)
     before = _predict(predictor, code)
-    decoder = load_decoder(bundle)
     decoded = decode(decoder, code).astype(np.float32)
     maps, shown, moved, drops, alone = [], [], [], {}, {}
     for feature in INTERVENTION_FEATURES:
@@ -247,7 +245,7 @@ def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, model_id: 
     ceiling = measured_on_truth(truth, alone, facts)
     positioning = positioning_evidence(predictor, encoder, params, truth.original, before, feature_maps, change, size)
     compared, randomisation = _moves_compared(bundle, config, model_id, predictor, gvrs, truth, feature_maps, drops,
-                                              facts, change, encoder)
+                                              facts, change, encoder, decoder)
     covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
     shown_by_model = representation_evidence(feature_maps, np.stack(shown, axis=1), np.stack(moved, axis=1),
                                              covariance, drops, change)
@@ -462,7 +460,7 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     index = bundle.read_table("gvr_index")
     gvrs = index[index["kind"] == "gvr"].sort_values("gvr_id", kind="stable")
     truth_table = bundle.read_table("phantom_truth").set_index("image_id")
-    encoder = load_encoder(bundle)
+    encoder, decoder = load_encoder(bundle), load_decoder(bundle)
     size = int(bundle.read_table("radiographs").pipe(lambda r: np.load(bundle.verify_file(r["image_path"].iloc[0]),
                                                                        mmap_mode="r").shape[-1]))
     found: dict[str, _ModelFidelity] = {}
@@ -470,7 +468,8 @@ def write_fidelity(stage: Stage, config: StudyConfig) -> dict:
     groups = list(gvrs.groupby("model_id", sort=True))
     bar = progress(total=len(groups), desc="fidelity: interventions per model", unit="model")
     for model_id, g in groups:
-        found[model_id] = _model_fidelity(bundle, stage, size, encoder, model_id, g, truth_table, len(rows), config)
+        found[model_id] = _model_fidelity(bundle, stage, size, encoder, decoder, model_id, g, truth_table, len(rows),
+                                          config)
         rows += found[model_id].rows
         bar.update(1)
     bar.close()
