@@ -48,15 +48,10 @@ from data_schema import Bundle  # noqa: E402
 from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
 from modelling.cohort import phantom  # noqa: E402
 from modelling.cohort.counterfactual import render_intervened  # noqa: E402
-from modelling.explain.faithfulness import pixel_correlation  # noqa: E402
 from modelling.explain.fidelity import decompose, rank_agreement, squared_code_lengths  # noqa: E402
 from modelling.nets.training import decode, encode  # noqa: E402
 from modelling.stages.artifacts import load_decoder, load_encoder, load_render_params, training_codes  # noqa: E402
-
-
-def _median(values: np.ndarray) -> float | None:
-    ok = values[np.isfinite(values)]
-    return float(np.median(ok)) if len(ok) else None
+from modelling.stages.fidelity import representation_evidence  # noqa: E402
 
 
 def feature_maps(params: dict, size: int, decoder, encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,7 +73,8 @@ def feature_maps(params: dict, size: int, decoder, encoder) -> tuple[np.ndarray,
 
 
 def probe(root) -> dict:
-    """Per model: each feature's shown r and leakage row, and the GVRs' rank agreement on true and on shown maps."""
+    """Per model, the fidelity stage's measures of what the encoder and decoder show of each feature and what it costs
+    (:func:`modelling.stages.fidelity.representation_evidence`), with the target's rank agreement beside them."""
     bundle = Bundle(root, create=False)
     index = bundle.read_table("gvr_index")
     index = index[index["kind"] == "gvr"]
@@ -89,41 +85,16 @@ def probe(root) -> dict:
         params = load_render_params(bundle, gvrs["image_id"].tolist())
         size = bundle.read_image(gvrs["diseased_path"].iloc[0]).shape[-1]
         true, shown, moved = feature_maps(params, size, decoder, encoder)
-        cost = squared_code_lengths(moved, np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False))
-        n, k = true.shape[:2]
-        has = np.abs(true).reshape(n, k, -1).sum(axis=2) > 0
-        present = has.any(axis=0)
-        features = {}
-        for j, feature in enumerate(INTERVENTION_FEATURES):
-            if not present[j]:
-                continue
-            rows = has[:, j]
-            leak = decompose(shown[rows, j], true[rows]).mean(axis=0)
-            features[feature] = {"radiographs": int(rows.sum()),
-                                 "squared_code_length": float(cost[rows, j].mean()),
-                                 "shown_r": _median(pixel_correlation(shown[rows, j], true[rows, j])),
-                                 "leakage": {g: float(leak[i]) for i, g in enumerate(INTERVENTION_FEATURES)
-                                             if present[i]}}
         diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
         healthy = np.stack([bundle.read_image(p) for p in gvrs["healthy_path"]]).astype(np.float32)
-        change = (diseased - healthy) / 255.0
         facts = truth.loc[gvrs["gvr_id"]]
-        drops = np.array([facts[f"drop_{f}"].mean() for f in INTERVENTION_FEATURES])
-        on_true = decompose(change, true).mean(axis=0)
-        on_shown = decompose(change, shown).mean(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_cost = drops / np.array([cost[has[:, j], j].mean() if present[j] else np.nan for j in range(k)])
-        out["models"][model_id] = {
-            "gvrs": int(len(gvrs)), "features": features,
-            "reliance": {f: float(drops[i]) for i, f in enumerate(INTERVENTION_FEATURES) if present[i]},
-            "gvr_coefficient_on_true_maps": {f: float(on_true[i]) for i, f in enumerate(INTERVENTION_FEATURES)
-                                             if present[i]},
-            "gvr_coefficient_on_shown_maps": {f: float(on_shown[i]) for i, f in enumerate(INTERVENTION_FEATURES)
-                                              if present[i]},
-            "rank_agreement_true_maps": rank_agreement(on_true[present], drops[present]),
-            "rank_agreement_shown_maps": rank_agreement(on_shown[present], drops[present]),
-            # steepest descent with a quadratic cost removes each feature in proportion to its fall over its cost
-            "rank_agreement_reliance_per_cost": rank_agreement(on_true[present], per_cost[present])}
+        drops = {f: facts[f"drop_{f}"].to_numpy(float) for f in INTERVENTION_FEATURES}
+        covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
+        rep = representation_evidence(true, shown, moved, covariance, drops, (diseased - healthy) / 255.0)
+        features = rep["features"]
+        out["models"][model_id] = rep | {"gvrs": int(len(gvrs)), "rank_agreement": rank_agreement(
+            np.array([row["gvr_coefficient"] for row in features.values()]),
+            np.array([row["reliance"] for row in features.values()]))}
     return out
 
 
@@ -204,17 +175,16 @@ def markdown(result: dict) -> str:
     for model_id, m in result["models"].items():
         names = list(m["features"])
         lines += [f"### {model_id} ({m['gvrs']} GVRs): rank agreement on true maps "
-                  f"{_fmt(m['rank_agreement_true_maps'])}, on shown maps {_fmt(m['rank_agreement_shown_maps'])}; "
-                  f"true-map coefficients against reliance per cost {_fmt(m['rank_agreement_reliance_per_cost'])}", "",
+                  f"{_fmt(m['rank_agreement'])}, on shown maps {_fmt(m['rank_agreement_on_shown'])}; "
+                  f"true-map coefficients against reliance per cost {_fmt(m['rank_agreement_per_cost'])}", "",
                   "| removed | shown r | " + " | ".join(names) + " | reliance | squared code length | GVR coef. "
                   "(true maps) | GVR coef. (shown maps) |", "|---" * (len(names) + 6) + "|"]
         for f in names:
             row = m["features"][f]
             lines.append(f"| {f} ({row['radiographs']}) | {_fmt(row['shown_r'])} | "
-                         + " | ".join(_fmt(row["leakage"][g]) for g in names)
-                         + f" | {m['reliance'][f]:.2f} | {row['squared_code_length']:.1f} | "
-                           f"{m['gvr_coefficient_on_true_maps'][f]:.2f} | "
-                           f"{m['gvr_coefficient_on_shown_maps'][f]:.2f} |")
+                         + " | ".join(_fmt(row["shown"][g]) for g in names)
+                         + f" | {row['reliance']:.2f} | {row['squared_code_length']:.1f} | "
+                           f"{row['gvr_coefficient']:.2f} | {row['gvr_coefficient_on_shown']:.2f} |")
         lines.append("")
     return "\n".join(lines)
 

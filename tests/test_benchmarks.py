@@ -368,10 +368,13 @@ def test_probe_feature_leakage_decomposes_decoded_changes_as_the_fidelity_stage_
     for model_id, m in result["models"].items():
         mine = truth[truth["model_id"] == model_id]
         # the true maps are the stage's: the GVRs' coefficients on them are the stage's coefficients
-        for f, coef in m["gvr_coefficient_on_true_maps"].items():
-            assert coef == pytest.approx(mine[f"coef_{f}"].mean(), abs=1e-6), f
-            assert m["reliance"][f] == pytest.approx(mine[f"drop_{f}"].mean(), abs=1e-6), f
-        assert set(m["features"]) == set(m["gvr_coefficient_on_shown_maps"]) and "shortcut" not in m["features"]
+        for f, row in m["features"].items():
+            assert row["gvr_coefficient"] == pytest.approx(mine[f"coef_{f}"].mean(), abs=1e-6), f
+            assert row["reliance"] == pytest.approx(mine[f"drop_{f}"].mean(), abs=1e-6), f
+        assert "shortcut" not in m["features"]
+        # the target's rank agreement, as the stage gives it
+        summary = json.loads((study / "fidelity/summary.json").read_text())
+        assert m["rank_agreement"] == summary["models"][model_id]["rank_agreement"]
         assert all(-1 <= row["shown_r"] <= 1 and row["radiographs"] >= 1 for row in m["features"].values()
                    if row["shown_r"] is not None)
         assert all(row["squared_code_length"] > 0 for row in m["features"].values())
@@ -382,22 +385,22 @@ def test_probe_feature_leakage_decomposes_decoded_changes_as_the_fidelity_stage_
 def test_probe_feature_leakage_shows_no_leakage_through_a_lossless_representation(tiny_reproduced, monkeypatch):
     """With an encoder and decoder that keep every pixel, each feature's decoded change is its true change: the
     leakage rows are the identity, and the GVRs' coefficients on shown and on true maps are the same."""
+    import modelling.stages.fidelity as fidelity_stage
+
     study, _ = tiny_reproduced
     probe = _script("probe_feature_leakage")
     monkeypatch.setattr(probe, "encode", lambda encoder, images: images)
     monkeypatch.setattr(probe, "decode", lambda decoder, codes: codes)
     # the codes are the pictures here: their lengths are not what this checks
-    monkeypatch.setattr(probe, "squared_code_lengths", lambda moved, covariance: np.ones(moved.shape[:2]))
+    monkeypatch.setattr(fidelity_stage, "squared_code_lengths", lambda moved, covariance: np.ones(moved.shape[:2]))
     result = probe.probe(study)
     for m in result["models"].values():
         for f, row in m["features"].items():
             assert row["shown_r"] == pytest.approx(1.0)
-            for g, value in row["leakage"].items():
+            for g, value in row["shown"].items():
                 assert value == pytest.approx(1.0 if g == f else 0.0, abs=1e-6), (f, g)
-        for f in m["gvr_coefficient_on_true_maps"]:
-            assert m["gvr_coefficient_on_shown_maps"][f] == pytest.approx(m["gvr_coefficient_on_true_maps"][f],
-                                                                          abs=1e-6)
-        assert m["rank_agreement_shown_maps"] == m["rank_agreement_true_maps"]
+            assert row["gvr_coefficient_on_shown"] == pytest.approx(row["gvr_coefficient"], abs=1e-6)
+        assert m["rank_agreement_on_shown"] == m["rank_agreement"]
 
 
 def test_probe_feature_leakage_ranks_each_compared_move_as_the_fidelity_stage_does(tiny_reproduced):
