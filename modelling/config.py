@@ -139,6 +139,12 @@ class DecoderConfig:
     paper's 4 x 4 transposed convolutions) or ``"resize"`` (nearest-neighbour upsampling, then a 3 x 3
     convolution; Odena et al. 2016), which draws no checkerboard of uneven overlaps.
 
+    ``code_noise`` (autoencoder only) adds Gaussian noise of that standard deviation, in the prior's units,
+    to each code before the decoder draws it in training, so that the decoder learns that a code's
+    neighbourhood draws its radiograph: the fixed posterior variance of a VAE (Kingma and Welling 2014), the
+    noise regulariser of Ghosh et al. (ICLR 2020). Codes between the training radiographs', where decoder
+    samples lie, then decode as radiographs too. 0 trains on the codes as they are.
+
     ``schedule`` (autoencoder only) says how the learning rate runs over the iterations: ``"constant"``,
     or ``"cosine"``, from ``learning_rate`` down to 0 along half a cosine (Loshchilov and Hutter 2017,
     SGDR without restarts). On the default study at 2,000 iterations cosine kept the disease less than a
@@ -160,6 +166,7 @@ class DecoderConfig:
     sampler_cycles: int = 0
     upsample: str = "transpose"
     schedule: str = "constant"
+    code_noise: float = 0.0
 
     def __post_init__(self):
         _check_choice(self.objective, OBJECTIVES, "decoder.objective")
@@ -169,6 +176,10 @@ class DecoderConfig:
         _check(self.schedule == "constant" or self.objective == "autoencoder", "decoder.schedule",
                "applies to decoder.objective autoencoder only (the paper's WGAN-GP keeps a constant rate)")
         _check(self.mmd_weight >= 0, "decoder.mmd_weight", "must not be negative")
+        _check(math.isfinite(self.code_noise), "decoder.code_noise", "must be a finite number")
+        _check(self.code_noise >= 0, "decoder.code_noise", "must not be negative")
+        _check(self.code_noise == 0 or self.objective == "autoencoder", "decoder.code_noise",
+               "applies to decoder.objective autoencoder only (the paper's WGAN-GP decoder draws prior codes)")
         _check(self.sampler_cycles >= 0, "decoder.sampler_cycles", "must not be negative")
         for name in ("latent_dim", "feature_maps", "critic_steps", "batch_size", "iterations", "sampler_steps"):
             _check(getattr(self, name) >= 1, f"decoder.{name}", "must be at least 1")

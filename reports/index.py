@@ -66,6 +66,9 @@ if "config.yaml" in bundle.files:
         (int(study.get("predictors", {}).get("augment_copies", 0)) > 0,
          f"the predictors also fit {int(study['predictors']['augment_copies'])} moved copies of each training "
          "radiograph"),
+        (float(study["decoder"].get("code_noise", 0.0)) > 0,
+         f"the decoder learns to draw each code with noise of standard deviation "
+         f"{float(study['decoder']['code_noise']):g} added (`decoder.code_noise`)"),
         (study["decoder"].get("sampler", "prior") != "prior",
          f"decoder samples are drawn through a `{study['decoder'].get('sampler')}` sampler instead of N(0, I) "
          "(only the samples; no network changes)"),

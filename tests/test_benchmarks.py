@@ -298,6 +298,19 @@ def test_probe_adversarial_decoder_measures_a_copy_before_and_after(tiny_explain
     assert _snapshot(tiny_explained) == before  # on a copy: the study is left as it was
 
 
+def test_probe_adversarial_decoder_noise_on_the_codes_changes_what_the_decoder_learns(tiny_explained):
+    probe = _script("probe_adversarial_decoder")
+    before = _snapshot(tiny_explained)
+    runs = [probe.fine_tune(tiny_explained, config=load_config("tiny"), iterations=2, weight=0.0, n=16, batch=8,
+                            code_noise=noise) for noise in (0.0, 0.0, 1.0)]
+    assert runs[0]["settings"]["code_noise"] == 0.0 and runs[2]["settings"]["code_noise"] == 1.0
+    assert runs[0]["settings"]["critic_steps"] == 0 and runs[0]["settings"]["warmup"] == 0  # no critic at weight 0
+    assert runs[0]["after"] == runs[1]["after"]  # seeded: the same fine-tune twice
+    assert runs[2]["after"]["held_out_psnr_db"] != runs[0]["after"]["held_out_psnr_db"]  # the noise reached it
+    assert runs[0]["before"] == runs[2]["before"]
+    assert _snapshot(tiny_explained) == before
+
+
 def test_probe_seed_spread_lines_up_each_target_across_bundles(tiny_reproduced, capsys):
     study, run = tiny_reproduced
     assert run.returncode == 0, run.stderr

@@ -188,7 +188,7 @@ def test_the_representation_section_reads_each_models_costs_from_the_bundle(tiny
             assert f"{model} heart {heart['radiographs']} {heart['shown_r']:.3f}".rstrip("0") in page
 
 
-def test_the_manuscript_says_when_samples_were_encoded_again(tiny_bundle, tmp_path):
+def test_the_manuscript_says_when_samples_were_encoded_again_or_codes_drawn_with_noise(tiny_bundle, tmp_path):
     import json
 
     import yaml
@@ -198,7 +198,9 @@ def test_the_manuscript_says_when_samples_were_encoded_again(tiny_bundle, tmp_pa
     summary = json.loads(bundle.verify_file("train/summary.json").read_text())
     study = yaml.safe_load(bundle.verify_file("config.yaml").read_text())
     assert "cycles" not in summary["samples"]["sampler"] and study["decoder"]["sampler_cycles"] == 0
+    assert study["decoder"]["code_noise"] == 0
     summary["samples"]["sampler"]["cycles"] = study["decoder"]["sampler_cycles"] = 2
+    study["decoder"]["code_noise"] = 0.5
     with bundle.stage("train-with-cycles", config={}) as stage:
         stage.write_json("train/summary.json", summary)
         stage.write_bytes("config.yaml", yaml.safe_dump(study).encode())
@@ -206,6 +208,8 @@ def test_the_manuscript_says_when_samples_were_encoded_again(tiny_bundle, tmp_pa
     pages = {p.name: _text(p.read_text("utf-8")) for p in render_reports(root, tmp_path / "out", scripts=scripts)}
     assert "Each draw is then decoded and encoded again twice (decoder.sampler_cycles)" in pages["beyond.html"]
     assert "each decoder sample's code is decoded and encoded again 2 time(s) before it is drawn" in pages["index.html"]
+    assert "the decoder learns to draw each code with noise of standard deviation 0.5 added (decoder.code_noise)" \
+        in pages["index.html"]
 
 def test_the_report_kernel_gets_the_users_library_path_back_after_r_started(tmp_path):
     """`gvr reproduce` starts R (the mixed models) before it imports the report stage; the kernel then lost

@@ -100,10 +100,11 @@ def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
 
 def decoder_config(config: StudyConfig) -> dict:
     # the sampler only draws codes for the summary's samples: changing it keeps the networks; transposed
-    # convolutions and a constant rate were all there was before `upsample` and `schedule` existed, so a
-    # bundle trained then stays current
+    # convolutions, a constant rate and codes without noise were all there was before `upsample`,
+    # `schedule` and `code_noise` existed, so a bundle trained then stays current
     decoder = {k: v for k, v in dataclasses.asdict(config.decoder).items()
-               if not k.startswith("sampler") and (k, v) not in (("upsample", "transpose"), ("schedule", "constant"))}
+               if not k.startswith("sampler")
+               and (k, v) not in (("upsample", "transpose"), ("schedule", "constant"), ("code_noise", 0.0))}
     return {"image_size": config.image_size, "decoder": decoder,
             "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
 
@@ -340,8 +341,8 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
                       stop: Callable[[int], None] | None = None,
                       data_key: dict | None = None) -> tuple[Generator, Encoder, dict]:
     """Train the generator and the encoder together as a Wasserstein autoencoder (WAE-MMD): the mean
-    squared pixel error of decoder(encoder(x)) plus ``decoder.mmd_weight`` times :func:`mmd_imq` of the
-    batch's codes against as many N(0, I) draws. Uses the decoder's batch size, learning rate, betas
+    squared pixel error of decoder(encoder(x) + noise) plus ``decoder.mmd_weight`` times :func:`mmd_imq` of
+    the batch's codes against as many N(0, I) draws (the noise: N(0, ``decoder.code_noise``^2 I), none at 0). Uses the decoder's batch size, learning rate, betas
     and iterations. Returns both networks (eval mode) and stats.
 
     Raises
@@ -362,9 +363,12 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
     def step(gen: torch.Generator, rng: np.random.Generator) -> dict:
         x = _layout(_sample(images, rng, d.batch_size, part, device), config)
         prior = torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+        # drawn only when asked, so that a run without noise draws what it drew before the option existed
+        noise = (d.code_noise * torch.randn(d.batch_size, d.latent_dim, generator=gen)[part].to(device)
+                 if d.code_noise else None)
         with _autocast(config, device):
             codes = E_step(x).float()
-            image_loss = ((G_step(codes).float() - x) ** 2).mean()
+            image_loss = ((G_step(codes if noise is None else codes + noise).float() - x) ** 2).mean()
         every_code, every_prior, world = _whole_batch(codes, prior)
         mmd = mmd_imq(every_code, every_prior)  # pairwise distances: in float32
         # under DDP gradients are averaged over processes, and each process differentiates the whole
@@ -385,6 +389,7 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
                                                                                                 d.iterations)))
     stats = {"loss": None, "image": None, "mmd": None} | losses | {
         "objective": "autoencoder", "iterations": d.iterations, "seconds": seconds, "schedule": d.schedule,
+        "code_noise": d.code_noise,
         "bf16": bf16_autocast(config, device),
         "images_per_second": done * d.batch_size / seconds if done else None}
     return G, E, stats

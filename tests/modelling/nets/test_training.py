@@ -155,6 +155,46 @@ def test_a_cosine_schedule_runs_the_rate_down_and_a_killed_run_resumes_on_it(set
     assert rates == [] and not states_equal(g_full, g_const)
 
 
+def test_noise_on_the_codes_reaches_the_decoder_and_a_killed_run_resumes_on_it(setup, tmp_path, monkeypatch):
+    """``decoder.code_noise``: the decoder draws each code plus N(0, s^2 I) in training (drawn from the step's own
+    stream, so a resumed run draws the same noise); at 0 it draws the codes as they are, as before the option."""
+    from modelling.nets import networks
+    from modelling.nets.training import decoder_config, train_networks
+
+    cfg, images = setup
+    def noisy(noise):
+        return dataclasses.replace(cfg, decoder=dataclasses.replace(
+            cfg.decoder, objective="autoencoder", iterations=6, learning_rate=1e-3, code_noise=noise),
+            encoder=dataclasses.replace(cfg.encoder, iterations=0))
+
+    def record(cls, store, keep_input):
+        forward = cls.forward
+        def spy(self, x):
+            out = forward(self, x)
+            store.append((x if keep_input else out).detach().float().clone())
+            return out
+        monkeypatch.setattr(cls, "forward", spy)
+
+    codes, drawn = [], []
+    record(networks.Encoder, codes, keep_input=False)
+    record(networks.Generator, drawn, keep_input=True)
+    g_full, e_full, stats = train_networks(images, noisy(0.5), tmp_path / "a")
+    assert stats["decoder"]["code_noise"] == 0.5 and len(codes) == len(drawn) == 6
+    added = torch.cat([d - c for c, d in zip(codes, drawn)])
+    assert abs(float(added.std()) - 0.5) < 0.05 and abs(float(added.mean())) < 0.05  # 6 x 16 x 100 draws
+    with pytest.raises(Interrupted):
+        train_networks(images, noisy(0.5), tmp_path / "b", stop=stop_at(3))
+    g_res, e_res, _ = train_networks(images, noisy(0.5), tmp_path / "b")
+    assert states_equal(g_full, g_res) and states_equal(e_full, e_res)
+    codes.clear(), drawn.clear()
+    g_quiet, _, quiet = train_networks(images, noisy(0.0), tmp_path / "c")
+    assert quiet["decoder"]["code_noise"] == 0.0 and not states_equal(g_full, g_quiet)
+    assert all(torch.equal(c, d) for c, d in zip(codes, drawn)) and len(codes) == 6
+    # at 0 the key is what it was before the option existed, so bundles trained then stay current
+    assert "code_noise" not in decoder_config(noisy(0.0))["decoder"]
+    assert decoder_config(noisy(0.5))["decoder"]["code_noise"] == 0.5
+
+
 def test_the_autoencoder_reconstructs_better_than_it_started(tmp_path):
     """Forty iterations on a few images of two kinds: the reconstruction error falls."""
     from modelling.nets.training import decode, train_networks
