@@ -55,6 +55,10 @@ if config:
         + (", each doubling of its resolution an upsampling and a 3 x 3 convolution (`decoder.upsample: resize`; "
            "Odena et al. 2016) instead of the DCGAN's transposed convolution"
            if config["decoder"].get("upsample", "transpose") == "resize" else "")
+        + (f", its decoder trained to draw each code with Gaussian noise of standard deviation "
+           f"{float(config['decoder']['code_noise']):g} added (`decoder.code_noise`; a VAE's fixed posterior "
+           f"variance), so that codes between the radiographs' also decode as radiographs"
+           if float(config["decoder"].get("code_noise", 0.0)) > 0 else "")
         + f". GVR moves: `gvr.move: {move}` "
         + ("(gradient times the covariance of the codes the model trained on: the activation pattern of "
            "Haufe et al. 2014; the paper stepped along the gradient)" if move == "pattern"

@@ -227,7 +227,6 @@ def test_missing_required_key(tmp_path):
     ("tiny", "decoder", "upsample", "bilinear", "decoder.upsample: must be one of 'transpose', 'resize'; got 'bilinear'"),
     ("tiny", "decoder", "schedule", "linear", "decoder.schedule: must be one of 'constant', 'cosine'; got 'linear'"),
     ("paper", "decoder", "schedule", "cosine", "decoder.schedule: applies to decoder.objective autoencoder only"),
-    ("paper", "decoder", "code_noise", 0.5, "decoder.code_noise: applies to decoder.objective autoencoder only"),
     ("tiny", "decoder", "code_noise", -0.1, "decoder.code_noise: must not be negative"),
     ("tiny", "decoder", "code_noise", float("nan"), "decoder.code_noise: must be a finite number"),
 ])

@@ -46,12 +46,17 @@ def test_two_gloo_processes_match_one(objective, tmp_path, clean_env):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "mlp-correct/test" in result.stdout  # rank 0 printed the summary, once
     assert result.stdout.count("mlp-correct/test") == 1
+    # Adam divides each gradient by its running RMS, so a weight whose gradient is near 0 can move by up to the
+    # learning rate on a last-digit difference (two half-batch means against one mean): the weights are held to
+    # a tenth of the rate. Another draw of the codes' noise or the prior moves them by about 1e-2 in 4 steps.
+    atol = cfg.decoder.learning_rate / 10
+    assert objective != "autoencoder" or cfg.decoder.code_noise > 0  # the noise is drawn per process too
     for name, key in (("decoder", "generator"), ("encoder", "encoder")):
         a, b = weights(one, name, key), weights(two, name, key)
         assert a.keys() == b.keys()
         for k in a:
             if a[k].dtype.is_floating_point:
-                torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{name}.{k}")
+                torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=atol, msg=f"{name}.{k}")
     # the tolerance is far below what training moves: the weights changed from their initialisation
     from modelling.nets.training import build_generator
 
