@@ -107,7 +107,7 @@ def moves_against_costs(root) -> dict:
     import torch
 
     from modelling.config import load_config, move_options
-    from modelling.explain.gvr import aim, move, pullback_metric, scorer
+    from modelling.explain.gvr import aim, move, ridged_pullback_metric, scorer
     from modelling.stages.artifacts import load_predictor
 
     bundle = Bundle(root, create=False)
@@ -131,9 +131,7 @@ def moves_against_costs(root) -> dict:
         covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
         z0 = latents[codes.loc[gvrs["image_id"], "row"].to_numpy()]
         with torch.no_grad():
-            metric = pullback_metric(decoder, torch.from_numpy(z0)).numpy()
-        scale = np.einsum("nii->n", metric) / metric.shape[1]
-        metric = metric + g.metric_ridge * scale[:, None, None] * np.eye(metric.shape[1])[None]
+            metric = ridged_pullback_metric(decoder, torch.from_numpy(z0), g.metric_ridge).numpy()
         moved = moved.astype(np.float64)
         costs = {"euclidean": (moved ** 2).sum(axis=-1), "mahalanobis": squared_code_lengths(moved, covariance),
                  "pullback": np.einsum("nki,nij,nkj->nk", moved, metric, moved)}

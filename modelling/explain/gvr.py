@@ -446,9 +446,7 @@ class _MetricSteps(_WhitenedSteps):
         root = eye.repeat(n, 1, 1)  # codes that do not move have no gradient: any root serves
         if moving.any():
             with torch.no_grad():
-                metric = pullback_metric(decoder, z.detach()[moving])
-            scale = torch.diagonal(metric, dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
-            values, vectors = torch.linalg.eigh(metric + ridge * scale[:, None, None] * eye)
+                values, vectors = torch.linalg.eigh(ridged_pullback_metric(decoder, z.detach()[moving], ridge))
             root[moving] = (vectors * values.clamp_min(1e-30).rsqrt()[:, None, :]) @ vectors.transpose(1, 2)
         self.root = root.to(z.dtype)
         self.z = z
@@ -465,6 +463,15 @@ class _MetricSteps(_WhitenedSteps):
 #: carries every layer's activations (about 150 bytes a pixel through the default decoder), so about
 #: 2**22 / 4096 = 1,024 tangents, some 600 MB, at 64 px, and 64 at 256 px.
 TANGENT_PIXELS = 1 << 22
+
+
+def ridged_pullback_metric(decoder: nn.Module, z: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(n, d, d) float64: ``J^T J + ridge * mean(diag(J^T J)) I`` at each code (:func:`pullback_metric`), the
+    metric a metric move steps in (``gvr.metric_ridge``)."""
+    metric = pullback_metric(decoder, z)
+    scale = torch.diagonal(metric, dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
+    eye = torch.eye(metric.shape[1], dtype=metric.dtype, device=metric.device)
+    return metric + ridge * scale[:, None, None] * eye
 
 
 def pullback_metric(decoder: nn.Module, z: torch.Tensor) -> torch.Tensor:
