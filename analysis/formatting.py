@@ -63,6 +63,15 @@ def format_p(p: float) -> str:
     return text.lstrip("0")
 
 
+def times(n: int) -> str:
+    """How many times, in words for one and two.
+
+    >>> times(1), times(2), times(3)
+    ('once', 'twice', '3 times')
+    """
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
 def fmt_p(p: float) -> str:
     """A P value as Radiology prints it (``P < .001``, ``P = .04``)."""
     text = format_p(p)

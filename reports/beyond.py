@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from analysis.paper_table2 import (STATED_INTER_KAPPA, STATED_INTRA_KAPPA, inter_kappa_compatibility,
                                    kappa_compatibility, load_paper_table2, reanalyse)
 from analysis.table2 import FEATURE_LABELS, table2
-from analysis.formatting import fmt_p, format_p
+from analysis.formatting import fmt_p, format_p, times
 from analysis.manuscript import open_bundle, read_json
 
 bundle = open_bundle()
@@ -67,23 +67,19 @@ display(Markdown(
 sampler = training["samples"].get("sampler") or {"name": "prior"}
 
 
-def _times(n: int) -> str:
-    return {1: "once", 2: "twice"}.get(n, f"{n} times")
-
-
 if sampler.get("without_two_lungs") is not None:
     real_lungless = 1 - ctr_summary["real"]["measured"] / ctr_summary["real"]["n"]
     if sampler["name"] == "two-stage":
         how = (f"The samples' latent codes are drawn through a second small VAE fitted to the codes of the "
                f"{sampler['fitted_codes']:,} radiographs the decoder trained on (Dai and Wipf, ICLR 2019): an "
                "autoencoder's codes do not fill the N(0, I) prior, and decoded prior draws fall between them. "
-               + (f"Each draw is then decoded and encoded again {_times(sampler['cycles'])} (`decoder.sampler_cycles`), "
+               + (f"Each draw is then decoded and encoded again {times(sampler['cycles'])} (`decoder.sampler_cycles`), "
                   "since the encoder learned only real radiographs. " if sampler.get("cycles") else "") +
                f"Two separable lungs cannot be found in {sampler['without_two_lungs']:.1%} of these samples, "
                f"against {sampler['prior_without_two_lungs']:.1%} of as many prior draws")
     else:
         how = ("The samples' latent codes are drawn from the N(0, I) prior"
-               + (f" and decoded and encoded again {_times(sampler['cycles'])}" if sampler.get("cycles") else "")
+               + (f" and decoded and encoded again {times(sampler['cycles'])}" if sampler.get("cycles") else "")
                + f". Two separable lungs cannot be found in {sampler['without_two_lungs']:.1%} of them")
     replay = (f" Each sample's code is {sampler['replay_ratio']:.2f} times as far from its nearest training code as a "
               "held-out radiograph's code is (1: as new as an unseen radiograph; near 0: replayed)."

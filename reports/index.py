@@ -25,7 +25,7 @@ from IPython.display import HTML, Markdown, display
 from analysis.errors import UndefinedStatisticError
 from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
-from analysis.formatting import fmt_ci, fmt_p
+from analysis.formatting import fmt_ci, fmt_p, times
 from analysis.manuscript import open_bundle, read_json, shown_path, table2_mixed
 from analysis.mixed_models import formula_for
 
@@ -69,12 +69,15 @@ if "config.yaml" in bundle.files:
         (float(study["decoder"].get("code_noise", 0.0)) > 0,
          f"the decoder learns to draw each code with noise of standard deviation "
          f"{float(study['decoder']['code_noise']):g} added (`decoder.code_noise`)"),
+        (float(study["decoder"].get("edge_weight", 0.0)) > 0,
+         f"the decoder's loss adds {float(study['decoder']['edge_weight']):g} times the squared error of differences "
+         "between neighbouring pixels (`decoder.edge_weight`)"),
         (study["decoder"].get("sampler", "prior") != "prior",
          f"decoder samples are drawn through a `{study['decoder'].get('sampler')}` sampler instead of N(0, I) "
          "(only the samples; no network changes)"),
         (int(study["decoder"].get("sampler_cycles", 0)) > 0,
-         f"each decoder sample's code is decoded and encoded again {int(study['decoder']['sampler_cycles'])} "
-         "time(s) before it is drawn (only the samples)"),
+         f"each decoder sample's code is decoded and encoded again {times(int(study['decoder']['sampler_cycles']))} "
+         "before it is drawn (only the samples)"),
         (bool(study["gvr"].get("sparse_steps")), "each change is then shrunk in pixels while the prediction "
                                                  "stays past the target (`gvr.sparse_steps`)"),
         ) if differs]

@@ -197,9 +197,10 @@ def test_the_manuscript_says_when_samples_were_encoded_again_or_codes_drawn_with
     bundle = Bundle(root)
     summary = json.loads(bundle.verify_file("train/summary.json").read_text())
     study = yaml.safe_load(bundle.verify_file("config.yaml").read_text())
-    assert "cycles" not in summary["samples"]["sampler"] and study["decoder"]["sampler_cycles"] == 0
+    assert summary["samples"]["sampler"]["cycles"] == study["decoder"]["sampler_cycles"] == 1
     summary["samples"]["sampler"]["cycles"] = study["decoder"]["sampler_cycles"] = 2
     study["decoder"]["code_noise"] = 0.25
+    study["decoder"]["edge_weight"] = 1.5
     with bundle.stage("train-with-cycles", config={}) as stage:
         stage.write_json("train/summary.json", summary)
         stage.write_bytes("config.yaml", yaml.safe_dump(study).encode())
@@ -208,9 +209,11 @@ def test_the_manuscript_says_when_samples_were_encoded_again_or_codes_drawn_with
     assert "Each draw is then decoded and encoded again twice (decoder.sampler_cycles)" in pages["beyond.html"]
     assert "its decoder trained to draw each code with Gaussian noise of standard deviation 0.25 added " \
         "(decoder.code_noise; a VAE's fixed posterior variance)" in pages["fidelity.html"]
-    assert "each decoder sample's code is decoded and encoded again 2 time(s) before it is drawn" in pages["index.html"]
+    assert "each decoder sample's code is decoded and encoded again twice before it is drawn" in pages["index.html"]
     assert "the decoder learns to draw each code with noise of standard deviation 0.25 added (decoder.code_noise)" \
         in pages["index.html"]
+    assert "the decoder's loss adds 1.5 times the squared error of differences between neighbouring pixels " \
+        "(decoder.edge_weight)" in pages["index.html"]
 
 def test_the_report_kernel_gets_the_users_library_path_back_after_r_started(tmp_path):
     """`gvr reproduce` starts R (the mixed models) before it imports the report stage; the kernel then lost

@@ -101,10 +101,11 @@ def _layout(x: torch.Tensor, config: StudyConfig) -> torch.Tensor:
 def decoder_config(config: StudyConfig) -> dict:
     # the sampler only draws codes for the summary's samples: changing it keeps the networks; transposed
     # convolutions, a constant rate and codes without noise were all there was before `upsample`,
-    # `schedule` and `code_noise` existed, so a bundle trained then stays current
+    # `schedule`, `code_noise` and `edge_weight` existed, so a bundle trained then stays current
     decoder = {k: v for k, v in dataclasses.asdict(config.decoder).items()
                if not k.startswith("sampler")
-               and (k, v) not in (("upsample", "transpose"), ("schedule", "constant"), ("code_noise", 0.0))}
+               and (k, v) not in (("upsample", "transpose"), ("schedule", "constant"), ("code_noise", 0.0),
+                                  ("edge_weight", 0.0))}
     return {"image_size": config.image_size, "decoder": decoder,
             "bf16": config.runtime.bf16, "channels_last": config.runtime.channels_last}
 
@@ -341,9 +342,9 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
                       stop: Callable[[int], None] | None = None,
                       data_key: dict | None = None) -> tuple[Generator, Encoder, dict]:
     """Train the generator and the encoder together as a Wasserstein autoencoder (WAE-MMD): the mean
-    squared pixel error of decoder(encoder(x) + noise) plus ``decoder.mmd_weight`` times :func:`mmd_imq` of
-    the batch's codes against as many N(0, I) draws; the noise is N(0, ``decoder.code_noise``^2 I), none at
-    0. Uses the decoder's batch size, learning rate, betas and iterations. Returns both networks (eval mode)
+    squared pixel error of decoder(encoder(x) + noise), plus ``decoder.edge_weight`` times its
+    :func:`edge_loss`, plus ``decoder.mmd_weight`` times :func:`mmd_imq` of the batch's codes against as many
+    N(0, I) draws; the noise is N(0, ``decoder.code_noise``^2 I), none at 0. Uses the decoder's batch size, learning rate, betas and iterations. Returns both networks (eval mode)
     and stats.
 
     Raises
@@ -369,16 +370,21 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
                  if d.code_noise else None)
         with _autocast(config, device):
             codes = E_step(x).float()
-            image_loss = ((G_step(codes if noise is None else codes + noise).float() - x) ** 2).mean()
+            drawn = G_step(codes if noise is None else codes + noise).float()
+            image_loss = ((drawn - x) ** 2).mean()
+            edge = edge_loss(drawn, x) if d.edge_weight else None
         every_code, every_prior, world = _whole_batch(codes, prior)
         mmd = mmd_imq(every_code, every_prior)  # pairwise distances: in float32
         # under DDP gradients are averaged over processes, and each process differentiates the whole
         # batch's MMD through its own codes only: times the world size, the average is the MMD's gradient
         loss = image_loss + world * d.mmd_weight * mmd
+        if edge is not None:
+            loss = loss + d.edge_weight * edge
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.item(), "image": image_loss.item(), "mmd": mmd.item()}
+        return {"loss": loss.item(), "image": image_loss.item(), "mmd": mmd.item()} | (
+            {} if edge is None else {"edge": edge.item()})
 
     losses, seconds, done = _loop(
         "decoder", desc="decoder and encoder (autoencoder)", iterations=d.iterations, stream=_STREAM_DECODER,
@@ -390,10 +396,22 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
                                                                                                 d.iterations)))
     stats = {"loss": None, "image": None, "mmd": None} | losses | {
         "objective": "autoencoder", "iterations": d.iterations, "seconds": seconds, "schedule": d.schedule,
-        "code_noise": d.code_noise,
+        "code_noise": d.code_noise, "edge_weight": d.edge_weight,
         "bf16": bf16_autocast(config, device),
         "images_per_second": done * d.batch_size / seconds if done else None}
     return G, E, stats
+
+
+def edge_loss(drawn: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the differences between neighbouring pixels, across and down, of `drawn`
+    against `target` (N, C, H, W): the gradient-difference loss of Mathieu et al. (ICLR 2016) with p = 2."""
+    def across(t: torch.Tensor) -> torch.Tensor:
+        return t[..., :, 1:] - t[..., :, :-1]
+
+    def down(t: torch.Tensor) -> torch.Tensor:
+        return t[..., 1:, :] - t[..., :-1, :]
+
+    return ((across(drawn) - across(target)) ** 2).mean() + ((down(drawn) - down(target)) ** 2).mean()
 
 
 def cosine_rate(peak: float, step: int, iterations: int) -> float:

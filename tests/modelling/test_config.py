@@ -229,6 +229,8 @@ def test_missing_required_key(tmp_path):
     ("paper", "decoder", "schedule", "cosine", "decoder.schedule: applies to decoder.objective autoencoder only"),
     ("tiny", "decoder", "code_noise", -0.1, "decoder.code_noise: must not be negative"),
     ("tiny", "decoder", "code_noise", float("nan"), "decoder.code_noise: must be a finite number"),
+    ("tiny", "decoder", "edge_weight", -1.0, "decoder.edge_weight: must not be negative"),
+    ("tiny", "decoder", "edge_weight", float("inf"), "decoder.edge_weight: must be a finite number"),
 ])
 def test_the_decoder_objective_and_the_gvr_move_are_choices(profile, section, key, value, message):
     data = config_to_dict(load_config(profile))

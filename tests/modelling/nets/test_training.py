@@ -195,6 +195,45 @@ def test_noise_on_the_codes_reaches_the_decoder_and_a_killed_run_resumes_on_it(s
     assert decoder_config(noisy(0.5))["decoder"]["code_noise"] == 0.5
 
 
+def test_the_edge_loss_compares_neighbouring_pixel_differences():
+    """:func:`edge_loss` is 0 for any constant offset (it reads differences only) and, for a ramp against a flat
+    image, the squared step across plus 0 down."""
+    from modelling.nets.training import edge_loss
+
+    x = torch.linspace(-1, 1, 64).reshape(1, 1, 8, 8)
+    assert float(edge_loss(x + 0.3, x)) == pytest.approx(0.0, abs=1e-12)
+    ramp = torch.arange(5.0).expand(2, 1, 4, 5) * 0.1  # steps of 0.1 across, none down
+    assert float(edge_loss(ramp, torch.zeros_like(ramp))) == pytest.approx(0.01)
+    assert float(edge_loss(ramp.transpose(-1, -2), torch.zeros(2, 1, 5, 4))) == pytest.approx(0.01)
+
+
+def test_the_edge_weight_trains_the_decoder_on_borders_and_leaves_the_key_at_0(setup, tmp_path, monkeypatch):
+    """``decoder.edge_weight``: the autoencoder's loss gains that weight times the edge loss of what the decoder
+    drew; at 0 it trains as before the option and its key is the one bundles trained then have."""
+    from modelling.nets import training
+    from modelling.nets.training import decoder_config, train_networks
+
+    cfg, images = setup
+    def edged(weight):
+        return dataclasses.replace(cfg, decoder=dataclasses.replace(
+            cfg.decoder, objective="autoencoder", iterations=4, learning_rate=1e-3, edge_weight=weight),
+            encoder=dataclasses.replace(cfg.encoder, iterations=0))
+
+    seen = []
+    edge_loss = training.edge_loss
+    monkeypatch.setattr(training, "edge_loss", lambda a, b: seen.append(a.shape) or edge_loss(a, b))
+    g_plain, _, plain = train_networks(images, edged(0.0), tmp_path / "a")
+    assert seen == [] and "edge" not in plain["decoder"] and plain["decoder"]["edge_weight"] == 0.0
+    g_edge, _, stats = train_networks(images, edged(2.0), tmp_path / "b")
+    assert len(seen) == 4 and stats["decoder"]["edge"] > 0 and stats["decoder"]["edge_weight"] == 2.0
+    assert stats["decoder"]["loss"] == pytest.approx(
+        stats["decoder"]["image"] + cfg.decoder.mmd_weight * stats["decoder"]["mmd"] + 2.0 * stats["decoder"]["edge"],
+        rel=1e-5)
+    assert not states_equal(g_plain, g_edge)
+    assert "edge_weight" not in decoder_config(edged(0.0))["decoder"]
+    assert decoder_config(edged(2.0))["decoder"]["edge_weight"] == 2.0
+
+
 def test_the_autoencoder_reconstructs_better_than_it_started(tmp_path):
     """Forty iterations on a few images of two kinds: the reconstruction error falls."""
     from modelling.nets.training import decode, train_networks
