@@ -47,8 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data_schema import Bundle  # noqa: E402
 from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
 from modelling.cohort import phantom  # noqa: E402
-from modelling.cohort.counterfactual import render_intervened  # noqa: E402
-from modelling.explain.fidelity import decompose, rank_agreement, squared_code_lengths  # noqa: E402
+from modelling.explain.fidelity import decompose, intervene, rank_agreement, squared_code_lengths  # noqa: E402
 from modelling.nets.training import decode, encode  # noqa: E402
 from modelling.stages.artifacts import load_decoder, load_encoder, load_render_params, training_codes  # noqa: E402
 from modelling.stages.fidelity import representation_evidence  # noqa: E402
@@ -56,20 +55,11 @@ from modelling.stages.fidelity import representation_evidence  # noqa: E402
 
 def feature_maps(params: dict, size: int, decoder, encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per radiograph and intervention, the true change and the change as encoded and decoded, (n, k, h, w) each in
-    intensity 0-1 (``original - intervened``), and the change of the code (n, k, latent_dim)."""
+    intensity 0-1 (``original - intervened``), and the change of the code (n, k, latent_dim)
+    (:func:`modelling.explain.fidelity.intervene`, as the fidelity stage measures them)."""
     original, _ = phantom.render(params, size)
-    code = encode(encoder, original)
-    decoded = decode(decoder, code).astype(np.float32)
-    true, shown, moved = [], [], []
-    for feature in INTERVENTION_FEATURES:
-        changed = render_intervened(params, feature, size)
-        same = (changed == original).all(axis=(1, 2))[:, None, None]
-        changed_code = encode(encoder, changed)
-        true.append((original.astype(np.float32) - changed.astype(np.float32)) / 255.0)
-        # an unchanged radiograph shows no change: the encoder's jitter is not the feature
-        shown.append(np.where(same, 0.0, (decoded - decode(decoder, changed_code).astype(np.float32)) / 255.0))
-        moved.append(np.where(same.reshape(-1, *[1] * (code.ndim - 1)), 0.0, code - changed_code))
-    return np.stack(true, axis=1), np.stack(shown, axis=1).astype(np.float32), np.stack(moved, axis=1)
+    seen = intervene(params, size, original, encode(encoder, original), encoder, decoder)
+    return seen.maps, seen.shown, seen.moved
 
 
 def probe(root) -> dict:

@@ -397,12 +397,14 @@ def test_probe_feature_leakage_decomposes_decoded_changes_as_the_fidelity_stage_
 def test_probe_feature_leakage_shows_no_leakage_through_a_lossless_representation(tiny_reproduced, monkeypatch):
     """With an encoder and decoder that keep every pixel, each feature's decoded change is its true change: the
     leakage rows are the identity, and the GVRs' coefficients on shown and on true maps are the same."""
+    import modelling.explain.fidelity as fidelity_measures
     import modelling.stages.fidelity as fidelity_stage
 
     study, _ = tiny_reproduced
     probe = _script("probe_feature_leakage")
-    monkeypatch.setattr(probe, "encode", lambda encoder, images: images)
-    monkeypatch.setattr(probe, "decode", lambda decoder, codes: codes)
+    for module in (probe, fidelity_measures):  # the probe's own codes and those of the interventions it shares
+        monkeypatch.setattr(module, "encode", lambda encoder, images: images)
+        monkeypatch.setattr(module, "decode", lambda decoder, codes: codes)
     # the codes are the pictures here: their lengths are not what this checks
     monkeypatch.setattr(fidelity_stage, "squared_code_lengths", lambda moved, covariance: np.ones(moved.shape[:2]))
     result = probe.probe(study)

@@ -18,11 +18,51 @@ al. 2018 (pointing game).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from scipy import stats
 
+from data_schema.tables import INTERVENTION_FEATURES
+from modelling.cohort.counterfactual import render_intervened
 from modelling.nets.seeding import seeded
+from modelling.nets.training import decode, encode
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervened:
+    """Each intervention of :data:`INTERVENTION_FEATURES` on the same n radiographs, feature k in axis 1."""
+
+    images: np.ndarray  # (n, k, h, w) uint8: the radiographs rendered again without the feature
+    maps: np.ndarray  # (n, k, h, w) the feature's true change map, original - intervened, intensity 0-1
+    shown: np.ndarray  # (n, k, h, w) the same change as the encoder and decoder show it
+    codes: np.ndarray  # (n, k, d) the intervened radiographs' codes
+    moved: np.ndarray  # (n, k, d) original code - intervened code
+    same: np.ndarray  # (n, k) bool: the intervention left the radiograph as it was (the feature is absent)
+
+
+def intervene(params: dict, size: int, original: np.ndarray, code: np.ndarray, encoder, decoder) -> Intervened:
+    """Render `original` (uint8, n x h x w, from phantom `params`) again without each feature, encode and decode
+    each rendering: what each intervention changes, and what the encoder and decoder show of it. `code` is the
+    original's code. Where a feature is absent the rendering is the original; its shown change and code change are
+    then 0, since the encoder's jitter is not the feature."""
+    decoded = decode(decoder, code).astype(np.float32)
+    images, maps, shown, codes, moved, same = [], [], [], [], [], []
+    for feature in INTERVENTION_FEATURES:
+        changed = render_intervened(params, feature, size)
+        unchanged = (changed == original).all(axis=(1, 2))
+        changed_code = encode(encoder, changed)
+        images.append(changed)
+        maps.append((original.astype(np.float32) - changed.astype(np.float32)) / 255.0)
+        shown.append(np.where(unchanged[:, None, None], 0.0,
+                              (decoded - decode(decoder, changed_code).astype(np.float32)) / 255.0))
+        codes.append(changed_code)
+        moved.append(np.where(unchanged.reshape(-1, *[1] * (code.ndim - 1)), 0.0, code - changed_code))
+        same.append(unchanged)
+    return Intervened(images=np.stack(images, axis=1), maps=np.stack(maps, axis=1),
+                      shown=np.stack(shown, axis=1).astype(np.float32), codes=np.stack(codes, axis=1),
+                      moved=np.stack(moved, axis=1), same=np.stack(same, axis=1))
 
 
 def decompose(change: np.ndarray, feature_maps: np.ndarray) -> np.ndarray:

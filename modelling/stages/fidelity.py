@@ -40,7 +40,6 @@ from modelling.cohort.counterfactual import (
     HEALTHY_CARDIOTHORACIC_RATIO,
     INTERVENTIONS,
     positioned_neutrally,
-    render_intervened,
     target_fraction,
     toward_healthy,
     true_change,
@@ -51,6 +50,7 @@ from modelling.explain.faithfulness import pixel_correlation
 from modelling.explain.fidelity import (
     decompose,
     explained,
+    intervene,
     lower_share,
     map_similarity,
     randomised,
@@ -206,22 +206,12 @@ def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, decoder, m
     predictor = load_predictor(bundle, model_id)
     code = encode(encoder, truth.original)
     before = _predict(predictor, code)
-    decoded = decode(decoder, code).astype(np.float32)
-    maps, shown, moved, drops, alone = [], [], [], {}, {}
-    for feature in INTERVENTION_FEATURES:
-        changed = render_intervened(params, feature, size)
-        if feature in ("heart", "effusion"):
-            alone[feature] = changed
-        maps.append((truth.original.astype(np.float32) - changed.astype(np.float32)) / 255.0)
-        same = (changed == truth.original).all(axis=(1, 2))
-        changed_code = encode(encoder, changed)
-        drop = before - _predict(predictor, changed_code)
-        drops[feature] = np.where(same, 0.0, drop)  # an unchanged image: no effect, not encoder jitter
-        # the same intervention as the encoder and decoder show it, and what it costs a pattern move
-        shown.append(np.where(same[:, None, None], 0.0,
-                              (decoded - decode(decoder, changed_code).astype(np.float32)) / 255.0))
-        moved.append(np.where(same[:, None], 0.0, code - changed_code))
-    feature_maps = np.stack(maps, axis=1)
+    seen = intervene(params, size, truth.original, code, encoder, decoder)
+    # an unchanged image: no effect, not encoder jitter
+    drops = {f: np.where(seen.same[:, k], 0.0, before - _predict(predictor, seen.codes[:, k]))
+             for k, f in enumerate(INTERVENTION_FEATURES)}
+    alone = {f: seen.images[:, INTERVENTION_FEATURES.index(f)] for f in ("heart", "effusion")}
+    feature_maps = seen.maps
     diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
     healthy = np.stack([bundle.read_image(p) for p in gvrs["healthy_path"]]).astype(np.float32)
     change = (diseased - healthy) / 255.0
@@ -247,8 +237,7 @@ def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, decoder, m
     compared, randomisation = _moves_compared(bundle, config, model_id, predictor, gvrs, truth, feature_maps, drops,
                                               facts, change, encoder, decoder)
     covariance = np.cov(training_codes(bundle, model_id).astype(np.float64), rowvar=False)
-    shown_by_model = representation_evidence(feature_maps, np.stack(shown, axis=1), np.stack(moved, axis=1),
-                                             covariance, drops, change)
+    shown_by_model = representation_evidence(feature_maps, seen.shown, seen.moved, covariance, drops, change)
     rows = []
     for k, g in enumerate(gvrs.itertuples()):
         path = f"gvr/{g.gvr_id}/counterfactual.png"
