@@ -344,8 +344,8 @@ def train_autoencoder(images: np.ndarray, config: StudyConfig, work: Path, *,
     """Train the generator and the encoder together as a Wasserstein autoencoder (WAE-MMD): the mean
     squared pixel error of decoder(encoder(x) + noise), plus ``decoder.edge_weight`` times its
     :func:`edge_loss`, plus ``decoder.mmd_weight`` times :func:`mmd_imq` of the batch's codes against as many
-    N(0, I) draws; the noise is N(0, ``decoder.code_noise``^2 I), none at 0. Uses the decoder's batch size, learning rate, betas and iterations. Returns both networks (eval mode)
-    and stats.
+    N(0, I) draws; the noise is N(0, ``decoder.code_noise``^2 I), none at 0. Uses the decoder's batch size,
+    learning rate, betas and iterations. Returns both networks (eval mode) and stats.
 
     Raises
     ------
