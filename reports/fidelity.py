@@ -169,7 +169,7 @@ if has_truth:
 
 # %%
 #| label: tbl-moves
-#| tbl-cap: "The same radiographs' GVRs moved along the gradient, the pattern and the metric, scored on the code or re-encoded: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share valid (the model's decision on the stored reconstructions, encoded again), share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), and rank agreement with the model's reliance (fidelity/summary.json)."
+#| tbl-cap: "The same radiographs' GVRs moved along the gradient, the pattern and the metric, scored on the code or re-encoded: median pixel correlation with the true change and with the change the model's reliance implies, share reaching the threshold, share valid (the model's decision on the stored reconstructions, encoded again), share with a lower measured cardiothoracic ratio (of those with cardiomegaly measured on both), share with a smaller measured effusion (of those with one, measured on both), rank agreement with the model's reliance, and relevance mass accuracy (the mean share of the change inside the masks of what drives the radiograph's BNP, as the baselines are scored below; fidelity/summary.json)."
 if has_truth and fidelity.get("moves_compared"):
     moves = pd.DataFrame([{"Model": model, "Move": how + (" (this bundle's)" if how == fidelity.get("move") else ""),
                            "Median pixel r": v["median_pixel_r"],
@@ -177,7 +177,7 @@ if has_truth and fidelity.get("moves_compared"):
                            "Valid": v.get("valid"),
                            "CTR lower": v["ctr_lower"], "CTR measured": v["ctr_measured_with_cardiomegaly"],
                            "Effusion smaller": v.get("effusion_cleared"), "Effusion measured": v.get("effusion_measured"),
-                           "Rank agreement": v["rank_agreement"]}
+                           "Rank agreement": v["rank_agreement"], "Relevance mass": v.get("relevance_mass")}
                           for model, by_move in fidelity["moves_compared"].items() for how, v in by_move.items()])
     display(HTML(moves.round(3).to_html(index=False)))
 

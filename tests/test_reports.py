@@ -80,6 +80,18 @@ def test_every_script_renders_with_every_labelled_table_and_figure(rendered):
         assert "Traceback" not in page and "Error" not in re.sub(r"<(script|style).*?</\1>", "", page, flags=re.S)
 
 
+def test_the_moves_table_shows_each_moves_relevance_mass_from_the_bundle(rendered, tiny_bundle):
+    import json
+
+    fidelity = json.loads(Bundle(tiny_bundle).verify_file("fidelity/summary.json").read_text())
+    table = re.search(r'id="tbl-moves".*?</table>', rendered["fidelity"], re.S).group(0)
+    assert re.findall(r"<th>(.*?)</th>", table)[-1] == "Relevance mass"
+    shown = [float(re.findall(r"<td>(.*?)</td>", row)[-1])
+             for row in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)]
+    expected = [v["relevance_mass"] for by_move in fidelity["moves_compared"].values() for v in by_move.values()]
+    assert shown == pytest.approx([round(x, 3) for x in expected], abs=1e-9) and len(shown) >= 8
+
+
 def test_movies_are_embedded(rendered):
     assert rendered["tables_figures"].count("data:image/gif;base64,") >= 2
 

@@ -46,7 +46,7 @@ from modelling.cohort.counterfactual import (
 )
 from modelling.cohort.effusion import effused_side_height
 from modelling.config import StudyConfig, gvr_key, move_options
-from modelling.explain.faithfulness import pixel_correlation
+from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
 from modelling.explain.fidelity import (
     decompose,
     explained,
@@ -63,6 +63,7 @@ from modelling.progress import progress
 from modelling.stages.artifacts import (
     load_decoder,
     load_encoder,
+    load_masks,
     load_predictor,
     load_render_params,
     training_codes,
@@ -70,8 +71,9 @@ from modelling.stages.artifacts import (
 
 STAGE = "fidelity"
 #: Bump when the stage measures something new, so that bundles measured before are measured again.
-MEASURES_VERSION = 6  # 2: positioning; 3: R^2 against the uncentred total; 4: the metric move compared;
-#                       5: the rank agreement's bootstrap interval; 6: the representation of each feature
+MEASURES_VERSION = 7  # 2: positioning; 3: R^2 against the uncentred total; 4: the metric move compared;
+#                       5: the rank agreement's bootstrap interval; 6: the representation of each feature;
+#                       7: each compared move's relevance mass
 #: Features that are not heart-failure signs: where two models' reliance differs, their GVRs should too.
 NON_DISEASE = tuple(f for f in INTERVENTION_FEATURES if f not in DISEASE_INTERVENTIONS)
 
@@ -124,7 +126,8 @@ def move_label(how: str, reencode: bool, sparse_steps: int) -> str:
 def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predictor, gvrs: pd.DataFrame,
                     truth, feature_maps: np.ndarray, drops: dict, facts: pd.DataFrame,
                     own_change: np.ndarray, encoder, decoder) -> tuple[dict, dict]:
-    """The GVR moves of :func:`compared_moves` of the same radiographs, judged as the bundle's own."""
+    """The GVR moves of :func:`compared_moves` of the same radiographs, judged as the bundle's own, and with the
+    relevance mass the baselines stage gives the bundle's own GVRs (the mean over radiographs where it is defined)."""
     from modelling.explain.gvr import aim, move, scorer
 
     index = bundle.read_table("latents_index").set_index("image_id")
@@ -139,6 +142,8 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
     present = (np.abs(feature_maps).reshape(n, k, -1).sum(axis=2) > 0).any(axis=0)  # a feature some radiograph has
     cardiomegaly = facts["cardiothoracic_ratio"].to_numpy() > 0.5
     effused = (facts["effusion_right"] + facts["effusion_left"]).to_numpy() > 0
+    masks = load_masks(bundle, facts.reset_index(), gvrs["image_id"])
+    drivers = [driving_masks(row) for _, row in facts.iterrows()]
     out = {}
     for label, how, reencode, sparse in compared_moves(config):
         cov = covariance if how == "pattern" else None
@@ -162,7 +167,9 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
                     "valid": float(_valid(predictor, encoder, diseased, healthy, target).mean()), "ctr_lower": lower,
                     "ctr_measured_with_cardiomegaly": measured, "effusion_cleared": cleared,
                     "effusion_measured": cleared_n,
-                    "rank_agreement": rank_agreement(coef.mean(axis=0)[present], relied[present])}
+                    "rank_agreement": rank_agreement(coef.mean(axis=0)[present], relied[present]),
+                    "relevance_mass": _mean([scores(change[j], masks[i], drivers[j])["relevance_mass"]
+                                             for j, i in enumerate(gvrs["image_id"])])}
     # model-parameter randomisation: the bundle's own move through a predictor that learned nothing
     fake = scorer(randomised(predictor, codes, seed=config.seed), reencode=g.reencode, encoder=encoder, decoder=decoder)
     cov = covariance if g.move == "pattern" else None
@@ -176,6 +183,12 @@ def _moves_compared(bundle: Bundle, config: StudyConfig, model_id: str, predicto
             "median_pixel_r_random": _median(pixel_correlation(change[moved], truth.change[moved]))
             if moved.any() else None}
     return out, mprt
+
+
+def _mean(values) -> float | None:
+    """The mean of the defined values; None when there are none."""
+    values = np.asarray(values, float)
+    return float(values[np.isfinite(values)].mean()) if np.isfinite(values).any() else None
 
 
 def _median(values: np.ndarray) -> float | None:

@@ -15,7 +15,8 @@ from data_schema.tables import INTERVENTION_FEATURES
 from modelling.cohort import phantom
 from modelling.cohort.counterfactual import disease_removed
 from modelling.config import load_config
-from modelling.stages.artifacts import load_render_params
+from modelling.explain.faithfulness import driving_masks, scores
+from modelling.stages.artifacts import load_masks, load_render_params
 from modelling.stages.fidelity import build_fidelity, compared_moves, move_label, reliance_table, stage_key, summarise
 from tests.conftest import copy_bundle
 
@@ -92,6 +93,8 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
     assert {(how, reencode) for _, how, reencode, _ in compared_moves(config)} == {
         (g.move, g.reencode), ("gradient", False), ("pattern", False), (g.move, not g.reencode), ("metric", True)}
     assert len(labels) == len(set(labels))
+    index = bundle.read_table("gvr_index")
+    truth = bundle.read_table("phantom_truth").set_index("image_id")
     for model_id, by_move in summary["moves_compared"].items():
         assert set(by_move) == set(labels)  # the JSON keeps its keys sorted
         # the bundle's own move, recomputed, is judged as its GVRs are
@@ -100,6 +103,17 @@ def test_the_summary_states_each_model_and_the_regime_difference(measured):
         assert own["median_pixel_r"] == pytest.approx(summary["models"][model_id]["median_pixel_r"], abs=1e-6)
         assert own["median_model_change_r"] == pytest.approx(summary["models"][model_id]["median_model_change_r"],
                                                              abs=1e-6)
+        # and its relevance mass is the one the baselines stage gives the stored GVRs (Arras et al.'s, as Quantus
+        # names it): every move's is a share, where the radiographs have a driving mask
+        gvrs = index[(index["kind"] == "gvr") & (index["model_id"] == model_id)]
+        masks = load_masks(bundle, truth.reset_index(), gvrs["image_id"])
+        stored = [scores(bundle.read_image(g.diseased_path).astype(np.float32)
+                         - bundle.read_image(g.healthy_path).astype(np.float32),
+                         masks[g.image_id], driving_masks(truth.loc[g.image_id]))["relevance_mass"]
+                  for g in gvrs.itertuples()]
+        assert np.isfinite(stored).any()
+        assert own["relevance_mass"] == pytest.approx(np.nanmean(stored), abs=1e-9)
+        assert all(0 <= v["relevance_mass"] <= 1 for v in by_move.values())
 
 
 def test_the_model_change_weights_each_feature_map_by_its_drop():
