@@ -22,7 +22,7 @@ import torch
 from data_schema import Bundle, Stage
 from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.gvr import aim, move, overlay, scorer
-from modelling.explain.movies import movie, movie_frames
+from modelling.explain.movies import movie_frames, movies
 from modelling.nets.training import decode, device_for
 from modelling.progress import progress
 from modelling.stages.artifacts import load_decoder, load_encoder, load_images, load_predictor, training_covariance
@@ -164,7 +164,9 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         frame_images = np.stack([decode(decoder, f) for f in path.frames])
         label = f"{model_id}: GVRs" if kind == "gvr" else f"{model_id}: inverse GVRs to {target:g} ng/L"
         bar = progress(total=len(image_ids), desc=label, unit="GVR")
-        for k, image_id in enumerate(image_ids):
+        encoded = movies(movie_frames(frame_images[:, k], frame_bnp[:, k], diseased[k], threshold=g.difference_threshold)
+                         for k in range(len(image_ids)))
+        for k, (image_id, (gif, mp4)) in enumerate(zip(image_ids, encoded)):
             suffix = "" if kind == "gvr" else f"-to-{target:g}"
             gvr_id = f"{model_id}-{image_id}{suffix}"
             base = f"gvr/{gvr_id}"
@@ -172,9 +174,8 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
             stage.write_image(f"{base}/diseased.png", diseased[k])
             stage.write_image(f"{base}/healthy.png", healthy[k])
             stage.write_image(f"{base}/overlay.png", overlay(original[k], diseased[k], healthy[k], threshold=g.difference_threshold))
-            frames = movie_frames(frame_images[:, k], frame_bnp[:, k], diseased[k], threshold=g.difference_threshold)
-            stage.write_bytes(f"{base}/movie.gif", movie(frames, kind="gif"))
-            stage.write_bytes(f"{base}/movie.mp4", movie(frames, kind="mp4"))
+            stage.write_bytes(f"{base}/movie.gif", gif)
+            stage.write_bytes(f"{base}/movie.mp4", mp4)
             rows.append({
                 "gvr_id": gvr_id, "image_id": image_id, "model_id": model_id,
                 "regime": model_id.split("-", 1)[1], "kind": kind, "target_bnp_ng_l": float(target),
