@@ -47,6 +47,7 @@ def test_bench_gvr_leaves_the_study_untouched(tmp_path, clean_env):
                          cwd=ROOT, env={**clean_env, "GVR_PROGRESS": "0"})
     assert run.returncode == 0, run.stderr
     assert "latent moves" in run.stdout and "left untouched" in run.stdout
+    assert "movies of 8 GVRs (GIF and MP4)" in run.stdout and "the same bytes: True" in run.stdout
     assert (study / "manifest.json").read_bytes() == manifest
     assert _snapshot(study) == before  # no file written, replaced or touched
     assert "explain" not in json.loads(manifest)["stages"]
