@@ -52,8 +52,10 @@ def targets(root: Path) -> dict[str, dict]:
 
 
 def spread(roots: list[Path]) -> list[dict]:
-    """One row per target found in any bundle: its value in each (None where a bundle lacks it), how many meet
-    it of those that have it, and the mean, least and greatest of the values that are numbers."""
+    """One row per target found in any bundle: its value in each (None where a bundle lacks it, or has nothing
+    to measure it on), how many meet it of those that measure it ("judged": a target without a value is neither
+    met nor missed, as ``gvr fidelity`` prints it), and the mean, least and greatest of the values that are
+    numbers."""
     per = [targets(r) for r in roots]
     names = list(dict.fromkeys(name for t in per for name in t))
     rows = []
@@ -61,8 +63,8 @@ def spread(roots: list[Path]) -> list[dict]:
         found = [t.get(name) for t in per]
         values = [f["value"] for f in found if f is not None and isinstance(f["value"], (int, float))]
         rows.append({"target": name, "values": [None if f is None else f["value"] for f in found],
-                     "met": sum(1 for f in found if f is not None and f["met"]),
-                     "judged": sum(1 for f in found if f is not None),
+                     "met": sum(1 for f in found if f is not None and f["value"] is not None and f["met"]),
+                     "judged": sum(1 for f in found if f is not None and f["value"] is not None),
                      "mean": sum(values) / len(values) if values else None,
                      "least": min(values) if values else None, "greatest": max(values) if values else None})
     return rows

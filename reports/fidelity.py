@@ -113,15 +113,16 @@ if has_truth:
                          f"{defined['healthy_cardiothoracic_ratio']:g}; an effusion is large where it fills at least "
                          f"{defined['large_effusion_fraction']:.0%} of a hemithorax."))
 
-    def judged(value):
-        return "undefined" if value is None else f"{value:.2f}"
+    def judged(name, t):  # as `gvr fidelity` prints them: nothing to measure on is neither met nor missed
+        if t["value"] is None:
+            return f"- {escape(name)}: not measurable on this bundle (nothing to measure it on), neither met nor missed"
+        return f"- {escape(name)}: {t['value']:.2f}, " + ("met" if t["met"] else "**NOT met**")  # "P < 0.01" is no tag
 
     # the relevance mass target needs the baselines stage's scores of the same radiographs
     targets = fidelity_checks(fidelity) | (baseline_checks(read_json(bundle, "baselines/audit.json"))
                                            if "baselines/audit.json" in bundle.files else {})
     display(Markdown("The fidelity targets (`analysis.fidelity_targets`), judged on this bundle:\n\n" + "\n".join(
-        f"- {escape(name)}: {judged(t['value'])}, " + ("met" if t["met"] else "**NOT met**")  # "P < 0.01" is no tag
-        for name, t in targets.items())))
+        judged(name, t) for name, t in targets.items())))
     ceiling = fidelity.get("measured_on_truth") or {}
     if ceiling:
         def share(v):

@@ -324,8 +324,30 @@ def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle
     checks |= mass
     text = _text(rendered["fidelity"])
     for name, t in checks.items():
-        value = "undefined" if t["value"] is None else f"{t['value']:.2f}"
-        assert f"{name}: {value}, {'met' if t['met'] else 'NOT met'}" in text, name
+        if t["value"] is None:  # as `gvr fidelity` prints it: neither met nor missed
+            assert f"{name}: not measurable on this bundle (nothing to measure it on), neither met nor missed" in text
+        else:
+            assert f"{name}: {t['value']:.2f}, {'met' if t['met'] else 'NOT met'}" in text, name
+
+
+def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bundle, tmp_path):
+    """No GVR radiograph with cardiomegaly and no large effusion (all five default cohorts): the manuscript said
+    "undefined, NOT met" where `gvr fidelity` says "not measurable"."""
+    import json
+
+    from analysis.fidelity_targets import fidelity_checks
+
+    root = _copy(tiny_bundle, tmp_path)
+    bundle = Bundle(root)
+    summary = json.loads(bundle.verify_file("fidelity/summary.json").read_text())
+    summary["models"]["mlp-correct"].update(ctr_lower_small_effusion=None, ctr_small_effusion_measured=0)
+    with bundle.stage("fidelity-nothing-to-measure", config={}) as stage:
+        stage.write_json("fidelity/summary.json", summary)
+    name = next(n for n in fidelity_checks(summary) if "no large effusion" in n)
+    scripts = [p for p in report_scripts() if p.name == "fidelity.py"]
+    text = _text(next(iter(render_reports(root, tmp_path / "out", scripts=scripts))).read_text("utf-8"))
+    assert f"{name}: not measurable on this bundle (nothing to measure it on), neither met nor missed" in text
+    assert f"{name}: undefined" not in text and "NOT met" in text  # the other targets are still judged
 
 
 def test_the_manuscript_says_how_the_mlp_started(tiny_bundle, rendered):
