@@ -84,8 +84,11 @@ if has_truth:
     truth = bundle.read_table("gvr_truth")
     reliance = bundle.read_table("model_reliance")
     lines = []
+    def shown_share(v):
+        return "not measurable" if v is None else f"{v:.0%}"
+
     for model_id, m in fidelity["models"].items():
-        lower = "not measurable" if m["ctr_lower"] is None else f"{m['ctr_lower']:.0%}"
+        lower = shown_share(m["ctr_lower"])
         rho = "undefined" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
         if m.get("rank_agreement_ci"):
             rho += " (95 % bootstrap interval over its GVR radiographs {:.2f} to {:.2f})".format(*m["rank_agreement_ci"])
@@ -99,13 +102,17 @@ if has_truth:
             f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:.2f}, with the "
             f"target counterfactual (the visible terms of the phantom's BNP model moved just far enough to cross the "
             f"GVR's target) median "
-            f"{'undefined' if m.get('median_pixel_r_target') is None else format(m['median_pixel_r_target'], '.2f')}; measured cardiothoracic ratio lower on the healthy reconstruction "
-            f"in {lower} of the {m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both, in "
-            f"{'none measurable' if m.get('ctr_lower_small_effusion') is None else format(m['ctr_lower_small_effusion'], '.0%')}"
-            f" of the {m.get('ctr_small_effusion_measured', 0)} of them without a large effusion; aerated lung on the effused side larger on the healthy reconstruction in "
-            f"{'not measurable' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], '.0%')} of "
-            f"the {m.get('effusion_measured', 0)} GVRs with an effusion measured on both; "
-            f"Spearman's rho between what its GVRs remove and what it relies on {rho}.")
+            f"{'undefined' if m.get('median_pixel_r_target') is None else format(m['median_pixel_r_target'], '.2f')}; "
+            + (f"measured cardiothoracic ratio lower on the healthy reconstruction in {lower} of the "
+               f"{m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both, "
+               + (f"in {shown_share(m.get('ctr_lower_small_effusion'))} of the {m['ctr_small_effusion_measured']} of "
+                  "them without a large effusion; " if m.get("ctr_small_effusion_measured")
+                  else "none of them without a large effusion; ")
+               if m["ctr_measured_with_cardiomegaly"] else "no GVR with cardiomegaly whose ratio reads on both; ")
+            + (f"aerated lung on the effused side larger on the healthy reconstruction in "
+               f"{shown_share(m.get('effusion_cleared'))} of the {m['effusion_measured']} GVRs with an effusion "
+               "measured on both; " if m.get("effusion_measured") else "no GVR with an effusion measured on both; ")
+            + f"Spearman's rho between what its GVRs remove and what it relies on {rho}.")
     display(Markdown("\n".join(lines)))
     defined = fidelity.get("definitions", {})
     if "healthy_cardiothoracic_ratio" in defined:
@@ -125,23 +132,27 @@ if has_truth:
         judged(name, t) for name, t in targets.items())))
     ceiling = fidelity.get("measured_on_truth") or {}
     if ceiling:
-        def share(v):
-            return "not measurable" if v is None else f"{v:.0%}"
+        def of(v, n, what=""):  # "in 54% of 48 radiographs with cardiomegaly", or that none was measured
+            if not n:
+                return f"(no radiograph {what} measured)".replace("  ", " ")
+            return f"in {shown_share(v)} of {n}" + (f" radiographs {what}" if what else "")
         display(Markdown(
             "The same measures read on the phantom's own counterfactuals of the same radiographs show how often "
             "each measure finds the change the truth makes (a GVR can score higher than the truth where a "
             "measure reads fluid as heart, below): "
             + "; ".join(f"`{model}`: the measured cardiothoracic ratio is lower on the disease-free "
-                        f"counterfactual than on the original in {share(c['ctr_lower'])} of "
-                        f"{c['ctr_measured_with_cardiomegaly']} radiographs with cardiomegaly, and with only the "
-                        f"heart made normal (effusion kept) in {share(c['ctr_lower_heart_only'])} of "
-                        f"{c['ctr_heart_only_measured']}, and with only the effusion removed (heart kept) in "
-                        f"{share(c.get('ctr_lower_effusion_only'))} of {c.get('ctr_effusion_only_measured', 0)}; "
-                        f"the ratio is lower on the disease-free counterfactual in "
-                        f"{share(c.get('ctr_lower_small_effusion'))} of the {c.get('ctr_small_effusion_measured', 0)} "
-                        f"with cardiomegaly and no large effusion; "
-                        f"the aerated lung is larger on the counterfactual in "
-                        f"{share(c['effusion_cleared'])} of {c['effusion_measured']} with an effusion"
+                        f"counterfactual than on the original "
+                        f"{of(c['ctr_lower'], c['ctr_measured_with_cardiomegaly'], 'with cardiomegaly')}"
+                        f", and with only the heart made normal (effusion kept) "
+                        f"{of(c['ctr_lower_heart_only'], c['ctr_heart_only_measured'])}, and with only the effusion "
+                        f"removed (heart kept) "
+                        f"{of(c.get('ctr_lower_effusion_only'), c.get('ctr_effusion_only_measured', 0))}; "
+                        + (f"the ratio is lower on the disease-free counterfactual in "
+                           f"{shown_share(c.get('ctr_lower_small_effusion'))} of the {c['ctr_small_effusion_measured']} "
+                           f"with cardiomegaly and no large effusion; " if c.get("ctr_small_effusion_measured")
+                           else "none of them has cardiomegaly without a large effusion; ")
+                        + "the aerated lung is larger on the counterfactual "
+                        + of(c["effusion_cleared"], c["effusion_measured"], "with an effusion")
                         for model, c in ceiling.items())
             + ". The thresholding measure (`modelling.cohort.ctr`) reads the heart's width only between aerated "
               "lung, so fluid beside the heart can read as heart: a measure that read the heart alone would find the "

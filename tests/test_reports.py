@@ -340,7 +340,13 @@ def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bund
     root = _copy(tiny_bundle, tmp_path)
     bundle = Bundle(root)
     summary = json.loads(bundle.verify_file("fidelity/summary.json").read_text())
-    summary["models"]["mlp-correct"].update(ctr_lower_small_effusion=None, ctr_small_effusion_measured=0)
+    summary["models"]["mlp-correct"].update(ctr_lower=2 / 3, ctr_measured_with_cardiomegaly=3,
+                                            ctr_lower_small_effusion=None, ctr_small_effusion_measured=0)
+    summary["models"]["mlp-overfitted"].update(ctr_lower=None, ctr_measured_with_cardiomegaly=0, ctr_lower_small_effusion=None,
+                                               ctr_small_effusion_measured=0, effusion_cleared=None, effusion_measured=0)
+    for truth in (summary.get("measured_on_truth") or {}).values():
+        truth.update(ctr_lower_small_effusion=None, ctr_small_effusion_measured=0, ctr_lower=None,
+                     ctr_measured_with_cardiomegaly=0)
     with bundle.stage("fidelity-nothing-to-measure", config={}) as stage:
         stage.write_json("fidelity/summary.json", summary)
     name = next(n for n in fidelity_checks(summary) if "no large effusion" in n)
@@ -348,6 +354,14 @@ def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bund
     text = _text(next(iter(render_reports(root, tmp_path / "out", scripts=scripts))).read_text("utf-8"))
     assert f"{name}: not measurable on this bundle (nothing to measure it on), neither met nor missed" in text
     assert f"{name}: undefined" not in text and "NOT met" in text  # the other targets are still judged
+    # and each model's line says there is none, rather than "in not measurable of the 0"
+    assert "in 67% of the 3 GVRs with cardiomegaly measured on both, none of them without a large effusion;" in text
+    assert "no GVR with cardiomegaly whose ratio reads on both; no GVR with an effusion measured on both;" in text
+    assert "measurable of the 0" not in text and "measurable of 0" not in text
+    if summary.get("measured_on_truth"):  # the truth's own line: the same
+        assert "lower on the disease-free counterfactual than on the original (no radiograph with cardiomegaly " \
+            "measured), and with only the heart made normal" in text
+        assert "none of them has cardiomegaly without a large effusion;" in text
 
 
 def test_the_manuscript_says_how_the_mlp_started(tiny_bundle, rendered):
