@@ -331,7 +331,7 @@ def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle
 
 
 def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bundle, tmp_path):
-    """No GVR radiograph with cardiomegaly and no large effusion (all five default cohorts): the manuscript said
+    """No GVR radiograph with cardiomegaly and no large effusion (three of five default cohorts): the manuscript said
     "undefined, NOT met" where `gvr fidelity` says "not measurable"."""
     import json
 
