@@ -26,8 +26,16 @@ PIXEL_R = 0.5
 SHARE = 0.9
 
 
+def _judged(value, met: bool, measurable: bool = True) -> dict:
+    """A target's verdict. ``"measurable": False`` (present only then) says there was nothing to measure it on
+    (no GVR radiograph in the target's group, no feature whose reliance differs): neither met nor missed. A
+    value of None with something to measure on (GVRs that change nothing have no rank agreement) is missed."""
+    return {"value": value, "met": bool(met)} | ({} if measurable else {"measurable": False})
+
+
 def fidelity_checks(summary: dict) -> dict[str, dict]:
-    """The targets judged on a fidelity summary, as ``{name: {"value": float | None, "met": bool}}``; empty
+    """The targets judged on a fidelity summary, as ``{name: {"value": float | None, "met": bool}}`` (and
+    ``"measurable": False`` where there was nothing to measure a target on, see :func:`_judged`); empty
     without ground truth. The names state the thresholds.
 
     >>> fidelity_checks({"models": {"mlp-overfitted": {"rank_agreement": 0.75}}})
@@ -35,30 +43,33 @@ def fidelity_checks(summary: dict) -> dict[str, dict]:
     """
     checks = {}
     share = f"{SHARE:.0%}"
+    def some(count_key: str, m: dict) -> bool:  # a count of 0 is nothing to measure on; no count, assume some
+        return m.get(count_key) != 0
+
     for model_id, m in summary.get("models", {}).items():
         rho = m["rank_agreement"]
-        checks[f"{model_id}: GVRs rank features as reliance does, Spearman >= {RANK_AGREEMENT:g}"] = {
-            "value": rho, "met": rho is not None and rho >= RANK_AGREEMENT}
+        checks[f"{model_id}: GVRs rank features as reliance does, Spearman >= {RANK_AGREEMENT:g}"] = _judged(
+            rho, rho is not None and rho >= RANK_AGREEMENT, some("gvrs", m))
         if model_id.endswith("-correct"):
             r, lower = m["median_pixel_r"], m["ctr_lower"]
-            checks[f"{model_id}: median pixel r with the true change >= {PIXEL_R:g}"] = {
-                "value": r, "met": r is not None and r >= PIXEL_R}
-            checks[f"{model_id}: measured CTR lower in >= {share} with cardiomegaly"] = {
-                "value": lower, "met": lower is not None and lower >= SHARE}
+            checks[f"{model_id}: median pixel r with the true change >= {PIXEL_R:g}"] = _judged(
+                r, r is not None and r >= PIXEL_R, some("gvrs", m))
+            checks[f"{model_id}: measured CTR lower in >= {share} with cardiomegaly"] = _judged(
+                lower, lower is not None and lower >= SHARE, some("ctr_measured_with_cardiomegaly", m))
             if "ctr_lower_small_effusion" in m:  # the same target where fluid hides no heart border
                 small = m["ctr_lower_small_effusion"]
                 checks[f"{model_id}: measured CTR lower in >= {share} with cardiomegaly and no large effusion "
-                       f"(of {m.get('ctr_small_effusion_measured', 0)})"] = {
-                    "value": small, "met": small is not None and small >= SHARE}
+                       f"(of {m.get('ctr_small_effusion_measured', 0)})"] = _judged(
+                    small, small is not None and small >= SHARE, some("ctr_small_effusion_measured", m))
             cleared = m.get("effusion_cleared")
-            checks[f"{model_id}: measured effusion smaller in >= {share} with an effusion"] = {
-                "value": cleared, "met": cleared is not None and cleared >= SHARE}
+            checks[f"{model_id}: measured effusion smaller in >= {share} with an effusion"] = _judged(
+                cleared, cleared is not None and cleared >= SHARE, some("effusion_measured", m))
     if summary.get("non_disease_difference"):
         target = regime_target(regime_differences(summary["non_disease_difference"]))
         differing = target["differing"]
         checks[f"the two models' GVRs differ as their reliance does, P < {ALPHA:g}, on each feature whose reliance "
-               f"differs ({', '.join(differing) or 'none'}); share of them"] = {
-            "value": len(target["met_on"]) / len(differing) if differing else None, "met": target["met"]}
+               f"differs ({', '.join(differing) or 'none'}); share of them"] = _judged(
+            len(target["met_on"]) / len(differing) if differing else None, target["met"], bool(differing))
     return checks
 
 

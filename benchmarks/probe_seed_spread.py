@@ -40,22 +40,23 @@ def target_key(name: str) -> str:
 
 
 def targets(root: Path) -> dict[str, dict]:
-    """Every target of one bundle, by :func:`target_key`: ``{"value": float | None, "met": bool}``."""
+    """Every target of one bundle, by :func:`target_key`: ``{"value": float | None, "met": bool, "measurable": bool}``."""
     bundle = Bundle(root, create=False)
     out = {}
     for path, judge in (("train/summary.json", development_checks), ("fidelity/summary.json", fidelity_checks),
                         ("baselines/audit.json", baseline_checks)):
         if path in bundle.files:
             for name, t in judge(json.loads(bundle.verify_file(path).read_text())).items():
-                out[target_key(name)] = {"value": t["value"], "met": bool(t["met"])}
+                out[target_key(name)] = {"value": t["value"], "met": bool(t["met"]),
+                                         "measurable": t.get("measurable", True)}
     return out
 
 
 def spread(roots: list[Path]) -> list[dict]:
     """One row per target found in any bundle: its value in each (None where a bundle lacks it, or has nothing
-    to measure it on), how many meet it of those that measure it ("judged": a target without a value is neither
-    met nor missed, as ``gvr fidelity`` prints it), and the mean, least and greatest of the values that are
-    numbers."""
+    to measure it on), how many meet it of those that could measure it ("judged": a target with nothing to
+    measure it on is neither met nor missed, as ``gvr fidelity`` prints it), and the mean, least and greatest of
+    the values that are numbers."""
     per = [targets(r) for r in roots]
     names = list(dict.fromkeys(name for t in per for name in t))
     rows = []
@@ -63,8 +64,8 @@ def spread(roots: list[Path]) -> list[dict]:
         found = [t.get(name) for t in per]
         values = [f["value"] for f in found if f is not None and isinstance(f["value"], (int, float))]
         rows.append({"target": name, "values": [None if f is None else f["value"] for f in found],
-                     "met": sum(1 for f in found if f is not None and f["value"] is not None and f["met"]),
-                     "judged": sum(1 for f in found if f is not None and f["value"] is not None),
+                     "met": sum(1 for f in found if f is not None and f["measurable"] and f["met"]),
+                     "judged": sum(1 for f in found if f is not None and f["measurable"]),
                      "mean": sum(values) / len(values) if values else None,
                      "least": min(values) if values else None, "greatest": max(values) if values else None})
     return rows

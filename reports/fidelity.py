@@ -104,10 +104,11 @@ if has_truth:
             f"GVR's target) median "
             f"{'undefined' if m.get('median_pixel_r_target') is None else format(m['median_pixel_r_target'], '.2f')}; "
             + (f"measured cardiothoracic ratio lower on the healthy reconstruction in {lower} of the "
-               f"{m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both, "
-               + (f"in {shown_share(m.get('ctr_lower_small_effusion'))} of the {m['ctr_small_effusion_measured']} of "
-                  "them without a large effusion; " if m.get("ctr_small_effusion_measured")
-                  else "none of them without a large effusion; ")
+               f"{m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both"
+               + ("; " if "ctr_small_effusion_measured" not in m  # a bundle measured before the count was kept
+                  else f", in {shown_share(m.get('ctr_lower_small_effusion'))} of the "
+                  f"{m['ctr_small_effusion_measured']} of them without a large effusion; "
+                  if m["ctr_small_effusion_measured"] else ", none of them without a large effusion; ")
                if m["ctr_measured_with_cardiomegaly"] else "no GVR with cardiomegaly whose ratio reads on both; ")
             + (f"aerated lung on the effused side larger on the healthy reconstruction in "
                f"{shown_share(m.get('effusion_cleared'))} of the {m['effusion_measured']} GVRs with an effusion "
@@ -121,9 +122,10 @@ if has_truth:
                          f"{defined['large_effusion_fraction']:.0%} of a hemithorax."))
 
     def judged(name, t):  # as `gvr fidelity` prints them: nothing to measure on is neither met nor missed
-        if t["value"] is None:
+        if not t.get("measurable", True):
             return f"- {escape(name)}: not measurable on this bundle (nothing to measure it on), neither met nor missed"
-        return f"- {escape(name)}: {t['value']:.2f}, " + ("met" if t["met"] else "**NOT met**")  # "P < 0.01" is no tag
+        value = "undefined" if t["value"] is None else f"{t['value']:.2f}"
+        return f"- {escape(name)}: {value}, " + ("met" if t["met"] else "**NOT met**")  # "P < 0.01" is no tag
 
     # the relevance mass target needs the baselines stage's scores of the same radiographs
     targets = fidelity_checks(fidelity) | (baseline_checks(read_json(bundle, "baselines/audit.json"))
@@ -150,7 +152,8 @@ if has_truth:
                         + (f"the ratio is lower on the disease-free counterfactual in "
                            f"{shown_share(c.get('ctr_lower_small_effusion'))} of the {c['ctr_small_effusion_measured']} "
                            f"with cardiomegaly and no large effusion; " if c.get("ctr_small_effusion_measured")
-                           else "none of them has cardiomegaly without a large effusion; ")
+                           else "none of those measured has cardiomegaly without a large effusion; "
+                           if "ctr_small_effusion_measured" in c else "")
                         + "the aerated lung is larger on the counterfactual "
                         + of(c["effusion_cleared"], c["effusion_measured"], "with an effusion")
                         for model, c in ceiling.items())

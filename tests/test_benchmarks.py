@@ -329,19 +329,19 @@ def test_probe_seed_spread_lines_up_each_target_across_bundles(tiny_reproduced, 
     assert len(names) == len(set(names)) and not any("(" in n for n in names)
     for r in rows:
         assert r["met"] in (0, r["judged"]) and r["values"][0] == r["values"][1]
+        assert r["judged"] in (0, 2)  # the same bundle twice: measurable in both or in neither
         if r["values"][0] is not None:
             assert r["judged"] == 2 and r["least"] == r["greatest"] == r["mean"] == pytest.approx(r["values"][0])
-        else:  # nothing to measure it on: neither met nor missed
-            assert r["judged"] == r["met"] == 0
     script.main([str(study), str(study)])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("| target |") and len(printed) == 2 + len(rows)
     # a target one bundle cannot measure is judged on the others only
-    real = script.targets(study)
-    blank = {name: ({"value": None, "met": False} if "rank features" in name else t) for name, t in real.items()}
+    real = {name: t | {"value": 0.5, "met": False, "measurable": True} for name, t in script.targets(study).items()}
+    blank = {name: ({"value": None, "met": False, "measurable": False} if "rank features" in name else t)
+             for name, t in real.items()}
     monkeypatch.setattr(script, "targets", lambda root: blank if root == "blank" else real)
     rank = next(r for r in script.spread([study, "blank"]) if r["target"].startswith("mlp-correct: GVRs rank"))
-    assert rank["judged"] == 1 and rank["values"][1] is None
+    assert rank["judged"] == 1 and rank["values"] == [0.5, None]
 
 
 def test_density_ratio_resampling_draws_in_proportion_to_the_odds():

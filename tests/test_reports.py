@@ -324,10 +324,11 @@ def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle
     checks |= mass
     text = _text(rendered["fidelity"])
     for name, t in checks.items():
-        if t["value"] is None:  # as `gvr fidelity` prints it: neither met nor missed
+        if not t.get("measurable", True):  # as `gvr fidelity` prints it: neither met nor missed
             assert f"{name}: not measurable on this bundle (nothing to measure it on), neither met nor missed" in text
         else:
-            assert f"{name}: {t['value']:.2f}, {'met' if t['met'] else 'NOT met'}" in text, name
+            value = "undefined" if t["value"] is None else f"{t['value']:.2f}"
+            assert f"{name}: {value}, {'met' if t['met'] else 'NOT met'}" in text, name
 
 
 def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bundle, tmp_path):
@@ -343,7 +344,8 @@ def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bund
     summary["models"]["mlp-correct"].update(ctr_lower=2 / 3, ctr_measured_with_cardiomegaly=3,
                                             ctr_lower_small_effusion=None, ctr_small_effusion_measured=0)
     summary["models"]["mlp-overfitted"].update(ctr_lower=None, ctr_measured_with_cardiomegaly=0, ctr_lower_small_effusion=None,
-                                               ctr_small_effusion_measured=0, effusion_cleared=None, effusion_measured=0)
+                                               ctr_small_effusion_measured=0, effusion_cleared=None, effusion_measured=0,
+                                               rank_agreement=None)
     for truth in (summary.get("measured_on_truth") or {}).values():
         truth.update(ctr_lower_small_effusion=None, ctr_small_effusion_measured=0, ctr_lower=None,
                      ctr_measured_with_cardiomegaly=0)
@@ -354,6 +356,8 @@ def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bund
     text = _text(next(iter(render_reports(root, tmp_path / "out", scripts=scripts))).read_text("utf-8"))
     assert f"{name}: not measurable on this bundle (nothing to measure it on), neither met nor missed" in text
     assert f"{name}: undefined" not in text and "NOT met" in text  # the other targets are still judged
+    overfitted_rank = "mlp-overfitted: GVRs rank features as reliance does, Spearman >= 0.7"
+    assert f"{overfitted_rank}: undefined, NOT met" in text  # GVRs to rank, and no agreement: missed
     # and each model's line says there is none, rather than "in not measurable of the 0"
     assert "in 67% of the 3 GVRs with cardiomegaly measured on both, none of them without a large effusion;" in text
     assert "no GVR with cardiomegaly whose ratio reads on both; no GVR with an effusion measured on both;" in text
@@ -361,7 +365,7 @@ def test_a_target_with_nothing_to_measure_on_is_neither_met_nor_missed(tiny_bund
     if summary.get("measured_on_truth"):  # the truth's own line: the same
         assert "lower on the disease-free counterfactual than on the original (no radiograph with cardiomegaly " \
             "measured), and with only the heart made normal" in text
-        assert "none of them has cardiomegaly without a large effusion;" in text
+        assert "none of those measured has cardiomegaly without a large effusion;" in text
 
 
 def test_the_manuscript_says_how_the_mlp_started(tiny_bundle, rendered):

@@ -771,10 +771,11 @@ def _print_fidelity(bundle) -> None:
 
 def _print_targets(checks: dict[str, dict]) -> None:
     for name, target in checks.items():
-        if target["value"] is None:  # no radiograph to measure it on: neither met nor missed
+        if not target.get("measurable", True):  # nothing to measure it on: neither met nor missed
             typer.echo(f"[not measurable] {name}")
         else:
-            typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {target['value']:.3f}")
+            shown = "undefined" if target["value"] is None else f"{target['value']:.3f}"
+            typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
 
 
 def _print_audit(bundle) -> None:

@@ -48,15 +48,20 @@ def _gif(frames: np.ndarray) -> bytes:
     """The bytes imageio writes for ``iio.imwrite(..., extension=".gif", duration=150, loop=0)``, with each
     distinct frame given its palette once: a GVR movie plays there and back, so every frame but the turn
     comes twice, and the palette (median cut, Pillow's ADAPTIVE) was most of the time spent on a movie."""
+    import imageio.v3 as iio
     from PIL import Image
 
+    frames = np.asarray(frames)
+    if not (frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype == np.uint8 and len(frames)):
+        # not a batch of RGB frames (one image, grey, RGBA, none): whatever imageio makes of it
+        return iio.imwrite("<bytes>", frames, extension=".gif", duration=150, loop=0)
     paletted: dict[bytes, Image.Image] = {}
     shown = []
     for frame in np.ascontiguousarray(frames):
         key = frame.tobytes()
         if key not in paletted:
             image = Image.fromarray(frame)
-            paletted[key] = image.convert("P", palette=Image.Palette.ADAPTIVE) if image.mode == "RGB" else image
+            paletted[key] = image.convert("P", palette=Image.Palette.ADAPTIVE)
         shown.append(paletted[key])
     out = io.BytesIO()
     shown[0].save(out, format="GIF", save_all=True, append_images=shown[1:], duration=150, loop=0)
@@ -76,7 +81,8 @@ def movies(frame_sets: Iterable[np.ndarray], *, workers: int | None = None) -> I
     if workers == 1:
         yield from map(both, frame_sets)
         return
-    with ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    try:
         pending: deque = deque()
         for frames in frame_sets:  # a few movies ahead, not every GVR's frames in memory at once
             pending.append(pool.submit(both, frames))
@@ -84,3 +90,5 @@ def movies(frame_sets: Iterable[np.ndarray], *, workers: int | None = None) -> I
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:  # an error, or a caller that stops early: the movies not yet begun are not encoded
+        pool.shutdown(wait=True, cancel_futures=True)

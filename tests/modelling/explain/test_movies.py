@@ -38,8 +38,35 @@ def test_movies_encoded_together_are_each_movie_in_order(workers):
     assert len({gif for gif, _ in together}) == len(sets)  # the sets differ, so must the files
 
 
-def test_a_movie_that_cannot_be_encoded_stops_the_others_with_its_error():
-    sets = _frame_sets(4)
-    sets[2] = sets[2][:0]  # a movie without frames
-    with pytest.raises(IndexError):
+def test_a_movie_that_cannot_be_encoded_stops_the_others_with_its_error(monkeypatch):
+    """The error comes out, and the movies queued behind it are not encoded after it: at most those already
+    begun and the pool's window ahead."""
+    import threading
+
+    import modelling.explain.movies as movies_module
+
+    calls, lock, real = [], threading.Lock(), movies_module.movie
+
+    def counted(frames, *, kind):
+        with lock:
+            calls.append(kind)
+        if frames[0, 0, 0, 0] == 7:
+            raise RuntimeError("cannot encode")
+        return real(frames, kind=kind)
+
+    monkeypatch.setattr(movies_module, "movie", counted)
+    sets = _frame_sets(30, seed=2)
+    for frames in sets:
+        frames[0, 0, 0, 0] = 8
+    sets[0][0, 0, 0, 0] = 7
+    with pytest.raises(RuntimeError, match="cannot encode"):
         list(movies(sets, workers=2))
+    assert len(calls) <= 2 * (2 * 2 + 1)  # GIF and MP4 of at most the window of 5 movies, of 30
+
+
+def test_a_gif_of_anything_but_rgb_frames_is_imageios():
+    """One RGB image, grey frames, RGBA, none: not what the explain stage sends, but the bytes are still imageio's."""
+    rng = np.random.default_rng(3)
+    for frames in (rng.integers(0, 255, (20, 24, 3), dtype=np.uint8), rng.integers(0, 255, (5, 20, 24), dtype=np.uint8),
+                   rng.integers(0, 255, (4, 20, 24, 4), dtype=np.uint8), np.zeros((0, 20, 24, 3), np.uint8)):
+        assert movie(frames, kind="gif") == iio.imwrite("<bytes>", frames, extension=".gif", duration=150, loop=0)

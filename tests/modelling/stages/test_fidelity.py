@@ -189,6 +189,19 @@ def test_the_targets_are_judged_from_the_summary():
     assert checks["mlp-correct: measured CTR lower in >= 90% with cardiomegaly and no large effusion (of 11)"] == {
         "value": 0.64, "met": False}
     assert len(checks) == 6  # the pixel r, CTR and effusion targets are the correct model's only
+    # nothing to measure on (no GVR radiograph in the group) is neither met nor missed; a rank agreement that
+    # cannot be computed where there are GVRs (they change nothing) is missed
+    summary["models"]["mlp-correct"].update(ctr_lower_small_effusion=None, ctr_small_effusion_measured=0,
+                                            effusion_cleared=None, effusion_measured=0)
+    summary["models"]["mlp-overfitted"]["gvrs"] = 50
+    checks = fidelity_checks(summary)
+    assert checks["mlp-correct: measured CTR lower in >= 90% with cardiomegaly and no large effusion (of 0)"] == {
+        "value": None, "met": False, "measurable": False}
+    assert checks["mlp-correct: measured effusion smaller in >= 90% with an effusion"]["measurable"] is False
+    assert checks["mlp-overfitted: GVRs rank features as reliance does, Spearman >= 0.7"] == {"value": None, "met": False}
+    summary["models"]["mlp-overfitted"]["gvrs"] = 0
+    assert fidelity_checks(summary)["mlp-overfitted: GVRs rank features as reliance does, Spearman >= 0.7"] == {
+        "value": None, "met": False, "measurable": False}
     assert fidelity_checks({"models": {}, "reason": "real data: no ground truth"}) == {}
     summary["non_disease_difference"] = {
         "body_mass": {"reliance_correct": 0.62, "reliance_overfitted": 1.59, "gvr_coefficient_correct": 0.1,
@@ -200,6 +213,10 @@ def test_the_targets_are_judged_from_the_summary():
     regimes = fidelity_checks(summary)["the two models' GVRs differ as their reliance does, P < 0.01, on each "
                                        "feature whose reliance differs (body_mass, projection); share of them"]
     assert regimes == {"value": 0.5, "met": False}
+    del summary["non_disease_difference"]["body_mass"], summary["non_disease_difference"]["projection"]
+    nothing = fidelity_checks(summary)["the two models' GVRs differ as their reliance does, P < 0.01, on each "
+                                       "feature whose reliance differs (none); share of them"]
+    assert nothing == {"value": None, "met": False, "measurable": False}  # no reliance differs: nothing to compare
 
 
 def test_the_relevance_mass_target_compares_the_gvrs_with_the_best_baseline():
@@ -351,7 +368,9 @@ def test_the_command_prints_each_model_with_its_positioning(measured):
     from analysis.fidelity_targets import fidelity_checks
 
     for name, target in fidelity_checks(info).items():  # nothing to measure on is neither met nor missed
-        assert (f"[not measurable] {name}" in result.output) == (target["value"] is None), name
+        assert (f"[not measurable] {name}" in result.output) == (not target.get("measurable", True)), name
+        if target.get("measurable", True) and target["value"] is None:  # something to measure, nothing shown
+            assert f"[NOT met] {name}: undefined" in result.output
 
 
 def test_a_bundle_measured_by_an_older_stage_is_measured_again(measured, tmp_path, monkeypatch):
