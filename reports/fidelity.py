@@ -362,7 +362,7 @@ if has_truth and "tables/faithfulness.parquet" in bundle.files:
         metrics[column] = [gvr.loc[m, column] if method == "GVR" else np.nan for m, method in metrics.index]
     display(HTML(metrics.round(3).rename(columns={
         "latent_distance": "latent_distance (Euclidean, code units)",
-        "image_distance": "image_distance (RMS, intensity 0-1)"}).to_html()))
+        "image_distance": "image_distance (RMS, intensity 0-1)"}).to_html(na_rep="–")))  # GVRs' alone: a dash
     best = metrics["relevance_mass"].groupby(level="model_id").idxmax()
     display(Markdown("Highest relevance mass accuracy: " + "; ".join(
         f"`{model}`: {idx[1]} ({metrics.loc[idx, 'relevance_mass']:.2f}; GVR "

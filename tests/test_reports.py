@@ -372,3 +372,39 @@ def test_the_manuscript_says_how_the_mlp_started(tiny_bundle, rendered):
     """A start the paper does not describe is named among the study's departures (the tiny profile's is on)."""
     text = _text(rendered["index"])
     assert "the MLP's output starts at its training rows' mean log BNP rather than near 0" in text
+
+
+def test_the_metrics_table_is_the_faithfulness_table_and_dashes_what_applies_to_gvrs_alone(tiny_bundle, rendered):
+    """Table 5 (tbl-metrics): each model and method's mean relevance mass and pointing game as the baselines stage
+    scored them, and a dash, not NaN, where a column (validity, proximity, realism) applies to GVRs alone."""
+    import pandas as pd
+    from bs4 import BeautifulSoup
+
+    faith = Bundle(tiny_bundle).read_table("faithfulness")
+    expected = faith.groupby(["model_id", "method"]).agg(mass=("relevance_mass", "mean"), hit=("pointing_hit", "mean"))
+    labels = {"gvr": "GVR", "occlusion": "Occlusion", "integrated_gradients": "Integrated gradients", "lime": "LIME",
+              "gradcam": "Grad-CAM"}
+    table = next(t for t in BeautifulSoup(rendered["fidelity"], "html.parser").find_all("table")
+                 if "relevance_mass" in t.get_text() and "pointing_game" in t.get_text())
+    header = [c.get_text(strip=True) for c in table.find("thead").find_all("tr")[0].find_all("th")]
+    columns = [h for h in header if h]  # the index's corner cells are empty
+    seen, model = set(), None
+    for row in table.find("tbody").find_all("tr"):
+        heads = [c.get_text(strip=True) for c in row.find_all("th")]
+        model = heads[0] if len(heads) == 2 else model  # the model's cell spans its rows
+        method = heads[-1]
+        values = dict(zip(columns, [c.get_text(strip=True) for c in row.find_all("td")]))
+        key = next(m for m, label in labels.items() if label == method)
+        for column, name in (("relevance_mass", "mass"), ("pointing_game", "hit")):
+            want = expected.loc[(model, key), name]
+            if pd.isna(want):  # no map scored (a tiny model's flat map): a dash too
+                assert values[column] == "–", (model, method, column)
+            else:
+                assert float(values[column]) == pytest.approx(want, abs=5e-4), (model, method, column)
+        gvr_only = [c for c in columns if c.startswith(("reached", "latent_distance", "image_distance", "valid"))]
+        assert len(gvr_only) == 4
+        for column in gvr_only:
+            assert (values[column] == "–") == (key != "gvr"), (model, method, column)
+        seen.add((model, key))
+    assert seen == set(expected.index)
+    assert "NaN" not in table.get_text()
