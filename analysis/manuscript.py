@@ -17,8 +17,8 @@ from typing import Any
 
 from data_schema import Bundle
 
-__all__ = ["BUNDLE_ENV", "DEFAULT_BUNDLE", "REPO_ROOT", "BundleMissingError", "bundle_path", "figure_from_images",
-           "image_html", "open_bundle", "read_json", "shown_path"]
+__all__ = ["BUNDLE_ENV", "DEFAULT_BUNDLE", "NOT_APPLICABLE", "REPO_ROOT", "BundleMissingError", "bundle_path",
+           "figure_from_images", "image_html", "open_bundle", "read_json", "shown_path", "table_html"]
 
 #: The repository: the reports' folder and the default bundle lie there.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +26,34 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLE_ENV = "GVR_BUNDLE"
 #: The bundle read when ``GVR_BUNDLE`` is unset: ``make reproduce``'s default output.
 DEFAULT_BUNDLE = REPO_ROOT / "study"
+
+
+#: What a table shows where a row has no value (a baseline's validity, a share with nothing to measure on).
+NOT_APPLICABLE = "–"
+
+
+def table_html(frame, *, digits: int | None = None, **to_html) -> str:
+    """`frame` as the manuscript's HTML table: columns of numbers and None made numbers (so that they round and
+    align as numbers), rounded to `digits`, and every missing value, NaN or None, shown as :data:`NOT_APPLICABLE`.
+
+    >>> import pandas as pd
+    >>> page = table_html(pd.DataFrame({"a": [0.12345, None], "b": ["x", None]}), digits=2, index=False)
+    >>> "<td>0.12</td>" in page and page.count("<td>–</td>") == 2
+    True
+    """
+    import pandas as pd
+
+    def shown(column):
+        if column.dtype == object:
+            if column.map(lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))).all():
+                return pd.to_numeric(column)  # None -> NaN
+            return column.where(column.notna(), NOT_APPLICABLE)
+        return column
+
+    frame = frame.apply(shown) if len(frame.columns) else frame
+    if digits is not None:
+        frame = frame.round(digits)
+    return frame.to_html(na_rep=NOT_APPLICABLE, **to_html)
 
 
 class BundleMissingError(FileNotFoundError):

@@ -20,7 +20,7 @@ from analysis.paper_table2 import (STATED_INTER_KAPPA, STATED_INTRA_KAPPA, inter
                                    kappa_compatibility, load_paper_table2, reanalyse)
 from analysis.table2 import FEATURE_LABELS, table2
 from analysis.formatting import fmt_p, format_p, times
-from analysis.manuscript import open_bundle, read_json
+from analysis.manuscript import open_bundle, read_json, table_html
 
 bundle = open_bundle()
 # a real-data bundle has masks only where the user gave segmentations (`gvr cohort ingest --masks`)
@@ -182,7 +182,7 @@ else:
 # %%
 #| label: tbl-faithfulness
 #| tbl-cap: "Faithfulness of each explanation method against the masks (the phantom's, or on real data the user's segmentations), mean per model regime and method: shares of the explanation in each mask and outside all masks, pointing-game hit rate and top-pixel IoU with the true drivers' masks."
-display(HTML(summary.round(3).to_html())) if has_faith else None
+display(HTML(table_html(summary, digits=3))) if has_faith else None
 
 # %%
 #| label: fig-faithfulness
@@ -261,7 +261,7 @@ display(Markdown(
 # %%
 #| label: tbl-audit
 #| tbl-cap: "The audit of each model (baselines/audit.json): the evidence it decided on and which share decided (with masks and a region response, O); the share of the model's own response to its shortened GVRs' change that comes from outside the disease and device masks (O), the same on the GVRs as explained, the same with the non-disease masks alone as the non-disease region (E), and the GVR change's non-disease share by area (N); its decision; and the truth by intervention with whether they agree."
-display(HTML(audit_rows.round(3).to_html(index=False)))
+display(HTML(table_html(audit_rows, digits=3, index=False)))
 
 # %% [markdown]
 # ## Shortcuts: does an explanation catch a model that learned one, and does the audit?
@@ -358,7 +358,7 @@ if has_shortcuts:
     marks.columns = [f"share on marker: {METHOD_LABELS.get(c, c)}" for c in marks.columns]
     table_sc = per.join(marks).reset_index()
     table_sc["strength"] = (100 * table_sc["strength"]).round().astype(int).astype(str) + " %"
-    display(HTML(table_sc.round(3).to_html(index=False)))
+    display(HTML(table_html(table_sc, digits=3, index=False)))
 
 # %% [markdown]
 # ## An image model of our own, explained as a user's would be
@@ -407,7 +407,7 @@ elif has_cnn:
                               "Non-disease mask share": v["non_disease_mask_share"]}
                              for model, methods in sorted(cnn_fid["models"].items())
                              for method, v in sorted(methods.items())])
-    display(HTML(cnn_rows.round(3).to_html(index=False)))
+    display(HTML(table_html(cnn_rows, digits=3, index=False)))
 
 # %% [markdown]
 # The same CNN gives the features for a realism measure: the kernel inception distance (KID; Bińkowski
@@ -427,7 +427,7 @@ if has_cnn and cnn_fid.get("realism"):
     realism_rows = pd.DataFrame([{"Set": name, "Against real": v["reference"], "n": v["n"],
                                   "Subset size": v["subset_size"], "KID": v["kid"], "SD": v["sd"]}
                                  for name, v in cnn_fid["realism"]["sets"].items()])
-    display(HTML(realism_rows.to_html(index=False, float_format=lambda v: f"{v:.4f}")))
+    display(HTML(table_html(realism_rows, index=False, float_format=lambda v: f"{v:.4f}")))
 
 # %% [markdown]
 # ## The paper's Table 2, re-analysed
@@ -476,7 +476,7 @@ display(Markdown(
 # %%
 #| label: tbl-paper-table2
 #| tbl-cap: "The paper's pooled Table 2 counts with its stated P values, the same counts re-tested, and this bundle's pooled counts."
-display(HTML(reanalysis.to_html(index=False)))
+display(HTML(table_html(reanalysis, index=False)))
 
 # %%
 #| echo: false
@@ -514,4 +514,4 @@ display(Markdown(
 # %%
 #| label: tbl-paper-kappas
 #| tbl-cap: "The paper's stated intra- and interobserver kappas against the range its marginal counts allow (rounded to two decimals as printed)."
-display(HTML(kappas.to_html(index=False)))
+display(HTML(table_html(kappas, index=False)))

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from analysis.fidelity_targets import baseline_checks, fidelity_checks
 from analysis.formatting import format_p
-from analysis.manuscript import open_bundle, read_json
+from analysis.manuscript import open_bundle, read_json, table_html
 from analysis.regimes import ALPHA as REGIME_ALPHA
 from analysis.regimes import FLOOR as REGIME_FLOOR
 from analysis.regimes import FOLD as REGIME_FOLD
@@ -194,7 +194,7 @@ if has_truth and fidelity.get("moves_compared"):
                            "Effusion smaller": v.get("effusion_cleared"), "Effusion measured": v.get("effusion_measured"),
                            "Rank agreement": v["rank_agreement"], "Relevance mass": v.get("relevance_mass")}
                           for model, by_move in fidelity["moves_compared"].items() for how, v in by_move.items()])
-    display(HTML(moves.round(3).to_html(index=False)))
+    display(HTML(table_html(moves, digits=3, index=False)))
 
 # %%
 #| echo: false
@@ -223,7 +223,7 @@ if has_truth:
                            values=["mean_drop", "sd_drop", "gvr_mean_coefficient"])
     order = list(dict.fromkeys(reliance["feature"]))
     shown = shown.reindex(order, level="feature")
-    display(HTML(shown.round(3).to_html()))
+    display(HTML(table_html(shown, digits=3)))
 
 # %%
 #| echo: false
@@ -274,7 +274,7 @@ if has_truth and "non_disease_difference" in fidelity:
 #| label: tbl-regimes
 #| tbl-cap: "Features that are not disease: each model's reliance beside its GVRs' mean coefficient, and a two-sided Mann-Whitney test of the two models' per-GVR coefficients."
 if has_truth and "non_disease_difference" in fidelity:
-    display(HTML(diff.round(3).to_html(index=False)))
+    display(HTML(table_html(diff, digits=3, index=False)))
 
 # %% [markdown]
 # ## What the generative model shows of each feature, and what removing it costs a move
@@ -321,7 +321,7 @@ if has_truth and fidelity.get("representation"):
          "Reliance per cost": row["reliance"] / row["squared_code_length"] if row["squared_code_length"] else None,
          "GVR coefficient": row["gvr_coefficient"]}
         for model, rep in fidelity["representation"].items() for f, row in rep["features"].items()])
-    display(HTML(representation.round(3).to_html(index=False)))
+    display(HTML(table_html(representation, digits=3, index=False)))
 
 # %% [markdown]
 # ## Counterfactual and attribution metrics side by side
@@ -360,9 +360,9 @@ if has_truth and "tables/faithfulness.parquet" in bundle.files:
                               for m in gvr.index]
     for column in gvr.columns:
         metrics[column] = [gvr.loc[m, column] if method == "GVR" else np.nan for m, method in metrics.index]
-    display(HTML(metrics.round(3).rename(columns={
+    display(HTML(table_html(metrics.rename(columns={  # a dash where a column is the GVRs' alone
         "latent_distance": "latent_distance (Euclidean, code units)",
-        "image_distance": "image_distance (RMS, intensity 0-1)"}).to_html(na_rep="–")))  # GVRs' alone: a dash
+        "image_distance": "image_distance (RMS, intensity 0-1)"}), digits=3)))
     best = metrics["relevance_mass"].groupby(level="model_id").idxmax()
     display(Markdown("Highest relevance mass accuracy: " + "; ".join(
         f"`{model}`: {idx[1]} ({metrics.loc[idx, 'relevance_mass']:.2f}; GVR "

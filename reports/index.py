@@ -26,7 +26,7 @@ from analysis.errors import UndefinedStatisticError
 from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
 from analysis.formatting import fmt_ci, fmt_p, times
-from analysis.manuscript import open_bundle, read_json, shown_path, table2_mixed
+from analysis.manuscript import open_bundle, read_json, shown_path, table2_mixed, table_html
 from analysis.mixed_models import formula_for
 
 bundle = open_bundle()
@@ -167,7 +167,7 @@ else:
 # %%
 #| label: tbl-auc
 #| tbl-cap: "Area under the ROC curve of every predictor, by the radiographs it was evaluated on."
-display(HTML(auc_table.to_html(index=False, escape=True)))
+display(HTML(table_html(auc_table, index=False, escape=True)))
 
 # %% [markdown]
 # ## Blinded assessment of the GVRs

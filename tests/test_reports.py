@@ -408,3 +408,11 @@ def test_the_metrics_table_is_the_faithfulness_table_and_dashes_what_applies_to_
         seen.add((model, key))
     assert seen == set(expected.index)
     assert "NaN" not in table.get_text()
+
+
+def test_no_table_cell_reads_nan(rendered):
+    """A value a row does not have (a baseline's validity, a flat map's region shares on the tiny study) is a dash."""
+    for name, page in rendered.items():
+        cells = re.findall(r"<td[^>]*>\s*(NaN|nan|None)\s*</td>", page)
+        assert not cells, (name, cells[:3])
+    assert any("<td>–</td>" in page for page in rendered.values())
