@@ -35,9 +35,9 @@ from modelling.config import load_config, move_options
 from modelling.stages.artifacts import load_decoder, load_encoder, load_predictor, training_covariance
 from modelling.stages.explain import build_explanations
 from modelling.explain.gvr import aim, move, scorer
-from modelling.explain.movies import movie_frames, movies
+from modelling.explain.movies import movies
 from modelling.nets.training import decode
-from modelling.stages.explain import predict_log_bnp
+from modelling.stages.explain import movie_frame_sets
 from modelling.stages.train import build_training
 
 
@@ -105,12 +105,8 @@ def _movies(path, decoder, score, cfg) -> dict:
     against :func:`modelling.explain.movies.movies`, and whether the bytes agree."""
     import imageio.v3 as iio
 
-    diseased = decode(decoder, path.start)
-    with torch.no_grad():
-        frame_bnp = np.stack([predict_log_bnp(score, f) for f in path.frames])
-    frame_images = np.stack([decode(decoder, f) for f in path.frames])
-    sets = [movie_frames(frame_images[:, k], frame_bnp[:, k], diseased[k], threshold=cfg.gvr.difference_threshold)
-            for k in range(len(diseased))]
+    sets = list(movie_frame_sets(path, decode(decoder, path.start), decoder, score,
+                                 threshold=cfg.gvr.difference_threshold))
     t0 = time.perf_counter()
     reference = [(iio.imwrite("<bytes>", f, extension=".gif", duration=150, loop=0),
                   iio.imwrite("<bytes>", f, extension=".mp4", fps=6, codec="libx264", macro_block_size=16))

@@ -14,6 +14,7 @@ and ``gvr/skipped.csv``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,16 @@ def _check_models(model_ids, known, bundle) -> None:
         if m not in known:
             raise UnknownModelError(f"model {m!r} is not in {bundle.root}/tables/predictions.parquet; "
                                     f"models present: {', '.join(known)}")
+
+
+def movie_frame_sets(path, diseased: np.ndarray, decoder, score, *, threshold: float) -> Iterator[np.ndarray]:
+    """Each moved code's movie frames (:func:`modelling.explain.movies.movie_frames`), in order: its path's
+    frames decoded, with what `score` says of each, drawn against its `diseased` reconstruction."""
+    with torch.no_grad():
+        frame_bnp = np.stack([predict_log_bnp(score, f) for f in path.frames])
+    frame_images = np.stack([decode(decoder, f) for f in path.frames])
+    for k in range(len(diseased)):
+        yield movie_frames(frame_images[:, k], frame_bnp[:, k], diseased[k], threshold=threshold)
 
 
 def predict_log_bnp(predictor: torch.nn.Module, latents: np.ndarray) -> np.ndarray:
@@ -159,13 +170,9 @@ def write_explanations(stage: Stage | None, config: StudyConfig, *, bundle: Bund
         if stage is None:  # another rank under torchrun: it moved its share; rank 0 writes
             return
         diseased, healthy = decode(decoder, path.start), decode(decoder, path.end)
-        with torch.no_grad():
-            frame_bnp = np.stack([predict_log_bnp(score, f) for f in path.frames])
-        frame_images = np.stack([decode(decoder, f) for f in path.frames])
         label = f"{model_id}: GVRs" if kind == "gvr" else f"{model_id}: inverse GVRs to {target:g} ng/L"
         bar = progress(total=len(image_ids), desc=label, unit="GVR")
-        encoded = movies(movie_frames(frame_images[:, k], frame_bnp[:, k], diseased[k], threshold=g.difference_threshold)
-                         for k in range(len(image_ids)))
+        encoded = movies(movie_frame_sets(path, diseased, decoder, score, threshold=g.difference_threshold))
         for k, (image_id, (gif, mp4)) in enumerate(zip(image_ids, encoded)):
             suffix = "" if kind == "gvr" else f"-to-{target:g}"
             gvr_id = f"{model_id}-{image_id}{suffix}"
