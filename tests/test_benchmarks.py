@@ -286,6 +286,56 @@ def test_contribution_shares_count_a_feature_by_its_part_in_the_models_fall():
     assert next(r for r in probe.compare_regimes(truth) if r.feature == "pacemaker").p is None
 
 
+def test_probe_paired_regimes_tests_within_radiographs_what_patients_spread_hides():
+    """When the overfitted model's GVRs take a little more of a feature from every radiograph, but radiographs
+    differ from one another far more, the paired test sees it and the unpaired one does not."""
+    probe = _script("probe_paired_regimes")
+    rng = np.random.default_rng(1)
+    n, k = 40, len(INTERVENTION_FEATURES)
+    body = INTERVENTION_FEATURES.index("body_mass")
+    base = rng.normal(0.0, 1.0, (n, k))
+    values = {"mlp-correct": base.copy(), "mlp-overfitted": base + rng.normal(0.0, 0.01, (n, k))}
+    values["mlp-overfitted"][:, body] += 0.05
+    drops = {"mlp-correct": np.full((n, k), 0.3), "mlp-overfitted": np.full((n, k), 0.3)}
+    drops["mlp-overfitted"][:, body] = 0.9
+    paired = {r.feature: r for r in probe.compare(values, drops, paired=True)}
+    unpaired = {r.feature: r for r in probe.compare(values, drops, paired=False)}
+    assert paired["body_mass"].differs and paired["body_mass"].same_way and paired["body_mass"].p < 1e-6
+    assert unpaired["body_mass"].p > 0.1
+    assert not paired["markers"].differs  # the same reliance in both: not judged
+    assert probe.regime_target(list(paired.values()))["met_on"] == ["body_mass"]
+    # a part of the fall: coefficient times fall, over the parts' absolute sum; NaN where nothing falls
+    coef = np.array([[0.5, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    got = probe.shares(coef, np.array([[1.0, 2.0, -0.5], [1.0, 1.0, 1.0]]))
+    assert got[0] == pytest.approx([0.5, 0.0, -0.5]) and np.isnan(got[1]).all()
+
+
+def test_probe_paired_regimes_moves_and_decomposes_as_the_fidelity_stage_does(tiny_reproduced):
+    """Where a radiograph is one of a model's own GVRs, the probe's coefficients and falls for that model are the
+    fidelity stage's (the same move and the same interventions, in another batch); the study is left as it was."""
+    study, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
+    before = _snapshot(study)
+    probe = _script("probe_paired_regimes")
+    images, coef, drops, shares = probe.paired_gvrs(study)
+    truth = pd.read_parquet(study / "tables/gvr_truth.parquet")
+    assert images and set(images) <= set(truth["image_id"])
+    coefficients = [f"coef_{f}" for f in INTERVENTION_FEATURES]
+    falls = [f"drop_{f}" for f in INTERVENTION_FEATURES]
+    compared = 0
+    for model_id in probe.MODELS:
+        assert coef[model_id].shape == drops[model_id].shape == shares[model_id].shape == (len(images), len(coefficients))
+        own = truth[truth["model_id"] == model_id].set_index("image_id")
+        mine = [i for i, image_id in enumerate(images) if image_id in own.index]
+        ids = [images[i] for i in mine]
+        compared += len(mine)
+        # float32 sums in another batch: a few units in the last place, through an iterative move
+        assert np.allclose(drops[model_id][mine], own.loc[ids, falls].to_numpy(), atol=1e-4)
+        assert np.allclose(coef[model_id][mine], own.loc[ids, coefficients].to_numpy(), atol=1e-3)
+    assert compared >= len(images)  # every radiograph is at least one model's own
+    assert _snapshot(study) == before
+
+
 def test_probe_adversarial_decoder_measures_a_copy_before_and_after(tiny_explained):
     probe = _script("probe_adversarial_decoder")
     before = _snapshot(tiny_explained)
@@ -447,3 +497,11 @@ def test_probe_feature_leakage_ranks_each_compared_move_as_the_fidelity_stage_do
                 assert rho is None or -1 <= rho <= 1
     assert "| model | move | reached |" in probe.moves_markdown(moves)
     assert _snapshot(study) == before
+
+
+def test_every_benchmark_and_probe_is_listed_in_the_benchmarks_readme():
+    """benchmarks/README.md is where a reader finds what each script answers: a script missing from its tables is
+    one nobody will find."""
+    listed = (ROOT / "benchmarks/README.md").read_text()
+    scripts = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+    assert scripts and [s for s in scripts if f"| `{s}` |" not in listed] == []

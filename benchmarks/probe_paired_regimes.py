@@ -1,0 +1,160 @@
+"""Would the regime target be met if both models explained the same radiographs? (issue 15)
+
+The fidelity stage judges the regime target on each model's own GVR radiographs (its highest predicted, chosen
+apart: on the default study the two sets share about 5 of 50), so the two models' coefficients on a feature are
+compared between different patients (Mann-Whitney U), and the patients' own spread of body mass, markers and
+projection is part of the noise. This probe moves both models' codes from the same radiographs (the union of
+the two GVR sets, where both models predict above the threshold), with the bundle's own move, decomposes each
+GVR onto its radiograph's true feature maps as the stage does, and compares the two models radiograph by
+radiograph (Wilcoxon signed-rank of the paired differences) beside the unpaired test on the same GVRs. Both
+counts are reported: the coefficients (what the target counts) and the contribution shares (coefficient times
+the model's own fall on that radiograph, over the parts' absolute sum; ``probe_contribution_shares.py``).
+Judged as :mod:`analysis.regimes` judges (which reliance differs, the same way, P < 0.01). A diagnostic for
+whoever plans the next work: the stage's target is unchanged.
+
+    python benchmarks/probe_paired_regimes.py BUNDLE [BUNDLE ...]
+
+Reads only; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import mannwhitneyu, wilcoxon
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.regimes import RegimeDifference, regime_target  # noqa: E402
+from data_schema import Bundle  # noqa: E402
+from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
+from modelling.config import load_config, move_options  # noqa: E402
+from modelling.explain.fidelity import decompose, intervene  # noqa: E402
+from modelling.explain.gvr import aim, move, scorer  # noqa: E402
+from modelling.nets.training import decode, encode  # noqa: E402
+from modelling.stages.artifacts import (  # noqa: E402
+    load_decoder,
+    load_encoder,
+    load_images,
+    load_predictor,
+    load_render_params,
+    training_covariance,
+)
+from modelling.stages.explain import predict_log_bnp  # noqa: E402
+from modelling.stages.fidelity import NON_DISEASE  # noqa: E402
+
+MODELS = ("mlp-correct", "mlp-overfitted")
+
+
+def shares(coef: np.ndarray, drops: np.ndarray) -> np.ndarray:
+    """(n, k): each feature's part of the fall, coefficient times that radiograph's fall, over the parts'
+    absolute sum; NaN where the parts are all 0."""
+    parts = coef * drops
+    total = np.abs(parts).sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return parts / np.where(total > 0, total, np.nan)
+
+
+def compare(values: dict[str, np.ndarray], drops: dict[str, np.ndarray], features=NON_DISEASE,
+            paired: bool = True) -> list[RegimeDifference]:
+    """Per feature (columns of INTERVENTION_FEATURES): the models' mean fall and mean value over the same
+    radiographs, with the two-sided P of a Wilcoxon signed-rank test of the paired differences (`paired`) or
+    of a Mann-Whitney U of the two sets; None where nothing differs."""
+    rows = []
+    for f in features:
+        k = INTERVENTION_FEATURES.index(f)
+        a, b = values[MODELS[0]][:, k], values[MODELS[1]][:, k]
+        keep = np.isfinite(a) & np.isfinite(b)
+        a, b = a[keep], b[keep]
+        p = None
+        if len(a) and not np.all(a == b):
+            p = float(wilcoxon(b, a).pvalue) if paired else float(mannwhitneyu(a, b).pvalue)
+        rows.append(RegimeDifference(f, float(drops[MODELS[0]][:, k].mean()), float(drops[MODELS[1]][:, k].mean()),
+                                     float(a.mean()) if len(a) else float("nan"),
+                                     float(b.mean()) if len(b) else float("nan"), p))
+    return rows
+
+
+def paired_gvrs(root: Path) -> tuple[list[str], dict, dict, dict]:
+    """Both models' GVRs of the same radiographs: (their image ids, coefficients, drops, shares), the last three
+    dicts by model of (n, k) arrays in INTERVENTION_FEATURES order."""
+    bundle = Bundle(root, create=False)
+    config = load_config(str(root / "config.yaml"))
+    g, threshold = config.gvr, config.cohort.bnp_threshold_ng_l
+    index = bundle.read_table("gvr_index")
+    gvrs = index[index["kind"] == "gvr"]
+    latents_index = bundle.read_table("latents_index").set_index("image_id")
+    latents = bundle.read_array(latents_index["latents_path"].iloc[0])
+    decoder, encoder = load_decoder(bundle, config), load_encoder(bundle, config)
+    scores = {m: scorer(load_predictor(bundle, m), reencode=g.reencode, encoder=encoder, decoder=decoder)
+              for m in MODELS}
+    union = sorted(set(gvrs["image_id"]))
+    z0 = latents[latents_index.loc[union, "row"].to_numpy()]
+    with torch.no_grad():
+        start = {m: predict_log_bnp(s, z0) for m, s in scores.items()}
+    both = np.all([start[m] > np.log(threshold) for m in MODELS], axis=0)
+    images = [i for i, b in zip(union, both) if b]
+    z0 = z0[both]
+    radiographs = bundle.read_table("radiographs")
+    position = {image_id: i for i, image_id in enumerate(radiographs["image_id"])}
+    pixels = load_images(bundle, radiographs)[[position[i] for i in images]]
+    params = load_render_params(bundle, images)
+    size = pixels.shape[-1]
+    code = encode(encoder, pixels)
+    seen = intervene(params, size, pixels, code, encoder, decoder)
+    target = aim(np.full(len(images), np.log(threshold)), "down", g.margin)
+    coef, drops, share = {}, {}, {}
+    for m in MODELS:
+        predictor = load_predictor(bundle, m)
+        with torch.no_grad():
+            before = predictor(torch.as_tensor(code)).numpy().ravel()
+            drops[m] = np.stack([np.where(seen.same[:, k], 0.0,
+                                          before - predictor(torch.as_tensor(seen.codes[:, k])).numpy().ravel())
+                                 for k in range(len(INTERVENTION_FEATURES))], axis=1)
+        covariance = training_covariance(bundle, m) if g.move == "pattern" else None
+        path = move(z0, decoder, scores[m], target_log_bnp=target, direction="down", **move_options(g), frames=2,
+                    covariance=covariance)
+        change = (decode(decoder, path.start).astype(np.float32) - decode(decoder, path.end).astype(np.float32)) / 255
+        coef[m] = decompose(change, seen.maps)
+        share[m] = shares(coef[m], drops[m])
+    return images, coef, drops, share
+
+
+def _line(label: str, rows: list[RegimeDifference]) -> str:
+    t = regime_target(rows)
+    return (f"  {label}: same way with P < 0.01 on {', '.join(t['met_on']) or 'none'}; same way without it on "
+            f"{', '.join(t['same_way_only']) or 'none'}; the other way on {', '.join(t['opposite']) or 'none'}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundles", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    for root in args.bundles:
+        bundle = Bundle(root, create=False)
+        if "tables/phantom_render.parquet" not in bundle.files or "tables/gvr_index.parquet" not in bundle.files:
+            print(f"{root}: not a phantom bundle with GVRs (run `gvr explain` first)", file=sys.stderr)
+            return 2
+        images, coef, drops, share = paired_gvrs(root)
+        differing = regime_target(compare(coef, drops))["differing"]
+        print(f"{root}: {len(images)} radiographs explained by both models; reliance differs on {', '.join(differing) or 'none'}")
+        table = []
+        for label, values in (("coefficients", coef), ("shares", share)):
+            for paired in (True, False):
+                rows = compare(values, drops, paired=paired)
+                print(_line(f"{label}, {'paired' if paired else 'unpaired'}", rows))
+                table += [{"count": label, "test": "paired" if paired else "unpaired", "feature": r.feature,
+                           "reliance_correct": r.reliance_correct, "reliance_overfitted": r.reliance_overfitted,
+                           "correct": r.coefficient_correct, "overfitted": r.coefficient_overfitted, "p": r.p,
+                           "differs": r.differs, "same_way": r.same_way} for r in rows]
+        print(pd.DataFrame(table).round(4).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
