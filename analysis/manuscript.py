@@ -15,10 +15,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from analysis.formatting import number
 from data_schema import Bundle
 
-__all__ = ["BUNDLE_ENV", "DEFAULT_BUNDLE", "NOT_APPLICABLE", "REPO_ROOT", "BundleMissingError", "bundle_path",
-           "figure_from_images", "image_html", "open_bundle", "read_json", "shown_path", "table_html"]
+__all__ = ["BUNDLE_ENV", "COLUMN_LABELS", "DEFAULT_BUNDLE", "NOT_APPLICABLE", "REPO_ROOT", "BundleMissingError",
+           "bundle_path", "figure_from_images", "image_html", "labelled", "number", "open_bundle", "read_json",
+           "shown_path", "table_html"]
 
 #: The repository: the reports' folder and the default bundle lie there.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,8 @@ def table_html(frame, *, digits: int | None = None, **to_html) -> str:
     >>> page = table_html(pd.DataFrame({"a": [0.12345, None], "b": ["x", None]}), digits=2, index=False)
     >>> "<td>0.12</td>" in page and page.count("<td>–</td>") == 2
     True
+    >>> "<td>-0" in table_html(pd.DataFrame({"a": [-0.0001, 0.5]}), digits=2)
+    False
     """
     import pandas as pd
 
@@ -53,7 +57,45 @@ def table_html(frame, *, digits: int | None = None, **to_html) -> str:
     frame = frame.apply(shown) if len(frame.columns) else frame
     if digits is not None:
         frame = frame.round(digits)
+    floats = frame.select_dtypes("float").columns
+    if len(floats):  # -0.0 + 0.0 is 0.0: a value that rounds to zero shows no minus sign
+        frame = frame.copy()
+        frame[floats] = frame[floats] + 0.0
     return frame.to_html(na_rep=NOT_APPLICABLE, **to_html)
+
+
+#: What a table of the manuscript calls a column (or an index level) of the bundle's tables: a reader sees words,
+#: the bundle keeps names a program can use.
+COLUMN_LABELS = {
+    "model_id": "Model", "method": "Method", "regime": "Regime", "feature": "Feature",
+    "intervention": "Intervention", "explanations": "Explanations",
+    "pointing_game": "Pointing game", "pointing_rate": "Pointing game", "relevance_mass": "Relevance mass",
+    "relevance_rank": "Relevance rank", "iou_top": "Top-k IoU", "sparseness": "Sparseness",
+    "true_change_r": "Median r with the true change", "reached": "Reached", "valid": "Valid",
+    "latent_distance": "Latent distance (Euclidean, code units)",
+    "image_distance": "Image distance (RMS, intensity 0-1)", "healthy_kid": "KID of the healthy reconstructions",
+    "mean_drop": "Reliance (mean fall)", "sd_drop": "SD of the fall", "gvr_mean_coefficient": "GVRs' mean coefficient",
+    "share_heart": "Share: heart", "share_effusion": "Share: effusion", "share_opacity": "Share: opacity",
+    "share_soft_tissue": "Share: soft tissue", "share_device": "Share: device", "share_markers": "Share: markers",
+    "share_shortcut": "Share: shortcut", "share_outside": "Share: outside every mask",
+    "share_disease": "Share: disease masks", "share_non_disease": "Share: masks not of disease",
+}
+
+
+def labelled(frame):
+    """`frame` with the columns and index levels :data:`COLUMN_LABELS` names relabelled, at every level; other
+    names are left as they are.
+
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"relevance_mass": [0.5], "other": [1]}, index=pd.Index(["gvr"], name="method"))
+    >>> shown = labelled(frame)
+    >>> list(shown.columns), shown.index.name
+    (['Relevance mass', 'other'], 'Method')
+    """
+    out = frame.rename(columns=lambda c: COLUMN_LABELS.get(c, c))
+    out.columns = out.columns.set_names([COLUMN_LABELS.get(n, n) for n in out.columns.names])
+    out.index = out.index.set_names([COLUMN_LABELS.get(n, n) for n in out.index.names])
+    return out
 
 
 class BundleMissingError(FileNotFoundError):

@@ -20,7 +20,7 @@ from analysis.paper_table2 import (STATED_INTER_KAPPA, STATED_INTRA_KAPPA, inter
                                    kappa_compatibility, load_paper_table2, reanalyse)
 from analysis.table2 import FEATURE_LABELS, table2
 from analysis.formatting import fmt_p, format_p, times
-from analysis.manuscript import open_bundle, read_json, table_html
+from analysis.manuscript import labelled, number, open_bundle, read_json, table_html
 
 bundle = open_bundle()
 # a real-data bundle has masks only where the user gave segmentations (`gvr cohort ingest --masks`)
@@ -52,7 +52,7 @@ reconstruction = training["reconstruction"]
 def _ctr_text(side: dict) -> str:
     if not side.get("measured"):
         return f"not measurable on any of {side['n']}"
-    return (f"median {side['median']:.2f} (IQR {side['q1']:.2f}-{side['q3']:.2f}), measured on "
+    return (f"median {number(side['median'])} (IQR {number(side['q1'])} to {number(side['q3'])}), measured on "
             f"{side['measured']} of {side['n']}")
 
 
@@ -104,7 +104,8 @@ if kept and kept.get("median_r") is not None:
         f"Does the generative model keep the disease? The phantom draws each of {kept['radiographs']} held-out "
         "radiographs with disease again without it (same noise); both pass through the encoder and the "
         "decoder, and the decoded difference is correlated, pixel by pixel, with the true one: median "
-        f"r = {kept['median_r']:.2f} (IQR {kept['q1_r']:.2f}-{kept['q3_r']:.2f}). A GVR can only show as much "
+        f"r = {number(kept['median_r'])} (IQR {number(kept['q1_r'])} to {number(kept['q3_r'])}). A GVR can only show "
+        "as much "
         "of the disease as this keeps."))
     ratio = kept.get("cardiothoracic_ratio") or {}
     shrinks = ratio.get("lower_without_disease", {})
@@ -182,7 +183,7 @@ else:
 # %%
 #| label: tbl-faithfulness
 #| tbl-cap: "Faithfulness of each explanation method against the masks (the phantom's, or on real data the user's segmentations), mean per model regime and method: shares of the explanation in each mask and outside all masks, pointing-game hit rate and top-pixel IoU with the true drivers' masks."
-display(HTML(table_html(summary, digits=3))) if has_faith else None
+display(HTML(table_html(labelled(summary), digits=3))) if has_faith else None
 
 # %%
 #| label: fig-faithfulness
@@ -358,7 +359,12 @@ if has_shortcuts:
     marks.columns = [f"share on marker: {METHOD_LABELS.get(c, c)}" for c in marks.columns]
     table_sc = per.join(marks).reset_index()
     table_sc["strength"] = (100 * table_sc["strength"]).round().astype(int).astype(str) + " %"
-    display(HTML(table_html(table_sc, digits=3, index=False)))
+    table_sc = table_sc.rename(columns={
+        "strength": "Strength", "models": "Models", "held_out_auc": "Held-out AUC",
+        "reliance": "Reliance on the marker", "truly_flagged": "Flagged by the truth",
+        "flagged_with_positioning": "Flagged, positioning counted", "audit_flagged": "Flagged by the audit",
+        "area_share_N": "N: share by area", "region_share_E": "E: region response", "outside_share_O": "O: outside response"})
+    display(HTML(table_html(labelled(table_sc), digits=3, index=False)))
 
 # %% [markdown]
 # ## An image model of our own, explained as a user's would be
@@ -427,7 +433,7 @@ if has_cnn and cnn_fid.get("realism"):
     realism_rows = pd.DataFrame([{"Set": name, "Against real": v["reference"], "n": v["n"],
                                   "Subset size": v["subset_size"], "KID": v["kid"], "SD": v["sd"]}
                                  for name, v in cnn_fid["realism"]["sets"].items()])
-    display(HTML(table_html(realism_rows, index=False, float_format=lambda v: f"{v:.4f}")))
+    display(HTML(table_html(realism_rows, index=False, float_format=lambda v: number(v, 4))))
 
 # %% [markdown]
 # ## The paper's Table 2, re-analysed

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from analysis.fidelity_targets import baseline_checks, fidelity_checks
 from analysis.formatting import format_p
-from analysis.manuscript import open_bundle, read_json, table_html
+from analysis.manuscript import labelled, number, open_bundle, read_json, table_html
 from analysis.regimes import ALPHA as REGIME_ALPHA
 from analysis.regimes import FLOOR as REGIME_FLOOR
 from analysis.regimes import FOLD as REGIME_FOLD
@@ -98,8 +98,9 @@ if has_truth:
                f", {m['valid']:.0%} valid (the model reads the stored diseased reconstruction, encoded again, at or "
                f"above the target and the healthy one below it)")
             + f"; pixel correlation with the true change median "
-            f"{m['median_pixel_r']:.2f} (IQR {m['q1_pixel_r']:.2f} to {m['q3_pixel_r']:.2f}), with the change the model's own reliance implies (each feature's "
-            f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:.2f}, with the "
+            f"{number(m['median_pixel_r'])} (IQR {number(m['q1_pixel_r'])} to {number(m['q3_pixel_r'])}), with the change "
+            "the model's own reliance implies (each feature's "
+            f"true change weighted by its drop on that radiograph) median {number(m['median_model_change_r'])}, with the "
             f"target counterfactual (the visible terms of the phantom's BNP model moved just far enough to cross the "
             f"GVR's target) median "
             f"{'undefined' if m.get('median_pixel_r_target') is None else format(m['median_pixel_r_target'], '.2f')}; "
@@ -223,7 +224,8 @@ if has_truth:
                            values=["mean_drop", "sd_drop", "gvr_mean_coefficient"])
     order = list(dict.fromkeys(reliance["feature"]))
     shown = shown.reindex(order, level="feature")
-    display(HTML(table_html(shown, digits=3)))
+    shown.index = shown.index.set_levels(shown.index.levels[0].str.replace("_", " "), level="feature")
+    display(HTML(table_html(labelled(shown), digits=3)))
 
 # %%
 #| echo: false
@@ -237,7 +239,8 @@ if has_truth and fidelity.get("positioning"):
                     for model, p in fidelity["positioning"].items())
         + ". Positioning can move a prediction either way, hence the mean of absolute changes. The GVRs' "
           "median coefficient on that change is "
-        + " and ".join(f"{p['gvr_median_coefficient']:.2f} (`{model}`)" for model, p in fidelity["positioning"].items())
+        + " and ".join(f"{number(p['gvr_median_coefficient'])} (`{model}`)"
+                       for model, p in fidelity["positioning"].items())
         + ", and the interventions' maps explain a median R² of "
         + " and ".join(f"{r2(p['median_r2_interventions'])} ({r2(p['median_r2_with_positioning'])} with "
                        f"positioning; `{model}`)" for model, p in fidelity["positioning"].items())
@@ -313,7 +316,7 @@ if has_truth and fidelity.get("representation"):
     def other(row, feature):
         name, value = max(((g, v) for g, v in row["shown"].items() if g != feature), key=lambda gv: abs(gv[1]),
                           default=("none", float("nan")))
-        return f"{name.replace('_', ' ')} {value:.2f}"
+        return f"{name.replace('_', ' ')} {number(value)}"
     representation = pd.DataFrame([
         {"Model": model, "Feature": f.replace("_", " "), "Radiographs": row["radiographs"], "Shown r": row["shown_r"],
          "Shown as itself": row["shown"][f], "Shown as another": other(row, f),
@@ -329,8 +332,8 @@ if has_truth and fidelity.get("representation"):
 # The same radiographs explained by the GVR and by each baseline, scored against the driving masks
 # (pointing game, Zhang et al. 2018; relevance mass and rank accuracy, Arras et al. 2022, named as in
 # Quantus; top-k IoU), by sparseness (Gini index, Chalasani et al. 2020) and by the Pearson correlation
-# of the signed map with the true change (@tbl-metrics). Validity (`reached`: the share of GVRs whose
-# moved code crosses the target; `valid`: the share whose stored reconstructions, encoded again, the
+# of the signed map with the true change (@tbl-metrics). Validity ("Reached": the share of GVRs whose
+# moved code crosses the target; "Valid": the share whose stored reconstructions, encoded again, the
 # model judges on either side of it) and proximity (latent and image distance; Wachter et al. 2018)
 # apply to GVRs alone, and so does realism: the kernel inception distance (KID; Bińkowski et al. 2018) of the healthy
 # reconstructions against real radiographs below the threshold, on the penultimate features of the
@@ -360,13 +363,15 @@ if has_truth and "tables/faithfulness.parquet" in bundle.files:
                               for m in gvr.index]
     for column in gvr.columns:
         metrics[column] = [gvr.loc[m, column] if method == "GVR" else np.nan for m, method in metrics.index]
-    display(HTML(table_html(metrics.rename(columns={  # a dash where a column is the GVRs' alone
-        "latent_distance": "latent_distance (Euclidean, code units)",
-        "image_distance": "image_distance (RMS, intensity 0-1)"}), digits=3)))
+    display(HTML(table_html(labelled(metrics), digits=3)))  # a dash where a column is the GVRs' alone
     best = metrics["relevance_mass"].groupby(level="model_id").idxmax()
-    display(Markdown("Highest relevance mass accuracy: " + "; ".join(
-        f"`{model}`: {idx[1]} ({metrics.loc[idx, 'relevance_mass']:.2f}; GVR "
-        f"{metrics.loc[(model, 'GVR'), 'relevance_mass']:.2f})" for model, idx in best.items()) + "."))
+
+    def highest(model, idx):
+        mass = metrics.loc[idx, "relevance_mass"]
+        if idx[1] == "GVR":
+            return f"`{model}`: the GVRs ({mass:.2f})"
+        return f"`{model}`: {idx[1]} ({mass:.2f}; the GVRs {metrics.loc[(model, 'GVR'), 'relevance_mass']:.2f})"
+    display(Markdown("Highest relevance mass accuracy: " + "; ".join(highest(m, idx) for m, idx in best.items()) + "."))
 
 # %% [markdown]
 # ## The same radiographs: truth, GVR and baselines

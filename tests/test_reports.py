@@ -385,7 +385,7 @@ def test_the_metrics_table_is_the_faithfulness_table_and_dashes_what_applies_to_
     labels = {"gvr": "GVR", "occlusion": "Occlusion", "integrated_gradients": "Integrated gradients", "lime": "LIME",
               "gradcam": "Grad-CAM"}
     table = next(t for t in BeautifulSoup(rendered["fidelity"], "html.parser").find_all("table")
-                 if "relevance_mass" in t.get_text() and "pointing_game" in t.get_text())
+                 if "Relevance mass" in t.get_text() and "Pointing game" in t.get_text())
     header = [c.get_text(strip=True) for c in table.find("thead").find_all("tr")[0].find_all("th")]
     columns = [h for h in header if h]  # the index's corner cells are empty
     seen, model = set(), None
@@ -395,19 +395,33 @@ def test_the_metrics_table_is_the_faithfulness_table_and_dashes_what_applies_to_
         method = heads[-1]
         values = dict(zip(columns, [c.get_text(strip=True) for c in row.find_all("td")]))
         key = next(m for m, label in labels.items() if label == method)
-        for column, name in (("relevance_mass", "mass"), ("pointing_game", "hit")):
+        for column, name in (("Relevance mass", "mass"), ("Pointing game", "hit")):
             want = expected.loc[(model, key), name]
             if pd.isna(want):  # no map scored (a tiny model's flat map): a dash too
                 assert values[column] == "–", (model, method, column)
             else:
                 assert float(values[column]) == pytest.approx(want, abs=5e-4), (model, method, column)
-        gvr_only = [c for c in columns if c.startswith(("reached", "latent_distance", "image_distance", "valid"))]
+        gvr_only = [c for c in columns if c.startswith(("Reached", "Latent distance", "Image distance", "Valid"))]
         assert len(gvr_only) == 4
         for column in gvr_only:
             assert (values[column] == "–") == (key != "gvr"), (model, method, column)
         seen.add((model, key))
     assert seen == set(expected.index)
     assert "NaN" not in table.get_text()
+
+
+def test_table_headers_are_words_not_the_bundles_column_names(rendered):
+    """A reader sees "Relevance mass", not relevance_mass: no header cell of any table in the manuscript is a
+    snake_case name, and a value that rounds to zero shows no minus sign."""
+    from bs4 import BeautifulSoup
+
+    for name, page in rendered.items():
+        soup = BeautifulSoup(page, "html.parser")
+        heads = [th.get_text(strip=True) for table in soup.find_all("table") for th in table.find_all("th")]
+        assert [h for h in heads if re.search(r"[a-z]_[a-z]", h)] == [], name
+        cells = [td.get_text(strip=True) for td in soup.find_all("td")]
+        assert [c for c in cells if re.fullmatch(r"-0(\.0+)?", c)] == [], name
+        assert not re.search(r"(?<![\w.])-0\.00?(?!\d)", soup.get_text()), name
 
 
 def test_no_table_cell_reads_nan(rendered):
