@@ -4,7 +4,6 @@ never rounded before they reach here).
 - :func:`format_p`, :func:`fmt_p`: P values as Radiology prints them;
 - :func:`format_count_percent`: ``"64/200 (32)"``;
 - :func:`fmt_ci`: an AUC with its confidence interval;
-- :func:`number`: a value to fixed decimals, without the minus sign of one that rounds to zero;
 - :func:`render_html`, :func:`render_csv`: a display table as HTML (caption, notes) or CSV.
 """
 
@@ -19,19 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MISSING", "fmt_ci", "fmt_p", "format_count_percent", "format_p", "number", "render_csv", "render_html"]
+__all__ = ["MISSING", "fmt_ci", "fmt_p", "format_count_percent", "format_p", "render_csv", "render_html"]
 
 MISSING = "…"  # what the paper prints where a statistic does not apply (no BNP in the unlabelled set)
-
-
-def number(value: float, digits: int = 2) -> str:
-    """`value` to `digits` decimals, without the minus sign of a value that rounds to zero ("0.00", not "-0.00").
-
-    >>> number(-0.001), number(-0.006), number(0.5, 1)
-    ('0.00', '-0.01', '0.5')
-    """
-    text = f"{value:.{digits}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def format_count_percent(count: int, total: int, *, digits: int = 0) -> str:

@@ -15,11 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from analysis.formatting import number
 from data_schema import Bundle
 
 __all__ = ["BUNDLE_ENV", "COLUMN_LABELS", "DEFAULT_BUNDLE", "NOT_APPLICABLE", "REPO_ROOT", "BundleMissingError",
-           "bundle_path", "figure_from_images", "image_html", "labelled", "number", "open_bundle", "read_json",
+           "bundle_path", "figure_from_images", "image_html", "labelled", "open_bundle", "read_json",
            "shown_path", "table_html"]
 
 #: The repository: the reports' folder and the default bundle lie there.
@@ -44,6 +43,8 @@ def table_html(frame, *, digits: int | None = None, **to_html) -> str:
     True
     >>> "<td>-0" in table_html(pd.DataFrame({"a": [-0.0001, 0.5]}), digits=2)
     False
+    >>> "<td>-0" in table_html(pd.DataFrame([[-0.0001, 1]], columns=["a", "a"]), digits=2)
+    False
     """
     import pandas as pd
 
@@ -57,10 +58,8 @@ def table_html(frame, *, digits: int | None = None, **to_html) -> str:
     frame = frame.apply(shown) if len(frame.columns) else frame
     if digits is not None:
         frame = frame.round(digits)
-    floats = frame.select_dtypes("float").columns
-    if len(floats):  # -0.0 + 0.0 is 0.0: a value that rounds to zero shows no minus sign
-        frame = frame.copy()
-        frame[floats] = frame[floats] + 0.0
+    # -0.0 + 0.0 is 0.0: a value that rounds to zero shows no minus sign (column by column: names may repeat)
+    frame = frame.apply(lambda c: c + 0.0 if pd.api.types.is_float_dtype(c) else c) if len(frame.columns) else frame
     return frame.to_html(na_rep=NOT_APPLICABLE, **to_html)
 
 
@@ -86,13 +85,24 @@ def labelled(frame):
     """`frame` with the columns and index levels :data:`COLUMN_LABELS` names relabelled, at every level; other
     names are left as they are.
 
+    Raises
+    ------
+    ValueError
+        Where two columns would be shown under one label (``pointing_game`` and ``pointing_rate``).
+
     >>> import pandas as pd
     >>> frame = pd.DataFrame({"relevance_mass": [0.5], "other": [1]}, index=pd.Index(["gvr"], name="method"))
     >>> shown = labelled(frame)
     >>> list(shown.columns), shown.index.name
     (['Relevance mass', 'other'], 'Method')
+    >>> labelled(pd.DataFrame(columns=["pointing_game", "pointing_rate"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: two columns would both be shown as ['Pointing game']
     """
     out = frame.rename(columns=lambda c: COLUMN_LABELS.get(c, c))
+    if out.columns.duplicated().any() and not frame.columns.duplicated().any():
+        raise ValueError(f"two columns would both be shown as {list(out.columns[out.columns.duplicated()])}")
     out.columns = out.columns.set_names([COLUMN_LABELS.get(n, n) for n in out.columns.names])
     out.index = out.index.set_names([COLUMN_LABELS.get(n, n) for n in out.index.names])
     return out

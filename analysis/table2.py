@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis._checks import check_assessments, check_option
 from analysis.agreement import inter_observer, intra_observer
-from analysis.formatting import format_count_percent, format_p, number, render_csv, render_html
+from analysis.formatting import format_count_percent, format_p, render_csv, render_html
 
 __all__ = ["Table2Result", "table2", "feature_order", "FEATURE_LABELS", "REGIME_LABELS"]
 
@@ -264,7 +264,7 @@ def _in_sentence(feature: str) -> str:
 
 def _kappas(rows: pd.DataFrame) -> dict[str, str]:
     """Per feature, its kappa with the 95% CI: "0.78 (95% CI: 0.65, 0.90)"."""
-    return {r.feature: f"{number(r.kappa)} ({100 * r.level:g}% CI: {number(r.ci_low)}, {number(r.ci_high)})"
+    return {r.feature: f"{r.kappa:z.2f} ({100 * r.level:g}% CI: {r.ci_low:z.2f}, {r.ci_high:z.2f})"
             for r in rows.itertuples()}
 
 

@@ -6,7 +6,8 @@ compared between different patients (Mann-Whitney U), and the patients' own spre
 projection is part of the noise. This probe moves both models' codes from the same radiographs (the union of
 the two GVR sets, where both models predict above the threshold), with the bundle's own move, decomposes each
 GVR onto its radiograph's true feature maps as the stage does, and compares the two models radiograph by
-radiograph (Wilcoxon signed-rank of the paired differences) beside the unpaired test on the same GVRs. Both
+radiograph (Wilcoxon signed-rank of the paired differences) beside the unpaired test on the same GVRs (Mann-Whitney
+U), each as a P for a shift the way the means differ (:func:`directed_p`). Both
 counts are reported: the coefficients (what the target counts) and the contribution shares (coefficient times
 the model's own fall on that radiograph, over the parts' absolute sum; ``probe_contribution_shares.py``).
 Judged as :mod:`analysis.regimes` judges (which reliance differs, the same way, P < 0.01). A diagnostic for
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.regimes import RegimeDifference, regime_target  # noqa: E402
 from data_schema import Bundle  # noqa: E402
 from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
+from probe_contribution_shares import contribution_shares  # noqa: E402
 from modelling.config import load_config, move_options  # noqa: E402
 from modelling.explain.fidelity import decompose, intervene  # noqa: E402
 from modelling.explain.gvr import aim, move, scorer  # noqa: E402
@@ -52,31 +54,41 @@ MODELS = ("mlp-correct", "mlp-overfitted")
 
 
 def shares(coef: np.ndarray, drops: np.ndarray) -> np.ndarray:
-    """(n, k): each feature's part of the fall, coefficient times that radiograph's fall, over the parts'
-    absolute sum; NaN where the parts are all 0."""
-    parts = coef * drops
-    total = np.abs(parts).sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return parts / np.where(total > 0, total, np.nan)
+    """(n, k): each feature's part of the fall, as ``probe_contribution_shares.py`` counts it (coefficient times
+    that radiograph's fall, over the parts' absolute sum; NaN where the parts are all 0)."""
+    table = pd.DataFrame({**{f"coef_{f}": coef[:, k] for k, f in enumerate(INTERVENTION_FEATURES)},
+                          **{f"drop_{f}": drops[:, k] for k, f in enumerate(INTERVENTION_FEATURES)}})
+    return contribution_shares(table).to_numpy()
 
 
-def compare(values: dict[str, np.ndarray], drops: dict[str, np.ndarray], features=NON_DISEASE,
+def directed_p(a: np.ndarray, b: np.ndarray, *, paired: bool) -> float | None:
+    """Twice the one-sided P that `b` lies above `a` (or below it, whichever way their means differ), capped at 1:
+    a two-sided P that counts only a shift in the direction the means show, so a test whose ranks point the other
+    way (skewed values, many zeros) cannot count as "the same way". Paired: Wilcoxon signed-rank of ``b - a``
+    (radiographs where they are equal drop out, scipy's default); else Mann-Whitney U. None where the two are
+    equal throughout."""
+    if not len(a) or np.all(a == b):
+        return None
+    side = "greater" if b.mean() > a.mean() else "less"
+    test = wilcoxon(b, a, alternative=side) if paired else mannwhitneyu(b, a, alternative=side)
+    return float(min(1.0, 2 * test.pvalue))
+
+
+def compare(values: dict[str, np.ndarray], drops: dict[str, np.ndarray], *, features=NON_DISEASE,
             paired: bool = True) -> list[RegimeDifference]:
-    """Per feature (columns of INTERVENTION_FEATURES): the models' mean fall and mean value over the same
-    radiographs, with the two-sided P of a Wilcoxon signed-rank test of the paired differences (`paired`) or
-    of a Mann-Whitney U of the two sets; None where nothing differs."""
+    """Per feature (columns of INTERVENTION_FEATURES): the models' mean fall and mean value over the radiographs
+    where both values are defined, with :func:`directed_p` of the two (paired or not)."""
     rows = []
     for f in features:
         k = INTERVENTION_FEATURES.index(f)
         a, b = values[MODELS[0]][:, k], values[MODELS[1]][:, k]
         keep = np.isfinite(a) & np.isfinite(b)
         a, b = a[keep], b[keep]
-        p = None
-        if len(a) and not np.all(a == b):
-            p = float(wilcoxon(b, a).pvalue) if paired else float(mannwhitneyu(a, b).pvalue)
-        rows.append(RegimeDifference(f, float(drops[MODELS[0]][:, k].mean()), float(drops[MODELS[1]][:, k].mean()),
-                                     float(a.mean()) if len(a) else float("nan"),
-                                     float(b.mean()) if len(b) else float("nan"), p))
+        nan = float("nan")
+        rows.append(RegimeDifference(f, float(drops[MODELS[0]][keep, k].mean()) if keep.any() else nan,
+                                     float(drops[MODELS[1]][keep, k].mean()) if keep.any() else nan,
+                                     float(a.mean()) if len(a) else nan, float(b.mean()) if len(b) else nan,
+                                     directed_p(a, b, paired=paired)))
     return rows
 
 
@@ -91,8 +103,8 @@ def paired_gvrs(root: Path) -> tuple[list[str], dict, dict, dict]:
     latents_index = bundle.read_table("latents_index").set_index("image_id")
     latents = bundle.read_array(latents_index["latents_path"].iloc[0])
     decoder, encoder = load_decoder(bundle, config), load_encoder(bundle, config)
-    scores = {m: scorer(load_predictor(bundle, m), reencode=g.reencode, encoder=encoder, decoder=decoder)
-              for m in MODELS}
+    predictors = {m: load_predictor(bundle, m) for m in MODELS}
+    scores = {m: scorer(p, reencode=g.reencode, encoder=encoder, decoder=decoder) for m, p in predictors.items()}
     union = sorted(set(gvrs["image_id"]))
     z0 = latents[latents_index.loc[union, "row"].to_numpy()]
     with torch.no_grad():
@@ -110,7 +122,7 @@ def paired_gvrs(root: Path) -> tuple[list[str], dict, dict, dict]:
     target = aim(np.full(len(images), np.log(threshold)), "down", g.margin)
     coef, drops, share = {}, {}, {}
     for m in MODELS:
-        predictor = load_predictor(bundle, m)
+        predictor = predictors[m]
         with torch.no_grad():
             before = predictor(torch.as_tensor(code)).numpy().ravel()
             drops[m] = np.stack([np.where(seen.same[:, k], 0.0,

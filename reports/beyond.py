@@ -20,7 +20,7 @@ from analysis.paper_table2 import (STATED_INTER_KAPPA, STATED_INTRA_KAPPA, inter
                                    kappa_compatibility, load_paper_table2, reanalyse)
 from analysis.table2 import FEATURE_LABELS, table2
 from analysis.formatting import fmt_p, format_p, times
-from analysis.manuscript import labelled, number, open_bundle, read_json, table_html
+from analysis.manuscript import labelled, open_bundle, read_json, table_html
 
 bundle = open_bundle()
 # a real-data bundle has masks only where the user gave segmentations (`gvr cohort ingest --masks`)
@@ -52,17 +52,17 @@ reconstruction = training["reconstruction"]
 def _ctr_text(side: dict) -> str:
     if not side.get("measured"):
         return f"not measurable on any of {side['n']}"
-    return (f"median {number(side['median'])} (IQR {number(side['q1'])} to {number(side['q3'])}), measured on "
+    return (f"median {side['median']:z.2f} (IQR {side['q1']:z.2f} to {side['q3']:z.2f}), measured on "
             f"{side['measured']} of {side['n']}")
 
 
-ks = (f"; two-sample Kolmogorov-Smirnov D = {ctr_summary['ks_statistic']:.3f}, P {fmt_p(ctr_summary['ks_p_value'])} "
+ks = (f"; two-sample Kolmogorov-Smirnov D = {ctr_summary['ks_statistic']:z.3f}, P {fmt_p(ctr_summary['ks_p_value'])} "
       "(a test of difference: a large P does not show that the two are alike), 1-Wasserstein distance "
-      f"{ctr_summary['wasserstein']:.3f}" if "ks_p_value" in ctr_summary else "")
+      f"{ctr_summary['wasserstein']:z.3f}" if "ks_p_value" in ctr_summary else "")
 display(Markdown(
     f"Cardiothoracic ratio of real radiographs {_ctr_text(ctr_summary['real'])}; of decoder samples "
     f"{_ctr_text(ctr_summary['generated'])}{ks}. Held-out reconstructions (radiographs the decoder and "
-    f"encoder never saw): PSNR {reconstruction['psnr_db']:.1f} dB over "
+    f"encoder never saw): PSNR {reconstruction['psnr_db']:z.1f} dB over "
     f"{reconstruction['held_out_radiographs']} radiographs."))
 sampler = training["samples"].get("sampler") or {"name": "prior"}
 
@@ -75,13 +75,13 @@ if sampler.get("without_two_lungs") is not None:
                "autoencoder's codes do not fill the N(0, I) prior, and decoded prior draws fall between them. "
                + (f"Each draw is then decoded and encoded again {times(sampler['cycles'])} (`decoder.sampler_cycles`), "
                   "since the encoder learned only real radiographs. " if sampler.get("cycles") else "") +
-               f"Two separable lungs cannot be found in {sampler['without_two_lungs']:.1%} of these samples, "
-               f"against {sampler['prior_without_two_lungs']:.1%} of as many prior draws")
+               f"Two separable lungs cannot be found in {sampler['without_two_lungs']:z.1%} of these samples, "
+               f"against {sampler['prior_without_two_lungs']:z.1%} of as many prior draws")
     else:
         how = ("The samples' latent codes are drawn from the N(0, I) prior"
                + (f" and decoded and encoded again {times(sampler['cycles'])}" if sampler.get("cycles") else "")
-               + f". Two separable lungs cannot be found in {sampler['without_two_lungs']:.1%} of them")
-    replay = (f" Each sample's code is {sampler['replay_ratio']:.2f} times as far from its nearest training code as a "
+               + f". Two separable lungs cannot be found in {sampler['without_two_lungs']:z.1%} of them")
+    replay = (f" Each sample's code is {sampler['replay_ratio']:z.2f} times as far from its nearest training code as a "
               "held-out radiograph's code is (1: as new as an unseen radiograph; near 0: replayed)."
               if sampler.get("replay_ratio") is not None else "")
     realism = (read_json(bundle, "image_gvr/cnn/fidelity.json").get("realism", {})
@@ -92,19 +92,19 @@ if sampler.get("without_two_lungs") is not None:
     floor = realism.get("real decoder training radiographs, one half against the other (floor)", {}).get("kid")
     kid_text = ""
     if own_kid is not None and floor is not None:
-        beside = f", as many prior draws at {prior_kid:.4f}" if prior_kid is not None else ""
+        beside = f", as many prior draws at {prior_kid:z.4f}" if prior_kid is not None else ""
         kid_text = (" By a measure that does not look for lungs, the kernel inception distance on the features of "
-                    f"the study's own image model (@tbl-realism), the samples stand at {own_kid:.4f} from the "
-                    f"radiographs the decoder trained on{beside}, and one half of those radiographs at {floor:.4f} "
+                    f"the study's own image model (@tbl-realism), the samples stand at {own_kid:z.4f} from the "
+                    f"radiographs the decoder trained on{beside}, and one half of those radiographs at {floor:z.4f} "
                     "from the other (0 in expectation for two sets from one distribution).")
-    display(Markdown(f"{how} and {real_lungless:.1%} of the real radiographs.{replay}{kid_text}"))
+    display(Markdown(f"{how} and {real_lungless:z.1%} of the real radiographs.{replay}{kid_text}"))
 kept = training.get("disease_kept")
 if kept and kept.get("median_r") is not None:
     display(Markdown(
         f"Does the generative model keep the disease? The phantom draws each of {kept['radiographs']} held-out "
         "radiographs with disease again without it (same noise); both pass through the encoder and the "
         "decoder, and the decoded difference is correlated, pixel by pixel, with the true one: median "
-        f"r = {number(kept['median_r'])} (IQR {number(kept['q1_r'])} to {number(kept['q3_r'])}). A GVR can only show "
+        f"r = {kept['median_r']:z.2f} (IQR {kept['q1_r']:z.2f} to {kept['q3_r']:z.2f}). A GVR can only show "
         "as much "
         "of the disease as this keeps."))
     ratio = kept.get("cardiothoracic_ratio") or {}
@@ -112,18 +112,18 @@ if kept and kept.get("median_r") is not None:
     if ratio.get("measured_on_both") and shrinks.get("reconstructions", {}).get("share") is not None:
         display(Markdown(
             "The cardiothoracic ratio measured on each reconstruction against the same radiograph: median "
-            f"difference {ratio['median_difference']:+.3f} (median absolute {ratio['median_absolute_difference']:.3f}) "
+            f"difference {ratio['median_difference']:+z.3f} (median absolute {ratio['median_absolute_difference']:z.3f}) "
             f"over {ratio['measured_on_both']} measured on both. Where the truth shrinks an enlarged heart to a "
-            f"ratio of 0.45, the thresholding measures it smaller on {shrinks['radiographs']['share']:.0%} of "
-            f"{shrinks['radiographs']['measured']} radiographs and on {shrinks['reconstructions']['share']:.0%} of "
+            f"ratio of 0.45, the thresholding measures it smaller on {shrinks['radiographs']['share']:z.0%} of "
+            f"{shrinks['radiographs']['measured']} radiographs and on {shrinks['reconstructions']['share']:z.0%} of "
             f"{shrinks['reconstructions']['measured']} reconstructions: the measure's own sensitivity bounds "
             "what any GVR can be seen to do to the heart."))
     fluid = (kept.get("effusion") or {}).get("larger_without_effusion", {})
     if fluid.get("reconstructions", {}).get("share") is not None:
         display(Markdown(
             "Effusion, measured as aerated lung height over thoracic width on the effused side: removing the "
-            f"effusion is measured as more aerated lung on {fluid['radiographs']['share']:.0%} of "
-            f"{fluid['radiographs']['measured']} radiographs and on {fluid['reconstructions']['share']:.0%} of "
+            f"effusion is measured as more aerated lung on {fluid['radiographs']['share']:z.0%} of "
+            f"{fluid['radiographs']['measured']} radiographs and on {fluid['reconstructions']['share']:z.0%} of "
             f"{fluid['reconstructions']['measured']} reconstructions."))
 
 # %%
@@ -168,7 +168,7 @@ if has_faith:
                     pointing_rate=("pointing_hit", "mean"), iou_top=("iou_top", "mean")))
     best = summary["share_disease"].groupby(level="regime").idxmax()
     display(Markdown("Highest mean share in the union of the heart, effusion and opacity masks: "
-                     + "; ".join(f"{regime}: {idx[1]} ({summary.loc[idx, 'share_disease']:.2f})"
+                     + "; ".join(f"{regime}: {idx[1]} ({summary.loc[idx, 'share_disease']:z.2f})"
                                  for regime, idx in best.items()) + "."))
     if user_masks:
         display(Markdown(
@@ -249,7 +249,7 @@ read = "; ".join(f"`{m}`: {v['region_gvrs']}" for m, v in sorted(audit.items()) 
 judged = {m: v["agrees_with_reliance"] for m, v in sorted(audit.items()) if v.get("agrees_with_reliance") is not None}
 disagree = [f"`{m}` (the audit: {audit[m]['decision']}; the truth: "
             f"{'flag' if audit[m]['reliance']['flagged'] else 'pass'}, non-disease reliance share "
-            f"{audit[m]['reliance']['share']:.2f})" for m, agrees in judged.items() if not agrees]
+            f"{audit[m]['reliance']['share']:z.2f})" for m, agrees in judged.items() if not agrees]
 unchecked = sorted({item for v in audit.values() for item in v.get("not_checked") or []})
 display(Markdown(
     f"Models flagged: {', '.join(f'`{m}`' for m in flagged) if flagged else 'none'} of {len(audit_rows)}. "
@@ -289,18 +289,18 @@ if has_shortcuts:
                      for name, r in sc_summary["requirements"].items())
     undecided = sc_summary.get("undecided") or 0  # left out of the counts below
     agrees = sc_summary["audit_agrees"]
-    rhos = ", ".join(f"{METHOD_LABELS.get(m, m)} {v['spearman_shortcut_mass_vs_reliance']:.2f}"
+    rhos = ", ".join(f"{METHOD_LABELS.get(m, m)} {v['spearman_shortcut_mass_vs_reliance']:z.2f}"
                      if v["spearman_shortcut_mass_vs_reliance"] is not None else f"{METHOD_LABELS.get(m, m)} -"
                      for m, v in sc_summary["methods"].items())
     display(Markdown(
         f"{len(sc_summary['seeds'])} seed(s), strengths "
-        f"{', '.join(f'{100 * x:.0f} %' for x in sc_summary['strengths'])} of the positives, "
-        f"{100 * sc_summary['negative_share']:.0f} % of the negatives: {a['n'] + undecided} models"
+        f"{', '.join(f'{100 * x:z.0f} %' for x in sc_summary['strengths'])} of the positives, "
+        f"{100 * sc_summary['negative_share']:z.0f} % of the negatives: {a['n'] + undecided} models"
         + (f", {undecided} of them undecided (no evidence to decide on) and left out of what follows" if undecided
            else "") + ". Against the "
         f"reliance measured by intervention the audit has {a['tp']} true and {a['fp']} false positives, "
         f"{a['tn']} true and {a['fn']} false negatives"
-        + (f" (agreement {agrees:.0%}). " if agrees is not None else ". ") +
+        + (f" (agreement {agrees:z.0%}). " if agrees is not None else ". ") +
         f"{reqs}. Spearman correlation, over every model and seed, of each method's mean share on the "
         f"marker with the model's measured reliance on it: {rhos}."))
     evidence = sc_summary.get("evidence") or {}  # results made before the region response was measured lack it
@@ -309,7 +309,7 @@ if has_shortcuts:
     if (evidence.get(decides) or {}).get("models"):
 
         def rho(v):
-            return "-" if v["spearman_vs_reliance_share"] is None else f"{v['spearman_vs_reliance_share']:.2f}"
+            return "-" if v["spearman_vs_reliance_share"] is None else f"{v['spearman_vs_reliance_share']:z.2f}"
 
         def flags(v):
             c = v["at_threshold"]
@@ -386,16 +386,16 @@ if has_cnn:
     cnn_fid = read_json(bundle, "image_gvr/cnn/fidelity.json")
     cnn_runs = {m: read_json(bundle, f"image_gvr/cnn/{m}/summary.json") for m in ("direct", "surrogate")}
     sur = cnn_runs["surrogate"].get("surrogate_fidelity") or {}
-    auc_text = "-" if cnn_model["test_auc"] is None else f"{cnn_model['test_auc']:.3f}"
-    valid = {m: ("-" if r["valid"] is None else f"{r['valid']:.0%}") for m, r in cnn_runs.items()}
-    sur_auc = "-" if sur.get("auc") is None else f"{sur['auc']:.3f}"
+    auc_text = "-" if cnn_model["test_auc"] is None else f"{cnn_model['test_auc']:z.3f}"
+    valid = {m: ("-" if r["valid"] is None else f"{r['valid']:z.0%}") for m, r in cnn_runs.items()}
+    sur_auc = "-" if sur.get("auc") is None else f"{sur['auc']:z.3f}"
     display(Markdown(
         f"The CNN ({cnn_model['architecture']}, width {cnn_model['width']:g}, {cnn_model['parameters']:,} "
-        f"parameters, {cnn_model['epochs']} epochs in {cnn_model['seconds']:.0f} s) reaches a test AUC of "
+        f"parameters, {cnn_model['epochs']} epochs in {cnn_model['seconds']:z.0f} s) reaches a test AUC of "
         f"{auc_text} for BNP at or above the threshold. Of the {cnn_runs['direct']['positive_in_test']} test "
         f"radiographs it scores positive, {cnn_runs['direct']['explained']} were explained. The CNN confirms "
         f"{valid['direct']} of the direct GVRs and {valid['surrogate']} of the surrogate's. The surrogate "
-        f"follows the CNN on held-out radiographs with R² {sur.get('r2', float('nan')):.3f} and AUC "
+        f"follows the CNN on held-out radiographs with R² {sur.get('r2', float('nan')):z.3f} and AUC "
         f"{sur_auc} against the CNN's own decisions."))
 else:
     display(Markdown("The study's own image model is not in this bundle: `image_model.run` is false, or its "
@@ -433,7 +433,7 @@ if has_cnn and cnn_fid.get("realism"):
     realism_rows = pd.DataFrame([{"Set": name, "Against real": v["reference"], "n": v["n"],
                                   "Subset size": v["subset_size"], "KID": v["kid"], "SD": v["sd"]}
                                  for name, v in cnn_fid["realism"]["sets"].items()])
-    display(HTML(table_html(realism_rows, index=False, float_format=lambda v: number(v, 4))))
+    display(HTML(table_html(realism_rows, index=False, float_format=lambda v: f"{v:z.4f}")))
 
 # %% [markdown]
 # ## The paper's Table 2, re-analysed
@@ -500,7 +500,7 @@ def _yes_no(value):
 
 kappas = pd.DataFrame([{
     "Kappa": c.kind, "Reader(s)": c.reader, "Feature": FEATURE_LABELS.get(c.feature, c.feature),
-    "Paper's stated kappa": c.stated_kappa, "Range the counts allow": f"{c.kappa_min:.2f} to {c.kappa_max:.2f}",
+    "Paper's stated kappa": c.stated_kappa, "Range the counts allow": f"{c.kappa_min:z.2f} to {c.kappa_max:z.2f}",
     "Nearest attainable": round(c.nearest_kappa, 3) if c.nearest_kappa is not None else None,
     "Attainable": _yes_no(c.compatible),
     **{f"Attainable, {name} only": _yes_no(other.get(name)) if other else "" for name in list(READINGS)[1:]}}

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from analysis.fidelity_targets import baseline_checks, fidelity_checks
 from analysis.formatting import format_p
-from analysis.manuscript import labelled, number, open_bundle, read_json, table_html
+from analysis.manuscript import labelled, open_bundle, read_json, table_html
 from analysis.regimes import ALPHA as REGIME_ALPHA
 from analysis.regimes import FLOOR as REGIME_FLOOR
 from analysis.regimes import FOLD as REGIME_FOLD
@@ -85,25 +85,25 @@ if has_truth:
     reliance = bundle.read_table("model_reliance")
     lines = []
     def shown_share(v):
-        return "not measurable" if v is None else f"{v:.0%}"
+        return "not measurable" if v is None else f"{v:z.0%}"
 
     for model_id, m in fidelity["models"].items():
         lower = shown_share(m["ctr_lower"])
-        rho = "undefined" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
+        rho = "undefined" if m["rank_agreement"] is None else f"{m['rank_agreement']:z.2f}"
         if m.get("rank_agreement_ci"):
-            rho += " (95 % bootstrap interval over its GVR radiographs {:.2f} to {:.2f})".format(*m["rank_agreement_ci"])
+            rho += " (95 % bootstrap interval over its GVR radiographs {:z.2f} to {:z.2f})".format(*m["rank_agreement_ci"])
         lines.append(
             f"- `{model_id}`: {m['gvrs']} GVRs"
             + ("" if m.get("valid") is None else
-               f", {m['valid']:.0%} valid (the model reads the stored diseased reconstruction, encoded again, at or "
+               f", {m['valid']:z.0%} valid (the model reads the stored diseased reconstruction, encoded again, at or "
                f"above the target and the healthy one below it)")
             + f"; pixel correlation with the true change median "
-            f"{number(m['median_pixel_r'])} (IQR {number(m['q1_pixel_r'])} to {number(m['q3_pixel_r'])}), with the change "
+            f"{m['median_pixel_r']:z.2f} (IQR {m['q1_pixel_r']:z.2f} to {m['q3_pixel_r']:z.2f}), with the change "
             "the model's own reliance implies (each feature's "
-            f"true change weighted by its drop on that radiograph) median {number(m['median_model_change_r'])}, with the "
+            f"true change weighted by its drop on that radiograph) median {m['median_model_change_r']:z.2f}, with the "
             f"target counterfactual (the visible terms of the phantom's BNP model moved just far enough to cross the "
             f"GVR's target) median "
-            f"{'undefined' if m.get('median_pixel_r_target') is None else format(m['median_pixel_r_target'], '.2f')}; "
+            f"{'undefined' if m.get('median_pixel_r_target') is None else format(m['median_pixel_r_target'], 'z.2f')}; "
             + (f"measured cardiothoracic ratio lower on the healthy reconstruction in {lower} of the "
                f"{m['ctr_measured_with_cardiomegaly']} GVRs with cardiomegaly measured on both"
                + ("; " if "ctr_small_effusion_measured" not in m  # a bundle measured before the count was kept
@@ -120,12 +120,12 @@ if has_truth:
     if "healthy_cardiothoracic_ratio" in defined:
         display(Markdown(f"The true counterfactual's heart has a cardiothoracic ratio of at most "
                          f"{defined['healthy_cardiothoracic_ratio']:g}; an effusion is large where it fills at least "
-                         f"{defined['large_effusion_fraction']:.0%} of a hemithorax."))
+                         f"{defined['large_effusion_fraction']:z.0%} of a hemithorax."))
 
     def judged(name, t):  # as `gvr fidelity` prints them: nothing to measure on is neither met nor missed
         if not t.get("measurable", True):
             return f"- {escape(name)}: not measurable on this bundle (nothing to measure it on), neither met nor missed"
-        value = "undefined" if t["value"] is None else f"{t['value']:.2f}"
+        value = "undefined" if t["value"] is None else f"{t['value']:z.2f}"
         return f"- {escape(name)}: {value}, " + ("met" if t["met"] else "**NOT met**")  # "P < 0.01" is no tag
 
     # the relevance mass target needs the baselines stage's scores of the same radiographs
@@ -202,7 +202,7 @@ if has_truth and fidelity.get("moves_compared"):
 if has_truth and fidelity.get("randomisation"):
     parts = []
     for model, m in fidelity["randomisation"].items():
-        rho = "undefined" if m["median_spearman"] is None else f"{m['median_spearman']:.2f}"
+        rho = "undefined" if m["median_spearman"] is None else f"{m['median_spearman']:z.2f}"
         parts.append(f"`{model}`: {m['moved']} of {m['radiographs']} radiographs moved, median Spearman {rho}")
     display(Markdown(
         "Model-parameter randomisation (Adebayo et al. 2018): the same moves through a copy of each predictor "
@@ -224,22 +224,22 @@ if has_truth:
                            values=["mean_drop", "sd_drop", "gvr_mean_coefficient"])
     order = list(dict.fromkeys(reliance["feature"]))
     shown = shown.reindex(order, level="feature")
-    shown.index = shown.index.set_levels(shown.index.levels[0].str.replace("_", " "), level="feature")
+    shown = shown.rename(index=lambda v: v.replace("_", " "), level="feature")
     display(HTML(table_html(labelled(shown), digits=3)))
 
 # %%
 #| echo: false
 if has_truth and fidelity.get("positioning"):
     def r2(v):
-        return "undefined" if v is None else f"{v:.2f}"
+        return "undefined" if v is None else f"{v:z.2f}"
     display(Markdown(
         "The interventions leave out how each patient stands (rotation, shift and scale, drawn per patient). "
         "Drawn again with neutral positioning (same noise), the same radiographs' predictions move by "
-        + "; ".join(f"{p['mean_absolute_fall']:.2f} log BNP on average for `{model}` (mean fall {p['mean_fall']:+.2f})"
+        + "; ".join(f"{p['mean_absolute_fall']:z.2f} log BNP on average for `{model}` (mean fall {p['mean_fall']:+z.2f})"
                     for model, p in fidelity["positioning"].items())
         + ". Positioning can move a prediction either way, hence the mean of absolute changes. The GVRs' "
           "median coefficient on that change is "
-        + " and ".join(f"{number(p['gvr_median_coefficient'])} (`{model}`)"
+        + " and ".join(f"{p['gvr_median_coefficient']:z.2f} (`{model}`)"
                        for model, p in fidelity["positioning"].items())
         + ", and the interventions' maps explain a median R² of "
         + " and ".join(f"{r2(p['median_r2_interventions'])} ({r2(p['median_r2_with_positioning'])} with "
@@ -296,7 +296,7 @@ if has_truth and "non_disease_difference" in fidelity:
 #| echo: false
 if has_truth and fidelity.get("representation"):
     def rho(v):
-        return "undefined" if v is None else f"{v:.2f}"
+        return "undefined" if v is None else f"{v:z.2f}"
     display(Markdown(
         "Spearman's rho between the GVRs' mean coefficients and the model's reliance over each feature's cost: "
         + "; ".join(f"{rho(rep['rank_agreement_per_cost'])} for `{model}` (against the reliance itself "
@@ -316,7 +316,7 @@ if has_truth and fidelity.get("representation"):
     def other(row, feature):
         name, value = max(((g, v) for g, v in row["shown"].items() if g != feature), key=lambda gv: abs(gv[1]),
                           default=("none", float("nan")))
-        return f"{name.replace('_', ' ')} {number(value)}"
+        return f"{name.replace('_', ' ')} {value:z.2f}"
     representation = pd.DataFrame([
         {"Model": model, "Feature": f.replace("_", " "), "Radiographs": row["radiographs"], "Shown r": row["shown_r"],
          "Shown as itself": row["shown"][f], "Shown as another": other(row, f),
@@ -369,8 +369,8 @@ if has_truth and "tables/faithfulness.parquet" in bundle.files:
     def highest(model, idx):
         mass = metrics.loc[idx, "relevance_mass"]
         if idx[1] == "GVR":
-            return f"`{model}`: the GVRs ({mass:.2f})"
-        return f"`{model}`: {idx[1]} ({mass:.2f}; the GVRs {metrics.loc[(model, 'GVR'), 'relevance_mass']:.2f})"
+            return f"`{model}`: the GVRs ({mass:z.2f})"
+        return f"`{model}`: {idx[1]} ({mass:z.2f}; the GVRs {metrics.loc[(model, 'GVR'), 'relevance_mass']:z.2f})"
     display(Markdown("Highest relevance mass accuracy: " + "; ".join(highest(m, idx) for m, idx in best.items()) + "."))
 
 # %% [markdown]
@@ -407,7 +407,7 @@ if has_truth:
         if panel in bundle.files:
             row[4].imshow(bundle.read_image(panel))
         for ax, title in zip(row, ["Radiograph", "True counterfactual", "True change",
-                                   f"GVR (r = {pick.pixel_r:.2f})", f"{pick.model_id}: baselines"]):
+                                   f"GVR (r = {pick.pixel_r:z.2f})", f"{pick.model_id}: baselines"]):
             ax.set_title(title, fontsize=8)
             ax.set_axis_off()
     display(fig)

@@ -98,9 +98,9 @@ sets = cohort["sets"]
 labelled = sets["train"]["patients"] + sets["test"]["patients"]
 display(Markdown(
     f"Here the labelled data set holds {labelled:,} patients: {sets['train']['patients']:,} "
-    f"({100 * sets['train']['patients'] / labelled:.0f}%) for training, with "
+    f"({100 * sets['train']['patients'] / labelled:z.0f}%) for training, with "
     f"{sets['train']['radiographs']:,} radiographs, and {sets['test']['patients']:,} "
-    f"({100 * sets['test']['patients'] / labelled:.0f}%) for testing, with {sets['test']['radiographs']:,} "
+    f"({100 * sets['test']['patients'] / labelled:z.0f}%) for testing, with {sets['test']['radiographs']:,} "
     f"radiographs. The unlabelled data set holds {sets['unlabelled']['radiographs']:,} radiographs of "
     f"{sets['unlabelled']['patients']:,} patients."))
 
@@ -154,7 +154,7 @@ for (model_id, role), stated in PAPER_AUC.items():
     result = aucs.get((model_id, role))
     if result is None or result.ci_high - result.ci_low == 0:
         continue
-    words = f"`{model_id}` on its {ROLE_LABELS[role]} ({stated:.2f} against {result.auc:.2f} here)"
+    words = f"`{model_id}` on its {ROLE_LABELS[role]} ({stated:z.2f} against {result.auc:z.2f} here)"
     (inside if result.ci_low <= stated <= result.ci_high else outside).append(words)
 if inside or outside:
     display(Markdown(
@@ -193,7 +193,7 @@ def count(regime: str, feature: str) -> str:
     if (regime, feature) not in pooled.index:  # a reading of one model's GVRs only
         return "none read"
     r = pooled.loc[(regime, feature)]
-    return f"{int(r['n_present'])} [{100 * r['proportion']:.1f}%] of {int(r['n_total'])}"
+    return f"{int(r['n_present'])} [{100 * r['proportion']:z.1f}%] of {int(r['n_total'])}"
 
 
 def lowered(feature: str) -> str:
@@ -206,7 +206,7 @@ def odds_ratio(feature: str) -> str:
     if "odds_ratio" not in mixed or not np.isfinite(mixed["odds_ratio"].get(feature, np.nan)):
         return ""
     r = mixed.loc[feature]
-    return f"odds ratio {r['odds_ratio']:.2f}, 95% Wald CI: {r['or_ci_low']:.2f}, {r['or_ci_high']:.2f}; "
+    return f"odds ratio {r['odds_ratio']:z.2f}, 95% Wald CI: {r['or_ci_low']:z.2f}, {r['or_ci_high']:z.2f}; "
 
 
 sentences = []

@@ -57,7 +57,7 @@ display(HTML(table_html(t1.display, caption="", notes=t1.notes)))
 example = forward.sort_values("regime", kind="stable").iloc[0]  # a correct-model GVR where there is one
 display(Markdown(
     f"Example: GVR `{example['gvr_id']}` of model `{example['model_id']}`; predicted BNP moved from "
-    f"{example['start_pred_ng_l']:.0f} to {example['end_pred_ng_l']:.0f} ng/L (target "
+    f"{example['start_pred_ng_l']:z.0f} to {example['end_pred_ng_l']:z.0f} ng/L (target "
     f"{example['target_bnp_ng_l']:g} ng/L) in {int(example['steps'])} step(s)."))
 
 # %%
@@ -121,7 +121,7 @@ fig2
 gallery = []
 for regime in ("correct", "overfitted"):
     chosen = forward[forward["regime"] == regime].head(3)
-    gallery.append([(r.overlay_path, f"{regime.capitalize()} model: {r.image_id}\n{r.start_pred_ng_l:.0f} ng/L")
+    gallery.append([(r.overlay_path, f"{regime.capitalize()} model: {r.image_id}\n{r.start_pred_ng_l:z.0f} ng/L")
                     for r in chosen.itertuples()] or [(forward.iloc[0]["original_path"], f"no {regime} GVR")])
 figure_from_images(bundle, gallery)
 
@@ -176,7 +176,7 @@ else:
 #| fig-cap: "(a) GVR of the correctly trained model (top) and of the overfitted model (bottom): original radiograph, healthy reconstruction and GVR."
 #| fig-alt: "Two rows of three chest radiograph panels, correctly trained model above and overfitted model below: original, healthy reconstruction, and GVR overlay."
 figure_from_images(bundle, [[(r.original_path, f"{r.model_id}: original"), (r.healthy_path, "Healthy"),
-                             (r.overlay_path, f"GVR ({r.start_pred_ng_l:.0f} → {r.end_pred_ng_l:.0f} ng/L)")] for r in pair],
+                             (r.overlay_path, f"GVR ({r.start_pred_ng_l:z.0f} → {r.end_pred_ng_l:z.0f} ng/L)")] for r in pair],
                    size=2.6)
 
 # %%
@@ -225,7 +225,7 @@ else:
 #| fig-cap: "Inverse GVRs of radiographs with a normal predicted BNP, moved to the highest target BNP. Purple: density the model adds."
 #| fig-alt: "A row of chest radiographs with purple and orange overlays showing the density the model adds to raise the predicted BNP to the highest target."
 # the cell's last value is what it shows: None draws nothing where there are no inverse GVRs
-(figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: {r.start_pred_ng_l:.0f} → {r.end_pred_ng_l:.0f} ng/L")
+(figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: {r.start_pred_ng_l:z.0f} → {r.end_pred_ng_l:z.0f} ng/L")
                               for r in inv[inv["target_bnp_ng_l"] == top].head(4).itertuples()]], size=2.8)
  if not inv.empty else None)
 

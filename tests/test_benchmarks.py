@@ -304,10 +304,16 @@ def test_probe_paired_regimes_tests_within_radiographs_what_patients_spread_hide
     assert unpaired["body_mass"].p > 0.1
     assert not paired["markers"].differs  # the same reliance in both: not judged
     assert probe.regime_target(list(paired.values()))["met_on"] == ["body_mass"]
+    # skewed differences: the mean says up, the signed ranks say down; that cannot count as the same way
+    a = np.zeros(40)
+    b = np.r_[np.full(35, -0.01), np.full(5, 1.0)]
+    assert b.mean() > a.mean() and probe.directed_p(a, b, paired=True) > 0.5
+    assert probe.directed_p(a, a, paired=True) is None
     # a part of the fall: coefficient times fall, over the parts' absolute sum; NaN where nothing falls
-    coef = np.array([[0.5, 0.0, 1.0], [0.0, 0.0, 0.0]])
-    got = probe.shares(coef, np.array([[1.0, 2.0, -0.5], [1.0, 1.0, 1.0]]))
-    assert got[0] == pytest.approx([0.5, 0.0, -0.5]) and np.isnan(got[1]).all()
+    coef, falls = np.zeros((2, k)), np.ones((2, k))
+    coef[0, :3], falls[0, :3] = [0.5, 0.0, 1.0], [1.0, 2.0, -0.5]
+    got = probe.shares(coef, falls)
+    assert got[0] == pytest.approx([0.5, 0.0, -0.5] + [0.0] * (k - 3)) and np.isnan(got[1]).all()
 
 
 def test_probe_paired_regimes_moves_and_decomposes_as_the_fidelity_stage_does(tiny_reproduced):
@@ -322,17 +328,69 @@ def test_probe_paired_regimes_moves_and_decomposes_as_the_fidelity_stage_does(ti
     assert images and set(images) <= set(truth["image_id"])
     coefficients = [f"coef_{f}" for f in INTERVENTION_FEATURES]
     falls = [f"drop_{f}" for f in INTERVENTION_FEATURES]
-    compared = 0
     for model_id in probe.MODELS:
         assert coef[model_id].shape == drops[model_id].shape == shares[model_id].shape == (len(images), len(coefficients))
         own = truth[truth["model_id"] == model_id].set_index("image_id")
         mine = [i for i, image_id in enumerate(images) if image_id in own.index]
         ids = [images[i] for i in mine]
-        compared += len(mine)
+        assert mine, model_id  # something to compare for each model
         # float32 sums in another batch: a few units in the last place, through an iterative move
         assert np.allclose(drops[model_id][mine], own.loc[ids, falls].to_numpy(), atol=1e-4)
         assert np.allclose(coef[model_id][mine], own.loc[ids, coefficients].to_numpy(), atol=1e-3)
-    assert compared >= len(images)  # every radiograph is at least one model's own
+    # the probe's point: some radiographs are explained by a model whose own GVR set does not hold them
+    assert any(set(images) - set(truth.loc[truth["model_id"] == m, "image_id"]) for m in probe.MODELS)
+    assert _snapshot(study) == before
+
+
+def test_probe_output_pattern_finds_the_covariance_direction_and_the_crossing_length():
+    """For a linear model f(z) = w.z the pattern of its output is the codes' covariance times w (Haufe et al.
+    2014); a move along a direction that lowers a linear score stops where the score meets the target, and one
+    that cannot lower it stops at the bracket's end, not reached."""
+    import torch
+
+    probe = _script("probe_output_pattern")
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(4, 4))
+    codes = rng.normal(size=(4000, 4)) @ mixing
+    w = np.array([1.0, -2.0, 0.5, 0.0])
+    linear = torch.nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(w[None, :], dtype=torch.float32))
+    expected = np.cov(codes, rowvar=False) @ w
+    got = probe.output_pattern(codes, linear)
+    assert np.linalg.norm(got) == pytest.approx(1.0)
+    assert got @ expected / np.linalg.norm(expected) == pytest.approx(1.0, abs=1e-3)  # sampling error of the covariance
+
+    unit = np.array([0.6, 0.8, 0.0, 0.0])
+
+    def score(z):
+        return z @ torch.as_tensor(unit, dtype=torch.float32)
+
+    z0 = np.array([[3.0, 4.0, 0.0, 0.0], [30.0, 40.0, 1.0, 0.0]], np.float32)  # scores 5 and 50
+    end, length, reached = probe.line_move(z0, unit, score, np.array([2.0, -10.0]))
+    assert reached.all()
+    assert length == pytest.approx([3.0, 60.0], rel=1e-5)  # bisected to 2**-25 of the bracket
+    assert end @ unit == pytest.approx([2.0, -10.0], abs=1e-4)
+    flat = np.array([0.0, 0.0, 0.0, 1.0])  # moving along it leaves the score as it is
+    _, length, reached = probe.line_move(z0, flat, score, np.array([2.0, -10.0]), doublings=3)
+    assert not reached.any() and length == pytest.approx([8.0, 8.0])
+
+
+def test_probe_output_pattern_judges_its_gvrs_as_the_stages_judge_the_bundles(tiny_reproduced):
+    study, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
+    before = _snapshot(study)
+    probe = _script("probe_output_pattern")
+    truth = pd.read_parquet(study / "tables/gvr_truth.parquet")
+    for local in (False, True):
+        result = probe.probe(study, local=local, max_steps=5)
+        assert sorted(result["models"]) == sorted(truth["model_id"].unique())
+        for m in result["models"].values():
+            assert 0 <= m["reached"] <= 1 and m["median_length"] >= 0
+            assert m["rank_agreement"] is None or -1 <= m["rank_agreement"] <= 1
+            assert m["relevance_mass"] is None or 0 <= m["relevance_mass"] <= 1
+            assert set(m["mean_coefficients"]) == set(INTERVENTION_FEATURES)
+        assert set(result["body_mass"]) == {"mlp-correct", "mlp-overfitted", "p"}
     assert _snapshot(study) == before
 
 
