@@ -262,11 +262,11 @@ def _print_summary(info: dict) -> None:
             continue
         bnp = (f"{_num(s['bnp_median'], '.0f')} ({_num(s['bnp_q1'], '.0f')}-{_num(s['bnp_q3'], '.0f')})"
                if "bnp_median" in s else "-")
-        below = f"{100 * s['below_threshold'] / s['radiographs']:.1f} %" if "below_threshold" in s else "-"
+        below = f"{100 * s['below_threshold'] / s['radiographs']:z.1f} %" if "below_threshold" in s else "-"
         typer.echo(f"{name:<11} {s['radiographs']:>11,} {s['patients']:>9,} {100 * s['female'] / s['patients']:>8.1f}% "
                    f"{_num(s['age_mean'], '>7.1f')} ({_num(s['age_sd'], '.1f')}) {bnp:>22} {below:>12}")
     if info.get("oracle_auc") is not None:
-        typer.echo(f"oracle AUC at {info['threshold_ng_l']:g} ng/L (noiseless BNP model, test split): {info['oracle_auc']:.3f}")
+        typer.echo(f"oracle AUC at {info['threshold_ng_l']:g} ng/L (noiseless BNP model, test split): {info['oracle_auc']:z.3f}")
 
 
 @cohort_app.command("synth")
@@ -497,52 +497,52 @@ def _print_training(summary: dict) -> None:
         if value["auc"] is None:
             typer.echo(f"{key:<28} {'-':>6}  {value['reason']}")
         else:
-            typer.echo(f"{key:<28} {value['auc']:>6.3f} {value['ci_low']:>8.3f}-{value['ci_high']:.3f}")
+            typer.echo(f"{key:<28} {value['auc']:>6.3f} {value['ci_low']:>8.3f}-{value['ci_high']:z.3f}")
     if summary.get("oracle_auc") is not None:
-        typer.echo(f"oracle AUC (noiseless BNP model, test split): {summary['oracle_auc']:.3f}")
+        typer.echo(f"oracle AUC (noiseless BNP model, test split): {summary['oracle_auc']:z.3f}")
     rec = summary["reconstruction"]
-    typer.echo(f"held-out reconstruction: MSE {rec['mse']:.4f}, PSNR {rec['psnr_db']:.1f} dB "
+    typer.echo(f"held-out reconstruction: MSE {rec['mse']:z.4f}, PSNR {rec['psnr_db']:z.1f} dB "
                f"({rec['held_out_radiographs']} radiographs)")
     kept = summary.get("disease_kept")
     if kept and kept.get("median_r") is not None:
         typer.echo(f"disease kept by the decoder (phantom): decoded vs true change of {kept['radiographs']} held-out "
-                   f"radiographs, median r {kept['median_r']:.2f} ({kept['q1_r']:.2f}-{kept['q3_r']:.2f})")
+                   f"radiographs, median r {kept['median_r']:z.2f} ({kept['q1_r']:z.2f}-{kept['q3_r']:z.2f})")
         ratio = kept.get("cardiothoracic_ratio") or {}
         shrinks = ratio.get("lower_without_disease", {})
         if ratio.get("measured_on_both") and shrinks.get("reconstructions", {}).get("share") is not None:
             typer.echo(f"  cardiothoracic ratio, reconstruction vs radiograph: median difference "
-                       f"{ratio['median_difference']:+.3f} over {ratio['measured_on_both']}; a heart the truth shrinks "
-                       f"is measured smaller in {shrinks['reconstructions']['share']:.0%} of reconstructions "
-                       f"against {shrinks['radiographs']['share']:.0%} of radiographs")
+                       f"{ratio['median_difference']:+z.3f} over {ratio['measured_on_both']}; a heart the truth shrinks "
+                       f"is measured smaller in {shrinks['reconstructions']['share']:z.0%} of reconstructions "
+                       f"against {shrinks['radiographs']['share']:z.0%} of radiographs")
         fluid = (kept.get("effusion") or {}).get("larger_without_effusion", {})
         if fluid.get("reconstructions", {}).get("share") is not None:
-            typer.echo(f"  effusion: removing it is measured as more aerated lung in {fluid['reconstructions']['share']:.0%} "
+            typer.echo(f"  effusion: removing it is measured as more aerated lung in {fluid['reconstructions']['share']:z.0%} "
                        f"of {fluid['reconstructions']['measured']} reconstructions against "
-                       f"{fluid['radiographs']['share']:.0%} of radiographs")
+                       f"{fluid['radiographs']['share']:z.0%} of radiographs")
     ratio = summary.get("samples", {}).get("cardiothoracic_ratio")
     if ratio and ratio["real"].get("measured") and ratio["generated"].get("measured"):
         real, gen = ratio["real"], ratio["generated"]
         typer.echo(f"cardiothoracic ratio (thresholding), real vs decoder samples: median "
-                   f"{real['median']:.2f} ({real['q1']:.2f}-{real['q3']:.2f}) vs {gen['median']:.2f} "
-                   f"({gen['q1']:.2f}-{gen['q3']:.2f}); measured {real['measured']}/{real['n']} vs "
+                   f"{real['median']:z.2f} ({real['q1']:z.2f}-{real['q3']:z.2f}) vs {gen['median']:z.2f} "
+                   f"({gen['q1']:z.2f}-{gen['q3']:z.2f}); measured {real['measured']}/{real['n']} vs "
                    f"{gen['measured']}/{gen['n']}; Kolmogorov-Smirnov p = {ratio['ks_p_value']:.3g}")
     sampler = summary.get("samples", {}).get("sampler")
     if sampler and sampler.get("without_two_lungs") is not None:
         cycles = sampler.get("cycles")
         line = (f"decoder samples ({sampler['name']} sampler"
                 + (f", decoded and encoded again {cycles} time(s)" if cycles else "") + ") without two separable lungs: "
-                + f"{sampler['without_two_lungs']:.1%}")
+                + f"{sampler['without_two_lungs']:z.1%}")
         if "prior_without_two_lungs" in sampler:
-            line += f" (from the N(0, I) prior: {sampler['prior_without_two_lungs']:.1%})"
+            line += f" (from the N(0, I) prior: {sampler['prior_without_two_lungs']:z.1%})"
         if sampler.get("replay_ratio") is not None:
-            line += f"; replay ratio {sampler['replay_ratio']:.2f} (1: as new as unseen radiographs' codes)"
+            line += f"; replay ratio {sampler['replay_ratio']:z.2f} (1: as new as unseen radiographs' codes)"
         typer.echo(line)
         if sampler.get("collapsed"):
             typer.echo("  warning: the two-stage sampler learned only the codes' mean; its samples are all alike")
     from modelling.stages.train import development_checks
 
     for name, target in development_checks(summary).items():
-        shown = "-" if target["value"] is None else f"{target['value']:.3f}"
+        shown = "-" if target["value"] is None else f"{target['value']:z.3f}"
         typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
 
 
@@ -606,8 +606,8 @@ def explain(
     index = built.read_table("gvr_index")
     gvr = index[index["kind"] == "gvr"]
     for model_id, rows in gvr.groupby("model_id"):
-        typer.echo(f"{model_id}: {len(rows)} GVRs, {rows['reached'].mean():.0%} reached {cfg.cohort.bnp_threshold_ng_l:g} ng/L, "
-                   f"median {rows['steps'].median():.0f} steps, median latent distance {rows['latent_distance'].median():.2f}")
+        typer.echo(f"{model_id}: {len(rows)} GVRs, {rows['reached'].mean():z.0%} reached {cfg.cohort.bnp_threshold_ng_l:g} ng/L, "
+                   f"median {rows['steps'].median():z.0f} steps, median latent distance {rows['latent_distance'].median():z.2f}")
     typer.echo(f"{(index['kind'] == 'inverse').sum()} inverse GVR frames; index: {built.root / 'tables/gvr_index.parquet'}")
     if info and info["skipped"]:
         typer.echo(f"{info['skipped']} radiograph(s) skipped: see {built.root / 'gvr/skipped.csv'}")
@@ -654,16 +654,16 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
                f"above {spec.threshold:g}; explained {info['explained']} ({method})")
     if info.get("surrogate_fidelity"):
         f = info["surrogate_fidelity"]
-        auc = "-" if f["auc"] is None else f"{f['auc']:.3f}"
-        typer.echo(f"  surrogate fidelity on {f['n_held_out']} held-out radiographs: R2 {f['r2']:.3f}, AUC against "
-                   f"the model's decisions {auc}, agreement {f['agreement']:.0%}")
+        auc = "-" if f["auc"] is None else f"{f['auc']:z.3f}"
+        typer.echo(f"  surrogate fidelity on {f['n_held_out']} held-out radiographs: R2 {f['r2']:z.3f}, AUC against "
+                   f"the model's decisions {auc}, agreement {f['agreement']:z.0%}")
     if info["explained"]:
         past = info.get("already_past") or 0
         moved = info["explained"] - past
-        reached = "-" if info["reached"] is None else f"{info['reached']:.0%}"
+        reached = "-" if info["reached"] is None else f"{info['reached']:z.0%}"
         typer.echo(f"  reached the threshold {reached} of {moved} moved"
                    + (f" ({past} not moved: the model already read their reconstruction past it)" if past else "")
-                   + f"; confirmed by the model on the stored healthy reconstruction (valid) {info['valid']:.0%}")
+                   + f"; confirmed by the model on the stored healthy reconstruction (valid) {info['valid']:z.0%}")
     typer.echo(f"  {built.root / folder(label, method)}")
 
 
@@ -729,38 +729,38 @@ def _print_fidelity(bundle) -> None:
         return
     reliance = bundle.read_table("model_reliance")
     for model_id, m in summary["models"].items():
-        lower = "-" if m["ctr_lower"] is None else f"{m['ctr_lower']:.0%}"
-        rho = "-" if m["rank_agreement"] is None else f"{m['rank_agreement']:.2f}"
+        lower = "-" if m["ctr_lower"] is None else f"{m['ctr_lower']:z.0%}"
+        rho = "-" if m["rank_agreement"] is None else f"{m['rank_agreement']:z.2f}"
         if m.get("rank_agreement_ci"):
-            rho += " (95% bootstrap interval over its radiographs {:.2f} to {:.2f})".format(*m["rank_agreement_ci"])
-        target = "-" if m.get("median_pixel_r_target") is None else f"{m['median_pixel_r_target']:.2f}"
-        typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:.2f} "
-                   f"({m['q1_pixel_r']:.2f}-{m['q3_pixel_r']:.2f}), with the target counterfactual {target}, with "
-                   f"the model's own change {m['median_model_change_r']:.2f}; measured cardiothoracic ratio lower in {lower} "
+            rho += " (95% bootstrap interval over its radiographs {:z.2f} to {:z.2f})".format(*m["rank_agreement_ci"])
+        target = "-" if m.get("median_pixel_r_target") is None else f"{m['median_pixel_r_target']:z.2f}"
+        typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:z.2f} "
+                   f"({m['q1_pixel_r']:z.2f}-{m['q3_pixel_r']:z.2f}), with the target counterfactual {target}, with "
+                   f"the model's own change {m['median_model_change_r']:z.2f}; measured cardiothoracic ratio lower in {lower} "
                    f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly"
                    + ("" if m.get("ctr_small_effusion_measured") is None else
-                      f" ({'-' if m.get('ctr_lower_small_effusion') is None else format(m['ctr_lower_small_effusion'], '.0%')}"
+                      f" ({'-' if m.get('ctr_lower_small_effusion') is None else format(m['ctr_lower_small_effusion'], 'z.0%')}"
                       f" of {m['ctr_small_effusion_measured']} without a large effusion)")
                    + "; measured effusion smaller in "
-                   f"{'-' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], '.0%')} of "
+                   f"{'-' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], 'z.0%')} of "
                    f"{m.get('effusion_measured', 0)} with an effusion; rank agreement with reliance {rho}")
         rows = reliance[reliance["model_id"] == model_id]
-        typer.echo("  " + ", ".join(f"{r.feature} {r.mean_drop:+.2f} (GVR {r.gvr_mean_coefficient:.2f})"
+        typer.echo("  " + ", ".join(f"{r.feature} {r.mean_drop:+z.2f} (GVR {r.gvr_mean_coefficient:z.2f})"
                                     for r in rows.itertuples()))
     typer.echo("  (fall in predicted log BNP by intervention; GVR: mean coefficient of that feature's true change)")
     for model_id, p in (summary.get("positioning") or {}).items():
-        r2 = "-" if p["median_r2_interventions"] is None else f"{p['median_r2_interventions']:.2f}"
-        r2p = "-" if p["median_r2_with_positioning"] is None else f"{p['median_r2_with_positioning']:.2f}"
+        r2 = "-" if p["median_r2_interventions"] is None else f"{p['median_r2_interventions']:z.2f}"
+        r2p = "-" if p["median_r2_with_positioning"] is None else f"{p['median_r2_with_positioning']:z.2f}"
         typer.echo(f"{model_id}: positioned neutrally (not an intervention above), the prediction moves "
-                   f"{p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f}); GVR median "
-                   f"coefficient {p['gvr_median_coefficient']:.2f}; the interventions explain a median R2 of {r2} "
+                   f"{p['mean_absolute_fall']:z.2f} log BNP on average (mean fall {p['mean_fall']:+z.2f}); GVR median "
+                   f"coefficient {p['gvr_median_coefficient']:z.2f}; the interventions explain a median R2 of {r2} "
                    f"of a GVR's change ({r2p} with positioning)")
     for model_id, rep in (summary.get("representation") or {}).items():
         typer.echo(f"{model_id}: as the encoder and decoder show each intervention, r with its true change and its "
                    "cost to a pattern move (squared code length): "
-                   + ", ".join(f"{f} {'-' if row['shown_r'] is None else format(row['shown_r'], '.2f')} "
-                               f"({row['squared_code_length']:.1f})" for f, row in rep["features"].items()))
-        per_cost, shown = (("-" if rep[key] is None else f"{rep[key]:.2f}")
+                   + ", ".join(f"{f} {'-' if row['shown_r'] is None else format(row['shown_r'], 'z.2f')} "
+                               f"({row['squared_code_length']:z.1f})" for f, row in rep["features"].items()))
+        per_cost, shown = (("-" if rep[key] is None else f"{rep[key]:z.2f}")
                            for key in ("rank_agreement_per_cost", "rank_agreement_on_shown"))
         typer.echo(f"  rank agreement of the GVRs with reliance over cost {per_cost}; with reliance, on the shown "
                    f"changes instead of the true ones {shown}")
@@ -774,7 +774,7 @@ def _print_targets(checks: dict[str, dict]) -> None:
         if not target.get("measurable", True):  # nothing to measure it on: neither met nor missed
             typer.echo(f"[not measurable] {name}")
         else:
-            shown = "undefined" if target["value"] is None else f"{target['value']:.3f}"
+            shown = "undefined" if target["value"] is None else f"{target['value']:z.3f}"
             typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
 
 
@@ -786,7 +786,7 @@ def _print_audit(bundle) -> None:
         rule = f"rule: flagged when {a['rule']}" if a["decision"] != "undecided" else a["rule"]
         basis = "no evidence" if a["basis"] == "none" else a["basis"]
         typer.echo(f"{model_id}: {a['decision'].upper()} on {basis} ({rule}); {a['gvrs']} GVRs, reached "
-                   f"{a['reached_rate']:.0%}, median latent distance {a['median_latent_distance']:.2f}")
+                   f"{a['reached_rate']:z.0%}, median latent distance {a['median_latent_distance']:z.2f}")
         for line in a["used"]:
             typer.echo(f"  used: {line}")
         for line in a["not_checked"]:
@@ -798,21 +798,21 @@ def _print_audit(bundle) -> None:
         unshortened = (a.get("region_effects_as_explained") or {}).get("outside_share")
         if unshortened is not None:
             typer.echo(f"  reported: the region response's share outside the disease and device masks on the "
-                       f"bundle's own GVRs (not deciding): {unshortened:.2f}")
+                       f"bundle's own GVRs (not deciding): {unshortened:z.2f}")
         if a.get("reliance"):
             truth = a["reliance"]
-            share = "-" if truth["share"] is None else f"{truth['share']:.2f}"
+            share = "-" if truth["share"] is None else f"{truth['share']:z.2f}"
             verdict = "relies mostly on non-disease features" if truth["flagged"] else "relies mostly on disease"
             agree = {True: "agrees", False: "DISAGREES", None: "-"}[a["agrees_with_reliance"]]
             typer.echo(f"  truth by intervention: non-disease reliance share {share}: {verdict}; the audit {agree}")
         if a.get("gvr_mean_shares"):
-            shares = ", ".join(f"{k.removeprefix('share_')} {v:.0%}" for k, v in a["gvr_mean_shares"].items())
+            shares = ", ".join(f"{k.removeprefix('share_')} {v:z.0%}" for k, v in a["gvr_mean_shares"].items())
             typer.echo(f"  GVR change by mask: {shares}")
         for method, m in sorted((a.get("by_method") or {}).items()):
-            pointing = "-" if m["pointing_rate"] is None else f"{m['pointing_rate']:.0%}"
-            iou = "-" if m["iou_top"] is None else f"{m['iou_top']:.2f}"
-            nd = "-" if m["non_disease_share"] is None else f"{m['non_disease_share']:.2f}"
-            mass = "-" if m.get("relevance_mass") is None else f"{m['relevance_mass']:.2f}"
+            pointing = "-" if m["pointing_rate"] is None else f"{m['pointing_rate']:z.0%}"
+            iou = "-" if m["iou_top"] is None else f"{m['iou_top']:z.2f}"
+            nd = "-" if m["non_disease_share"] is None else f"{m['non_disease_share']:z.2f}"
+            mass = "-" if m.get("relevance_mass") is None else f"{m['relevance_mass']:z.2f}"
             typer.echo(f"  {method:<22} pointing game {pointing:>5}  top-k IoU {iou}  relevance mass {mass}  "
                        f"non-disease share by area {nd}")
     from analysis.fidelity_targets import baseline_checks
@@ -893,7 +893,7 @@ def _print_shortcuts(summary: dict, out: Path) -> None:
         undecided = f", {r['undecided']} undecided" if r.get("undecided") else ""
         typer.echo(f"[{'met' if r['met'] else 'NOT met'}] {name} ({r['flagged']} of {r['models']} flagged{undecided})")
     for method, m in summary["methods"].items():
-        rho = "-" if m["spearman_shortcut_mass_vs_reliance"] is None else f"{m['spearman_shortcut_mass_vs_reliance']:.2f}"
+        rho = "-" if m["spearman_shortcut_mass_vs_reliance"] is None else f"{m['spearman_shortcut_mass_vs_reliance']:z.2f}"
         c = m["area_rule"]
         typer.echo(f"  {method:<22} rank correlation of its mass on the marker with reliance {rho:>5}; share by area "
                    f"TP {c['tp']} FP {c['fp']} TN {c['tn']} FN {c['fn']}")
@@ -930,7 +930,7 @@ def readers_simulate(
         typer.echo(f"{regime:<11} {feature:<18} {int(row['sum']):>4}/{int(row['count'])} (round 1, both readers)")
     kappas = intra_observer(table, undefined="drop")  # a reader with one answer throughout has none: not an error
     typer.echo("intra-observer kappa: " + (", ".join(
-        f"{r.reader} {r.feature} {r.kappa:.2f}" for r in kappas.itertuples()) or "undefined for every reader"))
+        f"{r.reader} {r.feature} {r.kappa:z.2f}" for r in kappas.itertuples()) or "undefined for every reader"))
 
 
 @app.command()

@@ -266,7 +266,7 @@ def test_baselines_and_audit_commands(tmp_path, monkeypatch):
     checks = baseline_checks(json.loads((tmp_path / "study/baselines/audit.json").read_text()))
     assert {name.split(":")[0] for name in checks} == {"mlp-correct", "mlp-overfitted"}  # the phantom has masks
     for name, target in checks.items():  # the relevance mass target, judged and printed with both commands
-        line = f"[{'met' if target['met'] else 'NOT met'}] {name}: {target['value']:.3f}"
+        line = f"[{'met' if target['met'] else 'NOT met'}] {name}: {target['value']:z.3f}"
         assert line in audit.output and line in result.output
     assert runner.invoke(app, ["audit", "--bundle", root]).output == audit.output
     assert runner.invoke(app, ["audit", root, "--bundle", root]).output == audit.output

@@ -363,7 +363,7 @@ def test_the_command_prints_each_model_with_its_positioning(measured):
     assert result.exit_code == 0, result.output
     for model_id, p in info["positioning"].items():
         line = next(x for x in result.output.splitlines() if x.startswith(f"{model_id}: positioned neutrally"))
-        assert f"moves {p['mean_absolute_fall']:.2f} log BNP on average (mean fall {p['mean_fall']:+.2f})" in line
+        assert f"moves {p['mean_absolute_fall']:z.2f} log BNP on average (mean fall {p['mean_fall']:+z.2f})" in line
     assert "CTR lower in >= 90% with cardiomegaly" in result.output
     from analysis.fidelity_targets import fidelity_checks
 
