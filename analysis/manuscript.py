@@ -90,6 +90,8 @@ def labelled(frame):
     ValueError
         Where two columns would be shown under one label (``pointing_game`` and ``pointing_rate``).
 
+    Examples
+    --------
     >>> import pandas as pd
     >>> frame = pd.DataFrame({"relevance_mass": [0.5], "other": [1]}, index=pd.Index(["gvr"], name="method"))
     >>> shown = labelled(frame)
