@@ -59,20 +59,31 @@ def compare_regimes(truth: pd.DataFrame, features=NON_DISEASE) -> list[RegimeDif
     return rows
 
 
+def judged(target: dict) -> str:
+    """:func:`analysis.regimes.regime_target`'s lists in words: where the GVRs differ the way the reliance does."""
+    return (f"the same way with P < 0.01 on {', '.join(target['met_on']) or 'none'}, the same way without it on "
+            f"{', '.join(target['same_way_only']) or 'none'}, the other way or not at all on "
+            f"{', '.join(target['opposite']) or 'none'}")
+
+
+def has_truth(root: Path) -> bool:
+    """Whether the bundle at `root` has the fidelity stage's per-GVR truth; says what to run where it has not."""
+    if "tables/gvr_truth.parquet" in Bundle(root, create=False).files:
+        return True
+    print(f"{root}: no tables/gvr_truth.parquet (run `gvr fidelity` first)", file=sys.stderr)
+    return False
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundles", nargs="+", type=Path)
     args = parser.parse_args(argv)
     for root in args.bundles:
-        bundle = Bundle(root, create=False)
-        if "tables/gvr_truth.parquet" not in bundle.files:
-            print(f"{root}: no tables/gvr_truth.parquet (run `gvr fidelity` first)", file=sys.stderr)
+        if not has_truth(root):
             return 2
-        rows = compare_regimes(bundle.read_table("gvr_truth"))
+        rows = compare_regimes(Bundle(root, create=False).read_table("gvr_truth"))
         target = regime_target(rows)
-        print(f"{root}: reliance differs on {', '.join(target['differing']) or 'none'}; shares differ the same way "
-              f"with P < 0.01 on {', '.join(target['met_on']) or 'none'}, the same way without it on "
-              f"{', '.join(target['same_way_only']) or 'none'}, the other way on {', '.join(target['opposite']) or 'none'}")
+        print(f"{root}: reliance differs on {', '.join(target['differing']) or 'none'}; shares differ {judged(target)}")
         print(pd.DataFrame([{"feature": r.feature, "reliance_correct": r.reliance_correct,
                              "reliance_overfitted": r.reliance_overfitted, "share_correct": r.coefficient_correct,
                              "share_overfitted": r.coefficient_overfitted, "p": r.p, "differs": r.differs,

@@ -37,7 +37,7 @@ from modelling.cohort import ctr  # noqa: E402
 from modelling.config import load_config  # noqa: E402
 from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores  # noqa: E402
 from modelling.explain.fidelity import decompose, intervene, rank_agreement  # noqa: E402
-from modelling.explain.gvr import aim, scorer  # noqa: E402
+from modelling.explain.gvr import _PatternSteps, aim, scorer  # noqa: E402
 from modelling.nets.training import decode, encode  # noqa: E402
 from modelling.stages.artifacts import (  # noqa: E402
     load_decoder,
@@ -47,6 +47,7 @@ from modelling.stages.artifacts import (  # noqa: E402
     load_render_params,
     training_codes,
 )
+from probe_contribution_shares import has_truth  # noqa: E402
 
 
 def output_pattern(codes: np.ndarray, predictor: torch.nn.Module) -> np.ndarray:
@@ -93,13 +94,11 @@ def line_move(z0: np.ndarray, direction: np.ndarray, score, target: np.ndarray, 
 
 def local_pattern_move(z0: np.ndarray, predictor, score, covariance: np.ndarray, target: np.ndarray, *,
                        step_size: float, max_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps of ``step_size * sqrt(d)`` in whitened units along the covariance times the predictor's gradient on
-    the code (the pattern on the code), each code stopped once `score` reads it at or below its `target`.
-    Returns (end, steps, reached)."""
-    d = covariance.shape[0]
-    chol = torch.as_tensor(np.linalg.cholesky(covariance + 1e-6 * np.trace(covariance) / d * np.eye(d)),
-                           dtype=torch.float32)
-    z = torch.as_tensor(z0, dtype=torch.float32).clone()
+    """The pattern move's steps (:class:`modelling.explain.gvr._PatternSteps`: the covariance times the gradient,
+    ``step_size * sqrt(d)`` in whitened units) along the predictor's gradient on the code, each code stopped once
+    `score` reads it at or below its `target`. Returns (end, steps, reached)."""
+    z = torch.as_tensor(z0, dtype=torch.float32).clone().requires_grad_(True)
+    stepper = _PatternSteps(z, covariance, step_size)
     done = np.zeros(len(z0), bool)
     steps = np.zeros(len(z0), int)
     for _ in range(max_steps):
@@ -107,15 +106,14 @@ def local_pattern_move(z0: np.ndarray, predictor, score, covariance: np.ndarray,
             done |= score(z).numpy().ravel() <= target
         if done.all():
             break
-        moving = z.clone().requires_grad_(True)
-        predictor(moving).sum().backward()
-        whitened = moving.grad @ chol
-        step = step_size * d ** 0.5 * (whitened / whitened.norm(dim=1, keepdim=True).clamp_min(1e-12)) @ chol.T
-        z = torch.where(torch.as_tensor(done)[:, None], z, z - step)
+        stepper.zero_grad()
+        predictor(z).sum().backward()
+        z.grad[torch.as_tensor(done)] = 0.0  # a code past its aim stays: a zero gradient steps nowhere
+        stepper.step()
         steps += ~done
     with torch.no_grad():
         done |= score(z).numpy().ravel() <= target
-    return z.numpy(), steps, done
+    return z.detach().numpy(), steps, done
 
 
 def probe(root: Path, *, local: bool = False, max_steps: int = 400) -> dict:
@@ -194,9 +192,7 @@ def main(argv=None) -> int:
     parser.add_argument("--local", action="store_true", help="the pattern on the code, recomputed at each step")
     args = parser.parse_args(argv)
     for root in args.bundles:
-        bundle = Bundle(root, create=False)
-        if "tables/gvr_truth.parquet" not in bundle.files:
-            print(f"{root}: no tables/gvr_truth.parquet (run `gvr fidelity` first)", file=sys.stderr)
+        if not has_truth(root):
             return 2
         result = probe(root, local=args.local)
         print(f"{root}: {result['move']}")

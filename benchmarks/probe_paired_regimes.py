@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.regimes import RegimeDifference, regime_target  # noqa: E402
 from data_schema import Bundle  # noqa: E402
 from data_schema.tables import INTERVENTION_FEATURES  # noqa: E402
-from probe_contribution_shares import contribution_shares  # noqa: E402
+from probe_contribution_shares import contribution_shares, judged  # noqa: E402
 from modelling.config import load_config, move_options  # noqa: E402
 from modelling.explain.fidelity import decompose, intervene  # noqa: E402
 from modelling.explain.gvr import aim, move, scorer  # noqa: E402
@@ -48,7 +48,7 @@ from modelling.stages.artifacts import (  # noqa: E402
     training_covariance,
 )
 from modelling.stages.explain import predict_log_bnp  # noqa: E402
-from modelling.stages.fidelity import NON_DISEASE  # noqa: E402
+from modelling.stages.fidelity import NON_DISEASE, intervention_falls  # noqa: E402
 
 MODELS = ("mlp-correct", "mlp-overfitted")
 
@@ -122,12 +122,8 @@ def paired_gvrs(root: Path) -> tuple[list[str], dict, dict, dict]:
     target = aim(np.full(len(images), np.log(threshold)), "down", g.margin)
     coef, drops, share = {}, {}, {}
     for m in MODELS:
-        predictor = predictors[m]
-        with torch.no_grad():
-            before = predictor(torch.as_tensor(code)).numpy().ravel()
-            drops[m] = np.stack([np.where(seen.same[:, k], 0.0,
-                                          before - predictor(torch.as_tensor(seen.codes[:, k])).numpy().ravel())
-                                 for k in range(len(INTERVENTION_FEATURES))], axis=1)
+        _, falls = intervention_falls(predictors[m], code, seen)
+        drops[m] = np.stack([falls[f] for f in INTERVENTION_FEATURES], axis=1)
         covariance = training_covariance(bundle, m) if g.move == "pattern" else None
         path = move(z0, decoder, scores[m], target_log_bnp=target, direction="down", **move_options(g), frames=2,
                     covariance=covariance)
@@ -135,12 +131,6 @@ def paired_gvrs(root: Path) -> tuple[list[str], dict, dict, dict]:
         coef[m] = decompose(change, seen.maps)
         share[m] = shares(coef[m], drops[m])
     return images, coef, drops, share
-
-
-def _line(label: str, rows: list[RegimeDifference]) -> str:
-    t = regime_target(rows)
-    return (f"  {label}: same way with P < 0.01 on {', '.join(t['met_on']) or 'none'}; same way without it on "
-            f"{', '.join(t['same_way_only']) or 'none'}; the other way on {', '.join(t['opposite']) or 'none'}")
 
 
 def main(argv=None) -> int:
@@ -159,7 +149,7 @@ def main(argv=None) -> int:
         for label, values in (("coefficients", coef), ("shares", share)):
             for paired in (True, False):
                 rows = compare(values, drops, paired=paired)
-                print(_line(f"{label}, {'paired' if paired else 'unpaired'}", rows))
+                print(f"  {label}, {'paired' if paired else 'unpaired'}: {judged(regime_target(rows))}")
                 table += [{"count": label, "test": "paired" if paired else "unpaired", "feature": r.feature,
                            "reliance_correct": r.reliance_correct, "reliance_overfitted": r.reliance_overfitted,
                            "correct": r.coefficient_correct, "overfitted": r.coefficient_overfitted, "p": r.p,

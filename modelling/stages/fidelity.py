@@ -48,6 +48,7 @@ from modelling.cohort.effusion import effused_side_height
 from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.faithfulness import driving_masks, pixel_correlation, scores
 from modelling.explain.fidelity import (
+    Intervened,
     decompose,
     explained,
     intervene,
@@ -81,6 +82,16 @@ NON_DISEASE = tuple(f for f in INTERVENTION_FEATURES if f not in DISEASE_INTERVE
 def _predict(predictor, codes: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return predictor(torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))).float().numpy()
+
+
+def intervention_falls(predictor, code: np.ndarray, seen: Intervened) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The model's reliance on each radiograph: its prediction from `code` (log BNP, n) and, per feature of
+    :data:`INTERVENTION_FEATURES`, the fall to its prediction from the intervened rendering's code. An
+    intervention that left the radiograph as it was (the feature is absent) falls by 0: no effect, not encoder
+    jitter."""
+    before = _predict(predictor, code)
+    return before, {f: np.where(seen.same[:, k], 0.0, before - _predict(predictor, seen.codes[:, k]))
+                    for k, f in enumerate(INTERVENTION_FEATURES)}
 
 
 def model_change(feature_maps: np.ndarray, drops: dict) -> np.ndarray:
@@ -218,11 +229,8 @@ def _model_fidelity(bundle: Bundle, stage: Stage, size: int, encoder, decoder, m
     truth = true_change(params, size)
     predictor = load_predictor(bundle, model_id)
     code = encode(encoder, truth.original)
-    before = _predict(predictor, code)
     seen = intervene(params, size, truth.original, code, encoder, decoder)
-    # an unchanged image: no effect, not encoder jitter
-    drops = {f: np.where(seen.same[:, k], 0.0, before - _predict(predictor, seen.codes[:, k]))
-             for k, f in enumerate(INTERVENTION_FEATURES)}
+    before, drops = intervention_falls(predictor, code, seen)
     alone = {f: seen.images[:, INTERVENTION_FEATURES.index(f)] for f in ("heart", "effusion")}
     feature_maps = seen.maps
     diseased = np.stack([bundle.read_image(p) for p in gvrs["diseased_path"]]).astype(np.float32)
