@@ -359,7 +359,8 @@ def test_probe_output_pattern_finds_the_covariance_direction_and_the_crossing_le
     expected = np.cov(codes, rowvar=False) @ w
     got = probe.output_pattern(codes, linear)
     assert np.linalg.norm(got) == pytest.approx(1.0)
-    assert got @ expected / np.linalg.norm(expected) == pytest.approx(1.0, abs=1e-3)  # sampling error of the covariance
+    # the same sample on both sides: only the float32 predictions differ
+    assert got @ expected / np.linalg.norm(expected) == pytest.approx(1.0, abs=1e-5)
 
     unit = np.array([0.6, 0.8, 0.0, 0.0])
 
