@@ -77,7 +77,8 @@ def fine_tune(root, *, config=None, iterations: int = 400, warmup: int = 100, cr
     decoder, encoder = load_decoder(bundle).eval(), load_encoder(bundle).eval()
     test = np.flatnonzero(splits["set"].to_numpy() == "test")
     test_ids = radiographs["image_id"].to_numpy()[test]
-    fitted = fit_code_sampler(latents[generative], seed=config.seed)
+    # fitted as the train stage fits it (the profile's steps), so `before` is the bundle's own sampler
+    fitted = fit_code_sampler(latents[generative], seed=config.seed, steps=config.decoder.sampler_steps)
     before = _measure(bundle, config, decoder, encoder, fitted.sample, images[test], test_ids, n, seed)
     tuned, critic = copy.deepcopy(decoder).train(), build_critic(config).train()
     for p in tuned.parameters():
@@ -125,7 +126,7 @@ def fine_tune(root, *, config=None, iterations: int = 400, warmup: int = 100, cr
     after = _measure(bundle, config, tuned.eval(), encoder, fitted.sample, images[test], test_ids, n, seed)
     return {"settings": {"iterations": iterations, "warmup": warmup, "critic_steps": critic_steps,
                          "weight": weight, "draws": n, "batch": batch, "learning_rate": learning_rate,
-                         "code_noise": code_noise},
+                         "code_noise": code_noise, "sampler_steps": config.decoder.sampler_steps},
             "before": before, "after": after, "seconds": seconds}
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data_schema import Bundle  # noqa: E402
 from modelling.cohort import ctr  # noqa: E402
 from modelling.cohort.pairing import generative_training_mask  # noqa: E402
+from modelling.config import load_config  # noqa: E402
 from modelling.nets.code_sampler import fit_code_sampler, replay_ratio  # noqa: E402
 from modelling.nets.training import decode  # noqa: E402
 from modelling.stages.artifacts import load_decoder  # noqa: E402
@@ -42,6 +43,9 @@ def without_two_lungs(root, n: int = 512, seed: int = 20190201) -> dict:
     from sklearn.mixture import GaussianMixture
 
     bundle = Bundle(root, create=False)
+    # the second stage takes as many steps as the train stage gave it (the bundle's profile)
+    config = Path(root) / "config.yaml"
+    steps = load_config(str(config)).decoder.sampler_steps if config.is_file() else load_config("default").decoder.sampler_steps
     latents = bundle.read_array("arrays/latents.npy").astype(np.float64)
     index = bundle.read_table("latents_index").set_index("image_id")
     splits = bundle.read_table("splits")
@@ -56,10 +60,10 @@ def without_two_lungs(root, n: int = 512, seed: int = 20190201) -> dict:
         "fitted_gaussian": rng.multivariate_normal(fitted.mean(axis=0), np.cov(fitted, rowvar=False), size=n),
         "mixture_10": GaussianMixture(min(10, len(fitted)), covariance_type="full", reg_covar=1e-4,
                                       random_state=seed).fit(fitted).sample(n)[0],
-        "two_stage_vae": fit_code_sampler(fitted, seed=seed).sample(n, rng),
+        "two_stage_vae": fit_code_sampler(fitted, seed=seed, steps=steps).sample(n, rng),
         "codes": fitted[rng.choice(len(fitted), n, replace=False)],
     }
-    out = {"n": n, "fitted_codes": len(fitted), "held_out_codes": len(held_out)}
+    out = {"n": n, "fitted_codes": len(fitted), "held_out_codes": len(held_out), "sampler_steps": steps}
     for name, z in draws.items():
         measured = ctr.measure(decode(decoder, z.astype(np.float32)))
         out[name] = {"without_two_lungs": float(measured["ctr"].isna().mean()),

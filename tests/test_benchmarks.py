@@ -111,11 +111,16 @@ def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
     assert (tiny_explained / "manifest.json").read_bytes() == before
 
 
-def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_explained):
+def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_reproduced):
+    study, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
     without_two_lungs = _script("probe_samplers").without_two_lungs
-    result = without_two_lungs(tiny_explained, n=16)
+    before = _snapshot(study)
+    result = without_two_lungs(study, n=16)
+    assert _snapshot(study) == before
     samplers = {"prior", "fitted_gaussian", "mixture_10", "two_stage_vae", "codes"}
-    assert result["n"] == 16 and set(result) == samplers | {"n", "fitted_codes", "held_out_codes"}
+    assert result["n"] == 16 and set(result) == samplers | {"n", "fitted_codes", "held_out_codes", "sampler_steps"}
+    assert result["sampler_steps"] == load_config("tiny").decoder.sampler_steps  # the train stage's, not 2000
     assert result["fitted_codes"] > 0 and result["held_out_codes"] > 0
     assert all(0 <= result[k]["without_two_lungs"] <= 1 for k in samplers)
     assert result["codes"]["replay_ratio"] == 0  # the fitted codes themselves: each is its own nearest
@@ -415,6 +420,7 @@ def test_probe_adversarial_decoder_noise_on_the_codes_changes_what_the_decoder_l
                             code_noise=noise) for noise in (0.0, 0.0, 1.0)]
     assert runs[0]["settings"]["code_noise"] == 0.0 and runs[2]["settings"]["code_noise"] == 1.0
     assert runs[0]["settings"]["critic_steps"] == 0 and runs[0]["settings"]["warmup"] == 0  # no critic at weight 0
+    assert runs[0]["settings"]["sampler_steps"] == load_config("tiny").decoder.sampler_steps  # as the train stage
     assert runs[0]["after"] == runs[1]["after"]  # seeded: the same fine-tune twice
     assert runs[2]["after"]["held_out_psnr_db"] != runs[0]["after"]["held_out_psnr_db"]  # the noise reached it
     assert runs[0]["before"] == runs[2]["before"]
