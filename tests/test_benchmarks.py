@@ -53,6 +53,24 @@ def test_bench_gvr_leaves_the_study_untouched(tmp_path, clean_env):
     assert "explain" not in json.loads(manifest)["stages"]
 
 
+def test_bench_report_times_both_ways_on_the_same_pages_and_writes_nothing(tiny_reproduced, tmp_path):
+    study, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
+    bench = _script("bench_report")
+    scripts = []
+    for name in ("one", "two"):  # two small pages: the bench's bookkeeping, not the manuscript's time
+        scripts.append(tmp_path / f"{name}.py")
+        scripts[-1].write_text(f"# %%\nimport os\nprint('{name}', os.path.basename(os.environ['GVR_BUNDLE']))\n")
+    before = _snapshot(study)
+    result = bench.compare(study, scripts)
+    assert result["scripts"] == ["one.py", "two.py"] and result["same_bytes"] is True
+    assert result["side_by_side_s"] > 0 and result["one_after_another_s"] > 0
+    assert result["ratio"] == pytest.approx(result["side_by_side_s"] / result["one_after_another_s"], abs=0.01)
+    assert _snapshot(study) == before
+    with pytest.raises(SystemExit, match=f"no study bundle at {tmp_path}"):
+        bench.compare(tmp_path, scripts)
+
+
 def test_bench_gvr_refuses_a_folder_without_a_bundle(tmp_path, clean_env):
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_gvr.py"), "--bundle", str(tmp_path),
                           "--config", "tiny"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=clean_env)

@@ -80,6 +80,35 @@ def test_every_script_renders_with_every_labelled_table_and_figure(rendered):
         assert "Traceback" not in page and "Error" not in re.sub(r"<(script|style).*?</\1>", "", page, flags=re.S)
 
 
+def test_rendering_again_gives_the_pages_reproduce_wrote(rendered, tiny_bundle):
+    """The same bundle gives the same bytes, whichever kernel finished first."""
+    for name, page in rendered.items():
+        assert page == (tiny_bundle / "report" / f"{name}.html").read_text("utf-8"), name
+
+
+def _script_file(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text("# %%\n" + body + "\n", encoding="utf-8")
+    return path
+
+
+def test_kernels_run_side_by_side_and_the_first_failure_in_order_is_raised(tmp_path):
+    bundle = tmp_path / "bundle"
+    with Bundle(bundle).stage("note", config={}) as stage:  # a bundle of one file: these scripts read nothing
+        stage.write_bytes("note.txt", b"nothing")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    timed = "import time\nstart = time.time()\ntime.sleep(1)\nprint('span', start, time.time())"
+    pages = render_reports(bundle, tmp_path / "out", scripts=[_script_file(folder, f"{n}.py", timed) for n in "ab"])
+    spans = [[float(x) for x in re.search(r"span ([\d.]+) ([\d.]+)", p.read_text("utf-8")).groups()] for p in pages]
+    assert [p.name for p in pages] == ["a.html", "b.html"]
+    assert max(s[0] for s in spans) < min(s[1] for s in spans)  # both kernels were sleeping at once
+    failing = [_script_file(folder, f"{n}.py", f"raise ValueError('{n} broke')") for n in "zy"]
+    with pytest.raises(ReportRenderError, match=r"^z\.py failed against bundle .*ValueError: z broke"):
+        render_reports(bundle, tmp_path / "failed", scripts=failing)
+    assert not (tmp_path / "failed").exists()  # no page written when one fails
+
+
 def test_the_moves_table_shows_each_moves_relevance_mass_from_the_bundle(rendered, tiny_bundle):
     import json
 
