@@ -25,7 +25,9 @@ def discs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_a_narrow_network_learns_log_bnp_and_exports_as_a_program(tmp_path, architecture):
     images, y = discs(160, seed=1)
     train, validation = np.arange(120), np.arange(120, 160)
-    model, info = fit(images, y, train, validation, architecture=architecture, width=0.125, epochs=12,
+    # DenseNet learns the disc in fewer epochs (validation MSE 0.02-0.10 of the mean's after 8, seeds 3-5)
+    model, info = fit(images, y, train, validation, architecture=architecture, width=0.125,
+                      epochs=8 if architecture == "densenet121" else 12,
                       batch_size=32, learning_rate=3e-3, patience=12, seed=3)
     baseline = float(np.mean((y[validation] - y[train].mean()) ** 2))
     assert info["best_validation_mse"] < 0.5 * baseline  # it learned the disc, not the mean
