@@ -498,7 +498,8 @@ class Bundle:
     @contextmanager
     def _stage(self, name: str, *, config: Any, seed: int | None, inputs: list[str]) -> Iterator["Stage"]:
         input_hashes = self._input_hashes(inputs)
-        if self._manifest["stages"].pop(name, None) is not None:
+        earlier = self._manifest["stages"].pop(name, None)
+        if earlier is not None:
             self._save_manifest()  # a stage killed half-way must not look complete on the next run
         stage = Stage(self, name, config_hash(config), seed)
         progress_log.info("stage %s: start", name)
@@ -506,7 +507,14 @@ class Bundle:
         try:
             yield stage
         except BaseException:
-            progress_log.info("stage %s: failed after %s", name, _took(started))
+            if earlier is not None and not stage.written:
+                # refused or stopped before it replaced any file: the earlier run's record still describes
+                # the disk, so a refusal (another image size, a bad option) leaves the stage as it was
+                self._manifest["stages"][name] = earlier
+                progress_log.info("stage %s: failed after %s, before writing; its earlier run is kept", name,
+                                  _took(started))
+            else:
+                progress_log.info("stage %s: failed after %s", name, _took(started))
             raise
         finally:
             self._save_manifest()  # files already written stay recorded, so the manifest matches disk
@@ -594,6 +602,7 @@ class Stage:
         self.config_hash = config_hash
         self.seed = seed
         self.outputs: set[str] = set()
+        self.written = 0  # files this run wrote (adopted ones are outputs it did not write)
 
     def write_bytes(self, relpath: str, data: bytes, *, schema: str | None = None) -> Path:
         """Write raw bytes atomically and record them; all other writers end here."""
@@ -602,6 +611,7 @@ class Stage:
             raise BundlePathError(f"{MANIFEST} is written by the bundle itself")
         full = self.bundle.path(rel)
         atomic_write_bytes(full, data)
+        self.written += 1
         self.bundle._manifest["files"][rel] = {
             "sha256": sha256_bytes(data),
             "bytes": len(data),

@@ -109,6 +109,56 @@ def test_kernels_run_side_by_side_and_the_first_failure_in_order_is_raised(tmp_p
     assert not (tmp_path / "failed").exists()  # no page written when one fails
 
 
+def _processes_reading(bundle: Path) -> list[int]:
+    """Processes whose environment points GVR_BUNDLE at `bundle` (the report kernels do)."""
+    wanted, found = f"GVR_BUNDLE={bundle.resolve()}".encode(), []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if wanted in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or another user's
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="reads kernels' environments from /proc")
+def test_ctrl_c_while_the_manuscript_renders_is_one_line_exit_130_and_no_kernel_left(tiny_bundle, tmp_path):
+    """Ctrl-C during `gvr report` printed kernel tracebacks and "error: AssertionError", and exited 1."""
+    import signal
+    import subprocess
+    import time
+
+    from data_schema import validate_bundle
+    from tests.conftest import clean_environment, gvr_executable
+
+    root = _copy(tiny_bundle, tmp_path)
+    record = Bundle(root).stages["report"]
+    env = {**clean_environment(), "GVR_PROGRESS_EVERY": "0", "COLUMNS": "200"}
+    env.pop("GVR_PROGRESS", None)
+    run = subprocess.Popen([gvr_executable(), "report", "--force", str(root)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    while not any("rendering the manuscript: start" in line for line in lines):
+        line = run.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    deadline = time.monotonic() + 30
+    while not _processes_reading(root) and time.monotonic() < deadline:  # a kernel is up
+        time.sleep(0.1)
+    assert _processes_reading(root)
+    time.sleep(1.0)
+    run.send_signal(signal.SIGINT)
+    _, rest = run.communicate(timeout=120)
+    err = "".join(lines) + rest
+    assert run.returncode == 130, err
+    assert "interrupted; a rerun resumes" in err
+    for noise in ("Traceback", "IPKernelApp", "Exception ignored", "AssertionError", "error:"):
+        assert noise not in err, err
+    time.sleep(0.5)
+    assert _processes_reading(root) == []  # every kernel was shut down
+    assert Bundle(root).stages["report"] == record and validate_bundle(root) == []
+
+
 def test_the_moves_table_shows_each_moves_relevance_mass_from_the_bundle(rendered, tiny_bundle):
     import json
 

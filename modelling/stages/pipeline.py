@@ -15,7 +15,7 @@ from analysis.analyse import analyse_bundle, stale_assessments
 from data_schema import Bundle
 from data_schema.bundle import refuse_foreign_folder
 from data_schema.io import sha256_file
-from modelling.config import ConfigError, StudyConfig
+from modelling.config import StudyConfig
 from modelling.stages.baselines import build_baselines
 from modelling.stages.cohort import build_cohort
 from modelling.stages.explain import build_explanations
@@ -26,7 +26,7 @@ from modelling.stages.image_model import build_image_model
 from modelling.stages.readers import build_simulated_readers
 from modelling.stages.shortcuts import build_shortcuts
 from modelling.stages.study_config import record_config
-from modelling.stages.train import build_training
+from modelling.stages.train import build_training, refuse_other_image_size
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +73,6 @@ def build_report(root: str | Path, *, force: bool = False) -> Bundle:
     return bundle
 
 
-def _check_image_size(bundle: Bundle, config: StudyConfig) -> None:
-    """Refuse, before anything is written, a config whose image size is not the one real data were ingested at
-    (the phantom would be drawn again at the new size; real radiographs cannot be)."""
-    import numpy as np
-
-    radiographs = bundle.read_table("radiographs")
-    if not len(radiographs):
-        return
-    size = np.load(bundle.verify_file(radiographs["image_path"].iloc[0]), mmap_mode="r").shape[-1]
-    if size != config.image_size:
-        stored = bundle.root / "config.yaml"
-        raise ConfigError(
-            f"{bundle.root} holds real radiographs ingested at {size} px, and this config says {config.image_size} "
-            f"px: give the config they were ingested with" + (f" ({stored}, the default without --config)"
-                                                               if stored.is_file() else "")
-            + ", or ingest them again at the new size")
-
-
 def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = None) -> Bundle:
     """Build the study bundle at `out` from `config`.
 
@@ -110,7 +92,7 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
         raise PendingStagesError(f"{bundle.root} holds real data but no complete cohort: run `gvr cohort ingest "
                                  f"... --bundle {bundle.root}` first (the phantom is never written into it)")
     if real:
-        _check_image_size(bundle, config)
+        refuse_other_image_size(bundle, config)
     record_config(bundle, config)
     if real:
         log.info("%s: real data from `gvr cohort ingest`; its cohort is kept", bundle.root)

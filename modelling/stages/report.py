@@ -225,10 +225,15 @@ def _render_scripts(scripts: list[Path], bundle: str | Path, *, timeout: int = 6
     kernel is its own process with its own notebook, as Quarto runs them, so no page sees another's
     names. `done` is called with each script's name as its kernel finishes. When several fail, the
     first in the given order is raised, after every kernel has stopped.
+
+    The kernels are driven from a thread of their own. nbclient, run in the main thread, answers Ctrl-C by
+    shutting its kernel down from a signal handler and then fails on the kernel it no longer has
+    (``AssertionError``), so an interrupted manuscript printed tracebacks and exited 1. Outside the main
+    thread it sets no handler: Ctrl-C reaches the main thread as ``KeyboardInterrupt``, every kernel is shut
+    down, and the interrupt goes on to the caller (the command line's "interrupted", exit 130).
     """
     import asyncio
-
-    from jupyter_core.utils import run_sync
+    import threading
 
     scripts = [Path(script).resolve() for script in scripts]
     env = kernel_env(bundle)
@@ -247,7 +252,40 @@ def _render_scripts(scripts: list[Path], bundle: str | Path, *, timeout: int = 6
 
         return await asyncio.gather(*(one(script) for script in scripts), return_exceptions=True)
 
-    results = run_sync(run_all)()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(run_all())
+    outcome: dict = {}
+    ended = threading.Event()
+
+    def drive():
+        asyncio.set_event_loop(loop)
+        try:
+            outcome["results"] = loop.run_until_complete(task)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = exc
+        finally:
+            # nbclient's own helpers (its kernel-alive polls) outlive a cancelled cell: end them here
+            left = asyncio.all_tasks(loop)
+            for pending in left:
+                pending.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.close()
+            ended.set()
+
+    threading.Thread(target=drive, name="report-kernels", daemon=True).start()
+    # waited on as an Event, not by Thread.join: a join that Ctrl-C interrupts can leave the thread
+    # looking finished, and the kernels were then left running after the command exited
+    try:
+        while not ended.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        loop.call_soon_threadsafe(task.cancel)  # each kernel is shut down as its task is cancelled
+        ended.wait(60)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    results = outcome["results"]
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -255,10 +293,20 @@ def _render_scripts(scripts: list[Path], bundle: str | Path, *, timeout: int = 6
 
 
 async def _execute(script: Path, env: dict[str, str], bundle, timeout: int):
-    """The script's notebook, executed in a kernel of its own (Unix sockets in a private directory)."""
+    """The script's notebook, executed in a kernel of its own (Unix sockets in a private directory).
+
+    This function owns the kernel, not nbclient: whether the notebook ran, failed or was cancelled
+    (Ctrl-C), the kernel is shut down here, so none outlives the command and nothing is left for
+    nbclient's exit-time clean-up to trip over. The kernel's own stdout and stderr (its start-up
+    messages, not the cells' output, which the notebook keeps) go to a log in that directory; the
+    tail is quoted when the kernel dies.
+    """
+    import atexit
+
     import jupytext
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
     from traitlets.config import Config
 
     nb = jupytext.read(script, fmt="py:percent")
@@ -266,17 +314,39 @@ async def _execute(script: Path, env: dict[str, str], bundle, timeout: int):
     # The kernel is local: Unix sockets in a private directory, not TCP on localhost, so no port is
     # open to other users and ipykernel has no unencrypted-TCP warning to print. One directory per
     # kernel, so kernels started side by side never draw the same socket names.
-    with tempfile.TemporaryDirectory(prefix="gvr-kernel-") as sockets:
+    with tempfile.TemporaryDirectory(prefix="gvr-kernel-") as private:
         ipc = Config()
         ipc.KernelManager.transport = "ipc"
-        ipc.KernelManager.ip = str(Path(sockets) / "kernel")
-        client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=False, config=ipc,
+        ipc.KernelManager.ip = str(Path(private) / "kernel")
+        km = AsyncKernelManager(kernel_name="python3", config=ipc)
+        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False,
                                 resources={"metadata": {"path": str(script.parent.parent)}})  # as Quarto: execute-dir project
-        try:
-            await client.async_execute(env=env)
-        except CellExecutionError as exc:
-            error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else str(exc).strip().splitlines()[-1]
-            raise ReportRenderError(f"{script.name} failed against bundle {bundle}: {error}") from None
+        kernel_log = Path(private) / "kernel.log"
+        finished = False
+        with kernel_log.open("wb") as output:
+            try:
+                await client.async_execute(env=env, stdout=output, stderr=output)
+                finished = True
+            except CellExecutionError as exc:
+                error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else str(exc).strip().splitlines()[-1]
+                raise ReportRenderError(f"{script.name} failed against bundle {bundle}: {error}") from None
+            except DeadKernelError as exc:
+                tail = " ".join(kernel_log.read_text("utf-8", "replace").strip().splitlines()[-3:])
+                raise ReportRenderError(f"{script.name}: its Python kernel died ({exc})" +
+                                        (f"; it said: {tail}" if tail else "")) from None
+            finally:
+                atexit.unregister(client._cleanup_kernel)
+                if client.kc is not None:
+                    client.kc.stop_channels()
+                try:
+                    if km.has_kernel:
+                        await km.shutdown_kernel(now=not finished)  # a kernel stopped half-way is killed
+                except Exception:  # noqa: BLE001 - cancelled while it started: the process is killed below
+                    log.debug("%s: the kernel's shutdown failed; killing its process", script.name, exc_info=True)
+                process = getattr(km.provisioner, "process", None)
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait(10)
     return nb
 
 

@@ -33,7 +33,7 @@ from modelling.cohort import ctr, effusion
 from modelling.cohort.counterfactual import has_disease, true_change
 from modelling.cohort.effusion import effused_side_height
 from modelling.cohort.pairing import generative_training_mask
-from modelling.config import StudyConfig
+from modelling.config import ConfigError, StudyConfig
 from modelling.explain.faithfulness import pixel_correlation
 from modelling.nets import checkpoints
 from modelling.nets.augment import positional_copies
@@ -480,6 +480,34 @@ def development_checks(summary: dict) -> dict[str, dict]:
     return checks
 
 
+def refuse_other_image_size(bundle: Bundle, config: StudyConfig) -> None:
+    """Refuse, before anything is written, a config whose image size is not the cohort's.
+
+    Training reads the cohort as it is: radiographs of another size would fail inside the stage. Real
+    radiographs cannot be drawn again; the phantom can, by ``gvr reproduce`` with the new config.
+    """
+    radiographs = bundle.read_table("radiographs")
+    if not len(radiographs):
+        return
+    first = bundle.path(radiographs["image_path"].iloc[0])
+    if not first.is_file():
+        return  # the stage's own reading says what is missing
+    # the header alone (the stage checks the contents against the manifest): hashing a default cohort's
+    # first chunk on every `gvr train` would cost more than the check
+    size = np.load(first, mmap_mode="r").shape[-1]
+    if size == config.image_size:
+        return
+    stored = bundle.root / "config.yaml"
+    built_with = f" ({stored}, the default without --config)" if stored.is_file() else ""
+    if bundle.origin == "real":
+        raise ConfigError(f"{bundle.root} holds real radiographs ingested at {size} px, and this config says "
+                          f"{config.image_size} px: give the config they were ingested with{built_with}, or ingest "
+                          f"them again at the new size")
+    raise ConfigError(f"{bundle.root} holds phantom radiographs drawn at {size} px, and this config says "
+                      f"{config.image_size} px: give the config the cohort was drawn with{built_with}, or run "
+                      f"`gvr reproduce {bundle.root} --config ...` to draw it again at the new size")
+
+
 def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) -> Bundle:
     """Run the training stage in the bundle at `out` (its cohort must exist).
 
@@ -493,6 +521,7 @@ def build_training(config: StudyConfig, out, *, force: bool = False, stop=None) 
     bundle = Bundle(out, create=False)
     if "cohort" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no cohort yet; run `gvr cohort synth {bundle.root}` (or ingest) first")
+    refuse_other_image_size(bundle, config)
     rank, world = distributed()
     if force and rank == 0:  # --force retrains from scratch, not from the last work checkpoint
         for path in (bundle.root / "work").glob("*.pt"):

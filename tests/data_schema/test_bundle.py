@@ -182,6 +182,36 @@ def test_a_stage_that_dies_is_not_current(tmp_path):
     assert validate_bundle(tmp_path) == []
 
 
+def test_a_stage_refused_before_writing_keeps_its_earlier_run(tmp_path):
+    """`gvr train --config <another image size>` refused the config and left a finished train stage
+    incomplete: nothing had been replaced, yet validate said to rerun it and the next run trained again."""
+    bundle = Bundle(tmp_path)
+
+    def good(st):
+        st.write_table("patients", examples()["patients"])
+
+    bundle.run_stage("cohort", good, config=CFG)
+    record = Bundle(tmp_path).stages["cohort"]
+    for interruption in (ValueError, KeyboardInterrupt):
+        def body(st, interruption=interruption):
+            raise interruption("stopped before writing")
+
+        with pytest.raises(interruption):
+            bundle.run_stage("cohort", body, config={**CFG, "n": 4})
+        reopened = Bundle(tmp_path)
+        assert "cohort" in reopened.stages and reopened.is_current("cohort", config=CFG)
+        assert reopened.stages["cohort"] == record
+        assert validate_bundle(tmp_path) == []
+    # one file replaced is enough to make the earlier record false: then the stage is incomplete
+    def dies(st):
+        st.write_table("patients", examples()["patients"])
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        bundle.run_stage("cohort", dies, config={**CFG, "n": 4})
+    assert "cohort" not in Bundle(tmp_path).stages
+
+
 def test_deleted_output_makes_a_stage_stale(tmp_path):
     bundle = build(tmp_path)
     assert bundle.is_current("cohort", config=CFG, seed=1)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from data_schema import Bundle
 from modelling.cli import app
 from modelling.config import load_config
-from tests.conftest import clean_environment, copy_bundle, gvr_executable
+from tests.conftest import copy_bundle, gvr_executable
 from tests.examples import examples
 
 runner = CliRunner()

@@ -662,6 +662,13 @@ def test_reproduce_without_config_uses_the_bundles_own_and_refuses_another_image
     assert own.exit_code == 3 and "human readers" in own.output, own.output
     assert (bundle.root / "config.yaml").read_bytes() == config_before
     assert "train" in Bundle(bundle.root).stages
+    # `gvr train` with that config is refused the same way, and the finished training stays as it was (it had
+    # been left incomplete, and validate said to train again)
+    manifest_trained = (bundle.root / "manifest.json").read_bytes()
+    train = runner.invoke(app, ["train", "--config", "default", str(bundle.root)])
+    assert train.exit_code == 2 and "ingested at 32 px, and this config says 64 px" in train.output, train.output
+    assert (bundle.root / "manifest.json").read_bytes() == manifest_trained
+    assert validate_bundle(bundle.root) == []
 
 
 def test_train_on_a_bundle_that_is_not_there_needs_a_config_to_start_one(tmp_path):

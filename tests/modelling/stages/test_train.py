@@ -198,6 +198,21 @@ def test_a_bundle_without_an_unlabelled_set_is_refused(trained, tmp_path):
         build_training(cfg, tmp_path)
 
 
+def test_a_config_of_another_image_size_is_refused_before_the_stage_opens(trained, tmp_path):
+    import dataclasses
+
+    from modelling.config import ConfigError
+
+    cfg, source = trained
+    root = copy_bundle(source.root, tmp_path / "copy")
+    manifest = (root / "manifest.json").read_bytes()
+    bigger = dataclasses.replace(cfg, image_size=2 * cfg.image_size)
+    with pytest.raises(ConfigError, match=rf"phantom radiographs drawn at {cfg.image_size} px, and this config says "
+                                          rf"{2 * cfg.image_size} px: .*`gvr reproduce {root} --config \.\.\.`"):
+        build_training(bigger, root, force=True)
+    assert (root / "manifest.json").read_bytes() == manifest
+
+
 def test_training_needs_a_cohort(tmp_path):
     from data_schema import Bundle, BundleNotFoundError
 
