@@ -167,7 +167,7 @@ def validate(
         if schema is None and fmt is None and guess_schema(path.name) is None:
             fits = _fits(path)
             if len(fits) == 1:  # the name says nothing, the header one thing: take it, and say so
-                typer.echo(f"{path}: taken as {fits[0]} from its columns (--schema names another)", err=True)
+                typer.echo(f"{path}: taken as {fits[0]} from its columns (give --schema to name another)", err=True)
                 fmt, schema = (fits[0], None) if fits[0] in INPUT_FORMATS else (None, fits[0])
         if fmt is not None:  # a file for `gvr cohort ingest`, checked as the ingest checks it
             problems = validate_input(path, fmt, dayfirst=not month_first)
@@ -541,9 +541,7 @@ def _print_training(summary: dict) -> None:
             typer.echo("  warning: the two-stage sampler learned only the codes' mean; its samples are all alike")
     from modelling.stages.train import development_checks
 
-    for name, target in development_checks(summary).items():
-        shown = "-" if target["value"] is None else f"{target['value']:z.3f}"
-        typer.echo(f"[{'met' if target['met'] else 'NOT met'}] {name}: {shown}")
+    _print_targets(development_checks(summary))
 
 
 @app.command()
@@ -729,21 +727,19 @@ def _print_fidelity(bundle) -> None:
         return
     reliance = bundle.read_table("model_reliance")
     for model_id, m in summary["models"].items():
-        lower = "-" if m["ctr_lower"] is None else f"{m['ctr_lower']:z.0%}"
         rho = "-" if m["rank_agreement"] is None else f"{m['rank_agreement']:z.2f}"
         if m.get("rank_agreement_ci"):
             rho += " (95% bootstrap interval over its radiographs {:z.2f} to {:z.2f})".format(*m["rank_agreement_ci"])
         target = "-" if m.get("median_pixel_r_target") is None else f"{m['median_pixel_r_target']:z.2f}"
+        ctr_small = ("" if m.get("ctr_small_effusion_measured") is None else
+                     f" ({_share_of(m.get('ctr_lower_small_effusion'), m['ctr_small_effusion_measured'], 'without a large effusion', dash=False)})")
         typer.echo(f"{model_id}: {m['gvrs']} GVRs; pixel r with the true change median {m['median_pixel_r']:z.2f} "
-                   f"({m['q1_pixel_r']:z.2f}-{m['q3_pixel_r']:z.2f}), with the target counterfactual {target}, with "
-                   f"the model's own change {m['median_model_change_r']:z.2f}; measured cardiothoracic ratio lower in {lower} "
-                   f"of {m['ctr_measured_with_cardiomegaly']} with cardiomegaly"
-                   + ("" if m.get("ctr_small_effusion_measured") is None else
-                      f" ({'-' if m.get('ctr_lower_small_effusion') is None else format(m['ctr_lower_small_effusion'], 'z.0%')}"
-                      f" of {m['ctr_small_effusion_measured']} without a large effusion)")
-                   + "; measured effusion smaller in "
-                   f"{'-' if m.get('effusion_cleared') is None else format(m['effusion_cleared'], 'z.0%')} of "
-                   f"{m.get('effusion_measured', 0)} with an effusion; rank agreement with reliance {rho}")
+                   f"(IQR {m['q1_pixel_r']:z.2f} to {m['q3_pixel_r']:z.2f}), with the target counterfactual {target}, "
+                   f"with the model's own change {m['median_model_change_r']:z.2f}; measured cardiothoracic ratio lower "
+                   f"in {_share_of(m['ctr_lower'], m['ctr_measured_with_cardiomegaly'], 'with cardiomegaly')}"
+                   f"{ctr_small}; measured effusion smaller in "
+                   f"{_share_of(m.get('effusion_cleared'), m.get('effusion_measured', 0), 'with an effusion')}; "
+                   f"rank agreement with reliance {rho}")
         rows = reliance[reliance["model_id"] == model_id]
         typer.echo("  " + ", ".join(f"{r.feature} {r.mean_drop:+z.2f} (GVR {r.gvr_mean_coefficient:z.2f})"
                                     for r in rows.itertuples()))
@@ -767,6 +763,22 @@ def _print_fidelity(bundle) -> None:
     from analysis.fidelity_targets import fidelity_checks
 
     _print_targets(fidelity_checks(summary))
+
+
+def _share_of(share: float | None, measured: int, group: str, *, dash: bool = True) -> str:
+    """ "95% of the 40 with cardiomegaly", or "- (none with cardiomegaly measured)" where nothing could be measured
+    (it printed "- of 0", which reads as a result); without `dash`, "none with cardiomegaly measured".
+
+    Examples
+    --------
+    >>> _share_of(0.95, 40, "with cardiomegaly")
+    '95% of the 40 with cardiomegaly'
+    >>> _share_of(None, 0, "with an effusion")
+    '- (none with an effusion measured)'
+    """
+    if not measured or share is None:
+        return f"- (none {group} measured)" if dash else f"none {group} measured"
+    return f"{share:z.0%} of the {measured} {group}"
 
 
 def _print_targets(checks: dict[str, dict]) -> None:

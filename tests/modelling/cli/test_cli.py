@@ -138,7 +138,7 @@ def test_a_table_of_no_known_name_is_a_usage_error_naming_the_schemas_that_fit(t
     mine = tmp_path / "my_bnp_export.csv"
     mine.write_text("patient_id,collected_at,bnp_ng_l\np1,2012-01-01 10:00,350\np2,2012-01-02 10:00,abc\n")
     taken = runner.invoke(app, ["validate", str(mine)])
-    assert taken.exit_code == 1 and "taken as bnp_input from its columns" in taken.output
+    assert taken.exit_code == 1 and "taken as bnp_input from its columns (give --schema to name another)" in taken.output
     assert "row 2 (line 3), column 'bnp_ng_l'" in taken.output
 
 

@@ -365,6 +365,14 @@ def test_the_command_prints_each_model_with_its_positioning(measured):
         line = next(x for x in result.output.splitlines() if x.startswith(f"{model_id}: positioned neutrally"))
         assert f"moves {p['mean_absolute_fall']:z.2f} log BNP on average (mean fall {p['mean_fall']:+z.2f})" in line
     assert "CTR lower in >= 90% with cardiomegaly" in result.output
+    for model_id, m in info["models"].items():  # an interval in words, and nothing measured said so, not "- of 0"
+        line = next(x for x in result.output.splitlines() if x.startswith(f"{model_id}: "))
+        assert f"(IQR {m['q1_pixel_r']:z.2f} to {m['q3_pixel_r']:z.2f})" in line
+        assert " of 0 " not in line and "lower in - of" not in line
+        if not m["ctr_measured_with_cardiomegaly"]:
+            assert "lower in - (none with cardiomegaly measured)" in line
+        else:
+            assert f"of the {m['ctr_measured_with_cardiomegaly']} with cardiomegaly" in line
     from analysis.fidelity_targets import fidelity_checks
 
     for name, target in fidelity_checks(info).items():  # nothing to measure on is neither met nor missed

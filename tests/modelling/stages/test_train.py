@@ -121,13 +121,21 @@ def test_development_checks_are_judged_on_the_summary_not_written_with_it(traine
     checks = development_checks(summary)
     assert set(checks) >= {"mlp correct: test AUC >= 0.80", "mlp overfitted: own training data AUC >= 0.97"}
     value = summary["auc"]["mlp-correct/test"]["auc"]
-    assert checks["mlp correct: test AUC >= 0.80"] == {"value": value, "met": value is not None and value >= 0.80}
+    assert checks["mlp correct: test AUC >= 0.80"] == {"value": value, "met": value is not None and value >= 0.80,
+                                                       "measurable": value is not None}
     assert summary["decoder"]["iterations"] == load_config("tiny").decoder.iterations
     assert summary["reconstruction"]["held_out_radiographs"] > 0
     kept = summary["disease_kept"]["median_r"]
     name = "decoder keeps the disease: median r of decoded vs true change >= 0.80"
-    assert checks[name] == {"value": kept, "met": kept >= 0.8}
+    assert checks[name] == {"value": kept, "met": kept >= 0.8, "measurable": True}
     assert name not in development_checks({**summary, "disease_kept": None})  # real data: not judged
+    # a test split without two cases and two controls has no AUC: its targets are neither met nor missed, and the
+    # withheld quarter is not compared with an AUC that does not exist
+    undefined = {**summary, "auc": {**summary["auc"], "mlp-correct/test": {**summary["auc"]["mlp-correct/test"],
+                                                                          "auc": None}}}
+    for target in ("mlp correct: test AUC >= 0.80", "mlp overfitted: withheld quarter AUC < correct test AUC"):
+        assert development_checks(undefined)[target] | {"value": None} == {"value": None, "met": False,
+                                                                           "measurable": False}, target
     ratio = summary["disease_kept"]["cardiothoracic_ratio"]
     assert 0 <= ratio["measured_on_both"] <= summary["disease_kept"]["radiographs"]
     for side in ("radiographs", "reconstructions"):
