@@ -124,11 +124,46 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     )
 
 
-def _check_extra_fields(path: Path) -> None:
-    """Rows with more values than the header has names are refused at their row (a trailing empty field,
-    one comma too many, is not a value)."""
+def repeated_header_names(path: str | Path) -> list[Problem]:
+    """One problem per column name a CSV's header gives twice or more, named as written.
+
+    pandas reads a repeated name as ``name`` and ``name.1``: the second column was checked under a name
+    the file does not have, or silently ignored where only the first is read. Empty when the header's
+    names are distinct (or the file cannot be read as text: the reader says why).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "bnp.csv"
+    >>> _ = f.write_text("patient_id,bnp_ng_l,bnp_ng_l\\n1,50,99999\\n")
+    >>> [(p.column, p.message) for p in repeated_header_names(f)]
+    [('bnp_ng_l', 'the header names this column 2 times (columns 2 and 3): keep one')]
+    """
     import csv
 
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error, OSError):
+        return []
+    seen: dict[str, list[int]] = {}
+    for position, name in enumerate(header, start=1):
+        if name.strip():
+            seen.setdefault(name, []).append(position)
+    return [Problem(str(path), None, name, None,
+                    f"the header names this column {len(at)} times (columns {', '.join(map(str, at[:-1]))} and "
+                    f"{at[-1]}): keep one")
+            for name, at in seen.items() if len(at) > 1]
+
+
+def _check_extra_fields(path: Path) -> None:
+    """Rows with more values than the header has names are refused at their row (a trailing empty field,
+    one comma too many, is not a value); so is a header that names a column twice."""
+    import csv
+
+    repeated = repeated_header_names(path)
+    if repeated:
+        raise TableValidationError(repeated)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = csv.reader(handle)

@@ -46,7 +46,7 @@ import pandas as pd
 
 from data_schema.layout import SHARD_SIZE, image_path
 from data_schema.tables import MASK_FEATURES, MAX_BNP_NG_L
-from data_schema.validate import Problem, TableValidationError
+from data_schema.validate import Problem, TableValidationError, repeated_header_names
 from modelling.config import StudyConfig
 from modelling.progress import progress
 
@@ -370,6 +370,9 @@ def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Probl
         return pd.DataFrame(), [Problem(str(path), None, None, None, "empty file (no header, no rows)")]
     except Exception as exc:  # the parser says what is broken; name the file
         return pd.DataFrame(), [Problem(str(path), None, None, None, f"not a readable CSV file: {exc}")]
+    repeated = repeated_header_names(path)  # pandas would read the second as "name.1" and ingest ignore it
+    if repeated:
+        return df, repeated
     missing = [c for c in required if c not in df.columns]
     if missing:
         return df, [Problem(str(path), None, c, None, f"missing column{_header_hint(list(df.columns), c)}")

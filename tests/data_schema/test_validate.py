@@ -39,6 +39,14 @@ def test_missing_column(tmp_path):
     assert "missing column" in str(p) and "bnp_results.csv" in str(p)
 
 
+def test_a_column_named_twice_is_named_as_written_not_as_pandas_renames_it(tmp_path):
+    path = write(tmp_path, "bnp_results.csv",
+                 "result_id,patient_id,collected_at,bnp_ng_l,bnp_ng_l\nr1,p1,2012-01-01,50,99999\n")
+    p = only(validate_file(path))
+    assert (p.file, p.row, p.column) == (str(path), None, "bnp_ng_l")
+    assert "names this column 2 times (columns 4 and 5)" in p.message and "bnp_ng_l.1" not in str(p)
+
+
 def test_wrong_type_names_row_and_column(tmp_path):
     path = write(tmp_path, "bnp_results.csv", GOOD_BNP + "r3,p3,2012-01-01,high\n")
     p = only(validate_file(path))

@@ -285,6 +285,16 @@ def test_a_missing_column_says_what_the_header_has_instead(tmp_path, header, hin
     assert any(hint in p.message for p in problems), [p.message for p in problems]
 
 
+def test_a_column_named_twice_is_refused_as_written(tmp_path):
+    """A second bnp_ng_l column (99999 beside 50) passed validation and ingest, silently ignored."""
+    from modelling.cohort.ingest import validate_input
+
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l,bnp_ng_l\nMRN0001,2015-01-01 10:00,50,99999\n")
+    problems = validate_input(tmp_path / "bnp.csv", "bnp_input")
+    assert [(p.column, p.message) for p in problems] == [
+        ("bnp_ng_l", "the header names this column 2 times (columns 3 and 4): keep one")]
+
+
 def test_a_date_that_reads_only_the_other_way_round_names_the_option():
     from modelling.cohort.ingest import _timestamp
 
