@@ -340,6 +340,11 @@ class ReadingServer(ThreadingHTTPServer):
         self.stop()
 
 
+class ListenError(OSError):
+    """The reading page cannot listen where asked (a port in use, an address this machine does not have);
+    the message names the option to change."""
+
+
 def make_server(packet_dir: str | Path, *, reader: str, round: int, responses_path: str | Path | None = None,
                 host: str = "127.0.0.1", port: int = 0) -> ReadingServer:
     """Bind the reading page's server (not yet serving); see :func:`serve` for the parameters."""
@@ -351,9 +356,36 @@ def make_server(packet_dir: str | Path, *, reader: str, round: int, responses_pa
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
-    if not loopback:
+    try:
+        server = ReadingServer(session, host, port)
+    except OSError as exc:
+        raise ListenError(_bind_error(exc, host, port)) from None
+    if not loopback:  # said once it listens: not for an address it could not take
         log.warning("the reading page listens on %s: others on the network can reach it", host)
-    return ReadingServer(session, host, port)
+    return server
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> str:
+    """What a failed bind means, with the option to change (the bare "[Errno 98] Address already in use").
+
+    Examples
+    --------
+    >>> import errno
+    >>> _bind_error(OSError(errno.EADDRINUSE, "Address already in use"), "127.0.0.1", 8123)
+    'port 8123 on 127.0.0.1 is in use (another reading page?): give another --port, or --port 0 for a free one'
+    """
+    import errno
+    import socket
+
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is in use (another reading page?): give another --port, or --port 0 for a "
+                "free one")
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs administrator rights on this machine: give a port above 1023, or --port 0"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return (f"--host {host}: not an address of this machine ({exc.strerror or exc}); the default, 127.0.0.1, "
+                "serves this machine only")
+    return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
 
 
 def start_server(packet_dir: str | Path, *, reader: str, round: int, responses_path: str | Path | None = None,

@@ -217,6 +217,22 @@ def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(made, tmp_path, monkeypatc
     assert bad.exit_code == 2 and "reader must be one of" in bad.output
 
 
+def test_a_port_in_use_or_an_address_not_here_is_said_with_the_option_to_change(server, made, tmp_path, caplog):
+    app = typer.Typer()
+    register(app)
+    port = server.server_address[1]
+    taken = CliRunner().invoke(app, ["serve", str(made.packet.root), "--reader", "A", "--round", "1",
+                                     "--port", str(port), "--responses", str(tmp_path / "b.csv")])
+    assert taken.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is in use (another reading page?): give another --port" in taken.output
+    assert "Errno" not in taken.output
+    with caplog.at_level("WARNING"):
+        elsewhere = CliRunner().invoke(app, ["serve", str(made.packet.root), "--reader", "A", "--round", "1",
+                                             "--host", "192.0.2.1", "--responses", str(tmp_path / "c.csv")])
+    assert elsewhere.exit_code == 2 and "--host 192.0.2.1: not an address of this machine" in elsewhere.output
+    assert "others on the network can reach it" not in caplog.text  # no warning for an address it did not take
+
+
 def test_serve_blocks_until_ctrl_c(made, tmp_path, monkeypatch):
     def interrupted(self, poll_interval=0.5):
         raise KeyboardInterrupt
