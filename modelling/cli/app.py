@@ -153,6 +153,8 @@ def validate(
     path = path if path is not None and not path.is_dir() else bundle_argument.resolve(path, bundle)
     if not path.exists():
         _fail(f"{path}: no such file or directory")
+    if not path.is_dir() and path.suffix.lower() not in (".csv", ".parquet"):  # a usage error, before any reading
+        _fail(f"{path}: not a table; give a .csv or .parquet file, or a bundle directory")
     if path.is_dir():
         if schema is not None:
             _fail("--schema applies to a single table, not to a bundle directory")
@@ -845,12 +847,15 @@ def audit(
     measured on the reconstructions.
     On the phantom it is checked against the model's reliance measured by intervention.
     """
-    from data_schema import Bundle
+    from data_schema import Bundle, BundleNotFoundError
 
     from data_schema.bundle import out_of_date
 
     bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
-    b = Bundle(bundle)
+    try:
+        b = Bundle(bundle, create=False)  # a folder without a manifest is not a study, not one without its audit
+    except BundleNotFoundError as exc:
+        _fail(str(exc))
     if "baselines/audit.json" not in b.files:
         _fail(f"{bundle}: no audit yet; run `gvr baselines {bundle}` after `gvr explain {bundle}`")
     changed = b.changed_inputs("baselines")

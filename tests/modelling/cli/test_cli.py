@@ -145,6 +145,9 @@ def test_a_table_of_no_known_name_is_a_usage_error_naming_the_schemas_that_fit(t
 def test_missing_path_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["validate", str(tmp_path / "nothing.csv")])
     assert result.exit_code == 2 and "no such file" in result.output
+    (tmp_path / "config.yaml").write_text("profile: tiny\n")  # not a table: a usage error, as a missing file is
+    wrong = runner.invoke(app, ["validate", str(tmp_path / "config.yaml"), "--schema", "patients"])
+    assert wrong.exit_code == 2 and "not a table; give a .csv or .parquet file, or a bundle directory" in wrong.output
 
 
 def test_schema_export_check_passes_on_the_committed_json():
@@ -414,7 +417,7 @@ def test_a_folder_that_is_not_a_bundle_is_refused_with_exit_2_by_every_command(t
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    for command in (["explain"], ["baselines"], ["fidelity"], ["analyse"]):
+    for command in (["explain"], ["baselines"], ["fidelity"], ["analyse"], ["audit"]):
         assert main([*command, str(empty)]) == 2, command
         assert "no study bundle" in capsys.readouterr().err
 
