@@ -152,7 +152,7 @@ def _resolve_duplicates(answers: pd.DataFrame, *, latest: bool) -> tuple[pd.Data
             problems.append(Problem(rec.file, rec.row, "blinded_id", rec.blinded_id,
                                     f"duplicate answer for reader {rec.reader}, round {rec.round}, feature "
                                     f"{rec.feature} (first at {first[k][0]} row {first[k][1]}); "
-                                    "remove one, or give --latest (latest=True from Python) to keep the newest"))
+                                    "remove one, or keep the newest with --latest"))
         return answers, problems
     ordered = answers.sort_values([*_KEY_COLUMNS, "answered_at"], kind="stable")
     newest = ordered.groupby(_KEY_COLUMNS, sort=False)["answered_at"].transform("max")
@@ -249,6 +249,12 @@ def unblind(packet_dir: str | Path, responses_paths: Iterable[str | Path], key_p
     paths = [Path(p) for p in responses_paths]
     if not paths:
         raise ResponsesError([Problem("<responses>", None, None, None, "no responses file given")])
+    given: dict[Path, Path] = {}
+    for path in paths:  # the same file twice is every one of its answers twice: say that, once
+        if path.resolve() in given:
+            raise ResponsesError([Problem(str(path), None, None, None,
+                                          f"given twice (also as {given[path.resolve()]}): give each file once")])
+        given[path.resolve()] = path
     frames, problems = [], []
     for path in paths:
         try:

@@ -180,6 +180,18 @@ def test_an_answer_that_marks_nothing_is_refused_at_its_no_chf_row(setup, tmp_pa
     assert f"id {blinded}: no feature marked" in p.message
 
 
+def test_a_file_given_twice_is_one_problem_not_every_answer_twice(setup, tmp_path):
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    with pytest.raises(ResponsesError) as raised:
+        unblind(packet.root, [paths[0], *paths, paths[0].parent / ".." / paths[0].parent.name / paths[0].name],
+                key_path)
+    assert len(raised.value.problems) == 1
+    p = raised.value.problems[0]
+    assert p.file == str(paths[0]) and p.row is None
+    assert p.message == f"given twice (also as {paths[0]}): give each file once"
+
+
 def test_duplicates_with_the_same_time_and_different_answers_are_refused_even_with_latest(setup, tmp_path):
     _, packet, key_path = setup
     paths = full_responses(packet, tmp_path)
