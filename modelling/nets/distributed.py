@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -93,8 +94,32 @@ def local_slice(batch: int) -> slice:
 
 
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    """The module as DistributedDataParallel under torchrun, else itself."""
+    """The module as DistributedDataParallel under torchrun, else itself.
+
+    Buffers are not broadcast: the batch norm's running statistics come from the global batch already
+    (:class:`modelling.nets.networks.GlobalBatchNorm2d`). torch 2.13 deprecates ``broadcast_buffers`` for
+    ``forward_sync_buffers``, whose ``False`` still syncs at init; its warning says to keep
+    ``broadcast_buffers=False`` until ``init_sync_buffers`` exists, so it is silenced here, not printed to
+    every user of ``torchrun ... gvr train``.
+    """
     if not several_processes():
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+
+def summed_across_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed over every process, with gradients flowing back to each process's share.
+
+    ``torch.distributed.nn.functional.all_reduce`` is the differentiable all-reduce; torch 2.13 deprecates
+    it for ``torch.distributed._functional_collectives``, a private module. The warning is silenced
+    here until a public replacement exists (the gloo tests check that two processes train as one).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
+                                category=FutureWarning)
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(tensor)

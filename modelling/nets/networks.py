@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from modelling.config import UPSAMPLES
-from modelling.nets.distributed import several_processes
+from modelling.nets.distributed import several_processes, summed_across_processes
 
 SUPPORTED_SIZES = (32, 64, 128, 256)
 
@@ -46,13 +46,11 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and several_processes()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         xf = x.float()
         local = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)),
                            xf.new_tensor([x.shape[0] * x.shape[2] * x.shape[3]])])
-        total = all_reduce(local)
+        total = summed_across_processes(local)
         n = total[2 * c]
         mean = total[:c] / n
         var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
