@@ -946,8 +946,12 @@ def readers_simulate(
     for (regime, feature), row in counts.iterrows():
         typer.echo(f"{regime:<11} {feature:<18} {int(row['sum']):>4}/{int(row['count'])} (round 1, both readers)")
     kappas = intra_observer(table, undefined="drop")  # a reader with one answer throughout has none: not an error
-    typer.echo("intra-observer kappa: " + (", ".join(
-        f"{r.reader} {r.feature} {r.kappa:z.2f}" for r in kappas.itertuples()) or "undefined for every reader"))
+    measured = {(r.reader, r.feature): f"{r.kappa:z.2f}" for r in kappas.itertuples()}
+    pairs = table[["reader", "feature"]].drop_duplicates().sort_values(["reader", "feature"]).itertuples(index=False)
+    # every reader and feature, the undefined ones said (they were left out without a word)
+    shown = [f"{r.reader} {r.feature} {measured.get((r.reader, r.feature), 'undefined (one answer throughout)')}"
+             for r in pairs]
+    typer.echo("intra-observer kappa: " + (", ".join(shown) if measured else "undefined for every reader"))
 
 
 @app.command()

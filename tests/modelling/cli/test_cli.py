@@ -219,6 +219,22 @@ def test_reproduce_builds_the_whole_study_and_logs_its_progress(tiny_reproduced,
     assert yaml.safe_load((study / "config.yaml").read_text())["shortcuts"]["run"] is False
 
 
+def test_readers_simulate_prints_every_readers_kappa_or_says_it_is_undefined(tiny_reproduced, tmp_path):
+    built, run = tiny_reproduced
+    assert run.returncode == 0, run.stderr
+    study = copy_bundle(built, tmp_path / "study")
+    result = runner.invoke(app, ["readers", "simulate", str(study)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("intra-observer kappa: "))
+    table = Bundle(study).read_table("reader_assessments")
+    shown = line.removeprefix("intra-observer kappa: ").split(", ")
+    pairs = table[["reader", "feature"]].drop_duplicates().sort_values(["reader", "feature"])
+    assert [" ".join(x.split()[:2]) for x in shown] == [f"{r.reader} {r.feature}" for r in pairs.itertuples()]
+    for x in shown:  # a number, or undefined with why: never left out
+        value = x.split(" ", 2)[2]
+        assert value == "undefined (one answer throughout)" or float(value) == float(value)
+
+
 def test_train_command_prints_aucs_and_targets(tmp_path):
     result = runner.invoke(app, ["train", "--config", "tiny", "--bundle", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
