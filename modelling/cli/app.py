@@ -424,7 +424,11 @@ def cohort_key(
         raise  # its problems listed by row and column
     except ValueError as exc:  # nothing found
         _fail(f"{exc}; no key was written", code=1)
-    atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))
+    text = table.to_csv(index=False, lineterminator="\n")
+    if out.exists() and out.read_text("utf-8", "replace") != text:  # another salt or other radiographs: it may be
+        _fail(f"{out} exists and holds another key; remove it or give another --out (a key is the only way back "
+              "from image_id to the file, so none is replaced)")  # the only copy of a key still needed
+    atomic_write_text(out, text)
     typer.echo(f"key: {out}  ({len(table):,} radiographs; keep it with the salt, outside the bundle)")
 
 

@@ -655,6 +655,17 @@ def test_the_key_names_each_radiographs_file_and_stays_outside_the_bundle(cohort
                                        "--out", str(bundle.root / "key.csv")])
     assert refused.exit_code == 2 and "keep it outside" in refused.output
     assert not (bundle.root / "key.csv").exists()
+    # the same key again is written again; a key of another salt does not replace the one there (it had, silently)
+    written = out.read_bytes()
+    again = CliRunner().invoke(app, ["cohort", "key", "--dicom", str(src.dicom_dir), "--salt-file", str(salt),
+                                     "--out", str(out)])
+    assert again.exit_code == 0 and out.read_bytes() == written
+    other = folder / "other-salt"
+    other.write_bytes(SALT[::-1])
+    replaced = CliRunner().invoke(app, ["cohort", "key", "--dicom", str(src.dicom_dir), "--salt-file", str(other),
+                                        "--out", str(out)])
+    assert replaced.exit_code == 2 and f"{out} exists and holds another key" in replaced.output
+    assert out.read_bytes() == written
 
 
 def test_the_key_refuses_a_manifest_with_problems_and_an_empty_input(tmp_path, capsys):
