@@ -1088,10 +1088,12 @@ def _refused(exc: BaseException) -> bool:
     """A request refused before any work because the bundle does not fit it (exit status 2): a bundle that
     holds real data asked for the phantom, no bundle where one is needed, a folder of other files where one would
     start, or tables a stopped stage left; any command may meet one."""
-    from data_schema.bundle import (BundleNotFoundError, ForeignFolderError, RealDataBundleError,
+    from data_schema.bundle import (BundleBusyError, BundleNotFoundError, ForeignFolderError, RealDataBundleError,
                                     UnfinishedStageError)
 
-    return isinstance(exc, (RealDataBundleError, BundleNotFoundError, UnfinishedStageError, ForeignFolderError))
+    # a bundle another process is writing, with GVR_BUNDLE_WAIT=0, is refused before any work too
+    return isinstance(exc, (RealDataBundleError, BundleNotFoundError, UnfinishedStageError, ForeignFolderError,
+                            BundleBusyError))
 
 
 INTERRUPTED = "interrupted; a rerun resumes where this one stopped"

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from data_schema import Bundle
 from modelling.cli import app
 from modelling.config import load_config
-from tests.conftest import copy_bundle, gvr_executable
+from tests.conftest import clean_environment, copy_bundle, gvr_executable
 from tests.examples import examples
 
 runner = CliRunner()
@@ -436,6 +437,34 @@ def test_a_folder_that_is_not_a_bundle_is_refused_with_exit_2_by_every_command(t
     for command in (["explain"], ["baselines"], ["fidelity"], ["analyse"], ["audit"]):
         assert main([*command, str(empty)]) == 2, command
         assert "no study bundle" in capsys.readouterr().err
+
+
+def test_a_bundle_another_process_writes_is_refused_with_exit_2_when_told_not_to_wait(tiny_trained, tmp_path,
+                                                                                       capsys, monkeypatch):
+    from modelling.cli.app import main
+
+    import time
+
+    root = copy_bundle(tiny_trained, tmp_path / "b")
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, sys, time\nfrom data_schema import Bundle\n"
+        "with Bundle(sys.argv[1]).writing('a stage of another process'):\n"
+        "    pathlib.Path(sys.argv[2]).touch()\n"
+        "    while not pathlib.Path(sys.argv[3]).exists():\n        time.sleep(0.05)\n"),
+        str(root), str(ready), str(release)], env=clean_environment(), cwd=Path(__file__).resolve().parents[3])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        monkeypatch.setenv("GVR_BUNDLE_WAIT", "0")
+        assert main(["explain", "--config", "tiny", str(root)]) == 2
+    finally:
+        release.touch()
+        holder.wait(timeout=60)
+    err = capsys.readouterr().err
+    assert "is being written by" in err and "was not started" in err and "Traceback" not in err
 
 
 def test_analyse_and_report_refuse_the_tables_of_a_stage_that_did_not_complete(tmp_path, capsys):
