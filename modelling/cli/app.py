@@ -512,7 +512,7 @@ def _print_training(summary: dict) -> None:
     kept = summary.get("disease_kept")
     if kept and kept.get("median_r") is not None:
         typer.echo(f"disease kept by the decoder (phantom): decoded vs true change of {kept['radiographs']} held-out "
-                   f"radiographs, median r {kept['median_r']:z.2f} ({kept['q1_r']:z.2f}-{kept['q3_r']:z.2f})")
+                   f"radiographs, median r {kept['median_r']:z.2f} (IQR {kept['q1_r']:z.2f} to {kept['q3_r']:z.2f})")
         ratio = kept.get("cardiothoracic_ratio") or {}
         shrinks = ratio.get("lower_without_disease", {})
         if ratio.get("measured_on_both") and shrinks.get("reconstructions", {}).get("share") is not None:
@@ -529,8 +529,8 @@ def _print_training(summary: dict) -> None:
     if ratio and ratio["real"].get("measured") and ratio["generated"].get("measured"):
         real, gen = ratio["real"], ratio["generated"]
         typer.echo(f"cardiothoracic ratio (thresholding), real vs decoder samples: median "
-                   f"{real['median']:z.2f} ({real['q1']:z.2f}-{real['q3']:z.2f}) vs {gen['median']:z.2f} "
-                   f"({gen['q1']:z.2f}-{gen['q3']:z.2f}); measured {real['measured']}/{real['n']} vs "
+                   f"{real['median']:z.2f} (IQR {real['q1']:z.2f} to {real['q3']:z.2f}) vs {gen['median']:z.2f} "
+                   f"(IQR {gen['q1']:z.2f} to {gen['q3']:z.2f}); measured {real['measured']}/{real['n']} vs "
                    f"{gen['measured']}/{gen['n']}; Kolmogorov-Smirnov p = {ratio['ks_p_value']:.3g}")
     sampler = summary.get("samples", {}).get("sampler")
     if sampler and sampler.get("without_two_lungs") is not None:

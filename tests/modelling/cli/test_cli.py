@@ -241,6 +241,8 @@ def test_train_command_prints_aucs_and_targets(tmp_path):
     assert result.exit_code == 0, result.output
     assert "mlp-correct/test" in result.output and "mlp overfitted: own training data AUC >= 0.97" in result.output
     assert "held-out reconstruction: MSE" in result.output
+    # an interval in words: "(0.42-0.48)" read as a subtraction, and a negative end made it "(-0.04-0.00)"
+    assert re.search(r"median r -?\d\.\d\d \(IQR -?\d\.\d\d to -?\d\.\d\d\)", result.output), result.output
 
 
 def test_analyse_command_lists_what_it_wrote_and_skipped(tmp_path):
