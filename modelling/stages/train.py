@@ -129,7 +129,7 @@ def _target(value, met, measurable: bool | None = None) -> dict:
     """A target judged: met only where measured; one with nothing to measure (an AUC of a split without two
     cases and two controls) is neither met nor missed."""
     measurable = value is not None if measurable is None else measurable
-    return {"value": value, "met": bool(measurable and met), "measurable": measurable}
+    return {"value": value if measurable else None, "met": bool(measurable and met), "measurable": measurable}
 
 
 def training_images(bundle: Bundle) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
