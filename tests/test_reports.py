@@ -98,11 +98,18 @@ def test_kernels_run_side_by_side_and_the_first_failure_in_order_is_raised(tmp_p
         stage.write_bytes("note.txt", b"nothing")
     folder = tmp_path / "reports"
     folder.mkdir()
-    timed = "import time\nstart = time.time()\ntime.sleep(1)\nprint('span', start, time.time())"
-    pages = render_reports(bundle, tmp_path / "out", scripts=[_script_file(folder, f"{n}.py", timed) for n in "ab"])
-    spans = [[float(x) for x in re.search(r"span ([\d.]+) ([\d.]+)", p.read_text("utf-8")).groups()] for p in pages]
+    # a barrier, not a clock: each page waits for the other to start, so the two only finish if their kernels run
+    # at once, however slowly the machine starts them (one after another, the first would wait in vain)
+    def waiting(me: str, other: str) -> str:
+        return (f"import pathlib, time\npathlib.Path({str(tmp_path / me)!r}).touch()\ndeadline = time.time() + 60\n"
+                f"while not pathlib.Path({str(tmp_path / other)!r}).exists():\n"
+                "    assert time.time() < deadline, 'ran alone'\n    time.sleep(0.05)\nprint('met the other')")
+
+    scripts = [_script_file(folder, "a.py", waiting("a.started", "b.started")),
+               _script_file(folder, "b.py", waiting("b.started", "a.started"))]
+    pages = render_reports(bundle, tmp_path / "out", scripts=scripts)
     assert [p.name for p in pages] == ["a.html", "b.html"]
-    assert max(s[0] for s in spans) < min(s[1] for s in spans)  # both kernels were sleeping at once
+    assert all("met the other" in p.read_text("utf-8") for p in pages)
     failing = [_script_file(folder, f"{n}.py", f"raise ValueError('{n} broke')") for n in "zy"]
     with pytest.raises(ReportRenderError, match=r"^z\.py failed against bundle .*ValueError: z broke"):
         render_reports(bundle, tmp_path / "failed", scripts=failing)
