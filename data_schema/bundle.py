@@ -99,7 +99,17 @@ class ForeignFolderError(BundleError):
 
 
 class BundleBusyError(BundleError):
-    """Another process is writing the bundle, and this one was told not to wait."""
+    """Another process is writing the bundle, and this one was told not to wait.
+
+    ``before_work`` says whether this process had written no bundle yet (a refusal before any work, as the
+    command line's exit status 2 means), or found the bundle taken between two of its stages.
+    """
+
+    before_work = True
+
+
+#: Whether this process has held a bundle's write lock (see :class:`BundleBusyError`).
+_WROTE_BEFORE = False
 
 
 class UnfinishedStageError(BundleError):
@@ -295,21 +305,26 @@ class Bundle:
                     progress_log.warning("%s: could not remove %s, left by a killed write: %s", self.root, full, exc)
 
     def _acquire(self, handle, what: str) -> None:
+        global _WROTE_BEFORE
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _WROTE_BEFORE = True
             return
         except BlockingIOError:
             pass
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         if os.environ.get("GVR_BUNDLE_WAIT", "1") == "0":
-            raise BundleBusyError(f"{self.root} is being written by {holder}; {what} was not started "
-                                  "(unset GVR_BUNDLE_WAIT to wait for it)")
+            busy = BundleBusyError(f"{self.root} is being written by {holder}; {what} was not started "
+                                   "(unset GVR_BUNDLE_WAIT to wait for it)")
+            busy.before_work = not _WROTE_BEFORE
+            raise busy
         progress_log.info("%s is being written by %s; %s waits for it", self.root, holder, what)
         waited = time.monotonic()
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _WROTE_BEFORE = True
                 return
             except BlockingIOError:
                 time.sleep(0.2)
@@ -610,8 +625,8 @@ class Stage:
         if rel == MANIFEST:
             raise BundlePathError(f"{MANIFEST} is written by the bundle itself")
         full = self.bundle.path(rel)
+        self.written += 1  # counted before the file is replaced: a write stopped half-way keeps no earlier record
         atomic_write_bytes(full, data)
-        self.written += 1
         self.bundle._manifest["files"][rel] = {
             "sha256": sha256_bytes(data),
             "bytes": len(data),

@@ -92,7 +92,10 @@ def _script_file(folder: Path, name: str, body: str) -> Path:
     return path
 
 
-def test_kernels_run_side_by_side_and_the_first_failure_in_order_is_raised(tmp_path):
+def test_kernels_run_side_by_side_and_the_first_failure_in_order_is_raised(tmp_path, monkeypatch):
+    import modelling.stages.report as report
+
+    monkeypatch.setattr(report, "kernels_at_once", lambda: 2)  # as on 2 cores, whatever this machine has
     bundle = tmp_path / "bundle"
     with Bundle(bundle).stage("note", config={}) as stage:  # a bundle of one file: these scripts read nothing
         stage.write_bytes("note.txt", b"nothing")
@@ -114,6 +117,12 @@ def test_kernels_run_side_by_side_and_the_first_failure_in_order_is_raised(tmp_p
     with pytest.raises(ReportRenderError, match=r"^z\.py failed against bundle .*ValueError: z broke"):
         render_reports(bundle, tmp_path / "failed", scripts=failing)
     assert not (tmp_path / "failed").exists()  # no page written when one fails
+    # once a page failed, no kernel starts for the pages still waiting their turn
+    monkeypatch.setattr(report, "kernels_at_once", lambda: 1)
+    waiting = _script_file(folder, "late.py", f"import pathlib\npathlib.Path({str(tmp_path / 'late.ran')!r}).touch()")
+    with pytest.raises(ReportRenderError, match=r"^z\.py failed"):
+        render_reports(bundle, tmp_path / "failed", scripts=[failing[0], waiting])
+    assert not (tmp_path / "late.ran").exists()
 
 
 def _processes_reading(bundle: Path) -> list[int]:
@@ -159,7 +168,7 @@ def test_ctrl_c_while_the_manuscript_renders_is_one_line_exit_130_and_no_kernel_
     err = "".join(lines) + rest
     assert run.returncode == 130, err
     assert "interrupted; a rerun resumes" in err
-    for noise in ("Traceback", "IPKernelApp", "Exception ignored", "AssertionError", "error:"):
+    for noise in ("Traceback", "IPKernelApp", "Exception ignored", "AssertionError", "error:", "ERROR", "warning"):
         assert noise not in err, err
     time.sleep(0.5)
     assert _processes_reading(root) == []  # every kernel was shut down

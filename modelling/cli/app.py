@@ -1091,9 +1091,11 @@ def _refused(exc: BaseException) -> bool:
     from data_schema.bundle import (BundleBusyError, BundleNotFoundError, ForeignFolderError, RealDataBundleError,
                                     UnfinishedStageError)
 
-    # a bundle another process is writing, with GVR_BUNDLE_WAIT=0, is refused before any work too
-    return isinstance(exc, (RealDataBundleError, BundleNotFoundError, UnfinishedStageError, ForeignFolderError,
-                            BundleBusyError))
+    # a bundle another process is writing, with GVR_BUNDLE_WAIT=0, is refused before any work too: unless this
+    # command had written stages already and met it between two of them
+    if isinstance(exc, BundleBusyError):
+        return exc.before_work
+    return isinstance(exc, (RealDataBundleError, BundleNotFoundError, UnfinishedStageError, ForeignFolderError))
 
 
 INTERRUPTED = "interrupted; a rerun resumes where this one stopped"

@@ -17,6 +17,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 
+# torch 2.13's deprecations of the two calls below (see :func:`wrap` and :func:`summed_across_processes`), ignored
+# once for the process: a warnings.catch_warnings() around each call, on every batch, made every once-per-place
+# warning elsewhere in training show again each time
+warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
+                        category=FutureWarning)
+
+
 def init_from_environment(device: str = "auto") -> int:
     """Join the process group that torchrun describes (NCCL when the run's `device`, ``runtime.device``,
     is a GPU, else gloo); return the rank.
@@ -99,27 +107,23 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     Buffers are not broadcast: the batch norm's running statistics come from the global batch already
     (:class:`modelling.nets.networks.GlobalBatchNorm2d`). torch 2.13 deprecates ``broadcast_buffers`` for
     ``forward_sync_buffers``, whose ``False`` still syncs at init; its warning says to keep
-    ``broadcast_buffers=False`` until ``init_sync_buffers`` exists, so it is silenced here, not printed to
-    every user of ``torchrun ... gvr train``.
+    ``broadcast_buffers=False`` until ``init_sync_buffers`` exists, so it is silenced (at the top of this
+    module), not printed to every user of ``torchrun ... gvr train``.
     """
     if not several_processes():
         return module
     ids = [device.index] if device.type == "cuda" else None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
 def summed_across_processes(tensor: torch.Tensor) -> torch.Tensor:
     """`tensor` summed over every process, with gradients flowing back to each process's share.
 
     ``torch.distributed.nn.functional.all_reduce`` is the differentiable all-reduce; torch 2.13 deprecates
-    it for ``torch.distributed._functional_collectives``, a private module. The warning is silenced
-    here until a public replacement exists (the gloo tests check that two processes train as one).
+    it for ``torch.distributed._functional_collectives``, a private module. The warning is silenced (at the
+    top of this module) until a public replacement exists (the gloo tests check that two processes train
+    as one).
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
-                                category=FutureWarning)
-        from torch.distributed.nn.functional import all_reduce
+    from torch.distributed.nn.functional import all_reduce
 
-        return all_reduce(tensor)
+    return all_reduce(tensor)

@@ -5,8 +5,8 @@ lines) that read only the study bundle and the :mod:`analysis` package. Quarto r
 ``quarto render reports/`` (see ``_quarto.yml``); where Quarto is not installed,
 :func:`render_reports` does the same job with jupytext (script to notebook), nbclient (execution, in a
 ``python3`` kernel of its own per script, whose working directory is ``reports/``; the kernels run
-side by side, one per core) and nbconvert (HTML with every image embedded as base64). Its :class:`QuartoOptionsPreprocessor` turns the ``#|`` options into what Quarto
-would make of them: numbered figures and tables with their captions, alt text on the images, and
+side by side, one per core this process may use) and nbconvert (HTML with every image embedded as
+base64). Its :class:`QuartoOptionsPreprocessor` turns the ``#|`` options into what Quarto would make of them: numbered figures and tables with their captions, alt text on the images, and
 ``@fig-...``/``@tbl-...`` cross-references as links.
 
 Which bundle a report reads, and the helpers the scripts use, are in :mod:`analysis.manuscript`.
@@ -217,14 +217,23 @@ def render_report(script: str | Path, bundle: str | Path, *, timeout: int = 600)
     return _render_scripts([Path(script)], bundle, timeout=timeout)[0]
 
 
+def kernels_at_once() -> int:
+    """How many report kernels run at once: one per core this process may use (its CPU affinity where the
+    system has one, so a batch job's share rather than the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _render_scripts(scripts: list[Path], bundle: str | Path, *, timeout: int = 600, done=None) -> list[bytes]:
     """Each script's page, in the order given; the kernels run side by side, at most one per core.
 
     A page's time is mostly its kernel's start and imports (about 2.5 of 3.5 s each on 2 cores for
     the tiny study), which overlap across kernels where one after another they would add up. Every
     kernel is its own process with its own notebook, as Quarto runs them, so no page sees another's
-    names. `done` is called with each script's name as its kernel finishes. When several fail, the
-    first in the given order is raised, after every kernel has stopped.
+    names. `done` is called with each script's name as its page is executed. Once a page fails no further
+    kernel starts; the first failure in the given order is raised, after every kernel has stopped.
 
     The kernels are driven from a thread of their own. nbclient, run in the main thread, answers Ctrl-C by
     shutting its kernel down from a signal handler and then fails on the kernel it no longer has
@@ -239,16 +248,22 @@ def _render_scripts(scripts: list[Path], bundle: str | Path, *, timeout: int = 6
     env = kernel_env(bundle)
 
     async def run_all():
-        gate = asyncio.Semaphore(max(2, os.cpu_count() or 1))
+        gate = asyncio.Semaphore(kernels_at_once())
+        failed = []
 
         async def one(script):
             async with gate:
+                if failed:  # a page failed: the manuscript will not be written, so start no more kernels
+                    return None
                 log.info("rendering %s against %s", script.name, bundle)
                 try:
-                    return await _execute(script, env, bundle, timeout)
-                finally:
-                    if done is not None:
-                        done(script.name)
+                    page = await _execute(script, env, bundle, timeout)
+                except Exception:
+                    failed.append(script.name)
+                    raise
+                if done is not None:
+                    done(script.name)
+                return page
 
         return await asyncio.gather(*(one(script) for script in scripts), return_exceptions=True)
 
@@ -280,7 +295,10 @@ def _render_scripts(scripts: list[Path], bundle: str | Path, *, timeout: int = 6
         while not ended.wait(0.2):
             pass
     except KeyboardInterrupt:
-        loop.call_soon_threadsafe(task.cancel)  # each kernel is shut down as its task is cancelled
+        try:
+            loop.call_soon_threadsafe(task.cancel)  # each kernel is shut down as its task is cancelled
+        except RuntimeError:  # the loop had just closed: every kernel is down already
+            pass
         ended.wait(60)
         raise
     if "error" in outcome:
@@ -319,7 +337,7 @@ async def _execute(script: Path, env: dict[str, str], bundle, timeout: int):
         ipc.KernelManager.transport = "ipc"
         ipc.KernelManager.ip = str(Path(private) / "kernel")
         km = AsyncKernelManager(kernel_name="python3", config=ipc)
-        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False,
+        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False, log=_NBCLIENT_LOG,
                                 resources={"metadata": {"path": str(script.parent.parent)}})  # as Quarto: execute-dir project
         kernel_log = Path(private) / "kernel.log"
         finished = False
@@ -343,11 +361,35 @@ async def _execute(script: Path, env: dict[str, str], bundle, timeout: int):
                         await km.shutdown_kernel(now=not finished)  # a kernel stopped half-way is killed
                 except Exception:  # noqa: BLE001 - cancelled while it started: the process is killed below
                     log.debug("%s: the kernel's shutdown failed; killing its process", script.name, exc_info=True)
-                process = getattr(km.provisioner, "process", None)
-                if process is not None and process.poll() is None:
-                    process.kill()
-                    process.wait(10)
+                finally:  # also when the shutdown itself is cancelled (Ctrl-C while a finished kernel stops)
+                    await _kill(km)
     return nb
+
+
+#: nbclient's own log: what fails reaches the user as this module's error (a cell's, a dead kernel's); its
+#: lines ("Kernel died while waiting for execute reply" after Ctrl-C) would only repeat it, so they are kept
+#: out of the command's output.
+_NBCLIENT_LOG = logging.getLogger(__name__ + ".nbclient")
+_NBCLIENT_LOG.setLevel(logging.CRITICAL)
+
+
+async def _kill(km) -> None:
+    """The kernel's process killed if it is still running, and the manager's files and sockets released."""
+    import subprocess
+
+    from jupyter_core.utils import ensure_async
+
+    process = getattr(km.provisioner, "process", None)
+    if process is not None and process.poll() is None:
+        process.kill()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            log.warning("a report kernel (pid %s) did not stop within 10 s of being killed", process.pid)
+    try:
+        await ensure_async(km.cleanup_resources())
+    except Exception:  # noqa: BLE001 - already released by its own shutdown
+        pass
 
 
 def _html(script: Path, nb) -> bytes:

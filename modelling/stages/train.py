@@ -498,7 +498,10 @@ def refuse_other_image_size(bundle: Bundle, config: StudyConfig) -> None:
         return  # the stage's own reading says what is missing
     # the header alone (the stage checks the contents against the manifest): hashing a default cohort's
     # first chunk on every `gvr train` would cost more than the check
-    size = np.load(first, mmap_mode="r").shape[-1]
+    try:
+        size = np.load(first, mmap_mode="r").shape[-1]
+    except (ValueError, OSError):
+        return  # a damaged file: the stage's own reading names it
     if size == config.image_size:
         return
     stored = bundle.root / "config.yaml"

@@ -202,6 +202,25 @@ def test_a_stage_refused_before_writing_keeps_its_earlier_run(tmp_path):
         assert "cohort" in reopened.stages and reopened.is_current("cohort", config=CFG)
         assert reopened.stages["cohort"] == record
         assert validate_bundle(tmp_path) == []
+    # a write stopped just after it replaced its file counts as written (the record would describe the old bytes)
+    import data_schema.bundle as bundle_module
+
+    def replaced_then_stopped(full, data):
+        full.write_bytes(data)
+        raise KeyboardInterrupt
+
+    def writes(st):
+        st.write_bytes("note.txt", b"new")
+
+    bundle.run_stage("notes", lambda st: st.write_bytes("note.txt", b"old"), config=CFG)
+    original = bundle_module.atomic_write_bytes
+    bundle_module.atomic_write_bytes = replaced_then_stopped
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bundle.run_stage("notes", writes, config={**CFG, "n": 4})
+    finally:
+        bundle_module.atomic_write_bytes = original
+    assert "notes" not in Bundle(tmp_path).stages
     # one file replaced is enough to make the earlier record false: then the stage is incomplete
     def dies(st):
         st.write_table("patients", examples()["patients"])

@@ -460,8 +460,14 @@ def test_a_bundle_another_process_writes_is_refused_with_exit_2_when_told_not_to
         while not ready.exists():
             assert holder.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
+        import data_schema.bundle
+
         monkeypatch.setenv("GVR_BUNDLE_WAIT", "0")
+        monkeypatch.setattr(data_schema.bundle, "_WROTE_BEFORE", False)  # as a command's own process starts
         assert main(["explain", "--config", "tiny", str(root)]) == 2
+        # met between two stages of a command that had written already, it is a failure of work, not a refusal
+        monkeypatch.setattr(data_schema.bundle, "_WROTE_BEFORE", True)
+        assert main(["explain", "--config", "tiny", str(root)]) == 1
     finally:
         release.touch()
         holder.wait(timeout=60)
