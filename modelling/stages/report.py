@@ -6,7 +6,8 @@ lines) that read only the study bundle and the :mod:`analysis` package. Quarto r
 :func:`render_reports` does the same job with jupytext (script to notebook), nbclient (execution, in a
 ``python3`` kernel of its own per script, whose working directory is ``reports/``; the kernels run
 side by side, one per core this process may use) and nbconvert (HTML with every image embedded as
-base64). Its :class:`QuartoOptionsPreprocessor` turns the ``#|`` options into what Quarto would make of them: numbered figures and tables with their captions, alt text on the images, and
+base64). Its :class:`QuartoOptionsPreprocessor` turns the ``#|`` options into what Quarto would make
+of them: numbered figures and tables with their captions, alt text on the images, and
 ``@fig-...``/``@tbl-...`` cross-references as links.
 
 Which bundle a report reads, and the helpers the scripts use, are in :mod:`analysis.manuscript`.
