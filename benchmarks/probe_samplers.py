@@ -39,13 +39,25 @@ from modelling.nets.training import decode  # noqa: E402
 from modelling.stages.artifacts import load_decoder  # noqa: E402
 
 
+def sampler_steps(bundle: Bundle) -> int:
+    """The steps the train stage gave the second stage, as its summary records them; else the bundle's profile's,
+    else the default profile's (a bundle built from Python has no config.yaml)."""
+    import json
+
+    if "train/summary.json" in bundle.files:
+        recorded = (json.loads(bundle.verify_file("train/summary.json").read_text()).get("samples") or {}).get(
+            "sampler", {}).get("steps")
+        if recorded:
+            return int(recorded)
+    config = bundle.root / "config.yaml"
+    return load_config(str(config) if config.is_file() else "default").decoder.sampler_steps
+
+
 def without_two_lungs(root, n: int = 512, seed: int = 20190201) -> dict:
     from sklearn.mixture import GaussianMixture
 
     bundle = Bundle(root, create=False)
-    # the second stage takes as many steps as the train stage gave it (the bundle's profile)
-    config = Path(root) / "config.yaml"
-    steps = load_config(str(config)).decoder.sampler_steps if config.is_file() else load_config("default").decoder.sampler_steps
+    steps = sampler_steps(bundle)
     latents = bundle.read_array("arrays/latents.npy").astype(np.float64)
     index = bundle.read_table("latents_index").set_index("image_id")
     splits = bundle.read_table("splits")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data_schema import Bundle
 from data_schema.tables import INTERVENTION_FEATURES
 
 from modelling.stages.cohort import build_cohort
@@ -125,7 +126,7 @@ def test_probe_shortcut_moves_decomposes_both_reencoded_moves(tiny_explained):
     assert (tiny_explained / "manifest.json").read_bytes() == before
 
 
-def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_reproduced):
+def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_reproduced, tiny_explained):
     study, run = tiny_reproduced
     assert run.returncode == 0, run.stderr
     without_two_lungs = _script("probe_samplers").without_two_lungs
@@ -135,6 +136,10 @@ def test_probe_samplers_counts_images_without_two_lungs_per_sampler(tiny_reprodu
     samplers = {"prior", "fitted_gaussian", "mixture_10", "two_stage_vae", "codes"}
     assert result["n"] == 16 and set(result) == samplers | {"n", "fitted_codes", "held_out_codes", "sampler_steps"}
     assert result["sampler_steps"] == load_config("tiny").decoder.sampler_steps  # the train stage's, not 2000
+    # a bundle built from Python has no config.yaml: the train stage's summary still says its steps
+    assert not (tiny_explained / "config.yaml").exists()
+    assert _script("probe_samplers").sampler_steps(Bundle(tiny_explained, create=False)) == \
+        load_config("tiny").decoder.sampler_steps
     assert result["fitted_codes"] > 0 and result["held_out_codes"] > 0
     assert all(0 <= result[k]["without_two_lungs"] <= 1 for k in samplers)
     assert result["codes"]["replay_ratio"] == 0  # the fitted codes themselves: each is its own nearest
