@@ -48,6 +48,7 @@ from modelling.nets.networks import to_unit  # noqa: E402
 from modelling.nets.training import build_critic, decode, encode, gradient_penalty  # noqa: E402
 from modelling.stages.artifacts import load_decoder, load_encoder, load_images  # noqa: E402
 from modelling.stages.train import _disease_kept  # noqa: E402
+from probe_samplers import sampler_steps  # noqa: E402
 
 
 def _measure(bundle, config, decoder, encoder, sampler, held_out: np.ndarray, held_out_ids, n: int, seed: int) -> dict:
@@ -77,8 +78,9 @@ def fine_tune(root, *, config=None, iterations: int = 400, warmup: int = 100, cr
     decoder, encoder = load_decoder(bundle).eval(), load_encoder(bundle).eval()
     test = np.flatnonzero(splits["set"].to_numpy() == "test")
     test_ids = radiographs["image_id"].to_numpy()[test]
-    # fitted as the train stage fits it (the profile's steps), so `before` is the bundle's own sampler
-    fitted = fit_code_sampler(latents[generative], seed=config.seed, steps=config.decoder.sampler_steps)
+    # fitted as the train stage fitted it (the steps its summary records), so `before` is the bundle's own sampler
+    steps = sampler_steps(bundle)
+    fitted = fit_code_sampler(latents[generative], seed=config.seed, steps=steps)
     before = _measure(bundle, config, decoder, encoder, fitted.sample, images[test], test_ids, n, seed)
     tuned, critic = copy.deepcopy(decoder).train(), build_critic(config).train()
     for p in tuned.parameters():
@@ -126,7 +128,7 @@ def fine_tune(root, *, config=None, iterations: int = 400, warmup: int = 100, cr
     after = _measure(bundle, config, tuned.eval(), encoder, fitted.sample, images[test], test_ids, n, seed)
     return {"settings": {"iterations": iterations, "warmup": warmup, "critic_steps": critic_steps,
                          "weight": weight, "draws": n, "batch": batch, "learning_rate": learning_rate,
-                         "code_noise": code_noise, "sampler_steps": config.decoder.sampler_steps},
+                         "code_noise": code_noise, "sampler_steps": steps},
             "before": before, "after": after, "seconds": seconds}
 
 

@@ -425,9 +425,10 @@ def cohort_key(
     except ValueError as exc:  # nothing found
         _fail(f"{exc}; no key was written", code=1)
     text = table.to_csv(index=False, lineterminator="\n")
-    if out.exists() and out.read_text("utf-8", "replace") != text:  # another salt or other radiographs: it may be
+    # another salt or other radiographs: the key there may be the only copy still needed
+    if out.exists() and out.read_text("utf-8", "replace") != text:
         _fail(f"{out} exists and holds another key; remove it or give another --out (a key is the only way back "
-              "from image_id to the file, so none is replaced)")  # the only copy of a key still needed
+              "from image_id to the file, so none is replaced)")
     atomic_write_text(out, text)
     typer.echo(f"key: {out}  ({len(table):,} radiographs; keep it with the salt, outside the bundle)")
 
