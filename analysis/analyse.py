@@ -192,8 +192,9 @@ def analyse_bundle(
     skipped: list[tuple[str, str]] = []
     present = {name: _has(bundle, name) for name in (*_TABLE1_INPUTS, "predictions", "reader_assessments")}
     inputs = [get_spec(name).path for name, ok in present.items() if ok]
+    # version 2: table2_mixed.csv keeps where the regime separates a feature, for the P value the notes print
     config: dict[str, Any] = {"out": out, "threshold": float(threshold), "mixed_models": bool(mixed_models),
-                              "model_id": model_id}
+                              "model_id": model_id, "version": 2}
 
     record = f"{out}/analysis_outputs.json"
     if not force and bundle.is_current(STAGE, config=config, inputs=inputs):

@@ -45,13 +45,23 @@ def format_count_percent(count: int, total: int, *, digits: int = 0) -> str:
     return f"{count}/{total} ({pct})"
 
 
+#: Where a P value's printed digits must fall on the same side as the P value itself: the study's level of
+#: significance (the paper: "P < .05 was considered to indicate a statistically significant difference") and the
+#: point below which three decimals are printed.
+_P_THRESHOLDS = (0.05, 0.01)
+
+
 def format_p(p: float) -> str:
-    """A p-value as Radiology prints it: ``"<.001"``, ``".003"`` (below .01) or ``".38"``.
+    """A p-value as Radiology prints it: ``"<.001"``, ``".003"`` (below .01) or ``".38"``, with as many more
+    digits as keep it on its side of .05 and .01: .0499 is ``".0499"``, not ``".05"``, which would read as
+    not significant, and .00995 ``".00995"``, not ``".010"``.
 
     Examples
     --------
     >>> format_p(0.0004), format_p(0.0031), format_p(0.381), format_p(1.0)
     ('<.001', '.003', '.38', '>.99')
+    >>> format_p(0.0499), format_p(0.05), format_p(0.0549), format_p(0.00995), format_p(0.0104)
+    ('.0499', '.05', '.05', '.00995', '.01')
     """
     if not np.isfinite(p):
         return "NA"
@@ -59,8 +69,10 @@ def format_p(p: float) -> str:
         return "<.001"
     if p > 0.99:
         return ">.99"
-    text = f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
-    return text.lstrip("0")
+    digits = 3 if p < 0.01 else 2
+    while digits < 8 and any(p < t <= round(p, digits) for t in _P_THRESHOLDS):
+        digits += 1
+    return f"{p:.{digits}f}".lstrip("0")
 
 
 def times(n: int) -> str:
@@ -73,18 +85,33 @@ def times(n: int) -> str:
 
 
 def fmt_p(p: float) -> str:
-    """A P value as Radiology prints it (``P < .001``, ``P = .04``)."""
+    """A P value after "P" in a sentence, as Radiology prints it: ``"< .001"``, ``"= .04"``, ``"> .99"``;
+    ``"not computed"`` for a missing one.
+
+    >>> [f"P {fmt_p(p)}" for p in (1e-4, 0.04, 0.995, float("nan"))]
+    ['P < .001', 'P = .04', 'P > .99', 'P not computed']
+    """
+    if not np.isfinite(p):
+        return "not computed"
     text = format_p(p)
-    return text if text.startswith(("<", ">")) else f"= {text}"
+    return f"{text[0]} {text[1:]}" if text.startswith(("<", ">")) else f"= {text}"
 
 
 def fmt_ci(result: Any, digits: int = 2) -> str:
     """``"0.82 (95% CI: 0.78, 0.86)"`` from an :class:`analysis.roc.AucResult`; where the interval has no
-    width (cases and controls completely separated, so DeLong's variance is 0) it says so instead of
-    printing ``(95% CI: 1.00, 1.00)``."""
+    width (cases and controls completely separated, or every one scored alike, so DeLong's variance is 0) it
+    says so instead of printing ``(95% CI: 1.00, 1.00)`` or ``(95% CI: 0.50, 0.50)``.
+
+    >>> from analysis.roc import auc
+    >>> fmt_ci(auc([0, 0, 1, 1, 0, 1], [0.5] * 6))
+    "0.50 (DeLong's variance is 0, as when every case and control is scored alike: no interval)"
+    """
     if result.ci_high - result.ci_low == 0 and result.auc in (0.0, 1.0):
         return (f"{result.auc:.{digits}f} (cases and controls completely separated: DeLong's interval has no "
                 "width)")
+    if result.ci_high - result.ci_low == 0:  # every case's and control's placement 1/2: one score for all
+        return (f"{result.auc:.{digits}f} (DeLong's variance is 0, as when every case and control is scored alike: "
+                "no interval)")
     return (f"{result.auc:.{digits}f} ({100 * result.level:g}% CI: {result.ci_low:.{digits}f}, "
             f"{result.ci_high:.{digits}f})")
 

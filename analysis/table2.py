@@ -29,7 +29,7 @@ from analysis._checks import check_assessments, check_option
 from analysis.agreement import inter_observer, intra_observer
 from analysis.formatting import format_count_percent, format_p, render_csv, render_html
 
-__all__ = ["Table2Result", "table2", "feature_order", "FEATURE_LABELS", "REGIME_LABELS"]
+__all__ = ["Table2Result", "table2", "feature_order", "mixed_p_sentence", "FEATURE_LABELS", "REGIME_LABELS"]
 
 REGIME_LABELS = {"correct": "Correctly trained model", "overfitted": "Overfitted model"}
 FEATURE_LABELS = {
@@ -247,6 +247,59 @@ def table2(
                         caption="Table 2: Number of Features Identified by Blinded Readers on GVRs", notes=notes)
 
 
+def mixed_p_sentence(mixed: pd.DataFrame, features: list[str], *, source: str = "",
+                     name=None, reasons: bool = False) -> str:
+    """One sentence with each feature's P value for the correct versus overfitted difference, from a table of
+    :func:`analysis.mixed_models.feature_tests` rows (``feature``, ``p_value``, and where present
+    ``lrt_p_value``, ``separation`` and ``error``): the Wald P, or for a feature the regime separates
+    completely the likelihood-ratio P, said as such (:func:`analysis.mixed_models.reported_p`). A feature
+    without a P value is "not estimable" (with its reason when `reasons`). Empty when `mixed` has no
+    ``p_value`` column or none of `features`.
+
+    >>> mixed = pd.DataFrame({"feature": ["cardiomegaly", "pleural_effusion"], "p_value": [0.031, 0.9975],
+    ...                       "lrt_p_value": [0.02, 5e-23], "separation": ["", "present in every one of the 80 rows "
+    ...                       "with regime 'correct'"]})
+    >>> print(mixed_p_sentence(mixed, ["cardiomegaly", "pleural_effusion"]))  # doctest: +NORMALIZE_WHITESPACE
+    The P value (mixed-effects logistic regression, Wald) for the correct versus overfitted difference was .03
+    for cardiomegaly; for pleural effusion, present in every one of the 80 rows with regime 'correct'
+    (complete separation, where the Wald test says nothing), the likelihood-ratio P was <.001.
+    """
+    from analysis.mixed_models import reported_p
+
+    if "p_value" not in mixed.columns:
+        return ""
+    name = name or _in_sentence
+    wald, lrt = [], []
+    for f in features:
+        rows = mixed[mixed["feature"] == f]
+        if not len(rows):
+            continue
+        row = rows.iloc[0]
+        p, test = reported_p(row)
+        if test == "likelihood-ratio":
+            lrt.append(f"for {name(f)}, {row['separation']} (complete separation, where the Wald test says "
+                       f"nothing), the likelihood-ratio P was {format_p(p)}")
+        elif np.isfinite(p):
+            wald.append(f"{format_p(p)} for {name(f)}")
+        else:
+            error = str(row.get("error", "") or "") if reasons else ""
+            wald.append(f"not estimable for {name(f)}" + (f" ({error})" if error and error != "nan" else ""))
+    if not wald and not lrt:
+        return ""
+    head = f"The P value (mixed-effects logistic regression, Wald{source}) for the correct versus overfitted difference"
+    if wald:
+        text = f"{head} was " + _listed(wald) + ("; " + "; ".join(lrt) if lrt else "")
+    else:
+        text = f"{head}: " + "; ".join(lrt)
+    return text + "."
+
+
+def _listed(parts: list[str]) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + (", and " if len(parts) > 2 else " and ") + parts[-1]
+
+
 def _empty_intra() -> pd.DataFrame:
     return pd.DataFrame(columns=["reader", "feature", "round_a", "round_b", "kappa", "se", "ci_low", "ci_high",
                                  "n", "level"])
@@ -263,9 +316,29 @@ def _in_sentence(feature: str) -> str:
 
 
 def _kappas(rows: pd.DataFrame) -> dict[str, str]:
-    """Per feature, its kappa with the 95% CI: "0.78 (95% CI: 0.65, 0.90)"."""
-    return {r.feature: f"{r.kappa:z.2f} ({100 * r.level:g}% CI: {r.ci_low:z.2f}, {r.ci_high:z.2f})"
-            for r in rows.itertuples()}
+    """Per feature, its kappa with the 95% CI: "0.78 (95% CI: 0.65, 0.90)", or what a CI without width means."""
+    return {r.feature: kappa_text(r.kappa, r.se, r.ci_low, r.ci_high, r.level) for r in rows.itertuples()}
+
+
+def kappa_text(kappa: float, se: float, ci_low: float, ci_high: float, level: float = 0.95) -> str:
+    """A kappa with its interval, or, where the asymptotic variance is 0 (Fleiss, Cohen and Everitt 1969, as
+    psych's ``cohen.kappa``), why: perfect agreement, or one of the pair giving one answer throughout, when
+    kappa is 0 whatever the other answered, so a "95% CI: 0.00, 0.00" would claim a precision the answers do
+    not have.
+
+    >>> kappa_text(0.78, 0.06, 0.66, 0.90)
+    '0.78 (95% CI: 0.66, 0.90)'
+    >>> kappa_text(0.0, 0.0, 0.0, 0.0)
+    '0.00 (one of the two gave one answer throughout, so kappa is 0 whatever the other answered; no interval)'
+    >>> kappa_text(1.0, 0.0, 1.0, 1.0)
+    '1.00 (perfect agreement; the asymptotic interval has no width)'
+    """
+    if abs(se) < 1e-9 and abs(kappa) < 1e-9:  # po and pc are equal sums of floats, equal to the last bit or so
+        return (f"{kappa:z.2f} (one of the two gave one answer throughout, so kappa is 0 whatever the other "
+                "answered; no interval)")
+    if abs(se) < 1e-9 and abs(kappa - 1) < 1e-9:
+        return f"{kappa:z.2f} (perfect agreement; the asymptotic interval has no width)"
+    return f"{kappa:z.2f} ({100 * level:g}% CI: {ci_low:z.2f}, {ci_high:z.2f})"
 
 
 def _kappa_list(values: dict[str, str], features: list[str]) -> str:
@@ -291,18 +364,9 @@ def _notes(intra: pd.DataFrame, inter: pd.DataFrame, mixed: pd.DataFrame, featur
         for (ra, rb), g in inter.groupby(["reader_a", "reader_b"]):
             sentences.append(f"The interobserver κ of readers {ra} and {rb} was "
                              f"{_kappa_list(_kappas(g), features)}.")
-    if "p_value" in mixed.columns:
-        parts = []
-        for f in features:
-            row = mixed[mixed["feature"] == f]
-            if len(row) and np.isfinite(row["p_value"].iloc[0]):
-                parts.append(f"{format_p(float(row['p_value'].iloc[0]))} for {_in_sentence(f)}")
-            elif len(row):
-                parts.append(f"not estimable for {_in_sentence(f)}")
-        if parts:
-            sentences.append("The P value (mixed-effects logistic regression, Wald) for the correct versus "
-                             "overfitted difference was " + ", ".join(parts) + "."
-                             + (" With one reader the model has no reader term." if len(readers) == 1 else ""))
+    said = mixed_p_sentence(mixed, features)
+    if said:
+        sentences.append(said + (" With one reader the model has no reader term." if len(readers) == 1 else ""))
     if sentences:
         notes.append(" ".join(sentences))
     return tuple(notes)

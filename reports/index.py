@@ -27,7 +27,7 @@ from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
 from analysis.formatting import fmt_ci, fmt_p, times
 from analysis.manuscript import open_bundle, read_json, shown_path, table2_mixed, table_html
-from analysis.mixed_models import formula_for
+from analysis.mixed_models import formula_for, reported_p
 
 bundle = open_bundle()
 cohort = read_json(bundle, "cohort/summary.json")
@@ -209,11 +209,18 @@ def odds_ratio(feature: str) -> str:
     return f"odds ratio {r['odds_ratio']:z.2f}, 95% Wald CI: {r['or_ci_low']:z.2f}, {r['or_ci_high']:z.2f}; "
 
 
+def reported(feature: str) -> tuple[float, str]:
+    """The feature's P value as Table 2 prints it: Wald, or likelihood-ratio under complete separation."""
+    if "p_value" not in mixed or feature not in mixed.index:
+        return np.nan, "Wald"
+    return reported_p(mixed.loc[feature])
+
+
 sentences = []
 for feature in pooled.index.get_level_values("feature").unique():
     # a feature whose model could not be fitted has its reason instead of a P value (Table 2)
-    p = mixed["p_value"].get(feature, np.nan) if "p_value" in mixed else np.nan
-    ptext = f"P {fmt_p(p)}" if np.isfinite(p) else "P not estimable"
+    p, test = reported(feature)
+    ptext = (("likelihood-ratio " if test != "Wald" else "") + f"P {fmt_p(p)}") if np.isfinite(p) else "P not estimable"
     sentences.append(f"{lowered(feature)}: {count('correct', feature)} vs "
                      f"{count('overfitted', feature)} ({odds_ratio(feature)}{ptext})")
 simulated = bool(assessments["simulated"].all())
@@ -227,7 +234,8 @@ display(Markdown(
     + ". Features highlighted by GVRs of the correctly trained versus the overfitted model, pooled over readers "
     "and readings: " + "; ".join(sentences) + ". The odds ratios (correct versus overfitted) and P values are "
     f"from mixed-effects logistic regression, `{formula_for(assessments)}` (lme4's glmer), the P value a Wald "
-    "test of the model term (Table 2)."))
+    "test of the model term, or a likelihood-ratio test where one model's GVRs all show the feature or none do "
+    "(complete separation, where the Wald test says nothing; Table 2)."))
 
 # %%
 #| echo: false
@@ -240,7 +248,7 @@ for feature, stated in paper_pooled.iterrows():
         continue
     ours_more = pooled.loc[("correct", feature), "proportion"] > pooled.loc[("overfitted", feature), "proportion"]
     paper_more = stated["count_correct"] > stated["count_overfitted"]
-    p = mixed["p_value"].get(feature, np.nan) if "p_value" in mixed else np.nan
+    p, _ = reported(feature)
     same_p = np.isfinite(p) and (p < 0.05) == (stated["stated_p"] < 0.05)
     words = (f"{lowered(feature)} ({'more' if paper_more else 'less'} often with the correct model in the paper, "
              f"P {fmt_p(stated['stated_p'])}; here {'more' if ours_more else 'less'} often, "

@@ -12,7 +12,6 @@
 
 # %%
 #| echo: false
-import numpy as np
 from IPython.display import HTML, Markdown, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -20,8 +19,8 @@ from matplotlib.figure import Figure
 from analysis.figure2 import figure2
 from analysis.formatting import render_html as table_html
 from analysis.table1 import table1
-from analysis.table2 import table2
-from analysis.formatting import fmt_ci, format_p
+from analysis.table2 import mixed_p_sentence, table2
+from analysis.formatting import fmt_ci
 from analysis.manuscript import (MIXED_TABLE, figure_from_images, image_html, open_bundle, read_json,
                                  table2_mixed)
 
@@ -133,11 +132,8 @@ figure_from_images(bundle, gallery)
 assessments = bundle.read_table("reader_assessments")
 t2 = table2(assessments, mixed_models=False)
 mixed = table2_mixed(bundle)
-p_note = ("The P value (mixed-effects logistic regression, Wald test of the model term, from "
-          f"{MIXED_TABLE}) for the correct versus overfitted difference was "
-          + ", ".join(f"{format_p(r.p_value)} for {r.feature.replace('_', ' ').replace('chf', 'CHF')}" if np.isfinite(r.p_value)
-                      else f"not estimable for {r.feature.replace('_', ' ').replace('chf', 'CHF')}" + (f" ({r.error})" if r.error else "")
-                      for r in mixed.itertuples()) + ".")
+p_note = mixed_p_sentence(mixed, list(mixed["feature"]), source=f" test of the model term, from {MIXED_TABLE}",
+                          name=lambda f: f.replace("_", " ").replace("chf", "CHF"), reasons=True)
 if "caution" in mixed.columns:  # lme4's messages and what they mean for each P value
     cautions = mixed[mixed["caution"].fillna("").astype(str) != ""]
     if len(cautions):

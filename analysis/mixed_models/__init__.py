@@ -53,7 +53,7 @@ Examples
 (True, False)
 """
 
-from analysis.mixed_models.table2_tests import feature_tests, p_value_caution, separation
+from analysis.mixed_models.table2_tests import feature_tests, p_value_caution, reported_p, separation
 from analysis.mixed_models.lme4 import glmer, likelihood_ratio_test
 from analysis.mixed_models.r_script import RScriptFiles, write_r_script
 from analysis.mixed_models.results import (
@@ -89,6 +89,7 @@ __all__ = [
     "glmer",
     "likelihood_ratio_test",
     "p_value_caution",
+    "reported_p",
     "separation",
     "write_r_script",
 ]

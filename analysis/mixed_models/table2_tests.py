@@ -75,8 +75,9 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
             )
         lrt = _lrt(formula, df, term, "binomial", engine, full=(full, model_obj))
     coef = full.coefficient(coefficients[0])
+    separated = separation(df, term)
     caution = p_value_caution(full.warnings, lrt.reduced.warnings, p_value=float(coef["p_value"]),
-                              lrt_p_value=lrt.p_value, separated=separation(df, term))
+                              lrt_p_value=lrt.p_value, separated=separated)
     if caution:
         said = " | ".join(" ".join(m.split()) for m in lrt.warnings) or "nothing"
         warnings.warn(f"feature {feature!r}: lme4 said: {said}. Meaning: {caution}", GlmerFitWarning,
@@ -95,6 +96,7 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
         "converged": full.converged,
         "warnings": "; ".join(lrt.warnings),
         "caution": caution,
+        "separation": separated or "",
     }
 
 
@@ -124,7 +126,10 @@ def feature_tests(assessments: pd.DataFrame, *, formula: str = DEFAULT_FORMULA,
         ``z``, ``p_value`` (Wald), ``odds_ratio``, ``or_ci_low``, ``or_ci_high`` (95 % Wald),
         ``lrt_chi2``, ``lrt_df``, ``lrt_p_value`` (likelihood-ratio test of ``term``),
         ``singular``, ``converged`` (of the full model) and ``warnings`` (both fits' lme4
-        messages, prefixed ``full:``/``reduced:``, joined by "; "; empty when clean).
+        messages, prefixed ``full:``/``reduced:``, joined by "; "; empty when clean), ``caution`` (what
+        those messages mean for each P value) and ``separation`` (where ``term`` separates the feature
+        completely, :func:`separation`; empty when it does not). :func:`reported_p` picks the P value to
+        print from a row.
 
     Raises
     ------
@@ -217,6 +222,28 @@ def separation(df: pd.DataFrame, term: str) -> str | None:
             return (f"{'present' if bool(present.iloc[0]) else 'absent'} in every one of the {len(present)} rows "
                     f"with {term} {str(level)!r}")
     return None
+
+
+def reported_p(row: Any) -> tuple[float, str]:
+    """The P value to print for a row of :func:`feature_tests`, and its test's name.
+
+    The Wald P, except where the term separates the feature completely: there the estimate runs off towards
+    infinity and the Wald P (from the curvature at the optimiser's stopping point) says nothing (Hauck and
+    Donner, J Am Stat Assoc 1977;72:851-853), so the likelihood-ratio P is printed. A row without the
+    ``separation`` column (an analysis written before it was kept) gives the Wald P.
+
+    >>> reported_p({"p_value": 0.9975, "lrt_p_value": 5.4e-23, "separation": "present in every one of the 80 rows"})
+    (5.4e-23, 'likelihood-ratio')
+    >>> reported_p({"p_value": 0.03, "lrt_p_value": 0.02, "separation": ""})
+    (0.03, 'Wald')
+    """
+    get = row.get if hasattr(row, "get") else (lambda key, default=None: getattr(row, key, default))
+    separated = get("separation", "")
+    lrt = get("lrt_p_value", float("nan"))
+    if isinstance(separated, str) and separated and lrt is not None and pd.notna(lrt):
+        return float(lrt), "likelihood-ratio"
+    wald = get("p_value", float("nan"))
+    return float("nan") if wald is None or pd.isna(wald) else float(wald), "Wald"
 
 
 def p_value_caution(full_warnings: Sequence[str], reduced_warnings: Sequence[str] = (), *,

@@ -139,6 +139,28 @@ def test_mixed_models_are_feature_tests(assessments):
 
 
 @pytest.mark.r
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the separation's GlmerFitWarning; the note is what is checked
+def test_a_feature_one_model_always_shows_gets_the_likelihood_ratio_p_not_the_walds(assessments):
+    """Effusion ticked on every reading of the correct model's GVRs: lme4's estimate runs off, and its Wald P is
+    whatever the curvature where the optimiser stopped gives (>.99 in a review's example, beside a 100 % against
+    36 % difference; .002 here). The note gives the likelihood-ratio P and says why."""
+    sep = assessments.copy()
+    sep.loc[(sep["feature"] == "pleural_effusion") & (sep["regime"] == "correct"), "present"] = True
+    t = table2(sep, mixed_models=True)
+    row = t.mixed.set_index("feature").loc["pleural_effusion"]
+    assert row["lrt_p_value"] < 1e-6 and row["odds_ratio"] > 1e3  # the estimate runs off
+    assert row["separation"].startswith("present in every one of the 200 rows with regime 'correct'")
+    assert "for pleural effusion, present in every one of the 200 rows" in t.notes[1]
+    assert "the likelihood-ratio P was <.001" in t.notes[1]
+    from analysis.formatting import format_p
+
+    assert f"{format_p(row['p_value'])} for pleural effusion" not in t.notes[1]
+    assert f"{format_p(t.mixed.set_index('feature').loc['cardiomegaly', 'p_value'])} for cardiomegaly" in t.notes[1]
+    cardio = t.mixed.set_index("feature").loc["cardiomegaly"]
+    assert cardio["separation"] == "" and mixed_models.reported_p(cardio) == (cardio["p_value"], "Wald")
+
+
+@pytest.mark.r
 def test_mixed_model_of_a_constant_feature_gives_its_reason(assessments):
     one = assessments[assessments["feature"] == "cardiomegaly"].assign(feature="reduced_body_mass", present=False)
     t = table2(one, mixed_models=True)
@@ -223,3 +245,17 @@ def test_one_reader_is_fitted_without_a_reader_term(assessments):
     got = t.mixed.set_index("feature").loc[direct["feature"]].reset_index()
     pd.testing.assert_frame_equal(got.drop(columns="error"), direct, check_exact=False, rtol=1e-10)
     assert (got["error"] == "").all() and "With one reader the model has no reader term." in t.notes[1]
+
+
+def test_a_kappa_of_a_reading_with_one_answer_throughout_has_no_interval_and_says_why(assessments):
+    """Reader A ticked cardiomegaly on every GVR in the second reading: kappa is 0 whatever the first reading
+    said and its asymptotic variance 0 (psych agrees), which printed "0.00 (95% CI: 0.00, 0.00)"."""
+    t = assessments.copy()
+    t.loc[(t["reader"] == "A") & (t["round"] == 2) & (t["feature"] == "cardiomegaly"), "present"] = True
+    result = table2(t, mixed_models=False)
+    row = result.intra.set_index(["reader", "feature"]).loc[("A", "cardiomegaly")]
+    assert row["kappa"] == 0 and row["se"] == 0
+    note = result.notes[1]
+    assert ("0.00 (one of the two gave one answer throughout, so kappa is 0 whatever the other answered; "
+            "no interval) for cardiomegaly") in note
+    assert "CI: 0.00, 0.00" not in note and note.count("95% CI") == len(result.intra) + len(result.inter) - 1
