@@ -430,7 +430,9 @@ def cohort_key(
         _fail(f"{out} exists and holds another key; remove it or give another --out (a key is the only way back "
               "from image_id to the file, so none is replaced)")
     atomic_write_text(out, text)
-    typer.echo(f"key: {out}  ({len(table):,} radiographs; keep it with the salt, outside the bundle)")
+    # a DICOM folder's key names every image in it, laterals too: the ingest decides which are radiographs
+    what = "DICOM images" if dicom else "radiographs"
+    typer.echo(f"key: {out}  ({len(table):,} {what}; keep it with the salt, outside the bundle)")
 
 
 @app.command()

@@ -47,6 +47,7 @@ import pandas as pd
 from data_schema.layout import SHARD_SIZE, image_path
 from data_schema.tables import MASK_FEATURES, MAX_BNP_NG_L
 from data_schema.validate import Problem, TableValidationError, repeated_header_names
+from modelling.cohort.dicom_header import acquisition_time, display_values, open_dataset
 from modelling.config import StudyConfig
 from modelling.progress import progress
 
@@ -167,6 +168,8 @@ class Loaded:
     row: int | None = None  # the manifest row it came from (PNG/JPEG)
     shape: tuple[int, int] | None = None  # (rows, columns) as read, before fitting to the bundle's size
     colour: bool = False  # a PNG/JPEG whose colour channels differ (a photograph or an annotated screenshot?)
+    #: Where the header was incomplete or wrong and a choice was made (:mod:`modelling.cohort.dicom_header`).
+    notes: tuple[str, ...] = ()
 
 
 class _Captured(logging.Handler):
@@ -207,7 +210,7 @@ def read_dicom(path: Path, *, modalities: set[str] | frozenset[str] = frozenset(
                 raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {message})") from exc
     except ValueError as exc:
         notes = captured.lines or [" ".join(str(w.message).split()) for w in caught]
-        if notes:
+        if notes and str(exc) != "not a DICOM file":  # what pydicom said of bytes read by force is no help
             raise ValueError(f"{exc}; pydicom: {notes[-1]}") from exc
         raise
     finally:
@@ -216,13 +219,15 @@ def read_dicom(path: Path, *, modalities: set[str] | frozenset[str] = frozenset(
 
 
 def _read_dicom(path: Path, modalities) -> Loaded:
-    import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
+        ds, headerless = open_dataset(path)
+    except InvalidDicomError as exc:
+        if str(exc) == "not a DICOM file":
+            raise ValueError("not a DICOM file") from exc
+        raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    except (OSError, EOFError, ValueError) as exc:
         raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
     if "PixelData" not in ds:
         raise ValueError("DICOM file without pixel data")
@@ -236,25 +241,22 @@ def _read_dicom(path: Path, modalities) -> Loaded:
         raise ValueError(f"photometric interpretation {photometric or 'missing'} is not grayscale "
                          "(MONOCHROME1 or MONOCHROME2 are kept)")
     view = str(ds.get("ViewPosition", "") or "").upper().strip()
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:  # decoding every frame of a cine or tomosynthesis series only to refuse it would be slow
+        raise ValueError(f"{frames} frames (NumberOfFrames); one still radiograph per file is expected")
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # truncated or undecodable pixel data: pydicom raises many kinds
         message = " ".join(str(exc).split())
         raise ValueError(f"pixel data cannot be decoded ({type(exc).__name__}: {message})") from exc
     if pixels.ndim != 2:
-        raise ValueError(f"expected one grayscale frame, got pixel array of shape {pixels.shape}")
-    pixels = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
+        raise ValueError(f"{pixels.shape[0]} frames; one still radiograph per file is expected")
+    notes = ["read without its DICOM file header (preamble and meta information)"] if headerless else []
+    pixels, shown = display_values(ds, pixels)
     unit = _to_unit(pixels)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    if photometric == "MONOCHROME1":
         unit = 1.0 - unit  # MONOCHROME1 shows low values bright: invert so bright = dense
-    stamp = None
-    for date_tag, time_tag in (("AcquisitionDate", "AcquisitionTime"), ("ContentDate", "ContentTime"),
-                               ("StudyDate", "StudyTime")):
-        if ds.get(date_tag):
-            stamp = parse_timestamp(f"{ds.get(date_tag)} {str(ds.get(time_tag) or '000000')[:6].ljust(6, '0')}")
-            if stamp is not None and storable(stamp) and not in_future(stamp):
-                break
-            stamp = None  # unreadable, out of range or in the future: the next tag may give the time
+    stamp, timed = acquisition_time(ds, lambda t: storable(t) and not in_future(t))
     return Loaded(
         source=str(path),
         patient_key=str(ds.get("PatientID", "") or ""),
@@ -263,6 +265,7 @@ def _read_dicom(path: Path, modalities) -> Loaded:
         view=view,
         pixels=unit,
         spacing_mm=_spacing(ds),
+        notes=tuple(notes + shown + timed),
     )
 
 
@@ -720,6 +723,24 @@ def _fitted(item: Loaded, size: int) -> Loaded:
     return replace(item, pixels=fit_square(item.pixels, size), shape=tuple(item.pixels.shape))
 
 
+#: A frontal chest radiograph is about square (35 x 43 cm and 43 x 43 cm cassettes and detectors); one side more
+#: than this many times the other is a strip, a scout line or a stitched long-bone film, not one.
+MAX_SIDE_RATIO = 3.0
+
+
+def shape_reason(shape: tuple[int, ...]) -> str | None:
+    """Why an image of this (rows, columns) is not the shape of a chest radiograph, or None.
+
+    >>> shape_reason((1, 300)), shape_reason((2048, 2500)) is None
+    ('1 x 300 px: one side more than 3 times the other is not the shape of a chest radiograph', True)
+    """
+    rows, columns = int(shape[0]), int(shape[1])
+    if max(rows, columns) > MAX_SIDE_RATIO * min(rows, columns):
+        return (f"{rows} x {columns} px: one side more than {MAX_SIDE_RATIO:g} times the other is not the shape "
+                "of a chest radiograph")
+    return None
+
+
 def _load_images(src: IngestSources, problems: list[Problem], size: int):
     """Loaded radiographs, fitted to `size` x `size`, and exclusion records; problems of the manifest
     table go to `problems`."""
@@ -737,6 +758,9 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
                     continue
                 if item.image_key == str(path):  # no SOP Instance UID: the file's place in the folder, however named
                     item = replace(item, image_key=path.relative_to(src.dicom_dir).as_posix())
+                if (reason := shape_reason(item.pixels.shape)) is not None:
+                    excluded.append((str(path), reason))
+                    continue
                 loaded.append(_fitted(item, size))
         return loaded, excluded
     manifest = Path(src.manifest_csv)
@@ -759,6 +783,9 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
             except (ValueError, FileNotFoundError) as exc:
                 excluded.append((str(path), str(exc)))
                 continue
+            if (reason := shape_reason(pixels.shape)) is not None:
+                excluded.append((str(path), reason))
+                continue
             loaded.append(_fitted(Loaded(str(path), row.patient_id.strip(), name, stamps[i],
                                          row.view.strip().upper(), pixels, None, row=i + 1, colour=colour), size))
     return loaded, excluded
@@ -767,7 +794,8 @@ def _load_images(src: IngestSources, problems: list[Problem], size: int):
 def image_key_table(dicom_dir: Path | None, manifest_csv: Path | None, pseudo: Pseudonymiser) -> pd.DataFrame:
     """Each input radiograph's ``image_id`` (as the ingest pseudonymises it with this salt) beside its file:
     the manifest's name, or the path inside the DICOM folder. A re-identification key: it stays with the
-    salt, outside the bundle. Files of a DICOM folder that are not DICOM are left out.
+    salt, outside the bundle. Files of a DICOM folder that are not DICOM, or hold no image (a DICOMDIR), are left
+    out; a file without its DICOM header is keyed as the ingest reads it.
 
     Raises
     ------
@@ -784,13 +812,13 @@ def image_key_table(dicom_dir: Path | None, manifest_csv: Path | None, pseudo: P
             raise IngestError(problems)
         rows = [(pseudo("image", name), name) for name in sorted(first_row)]
     else:
-        import pydicom
-
         folder = Path(dicom_dir)
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+                ds, _ = open_dataset(path, stop_before_pixels=True)
             except Exception:  # noqa: BLE001 - not a DICOM file: the ingest excludes it with its reason
+                continue
+            if "Rows" not in ds:  # a DICOMDIR, a report, a presentation state: no image to key
                 continue
             name = path.relative_to(folder).as_posix()
             rows.append((pseudo("image", str(ds.get("SOPInstanceUID", "") or name)), name))
@@ -846,7 +874,13 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
     seen: dict[str, Loaded] = {}
     for item in loaded:
         if item.view not in FRONTAL_VIEWS:
-            excluded.append((item.source, f"not a frontal view (ViewPosition {item.view or 'missing'!r}); PA and AP are kept"))
+            said = f"ViewPosition {item.view!r}" if item.view else "no ViewPosition"
+            if item.row is not None:
+                said = f"view {item.view!r}" if item.view else "no view"
+            excluded.append((item.source, f"not a frontal view ({said}); PA and AP are kept"))
+            continue
+        if item.row is None and not item.patient_key.strip():
+            excluded.append((item.source, "no PatientID (0010,0020) to find the patient by"))
             continue
         if known is not None and item.patient_key not in known:
             if item.row is not None:  # a manifest row names its patient, as a BNP row does: an error at that row
@@ -856,11 +890,17 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
                 excluded.append((item.source, "patient not in the patients file"))
             continue
         if item.acquired is None:
-            excluded.append((item.source, "no acquisition date and time"))
+            excluded.append((item.source, "no acquisition date and time"
+                             + (f" ({'; '.join(item.notes)})" if item.notes else "")))
             continue
         if item.image_key in seen:
-            problems.append(Problem(item.source, item.row, "image", None,
-                                    f"duplicate image (same SOP Instance UID or file as {seen[item.image_key].source})"))
+            if item.row is None:
+                problems.append(Problem(item.source, None, None, None,
+                                        f"the same SOPInstanceUID (0008,0018) as {seen[item.image_key].source}: "
+                                        "one image twice; remove one of the copies"))
+            else:
+                problems.append(Problem(item.source, item.row, "image", None,
+                                        f"duplicate image (same file as {seen[item.image_key].source})"))
             continue
         seen[item.image_key] = item
         keep.append(item)
@@ -873,7 +913,10 @@ def prepare(config: StudyConfig, src: IngestSources, pseudo: Pseudonymiser) -> P
     for line in image_notes(keep, config.image_size, manifest=src.manifest_csv):
         log.warning("%s", line)
     if not keep:
-        reasons = "; ".join(f"{n} {reason}" for reason, n in exclusion_summary(excluded).items())
+        first = {}
+        for source, reason in excluded:
+            first.setdefault(public_reason(reason).split(" (")[0], source)
+        reasons = "; ".join(f"{n} {reason}, e.g. {first[reason]}" for reason, n in exclusion_summary(excluded).items())
         raise IngestError([Problem(str(src.dicom_dir or src.manifest_csv), None, None, None,
                                    f"no usable frontal radiograph: {len(excluded)} file(s) excluded"
                                    + (f" ({reasons})" if reasons else ""))])
@@ -936,7 +979,8 @@ def _masks(src: IngestSources, keep: list[Loaded], size: int, problems: list[Pro
 
 def image_notes(items: list[Loaded], size: int, *, manifest: Path | None = None) -> list[str]:
     """What the kept radiographs are that a radiograph should not be, in sentences (empty when nothing):
-    smaller than the bundle's ``size`` in both sides (enlarged: the detail is not in them), or in colour.
+    smaller than the bundle's ``size`` in both sides (enlarged: the detail is not in them), in colour, or with
+    a header the ingest had to make a choice for (:attr:`Loaded.notes`: a date without a time, say).
     Each names up to five of them, by manifest row where there is one, else by file."""
 
     def named(found: list[Loaded]) -> str:
@@ -955,7 +999,32 @@ def image_notes(items: list[Loaded], size: int, *, manifest: Path | None = None)
     if colour:
         notes.append(f"{len(colour)} of {len(items)} radiographs are in colour (photographs, or annotated "
                      f"screenshots?) and are read as the mean of their channels: {named(colour)}")
+    by_note: dict[str, list[Loaded]] = {}
+    for it in items:
+        for note in it.notes:
+            by_note.setdefault(_note_kind(note), []).append(it)
+    for kind, found in by_note.items():
+        example = next(n for n in found[0].notes if _note_kind(n) == kind)
+        notes.append(f"{len(found)} of {len(items)} radiographs: {kind}: {named(found)}"
+                     + ("" if example == kind else f" (the first: {example})"))
     return notes
+
+
+def _note_kind(note: str) -> str:
+    """What a header note is about, without the file's own values, to count the files it concerns."""
+    if "has no time anywhere" in note:
+        return "a date without a time anywhere in the header, taken as 00:00 (a BNP result may pair a day off)"
+    if "has no time:" in note:
+        return "a date without its own time, given the time another attribute has for that day"
+    if "passed over" in note:
+        return "a date unreadable, out of range or in the future, passed over for the next in the header"
+    if "is not a DICOM time" in note:
+        return "a time that is not a DICOM time"
+    if "display window" in note:
+        return "a display window that cannot be used, the full range of values shown instead"
+    if "Modality LUT" in note:
+        return "a rescale or Modality LUT that cannot be applied, the stored values used"
+    return note
 
 
 def _ages(patients: pd.DataFrame, items: list[Loaded]) -> list[float]:

@@ -358,7 +358,8 @@ def test_small_and_colour_pictures_are_ingested_and_named_in_a_warning(tmp_path,
 def test_duplicate_images_are_refused(cohort_files):
     tmp_path, src = cohort_files
     make_dicom(src.dicom_dir / "copy.dcm", patient="MRN0002", uid="1.2.3.4.3", when=("20140505", "120000"))
-    with pytest.raises(IngestError, match="duplicate image"):
+    with pytest.raises(IngestError, match=r"copy.dcm: the same SOPInstanceUID \(0008,0018\) as .*: one image twice; "
+                                          "remove one of the copies"):
         build(tmp_path, src)
     assert_nothing_written(tmp_path / "bundle")
 
@@ -698,3 +699,33 @@ def test_the_key_refuses_a_manifest_with_problems_and_an_empty_input(tmp_path, c
     manifest_sources(tmp_path, ["a.png,P1,2012-03-04 10:00,PA"])
     assert key("--manifest", str(tmp_path / "manifest.csv"))[0] == 0
     assert pd.read_csv(out)["file"].tolist() == ["a.png"]
+
+
+def _saved(path, **attributes):
+    make_dicom(path, window=attributes.pop("window", None))
+    ds = pydicom.dcmread(path)
+    for key, value in attributes.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    ds.save_as(path)
+    return path
+
+
+def test_the_ingest_names_missing_patient_ids_views_strips_and_header_choices(cohort_files, caplog):
+    tmp_path, src = cohort_files
+    d = src.dicom_dir
+    _saved(d / "no-id.dcm", PatientID=None, SOPInstanceUID="1.2.3.9.1")
+    _saved(d / "no-view.dcm", ViewPosition=None, SOPInstanceUID="1.2.3.9.2")
+    make_dicom(d / "strip.dcm", patient="MRN0002", uid="1.2.3.9.3", pixels=gradient()[:4])
+    _saved(d / "no-time.dcm", PatientID="MRN0002", SOPInstanceUID="1.2.3.9.4", AcquisitionTime=None)
+    with caplog.at_level("WARNING"):
+        build(tmp_path, src)
+    excluded = pd.read_csv(tmp_path / "bundle/cohort/exclusions.csv")
+    reasons = set(excluded["reason"])
+    assert "no PatientID (0010,0020) to find the patient by" in reasons  # was "patient not in the patients file"
+    assert "not a frontal view (no ViewPosition); PA and AP are kept" in reasons  # was "ViewPosition 'missing'"
+    assert any(r.startswith("4 x ") and "not the shape of a chest radiograph" in r for r in reasons)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "a date without a time anywhere in the header, taken as 00:00" in said and "no-time.dcm" in said

@@ -121,7 +121,8 @@ def test_every_file_excluded_gives_every_reason_counted(tmp_path):
     message = info.value.problems[0].message
     assert "no usable frontal radiograph: 5 file(s) excluded" in message
     assert "2 modality CT is not a radiograph" in message and "2 not a frontal view" in message
-    assert "1 not a readable DICOM file" in message
+    assert "1 not a DICOM file, e.g. " + str(src.dicom_dir / "notes.txt") in message  # which file, not a count alone
+    assert "2 not a frontal view, e.g. " in message
     assert not (tmp_path / "bundle/tables").exists()
 
 
