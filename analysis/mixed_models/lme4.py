@@ -10,7 +10,7 @@ import re
 import sys
 import types
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,8 +48,9 @@ info <- function(m) {
 }
 list(
   info = info,
-  fit = function(formula, data) {
-    m <- lme4::glmer(stats::as.formula(formula), data = data, family = stats::binomial)
+  fit = function(formula, data, optimizer = NULL) {
+    control <- if (is.null(optimizer)) lme4::glmerControl() else lme4::glmerControl(optimizer = optimizer)
+    m <- lme4::glmer(stats::as.formula(formula), data = data, family = stats::binomial, control = control)
     beta <- lme4::fixef(m)
     se <- sqrt(diag(as.matrix(stats::vcov(m))))
     z <- unname(beta / se)
@@ -324,9 +325,11 @@ def _fixed_frame(term: Sequence[str], estimate: np.ndarray, se: np.ndarray, z: n
     })[_FIXED_COLUMNS]
 
 
-def _fit(formula: str, df: pd.DataFrame, family: str, engine: str) -> tuple[GlmerResult, Any]:
-    """Fit with lme4 through `engine`; warn with lme4's messages; return the result and the R model."""
-    result, model = (_fit_pymer4 if engine == "pymer4" else _fit_rpy2)(formula, df, family)
+def _fit(formula: str, df: pd.DataFrame, family: str, engine: str,
+         optimizer: str | None = None) -> tuple[GlmerResult, Any]:
+    """Fit with lme4 through `engine` (with `optimizer` for both of glmer's phases, or lme4's default, bobyqa
+    then Nelder-Mead); warn with lme4's messages; return the result and the R model."""
+    result, model = (_fit_pymer4 if engine == "pymer4" else _fit_rpy2)(formula, df, family, optimizer)
     if result.warnings:
         warnings.warn(f"glmer {formula!r}: " + "; ".join(result.warnings), GlmerFitWarning, stacklevel=3)
     return result, model
@@ -340,14 +343,14 @@ def _glmer_error(formula: str, exc: Exception, console: Sequence[str]) -> GlmerE
     return GlmerError(f"lme4 could not fit {formula!r}: {error}{extra}")
 
 
-def _fit_rpy2(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult, Any]:
+def _fit_rpy2(formula: str, df: pd.DataFrame, family: str, optimizer: str | None = None) -> tuple[GlmerResult, Any]:
     """One R call: the formula's columns to R, glmer, and the extraction of its results."""
     sess = _session()
     data = _r_data_frame(sess, df)
     failure = None
     with _captured_r_console(sess) as console:
         try:
-            out = sess.fit(formula, data)
+            out = sess.fit(formula, data, sess.rinterface.NULL if optimizer is None else optimizer)
         except sess.RRuntimeError as exc:
             failure = exc
     if failure is not None:
@@ -397,7 +400,7 @@ def _fit_rpy2(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult,
     return result, out.rx2("model")
 
 
-def _fit_pymer4(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResult, Any]:
+def _fit_pymer4(formula: str, df: pd.DataFrame, family: str, optimizer: str | None = None) -> tuple[GlmerResult, Any]:
     """Fit through pymer4's ``Lmer`` and return the result and the R model object."""
     sess = _session()
     pymer4 = _pymer4()
@@ -410,7 +413,8 @@ def _fit_pymer4(formula: str, df: pd.DataFrame, family: str) -> tuple[GlmerResul
         stack.enter_context(_cached_importr(sess, pymer4.module))
         warnings.simplefilter("always")
         try:
-            model.fit(summarize=False, no_warnings=True, verbose=False)
+            model.fit(summarize=False, no_warnings=True, verbose=False,
+                      control="" if optimizer is None else f"optimizer='{optimizer}'")
             info = sess.info(model.model_obj)
         except sess.RRuntimeError as exc:
             stack.close()
@@ -538,14 +542,15 @@ def glmer(formula: str, data: pd.DataFrame, *, family: str = "binomial", engine:
 
 
 def _lrt(formula: str, df: pd.DataFrame, term: str, family: str, engine: str,
-         full: tuple[GlmerResult, Any] | None = None) -> LikelihoodRatioResult:
+         full: tuple[GlmerResult, Any] | None = None,
+         reduced: Callable[[str], GlmerResult] | None = None) -> LikelihoodRatioResult:
     sess = _session()
     fixed_terms = [str(t) for t in sess.fixed_terms(formula)]
     if term not in fixed_terms:
         raise ValueError(f"term must be one of the formula's fixed terms {fixed_terms}; got {term!r}")
     reduced_formula = str(sess.drop_term(formula, term)[0])
     full_result = (full or _fit(formula, df, family, engine))[0]
-    reduced_result = _fit(reduced_formula, df, family, engine)[0]
+    reduced_result = reduced(reduced_formula) if reduced is not None else _fit(reduced_formula, df, family, engine)[0]
     if full_result.n_obs != reduced_result.n_obs:
         raise ValueError(
             f"the full and reduced models used {full_result.n_obs} and {reduced_result.n_obs} "

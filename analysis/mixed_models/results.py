@@ -35,7 +35,7 @@ _FIXED_COLUMNS = ["term", "estimate", "se", "z", "p_value", "odds_ratio", "or_ci
 _RESULT_COLUMNS = [
     "feature", "term", "coefficient", "n_obs", "n_present", "estimate", "se", "z", "p_value",
     "odds_ratio", "or_ci_low", "or_ci_high", "lrt_chi2", "lrt_df", "lrt_p_value", "singular",
-    "converged", "warnings", "caution", "separation",
+    "converged", "warnings", "caution", "separation", "optimizer",
 ]
 
 
