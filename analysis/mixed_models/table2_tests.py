@@ -88,13 +88,14 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
     separated = separation(df, term)
     caution = p_value_caution(full.warnings, lrt.reduced.warnings, p_value=float(coef["p_value"]),
                               lrt_p_value=lrt.p_value, separated=separated)
+    heed = bool(caution)  # a refit that settled what the default did not leaves nothing to heed
     if refits:
         said = "; ".join(f"lme4's default optimizer did not settle the {which} model; refitted with {optimizer}, "
                          "which converged at the same optimum" for which, optimizer, _ in refits)
         caution = f"{said} (the P values are from the refit)" + (f"; {caution}" if caution else "")
     messages = [*lrt.warnings, *(f"{which}, lme4's default optimizer: {m}" for which, _, first in refits
                                  for m in dict.fromkeys(first))]
-    if caution:
+    if heed:
         said = " | ".join(" ".join(m.split()) for m in messages) or "nothing"
         warnings.warn(f"feature {feature!r}: lme4 said: {said}. Meaning: {caution}", GlmerFitWarning,
                       stacklevel=3)
