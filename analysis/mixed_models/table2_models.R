@@ -5,7 +5,8 @@
 # Reads table2_models.csv beside this script (one row per reader, round, GVR and feature; booleans
 # as 0/1) and writes table2_models_results.csv beside it: per feature, the regime effect (log odds
 # ratio, SE, Wald z and p, odds ratio with 95 % Wald interval exp(est +- qnorm(0.975) * se)), the
-# likelihood-ratio test as anova(reduced, full), and lme4's messages.
+# likelihood-ratio test as anova(reduced, full), lme4's messages, and the optimizer used where lme4's
+# default did not settle a fit (below).
 # regime is a factor with reference level "overfitted": the coefficient is regimecorrect.
 
 suppressPackageStartupMessages(library(lme4))
@@ -25,10 +26,10 @@ d <- read.csv(file.path(here, "table2_models.csv"), stringsAsFactors = FALSE,
 d$regime <- factor(d$regime, levels = regime_levels)
 
 # glmer (Laplace, ML), keeping its warnings and messages and lme4's convergence notes
-glmer_noting <- function(formula, data) {
+glmer_noting <- function(formula, data, control = glmerControl()) {
   notes <- character()
   fit <- withCallingHandlers(
-    glmer(formula, data = data, family = binomial),
+    glmer(formula, data = data, family = binomial, control = control),
     warning = function(w) { notes <<- c(notes, conditionMessage(w)); invokeRestart("muffleWarning") },
     message = function(m) { notes <<- c(notes, trimws(conditionMessage(m))); invokeRestart("muffleMessage") }
   )
@@ -37,13 +38,35 @@ glmer_noting <- function(formula, data) {
   list(fit = fit, notes = unique(notes))
 }
 
+# Where lme4's default optimizer (bobyqa, then Nelder-Mead) does not converge or leaves the curvature poorly
+# determined, lme4's advice (?convergence, allFit) is to refit with others: the first of these that converges
+# with no message but a singular fit's, at a log-likelihood at most 0.05 below the default's, is used.
+other_optimizers <- c("bobyqa", "nloptwrap")
+unsettled <- function(notes) {
+  any(grepl("failed to converge|convergence code|did not converge|iteration limit|nearly unidentifiable|Hessian|not positive definite|eigenvalue",
+            notes))
+}
+glmer_settled <- function(formula, data) {
+  first <- glmer_noting(formula, data)
+  if (!unsettled(first$notes)) return(c(first, list(optimizer = "", first_notes = character())))
+  for (optimizer in other_optimizers) {
+    other <- tryCatch(glmer_noting(formula, data, glmerControl(optimizer = optimizer)), error = function(e) NULL)
+    if (is.null(other)) next
+    clean <- all(grepl("singular", other$notes)) && !unsettled(other$notes)
+    if (clean && as.numeric(logLik(other$fit)) >= as.numeric(logLik(first$fit)) - 0.05) {
+      return(c(other, list(optimizer = optimizer, first_notes = unique(gsub("\\s+", " ", trimws(first$notes))))))
+    }
+  }
+  c(first, list(optimizer = "", first_notes = character()))
+}
+
 full_formula <- as.formula(model_formula)
 reduced_formula <- update(full_formula, as.formula(paste(". ~ . -", term)))
 rows <- list()
 for (feature in unique(d$feature)) {
   sub <- d[d$feature == feature, ]
-  full <- glmer_noting(full_formula, sub)
-  reduced <- glmer_noting(reduced_formula, sub)
+  full <- glmer_settled(full_formula, sub)
+  reduced <- glmer_settled(reduced_formula, sub)
   mm <- model.matrix(full$fit)
   labels <- attr(terms(full$fit, fixed.only = TRUE), "term.labels")
   coefficient <- colnames(mm)[attr(mm, "assign") == match(term, labels)]
@@ -63,7 +86,12 @@ for (feature in unique(d$feature)) {
     lrt_chi2 = lrt$Chisq[2], lrt_df = lrt$Df[2], lrt_p_value = lrt$`Pr(>Chisq)`[2],
     singular = isSingular(full$fit),
     warnings = paste(c(if (length(full$notes)) paste("full:", full$notes),
-                       if (length(reduced$notes)) paste("reduced:", reduced$notes)), collapse = "; "),
+                       if (length(reduced$notes)) paste("reduced:", reduced$notes),
+                       if (length(full$first_notes)) paste("full, lme4's default optimizer:", full$first_notes),
+                       if (length(reduced$first_notes)) paste("reduced, lme4's default optimizer:", reduced$first_notes)),
+                     collapse = "; "),
+    optimizer = paste(c(if (nzchar(full$optimizer)) paste0(full$optimizer, " (full model)"),
+                        if (nzchar(reduced$optimizer)) paste0(reduced$optimizer, " (reduced model)")), collapse = "; "),
     r_version = R.version.string, lme4_version = as.character(packageVersion("lme4")),
     stringsAsFactors = FALSE
   )

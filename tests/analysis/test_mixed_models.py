@@ -604,3 +604,22 @@ def test_a_refit_is_kept_only_at_the_same_optimum_and_only_when_clean(monkeypatc
     fits = {None: result(-100.0, ()), "bobyqa": result(-50.0, ())}
     monkeypatch.setattr(table2_tests, "_fit", lambda f, d, fam, e, optimizer=None: (fits[optimizer], None))
     assert table2_tests._settled_fit("f", pd.DataFrame(), "rpy2")[1:] == ("", ())  # a clean default stays
+
+
+@pytest.mark.r
+@needs_rscript
+def test_written_r_script_refits_where_feature_tests_does(tmp_path):
+    """The opacity readings lme4's default optimizer does not settle here: the script a statistician reruns in R
+    makes the same choice of optimizer, so it gives Table 2's numbers and not the unsettled fit's."""
+    readings = pd.read_csv(R_DIR / "opacity_readings.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mm.GlmerFitWarning)
+        ours = mm.feature_tests(readings)
+    files = mm.write_r_script(readings, tmp_path)
+    run = subprocess.run(["Rscript", str(files.script)], capture_output=True, text=True, timeout=120, cwd="/")
+    assert run.returncode == 0, run.stderr
+    r = pd.read_csv(files.results, keep_default_na=False)
+    assert list(r["optimizer"]) == list(ours["optimizer"]) and list(r["warnings"]) == list(ours["warnings"])
+    for column in ("estimate", "se"):
+        assert_lme4_close(ours[column], r[column], column)
+    assert ours["lrt_chi2"].iloc[0] == pytest.approx(r["lrt_chi2"].iloc[0], abs=chi2_tolerance(r["lrt_chi2"].iloc[0]))
