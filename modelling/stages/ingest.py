@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,14 @@ from modelling.cohort.ingest import (
     prepare,
     public_reason,
 )
-from modelling.cohort.pairing import pair, split_by_patient
+from modelling.cohort.pairing import generative_training_mask, pair, split_by_patient
 from modelling.cohort.summary import contact_sheet, summary
 from modelling.config import StudyConfig
 from modelling.progress import progress
 from modelling.stages.study_config import record_config
 from modelling.stages.cohort import STAGE
+
+log = logging.getLogger(__name__)
 
 
 def cohort_tables(config: StudyConfig, prepared: Prepared) -> dict[str, pd.DataFrame]:
@@ -49,6 +52,13 @@ def cohort_tables(config: StudyConfig, prepared: Prepared) -> dict[str, pd.DataF
     problems = [p for name, df in tables.items() for p in validate_frame(df, name, file=f"tables/{name}.parquet")]
     if problems:
         raise IngestError(problems)
+    if not generative_training_mask(splits).any():  # `gvr train` refuses such a cohort: say so now
+        unlabelled = int((splits["set"] == "unlabelled").sum())
+        log.warning("no radiograph for the decoder and encoder to train on: they train on radiographs without a BNP "
+                    "result within %g hours, of patients with no test radiograph, and this cohort has %s; `gvr train` "
+                    "will refuse it. Add such radiographs (every film of these patients, or of others, with or "
+                    "without a BNP) and ingest again", config.cohort.pairing_window_hours,
+                    f"{unlabelled} unlabelled radiograph(s), all of test patients" if unlabelled else "none")
     return tables
 
 

@@ -147,7 +147,8 @@ def training_images(bundle: Bundle) -> tuple[pd.DataFrame, pd.DataFrame, np.ndar
     generative = generative_training_mask(splits.reset_index())
     if not generative.any():
         raise ValueError(f"{bundle.root}: every unlabelled radiograph belongs to a test patient; the decoder "
-                         "has nothing to train on without leaking the test set")
+                         "has nothing to train on without leaking the test set. Ingest again with radiographs "
+                         "without a BNP result of patients with no test radiograph")
     images = load_images(bundle, radiographs)
     return radiographs, splits, images, generative
 

@@ -681,3 +681,20 @@ def test_train_on_a_bundle_that_is_not_there_needs_a_config_to_start_one(tmp_pat
     refused = CliRunner().invoke(app, ["train", "--bundle", str(typo)])
     assert refused.exit_code == 2 and f"no bundle at {typo}" in refused.output
     assert not typo.exists()
+
+
+def test_a_cohort_the_decoder_cannot_train_on_is_said_at_the_ingest(tmp_path, caplog):
+    """Every radiograph paired with a BNP: no unlabelled one for the decoder. The ingest took it without a word
+    and `gvr train` refused it afterwards."""
+    src = clean_pngs(tmp_path)
+    (tmp_path / "bnp.csv").write_text("patient_id,collected_at,bnp_ng_l\n" + "".join(
+        f"P{i % 2},201{i}-03-04 12:00,{100 + 50 * i}\n" for i in range(4)))
+    with caplog.at_level("WARNING"):
+        build(tmp_path, src)
+    said = [r.getMessage() for r in caplog.records if "no radiograph for the decoder" in r.getMessage()]
+    assert len(said) == 1 and "this cohort has none; `gvr train` will refuse it" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        (tmp_path / "other").mkdir()
+        build(tmp_path, clean_pngs(tmp_path / "other"), name="bundle2")  # two unpaired films: no word
+    assert not [r for r in caplog.records if "no radiograph for the decoder" in r.getMessage()]
