@@ -184,7 +184,9 @@ def render_html(display: pd.DataFrame, *, caption: str, notes: tuple[str, ...] |
             if two and cells[j] != "":
                 while j + span < len(cells) and cells[j + span] == "" and cols[j + span][0] == cols[j][0]:
                     span += 1
-            row += (f'<td colspan="{span}">' if span > 1 else "<td>") + e(cells[j]) + "</td>"
+            # a cell across its group's columns (Table 2's pooled result) is centred under the group, not
+            # right-aligned under its last column, where it read as the second reading's
+            row += (f'<td colspan="{span}" style="text-align: center">' if span > 1 else "<td>") + e(cells[j]) + "</td>"
             j += span
         out.append(row + "</tr>")
     out.append("</tbody>")

@@ -223,16 +223,19 @@ def figure_from_images(bundle: Bundle, rows: list[list[tuple[str, str]]], *, siz
     from matplotlib.figure import Figure
 
     ncol = max(len(r) for r in rows)
-    fig = Figure(figsize=(size * ncol, size * len(rows) + 0.3), layout="constrained")
+    images = [[bundle.read_image(rel) for rel, _ in row] for row in rows]
+    # each row as tall as its tallest panel at `size` wide (a strip of six panels is one sixth as tall as wide;
+    # a square cell left it floating in white)
+    heights = [size * max((im.shape[0] / im.shape[1] for im in row), default=1.0) for row in images]
+    fig = Figure(figsize=(size * ncol, sum(heights) + 0.3), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), ncol, squeeze=False)
+    axes = fig.subplots(len(rows), ncol, squeeze=False, gridspec_kw={"height_ratios": heights})
     for i, row in enumerate(rows):
         for j in range(ncol):
             ax = axes[i][j]
             ax.set_axis_off()
             if j < len(row):
-                rel, title = row[j]
-                image = bundle.read_image(rel)
+                image = images[i][j]
                 ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
-                ax.set_title(title, fontsize=9)
+                ax.set_title(row[j][1], fontsize=9)
     return fig

@@ -62,7 +62,7 @@ ks = (f"; two-sample Kolmogorov-Smirnov D = {ctr_summary['ks_statistic']:z.3f}, 
 display(Markdown(
     f"Cardiothoracic ratio of real radiographs {_ctr_text(ctr_summary['real'])}; of decoder samples "
     f"{_ctr_text(ctr_summary['generated'])}{ks}. Held-out reconstructions (radiographs the decoder and "
-    f"encoder never saw): PSNR {reconstruction['psnr_db']:z.1f} dB over "
+    f"encoder never saw): peak signal-to-noise ratio (PSNR) {reconstruction['psnr_db']:z.1f} dB over "
     f"{reconstruction['held_out_radiographs']} radiographs."))
 sampler = training["samples"].get("sampler") or {"name": "prior"}
 
@@ -248,11 +248,12 @@ flagged = audit_rows.loc[audit_rows["Decision"] == "flagged", "Model"].tolist() 
 read = "; ".join(f"`{m}`: {v['region_gvrs']}" for m, v in sorted(audit.items()) if v.get("region_gvrs"))
 judged = {m: v["agrees_with_reliance"] for m, v in sorted(audit.items()) if v.get("agrees_with_reliance") is not None}
 disagree = [f"`{m}` (the audit: {audit[m]['decision']}; the truth: "
-            f"{'flag' if audit[m]['reliance']['flagged'] else 'pass'}, non-disease reliance share "
+            f"{'flag' if audit[m]['reliance']['flagged'] else 'pass'}, non-disease reliance share (of the falls' "
+            "sizes, so a feature whose removal raises the prediction counts by how much) "
             f"{audit[m]['reliance']['share']:z.2f})" for m, agrees in judged.items() if not agrees]
 unchecked = sorted({item for v in audit.values() for item in v.get("not_checked") or []})
 display(Markdown(
-    f"Models flagged: {', '.join(f'`{m}`' for m in flagged) if flagged else 'none'} of {len(audit_rows)}. "
+    f"Of the {len(audit_rows)} models audited, flagged: {', '.join(f'`{m}`' for m in flagged) if flagged else 'none'}. "
     + (f"Against the truth by intervention the audit agrees on {sum(judged.values())} of {len(judged)} models"
        + (f"; it disagrees on {', '.join(disagree)}. " if disagree else ". ") if judged else "")
     + (f"What the audit's regions cannot see: {', '.join(unchecked)}. " if unchecked else "")

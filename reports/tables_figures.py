@@ -61,14 +61,15 @@ display(Markdown(
 
 # %%
 #| label: fig-gvr-process
-#| fig-cap: "Generative Visual Rationale (GVR) creation process: original radiograph, diseased reconstruction (original latent vector decoded), healthy reconstruction (latent vector moved until disease is no longer predicted) and the GVR (difference superimposed on the original)."
+#| fig-cap: "Generative Visual Rationale (GVR) creation process: original radiograph, diseased reconstruction (original latent vector decoded), healthy reconstruction (latent vector moved until disease is no longer predicted) and the GVR (difference superimposed on the original: orange where density is removed on the way to healthy, purple where it is added; the two squares at the top left are this key)."
 #| fig-alt: "Four chest radiograph panels in a row: the original image, its diseased reconstruction, its healthy reconstruction, and the original with the difference overlaid in orange and purple."
 figure_from_images(bundle, [[(example["original_path"], "Original"), (example["diseased_path"], "Diseased reconstruction"),
                              (example["healthy_path"], "Healthy reconstruction"), (example["overlay_path"], "GVR")]])
 
 # %%
 #| echo: false
-display(HTML("<p>Movie of this radiograph moving from “diseased” to “healthy”:</p>"
+display(HTML("<p>Movie of this radiograph moving from “diseased” to “healthy”, each frame with the model's "
+             "predicted BNP:</p>"
              + image_html(bundle, example["movie_path"], alt=f"Animated GIF of GVR {example['gvr_id']}", width=256)))
 
 # %% [markdown]
@@ -115,12 +116,12 @@ fig2
 
 # %%
 #| label: fig-gallery
-#| fig-cap: "GVRs of radiographs predicted to indicate a high BNP level, correctly trained model (top row) and overfitted model (bottom row). Orange: density the model would remove; purple: density it would add, to remove the disease prediction."
+#| fig-cap: "GVRs of radiographs predicted to indicate a high BNP level, correctly trained model (top row) and overfitted model (bottom row). Orange: density the model would remove; purple: density it would add, to remove the disease prediction (the key's two squares at each panel's top left). Titles give the model's predicted BNP."
 #| fig-alt: "Two rows of chest radiographs with orange and purple overlays; the top row from the correctly trained model, the bottom row from the overfitted model, each panel titled with its radiograph and predicted BNP."
 gallery = []
 for regime in ("correct", "overfitted"):
     chosen = forward[forward["regime"] == regime].head(3)
-    gallery.append([(r.overlay_path, f"{regime.capitalize()} model: {r.image_id}\n{r.start_pred_ng_l:z.0f} ng/L")
+    gallery.append([(r.overlay_path, f"{regime.capitalize()} model: {r.image_id}\npredicted {r.start_pred_ng_l:z.0f} ng/L")
                     for r in chosen.itertuples()] or [(forward.iloc[0]["original_path"], f"no {regime} GVR")])
 figure_from_images(bundle, gallery)
 
@@ -169,15 +170,15 @@ else:
 
 # %%
 #| label: fig-both-models
-#| fig-cap: "(a) GVR of the correctly trained model (top) and of the overfitted model (bottom): original radiograph, healthy reconstruction and GVR."
+#| fig-cap: "(a) GVR of the correctly trained model (top) and of the overfitted model (bottom): original radiograph, healthy reconstruction and GVR (orange: density removed; purple: added; titles give the predicted BNP before and after the move)."
 #| fig-alt: "Two rows of three chest radiograph panels, correctly trained model above and overfitted model below: original, healthy reconstruction, and GVR overlay."
 figure_from_images(bundle, [[(r.original_path, f"{r.model_id}: original"), (r.healthy_path, "Healthy"),
-                             (r.overlay_path, f"GVR ({r.start_pred_ng_l:z.0f} → {r.end_pred_ng_l:z.0f} ng/L)")] for r in pair],
+                             (r.overlay_path, f"GVR (predicted {r.start_pred_ng_l:z.0f} → {r.end_pred_ng_l:z.0f} ng/L)")] for r in pair],
                    size=2.6)
 
 # %%
 #| label: fig-baselines
-#| fig-cap: "(b) The same radiograph: original, GVR, occlusion, integrated gradients, LIME and Grad-CAM, for each model."
+#| fig-cap: "(b) The same radiograph: original, GVR, occlusion, integrated gradients (IG), LIME and Grad-CAM, for each model. Grad-CAM stands in for the paper's global max pooling: both map where a convolutional layer's activations pull the output (class activation maps), and Grad-CAM needs no particular pooling layer in the network."
 #| fig-alt: "For each model, a strip of six panels of one chest radiograph: original, GVR overlay, and the occlusion, integrated gradients, LIME and Grad-CAM heat maps."
 strips = [[(f"baselines/{r.gvr_id}.png", f"{r.model_id}: original | GVR | occlusion | IG | LIME | Grad-CAM")]
           for r in pair if f"baselines/{r.gvr_id}.png" in recorded]
@@ -191,7 +192,8 @@ figure_from_images(bundle, strips, size=9.0)
 r = pair[0]
 REGIME_NAMES = {"correct": "the correctly trained model", "overfitted": "the overfitted model"}
 display(HTML(f"<p>Movie 1: this radiograph moving from “diseased” to “healthy” under "
-             f"{REGIME_NAMES.get(r.regime, r.model_id)} (<code>{r.model_id}</code>):</p>"
+             f"{REGIME_NAMES.get(r.regime, r.model_id)} (<code>{r.model_id}</code>), each frame with the "
+             "model's predicted BNP:</p>"
              + image_html(bundle, r.movie_path, alt=f"Animated GIF of GVR {r.gvr_id}", width=256)))
 
 # %% [markdown]
@@ -218,10 +220,10 @@ else:
 
 # %%
 #| label: fig-inverse
-#| fig-cap: "Inverse GVRs of radiographs with a normal predicted BNP, moved to the highest target BNP. Purple: density the model adds."
+#| fig-cap: "Inverse GVRs of radiographs with a normal predicted BNP, moved to the highest target BNP. Purple: density the model adds; orange: density it removes. Titles give the predicted BNP before and after the move."
 #| fig-alt: "A row of chest radiographs with purple and orange overlays showing the density the model adds to raise the predicted BNP to the highest target."
 # the cell's last value is what it shows: None draws nothing where there are no inverse GVRs
-(figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: {r.start_pred_ng_l:z.0f} → {r.end_pred_ng_l:z.0f} ng/L")
+(figure_from_images(bundle, [[(r.overlay_path, f"{r.image_id}: predicted {r.start_pred_ng_l:z.0f} → {r.end_pred_ng_l:z.0f} ng/L")
                               for r in inv[inv["target_bnp_ng_l"] == top].head(4).itertuples()]], size=2.8)
  if not inv.empty else None)
 
@@ -239,6 +241,7 @@ one = inv[inv["image_id"] == inv["image_id"].iloc[0]].sort_values("target_bnp_ng
 #| echo: false
 if not inv.empty:
     last = one.iloc[-1]
-    display(HTML("<p>Movie 2: this radiograph moving from “healthy” to “diseased”:</p>"
+    display(HTML("<p>Movie 2: this radiograph moving from “healthy” to “diseased”, each frame with the model's "
+                 "predicted BNP:</p>"
                  + image_html(bundle, last["movie_path"], alt=f"Animated GIF of inverse GVR {last['gvr_id']}",
                               width=256)))

@@ -420,6 +420,8 @@ def test_the_fidelity_targets_are_judged_as_gvr_fidelity_judges_them(tiny_bundle
     checks |= mass
     text = _text(rendered["fidelity"])
     for name, t in checks.items():
+        assert name.split(": ")[-1] not in text or "_" not in name  # body_mass, integrated_gradients: not as names
+        name = name.replace("_", " ")  # body mass, integrated gradients: as words on the page
         if not t.get("measurable", True):  # as `gvr fidelity` prints it: neither met nor missed
             assert f"{name}: not measurable on this bundle (nothing to measure it on), neither met nor missed" in text
         else:

@@ -92,7 +92,7 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
     if refits:
         said = "; ".join(f"lme4's default optimizer did not settle the {which} model; refitted with {optimizer}, "
                          "which converged at the same optimum" for which, optimizer, _ in refits)
-        caution = f"{said} (the P values are from the refit)" + (f"; {caution}" if caution else "")
+        caution = f"{said}: the P values are from the refit" + (f"; {caution}" if caution else "")
     messages = [*lrt.warnings, *(f"{which}, lme4's default optimizer: {m}" for which, _, first in refits
                                  for m in dict.fromkeys(first))]
     if heed:

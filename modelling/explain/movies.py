@@ -29,7 +29,7 @@ def movie_frames(frames: np.ndarray, log_bnp: np.ndarray, reference: np.ndarray,
     largest = max((float(np.abs(reference.astype(np.float32) - f.astype(np.float32)).max()) / 255.0 for f in frames),
                   default=0.0)
     shown = [_frame_text(overlay(reference, reference, f, threshold=threshold, legend=False, scale=largest),
-                         f"BNP {np.exp(b):.0f} ng/L") for f, b in zip(frames, log_bnp)]
+                         f"pred. BNP {np.exp(b):.0f} ng/L") for f, b in zip(frames, log_bnp)]
     return np.stack(shown + shown[::-1])
 
 

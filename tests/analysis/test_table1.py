@@ -132,7 +132,7 @@ def test_render_html_spans_pooled_cells():
     cols = pd.MultiIndex.from_tuples([("X", "1"), ("X", "2"), ("Y", "1"), ("Y", "2")])
     d = pd.DataFrame([["a", "", "b", "c"]], columns=cols, index=["r"])
     text = render_html(d, caption="c & d", notes=["n<1"])
-    assert '<td colspan="2">a</td><td>b</td><td>c</td>' in text
+    assert '<td colspan="2" style="text-align: center">a</td><td>b</td><td>c</td>' in text
     assert "c &amp; d" in text and "n&lt;1" in text
     assert render_csv(d).splitlines()[0] == ",X - 1,X - 2,Y - 1,Y - 2"
 

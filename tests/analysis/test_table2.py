@@ -85,7 +85,7 @@ def test_display_layout(assessments, result):
     assert d.loc[("Correctly trained model", "Pooled result"), ("Cardiomegaly", "First reading")] == f"{n}/200 ({pct})"
     assert d.loc[("Correctly trained model", "Pooled result"), ("Cardiomegaly", "Second reading")] == ""
     text = result.to_html()
-    assert 'id="tbl-table2"' in text and f'<td colspan="2">{n}/200 ({pct})</td>' in text
+    assert 'id="tbl-table2"' in text and f'<td colspan="2" style="text-align: center">{n}/200 ({pct})</td>' in text
     kA = result.intra.set_index(["reader", "feature"]).loc[("A", "cardiomegaly"), "kappa"]
     assert f"The intraobserver κ for reader A was {kA:.2f} (95% CI: " in result.notes[1] and "for no CHF features" in result.notes[1]
     assert result.to_csv().splitlines()[0].startswith("Model,Reader,Cardiomegaly - First reading")
