@@ -571,7 +571,7 @@ def explain(
         "YAML: input_size, output (log_bnp, bnp_ng_l, logit, probability), threshold, scaling, mean, sd, "
         "output_index (default: the model file's name with .yaml).")),
     method: str = typer.Option("direct", help="direct (through the image model) or surrogate (a ridge fit to it)."),
-    name: Optional[str] = typer.Option(None, help="The image model's name in the bundle (default: the file's stem)."),
+    name: Optional[str] = typer.Option(None, help="The image model's name in the bundle (default: the stem of the model file, or of the factory's module)."),
     margin: Optional[float] = typer.Option(None, min=0.0, help=(
         "How far past the threshold to move, on the log or logit scale (8-bit storage can undo a bare crossing; "
         "default 0.05).")),
@@ -588,6 +588,11 @@ def explain(
 
     bundle = bundle_argument.resolve(bundle_at, bundle, must_exist=True)
     if image_model is not None or image_model_factory is not None:
+        study_only = [flag for flag, given in (("--model", bool(model)), ("--images", bool(images))) if given]
+        if study_only:  # they were ignored: the image model's own highest-scored test radiographs were explained
+            _fail(f"{' and '.join(study_only)} {'applies' if len(study_only) == 1 else 'apply'} to the study's own "
+                  "MLPs only; an image model explains the test radiographs it scores highest, as many as "
+                  "readers.per_model in the config")
         _explain_image_model(bundle, config, image_model, image_model_factory, weights, image_model_spec, method,
                              name, margin, force)
         return
@@ -624,7 +629,8 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
     import re
 
     from modelling.config import ConfigError
-    from modelling.explain.image_model import ImageModelError, ImageModelSpec, load_factory, load_model_file
+    from modelling.explain.image_model import (ImageModelError, ImageModelSpec, factory_source, load_factory,
+                                               load_model_file)
     from modelling.explain.rationale import METHODS
     from modelling.stages.image_explain import build_image_rationales
 
@@ -642,16 +648,23 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
                 _fail("--image-model-factory needs --weights FILE (a state dict)")
             if spec_path is None:
                 _fail("--image-model-factory needs --image-model-spec FILE (input size, output, threshold)")
-            model, data = load_factory(factory, weights), factory.encode() + weights.read_bytes()
+            model = load_factory(factory, weights)
+            # the factory's own module file is part of what the rationales depend on: an edited forward() is
+            # another model, and its rationales must not be kept as current
+            data = factory.encode() + factory_source(factory) + weights.read_bytes()
         spec = ImageModelSpec.from_yaml(spec_path)
-        label = name or (path.stem if path is not None else factory.rpartition(":")[2])
+        # the name defaults to the file's stem: the model file's, or the factory's module's
+        label = name or (path.stem if path is not None else factory.partition(":")[0].rpartition(".")[2])
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", label):
             _fail(f"--name must be letters, digits, '.', '_' or '-'; got {label!r}")
         cfg = _study_config(config, bundle)
         built, info = build_image_rationales(cfg, bundle, model, spec, name=label, method=method, model_bytes=data,
                                              force=force, **({} if margin is None else {"margin": margin}))
     except (ImageModelError, ConfigError, ValueError) as exc:
-        _fail(str(exc))
+        where = str(path if path is not None else factory)
+        said = str(exc)  # the model's refusals say what is wrong; which model and spec they are about, here
+        _fail(said if where in said or (spec_path is not None and str(spec_path) in said)
+              else f"{where} (spec {spec_path}): {said}", code=1 if getattr(exc, "after_work", False) else 2)
     import json
 
     from modelling.stages.image_explain import folder
@@ -659,6 +672,9 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
     info = json.loads(built.verify_file(f"{folder(label, method)}/summary.json").read_text())
     typer.echo(f"{label}: scored {info['scored']:,} radiographs, {info['positive_in_test']} of the test split at or "
                f"above {spec.threshold:g}; explained {info['explained']} ({method})")
+    if not info["explained"]:  # a GVR explains a radiograph the model calls diseased: none here
+        typer.echo(f"  nothing to explain: no test radiograph scored at or above the threshold; check the spec's "
+                   f"output ({spec.output}) and threshold ({spec.threshold:g}) in {spec.source or spec_path}")
     if info.get("surrogate_fidelity"):
         f = info["surrogate_fidelity"]
         auc = "-" if f["auc"] is None else f"{f['auc']:z.3f}"
@@ -875,9 +891,12 @@ def audit(
 def benchmark_shortcuts(
     config: str = typer.Option("default", help="Profile name (tiny, default, paper) or YAML path."),
     out: Path = typer.Option(Path("shortcuts"), "--out", help="Output directory (resumed when it exists)."),
-    strengths: str = typer.Option("0,0.5,0.75,1", help="Shares of the positives that carry the marker."),
-    seeds: int = typer.Option(3, min=1, help="Seeds: the config's seed, then the next ones."),
-    negative_share: float = typer.Option(0.05, help="Share of the negatives that carry the marker."),
+    strengths: Optional[str] = typer.Option(None, help=(
+        "Shares of the positives that carry the marker, e.g. 0,0.5,1 (default: the config's shortcuts.strengths).")),
+    seeds: Optional[int] = typer.Option(None, min=1, help=(
+        "Seeds: the config's seed, then the next ones (default: the config's shortcuts.seeds).")),
+    negative_share: Optional[float] = typer.Option(None, help=(
+        "Share of the negatives that carry the marker (default: the config's shortcuts.negative_share).")),
     workers: Optional[int] = typer.Option(None, min=1, help="Rendering processes (default: one per core)."),
 ) -> None:
     """Does an explanation catch a model that learned a shortcut, and does the audit tell it apart?
@@ -891,15 +910,18 @@ def benchmark_shortcuts(
     from modelling.stages.shortcuts import run_benchmark
 
     try:
-        values = [float(v) for v in strengths.split(",") if v.strip()]
+        values = None if strengths is None else [float(v) for v in strengths.split(",") if v.strip()]
     except ValueError:
         _fail(f"--strengths: expected numbers separated by commas, got {strengths!r}")
     try:
         cfg = load_config(config)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
+    section = cfg.shortcuts  # the profile's benchmark, each option given on the line replacing its part
     try:
-        summary = run_benchmark(cfg, out, strengths=values, seeds=seeds, negative_share=negative_share,
+        summary = run_benchmark(cfg, out, strengths=section.strengths if values is None else values,
+                                seeds=section.seeds if seeds is None else seeds,
+                                negative_share=section.negative_share if negative_share is None else negative_share,
                                 workers=workers)
     except ConfigError as exc:  # the options, checked as the shortcuts section: named as typed
         _fail(re.sub(r"\bshortcuts\.(strengths|negative_share|seeds)\b",
@@ -913,14 +935,19 @@ def _print_shortcuts(summary: dict, out: Path) -> None:
     a = summary["audit"]
     typer.echo(f"audit against the reliance measured by intervention, over {a['n']} models: {a['tp']} true and "
                f"{a['fp']} false positives, {a['tn']} true and {a['fn']} false negatives")
+    if summary.get("decided_by_area_share"):  # O, which the audit decides by, was not measured there
+        typer.echo(f"  {summary['decided_by_area_share']} of them decided by the GVR change's share by area (N), the "
+                   "older rule: the model's own response by region (O) could not be measured on them (`gvr audit` "
+                   "on a seed's bundle says why)")
     for name, r in summary["requirements"].items():
         undecided = f", {r['undecided']} undecided" if r.get("undecided") else ""
         typer.echo(f"[{'met' if r['met'] else 'NOT met'}] {name} ({r['flagged']} of {r['models']} flagged{undecided})")
     for method, m in summary["methods"].items():
         rho = "-" if m["spearman_shortcut_mass_vs_reliance"] is None else f"{m['spearman_shortcut_mass_vs_reliance']:z.2f}"
         c = m["area_rule"]
+        undefined = f", {c['undefined']} undefined (no mass in its map)" if c.get("undefined") else ""
         typer.echo(f"  {method:<22} rank correlation of its mass on the marker with reliance {rho:>5}; share by area "
-                   f"TP {c['tp']} FP {c['fp']} TN {c['tn']} FN {c['fn']}")
+                   f"TP {c['tp']} FP {c['fp']} TN {c['tn']} FN {c['fn']}{undefined}")
     typer.echo(f"tables, figure and summary: {out}")
 
 

@@ -26,6 +26,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -109,7 +110,8 @@ class ImageModelSpec:
         try:
             data = yaml.safe_load(path.read_text("utf-8"))
         except FileNotFoundError:
-            raise ImageModelError(f"{path}: image model spec not found") from None
+            raise ImageModelError(f"{path}: image model spec not found; write it there (input_size, output, "
+                                  "threshold) or give its path with --image-model-spec") from None
         except yaml.YAMLError as exc:
             raise ImageModelError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
@@ -144,6 +146,21 @@ def to_score(output: torch.Tensor, kind: str) -> torch.Tensor:
         p = output.clamp(1e-7, 1 - 1e-7)
         return torch.log(p) - torch.log1p(-p)
     return output
+
+
+def at_scale_end(score: np.ndarray, kind: str) -> np.ndarray:
+    """Where :func:`to_score` clamped an output: a probability at or beyond 0 or 1, BNP at or below 0 ng/L.
+
+    >>> at_scale_end(to_score(torch.tensor([-0.3, 0.2, 1.4]), "probability").numpy(), "probability").tolist()
+    [True, False, True]
+    """
+    score = np.asarray(score, dtype=np.float64)
+    if kind == "probability":
+        edge = float(torch.logit(torch.tensor(1 - 1e-7)))
+        return np.abs(score) >= edge - 1e-3
+    if kind == "bnp_ng_l":
+        return score <= float(np.log(1e-12)) + 1e-3
+    return np.zeros(score.shape, dtype=bool)
 
 
 def prepare(images: torch.Tensor, spec: ImageModelSpec) -> torch.Tensor:
@@ -303,6 +320,19 @@ def load_model_file(path: str | Path) -> nn.Module:
                               f"with {EXPORT_HINT}")
     raise ImageModelError(f"{path}: not an exported program (torch.export.save), a TorchScript file "
                           "(torch.jit.save) or a state dict; a plain pickle is never loaded (it can run any code)")
+
+
+def factory_source(factory: str) -> bytes:
+    """The source file of the module ``module:function`` names (imported by :func:`load_factory`), as bytes: part
+    of the model's identity for the stage's key. Code it imports from other files is not included."""
+    import inspect
+    import sys
+
+    module = sys.modules.get(factory.partition(":")[0])
+    try:
+        return Path(inspect.getfile(module)).read_bytes() if module is not None else b""
+    except (TypeError, OSError):  # a built-in or a module without a file: its name stands for it
+        return b""
 
 
 def load_factory(factory: str, weights: str | Path) -> nn.Module:

@@ -18,6 +18,7 @@ stored 8-bit healthy reconstruction. Written under ``image_gvr/<name>/``:
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -28,11 +29,13 @@ from data_schema.io import sha256_bytes
 from modelling.config import StudyConfig, gvr_key, move_options
 from modelling.explain.frozen import frozen
 from modelling.explain.gvr import overlay
-from modelling.explain.image_model import ImageModelError, ImageModelSpec, check, scores
+from modelling.explain.image_model import ImageModelError, ImageModelSpec, at_scale_end, check, scores
 from modelling.explain.rationale import explain_codes, fit_surrogate
 from modelling.nets.networks import to_unit
 from modelling.progress import note
 from modelling.stages.artifacts import load_decoder, load_images
+
+log = logging.getLogger(__name__)
 
 
 #: The name of the study's own image model in the bundle.
@@ -79,7 +82,16 @@ def write_image_rationales(stage: Stage, config: StudyConfig, model, spec: Image
     s = model_scores(model, pixels, spec)
     if not np.isfinite(s).all():
         bad = radiographs["image_id"].iloc[int(np.flatnonzero(~np.isfinite(s))[0])]
-        raise ImageModelError(f"{name}: the image model's output is not finite on radiograph {bad}")
+        error = ImageModelError(f"{name}: the image model's output is not finite on radiograph {bad} "
+                                f"({int((~np.isfinite(s)).sum())} of {len(s):,}); nothing was written")
+        error.after_work = True  # the radiographs were scored: not a refusal before work (exit 1, not 2)
+        raise error
+    clamped = int(np.sum(at_scale_end(s, spec.output)))
+    if clamped:  # logits read as probabilities, or log BNP as ng/L: every score there is the clamp's
+        log.warning("%s: %d of %d radiographs' outputs lie at or beyond the end of the spec's output scale (%s: "
+                    "%s) and were clamped; if the model returns %s, say so in its spec's output (%s)", name, clamped,
+                    len(s), spec.output, "0 or 1" if spec.output == "probability" else "0 ng/L or below",
+                    "logits" if spec.output == "probability" else "log BNP", spec.source or "the spec file")
     thr = spec.score_threshold
     pool = np.flatnonzero((splits == "test") & (s >= thr))
     chosen = pool[np.argsort(-s[pool], kind="stable")][: config.readers.per_model]
@@ -158,17 +170,35 @@ def build_own_image_rationales(config: StudyConfig, out, *, force: bool = False)
                          "image_model.run: true in its config)")
     model, spec, data = load_image_model(bundle)
     return {m: build_image_rationales(config, out, model, spec, name=OWN, method=m, model_bytes=data,
-                                      force=force)[1] for m in METHODS}
+                                      force=force, own=True)[1] for m in METHODS}
 
 
 def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec, *, name: str, method: str,
-                           model_bytes: bytes, margin: float = MARGIN, force: bool = False
+                           model_bytes: bytes, margin: float = MARGIN, force: bool = False, own: bool = False
                            ) -> tuple[Bundle, dict | None]:
-    """Explain a user's image model in the bundle at `out` (after `gvr train`); skipped when current."""
+    """Explain a user's image model in the bundle at `out` (after `gvr train`); skipped when current.
+
+    The study's own image model is explained as :data:`OWN` (`own`); a user's model under that name is refused,
+    since the image-fidelity stage and the manuscript read it. A name that holds another model's rationales is
+    said to be replaced (logged), so two models given the same name do not pass for one.
+    """
     bundle = Bundle(out, create=False)
     if "train" not in bundle.stages:
         raise ValueError(f"{bundle.root}: no decoder yet; run `gvr train {bundle.root}` first")
+    if name == OWN and not own:
+        raise ValueError(f"--name {OWN} is the study's own image model's (the image-model stage's, which the "
+                         "manuscript reads); give your model another --name")
     sha = sha256_bytes(model_bytes)
+    summary = f"{folder(name, method)}/summary.json"
+    before = None
+    if summary in bundle.files:
+        import json
+
+        before = json.loads(bundle.path(summary).read_text()).get("model_sha256")
+    if before is not None and before != sha:
+        log.warning("%s: %s held the rationales of another model (sha256 %s...); they are replaced by this one's "
+                    "(sha256 %s...); give each model its own --name to keep both", bundle.root, folder(name, method),
+                    before[:12], sha[:12])
     key = {"model_sha256": sha, "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "source"},
            "method": method, "gvr": gvr_key(config.gvr), "per_model": config.readers.per_model,
            "margin": margin, "table_version": TABLE_VERSION}

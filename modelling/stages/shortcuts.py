@@ -168,9 +168,12 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
     for method, g in merged.groupby("method", sort=True):
         rho = (_finite(spearmanr(g["share_shortcut"], g["shortcut_reliance"]).statistic)
                if g["share_shortcut"].nunique() > 1 and g["shortcut_reliance"].nunique() > 1 else None)
-        flagged = g["non_disease_share"].to_numpy(float) > THRESHOLD
+        share = g["non_disease_share"].to_numpy(float)
+        defined = np.isfinite(share)  # a map with no mass (Grad-CAM on a tiny network) decides nothing: not a pass
         by_method[method] = {"spearman_shortcut_mass_vs_reliance": rho, "models": int(len(g)),
-                             "area_rule": confusion(flagged, g["truly_flagged"].to_numpy(bool))}
+                             "area_rule": confusion(share[defined] > THRESHOLD,
+                                                    g["truly_flagged"].to_numpy(bool)[defined])
+                             | {"undefined": int((~defined).sum())}}
     # an undecided model is neither flagged nor passed: left out of the confusions, and a requirement's miss
     decided = (models["audit_decision"] != UNDECIDED if "audit_decision" in models
                else pd.Series(True, index=models.index))
@@ -209,6 +212,10 @@ def summarise(shares: pd.DataFrame, models: pd.DataFrame) -> dict:
         "threshold": THRESHOLD,
         "evidence": evidence,
         "decides": "outside_share",  # which of the evidence the audit's decision is (N where O is undefined)
+        # models the audit decided by N because O was not measured on them (no masks, or no region response)
+        "decided_by_area_share": int((decided & ~np.isfinite(models["audit_outside_share"].to_numpy(float)
+                                                             if "audit_outside_share" in models
+                                                             else np.full(len(models), np.nan))).sum()),
         "with_positioning": with_positioning,
         "audit": confusion(models["audit_flagged"][decided].to_numpy(bool), models["truly_flagged"][decided].to_numpy(bool)),
         "audit_agrees": (float((models["audit_flagged"] == models["truly_flagged"])[decided].mean())

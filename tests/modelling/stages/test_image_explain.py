@@ -92,6 +92,8 @@ def test_no_radiograph_at_or_above_the_threshold_writes_an_empty_checked_table(u
                                  "--name", "none-high"])
     assert result.exit_code == 0, result.output
     assert "0 of the test split at or above 1e+06; explained 0" in result.output
+    assert f"nothing to explain: no test radiograph scored at or above the threshold; check the spec's output " \
+           f"(log_bnp) and threshold (1e+06) in {high.with_suffix('.yaml')}" in result.output
     table = Bundle(root, create=False).read_table("image_gvr/none-high/direct/rationales.parquet",
                                                   schema="image_rationales")
     assert len(table) == 0 and table["end_score"].dtype == np.float64
@@ -175,3 +177,70 @@ def test_metric_moves_explain_a_users_model_directly_and_its_surrogate_by_the_gr
     both = direct.merge(pattern, on="image_id", suffixes=("", "_pattern"))  # the same radiographs
     moved = both[(both["steps"] > 0) & (both["steps_pattern"] > 0)]
     assert len(moved) and not np.allclose(moved["latent_distance"], moved["latent_distance_pattern"], rtol=1e-3)
+
+
+def test_a_factory_whose_code_changed_is_explained_again_and_named_after_its_module(user_model, tmp_path,
+                                                                                     monkeypatch):
+    """The stage's key held the factory's name and weights only: an edited forward() was 'up to date, skipped'
+    with the old model's rationales. And the name defaulted to the function's ('build' for every factory)."""
+    import shutil
+    import sys
+
+    root, path, _, _ = user_model
+    module = tmp_path / "mynet.py"
+    module.write_text("from tests.modelling.explain.toy_models import HeartModel\n\ndef build():\n    return HeartModel()\n")
+    monkeypatch.chdir(tmp_path)
+    args = ["explain", "--bundle", str(root), "--config", "tiny", "--image-model-factory", "mynet:build",
+            "--weights", str(path.parent / "heart_state.pt"), "--image-model-spec", str(path.with_suffix(".yaml"))]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "mynet: scored" in first.output and (root / "image_gvr/mynet/direct/summary.json").is_file()
+    module.write_text(module.read_text() + "\n# retrained: another model\n")
+    sys.modules.pop("mynet", None)
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "up to date, skipped" not in second.output
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+
+
+def test_a_users_model_under_the_studys_own_name_or_with_the_studys_options_is_refused(user_model):
+    root, path, _, _ = user_model
+    own = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path),
+                              "--name", "cnn"])
+    assert own.exit_code == 2 and "--name cnn is the study's own image model's" in own.output
+    ignored = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path),
+                                  "--images", "img0000001"])
+    assert ignored.exit_code == 2 and "--images applies to the study's own MLPs only" in ignored.output
+
+
+def test_another_model_under_a_name_is_said_to_replace_it(user_model, tmp_path, caplog):
+    root, path, _, _ = user_model
+    other = tmp_path / "heart.pt2"
+    changed = HeartModel()
+    with torch.no_grad():
+        changed.scale.fill_(13.0)
+    program = torch.export.export(changed.eval(), (torch.rand(2, 1, 48, 48),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    torch.export.save(program, str(other))
+    other.with_suffix(".yaml").write_text(path.with_suffix(".yaml").read_text())
+    first = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(path),
+                                "--name", "shared"])
+    assert first.exit_code == 0, first.output
+    with caplog.at_level("WARNING"):
+        second = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(other),
+                                     "--name", "shared"])
+    assert second.exit_code == 0, second.output
+    said = " ".join(r.getMessage() for r in caplog.records) + second.output
+    assert "image_gvr/shared/direct held the rationales of another model" in said
+
+
+def test_logits_read_as_probabilities_are_said_to_be_clamped(user_model, tmp_path, caplog):
+    root, path, _, _ = user_model
+    wrong = tmp_path / "wrong.pt2"
+    wrong.write_bytes(path.read_bytes())
+    wrong.with_suffix(".yaml").write_text("input_size: 48\noutput: probability\nthreshold: 0.5\n")
+    with caplog.at_level("WARNING"):
+        result = runner.invoke(app, ["explain", "--bundle", str(root), "--config", "tiny", "--image-model", str(wrong)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(r.getMessage() for r in caplog.records) + result.output
+    assert "outputs lie at or beyond the end of the spec's output scale (probability: 0 or 1) and were clamped" in said

@@ -117,8 +117,14 @@ def test_summary_counts_each_method_against_the_truth():
                            "non_disease_share": [0.1, 0.2, 0.6, 0.7]})
     s = summarise(shares, models)
     assert s["audit"] == {"tp": 2, "fp": 1, "tn": 1, "fn": 0, "n": 4}
+    assert s["decided_by_area_share"] == 4  # no region response (O) in these models: the audit fell back to N
+    assert summarise(shares, models.assign(audit_outside_share=[0.1, np.nan, 0.7, 0.8]))["decided_by_area_share"] == 1
     assert s["methods"]["m"]["spearman_shortcut_mass_vs_reliance"] == pytest.approx(1.0)
-    assert s["methods"]["m"]["area_rule"] == confusion(np.array([0, 0, 1, 1], bool), models["truly_flagged"])
+    assert s["methods"]["m"]["area_rule"] == confusion(np.array([0, 0, 1, 1], bool), models["truly_flagged"]) | {
+        "undefined": 0}
+    # a map with no mass (NaN share: Grad-CAM on a tiny network) is neither flagged nor passed; it counted as a pass
+    blank = summarise(pd.concat([shares, shares.assign(method="blank", non_disease_share=np.nan)]), models)
+    assert blank["methods"]["blank"]["area_rule"] == {"tp": 0, "fp": 0, "tn": 0, "fn": 0, "n": 0, "undefined": 4}
     assert s["requirements"]["correct models at 0%: passed"]["met"]
     assert s["requirements"]["correct models at 100%: flagged"]["met"]
     assert s["with_positioning"] is None  # no positioning measured: nothing to count
@@ -178,6 +184,13 @@ def test_cli_resumes_and_prints_the_audit_against_the_truth(benchmark):
     a = summary["audit"]
     assert f"{a['tp']} true and {a['fp']} false positives" in result.output
     assert "correct models at 100%: flagged" in result.output and "gvr" in result.output
+    # no options: the profile's own shortcuts section (tiny: one seed, strengths 0 and 1), the same benchmark
+    # resumed; the options' fixed defaults ran 3 seeds x 4 strengths whatever the profile said
+    before = sorted(p.name for p in out.iterdir())
+    again = CliRunner().invoke(app, ["benchmark", "shortcuts", "--config", "tiny", "--out", str(out), "--workers", "1"])
+    assert again.exit_code == 0, again.output
+    assert "of 3" not in again.output and sorted(p.name for p in out.iterdir()) == before
+    assert f"{a['tp']} true and {a['fp']} false positives" in again.output
     bad = CliRunner().invoke(app, ["benchmark", "shortcuts", "--config", "tiny", "--out", str(out / "x"),
                                    "--strengths", "0,half"])
     assert bad.exit_code == 2 and "--strengths: expected numbers" in bad.output
