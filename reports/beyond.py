@@ -130,12 +130,17 @@ if kept and kept.get("median_r") is not None:
 #| label: fig-decoder
 #| fig-cap: "The decoder: (a) samples from random latent codes (drawn as the text says); (b) held-out radiographs (top rows) above their reconstructions through the encoder and decoder; (c) the cardiothoracic ratio measured by thresholding on real radiographs and on decoder samples."
 #| fig-alt: "Three panels: a grid of generated chest radiographs, a grid of real radiographs above their reconstructions, and two overlaid histograms of the measured cardiothoracic ratio for real and generated radiographs."
-fig = Figure(figsize=(10, 3.6), layout="constrained")
+# the reconstructions are a wide strip (radiographs above their reconstructions): a row of their own, the width
+# of the page, so that each radiograph is large enough to judge; the samples and the histogram above it
+strip = bundle.read_image("train/reconstructions.png")
+fig = Figure(figsize=(10, 4.4 + 10 * strip.shape[0] / strip.shape[1]), layout="constrained")
 FigureCanvasAgg(fig)
-axes = fig.subplots(1, 3, width_ratios=[1, 1, 1.1])
-for ax, (relpath, title) in zip(axes[:2], [("train/samples.png", "(a) Decoder samples"),
-                                           ("train/reconstructions.png", "(b) Held-out / reconstructed")]):
-    ax.imshow(bundle.read_image(relpath), cmap="gray")
+layout = fig.subplot_mosaic([["a", "c"], ["b", "b"]], height_ratios=[4.4, 10 * strip.shape[0] / strip.shape[1]],
+                            width_ratios=[1, 1.3])
+axes = [layout["a"], layout["b"], layout["c"]]
+for ax, (image, title) in zip(axes[:2], [(bundle.read_image("train/samples.png"), "(a) Decoder samples"),
+                                         (strip, "(b) Held-out radiographs (top) and their reconstructions")]):
+    ax.imshow(image, cmap="gray")
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
 ax = axes[2]

@@ -395,12 +395,13 @@ if has_truth and "tables/faithfulness.parquet" in bundle.files:
 
 # %%
 #| label: fig-truth
-#| fig-cap: "Rows: radiographs explained by each model. Columns: the radiograph, its true disease-free counterfactual (same noise), the true change, the GVR's change (diseased - healthy), and the panel of baselines (original, GVR overlay, occlusion, integrated gradients, LIME, Grad-CAM)."
+#| fig-cap: "Rows: radiographs explained by each model. Columns: the radiograph, its true disease-free counterfactual (same noise), the true change, the GVR's change (diseased - healthy), and the panel of baselines (original, GVR overlay, occlusion, integrated gradients (IG), LIME, Grad-CAM). Each change map has its own symmetric colour scale: red where the image is brighter before the change (density removed), blue where it is darker, white for no change; r is the pixel correlation of the GVR's change with the true one."
 #| fig-alt: "A grid of small chest radiographs: per row an original, its disease-free version, two red-blue difference maps, and a strip of six explanation maps."
 if has_truth:
     picks = (truth[truth["cardiomegaly"]].sort_values("gvr_id", kind="stable").groupby("model_id").head(2))
     changes = bundle.read_array("arrays/true_change.npy")
-    fig = Figure(figsize=(11, 2.0 * max(len(picks), 1)), layout="constrained")
+    # eleven inches over width ratios summing to nine: each square panel 11/9 in, and two lines of title above it
+    fig = Figure(figsize=(11, (11 / 9 + 0.5) * max(len(picks), 1)), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.subplots(max(len(picks), 1), 5, width_ratios=[1, 1, 1, 1, 5], squeeze=False)
     for row, pick in zip(grid, picks.itertuples()):
@@ -417,8 +418,9 @@ if has_truth:
         panel = f"baselines/{pick.gvr_id}.png"
         if panel in bundle.files:
             row[4].imshow(bundle.read_image(panel))
-        for ax, title in zip(row, ["Radiograph", "True counterfactual", "True change",
-                                   f"GVR (r = {pick.pixel_r:z.2f})", f"{pick.model_id}: baselines"]):
+        for ax, title in zip(row, [f"{pick.model_id}\n{pick.image_id}", "True\ncounterfactual", "True\nchange",
+                                   f"GVR change\n(r = {pick.pixel_r:z.2f})",
+                                   "\noriginal | GVR | occlusion | IG | LIME | Grad-CAM"]):
             ax.set_title(title, fontsize=8)
             ax.set_axis_off()
     display(fig)
