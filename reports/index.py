@@ -266,7 +266,8 @@ display(Markdown(
        "the GVR's change inside that feature's ground-truth mask, with the reader's own noise, passes the "
        "reader's threshold; `modelling.readers.simulated`)" if simulated else "")
     + ". Features highlighted by GVRs of the correctly trained versus the overfitted model, pooled over readers "
-    "and readings: " + "; ".join(sentences) + ". The odds ratios (correct versus overfitted) and P values are "
+    "and readings: " + "; ".join(sentences) + ". The odds ratios (correct versus overfitted, for the same patient: "
+    "conditional on the random intercept, so further from 1 than the crude ratio of the pooled counts) and P values are "
     f"from mixed-effects logistic regression, `{formula_for(assessments)}` (lme4's glmer), the P value a Wald "
     "test of the model term, or a likelihood-ratio test where one model's GVRs all show the feature or none do "
     "(complete separation, where the Wald test says nothing; Table 2 of *Tables and figures*)."))
