@@ -183,7 +183,8 @@ def table2(
     The mixed model is ``present ~ regime + reader + (1 | patient_id)`` fitted by ``glmer`` per
     feature; a feature that was marked always or never, or seen under one regime only, gets its
     reason in ``mixed.error`` instead of numbers. The notes give the Wald p of the regime effect
-    (lme4's ``summary``); the likelihood-ratio p is in ``mixed``.
+    (lme4's ``summary``), or the likelihood-ratio p where the regime separates a feature completely
+    (:func:`mixed_p_sentence`); both are in ``mixed``.
 
     References
     ----------
@@ -286,11 +287,12 @@ def mixed_p_sentence(mixed: pd.DataFrame, features: list[str], *, source: str = 
             wald.append(f"not estimable for {name(f)}" + (f" ({error})" if error and error != "nan" else ""))
     if not wald and not lrt:
         return ""
-    head = f"The P value (mixed-effects logistic regression, Wald{source}) for the correct versus overfitted difference"
     if wald:
-        text = f"{head} was " + _listed(wald) + ("; " + "; ".join(lrt) if lrt else "")
+        text = (f"The P value (mixed-effects logistic regression, Wald{source}) for the correct versus overfitted "
+                "difference was " + _listed(wald) + ("; " + "; ".join(lrt) if lrt else ""))
     else:
-        text = f"{head}: " + "; ".join(lrt)
+        text = ("The P value (mixed-effects logistic regression) for the correct versus overfitted difference: "
+                + "; ".join(lrt))
     return text + "."
 
 
@@ -333,10 +335,12 @@ def kappa_text(kappa: float, se: float, ci_low: float, ci_high: float, level: fl
     >>> kappa_text(1.0, 0.0, 1.0, 1.0)
     '1.00 (perfect agreement; the asymptotic interval has no width)'
     """
-    if abs(se) < 1e-9 and abs(kappa) < 1e-9:  # po and pc are equal sums of floats, equal to the last bit or so
+    # a zero variance comes out as an SE of about 1e-9 (the square root of a 1e-17 residue of O(1) sums); a real
+    # one is at least about 1/n, so 1e-6 tells them apart for any number of GVRs read
+    if abs(se) < 1e-6 and abs(kappa) < 1e-6:
         return (f"{kappa:z.2f} (one of the two gave one answer throughout, so kappa is 0 whatever the other "
                 "answered; no interval)")
-    if abs(se) < 1e-9 and abs(kappa - 1) < 1e-9:
+    if abs(se) < 1e-6 and abs(kappa - 1) < 1e-6:
         return f"{kappa:z.2f} (perfect agreement; the asymptotic interval has no width)"
     return f"{kappa:z.2f} ({100 * level:g}% CI: {ci_low:z.2f}, {ci_high:z.2f})"
 

@@ -225,7 +225,11 @@ def lowered(feature: str) -> str:
 
 
 def odds_ratio(feature: str) -> str:
-    if "odds_ratio" not in mixed or not np.isfinite(mixed["odds_ratio"].get(feature, np.nan)):
+    if "odds_ratio" not in mixed or feature not in mixed.index:
+        return ""
+    if reported(feature)[1] != "Wald":  # the estimate ran off: no odds ratio or Wald interval means anything
+        return "odds ratio not estimable (complete separation); "
+    if not np.isfinite(mixed["odds_ratio"].get(feature, np.nan)):
         return ""
     r = mixed.loc[feature]
     return f"odds ratio {r['odds_ratio']:z.2f}, 95% Wald CI: {r['or_ci_low']:z.2f}, {r['or_ci_high']:z.2f}; "

@@ -40,7 +40,7 @@ glmer_noting <- function(formula, data, control = glmerControl()) {
 
 # Where lme4's default optimizer (bobyqa, then Nelder-Mead) does not converge or leaves the curvature poorly
 # determined, lme4's advice (?convergence, allFit) is to refit with others: the first of these that converges
-# with no message but a singular fit's, at a log-likelihood at most 0.05 below the default's, is used.
+# with no message but a singular fit's, at a log-likelihood at most 0.01 below the default's (or above it), is used.
 other_optimizers <- c("bobyqa", "nloptwrap")
 unsettled <- function(notes) {
   any(grepl("failed to converge|convergence code|did not converge|iteration limit|nearly unidentifiable|Hessian|not positive definite|eigenvalue",
@@ -52,8 +52,8 @@ glmer_settled <- function(formula, data) {
   for (optimizer in other_optimizers) {
     other <- tryCatch(glmer_noting(formula, data, glmerControl(optimizer = optimizer)), error = function(e) NULL)
     if (is.null(other)) next
-    clean <- all(grepl("singular", other$notes)) && !unsettled(other$notes)
-    if (clean && as.numeric(logLik(other$fit)) >= as.numeric(logLik(first$fit)) - 0.05) {
+    clean <- all(grepl("boundary \\(singular\\)", other$notes)) && !unsettled(other$notes)
+    if (clean && as.numeric(logLik(other$fit)) >= as.numeric(logLik(first$fit)) - 0.01) {
       return(c(other, list(optimizer = optimizer, first_notes = unique(gsub("\\s+", " ", trimws(first$notes))))))
     }
   }

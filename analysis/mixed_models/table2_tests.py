@@ -91,8 +91,13 @@ def _feature_row(feature: str, sub: pd.DataFrame, formula: str, term: str,
     heed = bool(caution)  # a refit that settled what the default did not leaves nothing to heed
     if refits:
         said = "; ".join(f"lme4's default optimizer did not settle the {which} model; refitted with {optimizer}, "
-                         "which converged at the same optimum" for which, optimizer, _ in refits)
-        caution = f"{said}: the P values are from the refit" + (f"; {caution}" if caution else "")
+                         "which converged at the same or a higher likelihood" for which, optimizer, _ in refits)
+        fitted = {which for which, _, _ in refits}
+        caution = (f"{said}: " + ("the P values are from the refit" if "full" in fitted
+                                  else "the likelihood-ratio P is from the refit (the Wald P is the full model's)")
+                   + (f"; {caution}" if caution else ""))
+    elif OTHER_OPTIMIZERS and _kinds(full.warnings) & {"not_converged", "curvature"}:  # every one was tried
+        caution += f" ({' and '.join(OTHER_OPTIMIZERS)}, tried after lme4's default, did not settle it either)"
     messages = [*lrt.warnings, *(f"{which}, lme4's default optimizer: {m}" for which, _, first in refits
                                  for m in dict.fromkeys(first))]
     if heed:
@@ -206,7 +211,7 @@ def feature_tests(assessments: pd.DataFrame, *, formula: str = DEFAULT_FORMULA,
 
 
 _NOT_CONVERGED = ("failed to converge", "convergence code", "did not converge", "iteration limit")
-_SINGULAR = ("singular",)
+_SINGULAR = ("boundary (singular)",)
 _CURVATURE = ("nearly unidentifiable", "Hessian", "not positive definite", "eigenvalue")
 
 
@@ -215,10 +220,10 @@ def _kinds(messages: Sequence[str]) -> set[str]:
     for m in messages:
         if any(k in m for k in _NOT_CONVERGED):
             kinds.add("not_converged")
+        elif any(k in m for k in _CURVATURE):  # before singular: "Hessian is numerically singular" is curvature
+            kinds.add("curvature")
         elif any(k in m for k in _SINGULAR):
             kinds.add("singular")
-        elif any(k in m for k in _CURVATURE):
-            kinds.add("curvature")
         else:
             kinds.add("other")
     return kinds
@@ -230,14 +235,16 @@ def _kinds(messages: Sequence[str]) -> set[str]:
 #: log odds ratio (Wald P 0) where bobyqa alone converged cleanly with SE 0.76 (P .016) at a log-likelihood
 #: 0.007 lower: the same optimum for any test, and the one whose curvature means something.
 OTHER_OPTIMIZERS = ("bobyqa", "nloptwrap")
-#: How much lower a clean refit's log-likelihood may be than the flagged fit's and still be kept: 0.05, a change
-#: of 0.1 in a likelihood-ratio chi-square, far below what moves a P value at any level used.
-SAME_OPTIMUM_LOGLIK = 0.05
+#: How much lower a clean refit's log-likelihood may be than the flagged fit's and still be kept: 0.01, the
+#: distance between optimizers' stopping points on a flat surface (0.007 on the opacity readings). A reduced
+#: model's refit that much lower raises a likelihood-ratio chi-square by at most 0.02. A higher one is kept: it
+#: is a better optimum, which the flagged fit did not reach.
+SAME_OPTIMUM_LOGLIK = 0.01
 
 
 def _settled_fit(formula: str, df: pd.DataFrame, engine: str) -> tuple[tuple[Any, Any], str, tuple[str, ...]]:
     """lme4's default fit, or where it did not converge or left the curvature poorly determined, the first of
-    :data:`OTHER_OPTIMIZERS` that converges without such a message at the same optimum
+    :data:`OTHER_OPTIMIZERS` that converges without such a message at the same or a higher likelihood
     (:data:`SAME_OPTIMUM_LOGLIK`); with the optimizer used ("" for the default) and the default fit's messages."""
     first = _fit(formula, df, "binomial", engine)
     if not (_kinds(first[0].warnings) & {"not_converged", "curvature"}):

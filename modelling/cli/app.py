@@ -660,11 +660,13 @@ def _explain_image_model(bundle, config, path, factory, weights, spec_path, meth
         cfg = _study_config(config, bundle)
         built, info = build_image_rationales(cfg, bundle, model, spec, name=label, method=method, model_bytes=data,
                                              force=force, **({} if margin is None else {"margin": margin}))
-    except (ImageModelError, ConfigError, ValueError) as exc:
+    except ImageModelError as exc:
         where = str(path if path is not None else factory)
         said = str(exc)  # the model's refusals say what is wrong; which model and spec they are about, here
         _fail(said if where in said or (spec_path is not None and str(spec_path) in said)
               else f"{where} (spec {spec_path}): {said}", code=1 if getattr(exc, "after_work", False) else 2)
+    except (ConfigError, ValueError) as exc:  # the config's or the bundle's: not the model's
+        _fail(str(exc))
     import json
 
     from modelling.stages.image_explain import folder

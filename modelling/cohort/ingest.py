@@ -732,12 +732,12 @@ def shape_reason(shape: tuple[int, ...]) -> str | None:
     """Why an image of this (rows, columns) is not the shape of a chest radiograph, or None.
 
     >>> shape_reason((1, 300)), shape_reason((2048, 2500)) is None
-    ('1 x 300 px: one side more than 3 times the other is not the shape of a chest radiograph', True)
+    ('not the shape of a chest radiograph (1 x 300 px: one side more than 3 times the other)', True)
     """
     rows, columns = int(shape[0]), int(shape[1])
-    if max(rows, columns) > MAX_SIDE_RATIO * min(rows, columns):
-        return (f"{rows} x {columns} px: one side more than {MAX_SIDE_RATIO:g} times the other is not the shape "
-                "of a chest radiograph")
+    if max(rows, columns) > MAX_SIDE_RATIO * min(rows, columns):  # the size in brackets: counted as one reason
+        return (f"not the shape of a chest radiograph ({rows} x {columns} px: one side more than "
+                f"{MAX_SIDE_RATIO:g} times the other)")
     return None
 
 
@@ -1001,8 +1001,8 @@ def image_notes(items: list[Loaded], size: int, *, manifest: Path | None = None)
                      f"screenshots?) and are read as the mean of their channels: {named(colour)}")
     by_note: dict[str, list[Loaded]] = {}
     for it in items:
-        for note in it.notes:
-            by_note.setdefault(_note_kind(note), []).append(it)
+        for kind in dict.fromkeys(_note_kind(note) for note in it.notes):  # a radiograph once per kind
+            by_note.setdefault(kind, []).append(it)
     for kind, found in by_note.items():
         example = next(n for n in found[0].notes if _note_kind(n) == kind)
         notes.append(f"{len(found)} of {len(items)} radiographs: {kind}: {named(found)}"

@@ -72,9 +72,9 @@ from modelling.stages.artifacts import (
 
 STAGE = "fidelity"
 #: Bump when the stage measures something new, so that bundles measured before are measured again.
-MEASURES_VERSION = 7  # 2: positioning; 3: R^2 against the uncentred total; 4: the metric move compared;
+MEASURES_VERSION = 8  # 2: positioning; 3: R^2 against the uncentred total; 4: the metric move compared;
 #                       5: the rank agreement's bootstrap interval; 6: the representation of each feature;
-#                       7: each compared move's relevance mass
+#                       7: each compared move's relevance mass; 8: the regime test as R's wilcox.test
 #: Features that are not heart-failure signs: where two models' reliance differs, their GVRs should too.
 NON_DISEASE = tuple(f for f in INTERVENTION_FEATURES if f not in DISEASE_INTERVENTIONS)
 

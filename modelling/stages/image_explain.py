@@ -189,6 +189,8 @@ def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec
         raise ValueError(f"--name {OWN} is the study's own image model's (the image-model stage's, which the "
                          "manuscript reads); give your model another --name")
     sha = sha256_bytes(model_bytes)
+    # a model refused is refused before its stage opens: an earlier run's rationales stay as they were
+    check(model, spec, needs_gradients=method == "direct")
     summary = f"{folder(name, method)}/summary.json"
     before = None
     if summary in bundle.files:
@@ -204,8 +206,6 @@ def build_image_rationales(config: StudyConfig, out, model, spec: ImageModelSpec
            "margin": margin, "table_version": TABLE_VERSION}
     inputs = ["tables/radiographs.parquet", "tables/splits.parquet", "tables/latents_index.parquet",
               "arrays/latents.npy", "checkpoints/decoder.pt"]
-    # a model refused is refused before its stage opens: an earlier run's rationales stay as they were
-    check(model, spec, needs_gradients=method == "direct")
     result: dict = {}
     bundle.run_stage(stage_name(name, method), lambda st: result.update(write_image_rationales(
         st, config, model, spec, name=name, method=method, model_sha256=sha, margin=margin)),

@@ -56,8 +56,8 @@ def cohort_tables(config: StudyConfig, prepared: Prepared) -> dict[str, pd.DataF
         unlabelled = int((splits["set"] == "unlabelled").sum())
         log.warning("no radiograph for the decoder and encoder to train on: they train on radiographs without a BNP "
                     "result within %g hours, of patients with no test radiograph, and this cohort has %s; `gvr train` "
-                    "will refuse it. Add such radiographs (every film of these patients, or of others, with or "
-                    "without a BNP) and ingest again", config.cohort.pairing_window_hours,
+                    "will refuse it. Add radiographs without a BNP result within that window, of patients "
+                    "with no test radiograph, and ingest again", config.cohort.pairing_window_hours,
                     f"{unlabelled} unlabelled radiograph(s), all of test patients" if unlabelled else "none")
     return tables
 

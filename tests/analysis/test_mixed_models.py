@@ -532,6 +532,20 @@ def test_feature_tests_warn_once_per_feature_with_the_meaning(reader_study):
         assert "Meaning: the reduced model (without the term) did not converge" in fit_warnings[0]
 
 
+def test_a_fit_no_optimizer_settles_warns_once_with_the_meaning(reader_study, monkeypatch):
+    """As above with no other optimizer to try: the default's unsettled reduced fit is kept, and said once."""
+    monkeypatch.setattr(table2_tests, "OTHER_OPTIMIZERS", ())
+    sub = _with_regime_levels(reader_study[reader_study["feature"] == "cardiomegaly"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = mm.feature_tests(sub, formula="present ~ regime + reader + (1 | patient_id) + (1 | gvr_id)")
+    fit_warnings = [str(w.message) for w in caught if issubclass(w.category, mm.GlmerFitWarning)]
+    assert table.loc[0, "optimizer"] == "" and len(fit_warnings) == 1, fit_warnings
+    assert "\n" not in fit_warnings[0] and table.loc[0, "caution"] in fit_warnings[0]
+    assert fit_warnings[0].startswith("feature 'cardiomegaly': lme4 said: reduced: Model failed to converge")
+    assert "Meaning: the reduced model (without the term) did not converge" in fit_warnings[0]
+
+
 def test_a_feature_one_regime_always_shows_is_named_as_separated_and_the_lrt_recommended():
     """Cardiomegaly marked on every GVR of the correct model: the Wald SE of a runaway estimate means nothing
     (lme4 gave an estimate of 575,647 with SE 0.011 here), lme4 need not say why, and the caution must say so
@@ -587,20 +601,23 @@ def test_a_fit_lme4s_default_optimizer_does_not_settle_is_refitted_with_another_
 
 
 def test_a_refit_is_kept_only_at_the_same_optimum_and_only_when_clean(monkeypatch):
-    """The choice on its own, with fits made up: a clean refit at a log-likelihood within 0.05 of the flagged
-    default's replaces it; one further below, or one with messages of its own, does not."""
+    """The choice on its own, with fits made up: a clean refit at a log-likelihood at most 0.01 below the flagged
+    default's, or above it, replaces it; one further below, or one with messages of its own (lme4's "Hessian is
+    numerically singular" among them, which is not a singular fit), does not."""
     def result(loglik: float, messages: tuple[str, ...]) -> mm.GlmerResult:
         return mm.GlmerResult(formula="f", family="binomial", n_obs=10, n_groups={}, fixed_effects=pd.DataFrame(),
                               random_effects=pd.DataFrame(), random_correlations=pd.DataFrame(), loglik=loglik,
                               aic=0.0, bic=0.0, df=3, singular=False, converged=not messages, warnings=messages)
 
-    flagged = ("Model failed to converge with max|grad| = 0.09 (tol = 0.002, component 1)",)
-    for refit, kept in (((-100.04, ()), "bobyqa"), ((-100.2, ()), "nloptwrap"),
-                        ((-100.04, ("Model is nearly unidentifiable: very large eigenvalue",)), "nloptwrap")):
-        fits = {None: result(-100.0, flagged), "bobyqa": result(*refit), "nloptwrap": result(-99.0, ())}
-        monkeypatch.setattr(table2_tests, "_fit", lambda f, d, fam, e, optimizer=None: (fits[optimizer], None))
-        (chosen, _), optimizer, first = table2_tests._settled_fit("f", pd.DataFrame(), "rpy2")
-        assert optimizer == kept and chosen is fits[kept] and first == flagged
+    hessian = "Hessian is numerically singular: parameters are not uniquely determined"  # curvature, not singular
+    for flagged in (("Model failed to converge with max|grad| = 0.09 (tol = 0.002, component 1)",), (hessian,)):
+        for refit, kept in (((-100.005, ()), "bobyqa"), ((-100.2, ()), "nloptwrap"), ((-90.0, ()), "bobyqa"),
+                            ((-100.005, ("Model is nearly unidentifiable: very large eigenvalue",)), "nloptwrap"),
+                            ((-100.005, (hessian,)), "nloptwrap")):
+            fits = {None: result(-100.0, flagged), "bobyqa": result(*refit), "nloptwrap": result(-99.0, ())}
+            monkeypatch.setattr(table2_tests, "_fit", lambda f, d, fam, e, optimizer=None: (fits[optimizer], None))
+            (chosen, _), optimizer, first = table2_tests._settled_fit("f", pd.DataFrame(), "rpy2")
+            assert optimizer == kept and chosen is fits[kept] and first == flagged, (flagged, refit)
     fits = {None: result(-100.0, ()), "bobyqa": result(-50.0, ())}
     monkeypatch.setattr(table2_tests, "_fit", lambda f, d, fam, e, optimizer=None: (fits[optimizer], None))
     assert table2_tests._settled_fit("f", pd.DataFrame(), "rpy2")[1:] == ("", ())  # a clean default stays

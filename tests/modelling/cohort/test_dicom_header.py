@@ -110,5 +110,19 @@ def test_several_frames_are_said_as_frames(tmp_path):
 
 
 def test_a_strip_is_not_a_radiograph():
-    assert shape_reason((1, 300)).startswith("1 x 300 px: one side more than 3 times the other")
+    # the size in brackets, so that strips of every size are counted as one reason
+    assert shape_reason((1, 300)) == "not the shape of a chest radiograph (1 x 300 px: one side more than 3 times the other)"
     assert shape_reason((430, 350)) is None and shape_reason((100, 301)) is not None
+
+
+def test_a_radiograph_is_counted_once_per_kind_of_note():
+    """Two dates passed over in one file read "2 of 1 radiographs", the file named twice."""
+    from modelling.cohort.ingest import Loaded, image_notes
+
+    item = Loaded(source="/x/a.dcm", patient_key="p", image_key="u", acquired=pd.Timestamp("2012-01-01"), view="PA",
+                  pixels=np.zeros((4, 4)), spacing_mm=None, shape=(64, 64),
+                  notes=("AcquisitionDate 2099-01-01 10:15 is out of range or in the future: passed over",
+                         "ContentDate 2098-01-01 10:15 is out of range or in the future: passed over"))
+    notes = image_notes([item], 32)
+    assert len(notes) == 1 and notes[0].startswith("1 of 1 radiographs: a date unreadable")
+    assert notes[0].count("/x/a.dcm") == 1
