@@ -95,3 +95,15 @@ def test_a_bad_interval_is_refused(monkeypatch):
 @pytest.mark.parametrize(("seconds", "text"), [(4.21, "4.2 s"), (185, "3 min 05 s"), (3720, "1 h 02 min")])
 def test_durations(seconds, text):
     assert mp.format_duration(seconds) == text
+
+
+def test_the_two_stage_samplers_fit_reports_its_steps(lines, monkeypatch):
+    """It ran without a line for 31 s on a busy machine, where the README promises one every 30 s."""
+    import numpy as np
+
+    from modelling.nets.code_sampler import fit_code_sampler
+
+    monkeypatch.setenv("GVR_PROGRESS", "log")
+    fit_code_sampler(np.random.default_rng(0).standard_normal((40, 4)), seed=1, steps=5)
+    said = [line for line in lines() if line.startswith("two-stage sampler")]
+    assert said == ["two-stage sampler: start, 5 step", said[-1]] and said[-1].startswith("two-stage sampler: done, 5 step in")
