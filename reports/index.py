@@ -18,8 +18,9 @@
 # The bundle is `$GVR_BUNDLE`, else `study/` at the repository root (`make reproduce` builds it;
 # a report never builds it itself, because building it trains networks: minutes on a CPU for the
 # default profile, timed in `benchmarks/RESULTS.md`).
-# The tables and figures are in *Tables and figures*; checks the paper could not make are in
-# *Beyond the paper*, and every GVR held against the phantom's ground truth in *GVRs against the truth*
+# The tables and figures are in [*Tables and figures*](tables_figures.html); checks the paper could not make
+# are in [*Beyond the paper*](beyond.html), and every GVR held against the phantom's ground truth in
+# [*GVRs against the truth*](fidelity.html)
 # (on a phantom cohort only).
 
 # %%
@@ -104,7 +105,7 @@ if "config.yaml" in bundle.files:
         f"Profile `{study['profile']}`: " + ("the paper's method." if not differs else
                                               "as the paper profile (`configs/paper.yaml`), except that "
                                               + "; and ".join(differs)
-                                              + " (why: *GVRs against the truth*, and the profile's comments).")))
+                                              + " (why: [*GVRs against the truth*](fidelity.html), and the profile's comments).")))
 
 # %% [markdown]
 # ## Study sample
@@ -274,7 +275,7 @@ display(Markdown(
     "conditional on the random intercept, so further from 1 than the crude ratio of the pooled counts) and P values are "
     f"from mixed-effects logistic regression, `{formula_for(assessments)}` (lme4's glmer), the P value a Wald "
     "test of the model term, or a likelihood-ratio test where one model's GVRs all show the feature or none do "
-    "(complete separation, where the Wald test says nothing; Table 2 of *Tables and figures*)."))
+    "(complete separation, where the Wald test says nothing; Table 2 of [*Tables and figures*](tables_figures.html))."))
 
 # %%
 #| echo: false

@@ -532,3 +532,9 @@ def test_no_table_cell_reads_nan(rendered):
         cells = re.findall(r"<td[^>]*>\s*(NaN|nan|None)\s*</td>", page)
         assert not cells, (name, cells[:3])
     assert any("<td>–</td>" in page for page in rendered.values())
+
+
+def test_the_index_links_to_the_other_pages(rendered):
+    """The other pages were named in italics without a link (a reviewer's reading)."""
+    for page in ("tables_figures", "beyond", "fidelity"):
+        assert f'href="{page}.html"' in rendered["index"], page
