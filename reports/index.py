@@ -30,6 +30,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from analysis.errors import UndefinedStatisticError
+from analysis.clustered_roc import clustered_auc
 from analysis.roc import auc
 from analysis.table2 import FEATURE_LABELS
 from analysis.formatting import fmt_ci, fmt_p, times
@@ -136,19 +137,27 @@ display(Markdown(
 # %%
 #| echo: false
 ROLE_LABELS = {"test": "test set", "train": "own training data", "validation": "withheld validation set"}
-rows, aucs = [], {}
+# a patient may have several radiographs: DeLong's interval takes each as a patient, Obuchowski's takes the patient
+patient_of = bundle.read_table("radiographs").set_index("image_id")["patient_id"]
+rows, aucs, clustered = [], {}, {}
 for (model_id, role), group in predictions.groupby(["model_id", "role"], sort=True):
     y = group["bnp_true_ng_l"].to_numpy(float) >= THRESHOLD
+    patients = patient_of.reindex(group["image_id"]).to_numpy()
     row = {"Model": model_id, "Predictor": group["predictor"].iloc[0], "Regime": group["regime"].iloc[0],
-           "Evaluated on": ROLE_LABELS.get(role, role), "Cases": int(y.sum()), "Controls": int((~y).sum())}
+           "Evaluated on": ROLE_LABELS.get(role, role), "Cases": int(y.sum()), "Controls": int((~y).sum()),
+           "Patients": int(pd.Series(patients).nunique())}
     try:
         result = auc(y, group["bnp_pred_ng_l"].to_numpy(float), ci="delong")
+        by_patient = clustered_auc(y, group["bnp_pred_ng_l"].to_numpy(float), patients)
     except UndefinedStatisticError as exc:
         row["AUC (95% DeLong CI)"] = f"not defined: {exc}"
+        row["95% CI, patients as clusters"] = "–"
         aucs[(model_id, role)] = None
     else:
         row["AUC (95% DeLong CI)"] = fmt_ci(result)
+        row["95% CI, patients as clusters"] = f"{by_patient.ci_low:z.2f}, {by_patient.ci_high:z.2f}"
         aucs[(model_id, role)] = result
+        clustered[(model_id, role)] = by_patient
     rows.append(row)
 auc_table = pd.DataFrame(rows)
 
@@ -190,7 +199,10 @@ else:
 #| tbl-cap: "Area under the ROC curve of every predictor, by the radiographs it was evaluated on."
 display(HTML(table_html(auc_table, index=False, escape=True)))
 display(Markdown(f"Cases: radiographs with BNP at or above {THRESHOLD:g} ng/L (congestive heart failure); controls: "
-                 "below it. AUC: area under the receiver operating characteristic (ROC) curve."))
+                 "below it. AUC: area under the receiver operating characteristic (ROC) curve. DeLong's interval, as "
+                 "the paper's, takes every radiograph as an independent subject; a patient with several radiographs "
+                 "is counted as several, so the last column gives Obuchowski's interval for clustered data "
+                 "(Biometrics 1997;53:567-578; `analysis.clustered_roc`), with each patient as one cluster."))
 
 # %% [markdown]
 # ## Blinded assessment of the GVRs

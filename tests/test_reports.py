@@ -538,3 +538,23 @@ def test_the_index_links_to_the_other_pages(rendered):
     """The other pages were named in italics without a link (a reviewer's reading)."""
     for page in ("tables_figures", "beyond", "fidelity"):
         assert f'href="{page}.html"' in rendered["index"], page
+
+
+def test_the_auc_table_gives_each_models_interval_with_patients_as_clusters(tiny_bundle, rendered):
+    """A patient's several radiographs are one cluster: Obuchowski's interval beside DeLong's, for every row."""
+    from analysis.clustered_roc import clustered_auc
+
+    bundle = Bundle(tiny_bundle)
+    predictions = bundle.read_table("predictions")
+    patient_of = bundle.read_table("radiographs").set_index("image_id")["patient_id"]
+    page = rendered["index"]
+    assert "<th>95% CI, patients as clusters</th>" in page
+    for (model_id, role), g in predictions.groupby(["model_id", "role"]):
+        patients = patient_of.reindex(g["image_id"]).to_numpy()
+        y = g["bnp_true_ng_l"] >= 100.0
+        r = clustered_auc(y, g["bnp_pred_ng_l"], patients)
+        row = re.search(rf"<td>{model_id}</td>(?:(?!</tr>).)*?<td>{len(set(patients))}</td>(?:(?!</tr>).)*</tr>",
+                        page, re.S)
+        # where DeLong's interval is not defined (fewer than 2 cases or controls) neither is shown
+        shown = f"<td>{r.ci_low:z.2f}, {r.ci_high:z.2f}</td>" if min(y.sum(), (~y).sum()) >= 2 else "<td>–</td>"
+        assert row and shown in row.group(0), (model_id, role)
