@@ -447,6 +447,8 @@ class ShortcutsConfig:
         _check(self.seeds >= 1, "shortcuts.seeds", "must be at least 1")
         _check(len(self.strengths) >= 1 and all(0.0 <= s <= 1.0 for s in self.strengths), "shortcuts.strengths",
                f"must list shares from 0 to 1; got {list(self.strengths)}")
+        _check(len(set(self.strengths)) == len(self.strengths), "shortcuts.strengths",
+               f"must list each share once; got {list(self.strengths)}")
         largest = max(self.strengths)
         _check(0.0 <= self.negative_share < 1.0 and (largest == 0.0 or self.negative_share < largest),
                "shortcuts.negative_share", f"must lie in 0-1 and below the largest strength; got {self.negative_share}")

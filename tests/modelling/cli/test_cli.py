@@ -565,4 +565,7 @@ def test_shortcut_options_out_of_range_are_named_as_typed(tmp_path, capsys):
     assert "error: --strengths: must list shares from 0 to 1" in capsys.readouterr().err
     assert main(["benchmark", "shortcuts", "--negative-share", "2", "--out", str(out)]) == 2
     assert "error: --negative-share: must lie in 0-1" in capsys.readouterr().err
+    # a share given twice ran as one strength and printed rank correlations over it
+    assert main(["benchmark", "shortcuts", "--strengths", "1,1", "--out", str(out)]) == 2
+    assert "error: --strengths: must list each share once; got [1.0, 1.0]" in capsys.readouterr().err
     assert not out.exists()
