@@ -31,6 +31,7 @@ __all__ = [
     "RocCurve",
     "SensSpecResult",
     "auc",
+    "auc_value",
     "delong_test",
     "roc_curve",
     "sensitivity_specificity",
@@ -412,6 +413,17 @@ def auc(
         level=level,
         n_boot=used,
     )
+
+
+def auc_value(y_true: Any, score: Any) -> float:
+    """The AUC alone, P(case > control) + P(tie) / 2, defined with one case and one control, where DeLong's
+    interval (:func:`auc`) needs two of each.
+
+    >>> auc_value([1, 1, 1, 0], [0.9, 0.8, 0.4, 0.5])
+    0.6666666666666666
+    """
+    cases, controls = _split(y_true, score)
+    return _placements(cases, controls).auc
 
 
 def delong_test(y_true: Any, score_a: Any, score_b: Any, *, level: float = 0.95) -> DelongTestResult:

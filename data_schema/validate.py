@@ -124,6 +124,34 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     )
 
 
+def layout_problems(path: str | Path, display: str | None = None) -> list[Problem]:
+    """Lines that would put every later problem at the wrong line: a blank line between rows (the reader
+    skips it) and a quoted value running over several lines (a quote left open). Blank lines at the end are
+    fine. Each is named by its line, where row k is line k + 1; `display` names the file in them (default: the
+    path)."""
+    import csv
+
+    problems, blank, row, previous = [], [], 0, 0
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        for record in reader:
+            start, previous = previous + 1, reader.line_num
+            if start == 1:
+                continue  # the header
+            if not any(field.strip() for field in record) and len(record) <= 1:
+                blank.append(start)
+                continue
+            row += 1
+            problems += [Problem(display or str(path), line - 1, None, None, "a blank line between rows: remove it (the rows "
+                                 "after it would be numbered one line off)") for line in blank]
+            blank = []
+            if reader.line_num > start:
+                problems.append(Problem(display or str(path), row, None, None, f"a quoted value runs over lines {start}-"
+                                        f"{reader.line_num} (a quote left open?)"))
+                break  # later rows are numbered from here on: one is enough
+    return problems
+
+
 def repeated_header_names(path: str | Path) -> list[Problem]:
     """One problem per column name a CSV's header gives twice or more, named as written.
 

@@ -33,7 +33,7 @@ METHOD_LABELS = {"gvr": "GVR", "gvr_surrogate": "GVR (surrogate)", "occlusion": 
 SHARES = [c for c in faith.columns if c.startswith("share_")] if has_faith else []
 
 # %% [markdown]
-# ## Does the decoder draw the phantom?
+# ## Does the decoder draw the radiographs?
 #
 # Every GVR is a difference of two decoded images, so it can only be as sharp as the decoder. The
 # paper showed samples; here the cardiothoracic ratio, measured by thresholding (Otsu's level; the
@@ -258,7 +258,10 @@ disagree = [f"`{m}` (the audit: {audit[m]['decision']}; the truth: "
             f"{audit[m]['reliance']['share']:z.2f})" for m, agrees in judged.items() if not agrees]
 unchecked = sorted({item for v in audit.values() for item in v.get("not_checked") or []})
 display(Markdown(
-    f"Of the {len(audit_rows)} models audited, flagged: {', '.join(f'`{m}`' for m in flagged) if flagged else 'none'}. "
+    (f"Of the {len(audit_rows)} models audited, none could be decided: "
+     + "; ".join(f"`{m}`: {v.get('rule') or v['decision']}" for m, v in sorted(audit.items())) + ". "
+     if audit and all(v["decision"] == "undecided" for v in audit.values()) else
+     f"Of the {len(audit_rows)} models audited, flagged: {', '.join(f'`{m}`' for m in flagged) if flagged else 'none'}. ")
     + (f"Against the truth by intervention the audit agrees on {sum(judged.values())} of {len(judged)} models"
        + (f"; it disagrees on {', '.join(disagree)}. " if disagree else ". ") if judged else "")
     + (f"What the audit's regions cannot see: {', '.join(unchecked)}. " if unchecked else "")
@@ -394,7 +397,8 @@ if has_cnn:
     sur = cnn_runs["surrogate"].get("surrogate_fidelity") or {}
     auc_text = "-" if cnn_model["test_auc"] is None else f"{cnn_model['test_auc']:z.3f}"
     valid = {m: ("-" if r["valid"] is None else f"{r['valid']:z.0%}") for m, r in cnn_runs.items()}
-    sur_auc = "-" if sur.get("auc") is None else f"{sur['auc']:z.3f}"
+    sur_auc = ("not defined (the CNN's decisions on the held-out radiographs are all one way)" if sur.get("auc") is None
+               else f"{sur['auc']:z.3f}")
     display(Markdown(
         f"The CNN ({cnn_model['architecture']}, width {cnn_model['width']:g}, {cnn_model['parameters']:,} "
         f"parameters, {cnn_model['epochs']} epochs in {cnn_model['seconds']:z.0f} s) reaches a test AUC of "

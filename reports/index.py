@@ -31,7 +31,7 @@ from IPython.display import HTML, Markdown, display
 
 from analysis.errors import UndefinedStatisticError
 from analysis.clustered_roc import clustered_auc
-from analysis.roc import auc
+from analysis.roc import auc, auc_value
 from analysis.table2 import FEATURE_LABELS
 from analysis.formatting import fmt_ci, fmt_p, times
 from analysis.manuscript import open_bundle, read_json, shown_path, table2_mixed, table_html
@@ -139,7 +139,7 @@ display(Markdown(
 ROLE_LABELS = {"test": "test set", "train": "own training data", "validation": "withheld validation set"}
 # a patient may have several radiographs: DeLong's interval takes each as a patient, Obuchowski's takes the patient
 patient_of = bundle.read_table("radiographs").set_index("image_id")["patient_id"]
-rows, aucs, clustered = [], {}, {}
+rows, aucs, clustered, undefined = [], {}, {}, {}
 for (model_id, role), group in predictions.groupby(["model_id", "role"], sort=True):
     y = group["bnp_true_ng_l"].to_numpy(float) >= THRESHOLD
     patients = patient_of.reindex(group["image_id"]).to_numpy()
@@ -149,10 +149,15 @@ for (model_id, role), group in predictions.groupby(["model_id", "role"], sort=Tr
     try:
         result = auc(y, group["bnp_pred_ng_l"].to_numpy(float), ci="delong")
         by_patient = clustered_auc(y, group["bnp_pred_ng_l"].to_numpy(float), patients)
-    except UndefinedStatisticError as exc:
-        row["AUC (95% DeLong CI)"] = f"not defined: {exc}"
+    except UndefinedStatisticError as exc:  # one class, or too few of one for an interval: the AUC may still be
+        try:
+            value = f"{auc_value(y, group['bnp_pred_ng_l'].to_numpy(float)):z.2f} (no interval: {exc})"
+        except UndefinedStatisticError:
+            value = f"not defined: {exc}"
+        row["AUC (95% DeLong CI)"] = value
         row["95% CI, patients as clusters"] = "–"
         aucs[(model_id, role)] = None
+        undefined[(model_id, role)] = value
     else:
         row["AUC (95% DeLong CI)"] = fmt_ci(result)
         row["95% CI, patients as clusters"] = f"{by_patient.ci_low:z.2f}, {by_patient.ci_high:z.2f}"
@@ -165,7 +170,7 @@ auc_table = pd.DataFrame(rows)
 def said(model_id: str, role: str) -> str:
     result = aucs.get((model_id, role))
     if result is None:
-        return "not defined" if (model_id, role) in aucs else "not available"
+        return undefined.get((model_id, role), "not available")
     return fmt_ci(result)
 
 
@@ -284,7 +289,8 @@ display(Markdown(
        "reader's threshold; `modelling.readers.simulated`)" if simulated else "")
     + ". Features highlighted by GVRs of the correctly trained versus the overfitted model, pooled over readers "
     "and readings: " + "; ".join(sentences) + ". The odds ratios (correct versus overfitted, for the same patient: "
-    "conditional on the random intercept, so further from 1 than the crude ratio of the pooled counts) and P values are "
+    "conditional on the patient's random intercept, and so further from 1 than the crude ratio of the pooled counts "
+    "where that intercept's variance is above 0) and P values are "
     f"from mixed-effects logistic regression, `{formula_for(assessments)}` (lme4's glmer), the P value a Wald "
     "test of the model term, or a likelihood-ratio test where one model's GVRs all show the feature or none do "
     "(complete separation, where the Wald test says nothing; Table 2 of [*Tables and figures*](tables_figures.html))."))

@@ -86,7 +86,8 @@ except ValueError as exc:  # one class among the test rows, or no correct-regime
     fig2 = Figure(figsize=(10, 4.6), layout="constrained")
     FigureCanvasAgg(fig2)
     ax_a, ax_b = fig2.subplots(1, 2)
-    shown = predictions[(predictions["regime"] == "correct") & (predictions["role"] == "test")]
+    # the model Figure 2 would show (the correct MLP, as the paper's), not every correct-regime model at once
+    shown = predictions[(predictions["model_id"] == "mlp-correct") & (predictions["role"] == "test")]
     ax_a.scatter(shown["bnp_true_ng_l"], shown["bnp_pred_ng_l"], s=10, alpha=0.5)
     ax_a.set_xscale("log")
     ax_a.set_yscale("log")
@@ -96,7 +97,8 @@ except ValueError as exc:  # one class among the test rows, or no correct-regime
     ax_b.set_axis_off()
     ax_b.set_title("B", loc="left", fontweight="bold")
     ax_b.text(0.5, 0.5, f"No ROC curve:\n{exc}", ha="center", va="center", wrap=True)
-    display(Markdown(f"Figure 2 cannot be drawn from this bundle: {exc}"))
+    display(Markdown(f"Figure 2's ROC curve cannot be drawn from this bundle ({exc}); panel A shows the correct "
+                     "MLP's test predictions."))
 else:
     fig2 = f2.figure
     display(Markdown(f"Model `{f2.model_id}` on its {f2.role} radiographs ({f2.n}): at a cutoff of {THRESHOLD:g} "

@@ -360,8 +360,8 @@ def test_a_float_whose_cell_drew_nothing_gets_no_number_and_no_caption():
     assert "<strong>Table 1:</strong> A table" in str(nb.cells[1].outputs)
     # a reference to the float that drew nothing says so (a real-data page showed "(@tbl-moves)"); a label no
     # cell has stays as written, so a typo shows
-    assert nb.cells[2].source == ("See [Table 1](#tbl-shown) and (not shown: this bundle has nothing to draw "
-                                  "there); not @fig-typo.")
+    # (in words that read inside a sentence: "in not shown: ... and not shown: ..." did not)
+    assert nb.cells[2].source == "See [Table 1](#tbl-shown) and (a figure not drawn for this bundle); not @fig-typo."
 
 
 def test_the_shortcut_section_says_which_share_decides(tiny_bundle, tmp_path):
@@ -558,3 +558,24 @@ def test_the_auc_table_gives_each_models_interval_with_patients_as_clusters(tiny
         # where DeLong's interval is not defined (fewer than 2 cases or controls) neither is shown
         shown = f"<td>{r.ci_low:z.2f}, {r.ci_high:z.2f}</td>" if min(y.sum(), (~y).sum()) >= 2 else "<td>–</td>"
         assert row and shown in row.group(0), (model_id, role)
+        if min(y.sum(), (~y).sum()) == 1:  # the AUC itself is defined: it was printed as "not defined"
+            assert f"<td>{r.auc:z.2f} (no interval: DeLong&#x27;s variance needs at least 2" in row.group(0) or \
+                f"<td>{r.auc:z.2f} (no interval: DeLong's variance needs at least 2" in row.group(0), row.group(0)
+
+
+def test_what_a_cell_writes_to_stderr_goes_to_the_terminal_not_onto_the_page(caplog):
+    """21 lines of matplotlib's "findfont: Font family ['STIXGeneral'] not found" were published under Figure 2."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from modelling.stages.report import QuartoOptionsPreprocessor
+
+    cell = new_code_cell("draw()", outputs=[
+        new_output("stream", name="stderr", text="findfont: Font family ['STIXGeneral'] not found.\nagain\n"),
+        new_output("stream", name="stdout", text="kept\n")])
+    with caplog.at_level("WARNING"):
+        nb, _ = QuartoOptionsPreprocessor().preprocess(nbformat.from_dict(new_notebook(cells=[cell])), {})
+    assert [o["name"] for o in nb.cells[0].outputs] == ["stdout"]
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["a report cell wrote to stderr (2 line(s), left off the page): findfont: Font family "
+                    "['STIXGeneral'] not found."]

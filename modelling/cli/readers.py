@@ -129,7 +129,7 @@ def unblind(
     """Join the readers' responses to the key: the reader assessments table (Table 2's input).
 
     A responses CSV (the reading page writes PACKET/responses/READER-roundK.csv; one may be written by hand)
-    has the columns reader, round, blinded_id, feature, present (true or false) and answered_at (ISO 8601),
+    has the columns reader, round, blinded_id, feature, present (true or false; yes/no and 1/0 are read too) and answered_at (ISO 8601),
     one row per feature of each GVR read. Problems in them are listed with file, row and column (exit 1).
     """
     from data_schema import Bundle, TableValidationError, load_table, validate_frame
@@ -176,6 +176,8 @@ def unblind(
     for (regime, feature), row in counts.iterrows():
         typer.echo(f"{regime:<11} {feature:<18} {int(row['sum']):>4}/{int(row['count'])} (all readers and rounds)")
     typer.echo(f"wrote {written} ({len(table)} answers)")
+    if out is None:  # the answers are in the study: what turns them into Table 2 and the manuscript
+        typer.echo(f"next: gvr reproduce {bundle}   (the analysis and the manuscript)")
 
 
 def register(readers_app: typer.Typer) -> None:

@@ -46,7 +46,7 @@ import pandas as pd
 
 from data_schema.layout import SHARD_SIZE, image_path
 from data_schema.tables import MASK_FEATURES, MAX_BNP_NG_L
-from data_schema.validate import Problem, TableValidationError, repeated_header_names
+from data_schema.validate import Problem, TableValidationError, layout_problems, repeated_header_names
 from modelling.cohort.dicom_header import acquisition_time, display_values, open_dataset
 from modelling.config import StudyConfig
 from modelling.progress import progress
@@ -382,34 +382,7 @@ def _read_csv(path: Path, required: list[str]) -> tuple[pd.DataFrame, list[Probl
                     for c in missing]
     if df.empty:
         return df, [Problem(str(path), None, None, None, "no rows (only a header)")]
-    return df, _layout_problems(path)
-
-
-def _layout_problems(path: Path) -> list[Problem]:
-    """Lines that would put every later problem at the wrong line: a blank line between rows (the reader
-    skips it) and a quoted value running over several lines (a quote left open). Blank lines at the end are
-    fine. Each is named by its line, where row k is line k + 1."""
-    import csv
-
-    problems, blank, row, previous = [], [], 0, 0
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        for record in reader:
-            start, previous = previous + 1, reader.line_num
-            if start == 1:
-                continue  # the header
-            if not any(field.strip() for field in record) and len(record) <= 1:
-                blank.append(start)
-                continue
-            row += 1
-            problems += [Problem(str(path), line - 1, None, None, "a blank line between rows: remove it (the rows "
-                                 "after it would be numbered one line off)") for line in blank]
-            blank = []
-            if reader.line_num > start:
-                problems.append(Problem(str(path), row, None, None, f"a quoted value runs over lines {start}-"
-                                        f"{reader.line_num} (a quote left open?)"))
-                break  # later rows are numbered from here on: one is enough
-    return problems
+    return df, layout_problems(path)
 
 
 def _header_hint(header: list[str], column: str) -> str:

@@ -18,6 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from data_schema import Problem, TableValidationError, load_table, validate_frame
+from data_schema.validate import layout_problems
 from modelling.readers.answers import NO_CHF, contradictory, unanswered
 from modelling.readers.packets import Packet, PacketError, load_packet
 
@@ -74,6 +75,8 @@ def read_responses(path: str | Path, packet: Packet, *, display: str | None = No
         raise ResponsesError([Problem(file, None, None, None, f"not a readable CSV file: {exc}")]) from exc
     problems = [Problem(file, None, c, None, f"missing column; a responses file has {list(RESPONSE_COLUMNS)}")
                 for c in RESPONSE_COLUMNS if c not in raw.columns]
+    # a blank line between rows is skipped by the reader, and would put every later problem a line off
+    problems += layout_problems(path, file)
     problems += [Problem(file, None, c, None, f"unexpected column; a responses file has {list(RESPONSE_COLUMNS)}")
                  for c in raw.columns if c not in RESPONSE_COLUMNS]
     if problems:
@@ -114,7 +117,7 @@ def read_responses(path: str | Path, packet: Packet, *, display: str | None = No
             elif text in _FALSE:
                 value = False
             else:
-                bad("present", rec.present, "not true or false")
+                bad("present", rec.present, "not true or false (true/false, yes/no or 1/0)")
         present.append(value)
         stamp = pd.NaT
         if not pd.isna(rec.answered_at):

@@ -111,14 +111,16 @@ def reproduce(config: StudyConfig, out: str | Path, *, workers: int | None = Non
         raise PendingStagesError(
             f"built the models, GVRs and baselines of the real data in {bundle.root}, but {stale}: the readers "
             f"must read the GVRs the bundle holds now:\n  gvr readers packet {bundle.root} --out packet/ --key "
-            "key.csv, then `gvr readers serve` and `gvr readers unblind`, then "
-            f"`gvr reproduce {bundle.root}` again for the analysis and the manuscript")
+            "key.csv\n  gvr readers serve packet/ --reader A --round 1   (each reader, each round)\n"
+            f"  gvr readers unblind packet/ packet/responses/*.csv --key key.csv --bundle {bundle.root}\n"
+            f"  gvr reproduce {bundle.root}   (again: the analysis and the manuscript)")
     if real and "tables/reader_assessments.parquet" not in bundle.files:
         raise PendingStagesError(
             f"built the models, GVRs and baselines of the real data in {bundle.root}; the reader study needs "
             f"human readers (simulated readers need the phantom's masks):\n  gvr readers packet {bundle.root} "
-            "--out packet/ --key key.csv, then `gvr readers serve` and `gvr readers unblind`, then "
-            f"`gvr reproduce {bundle.root}` again for the analysis and the manuscript")
+            "--out packet/ --key key.csv\n  gvr readers serve packet/ --reader A --round 1   (each reader, each round)\n"
+            f"  gvr readers unblind packet/ packet/responses/*.csv --key key.csv --bundle {bundle.root}\n"
+            f"  gvr reproduce {bundle.root}   (again: the analysis and the manuscript)")
     if not real:
         build_simulated_readers(config, bundle.root)
         if config.shortcuts.run:

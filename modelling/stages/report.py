@@ -128,6 +128,14 @@ class QuartoOptionsPreprocessor(_Preprocessor):
                     code.append(line)
             cell.source = "\n".join(code).strip("\n")
             cell.metadata["quarto"] = options
+            # what a cell wrote to stderr (a library's warning: matplotlib's font cache, say) is not the
+            # manuscript's: it goes to the terminal, once per cell, and off the page
+            said = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+            if said:
+                text = "".join(o.get("text", "") for o in said).strip().splitlines()
+                log.warning("a report cell wrote to stderr (%d line(s), left off the page): %s", len(text),
+                            text[0] if text else "")
+                cell.outputs = [o for o in cell.outputs if o not in said]
             label = options.get("label", "")
             kind = label.split("-", 1)[0]
             shown = any(o.get("output_type") in ("display_data", "execute_result", "stream")
@@ -145,9 +153,11 @@ class QuartoOptionsPreprocessor(_Preprocessor):
             def one(m):
                 if m.group(1) in numbers:
                     return f"[{numbers[m.group(1)]}](#{m.group(1)})"
-                # a reference to a float this bundle could not draw says so rather than showing its label
-                return ("not shown: this bundle has nothing to draw there" if m.group(1) in empty
-                        else m.group(0))
+                # a reference to a float this bundle could not draw says so rather than showing its label, in
+                # words that read inside a sentence ("in @tbl-a and @fig-b")
+                if m.group(1) in empty:
+                    return f"a {'figure' if m.group(1).startswith('fig-') else 'table'} not drawn for this bundle"
+                return m.group(0)
             return _XREF.sub(one, text)
 
         for cell in nb.cells:

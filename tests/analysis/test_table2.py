@@ -98,7 +98,7 @@ def test_undefined_kappa_dropped_or_raised(assessments):
     const.loc[mask, "present"] = False
     t = table2(const, mixed_models=False)
     assert not ((t.intra["reader"] == "A") & (t.intra["feature"] == "airspace_opacity")).any()
-    assert "undefined for airspace opacity" in t.notes[1]
+    assert "undefined for airspace opacity (the same answer throughout: chance agreement is 1)" in t.notes[1]
     from analysis.errors import ConstantRaterError
 
     with pytest.raises(ConstantRaterError):

@@ -272,6 +272,7 @@ def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
     result = runner.invoke(app, ["unblind", str(packet.root), *paths, "--key", str(key_path),
                                  "--bundle", str(bundle_copy)])
     assert result.exit_code == 0, result.output
+    assert f"next: gvr reproduce {bundle_copy}" in result.output  # what turns the answers into Table 2
     bundle = Bundle(bundle_copy)
     assert bundle.files["tables/reader_assessments.parquet"].stage == STAGE == "readers-human"
     pd.testing.assert_frame_equal(bundle.read_table("reader_assessments"), table)
@@ -316,3 +317,13 @@ def test_cli_unblind_to_csv_and_into_the_bundle(setup, tmp_path):
 def test_packet_fixture_has_expected_shape(setup):
     _, packet, _ = setup
     assert load_packet(packet.root).rounds == 2 and len(packet.ids) == 6
+
+
+def test_a_blank_line_between_answers_is_refused_by_its_line(setup, tmp_path):
+    """The reader skipped it, and every later problem was named a line off (row 8 (line 9) for line 10)."""
+    _, packet, key_path = setup
+    paths = full_responses(packet, tmp_path)
+    lines = paths[0].read_text().splitlines(keepends=True)
+    paths[0].write_text("".join(lines[:4] + ["\n"] + lines[4:]))
+    p = the_problem(packet, paths, key_path)
+    assert p.file == str(paths[0]) and p.row == 4 and "a blank line between rows: remove it" in p.message

@@ -485,8 +485,11 @@ def test_reproduce_on_a_real_bundle_keeps_its_cohort_and_stops_for_human_readers
     assert config.predictors.mlp_bias_at_mean
     bundle, _ = build(tmp_path, clean_dicom(tmp_path, n_patients=10))
     patients = (bundle.root / "tables/patients.parquet").read_bytes()
-    with pytest.raises(PendingStagesError, match="human readers"):
+    with pytest.raises(PendingStagesError, match="human readers") as refused:
         reproduce(config, bundle.root)
+    # every command to run next, as typed (`gvr readers unblind` without --bundle was refused when followed)
+    assert f"gvr readers unblind packet/ packet/responses/*.csv --key key.csv --bundle {bundle.root}" in str(
+        refused.value) and "gvr readers serve packet/ --reader A --round 1" in str(refused.value)
     after = Bundle(bundle.root)
     assert (bundle.root / "tables/patients.parquet").read_bytes() == patients
     assert {"train", "explain", "baselines"} <= set(after.stages) and after.origin == "real"
