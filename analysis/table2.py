@@ -349,7 +349,7 @@ def _kappa_list(values: dict[str, str], features: list[str]) -> str:
     parts = [f"{values[f]} for {_in_sentence(f)}" if f in values
              else f"undefined for {_in_sentence(f)} (the same answer throughout: chance agreement is 1)"
              for f in features]
-    return ", ".join(parts[:-1]) + (", and " if len(parts) > 2 else " and ") + parts[-1] if len(parts) > 1 else parts[0]
+    return _listed(parts)
 
 
 def _notes(intra: pd.DataFrame, inter: pd.DataFrame, mixed: pd.DataFrame, features: list[str],
